@@ -1,0 +1,1 @@
+//! ferry-agent (to be written).

@@ -1,0 +1,1 @@
+//! ferry-control (to be written).

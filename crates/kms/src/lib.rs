@@ -1,0 +1,1 @@
+//! ferry-kms (to be written).

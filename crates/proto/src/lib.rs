@@ -1,0 +1,235 @@
+//! The boundary between the wire (`ferry-api`: HTTP, SigV4, JSON 1.1 framing)
+//! and the cores (`ferry-kms`, `ferry-control`, ...).
+//!
+//! The API server authenticates a request, turns it into a [`RequestContext`]
+//! plus an operation name and a JSON body, and hands it to the
+//! [`JsonService`] registered for the `X-Amz-Target` prefix. Cores never see
+//! HTTP; the API server never sees domain types. Errors travel back as
+//! [`AwsError`], which the API server renders in the AWS JSON error shape
+//! (`{"__type": ..., "message": ...}`).
+
+use std::fmt;
+
+/// An error in the AWS JSON 1.1 shape. `code` becomes `__type`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct AwsError {
+    /// The AWS error code, e.g. `ValidationException`.
+    pub code: String,
+    /// A human-readable message that says what is wrong.
+    pub message: String,
+    /// The HTTP status the error is sent with (400 for client faults).
+    pub status: u16,
+}
+
+impl AwsError {
+    /// A client fault (HTTP 400) with the given AWS error code.
+    pub fn client(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+            status: 400,
+        }
+    }
+
+    /// A server fault (HTTP 500). Use only for faults of ferry itself; the
+    /// message must not carry secrets.
+    pub fn server(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+            status: 500,
+        }
+    }
+
+    /// `ValidationException`, the generic bad-input error of JSON 1.1 services.
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::client("ValidationException", message)
+    }
+
+    /// The error for an operation the service does not implement.
+    pub fn unknown_operation(target: &str) -> Self {
+        Self::client(
+            "UnknownOperationException",
+            format!("operation {target} is not supported"),
+        )
+    }
+
+    /// Sets the HTTP status (builder style).
+    #[must_use]
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// The JSON body AWS SDKs parse: `{"__type": code, "message": message}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({ "__type": self.code, "message": self.message })
+    }
+}
+
+/// Who is calling, as established by SigV4 verification (or by ferry itself
+/// for internal calls, e.g. the control plane acting as the ECS service).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// The account's administrator (`arn:aws:iam::ACCOUNT:root`): every
+    /// action is allowed, as for an AWS account root user.
+    AccountAdmin,
+    /// An AWS service principal acting on the account's behalf, e.g.
+    /// `ecs.amazonaws.com` or `fargate.amazonaws.com`. Subject to key
+    /// policies and grants.
+    Service(String),
+    /// An IAM-style user or role by ARN. Subject to key policies and grants.
+    Iam(String),
+}
+
+/// The authenticated caller of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The 12-digit account id the caller belongs to.
+    pub account: String,
+    /// What kind of principal this is.
+    pub principal: Principal,
+    /// The access key id used to sign the request, if any.
+    pub access_key_id: Option<String>,
+}
+
+impl Caller {
+    /// The account administrator of `account`.
+    pub fn admin(account: impl Into<String>) -> Self {
+        Self {
+            account: account.into(),
+            principal: Principal::AccountAdmin,
+            access_key_id: None,
+        }
+    }
+
+    /// A service principal such as `ecs.amazonaws.com`, acting in `account`.
+    pub fn service(account: impl Into<String>, service: impl Into<String>) -> Self {
+        Self {
+            account: account.into(),
+            principal: Principal::Service(service.into()),
+            access_key_id: None,
+        }
+    }
+
+    /// The principal's ARN (or service name), as CloudTrail and key policies
+    /// name it.
+    pub fn arn(&self) -> String {
+        match &self.principal {
+            Principal::AccountAdmin => format!("arn:aws:iam::{}:root", self.account),
+            Principal::Service(s) => s.clone(),
+            Principal::Iam(arn) => arn.clone(),
+        }
+    }
+}
+
+/// Everything a core needs to know about one request besides its body.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The authenticated caller.
+    pub caller: Caller,
+    /// The region the request was signed for.
+    pub region: String,
+    /// A unique id for this request (`x-amzn-RequestId`), echoed in audit
+    /// records.
+    pub request_id: String,
+    /// The client's address, for audit records.
+    pub source_ip: String,
+    /// The client's `User-Agent`, for audit records.
+    pub user_agent: String,
+}
+
+impl RequestContext {
+    /// A context for a call ferry makes to itself (no HTTP request behind it).
+    pub fn internal(caller: Caller, region: impl Into<String>) -> Self {
+        Self {
+            caller,
+            region: region.into(),
+            request_id: new_request_id(),
+            source_ip: "internal".into(),
+            user_agent: "ferry".into(),
+        }
+    }
+}
+
+/// A random request id in the UUID text form AWS uses.
+pub fn new_request_id() -> String {
+    let mut b = [0u8; 16];
+    // The id is not a secret; uniqueness is all that matters. Read the
+    // kernel's randomness without pulling a RNG crate into this leaf crate.
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .is_err()
+    {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        b = nanos.to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// A service speaking the AWS JSON 1.1 protocol: one call per operation, a
+/// JSON object in, a JSON object out.
+///
+/// Implementations are synchronous: the API server runs them on a blocking
+/// thread, because they write to the embedded store (fsync) and must not
+/// stall the async reactor.
+pub trait JsonService: Send + Sync {
+    /// The `X-Amz-Target` prefix this service answers, e.g. `TrentService`.
+    fn target_prefix(&self) -> &'static str;
+
+    /// Runs `operation` (the part of `X-Amz-Target` after the dot) on `body`.
+    fn call(
+        &self,
+        ctx: &RequestContext,
+        operation: &str,
+        body: &[u8],
+    ) -> Result<serde_json::Value, AwsError>;
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Principal::AccountAdmin => f.write_str("account administrator"),
+            Principal::Service(s) => write!(f, "service {s}"),
+            Principal::Iam(a) => f.write_str(a),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_json_shape() {
+        let e = AwsError::validation("bad size");
+        assert_eq!(
+            e.to_json(),
+            serde_json::json!({"__type": "ValidationException", "message": "bad size"})
+        );
+        assert_eq!(e.status, 400);
+    }
+
+    #[test]
+    fn request_ids_are_uuid_shaped_and_distinct() {
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+        assert_ne!(a, b);
+    }
+}

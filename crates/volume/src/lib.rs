@@ -1,0 +1,1 @@
+//! ferry-volume (to be written).
