@@ -1,5 +1,9 @@
 //! Command-line interface: one module per subcommand.
 
+mod image;
+mod server;
+mod volume;
+
 use clap::{Parser, Subcommand};
 
 /// ferry: self-hosted container tasks with encrypted ephemeral storage.
@@ -11,9 +15,20 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Encrypted volumes, standalone (format, mount, unmount, shred).
+    Volume(volume::Args),
+    /// Run the API server, control plane, KMS and agent.
+    Server(server::Args),
+    /// Manage local container images.
+    Image(image::Args),
+}
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Volume(a) => volume::run(a),
+        Command::Server(a) => server::run(a),
+        Command::Image(a) => image::run(a),
+    }
 }

@@ -1,0 +1,211 @@
+//! The boundary between the control plane (`ferry-control`, which decides)
+//! and the agent (which executes). The control plane turns a task definition
+//! plus RunTask overrides into a [`TaskPlan`]; the agent runs it and reports
+//! [`TaskEvent`]s back. Nothing here knows about HTTP or the ECS wire shapes.
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// One task to run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskPlan {
+    /// `arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/TASK_ID`.
+    pub task_arn: String,
+    /// The task id (last ARN component), used to name host resources.
+    pub task_id: String,
+    /// The cluster's name.
+    pub cluster_name: String,
+    /// The account id.
+    pub account: String,
+    /// The region.
+    pub region: String,
+    /// Task-level CPU in CPU units (1024 = one vCPU).
+    pub cpu_units: u32,
+    /// Task-level memory in MiB.
+    pub memory_mib: u32,
+    /// Ephemeral storage size in GiB (20 default, 21..=200 when asked).
+    pub ephemeral_storage_gib: u32,
+    /// How the ephemeral storage is protected (by platform version).
+    pub storage: StoragePlan,
+    /// The task's containers, in task-definition order.
+    pub containers: Vec<ContainerPlan>,
+    /// Task volumes (`volumes[]` of the task definition).
+    pub volumes: Vec<VolumePlan>,
+}
+
+/// Ephemeral storage protection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoragePlan {
+    /// Platform version 1.4.0 / LATEST: LUKS2, data key from this KMS key.
+    Encrypted {
+        /// ARN of the KMS key wrapping the task's data key (the platform
+        /// key, or the cluster's customer-managed key).
+        kms_key_arn: String,
+    },
+    /// Platform version 1.3.0: plain ext4 image of the same size.
+    Unencrypted,
+}
+
+/// One container of a task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerPlan {
+    /// Unique within the task.
+    pub name: String,
+    /// Image reference as written in the task definition (`httpd:2.4`).
+    pub image: String,
+    /// `entryPoint`; empty means the image's.
+    pub entry_point: Vec<String>,
+    /// `command`; empty means the image's.
+    pub command: Vec<String>,
+    /// `environment`, after overrides, in order.
+    pub environment: Vec<(String, String)>,
+    /// `workingDirectory`.
+    pub working_directory: Option<String>,
+    /// `user` (`uid`, `uid:gid`, or a name from the image's /etc/passwd).
+    pub user: Option<String>,
+    /// Whether the task stops when this container exits.
+    pub essential: bool,
+    /// `dependsOn`.
+    pub depends_on: Vec<Dependency>,
+    /// Seconds between SIGTERM and SIGKILL at stop (`stopTimeout`, default 30).
+    pub stop_timeout_secs: u32,
+    /// `readonlyRootFilesystem`.
+    pub readonly_root_filesystem: bool,
+    /// `portMappings` (containerPort == hostPort in awsvpc mode).
+    pub port_mappings: Vec<PortMapping>,
+    /// `mountPoints`.
+    pub mount_points: Vec<MountPoint>,
+    /// `logConfiguration` when the driver is `awslogs`.
+    pub awslogs: Option<AwsLogs>,
+}
+
+/// `dependsOn[]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Dependency {
+    /// The container depended on.
+    pub container_name: String,
+    /// `START`, `COMPLETE`, `SUCCESS` or `HEALTHY`.
+    pub condition: String,
+}
+
+/// `portMappings[]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PortMapping {
+    /// The port inside the task's network namespace.
+    pub container_port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+}
+
+/// `mountPoints[]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MountPoint {
+    /// Name of a task volume.
+    pub source_volume: String,
+    /// Path inside the container.
+    pub container_path: String,
+    /// Mount read-only.
+    pub read_only: bool,
+}
+
+/// `volumes[]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VolumePlan {
+    /// The volume's name.
+    pub name: String,
+    /// Where it lives.
+    pub kind: VolumeKind,
+}
+
+/// Kinds of task volume.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum VolumeKind {
+    /// No host path: a directory on the task's ephemeral volume, shared by
+    /// the task's containers.
+    Ephemeral,
+    /// An EFS-style persistent file system.
+    Efs {
+        /// `fs-...`.
+        file_system_id: String,
+        /// `rootDirectory` (default `/`).
+        root_directory: String,
+        /// `authorizationConfig.accessPointId`.
+        access_point_id: Option<String>,
+    },
+}
+
+/// `logConfiguration` with `logDriver: awslogs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AwsLogs {
+    /// `awslogs-group`.
+    pub group: String,
+    /// `awslogs-stream-prefix`; the stream is `PREFIX/CONTAINER/TASK_ID`.
+    pub stream_prefix: Option<String>,
+}
+
+/// What the agent reports about a task, in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum TaskEvent {
+    /// Network and volume are ready (`PENDING` from here on).
+    Provisioned {
+        /// The task's address (the ENI's `privateIPv4Address`).
+        private_ip: String,
+    },
+    /// A container started.
+    ContainerRunning {
+        /// Its name.
+        name: String,
+    },
+    /// Every essential container is running: the task is `RUNNING`.
+    Running,
+    /// A container exited.
+    ContainerExited {
+        /// Its name.
+        name: String,
+        /// Its exit code.
+        exit_code: i32,
+        /// Why, when not a plain exit.
+        reason: Option<String>,
+    },
+    /// The task is gone and everything of it is released.
+    Stopped {
+        /// `TaskFailedToStart`, `EssentialContainerExited`, `UserInitiated`
+        /// or `ServiceSchedulerInitiated`.
+        stop_code: String,
+        /// Human-readable reason.
+        stopped_reason: String,
+    },
+}
+
+/// A LUKS2 passphrase for a task volume: the 64-byte plaintext data key.
+/// Zeroized on drop; never logged.
+pub type Passphrase = Zeroizing<Vec<u8>>;
+
+/// A per-task data key as the KMS hands it out.
+pub struct VolumeKey {
+    /// Plaintext data key, used as the LUKS2 passphrase.
+    pub passphrase: Passphrase,
+    /// The data key wrapped by the KMS key (`CiphertextBlob`), recorded in
+    /// the LUKS2 `ferry-kms` token.
+    pub wrapped: Vec<u8>,
+    /// The KMS key's ARN.
+    pub key_arn: String,
+    /// The encryption context the key is bound to.
+    pub encryption_context: Vec<(String, String)>,
+    /// The grant that allowed the Decrypt; retired at teardown.
+    pub grant_id: Option<String>,
+}
+
+/// How the agent obtains and releases a task's data key. Implemented by the
+/// server over the embedded KMS, calling it as the ECS service principal
+/// (`GenerateDataKeyWithoutPlaintext`, `CreateGrant`, `Decrypt`,
+/// `RetireGrant`), so every use shows in the KMS audit trail.
+pub trait KeyProvider: Send + Sync {
+    /// A fresh 64-byte data key for `plan`'s volume, wrapped under the plan's
+    /// KMS key with the ECS encryption context. The error says why in words
+    /// fit for a task's `stoppedReason` (e.g. the key is disabled).
+    fn volume_key(&self, plan: &TaskPlan, kms_key_arn: &str) -> Result<VolumeKey, String>;
+
+    /// Retires the grant made for a task's volume.
+    fn release(&self, plan: &TaskPlan, grant_id: &str) -> Result<(), String>;
+}
