@@ -68,6 +68,28 @@ impl AwsError {
     }
 }
 
+/// Parses a JSON 1.1 request body into its typed form.
+///
+/// Malformed JSON and wrong member types get `SerializationException`, as
+/// AWS JSON services answer; missing required members are reported by serde
+/// with their name. Parse once at the edge, then work with typed values.
+pub fn parse_request<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AwsError> {
+    // An empty body means "no members", which AWS SDKs send as `{}` anyway.
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| {
+        let what = if e.is_data() {
+            "ValidationException"
+        } else {
+            "SerializationException"
+        };
+        AwsError::client(what, format!("could not parse the request: {e}"))
+    })
+}
+
 /// Who is calling, as established by SigV4 verification (or by ferry itself
 /// for internal calls, e.g. the control plane acting as the ECS service).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,6 +244,23 @@ mod tests {
             serde_json::json!({"__type": "ValidationException", "message": "bad size"})
         );
         assert_eq!(e.status, 400);
+    }
+
+    #[test]
+    fn parse_request_errors_are_aws_shaped() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct R {
+            name: String,
+        }
+        assert!(parse_request::<R>(br#"{"name":"x"}"#).is_ok());
+        let e = parse_request::<R>(b"{nope").unwrap_err();
+        assert_eq!(e.code, "SerializationException");
+        let e = parse_request::<R>(b"{}").unwrap_err();
+        assert_eq!(e.code, "ValidationException");
+        assert!(e.message.contains("name"), "{}", e.message);
+        let e = parse_request::<R>(br#"{"name": 5}"#).unwrap_err();
+        assert_eq!(e.code, "ValidationException");
     }
 
     #[test]

@@ -48,6 +48,14 @@ pub enum StoreError {
 
 type Result<T> = std::result::Result<T, StoreError>;
 
+/// A store failure seen by an API caller is a server fault; the message names
+/// the table and key at most, never a record's contents.
+impl From<StoreError> for ferry_proto::AwsError {
+    fn from(e: StoreError) -> Self {
+        ferry_proto::AwsError::server("InternalFailure", format!("{e}"))
+    }
+}
+
 fn table(name: &str) -> TableDefinition<'_, &'static str, &'static [u8]> {
     TableDefinition::new(name)
 }
@@ -81,7 +89,11 @@ impl Store {
     }
 
     /// All records of a table whose key starts with `prefix`, in key order.
-    pub fn scan<T: DeserializeOwned>(&self, table_name: &str, prefix: &str) -> Result<Vec<(String, T)>> {
+    pub fn scan<T: DeserializeOwned>(
+        &self,
+        table_name: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, T)>> {
         let txn = self.db.begin_read()?;
         let t = match txn.open_table(table(table_name)) {
             Ok(t) => t,
@@ -144,7 +156,11 @@ impl WriteTxn<'_> {
     }
 
     /// All records whose key starts with `prefix`, in key order.
-    pub fn scan<T: DeserializeOwned>(&self, table_name: &str, prefix: &str) -> Result<Vec<(String, T)>> {
+    pub fn scan<T: DeserializeOwned>(
+        &self,
+        table_name: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, T)>> {
         let t = self.txn.open_table(table(table_name))?;
         let mut out = Vec::new();
         for item in t.range(prefix..)? {
