@@ -44,3 +44,6 @@ pub mod wire;
 
 pub use error::EcsError;
 pub use service::{EcsConfig, EcsService};
+
+#[cfg(test)]
+mod tests;
