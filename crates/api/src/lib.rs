@@ -1,1 +1,24 @@
-//! ferry-api (to be written).
+//! ferry's API front end: one HTTP/1.1 listener for every AWS protocol ferry
+//! speaks. It authenticates each request with SigV4, frames it, and hands it
+//! to the service registered for it; it never sees domain types.
+//!
+//! Module map:
+//! - [`sigv4`]: canonical request, signer and verifier (AWS Signature V4).
+//! - [`auth`]: who owns which access key (the credential table).
+//! - [`datadir`]: the server's data directory: account id, administrator
+//!   credentials file, state store.
+//! - [`router`]: the services a server answers: JSON 1.1 services by
+//!   `X-Amz-Target` prefix, REST services by path.
+//! - [`http`]: the listener: body limits, JSON 1.1 framing, error rendering,
+//!   graceful shutdown.
+
+pub mod auth;
+pub mod datadir;
+pub mod http;
+pub mod router;
+pub mod sigv4;
+
+pub use auth::{Authenticator, StaticKeys};
+pub use datadir::{DataDir, DataDirError};
+pub use http::serve;
+pub use router::{RestRequest, RestResponse, RestService, Router};

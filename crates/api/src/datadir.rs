@@ -1,0 +1,263 @@
+//! The server's data directory (`--data-dir`).
+//!
+//! First start: creates the directory (mode 0700), the state store
+//! (`state.redb`), a random 12-digit account id and the administrator's
+//! access key, written to `credentials` (AWS shared-credentials format,
+//! profile `default`, mode 0600). Later starts reuse all of it. The identity
+//! (account id, administrator key id) is a record in the store; the secret
+//! lives only in the credentials file, which is what clients are given.
+
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ferry_store::{Store, StoreError};
+use rand::Rng;
+use zeroize::Zeroizing;
+
+/// Errors opening or initializing the data directory.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    /// A file system operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The state store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The credentials file does not hold the administrator key.
+    #[error("{0}")]
+    Credentials(String),
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> DataDirError + 'a {
+    move |source| DataDirError::Io {
+        what,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The store table and key of the server identity record.
+const TABLE: &str = "server";
+const IDENTITY: &str = "identity";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Identity {
+    account_id: String,
+    admin_access_key_id: String,
+}
+
+/// An opened data directory.
+pub struct DataDir {
+    /// The directory.
+    pub path: PathBuf,
+    /// The account id (12 digits).
+    pub account_id: String,
+    /// The administrator's access key id.
+    pub admin_access_key_id: String,
+    /// The administrator's secret access key.
+    pub admin_secret: Zeroizing<String>,
+    /// The state store.
+    pub store: Arc<Store>,
+    /// Whether this start initialized the directory.
+    pub created: bool,
+}
+
+impl DataDir {
+    /// The credentials file path.
+    pub fn credentials_path(&self) -> PathBuf {
+        self.path.join("credentials")
+    }
+
+    /// Opens `path`, initializing it on first start.
+    pub fn open_or_init(path: &Path) -> Result<Self, DataDirError> {
+        if !path.exists() {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(path)
+                .map_err(io("creating data directory", path))?;
+        }
+        let meta = fs::metadata(path).map_err(io("reading data directory", path))?;
+        if !meta.is_dir() {
+            return Err(DataDirError::Credentials(format!(
+                "data directory {} is not a directory",
+                path.display()
+            )));
+        }
+        // Key material and credentials live here: nobody else may look in.
+        fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+            .map_err(io("restricting data directory", path))?;
+        let store = Arc::new(Store::open(&path.join("state.redb"))?);
+        let creds_path = path.join("credentials");
+        let (identity, secret, created) = match store.get::<Identity>(TABLE, IDENTITY)? {
+            Some(id) => {
+                let (key_id, secret) = read_credentials(&creds_path)?;
+                if key_id != id.admin_access_key_id {
+                    return Err(DataDirError::Credentials(format!(
+                        "{} holds access key {key_id}, but this data directory's administrator key is {}",
+                        creds_path.display(),
+                        id.admin_access_key_id
+                    )));
+                }
+                (id, secret, false)
+            }
+            None => {
+                let id = Identity {
+                    account_id: new_account_id(),
+                    admin_access_key_id: new_access_key_id(),
+                };
+                let secret = new_secret();
+                write_credentials(&creds_path, &id.admin_access_key_id, &secret)?;
+                store.put(TABLE, IDENTITY, &id)?;
+                (id, secret, true)
+            }
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            account_id: identity.account_id,
+            admin_access_key_id: identity.admin_access_key_id,
+            admin_secret: secret,
+            store,
+            created,
+        })
+    }
+}
+
+fn new_account_id() -> String {
+    let mut r = rand::rng();
+    // 12 digits, no leading zero (some tools treat account ids as numbers).
+    let mut s = String::with_capacity(12);
+    s.push(char::from(b'1' + r.random_range(0..9u8)));
+    for _ in 0..11 {
+        s.push(char::from(b'0' + r.random_range(0..10u8)));
+    }
+    s
+}
+
+fn new_access_key_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut r = rand::rng();
+    let mut s = String::from("AKIA");
+    for _ in 0..16 {
+        s.push(char::from(ALPHABET[r.random_range(0..ALPHABET.len())]));
+    }
+    s
+}
+
+fn new_secret() -> Zeroizing<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    // ThreadRng is a CSPRNG seeded from the OS.
+    let mut r = rand::rng();
+    let mut s = Zeroizing::new(String::with_capacity(40));
+    for _ in 0..40 {
+        s.push(char::from(ALPHABET[r.random_range(0..ALPHABET.len())]));
+    }
+    s
+}
+
+fn write_credentials(path: &Path, key_id: &str, secret: &str) -> Result<(), DataDirError> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io("creating", &tmp))?;
+    let text = Zeroizing::new(format!(
+        "[default]\naws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n"
+    ));
+    f.write_all(text.as_bytes()).map_err(io("writing", &tmp))?;
+    f.sync_all().map_err(io("syncing", &tmp))?;
+    fs::rename(&tmp, path).map_err(io("renaming", path))?;
+    Ok(())
+}
+
+/// Reads the `default` profile's key id and secret from a shared-credentials
+/// file.
+pub fn read_credentials(path: &Path) -> Result<(String, Zeroizing<String>), DataDirError> {
+    let text = Zeroizing::new(fs::read_to_string(path).map_err(io("reading", path))?);
+    let (mut key_id, mut secret) = (None, None);
+    let mut in_default = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_default = line == "[default]";
+        } else if in_default && let Some((k, v)) = line.split_once('=') {
+            match k.trim() {
+                "aws_access_key_id" => key_id = Some(v.trim().to_owned()),
+                "aws_secret_access_key" => secret = Some(Zeroizing::new(v.trim().to_owned())),
+                _ => {}
+            }
+        }
+    }
+    match (key_id, secret) {
+        (Some(k), Some(s)) => Ok((k, s)),
+        _ => Err(DataDirError::Credentials(format!(
+            "{} has no [default] aws_access_key_id and aws_secret_access_key",
+            path.display()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_start_initializes_and_later_starts_reuse() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("d");
+        let (account, key) = {
+            let d = DataDir::open_or_init(&dir).unwrap();
+            assert!(d.created);
+            assert_eq!(d.account_id.len(), 12);
+            assert!(d.account_id.bytes().all(|b| b.is_ascii_digit()));
+            assert!(d.admin_access_key_id.starts_with("AKIA") && d.admin_access_key_id.len() == 20);
+            let mode = fs::metadata(d.credentials_path())
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+            assert_eq!(
+                fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+                0o700
+            );
+            let (k, s) = read_credentials(&d.credentials_path()).unwrap();
+            assert_eq!(k, d.admin_access_key_id);
+            assert_eq!(*s, *d.admin_secret);
+            (d.account_id.clone(), d.admin_access_key_id.clone())
+        };
+        let d = DataDir::open_or_init(&dir).unwrap();
+        assert!(!d.created);
+        assert_eq!(d.account_id, account);
+        assert_eq!(d.admin_access_key_id, key);
+    }
+
+    #[test]
+    fn a_credentials_file_for_another_key_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = DataDir::open_or_init(tmp.path()).unwrap();
+        let path = d.credentials_path();
+        drop(d);
+        fs::write(
+            &path,
+            "[default]\naws_access_key_id = AKIAOTHER\naws_secret_access_key = x\n",
+        )
+        .unwrap();
+        let Err(e) = DataDir::open_or_init(tmp.path()) else {
+            panic!("accepted a foreign credentials file")
+        };
+        assert!(e.to_string().contains("AKIAOTHER"), "{e}");
+    }
+}

@@ -1,0 +1,128 @@
+//! The services one server answers, and how a request finds its service.
+//!
+//! JSON 1.1 services (ECS, KMS, Logs) are found by the `X-Amz-Target`
+//! prefix; REST services (EFS, later) by the request path. Each registration
+//! names the SigV4 signing name the credential scope must carry (`kms`,
+//! `ecs`, `logs`, `elasticfilesystem`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ferry_proto::{AwsError, JsonService, RequestContext};
+use http::{HeaderMap, Method};
+
+use crate::auth::Authenticator;
+
+/// A REST-protocol service (e.g. EFS: `GET /2015-02-01/file-systems`). The
+/// hook for protocols that route by method and path instead of
+/// `X-Amz-Target`. Like [`JsonService`], calls run on a blocking thread.
+pub trait RestService: Send + Sync {
+    /// Whether this service answers `path` (e.g. a version prefix).
+    fn matches(&self, path: &str) -> bool;
+
+    /// Handles one authenticated request.
+    fn call(&self, ctx: &RequestContext, req: &RestRequest) -> Result<RestResponse, AwsError>;
+}
+
+/// One REST request, after authentication.
+#[derive(Debug, Clone)]
+pub struct RestRequest {
+    /// The HTTP method.
+    pub method: Method,
+    /// The path as sent (percent-encoded).
+    pub path: String,
+    /// The raw query string (may be empty).
+    pub query: String,
+    /// The request headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// A REST response: status and JSON body.
+#[derive(Debug, Clone)]
+pub struct RestResponse {
+    /// The HTTP status, e.g. 200 or 201.
+    pub status: u16,
+    /// The JSON body (`Value::Null` for no body).
+    pub body: serde_json::Value,
+}
+
+pub(crate) struct JsonRoute {
+    pub signing_name: &'static str,
+    pub service: Arc<dyn JsonService>,
+}
+
+pub(crate) struct RestRoute {
+    pub signing_name: &'static str,
+    pub service: Arc<dyn RestService>,
+}
+
+/// Everything the listener needs: the services, the credential table, the
+/// server's region and limits. Build one, then pass it to [`crate::serve`].
+pub struct Router {
+    pub(crate) json: HashMap<&'static str, JsonRoute>,
+    pub(crate) rest: Vec<RestRoute>,
+    pub(crate) keys: Arc<dyn Authenticator>,
+    pub(crate) region: String,
+    pub(crate) body_limit: usize,
+}
+
+/// The default request body limit. KMS requests are at most a few KiB;
+/// large ECS task definitions stay well below this.
+pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+
+impl Router {
+    /// A router with no services. `region` is the server's region: the one
+    /// resources are created in, whatever region a client signed for.
+    pub fn new(keys: Arc<dyn Authenticator>, region: impl Into<String>) -> Self {
+        Self {
+            json: HashMap::new(),
+            rest: Vec::new(),
+            keys,
+            region: region.into(),
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+
+    /// Registers a JSON 1.1 service under its `X-Amz-Target` prefix;
+    /// `signing_name` is the SigV4 service name (`kms`, `ecs`, `logs`).
+    #[must_use]
+    pub fn json_service(
+        mut self,
+        signing_name: &'static str,
+        service: Arc<dyn JsonService>,
+    ) -> Self {
+        self.json.insert(
+            service.target_prefix(),
+            JsonRoute {
+                signing_name,
+                service,
+            },
+        );
+        self
+    }
+
+    /// Registers a REST service; the first whose `matches` accepts the path
+    /// gets the request.
+    #[must_use]
+    pub fn rest_service(
+        mut self,
+        signing_name: &'static str,
+        service: Arc<dyn RestService>,
+    ) -> Self {
+        self.rest.push(RestRoute {
+            signing_name,
+            service,
+        });
+        self
+    }
+
+    /// Sets the request body limit in bytes.
+    #[must_use]
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+}

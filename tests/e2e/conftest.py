@@ -1,0 +1,232 @@
+"""Shared fixtures for ferry's end-to-end tests.
+
+`ferry_server` starts a real `$FERRY_BIN server` on a free 127.0.0.1 port
+with a fresh data directory and yields a `FerryServer`: the endpoint, the
+data dir, an environment for the real AWS CLI, `aws(...)` to run the CLI and
+parse its JSON, `client(...)` for boto3 clients, and `restart()`.
+
+Every area (KMS, ECS, logs, ...) reuses it; keep it general.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+READY = re.compile(r"ferry: listening on (\S+)")
+
+
+def ferry_bin():
+    path = os.environ.get("FERRY_BIN")
+    if not path:
+        pytest.fail("FERRY_BIN is not set: point it at target/release/ferry", pytrace=False)
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"FERRY_BIN={path} is not an executable", pytrace=False)
+    return path
+
+
+class AwsCliError(Exception):
+    """An `aws` command that failed; `code` is the AWS error code if any."""
+
+    def __init__(self, returncode, stderr, code, message):
+        super().__init__(f"aws failed ({returncode}): {stderr.strip()}")
+        self.returncode = returncode
+        self.stderr = stderr
+        self.code = code
+        self.message = message
+
+
+_CLI_ERROR = re.compile(r"An error occurred \((\w+)\) when calling the \w+ operation(?: \(reached max retries: \d+\))?: (.*)", re.S)
+
+
+class FerryServer:
+    def __init__(self, data_dir, region="us-east-1", extra_args=()):
+        self.data_dir = data_dir
+        self.region = region
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.endpoint = None
+        self.log_path = os.path.join(os.path.dirname(data_dir), "server.log")
+        self._log = None
+        self._lines = []
+
+    # -- lifecycle -------------------------------------------------------
+    def start(self, timeout=30, port=0):
+        self._log = open(self.log_path, "a")
+        cmd = [ferry_bin(), "server", "--data-dir", self.data_dir,
+               "--listen", f"127.0.0.1:{port}", "--region", self.region, *self.extra_args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log,
+                                     text=True, env=self._server_env())
+        ready = threading.Event()
+        found = {}
+
+        def pump():
+            for line in self.proc.stdout:
+                self._lines.append(line)
+                self._log.write(line)
+                self._log.flush()
+                m = READY.search(line)
+                if m and not ready.is_set():
+                    found["addr"] = m.group(1)
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not ready.wait(timeout) or "addr" not in found:
+            self.stop()
+            pytest.fail(f"ferry server did not become ready; log:\n{self.log()}", pytrace=False)
+        self.endpoint = f"http://{found['addr']}"
+        return self
+
+    def stop(self, timeout=20):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rc = self.proc.returncode if self.proc else None
+        if self._log:
+            self._log.close()
+            self._log = None
+        return rc
+
+    def restart(self):
+        """Stops the server (SIGTERM) and starts it again on the same data
+        dir and port; returns the stopped process's exit code."""
+        port = int(self.endpoint.rsplit(":", 1)[1])
+        rc = self.stop()
+        try:
+            self.start(port=port)
+        except BaseException:
+            # The port may have been taken meanwhile: any free one will do.
+            self.start()
+        return rc
+
+    def log(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    @staticmethod
+    def _server_env():
+        env = dict(os.environ)
+        env.setdefault("RUST_BACKTRACE", "1")
+        return env
+
+    # -- clients ---------------------------------------------------------
+    @property
+    def credentials_file(self):
+        return os.path.join(self.data_dir, "credentials")
+
+    def credentials(self):
+        """(access key id, secret) of the administrator, from the file."""
+        key = secret = None
+        section = None
+        with open(self.credentials_file) as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith("["):
+                    section = line
+                elif section == "[default]" and "=" in line:
+                    k, v = (s.strip() for s in line.split("=", 1))
+                    if k == "aws_access_key_id":
+                        key = v
+                    elif k == "aws_secret_access_key":
+                        secret = v
+        return key, secret
+
+    def env(self, **overrides):
+        """Environment for the AWS CLI: this server's credentials, no config
+        file, no proxies, no stray AWS_* settings."""
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("AWS_") and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
+        env.update({
+            "AWS_SHARED_CREDENTIALS_FILE": self.credentials_file,
+            "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_MAX_ATTEMPTS": "1",
+            "AWS_RETRY_MODE": "standard",
+            "NO_PROXY": "*",
+            "no_proxy": "*",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        })
+        env.update(overrides)
+        return env
+
+    def aws(self, service, operation, *args, check=True, env=None, timeout=60):
+        """Runs `aws --endpoint-url E SERVICE OPERATION ARGS --output json`.
+        Returns the parsed JSON ({} for no output). On failure raises
+        AwsCliError (check=True) or returns it (check=False)."""
+        cmd = ["aws", "--endpoint-url", self.endpoint, service, operation, *map(str, args), "--output", "json"]
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env or self.env(), timeout=timeout)
+        if p.returncode != 0:
+            m = _CLI_ERROR.search(p.stderr)
+            err = AwsCliError(p.returncode, p.stderr, m.group(1) if m else None, m.group(2).strip() if m else None)
+            if check:
+                raise err
+            return err
+        out = p.stdout.strip()
+        return json.loads(out) if out else {}
+
+    def aws_error(self, service, operation, *args, **kw):
+        """Runs an `aws` command that must fail; returns the AwsCliError."""
+        r = self.aws(service, operation, *args, check=False, **kw)
+        if not isinstance(r, AwsCliError):
+            pytest.fail(f"aws {service} {operation} succeeded but should have failed: {r}")
+        return r
+
+    def client(self, service, access_key=None, secret_key=None, region=None, **kw):
+        """A boto3 client for this server (administrator credentials unless
+        given), with retries off so errors surface at once."""
+        import boto3
+        from botocore.config import Config
+
+        key, secret = self.credentials()
+        return boto3.session.Session().client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=region or self.region,
+            aws_access_key_id=access_key or key,
+            aws_secret_access_key=secret_key or secret,
+            config=Config(retries={"max_attempts": 1, "mode": "standard"},
+                          proxies={}, **kw),
+        )
+
+
+@pytest.fixture
+def ferry_server():
+    """A fresh `ferry server` per test, stopped (SIGTERM) afterwards."""
+    root = tempfile.mkdtemp(prefix="ferry-e2e-")
+    srv = FerryServer(os.path.join(root, "data"))
+    srv.start()
+    try:
+        yield srv
+    finally:
+        rc = srv.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    assert rc == 0, f"ferry server exited with {rc} on SIGTERM"
+
+
+@pytest.fixture(scope="module")
+def ferry_server_module():
+    """One `ferry server` shared by a test module (faster; tests must not
+    depend on each other's state)."""
+    root = tempfile.mkdtemp(prefix="ferry-e2e-")
+    srv = FerryServer(os.path.join(root, "data"))
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        shutil.rmtree(root, ignore_errors=True)
