@@ -47,11 +47,7 @@ pub type Sealed = ([u8; IV_LEN], Vec<u8>, [u8; TAG_LEN]);
 
 /// Encrypts `plaintext` under `key` with a fresh random IV, binding `aad`.
 /// Returns (iv, ciphertext, tag).
-pub fn seal(
-    key: &[u8; KEY_LEN],
-    aad: &[u8],
-    plaintext: &[u8],
-) -> Result<Sealed, CryptoError> {
+pub fn seal(key: &[u8; KEY_LEN], aad: &[u8], plaintext: &[u8]) -> Result<Sealed, CryptoError> {
     let mut iv = [0u8; IV_LEN];
     random(&mut iv)?;
     let mut tag = [0u8; TAG_LEN];

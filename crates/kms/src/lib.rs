@@ -1,48 +1,37 @@
-//! ferry's embedded key management service, speaking the AWS KMS API.
+//! ferry's embedded key management service, speaking the AWS KMS API
+//! (`X-Amz-Target: TrentService.*`) as a `ferry_proto::JsonService`.
 //!
 //! Module map:
+//! - [`service`]: the `Kms` service: operation dispatch and auditing.
+//! - [`ops`]: one module per group of operations (keys, aliases, data
+//!   (crypto), rotation, grants, policies, tags, the platform key).
+//! - [`keystore`]: live keys/aliases/grants, write-through to the state
+//!   store; `KeyId` resolution; authorization (key policy, then grants).
+//! - [`policy`]: key policy parsing and evaluation.
+//! - [`blob`]: the ciphertext blob format and the encryption-context AAD.
+//! - [`params`]: request parameters with the model's constraints.
+//! - [`audit`]: CloudTrail-shaped audit records.
+//! - [`model`]: stored records.
 //! - [`crypto`]: AES-256-GCM and randomness (OpenSSL).
 //! - [`root_key`]: the root key, the trust anchor that wraps all key material at rest.
+//! - [`client`]: typed helpers for in-process callers (the ECS control plane).
 //! - [`harden`]: process protections for a key-holding process.
+//! - [`error`]: the KMS error codes and messages.
 
+pub mod audit;
+pub mod blob;
+pub mod client;
 pub mod crypto;
+pub mod error;
 pub mod harden;
+pub mod keystore;
+pub mod model;
+pub mod ops;
+pub mod params;
+pub mod policy;
 pub mod root_key;
+pub mod service;
 
-use std::sync::Arc;
-
-use ferry_proto::{AwsError, JsonService, RequestContext};
-use ferry_store::Store;
-
+pub use ops::platform::{FARGATE_PRINCIPAL, PLATFORM_KEY_ALIAS};
 pub use root_key::RootKey;
-
-/// The KMS (work in progress: operations arrive in the next commits).
-pub struct Kms {
-    _store: Arc<Store>,
-    _root: RootKey,
-}
-
-impl Kms {
-    /// Opens the KMS over the shared store.
-    pub fn open(store: Arc<Store>, root: RootKey) -> Self {
-        Self {
-            _store: store,
-            _root: root,
-        }
-    }
-}
-
-impl JsonService for Kms {
-    fn target_prefix(&self) -> &'static str {
-        "TrentService"
-    }
-
-    fn call(
-        &self,
-        _ctx: &RequestContext,
-        operation: &str,
-        _body: &[u8],
-    ) -> Result<serde_json::Value, AwsError> {
-        Err(AwsError::unknown_operation(operation))
-    }
-}
+pub use service::{Kms, OpenError};

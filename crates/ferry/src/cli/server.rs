@@ -86,7 +86,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let dd = DataDir::open_or_init(&args.data_dir)
         .with_context(|| format!("data directory {}", args.data_dir.display()))?;
     let root = RootKey::open_or_create(&dd.path).context("root key")?;
-    let kms = Arc::new(Kms::open(dd.store.clone(), root));
+    let kms = Arc::new(
+        Kms::open(
+            dd.store.clone(),
+            root,
+            &dd.path,
+            &dd.account_id,
+            &args.region,
+        )
+        .context("opening the KMS")?,
+    );
     let shared = Shared {
         store: dd.store.clone(),
         kms,

@@ -1,0 +1,529 @@
+//! The live key store: every key, alias and grant in memory (key material
+//! unwrapped, in the server's locked memory), written through to the state
+//! store on every change. Also: resolving `KeyId` parameters, and
+//! authorization (key policy, then grants).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+
+use ferry_proto::{AwsError, Caller, Principal, RequestContext};
+use ferry_store::Store;
+
+use crate::crypto::{self, KEY_LEN, Key};
+use crate::error::{KmsError, store_fault};
+use crate::model::{
+    ALIASES, AliasRecord, GRANTS, GrantRecord, KEYS, KeyRecord, KeyState, Material, now,
+};
+use crate::policy::{Decision, Facts, Policy};
+use crate::root_key::RootKey;
+
+/// A key with its parsed policy and unwrapped material.
+pub struct LiveKey {
+    /// The stored record.
+    pub rec: KeyRecord,
+    /// The parsed key policy.
+    pub policy: Policy,
+    material: HashMap<u32, Key>,
+}
+
+impl LiveKey {
+    /// The material of `version`.
+    pub fn material(&self, version: u32) -> Option<&[u8; KEY_LEN]> {
+        self.material.get(&version).map(|k| &**k)
+    }
+    /// Whether this is the platform-managed key.
+    pub fn aws_managed(&self) -> bool {
+        self.rec.key_manager == "AWS"
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub keys: HashMap<String, Arc<LiveKey>>,
+    pub aliases: BTreeMap<String, AliasRecord>,
+    /// By `KEYID/GRANTID`.
+    pub grants: BTreeMap<String, GrantRecord>,
+}
+
+/// The key store.
+pub struct KeyStore {
+    pub(crate) store: Arc<Store>,
+    root: RootKey,
+    state: RwLock<State>,
+    writer: Mutex<()>,
+    pub(crate) account: String,
+    pub(crate) region: String,
+}
+
+/// How a `KeyId` parameter may name a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Names {
+    /// Key id or key ARN only (management operations).
+    KeyOnly,
+    /// Also alias name or alias ARN (cryptographic operations, DescribeKey).
+    KeyOrAlias,
+}
+
+fn material_label(key_id: &str, version: u32) -> String {
+    format!("kms-key/{key_id}/{version}")
+}
+
+impl KeyStore {
+    /// Loads every record and unwraps all key material.
+    pub fn open(
+        store: Arc<Store>,
+        root: RootKey,
+        account: &str,
+        region: &str,
+    ) -> Result<Self, AwsError> {
+        let ks = Self {
+            store,
+            root,
+            state: RwLock::new(State::default()),
+            writer: Mutex::new(()),
+            account: account.to_owned(),
+            region: region.to_owned(),
+        };
+        let keys: Vec<(String, KeyRecord)> = ks.store.scan(KEYS, "").map_err(store_fault)?;
+        let aliases: Vec<(String, AliasRecord)> =
+            ks.store.scan(ALIASES, "").map_err(store_fault)?;
+        let grants: Vec<(String, GrantRecord)> = ks.store.scan(GRANTS, "").map_err(store_fault)?;
+        {
+            let mut st = ks.state_mut();
+            for (id, rec) in keys {
+                let live = ks.make_live(rec, None)?;
+                st.keys.insert(id, Arc::new(live));
+            }
+            st.aliases = aliases.into_iter().collect();
+            st.grants = grants.into_iter().collect();
+        }
+        Ok(ks)
+    }
+
+    pub(crate) fn state(&self) -> RwLockReadGuard<'_, State> {
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn state_mut(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Serializes read-modify-write changes.
+    pub(crate) fn writer(&self) -> MutexGuard<'_, ()> {
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Builds the live form of a record, reusing material already unwrapped.
+    fn make_live(&self, rec: KeyRecord, prev: Option<&LiveKey>) -> Result<LiveKey, AwsError> {
+        let policy = Policy::parse(&rec.policy).map_err(|_| {
+            KmsError::internal(format!(
+                "the stored policy of {} does not parse",
+                rec.key_id
+            ))
+        })?;
+        let mut material = HashMap::new();
+        for m in &rec.materials {
+            if let Some(k) = prev.and_then(|p| p.material.get(&m.version)) {
+                material.insert(m.version, k.clone());
+                continue;
+            }
+            let raw = self
+                .root
+                .unwrap_material(&material_label(&rec.key_id, m.version), &m.wrapped)
+                .map_err(|_| {
+                    KmsError::internal(format!(
+                        "key material of {} does not unwrap under the root key",
+                        rec.key_id
+                    ))
+                })?;
+            let arr: [u8; KEY_LEN] = raw
+                .as_slice()
+                .try_into()
+                .map_err(|_| KmsError::internal("stored key material has the wrong length"))?;
+            material.insert(m.version, zeroize::Zeroizing::new(arr));
+        }
+        Ok(LiveKey {
+            rec,
+            policy,
+            material,
+        })
+    }
+
+    /// New material (version `version`) for `key_id`, wrapped for storage.
+    pub(crate) fn new_material(
+        &self,
+        key_id: &str,
+        version: u32,
+        rotation_type: Option<&str>,
+    ) -> Result<Material, AwsError> {
+        let k = crypto::random_key().map_err(|_| KmsError::internal("random generation failed"))?;
+        let wrapped = self
+            .root
+            .wrap(&material_label(key_id, version), k.as_slice())
+            .map_err(|_| KmsError::internal("wrapping key material failed"))?;
+        let mut id = [0u8; 32];
+        crypto::random(&mut id).map_err(|_| KmsError::internal("random generation failed"))?;
+        Ok(Material {
+            version,
+            id: hex::encode(id),
+            created: now(),
+            rotation_type: rotation_type.map(str::to_owned),
+            wrapped,
+        })
+    }
+
+    /// Inserts a new key (and optionally an alias for it) durably.
+    pub(crate) fn insert_key(
+        &self,
+        rec: KeyRecord,
+        alias: Option<AliasRecord>,
+    ) -> Result<Arc<LiveKey>, AwsError> {
+        let live = Arc::new(self.make_live(rec, None)?);
+        self.store
+            .write(|w| {
+                w.put(KEYS, &live.rec.key_id, &live.rec)?;
+                if let Some(a) = &alias {
+                    w.put(ALIASES, &a.name, a)?;
+                }
+                Ok::<_, ferry_store::StoreError>(())
+            })
+            .map_err(store_fault)?;
+        let mut st = self.state_mut();
+        st.keys.insert(live.rec.key_id.clone(), live.clone());
+        if let Some(a) = alias {
+            st.aliases.insert(a.name.clone(), a);
+        }
+        Ok(live)
+    }
+
+    /// Changes one key: `f` edits a copy of its record; the result is
+    /// written durably, then published. Call with the writer lock held.
+    pub(crate) fn update_key<R>(
+        &self,
+        key_id: &str,
+        f: impl FnOnce(&mut KeyRecord) -> Result<R, AwsError>,
+    ) -> Result<(Arc<LiveKey>, R), AwsError> {
+        let cur = self
+            .state()
+            .keys
+            .get(key_id)
+            .cloned()
+            .ok_or_else(|| KmsError::key_not_found(key_id))?;
+        let mut rec = cur.rec.clone();
+        let r = f(&mut rec)?;
+        let live = Arc::new(self.make_live(rec, Some(&cur))?);
+        self.store
+            .put(KEYS, key_id, &live.rec)
+            .map_err(store_fault)?;
+        self.state_mut()
+            .keys
+            .insert(key_id.to_owned(), live.clone());
+        Ok((live, r))
+    }
+
+    /// Writes or deletes an alias durably.
+    pub(crate) fn put_alias(&self, alias: AliasRecord) -> Result<(), AwsError> {
+        self.store
+            .put(ALIASES, &alias.name, &alias)
+            .map_err(store_fault)?;
+        self.state_mut().aliases.insert(alias.name.clone(), alias);
+        Ok(())
+    }
+
+    pub(crate) fn delete_alias(&self, name: &str) -> Result<(), AwsError> {
+        self.store.delete(ALIASES, name).map_err(store_fault)?;
+        self.state_mut().aliases.remove(name);
+        Ok(())
+    }
+
+    pub(crate) fn put_grant(&self, g: GrantRecord) -> Result<(), AwsError> {
+        let k = format!("{}/{}", g.key_id, g.grant_id);
+        self.store.put(GRANTS, &k, &g).map_err(store_fault)?;
+        self.state_mut().grants.insert(k, g);
+        Ok(())
+    }
+
+    pub(crate) fn delete_grant(&self, key_id: &str, grant_id: &str) -> Result<bool, AwsError> {
+        let k = format!("{key_id}/{grant_id}");
+        let existed = self.store.delete(GRANTS, &k).map_err(store_fault)?;
+        self.state_mut().grants.remove(&k);
+        Ok(existed)
+    }
+
+    /// Deletes keys whose deletion date has passed, with their aliases and
+    /// grants.
+    pub(crate) fn purge_due(&self) -> Result<(), AwsError> {
+        let t = now();
+        let due: Vec<String> = self
+            .state()
+            .keys
+            .values()
+            .filter(|k| {
+                k.rec.state == KeyState::PendingDeletion
+                    && k.rec.deletion_date.is_some_and(|d| d <= t)
+            })
+            .map(|k| k.rec.key_id.clone())
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let _w = self.writer();
+        let (aliases, grants): (Vec<String>, Vec<String>) = {
+            let st = self.state();
+            (
+                st.aliases
+                    .values()
+                    .filter(|a| due.contains(&a.target_key_id))
+                    .map(|a| a.name.clone())
+                    .collect(),
+                st.grants
+                    .iter()
+                    .filter(|(_, g)| due.contains(&g.key_id))
+                    .map(|(k, _)| k.clone())
+                    .collect(),
+            )
+        };
+        self.store
+            .write(|w| {
+                for k in &due {
+                    w.delete(KEYS, k)?;
+                }
+                for a in &aliases {
+                    w.delete(ALIASES, a)?;
+                }
+                for g in &grants {
+                    w.delete(GRANTS, g)?;
+                }
+                Ok::<_, ferry_store::StoreError>(())
+            })
+            .map_err(store_fault)?;
+        let mut st = self.state_mut();
+        for k in &due {
+            st.keys.remove(k);
+        }
+        for a in &aliases {
+            st.aliases.remove(a);
+        }
+        for g in &grants {
+            st.grants.remove(g);
+        }
+        Ok(())
+    }
+
+    /// The ARN prefix of this account and region.
+    pub fn arn_prefix(&self) -> String {
+        format!("arn:aws:kms:{}:{}:", self.region, self.account)
+    }
+
+    /// Resolves a `KeyId` parameter to a live key.
+    pub fn resolve(&self, key: &str, names: Names) -> Result<Arc<LiveKey>, AwsError> {
+        let prefix = self.arn_prefix();
+        let st = self.state();
+        let key_id = if let Some(rest) = key.strip_prefix("arn:") {
+            let _ = rest;
+            let Some(resource) = key.strip_prefix(&prefix) else {
+                // A well-formed ARN of another account or region names no key here.
+                if key.split(':').count() >= 6 && key.starts_with("arn:aws:kms:") {
+                    return Err(KmsError::key_not_found(key));
+                }
+                return Err(KmsError::invalid_arn(key));
+            };
+            if let Some(id) = resource.strip_prefix("key/") {
+                id.to_owned()
+            } else if resource.starts_with("alias/") {
+                if names == Names::KeyOnly {
+                    return Err(KmsError::invalid_key_id(key));
+                }
+                st.aliases
+                    .get(resource)
+                    .map(|a| a.target_key_id.clone())
+                    .ok_or_else(|| KmsError::alias_not_found(key))?
+            } else {
+                return Err(KmsError::invalid_arn(key));
+            }
+        } else if key.starts_with("alias/") {
+            if names == Names::KeyOnly {
+                return Err(KmsError::invalid_key_id(key));
+            }
+            st.aliases
+                .get(key)
+                .map(|a| a.target_key_id.clone())
+                .ok_or_else(|| KmsError::alias_not_found(&format!("{prefix}{key}")))?
+        } else if uuid::Uuid::parse_str(key).is_ok() {
+            key.to_owned()
+        } else {
+            return Err(KmsError::invalid_key_id(key));
+        };
+        let live = st
+            .keys
+            .get(&key_id)
+            .cloned()
+            .ok_or_else(|| KmsError::key_not_found(&format!("{prefix}key/{key_id}")))?;
+        if live.rec.state == KeyState::PendingDeletion
+            && live.rec.deletion_date.is_some_and(|d| d <= now())
+        {
+            return Err(KmsError::key_not_found(&live.rec.arn));
+        }
+        Ok(live)
+    }
+
+    /// Fails unless `key` is usable for cryptographic operations.
+    pub fn check_usable(key: &LiveKey) -> Result<(), AwsError> {
+        match key.rec.state {
+            KeyState::Enabled => Ok(()),
+            KeyState::Disabled => Err(KmsError::disabled(&key.rec.arn)),
+            KeyState::PendingDeletion => Err(KmsError::pending_deletion(&key.rec.arn)),
+        }
+    }
+
+    /// Fails if `key` is pending deletion (for management operations that
+    /// AWS refuses in that state).
+    pub fn check_not_pending(key: &LiveKey) -> Result<(), AwsError> {
+        if key.rec.state == KeyState::PendingDeletion {
+            return Err(KmsError::pending_deletion(&key.rec.arn));
+        }
+        Ok(())
+    }
+}
+
+/// The operations a grant may permit.
+pub const GRANT_OPERATIONS: &[&str] = &[
+    "Decrypt",
+    "Encrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "ReEncryptFrom",
+    "ReEncryptTo",
+    "Sign",
+    "Verify",
+    "GetPublicKey",
+    "CreateGrant",
+    "RetireGrant",
+    "DescribeKey",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
+    "GenerateMac",
+    "VerifyMac",
+    "DeriveSharedSecret",
+];
+
+/// Extra facts of one authorization request.
+#[derive(Debug, Default)]
+pub struct Request<'a> {
+    /// The encryption context of the request (or of the grant constraints,
+    /// for CreateGrant).
+    pub context: Option<&'a BTreeMap<String, String>>,
+    /// More condition keys (lowercase names).
+    pub keys: Vec<(&'static str, Vec<String>)>,
+}
+
+/// Whether the caller is the principal named `p` (grantee/retiree forms).
+pub fn caller_is(caller: &Caller, p: &str) -> bool {
+    match &caller.principal {
+        Principal::AccountAdmin => p == caller.arn() || p == caller.account,
+        Principal::Service(s) => p == s,
+        Principal::Iam(arn) => p == arn,
+    }
+}
+
+impl KeyStore {
+    /// Authorizes `action` (without `kms:`) on `key` for the caller: the
+    /// administrator may do anything to customer-managed keys; everyone
+    /// else (and anyone on the platform-managed key) needs the key policy
+    /// or, for grantable operations, a grant.
+    pub fn authorize(
+        &self,
+        ctx: &RequestContext,
+        key: &LiveKey,
+        action: &str,
+        req: &Request<'_>,
+    ) -> Result<(), AwsError> {
+        let caller = &ctx.caller;
+        let denied = || KmsError::access_denied(&caller.arn(), action, &key.rec.arn);
+        if caller.account != key.rec.account {
+            return Err(denied());
+        }
+        if caller.principal == Principal::AccountAdmin && !key.aws_managed() {
+            return Ok(());
+        }
+        let mut keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        keys.insert("kms:calleraccount".into(), vec![caller.account.clone()]);
+        keys.insert("kms:keyspec".into(), vec!["SYMMETRIC_DEFAULT".into()]);
+        keys.insert("kms:keyusage".into(), vec!["ENCRYPT_DECRYPT".into()]);
+        keys.insert("kms:keyorigin".into(), vec!["AWS_KMS".into()]);
+        if let Principal::Service(_) = caller.principal {
+            keys.insert("aws:sourceaccount".into(), vec![caller.account.clone()]);
+        }
+        if let Some(c) = req.context {
+            for (k, v) in c {
+                keys.insert(format!("kms:encryptioncontext:{k}"), vec![v.clone()]);
+            }
+            keys.insert(
+                "kms:encryptioncontextkeys".into(),
+                c.keys().cloned().collect(),
+            );
+        }
+        for (k, v) in &req.keys {
+            keys.insert((*k).to_owned(), v.clone());
+        }
+        let facts = Facts {
+            caller,
+            action,
+            resource: &key.rec.arn,
+            keys,
+        };
+        match key.policy.evaluate(&facts) {
+            Decision::Deny => return Err(denied()),
+            Decision::Allow => return Ok(()),
+            Decision::NotApplicable => {}
+        }
+        if GRANT_OPERATIONS.contains(&action) && self.grant_allows(caller, key, action, req.context)
+        {
+            return Ok(());
+        }
+        Err(denied())
+    }
+
+    fn grant_allows(
+        &self,
+        caller: &Caller,
+        key: &LiveKey,
+        action: &str,
+        context: Option<&BTreeMap<String, String>>,
+    ) -> bool {
+        let st = self.state();
+        let prefix = format!("{}/", key.rec.key_id);
+        st.grants
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .any(|(_, g)| {
+                caller_is(caller, &g.grantee)
+                    && g.operations.iter().any(|o| o == action)
+                    && constraints_hold(g, context)
+            })
+    }
+}
+
+/// Whether a request's encryption context satisfies a grant's constraints.
+pub fn constraints_hold(g: &GrantRecord, context: Option<&BTreeMap<String, String>>) -> bool {
+    let empty = BTreeMap::new();
+    let ctx = context.unwrap_or(&empty);
+    let Some(c) = &g.constraints else { return true };
+    if let Some(eq) = &c.equals
+        && eq != ctx
+    {
+        return false;
+    }
+    if let Some(sub) = &c.subset
+        && !sub.iter().all(|(k, v)| ctx.get(k) == Some(v))
+    {
+        return false;
+    }
+    true
+}

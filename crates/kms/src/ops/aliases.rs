@@ -1,0 +1,158 @@
+//! CreateAlias, UpdateAlias, DeleteAlias, ListAliases.
+
+use ferry_proto::{AwsError, RequestContext};
+use serde_json::{Value, json};
+
+use super::refuse_aws_managed;
+use crate::error::KmsError;
+use crate::keystore::{KeyStore, Names, Request};
+use crate::model::{AliasRecord, now};
+use crate::params::{Params, check_pattern, page, paged};
+use crate::service::Kms;
+
+fn alias_name<'a>(p: &Params<'a>) -> Result<&'a str, AwsError> {
+    let name = p.str("AliasName", 1, 256)?;
+    check_pattern(
+        "AliasName",
+        name,
+        |c| c.is_ascii_alphanumeric() || matches!(c, ':' | '/' | '_' | '-'),
+        "^[a-zA-Z0-9:/_-]+$",
+    )?;
+    if !name.starts_with("alias/") || name.len() == "alias/".len() {
+        return Err(KmsError::invalid(
+            "Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html",
+        ));
+    }
+    Ok(name)
+}
+
+fn refuse_reserved(name: &str) -> Result<(), AwsError> {
+    if name.starts_with("alias/aws/") {
+        return Err(AwsError::client(
+            "NotAuthorizedException",
+            "Cannot create, update or delete aliases with the reserved prefix alias/aws/.",
+        ));
+    }
+    Ok(())
+}
+
+pub fn create_alias(
+    kms: &Kms,
+    ctx: &RequestContext,
+    p: &Params<'_>,
+    res: &mut Vec<String>,
+) -> Result<Value, AwsError> {
+    let name = alias_name(p)?;
+    refuse_reserved(name)?;
+    let key = kms.keys.resolve(p.key_id("TargetKeyId")?, Names::KeyOnly)?;
+    res.push(key.rec.arn.clone());
+    kms.keys
+        .authorize(ctx, &key, "CreateAlias", &Request::default())?;
+    KeyStore::check_not_pending(&key)?;
+    let _w = kms.keys.writer();
+    let arn = format!("{}{name}", kms.keys.arn_prefix());
+    if kms.keys.state().aliases.contains_key(name) {
+        return Err(AwsError::client(
+            "AlreadyExistsException",
+            format!("An alias with the name {arn} already exists"),
+        ));
+    }
+    let t = now();
+    kms.keys.put_alias(AliasRecord {
+        name: name.to_owned(),
+        arn,
+        target_key_id: key.rec.key_id.clone(),
+        created: t,
+        updated: t,
+    })?;
+    Ok(json!({}))
+}
+
+pub fn update_alias(
+    kms: &Kms,
+    ctx: &RequestContext,
+    p: &Params<'_>,
+    res: &mut Vec<String>,
+) -> Result<Value, AwsError> {
+    let name = alias_name(p)?;
+    refuse_reserved(name)?;
+    let key = kms.keys.resolve(p.key_id("TargetKeyId")?, Names::KeyOnly)?;
+    res.push(key.rec.arn.clone());
+    kms.keys
+        .authorize(ctx, &key, "UpdateAlias", &Request::default())?;
+    refuse_aws_managed(&key, "alias")?;
+    KeyStore::check_not_pending(&key)?;
+    let _w = kms.keys.writer();
+    let arn = format!("{}{name}", kms.keys.arn_prefix());
+    let Some(mut alias) = kms.keys.state().aliases.get(name).cloned() else {
+        return Err(KmsError::alias_not_found(&arn));
+    };
+    if let Some(old) = kms.keys.state().keys.get(&alias.target_key_id).cloned() {
+        res.push(old.rec.arn.clone());
+        kms.keys
+            .authorize(ctx, &old, "UpdateAlias", &Request::default())?;
+    }
+    alias.target_key_id = key.rec.key_id.clone();
+    alias.updated = now();
+    kms.keys.put_alias(alias)?;
+    Ok(json!({}))
+}
+
+pub fn delete_alias(
+    kms: &Kms,
+    ctx: &RequestContext,
+    p: &Params<'_>,
+    res: &mut Vec<String>,
+) -> Result<Value, AwsError> {
+    let name = alias_name(p)?;
+    refuse_reserved(name)?;
+    let _w = kms.keys.writer();
+    let arn = format!("{}{name}", kms.keys.arn_prefix());
+    let Some(alias) = kms.keys.state().aliases.get(name).cloned() else {
+        return Err(KmsError::alias_not_found(&arn));
+    };
+    if let Some(key) = kms.keys.state().keys.get(&alias.target_key_id).cloned() {
+        res.push(key.rec.arn.clone());
+        kms.keys
+            .authorize(ctx, &key, "DeleteAlias", &Request::default())?;
+    }
+    kms.keys.delete_alias(name)?;
+    Ok(json!({}))
+}
+
+pub fn list_aliases(
+    kms: &Kms,
+    _ctx: &RequestContext,
+    p: &Params<'_>,
+    res: &mut Vec<String>,
+) -> Result<Value, AwsError> {
+    let limit = p.limit(100)?;
+    let offset = p.marker()?;
+    let filter = match p.opt_str("KeyId", 1, 2048)? {
+        Some(k) => {
+            let key = kms.keys.resolve(k, Names::KeyOnly)?;
+            res.push(key.rec.arn.clone());
+            Some(key.rec.key_id.clone())
+        }
+        None => None,
+    };
+    kms.keys.purge_due()?;
+    let all: Vec<Value> = kms
+        .keys
+        .state()
+        .aliases
+        .values()
+        .filter(|a| filter.as_ref().is_none_or(|k| &a.target_key_id == k))
+        .map(|a| {
+            json!({
+                "AliasName": a.name,
+                "AliasArn": a.arn,
+                "TargetKeyId": a.target_key_id,
+                "CreationDate": a.created,
+                "LastUpdatedDate": a.updated,
+            })
+        })
+        .collect();
+    let (items, next) = page(&all, offset, limit)?;
+    Ok(paged(json!({ "Aliases": items }), next))
+}

@@ -1,0 +1,331 @@
+//! CreateGrant, ListGrants, RetireGrant, RevokeGrant.
+
+use std::collections::BTreeMap;
+
+use ferry_proto::{AwsError, Principal, RequestContext};
+use serde_json::{Value, json};
+
+use super::check_grant_tokens;
+use crate::crypto;
+use crate::error::KmsError;
+use crate::keystore::{GRANT_OPERATIONS, Names, Request, caller_is};
+use crate::model::{Constraints, GrantRecord, KeyState, now};
+use crate::params::{Params, check_pattern, page, paged};
+use crate::service::Kms;
+
+fn principal_param<'a>(
+    p: &Params<'a>,
+    name: &str,
+    required: bool,
+) -> Result<Option<&'a str>, AwsError> {
+    let v = if required {
+        Some(p.str(name, 1, 256)?)
+    } else {
+        p.opt_str(name, 1, 256)?
+    };
+    if let Some(s) = v {
+        check_pattern(
+            name,
+            s,
+            |c| c.is_alphanumeric() || c == '_' || "+=,.@:/-".contains(c),
+            "^[\\w+=,.@:/-]+$",
+        )?;
+    }
+    Ok(v)
+}
+
+fn random_hex(n: usize) -> Result<String, AwsError> {
+    let mut b = vec![0u8; n];
+    crypto::random(&mut b).map_err(|_| KmsError::internal("random generation failed"))?;
+    Ok(hex::encode(b))
+}
+
+fn constraints_json(c: &Constraints) -> Value {
+    let mut v = json!({});
+    if let Value::Object(o) = &mut v {
+        if let Some(s) = &c.subset {
+            o.insert("EncryptionContextSubset".into(), json!(s));
+        }
+        if let Some(e) = &c.equals {
+            o.insert("EncryptionContextEquals".into(), json!(e));
+        }
+    }
+    v
+}
+
+pub fn create_grant(
+    kms: &Kms,
+    ctx: &RequestContext,
+    p: &Params<'_>,
+    res: &mut Vec<String>,
+) -> Result<Value, AwsError> {
+    let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
+    let grantee = principal_param(p, "GranteePrincipal", true)?.unwrap_or_default();
+    let retiring = principal_param(p, "RetiringPrincipal", false)?;
+    let operations = p
+        .opt_list("Operations", 0, 64)?
+        .ok_or_else(|| crate::params::missing("Operations"))?;
+    if operations.is_empty() {
+        return Err(KmsError::invalid(
+            "1 validation error detected: Value '[]' at 'operations' failed to satisfy constraint: Member must have length greater than or equal to 1",
+        ));
+    }
+    for o in &operations {
+        if !GRANT_OPERATIONS.contains(&o.as_str()) {
+            return Err(KmsError::validation(
+                "operations",
+                o,
+                &format!(
+                    "Member must satisfy enum value set: [{}]",
+                    GRANT_OPERATIONS.join(", ")
+                ),
+            ));
+        }
+    }
+    let name = p.opt_str("Name", 1, 256)?;
+    if let Some(n) = name {
+        check_pattern(
+            "Name",
+            n,
+            |c| c.is_ascii_alphanumeric() || ":/_-".contains(c),
+            "^[a-zA-Z0-9:/_-]+$",
+        )?;
+    }
+    let constraints = match p.opt_object("Constraints")? {
+        Some(c) => Some(Constraints {
+            subset: c.opt_map("EncryptionContextSubset")?,
+            equals: c.opt_map("EncryptionContextEquals")?,
+        }),
+        None => None,
+    };
+    check_grant_tokens(kms, p)?;
+    res.push(key.rec.arn.clone());
+
+    // The grant's context constraints are the encryption context that
+    // kms:EncryptionContext:* conditions see (as in AWS).
+    let mut cond_ctx = BTreeMap::new();
+    if let Some(c) = &constraints {
+        for m in [&c.subset, &c.equals].into_iter().flatten() {
+            cond_ctx.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+    }
+    let mut keys = vec![
+        ("kms:grantoperations", operations.clone()),
+        ("kms:granteeprincipal", vec![grantee.to_owned()]),
+        (
+            "kms:grantisforawsresource",
+            vec![matches!(ctx.caller.principal, Principal::Service(_)).to_string()],
+        ),
+    ];
+    if let Some(r) = retiring {
+        keys.push(("kms:retiringprincipal", vec![r.to_owned()]));
+    }
+    kms.keys.authorize(
+        ctx,
+        &key,
+        "CreateGrant",
+        &Request {
+            context: constraints.as_ref().map(|_| &cond_ctx),
+            keys,
+        },
+    )?;
+    match key.rec.state {
+        KeyState::PendingDeletion => return Err(KmsError::pending_deletion(&key.rec.arn)),
+        KeyState::Disabled => return Err(KmsError::disabled(&key.rec.arn)),
+        KeyState::Enabled => {}
+    }
+    if p.dry_run()? {
+        return Err(KmsError::dry_run());
+    }
+    let _w = kms.keys.writer();
+    // A grant with the same name and parameters is returned again, not
+    // duplicated (CreateGrant is idempotent by name).
+    if let Some(n) = name {
+        let st = kms.keys.state();
+        if let Some(g) = st.grants.values().find(|g| {
+            g.key_id == key.rec.key_id
+                && g.name.as_deref() == Some(n)
+                && g.grantee == grantee
+                && g.retiring.as_deref() == retiring
+                && g.operations == operations
+                && g.constraints == constraints
+        }) {
+            return Ok(json!({ "GrantToken": g.token, "GrantId": g.grant_id }));
+        }
+    }
+    let g = GrantRecord {
+        key_id: key.rec.key_id.clone(),
+        grant_id: random_hex(32)?,
+        token: format!("FGT1{}", random_hex(48)?),
+        name: name.map(str::to_owned),
+        created: now(),
+        grantee: grantee.to_owned(),
+        retiring: retiring.map(str::to_owned),
+        issuing_account: format!("arn:aws:iam::{}:root", key.rec.account),
+        operations,
+        constraints,
+    };
+    let out = json!({ "GrantToken": g.token, "GrantId": g.grant_id });
+    kms.keys.put_grant(g)?;
+    Ok(out)
+}
+
+fn grant_json(arn: &str, g: &GrantRecord) -> Value {
+    let mut v = json!({
+        "KeyId": arn,
+        "GrantId": g.grant_id,
+        "CreationDate": g.created,
+        "GranteePrincipal": g.grantee,
+        "IssuingAccount": g.issuing_account,
+        "Operations": g.operations,
+    });
+    if let Value::Object(o) = &mut v {
+        if let Some(n) = &g.name {
+            o.insert("Name".into(), json!(n));
+        }
+        if let Some(r) = &g.retiring {
+            o.insert("RetiringPrincipal".into(), json!(r));
+        }
+        if let Some(c) = &g.constraints {
+            o.insert("Constraints".into(), constraints_json(c));
+        }
+    }
+    v
+}
+
+pub fn list_grants(
+    kms: &Kms,
+    ctx: &RequestContext,
+    p: &Params<'_>,
+    res: &mut Vec<String>,
+) -> Result<Value, AwsError> {
+    let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
+    let grant_id = p.opt_str("GrantId", 1, 128)?;
+    let grantee = principal_param(p, "GranteePrincipal", false)?;
+    let limit = p.limit(50)?;
+    let offset = p.marker()?;
+    res.push(key.rec.arn.clone());
+    kms.keys
+        .authorize(ctx, &key, "ListGrants", &Request::default())?;
+    let prefix = format!("{}/", key.rec.key_id);
+    let all: Vec<Value> = kms
+        .keys
+        .state()
+        .grants
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .map(|(_, g)| g)
+        .filter(|g| {
+            grant_id.is_none_or(|id| g.grant_id == id) && grantee.is_none_or(|x| g.grantee == x)
+        })
+        .map(|g| grant_json(&key.rec.arn, g))
+        .collect();
+    let (items, next) = page(&all, offset, limit)?;
+    Ok(paged(json!({ "Grants": items }), next))
+}
+
+pub fn retire_grant(
+    kms: &Kms,
+    ctx: &RequestContext,
+    p: &Params<'_>,
+    res: &mut Vec<String>,
+) -> Result<Value, AwsError> {
+    let token = p.opt_str("GrantToken", 1, 8192)?;
+    let key_param = p.opt_str("KeyId", 1, 2048)?;
+    let grant_id = p.opt_str("GrantId", 1, 128)?;
+    let dry = p.dry_run()?;
+    let grant = match (token, key_param, grant_id) {
+        (Some(t), _, _) => {
+            let found = kms
+                .keys
+                .state()
+                .grants
+                .values()
+                .find(|g| g.token == t)
+                .cloned();
+            let g = found.ok_or_else(KmsError::invalid_grant_token)?;
+            if let Some(id) = grant_id
+                && id != g.grant_id
+            {
+                return Err(KmsError::invalid_grant_id(id));
+            }
+            g
+        }
+        (None, Some(k), Some(id)) => {
+            let key = kms.keys.resolve(k, Names::KeyOnly)?;
+            let found = kms
+                .keys
+                .state()
+                .grants
+                .get(&format!("{}/{id}", key.rec.key_id))
+                .cloned();
+            found.ok_or_else(|| {
+                AwsError::client(
+                    "NotFoundException",
+                    format!("Grant ID {id} not found for key {}", key.rec.arn),
+                )
+            })?
+        }
+        _ => {
+            return Err(KmsError::invalid(
+                "Either GrantToken, or both KeyId and GrantId, must be specified.",
+            ));
+        }
+    };
+    let key = kms
+        .keys
+        .state()
+        .keys
+        .get(&grant.key_id)
+        .cloned()
+        .ok_or_else(|| KmsError::key_not_found(&grant.key_id))?;
+    res.push(key.rec.arn.clone());
+    // Who may retire: the retiring principal, the grantee if the grant
+    // includes RetireGrant, the issuing account's administrator, or anyone
+    // the key policy allows kms:RetireGrant.
+    let c = &ctx.caller;
+    let by_grant = grant.retiring.as_deref().is_some_and(|r| caller_is(c, r))
+        || (caller_is(c, &grant.grantee) && grant.operations.iter().any(|o| o == "RetireGrant"))
+        || (c.principal == Principal::AccountAdmin && grant.issuing_account == c.arn());
+    if !by_grant {
+        kms.keys
+            .authorize(ctx, &key, "RetireGrant", &Request::default())?;
+    }
+    if dry {
+        return Err(KmsError::dry_run());
+    }
+    let _w = kms.keys.writer();
+    kms.keys.delete_grant(&grant.key_id, &grant.grant_id)?;
+    Ok(json!({}))
+}
+
+pub fn revoke_grant(
+    kms: &Kms,
+    ctx: &RequestContext,
+    p: &Params<'_>,
+    res: &mut Vec<String>,
+) -> Result<Value, AwsError> {
+    let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
+    let grant_id = p.str("GrantId", 1, 128)?;
+    let dry = p.dry_run()?;
+    res.push(key.rec.arn.clone());
+    kms.keys
+        .authorize(ctx, &key, "RevokeGrant", &Request::default())?;
+    let exists = kms
+        .keys
+        .state()
+        .grants
+        .contains_key(&format!("{}/{grant_id}", key.rec.key_id));
+    if !exists {
+        return Err(AwsError::client(
+            "NotFoundException",
+            format!("Grant ID {grant_id} not found for key {}", key.rec.arn),
+        ));
+    }
+    if dry {
+        return Err(KmsError::dry_run());
+    }
+    let _w = kms.keys.writer();
+    kms.keys.delete_grant(&key.rec.key_id, grant_id)?;
+    Ok(json!({}))
+}

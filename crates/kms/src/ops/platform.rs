@@ -1,0 +1,95 @@
+//! The platform-managed key for ephemeral storage: created on first start,
+//! `KeyManager: AWS`, alias `alias/aws/ecs-ephemeral`, rotated yearly.
+//!
+//! Its policy lets the ECS service principal (`fargate.amazonaws.com`) do
+//! what Fargate does with a key: generate data keys without plaintext and
+//! create Decrypt-only grants for this account's clusters, retire grants
+//! and describe the key. The account administrator may view it and decrypt
+//! data keys of its own clusters (to open a live volume with standard
+//! tools), but not change or delete it.
+
+use ferry_proto::AwsError;
+use serde_json::json;
+
+use super::keys::new_key;
+use crate::service::Kms;
+
+/// The platform key's alias.
+pub const PLATFORM_KEY_ALIAS: &str = "alias/aws/ecs-ephemeral";
+
+/// The service principal the ECS control plane acts as.
+pub const FARGATE_PRINCIPAL: &str = "fargate.amazonaws.com";
+
+/// The platform key's policy.
+pub fn platform_policy(account: &str) -> String {
+    let root = format!("arn:aws:iam::{account}:root");
+    serde_json::to_string_pretty(&json!({
+        "Version": "2012-10-17",
+        "Id": "ferry-ecs-ephemeral-storage",
+        "Statement": [
+            {
+                "Sid": "Allow generate data key access for Fargate tasks.",
+                "Effect": "Allow",
+                "Principal": {"Service": FARGATE_PRINCIPAL},
+                "Action": ["kms:GenerateDataKeyWithoutPlaintext"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"kms:EncryptionContext:aws:ecs:clusterAccount": [account]}}
+            },
+            {
+                "Sid": "Allow grant creation permission for Fargate tasks.",
+                "Effect": "Allow",
+                "Principal": {"Service": FARGATE_PRINCIPAL},
+                "Action": ["kms:CreateGrant"],
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {"kms:EncryptionContext:aws:ecs:clusterAccount": [account]},
+                    "ForAllValues:StringEquals": {"kms:GrantOperations": ["Decrypt"]}
+                }
+            },
+            {
+                "Sid": "Allow Fargate to retire grants and describe the key.",
+                "Effect": "Allow",
+                "Principal": {"Service": FARGATE_PRINCIPAL},
+                "Action": ["kms:RetireGrant", "kms:DescribeKey"],
+                "Resource": "*"
+            },
+            {
+                "Sid": "Allow the account to view the key.",
+                "Effect": "Allow",
+                "Principal": {"AWS": root},
+                "Action": ["kms:Describe*", "kms:Get*", "kms:List*"],
+                "Resource": "*"
+            },
+            {
+                "Sid": "Allow the account to decrypt data keys of its own clusters.",
+                "Effect": "Allow",
+                "Principal": {"AWS": root},
+                "Action": ["kms:Decrypt"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"kms:EncryptionContext:aws:ecs:clusterAccount": [account]}}
+            }
+        ]
+    }))
+    .unwrap_or_default()
+}
+
+/// Creates the platform key unless its alias exists.
+pub fn ensure_platform_key(kms: &Kms) -> Result<(), AwsError> {
+    if kms.keys.state().aliases.contains_key(PLATFORM_KEY_ALIAS) {
+        return Ok(());
+    }
+    let _w = kms.keys.writer();
+    // The key and its alias are written in one transaction, so a crash
+    // cannot leave an unnamed platform key behind. AWS managed keys rotate
+    // every year.
+    new_key(
+        kms,
+        "Default key that protects the ephemeral storage of ferry tasks when no customer managed key is set",
+        "AWS",
+        platform_policy(&kms.keys.account),
+        Vec::new(),
+        Some(PLATFORM_KEY_ALIAS),
+        true,
+    )?;
+    Ok(())
+}

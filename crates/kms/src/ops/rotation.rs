@@ -1,0 +1,213 @@
+//! EnableKeyRotation, DisableKeyRotation, GetKeyRotationStatus,
+//! RotateKeyOnDemand, ListKeyRotations. Rotation adds a material version;
+//! old versions stay, so old ciphertexts keep decrypting.
+
+use std::sync::Arc;
+
+use ferry_proto::{AwsError, RequestContext};
+use serde_json::{Value, json};
+
+use super::refuse_aws_managed;
+use crate::error::KmsError;
+use crate::keystore::{KeyStore, LiveKey, Names, Request};
+use crate::model::{KeyState, now};
+use crate::params::{Params, page, paged};
+use crate::service::Kms;
+
+const DAY: f64 = 86_400.0;
+/// AWS allows 25 on-demand rotations per key (10 in older docs).
+const MAX_ON_DEMAND: usize = 25;
+
+/// Adds a new material version to `key_id`. Call with the writer lock held.
+fn rotate(kms: &Kms, key_id: &str, rotation_type: &str) -> Result<Arc<LiveKey>, AwsError> {
+    let (live, _) = kms.keys.update_key(key_id, |rec| {
+        let version = rec.materials.last().map_or(1, |m| m.version + 1);
+        let m = kms
+            .keys
+            .new_material(&rec.key_id, version, Some(rotation_type))?;
+        rec.materials.push(m);
+        if rotation_type == "AUTOMATIC" || rec.rotation_enabled {
+            rec.next_rotation = rec
+                .rotation_enabled
+                .then(|| now() + f64::from(rec.rotation_period_days) * DAY);
+        }
+        Ok(())
+    })?;
+    Ok(live)
+}
+
+/// Rotates `key` now if its automatic rotation is due; returns the key to use.
+pub fn rotate_if_due(kms: &Kms, key: Arc<LiveKey>) -> Result<Arc<LiveKey>, AwsError> {
+    let due = key.rec.rotation_enabled && key.rec.next_rotation.is_some_and(|t| t <= now());
+    if !due {
+        return Ok(key);
+    }
+    let _w = kms.keys.writer();
+    // Another request may have rotated it while we waited.
+    let cur = kms.keys.resolve(&key.rec.key_id, Names::KeyOnly)?;
+    if !(cur.rec.rotation_enabled && cur.rec.next_rotation.is_some_and(|t| t <= now())) {
+        return Ok(cur);
+    }
+    rotate(kms, &key.rec.key_id, "AUTOMATIC")
+}
+
+fn set_rotation(
+    kms: &Kms,
+    ctx: &RequestContext,
+    p: &Params<'_>,
+    res: &mut Vec<String>,
+    enable: bool,
+) -> Result<Value, AwsError> {
+    let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
+    let period = if enable {
+        p.opt_int("RotationPeriodInDays", 90, 2560)?.unwrap_or(365)
+    } else {
+        0
+    };
+    res.push(key.rec.arn.clone());
+    let action = if enable {
+        "EnableKeyRotation"
+    } else {
+        "DisableKeyRotation"
+    };
+    kms.keys.authorize(ctx, &key, action, &Request::default())?;
+    refuse_aws_managed(&key, "change the rotation of")?;
+    KeyStore::check_usable(&key)?;
+    let _w = kms.keys.writer();
+    kms.keys.update_key(&key.rec.key_id, |rec| {
+        rec.rotation_enabled = enable;
+        if enable {
+            rec.rotation_period_days = period as u32;
+            rec.next_rotation = Some(now() + period as f64 * DAY);
+        } else {
+            rec.next_rotation = None;
+        }
+        Ok(())
+    })?;
+    Ok(json!({}))
+}
+
+pub fn enable_key_rotation(
+    kms: &Kms,
+    ctx: &RequestContext,
+    p: &Params<'_>,
+    res: &mut Vec<String>,
+) -> Result<Value, AwsError> {
+    set_rotation(kms, ctx, p, res, true)
+}
+
+pub fn disable_key_rotation(
+    kms: &Kms,
+    ctx: &RequestContext,
+    p: &Params<'_>,
+    res: &mut Vec<String>,
+) -> Result<Value, AwsError> {
+    set_rotation(kms, ctx, p, res, false)
+}
+
+pub fn get_key_rotation_status(
+    kms: &Kms,
+    ctx: &RequestContext,
+    p: &Params<'_>,
+    res: &mut Vec<String>,
+) -> Result<Value, AwsError> {
+    let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
+    res.push(key.rec.arn.clone());
+    kms.keys
+        .authorize(ctx, &key, "GetKeyRotationStatus", &Request::default())?;
+    KeyStore::check_not_pending(&key)?;
+    let mut v = json!({ "KeyRotationEnabled": key.rec.rotation_enabled, "KeyId": key.rec.arn });
+    if key.rec.rotation_enabled
+        && let Value::Object(o) = &mut v
+    {
+        o.insert(
+            "RotationPeriodInDays".into(),
+            json!(key.rec.rotation_period_days),
+        );
+        if let Some(t) = key.rec.next_rotation {
+            o.insert("NextRotationDate".into(), json!(t));
+        }
+    }
+    Ok(v)
+}
+
+pub fn rotate_key_on_demand(
+    kms: &Kms,
+    ctx: &RequestContext,
+    p: &Params<'_>,
+    res: &mut Vec<String>,
+) -> Result<Value, AwsError> {
+    let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
+    res.push(key.rec.arn.clone());
+    kms.keys
+        .authorize(ctx, &key, "RotateKeyOnDemand", &Request::default())?;
+    refuse_aws_managed(&key, "rotate on demand")?;
+    match key.rec.state {
+        KeyState::Enabled => {}
+        KeyState::Disabled => return Err(KmsError::disabled(&key.rec.arn)),
+        KeyState::PendingDeletion => return Err(KmsError::pending_deletion(&key.rec.arn)),
+    }
+    let _w = kms.keys.writer();
+    let cur = kms.keys.resolve(&key.rec.key_id, Names::KeyOnly)?;
+    let on_demand = cur
+        .rec
+        .materials
+        .iter()
+        .filter(|m| m.rotation_type.as_deref() == Some("ON_DEMAND"))
+        .count();
+    if on_demand >= MAX_ON_DEMAND {
+        return Err(AwsError::client(
+            "LimitExceededException",
+            format!(
+                "{} has reached the limit of {MAX_ON_DEMAND} on-demand rotations.",
+                key.rec.arn
+            ),
+        ));
+    }
+    let live = rotate(kms, &key.rec.key_id, "ON_DEMAND")?;
+    kms.keys.update_key(&live.rec.key_id, |rec| {
+        rec.on_demand_rotation = Some(now());
+        Ok(())
+    })?;
+    Ok(json!({ "KeyId": live.rec.arn }))
+}
+
+pub fn list_key_rotations(
+    kms: &Kms,
+    ctx: &RequestContext,
+    p: &Params<'_>,
+    res: &mut Vec<String>,
+) -> Result<Value, AwsError> {
+    let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
+    let include_all = p.opt_enum(
+        "IncludeKeyMaterial",
+        &["ALL_KEY_MATERIAL", "ROTATIONS_ONLY"],
+    )? == Some("ALL_KEY_MATERIAL");
+    let limit = p.limit(100)?;
+    let offset = p.marker()?;
+    res.push(key.rec.arn.clone());
+    kms.keys
+        .authorize(ctx, &key, "ListKeyRotations", &Request::default())?;
+    KeyStore::check_not_pending(&key)?;
+    let current = key.rec.current().map(|m| m.version);
+    let all: Vec<Value> = key
+        .rec
+        .materials
+        .iter()
+        .filter(|m| include_all || m.rotation_type.is_some())
+        .map(|m| {
+            let mut v = json!({
+                "KeyId": key.rec.arn,
+                "KeyMaterialId": m.id,
+                "KeyMaterialState": if Some(m.version) == current { "CURRENT" } else { "NON_CURRENT" },
+            });
+            if let (Some(t), Value::Object(o)) = (&m.rotation_type, &mut v) {
+                o.insert("RotationDate".into(), json!(m.created));
+                o.insert("RotationType".into(), json!(t));
+            }
+            v
+        })
+        .collect();
+    let (items, next) = page(&all, offset, limit)?;
+    Ok(paged(json!({ "Rotations": items }), next))
+}

@@ -1,0 +1,508 @@
+//! The KMS in-process, as the ECS control plane uses it, plus the
+//! properties that need a whole KMS: rotation, context binding, states,
+//! audit failures, persistence.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ferry_kms::audit::AuditSink;
+use ferry_kms::{FARGATE_PRINCIPAL, Kms, PLATFORM_KEY_ALIAS, RootKey};
+use ferry_proto::{Caller, JsonService, RequestContext};
+use ferry_store::Store;
+use serde_json::{Value, json};
+
+const ACCOUNT: &str = "111122223333";
+
+struct MemSink {
+    lines: std::sync::Mutex<Vec<String>>,
+    fail: AtomicBool,
+}
+
+struct SinkRef(Arc<MemSink>);
+
+impl AuditSink for SinkRef {
+    fn append(&self, line: &[u8]) -> std::io::Result<()> {
+        if self.0.fail.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("disk full"));
+        }
+        self.0
+            .lines
+            .lock()
+            .unwrap()
+            .push(String::from_utf8(line.to_vec()).unwrap());
+        Ok(())
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    kms: Kms,
+    sink: Arc<MemSink>,
+}
+
+fn open_at(dir: &std::path::Path, root: [u8; 32]) -> (Kms, Arc<MemSink>) {
+    let store = Arc::new(Store::open(&dir.join("state.redb")).unwrap());
+    let sink = Arc::new(MemSink {
+        lines: Default::default(),
+        fail: AtomicBool::new(false),
+    });
+    let kms = Kms::with_sink(
+        store,
+        RootKey::from_bytes(root),
+        Box::new(SinkRef(sink.clone())),
+        ACCOUNT,
+        "us-east-1",
+    )
+    .unwrap();
+    (kms, sink)
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let (kms, sink) = open_at(dir.path(), [7; 32]);
+    Fixture {
+        _dir: dir,
+        kms,
+        sink,
+    }
+}
+
+fn admin() -> RequestContext {
+    RequestContext::internal(Caller::admin(ACCOUNT), "us-east-1")
+}
+
+fn fargate() -> RequestContext {
+    RequestContext::internal(Caller::service(ACCOUNT, FARGATE_PRINCIPAL), "us-east-1")
+}
+
+fn call(kms: &Kms, ctx: &RequestContext, op: &str, body: Value) -> Result<Value, (String, String)> {
+    kms.call(ctx, op, body.to_string().as_bytes())
+        .map_err(|e| (e.code, e.message))
+}
+
+fn ecs_context(cluster: &str) -> BTreeMap<String, String> {
+    [
+        ("aws:ecs:clusterAccount", ACCOUNT),
+        ("aws:ecs:clusterName", cluster),
+        (
+            "ferry:taskArn",
+            "arn:aws:ecs:us-east-1:111122223333:task/prod/abc",
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Fargate's documented key policy for a customer managed key.
+fn fargate_cmk_policy(cluster: &str) -> String {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "root", "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")},
+             "Action": "kms:*", "Resource": "*"},
+            {"Sid": "gdk", "Effect": "Allow", "Principal": {"Service": "fargate.amazonaws.com"},
+             "Action": ["kms:GenerateDataKeyWithoutPlaintext"], "Resource": "*",
+             "Condition": {"StringEquals": {
+                 "kms:EncryptionContext:aws:ecs:clusterAccount": [ACCOUNT],
+                 "kms:EncryptionContext:aws:ecs:clusterName": [cluster]}}},
+            {"Sid": "grant", "Effect": "Allow", "Principal": {"Service": "fargate.amazonaws.com"},
+             "Action": ["kms:CreateGrant"], "Resource": "*",
+             "Condition": {
+                 "StringEquals": {
+                     "kms:EncryptionContext:aws:ecs:clusterAccount": [ACCOUNT],
+                     "kms:EncryptionContext:aws:ecs:clusterName": [cluster]},
+                 "ForAllValues:StringEquals": {"kms:GrantOperations": ["Decrypt"]}}},
+            {"Sid": "retire", "Effect": "Allow", "Principal": {"Service": "fargate.amazonaws.com"},
+             "Action": "kms:RetireGrant", "Resource": "*"}
+        ]
+    })
+    .to_string()
+}
+
+#[test]
+fn fargate_flow_on_a_customer_managed_key() {
+    let f = fixture();
+    let key = call(
+        &f.kms,
+        &admin(),
+        "CreateKey",
+        json!({"Policy": fargate_cmk_policy("prod")}),
+    )
+    .unwrap();
+    let arn = key["KeyMetadata"]["Arn"].as_str().unwrap().to_string();
+    let ctx = ecs_context("prod");
+    let fg = fargate();
+
+    let dk = f
+        .kms
+        .generate_data_key_without_plaintext(&fg, &arn, &ctx, 64)
+        .unwrap();
+    assert_eq!(dk.key_arn, arn);
+    // Without a grant, Fargate may not decrypt.
+    let e = f.kms.decrypt(&fg, &dk.ciphertext_blob, &ctx).unwrap_err();
+    assert_eq!(e.code, "AccessDeniedException");
+    // A grant for more than Decrypt is refused by the policy.
+    let e = f
+        .kms
+        .create_grant(&fg, &arn, FARGATE_PRINCIPAL, &["Decrypt", "Encrypt"], &ctx)
+        .unwrap_err();
+    assert_eq!(e.code, "AccessDeniedException");
+    // DryRun of the real grant says it would succeed.
+    let dry = call(
+        &f.kms,
+        &fg,
+        "CreateGrant",
+        json!({"KeyId": arn, "GranteePrincipal": FARGATE_PRINCIPAL, "Operations": ["Decrypt"],
+               "Constraints": {"EncryptionContextEquals": ctx}, "DryRun": true}),
+    )
+    .unwrap_err();
+    assert_eq!(dry.0, "DryRunOperationException");
+    let grant = f
+        .kms
+        .create_grant(&fg, &arn, FARGATE_PRINCIPAL, &["Decrypt"], &ctx)
+        .unwrap();
+    let pt = f.kms.decrypt(&fg, &dk.ciphertext_blob, &ctx).unwrap();
+    assert_eq!(pt.len(), 64);
+    // The grant is bound to this task's context.
+    let mut other = ctx.clone();
+    other.insert("ferry:taskArn".into(), "another".into());
+    assert_eq!(
+        f.kms
+            .decrypt(&fg, &dk.ciphertext_blob, &other)
+            .unwrap_err()
+            .code,
+        "AccessDeniedException"
+    );
+    // Another cluster: no data keys.
+    let e = f
+        .kms
+        .generate_data_key_without_plaintext(&fg, &arn, &ecs_context("dev"), 64)
+        .unwrap_err();
+    assert_eq!(e.code, "AccessDeniedException");
+    // Plaintext data keys are not in the policy.
+    let e = call(
+        &f.kms,
+        &fg,
+        "GenerateDataKey",
+        json!({"KeyId": arn, "NumberOfBytes": 64, "EncryptionContext": ctx}),
+    )
+    .unwrap_err();
+    assert_eq!(e.0, "AccessDeniedException");
+
+    // Crypto-shredding: retire the grant; decrypting stops working.
+    f.kms.retire_grant(&fg, &grant.grant_token).unwrap();
+    assert_eq!(
+        f.kms
+            .decrypt(&fg, &dk.ciphertext_blob, &ctx)
+            .unwrap_err()
+            .code,
+        "AccessDeniedException"
+    );
+
+    // The audit trail saw the service principal and never the plaintext.
+    let lines = f.sink.lines.lock().unwrap();
+    let pt_b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &*pt);
+    assert!(lines.iter().all(|l| !l.contains(&pt_b64)));
+    let denied: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["errorCode"] == "AccessDeniedException")
+        .collect();
+    assert!(denied.len() >= 4);
+    assert_eq!(denied[0]["userIdentity"]["invokedBy"], FARGATE_PRINCIPAL);
+}
+
+#[test]
+fn platform_key_exists_and_serves_fargate() {
+    let f = fixture();
+    let fg = fargate();
+    let ctx = ecs_context("default");
+    let arn = f.kms.key_arn(&admin(), PLATFORM_KEY_ALIAS).unwrap();
+    let dk = f
+        .kms
+        .generate_data_key_without_plaintext(&fg, PLATFORM_KEY_ALIAS, &ctx, 64)
+        .unwrap();
+    assert_eq!(dk.key_arn, arn);
+    let g = f
+        .kms
+        .create_grant(&fg, &arn, FARGATE_PRINCIPAL, &["Decrypt"], &ctx)
+        .unwrap();
+    assert_eq!(
+        f.kms.decrypt(&fg, &dk.ciphertext_blob, &ctx).unwrap().len(),
+        64
+    );
+    f.kms.retire_grant(&fg, &g.grant_token).unwrap();
+    // Another account's context is refused.
+    let mut foreign = ctx.clone();
+    foreign.insert("aws:ecs:clusterAccount".into(), "999999999999".into());
+    assert_eq!(
+        f.kms
+            .generate_data_key_without_plaintext(&fg, PLATFORM_KEY_ALIAS, &foreign, 64)
+            .unwrap_err()
+            .code,
+        "AccessDeniedException"
+    );
+    // The administrator cannot delete, disable or re-policy it.
+    for (op, body) in [
+        ("ScheduleKeyDeletion", json!({"KeyId": arn})),
+        ("DisableKey", json!({"KeyId": arn})),
+        ("PutKeyPolicy", json!({"KeyId": arn, "Policy": "{}"})),
+        ("Encrypt", json!({"KeyId": arn, "Plaintext": "aGk="})),
+    ] {
+        let e = call(&f.kms, &admin(), op, body).unwrap_err();
+        assert_eq!(e.0, "AccessDeniedException", "{op}");
+    }
+    let d = call(
+        &f.kms,
+        &admin(),
+        "DescribeKey",
+        json!({"KeyId": PLATFORM_KEY_ALIAS}),
+    )
+    .unwrap();
+    assert_eq!(d["KeyMetadata"]["KeyManager"], "AWS");
+}
+
+#[test]
+fn rotation_keeps_old_material_and_contexts_are_bound() {
+    let f = fixture();
+    let a = admin();
+    let key = call(&f.kms, &a, "CreateKey", json!({})).unwrap();
+    let id = key["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+    let enc = |ctx: Value| {
+        call(
+            &f.kms,
+            &a,
+            "Encrypt",
+            json!({"KeyId": id, "Plaintext": "c2VjcmV0", "EncryptionContext": ctx}),
+        )
+        .unwrap()["CiphertextBlob"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let dec = |blob: &str, ctx: Value| {
+        call(
+            &f.kms,
+            &a,
+            "Decrypt",
+            json!({"CiphertextBlob": blob, "EncryptionContext": ctx}),
+        )
+    };
+    let old = enc(json!({"ab": "c"}));
+    assert_eq!(
+        dec(&old, json!({"a": "bc"})).unwrap_err().0,
+        "InvalidCiphertextException"
+    );
+    assert_eq!(
+        dec(&old, json!({})).unwrap_err().0,
+        "InvalidCiphertextException"
+    );
+    call(&f.kms, &a, "RotateKeyOnDemand", json!({"KeyId": id})).unwrap();
+    let new = enc(json!({"ab": "c"}));
+    assert_eq!(
+        dec(&old, json!({"ab": "c"})).unwrap()["Plaintext"],
+        "c2VjcmV0"
+    );
+    let r = dec(&new, json!({"ab": "c"})).unwrap();
+    assert_eq!(r["Plaintext"], "c2VjcmV0");
+    let rot = call(&f.kms, &a, "ListKeyRotations", json!({"KeyId": id})).unwrap();
+    assert_eq!(rot["Rotations"].as_array().unwrap().len(), 1);
+    assert_eq!(rot["Rotations"][0]["KeyMaterialId"], r["KeyMaterialId"]);
+
+    // Tampering anywhere in the blob is InvalidCiphertextException.
+    let raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &new).unwrap();
+    for i in [0, 5, 20, raw.len() - 30, raw.len() - 1] {
+        let mut bad = raw.clone();
+        bad[i] ^= 0x40;
+        let b = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &bad);
+        let e = dec(&b, json!({"ab": "c"})).unwrap_err();
+        assert!(
+            e.0 == "InvalidCiphertextException" || e.0 == "NotFoundException",
+            "byte {i}: {e:?}"
+        );
+    }
+
+    // Disabled and pending deletion.
+    call(&f.kms, &a, "DisableKey", json!({"KeyId": id})).unwrap();
+    assert_eq!(
+        dec(&new, json!({"ab": "c"})).unwrap_err().0,
+        "DisabledException"
+    );
+    call(&f.kms, &a, "EnableKey", json!({"KeyId": id})).unwrap();
+    call(
+        &f.kms,
+        &a,
+        "ScheduleKeyDeletion",
+        json!({"KeyId": id, "PendingWindowInDays": 7}),
+    )
+    .unwrap();
+    assert_eq!(
+        dec(&new, json!({"ab": "c"})).unwrap_err().0,
+        "KMSInvalidStateException"
+    );
+    call(&f.kms, &a, "CancelKeyDeletion", json!({"KeyId": id})).unwrap();
+    let d = call(&f.kms, &a, "DescribeKey", json!({"KeyId": id})).unwrap();
+    assert_eq!(d["KeyMetadata"]["KeyState"], "Disabled");
+}
+
+#[test]
+fn audit_failure_fails_the_operation() {
+    let f = fixture();
+    let a = admin();
+    let key = call(&f.kms, &a, "CreateKey", json!({})).unwrap();
+    let id = key["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+    f.sink.fail.store(true, Ordering::SeqCst);
+    let e = call(
+        &f.kms,
+        &a,
+        "GenerateDataKey",
+        json!({"KeyId": id, "KeySpec": "AES_256"}),
+    )
+    .unwrap_err();
+    assert_eq!(e.0, "KMSInternalException");
+    f.sink.fail.store(false, Ordering::SeqCst);
+    assert!(
+        call(
+            &f.kms,
+            &a,
+            "GenerateDataKey",
+            json!({"KeyId": id, "KeySpec": "AES_256"})
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn state_survives_reopen_and_needs_the_root_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (blob, id) = {
+        let (kms, _) = open_at(dir.path(), [1; 32]);
+        let key = call(&kms, &admin(), "CreateKey", json!({})).unwrap();
+        let id = key["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+        call(
+            &kms,
+            &admin(),
+            "CreateAlias",
+            json!({"AliasName": "alias/keep", "TargetKeyId": id}),
+        )
+        .unwrap();
+        let b = call(
+            &kms,
+            &admin(),
+            "Encrypt",
+            json!({"KeyId": "alias/keep", "Plaintext": "aGk="}),
+        )
+        .unwrap();
+        (b["CiphertextBlob"].as_str().unwrap().to_string(), id)
+    };
+    {
+        let (kms, _) = open_at(dir.path(), [1; 32]);
+        let d = call(
+            &kms,
+            &admin(),
+            "Decrypt",
+            json!({"CiphertextBlob": blob, "KeyId": "alias/keep"}),
+        )
+        .unwrap();
+        assert_eq!(d["Plaintext"], "aGk=");
+        assert!(d["KeyId"].as_str().unwrap().ends_with(&id));
+        // Exactly one platform key, even after a restart.
+        let l = call(&kms, &admin(), "ListAliases", json!({})).unwrap();
+        let n = l["Aliases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["AliasName"] == PLATFORM_KEY_ALIAS)
+            .count();
+        assert_eq!(n, 1);
+    }
+    // Another root key cannot unwrap the store.
+    let store = Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
+    let sink = Arc::new(MemSink {
+        lines: Default::default(),
+        fail: AtomicBool::new(false),
+    });
+    assert!(
+        Kms::with_sink(
+            store,
+            RootKey::from_bytes([2; 32]),
+            Box::new(SinkRef(sink)),
+            ACCOUNT,
+            "us-east-1"
+        )
+        .is_err()
+    );
+    // And the key material is not in the store file in plaintext form: the
+    // store holds only wrapped material (checked by the e2e test on disk).
+}
+
+#[test]
+fn hostile_requests_never_panic() {
+    let f = fixture();
+    let a = admin();
+    let bodies: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"null".to_vec(),
+        b"[]".to_vec(),
+        b"{\"KeyId\": 5}".to_vec(),
+        b"{\"CiphertextBlob\": \"!!!!\"}".to_vec(),
+        b"{\"CiphertextBlob\": \"RktNUwH//w==\"}".to_vec(),
+        b"{\"KeyId\": \"arn:aws:kms:::\"}".to_vec(),
+        b"{\"KeyId\": \"alias/\"}".to_vec(),
+        vec![0xff; 100],
+        format!("{{\"Plaintext\": \"{}\"}}", "A".repeat(100_000)).into_bytes(),
+    ];
+    let ops = [
+        "CreateKey",
+        "DescribeKey",
+        "ListKeys",
+        "CreateAlias",
+        "UpdateAlias",
+        "DeleteAlias",
+        "ListAliases",
+        "Encrypt",
+        "Decrypt",
+        "GenerateDataKey",
+        "GenerateDataKeyWithoutPlaintext",
+        "GenerateRandom",
+        "ReEncrypt",
+        "EnableKey",
+        "DisableKey",
+        "ScheduleKeyDeletion",
+        "CancelKeyDeletion",
+        "EnableKeyRotation",
+        "DisableKeyRotation",
+        "GetKeyRotationStatus",
+        "RotateKeyOnDemand",
+        "ListKeyRotations",
+        "CreateGrant",
+        "ListGrants",
+        "RetireGrant",
+        "RevokeGrant",
+        "GetKeyPolicy",
+        "PutKeyPolicy",
+        "ListKeyPolicies",
+        "TagResource",
+        "UntagResource",
+        "ListResourceTags",
+        "NoSuchOperation",
+    ];
+    for op in ops {
+        for b in &bodies {
+            if let Err(e) = f.kms.call(&a, op, b) {
+                assert!(
+                    e.status < 500 || e.code == "KMSInternalException",
+                    "{op}: {e:?}"
+                );
+                assert_ne!(
+                    e.code,
+                    "KMSInternalException",
+                    "{op} {:?}: {e:?}",
+                    String::from_utf8_lossy(&b[..b.len().min(40)])
+                );
+            }
+        }
+    }
+}
