@@ -369,3 +369,54 @@ def test_state_survives_restart(ferry_server, tmp_path):
     # Whatever the runtime did, a task from before the restart is not left
     # half-way: reconciliation re-adopted it or recorded it STOPPED.
     assert d["tasks"][0]["lastStatus"] in ("RUNNING", "STOPPED", "PENDING", "ACTIVATING", "PROVISIONING")
+
+
+# -- customer-managed keys for ephemeral storage ------------------------------
+
+def fargate_key_policy(account):
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "root", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+             "Action": "kms:*", "Resource": "*"},
+            {"Sid": "fargate", "Effect": "Allow", "Principal": {"Service": "fargate.amazonaws.com"},
+             "Action": ["kms:DescribeKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:CreateGrant",
+                        "kms:RetireGrant"],
+             "Resource": "*"},
+        ],
+    })
+
+
+def test_cluster_cmk_is_checked_and_used_for_new_tasks(ferry_server):
+    srv = ferry_server
+    default_arn = srv.aws("ecs", "describe-clusters")["clusters"][0]["clusterArn"]
+    account = default_arn.split(":")[4]
+    key = srv.aws("kms", "create-key", "--policy", fargate_key_policy(account))["KeyMetadata"]
+    cfg = f"managedStorageConfiguration={{fargateEphemeralStorageKmsKeyId={key['KeyId']}}}"
+    c = srv.aws("ecs", "create-cluster", "--cluster-name", "cmk", "--configuration", cfg)["cluster"]
+    assert c["configuration"]["managedStorageConfiguration"]["fargateEphemeralStorageKmsKeyId"] == key["KeyId"]
+    d = srv.aws("ecs", "describe-clusters", "--clusters", "cmk", "--include", "CONFIGURATIONS")
+    assert d["clusters"][0]["configuration"] == c["configuration"]
+
+    srv.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{SOURCE_TD}")
+    run = ["--task-definition", "fargate-task-definition", "--launch-type", "FARGATE",
+           "--platform-version", "1.4.0", "--network-configuration", NETCFG]
+    t = srv.aws("ecs", "run-task", "--cluster", "cmk", *run)["tasks"][0]
+    assert t["platformVersion"] == "1.4.0"
+    assert t["fargateEphemeralStorage"] == {"sizeInGiB": 20, "kmsKeyId": key["Arn"]}
+    # The default cluster has no CMK: the platform key protects its tasks and
+    # DescribeTasks names no key.
+    t = srv.aws("ecs", "run-task", "--cluster", "default", *run)["tasks"][0]
+    assert t["fargateEphemeralStorage"] == {"sizeInGiB": 20}
+
+    # A disabled key is refused, naming its state.
+    srv.aws("kms", "disable-key", "--key-id", key["KeyId"])
+    e = srv.aws_error("ecs", "update-cluster", "--cluster", "default", "--configuration", cfg)
+    assert e.code == "InvalidParameterException" and "Disabled" in e.message, e.message
+    # A key whose policy does not let Fargate use it is refused with the KMS reason.
+    plain = srv.aws("kms", "create-key")["KeyMetadata"]
+    e = srv.aws_error("ecs", "create-cluster", "--cluster-name", "plain", "--configuration",
+                      f"managedStorageConfiguration={{fargateEphemeralStorageKmsKeyId={plain['Arn']}}}")
+    assert e.code == "InvalidParameterException" and "AccessDenied" in e.message, e.message
+    # ferry's KMS only makes symmetric keys, so no asymmetric key can reach
+    # a cluster (the NotSymmetric check is unit-tested in crates/control).

@@ -53,7 +53,7 @@ fn services(router: Router, shared: &Shared) -> anyhow::Result<Router> {
 
 /// The name the KMS gives the platform-managed key for Fargate ephemeral
 /// storage (used when a cluster has no customer-managed key).
-const PLATFORM_STORAGE_KEY: &str = "alias/aws/ecs";
+const PLATFORM_STORAGE_KEY: &str = ferry_kms::PLATFORM_KEY_ALIAS;
 
 /// The ECS control plane. Tasks go to `runtime`; until the agent is wired
 /// in, [`ferry_control::runtime::Unavailable`] makes every task fail to
