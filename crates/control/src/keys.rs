@@ -145,3 +145,92 @@ impl StorageKeys for KmsStorageKeys {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_proto::{AwsError, Principal};
+
+    /// A KMS answering DescribeKey from a table, checking the caller.
+    struct FakeKms;
+
+    impl JsonService for FakeKms {
+        fn target_prefix(&self) -> &'static str {
+            "TrentService"
+        }
+        fn call(
+            &self,
+            ctx: &RequestContext,
+            operation: &str,
+            body: &[u8],
+        ) -> Result<serde_json::Value, AwsError> {
+            assert_eq!(operation, "DescribeKey");
+            assert_eq!(
+                ctx.caller.principal,
+                Principal::Service("fargate.amazonaws.com".into())
+            );
+            let req: serde_json::Value = serde_json::from_slice(body).unwrap();
+            let meta = |id: &str, state: &str, spec: &str, usage: &str| {
+                Ok(serde_json::json!({"KeyMetadata": {
+                    "Arn": format!("arn:aws:kms:r:a:key/{id}"), "KeyState": state,
+                    "KeySpec": spec, "KeyUsage": usage}}))
+            };
+            match req["KeyId"].as_str().unwrap() {
+                "good" => meta("good", "Enabled", "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT"),
+                "off" => meta(
+                    "off",
+                    "PendingDeletion",
+                    "SYMMETRIC_DEFAULT",
+                    "ENCRYPT_DECRYPT",
+                ),
+                "rsa" => meta("rsa", "Enabled", "RSA_2048", "SIGN_VERIFY"),
+                "alias/aws/ecs-ephemeral" => meta(
+                    "platform",
+                    "Enabled",
+                    "SYMMETRIC_DEFAULT",
+                    "ENCRYPT_DECRYPT",
+                ),
+                "denied" => Err(AwsError::client("AccessDeniedException", "no")),
+                _ => Err(AwsError::client("NotFoundException", "nope")),
+            }
+        }
+    }
+
+    #[test]
+    fn checks_cluster_keys_like_fargate() {
+        let k = KmsStorageKeys::new(Arc::new(FakeKms), "a", "r", "alias/aws/ecs-ephemeral");
+        assert_eq!(
+            k.check_cluster_key("good").unwrap(),
+            "arn:aws:kms:r:a:key/good"
+        );
+        assert!(matches!(
+            k.check_cluster_key("alias/x"),
+            Err(KeyCheckError::Alias(_))
+        ));
+        assert!(matches!(
+            k.check_cluster_key("arn:aws:kms:r:a:alias/x"),
+            Err(KeyCheckError::Alias(_))
+        ));
+        assert!(matches!(
+            k.check_cluster_key("off"),
+            Err(KeyCheckError::NotEnabled { ref state, .. }) if state == "PendingDeletion"
+        ));
+        let e = k.check_cluster_key("rsa").unwrap_err();
+        assert!(matches!(e, KeyCheckError::NotSymmetric { .. }));
+        assert!(e.to_string().contains("RSA_2048"));
+        assert!(matches!(
+            k.check_cluster_key("gone"),
+            Err(KeyCheckError::NotFound(_))
+        ));
+        assert!(
+            k.check_cluster_key("denied")
+                .unwrap_err()
+                .to_string()
+                .contains("AccessDeniedException")
+        );
+        assert_eq!(
+            k.platform_key_arn().unwrap(),
+            "arn:aws:kms:r:a:key/platform"
+        );
+    }
+}
