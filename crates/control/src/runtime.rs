@@ -67,9 +67,10 @@ pub trait TaskRuntime: Send + Sync {
     /// Starts `plan`'s task and reports its events to `events`.
     fn start(&self, plan: TaskPlan, events: EventSink);
 
-    /// Asks the runtime to stop the task `task_arn`; `reason` is the
-    /// recorded `stoppedReason`.
-    fn stop(&self, task_arn: &str, reason: &str);
+    /// Asks the runtime to stop the task `task_arn`; `stop_code` and
+    /// `reason` are the recorded `stopCode` and `stoppedReason`
+    /// (`UserInitiated`, `ServiceSchedulerInitiated`, ...).
+    fn stop(&self, task_arn: &str, stop_code: &str, reason: &str);
 
     /// After a server restart: re-adopt the task described by `plan`, which
     /// a previous server started and which is not yet recorded as STOPPED.
@@ -90,7 +91,7 @@ impl TaskRuntime for Unavailable {
         });
     }
 
-    fn stop(&self, _task_arn: &str, _reason: &str) {}
+    fn stop(&self, _task_arn: &str, _stop_code: &str, _reason: &str) {}
 
     fn reattach(&self, _plan: &TaskPlan, _events: EventSink) -> Reattach {
         Reattach::Gone {

@@ -305,7 +305,7 @@ impl Core {
             return Ok(None);
         };
         if changed {
-            self.runtime.stop(t.arn(), reason);
+            self.runtime.stop(t.arn(), code, reason);
             // The runtime may have answered synchronously.
             return Ok(self.store.get(db::TASKS, &key)?.or(Some(t)));
         }
@@ -327,8 +327,9 @@ impl Core {
                     report.adopted += 1;
                     if t.desired_status == TaskStatus::Stopped {
                         // The stop may not have reached the old runtime.
-                        let reason = t.stopped_reason.clone().unwrap_or_default();
-                        self.runtime.stop(t.arn(), &reason);
+                        let code = t.stop_code.as_deref().unwrap_or(stop_code::USER_INITIATED);
+                        let reason = t.stopped_reason.as_deref().unwrap_or_default();
+                        self.runtime.stop(t.arn(), code, reason);
                     }
                 }
                 Reattach::Gone { reason } => {

@@ -26,7 +26,7 @@ impl TaskRuntime for FakeRuntime {
     fn start(&self, plan: TaskPlan, events: EventSink) {
         self.started.lock().unwrap().push((plan, events));
     }
-    fn stop(&self, task_arn: &str, _reason: &str) {
+    fn stop(&self, task_arn: &str, _stop_code: &str, _reason: &str) {
         self.stopped.lock().unwrap().push(task_arn.to_owned());
     }
     fn reattach(&self, plan: &TaskPlan, events: EventSink) -> Reattach {
