@@ -167,7 +167,8 @@ async fn phase(o: Arc<Opts>, arns: Arc<Vec<String>>, p: Phase) -> Result<PhaseRe
                         let n = if p == Phase::Describe1 { 1 } else { 10 };
                         let want: Vec<&String> =
                             (0..n).map(|k| &arns[(i + k) % arns.len()]).collect();
-                        let r = call(&mut conn, &o, "DescribeTasks", &json!({"tasks": want})).await?;
+                        let r =
+                            call(&mut conn, &o, "DescribeTasks", &json!({"tasks": want})).await?;
                         let got = r["tasks"].as_array().map_or(0, Vec::len);
                         if got != n || r["tasks"][0]["taskArn"] != json!(want[0]) {
                             return Err(format!("DescribeTasks returned {got} of {n} tasks"));
@@ -229,7 +230,10 @@ async fn setup(o: &Opts) -> Result<Vec<String>, String> {
 }
 
 fn main() -> std::process::ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ecs_describe_load: {e}");

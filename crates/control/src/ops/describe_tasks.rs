@@ -5,7 +5,7 @@ use std::sync::Arc;
 use ferry_proto::RequestContext;
 use serde::{Deserialize, Serialize};
 
-use super::stop_task::resolve;
+use super::stop_task::task_id_in;
 use crate::db;
 use crate::error::EcsError;
 use crate::model::task::TaskRecord;
@@ -55,10 +55,10 @@ pub fn handle(
     let mut tasks = Vec::with_capacity(req.tasks.len());
     let mut failures = Vec::new();
     for want in &req.tasks {
-        let found = match resolve(core, Some(&cluster.name), want)? {
-            Some((c, id)) => core
+        let found = match task_id_in(&cluster.name, want) {
+            Some(id) => core
                 .store
-                .get::<TaskRecord>(db::TASKS, &db::task_key(&c, &id))?,
+                .get::<TaskRecord>(db::TASKS, &db::task_key(&cluster.name, &id))?,
             None => None,
         };
         match found {

@@ -28,24 +28,16 @@ pub struct StopTaskResponse {
     task: Task,
 }
 
-/// Resolves a task id or ARN within a cluster (name or ARN, `default`):
-/// returns (cluster name, task id).
-pub fn resolve(
-    core: &Core,
-    cluster: Option<&str>,
-    task: &str,
-) -> Result<Option<(String, String)>, EcsError> {
-    let c = core.active_cluster(cluster)?;
+/// Resolves a task id or ARN within the cluster `cluster`: returns the
+/// task id, or `None` if `task` cannot name a task of that cluster.
+pub fn task_id_in(cluster: &str, task: &str) -> Option<String> {
     if task.starts_with("arn:") {
-        return Ok(match arn::parse(task) {
-            Some(Resource::Task { cluster, id }) if cluster == c.name => Some((cluster, id)),
+        return match arn::parse(task) {
+            Some(Resource::Task { cluster: c, id }) if c == cluster => Some(id),
             _ => None,
-        });
+        };
     }
-    if task.is_empty() || task.contains('/') {
-        return Ok(None);
-    }
-    Ok(Some((c.name, task.to_owned())))
+    (!task.is_empty() && !task.contains('/')).then(|| task.to_owned())
 }
 
 /// StopTask.
@@ -60,7 +52,8 @@ pub fn handle(
         _ => None,
     });
     let not_found = || EcsError::InvalidParameter("The referenced task was not found.".into());
-    let (cluster, id) = resolve(core, cluster.as_deref(), &req.task)?.ok_or_else(not_found)?;
+    let cluster = core.active_cluster(cluster.as_deref())?.name;
+    let id = task_id_in(&cluster, &req.task).ok_or_else(not_found)?;
     let reason = match req.reason.as_deref() {
         None | Some("") => "Task stopped by user".to_owned(),
         Some(r) => r.chars().take(255).collect(),
