@@ -196,10 +196,15 @@ RUN_CASES = {
 }
 
 
+@pytest.fixture(scope="module")
+def server_with_source_td(ferry_server_module):
+    ferry_server_module.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{SOURCE_TD}")
+    return ferry_server_module
+
+
 @pytest.mark.parametrize("case", sorted(RUN_CASES))
-def test_run_task_validation(ferry_server_module, case):
-    srv = ferry_server_module
-    srv.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{SOURCE_TD}")
+def test_run_task_validation(server_with_source_td, case):
+    srv = server_with_source_td
     extra, code, needle = RUN_CASES[case]
     args = ["--task-definition", "fargate-task-definition", "--count", "1", "--launch-type", "FARGATE",
             "--platform-version", "1.4.0"]
