@@ -151,11 +151,26 @@ impl Kms {
             .as_ref()
             .err()
             .map(|e| (e.code.as_str(), e.message.as_str()));
+        // As in CloudTrail, the cryptographic operations log no response
+        // elements (their responses are mostly secrets anyway).
+        let crypto_op = matches!(
+            operation,
+            "Encrypt"
+                | "Decrypt"
+                | "GenerateDataKey"
+                | "GenerateDataKeyWithoutPlaintext"
+                | "GenerateRandom"
+                | "ReEncrypt"
+        );
         let event = audit::render(&audit::Event {
             ctx,
             operation,
             request,
-            response: result.as_ref().ok(),
+            response: if crypto_op {
+                None
+            } else {
+                result.as_ref().ok()
+            },
             error: err,
             resources,
         });
