@@ -1,1 +1,49 @@
-//! ferry-control (to be written).
+//! ferry-control: the ECS control plane.
+//!
+//! Clusters, task definitions and tasks over the ECS JSON 1.1 API
+//! (`AmazonEC2ContainerServiceV20141113.*`), with every record in
+//! `ferry-store`. The control plane decides; a [`runtime::TaskRuntime`]
+//! (the agent) executes [`ferry_agent::plan::TaskPlan`]s and reports
+//! [`ferry_agent::plan::TaskEvent`]s back, which move a task through the
+//! ECS state machine.
+//!
+//! Module map:
+//! - [`service`]: [`EcsService`], the `JsonService` the API server registers;
+//!   dispatches operations, owns startup (default cluster, reconciliation).
+//! - [`ops`]: one module per ECS operation (or small group): its request
+//!   and response wire types and its handler.
+//! - [`wire`]: wire shapes shared by several operations (Cluster, Task,
+//!   TaskDefinition, Tag, Failure).
+//! - [`model`]: the domain records kept in the store (cluster, task
+//!   definition, task) and the task state machine.
+//! - [`validate`]: Fargate's rules for task definitions and RunTask input;
+//!   turns wire requests into domain specs (parse, don't validate).
+//! - [`plan`]: builds the agent's `TaskPlan` from a spec plus overrides.
+//! - [`runtime`]: the [`runtime::TaskRuntime`] trait the agent implements.
+//! - [`keys`]: the [`keys::StorageKeys`] trait: KMS checks for cluster CMKs
+//!   and the platform key.
+//! - [`db`]: store tables and key layout.
+//! - [`arn`]: ECS ARNs: building and parsing.
+//! - [`paging`]: `nextToken` pagination.
+//! - [`clock`]: wall-clock timestamps in the JSON 1.1 form.
+//! - [`error`]: [`EcsError`], mapped to the ECS error shapes.
+
+pub mod arn;
+pub mod clock;
+pub mod db;
+pub mod error;
+pub mod keys;
+pub mod model;
+pub mod ops;
+pub mod paging;
+pub mod plan;
+pub mod runtime;
+pub mod service;
+pub mod validate;
+pub mod wire;
+
+pub use error::EcsError;
+pub use service::{EcsConfig, EcsService};
+
+#[cfg(test)]
+mod tests;

@@ -33,7 +33,6 @@ pub struct Args {
 #[derive(Clone)]
 pub struct Shared {
     /// The state store.
-    #[allow(dead_code, reason = "the ECS service will take it")]
     pub store: Arc<Store>,
     /// The key management service (also callable in-process).
     pub kms: Arc<Kms>,
@@ -46,12 +45,36 @@ pub struct Shared {
 }
 
 /// Registers every service on the router.
-fn services(router: Router, shared: &Shared) -> Router {
+fn services(router: Router, shared: &Shared) -> anyhow::Result<Router> {
     let router = router.json_service("kms", shared.kms.clone());
-    // ECS: register the control plane here, e.g.
-    //   let ecs = Arc::new(ferry_control::Ecs::open(shared.store.clone(), shared.kms.clone(), ...)?);
-    //   router.json_service("ecs", ecs)
-    router
+    let router = router.json_service("ecs", ecs_service(shared)?);
+    Ok(router)
+}
+
+/// The name the KMS gives the platform-managed key for Fargate ephemeral
+/// storage (used when a cluster has no customer-managed key).
+const PLATFORM_STORAGE_KEY: &str = ferry_kms::PLATFORM_KEY_ALIAS;
+
+/// The ECS control plane. Tasks go to `runtime`; until the agent is wired
+/// in, [`ferry_control::runtime::Unavailable`] makes every task fail to
+/// start with a reason that says so.
+fn ecs_service(shared: &Shared) -> anyhow::Result<Arc<ferry_control::EcsService>> {
+    use ferry_control::keys::KmsStorageKeys;
+    let keys = KmsStorageKeys::new(
+        shared.kms.clone(),
+        &shared.account_id,
+        &shared.region,
+        PLATFORM_STORAGE_KEY,
+    );
+    let runtime = Arc::new(ferry_control::runtime::Unavailable);
+    let ecs = ferry_control::EcsService::new(
+        ferry_control::EcsConfig::new(&shared.region, &shared.account_id),
+        shared.store.clone(),
+        runtime,
+        Arc::new(keys),
+    )
+    .context("starting the ECS control plane")?;
+    Ok(Arc::new(ecs))
 }
 
 /// Runs `ferry server`.
@@ -87,7 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         dd.admin_secret.clone(),
         Caller::admin(&dd.account_id),
     );
-    let router = services(Router::new(Arc::new(keys), &args.region), &shared);
+    let router = services(Router::new(Arc::new(keys), &args.region), &shared)?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,0 +1,43 @@
+//! Store layout. One redb table per record kind, JSON values:
+//!
+//! | table           | key                          | value            |
+//! |-----------------|------------------------------|------------------|
+//! | `ecs_meta`      | `initialized`                | `true`           |
+//! | `ecs_clusters`  | cluster name                 | `ClusterRecord`  |
+//! | `ecs_families`  | family                       | `FamilyRecord`   |
+//! | `ecs_taskdefs`  | `FAMILY:REVISION` (10 digits) | `TaskDefRecord`  |
+//! | `ecs_tasks`     | `CLUSTER/TASK_ID`            | `TaskRecord`     |
+//!
+//! Zero-padded revisions make a prefix scan return a family's revisions in
+//! order; `CLUSTER/` prefixes list a cluster's tasks.
+
+/// Server-level markers.
+pub const META: &str = "ecs_meta";
+/// Clusters.
+pub const CLUSTERS: &str = "ecs_clusters";
+/// Families.
+pub const FAMILIES: &str = "ecs_families";
+/// Task definition revisions.
+pub const TASKDEFS: &str = "ecs_taskdefs";
+/// Tasks.
+pub const TASKS: &str = "ecs_tasks";
+
+/// The key of a task definition revision.
+pub fn taskdef_key(family: &str, revision: u32) -> String {
+    format!("{family}:{revision:010}")
+}
+
+/// The scan prefix of a family's revisions.
+pub fn taskdef_prefix(family: &str) -> String {
+    format!("{family}:")
+}
+
+/// The key of a task.
+pub fn task_key(cluster: &str, task_id: &str) -> String {
+    format!("{cluster}/{task_id}")
+}
+
+/// The scan prefix of a cluster's tasks.
+pub fn task_prefix(cluster: &str) -> String {
+    format!("{cluster}/")
+}

@@ -1,0 +1,58 @@
+//! A cluster.
+
+use serde::{Deserialize, Serialize};
+
+use crate::wire::Tag;
+use crate::wire::cluster::{ClusterConfiguration, ClusterSetting};
+
+/// A cluster record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterRecord {
+    /// Name (the store key).
+    pub name: String,
+    /// ARN.
+    pub arn: String,
+    /// Whether the cluster is deleted.
+    pub active: bool,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    /// Settings as given.
+    #[serde(default)]
+    pub settings: Vec<ClusterSetting>,
+    /// Configuration as given (echoed).
+    #[serde(default)]
+    pub configuration: Option<ClusterConfiguration>,
+    /// The checked ARN of `fargateEphemeralStorageKmsKeyId`, used for new
+    /// tasks' storage.
+    #[serde(default)]
+    pub storage_key_arn: Option<String>,
+    /// When it was created (epoch seconds).
+    pub created_at: f64,
+}
+
+impl ClusterRecord {
+    /// `ACTIVE` or `INACTIVE`.
+    pub fn status(&self) -> &'static str {
+        if self.active { "ACTIVE" } else { "INACTIVE" }
+    }
+}
+
+/// Why a cluster name is invalid, if it is.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 255 {
+        return Err(format!(
+            "Cluster name '{name}' is invalid: it must be 1 to 255 characters long."
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "Cluster name '{name}' is invalid: up to 255 letters (uppercase and lowercase), numbers, underscores, and hyphens are allowed."
+        ));
+    }
+    Ok(())
+}

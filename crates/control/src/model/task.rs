@@ -1,0 +1,554 @@
+//! A task record and the ECS task state machine.
+//!
+//! `lastStatus` only moves forward through [`TaskStatus`]; `desiredStatus`
+//! is RUNNING until a stop is requested or an essential container exits.
+//! Runtime events ([`TaskEvent`]) and stop requests are applied by
+//! [`TaskRecord::apply`] and [`TaskRecord::request_stop`], which are pure
+//! (the caller stores the result), so the whole machine is unit-tested.
+
+use ferry_agent::plan::{StoragePlan, TaskEvent, TaskPlan};
+use serde::{Deserialize, Serialize};
+
+use crate::wire::Tag;
+
+/// `lastStatus` values, in lifecycle order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskStatus {
+    /// Recorded; the runtime is setting up network and volume.
+    Provisioning,
+    /// Network and volume ready; pulling/starting containers.
+    Pending,
+    /// Containers starting.
+    Activating,
+    /// Every essential container runs.
+    Running,
+    /// Stop requested while running.
+    Deactivating,
+    /// Containers are being stopped.
+    Stopping,
+    /// Containers are gone; the volume and network are being released.
+    Deprovisioning,
+    /// Nothing of the task is left.
+    Stopped,
+}
+
+impl TaskStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Provisioning => "PROVISIONING",
+            Self::Pending => "PENDING",
+            Self::Activating => "ACTIVATING",
+            Self::Running => "RUNNING",
+            Self::Deactivating => "DEACTIVATING",
+            Self::Stopping => "STOPPING",
+            Self::Deprovisioning => "DEPROVISIONING",
+            Self::Stopped => "STOPPED",
+        }
+    }
+}
+
+/// `TaskStopCode` values ferry records.
+pub mod stop_code {
+    /// The task never reached RUNNING.
+    pub const TASK_FAILED_TO_START: &str = "TaskFailedToStart";
+    /// An essential container exited.
+    pub const ESSENTIAL_CONTAINER_EXITED: &str = "EssentialContainerExited";
+    /// StopTask.
+    pub const USER_INITIATED: &str = "UserInitiated";
+    /// A service stopped it.
+    pub const SERVICE_SCHEDULER_INITIATED: &str = "ServiceSchedulerInitiated";
+}
+
+/// One container of a task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerRecord {
+    /// Name.
+    pub name: String,
+    /// Image as in the task definition.
+    pub image: String,
+    /// ARN.
+    pub arn: String,
+    /// Whether the task stops when it exits.
+    pub essential: bool,
+    /// `PENDING`, `RUNNING` or `STOPPED`.
+    pub last_status: String,
+    /// Exit code once stopped.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// Why it stopped, when not a plain exit.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Port mappings (containerPort, protocol).
+    #[serde(default)]
+    pub ports: Vec<(u16, String)>,
+    /// CPU units of the container definition.
+    #[serde(default)]
+    pub cpu: i64,
+    /// Memory limit of the container definition.
+    #[serde(default)]
+    pub memory: Option<i64>,
+    /// Memory reservation of the container definition.
+    #[serde(default)]
+    pub memory_reservation: Option<i64>,
+}
+
+/// A task record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskRecord {
+    /// The plan the runtime got (kept for reattaching after a restart; it
+    /// holds no secrets).
+    pub plan: TaskPlan,
+    /// Cluster ARN.
+    pub cluster_arn: String,
+    /// Task definition ARN.
+    pub task_definition_arn: String,
+    /// Task definition family.
+    pub family: String,
+    /// lastStatus.
+    pub last_status: TaskStatus,
+    /// desiredStatus (RUNNING or STOPPED).
+    pub desired_status: TaskStatus,
+    /// Resolved platform version (`1.4.0` or `1.3.0`).
+    pub platform_version: String,
+    /// `ephemeralStorage.sizeInGiB` as requested (task definition or
+    /// override), if any.
+    #[serde(default)]
+    pub requested_storage_gib: Option<u32>,
+    /// The customer-managed key, when one protects the storage.
+    #[serde(default)]
+    pub cmk_arn: Option<String>,
+    /// Containers.
+    pub containers: Vec<ContainerRecord>,
+    /// ENI attachment id.
+    pub attachment_id: String,
+    /// `eni-...`.
+    pub eni_id: String,
+    /// Subnet from the network configuration.
+    pub subnet_id: String,
+    /// The task's address once provisioned.
+    #[serde(default)]
+    pub private_ip: Option<String>,
+    /// `createdAt`.
+    pub created_at: f64,
+    /// `connectivityAt`.
+    #[serde(default)]
+    pub connectivity_at: Option<f64>,
+    /// `pullStartedAt`.
+    #[serde(default)]
+    pub pull_started_at: Option<f64>,
+    /// `pullStoppedAt`.
+    #[serde(default)]
+    pub pull_stopped_at: Option<f64>,
+    /// `startedAt`.
+    #[serde(default)]
+    pub started_at: Option<f64>,
+    /// `stoppingAt`.
+    #[serde(default)]
+    pub stopping_at: Option<f64>,
+    /// `executionStoppedAt`.
+    #[serde(default)]
+    pub execution_stopped_at: Option<f64>,
+    /// `stoppedAt`.
+    #[serde(default)]
+    pub stopped_at: Option<f64>,
+    /// `stopCode`.
+    #[serde(default)]
+    pub stop_code: Option<String>,
+    /// `stoppedReason`.
+    #[serde(default)]
+    pub stopped_reason: Option<String>,
+    /// `startedBy`.
+    #[serde(default)]
+    pub started_by: Option<String>,
+    /// `group` (`family:NAME` by default).
+    pub group: String,
+    /// `overrides` as given to RunTask (echoed).
+    #[serde(default)]
+    pub overrides: serde_json::Value,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    /// Bumped on every change (`version`).
+    pub version: u64,
+}
+
+impl TaskRecord {
+    /// The task's ARN.
+    pub fn arn(&self) -> &str {
+        &self.plan.task_arn
+    }
+
+    /// Whether the storage is encrypted.
+    pub fn encrypted(&self) -> bool {
+        matches!(self.plan.storage, StoragePlan::Encrypted { .. })
+    }
+
+    fn advance(&mut self, to: TaskStatus) {
+        if to > self.last_status {
+            self.last_status = to;
+        }
+    }
+
+    fn set_stop(&mut self, code: &str, reason: &str, now: f64) {
+        self.desired_status = TaskStatus::Stopped;
+        if self.stop_code.is_none() {
+            self.stop_code = Some(code.into());
+        }
+        if self.stopped_reason.is_none() {
+            self.stopped_reason = Some(reason.into());
+        }
+        self.stopping_at.get_or_insert(now);
+    }
+
+    /// Records a stop request (StopTask, or a service). Returns whether
+    /// anything changed; a stopped task is left alone.
+    pub fn request_stop(&mut self, code: &str, reason: &str, now: f64) -> bool {
+        if self.last_status == TaskStatus::Stopped || self.desired_status == TaskStatus::Stopped {
+            return false;
+        }
+        self.set_stop(code, reason, now);
+        if self.last_status == TaskStatus::Running {
+            self.last_status = TaskStatus::Deactivating;
+        }
+        self.version += 1;
+        true
+    }
+
+    /// Applies a runtime event. Returns whether anything changed; events
+    /// after STOPPED are ignored and statuses never move backwards.
+    pub fn apply(&mut self, event: &TaskEvent, now: f64) -> bool {
+        if self.last_status == TaskStatus::Stopped {
+            return false;
+        }
+        match event {
+            TaskEvent::Provisioned { private_ip } => {
+                self.private_ip = Some(private_ip.clone());
+                self.connectivity_at.get_or_insert(now);
+                self.pull_started_at.get_or_insert(now);
+                self.advance(TaskStatus::Pending);
+            }
+            TaskEvent::ContainerRunning { name } => {
+                let Some(c) = self.containers.iter_mut().find(|c| &c.name == name) else {
+                    return false;
+                };
+                if c.last_status == "STOPPED" {
+                    return false;
+                }
+                c.last_status = "RUNNING".into();
+                self.pull_stopped_at.get_or_insert(now);
+                self.advance(TaskStatus::Activating);
+            }
+            TaskEvent::Running => {
+                if self.desired_status == TaskStatus::Stopped {
+                    // A stop raced the start; the task is on its way down.
+                    self.started_at.get_or_insert(now);
+                    return true;
+                }
+                self.pull_stopped_at.get_or_insert(now);
+                self.started_at.get_or_insert(now);
+                self.advance(TaskStatus::Running);
+            }
+            TaskEvent::ContainerExited {
+                name,
+                exit_code,
+                reason,
+            } => {
+                let Some(c) = self.containers.iter_mut().find(|c| &c.name == name) else {
+                    return false;
+                };
+                c.last_status = "STOPPED".into();
+                c.exit_code = Some(*exit_code);
+                c.reason = reason.clone();
+                let essential = c.essential;
+                if essential && self.desired_status == TaskStatus::Running {
+                    self.set_stop(
+                        stop_code::ESSENTIAL_CONTAINER_EXITED,
+                        "Essential container in task exited",
+                        now,
+                    );
+                }
+                if self.desired_status == TaskStatus::Stopped {
+                    self.advance(TaskStatus::Stopping);
+                }
+                if self.containers.iter().all(|c| c.last_status == "STOPPED") {
+                    self.execution_stopped_at.get_or_insert(now);
+                    self.advance(TaskStatus::Deprovisioning);
+                }
+            }
+            TaskEvent::Stopped {
+                stop_code,
+                stopped_reason,
+            } => {
+                self.set_stop(stop_code, stopped_reason, now);
+                self.execution_stopped_at.get_or_insert(now);
+                self.stopped_at = Some(now);
+                for c in &mut self.containers {
+                    if c.last_status != "STOPPED" {
+                        c.last_status = "STOPPED".into();
+                    }
+                }
+                self.last_status = TaskStatus::Stopped;
+            }
+        }
+        self.version += 1;
+        true
+    }
+
+    /// Whether the task counts as pending for the cluster.
+    pub fn is_pending(&self) -> bool {
+        self.last_status < TaskStatus::Running
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_agent::plan::ContainerPlan;
+
+    fn container(name: &str, essential: bool) -> (ContainerPlan, ContainerRecord) {
+        (
+            ContainerPlan {
+                name: name.into(),
+                image: "busybox".into(),
+                entry_point: vec![],
+                command: vec![],
+                environment: vec![],
+                working_directory: None,
+                user: None,
+                essential,
+                depends_on: vec![],
+                stop_timeout_secs: 30,
+                readonly_root_filesystem: false,
+                port_mappings: vec![],
+                mount_points: vec![],
+                awslogs: None,
+            },
+            ContainerRecord {
+                name: name.into(),
+                image: "busybox".into(),
+                arn: format!("arn:c/{name}"),
+                essential,
+                last_status: "PENDING".into(),
+                exit_code: None,
+                reason: None,
+                ports: vec![],
+                cpu: 0,
+                memory: None,
+                memory_reservation: None,
+            },
+        )
+    }
+
+    pub(crate) fn task() -> TaskRecord {
+        let (p1, c1) = container("app", true);
+        let (p2, c2) = container("sidecar", false);
+        TaskRecord {
+            plan: TaskPlan {
+                task_arn: "arn:aws:ecs:r:a:task/default/x".into(),
+                task_id: "x".into(),
+                cluster_name: "default".into(),
+                account: "a".into(),
+                region: "r".into(),
+                cpu_units: 256,
+                memory_mib: 512,
+                ephemeral_storage_gib: 20,
+                storage: StoragePlan::Unencrypted,
+                containers: vec![p1, p2],
+                volumes: vec![],
+            },
+            cluster_arn: "c".into(),
+            task_definition_arn: "td".into(),
+            family: "f".into(),
+            last_status: TaskStatus::Provisioning,
+            desired_status: TaskStatus::Running,
+            platform_version: "1.4.0".into(),
+            requested_storage_gib: None,
+            cmk_arn: None,
+            containers: vec![c1, c2],
+            attachment_id: "att".into(),
+            eni_id: "eni".into(),
+            subnet_id: "subnet".into(),
+            private_ip: None,
+            created_at: 1.0,
+            connectivity_at: None,
+            pull_started_at: None,
+            pull_stopped_at: None,
+            started_at: None,
+            stopping_at: None,
+            execution_stopped_at: None,
+            stopped_at: None,
+            stop_code: None,
+            stopped_reason: None,
+            started_by: None,
+            group: "family:f".into(),
+            overrides: serde_json::Value::Null,
+            tags: vec![],
+            version: 1,
+        }
+    }
+
+    fn run_up(t: &mut TaskRecord) {
+        assert!(t.apply(
+            &TaskEvent::Provisioned {
+                private_ip: "198.18.0.2".into()
+            },
+            2.0
+        ));
+        assert_eq!(t.last_status, TaskStatus::Pending);
+        assert_eq!(t.private_ip.as_deref(), Some("198.18.0.2"));
+        t.apply(&TaskEvent::ContainerRunning { name: "app".into() }, 3.0);
+        assert_eq!(t.last_status, TaskStatus::Activating);
+        t.apply(
+            &TaskEvent::ContainerRunning {
+                name: "sidecar".into(),
+            },
+            3.5,
+        );
+        t.apply(&TaskEvent::Running, 4.0);
+        assert_eq!(t.last_status, TaskStatus::Running);
+        assert_eq!(t.started_at, Some(4.0));
+        assert_eq!(t.pull_started_at, Some(2.0));
+        assert_eq!(t.pull_stopped_at, Some(3.0));
+        assert_eq!(t.connectivity_at, Some(2.0));
+    }
+
+    #[test]
+    fn user_stop_walks_the_whole_lifecycle() {
+        let mut t = task();
+        run_up(&mut t);
+        assert!(t.request_stop(stop_code::USER_INITIATED, "Task stopped by user", 5.0));
+        assert_eq!(t.last_status, TaskStatus::Deactivating);
+        assert_eq!(t.desired_status, TaskStatus::Stopped);
+        assert_eq!(t.stopping_at, Some(5.0));
+        // A second stop changes nothing.
+        assert!(!t.request_stop(stop_code::USER_INITIATED, "again", 5.5));
+        t.apply(
+            &TaskEvent::ContainerExited {
+                name: "app".into(),
+                exit_code: 143,
+                reason: None,
+            },
+            6.0,
+        );
+        assert_eq!(t.last_status, TaskStatus::Stopping);
+        t.apply(
+            &TaskEvent::ContainerExited {
+                name: "sidecar".into(),
+                exit_code: 0,
+                reason: None,
+            },
+            6.5,
+        );
+        assert_eq!(t.last_status, TaskStatus::Deprovisioning);
+        assert_eq!(t.execution_stopped_at, Some(6.5));
+        t.apply(
+            &TaskEvent::Stopped {
+                stop_code: stop_code::USER_INITIATED.into(),
+                stopped_reason: "ignored: already recorded".into(),
+            },
+            7.0,
+        );
+        assert_eq!(t.last_status, TaskStatus::Stopped);
+        assert_eq!(t.stopped_at, Some(7.0));
+        assert_eq!(t.stop_code.as_deref(), Some("UserInitiated"));
+        assert_eq!(t.stopped_reason.as_deref(), Some("Task stopped by user"));
+        assert_eq!(t.containers[0].exit_code, Some(143));
+        // Nothing moves a stopped task.
+        assert!(!t.apply(&TaskEvent::Running, 8.0));
+        assert_eq!(t.last_status, TaskStatus::Stopped);
+    }
+
+    #[test]
+    fn essential_exit_stops_the_task_but_sidecar_exit_does_not() {
+        let mut t = task();
+        run_up(&mut t);
+        t.apply(
+            &TaskEvent::ContainerExited {
+                name: "sidecar".into(),
+                exit_code: 1,
+                reason: None,
+            },
+            5.0,
+        );
+        assert_eq!(t.last_status, TaskStatus::Running);
+        assert_eq!(t.desired_status, TaskStatus::Running);
+        assert_eq!(t.stop_code, None);
+        t.apply(
+            &TaskEvent::ContainerExited {
+                name: "app".into(),
+                exit_code: 2,
+                reason: None,
+            },
+            6.0,
+        );
+        assert_eq!(t.desired_status, TaskStatus::Stopped);
+        assert_eq!(t.stop_code.as_deref(), Some("EssentialContainerExited"));
+        assert_eq!(
+            t.stopped_reason.as_deref(),
+            Some("Essential container in task exited")
+        );
+        assert_eq!(t.last_status, TaskStatus::Deprovisioning);
+    }
+
+    #[test]
+    fn failure_to_start_is_recorded_with_the_runtime_reason() {
+        let mut t = task();
+        t.apply(
+            &TaskEvent::Stopped {
+                stop_code: stop_code::TASK_FAILED_TO_START.into(),
+                stopped_reason: "image busybox not found".into(),
+            },
+            2.0,
+        );
+        assert_eq!(t.last_status, TaskStatus::Stopped);
+        assert_eq!(t.desired_status, TaskStatus::Stopped);
+        assert_eq!(t.stop_code.as_deref(), Some("TaskFailedToStart"));
+        assert_eq!(t.stopped_reason.as_deref(), Some("image busybox not found"));
+        assert!(t.containers.iter().all(|c| c.last_status == "STOPPED"));
+        assert_eq!(t.started_at, None);
+    }
+
+    #[test]
+    fn statuses_never_move_backwards_and_unknown_containers_are_ignored() {
+        let mut t = task();
+        run_up(&mut t);
+        let v = t.version;
+        t.apply(
+            &TaskEvent::Provisioned {
+                private_ip: "198.18.0.2".into(),
+            },
+            9.0,
+        );
+        assert_eq!(t.last_status, TaskStatus::Running);
+        assert!(!t.apply(
+            &TaskEvent::ContainerRunning {
+                name: "nope".into()
+            },
+            9.0
+        ));
+        assert!(t.version > v);
+    }
+
+    #[test]
+    fn stop_while_provisioning_keeps_the_user_code() {
+        let mut t = task();
+        assert!(t.request_stop(stop_code::USER_INITIATED, "bye", 1.5));
+        assert_eq!(t.last_status, TaskStatus::Provisioning);
+        // The runtime started anyway; Running must not resurrect the task.
+        t.apply(&TaskEvent::Running, 2.0);
+        assert_ne!(t.last_status, TaskStatus::Running);
+        t.apply(
+            &TaskEvent::Stopped {
+                stop_code: stop_code::TASK_FAILED_TO_START.into(),
+                stopped_reason: "x".into(),
+            },
+            3.0,
+        );
+        assert_eq!(t.stop_code.as_deref(), Some("UserInitiated"));
+        assert_eq!(t.stopped_reason.as_deref(), Some("bye"));
+    }
+}

@@ -1,0 +1,353 @@
+//! RegisterTaskDefinition, DescribeTaskDefinition, ListTaskDefinitions,
+//! ListTaskDefinitionFamilies, DeregisterTaskDefinition.
+//!
+//! The registered document is kept as the client sent it (minus `tags`)
+//! and echoed back with ECS's defaults and metadata added, so fields ferry
+//! does not interpret round-trip too.
+
+use std::sync::Arc;
+
+use ferry_proto::RequestContext;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::tags;
+use crate::clock;
+use crate::db;
+use crate::error::EcsError;
+use crate::model::task_definition::{FamilyRecord, TaskDefRecord};
+use crate::paging;
+use crate::service::Core;
+use crate::validate;
+use crate::wire::Tag;
+use crate::wire::task_definition::TaskDefinitionInput;
+
+/// `DescribeTaskDefinitionRequest`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeTaskDefinitionRequest {
+    task_definition: String,
+    #[serde(default)]
+    include: Vec<String>,
+}
+
+/// `DeregisterTaskDefinitionRequest`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeregisterTaskDefinitionRequest {
+    task_definition: String,
+}
+
+/// `ListTaskDefinitionsRequest`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListTaskDefinitionsRequest {
+    #[serde(default)]
+    family_prefix: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    sort: Option<String>,
+    #[serde(default)]
+    next_token: Option<String>,
+    #[serde(default)]
+    max_results: Option<i64>,
+}
+
+/// `ListTaskDefinitionFamiliesRequest`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListTaskDefinitionFamiliesRequest {
+    #[serde(default)]
+    family_prefix: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    next_token: Option<String>,
+    #[serde(default)]
+    max_results: Option<i64>,
+}
+
+/// `RegisterTaskDefinitionResponse` / `DescribeTaskDefinitionResponse` /
+/// `DeregisterTaskDefinitionResponse`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskDefinitionResponse {
+    task_definition: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<Vec<Tag>>,
+}
+
+/// `ListTaskDefinitionsResponse`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListTaskDefinitionsResponse {
+    task_definition_arns: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+/// `ListTaskDefinitionFamiliesResponse`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListTaskDefinitionFamiliesResponse {
+    families: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+/// The `TaskDefinition` shape: the document plus ECS's defaults and
+/// metadata.
+pub fn render(td: &TaskDefRecord) -> Value {
+    let mut d = td.document.clone();
+    if let Some(Value::Array(cds)) = d.get_mut("containerDefinitions") {
+        for cd in cds.iter_mut().filter_map(Value::as_object_mut) {
+            for (k, v) in [
+                ("cpu", json!(0)),
+                ("essential", json!(true)),
+                ("portMappings", json!([])),
+                ("environment", json!([])),
+                ("mountPoints", json!([])),
+                ("volumesFrom", json!([])),
+                ("systemControls", json!([])),
+            ] {
+                cd.entry(k).or_insert(v);
+            }
+            if let Some(Value::Array(pms)) = cd.get_mut("portMappings") {
+                for pm in pms.iter_mut().filter_map(Value::as_object_mut) {
+                    if let Some(cp) = pm.get("containerPort").cloned() {
+                        pm.entry("hostPort").or_insert(cp);
+                    }
+                    pm.entry("protocol").or_insert(json!("tcp"));
+                }
+            }
+        }
+    }
+    d.insert("cpu".into(), json!(td.spec.cpu_units.to_string()));
+    d.insert("memory".into(), json!(td.spec.memory_mib.to_string()));
+    d.entry("volumes").or_insert(json!([]));
+    d.entry("placementConstraints").or_insert(json!([]));
+    d.insert("taskDefinitionArn".into(), json!(td.arn));
+    d.insert("revision".into(), json!(td.revision));
+    d.insert("status".into(), json!(td.status()));
+    d.insert("compatibilities".into(), json!(["EC2", "FARGATE"]));
+    d.insert("requiresAttributes".into(), json!(requires_attributes(td)));
+    d.insert("registeredAt".into(), json!(td.registered_at));
+    d.insert("registeredBy".into(), json!(td.registered_by));
+    if let Some(t) = td.deregistered_at {
+        d.insert("deregisteredAt".into(), json!(t));
+    }
+    Value::Object(d)
+}
+
+fn requires_attributes(td: &TaskDefRecord) -> Vec<Value> {
+    let mut names = vec![
+        "com.amazonaws.ecs.capability.docker-remote-api.1.18",
+        "ecs.capability.task-eni",
+    ];
+    if td.spec.containers.iter().any(|c| c.awslogs.is_some()) {
+        names.push("com.amazonaws.ecs.capability.logging-driver.awslogs");
+        names.push("com.amazonaws.ecs.capability.docker-remote-api.1.19");
+        if td.document.contains_key("executionRoleArn") {
+            names.push("ecs.capability.execution-role-awslogs");
+        }
+    }
+    if td.spec.ephemeral_storage_gib.is_some() {
+        names.push("ecs.capability.ephemeral-storage");
+    }
+    names.into_iter().map(|n| json!({ "name": n })).collect()
+}
+
+/// RegisterTaskDefinition: the body is taken whole so every field is kept.
+pub fn register(
+    core: &Arc<Core>,
+    ctx: &RequestContext,
+    mut body: Map<String, Value>,
+) -> Result<TaskDefinitionResponse, EcsError> {
+    let input: TaskDefinitionInput = serde_json::from_value(Value::Object(body.clone()))
+        .map_err(|e| EcsError::Serialization(format!("request body: {e}")))?;
+    let spec = validate::task_definition(&input)?;
+    tags::check(&input.tags)?;
+    body.remove("tags");
+    let family = input.family.clone();
+    let now = clock::now();
+    let registered_by = ctx.caller.arn();
+    let td = core.store.write(|w| {
+        let mut fam: FamilyRecord = w.get(db::FAMILIES, &family)?.unwrap_or_default();
+        fam.last_revision += 1;
+        fam.active_revisions += 1;
+        let td = TaskDefRecord {
+            arn: core.scope.task_definition(&family, fam.last_revision),
+            family: family.clone(),
+            revision: fam.last_revision,
+            active: true,
+            document: body,
+            spec,
+            tags: input.tags.clone(),
+            registered_at: now,
+            deregistered_at: None,
+            registered_by,
+        };
+        w.put(db::TASKDEFS, &db::taskdef_key(&family, td.revision), &td)?;
+        w.put(db::FAMILIES, &family, &fam)?;
+        Ok::<_, EcsError>(td)
+    })?;
+    Ok(TaskDefinitionResponse {
+        task_definition: render(&td),
+        tags: (!td.tags.is_empty()).then(|| td.tags.clone()),
+    })
+}
+
+fn unable() -> EcsError {
+    EcsError::Client("Unable to describe task definition.".into())
+}
+
+/// DescribeTaskDefinition.
+pub fn describe(
+    core: &Arc<Core>,
+    _ctx: &RequestContext,
+    req: DescribeTaskDefinitionRequest,
+) -> Result<TaskDefinitionResponse, EcsError> {
+    let with_tags = match req.include.as_slice() {
+        [] => false,
+        [t] if t == "TAGS" => true,
+        _ => {
+            return Err(EcsError::InvalidParameter(
+                "include may only contain TAGS.".into(),
+            ));
+        }
+    };
+    let td = core
+        .find_task_definition(&req.task_definition)?
+        .ok_or_else(unable)?;
+    Ok(TaskDefinitionResponse {
+        task_definition: render(&td),
+        tags: with_tags.then(|| td.tags.clone()),
+    })
+}
+
+/// DeregisterTaskDefinition: the revision becomes INACTIVE (still
+/// describable; no new tasks). A revision must be named.
+pub fn deregister(
+    core: &Arc<Core>,
+    _ctx: &RequestContext,
+    req: DeregisterTaskDefinitionRequest,
+) -> Result<TaskDefinitionResponse, EcsError> {
+    let id = &req.task_definition;
+    let names_revision = id.starts_with("arn:")
+        || id
+            .rsplit_once(':')
+            .is_some_and(|(_, r)| r.parse::<u32>().is_ok());
+    if !names_revision {
+        return Err(EcsError::Client(format!(
+            "The specified task definition identifier '{id}' is invalid: deregistering needs family:revision or the full ARN."
+        )));
+    }
+    let found = core.find_task_definition(id)?.ok_or_else(|| {
+        EcsError::Client(format!(
+            "The specified task definition '{id}' does not exist."
+        ))
+    })?;
+    let now = clock::now();
+    let td = core.store.write(|w| {
+        let key = db::taskdef_key(&found.family, found.revision);
+        let mut td: TaskDefRecord = w.get(db::TASKDEFS, &key)?.ok_or_else(unable)?;
+        if td.active {
+            td.active = false;
+            td.deregistered_at = Some(now);
+            w.put(db::TASKDEFS, &key, &td)?;
+            let mut fam: FamilyRecord = w.get(db::FAMILIES, &td.family)?.unwrap_or_default();
+            fam.active_revisions = fam.active_revisions.saturating_sub(1);
+            w.put(db::FAMILIES, &td.family, &fam)?;
+        }
+        Ok::<_, EcsError>(td)
+    })?;
+    Ok(TaskDefinitionResponse {
+        task_definition: render(&td),
+        tags: None,
+    })
+}
+
+fn status_filter(s: Option<&str>, allowed: &[&str]) -> Result<String, EcsError> {
+    let s = s.unwrap_or("ACTIVE");
+    if allowed.contains(&s) {
+        Ok(s.to_owned())
+    } else {
+        Err(EcsError::InvalidParameter(format!(
+            "status '{s}' is invalid: use one of {}.",
+            allowed.join(", ")
+        )))
+    }
+}
+
+/// ListTaskDefinitions: `familyPrefix` is the whole family name, as in ECS.
+pub fn list(
+    core: &Arc<Core>,
+    _ctx: &RequestContext,
+    req: ListTaskDefinitionsRequest,
+) -> Result<ListTaskDefinitionsResponse, EcsError> {
+    let status = status_filter(
+        req.status.as_deref(),
+        &["ACTIVE", "INACTIVE", "DELETE_IN_PROGRESS"],
+    )?;
+    let desc = match req.sort.as_deref() {
+        None | Some("ASC") => false,
+        Some("DESC") => true,
+        Some(o) => {
+            return Err(EcsError::InvalidParameter(format!(
+                "sort '{o}' is invalid: use ASC or DESC."
+            )));
+        }
+    };
+    let max = paging::max_results(req.max_results)?;
+    let prefix = req
+        .family_prefix
+        .as_deref()
+        .map(db::taskdef_prefix)
+        .unwrap_or_default();
+    let mut all: Vec<(String, String)> = core
+        .store
+        .scan::<TaskDefRecord>(db::TASKDEFS, &prefix)?
+        .into_iter()
+        .filter(|(_, t)| t.status() == status)
+        .map(|(k, t)| (k, t.arn))
+        .collect();
+    if desc {
+        // Page keys must ascend: invert each byte so the order reverses.
+        all.reverse();
+        for (k, _) in &mut all {
+            *k = k.chars().map(|c| char::from(255 - (c as u8))).collect();
+        }
+    }
+    let (task_definition_arns, next_token) = paging::page(all, req.next_token.as_deref(), max)?;
+    Ok(ListTaskDefinitionsResponse {
+        task_definition_arns,
+        next_token,
+    })
+}
+
+/// ListTaskDefinitionFamilies: `familyPrefix` is a prefix here.
+pub fn list_families(
+    core: &Arc<Core>,
+    _ctx: &RequestContext,
+    req: ListTaskDefinitionFamiliesRequest,
+) -> Result<ListTaskDefinitionFamiliesResponse, EcsError> {
+    let status = status_filter(req.status.as_deref(), &["ACTIVE", "INACTIVE", "ALL"])?;
+    let max = paging::max_results(req.max_results)?;
+    let all: Vec<(String, String)> = core
+        .store
+        .scan::<FamilyRecord>(db::FAMILIES, req.family_prefix.as_deref().unwrap_or(""))?
+        .into_iter()
+        .filter(|(_, f)| match status.as_str() {
+            "ACTIVE" => f.active_revisions > 0,
+            "INACTIVE" => f.active_revisions == 0,
+            _ => true,
+        })
+        .map(|(k, _)| (k.clone(), k))
+        .collect();
+    let (families, next_token) = paging::page(all, req.next_token.as_deref(), max)?;
+    Ok(ListTaskDefinitionFamiliesResponse {
+        families,
+        next_token,
+    })
+}

@@ -1,0 +1,780 @@
+//! Service-level tests: the whole ECS service over a real store, with a
+//! fake runtime and fake KMS checks (mocks are for unit tests only).
+
+use std::sync::{Arc, Mutex};
+
+use ferry_agent::plan::{StoragePlan, TaskEvent, TaskPlan};
+use ferry_proto::{Caller, JsonService, RequestContext};
+use ferry_store::Store;
+use serde_json::{Value, json};
+
+use crate::keys::{KeyCheckError, StorageKeys};
+use crate::runtime::{EventSink, Reattach, TaskRuntime};
+use crate::{EcsConfig, EcsService};
+
+const PLATFORM_KEY: &str = "arn:aws:kms:us-east-1:000000000000:key/platform";
+const CMK: &str = "arn:aws:kms:us-east-1:000000000000:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+#[derive(Default)]
+struct FakeRuntime {
+    started: Mutex<Vec<(TaskPlan, EventSink)>>,
+    stopped: Mutex<Vec<String>>,
+    adopt: bool,
+}
+
+impl TaskRuntime for FakeRuntime {
+    fn start(&self, plan: TaskPlan, events: EventSink) {
+        self.started.lock().unwrap().push((plan, events));
+    }
+    fn stop(&self, task_arn: &str, _stop_code: &str, _reason: &str) {
+        self.stopped.lock().unwrap().push(task_arn.to_owned());
+    }
+    fn reattach(&self, plan: &TaskPlan, events: EventSink) -> Reattach {
+        if self.adopt {
+            self.started.lock().unwrap().push((plan.clone(), events));
+            Reattach::Adopted
+        } else {
+            Reattach::Gone {
+                reason: "the task's supervisor is gone".into(),
+            }
+        }
+    }
+}
+
+struct FakeKeys;
+
+impl StorageKeys for FakeKeys {
+    fn check_cluster_key(&self, key_id: &str) -> Result<String, KeyCheckError> {
+        match key_id {
+            k if k.starts_with("alias/") => Err(KeyCheckError::Alias(k.into())),
+            "disabled" => Err(KeyCheckError::NotEnabled {
+                arn: "arn:disabled".into(),
+                state: "Disabled".into(),
+            }),
+            k if k == CMK || k == "1234abcd-12ab-34cd-56ef-1234567890ab" => Ok(CMK.into()),
+            k => Err(KeyCheckError::NotFound(k.into())),
+        }
+    }
+    fn platform_key_arn(&self) -> Result<String, KeyCheckError> {
+        Ok(PLATFORM_KEY.into())
+    }
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    store: Arc<Store>,
+    rt: Arc<FakeRuntime>,
+    svc: EcsService,
+}
+
+fn env_with(dir: tempfile::TempDir, rt: FakeRuntime) -> Env {
+    let store = Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
+    let rt = Arc::new(rt);
+    let svc = EcsService::new(
+        EcsConfig::new("us-east-1", "000000000000"),
+        store.clone(),
+        rt.clone(),
+        Arc::new(FakeKeys),
+    )
+    .unwrap();
+    Env {
+        _dir: dir,
+        store,
+        rt,
+        svc,
+    }
+}
+
+fn env() -> Env {
+    env_with(tempfile::tempdir().unwrap(), FakeRuntime::default())
+}
+
+fn ctx() -> RequestContext {
+    RequestContext::internal(Caller::admin("000000000000"), "us-east-1")
+}
+
+impl Env {
+    fn call(&self, op: &str, body: Value) -> Result<Value, ferry_proto::AwsError> {
+        self.svc
+            .call(&ctx(), op, &serde_json::to_vec(&body).unwrap())
+    }
+    fn ok(&self, op: &str, body: Value) -> Value {
+        self.call(op, body)
+            .unwrap_or_else(|e| panic!("{op} failed: {e}"))
+    }
+    fn err(&self, op: &str, body: Value) -> ferry_proto::AwsError {
+        self.call(op, body).expect_err("expected an error")
+    }
+    fn sink(&self, i: usize) -> EventSink {
+        self.rt.started.lock().unwrap()[i].1.clone()
+    }
+    fn plan(&self, i: usize) -> TaskPlan {
+        self.rt.started.lock().unwrap()[i].0.clone()
+    }
+    fn describe(&self, arn: &str) -> Value {
+        self.ok("DescribeTasks", json!({"tasks": [arn]}))["tasks"][0].clone()
+    }
+}
+
+fn source_doc() -> Value {
+    json!({
+        "containerDefinitions": [{
+            "command": ["/bin/sh -c \"echo hi > /usr/local/apache2/htdocs/index.html && httpd-foreground\""],
+            "entryPoint": ["sh", "-c"],
+            "essential": true,
+            "image": "httpd:2.4",
+            "logConfiguration": {"logDriver": "awslogs", "options": {
+                "awslogs-group": "/ecs/fargate-task-definition",
+                "awslogs-region": "us-east-1",
+                "awslogs-stream-prefix": "ecs"}},
+            "name": "sample-fargate-app",
+            "portMappings": [{"containerPort": 80, "hostPort": 80, "protocol": "tcp"}],
+            "someFutureField": {"nested": [1, 2]}
+        }],
+        "cpu": "256",
+        "executionRoleArn": "arn:aws:iam::012345678910:role/ecsTaskExecutionRole",
+        "family": "fargate-task-definition",
+        "memory": "512",
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "runtimePlatform": {"cpuArchitecture": "X86_64", "operatingSystemFamily": "LINUX"}
+    })
+}
+
+fn run_body() -> Value {
+    json!({
+        "taskDefinition": "fargate-task-definition",
+        "launchType": "FARGATE",
+        "platformVersion": "1.4.0",
+        "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"], "securityGroups": ["sg-1"]}}
+    })
+}
+
+/// Every key/value of `want` appears, equal, in `got` (recursively for objects).
+fn contains(got: &Value, want: &Value) -> bool {
+    match (got, want) {
+        (Value::Object(g), Value::Object(w)) => w
+            .iter()
+            .all(|(k, v)| g.get(k).is_some_and(|gv| contains(gv, v))),
+        (Value::Array(g), Value::Array(w)) => {
+            g.len() == w.len() && g.iter().zip(w).all(|(a, b)| contains(a, b))
+        }
+        _ => got == want,
+    }
+}
+
+#[test]
+fn default_cluster_exists_and_clusters_work() {
+    let e = env();
+    let l = e.ok("ListClusters", json!({}));
+    assert_eq!(
+        l["clusterArns"],
+        json!(["arn:aws:ecs:us-east-1:000000000000:cluster/default"])
+    );
+    let c = e.ok(
+        "CreateCluster",
+        json!({"clusterName": "prod", "tags": [{"key": "team", "value": "a"}],
+               "configuration": {"managedStorageConfiguration": {"fargateEphemeralStorageKmsKeyId": CMK}}}),
+    );
+    assert_eq!(c["cluster"]["status"], "ACTIVE");
+    assert_eq!(c["cluster"]["tags"][0]["key"], "team");
+    let d = e.ok("DescribeClusters", json!({"clusters": ["prod", "nope"]}));
+    assert_eq!(d["clusters"][0]["clusterName"], "prod");
+    assert!(d["clusters"][0].get("tags").is_none());
+    assert!(d["clusters"][0].get("configuration").is_none());
+    assert_eq!(d["failures"][0]["reason"], "MISSING");
+    assert_eq!(
+        d["failures"][0]["arn"],
+        "arn:aws:ecs:us-east-1:000000000000:cluster/nope"
+    );
+    let d = e.ok(
+        "DescribeClusters",
+        json!({"clusters": ["arn:aws:ecs:us-east-1:000000000000:cluster/prod"], "include": ["TAGS", "CONFIGURATIONS", "SETTINGS"]}),
+    );
+    assert_eq!(d["clusters"][0]["tags"][0]["value"], "a");
+    assert_eq!(
+        d["clusters"][0]["configuration"]["managedStorageConfiguration"]["fargateEphemeralStorageKmsKeyId"],
+        CMK
+    );
+    // Default when no cluster is named.
+    let d = e.ok("DescribeClusters", json!({}));
+    assert_eq!(d["clusters"][0]["clusterName"], "default");
+    assert_eq!(
+        e.err("CreateCluster", json!({"clusterName": "bad name"}))
+            .code,
+        "InvalidParameterException"
+    );
+    e.ok("DeleteCluster", json!({"cluster": "prod"}));
+    let d = e.ok("DescribeClusters", json!({"clusters": ["prod"]}));
+    assert_eq!(d["clusters"][0]["status"], "INACTIVE");
+    assert_eq!(
+        e.ok("ListClusters", json!({}))["clusterArns"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        e.err("UpdateCluster", json!({"cluster": "prod"})).code,
+        "ClusterNotFoundException"
+    );
+}
+
+#[test]
+fn cluster_keys_are_checked() {
+    let e = env();
+    for (key, needle) in [
+        ("alias/mykey", "alias"),
+        ("disabled", "Disabled"),
+        ("unknown-key", "not found"),
+    ] {
+        let err = e.err(
+            "CreateCluster",
+            json!({"clusterName": "c", "configuration": {"managedStorageConfiguration": {"fargateEphemeralStorageKmsKeyId": key}}}),
+        );
+        assert_eq!(err.code, "InvalidParameterException");
+        assert!(err.message.contains(needle), "{}", err.message);
+    }
+    e.ok("CreateCluster", json!({"clusterName": "c"}));
+    let err = e.err(
+        "UpdateCluster",
+        json!({"cluster": "c", "configuration": {"managedStorageConfiguration": {"fargateEphemeralStorageKmsKeyId": "alias/x"}}}),
+    );
+    assert_eq!(err.code, "InvalidParameterException");
+    let u = e.ok(
+        "UpdateCluster",
+        json!({"cluster": "c", "configuration": {"managedStorageConfiguration": {"fargateEphemeralStorageKmsKeyId": "1234abcd-12ab-34cd-56ef-1234567890ab"}}}),
+    );
+    assert_eq!(
+        u["cluster"]["configuration"]["managedStorageConfiguration"]["fargateEphemeralStorageKmsKeyId"],
+        "1234abcd-12ab-34cd-56ef-1234567890ab"
+    );
+    // New tasks use the CMK and show it.
+    e.ok("RegisterTaskDefinition", source_doc());
+    let mut body = run_body();
+    body["cluster"] = "c".into();
+    let t = e.ok("RunTask", body)["tasks"][0].clone();
+    assert_eq!(t["fargateEphemeralStorage"]["kmsKeyId"], CMK);
+    assert_eq!(
+        e.plan(0).storage,
+        StoragePlan::Encrypted {
+            kms_key_arn: CMK.into()
+        }
+    );
+}
+
+#[test]
+fn task_definitions_round_trip_and_revise() {
+    let e = env();
+    let doc = source_doc();
+    let r = e.ok("RegisterTaskDefinition", doc.clone());
+    let td = &r["taskDefinition"];
+    assert!(contains(td, &doc), "echo lost fields: {td}");
+    assert_eq!(td["revision"], 1);
+    assert_eq!(td["status"], "ACTIVE");
+    assert_eq!(
+        td["taskDefinitionArn"],
+        "arn:aws:ecs:us-east-1:000000000000:task-definition/fargate-task-definition:1"
+    );
+    let mut doc2 = doc.clone();
+    doc2["memory"] = "1024".into();
+    let r2 = e.ok("RegisterTaskDefinition", doc2);
+    assert_eq!(r2["taskDefinition"]["revision"], 2);
+    let d = e.ok(
+        "DescribeTaskDefinition",
+        json!({"taskDefinition": "fargate-task-definition"}),
+    );
+    assert_eq!(d["taskDefinition"]["revision"], 2);
+    let d = e.ok(
+        "DescribeTaskDefinition",
+        json!({"taskDefinition": "fargate-task-definition:1"}),
+    );
+    assert!(contains(&d["taskDefinition"], &doc));
+    e.ok(
+        "DeregisterTaskDefinition",
+        json!({"taskDefinition": "fargate-task-definition:2"}),
+    );
+    // family alone is now the latest ACTIVE revision: 1.
+    let d = e.ok(
+        "DescribeTaskDefinition",
+        json!({"taskDefinition": "fargate-task-definition"}),
+    );
+    assert_eq!(d["taskDefinition"]["revision"], 1);
+    let d = e.ok(
+        "DescribeTaskDefinition",
+        json!({"taskDefinition": "fargate-task-definition:2"}),
+    );
+    assert_eq!(d["taskDefinition"]["status"], "INACTIVE");
+    assert!(d["taskDefinition"]["deregisteredAt"].is_number());
+    let l = e.ok("ListTaskDefinitions", json!({}));
+    assert_eq!(l["taskDefinitionArns"].as_array().unwrap().len(), 1);
+    let l = e.ok("ListTaskDefinitions", json!({"status": "INACTIVE"}));
+    assert_eq!(l["taskDefinitionArns"].as_array().unwrap().len(), 1);
+    // Revisions are not reused.
+    let r3 = e.ok("RegisterTaskDefinition", doc.clone());
+    assert_eq!(r3["taskDefinition"]["revision"], 3);
+    let l = e.ok(
+        "ListTaskDefinitions",
+        json!({"sort": "DESC", "maxResults": 1}),
+    );
+    assert!(l["taskDefinitionArns"][0].as_str().unwrap().ends_with(":3"));
+    let l2 = e.ok(
+        "ListTaskDefinitions",
+        json!({"sort": "DESC", "maxResults": 1, "nextToken": l["nextToken"]}),
+    );
+    assert!(
+        l2["taskDefinitionArns"][0]
+            .as_str()
+            .unwrap()
+            .ends_with(":1")
+    );
+    assert!(l2.get("nextToken").is_none());
+    let f = e.ok(
+        "ListTaskDefinitionFamilies",
+        json!({"familyPrefix": "fargate"}),
+    );
+    assert_eq!(f["families"], json!(["fargate-task-definition"]));
+    assert_eq!(
+        e.err("DescribeTaskDefinition", json!({"taskDefinition": "nope"}))
+            .message,
+        "Unable to describe task definition."
+    );
+    assert_eq!(
+        e.err(
+            "DeregisterTaskDefinition",
+            json!({"taskDefinition": "fargate-task-definition"})
+        )
+        .code,
+        "ClientException"
+    );
+    // Bad JSON types are a SerializationException, not a panic.
+    assert_eq!(
+        e.err("RegisterTaskDefinition", json!({"family": 5})).code,
+        "SerializationException"
+    );
+}
+
+#[test]
+fn run_task_to_running_to_stopped() {
+    let e = env();
+    e.ok("RegisterTaskDefinition", source_doc());
+    let mut body = run_body();
+    body["count"] = 2.into();
+    body["overrides"] = json!({"containerOverrides": [{"name": "sample-fargate-app",
+        "command": ["echo", "hi"], "environment": [{"name": "X", "value": "1"}]}],
+        "ephemeralStorage": {"sizeInGiB": 30}});
+    let r = e.ok("RunTask", body);
+    let tasks = r["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2);
+    let t = &tasks[0];
+    assert_eq!(t["lastStatus"], "PROVISIONING");
+    assert_eq!(t["desiredStatus"], "RUNNING");
+    assert_eq!(t["platformVersion"], "1.4.0");
+    assert_eq!(t["launchType"], "FARGATE");
+    assert_eq!(t["ephemeralStorage"]["sizeInGiB"], 30);
+    assert_eq!(t["fargateEphemeralStorage"]["sizeInGiB"], 30);
+    assert!(t["fargateEphemeralStorage"].get("kmsKeyId").is_none());
+    let arn = t["taskArn"].as_str().unwrap().to_owned();
+    let id = arn.rsplit('/').next().unwrap();
+    assert_eq!(id.len(), 32);
+    assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+    assert!(arn.starts_with("arn:aws:ecs:us-east-1:000000000000:task/default/"));
+
+    let p = e.plan(0);
+    assert_eq!(p.containers[0].command, vec!["echo", "hi"]);
+    assert_eq!(p.containers[0].environment, vec![("X".into(), "1".into())]);
+    assert_eq!(p.ephemeral_storage_gib, 30);
+    assert_eq!(
+        p.storage,
+        StoragePlan::Encrypted {
+            kms_key_arn: PLATFORM_KEY.into()
+        }
+    );
+    assert_eq!(p.task_arn, arn);
+
+    let sink = e.sink(0);
+    sink(TaskEvent::Provisioned {
+        private_ip: "198.18.0.7".into(),
+    });
+    sink(TaskEvent::ContainerRunning {
+        name: "sample-fargate-app".into(),
+    });
+    sink(TaskEvent::Running);
+    let d = e.describe(&arn);
+    assert_eq!(d["lastStatus"], "RUNNING");
+    assert!(
+        d["startedAt"].is_number()
+            && d["pullStartedAt"].is_number()
+            && d["connectivityAt"].is_number()
+    );
+    assert_eq!(d["attachments"][0]["type"], "ElasticNetworkInterface");
+    assert_eq!(d["attachments"][0]["status"], "ATTACHED");
+    assert!(
+        d["attachments"][0]["details"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "privateIPv4Address", "value": "198.18.0.7"}))
+    );
+    assert_eq!(d["containers"][0]["lastStatus"], "RUNNING");
+    assert_eq!(
+        d["containers"][0]["networkBindings"][0],
+        json!({"bindIP": "198.18.0.7", "containerPort": 80, "hostPort": 80, "protocol": "tcp"})
+    );
+    let c = e.ok("DescribeClusters", json!({}));
+    assert_eq!(c["clusters"][0]["runningTasksCount"], 1);
+    assert_eq!(c["clusters"][0]["pendingTasksCount"], 1);
+    assert_eq!(
+        e.err("DeleteCluster", json!({"cluster": "default"})).code,
+        "ClusterContainsTasksException"
+    );
+
+    let s = e.ok("StopTask", json!({"task": arn, "reason": "done here"}));
+    assert_eq!(s["task"]["desiredStatus"], "STOPPED");
+    assert_eq!(s["task"]["lastStatus"], "DEACTIVATING");
+    assert_eq!(s["task"]["stopCode"], "UserInitiated");
+    assert_eq!(*e.rt.stopped.lock().unwrap(), vec![arn.clone()]);
+    sink(TaskEvent::ContainerExited {
+        name: "sample-fargate-app".into(),
+        exit_code: 0,
+        reason: None,
+    });
+    sink(TaskEvent::Stopped {
+        stop_code: "UserInitiated".into(),
+        stopped_reason: "x".into(),
+    });
+    let d = e.describe(&arn);
+    assert_eq!(d["lastStatus"], "STOPPED");
+    assert_eq!(d["stoppedReason"], "done here");
+    assert_eq!(d["containers"][0]["exitCode"], 0);
+    for k in ["stoppingAt", "executionStoppedAt", "stoppedAt"] {
+        assert!(d[k].is_number(), "{k} missing");
+    }
+    assert_eq!(d["attachments"][0]["status"], "DELETED");
+    let running = e.ok("ListTasks", json!({}));
+    assert_eq!(running["taskArns"].as_array().unwrap().len(), 1);
+    let stopped = e.ok("ListTasks", json!({"desiredStatus": "STOPPED"}));
+    assert_eq!(stopped["taskArns"], json!([arn]));
+}
+
+#[test]
+fn run_task_validation() {
+    let e = env();
+    e.ok("RegisterTaskDefinition", source_doc());
+    let cases = [
+        (json!({"count": 11}), "InvalidParameterException"),
+        (json!({"count": 0}), "InvalidParameterException"),
+        (json!({"cluster": "nope"}), "ClusterNotFoundException"),
+        (json!({"taskDefinition": "nope:1"}), "ClientException"),
+        (
+            json!({"networkConfiguration": null}),
+            "InvalidParameterException",
+        ),
+        (
+            json!({"platformVersion": "1.2.0"}),
+            "PlatformUnknownException",
+        ),
+        (json!({"launchType": "EC2"}), "InvalidParameterException"),
+        (
+            json!({"overrides": {"ephemeralStorage": {"sizeInGiB": 201}}}),
+            "InvalidParameterException",
+        ),
+        (
+            json!({"overrides": {"containerOverrides": [{"name": "ghost"}]}}),
+            "InvalidParameterException",
+        ),
+        (
+            json!({"platformVersion": "1.3.0", "overrides": {"ephemeralStorage": {"sizeInGiB": 30}}}),
+            "ClientException",
+        ),
+    ];
+    for (patch, code) in cases {
+        let mut body = run_body();
+        for (k, v) in patch.as_object().unwrap() {
+            if v.is_null() {
+                body.as_object_mut().unwrap().remove(k);
+            } else {
+                body[k] = v.clone();
+            }
+        }
+        let err = e.err("RunTask", body.clone());
+        assert_eq!(err.code, code, "{body}: {}", err.message);
+        assert!(!err.message.is_empty());
+    }
+    assert!(e.rt.started.lock().unwrap().is_empty());
+    // 1.3.0 runs unencrypted.
+    let mut body = run_body();
+    body["platformVersion"] = "1.3.0".into();
+    let t = e.ok("RunTask", body)["tasks"][0].clone();
+    assert_eq!(t["platformVersion"], "1.3.0");
+    assert_eq!(e.plan(0).storage, StoragePlan::Unencrypted);
+    // LATEST resolves to 1.4.0.
+    let mut body = run_body();
+    body["platformVersion"] = "LATEST".into();
+    assert_eq!(
+        e.ok("RunTask", body)["tasks"][0]["platformVersion"],
+        "1.4.0"
+    );
+}
+
+#[test]
+fn essential_exit_and_failure_to_start() {
+    let e = env();
+    e.ok("RegisterTaskDefinition", source_doc());
+    let a = e.ok("RunTask", run_body())["tasks"][0]["taskArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = e.ok("RunTask", run_body())["tasks"][0]["taskArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sa = e.sink(0);
+    sa(TaskEvent::Provisioned {
+        private_ip: "198.18.0.2".into(),
+    });
+    sa(TaskEvent::Running);
+    sa(TaskEvent::ContainerExited {
+        name: "sample-fargate-app".into(),
+        exit_code: 3,
+        reason: None,
+    });
+    let d = e.describe(&a);
+    assert_eq!(d["stopCode"], "EssentialContainerExited");
+    assert_eq!(d["desiredStatus"], "STOPPED");
+    let sb = e.sink(1);
+    sb(TaskEvent::Stopped {
+        stop_code: "TaskFailedToStart".into(),
+        stopped_reason: "CannotPullContainerError: image httpd:2.4 not found".into(),
+    });
+    let d = e.describe(&b);
+    assert_eq!(d["lastStatus"], "STOPPED");
+    assert_eq!(d["stopCode"], "TaskFailedToStart");
+    assert!(d["stoppedReason"].as_str().unwrap().contains("httpd:2.4"));
+    assert!(d.get("startedAt").is_none());
+}
+
+#[test]
+fn tags_on_every_resource() {
+    let e = env();
+    let td = e.ok("RegisterTaskDefinition", {
+        let mut d = source_doc();
+        d["tags"] = json!([{"key": "k", "value": "v"}]);
+        d
+    });
+    let td_arn = td["taskDefinition"]["taskDefinitionArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(td["taskDefinition"].get("tags").is_none());
+    assert_eq!(td["tags"][0]["key"], "k");
+    let mut body = run_body();
+    body["propagateTags"] = "TASK_DEFINITION".into();
+    body["tags"] = json!([{"key": "t", "value": "1"}]);
+    let task_arn = e.ok("RunTask", body)["tasks"][0]["taskArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cl = "arn:aws:ecs:us-east-1:000000000000:cluster/default";
+    for arn in [cl, td_arn.as_str(), task_arn.as_str()] {
+        e.ok(
+            "TagResource",
+            json!({"resourceArn": arn, "tags": [{"key": "env", "value": "test"}]}),
+        );
+        let l = e.ok("ListTagsForResource", json!({"resourceArn": arn}));
+        assert!(
+            l["tags"]
+                .as_array()
+                .unwrap()
+                .contains(&json!({"key": "env", "value": "test"})),
+            "{arn}: {l}"
+        );
+        e.ok(
+            "UntagResource",
+            json!({"resourceArn": arn, "tagKeys": ["env"]}),
+        );
+        let l = e.ok("ListTagsForResource", json!({"resourceArn": arn}));
+        assert!(
+            !l["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["key"] == "env")
+        );
+    }
+    let l = e.ok("ListTagsForResource", json!({"resourceArn": task_arn}));
+    assert_eq!(
+        l["tags"],
+        json!([{"key": "k", "value": "v"}, {"key": "t", "value": "1"}])
+    );
+    let d = e.ok(
+        "DescribeTasks",
+        json!({"tasks": [task_arn], "include": ["TAGS"]}),
+    );
+    assert_eq!(d["tasks"][0]["tags"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        e.err(
+            "TagResource",
+            json!({"resourceArn": cl, "tags": [{"key": "aws:x", "value": ""}]})
+        )
+        .code,
+        "InvalidParameterException"
+    );
+    assert_eq!(
+        e.err(
+            "ListTagsForResource",
+            json!({"resourceArn": "arn:aws:ecs:us-east-1:000000000000:cluster/ghost"})
+        )
+        .code,
+        "ClusterNotFoundException"
+    );
+    assert_eq!(
+        e.err(
+            "TagResource",
+            json!({"resourceArn": "nonsense", "tags": []})
+        )
+        .code,
+        "InvalidParameterException"
+    );
+}
+
+#[test]
+fn restart_keeps_everything_and_reconciles() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    let (running, adopted_arn);
+    {
+        let e = env_with(dir, FakeRuntime::default());
+        e.ok("CreateCluster", json!({"clusterName": "keep"}));
+        e.ok("RegisterTaskDefinition", source_doc());
+        running = e.ok("RunTask", run_body())["tasks"][0]["taskArn"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        adopted_arn = e.ok("RunTask", run_body())["tasks"][0]["taskArn"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let s = e.sink(0);
+        s(TaskEvent::Provisioned {
+            private_ip: "198.18.0.9".into(),
+        });
+        s(TaskEvent::Running);
+        drop(e.svc);
+        // Keep the directory alive for the second server.
+        std::mem::forget(e._dir);
+    }
+    // Second server: runtime lost every task.
+    {
+        let store = Arc::new(Store::open(&path.join("state.redb")).unwrap());
+        let rt = Arc::new(FakeRuntime::default());
+        let svc = EcsService::new(
+            EcsConfig::new("us-east-1", "000000000000"),
+            store,
+            rt,
+            Arc::new(FakeKeys),
+        )
+        .unwrap();
+        assert_eq!(svc.reconciled().lost, 2);
+        let d = svc
+            .call(
+                &ctx(),
+                "DescribeTasks",
+                &serde_json::to_vec(&json!({"tasks": [running, adopted_arn]})).unwrap(),
+            )
+            .unwrap();
+        assert_eq!(d["tasks"][0]["lastStatus"], "STOPPED");
+        assert_eq!(d["tasks"][0]["stopCode"], "EssentialContainerExited");
+        assert_eq!(
+            d["tasks"][0]["stoppedReason"],
+            "the task's supervisor is gone"
+        );
+        assert_eq!(d["tasks"][1]["stopCode"], "TaskFailedToStart");
+        let c = svc.call(&ctx(), "ListClusters", b"{}").unwrap();
+        assert_eq!(c["clusterArns"].as_array().unwrap().len(), 2);
+        let t = svc
+            .call(
+                &ctx(),
+                "DescribeTaskDefinition",
+                br#"{"taskDefinition":"fargate-task-definition"}"#,
+            )
+            .unwrap();
+        assert_eq!(t["taskDefinition"]["revision"], 1);
+        // Default is not re-created after it was deleted.
+        svc.call(&ctx(), "DeleteCluster", br#"{"cluster":"default"}"#)
+            .unwrap();
+    }
+    let e = env_with(
+        tempfile::TempDir::new_in(&path).unwrap(),
+        FakeRuntime {
+            adopt: true,
+            ..Default::default()
+        },
+    );
+    // A fresh dir: default exists; and adoption path.
+    e.ok("RegisterTaskDefinition", source_doc());
+    let arn = e.ok("RunTask", run_body())["tasks"][0]["taskArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let store = e.store.clone();
+    drop(e.svc);
+    let rt = Arc::new(FakeRuntime {
+        adopt: true,
+        ..Default::default()
+    });
+    let svc = EcsService::new(
+        EcsConfig::new("us-east-1", "000000000000"),
+        store,
+        rt.clone(),
+        Arc::new(FakeKeys),
+    )
+    .unwrap();
+    assert_eq!(svc.reconciled().adopted, 1);
+    let sink = rt.started.lock().unwrap()[0].1.clone();
+    sink(TaskEvent::Provisioned {
+        private_ip: "198.18.0.3".into(),
+    });
+    sink(TaskEvent::Running);
+    let d = svc
+        .call(
+            &ctx(),
+            "DescribeTasks",
+            &serde_json::to_vec(&json!({"tasks": [arn]})).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(d["tasks"][0]["lastStatus"], "RUNNING");
+    let _ = std::fs::remove_dir_all(&path);
+}
+
+#[test]
+fn stopped_tasks_expire_after_the_retention_only() {
+    let e = env();
+    e.ok("RegisterTaskDefinition", source_doc());
+    let arn = e.ok("RunTask", run_body())["tasks"][0]["taskArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    e.sink(0)(TaskEvent::Stopped {
+        stop_code: "TaskFailedToStart".into(),
+        stopped_reason: "x".into(),
+    });
+    let now = crate::clock::now();
+    assert_eq!(e.svc.core().sweep_stopped(now + 3000.0).unwrap(), 0);
+    assert_eq!(e.describe(&arn)["lastStatus"], "STOPPED");
+    assert_eq!(e.svc.core().sweep_stopped(now + 3700.0).unwrap(), 1);
+    let d = e.ok("DescribeTasks", json!({"tasks": [arn]}));
+    assert_eq!(d["failures"][0]["reason"], "MISSING");
+}
+
+#[test]
+fn unknown_operation_and_garbage_bodies() {
+    let e = env();
+    let err = e.svc.call(&ctx(), "CreateService2", b"{}").unwrap_err();
+    assert_eq!(err.code, "UnknownOperationException");
+    for body in [&b"not json"[..], b"[1,2]", b"{\"cluster\": 5}", b"\xff\xfe"] {
+        let err = e.svc.call(&ctx(), "ListTasks", body).unwrap_err();
+        assert_eq!(err.code, "SerializationException");
+    }
+    // An empty body is an empty request.
+    assert!(e.svc.call(&ctx(), "ListClusters", b"").is_ok());
+}

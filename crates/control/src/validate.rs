@@ -1,0 +1,627 @@
+//! Fargate's rules, applied where input enters: a wire task definition
+//! either becomes a [`TaskDefSpec`] or is refused with the error ECS gives
+//! (same exception, and ECS's message where known).
+
+use std::collections::HashSet;
+
+use ferry_agent::plan::{
+    AwsLogs, ContainerPlan, Dependency, MountPoint, PortMapping, VolumeKind, VolumePlan,
+};
+
+use crate::error::EcsError;
+use crate::model::task_definition::TaskDefSpec;
+use crate::wire::task_definition::{ContainerDefinition, TaskDefinitionInput};
+
+/// Valid Fargate task sizes: (cpu units, memory MiB from, to, step).
+const FARGATE_SIZES: &[(u32, u32, u32, u32)] = &[
+    (256, 512, 512, 1),
+    (256, 1024, 2048, 1024),
+    (512, 1024, 4096, 1024),
+    (1024, 2048, 8192, 1024),
+    (2048, 4096, 16384, 1024),
+    (4096, 8192, 30720, 1024),
+    (8192, 16384, 61440, 4096),
+    (16384, 32768, 122880, 8192),
+];
+
+/// Whether `cpu`/`memory` is a task size Fargate offers.
+pub fn fargate_size_ok(cpu: u32, memory: u32) -> bool {
+    FARGATE_SIZES.iter().any(|&(c, from, to, step)| {
+        c == cpu && (from..=to).contains(&memory) && (memory - from).is_multiple_of(step)
+    })
+}
+
+fn size_error(cpu: u32, memory: u32) -> EcsError {
+    EcsError::Client(format!(
+        "No Fargate configuration exists for given values: {cpu} CPU, {memory} memory. See the Amazon ECS documentation for the valid values."
+    ))
+}
+
+/// Checks a task size against Fargate's table.
+pub fn check_fargate_size(cpu: u32, memory: u32) -> Result<(), EcsError> {
+    if fargate_size_ok(cpu, memory) {
+        Ok(())
+    } else {
+        Err(size_error(cpu, memory))
+    }
+}
+
+/// Parses task `cpu`: CPU units (`"256"`) or vCPUs (`"0.25 vCPU"`, `"1 vcpu"`).
+pub fn parse_cpu(s: &str) -> Option<u32> {
+    parse_unit(s, &["vcpu"], 1024)
+}
+
+/// Parses task `memory`: MiB (`"512"`) or GB (`"0.5 GB"`, `"2GB"`).
+pub fn parse_memory(s: &str) -> Option<u32> {
+    parse_unit(s, &["gb", "gib"], 1024)
+}
+
+fn parse_unit(s: &str, units: &[&str], factor: u32) -> Option<u32> {
+    let t = s.trim();
+    if let Ok(n) = t.parse::<u32>() {
+        return Some(n);
+    }
+    let lower = t.to_ascii_lowercase();
+    let num = units.iter().find_map(|u| lower.strip_suffix(u))?.trim();
+    let x: f64 = num.parse().ok()?;
+    let v = x * f64::from(factor);
+    // Only whole units make sense; 0.25 vCPU = 256 exactly.
+    (v.is_finite() && v > 0.0 && v.fract() == 0.0 && v <= f64::from(u32::MAX)).then_some(v as u32)
+}
+
+/// Checks an ephemeral storage size (21..=200 GiB).
+pub fn check_ephemeral_storage(size: i64) -> Result<u32, EcsError> {
+    if (21..=200).contains(&size) {
+        Ok(size as u32)
+    } else {
+        Err(EcsError::Client(format!(
+            "The ephemeral storage size {size} GiB is invalid: ephemeralStorage.sizeInGiB must be between 21 and 200 GiB (omit it for the default 20 GiB)."
+        )))
+    }
+}
+
+/// Checks a family name.
+pub fn check_family(family: &str) -> Result<(), EcsError> {
+    let ok = !family.is_empty()
+        && family.len() <= 255
+        && family
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(EcsError::Client(format!(
+            "Family '{family}' is invalid: up to 255 letters (uppercase and lowercase), numbers, hyphens, and underscores are allowed."
+        )))
+    }
+}
+
+/// Turns a registered task definition into what ferry runs, applying
+/// Fargate's rules. ferry runs every task on Fargate, so every task
+/// definition must be Fargate-compatible.
+pub fn task_definition(input: &TaskDefinitionInput) -> Result<TaskDefSpec, EcsError> {
+    check_family(&input.family)?;
+    if let Some(c) = input
+        .requires_compatibilities
+        .iter()
+        .find(|c| c.as_str() != "FARGATE" && c.as_str() != "EC2")
+    {
+        return Err(EcsError::Client(format!(
+            "requiresCompatibilities value '{c}' is not supported: ferry runs tasks on FARGATE."
+        )));
+    }
+    if input.network_mode.as_deref() != Some("awsvpc") {
+        return Err(EcsError::Client(format!(
+            "Fargate only supports network mode 'awsvpc' (networkMode is {}).",
+            input
+                .network_mode
+                .as_deref()
+                .map_or_else(|| "not set".to_owned(), |m| format!("'{m}'"))
+        )));
+    }
+    let cpu_s = input.cpu.as_deref().ok_or_else(|| {
+        EcsError::Client("Fargate requires that 'cpu' be defined at the task level.".into())
+    })?;
+    let mem_s = input.memory.as_deref().ok_or_else(|| {
+        EcsError::Client("Fargate requires that 'memory' be defined at the task level.".into())
+    })?;
+    let cpu = parse_cpu(cpu_s).ok_or_else(|| {
+        EcsError::Client(format!(
+            "Invalid 'cpu' setting for task: '{cpu_s}' is neither CPU units (e.g. \"256\") nor vCPUs (e.g. \"0.25 vCPU\")."
+        ))
+    })?;
+    let memory = parse_memory(mem_s).ok_or_else(|| {
+        EcsError::Client(format!(
+            "Invalid 'memory' setting for task: '{mem_s}' is neither MiB (e.g. \"512\") nor GB (e.g. \"0.5 GB\")."
+        ))
+    })?;
+    check_fargate_size(cpu, memory)?;
+    let ephemeral_storage_gib = input
+        .ephemeral_storage
+        .map(|e| check_ephemeral_storage(e.size_in_gib))
+        .transpose()?;
+
+    let volumes = volumes(input)?;
+    let volume_names: HashSet<&str> = volumes.iter().map(|v| v.name.as_str()).collect();
+
+    if input.container_definitions.is_empty() {
+        return Err(EcsError::Client("Container list cannot be empty.".into()));
+    }
+    if input.container_definitions.len() > 10 {
+        return Err(EcsError::Client(
+            "Too many containers: a task definition may have at most 10 containers.".into(),
+        ));
+    }
+    let mut names = HashSet::new();
+    let mut containers = Vec::with_capacity(input.container_definitions.len());
+    let mut cpu_sum: i64 = 0;
+    for cd in &input.container_definitions {
+        let c = container(cd, memory, &volume_names)?;
+        if !names.insert(c.name.clone()) {
+            return Err(EcsError::Client(format!(
+                "Duplicate container name '{}': container names must be unique within a task definition.",
+                c.name
+            )));
+        }
+        cpu_sum += cd.cpu.unwrap_or(0);
+        containers.push(c);
+    }
+    if cpu_sum > i64::from(cpu) {
+        return Err(EcsError::Client(
+            "The sum of all container 'cpu' values cannot be greater than the value of the task 'cpu'."
+                .into(),
+        ));
+    }
+    if !containers.iter().any(|c| c.essential) {
+        return Err(EcsError::Client(
+            "Task definition has no essential container: at least one container must have \"essential\": true."
+                .into(),
+        ));
+    }
+    for c in &containers {
+        for d in &c.depends_on {
+            if !names.contains(&d.container_name) {
+                return Err(EcsError::Client(format!(
+                    "Container '{}' depends on container '{}', which is not in the task definition.",
+                    c.name, d.container_name
+                )));
+            }
+        }
+    }
+    Ok(TaskDefSpec {
+        cpu_units: cpu,
+        memory_mib: memory,
+        ephemeral_storage_gib,
+        containers,
+        volumes,
+    })
+}
+
+fn volumes(input: &TaskDefinitionInput) -> Result<Vec<VolumePlan>, EcsError> {
+    let mut out: Vec<VolumePlan> = Vec::new();
+    for v in &input.volumes {
+        let name =
+            v.name.clone().filter(|n| !n.is_empty()).ok_or_else(|| {
+                EcsError::Client("Volume name should not be null or empty.".into())
+            })?;
+        if out.iter().any(|o| o.name == name) {
+            return Err(EcsError::Client(format!(
+                "Duplicate volume name '{name}': volume names must be unique."
+            )));
+        }
+        if v.docker_volume_configuration.is_some()
+            || v.fsx_windows_file_server_volume_configuration.is_some()
+        {
+            return Err(EcsError::Client(format!(
+                "Volume '{name}': Fargate supports only ephemeral (bind mount) and EFS volumes."
+            )));
+        }
+        if v.host
+            .as_ref()
+            .and_then(|h| h.get("sourcePath"))
+            .is_some_and(|p| !p.is_null())
+        {
+            return Err(EcsError::Client(format!(
+                "Volume '{name}': host.sourcePath is not supported on Fargate."
+            )));
+        }
+        let kind = match &v.efs_volume_configuration {
+            Some(efs) => VolumeKind::Efs {
+                file_system_id: efs.file_system_id.clone(),
+                root_directory: efs.root_directory.clone().unwrap_or_else(|| "/".into()),
+                access_point_id: efs
+                    .authorization_config
+                    .as_ref()
+                    .and_then(|a| a.access_point_id.clone()),
+            },
+            None => VolumeKind::Ephemeral,
+        };
+        out.push(VolumePlan { name, kind });
+    }
+    Ok(out)
+}
+
+fn container(
+    cd: &ContainerDefinition,
+    task_memory: u32,
+    volumes: &HashSet<&str>,
+) -> Result<ContainerPlan, EcsError> {
+    let name =
+        cd.name.clone().filter(|n| !n.is_empty()).ok_or_else(|| {
+            EcsError::Client("Container.name should not be null or empty.".into())
+        })?;
+    if name.len() > 255
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(EcsError::Client(format!(
+            "Container name '{name}' is invalid: up to 255 letters (uppercase and lowercase), numbers, hyphens, and underscores are allowed."
+        )));
+    }
+    let image = cd.image.clone().filter(|i| !i.is_empty()).ok_or_else(|| {
+        EcsError::Client(format!(
+            "Container.image should not be null or empty (container '{name}')."
+        ))
+    })?;
+    for (what, v) in [
+        ("memory", cd.memory),
+        ("memoryReservation", cd.memory_reservation),
+    ] {
+        if let Some(m) = v {
+            if m < 6 {
+                return Err(EcsError::Client(format!(
+                    "Invalid '{what}' setting for container '{name}': the minimum is 6 MiB."
+                )));
+            }
+            if m > i64::from(task_memory) {
+                return Err(EcsError::Client(format!(
+                    "The '{what}' setting for container '{name}' is greater than for the task."
+                )));
+            }
+        }
+    }
+    let mut port_mappings = Vec::with_capacity(cd.port_mappings.len());
+    for pm in &cd.port_mappings {
+        let cp = pm.container_port.ok_or_else(|| {
+            EcsError::Client(format!(
+                "Invalid 'containerPort' setting for container '{name}': a port mapping needs a containerPort."
+            ))
+        })?;
+        let container_port = u16::try_from(cp).ok().filter(|p| *p > 0).ok_or_else(|| {
+            EcsError::Client(format!(
+                "Invalid 'containerPort' setting for container '{name}': {cp} is not a port number (1-65535)."
+            ))
+        })?;
+        if let Some(hp) = pm.host_port
+            && hp != cp
+            && hp != 0
+        {
+            return Err(EcsError::Client(format!(
+                "When networkMode=awsvpc, the host ports and container ports in port mappings must match. (container '{name}': hostPort {hp}, containerPort {cp})"
+            )));
+        }
+        let protocol = pm.protocol.clone().unwrap_or_else(|| "tcp".into());
+        if protocol != "tcp" && protocol != "udp" {
+            return Err(EcsError::Client(format!(
+                "Invalid 'protocol' setting for container '{name}': '{protocol}' (tcp or udp)."
+            )));
+        }
+        port_mappings.push(PortMapping {
+            container_port,
+            protocol,
+        });
+    }
+    let mut mount_points = Vec::with_capacity(cd.mount_points.len());
+    for mp in &cd.mount_points {
+        let source = mp.source_volume.clone().unwrap_or_default();
+        if !volumes.contains(source.as_str()) {
+            return Err(EcsError::Client(format!(
+                "Invalid 'mountPoints' setting for container '{name}': sourceVolume '{source}' is not a volume of the task definition."
+            )));
+        }
+        let path = mp.container_path.clone().unwrap_or_default();
+        if !path.starts_with('/') {
+            return Err(EcsError::Client(format!(
+                "Invalid 'mountPoints' setting for container '{name}': containerPath must be an absolute path."
+            )));
+        }
+        mount_points.push(MountPoint {
+            source_volume: source,
+            container_path: path,
+            read_only: mp.read_only.unwrap_or(false),
+        });
+    }
+    let awslogs = match &cd.log_configuration {
+        Some(lc) if lc.log_driver == "awslogs" => {
+            let group = lc.options.get("awslogs-group").cloned();
+            match (group, lc.options.get("awslogs-region")) {
+                (Some(group), Some(_)) => Some(AwsLogs {
+                    group,
+                    stream_prefix: lc.options.get("awslogs-stream-prefix").cloned(),
+                }),
+                _ => {
+                    return Err(EcsError::Client(
+                        "Log driver awslogs requires options: awslogs-region, awslogs-group".into(),
+                    ));
+                }
+            }
+        }
+        Some(lc) if lc.log_driver == "awsfirelens" || lc.log_driver == "splunk" => {
+            // Accepted and echoed; ferry ships no such log router.
+            let _ = lc;
+            None
+        }
+        Some(lc) => {
+            return Err(EcsError::Client(format!(
+                "Log driver '{}' is not supported on Fargate (use awslogs, splunk or awsfirelens).",
+                lc.log_driver
+            )));
+        }
+        None => None,
+    };
+    let stop_timeout_secs = match cd.stop_timeout {
+        None => 30,
+        Some(t) if (0..=120).contains(&t) => t as u32,
+        Some(t) => {
+            return Err(EcsError::Client(format!(
+                "Invalid 'stopTimeout' setting for container '{name}': {t} (Fargate allows 0 to 120 seconds)."
+            )));
+        }
+    };
+    Ok(ContainerPlan {
+        name,
+        image,
+        entry_point: cd.entry_point.clone(),
+        command: cd.command.clone(),
+        environment: cd
+            .environment
+            .iter()
+            .map(|kv| {
+                (
+                    kv.name.clone().unwrap_or_default(),
+                    kv.value.clone().unwrap_or_default(),
+                )
+            })
+            .collect(),
+        working_directory: cd.working_directory.clone(),
+        user: cd.user.clone(),
+        essential: cd.essential.unwrap_or(true),
+        depends_on: cd
+            .depends_on
+            .iter()
+            .map(|d| Dependency {
+                container_name: d.container_name.clone(),
+                condition: d.condition.clone(),
+            })
+            .collect(),
+        stop_timeout_secs,
+        readonly_root_filesystem: cd.readonly_root_filesystem.unwrap_or(false),
+        port_mappings,
+        mount_points,
+        awslogs,
+    })
+}
+
+/// RunTask `count`: 1..=10.
+pub fn check_count(count: Option<i64>) -> Result<u32, EcsError> {
+    match count {
+        None => Ok(1),
+        Some(c) if (1..=10).contains(&c) => Ok(c as u32),
+        Some(c) => Err(EcsError::InvalidParameter(format!(
+            "count must be between 1 and 10 (got {c})."
+        ))),
+    }
+}
+
+/// A resolved platform version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Platform {
+    /// 1.4.0 (and LATEST): encrypted ephemeral storage.
+    V1_4_0,
+    /// 1.3.0: legacy, unencrypted ephemeral storage.
+    V1_3_0,
+}
+
+impl Platform {
+    /// The version string tasks report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V1_4_0 => "1.4.0",
+            Self::V1_3_0 => "1.3.0",
+        }
+    }
+}
+
+/// Resolves `platformVersion` (`LATEST` when absent).
+pub fn platform(v: Option<&str>) -> Result<Platform, EcsError> {
+    match v.unwrap_or("LATEST") {
+        "LATEST" | "1.4.0" => Ok(Platform::V1_4_0),
+        "1.3.0" => Ok(Platform::V1_3_0),
+        other => Err(EcsError::PlatformUnknown(format!(
+            "The specified platform version '{other}' does not exist. ferry offers 1.4.0 (LATEST) and 1.3.0."
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(v: serde_json::Value) -> TaskDefinitionInput {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn base() -> serde_json::Value {
+        serde_json::json!({
+            "family": "web",
+            "networkMode": "awsvpc",
+            "requiresCompatibilities": ["FARGATE"],
+            "cpu": "256",
+            "memory": "512",
+            "containerDefinitions": [{
+                "name": "app", "image": "httpd:2.4", "essential": true,
+                "portMappings": [{"containerPort": 80, "hostPort": 80, "protocol": "tcp"}]
+            }]
+        })
+    }
+
+    fn err(v: serde_json::Value) -> EcsError {
+        task_definition(&input(v)).unwrap_err()
+    }
+
+    #[test]
+    fn fargate_size_table() {
+        let ok = [
+            (256, 512),
+            (256, 1024),
+            (256, 2048),
+            (512, 1024),
+            (512, 4096),
+            (1024, 2048),
+            (1024, 8192),
+            (2048, 16384),
+            (4096, 8192),
+            (4096, 30720),
+            (8192, 16384),
+            (8192, 20480),
+            (8192, 61440),
+            (16384, 32768),
+            (16384, 40960),
+            (16384, 122880),
+        ];
+        for (c, m) in ok {
+            assert!(fargate_size_ok(c, m), "{c}/{m} should be valid");
+        }
+        let bad = [
+            (256, 256),
+            (256, 1536),
+            (256, 3072),
+            (512, 512),
+            (512, 5120),
+            (1024, 1024),
+            (2048, 17408),
+            (4096, 31744),
+            (8192, 17408),
+            (8192, 65536),
+            (16384, 36864),
+            (16384, 131072),
+            (128, 512),
+            (3072, 8192),
+        ];
+        for (c, m) in bad {
+            assert!(!fargate_size_ok(c, m), "{c}/{m} should be invalid");
+        }
+    }
+
+    #[test]
+    fn cpu_and_memory_units() {
+        assert_eq!(parse_cpu("256"), Some(256));
+        assert_eq!(parse_cpu("0.25 vCPU"), Some(256));
+        assert_eq!(parse_cpu("1 vcpu"), Some(1024));
+        assert_eq!(parse_cpu("lots"), None);
+        assert_eq!(parse_memory("0.5 GB"), Some(512));
+        assert_eq!(parse_memory("2GB"), Some(2048));
+        assert_eq!(parse_memory("512"), Some(512));
+        assert_eq!(parse_memory("-1 GB"), None);
+    }
+
+    #[test]
+    fn source_document_definition_is_valid() {
+        let s = task_definition(&input(base())).unwrap();
+        assert_eq!((s.cpu_units, s.memory_mib), (256, 512));
+        assert_eq!(s.containers[0].port_mappings[0].container_port, 80);
+        assert!(s.containers[0].essential);
+        assert_eq!(s.ephemeral_storage_gib, None);
+    }
+
+    #[test]
+    fn each_rule_gives_a_clear_client_exception() {
+        let mut v = base();
+        v["memory"] = "4096".into();
+        let e = err(v);
+        assert_eq!(e.code(), "ClientException");
+        assert!(e.to_string().contains("256 CPU, 4096 memory"), "{e}");
+
+        let mut v = base();
+        v["networkMode"] = "bridge".into();
+        assert!(err(v).to_string().contains("awsvpc"));
+
+        let mut v = base();
+        v.as_object_mut().unwrap().remove("cpu");
+        assert!(err(v).to_string().contains("'cpu'"));
+
+        for size in [20, 201] {
+            let mut v = base();
+            v["ephemeralStorage"] = serde_json::json!({"sizeInGiB": size});
+            let e = err(v);
+            assert!(e.to_string().contains("between 21 and 200"), "{e}");
+        }
+        let mut v = base();
+        v["ephemeralStorage"] = serde_json::json!({"sizeInGiB": 21});
+        assert_eq!(
+            task_definition(&input(v)).unwrap().ephemeral_storage_gib,
+            Some(21)
+        );
+
+        let mut v = base();
+        let c = v["containerDefinitions"][0].clone();
+        v["containerDefinitions"] = serde_json::json!([c.clone(), c]);
+        assert!(
+            err(v)
+                .to_string()
+                .contains("Duplicate container name 'app'")
+        );
+
+        let mut v = base();
+        v["containerDefinitions"][0]["essential"] = false.into();
+        assert!(err(v).to_string().contains("essential"));
+
+        let mut v = base();
+        v["containerDefinitions"][0]["portMappings"][0]["hostPort"] = 8080.into();
+        let e = err(v);
+        assert!(e.to_string().starts_with("When networkMode=awsvpc, the host ports and container ports in port mappings must match."), "{e}");
+
+        let mut v = base();
+        v["containerDefinitions"] = serde_json::json!([]);
+        assert!(err(v).to_string().contains("cannot be empty"));
+
+        let mut v = base();
+        v["containerDefinitions"][0]["memory"] = 1024.into();
+        assert!(err(v).to_string().contains("greater than for the task"));
+
+        let mut v = base();
+        v["family"] = "bad name".into();
+        assert!(err(v).to_string().contains("Family"));
+    }
+
+    #[test]
+    fn essential_defaults_to_true_and_omitted_host_port_is_fine() {
+        let mut v = base();
+        let c = v["containerDefinitions"][0].as_object_mut().unwrap();
+        c.remove("essential");
+        c["portMappings"] = serde_json::json!([{"containerPort": 8080}]);
+        let s = task_definition(&input(v)).unwrap();
+        assert!(s.containers[0].essential);
+        assert_eq!(s.containers[0].port_mappings[0].protocol, "tcp");
+    }
+
+    #[test]
+    fn count_and_platform() {
+        assert_eq!(check_count(None).unwrap(), 1);
+        assert_eq!(check_count(Some(10)).unwrap(), 10);
+        for c in [0, 11, -1] {
+            assert_eq!(
+                check_count(Some(c)).unwrap_err().code(),
+                "InvalidParameterException"
+            );
+        }
+        assert_eq!(platform(None).unwrap(), Platform::V1_4_0);
+        assert_eq!(platform(Some("LATEST")).unwrap().as_str(), "1.4.0");
+        assert_eq!(platform(Some("1.3.0")).unwrap(), Platform::V1_3_0);
+        assert_eq!(
+            platform(Some("1.2.0")).unwrap_err().code(),
+            "PlatformUnknownException"
+        );
+    }
+}

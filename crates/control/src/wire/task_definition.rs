@@ -1,0 +1,193 @@
+//! The task definition as RegisterTaskDefinition takes it: typed where
+//! ferry uses a field, with the whole document kept so every field (known
+//! to ferry or not) is echoed back by DescribeTaskDefinition.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::{EphemeralStorage, KeyValuePair, Tag};
+
+/// `RegisterTaskDefinitionRequest`: the fields ferry interprets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskDefinitionInput {
+    /// Family name.
+    pub family: String,
+    /// `awsvpc` for Fargate.
+    #[serde(default)]
+    pub network_mode: Option<String>,
+    /// Containers.
+    #[serde(default)]
+    pub container_definitions: Vec<ContainerDefinition>,
+    /// Task volumes.
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
+    /// `FARGATE` etc.
+    #[serde(default)]
+    pub requires_compatibilities: Vec<String>,
+    /// Task CPU: units (`"256"`) or vCPUs (`"0.25 vCPU"`).
+    #[serde(default)]
+    pub cpu: Option<String>,
+    /// Task memory: MiB (`"512"`) or GB (`"0.5 GB"`).
+    #[serde(default)]
+    pub memory: Option<String>,
+    /// Ephemeral storage size.
+    #[serde(default)]
+    pub ephemeral_storage: Option<EphemeralStorage>,
+    /// Tags for the revision (not part of the definition itself).
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+}
+
+/// `ContainerDefinition`: the fields ferry interprets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerDefinition {
+    /// Name, unique within the task.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Image reference.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Defaults to true.
+    #[serde(default)]
+    pub essential: Option<bool>,
+    /// `entryPoint`.
+    #[serde(default)]
+    pub entry_point: Vec<String>,
+    /// `command`.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// `environment`.
+    #[serde(default)]
+    pub environment: Vec<KeyValuePair>,
+    /// `workingDirectory`.
+    #[serde(default)]
+    pub working_directory: Option<String>,
+    /// `user`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// `dependsOn`.
+    #[serde(default)]
+    pub depends_on: Vec<ContainerDependency>,
+    /// `stopTimeout` in seconds.
+    #[serde(default)]
+    pub stop_timeout: Option<i64>,
+    /// `readonlyRootFilesystem`.
+    #[serde(default)]
+    pub readonly_root_filesystem: Option<bool>,
+    /// `portMappings`.
+    #[serde(default)]
+    pub port_mappings: Vec<PortMapping>,
+    /// `mountPoints`.
+    #[serde(default)]
+    pub mount_points: Vec<MountPoint>,
+    /// `logConfiguration`.
+    #[serde(default)]
+    pub log_configuration: Option<LogConfiguration>,
+    /// Container CPU units.
+    #[serde(default)]
+    pub cpu: Option<i64>,
+    /// Hard memory limit, MiB.
+    #[serde(default)]
+    pub memory: Option<i64>,
+    /// Soft memory limit, MiB.
+    #[serde(default)]
+    pub memory_reservation: Option<i64>,
+}
+
+/// `ContainerDependency`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerDependency {
+    /// The container depended on.
+    pub container_name: String,
+    /// `START`, `COMPLETE`, `SUCCESS`, `HEALTHY`.
+    pub condition: String,
+}
+
+/// `PortMapping`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortMapping {
+    /// Container port.
+    #[serde(default)]
+    pub container_port: Option<i64>,
+    /// Host port (must equal containerPort in awsvpc).
+    #[serde(default)]
+    pub host_port: Option<i64>,
+    /// `tcp` (default) or `udp`.
+    #[serde(default)]
+    pub protocol: Option<String>,
+}
+
+/// `MountPoint`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MountPoint {
+    /// Volume name.
+    #[serde(default)]
+    pub source_volume: Option<String>,
+    /// Path in the container.
+    #[serde(default)]
+    pub container_path: Option<String>,
+    /// Read-only.
+    #[serde(default)]
+    pub read_only: Option<bool>,
+}
+
+/// `LogConfiguration`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogConfiguration {
+    /// `awslogs`, ...
+    pub log_driver: String,
+    /// Driver options.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// `Volume`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Volume {
+    /// Name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `host` (Fargate allows it only without `sourcePath`).
+    #[serde(default)]
+    pub host: Option<serde_json::Value>,
+    /// `efsVolumeConfiguration`.
+    #[serde(default)]
+    pub efs_volume_configuration: Option<EfsVolumeConfiguration>,
+    /// `dockerVolumeConfiguration` (not on Fargate).
+    #[serde(default)]
+    pub docker_volume_configuration: Option<serde_json::Value>,
+    /// `fsxWindowsFileServerVolumeConfiguration` (not on Fargate Linux).
+    #[serde(default)]
+    pub fsx_windows_file_server_volume_configuration: Option<serde_json::Value>,
+}
+
+/// `EFSVolumeConfiguration`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EfsVolumeConfiguration {
+    /// `fs-...`.
+    pub file_system_id: String,
+    /// Root directory.
+    #[serde(default)]
+    pub root_directory: Option<String>,
+    /// Access point.
+    #[serde(default)]
+    pub authorization_config: Option<EfsAuthorizationConfig>,
+}
+
+/// `EFSAuthorizationConfig`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EfsAuthorizationConfig {
+    /// `fsap-...`.
+    #[serde(default)]
+    pub access_point_id: Option<String>,
+}
