@@ -60,11 +60,18 @@ pub fn unpack_image(store: &ImageStore, image: &Image, dest: &Path) -> Result<()
 }
 
 fn corrupt(blob: &Path) -> impl Fn(io::Error) -> ImageError + '_ {
-    move |e| ImageError::Corrupt(format!("layer {}: {e}", blob.display()))
+    move |e| {
+        // tar's errors keep the OS error as their source; show both.
+        let why = std::error::Error::source(&e)
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
+        ImageError::Corrupt(format!("layer {}: {e}{why}", blob.display()))
+    }
 }
 
 /// Applies one layer blob to `dest`.
 pub fn apply_layer(blob: &Path, dest: &Path) -> Result<(), ImageError> {
+    fs::create_dir_all(dest).map_err(io_err(format!("creating {}", dest.display())))?;
     // Pass 1: whiteouts.
     let (r, _) = layer_reader(blob)?;
     let mut ar = tar::Archive::new(r);
@@ -165,6 +172,9 @@ mod tests {
         let mut b = tar::Builder::new(File::create(&p).unwrap());
         for (path, content) in entries {
             let mut h = tar::Header::new_gnu();
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
             match content {
                 Some(c) => {
                     h.set_entry_type(tar::EntryType::Regular);

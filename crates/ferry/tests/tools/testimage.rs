@@ -20,6 +20,8 @@ fn sha(b: &[u8]) -> String {
 
 fn dir(b: &mut tar::Builder<Vec<u8>>, path: &str) {
     let mut h = tar::Header::new_ustar();
+    h.set_uid(0);
+    h.set_gid(0);
     h.set_entry_type(tar::EntryType::Directory);
     h.set_mode(0o755);
     h.set_size(0);
@@ -29,6 +31,8 @@ fn dir(b: &mut tar::Builder<Vec<u8>>, path: &str) {
 
 fn file(b: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32, data: &[u8]) {
     let mut h = tar::Header::new_ustar();
+    h.set_uid(0);
+    h.set_gid(0);
     h.set_entry_type(tar::EntryType::Regular);
     h.set_mode(mode);
     h.set_size(data.len() as u64);
@@ -38,6 +42,8 @@ fn file(b: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32, data: &[u8]) {
 
 fn symlink(b: &mut tar::Builder<Vec<u8>>, path: &str, target: &str) {
     let mut h = tar::Header::new_ustar();
+    h.set_uid(0);
+    h.set_gid(0);
     h.set_entry_type(tar::EntryType::Symlink);
     h.set_mode(0o777);
     h.set_size(0);
@@ -104,6 +110,8 @@ fn gzip(b: &[u8]) -> Vec<u8> {
 
 fn add(b: &mut tar::Builder<File>, path: &str, data: &[u8]) {
     let mut h = tar::Header::new_ustar();
+    h.set_uid(0);
+    h.set_gid(0);
     h.set_entry_type(tar::EntryType::Regular);
     h.set_mode(0o644);
     h.set_size(data.len() as u64);
