@@ -164,8 +164,16 @@ pub fn spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
             .build()?)
     };
     mounts.push(bind(input.etc_dir.join("hosts"), "/etc/hosts", false)?);
-    mounts.push(bind(input.etc_dir.join("hostname"), "/etc/hostname", false)?);
-    mounts.push(bind(input.etc_dir.join("resolv.conf"), "/etc/resolv.conf", false)?);
+    mounts.push(bind(
+        input.etc_dir.join("hostname"),
+        "/etc/hostname",
+        false,
+    )?);
+    mounts.push(bind(
+        input.etc_dir.join("resolv.conf"),
+        "/etc/resolv.conf",
+        false,
+    )?);
     for (src, dst, ro) in &input.volumes {
         mounts.push(bind(src.clone(), dst, *ro)?);
     }
@@ -301,7 +309,11 @@ mod tests {
     fn docker_semantics() {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir(t.path().join("etc")).unwrap();
-        std::fs::write(t.path().join("etc/passwd"), "root:x:0:0::/:/bin/sh\napp:x:1234:2345::/:/bin/sh\n").unwrap();
+        std::fs::write(
+            t.path().join("etc/passwd"),
+            "root:x:0:0::/:/bin/sh\napp:x:1234:2345::/:/bin/sh\n",
+        )
+        .unwrap();
         std::fs::write(t.path().join("etc/group"), "staff:x:50:\n").unwrap();
         let mut c = plan();
         let s = build(&c, t.path()).unwrap();
@@ -328,8 +340,21 @@ mod tests {
         assert_eq!(p.args().as_ref().unwrap(), &["sh", "-c", "echo hi"]);
         assert_eq!((p.user().uid(), p.user().gid()), (7, 50));
         c.command.clear();
-        assert_eq!(build(&c, t.path()).unwrap().process().as_ref().unwrap().args().as_ref().unwrap(), &["sh", "-c"]);
+        assert_eq!(
+            build(&c, t.path())
+                .unwrap()
+                .process()
+                .as_ref()
+                .unwrap()
+                .args()
+                .as_ref()
+                .unwrap(),
+            &["sh", "-c"]
+        );
         c.user = Some("nobody".into());
-        assert!(matches!(build(&c, t.path()), Err(BundleError::UnknownUser(_))));
+        assert!(matches!(
+            build(&c, t.path()),
+            Err(BundleError::UnknownUser(_))
+        ));
     }
 }

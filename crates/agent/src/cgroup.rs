@@ -55,7 +55,12 @@ impl TaskCgroup {
 
     /// Creates `PARENT/TASK_ID` with the task's limits: `cpu_units` (1024 =
     /// one CPU, as a CFS quota and as a weight) and `memory_mib` (0 = none).
-    pub fn create(parent: &str, task_id: &str, cpu_units: u32, memory_mib: u32) -> Result<Self, CgroupError> {
+    pub fn create(
+        parent: &str,
+        task_id: &str,
+        cpu_units: u32,
+        memory_mib: u32,
+    ) -> Result<Self, CgroupError> {
         let cg = Self::create_handle(parent, task_id);
         let quota = (u64::from(cpu_units) * CFS_PERIOD_US / 1024).max(1000);
         let mem = u64::from(memory_mib) * 1024 * 1024;

@@ -97,11 +97,7 @@ pub(crate) fn pump(r: impl Read, sink: &dyn LogSink, group: &str, stream: &str) 
     let mut buf = Vec::new();
     loop {
         buf.clear();
-        match r
-            .by_ref()
-            .take(MAX as u64)
-            .read_until(b'\n', &mut buf)
-        {
+        match r.by_ref().take(MAX as u64).read_until(b'\n', &mut buf) {
             Ok(0) | Err(_) => return,
             Ok(_) => {
                 if buf.last() == Some(&b'\n') {
@@ -125,7 +121,11 @@ mod tests {
     fn pump_splits_lines_and_names_streams() {
         let sink = MemorySink::new();
         pump(&b"one\ntwo\n\nlast"[..], &*sink, "g", "s");
-        let got: Vec<_> = sink.events("g", "s").into_iter().map(|e| e.message).collect();
+        let got: Vec<_> = sink
+            .events("g", "s")
+            .into_iter()
+            .map(|e| e.message)
+            .collect();
         assert_eq!(got, ["one", "two", "", "last"]);
         assert_eq!(stream_name(Some("ecs"), "web", "abc"), "ecs/web/abc");
         assert_eq!(stream_name(None, "web", "abc"), "web/abc");

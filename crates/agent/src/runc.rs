@@ -102,7 +102,11 @@ impl Runc {
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr);
-        let status = cmd.spawn().map_err(self.exec_err())?.wait().map_err(self.exec_err())?;
+        let status = cmd
+            .spawn()
+            .map_err(self.exec_err())?
+            .wait()
+            .map_err(self.exec_err())?;
         // Our copies of the pipes' write ends must close, or readers never see EOF.
         drop(cmd);
         if !status.success() {

@@ -120,7 +120,10 @@ impl Agent {
                     config.runtime.display()
                 ))
             })?;
-        for d in [config.state_dir.join("runc"), config.network.ipam_dir.clone()] {
+        for d in [
+            config.state_dir.join("runc"),
+            config.network.ipam_dir.clone(),
+        ] {
             fs::create_dir_all(&d)
                 .map_err(|e| AgentError::Host(format!("creating {}: {e}", d.display())))?;
         }
@@ -382,7 +385,10 @@ impl Supervisor {
             plan.memory_mib,
         );
         // Record it before checking, so a half-made cgroup is removed.
-        self.cgroup = Some(TaskCgroup::create_handle(&self.cfg.cgroup_parent, &plan.task_id));
+        self.cgroup = Some(TaskCgroup::create_handle(
+            &self.cfg.cgroup_parent,
+            &plan.task_id,
+        ));
         cg.map_err(|e| format!("ResourceInitializationError: {e}"))?;
 
         let netns_name = format!("ferry-{}", plan.task_id);
@@ -414,7 +420,8 @@ impl Supervisor {
 
         let hostname = format!("ip-{}", ip.replace('.', "-"));
         let etc = self.root.join("etc");
-        let io = |what: &str, e: std::io::Error| format!("ResourceInitializationError: {what}: {e}");
+        let io =
+            |what: &str, e: std::io::Error| format!("ResourceInitializationError: {what}: {e}");
         fs::create_dir_all(&etc).map_err(|e| io("creating etc", e))?;
         fs::write(
             etc.join("hosts"),
@@ -438,7 +445,11 @@ impl Supervisor {
                 .get(&img.manifest_digest)
                 .ok_or_else(|| format!("image {} not unpacked", c.image))?;
             let bundle = self.root.join("containers").join(&c.name);
-            let (upper, work, rootfs) = (bundle.join("upper"), bundle.join("work"), bundle.join("rootfs"));
+            let (upper, work, rootfs) = (
+                bundle.join("upper"),
+                bundle.join("work"),
+                bundle.join("rootfs"),
+            );
             for d in [&upper, &work, &rootfs] {
                 fs::create_dir_all(d).map_err(|e| io("creating container dirs", e))?;
             }
@@ -521,10 +532,14 @@ impl Supervisor {
                     self.stop = Some(if pending {
                         (
                             "TaskFailedToStart".into(),
-                            "container dependencies can never be satisfied (dependency cycle)".into(),
+                            "container dependencies can never be satisfied (dependency cycle)"
+                                .into(),
                         )
                     } else {
-                        ("EssentialContainerExited".into(), "All containers exited".into())
+                        (
+                            "EssentialContainerExited".into(),
+                            "All containers exited".into(),
+                        )
                     });
                 }
                 break;
@@ -534,7 +549,8 @@ impl Supervisor {
                 let now = Instant::now();
                 for c in self.ctrs.iter_mut().filter(|c| c.state == State::Running) {
                     let _ = self.runc.kill(&c.id, "TERM");
-                    c.deadline = Some(now + Duration::from_secs(u64::from(c.plan.stop_timeout_secs)));
+                    c.deadline =
+                        Some(now + Duration::from_secs(u64::from(c.plan.stop_timeout_secs)));
                 }
             }
             let next = self
@@ -547,7 +563,10 @@ impl Supervisor {
                 })
                 .min();
             let msg = match next {
-                Some(t) => match self.rx.recv_timeout(t.saturating_duration_since(Instant::now())) {
+                Some(t) => match self
+                    .rx
+                    .recv_timeout(t.saturating_duration_since(Instant::now()))
+                {
                     Ok(m) => Some(m),
                     Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -666,7 +685,9 @@ impl Supervisor {
                 ("START" | "HEALTHY", _) => {}
                 ("COMPLETE", State::Running) | ("SUCCESS", State::Running) => wait = true,
                 ("COMPLETE", State::Exited(_)) | ("SUCCESS", State::Exited(0)) => {}
-                ("SUCCESS", State::Exited(code)) => return never(&format!("exited with code {code}")),
+                ("SUCCESS", State::Exited(code)) => {
+                    return never(&format!("exited with code {code}"));
+                }
                 (other, _) => {
                     return Deps::Never(format!("unknown dependency condition {other}"));
                 }
@@ -682,7 +703,13 @@ impl Supervisor {
         let log = c.bundle.join("runc.log");
         let pid = self
             .runc
-            .create(&c.id, &c.bundle, &log, Stdio::from(out_w), Stdio::from(err_w))
+            .create(
+                &c.id,
+                &c.bundle,
+                &log,
+                Stdio::from(out_w),
+                Stdio::from(err_w),
+            )
             .map_err(|e| e.to_string())?;
         c.created = true;
         // Logs: one reader per stream, until the container closes it.

@@ -3,6 +3,8 @@
 //! state directory and task root, and checks that nothing of the task
 //! remains afterwards.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
 #[path = "tools/testimage.rs"]
 mod testimage;
 
@@ -39,7 +41,10 @@ impl Env {
             nix::unistd::geteuid().is_root(),
             "the agent tests need root (runc, CNI, mounts, cgroups)"
         );
-        let tmp = tempfile::Builder::new().prefix("ferry-agent-test-").tempdir().unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("ferry-agent-test-")
+            .tempdir()
+            .unwrap();
         let dir = tmp.path().to_path_buf();
         let suffix = format!("{:06x}", std::process::id() ^ (u32::from(net) << 16));
         let bridge = format!("fyt{}", &suffix[suffix.len() - 6..]);
@@ -83,21 +88,43 @@ impl Env {
 
     /// Asserts that nothing of the task is left on the host.
     fn assert_no_leaks(&self, task_id: &str, task_root: &Path, outcome: &TaskOutcome) {
-        assert!(outcome.cleanup_errors.is_empty(), "cleanup errors: {:?}", outcome.cleanup_errors);
+        assert!(
+            outcome.cleanup_errors.is_empty(),
+            "cleanup errors: {:?}",
+            outcome.cleanup_errors
+        );
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let root = task_root.to_str().unwrap();
-        assert!(!mountinfo.contains(root), "mount left under {root}:\n{mountinfo}");
+        assert!(
+            !mountinfo.contains(root),
+            "mount left under {root}:\n{mountinfo}"
+        );
         let netns = sh("ip netns list");
-        assert!(!netns.contains(&format!("ferry-{task_id}")), "netns left: {netns}");
-        let links = sh(&format!("ip -o link show master {} 2>/dev/null || true", self.bridge));
-        assert!(links.trim().is_empty(), "veth left on {}: {links}", self.bridge);
+        assert!(
+            !netns.contains(&format!("ferry-{task_id}")),
+            "netns left: {netns}"
+        );
+        let links = sh(&format!(
+            "ip -o link show master {} 2>/dev/null || true",
+            self.bridge
+        ));
+        assert!(
+            links.trim().is_empty(),
+            "veth left on {}: {links}",
+            self.bridge
+        );
         for e in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
             let p = e.path().join(CGROUP_PARENT).join(task_id);
             assert!(!p.exists(), "cgroup left: {}", p.display());
         }
-        let runc = sh(&format!("runc --root {} list -q", self.dir.join("state/runc").display()));
+        let runc = sh(&format!(
+            "runc --root {} list -q",
+            self.dir.join("state/runc").display()
+        ));
         assert!(runc.trim().is_empty(), "runc containers left: {runc}");
-        let procs = sh(&format!("grep -l {task_id} /proc/[0-9]*/cgroup 2>/dev/null || true"));
+        let procs = sh(&format!(
+            "grep -l {task_id} /proc/[0-9]*/cgroup 2>/dev/null || true"
+        ));
         assert!(procs.trim().is_empty(), "processes left: {procs}");
         let nat = sh("iptables-save -t nat 2>/dev/null || true");
         assert!(!nat.contains(task_id), "iptables rules left: {nat}");
@@ -107,7 +134,9 @@ impl Env {
 impl Drop for Env {
     fn drop(&mut self) {
         // The bridge is per test here (on a server it is shared and stays).
-        let _ = Command::new("ip").args(["link", "del", &self.bridge]).status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
     }
 }
 
@@ -118,7 +147,10 @@ fn sh(cmd: &str) -> String {
 
 fn task_id() -> String {
     let mut b = [0u8; 16];
-    std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut b).unwrap();
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut b)
+        .unwrap();
     hex::encode(b)
 }
 
@@ -162,7 +194,9 @@ type Events = Arc<Mutex<Vec<TaskEvent>>>;
 fn run(env: &Env, plan: TaskPlan, root: &Path) -> (TaskHandle, Events) {
     let events: Events = Arc::default();
     let ev = events.clone();
-    let h = env.agent.run_task(plan, root, move |e| ev.lock().unwrap().push(e));
+    let h = env
+        .agent
+        .run_task(plan, root, move |e| ev.lock().unwrap().push(e));
     (h, events)
 }
 
@@ -178,7 +212,8 @@ fn wait_for(events: &Events, what: &str, f: impl Fn(&TaskEvent) -> bool) {
 }
 
 fn http_get(ip: &str) -> std::io::Result<String> {
-    let mut s = TcpStream::connect_timeout(&format!("{ip}:80").parse().unwrap(), Duration::from_secs(2))?;
+    let mut s =
+        TcpStream::connect_timeout(&format!("{ip}:80").parse().unwrap(), Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     s.write_all(format!("GET / HTTP/1.0\r\nHost: {ip}\r\n\r\n").as_bytes())?;
     let mut body = String::new();
@@ -194,7 +229,10 @@ fn source_document_httpd_task_serves_its_page_and_leaves_nothing() {
     let mut c = container("sample-fargate-app", "httpd:2.4");
     c.entry_point = vec!["sh".into(), "-c".into()];
     c.command = vec![SAMPLE_COMMAND.into()];
-    c.port_mappings = vec![PortMapping { container_port: 80, protocol: "tcp".into() }];
+    c.port_mappings = vec![PortMapping {
+        container_port: 80,
+        protocol: "tcp".into(),
+    }];
     c.awslogs = Some(AwsLogs {
         group: "/ecs/fargate-task-definition".into(),
         stream_prefix: Some("ecs".into()),
@@ -222,13 +260,25 @@ fn source_document_httpd_task_serves_its_page_and_leaves_nothing() {
             _ => std::thread::sleep(Duration::from_millis(100)),
         }
     };
-    assert!(page.starts_with("HTTP/1.") && page.contains(" 200 "), "{page}");
+    assert!(
+        page.starts_with("HTTP/1.") && page.contains(" 200 "),
+        "{page}"
+    );
     // The page was written into the container's writable layer, on task_root.
-    let upper = root.join("containers/sample-fargate-app/upper/usr/local/apache2/htdocs/index.html");
-    assert!(std::fs::read_to_string(&upper).unwrap().contains("Payment Processing Web Interface"));
+    let upper =
+        root.join("containers/sample-fargate-app/upper/usr/local/apache2/htdocs/index.html");
+    assert!(
+        std::fs::read_to_string(&upper)
+            .unwrap()
+            .contains("Payment Processing Web Interface")
+    );
     // Task-level limits on the task's cgroup (cgroup v1 on this host).
-    let mem = std::fs::read_to_string(format!("/sys/fs/cgroup/memory/{CGROUP_PARENT}/{id}/memory.limit_in_bytes"));
-    let quota = std::fs::read_to_string(format!("/sys/fs/cgroup/cpu/{CGROUP_PARENT}/{id}/cpu.cfs_quota_us"));
+    let mem = std::fs::read_to_string(format!(
+        "/sys/fs/cgroup/memory/{CGROUP_PARENT}/{id}/memory.limit_in_bytes"
+    ));
+    let quota = std::fs::read_to_string(format!(
+        "/sys/fs/cgroup/cpu/{CGROUP_PARENT}/{id}/cpu.cfs_quota_us"
+    ));
     if Path::new("/sys/fs/cgroup/memory").exists() {
         assert_eq!(mem.unwrap().trim(), (512u64 << 20).to_string());
         assert_eq!(quota.unwrap().trim(), "25000");
@@ -241,13 +291,24 @@ fn source_document_httpd_task_serves_its_page_and_leaves_nothing() {
     let out = h.wait().unwrap();
     assert_eq!(out.stop_code, "UserInitiated");
     assert_eq!(out.stopped_reason, "Task stopped by test");
-    assert_eq!(out.exit_codes.get("sample-fargate-app"), Some(&137), "{out:?}");
+    assert_eq!(
+        out.exit_codes.get("sample-fargate-app"),
+        Some(&137),
+        "{out:?}"
+    );
     let evs = events.lock().unwrap().clone();
-    assert!(matches!(evs.last(), Some(TaskEvent::Stopped { stop_code, .. }) if stop_code == "UserInitiated"), "{evs:?}");
+    assert!(
+        matches!(evs.last(), Some(TaskEvent::Stopped { stop_code, .. }) if stop_code == "UserInitiated"),
+        "{evs:?}"
+    );
     // busybox httpd -v logs each request to stderr: captured into the awslogs stream.
     let stream = format!("ecs/sample-fargate-app/{id}");
     let logs = env.sink.events("/ecs/fargate-task-definition", &stream);
-    assert!(logs.iter().any(|e| e.message.contains("GET") || e.message.contains("response")), "{logs:?}");
+    assert!(
+        logs.iter()
+            .any(|e| e.message.contains("GET") || e.message.contains("response")),
+        "{logs:?}"
+    );
     assert!(http_get(&ip).is_err(), "still serving after stop");
     env.assert_no_leaks(&id, &root, &out);
 }
@@ -257,12 +318,19 @@ fn dependencies_volumes_user_readonly_and_essential_exit() {
     let env = Env::new(12);
     let id = task_id();
     let root = env.task_root(&id);
-    let logs = AwsLogs { group: "g".into(), stream_prefix: Some("p".into()) };
+    let logs = AwsLogs {
+        group: "g".into(),
+        stream_prefix: Some("p".into()),
+    };
     let mut init = container("init", "busybox-docker:1");
     init.essential = false;
     init.entry_point = vec!["sh".into(), "-c".into()];
     init.command = vec!["echo shared-by-init > /data/x".into()];
-    init.mount_points = vec![MountPoint { source_volume: "scratch".into(), container_path: "/data".into(), read_only: false }];
+    init.mount_points = vec![MountPoint {
+        source_volume: "scratch".into(),
+        container_path: "/data".into(),
+        read_only: false,
+    }];
     let mut main = container("main", "docker.io/library/busybox-docker:1");
     main.entry_point = vec!["sh".into(), "-c".into()];
     main.command = vec![
@@ -272,10 +340,20 @@ fn dependencies_volumes_user_readonly_and_essential_exit() {
     main.environment = vec![("GREETING".into(), "hello".into())];
     main.working_directory = Some("/tmp".into());
     main.readonly_root_filesystem = true;
-    main.mount_points = vec![MountPoint { source_volume: "scratch".into(), container_path: "/data".into(), read_only: true }];
-    main.depends_on = vec![Dependency { container_name: "init".into(), condition: "SUCCESS".into() }];
+    main.mount_points = vec![MountPoint {
+        source_volume: "scratch".into(),
+        container_path: "/data".into(),
+        read_only: true,
+    }];
+    main.depends_on = vec![Dependency {
+        container_name: "init".into(),
+        condition: "SUCCESS".into(),
+    }];
     main.awslogs = Some(logs);
-    let volumes = vec![VolumePlan { name: "scratch".into(), kind: VolumeKind::Ephemeral }];
+    let volumes = vec![VolumePlan {
+        name: "scratch".into(),
+        kind: VolumeKind::Ephemeral,
+    }];
     let (h, events) = run(&env, plan(&id, vec![init, main], volumes), &root);
     let out = h.wait().unwrap();
     assert_eq!(out.stop_code, "EssentialContainerExited", "{out:?}");
@@ -285,15 +363,27 @@ fn dependencies_volumes_user_readonly_and_essential_exit() {
     // init completed before main started.
     let evs = events.lock().unwrap().clone();
     let pos = |f: &dyn Fn(&TaskEvent) -> bool| evs.iter().position(f).unwrap();
-    let init_exit = pos(&|e| matches!(e, TaskEvent::ContainerExited { name, .. } if name == "init"));
+    let init_exit =
+        pos(&|e| matches!(e, TaskEvent::ContainerExited { name, .. } if name == "init"));
     let main_run = pos(&|e| matches!(e, TaskEvent::ContainerRunning { name } if name == "main"));
     assert!(init_exit < main_run, "{evs:?}");
-    let lines: Vec<String> = env.sink.events("g", &format!("p/main/{id}")).into_iter().map(|e| e.message).collect();
-    assert!(lines.contains(&"user=1234:2345 env=hello data=shared-by-init cwd=/tmp".to_string()), "{lines:?}");
+    let lines: Vec<String> = env
+        .sink
+        .events("g", &format!("p/main/{id}"))
+        .into_iter()
+        .map(|e| e.message)
+        .collect();
+    assert!(
+        lines.contains(&"user=1234:2345 env=hello data=shared-by-init cwd=/tmp".to_string()),
+        "{lines:?}"
+    );
     assert!(lines.contains(&"readonly-root".to_string()), "{lines:?}");
     assert!(lines.contains(&"to-stderr".to_string()), "{lines:?}");
     // The shared volume lives on task_root.
-    assert_eq!(std::fs::read_to_string(root.join("volumes/scratch/x")).unwrap(), "shared-by-init\n");
+    assert_eq!(
+        std::fs::read_to_string(root.join("volumes/scratch/x")).unwrap(),
+        "shared-by-init\n"
+    );
     env.assert_no_leaks(&id, &root, &out);
 }
 
@@ -303,11 +393,19 @@ fn missing_image_fails_to_start_and_stop_timeout_kills() {
     // Missing image: TaskFailedToStart saying why, nothing created.
     let id = task_id();
     let root = env.task_root(&id);
-    let (h, events) = run(&env, plan(&id, vec![container("web", "httpd:9.9")], vec![]), &root);
+    let (h, events) = run(
+        &env,
+        plan(&id, vec![container("web", "httpd:9.9")], vec![]),
+        &root,
+    );
     let out = h.wait().unwrap();
     assert_eq!(out.stop_code, "TaskFailedToStart");
-    assert!(out.stopped_reason.contains("CannotPullContainerError") && out.stopped_reason.contains("httpd:9.9"),
-        "{}", out.stopped_reason);
+    assert!(
+        out.stopped_reason.contains("CannotPullContainerError")
+            && out.stopped_reason.contains("httpd:9.9"),
+        "{}",
+        out.stopped_reason
+    );
     assert_eq!(events.lock().unwrap().len(), 1, "only Stopped expected");
     env.assert_no_leaks(&id, &root, &out);
 
@@ -319,8 +417,12 @@ fn missing_image_fails_to_start_and_stop_timeout_kills() {
     let (h, _) = run(&env, plan(&id, vec![c], vec![]), &root);
     let out = h.wait().unwrap();
     assert_eq!(out.stop_code, "TaskFailedToStart");
-    assert!(out.stopped_reason.contains("CannotStartContainerError") && out.stopped_reason.contains("/no/such/binary"),
-        "{}", out.stopped_reason);
+    assert!(
+        out.stopped_reason.contains("CannotStartContainerError")
+            && out.stopped_reason.contains("/no/such/binary"),
+        "{}",
+        out.stopped_reason
+    );
     env.assert_no_leaks(&id, &root, &out);
 
     // stopTimeout: one container ignores SIGTERM and is killed after its
@@ -328,10 +430,18 @@ fn missing_image_fails_to_start_and_stop_timeout_kills() {
     let id = task_id();
     let root = env.task_root(&id);
     let mut stubborn = container("stubborn", "httpd:2.4");
-    stubborn.entry_point = vec!["sh".into(), "-c".into(), "trap '' TERM; while :; do sleep 0.1; done".into()];
+    stubborn.entry_point = vec![
+        "sh".into(),
+        "-c".into(),
+        "trap '' TERM; while :; do sleep 0.1; done".into(),
+    ];
     stubborn.stop_timeout_secs = 2;
     let mut polite = container("polite", "httpd:2.4");
-    polite.entry_point = vec!["sh".into(), "-c".into(), "trap 'exit 0' TERM; while :; do sleep 0.1; done".into()];
+    polite.entry_point = vec![
+        "sh".into(),
+        "-c".into(),
+        "trap 'exit 0' TERM; while :; do sleep 0.1; done".into(),
+    ];
     let (h, events) = run(&env, plan(&id, vec![stubborn, polite], vec![]), &root);
     wait_for(&events, "Running", |e| matches!(e, TaskEvent::Running));
     let t0 = Instant::now();
@@ -340,7 +450,10 @@ fn missing_image_fails_to_start_and_stop_timeout_kills() {
     let took = t0.elapsed();
     assert_eq!(out.exit_codes.get("polite"), Some(&0), "{out:?}");
     assert_eq!(out.exit_codes.get("stubborn"), Some(&137), "{out:?}");
-    assert!(took >= Duration::from_secs(2), "SIGKILL before stopTimeout: {took:?}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "SIGKILL before stopTimeout: {took:?}"
+    );
     assert!(took < Duration::from_secs(15), "stop took {took:?}");
     assert_eq!(out.stop_code, "UserInitiated");
     env.assert_no_leaks(&id, &root, &out);

@@ -1,5 +1,7 @@
 //! `ferry image import|ls|rm` against the real binary.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
 #[path = "tools/testimage.rs"]
 mod testimage;
 
@@ -10,7 +12,10 @@ use std::process::Command;
 use sha2::{Digest, Sha256};
 
 fn ferry(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -49,15 +54,33 @@ fn import_both_formats_ls_and_rm() {
     testimage::write_oci_archive(&img, &oci, Some("docker.io/library/httpd:2.4"));
     testimage::write_docker_archive(&img, &docker, "httpd:2.4-docker");
 
-    let (ok, out, err) = ferry(&["image", "import", oci.to_str().unwrap(), "--data-dir", data_s]);
+    let (ok, out, err) = ferry(&[
+        "image",
+        "import",
+        oci.to_str().unwrap(),
+        "--data-dir",
+        data_s,
+    ]);
     assert!(ok, "oci import failed: {err}");
     assert!(out.contains("httpd:2.4\tsha256:"), "{out}");
-    let (ok, out, err) = ferry(&["image", "import", docker.to_str().unwrap(), "--data-dir", data_s]);
+    let (ok, out, err) = ferry(&[
+        "image",
+        "import",
+        docker.to_str().unwrap(),
+        "--data-dir",
+        data_s,
+    ]);
     assert!(ok, "docker import failed: {err}");
     assert!(out.contains("httpd:2.4-docker\tsha256:"), "{out}");
     // --name overrides the archive's name; default tag is latest.
     let (ok, out, err) = ferry(&[
-        "image", "import", oci.to_str().unwrap(), "--name", "docker.io/library/web", "--data-dir", data_s,
+        "image",
+        "import",
+        oci.to_str().unwrap(),
+        "--name",
+        "docker.io/library/web",
+        "--data-dir",
+        data_s,
     ]);
     assert!(ok, "{err}");
     assert!(out.starts_with("web:latest\t"), "{out}");
@@ -79,7 +102,11 @@ fn import_both_formats_ls_and_rm() {
     assert_eq!(d.config.rootfs().diff_ids(), a.config.rootfs().diff_ids());
 
     // rm removes the name and garbage-collects blobs nobody else uses.
-    let blobs = || std::fs::read_dir(data.join("images/blobs/sha256")).unwrap().count();
+    let blobs = || {
+        std::fs::read_dir(data.join("images/blobs/sha256"))
+            .unwrap()
+            .count()
+    };
     let before = blobs();
     let (ok, _, err) = ferry(&["image", "rm", "httpd:2.4-docker", "--data-dir", data_s]);
     assert!(ok, "{err}");
@@ -100,7 +127,13 @@ fn corrupt_or_truncated_archive_leaves_store_unchanged() {
     let img = testimage::httpd_image();
     let good = t.path().join("good.tar");
     testimage::write_oci_archive(&img, &good, Some("httpd:2.4"));
-    let (ok, _, err) = ferry(&["image", "import", good.to_str().unwrap(), "--data-dir", data_s]);
+    let (ok, _, err) = ferry(&[
+        "image",
+        "import",
+        good.to_str().unwrap(),
+        "--data-dir",
+        data_s,
+    ]);
     assert!(ok, "{err}");
     let before = snapshot(&data);
 
@@ -130,7 +163,13 @@ fn corrupt_or_truncated_archive_leaves_store_unchanged() {
         (&garbage, ""),
     ] {
         let (ok, _, err) = ferry(&[
-            "image", "import", f.to_str().unwrap(), "--name", "evil:1", "--data-dir", data_s,
+            "image",
+            "import",
+            f.to_str().unwrap(),
+            "--name",
+            "evil:1",
+            "--data-dir",
+            data_s,
         ]);
         assert!(!ok, "{} imported", f.display());
         assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");

@@ -160,7 +160,10 @@ fn stage(store: &ImageStore, archive: &Path) -> Result<Staging, ImageError> {
                 let base = if entry.header().entry_type() == tar::EntryType::Link {
                     PathBuf::new()
                 } else {
-                    Path::new(&name).parent().map(Path::to_path_buf).unwrap_or_default()
+                    Path::new(&name)
+                        .parent()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_default()
                 };
                 if let Some(t) = normalize(&base.join(target)) {
                     links.insert(name, t);
@@ -206,7 +209,10 @@ pub fn import(
         )));
     };
     if ready.is_empty() {
-        return Err(ImageError::Corrupt(format!("{}: archive holds no image", path.display())));
+        return Err(ImageError::Corrupt(format!(
+            "{}: archive holds no image",
+            path.display()
+        )));
     }
     if let Some(f) = forced {
         if ready.len() != 1 {
@@ -230,9 +236,9 @@ pub fn import(
         for (tmp, digest) in &r.blobs {
             let dest = store.blob_path(digest)?;
             if !dest.exists() {
-                fs::rename(tmp, &dest).or_else(|_| fs::copy(tmp, &dest).map(|_| ())).map_err(
-                    io_err(format!("storing blob {digest}")),
-                )?;
+                fs::rename(tmp, &dest)
+                    .or_else(|_| fs::copy(tmp, &dest).map(|_| ()))
+                    .map_err(io_err(format!("storing blob {digest}")))?;
             }
         }
     }
@@ -351,7 +357,9 @@ fn names_from_annotations(desc: &Descriptor) -> Vec<Reference> {
         a.get("org.opencontainers.image.ref.name")
             .filter(|n| n.contains('/') || n.contains(':'))
     });
-    full.and_then(|n| Reference::parse(n).ok()).into_iter().collect()
+    full.and_then(|n| Reference::parse(n).ok())
+        .into_iter()
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -411,8 +419,11 @@ fn from_docker(staging: &Staging) -> Result<Vec<Ready>, ImageError> {
             .to_string()
             .map_err(|e| ImageError::Corrupt(format!("encoding manifest: {e}")))?;
         let tmp = staging.dir.path().join(format!("manifest-{n}"));
-        let (digest, _) = copy_hashed(body.as_bytes(), File::create(&tmp).map_err(io_err("writing manifest"))?)
-            .map_err(io_err("writing manifest"))?;
+        let (digest, _) = copy_hashed(
+            body.as_bytes(),
+            File::create(&tmp).map_err(io_err("writing manifest"))?,
+        )
+        .map_err(io_err("writing manifest"))?;
         blobs.push((tmp, digest.clone()));
         let names = e
             .repo_tags

@@ -147,20 +147,31 @@ mod tests {
     use super::*;
 
     fn norm(s: &str) -> String {
-        Reference::parse(s).map(|r| r.to_string()).unwrap_or_else(|e| e.to_string())
+        Reference::parse(s)
+            .map(|r| r.to_string())
+            .unwrap_or_else(|e| e.to_string())
     }
 
     #[test]
     fn normalizes_like_docker() {
         assert_eq!(norm("httpd:2.4"), "docker.io/library/httpd:2.4");
-        assert_eq!(norm("docker.io/library/httpd:2.4"), "docker.io/library/httpd:2.4");
+        assert_eq!(
+            norm("docker.io/library/httpd:2.4"),
+            "docker.io/library/httpd:2.4"
+        );
         assert_eq!(norm("httpd"), "docker.io/library/httpd:latest");
-        assert_eq!(norm("index.docker.io/library/httpd"), "docker.io/library/httpd:latest");
+        assert_eq!(
+            norm("index.docker.io/library/httpd"),
+            "docker.io/library/httpd:latest"
+        );
         assert_eq!(norm("me/app:1"), "docker.io/me/app:1");
         assert_eq!(norm("localhost:5000/app"), "localhost:5000/app:latest");
         assert_eq!(norm("127.0.0.1:5000/a/b:v1"), "127.0.0.1:5000/a/b:v1");
         let d = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(norm(&format!("httpd@{d}")), format!("docker.io/library/httpd@{d}"));
+        assert_eq!(
+            norm(&format!("httpd@{d}")),
+            format!("docker.io/library/httpd@{d}")
+        );
     }
 
     #[test]
@@ -172,7 +183,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_references() {
-        for bad in ["", "HTTPD", "httpd:", "httpd:a b", "a//b", "httpd@sha256:xyz", "x:y/z:"] {
+        for bad in [
+            "",
+            "HTTPD",
+            "httpd:",
+            "httpd:a b",
+            "a//b",
+            "httpd@sha256:xyz",
+            "x:y/z:",
+        ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} should not parse");
         }
     }

@@ -28,10 +28,9 @@ pub enum Compression {
 
 /// Opens a layer blob as an uncompressed tar stream.
 pub fn layer_reader(path: &Path) -> Result<(Box<dyn Read>, Compression), ImageError> {
-    let mut f = BufReader::new(File::open(path).map_err(io_err(format!(
-        "opening layer {}",
-        path.display()
-    )))?);
+    let mut f = BufReader::new(
+        File::open(path).map_err(io_err(format!("opening layer {}", path.display())))?,
+    );
     let mut magic = [0u8; 4];
     let n = f
         .read(&mut magic)

@@ -67,7 +67,10 @@ pub fn exec(call: &Call<'_>) -> Result<serde_json::Value, CniError> {
     let mut child = Command::new(call.bin_dir.join(&plugin))
         .env_clear()
         // Plugins run iptables and friends from PATH.
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .env("CNI_COMMAND", call.command)
         .env("CNI_CONTAINERID", call.container_id)
         .env("CNI_NETNS", call.netns)

@@ -90,7 +90,11 @@ pub struct TaskNetwork {
 impl TaskNetwork {
     /// Creates the namespace `name` and attaches it (`CNI_CONTAINERID` =
     /// `container_id`). On failure everything done so far is undone.
-    pub fn setup(cfg: &NetworkConfig, name: &str, container_id: &str) -> Result<Self, NetworkError> {
+    pub fn setup(
+        cfg: &NetworkConfig,
+        name: &str,
+        container_id: &str,
+    ) -> Result<Self, NetworkError> {
         let ns = netns::Netns::create(name)?;
         let mut net = TaskNetwork {
             netns: ns,
@@ -110,7 +114,12 @@ impl TaskNetwork {
         }
     }
 
-    fn call(&self, cmd: &str, conf: &serde_json::Value, ifname: &str) -> Result<serde_json::Value, cni::CniError> {
+    fn call(
+        &self,
+        cmd: &str,
+        conf: &serde_json::Value,
+        ifname: &str,
+    ) -> Result<serde_json::Value, cni::CniError> {
         cni::exec(&cni::Call {
             bin_dir: &self.cfg.cni_bin_dir,
             command: cmd,

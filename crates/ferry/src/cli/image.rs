@@ -73,12 +73,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     .get(..19)
                     .unwrap_or(&i.manifest_digest)
                     .to_string();
-                println!("{:<40} {:<19} {:>10}", i.reference.familiar(), short, i.size);
+                println!(
+                    "{:<40} {:<19} {:>10}",
+                    i.reference.familiar(),
+                    short,
+                    i.size
+                );
             }
         }
         Command::Rm { name, data_dir } => {
             let s = store(&data_dir)?;
-            let r = s.remove(&name).with_context(|| format!("removing {name}"))?;
+            let r = s
+                .remove(&name)
+                .with_context(|| format!("removing {name}"))?;
             println!("removed {}", r.familiar());
         }
     }

@@ -1,6 +1,6 @@
 //! Builds a stand-in `httpd:2.4` image from busybox-static for the tests
 //! and writes it as an oci-archive and as a `docker save` archive.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs::File;
 use std::io::Write;
@@ -64,27 +64,53 @@ pub fn httpd_image() -> TestImage {
     let busybox = std::fs::read("/bin/busybox")
         .expect("/bin/busybox is missing: install busybox-static (scripts/setup)");
     let mut b = tar::Builder::new(Vec::new());
-    for d in ["bin/", "etc/", "tmp/", "usr/", "usr/local/", "usr/local/bin/", "usr/local/apache2/",
-              "usr/local/apache2/htdocs/", "home/", "home/app/", "proc/", "sys/", "dev/"] {
+    for d in [
+        "bin/",
+        "etc/",
+        "tmp/",
+        "usr/",
+        "usr/local/",
+        "usr/local/bin/",
+        "usr/local/apache2/",
+        "usr/local/apache2/htdocs/",
+        "home/",
+        "home/app/",
+        "proc/",
+        "sys/",
+        "dev/",
+    ] {
         dir(&mut b, d);
     }
     file(&mut b, "bin/busybox", 0o755, &busybox);
     for a in APPLETS {
         symlink(&mut b, &format!("bin/{a}"), "busybox");
     }
-    file(&mut b, "etc/passwd", 0o644,
-         b"root:x:0:0:root:/root:/bin/sh\napp:x:1234:2345:app:/home/app:/bin/sh\n");
+    file(
+        &mut b,
+        "etc/passwd",
+        0o644,
+        b"root:x:0:0:root:/root:/bin/sh\napp:x:1234:2345:app:/home/app:/bin/sh\n",
+    );
     file(&mut b, "etc/group", 0o644, b"root:x:0:\napp:x:2345:\n");
     file(&mut b, "etc/motd", 0o644, b"removed by the upper layer\n");
-    file(&mut b, "usr/local/apache2/htdocs/index.html", 0o644, b"<html><body><h1>It works!</h1></body></html>\n");
+    file(
+        &mut b,
+        "usr/local/apache2/htdocs/index.html",
+        0o644,
+        b"<html><body><h1>It works!</h1></body></html>\n",
+    );
     let l1 = b.into_inner().unwrap();
 
     let mut b = tar::Builder::new(Vec::new());
     dir(&mut b, "etc/");
     file(&mut b, "etc/.wh.motd", 0o644, b"");
     dir(&mut b, "usr/local/bin/");
-    file(&mut b, "usr/local/bin/httpd-foreground", 0o755,
-         b"#!/bin/sh\nexec busybox httpd -f -v -p 80 -h /usr/local/apache2/htdocs\n");
+    file(
+        &mut b,
+        "usr/local/bin/httpd-foreground",
+        0o755,
+        b"#!/bin/sh\nexec busybox httpd -f -v -p 80 -h /usr/local/apache2/htdocs\n",
+    );
     let l2 = b.into_inner().unwrap();
 
     let config = serde_json::json!({
@@ -99,7 +125,10 @@ pub fn httpd_image() -> TestImage {
         },
         "rootfs": {"type": "layers", "diff_ids": [sha(&l1), sha(&l2)]}
     });
-    TestImage { layers: vec![l1, l2], config }
+    TestImage {
+        layers: vec![l1, l2],
+        config,
+    }
 }
 
 fn gzip(b: &[u8]) -> Vec<u8> {
@@ -133,15 +162,24 @@ pub fn write_oci_archive(img: &TestImage, path: &Path, ref_name: Option<&str>) {
         }));
         add(&mut b, &format!("blobs/sha256/{}", &sha(&gz)[7..]), &gz);
     }
-    add(&mut b, &format!("blobs/sha256/{}", &sha(&config)[7..]), &config);
+    add(
+        &mut b,
+        &format!("blobs/sha256/{}", &sha(&config)[7..]),
+        &config,
+    );
     let manifest = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                    "digest": sha(&config), "size": config.len()},
         "layers": layers
-    })).unwrap();
-    add(&mut b, &format!("blobs/sha256/{}", &sha(&manifest)[7..]), &manifest);
+    }))
+    .unwrap();
+    add(
+        &mut b,
+        &format!("blobs/sha256/{}", &sha(&manifest)[7..]),
+        &manifest,
+    );
     let mut desc = serde_json::json!({
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "digest": sha(&manifest), "size": manifest.len()
@@ -151,7 +189,8 @@ pub fn write_oci_archive(img: &TestImage, path: &Path, ref_name: Option<&str>) {
     }
     let index = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2, "manifests": [desc]
-    })).unwrap();
+    }))
+    .unwrap();
     add(&mut b, "index.json", &index);
     b.finish().unwrap();
 }
@@ -170,7 +209,8 @@ pub fn write_docker_archive(img: &TestImage, path: &Path, repo_tag: &str) {
     add(&mut b, &config_name, &config);
     let manifest = serde_json::to_vec(&serde_json::json!([{
         "Config": config_name, "RepoTags": [repo_tag], "Layers": layer_paths
-    }])).unwrap();
+    }]))
+    .unwrap();
     add(&mut b, "manifest.json", &manifest);
     b.finish().unwrap();
 }
