@@ -165,6 +165,8 @@ impl Agent {
             overlays: Vec::new(),
             stop: None,
             exit_codes: BTreeMap::new(),
+            timings: StartTimings::default(),
+            started_at: Instant::now(),
             plan,
         };
         let task_id = sup.plan.task_id.clone();
@@ -199,6 +201,27 @@ pub struct TaskOutcome {
     pub exit_codes: BTreeMap<String, i32>,
     /// Anything that could not be released (empty when all went well).
     pub cleanup_errors: Vec<String>,
+    /// How long each start-up phase took.
+    pub timings: StartTimings,
+}
+
+/// Start-up phase durations of a task (for benchmarks and diagnostics).
+#[derive(Debug, Clone, Default)]
+pub struct StartTimings {
+    /// Resolving images and validating the plan.
+    pub resolve: Duration,
+    /// Creating the task cgroup.
+    pub cgroup: Duration,
+    /// Network namespace and CNI ADD.
+    pub network: Duration,
+    /// Unpacking images onto task_root.
+    pub unpack: Duration,
+    /// Overlay mounts and bundles.
+    pub bundles: Duration,
+    /// From run_task to `Running` (zero if the task never ran).
+    pub to_running: Duration,
+    /// Cleanup after the last container exited.
+    pub cleanup: Duration,
 }
 
 /// A running task.
@@ -274,6 +297,8 @@ struct Supervisor {
     overlays: Vec<PathBuf>,
     stop: Option<(String, String)>,
     exit_codes: BTreeMap<String, i32>,
+    timings: StartTimings,
+    started_at: Instant,
 }
 
 fn valid_name(s: &str) -> bool {
@@ -297,7 +322,9 @@ impl Supervisor {
                 }
             }
         }
+        let t = Instant::now();
         let cleanup_errors = self.cleanup();
+        self.timings.cleanup = t.elapsed();
         for e in &cleanup_errors {
             tracing::warn!(task = %self.plan.task_id, "cleanup: {e}");
         }
@@ -315,6 +342,7 @@ impl Supervisor {
             private_ip: self.net.as_ref().map(|n| n.ip.clone()),
             exit_codes: self.exit_codes.clone(),
             cleanup_errors,
+            timings: self.timings.clone(),
         }
     }
 
@@ -377,6 +405,12 @@ impl Supervisor {
             }
         }
 
+        let mut mark = Instant::now();
+        let mut lap = |d: &mut Duration| {
+            *d = mark.elapsed();
+            mark = Instant::now();
+        };
+        lap(&mut self.timings.resolve);
         self.check_stop()?;
         let cg = TaskCgroup::create(
             &self.cfg.cgroup_parent,
@@ -390,6 +424,7 @@ impl Supervisor {
             &plan.task_id,
         ));
         cg.map_err(|e| format!("ResourceInitializationError: {e}"))?;
+        lap(&mut self.timings.cgroup);
 
         let netns_name = format!("ferry-{}", plan.task_id);
         let net = TaskNetwork::setup(&self.cfg.network, &netns_name, &plan.task_id)
@@ -397,9 +432,11 @@ impl Supervisor {
         let ip = net.ip.clone();
         let netns_path = net.netns.path();
         self.net = Some(net);
+        lap(&mut self.timings.network);
         self.emit(TaskEvent::Provisioned {
             private_ip: ip.clone(),
         });
+        let mut mark = Instant::now();
 
         let mut unpacked: HashMap<String, PathBuf> = HashMap::new();
         for img in images.values() {
@@ -417,6 +454,8 @@ impl Supervisor {
             })?;
             unpacked.insert(img.manifest_digest.clone(), dir);
         }
+        self.timings.unpack = mark.elapsed();
+        mark = Instant::now();
 
         let hostname = format!("ip-{}", ip.replace('.', "-"));
         let etc = self.root.join("etc");
@@ -493,6 +532,7 @@ impl Supervisor {
                 killed_at: None,
             });
         }
+        self.timings.bundles = mark.elapsed();
         Ok(())
     }
 
@@ -523,6 +563,7 @@ impl Supervisor {
                     .all(|c| c.state == State::Running)
             {
                 running_sent = true;
+                self.timings.to_running = self.started_at.elapsed();
                 self.emit(TaskEvent::Running);
             }
             let any_running = self.ctrs.iter().any(|c| c.state == State::Running);

@@ -255,10 +255,19 @@ pub fn import(
 }
 
 /// Checks the layers' uncompressed digests against the config's diff_ids.
-fn check_diff_ids(
-    staging: &Staging,
+fn check_diff_ids(config: &ImageConfiguration, layers: &[&Staged]) -> Result<(), ImageError> {
+    let l: Vec<(&Path, &str)> = layers
+        .iter()
+        .map(|l| (l.tmp.as_path(), l.digest.as_str()))
+        .collect();
+    verify_diff_ids(config, &l)
+}
+
+/// Checks each layer file's uncompressed digest against the config's
+/// `rootfs.diff_ids` (and that the counts agree). `layers` is (file, digest).
+pub(crate) fn verify_diff_ids(
     config: &ImageConfiguration,
-    layers: &[&Staged],
+    layers: &[(&Path, &str)],
 ) -> Result<(), ImageError> {
     let diff_ids = config.rootfs().diff_ids();
     if diff_ids.len() != layers.len() {
@@ -268,16 +277,13 @@ fn check_diff_ids(
             layers.len()
         )));
     }
-    let _ = staging;
-    for (want, l) in diff_ids.iter().zip(layers) {
-        let (r, _) = layer_reader(&l.tmp)?;
-        let (got, _) = copy_hashed(r, io::sink()).map_err(|e| {
-            ImageError::Corrupt(format!("layer {} does not decompress: {e}", l.digest))
-        })?;
+    for (want, (path, digest)) in diff_ids.iter().zip(layers) {
+        let (r, _) = layer_reader(path)?;
+        let (got, _) = copy_hashed(r, io::sink())
+            .map_err(|e| ImageError::Corrupt(format!("layer {digest} does not decompress: {e}")))?;
         if &got != want {
             return Err(ImageError::Corrupt(format!(
-                "layer {} uncompressed digest {got} does not match the config's diff_id {want}",
-                l.digest
+                "layer {digest} uncompressed digest {got} does not match the config's diff_id {want}"
             )));
         }
     }
@@ -337,7 +343,7 @@ fn from_oci(staging: &Staging) -> Result<Vec<Ready>, ImageError> {
             blobs.push((lf.tmp.clone(), lf.digest.clone()));
             layers.push(lf);
         }
-        check_diff_ids(staging, &config, &layers)?;
+        check_diff_ids(&config, &layers)?;
         out.push(Ready {
             manifest_digest: mf.digest.clone(),
             blobs,
@@ -403,7 +409,7 @@ fn from_docker(staging: &Staging) -> Result<Vec<Ready>, ImageError> {
             blobs.push((lf.tmp.clone(), lf.digest.clone()));
             layers.push(lf);
         }
-        check_diff_ids(staging, &config, &layers)?;
+        check_diff_ids(&config, &layers)?;
         let manifest = ImageManifestBuilder::default()
             .schema_version(2u32)
             .media_type(MediaType::ImageManifest)

@@ -15,9 +15,11 @@
 //!
 //! - [`reference`]: name normalization (`httpd:2.4` == `docker.io/library/httpd:2.4`).
 //! - [`archive`]: importing oci-archive and `docker save` tars.
+//! - [`pull`]: pulling from an OCI distribution registry.
 //! - [`unpack`]: applying layers (with OCI whiteouts) to a rootfs directory.
 
 pub mod archive;
+pub mod pull;
 pub mod reference;
 pub mod unpack;
 

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use ferry_agent::image::pull::{self, PullProgress};
 use ferry_agent::image::{ImageStore, archive};
 
 /// Arguments of `ferry image`.
@@ -22,6 +23,14 @@ enum Command {
         /// archive's own name.
         #[arg(long)]
         name: Option<String>,
+        /// The server's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Pull an image from an OCI distribution registry.
+    Pull {
+        /// REGISTRY/REPOSITORY[:TAG|@DIGEST] (`httpd:2.4` is Docker Hub's).
+        reference: String,
         /// The server's data directory.
         #[arg(long)]
         data_dir: PathBuf,
@@ -62,6 +71,38 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 for n in i.names {
                     println!("{}\t{}", n.familiar(), i.manifest_digest);
                 }
+            }
+        }
+        Command::Pull {
+            reference,
+            data_dir,
+        } => {
+            let s = store(&data_dir)?;
+            // indicatif draws only when stderr is a terminal.
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            let mut cb = |p: PullProgress| match p {
+                PullProgress::Start { digest, total } => {
+                    bar.reset();
+                    bar.set_length(total);
+                    bar.set_message(digest.get(7..19).unwrap_or(&digest).to_string());
+                }
+                PullProgress::Bytes(n) => bar.inc(n),
+                PullProgress::Done { digest } => {
+                    bar.println(format!("{}: done", digest.get(7..19).unwrap_or(&digest)));
+                }
+            };
+            let i = pull::pull(&s, &reference, &mut cb)
+                .with_context(|| format!("pulling {reference}"))?;
+            bar.finish_and_clear();
+            for n in i.names {
+                println!("{}\t{}", n.familiar(), i.manifest_digest);
             }
         }
         Command::Ls { data_dir } => {

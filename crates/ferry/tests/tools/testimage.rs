@@ -147,12 +147,11 @@ fn add(b: &mut tar::Builder<File>, path: &str, data: &[u8]) {
     b.append_data(&mut h, path, data).unwrap();
 }
 
-/// Writes an oci-archive (gzip layers) naming the image `ref_name` in the
-/// index's `org.opencontainers.image.ref.name`, as skopeo does.
-pub fn write_oci_archive(img: &TestImage, path: &Path, ref_name: Option<&str>) {
-    let mut b = tar::Builder::new(File::create(path).unwrap());
-    add(&mut b, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+/// The image as OCI blobs (gzip layers): (manifest, [(digest, blob)]),
+/// config and layers only.
+pub fn oci_blobs(img: &TestImage) -> (Vec<u8>, Vec<(String, Vec<u8>)>) {
     let config = serde_json::to_vec(&img.config).unwrap();
+    let mut blobs = Vec::new();
     let mut layers = Vec::new();
     for l in &img.layers {
         let gz = gzip(l);
@@ -160,13 +159,8 @@ pub fn write_oci_archive(img: &TestImage, path: &Path, ref_name: Option<&str>) {
             "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
             "digest": sha(&gz), "size": gz.len()
         }));
-        add(&mut b, &format!("blobs/sha256/{}", &sha(&gz)[7..]), &gz);
+        blobs.push((sha(&gz), gz));
     }
-    add(
-        &mut b,
-        &format!("blobs/sha256/{}", &sha(&config)[7..]),
-        &config,
-    );
     let manifest = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -175,6 +169,19 @@ pub fn write_oci_archive(img: &TestImage, path: &Path, ref_name: Option<&str>) {
         "layers": layers
     }))
     .unwrap();
+    blobs.push((sha(&config), config));
+    (manifest, blobs)
+}
+
+/// Writes an oci-archive (gzip layers) naming the image `ref_name` in the
+/// index's `org.opencontainers.image.ref.name`, as skopeo does.
+pub fn write_oci_archive(img: &TestImage, path: &Path, ref_name: Option<&str>) {
+    let mut b = tar::Builder::new(File::create(path).unwrap());
+    add(&mut b, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+    let (manifest, blobs) = oci_blobs(img);
+    for (digest, blob) in &blobs {
+        add(&mut b, &format!("blobs/sha256/{}", &digest[7..]), blob);
+    }
     add(
         &mut b,
         &format!("blobs/sha256/{}", &sha(&manifest)[7..]),
