@@ -141,7 +141,7 @@ impl Client {
         if let Some(s) = get("service") {
             req = req.query("service", &s);
         }
-        req = req.query("scope", &format!("repository:{}:pull", self.repo));
+        req = req.query("scope", format!("repository:{}:pull", self.repo));
         let mut resp = req.call().map_err(net(&realm))?;
         if !resp.status().is_success() {
             return Err(ImageError::Corrupt(format!(
