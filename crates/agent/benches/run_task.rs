@@ -40,7 +40,8 @@ fn plan(n: usize) -> TaskPlan {
             user: None,
             essential: true,
             depends_on: vec![],
-            stop_timeout_secs: 5,
+            // busybox httpd is PID 1 and ignores SIGTERM: SIGKILL after 1 s.
+            stop_timeout_secs: 1,
             readonly_root_filesystem: false,
             port_mappings: vec![],
             mount_points: vec![],
@@ -66,6 +67,9 @@ fn start(
     });
     (h, rx, t0)
 }
+
+/// A phase's name and how to read it from an outcome.
+type Phase<'a> = (&'a str, &'a dyn Fn(&TaskOutcome) -> Duration);
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -134,7 +138,7 @@ fn main() {
     let mean = |f: &dyn Fn(&TaskOutcome) -> Duration| {
         ms(outcomes.iter().map(f).sum::<Duration>() / outcomes.len() as u32)
     };
-    let phases: [(&str, &dyn Fn(&TaskOutcome) -> Duration); 6] = [
+    let phases: [Phase<'_>; 6] = [
         ("resolve", &|o| o.timings.resolve),
         ("cgroup", &|o| o.timings.cgroup),
         ("network (netns + CNI)", &|o| o.timings.network),
