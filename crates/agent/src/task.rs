@@ -17,7 +17,7 @@
 //! cgroup `<cgroup_parent>/<task_id>`, runc containers `<task_id>-<name>`,
 //! overlay mounts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -95,6 +95,9 @@ pub enum AgentError {
 #[derive(Clone, Debug)]
 pub struct Agent {
     cfg: Arc<AgentConfig>,
+    /// Ids of tasks with a live supervisor (host resources are named by
+    /// task id, so a second run of the same id must not touch them).
+    active: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Agent {
@@ -131,6 +134,7 @@ impl Agent {
             .map_err(|e| AgentError::Host(format!("PR_SET_CHILD_SUBREAPER: {e}")))?;
         Ok(Self {
             cfg: Arc::new(config),
+            active: Arc::default(),
         })
     }
 
@@ -149,7 +153,14 @@ impl Agent {
         F: Fn(TaskEvent) + Send + 'static,
     {
         let (tx, rx) = mpsc::channel();
+        let duplicate = !self
+            .active
+            .lock()
+            .map(|mut a| a.insert(plan.task_id.clone()))
+            .unwrap_or(false);
         let sup = Supervisor {
+            active: self.active.clone(),
+            duplicate,
             cfg: self.cfg.clone(),
             runc: Runc {
                 bin: self.cfg.runtime.clone(),
@@ -272,6 +283,8 @@ enum State {
 
 struct Ctr {
     plan: ContainerPlan,
+    /// The image's StopSignal (`SIGTERM` if it names none).
+    stop_signal: String,
     id: String,
     bundle: PathBuf,
     state: State,
@@ -284,6 +297,8 @@ struct Ctr {
 type Events = Box<dyn Fn(TaskEvent) + Send>;
 
 struct Supervisor {
+    active: Arc<Mutex<HashSet<String>>>,
+    duplicate: bool,
     cfg: Arc<AgentConfig>,
     runc: Runc,
     plan: TaskPlan,
@@ -332,6 +347,11 @@ impl Supervisor {
             .stop
             .take()
             .unwrap_or_else(|| ("EssentialContainerExited".into(), "Task ended".into()));
+        if !self.duplicate
+            && let Ok(mut a) = self.active.lock()
+        {
+            a.remove(&self.plan.task_id);
+        }
         self.emit(TaskEvent::Stopped {
             stop_code: stop_code.clone(),
             stopped_reason: stopped_reason.clone(),
@@ -350,6 +370,12 @@ impl Supervisor {
     /// the task's `stoppedReason`.
     fn start(&mut self) -> Result<(), String> {
         let plan = self.plan.clone();
+        if self.duplicate {
+            return Err(format!(
+                "task {} is already running on this agent",
+                plan.task_id
+            ));
+        }
         if !valid_name(&plan.task_id) || plan.task_id.len() > 64 {
             return Err(format!("invalid task id {:?}", plan.task_id));
         }
@@ -521,7 +547,15 @@ impl Supervisor {
             .map_err(|e| format!("CannotCreateContainerError: {e}"))?;
             spec.save(bundle.join("config.json"))
                 .map_err(|e| format!("CannotCreateContainerError: writing config.json: {e}"))?;
+            let stop_signal = img
+                .config
+                .config()
+                .as_ref()
+                .and_then(|c| c.stop_signal().clone())
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric()))
+                .unwrap_or_else(|| "SIGTERM".to_string());
             self.ctrs.push(Ctr {
+                stop_signal,
                 plan: c.clone(),
                 id: format!("{}-{}", plan.task_id, c.name),
                 bundle,
@@ -589,7 +623,7 @@ impl Supervisor {
                 term_sent = true;
                 let now = Instant::now();
                 for c in self.ctrs.iter_mut().filter(|c| c.state == State::Running) {
-                    let _ = self.runc.kill(&c.id, "TERM");
+                    let _ = self.runc.kill(&c.id, &c.stop_signal);
                     c.deadline =
                         Some(now + Duration::from_secs(u64::from(c.plan.stop_timeout_secs)));
                 }

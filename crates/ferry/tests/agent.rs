@@ -126,6 +126,22 @@ impl Env {
             "grep -l {task_id} /proc/[0-9]*/cgroup 2>/dev/null || true"
         ));
         assert!(procs.trim().is_empty(), "processes left: {procs}");
+        // Zombies reparented to us (the agent is a subreaper) and never
+        // reaped. A zombie seen in three samples is a leak, not a child of
+        // a parallel test that is about to be waited for.
+        let zombies = || -> std::collections::BTreeSet<String> {
+            let cmd = format!(
+                "ps -o pid=,stat= --ppid {} | awk '$2 ~ /Z/ {{print $1}}'",
+                std::process::id()
+            );
+            sh(&cmd).split_whitespace().map(str::to_string).collect()
+        };
+        let mut stuck = zombies();
+        for _ in 0..2 {
+            std::thread::sleep(Duration::from_millis(200));
+            stuck = stuck.intersection(&zombies()).cloned().collect();
+        }
+        assert!(stuck.is_empty(), "unreaped zombie children: {stuck:?}");
         let nat = sh("iptables-save -t nat 2>/dev/null || true");
         assert!(!nat.contains(task_id), "iptables rules left: {nat}");
     }
@@ -444,6 +460,23 @@ fn missing_image_fails_to_start_and_stop_timeout_kills() {
     ];
     let (h, events) = run(&env, plan(&id, vec![stubborn, polite], vec![]), &root);
     wait_for(&events, "Running", |e| matches!(e, TaskEvent::Running));
+    // The same task id again is refused without touching the running task.
+    let (dup, _) = run(
+        &env,
+        plan(&id, vec![container("web", "httpd:2.4")], vec![]),
+        &root,
+    );
+    let dup = dup.wait().unwrap();
+    assert_eq!(dup.stop_code, "TaskFailedToStart");
+    assert!(
+        dup.stopped_reason.contains("already running"),
+        "{}",
+        dup.stopped_reason
+    );
+    assert!(
+        Path::new(&format!("/run/netns/ferry-{id}")).exists(),
+        "duplicate tore down the netns"
+    );
     let t0 = Instant::now();
     h.stop("UserInitiated", "bye");
     let out = h.wait().unwrap();
