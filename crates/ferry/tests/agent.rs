@@ -255,7 +255,33 @@ fn source_document_httpd_task_serves_its_page_and_leaves_nothing() {
     });
     // sh is PID 1 and ignores SIGTERM, as with Docker: keep the kill short.
     c.stop_timeout_secs = 2;
-    let (h, events) = run(&env, plan(&id, vec![c], vec![]), &root);
+    // A sidecar in the same task: reaches the app on localhost (shared
+    // network namespace) and the host through the bridge gateway.
+    let host = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = host.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = host.accept().unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf);
+        s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 15\r\n\r\nhello-from-host")
+            .unwrap();
+    });
+    let mut side = container("sidecar", "httpd:2.4");
+    side.essential = false;
+    side.depends_on = vec![Dependency {
+        container_name: "sample-fargate-app".into(),
+        condition: "START".into(),
+    }];
+    side.entry_point = vec!["sh".into(), "-c".into()];
+    side.command = vec![format!(
+        "for i in $(seq 100); do wget -q -O - http://127.0.0.1:80/ 2>/dev/null | grep -o 'Amazon ECS Sample App' && break; sleep 0.1; done; \
+         wget -q -O - http://198.19.11.1:{port}/; echo"
+    )];
+    side.awslogs = Some(AwsLogs {
+        group: "/ecs/fargate-task-definition".into(),
+        stream_prefix: Some("ecs".into()),
+    });
+    let (h, events) = run(&env, plan(&id, vec![c, side], vec![]), &root);
     wait_for(&events, "Running", |e| matches!(e, TaskEvent::Running));
     let ip = events
         .lock()
@@ -279,6 +305,24 @@ fn source_document_httpd_task_serves_its_page_and_leaves_nothing() {
     assert!(
         page.starts_with("HTTP/1.") && page.contains(" 200 "),
         "{page}"
+    );
+    // The sidecar exits 0 (non-essential: the task keeps running).
+    wait_for(
+        &events,
+        "sidecar exit",
+        |e| matches!(e, TaskEvent::ContainerExited { name, exit_code: 0, .. } if name == "sidecar"),
+    );
+    server.join().unwrap();
+    let side_logs: Vec<String> = env
+        .sink
+        .events("/ecs/fargate-task-definition", &format!("ecs/sidecar/{id}"))
+        .into_iter()
+        .map(|e| e.message)
+        .collect();
+    assert_eq!(side_logs, ["Amazon ECS Sample App", "hello-from-host"]);
+    assert!(
+        http_get(&ip).unwrap().contains("Amazon ECS Sample App"),
+        "task stopped with its sidecar"
     );
     // The page was written into the container's writable layer, on task_root.
     let upper =

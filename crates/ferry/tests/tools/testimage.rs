@@ -54,7 +54,8 @@ fn symlink(b: &mut tar::Builder<Vec<u8>>, path: &str, target: &str) {
 /// Applets the stand-in image links to busybox.
 const APPLETS: &[&str] = &[
     "sh", "httpd", "cat", "echo", "sleep", "ls", "id", "env", "pwd", "wget", "true", "false",
-    "kill", "trap", "touch", "mkdir", "test", "grep", "ps", "hostname", "nslookup", "ip",
+    "kill", "[", "seq", "head", "touch", "mkdir", "test", "grep", "ps", "hostname", "nslookup",
+    "ip",
 ];
 
 /// The stand-in `httpd:2.4`: busybox with applet links, the htdocs
