@@ -31,4 +31,6 @@ pub mod plan;
 pub mod runc;
 pub mod task;
 
-pub use task::{Agent, AgentConfig, AgentError, StartTimings, TaskHandle, TaskOutcome};
+pub use task::{
+    Agent, AgentConfig, AgentError, StartTimings, TaskHandle, TaskOutcome, TaskStorage,
+};

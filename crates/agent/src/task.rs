@@ -152,6 +152,31 @@ impl Agent {
     where
         F: Fn(TaskEvent) + Send + 'static,
     {
+        self.spawn(plan, Root::Given(task_root.to_path_buf()), events)
+    }
+
+    /// Like [`Agent::run_task`], but the agent attaches the task's storage
+    /// itself ([`TaskStorage::attach`], after the plan is validated and
+    /// before the network) and detaches it after every other resource of
+    /// the task is released, just before `Stopped`. An attach error (KMS key
+    /// disabled, no disk space, ...) ends the task with `TaskFailedToStart`
+    /// and that error as the reason.
+    pub fn run_task_with_storage<F>(
+        &self,
+        plan: TaskPlan,
+        storage: Arc<dyn TaskStorage>,
+        events: F,
+    ) -> TaskHandle
+    where
+        F: Fn(TaskEvent) + Send + 'static,
+    {
+        self.spawn(plan, Root::Storage(storage), events)
+    }
+
+    fn spawn<F>(&self, plan: TaskPlan, source: Root, events: F) -> TaskHandle
+    where
+        F: Fn(TaskEvent) + Send + 'static,
+    {
         let (tx, rx) = mpsc::channel();
         let duplicate = !self
             .active
@@ -166,7 +191,12 @@ impl Agent {
                 bin: self.cfg.runtime.clone(),
                 root: self.cfg.state_dir.join("runc"),
             },
-            root: task_root.to_path_buf(),
+            root: match &source {
+                Root::Given(p) => p.clone(),
+                Root::Storage(_) => PathBuf::new(),
+            },
+            source,
+            attached: false,
             events: Box::new(events),
             tx: tx.clone(),
             rx,
@@ -199,6 +229,24 @@ impl Agent {
     }
 }
 
+/// The task's storage, attached and detached by the agent (see
+/// [`Agent::run_task_with_storage`]). The server implements it over the
+/// volume engine and the KMS.
+pub trait TaskStorage: Send + Sync {
+    /// Creates and mounts the task's volume; returns the mount point (an
+    /// empty directory). The error is the task's `stoppedReason`.
+    fn attach(&self, plan: &TaskPlan) -> Result<PathBuf, String>;
+
+    /// Unmounts and destroys the volume (crypto-shred). Called once after
+    /// a successful attach, when nothing of the task uses it any more.
+    fn detach(&self, plan: &TaskPlan, task_root: &Path) -> Result<(), String>;
+}
+
+enum Root {
+    Given(PathBuf),
+    Storage(Arc<dyn TaskStorage>),
+}
+
 /// How a task ended.
 #[derive(Debug, Clone)]
 pub struct TaskOutcome {
@@ -221,6 +269,8 @@ pub struct TaskOutcome {
 pub struct StartTimings {
     /// Resolving images and validating the plan.
     pub resolve: Duration,
+    /// Attaching the task's storage (with `run_task_with_storage`).
+    pub volume: Duration,
     /// Creating the task cgroup.
     pub cgroup: Duration,
     /// Network namespace and CNI ADD.
@@ -297,6 +347,8 @@ struct Ctr {
 type Events = Box<dyn Fn(TaskEvent) + Send>;
 
 struct Supervisor {
+    source: Root,
+    attached: bool,
     active: Arc<Mutex<HashSet<String>>>,
     duplicate: bool,
     cfg: Arc<AgentConfig>,
@@ -338,7 +390,13 @@ impl Supervisor {
             }
         }
         let t = Instant::now();
-        let cleanup_errors = self.cleanup();
+        let mut cleanup_errors = self.cleanup();
+        if self.attached
+            && let Root::Storage(st) = &self.source
+            && let Err(e) = st.detach(&self.plan, &self.root)
+        {
+            cleanup_errors.push(format!("detaching the task's storage: {e}"));
+        }
         self.timings.cleanup = t.elapsed();
         for e in &cleanup_errors {
             tracing::warn!(task = %self.plan.task_id, "cleanup: {e}");
@@ -437,6 +495,19 @@ impl Supervisor {
             mark = Instant::now();
         };
         lap(&mut self.timings.resolve);
+        self.check_stop()?;
+        if let Root::Storage(st) = &self.source {
+            self.root = st.attach(&plan)?;
+            self.attached = true;
+            volumes = volumes
+                .into_iter()
+                .map(|(k, _)| {
+                    let d = self.root.join("volumes").join(&k);
+                    (k, d)
+                })
+                .collect();
+        }
+        lap(&mut self.timings.volume);
         self.check_stop()?;
         let cg = TaskCgroup::create(
             &self.cfg.cgroup_parent,

@@ -535,3 +535,127 @@ fn missing_image_fails_to_start_and_stop_timeout_kills() {
     assert_eq!(out.stop_code, "UserInitiated");
     env.assert_no_leaks(&id, &root, &out);
 }
+
+/// A storage that mounts a tmpfs per task and records what happened.
+struct TmpfsStorage {
+    base: PathBuf,
+    fail: Option<String>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl ferry_agent::TaskStorage for TmpfsStorage {
+    fn attach(&self, plan: &TaskPlan) -> Result<PathBuf, String> {
+        if let Some(f) = &self.fail {
+            return Err(f.clone());
+        }
+        let dir = self.base.join(&plan.task_id);
+        std::fs::create_dir_all(&dir).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            &dir,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=64m"),
+        )
+        .map_err(|e| e.to_string())?;
+        self.log.lock().unwrap().push("attach".into());
+        Ok(dir)
+    }
+
+    fn detach(&self, _plan: &TaskPlan, root: &Path) -> Result<(), String> {
+        // Nothing of the task may still use the volume.
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let inside = format!("{}/", root.display());
+        let busy = mountinfo.lines().filter(|l| l.contains(&inside)).count();
+        let file = std::fs::read_to_string(root.join("volumes/v/f")).unwrap_or_default();
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("detach busy={busy} file={}", file.trim()));
+        nix::mount::umount(root).map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn storage_is_attached_before_and_detached_after_everything() {
+    let env = Env::new(14);
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let base = env.dir.join("volumes");
+
+    // Attach failure (e.g. the KMS key is disabled) is the stoppedReason.
+    let id = task_id();
+    let st = Arc::new(TmpfsStorage {
+        base: base.clone(),
+        fail: Some("KMS key is disabled".into()),
+        log: log.clone(),
+    });
+    let events: Events = Arc::default();
+    let ev = events.clone();
+    let h = env.agent.run_task_with_storage(
+        plan(&id, vec![container("web", "httpd:2.4")], vec![]),
+        st,
+        move |e| ev.lock().unwrap().push(e),
+    );
+    let out = h.wait().unwrap();
+    assert_eq!(out.stop_code, "TaskFailedToStart");
+    assert_eq!(out.stopped_reason, "KMS key is disabled");
+    assert!(
+        log.lock().unwrap().is_empty(),
+        "detach without attach: {:?}",
+        log.lock().unwrap()
+    );
+
+    // A task on the attached volume: its files live there, and detach
+    // comes after every overlay is gone, before Stopped.
+    let id = task_id();
+    let st = Arc::new(TmpfsStorage {
+        base: base.clone(),
+        fail: None,
+        log: log.clone(),
+    });
+    let mut c = container("web", "httpd:2.4");
+    c.entry_point = vec![
+        "sh".into(),
+        "-c".into(),
+        "echo data > /data/f; exit 0".into(),
+    ];
+    c.mount_points = vec![MountPoint {
+        source_volume: "v".into(),
+        container_path: "/data".into(),
+        read_only: false,
+    }];
+    let l2 = log.clone();
+    let h = env.agent.run_task_with_storage(
+        plan(
+            &id,
+            vec![c],
+            vec![VolumePlan {
+                name: "v".into(),
+                kind: VolumeKind::Ephemeral,
+            }],
+        ),
+        st,
+        move |e| {
+            if matches!(e, TaskEvent::Stopped { .. }) {
+                l2.lock().unwrap().push("stopped".into());
+            }
+            if let TaskEvent::ContainerExited { .. } = e {
+                // The volume is still mounted while containers run.
+                l2.lock().unwrap().push("exited".into());
+            }
+        },
+    );
+    let out = h.wait().unwrap();
+    assert_eq!(out.stop_code, "EssentialContainerExited");
+    assert_eq!(out.exit_codes.get("web"), Some(&0));
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["attach", "exited", "detach busy=0 file=data", "stopped"]
+    );
+    let root = base.join(&id);
+    assert!(
+        !root.join("volumes/v/f").exists(),
+        "volume still mounted after detach"
+    );
+    env.assert_no_leaks(&id, &root, &out);
+}
