@@ -499,13 +499,9 @@ impl Supervisor {
         if let Root::Storage(st) = &self.source {
             self.root = st.attach(&plan)?;
             self.attached = true;
-            volumes = volumes
-                .into_iter()
-                .map(|(k, _)| {
-                    let d = self.root.join("volumes").join(&k);
-                    (k, d)
-                })
-                .collect();
+            for (name, dir) in volumes.iter_mut() {
+                *dir = self.root.join("volumes").join(name);
+            }
         }
         lap(&mut self.timings.volume);
         self.check_stop()?;
