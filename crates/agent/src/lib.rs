@@ -8,7 +8,9 @@
 //! [`TaskHandle::stop`]`(stop_code, reason)` stops the task and whose
 //! [`TaskHandle::wait`] returns the [`TaskOutcome`] once everything of the
 //! task is released. `events` receives [`plan::TaskEvent`]s, ending with
-//! exactly one `Stopped`. See docs/runtime.md.
+//! exactly one `Stopped`. [`Agent::run_task_with_storage`] instead takes a
+//! [`TaskStorage`] that the agent attaches before the task and detaches
+//! after everything else is released. See docs/runtime.md.
 //!
 //! - [`plan`]: the boundary with the control plane: what to run
 //!   ([`plan::TaskPlan`]), what happened ([`plan::TaskEvent`]), and the key
