@@ -13,7 +13,7 @@
 //! replace `refs.json` atomically, so a failed import leaves the store as it
 //! was.
 //!
-//! - [`reference`]: name normalization (`httpd:2.4` == `docker.io/library/httpd:2.4`).
+//! - [`mod@reference`]: name normalization (`httpd:2.4` == `docker.io/library/httpd:2.4`).
 //! - [`archive`]: importing oci-archive and `docker save` tars.
 //! - [`pull`]: pulling from an OCI distribution registry.
 //! - [`unpack`]: applying layers (with OCI whiteouts) to a rootfs directory.
