@@ -144,6 +144,13 @@ impl Env {
         assert!(stuck.is_empty(), "unreaped zombie children: {stuck:?}");
         let nat = sh("iptables-save -t nat 2>/dev/null || true");
         assert!(!nat.contains(task_id), "iptables rules left: {nat}");
+        if let Some(ip) = &outcome.private_ip {
+            let all = sh("iptables-save 2>/dev/null || true");
+            assert!(
+                !all.contains(&format!("{ip}/32")),
+                "iptables rules for {ip} left: {all}"
+            );
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Task networking (awsvpc): one named network namespace per task, wired
 //! with the standard CNI plugins (loopback, then bridge + host-local IPAM
-//! with IP masquerading), torn down with CNI DEL and `ip netns delete`.
+//! with IP masquerading, then firewall), torn down with CNI DEL and `ip netns delete`.
 //!
 //! - [`cni`]: executing CNI plugins per the CNI spec.
 //! - [`netns`]: named network namespaces (`/run/netns/NAME`, via iproute2).
@@ -25,6 +25,10 @@ pub struct NetworkConfig {
     pub ipam_dir: PathBuf,
     /// CNI network name (also names the plugin's iptables chains).
     pub network_name: String,
+    /// Chain the `firewall` plugin after `bridge`, so task traffic is
+    /// accepted in FORWARD even where the host's policy is DROP (as on
+    /// hosts with Docker).
+    pub firewall: bool,
 }
 
 impl NetworkConfig {
@@ -36,7 +40,19 @@ impl NetworkConfig {
             subnet: "198.18.0.0/16".into(),
             ipam_dir: state_dir.join("cni/networks"),
             network_name: "ferry".into(),
+            firewall: true,
         }
+    }
+
+    /// The firewall plugin's config, chained after bridge's `result`.
+    fn firewall_conf(&self, prev: &serde_json::Value) -> serde_json::Value {
+        json!({
+            "cniVersion": "1.0.0",
+            "name": self.network_name,
+            "type": "firewall",
+            "backend": "iptables",
+            "prevResult": prev,
+        })
     }
 
     fn bridge_conf(&self) -> serde_json::Value {
@@ -85,6 +101,9 @@ pub struct TaskNetwork {
     pub ip: String,
     container_id: String,
     cfg: NetworkConfig,
+    /// bridge's ADD result: the firewall plugin's `prevResult` (CNI has no
+    /// cache here, so the agent keeps it for DEL).
+    result: Option<serde_json::Value>,
 }
 
 impl TaskNetwork {
@@ -101,6 +120,7 @@ impl TaskNetwork {
             ip: String::new(),
             container_id: container_id.to_string(),
             cfg: cfg.clone(),
+            result: None,
         };
         match net.attach() {
             Ok(ip) => {
@@ -130,18 +150,30 @@ impl TaskNetwork {
         })
     }
 
-    fn attach(&self) -> Result<String, NetworkError> {
+    fn attach(&mut self) -> Result<String, NetworkError> {
         self.call("ADD", &self.cfg.loopback_conf(), "lo")?;
         let res = self.call("ADD", &self.cfg.bridge_conf(), "eth0")?;
+        self.result = Some(res.clone());
+        if self.cfg.firewall {
+            self.call("ADD", &self.cfg.firewall_conf(&res), "eth0")?;
+        }
         cni::first_ipv4(&res).ok_or(NetworkError::NoAddress)
     }
 
     /// CNI DEL (releases the address, veth and masquerade rules), then
     /// deletes the namespace. Tries every step; returns the first error.
     pub fn teardown(&self) -> Result<(), NetworkError> {
+        // Plugins are deleted in reverse order of ADD.
+        let r0 = match (&self.result, self.cfg.firewall) {
+            (Some(prev), true) => self
+                .call("DEL", &self.cfg.firewall_conf(prev), "eth0")
+                .map(|_| ()),
+            _ => Ok(()),
+        };
         let r1 = self.call("DEL", &self.cfg.bridge_conf(), "eth0");
         let r2 = self.call("DEL", &self.cfg.loopback_conf(), "lo");
         let r3 = self.netns.delete();
+        r0?;
         r1?;
         r2?;
         r3?;
