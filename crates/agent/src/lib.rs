@@ -22,6 +22,7 @@
 //! - [`net`]: the task's network namespace and CNI plugins.
 //! - [`cgroup`]: the task's cgroup with its cpu/memory limits.
 //! - [`mounts`]: overlay rootfs mounts.
+//! - [`recovery`]: per-task records of host resources, for cleanup after a crash.
 //! - [`logs`]: container log capture and the [`logs::LogSink`] trait.
 pub mod bundle;
 pub mod cgroup;
@@ -30,6 +31,7 @@ pub mod logs;
 pub mod mounts;
 pub mod net;
 pub mod plan;
+pub mod recovery;
 pub mod runc;
 pub mod task;
 

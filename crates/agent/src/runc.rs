@@ -137,12 +137,20 @@ impl Runc {
 
     /// `runc state`: the container's status (`created`, `running`, `stopped`).
     pub fn state(&self, id: &str) -> Result<String, RuncError> {
+        Ok(self.state_pid(id)?.0)
+    }
+
+    /// `runc state`: status and init pid.
+    pub fn state_pid(&self, id: &str) -> Result<(String, i32), RuncError> {
         let out = self.simple("state", id, &[])?;
         let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
-        Ok(v.get("status")
+        let status = v
+            .get("status")
             .and_then(|s| s.as_str())
             .unwrap_or("unknown")
-            .to_string())
+            .to_string();
+        let pid = v.get("pid").and_then(|p| p.as_i64()).unwrap_or(0) as i32;
+        Ok((status, pid))
     }
 
     /// `runc kill ID SIGNAL` (the container's init only, as `docker stop`).
@@ -202,6 +210,21 @@ pub fn wait_exit(pid: i32) -> Result<i32, nix::Error> {
             WaitStatus::Exited(_, code) => return Ok(code),
             WaitStatus::Signaled(_, sig, _) => return Ok(128 + sig as i32),
             _ => continue,
+        }
+    }
+}
+
+/// Reaps `pid` if it is (or becomes within a second) an exited child of
+/// ours; returns at once if it is not our child.
+pub fn reap(pid: i32) {
+    use nix::sys::wait::WaitPidFlag;
+    if pid <= 0 {
+        return;
+    }
+    for _ in 0..100 {
+        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            _ => return,
         }
     }
 }

@@ -33,6 +33,7 @@ use crate::logs::{self, LogSink};
 use crate::mounts;
 use crate::net::{NetworkConfig, TaskNetwork};
 use crate::plan::{ContainerPlan, TaskEvent, TaskPlan, VolumeKind};
+use crate::recovery::TaskRecord;
 use crate::runc::{self, Runc};
 
 /// Host-side settings of the agent.
@@ -143,6 +144,79 @@ impl Agent {
         &self.cfg.images
     }
 
+    /// Tasks that hold host resources but have no supervisor in this
+    /// process (left by a crash or restart of the server).
+    pub fn orphaned_tasks(&self) -> Vec<String> {
+        let active = self.active.lock().map(|a| a.clone()).unwrap_or_default();
+        TaskRecord::list(&self.cfg.state_dir)
+            .into_iter()
+            .filter(|id| !active.contains(id))
+            .collect()
+    }
+
+    /// Releases everything an orphaned task holds on the host: kills and
+    /// deletes its containers, unmounts its overlays, tears down its
+    /// network and removes its cgroup and record. Its storage (volume) is
+    /// the caller's to release afterwards. Returns what could not be done.
+    pub fn cleanup_orphan(&self, task_id: &str) -> Result<(), Vec<String>> {
+        if self
+            .active
+            .lock()
+            .map(|a| a.contains(task_id))
+            .unwrap_or(true)
+        {
+            return Err(vec![format!("task {task_id} is running in this agent")]);
+        }
+        let rec = TaskRecord::load(&self.cfg.state_dir, task_id)
+            .map_err(|e| vec![format!("task {task_id}: no record: {e}")])?;
+        let runc = Runc {
+            bin: self.cfg.runtime.clone(),
+            root: self.cfg.state_dir.join("runc"),
+        };
+        let mut errs = Vec::new();
+        for name in &rec.containers {
+            let id = format!("{task_id}-{name}");
+            if let Ok((_, pid)) = runc.state_pid(&id) {
+                if let Err(e) = runc.delete(&id) {
+                    errs.push(e.to_string());
+                }
+                // Its init may have been reparented to us (subreaper).
+                runc::reap(pid);
+            }
+        }
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for name in &rec.containers {
+            let m = rec.task_root.join("containers").join(name).join("rootfs");
+            let needle = format!(" {} ", m.display());
+            if mountinfo.contains(&needle)
+                && let Err(e) = mounts::unmount(&m)
+            {
+                errs.push(e.to_string());
+            }
+        }
+        if let Some(ns) = &rec.netns {
+            let net = TaskNetwork::restore(
+                &self.cfg.network,
+                ns,
+                task_id,
+                rec.ip.clone(),
+                rec.cni_result.clone(),
+            );
+            if let Err(e) = net.teardown() {
+                errs.push(e.to_string());
+            }
+        }
+        if let Err(e) = TaskCgroup::create_handle(&self.cfg.cgroup_parent, task_id).remove() {
+            errs.push(e.to_string());
+        }
+        if errs.is_empty() {
+            TaskRecord::remove(&self.cfg.state_dir, task_id).map_err(|e| vec![e.to_string()])?;
+            Ok(())
+        } else {
+            Err(errs)
+        }
+    }
+
     /// Starts `plan` on `task_root` (the task's mounted volume, an empty
     /// directory the caller owns and removes after `Stopped`). Returns at
     /// once; `events` gets `Provisioned`, `ContainerRunning`, `Running`,
@@ -196,6 +270,7 @@ impl Agent {
                 Root::Storage(_) => PathBuf::new(),
             },
             source,
+            record: None,
             attached: false,
             events: Box::new(events),
             tx: tx.clone(),
@@ -347,6 +422,7 @@ struct Ctr {
 type Events = Box<dyn Fn(TaskEvent) + Send>;
 
 struct Supervisor {
+    record: Option<TaskRecord>,
     source: Root,
     attached: bool,
     active: Arc<Mutex<HashSet<String>>>,
@@ -396,6 +472,14 @@ impl Supervisor {
             && let Err(e) = st.detach(&self.plan, &self.root)
         {
             cleanup_errors.push(format!("detaching the task's storage: {e}"));
+        }
+        // The record stays while something could not be released, so
+        // cleanup_orphan can retry.
+        if cleanup_errors.is_empty()
+            && self.record.is_some()
+            && let Err(e) = TaskRecord::remove(&self.cfg.state_dir, &self.plan.task_id)
+        {
+            cleanup_errors.push(format!("removing the task record: {e}"));
         }
         self.timings.cleanup = t.elapsed();
         for e in &cleanup_errors {
@@ -505,6 +589,15 @@ impl Supervisor {
         }
         lap(&mut self.timings.volume);
         self.check_stop()?;
+        self.record = Some(TaskRecord {
+            task_id: plan.task_id.clone(),
+            task_root: self.root.clone(),
+            containers: plan.containers.iter().map(|c| c.name.clone()).collect(),
+            netns: None,
+            ip: None,
+            cni_result: None,
+        });
+        self.save_record()?;
         let cg = TaskCgroup::create(
             &self.cfg.cgroup_parent,
             &plan.task_id,
@@ -520,11 +613,21 @@ impl Supervisor {
         lap(&mut self.timings.cgroup);
 
         let netns_name = format!("ferry-{}", plan.task_id);
+        if let Some(r) = &mut self.record {
+            r.netns = Some(netns_name.clone());
+        }
+        self.save_record()?;
         let net = TaskNetwork::setup(&self.cfg.network, &netns_name, &plan.task_id)
             .map_err(|e| format!("ResourceInitializationError: network setup failed: {e}"))?;
         let ip = net.ip.clone();
         let netns_path = net.netns.path();
+        if let Some(r) = &mut self.record {
+            r.netns = Some(netns_name.clone());
+            r.ip = Some(ip.clone());
+            r.cni_result = net.cni_result().cloned();
+        }
         self.net = Some(net);
+        self.save_record()?;
         lap(&mut self.timings.network);
         self.emit(TaskEvent::Provisioned {
             private_ip: ip.clone(),
@@ -635,6 +738,15 @@ impl Supervisor {
         }
         self.timings.bundles = mark.elapsed();
         Ok(())
+    }
+
+    fn save_record(&self) -> Result<(), String> {
+        match &self.record {
+            Some(r) => r
+                .save(&self.cfg.state_dir)
+                .map_err(|e| format!("ResourceInitializationError: writing the task record: {e}")),
+            None => Ok(()),
+        }
     }
 
     /// Takes a stop request that arrived during start-up.

@@ -56,21 +56,8 @@ impl Env {
         testimage::write_docker_archive(&img, &docker, "busybox-docker:1");
         archive::import(&images, &oci, None).unwrap();
         archive::import(&images, &docker, None).unwrap();
-        let state = dir.join("state");
-        let mut network = NetworkConfig::new(&state);
-        network.bridge = bridge.clone();
-        network.subnet = format!("198.19.{net}.0/24");
-        network.network_name = format!("ferry-test-{net}");
         let sink = MemorySink::new();
-        let agent = Agent::new(AgentConfig {
-            images,
-            state_dir: state,
-            runtime: "runc".into(),
-            network,
-            cgroup_parent: CGROUP_PARENT.into(),
-            log_sink: sink.clone(),
-        })
-        .unwrap();
+        let agent = make_agent(&dir, net, &bridge, sink.clone());
         Env {
             _tmp: tmp,
             dir,
@@ -152,6 +139,24 @@ impl Env {
             );
         }
     }
+}
+
+/// An agent on `dir` (images in dir/data/images, state in dir/state).
+fn make_agent(dir: &Path, net: u8, bridge: &str, sink: Arc<MemorySink>) -> Agent {
+    let state = dir.join("state");
+    let mut network = NetworkConfig::new(&state);
+    network.bridge = bridge.to_string();
+    network.subnet = format!("198.19.{net}.0/24");
+    network.network_name = format!("ferry-test-{net}");
+    Agent::new(AgentConfig {
+        images: ImageStore::open(dir.join("data/images")).unwrap(),
+        state_dir: state,
+        runtime: "runc".into(),
+        network,
+        cgroup_parent: CGROUP_PARENT.into(),
+        log_sink: sink,
+    })
+    .unwrap()
 }
 
 impl Drop for Env {
@@ -665,4 +670,79 @@ fn storage_is_attached_before_and_detached_after_everything() {
         "volume still mounted after detach"
     );
     env.assert_no_leaks(&id, &root, &out);
+}
+
+#[test]
+#[ignore = "helper process of crashed_agent_leaves_nothing_after_cleanup_orphan"]
+fn crash_helper() {
+    let var = |k: &str| {
+        std::env::var(k).expect("run by crashed_agent_leaves_nothing_after_cleanup_orphan")
+    };
+    let dir = PathBuf::from(var("FERRY_CRASH_DIR"));
+    let id = var("FERRY_CRASH_TASK");
+    let agent = make_agent(&dir, 15, &var("FERRY_CRASH_BRIDGE"), MemorySink::new());
+    let root = dir.join("tasks").join(&id);
+    std::fs::create_dir_all(&root).unwrap();
+    let mut c = container("web", "httpd:2.4");
+    // Not -v: its log pipe dies with the agent (no shim holds it).
+    c.entry_point = [
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/usr/local/apache2/htdocs",
+    ]
+    .map(String::from)
+    .to_vec();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _h = agent.run_task(plan(&id, vec![c], vec![]), &root, move |e| {
+        if matches!(e, TaskEvent::Running) {
+            let _ = tx.send(());
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    // Crash: no stop, no cleanup.
+    std::process::exit(0);
+}
+
+#[test]
+fn crashed_agent_leaves_nothing_after_cleanup_orphan() {
+    let env = Env::new(15);
+    let id = task_id();
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "crash_helper", "--nocapture"])
+        .env("FERRY_CRASH_DIR", &env.dir)
+        .env("FERRY_CRASH_BRIDGE", &env.bridge)
+        .env("FERRY_CRASH_TASK", &id)
+        .status()
+        .unwrap();
+    assert!(status.success(), "helper failed");
+    // The task outlived its agent: still serving, and listed as an orphan.
+    let rec = ferry_agent::recovery::TaskRecord::load(&env.dir.join("state"), &id).unwrap();
+    let ip = rec.ip.clone().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match http_get(&ip) {
+            Ok(b) if b.contains("It works!") => break,
+            other => assert!(Instant::now() < deadline, "orphan not serving: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(Path::new(&format!("/run/netns/ferry-{id}")).exists());
+    assert_eq!(env.agent.orphaned_tasks(), vec![id.clone()]);
+
+    env.agent.cleanup_orphan(&id).unwrap();
+    assert!(env.agent.orphaned_tasks().is_empty());
+    assert!(http_get(&ip).is_err(), "still serving after cleanup");
+    let out = TaskOutcome {
+        stop_code: String::new(),
+        stopped_reason: String::new(),
+        private_ip: Some(ip),
+        exit_codes: Default::default(),
+        cleanup_errors: vec![],
+        timings: Default::default(),
+    };
+    env.assert_no_leaks(&id, &rec.task_root, &out);
 }

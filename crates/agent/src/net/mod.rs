@@ -134,6 +134,31 @@ impl TaskNetwork {
         }
     }
 
+    /// Rebuilds the handle of a task network from its record (after a
+    /// restart), to tear it down.
+    pub fn restore(
+        cfg: &NetworkConfig,
+        name: &str,
+        container_id: &str,
+        ip: Option<String>,
+        result: Option<serde_json::Value>,
+    ) -> Self {
+        TaskNetwork {
+            netns: netns::Netns {
+                name: name.to_string(),
+            },
+            ip: ip.unwrap_or_default(),
+            container_id: container_id.to_string(),
+            cfg: cfg.clone(),
+            result,
+        }
+    }
+
+    /// bridge's CNI ADD result.
+    pub fn cni_result(&self) -> Option<&serde_json::Value> {
+        self.result.as_ref()
+    }
+
     fn call(
         &self,
         cmd: &str,
@@ -171,7 +196,13 @@ impl TaskNetwork {
             _ => Ok(()),
         };
         let r1 = self.call("DEL", &self.cfg.bridge_conf(), "eth0");
-        let r2 = self.call("DEL", &self.cfg.loopback_conf(), "lo");
+        // loopback keeps no state outside the namespace; without it there
+        // is nothing to delete (and the plugin would fail to enter it).
+        let r2 = if self.netns.path().exists() {
+            self.call("DEL", &self.cfg.loopback_conf(), "lo")
+        } else {
+            Ok(serde_json::Value::Null)
+        };
         let r3 = self.netns.delete();
         r0?;
         r1?;
