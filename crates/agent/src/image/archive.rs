@@ -12,7 +12,7 @@
 //! so a truncated or corrupt archive changes nothing.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
@@ -231,25 +231,20 @@ pub fn import(
             r.manifest_digest
         )));
     }
-    // Everything verified: move blobs in, then publish the names.
-    for r in &ready {
-        for (tmp, digest) in &r.blobs {
-            let dest = store.blob_path(digest)?;
-            if !dest.exists() {
-                fs::rename(tmp, &dest)
-                    .or_else(|_| fs::copy(tmp, &dest).map(|_| ()))
-                    .map_err(io_err(format!("storing blob {digest}")))?;
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for r in ready {
-        store.tag(&r.names, &r.manifest_digest)?;
-        out.push(Imported {
+    // Everything verified: move blobs in and publish the names.
+    let blobs: Vec<(PathBuf, String)> = ready.iter().flat_map(|r| r.blobs.clone()).collect();
+    let tags: Vec<(Vec<Reference>, String)> = ready
+        .iter()
+        .map(|r| (r.names.clone(), r.manifest_digest.clone()))
+        .collect();
+    store.commit(&blobs, &tags)?;
+    let out = ready
+        .into_iter()
+        .map(|r| Imported {
             names: r.names,
             manifest_digest: r.manifest_digest,
-        });
-    }
+        })
+        .collect();
     drop(staging);
     Ok(out)
 }

@@ -159,9 +159,28 @@ impl ImageStore {
         Ok(())
     }
 
-    /// Points `names` at the manifest `digest` (all blobs must be present).
-    pub(crate) fn tag(&self, names: &[Reference], digest: &str) -> Result<(), ImageError> {
+    /// Moves staged, verified blobs into the store and points `names` at
+    /// the manifest `digest`, under the store lock (so a concurrent `rm`
+    /// cannot collect the blobs before the names exist).
+    pub(crate) fn commit(
+        &self,
+        blobs: &[(PathBuf, String)],
+        tags: &[(Vec<Reference>, String)],
+    ) -> Result<(), ImageError> {
         let _lock = self.lock()?;
+        for (tmp, digest) in blobs {
+            let dest = self.blob_path(digest)?;
+            if !dest.exists() {
+                fs::rename(tmp, &dest).map_err(io_err(format!("storing blob {digest}")))?;
+            }
+        }
+        for (names, digest) in tags {
+            self.tag_locked(names, digest)?;
+        }
+        Ok(())
+    }
+
+    fn tag_locked(&self, names: &[Reference], digest: &str) -> Result<(), ImageError> {
         let mut refs = self.read_refs()?;
         for n in names {
             refs.refs.insert(n.to_string(), digest.to_string());

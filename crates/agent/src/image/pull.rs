@@ -276,13 +276,7 @@ pub fn pull(
         .map(|(p, d)| (p.as_path(), d.as_str()))
         .collect();
     verify_diff_ids(&config, &lrefs)?;
-    for (tmp, d) in &staged {
-        let dest = store.blob_path(d)?;
-        if !dest.exists() {
-            fs::rename(tmp, &dest).map_err(io_err(format!("storing blob {d}")))?;
-        }
-    }
-    store.tag(std::slice::from_ref(&r), &digest)?;
+    store.commit(&staged, &[(vec![r.clone()], digest.clone())])?;
     Ok(Imported {
         names: vec![r],
         manifest_digest: digest,
