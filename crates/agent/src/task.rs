@@ -869,11 +869,17 @@ impl Supervisor {
         c.state = State::Exited(code);
         let name = c.plan.name.clone();
         let essential = c.plan.essential;
+        let reason = c.killed_at.map(|_| {
+            format!(
+                "killed: did not stop within stopTimeout ({} s) of {}",
+                c.plan.stop_timeout_secs, c.stop_signal
+            )
+        });
         self.exit_codes.insert(name.clone(), code);
         self.emit(TaskEvent::ContainerExited {
             name,
             exit_code: code,
-            reason: None,
+            reason,
         });
         if essential && self.stop.is_none() {
             self.stop = Some((

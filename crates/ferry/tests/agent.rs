@@ -545,6 +545,15 @@ fn missing_image_fails_to_start_and_stop_timeout_kills() {
     );
     assert!(took < Duration::from_secs(15), "stop took {took:?}");
     assert_eq!(out.stop_code, "UserInitiated");
+    let evs = events.lock().unwrap().clone();
+    assert!(
+        evs.iter().any(
+            |e| matches!(e, TaskEvent::ContainerExited { name, reason: Some(r), .. }
+        if name == "stubborn" && r.contains("stopTimeout"))
+        ),
+        "{evs:?}"
+    );
+    assert!(evs.iter().any(|e| matches!(e, TaskEvent::ContainerExited { name, reason: None, .. } if name == "polite")), "{evs:?}");
     env.assert_no_leaks(&id, &root, &out);
 }
 
