@@ -178,3 +178,35 @@ fn corrupt_or_truncated_archive_leaves_store_unchanged() {
         assert_eq!(snapshot(&data), before, "store changed by {}", f.display());
     }
 }
+
+#[test]
+fn bare_tag_in_oci_index_needs_a_name() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let data_s = data.to_str().unwrap();
+    let img = testimage::httpd_image();
+    let oci = t.path().join("bare.tar");
+    // skopeo's `oci-archive:FILE:2.4` records only the tag.
+    testimage::write_oci_archive(&img, &oci, Some("2.4"));
+    let (ok, _, err) = ferry(&[
+        "image",
+        "import",
+        oci.to_str().unwrap(),
+        "--data-dir",
+        data_s,
+    ]);
+    assert!(!ok);
+    assert!(err.contains("--name"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let (ok, out, err) = ferry(&[
+        "image",
+        "import",
+        oci.to_str().unwrap(),
+        "--name",
+        "httpd:2.4",
+        "--data-dir",
+        data_s,
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("httpd:2.4\t"), "{out}");
+}
