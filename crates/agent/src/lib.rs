@@ -1,6 +1,40 @@
 //! ferry-agent: runs tasks.
 //!
+//! Entry point ([`task`]): build an [`AgentConfig`] (image store, state
+//! directory, runtime, CNI settings, [`logs::LogSink`]), make an
+//! [`Agent`], then for each task call
+//! [`Agent::run_task`]`(plan, task_root, events)` with the directory where
+//! the task's volume is mounted; it returns a [`TaskHandle`] whose
+//! [`TaskHandle::stop`]`(stop_code, reason)` stops the task and whose
+//! [`TaskHandle::wait`] returns the [`TaskOutcome`] once everything of the
+//! task is released. `events` receives [`plan::TaskEvent`]s, ending with
+//! exactly one `Stopped`. [`Agent::run_task_with_storage`] instead takes a
+//! [`TaskStorage`] that the agent attaches before the task and detaches
+//! after everything else is released. See docs/runtime.md.
+//!
 //! - [`plan`]: the boundary with the control plane: what to run
 //!   ([`plan::TaskPlan`]), what happened ([`plan::TaskEvent`]), and the key
 //!   provider the agent asks for a task volume's passphrase.
+//! - [`task`]: the agent and each task's supervisor.
+//! - [`image`]: the local image store (import, names, layers, unpacking).
+//! - [`bundle`]: OCI runtime spec (`config.json`) for a container.
+//! - [`runc`]: driving the OCI runtime; exit status via subreaping.
+//! - [`net`]: the task's network namespace and CNI plugins.
+//! - [`cgroup`]: the task's cgroup with its cpu/memory limits.
+//! - [`mounts`]: overlay rootfs mounts.
+//! - [`recovery`]: per-task records of host resources, for cleanup after a crash.
+//! - [`logs`]: container log capture and the [`logs::LogSink`] trait.
+pub mod bundle;
+pub mod cgroup;
+pub mod image;
+pub mod logs;
+pub mod mounts;
+pub mod net;
 pub mod plan;
+pub mod recovery;
+pub mod runc;
+pub mod task;
+
+pub use task::{
+    Agent, AgentConfig, AgentError, StartTimings, TaskHandle, TaskOutcome, TaskStorage,
+};

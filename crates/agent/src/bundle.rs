@@ -1,0 +1,360 @@
+//! OCI bundle generation: a container plan plus its image config become a
+//! runtime `config.json` (oci-spec types), Docker/ECS semantics:
+//!
+//! - args: `entryPoint` (else the image's Entrypoint) + `command` (else,
+//!   unless `entryPoint` was given, the image's Cmd);
+//! - env: the image's Env, then the task's `environment` overriding by name;
+//! - cwd: `workingDirectory`, else the image's WorkingDir, else `/`;
+//! - user: `user` (else the image's User): `uid`, `uid:gid`, or names
+//!   resolved in the image's /etc/passwd and /etc/group;
+//! - namespaces: own pid/ipc/uts/mount, the task's network namespace by path;
+//! - cgroup: `cgroupsPath` under the task's cgroup (limits are on the task);
+//! - mounts: /proc, /dev, /sys (the runtime's defaults), the task's
+//!   /etc/hosts, /etc/hostname and /etc/resolv.conf, and task volumes.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::ImageConfiguration;
+use oci_spec::runtime::{
+    Capability, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder, LinuxNamespace,
+    LinuxNamespaceType, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder,
+    Spec, UserBuilder, get_default_mounts,
+};
+
+use crate::plan::ContainerPlan;
+
+/// Why a container cannot be configured.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// Neither the task nor the image gives a command.
+    #[error("no command specified for container {0}")]
+    NoCommand(String),
+    /// The user or group is not in the image.
+    #[error("unable to find user {0}: no matching entries in passwd/group file")]
+    UnknownUser(String),
+    /// oci-spec refused a value.
+    #[error("building the OCI spec: {0}")]
+    Spec(#[from] oci_spec::OciSpecError),
+}
+
+/// Host-side facts the spec needs.
+#[derive(Debug)]
+pub struct BundleInput<'a> {
+    /// The container.
+    pub container: &'a ContainerPlan,
+    /// Its image's config.
+    pub image: &'a ImageConfiguration,
+    /// The unpacked image (for /etc/passwd and /etc/group).
+    pub image_rootfs: &'a Path,
+    /// The task's network namespace (`/run/netns/NAME`).
+    pub netns: &'a Path,
+    /// runc `cgroupsPath`.
+    pub cgroups_path: String,
+    /// The container's hostname.
+    pub hostname: String,
+    /// Directory holding the task's `hosts`, `hostname` and `resolv.conf`.
+    pub etc_dir: &'a Path,
+    /// Task volumes to bind: (host dir, container path, read-only).
+    pub volumes: Vec<(PathBuf, String, bool)>,
+}
+
+/// Docker's default capability set (what ECS containers get).
+const CAPS: &[Capability] = &[
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fsetid,
+    Capability::Fowner,
+    Capability::Mknod,
+    Capability::NetRaw,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setfcap,
+    Capability::Setpcap,
+    Capability::NetBindService,
+    Capability::SysChroot,
+    Capability::Kill,
+    Capability::AuditWrite,
+];
+
+/// Builds the container's runtime spec (root path `rootfs`, relative to
+/// the bundle).
+pub fn spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
+    let c = input.container;
+    let cfg = input.image.config().clone().unwrap_or_default();
+
+    let entry: Vec<String> = if c.entry_point.is_empty() {
+        cfg.entrypoint().clone().unwrap_or_default()
+    } else {
+        c.entry_point.clone()
+    };
+    let cmd: Vec<String> = if !c.command.is_empty() {
+        c.command.clone()
+    } else if c.entry_point.is_empty() {
+        cfg.cmd().clone().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let args: Vec<String> = entry.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        return Err(BundleError::NoCommand(c.name.clone()));
+    }
+
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: &str| match env.iter_mut().find(|(ek, _)| ek == k) {
+        Some(e) => e.1 = v.to_string(),
+        None => env.push((k.to_string(), v.to_string())),
+    };
+    set(
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    );
+    set("HOSTNAME", &input.hostname);
+    for e in cfg.env().iter().flatten() {
+        let (k, v) = e.split_once('=').unwrap_or((e.as_str(), ""));
+        set(k, v);
+    }
+    for (k, v) in &c.environment {
+        set(k, v);
+    }
+    let env: Vec<String> = env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+
+    let cwd = c
+        .working_directory
+        .clone()
+        .or_else(|| cfg.working_dir().clone())
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".to_string());
+
+    let user_spec = c
+        .user
+        .clone()
+        .or_else(|| cfg.user().clone())
+        .filter(|u| !u.is_empty());
+    let (uid, gid) = match &user_spec {
+        Some(u) => resolve_user(input.image_rootfs, u)?,
+        None => (0, 0),
+    };
+
+    let caps: oci_spec::runtime::Capabilities = CAPS.iter().copied().collect();
+    let process = ProcessBuilder::default()
+        .terminal(false)
+        .args(args)
+        .env(env)
+        .cwd(cwd)
+        .user(UserBuilder::default().uid(uid).gid(gid).build()?)
+        .capabilities(
+            LinuxCapabilitiesBuilder::default()
+                .bounding(caps.clone())
+                .effective(caps.clone())
+                .permitted(caps)
+                .build()?,
+        )
+        .no_new_privileges(false)
+        .build()?;
+
+    let mut mounts: Vec<Mount> = get_default_mounts();
+    let bind = |src: PathBuf, dst: &str, ro: bool| -> Result<Mount, BundleError> {
+        let mut opts = vec!["rbind".to_string(), "rprivate".to_string()];
+        opts.push(if ro { "ro" } else { "rw" }.to_string());
+        Ok(MountBuilder::default()
+            .destination(dst)
+            .typ("bind")
+            .source(src)
+            .options(opts)
+            .build()?)
+    };
+    mounts.push(bind(input.etc_dir.join("hosts"), "/etc/hosts", false)?);
+    mounts.push(bind(
+        input.etc_dir.join("hostname"),
+        "/etc/hostname",
+        false,
+    )?);
+    mounts.push(bind(
+        input.etc_dir.join("resolv.conf"),
+        "/etc/resolv.conf",
+        false,
+    )?);
+    for (src, dst, ro) in &input.volumes {
+        mounts.push(bind(src.clone(), dst, *ro)?);
+    }
+
+    let mut spec = Spec::default();
+    spec.set_hostname(Some(input.hostname.clone()));
+    spec.set_process(Some(process));
+    spec.set_root(Some(
+        RootBuilder::default()
+            .path("rootfs")
+            .readonly(c.readonly_root_filesystem)
+            .build()?,
+    ));
+    spec.set_mounts(Some(mounts));
+    if let Some(linux) = spec.linux_mut() {
+        let namespaces: Vec<LinuxNamespace> = [
+            LinuxNamespaceType::Pid,
+            LinuxNamespaceType::Ipc,
+            LinuxNamespaceType::Uts,
+            LinuxNamespaceType::Mount,
+        ]
+        .into_iter()
+        .map(|t| {
+            let mut ns = LinuxNamespace::default();
+            ns.set_typ(t);
+            ns
+        })
+        .chain(std::iter::once({
+            let mut ns = LinuxNamespace::default();
+            ns.set_typ(LinuxNamespaceType::Network);
+            ns.set_path(Some(input.netns.to_path_buf()));
+            ns
+        }))
+        .collect();
+        linux.set_namespaces(Some(namespaces));
+        linux.set_cgroups_path(Some(PathBuf::from(&input.cgroups_path)));
+        // Deny all devices; the runtime adds the standard allowed set.
+        linux.set_resources(Some(
+            LinuxResourcesBuilder::default()
+                .devices(vec![
+                    LinuxDeviceCgroupBuilder::default()
+                        .allow(false)
+                        .access("rwm")
+                        .build()?,
+                ])
+                .build()?,
+        ));
+    }
+    Ok(spec)
+}
+
+/// Resolves `user[:group]` against the image's passwd/group files.
+fn resolve_user(rootfs: &Path, spec: &str) -> Result<(u32, u32), BundleError> {
+    let unknown = || BundleError::UnknownUser(spec.to_string());
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
+    // passwd line `name:x:uid:gid:...`, matched by name or uid.
+    let entry = |name: &str, file: &str| -> Option<(u32, Option<u32>)> {
+        file.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            if f.len() < 3 || (f[0] != name && f[2] != name) {
+                return None;
+            }
+            let uid = f[2].parse::<u32>().ok()?;
+            Some((uid, f.get(3).and_then(|g| g.parse::<u32>().ok())))
+        })
+    };
+    let (uid, primary) = match user.parse::<u32>() {
+        Ok(u) => (u, entry(user, &passwd).and_then(|(_, g)| g)),
+        Err(_) => entry(user, &passwd).ok_or_else(unknown)?,
+    };
+    let gid = match group {
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => {
+                let groups = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
+                groups
+                    .lines()
+                    .find_map(|l| {
+                        let f: Vec<&str> = l.split(':').collect();
+                        (f.len() >= 3 && f[0] == g).then(|| f[2].parse().ok())?
+                    })
+                    .ok_or_else(unknown)?
+            }
+        },
+        None => primary.unwrap_or(0),
+    };
+    Ok((uid, gid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> ContainerPlan {
+        serde_json::from_value(serde_json::json!({
+            "name": "web", "image": "httpd:2.4", "entry_point": [], "command": [],
+            "environment": [["A", "task"], ["B", "b"]], "working_directory": null,
+            "user": null, "essential": true, "depends_on": [], "stop_timeout_secs": 30,
+            "readonly_root_filesystem": true, "port_mappings": [], "mount_points": [],
+            "awslogs": null
+        }))
+        .unwrap()
+    }
+
+    fn image() -> ImageConfiguration {
+        serde_json::from_value(serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Entrypoint": ["/init"], "Cmd": ["serve"], "Env": ["A=image", "PATH=/bin"],
+                       "WorkingDir": "/srv", "User": "app"},
+            "rootfs": {"type": "layers", "diff_ids": []}
+        }))
+        .unwrap()
+    }
+
+    fn build(c: &ContainerPlan, rootfs: &Path) -> Result<Spec, BundleError> {
+        spec(&BundleInput {
+            container: c,
+            image: &image(),
+            image_rootfs: rootfs,
+            netns: Path::new("/run/netns/ferry-x"),
+            cgroups_path: "/ferry/t/web".into(),
+            hostname: "ip-198-18-0-2".into(),
+            etc_dir: Path::new("/t/etc"),
+            volumes: vec![(PathBuf::from("/t/volumes/data"), "/data".into(), true)],
+        })
+    }
+
+    #[test]
+    fn docker_semantics() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("etc")).unwrap();
+        std::fs::write(
+            t.path().join("etc/passwd"),
+            "root:x:0:0::/:/bin/sh\napp:x:1234:2345::/:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(t.path().join("etc/group"), "staff:x:50:\n").unwrap();
+        let mut c = plan();
+        let s = build(&c, t.path()).unwrap();
+        let p = s.process().as_ref().unwrap();
+        assert_eq!(p.args().as_ref().unwrap(), &["/init", "serve"]);
+        let env = p.env().as_ref().unwrap();
+        assert!(env.contains(&"A=task".to_string()) && env.contains(&"PATH=/bin".to_string()));
+        assert_eq!(p.cwd(), Path::new("/srv"));
+        assert_eq!((p.user().uid(), p.user().gid()), (1234, 2345));
+        assert_eq!(s.root().as_ref().unwrap().readonly(), Some(true));
+        let ns = s.linux().as_ref().unwrap().namespaces().as_ref().unwrap();
+        assert!(ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network
+            && n.path().as_deref() == Some(Path::new("/run/netns/ferry-x"))));
+        let mounts = s.mounts().as_ref().unwrap();
+        assert!(mounts.iter().any(|m| m.destination() == Path::new("/data")
+            && m.options().as_ref().unwrap().contains(&"ro".to_string())));
+
+        // An entryPoint override drops the image's Cmd.
+        c.entry_point = vec!["sh".into(), "-c".into()];
+        c.command = vec!["echo hi".into()];
+        c.user = Some("7:staff".into());
+        let s = build(&c, t.path()).unwrap();
+        let p = s.process().as_ref().unwrap();
+        assert_eq!(p.args().as_ref().unwrap(), &["sh", "-c", "echo hi"]);
+        assert_eq!((p.user().uid(), p.user().gid()), (7, 50));
+        c.command.clear();
+        assert_eq!(
+            build(&c, t.path())
+                .unwrap()
+                .process()
+                .as_ref()
+                .unwrap()
+                .args()
+                .as_ref()
+                .unwrap(),
+            &["sh", "-c"]
+        );
+        c.user = Some("nobody".into());
+        assert!(matches!(
+            build(&c, t.path()),
+            Err(BundleError::UnknownUser(_))
+        ));
+    }
+}

@@ -1,0 +1,159 @@
+//! The task's cgroup: a parent cgroup `PARENT/TASK_ID` holding the task-level
+//! cpu and memory limits (Fargate's limits are per task, shared by its
+//! containers); runc puts each container in a child `PARENT/TASK_ID/NAME`.
+//! Works with cgroup v1 (including the hybrid layout of this host) and v2.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const ROOT: &str = "/sys/fs/cgroup";
+const CFS_PERIOD_US: u64 = 100_000;
+
+/// Errors creating a task cgroup.
+#[derive(Debug, thiserror::Error)]
+#[error("cgroup {path}: {source}")]
+pub struct CgroupError {
+    path: String,
+    source: io::Error,
+}
+
+/// A task's parent cgroup.
+#[derive(Debug, Clone)]
+pub struct TaskCgroup {
+    /// `PARENT/TASK_ID`, relative to each hierarchy's root.
+    rel: PathBuf,
+}
+
+fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
+    fs::write(path, value).map_err(|source| CgroupError {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn mkdir(path: &Path) -> Result<(), CgroupError> {
+    fs::create_dir_all(path).map_err(|source| CgroupError {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn is_v2() -> bool {
+    Path::new(ROOT).join("cgroup.controllers").exists()
+}
+
+impl TaskCgroup {
+    /// The handle for `PARENT/TASK_ID`, without touching the host (to
+    /// remove whatever part of it exists).
+    pub fn create_handle(parent: &str, task_id: &str) -> Self {
+        Self {
+            rel: PathBuf::from(parent).join(task_id),
+        }
+    }
+
+    /// Creates `PARENT/TASK_ID` with the task's limits: `cpu_units` (1024 =
+    /// one CPU, as a CFS quota and as a weight) and `memory_mib` (0 = none).
+    pub fn create(
+        parent: &str,
+        task_id: &str,
+        cpu_units: u32,
+        memory_mib: u32,
+    ) -> Result<Self, CgroupError> {
+        let cg = Self::create_handle(parent, task_id);
+        let quota = (u64::from(cpu_units) * CFS_PERIOD_US / 1024).max(1000);
+        let mem = u64::from(memory_mib) * 1024 * 1024;
+        if is_v2() {
+            // Enable the controllers down the path, then set the limits.
+            let mut dir = PathBuf::from(ROOT);
+            for c in cg.rel.components() {
+                let _ = fs::write(dir.join("cgroup.subtree_control"), "+cpu +memory +pids");
+                dir.push(c);
+                mkdir(&dir)?;
+            }
+            if cpu_units > 0 {
+                write(&dir.join("cpu.max"), &format!("{quota} {CFS_PERIOD_US}"))?;
+            }
+            if mem > 0 {
+                write(&dir.join("memory.max"), &mem.to_string())?;
+            }
+            let _ = fs::write(dir.join("cgroup.subtree_control"), "+cpu +memory +pids");
+        } else {
+            let cpu = Path::new(ROOT).join("cpu").join(&cg.rel);
+            let memory = Path::new(ROOT).join("memory").join(&cg.rel);
+            mkdir(&cpu)?;
+            mkdir(&memory)?;
+            if cpu_units > 0 {
+                write(&cpu.join("cpu.shares"), &cpu_units.max(2).to_string())?;
+                write(&cpu.join("cpu.cfs_period_us"), &CFS_PERIOD_US.to_string())?;
+                write(&cpu.join("cpu.cfs_quota_us"), &quota.to_string())?;
+            }
+            if mem > 0 {
+                write(&memory.join("memory.limit_in_bytes"), &mem.to_string())?;
+            }
+        }
+        Ok(cg)
+    }
+
+    /// runc's `cgroupsPath` for a container of this task.
+    pub fn container_path(&self, name: &str) -> String {
+        format!("/{}/{name}", self.rel.display())
+    }
+
+    /// Every directory of this task's cgroup, in every hierarchy.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        if is_v2() {
+            out.push(Path::new(ROOT).join(&self.rel));
+        } else if let Ok(rd) = fs::read_dir(ROOT) {
+            for e in rd.flatten() {
+                let p = e.path().join(&self.rel);
+                if p.exists() {
+                    out.push(p);
+                }
+            }
+        }
+        out.retain(|p| p.exists());
+        out
+    }
+
+    /// Removes the task's cgroups (children first) in every hierarchy,
+    /// retrying for a moment while exiting processes leave them.
+    pub fn remove(&self) -> Result<(), CgroupError> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for dir in self.dirs() {
+            loop {
+                let r = remove_tree(&dir);
+                match r {
+                    Ok(()) => break,
+                    Err(e) if Instant::now() < deadline => {
+                        let _ = e;
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Err(source) => {
+                        return Err(CgroupError {
+                            path: dir.display().to_string(),
+                            source,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// rmdir a cgroup and its child cgroups (cgroup files cannot be unlinked;
+/// rmdir of an empty cgroup removes them).
+fn remove_tree(dir: &Path) -> io::Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    for e in fs::read_dir(dir)?.flatten() {
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            remove_tree(&e.path())?;
+        }
+    }
+    fs::remove_dir(dir)
+}

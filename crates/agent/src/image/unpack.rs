@@ -1,0 +1,245 @@
+//! Applying an image's layers to a directory, bottom layer first, with OCI
+//! whiteouts: `.wh.NAME` deletes NAME from the layers below, and
+//! `.wh..wh..opq` empties its directory of what the layers below put there.
+//!
+//! Each layer is read twice: first to apply its whiteouts (they only ever
+//! refer to lower layers, so applying them first is equivalent and does not
+//! depend on entry order), then to extract its files.
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read};
+use std::path::{Component, Path, PathBuf};
+
+use flate2::read::GzDecoder;
+
+use super::{Image, ImageError, ImageStore, io_err};
+
+const WHITEOUT: &str = ".wh.";
+const OPAQUE: &str = ".wh..wh..opq";
+
+/// How a layer blob is compressed (detected from its first bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// Plain tar.
+    None,
+    /// gzip.
+    Gzip,
+}
+
+/// Opens a layer blob as an uncompressed tar stream.
+pub fn layer_reader(path: &Path) -> Result<(Box<dyn Read>, Compression), ImageError> {
+    let mut f = BufReader::new(
+        File::open(path).map_err(io_err(format!("opening layer {}", path.display())))?,
+    );
+    let mut magic = [0u8; 4];
+    let n = f
+        .read(&mut magic)
+        .map_err(io_err(format!("reading layer {}", path.display())))?;
+    let head = io::Cursor::new(magic[..n].to_vec()).chain(f);
+    if n >= 2 && magic[..2] == [0x1f, 0x8b] {
+        Ok((Box::new(GzDecoder::new(head)), Compression::Gzip))
+    } else if n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd] {
+        Err(ImageError::Unsupported(format!(
+            "layer {} is zstd-compressed, which is not supported",
+            path.display()
+        )))
+    } else {
+        Ok((Box::new(head), Compression::None))
+    }
+}
+
+/// Unpacks every layer of `image` into `dest` (created if missing).
+pub fn unpack_image(store: &ImageStore, image: &Image, dest: &Path) -> Result<(), ImageError> {
+    fs::create_dir_all(dest).map_err(io_err(format!("creating {}", dest.display())))?;
+    for layer in image.manifest.layers() {
+        let blob = store.blob_path(layer.digest().as_ref())?;
+        apply_layer(&blob, dest)?;
+    }
+    Ok(())
+}
+
+fn corrupt(blob: &Path) -> impl Fn(io::Error) -> ImageError + '_ {
+    move |e| {
+        // tar's errors keep the OS error as their source; show both.
+        let why = std::error::Error::source(&e)
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
+        ImageError::Corrupt(format!("layer {}: {e}{why}", blob.display()))
+    }
+}
+
+/// Applies one layer blob to `dest`.
+pub fn apply_layer(blob: &Path, dest: &Path) -> Result<(), ImageError> {
+    fs::create_dir_all(dest).map_err(io_err(format!("creating {}", dest.display())))?;
+    // Pass 1: whiteouts.
+    let (r, _) = layer_reader(blob)?;
+    let mut ar = tar::Archive::new(r);
+    for entry in ar.entries().map_err(corrupt(blob))? {
+        let entry = entry.map_err(corrupt(blob))?;
+        let path = entry.path().map_err(corrupt(blob))?.into_owned();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if !name.starts_with(WHITEOUT) {
+            continue;
+        }
+        let parent = path.parent().unwrap_or(Path::new(""));
+        let Some(dir) = inside(dest, parent) else {
+            continue;
+        };
+        if name == OPAQUE {
+            if let Ok(rd) = fs::read_dir(&dir) {
+                for e in rd.flatten() {
+                    remove_any(&e.path())?;
+                }
+            }
+        } else if let Some(target) = inside(dest, &parent.join(&name[WHITEOUT.len()..])) {
+            remove_any(&target)?;
+        }
+    }
+    // Pass 2: files.
+    let (r, _) = layer_reader(blob)?;
+    let mut ar = tar::Archive::new(r);
+    ar.set_preserve_permissions(true);
+    ar.set_preserve_ownerships(true);
+    ar.set_preserve_mtime(true);
+    ar.set_unpack_xattrs(false);
+    ar.set_overwrite(true);
+    for entry in ar.entries().map_err(corrupt(blob))? {
+        let mut entry = entry.map_err(corrupt(blob))?;
+        let path = entry.path().map_err(corrupt(blob))?.into_owned();
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(WHITEOUT))
+        {
+            continue;
+        }
+        // A path that changes kind (dir <-> file/link) replaces what is below.
+        if let Some(target) = inside(dest, &path)
+            && let Ok(meta) = fs::symlink_metadata(&target)
+        {
+            let new_is_dir = entry.header().entry_type() == tar::EntryType::Directory;
+            if !(meta.is_dir() && new_is_dir) {
+                remove_any(&target)?;
+            }
+        }
+        entry.unpack_in(dest).map_err(corrupt(blob))?;
+    }
+    Ok(())
+}
+
+/// `dest/rel`, provided `rel` stays inside `dest` and no directory on the
+/// way is a symlink (a layer's symlink must not redirect a whiteout or a
+/// replacement outside the rootfs).
+fn inside(dest: &Path, rel: &Path) -> Option<PathBuf> {
+    let mut out = dest.to_path_buf();
+    let comps: Vec<_> = rel
+        .components()
+        .filter(|c| !matches!(c, Component::CurDir | Component::RootDir))
+        .collect();
+    for (i, c) in comps.iter().enumerate() {
+        let Component::Normal(s) = c else {
+            return None;
+        };
+        out.push(s);
+        if i + 1 < comps.len() {
+            match fs::symlink_metadata(&out) {
+                Ok(m) if m.file_type().is_symlink() => return None,
+                _ => {}
+            }
+        }
+    }
+    (out != dest).then_some(out)
+}
+
+fn remove_any(p: &Path) -> Result<(), ImageError> {
+    let r = match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
+        Ok(_) => fs::remove_file(p),
+        Err(_) => Ok(()),
+    };
+    r.map_err(io_err(format!("removing {}", p.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(dir: &Path, name: &str, entries: &[(&str, Option<&str>)]) -> PathBuf {
+        let p = dir.join(name);
+        let mut b = tar::Builder::new(File::create(&p).unwrap());
+        for (path, content) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            match content {
+                Some(c) => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_size(c.len() as u64);
+                    h.set_mode(0o644);
+                    b.append_data(&mut h, path, c.as_bytes()).unwrap();
+                }
+                None => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_size(0);
+                    h.set_mode(0o755);
+                    b.append_data(&mut h, path, io::empty()).unwrap();
+                }
+            }
+        }
+        b.finish().unwrap();
+        p
+    }
+
+    #[test]
+    fn whiteouts_and_opaque_dirs() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("rootfs");
+        let l1 = layer(
+            t.path(),
+            "l1.tar",
+            &[
+                ("etc/", None),
+                ("etc/a", Some("a")),
+                ("etc/b", Some("b")),
+                ("opq/", None),
+                ("opq/old", Some("old")),
+                ("keep", Some("1")),
+            ],
+        );
+        let l2 = layer(
+            t.path(),
+            "l2.tar",
+            &[
+                ("etc/.wh.a", Some("")),
+                ("opq/new", Some("new")),
+                ("opq/.wh..wh..opq", Some("")),
+                ("keep", Some("2")),
+            ],
+        );
+        apply_layer(&l1, &root).unwrap();
+        apply_layer(&l2, &root).unwrap();
+        assert!(!root.join("etc/a").exists());
+        assert_eq!(fs::read_to_string(root.join("etc/b")).unwrap(), "b");
+        assert!(!root.join("opq/old").exists());
+        assert_eq!(fs::read_to_string(root.join("opq/new")).unwrap(), "new");
+        assert_eq!(fs::read_to_string(root.join("keep")).unwrap(), "2");
+        assert!(!root.join("etc/.wh.a").exists());
+    }
+
+    #[test]
+    fn whiteout_through_symlink_stays_inside() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("victim"), "x").unwrap();
+        let root = t.path().join("rootfs");
+        fs::create_dir(&root).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+        let l = layer(t.path(), "l.tar", &[("link/.wh.victim", Some(""))]);
+        apply_layer(&l, &root).unwrap();
+        assert!(outside.join("victim").exists());
+    }
+}

@@ -1,0 +1,1063 @@
+//! The agent's entry point: [`Agent::run_task`] runs a [`TaskPlan`] in a
+//! supervisor thread on a directory the caller provides (the task's mounted,
+//! encrypted volume) and reports [`TaskEvent`]s; [`TaskHandle::stop`] stops it.
+//!
+//! Layout under `task_root` (everything the task writes lives there):
+//!
+//! ```text
+//! images/<manifest-hex16>/       the image, unpacked once per task
+//! containers/<name>/config.json  OCI bundle; rootfs/ is the overlay mount,
+//! containers/<name>/upper, work  its writable layer
+//! volumes/<name>/                task volumes without a host path
+//! etc/{hosts,hostname,resolv.conf}
+//! ```
+//!
+//! Host resources (named from the task id, all released before `Stopped`):
+//! network namespace `ferry-<task_id>`, CNI veth/address/masquerade rules,
+//! cgroup `<cgroup_parent>/<task_id>`, runc containers `<task_id>-<name>`,
+//! overlay mounts.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::bundle::{self, BundleInput};
+use crate::cgroup::TaskCgroup;
+use crate::image::{Image, ImageError, ImageStore, unpack};
+use crate::logs::{self, LogSink};
+use crate::mounts;
+use crate::net::{NetworkConfig, TaskNetwork};
+use crate::plan::{ContainerPlan, TaskEvent, TaskPlan, VolumeKind};
+use crate::recovery::TaskRecord;
+use crate::runc::{self, Runc};
+
+/// Host-side settings of the agent.
+pub struct AgentConfig {
+    /// The local image store (`DATA_DIR/images`).
+    pub images: ImageStore,
+    /// Host state: runc's `--root` and CNI address leases.
+    pub state_dir: PathBuf,
+    /// The OCI runtime binary (`runc`; crun takes the same commands).
+    pub runtime: PathBuf,
+    /// CNI settings (bridge, subnet, plugin directory).
+    pub network: NetworkConfig,
+    /// Parent cgroup of all tasks (`ferry`).
+    pub cgroup_parent: String,
+    /// Where `awslogs` container output goes.
+    pub log_sink: Arc<dyn LogSink>,
+}
+
+impl std::fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("images", &self.images)
+            .field("state_dir", &self.state_dir)
+            .field("runtime", &self.runtime)
+            .field("network", &self.network)
+            .field("cgroup_parent", &self.cgroup_parent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentConfig {
+    /// Defaults for a server data directory: images in `DATA_DIR/images`,
+    /// state in `DATA_DIR/agent`, `runc` from PATH, bridge `ferry0` on
+    /// 198.18.0.0/16, cgroup parent `ferry`.
+    pub fn new(data_dir: &Path, log_sink: Arc<dyn LogSink>) -> Result<Self, AgentError> {
+        let state_dir = data_dir.join("agent");
+        Ok(Self {
+            images: ImageStore::open(data_dir.join("images"))?,
+            network: NetworkConfig::new(&state_dir),
+            state_dir,
+            runtime: PathBuf::from("runc"),
+            cgroup_parent: "ferry".into(),
+            log_sink,
+        })
+    }
+}
+
+/// Errors creating the agent (task failures are reported as events).
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The image store could not be opened.
+    #[error(transparent)]
+    Images(#[from] ImageError),
+    /// The host is missing something the agent needs.
+    #[error("{0}")]
+    Host(String),
+}
+
+/// Runs tasks. Cheap to clone; share one per host.
+#[derive(Clone, Debug)]
+pub struct Agent {
+    cfg: Arc<AgentConfig>,
+    /// Ids of tasks with a live supervisor (host resources are named by
+    /// task id, so a second run of the same id must not touch them).
+    active: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Agent {
+    /// Checks the host (runtime binary, CNI plugins), creates the state
+    /// directory and makes this process a child subreaper (container
+    /// processes are reparented to it so their exit codes can be read).
+    pub fn new(config: AgentConfig) -> Result<Self, AgentError> {
+        for p in ["bridge", "host-local", "loopback"] {
+            let bin = config.network.cni_bin_dir.join(p);
+            if !bin.exists() {
+                return Err(AgentError::Host(format!(
+                    "CNI plugin {} is missing (install containernetworking-plugins)",
+                    bin.display()
+                )));
+            }
+        }
+        std::process::Command::new(&config.runtime)
+            .arg("--version")
+            .output()
+            .map_err(|e| {
+                AgentError::Host(format!(
+                    "OCI runtime {} cannot run: {e}",
+                    config.runtime.display()
+                ))
+            })?;
+        for d in [
+            config.state_dir.join("runc"),
+            config.network.ipam_dir.clone(),
+        ] {
+            fs::create_dir_all(&d)
+                .map_err(|e| AgentError::Host(format!("creating {}: {e}", d.display())))?;
+        }
+        runc::become_subreaper()
+            .map_err(|e| AgentError::Host(format!("PR_SET_CHILD_SUBREAPER: {e}")))?;
+        Ok(Self {
+            cfg: Arc::new(config),
+            active: Arc::default(),
+        })
+    }
+
+    /// The image store.
+    pub fn images(&self) -> &ImageStore {
+        &self.cfg.images
+    }
+
+    /// Tasks that hold host resources but have no supervisor in this
+    /// process (left by a crash or restart of the server).
+    pub fn orphaned_tasks(&self) -> Vec<String> {
+        let active = self.active.lock().map(|a| a.clone()).unwrap_or_default();
+        TaskRecord::list(&self.cfg.state_dir)
+            .into_iter()
+            .filter(|id| !active.contains(id))
+            .collect()
+    }
+
+    /// Releases everything an orphaned task holds on the host: kills and
+    /// deletes its containers, unmounts its overlays, tears down its
+    /// network and removes its cgroup and record. Its storage (volume) is
+    /// the caller's to release afterwards. Returns what could not be done.
+    pub fn cleanup_orphan(&self, task_id: &str) -> Result<(), Vec<String>> {
+        if self
+            .active
+            .lock()
+            .map(|a| a.contains(task_id))
+            .unwrap_or(true)
+        {
+            return Err(vec![format!("task {task_id} is running in this agent")]);
+        }
+        let rec = TaskRecord::load(&self.cfg.state_dir, task_id)
+            .map_err(|e| vec![format!("task {task_id}: no record: {e}")])?;
+        let runc = Runc {
+            bin: self.cfg.runtime.clone(),
+            root: self.cfg.state_dir.join("runc"),
+        };
+        let mut errs = Vec::new();
+        for name in &rec.containers {
+            let id = format!("{task_id}-{name}");
+            if let Ok((_, pid)) = runc.state_pid(&id) {
+                if let Err(e) = runc.delete(&id) {
+                    errs.push(e.to_string());
+                }
+                // Its init may have been reparented to us (subreaper).
+                runc::reap(pid);
+            }
+        }
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for name in &rec.containers {
+            let m = rec.task_root.join("containers").join(name).join("rootfs");
+            let needle = format!(" {} ", m.display());
+            if mountinfo.contains(&needle)
+                && let Err(e) = mounts::unmount(&m)
+            {
+                errs.push(e.to_string());
+            }
+        }
+        if let Some(ns) = &rec.netns {
+            let net = TaskNetwork::restore(
+                &self.cfg.network,
+                ns,
+                task_id,
+                rec.ip.clone(),
+                rec.cni_result.clone(),
+            );
+            if let Err(e) = net.teardown() {
+                errs.push(e.to_string());
+            }
+        }
+        if let Err(e) = TaskCgroup::create_handle(&self.cfg.cgroup_parent, task_id).remove() {
+            errs.push(e.to_string());
+        }
+        if errs.is_empty() {
+            TaskRecord::remove(&self.cfg.state_dir, task_id).map_err(|e| vec![e.to_string()])?;
+            Ok(())
+        } else {
+            Err(errs)
+        }
+    }
+
+    /// Starts `plan` on `task_root` (the task's mounted volume, an empty
+    /// directory the caller owns and removes after `Stopped`). Returns at
+    /// once; `events` gets `Provisioned`, `ContainerRunning`, `Running`,
+    /// `ContainerExited` and finally exactly one `Stopped`, from the task's
+    /// supervisor thread.
+    pub fn run_task<F>(&self, plan: TaskPlan, task_root: &Path, events: F) -> TaskHandle
+    where
+        F: Fn(TaskEvent) + Send + 'static,
+    {
+        self.spawn(plan, Root::Given(task_root.to_path_buf()), events)
+    }
+
+    /// Like [`Agent::run_task`], but the agent attaches the task's storage
+    /// itself ([`TaskStorage::attach`], after the plan is validated and
+    /// before the network) and detaches it after every other resource of
+    /// the task is released, just before `Stopped`. An attach error (KMS key
+    /// disabled, no disk space, ...) ends the task with `TaskFailedToStart`
+    /// and that error as the reason.
+    pub fn run_task_with_storage<F>(
+        &self,
+        plan: TaskPlan,
+        storage: Arc<dyn TaskStorage>,
+        events: F,
+    ) -> TaskHandle
+    where
+        F: Fn(TaskEvent) + Send + 'static,
+    {
+        self.spawn(plan, Root::Storage(storage), events)
+    }
+
+    fn spawn<F>(&self, plan: TaskPlan, source: Root, events: F) -> TaskHandle
+    where
+        F: Fn(TaskEvent) + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel();
+        let duplicate = !self
+            .active
+            .lock()
+            .map(|mut a| a.insert(plan.task_id.clone()))
+            .unwrap_or(false);
+        let sup = Supervisor {
+            active: self.active.clone(),
+            duplicate,
+            cfg: self.cfg.clone(),
+            runc: Runc {
+                bin: self.cfg.runtime.clone(),
+                root: self.cfg.state_dir.join("runc"),
+            },
+            root: match &source {
+                Root::Given(p) => p.clone(),
+                Root::Storage(_) => PathBuf::new(),
+            },
+            source,
+            record: None,
+            attached: false,
+            events: Box::new(events),
+            tx: tx.clone(),
+            rx,
+            cgroup: None,
+            net: None,
+            ctrs: Vec::new(),
+            overlays: Vec::new(),
+            stop: None,
+            exit_codes: BTreeMap::new(),
+            timings: StartTimings::default(),
+            started_at: Instant::now(),
+            plan,
+        };
+        let task_id = sup.plan.task_id.clone();
+        let join = std::thread::Builder::new()
+            .name(format!("task-{}", task_id.get(..8).unwrap_or(&task_id)))
+            .spawn(move || sup.run());
+        let join = match join {
+            Ok(j) => Some(j),
+            Err(e) => {
+                tracing::error!("spawning the task supervisor: {e}");
+                None
+            }
+        };
+        TaskHandle {
+            task_id,
+            tx,
+            join: Mutex::new(join),
+        }
+    }
+}
+
+/// The task's storage, attached and detached by the agent (see
+/// [`Agent::run_task_with_storage`]). The server implements it over the
+/// volume engine and the KMS.
+pub trait TaskStorage: Send + Sync {
+    /// Creates and mounts the task's volume; returns the mount point (an
+    /// empty directory). The error is the task's `stoppedReason`.
+    fn attach(&self, plan: &TaskPlan) -> Result<PathBuf, String>;
+
+    /// Unmounts and destroys the volume (crypto-shred). Called once after
+    /// a successful attach, when nothing of the task uses it any more.
+    fn detach(&self, plan: &TaskPlan, task_root: &Path) -> Result<(), String>;
+}
+
+enum Root {
+    Given(PathBuf),
+    Storage(Arc<dyn TaskStorage>),
+}
+
+/// How a task ended.
+#[derive(Debug, Clone)]
+pub struct TaskOutcome {
+    /// `TaskFailedToStart`, `EssentialContainerExited`, `UserInitiated`, ...
+    pub stop_code: String,
+    /// Why.
+    pub stopped_reason: String,
+    /// The task's address, if it got one.
+    pub private_ip: Option<String>,
+    /// Exit codes of the containers that ran.
+    pub exit_codes: BTreeMap<String, i32>,
+    /// Anything that could not be released (empty when all went well).
+    pub cleanup_errors: Vec<String>,
+    /// How long each start-up phase took.
+    pub timings: StartTimings,
+}
+
+/// Start-up phase durations of a task (for benchmarks and diagnostics).
+#[derive(Debug, Clone, Default)]
+pub struct StartTimings {
+    /// Resolving images and validating the plan.
+    pub resolve: Duration,
+    /// Attaching the task's storage (with `run_task_with_storage`).
+    pub volume: Duration,
+    /// Creating the task cgroup.
+    pub cgroup: Duration,
+    /// Network namespace and CNI ADD.
+    pub network: Duration,
+    /// Unpacking images onto task_root.
+    pub unpack: Duration,
+    /// Overlay mounts and bundles.
+    pub bundles: Duration,
+    /// From run_task to `Running` (zero if the task never ran).
+    pub to_running: Duration,
+    /// Cleanup after the last container exited.
+    pub cleanup: Duration,
+}
+
+/// A running task.
+#[derive(Debug)]
+pub struct TaskHandle {
+    task_id: String,
+    tx: Sender<Msg>,
+    join: Mutex<Option<JoinHandle<TaskOutcome>>>,
+}
+
+impl TaskHandle {
+    /// The task id.
+    pub fn task_id(&self) -> &str {
+        &self.task_id
+    }
+
+    /// Asks the task to stop (SIGTERM, SIGKILL after each container's
+    /// stopTimeout). `stop_code` is reported in `Stopped` (e.g.
+    /// `UserInitiated`). Returns at once; no-op if already stopping.
+    pub fn stop(&self, stop_code: &str, reason: &str) {
+        let _ = self.tx.send(Msg::Stop {
+            code: stop_code.to_string(),
+            reason: reason.to_string(),
+        });
+    }
+
+    /// Waits until the task has stopped and been cleaned up. `None` if the
+    /// supervisor could not be started or has already been waited for.
+    pub fn wait(&self) -> Option<TaskOutcome> {
+        let j = self.join.lock().ok()?.take()?;
+        j.join().ok()
+    }
+}
+
+enum Msg {
+    Stop { code: String, reason: String },
+    Exited { idx: usize, code: i32 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Pending,
+    Running,
+    Exited(i32),
+    /// Never started (dependency unsatisfiable, or the task stopped first).
+    Skipped,
+}
+
+struct Ctr {
+    plan: ContainerPlan,
+    /// The image's StopSignal (`SIGTERM` if it names none).
+    stop_signal: String,
+    id: String,
+    bundle: PathBuf,
+    state: State,
+    created: bool,
+    readers: Vec<JoinHandle<()>>,
+    deadline: Option<Instant>,
+    killed_at: Option<Instant>,
+}
+
+type Events = Box<dyn Fn(TaskEvent) + Send>;
+
+struct Supervisor {
+    record: Option<TaskRecord>,
+    source: Root,
+    attached: bool,
+    active: Arc<Mutex<HashSet<String>>>,
+    duplicate: bool,
+    cfg: Arc<AgentConfig>,
+    runc: Runc,
+    plan: TaskPlan,
+    root: PathBuf,
+    events: Events,
+    tx: Sender<Msg>,
+    rx: Receiver<Msg>,
+    cgroup: Option<TaskCgroup>,
+    net: Option<TaskNetwork>,
+    ctrs: Vec<Ctr>,
+    overlays: Vec<PathBuf>,
+    stop: Option<(String, String)>,
+    exit_codes: BTreeMap<String, i32>,
+    timings: StartTimings,
+    started_at: Instant,
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Supervisor {
+    fn emit(&self, e: TaskEvent) {
+        (self.events)(e);
+    }
+
+    fn run(mut self) -> TaskOutcome {
+        match self.start() {
+            Ok(()) => self.run_loop(),
+            Err(reason) => {
+                if self.stop.is_none() {
+                    self.stop = Some(("TaskFailedToStart".into(), reason));
+                }
+            }
+        }
+        let t = Instant::now();
+        let mut cleanup_errors = self.cleanup();
+        if self.attached
+            && let Root::Storage(st) = &self.source
+            && let Err(e) = st.detach(&self.plan, &self.root)
+        {
+            cleanup_errors.push(format!("detaching the task's storage: {e}"));
+        }
+        // The record stays while something could not be released, so
+        // cleanup_orphan can retry.
+        if cleanup_errors.is_empty()
+            && self.record.is_some()
+            && let Err(e) = TaskRecord::remove(&self.cfg.state_dir, &self.plan.task_id)
+        {
+            cleanup_errors.push(format!("removing the task record: {e}"));
+        }
+        self.timings.cleanup = t.elapsed();
+        for e in &cleanup_errors {
+            tracing::warn!(task = %self.plan.task_id, "cleanup: {e}");
+        }
+        let (stop_code, stopped_reason) = self
+            .stop
+            .take()
+            .unwrap_or_else(|| ("EssentialContainerExited".into(), "Task ended".into()));
+        if !self.duplicate
+            && let Ok(mut a) = self.active.lock()
+        {
+            a.remove(&self.plan.task_id);
+        }
+        self.emit(TaskEvent::Stopped {
+            stop_code: stop_code.clone(),
+            stopped_reason: stopped_reason.clone(),
+        });
+        TaskOutcome {
+            stop_code,
+            stopped_reason,
+            private_ip: self.net.as_ref().map(|n| n.ip.clone()),
+            exit_codes: self.exit_codes.clone(),
+            cleanup_errors,
+            timings: self.timings.clone(),
+        }
+    }
+
+    /// Everything up to (not including) starting containers. The error is
+    /// the task's `stoppedReason`.
+    fn start(&mut self) -> Result<(), String> {
+        let plan = self.plan.clone();
+        if self.duplicate {
+            return Err(format!(
+                "task {} is already running on this agent",
+                plan.task_id
+            ));
+        }
+        if !valid_name(&plan.task_id) || plan.task_id.len() > 64 {
+            return Err(format!("invalid task id {:?}", plan.task_id));
+        }
+        if plan.containers.is_empty() {
+            return Err("task has no containers".into());
+        }
+        // Validate and resolve everything before touching the host.
+        let mut images: HashMap<String, Image> = HashMap::new();
+        for c in &plan.containers {
+            if !valid_name(&c.name) {
+                return Err(format!("invalid container name {:?}", c.name));
+            }
+            if !images.contains_key(&c.image) {
+                let img = self
+                    .cfg
+                    .images
+                    .resolve(&c.image)
+                    .map_err(|e| format!("CannotPullContainerError: {e}"))?;
+                images.insert(c.image.clone(), img);
+            }
+            for d in &c.depends_on {
+                if !plan.containers.iter().any(|o| o.name == d.container_name) {
+                    return Err(format!(
+                        "container {} depends on unknown container {}",
+                        c.name, d.container_name
+                    ));
+                }
+            }
+        }
+        let mut volumes: HashMap<String, PathBuf> = HashMap::new();
+        for v in &plan.volumes {
+            match &v.kind {
+                VolumeKind::Ephemeral if valid_name(&v.name) => {
+                    volumes.insert(v.name.clone(), self.root.join("volumes").join(&v.name));
+                }
+                VolumeKind::Ephemeral => return Err(format!("invalid volume name {:?}", v.name)),
+                VolumeKind::Efs { .. } => {
+                    return Err(format!(
+                        "volume {}: EFS volumes are not supported by this agent",
+                        v.name
+                    ));
+                }
+            }
+        }
+        for c in &plan.containers {
+            for m in &c.mount_points {
+                if !volumes.contains_key(&m.source_volume) {
+                    return Err(format!(
+                        "container {} mounts volume {} which the task does not define",
+                        c.name, m.source_volume
+                    ));
+                }
+            }
+        }
+
+        let mut mark = Instant::now();
+        let mut lap = |d: &mut Duration| {
+            *d = mark.elapsed();
+            mark = Instant::now();
+        };
+        lap(&mut self.timings.resolve);
+        self.check_stop()?;
+        if let Root::Storage(st) = &self.source {
+            self.root = st.attach(&plan)?;
+            self.attached = true;
+            for (name, dir) in volumes.iter_mut() {
+                *dir = self.root.join("volumes").join(name);
+            }
+        }
+        lap(&mut self.timings.volume);
+        self.check_stop()?;
+        self.record = Some(TaskRecord {
+            task_id: plan.task_id.clone(),
+            task_root: self.root.clone(),
+            containers: plan.containers.iter().map(|c| c.name.clone()).collect(),
+            netns: None,
+            ip: None,
+            cni_result: None,
+        });
+        self.save_record()?;
+        let cg = TaskCgroup::create(
+            &self.cfg.cgroup_parent,
+            &plan.task_id,
+            plan.cpu_units,
+            plan.memory_mib,
+        );
+        // Record it before checking, so a half-made cgroup is removed.
+        self.cgroup = Some(TaskCgroup::create_handle(
+            &self.cfg.cgroup_parent,
+            &plan.task_id,
+        ));
+        cg.map_err(|e| format!("ResourceInitializationError: {e}"))?;
+        lap(&mut self.timings.cgroup);
+
+        let netns_name = format!("ferry-{}", plan.task_id);
+        if let Some(r) = &mut self.record {
+            r.netns = Some(netns_name.clone());
+        }
+        self.save_record()?;
+        let net = TaskNetwork::setup(&self.cfg.network, &netns_name, &plan.task_id)
+            .map_err(|e| format!("ResourceInitializationError: network setup failed: {e}"))?;
+        let ip = net.ip.clone();
+        let netns_path = net.netns.path();
+        if let Some(r) = &mut self.record {
+            r.netns = Some(netns_name.clone());
+            r.ip = Some(ip.clone());
+            r.cni_result = net.cni_result().cloned();
+        }
+        self.net = Some(net);
+        self.save_record()?;
+        lap(&mut self.timings.network);
+        self.emit(TaskEvent::Provisioned {
+            private_ip: ip.clone(),
+        });
+        let mut mark = Instant::now();
+
+        let mut unpacked: HashMap<String, PathBuf> = HashMap::new();
+        for img in images.values() {
+            if unpacked.contains_key(&img.manifest_digest) {
+                continue;
+            }
+            self.check_stop()?;
+            let hex = img.manifest_digest.trim_start_matches("sha256:");
+            let dir = self.root.join("images").join(hex.get(..16).unwrap_or(hex));
+            unpack::unpack_image(&self.cfg.images, img, &dir).map_err(|e| {
+                format!(
+                    "CannotPullContainerError: unpacking {}: {e}",
+                    img.reference.familiar()
+                )
+            })?;
+            unpacked.insert(img.manifest_digest.clone(), dir);
+        }
+        self.timings.unpack = mark.elapsed();
+        mark = Instant::now();
+
+        let hostname = format!("ip-{}", ip.replace('.', "-"));
+        let etc = self.root.join("etc");
+        let io =
+            |what: &str, e: std::io::Error| format!("ResourceInitializationError: {what}: {e}");
+        fs::create_dir_all(&etc).map_err(|e| io("creating etc", e))?;
+        fs::write(
+            etc.join("hosts"),
+            format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\t{hostname}\n"),
+        )
+        .map_err(|e| io("writing hosts", e))?;
+        fs::write(etc.join("hostname"), format!("{hostname}\n"))
+            .map_err(|e| io("writing hostname", e))?;
+        fs::write(etc.join("resolv.conf"), host_resolv_conf())
+            .map_err(|e| io("writing resolv.conf", e))?;
+        for dir in volumes.values() {
+            fs::create_dir_all(dir).map_err(|e| io("creating a task volume", e))?;
+        }
+
+        for c in &plan.containers {
+            self.check_stop()?;
+            let img = images
+                .get(&c.image)
+                .ok_or_else(|| format!("image {} vanished", c.image))?;
+            let lower = unpacked
+                .get(&img.manifest_digest)
+                .ok_or_else(|| format!("image {} not unpacked", c.image))?;
+            let bundle = self.root.join("containers").join(&c.name);
+            let (upper, work, rootfs) = (
+                bundle.join("upper"),
+                bundle.join("work"),
+                bundle.join("rootfs"),
+            );
+            for d in [&upper, &work, &rootfs] {
+                fs::create_dir_all(d).map_err(|e| io("creating container dirs", e))?;
+            }
+            mounts::overlay(lower, &upper, &work, &rootfs)
+                .map_err(|e| format!("ResourceInitializationError: {e}"))?;
+            self.overlays.push(rootfs);
+            let cgroups_path = self
+                .cgroup
+                .as_ref()
+                .map(|g| g.container_path(&c.name))
+                .unwrap_or_default();
+            let spec = bundle::spec(&BundleInput {
+                container: c,
+                image: &img.config,
+                image_rootfs: lower,
+                netns: &netns_path,
+                cgroups_path,
+                hostname: hostname.clone(),
+                etc_dir: &etc,
+                volumes: c
+                    .mount_points
+                    .iter()
+                    .filter_map(|m| {
+                        volumes
+                            .get(&m.source_volume)
+                            .map(|d| (d.clone(), m.container_path.clone(), m.read_only))
+                    })
+                    .collect(),
+            })
+            .map_err(|e| format!("CannotCreateContainerError: {e}"))?;
+            spec.save(bundle.join("config.json"))
+                .map_err(|e| format!("CannotCreateContainerError: writing config.json: {e}"))?;
+            let stop_signal = img
+                .config
+                .config()
+                .as_ref()
+                .and_then(|c| c.stop_signal().clone())
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric()))
+                .unwrap_or_else(|| "SIGTERM".to_string());
+            self.ctrs.push(Ctr {
+                stop_signal,
+                plan: c.clone(),
+                id: format!("{}-{}", plan.task_id, c.name),
+                bundle,
+                state: State::Pending,
+                created: false,
+                readers: Vec::new(),
+                deadline: None,
+                killed_at: None,
+            });
+        }
+        self.timings.bundles = mark.elapsed();
+        Ok(())
+    }
+
+    fn save_record(&self) -> Result<(), String> {
+        match &self.record {
+            Some(r) => r
+                .save(&self.cfg.state_dir)
+                .map_err(|e| format!("ResourceInitializationError: writing the task record: {e}")),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes a stop request that arrived during start-up.
+    fn check_stop(&mut self) -> Result<(), String> {
+        while let Ok(m) = self.rx.try_recv() {
+            if let Msg::Stop { code, reason } = m {
+                self.stop = Some((code, reason.clone()));
+                return Err(reason);
+            }
+        }
+        Ok(())
+    }
+
+    fn run_loop(&mut self) {
+        let mut running_sent = false;
+        let mut term_sent = false;
+        loop {
+            if self.stop.is_none() {
+                self.start_ready();
+            }
+            if self.stop.is_none()
+                && !running_sent
+                && self
+                    .ctrs
+                    .iter()
+                    .filter(|c| c.plan.essential)
+                    .all(|c| c.state == State::Running)
+            {
+                running_sent = true;
+                self.timings.to_running = self.started_at.elapsed();
+                self.emit(TaskEvent::Running);
+            }
+            let any_running = self.ctrs.iter().any(|c| c.state == State::Running);
+            if !any_running {
+                if self.stop.is_none() {
+                    let pending = self.ctrs.iter().any(|c| c.state == State::Pending);
+                    self.stop = Some(if pending {
+                        (
+                            "TaskFailedToStart".into(),
+                            "container dependencies can never be satisfied (dependency cycle)"
+                                .into(),
+                        )
+                    } else {
+                        (
+                            "EssentialContainerExited".into(),
+                            "All containers exited".into(),
+                        )
+                    });
+                }
+                break;
+            }
+            if self.stop.is_some() && !term_sent {
+                term_sent = true;
+                let now = Instant::now();
+                for c in self.ctrs.iter_mut().filter(|c| c.state == State::Running) {
+                    let _ = self.runc.kill(&c.id, &c.stop_signal);
+                    c.deadline =
+                        Some(now + Duration::from_secs(u64::from(c.plan.stop_timeout_secs)));
+                }
+            }
+            let next = self
+                .ctrs
+                .iter()
+                .filter(|c| c.state == State::Running)
+                .filter_map(|c| match c.killed_at {
+                    Some(k) => Some(k + Duration::from_secs(10)),
+                    None => c.deadline,
+                })
+                .min();
+            let msg = match next {
+                Some(t) => match self
+                    .rx
+                    .recv_timeout(t.saturating_duration_since(Instant::now()))
+                {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match self.rx.recv() {
+                    Ok(m) => Some(m),
+                    Err(_) => break,
+                },
+            };
+            match msg {
+                Some(Msg::Stop { code, reason }) => {
+                    if self.stop.is_none() {
+                        self.stop = Some((code, reason));
+                    }
+                }
+                Some(Msg::Exited { idx, code }) => self.exited(idx, code),
+                None => {
+                    let now = Instant::now();
+                    for idx in 0..self.ctrs.len() {
+                        let c = &mut self.ctrs[idx];
+                        if c.state != State::Running {
+                            continue;
+                        }
+                        if let Some(k) = c.killed_at {
+                            if now >= k + Duration::from_secs(10) {
+                                // SIGKILL did not take; delete --force at cleanup.
+                                self.exited(idx, 137);
+                            }
+                        } else if c.deadline.is_some_and(|d| now >= d) {
+                            let _ = self.runc.kill(&c.id, "KILL");
+                            c.killed_at = Some(now);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn exited(&mut self, idx: usize, code: i32) {
+        let Some(c) = self.ctrs.get_mut(idx) else {
+            return;
+        };
+        if c.state != State::Running {
+            return;
+        }
+        c.state = State::Exited(code);
+        let name = c.plan.name.clone();
+        let essential = c.plan.essential;
+        let reason = c.killed_at.map(|_| {
+            format!(
+                "killed: did not stop within stopTimeout ({} s) of {}",
+                c.plan.stop_timeout_secs, c.stop_signal
+            )
+        });
+        self.exit_codes.insert(name.clone(), code);
+        self.emit(TaskEvent::ContainerExited {
+            name,
+            exit_code: code,
+            reason,
+        });
+        if essential && self.stop.is_none() {
+            self.stop = Some((
+                "EssentialContainerExited".into(),
+                "Essential container in task exited".into(),
+            ));
+        }
+    }
+
+    /// Starts every pending container whose dependencies are met; marks
+    /// those whose dependencies can no longer be met as skipped.
+    fn start_ready(&mut self) {
+        loop {
+            let mut changed = false;
+            for idx in 0..self.ctrs.len() {
+                if self.ctrs[idx].state != State::Pending || self.stop.is_some() {
+                    continue;
+                }
+                match self.deps(idx) {
+                    Deps::Wait => {}
+                    Deps::Never(why) => {
+                        changed = true;
+                        self.ctrs[idx].state = State::Skipped;
+                        if self.ctrs[idx].plan.essential {
+                            self.stop = Some(("TaskFailedToStart".into(), why));
+                        }
+                    }
+                    Deps::Ready => {
+                        changed = true;
+                        if let Err(e) = self.start_container(idx) {
+                            self.ctrs[idx].state = State::Skipped;
+                            self.stop = Some((
+                                "TaskFailedToStart".into(),
+                                format!("CannotStartContainerError: {e}"),
+                            ));
+                        }
+                    }
+                }
+            }
+            if !changed {
+                return;
+            }
+        }
+    }
+
+    fn deps(&self, idx: usize) -> Deps {
+        let c = &self.ctrs[idx];
+        let mut wait = false;
+        for d in &c.plan.depends_on {
+            let Some(dep) = self.ctrs.iter().find(|o| o.plan.name == d.container_name) else {
+                return Deps::Never(format!("unknown dependency {}", d.container_name));
+            };
+            let never = |what: &str| {
+                Deps::Never(format!(
+                    "container {} not started: dependency {} {what} (condition {})",
+                    c.plan.name, d.container_name, d.condition
+                ))
+            };
+            match (d.condition.as_str(), dep.state) {
+                (_, State::Skipped) => return never("never started"),
+                (_, State::Pending) => wait = true,
+                // HEALTHY: no health checks yet, so started counts as healthy.
+                ("START" | "HEALTHY", _) => {}
+                ("COMPLETE", State::Running) | ("SUCCESS", State::Running) => wait = true,
+                ("COMPLETE", State::Exited(_)) | ("SUCCESS", State::Exited(0)) => {}
+                ("SUCCESS", State::Exited(code)) => {
+                    return never(&format!("exited with code {code}"));
+                }
+                (other, _) => {
+                    return Deps::Never(format!("unknown dependency condition {other}"));
+                }
+            }
+        }
+        if wait { Deps::Wait } else { Deps::Ready }
+    }
+
+    fn start_container(&mut self, idx: usize) -> Result<(), String> {
+        let (out_r, out_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+        let (err_r, err_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+        let c = &mut self.ctrs[idx];
+        let log = c.bundle.join("runc.log");
+        let pid = self
+            .runc
+            .create(
+                &c.id,
+                &c.bundle,
+                &log,
+                Stdio::from(out_w),
+                Stdio::from(err_w),
+            )
+            .map_err(|e| e.to_string())?;
+        c.created = true;
+        // Logs: one reader per stream, until the container closes it.
+        let (sink, group, stream): (Arc<dyn LogSink>, String, String) = match &c.plan.awslogs {
+            Some(a) => (
+                self.cfg.log_sink.clone(),
+                a.group.clone(),
+                logs::stream_name(a.stream_prefix.as_deref(), &c.plan.name, &self.plan.task_id),
+            ),
+            None => (Arc::new(logs::NullSink), String::new(), String::new()),
+        };
+        for r in [out_r, err_r] {
+            let (sink, group, stream) = (sink.clone(), group.clone(), stream.clone());
+            if let Ok(h) = std::thread::Builder::new()
+                .name("task-log".into())
+                .spawn(move || logs::pump(r, &*sink, &group, &stream))
+            {
+                c.readers.push(h);
+            }
+        }
+        let tx = self.tx.clone();
+        std::thread::Builder::new()
+            .name("task-wait".into())
+            .spawn(move || {
+                let code = runc::wait_exit(pid).unwrap_or(255);
+                let _ = tx.send(Msg::Exited { idx, code });
+            })
+            .map_err(|e| format!("spawning a waiter: {e}"))?;
+        if let Err(e) = self.runc.start(&c.id) {
+            let _ = self.runc.delete(&c.id);
+            return Err(e.to_string());
+        }
+        c.state = State::Running;
+        let name = c.plan.name.clone();
+        self.emit(TaskEvent::ContainerRunning { name });
+        Ok(())
+    }
+
+    /// Releases everything of the task on the host. Returns what failed.
+    fn cleanup(&mut self) -> Vec<String> {
+        let mut errs = Vec::new();
+        for c in &mut self.ctrs {
+            if c.created
+                && let Err(e) = self.runc.delete(&c.id)
+            {
+                // Already gone is fine.
+                if self.runc.state(&c.id).is_ok() {
+                    errs.push(e.to_string());
+                }
+            }
+            for r in c.readers.drain(..) {
+                let _ = r.join();
+            }
+        }
+        for m in self.overlays.drain(..).rev() {
+            if let Err(e) = mounts::unmount(&m) {
+                errs.push(e.to_string());
+            }
+        }
+        if let Some(n) = &self.net
+            && let Err(e) = n.teardown()
+        {
+            errs.push(e.to_string());
+        }
+        if let Some(g) = &self.cgroup
+            && let Err(e) = g.remove()
+        {
+            errs.push(e.to_string());
+        }
+        errs
+    }
+}
+
+enum Deps {
+    Ready,
+    Wait,
+    Never(String),
+}
+
+/// The host's resolver configuration for the task (a systemd-resolved stub
+/// on 127.0.0.53 is useless inside the task's namespace: use its upstream
+/// list instead).
+fn host_resolv_conf() -> String {
+    let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    if host.contains("nameserver 127.")
+        && let Ok(up) = fs::read_to_string("/run/systemd/resolve/resolv.conf")
+    {
+        return up;
+    }
+    host
+}
