@@ -10,7 +10,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 use libcryptsetup_rs::consts::flags::{CryptPbkdf, CryptVolumeKey};
-use libcryptsetup_rs::consts::vals::{CryptKdf, EncryptionFormat};
+use libcryptsetup_rs::consts::vals::{CryptKdf, EncryptionFormat, KeyslotsSize, MetadataSize};
 use libcryptsetup_rs::{
     CryptDevice, CryptInit, CryptParamsLuks2, CryptParamsLuks2Ref, CryptPbkdfType, Either,
     LibcryptErr, TokenInput,
@@ -24,9 +24,15 @@ use crate::size::{SizeError, check_size};
 pub const TOKEN_TYPE: &str = "ferry-kms";
 /// PBKDF2 iterations for keyslot 0 (the LUKS2 minimum; the passphrase is 512 random bits).
 pub const PBKDF2_ITERATIONS: u32 = 1000;
-/// Bytes before the data segment with libcryptsetup's default LUKS2 layout
-/// (2 x 16 KiB JSON areas + keyslots area, aligned to 1 MiB).
-pub const DEFAULT_DATA_OFFSET: u64 = 16 << 20;
+/// Bytes before the data segment in ferry's layout: 2 x 16 KiB header areas
+/// plus a 992 KiB keyslots area (room for three 512-bit PBKDF2 keyslots of
+/// 252 KiB each). cryptsetup's default is a 16 MiB keyslots area, whose random
+/// wipe alone takes most of a 300 ms budget; 1 MiB keeps the data aligned.
+pub const DATA_OFFSET: u64 = 1 << 20;
+const METADATA_AREA: u64 = 16 << 10;
+/// Bytes shred overwrites when the header is too damaged to say where data
+/// starts: covers cryptsetup's default layout (16 MiB) as well as ours.
+pub const WIPE_FALLBACK: u64 = 16 << 20;
 
 const LUKS_MAGIC: &[u8; 6] = b"LUKS\xba\xbe";
 const LUKS_MAGIC_SECONDARY: &[u8; 6] = b"SKUL\xba\xbe";
@@ -143,7 +149,7 @@ pub fn format(image: &Path, opts: &FormatOptions<'_>) -> Result<(), FormatError>
             }
         })?;
     let r = file
-        .set_len(DEFAULT_DATA_OFFSET + opts.size)
+        .set_len(DATA_OFFSET + opts.size)
         .map_err(FormatError::Create)
         .and_then(|()| format_header(image, opts.passphrase, token.as_ref()))
         .and_then(|()| file.sync_all().map_err(FormatError::Create));
@@ -172,6 +178,11 @@ fn format_header(
     dev.settings_handle()
         .set_pbkdf_type(&pbkdf)
         .map_err(crypt("pbkdf"))?;
+    let keyslots = KeyslotsSize::try_from(DATA_OFFSET - 2 * METADATA_AREA)
+        .map_err(crypt("keyslots size"))?;
+    dev.settings_handle()
+        .set_metadata_size(MetadataSize::Kb16, keyslots)
+        .map_err(crypt("metadata size"))?;
     let params = CryptParamsLuks2 {
         pbkdf: None,
         integrity: None,

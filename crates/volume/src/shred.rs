@@ -8,7 +8,7 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::luks::{self, DEFAULT_DATA_OFFSET, HeaderKind, OpenError};
+use crate::luks::{self, HeaderKind, WIPE_FALLBACK};
 
 /// Errors shredding.
 #[derive(Debug, thiserror::Error)]
@@ -32,10 +32,10 @@ pub fn shred(image: &Path) -> Result<(), ShredError> {
     }
     let len = file.metadata()?.len();
     // A readable header tells exactly where data starts; a damaged one gets the
-    // default layout's 16 MiB, which covers both headers and all keyslots.
+    // 16 MiB, which covers both headers and all keyslots of any default layout.
     let area = match luks::data_offset(image) {
         Ok(off) if off > 0 => off,
-        Ok(_) | Err(OpenError::CorruptHeader) | Err(_) => DEFAULT_DATA_OFFSET,
+        _ => WIPE_FALLBACK,
     }
     .min(len);
     let mut buf = vec![0u8; 1 << 20];
