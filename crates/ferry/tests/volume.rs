@@ -3,6 +3,8 @@
 //! Every test makes its own temp dir (prefix `ferry-voltest-`) and cleans up
 //! only what it made. Volumes are 1 GiB except the one 20 GiB sparse check.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -73,7 +75,8 @@ impl Drop for Fixture {
                 let _ = Command::new(FERRY).args(["volume", "unmount"]).arg(m).output();
             }
         }
-        for extra in ["backing"] {
+        {
+            let extra = "backing";
             let p = self.path(extra);
             if is_mounted(&p) {
                 let _ = Command::new("umount").arg("-l").arg(&p).output();

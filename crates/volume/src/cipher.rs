@@ -57,7 +57,7 @@ impl SectorCipher {
 }
 
 fn run(ctx: &mut CipherCtx, encrypt: bool, first: u64, input: &[u8], output: &mut [u8]) -> Result<(), CipherError> {
-    if input.len() % SECTOR != 0 || output.len() < input.len() {
+    if !input.len().is_multiple_of(SECTOR) || output.len() < input.len() {
         return Err(CipherError::Length(input.len()));
     }
     for (i, (src, dst)) in input
@@ -93,6 +93,7 @@ pub fn is_zero(buf: &[u8]) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -164,7 +164,7 @@ impl VolumeFs {
     }
 
     fn do_write(&self, offset: u64, data: &[u8]) -> Result<u32, Errno> {
-        if offset % SECTOR as u64 != 0 || data.len() % SECTOR != 0 {
+        if !offset.is_multiple_of(SECTOR as u64) || !data.len().is_multiple_of(SECTOR) {
             // The loop device (4096-byte logical blocks) only sends whole sectors.
             return Err(Errno::from_i32(libc::EINVAL));
         }
@@ -201,7 +201,7 @@ impl VolumeFs {
         if mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE) != 0 {
             // A hole is a run of zero ciphertext, which reads as plaintext zeros;
             // a partial sector cannot be zeroed that way, so callers fall back.
-            if offset % SECTOR as u64 != 0 || length % SECTOR as u64 != 0 {
+            if !offset.is_multiple_of(SECTOR as u64) || !length.is_multiple_of(SECTOR as u64) {
                 return Err(Errno::from_i32(libc::EOPNOTSUPP));
             }
             return sys::punch_hole(fd, self.data_offset + offset, length).map_err(Errno::from);

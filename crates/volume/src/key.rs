@@ -115,6 +115,7 @@ impl fmt::Debug for VolumeKey {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -500,6 +500,7 @@ fn is_mount_point(p: &Path) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

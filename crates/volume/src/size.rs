@@ -45,13 +45,14 @@ pub fn check_size(bytes: u64) -> Result<(), SizeError> {
     if !(MIN_SIZE..=MAX_SIZE).contains(&bytes) {
         return Err(SizeError::Range(bytes));
     }
-    if bytes % 4096 != 0 {
+    if !bytes.is_multiple_of(4096) {
         return Err(SizeError::Alignment(bytes));
     }
     Ok(())
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
