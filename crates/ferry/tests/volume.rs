@@ -72,7 +72,10 @@ impl Drop for Fixture {
         // Best effort after a failed assertion: leave no mount or server behind.
         for m in self.mounts.iter().rev() {
             if is_mounted(m) {
-                let _ = Command::new(FERRY).args(["volume", "unmount"]).arg(m).output();
+                let _ = Command::new(FERRY)
+                    .args(["volume", "unmount"])
+                    .arg(m)
+                    .output();
             }
         }
         {
@@ -116,11 +119,26 @@ fn p(p: &Path) -> &str {
 }
 
 fn format(img: &Path, size: &str, key: &Path) {
-    ok(ferry(&["volume", "format", p(img), "--size", size, "--key-file", p(key)]));
+    ok(ferry(&[
+        "volume",
+        "format",
+        p(img),
+        "--size",
+        size,
+        "--key-file",
+        p(key),
+    ]));
 }
 
 fn mount(img: &Path, dir: &Path, key: &Path) {
-    ok(ferry(&["volume", "mount", p(img), p(dir), "--key-file", p(key)]));
+    ok(ferry(&[
+        "volume",
+        "mount",
+        p(img),
+        p(dir),
+        "--key-file",
+        p(key),
+    ]));
 }
 
 fn unmount(dir: &Path) {
@@ -167,8 +185,8 @@ fn stack_of(dir: &Path) -> (String, PathBuf, u32) {
 
 fn assert_all_gone(loop_name: &str, fuse_file: &Path, pid: u32, dir: &Path) {
     assert!(!is_mounted(dir), "ext4 still mounted");
-    let backing = fs::read_to_string(format!("/sys/block/{loop_name}/loop/backing_file"))
-        .unwrap_or_default();
+    let backing =
+        fs::read_to_string(format!("/sys/block/{loop_name}/loop/backing_file")).unwrap_or_default();
     assert!(
         !backing.contains(fuse_file.to_str().unwrap()),
         "loop device still attached"
@@ -182,7 +200,13 @@ fn assert_all_gone(loop_name: &str, fuse_file: &Path, pid: u32, dir: &Path) {
     );
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     assert!(
-        stat.is_empty() || stat.rsplit_once(')').unwrap().1.trim_start().starts_with('Z'),
+        stat.is_empty()
+            || stat
+                .rsplit_once(')')
+                .unwrap()
+                .1
+                .trim_start()
+                .starts_with('Z'),
         "server process {pid} still running"
     );
 }
@@ -325,11 +349,7 @@ fn encrypted_volume_is_standard_luks2_and_decrypts_independently() {
     for (inside, want) in [("/a.txt", &marker), ("/sub/big.bin", &big)] {
         let out = fx.path("dumped");
         let _ = fs::remove_file(&out);
-        run(Command::new("debugfs").args([
-            "-R",
-            &format!("dump {inside} {}", p(&out)),
-            p(&plain),
-        ]));
+        run(Command::new("debugfs").args(["-R", &format!("dump {inside} {}", p(&out)), p(&plain)]));
         assert_eq!(&fs::read(&out).unwrap(), want, "{inside} differs");
     }
 
@@ -459,7 +479,13 @@ fn writer_in_memory_limited_cgroup_completes_and_verifies() {
     } else {
         // This host drops CAP_SYS_RESOURCE, so PR_SET_IO_FLUSHER cannot be set;
         // the server must say so (and rely on O_DIRECT + mlockall, tested below).
-        let runtime = stack_of(&dir).1.parent().unwrap().parent().unwrap().to_path_buf();
+        let runtime = stack_of(&dir)
+            .1
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_path_buf();
         let log = fs::read_to_string(runtime.join("server.log")).unwrap();
         assert!(log.contains("PR_SET_IO_FLUSHER unavailable"), "{log}");
         eprintln!("note: no CAP_SYS_RESOURCE here; PF_MEMALLOC_NOIO not checked");
@@ -548,7 +574,14 @@ fn bad_inputs_get_one_line_errors_and_change_nothing() {
         "wrong passphrase",
     );
     one_line_error(
-        ferry(&["volume", "mount", p(&img), p(&fx.path("nope")), "--key-file", p(&key)]),
+        ferry(&[
+            "volume",
+            "mount",
+            p(&img),
+            p(&fx.path("nope")),
+            "--key-file",
+            p(&key),
+        ]),
         "does not exist",
     );
     assert_eq!(sha(&img), before, "a failed mount changed the image");
@@ -570,7 +603,14 @@ fn bad_inputs_get_one_line_errors_and_change_nothing() {
         ("luks1.img", vec!["--type", "luks1"], "LUKS version 1"),
         (
             "cbc.img",
-            vec!["--type", "luks2", "--cipher", "aes-cbc-essiv:sha256", "--key-size", "256"],
+            vec![
+                "--type",
+                "luks2",
+                "--cipher",
+                "aes-cbc-essiv:sha256",
+                "--key-size",
+                "256",
+            ],
             "unsupported cipher aes-cbc-essiv:sha256",
         ),
     ] {
@@ -606,13 +646,29 @@ fn bad_inputs_get_one_line_errors_and_change_nothing() {
     // Sizes outside 1..=200 GiB create nothing.
     for size in ["0", "1023MiB", "201GiB", "lots"] {
         let f = fx.path("sized.img");
-        let out = ferry(&["volume", "format", p(&f), "--size", size, "--key-file", p(&key)]);
+        let out = ferry(&[
+            "volume",
+            "format",
+            p(&f),
+            "--size",
+            size,
+            "--key-file",
+            p(&key),
+        ]);
         one_line_error(out, "size");
         assert!(!f.exists(), "format --size {size} created a file");
     }
     // Format never overwrites.
     one_line_error(
-        ferry(&["volume", "format", p(&img), "--size", "1GiB", "--key-file", p(&key)]),
+        ferry(&[
+            "volume",
+            "format",
+            p(&img),
+            "--size",
+            "1GiB",
+            "--key-file",
+            p(&key),
+        ]),
         "already exists",
     );
     assert_eq!(sha(&img), before);
@@ -633,8 +689,23 @@ fn key_file_from_stdin() {
             .output()
             .unwrap()
     };
-    ok(stdin_run(&["volume", "format", p(&img), "--size", "1GiB", "--key-file", "-"]));
-    ok(stdin_run(&["volume", "mount", p(&img), p(&dir), "--key-file", "-"]));
+    ok(stdin_run(&[
+        "volume",
+        "format",
+        p(&img),
+        "--size",
+        "1GiB",
+        "--key-file",
+        "-",
+    ]));
+    ok(stdin_run(&[
+        "volume",
+        "mount",
+        p(&img),
+        p(&dir),
+        "--key-file",
+        "-",
+    ]));
     fs::write(dir.join("f"), b"via stdin").unwrap();
     unmount(&dir);
     mount(&img, &dir, &key);
@@ -687,7 +758,12 @@ fn shred_leaves_nothing_and_header_is_unrecoverable() {
         .unwrap();
     assert!(!dump.status.success(), "cryptsetup still reads a header");
     let vk = Command::new("cryptsetup")
-        .args(["luksDump", "--dump-volume-key", "--batch-mode", "--key-file"])
+        .args([
+            "luksDump",
+            "--dump-volume-key",
+            "--batch-mode",
+            "--key-file",
+        ])
         .arg(&key)
         .arg(&witness)
         .output()
@@ -724,7 +800,14 @@ fn plain_mode_uses_the_same_stack_unencrypted() {
     let mut fx = Fixture::new();
     let img = fx.path("plain.img");
     let dir = fx.mount_dir("mnt");
-    ok(ferry(&["volume", "format", p(&img), "--size", "1GiB", "--plain"]));
+    ok(ferry(&[
+        "volume",
+        "format",
+        p(&img),
+        "--size",
+        "1GiB",
+        "--plain",
+    ]));
     ok(ferry(&["volume", "mount", p(&img), p(&dir), "--plain"]));
     let (loop_name, _, _) = stack_of(&dir);
     assert_eq!(
@@ -747,7 +830,14 @@ fn used_volume_without_ext4_is_not_reformatted() {
     let mut fx = Fixture::new();
     let img = fx.path("plain.img");
     let dir = fx.mount_dir("mnt");
-    ok(ferry(&["volume", "format", p(&img), "--size", "1GiB", "--plain"]));
+    ok(ferry(&[
+        "volume",
+        "format",
+        p(&img),
+        "--size",
+        "1GiB",
+        "--plain",
+    ]));
     // Data somewhere, but no ext4 superblock.
     fs::OpenOptions::new()
         .write(true)

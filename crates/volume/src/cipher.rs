@@ -46,17 +46,33 @@ impl SectorCipher {
 
     /// Encrypts whole sectors from `input` into `output`; `first` is the
     /// sector number (tweak) of the first sector.
-    pub fn encrypt(&mut self, first: u64, input: &[u8], output: &mut [u8]) -> Result<(), CipherError> {
+    pub fn encrypt(
+        &mut self,
+        first: u64,
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<(), CipherError> {
         run(&mut self.enc, true, first, input, output)
     }
 
     /// Decrypts whole sectors; see [`SectorCipher::encrypt`].
-    pub fn decrypt(&mut self, first: u64, input: &[u8], output: &mut [u8]) -> Result<(), CipherError> {
+    pub fn decrypt(
+        &mut self,
+        first: u64,
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<(), CipherError> {
         run(&mut self.dec, false, first, input, output)
     }
 }
 
-fn run(ctx: &mut CipherCtx, encrypt: bool, first: u64, input: &[u8], output: &mut [u8]) -> Result<(), CipherError> {
+fn run(
+    ctx: &mut CipherCtx,
+    encrypt: bool,
+    first: u64,
+    input: &[u8],
+    output: &mut [u8],
+) -> Result<(), CipherError> {
     if !input.len().is_multiple_of(SECTOR) || output.len() < input.len() {
         return Err(CipherError::Length(input.len()));
     }
@@ -89,7 +105,8 @@ pub fn tweak(sector: u64) -> [u8; 16] {
 pub fn is_zero(buf: &[u8]) -> bool {
     // OR-fold 64-byte chunks (vectorises), stopping at the first non-zero chunk:
     // real ciphertext almost always differs from zero in its first chunk.
-    buf.chunks(64).all(|c| c.iter().fold(0u8, |a, &b| a | b) == 0)
+    buf.chunks(64)
+        .all(|c| c.iter().fold(0u8, |a, &b| a | b) == 0)
 }
 
 #[cfg(test)]
@@ -131,7 +148,10 @@ mod tests {
     fn rejects_partial_sectors() {
         let mut c = SectorCipher::new(&key()).unwrap();
         let mut out = vec![0u8; 100];
-        assert!(matches!(c.encrypt(0, &[0u8; 100], &mut out), Err(CipherError::Length(100))));
+        assert!(matches!(
+            c.encrypt(0, &[0u8; 100], &mut out),
+            Err(CipherError::Length(100))
+        ));
     }
 
     #[test]

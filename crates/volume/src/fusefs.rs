@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    InitFlags, KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, Request, WriteFlags,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyWrite, Request, WriteFlags,
 };
 
 use crate::cipher::{SECTOR, SectorCipher, is_zero};
@@ -136,11 +136,11 @@ impl VolumeFs {
                 Some(c) => {
                     grow(&mut w.b, len);
                     let first = start / SECTOR as u64;
-                    for (i, (ct, pt)) in w.a
-                        .slice(len)
-                        .chunks_exact(SECTOR)
-                        .zip(w.b[..len].chunks_exact_mut(SECTOR))
-                        .enumerate()
+                    for (i, (ct, pt)) in
+                        w.a.slice(len)
+                            .chunks_exact(SECTOR)
+                            .zip(w.b[..len].chunks_exact_mut(SECTOR))
+                            .enumerate()
                     {
                         if is_zero(ct) {
                             pt.fill(0);

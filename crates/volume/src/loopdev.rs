@@ -49,7 +49,12 @@ impl LoopDevice {
                 sys::LO_FLAGS_AUTOCLEAR | sys::LO_FLAGS_DIRECT_IO,
                 name,
             ) {
-                Ok(()) => return Ok(LoopDevice { file: dev, number: n }),
+                Ok(()) => {
+                    return Ok(LoopDevice {
+                        file: dev,
+                        number: n,
+                    });
+                }
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => continue,
                 Err(e) => return Err(e.into()),
             }

@@ -82,7 +82,9 @@ pub enum OpenError {
     #[error("corrupt LUKS2 header")]
     CorruptHeader,
     /// The header describes something other than aes-xts-plain64 / 512 bits / 4096-byte sectors.
-    #[error("unsupported cipher {0} (ferry volumes are aes-xts-plain64, 512-bit key, 4096-byte sectors)")]
+    #[error(
+        "unsupported cipher {0} (ferry volumes are aes-xts-plain64, 512-bit key, 4096-byte sectors)"
+    )]
     UnsupportedCipher(String),
     /// No keyslot opens with this passphrase.
     #[error("wrong passphrase")]
@@ -120,6 +122,23 @@ pub struct Opened {
     pub data_offset: u64,
     /// Bytes in the data segment.
     pub data_size: u64,
+}
+
+/// libcryptsetup's default logger prints to stdout and stderr (e.g. a warning
+/// about the small keyslots area); ferry reports its own one-line errors.
+///
+/// # Safety
+/// Never dereferences its arguments, so any values are fine.
+unsafe extern "C" fn discard_log(
+    _level: std::ffi::c_int,
+    _msg: *const std::ffi::c_char,
+    _usrptr: *mut std::ffi::c_void,
+) {
+}
+
+fn quiet_libcryptsetup() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| libcryptsetup_rs::set_log_callback::<()>(Some(discard_log), None));
 }
 
 /// Creates `image` as a sparse LUKS2 container with a `size`-byte data segment.
@@ -164,6 +183,7 @@ fn format_header(
     passphrase: &Passphrase,
     token: Option<&serde_json::Value>,
 ) -> Result<(), FormatError> {
+    quiet_libcryptsetup();
     let crypt = |step| move |source| FormatError::Crypt { step, source };
     let mut dev = CryptInit::init(image).map_err(crypt("init"))?;
     let pbkdf = CryptPbkdfType {
@@ -178,8 +198,8 @@ fn format_header(
     dev.settings_handle()
         .set_pbkdf_type(&pbkdf)
         .map_err(crypt("pbkdf"))?;
-    let keyslots = KeyslotsSize::try_from(DATA_OFFSET - 2 * METADATA_AREA)
-        .map_err(crypt("keyslots size"))?;
+    let keyslots =
+        KeyslotsSize::try_from(DATA_OFFSET - 2 * METADATA_AREA).map_err(crypt("keyslots size"))?;
     dev.settings_handle()
         .set_metadata_size(MetadataSize::Kb16, keyslots)
         .map_err(crypt("metadata size"))?;
@@ -253,6 +273,7 @@ fn load(image: &Path) -> Result<CryptDevice, OpenError> {
         HeaderKind::Luks(v) => return Err(OpenError::OtherVersion(v)),
     }
     drop(file);
+    quiet_libcryptsetup();
     let mut dev = CryptInit::init(image).map_err(|source| OpenError::Crypt {
         step: "init",
         source,
@@ -274,8 +295,7 @@ pub fn open(image: &Path, passphrase: &Passphrase) -> Result<Opened, OpenError> 
     };
     let key_size = dev.status_handle().get_volume_key_size();
     let sector = libcryptsetup_rs::get_sector_size(Some(&mut dev));
-    if cipher != "aes-xts-plain64" || key_size != VOLUME_KEY_LEN as i32 || sector != SECTOR as i32
-    {
+    if cipher != "aes-xts-plain64" || key_size != VOLUME_KEY_LEN as i32 || sector != SECTOR as i32 {
         return Err(OpenError::UnsupportedCipher(format!(
             "{cipher}, {} bits, {sector}-byte sectors",
             key_size * 8
@@ -320,4 +340,92 @@ pub fn read_token(image: &Path) -> Result<Option<serde_json::Value>, OpenError> 
 pub fn data_offset(image: &Path) -> Result<u64, OpenError> {
     let mut dev = load(image)?;
     Ok(dev.status_handle().get_data_offset() * 512)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn pass(b: u8) -> Passphrase {
+        Passphrase::new(vec![b; 64]).unwrap()
+    }
+
+    #[test]
+    fn format_then_open_with_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("v.img");
+        let token = serde_json::json!({"keyArn": "arn:aws:kms:r:1:key/k", "wrappedKey": "AQID"});
+        let p = pass(1);
+        format(
+            &img,
+            &FormatOptions {
+                size: crate::size::GIB,
+                passphrase: &p,
+                token: Some(&token),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::metadata(&img).unwrap().len(),
+            DATA_OFFSET + crate::size::GIB
+        );
+        let opened = open(&img, &p).unwrap();
+        assert_eq!(opened.data_offset, DATA_OFFSET);
+        assert_eq!(opened.data_size, crate::size::GIB);
+        assert!(opened.key.expose().iter().any(|&b| b != 0));
+        let t = read_token(&img).unwrap().unwrap();
+        assert_eq!(t["type"], TOKEN_TYPE);
+        assert_eq!(t["keyArn"], "arn:aws:kms:r:1:key/k");
+        assert_eq!(t["keyslots"], serde_json::json!(["0"]));
+        assert!(matches!(
+            open(&img, &pass(2)),
+            Err(OpenError::WrongPassphrase)
+        ));
+        // Format never overwrites.
+        let again = format(
+            &img,
+            &FormatOptions {
+                size: crate::size::GIB,
+                passphrase: &p,
+                token: None,
+            },
+        );
+        assert!(matches!(again, Err(FormatError::Exists(_))));
+    }
+
+    #[test]
+    fn rejects_non_object_token_and_bad_size_without_creating() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("v.img");
+        let p = pass(1);
+        let t = serde_json::json!([1, 2]);
+        let r = format(
+            &img,
+            &FormatOptions {
+                size: crate::size::GIB,
+                passphrase: &p,
+                token: Some(&t),
+            },
+        );
+        assert!(matches!(r, Err(FormatError::Token)));
+        let r = format(
+            &img,
+            &FormatOptions {
+                size: 0,
+                passphrase: &p,
+                token: None,
+            },
+        );
+        assert!(matches!(r, Err(FormatError::Size(_))));
+        assert!(!img.exists());
+    }
+
+    #[test]
+    fn not_luks() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("junk");
+        std::fs::write(&img, vec![7u8; 1 << 20]).unwrap();
+        assert!(matches!(open(&img, &pass(1)), Err(OpenError::NotLuks2)));
+    }
 }

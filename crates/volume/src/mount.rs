@@ -360,7 +360,9 @@ pub fn unmount(target: &Path) -> Result<(), UnmountError> {
         .strip_suffix_path(&Path::new("fuse").join(FILE_NAME))
         .filter(|d| d.join("pid").is_file())
         .ok_or_else(|| UnmountError::NotFerry(shown.clone()))?;
-    teardown(&target, &loop_name, &runtime_dir, |pid| stop_server(pid, None))
+    teardown(&target, &loop_name, &runtime_dir, |pid| {
+        stop_server(pid, None)
+    })
 }
 
 trait StripSuffixPath {

@@ -9,8 +9,8 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -78,7 +78,9 @@ fn harden() -> Result<(), ServeError> {
     // still avoids the deadlock (O_DIRECT backing I/O dirties no page cache,
     // all memory locked), so it says so in its log and goes on.
     if let Err(e) = sys::set_io_flusher() {
-        eprintln!("ferry-volume: PR_SET_IO_FLUSHER unavailable ({e}); relying on O_DIRECT and mlockall");
+        eprintln!(
+            "ferry-volume: PR_SET_IO_FLUSHER unavailable ({e}); relying on O_DIRECT and mlockall"
+        );
     }
     // No page of this process (key, buffers, code) needs I/O to come back.
     sys::lock_all_memory().map_err(h("mlockall"))?;
@@ -122,7 +124,11 @@ fn start(args: &ServeArgs) -> Result<(Session, &'static str), ServeError> {
         ))?;
         let opened = luks::open(&args.image, &pass)?;
         drop(pass);
-        (Some(Arc::new(opened.key)), opened.data_offset, opened.data_size)
+        (
+            Some(Arc::new(opened.key)),
+            opened.data_offset,
+            opened.data_size,
+        )
     };
     let backing = open_backing(&args.image).map_err(ServeError::Image)?;
     let blank = sys::seek_data(backing.as_fd(), data_offset)
@@ -157,7 +163,10 @@ fn open_backing(image: &Path) -> std::io::Result<std::fs::File> {
     match o.clone().custom_flags(libc::O_DIRECT).open(image) {
         Ok(f) => Ok(f),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            eprintln!("ferry-volume: O_DIRECT refused on {}; using buffered I/O", image.display());
+            eprintln!(
+                "ferry-volume: O_DIRECT refused on {}; using buffered I/O",
+                image.display()
+            );
             o.open(image)
         }
         Err(e) => Err(e),

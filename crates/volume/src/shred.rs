@@ -14,8 +14,13 @@ use crate::luks::{self, HeaderKind, WIPE_FALLBACK};
 #[derive(Debug, thiserror::Error)]
 pub enum ShredError {
     /// The image could not be opened, written or removed.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The image.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// No LUKS header: refusing to delete a file that is not a ferry volume.
     #[error("not a LUKS2 volume (refusing to shred)")]
     NotLuks,
@@ -26,11 +31,19 @@ pub enum ShredError {
 
 /// Wipes the header area of `image` and deletes it.
 pub fn shred(image: &Path) -> Result<(), ShredError> {
-    let file = OpenOptions::new().read(true).write(true).open(image)?;
-    if luks::header_kind(&file)? == HeaderKind::None {
+    let io = |source| ShredError::Io {
+        path: image.to_path_buf(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(image)
+        .map_err(io)?;
+    if luks::header_kind(&file).map_err(io)? == HeaderKind::None {
         return Err(ShredError::NotLuks);
     }
-    let len = file.metadata()?.len();
+    let len = file.metadata().map_err(io)?.len();
     // A readable header tells exactly where data starts; a damaged one gets the
     // 16 MiB, which covers both headers and all keyslots of any default layout.
     let area = match luks::data_offset(image) {
@@ -43,11 +56,11 @@ pub fn shred(image: &Path) -> Result<(), ShredError> {
     while off < area {
         let n = (area - off).min(buf.len() as u64) as usize;
         openssl::rand::rand_bytes(&mut buf[..n])?;
-        file.write_all_at(&buf[..n], off)?;
+        file.write_all_at(&buf[..n], off).map_err(io)?;
         off += n as u64;
     }
-    file.sync_data()?;
+    file.sync_data().map_err(io)?;
     drop(file);
-    std::fs::remove_file(image)?;
+    std::fs::remove_file(image).map_err(io)?;
     Ok(())
 }

@@ -76,7 +76,13 @@ fn passphrase(key_file: &Path) -> anyhow::Result<volume::Passphrase> {
             .with_context(|| format!("cannot open key file {}", key_file.display()))?;
         volume::Passphrase::read_from(f)
     };
-    Ok(p?)
+    p.map_err(|e| flat("key file", e))
+}
+
+/// One line: the library errors' Display already carries their cause, so the
+/// chain is not repeated.
+fn flat(what: &str, e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{what}: {e}")
 }
 
 /// Runs `ferry volume`.
@@ -89,9 +95,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             token_file,
             plain,
         } => {
-            let size = volume::parse_size(&size).context("format")?;
+            let size = volume::parse_size(&size).map_err(|e| flat("format", e))?;
             if plain {
-                return volume::format_plain(&image, size).context("format");
+                return volume::format_plain(&image, size).map_err(|e| flat("format", e));
             }
             let token: Option<serde_json::Value> = match token_file {
                 None => None,
@@ -111,7 +117,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     token: token.as_ref(),
                 },
             )
-            .context("format")
+            .map_err(|e| flat("format", e))
         }
         Command::Mount {
             image,
@@ -133,13 +139,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 server: &server,
                 runtime_root: Path::new(volume::RUNTIME_ROOT),
             })
-            .context("mount")?;
+            .map_err(|e| flat("mount", e))?;
             // The volume keeps serving after this command exits.
             handle.detach();
             Ok(())
         }
-        Command::Unmount { dir } => volume::unmount(&dir).context("unmount"),
-        Command::Shred { image } => volume::shred(&image).context("shred"),
+        Command::Unmount { dir } => volume::unmount(&dir).map_err(|e| flat("unmount", e)),
+        Command::Shred { image } => volume::shred(&image).map_err(|e| flat("shred", e)),
         Command::Serve {
             image,
             runtime_dir,
@@ -151,7 +157,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 runtime_dir,
                 plain,
             })
-            .context("serve")
+            .map_err(|e| flat("serve", e))
         }
     }
 }
