@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Volume engine benchmark: fio inside (1) an encrypted ferry volume, (2) the
+# same FUSE/loop/ext4 stack over a plain image, (3) a plain directory on the
+# same disk, (4) gocryptfs; then the time of each step of a 20 GiB volume's life.
+# Prints a markdown report. Run as root from the repository root:
+#   cargo build --release -p ferry && bench/volume.sh | tee bench/results-volume.md
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FERRY=${FERRY_BIN:-$PWD/target/release/ferry}
+[ -x "$FERRY" ] || { echo "build first: cargo build --release -p ferry" >&2; exit 1; }
+for t in fio gocryptfs python3; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 1; }; done
+SIZE=${BENCH_SIZE:-1g}       # fio file size
+RUNTIME=${BENCH_RUNTIME:-10} # seconds per random job
+
+W=$(mktemp -d /var/tmp/ferry-volbench-XXXXXX)
+cleanup() {
+  for m in "$W"/enc "$W"/plain; do mountpoint -q "$m" && "$FERRY" volume unmount "$m" || true; done
+  mountpoint -q "$W/gc" && fusermount3 -u "$W/gc" || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+mkdir -p "$W"/{enc,plain,dir,gc,gc.cipher}
+head -c 64 /dev/urandom > "$W/key"
+
+"$FERRY" volume format "$W/enc.img" --size 20GiB --key-file "$W/key"
+"$FERRY" volume mount "$W/enc.img" "$W/enc" --key-file "$W/key"
+"$FERRY" volume format "$W/plain.img" --size 20GiB --plain
+"$FERRY" volume mount "$W/plain.img" "$W/plain" --plain
+head -c 32 /dev/urandom | base64 > "$W/gc.pass"
+gocryptfs -q -init -scryptn 10 -passfile "$W/gc.pass" "$W/gc.cipher" >/dev/null
+gocryptfs -q -passfile "$W/gc.pass" "$W/gc.cipher" "$W/gc"
+
+# name rw bs iodepth extra...
+JOBS=(
+  "seqwrite write 1M 8 --size=$SIZE"
+  "seqread read 1M 8 --size=$SIZE"
+  "randread randread 4k 16 --size=$SIZE --time_based --runtime=$RUNTIME"
+  "randwrite randwrite 4k 16 --size=$SIZE --time_based --runtime=$RUNTIME"
+)
+run_fio() { # dir name rw bs depth extra...
+  local dir=$1 name=$2 rw=$3 bs=$4 depth=$5; shift 5
+  fio --name="$name" --directory="$dir" --filename=fio.dat --rw="$rw" --bs="$bs" \
+      --iodepth="$depth" --ioengine=libaio --direct=1 --numjobs=1 --group_reporting \
+      --output-format=json "$@" 2>/dev/null |
+    python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; s=j["read"] if j["read"]["io_bytes"] else j["write"]; print(s["bw_bytes"]/1e6, s["iops"])'
+}
+declare -A BW IOPS
+for t in enc plain dir gc; do
+  for j in "${JOBS[@]}"; do
+    set -- $j
+    r=$(run_fio "$W/$t" "$@")
+    BW[$t.$1]=${r% *}; IOPS[$t.$1]=${r#* }
+  done
+  rm -f "$W/$t/fio.dat"
+done
+
+echo "## Volume engine benchmark"
+echo
+echo "$(date -u +%Y-%m-%dT%H:%MZ), $(uname -r), $(nproc) CPUs (shared), fio libaio direct=1, file $SIZE, random jobs ${RUNTIME}s."
+echo
+echo "| job | encrypted (MB/s / IOPS) | plain same stack | plain dir | gocryptfs | enc / plain stack | enc / plain dir | enc / gocryptfs |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+for j in "${JOBS[@]}"; do
+  set -- $j; n=$1
+  python3 - "$n" "${BW[enc.$n]}" "${IOPS[enc.$n]}" "${BW[plain.$n]}" "${IOPS[plain.$n]}" \
+      "${BW[dir.$n]}" "${IOPS[dir.$n]}" "${BW[gc.$n]}" "${IOPS[gc.$n]}" <<'PY'
+import sys
+n, *v = sys.argv[1:]
+e, ei, p, pi, d, di, g, gi = map(float, v)
+c = lambda b, i: f"{b:.0f} / {i:.0f}"
+r = lambda a, b: f"{a / b:.2f}" if b else "n/a"
+print(f"| {n} | {c(e, ei)} | {c(p, pi)} | {c(d, di)} | {c(g, gi)} | {r(e, p)} | {r(e, d)} | {r(e, g)} |")
+PY
+done
+
+"$FERRY" volume unmount "$W/enc"
+"$FERRY" volume unmount "$W/plain"
+rm -f "$W/enc.img" "$W/plain.img"
+
+# Life of a 20 GiB volume, each step timed (median of 5).
+ms() { local s=$(date +%s%N); "$@"; echo $(( ($(date +%s%N) - s) / 1000000 )); }
+declare -a F M U S T
+for i in 1 2 3 4 5; do
+  F+=($(ms "$FERRY" volume format "$W/t.img" --size 20GiB --key-file "$W/key"))
+  M+=($(ms "$FERRY" volume mount "$W/t.img" "$W/enc" --key-file "$W/key"))
+  U+=($(ms "$FERRY" volume unmount "$W/enc"))
+  S+=($(ms "$FERRY" volume shred "$W/t.img"))
+  T+=($(( F[-1] + M[-1] )))
+done
+med() { printf '%s\n' "$@" | sort -n | sed -n 3p; }
+echo
+echo "| 20 GiB volume step | ms (median of 5) |"
+echo "|---|---:|"
+echo "| format (create LUKS2, sparse) | $(med "${F[@]}") |"
+echo "| mount (unlock, FUSE, loop, mkfs.ext4, mount) | $(med "${M[@]}") |"
+echo "| create + mount | $(med "${T[@]}") |"
+echo "| unmount (ext4, loop, server) | $(med "${U[@]}") |"
+echo "| shred (wipe header+keyslots, delete) | $(med "${S[@]}") |"
