@@ -25,7 +25,7 @@ use oci_spec::image::{
 use serde::Deserialize;
 
 use super::unpack::{Compression, layer_reader};
-use super::{ImageError, ImageStore, Reference, copy_hashed, digest_hex, io_err};
+use super::{ImageError, ImageStore, Reference, copy_hashed, digest_hex, io_err, one_line};
 
 /// One image an import added or re-tagged.
 #[derive(Debug, Clone)]
@@ -115,8 +115,9 @@ fn normalize(p: &Path) -> Option<String> {
 fn stage(store: &ImageStore, archive: &Path) -> Result<Staging, ImageError> {
     let bad = |e: io::Error| {
         ImageError::Corrupt(format!(
-            "{}: not a valid image archive (truncated or corrupt): {e}",
-            archive.display()
+            "{}: not a valid image archive (truncated or corrupt): {}",
+            archive.display(),
+            one_line(&e.to_string())
         ))
     };
     let dir = tempfile::Builder::new()

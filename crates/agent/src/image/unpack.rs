@@ -12,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 
 use flate2::read::GzDecoder;
 
-use super::{Image, ImageError, ImageStore, io_err};
+use super::{Image, ImageError, ImageStore, io_err, one_line};
 
 const WHITEOUT: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
@@ -64,7 +64,7 @@ fn corrupt(blob: &Path) -> impl Fn(io::Error) -> ImageError + '_ {
         let why = std::error::Error::source(&e)
             .map(|s| format!(": {s}"))
             .unwrap_or_default();
-        ImageError::Corrupt(format!("layer {}: {e}{why}", blob.display()))
+        ImageError::Corrupt(one_line(&format!("layer {}: {e}{why}", blob.display())))
     }
 }
 
