@@ -88,7 +88,7 @@ pub fn apply_layer(blob: &Path, dest: &Path) -> Result<(), ImageError> {
         let mut entry = entry.map_err(corrupt(blob))?;
         let path = entry.path().map_err(corrupt(blob))?.into_owned();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.starts_with(WHITEOUT) {
+        if let Some(hidden) = name.strip_prefix(WHITEOUT) {
             // A whiteout whose directory is outside the rootfs (or behind
             // a symlink) hides nothing.
             let Some(target) = inside(dest, &path) else {
@@ -105,7 +105,7 @@ pub fn apply_layer(blob: &Path, dest: &Path) -> Result<(), ImageError> {
                     }
                 }
             } else {
-                let victim = target.with_file_name(&name[WHITEOUT.len()..]);
+                let victim = target.with_file_name(hidden);
                 if !written.contains(&victim) {
                     remove_any(&victim)?;
                 }
