@@ -500,6 +500,21 @@ fn missing_image_fails_to_start_and_stop_timeout_kills() {
     assert_eq!(events.lock().unwrap().len(), 1, "only Stopped expected");
     env.assert_no_leaks(&id, &root, &out);
 
+    // Stopped right away, while it is still starting: UserInitiated, and
+    // whatever was already made is released.
+    let id = task_id();
+    let root = env.task_root(&id);
+    let mut c = container("web", "httpd:2.4");
+    c.stop_timeout_secs = 1;
+    let (h, _) = run(&env, plan(&id, vec![c], vec![]), &root);
+    h.stop("UserInitiated", "changed my mind");
+    let out = h.wait().unwrap();
+    assert_eq!(
+        (out.stop_code.as_str(), out.stopped_reason.as_str()),
+        ("UserInitiated", "changed my mind")
+    );
+    env.assert_no_leaks(&id, &root, &out);
+
     // A command that does not exist: TaskFailedToStart from the runtime.
     let id = task_id();
     let root = env.task_root(&id);
