@@ -124,9 +124,13 @@ fn stage(store: &ImageStore, archive: &Path) -> Result<Staging, ImageError> {
         .prefix("import-")
         .tempdir_in(store.root().join("tmp"))
         .map_err(io_err("creating a temporary directory in the store"))?;
-    let mut file = BufReader::new(
-        File::open(archive).map_err(io_err(format!("opening {}", archive.display())))?,
-    );
+    // `-` reads the archive from stdin (`docker save httpd | ferry image import -`).
+    let source: Box<dyn Read> = if archive == Path::new("-") {
+        Box::new(io::stdin().lock())
+    } else {
+        Box::new(File::open(archive).map_err(io_err(format!("opening {}", archive.display())))?)
+    };
+    let mut file = BufReader::new(source);
     // `docker save | gzip` is common; accept a gzipped archive too.
     let mut magic = [0u8; 2];
     let n = file.read(&mut magic).map_err(bad)?;
@@ -190,7 +194,7 @@ struct Ready {
     names: Vec<Reference>,
 }
 
-/// Imports the archive at `path`. `name` (`NAME:TAG`) names the image when
+/// Imports the archive at `path` (`-`: standard input). `name` (`NAME:TAG`) names the image when
 /// the archive holds exactly one; otherwise the archive's own names are used.
 pub fn import(
     store: &ImageStore,
