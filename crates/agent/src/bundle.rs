@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{
-    Capability, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder, LinuxNamespace,
-    LinuxNamespaceType, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder,
+    Arch, Capability, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder, LinuxNamespace,
+    LinuxNamespaceType, LinuxResourcesBuilder, LinuxSeccomp, LinuxSeccompAction,
+    LinuxSeccompBuilder, LinuxSyscallBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder,
     Spec, UserBuilder, get_default_mounts,
 };
 
@@ -75,6 +76,60 @@ const CAPS: &[Capability] = &[
     Capability::Kill,
     Capability::AuditWrite,
 ];
+
+/// Syscalls refused (EPERM) on top of the capability set: kernel-global
+/// state that is not namespaced (keyrings, modules, kexec, swap, accounting,
+/// clock), and attack surface a web task does not need (bpf, userfaultfd,
+/// perf). A deny list rather than Docker's long allow list: the
+/// capability set already stops most of the rest.
+const DENIED_SYSCALLS: &[&str] = &[
+    "acct",
+    "add_key",
+    "bpf",
+    "clock_adjtime",
+    "clock_settime",
+    "delete_module",
+    "finit_module",
+    "init_module",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "lookup_dcookie",
+    "open_by_handle_at",
+    "perf_event_open",
+    "quotactl",
+    "reboot",
+    "request_key",
+    "settimeofday",
+    "swapoff",
+    "swapon",
+    "userfaultfd",
+];
+
+fn seccomp() -> Result<LinuxSeccomp, BundleError> {
+    // Every ABI this machine can run, or a 32-bit call would bypass the list.
+    let arches = match std::env::consts::ARCH {
+        "x86_64" => vec![Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32],
+        "aarch64" => vec![Arch::ScmpArchAarch64, Arch::ScmpArchArm],
+        _ => vec![Arch::ScmpArchNative],
+    };
+    Ok(LinuxSeccompBuilder::default()
+        .default_action(LinuxSeccompAction::ScmpActAllow)
+        .architectures(arches)
+        .syscalls(vec![
+            LinuxSyscallBuilder::default()
+                .names(
+                    DENIED_SYSCALLS
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>(),
+                )
+                .action(LinuxSeccompAction::ScmpActErrno)
+                .errno_ret(1u32)
+                .build()?,
+        ])
+        .build()?)
+}
 
 /// Builds the container's runtime spec (root path `rootfs`, relative to
 /// the bundle).
@@ -210,6 +265,7 @@ pub fn spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
         .collect();
         linux.set_namespaces(Some(namespaces));
         linux.set_cgroups_path(Some(PathBuf::from(&input.cgroups_path)));
+        linux.set_seccomp(Some(seccomp()?));
         // Deny all devices; the runtime adds the standard allowed set.
         linux.set_resources(Some(
             LinuxResourcesBuilder::default()
@@ -327,6 +383,12 @@ mod tests {
         let ns = s.linux().as_ref().unwrap().namespaces().as_ref().unwrap();
         assert!(ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network
             && n.path().as_deref() == Some(Path::new("/run/netns/ferry-x"))));
+        let sc = s.linux().as_ref().unwrap().seccomp().as_ref().unwrap();
+        assert_eq!(sc.default_action(), LinuxSeccompAction::ScmpActAllow);
+        let denied = sc.syscalls().as_ref().unwrap()[0].names();
+        assert!(
+            denied.contains(&"keyctl".to_string()) && denied.contains(&"kexec_load".to_string())
+        );
         let mounts = s.mounts().as_ref().unwrap();
         assert!(mounts.iter().any(|m| m.destination() == Path::new("/data")
             && m.options().as_ref().unwrap().contains(&"ro".to_string())));

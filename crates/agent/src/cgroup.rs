@@ -13,10 +13,10 @@ const CFS_PERIOD_US: u64 = 100_000;
 
 /// Errors creating a task cgroup.
 #[derive(Debug, thiserror::Error)]
-#[error("cgroup {path}: {source}")]
+#[error("cgroup {path}: {err}")]
 pub struct CgroupError {
     path: String,
-    source: io::Error,
+    err: io::Error,
 }
 
 /// A task's parent cgroup.
@@ -27,16 +27,16 @@ pub struct TaskCgroup {
 }
 
 fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
-    fs::write(path, value).map_err(|source| CgroupError {
+    fs::write(path, value).map_err(|err| CgroupError {
         path: path.display().to_string(),
-        source,
+        err,
     })
 }
 
 fn mkdir(path: &Path) -> Result<(), CgroupError> {
-    fs::create_dir_all(path).map_err(|source| CgroupError {
+    fs::create_dir_all(path).map_err(|err| CgroupError {
         path: path.display().to_string(),
-        source,
+        err,
     })
 }
 
@@ -131,10 +131,10 @@ impl TaskCgroup {
                         let _ = e;
                         std::thread::sleep(Duration::from_millis(50));
                     }
-                    Err(source) => {
+                    Err(err) => {
                         return Err(CgroupError {
                             path: dir.display().to_string(),
-                            source,
+                            err,
                         });
                     }
                 }

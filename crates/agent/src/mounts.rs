@@ -7,11 +7,11 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
 /// A failed mount or unmount.
 #[derive(Debug, thiserror::Error)]
-#[error("{op} {target}: {source}")]
+#[error("{op} {target}: {err}")]
 pub struct MountError {
     op: &'static str,
     target: String,
-    source: nix::Error,
+    err: nix::Error,
 }
 
 /// Mounts an overlay at `target`.
@@ -29,10 +29,10 @@ pub fn overlay(lower: &Path, upper: &Path, work: &Path, target: &Path) -> Result
         MsFlags::MS_NODEV,
         Some(opts.as_str()),
     )
-    .map_err(|source| MountError {
+    .map_err(|err| MountError {
         op: "mount overlay",
         target: target.display().to_string(),
-        source,
+        err,
     })
 }
 
@@ -44,9 +44,9 @@ pub fn unmount(target: &Path) -> Result<(), MountError> {
         Err(nix::Error::EBUSY) => umount2(target, MntFlags::MNT_DETACH),
         Err(e) => Err(e),
     }
-    .map_err(|source| MountError {
+    .map_err(|err| MountError {
         op: "umount",
         target: target.display().to_string(),
-        source,
+        err,
     })
 }

@@ -14,12 +14,12 @@ use nix::unistd::Pid;
 #[derive(Debug, thiserror::Error)]
 pub enum RuncError {
     /// The runtime binary could not be run.
-    #[error("running {bin}: {source}")]
+    #[error("running {bin}: {err}")]
     Exec {
         /// The binary.
         bin: String,
         /// OS error.
-        source: std::io::Error,
+        err: std::io::Error,
     },
     /// The runtime reported an error.
     #[error("runc {op} {id}: {msg}")]
@@ -50,9 +50,9 @@ impl Runc {
     }
 
     fn exec_err(&self) -> impl FnOnce(std::io::Error) -> RuncError + '_ {
-        |source| RuncError::Exec {
+        |err| RuncError::Exec {
             bin: self.bin.display().to_string(),
-            source,
+            err,
         }
     }
 

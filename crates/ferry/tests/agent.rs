@@ -355,6 +355,25 @@ fn source_document_httpd_task_serves_its_page_and_leaves_nothing() {
         assert_eq!(mem.unwrap().trim(), (512u64 << 20).to_string());
         assert_eq!(quota.unwrap().trim(), "25000");
     }
+    // The container runs under the agent's seccomp filter (mode 2) and
+    // without capabilities beyond Docker's defaults (no CAP_SYS_ADMIN).
+    let state = sh(&format!(
+        "runc --root {} state {id}-sample-fargate-app",
+        env.dir.join("state/runc").display()
+    ));
+    let pid = serde_json::from_str::<serde_json::Value>(&state).unwrap()["pid"]
+        .as_i64()
+        .unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.contains("Seccomp:\t2"), "{status}");
+    let capeff = status.lines().find(|l| l.starts_with("CapEff:")).unwrap();
+    let caps = u64::from_str_radix(capeff.split_whitespace().nth(1).unwrap(), 16).unwrap();
+    assert_eq!(caps & (1 << 21), 0, "CAP_SYS_ADMIN granted: {capeff}");
+    assert_ne!(
+        caps & (1 << 10),
+        0,
+        "CAP_NET_BIND_SERVICE missing: {capeff}"
+    );
     // DNS config comes from the host.
     let resolv = std::fs::read_to_string(root.join("etc/resolv.conf")).unwrap();
     assert_eq!(resolv, std::fs::read_to_string("/etc/resolv.conf").unwrap());
@@ -479,6 +498,21 @@ fn missing_image_fails_to_start_and_stop_timeout_kills() {
         out.stopped_reason
     );
     assert_eq!(events.lock().unwrap().len(), 1, "only Stopped expected");
+    env.assert_no_leaks(&id, &root, &out);
+
+    // Stopped right away, while it is still starting: UserInitiated, and
+    // whatever was already made is released.
+    let id = task_id();
+    let root = env.task_root(&id);
+    let mut c = container("web", "httpd:2.4");
+    c.stop_timeout_secs = 1;
+    let (h, _) = run(&env, plan(&id, vec![c], vec![]), &root);
+    h.stop("UserInitiated", "changed my mind");
+    let out = h.wait().unwrap();
+    assert_eq!(
+        (out.stop_code.as_str(), out.stopped_reason.as_str()),
+        ("UserInitiated", "changed my mind")
+    );
     env.assert_no_leaks(&id, &root, &out);
 
     // A command that does not exist: TaskFailedToStart from the runtime.

@@ -154,7 +154,8 @@ fn corrupt_or_truncated_archive_leaves_store_unchanged() {
     let docker = t.path().join("docker-bad.tar");
     testimage::write_docker_archive(&bad, &docker, "other:1");
     let garbage = t.path().join("garbage.tar");
-    std::fs::write(&garbage, b"this is not a tar archive at all").unwrap();
+    // Multi-line text the size of a tar header: tar's error quotes it.
+    std::fs::write(&garbage, "not a tar archive\n".repeat(40)).unwrap();
 
     for (f, want) in [
         (&trunc, "truncated or corrupt"),
@@ -209,4 +210,23 @@ fn bare_tag_in_oci_index_needs_a_name() {
     ]);
     assert!(ok, "{err}");
     assert!(out.starts_with("httpd:2.4\t"), "{out}");
+}
+
+#[test]
+fn import_from_stdin() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let docker = t.path().join("d.tar");
+    testimage::write_docker_archive(&testimage::httpd_image(), &docker, "piped:1");
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["image", "import", "-", "--data-dir", data.to_str().unwrap()])
+        .stdin(std::fs::File::open(&docker).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("piped:1\t"));
 }

@@ -25,7 +25,7 @@ use oci_spec::image::{
 use serde::Deserialize;
 
 use super::unpack::{Compression, layer_reader};
-use super::{ImageError, ImageStore, Reference, copy_hashed, digest_hex, io_err};
+use super::{ImageError, ImageStore, Reference, copy_hashed, digest_hex, io_err, one_line};
 
 /// One image an import added or re-tagged.
 #[derive(Debug, Clone)]
@@ -115,17 +115,22 @@ fn normalize(p: &Path) -> Option<String> {
 fn stage(store: &ImageStore, archive: &Path) -> Result<Staging, ImageError> {
     let bad = |e: io::Error| {
         ImageError::Corrupt(format!(
-            "{}: not a valid image archive (truncated or corrupt): {e}",
-            archive.display()
+            "{}: not a valid image archive (truncated or corrupt): {}",
+            archive.display(),
+            one_line(&e.to_string())
         ))
     };
     let dir = tempfile::Builder::new()
         .prefix("import-")
         .tempdir_in(store.root().join("tmp"))
         .map_err(io_err("creating a temporary directory in the store"))?;
-    let mut file = BufReader::new(
-        File::open(archive).map_err(io_err(format!("opening {}", archive.display())))?,
-    );
+    // `-` reads the archive from stdin (`docker save httpd | ferry image import -`).
+    let source: Box<dyn Read> = if archive == Path::new("-") {
+        Box::new(io::stdin().lock())
+    } else {
+        Box::new(File::open(archive).map_err(io_err(format!("opening {}", archive.display())))?)
+    };
+    let mut file = BufReader::new(source);
     // `docker save | gzip` is common; accept a gzipped archive too.
     let mut magic = [0u8; 2];
     let n = file.read(&mut magic).map_err(bad)?;
@@ -189,7 +194,7 @@ struct Ready {
     names: Vec<Reference>,
 }
 
-/// Imports the archive at `path`. `name` (`NAME:TAG`) names the image when
+/// Imports the archive at `path` (`-`: standard input). `name` (`NAME:TAG`) names the image when
 /// the archive holds exactly one; otherwise the archive's own names are used.
 pub fn import(
     store: &ImageStore,

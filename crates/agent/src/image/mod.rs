@@ -39,12 +39,12 @@ pub use reference::{Reference, ReferenceError};
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     /// A file operation failed.
-    #[error("{context}: {source}")]
+    #[error("{context}: {err}")]
     Io {
         /// What was being done.
         context: String,
         /// The OS error.
-        source: io::Error,
+        err: io::Error,
     },
     /// The archive or a blob is not what it claims to be.
     #[error("{0}")]
@@ -62,7 +62,7 @@ pub enum ImageError {
 
 pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> ImageError {
     let context = context.into();
-    move |source| ImageError::Io { context, source }
+    move |err| ImageError::Io { context, err }
 }
 
 /// One stored image: its manifest and config, resolved from a name.
@@ -131,7 +131,7 @@ impl ImageStore {
             .map_err(io_err(format!("opening {}", p.display())))?;
         Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| ImageError::Io {
             context: format!("locking {}", p.display()),
-            source: e.into(),
+            err: e.into(),
         })
     }
 
@@ -268,6 +268,20 @@ impl ImageStore {
         }
         Ok(reference)
     }
+}
+
+/// An error text from a parser, fit for a one-line message: tar's errors
+/// can quote raw header bytes (newlines, binary) from a foreign file.
+pub(crate) fn one_line(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    if s.chars().count() > 200 {
+        out.push_str("...");
+    }
+    out
 }
 
 /// `sha256:<hex>` -> `<hex>`, checked (it becomes a file name).

@@ -2,17 +2,17 @@
 //! whiteouts: `.wh.NAME` deletes NAME from the layers below, and
 //! `.wh..wh..opq` empties its directory of what the layers below put there.
 //!
-//! Each layer is read twice: first to apply its whiteouts (they only ever
-//! refer to lower layers, so applying them first is equivalent and does not
-//! depend on entry order), then to extract its files.
+//! Each layer is read once; see [`apply_layer`] for how whiteouts and the
+//! layer's own entries are kept apart.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 
 use flate2::read::GzDecoder;
 
-use super::{Image, ImageError, ImageStore, io_err};
+use super::{Image, ImageError, ImageStore, io_err, one_line};
 
 const WHITEOUT: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
@@ -64,40 +64,18 @@ fn corrupt(blob: &Path) -> impl Fn(io::Error) -> ImageError + '_ {
         let why = std::error::Error::source(&e)
             .map(|s| format!(": {s}"))
             .unwrap_or_default();
-        ImageError::Corrupt(format!("layer {}: {e}{why}", blob.display()))
+        ImageError::Corrupt(one_line(&format!("layer {}: {e}{why}", blob.display())))
     }
 }
 
-/// Applies one layer blob to `dest`.
+/// Applies one layer blob to `dest`, in one pass over the stream.
+///
+/// Whiteouts only ever hide lower layers, and a layer's own entries may
+/// come before or after its whiteouts in the tar, so the paths this layer
+/// wrote (and their parents) are remembered and never removed by its own
+/// whiteouts.
 pub fn apply_layer(blob: &Path, dest: &Path) -> Result<(), ImageError> {
     fs::create_dir_all(dest).map_err(io_err(format!("creating {}", dest.display())))?;
-    // Pass 1: whiteouts.
-    let (r, _) = layer_reader(blob)?;
-    let mut ar = tar::Archive::new(r);
-    for entry in ar.entries().map_err(corrupt(blob))? {
-        let entry = entry.map_err(corrupt(blob))?;
-        let path = entry.path().map_err(corrupt(blob))?.into_owned();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        if !name.starts_with(WHITEOUT) {
-            continue;
-        }
-        let parent = path.parent().unwrap_or(Path::new(""));
-        let Some(dir) = inside(dest, parent) else {
-            continue;
-        };
-        if name == OPAQUE {
-            if let Ok(rd) = fs::read_dir(&dir) {
-                for e in rd.flatten() {
-                    remove_any(&e.path())?;
-                }
-            }
-        } else if let Some(target) = inside(dest, &parent.join(&name[WHITEOUT.len()..])) {
-            remove_any(&target)?;
-        }
-    }
-    // Pass 2: files.
     let (r, _) = layer_reader(blob)?;
     let mut ar = tar::Archive::new(r);
     ar.set_preserve_permissions(true);
@@ -105,26 +83,56 @@ pub fn apply_layer(blob: &Path, dest: &Path) -> Result<(), ImageError> {
     ar.set_preserve_mtime(true);
     ar.set_unpack_xattrs(false);
     ar.set_overwrite(true);
+    let mut written: HashSet<PathBuf> = HashSet::new();
     for entry in ar.entries().map_err(corrupt(blob))? {
         let mut entry = entry.map_err(corrupt(blob))?;
         let path = entry.path().map_err(corrupt(blob))?.into_owned();
-        if path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(WHITEOUT))
-        {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if let Some(hidden) = name.strip_prefix(WHITEOUT) {
+            // A whiteout whose directory is outside the rootfs (or behind
+            // a symlink) hides nothing.
+            let Some(target) = inside(dest, &path) else {
+                continue;
+            };
+            if name == OPAQUE {
+                if let Some(dir) = target.parent()
+                    && let Ok(rd) = fs::read_dir(dir)
+                {
+                    for e in rd.flatten() {
+                        if !written.contains(&e.path()) {
+                            remove_any(&e.path())?;
+                        }
+                    }
+                }
+            } else {
+                let victim = target.with_file_name(hidden);
+                if !written.contains(&victim) {
+                    remove_any(&victim)?;
+                }
+            }
             continue;
         }
+        let Some(target) = inside(dest, &path) else {
+            // `.`, `/` or a path escaping the root: let tar decide (it
+            // refuses escapes and skips the root itself).
+            entry.unpack_in(dest).map_err(corrupt(blob))?;
+            continue;
+        };
         // A path that changes kind (dir <-> file/link) replaces what is below.
-        if let Some(target) = inside(dest, &path)
-            && let Ok(meta) = fs::symlink_metadata(&target)
-        {
+        if let Ok(meta) = fs::symlink_metadata(&target) {
             let new_is_dir = entry.header().entry_type() == tar::EntryType::Directory;
             if !(meta.is_dir() && new_is_dir) {
                 remove_any(&target)?;
             }
         }
         entry.unpack_in(dest).map_err(corrupt(blob))?;
+        let mut p = target.as_path();
+        while p != dest && written.insert(p.to_path_buf()) {
+            match p.parent() {
+                Some(parent) => p = parent,
+                None => break,
+            }
+        }
     }
     Ok(())
 }

@@ -28,12 +28,12 @@ pub struct Call<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum CniError {
     /// The plugin could not be run.
-    #[error("CNI plugin {plugin}: {source}")]
+    #[error("CNI plugin {plugin}: {err}")]
     Exec {
         /// Plugin name.
         plugin: String,
         /// OS error.
-        source: std::io::Error,
+        err: std::io::Error,
     },
     /// The plugin reported an error.
     #[error("CNI plugin {plugin} {command} failed: {msg}")]
@@ -60,9 +60,9 @@ pub fn exec(call: &Call<'_>) -> Result<serde_json::Value, CniError> {
         .filter(|t| !t.contains('/'))
         .ok_or(CniError::NoType)?
         .to_string();
-    let exec_err = |source| CniError::Exec {
+    let exec_err = |err| CniError::Exec {
         plugin: plugin.clone(),
-        source,
+        err,
     };
     let mut child = Command::new(call.bin_dir.join(&plugin))
         .env_clear()

@@ -17,7 +17,7 @@ pub struct Args {
 enum Command {
     /// Import an oci-archive or `docker save` tar.
     Import {
-        /// The archive file.
+        /// The archive file (`-` for standard input).
         file: PathBuf,
         /// Name the image NAME[:TAG] (default tag `latest`) instead of the
         /// archive's own name.
