@@ -5,7 +5,6 @@
 //! messages. No domain logic lives here.
 
 mod cli;
-#[allow(dead_code)] // wired into `ferry server` when the runtime lands
 mod wiring;
 
 use clap::Parser;

@@ -15,6 +15,13 @@ use ferry_kms::{Kms, RootKey};
 use ferry_proto::Caller;
 use ferry_store::Store;
 
+use crate::wiring;
+use crate::wiring::runtime::HostRuntime;
+
+/// How long a shutdown waits for running tasks to stop and be shredded
+/// (each container gets its `stopTimeout`, 30 s by default, after SIGTERM).
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
+
 /// Arguments of `ferry server`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -45,20 +52,69 @@ pub struct Shared {
 }
 
 /// Registers every service on the router.
-fn services(router: Router, shared: &Shared) -> anyhow::Result<Router> {
+fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Arc<HostRuntime>)> {
+    let logs = logs_service(shared)?;
+    let host = task_runtime(shared, logs.clone())?;
+    let runtime: Arc<dyn ferry_control::runtime::TaskRuntime> = host.clone();
     let router = router.json_service("kms", shared.kms.clone());
-    let router = router.json_service("ecs", ecs_service(shared)?);
-    Ok(router)
+    let router = router.json_service("logs", logs);
+    let router = router.json_service("ecs", ecs_service(shared, runtime)?);
+    Ok((router, host))
+}
+
+/// CloudWatch Logs, sealed at rest under a KMS data key.
+fn logs_service(shared: &Shared) -> anyhow::Result<Arc<ferry_logs::LogsService>> {
+    let key = wiring::logs::logs_key(
+        &shared.kms,
+        &shared.store,
+        &shared.account_id,
+        &shared.region,
+    )?;
+    Ok(Arc::new(ferry_logs::LogsService::new(
+        shared.store.clone(),
+        Arc::new(ferry_logs::AesGcmSealer::new(key)),
+        shared.account_id.clone(),
+        shared.region.clone(),
+    )))
+}
+
+/// The agent with per-task encrypted volumes. Releases whatever a previous
+/// server left behind.
+fn task_runtime(
+    shared: &Shared,
+    logs: Arc<ferry_logs::LogsService>,
+) -> anyhow::Result<Arc<HostRuntime>> {
+    let sink = Arc::new(wiring::logs::LogsSink(logs));
+    let agent = ferry_agent::Agent::new(
+        ferry_agent::AgentConfig::new(&shared.data_dir, sink).context("agent configuration")?,
+    )
+    .context("starting the agent")?;
+    let tasks_dir = wiring::runtime::tasks_dir(&shared.data_dir);
+    std::fs::create_dir_all(&tasks_dir)
+        .with_context(|| format!("creating {}", tasks_dir.display()))?;
+    let exe = std::env::current_exe().context("locating the ferry binary")?;
+    let keys = Arc::new(wiring::keys::KmsKeyProvider::new(shared.kms.clone()));
+    let storage = Arc::new(wiring::storage::VolumeStorage::new(
+        keys,
+        tasks_dir.clone(),
+        exe,
+    ));
+    let (runtime, problems) = HostRuntime::new(agent, storage, &tasks_dir);
+    for p in problems {
+        eprintln!("ferry: warning: releasing a previous server's task: {p}");
+    }
+    Ok(Arc::new(runtime))
 }
 
 /// The name the KMS gives the platform-managed key for Fargate ephemeral
 /// storage (used when a cluster has no customer-managed key).
 const PLATFORM_STORAGE_KEY: &str = ferry_kms::PLATFORM_KEY_ALIAS;
 
-/// The ECS control plane. Tasks go to `runtime`; until the agent is wired
-/// in, [`ferry_control::runtime::Unavailable`] makes every task fail to
-/// start with a reason that says so.
-fn ecs_service(shared: &Shared) -> anyhow::Result<Arc<ferry_control::EcsService>> {
+/// The ECS control plane; tasks go to `runtime`.
+fn ecs_service(
+    shared: &Shared,
+    runtime: Arc<dyn ferry_control::runtime::TaskRuntime>,
+) -> anyhow::Result<Arc<ferry_control::EcsService>> {
     use ferry_control::keys::KmsStorageKeys;
     let keys = KmsStorageKeys::new(
         shared.kms.clone(),
@@ -66,7 +122,6 @@ fn ecs_service(shared: &Shared) -> anyhow::Result<Arc<ferry_control::EcsService>
         &shared.region,
         PLATFORM_STORAGE_KEY,
     );
-    let runtime = Arc::new(ferry_control::runtime::Unavailable);
     let ecs = ferry_control::EcsService::new(
         ferry_control::EcsConfig::new(&shared.region, &shared.account_id),
         shared.store.clone(),
@@ -110,7 +165,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         dd.admin_secret.clone(),
         Caller::admin(&dd.account_id),
     );
-    let router = services(Router::new(Arc::new(keys), &args.region), &shared)?;
+    let (router, runtime) = services(Router::new(Arc::new(keys), &args.region), &shared)?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -131,6 +186,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             shared.data_dir.display()
         );
         ferry_api::serve(listener, router, shutdown_signal()).await.context("serving")?;
+        let left = tokio::task::spawn_blocking(move || runtime.drain(DRAIN_TIMEOUT))
+            .await
+            .unwrap_or(usize::MAX);
+        if left > 0 {
+            eprintln!("ferry: warning: {left} tasks were still stopping at exit; the next start releases them");
+        }
         eprintln!("ferry: stopped");
         anyhow::Ok(())
     })

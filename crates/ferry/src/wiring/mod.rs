@@ -3,5 +3,12 @@
 //!
 //! - [`keys`]: the agent's `KeyProvider` over the embedded KMS, called as
 //!   the Fargate service principal, as Fargate does.
+//! - [`storage`]: the agent's `TaskStorage` over the volume engine: one
+//!   LUKS2 volume per task, crypto-shredded at the end.
+//! - [`runtime`]: the control plane's `TaskRuntime` over the agent.
+//! - [`logs`]: the agent's log sink over the Logs service, and its key.
 
 pub mod keys;
+pub mod logs;
+pub mod runtime;
+pub mod storage;
