@@ -85,7 +85,9 @@ class FerryServer:
         self.endpoint = f"http://{found['addr']}"
         return self
 
-    def stop(self, timeout=20):
+    def stop(self, timeout=90):
+        # The server drains its tasks on SIGTERM (each container gets its
+        # stopTimeout, 30 s by default), so give it time before SIGKILL.
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -230,3 +232,90 @@ def ferry_server_module():
     finally:
         srv.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+# -- tasks -------------------------------------------------------------------
+# Helpers for tests that run tasks: the source document's task definition,
+# the stand-in httpd:2.4 image, and waiting on task states.
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SOURCE_TD = os.path.join(ROOT, "examples", "fargate-task-definition.json")
+MAKE_IMAGE = os.path.join(ROOT, "tests", "tools", "make_httpd_image.py")
+NETCFG = "awsvpcConfiguration={subnets=[subnet-12345678],securityGroups=[sg-12345678]}"
+
+
+def import_httpd(srv, tmp_path, fmt="oci", name="httpd:2.4"):
+    """Builds the busybox stand-in for httpd:2.4 and imports it with
+    `ferry image import` into the server's data dir."""
+    archive = tmp_path / f"httpd-{fmt}.tar"
+    subprocess.run(["python3", MAKE_IMAGE, "--format", fmt, "--name", name, str(archive)], check=True)
+    p = subprocess.run([ferry_bin(), "image", "import", str(archive), "--name", name,
+                        "--data-dir", srv.data_dir], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, f"ferry image import failed: {p.stderr}"
+
+
+def wait_status(srv, arn, status, cluster="default", timeout=120):
+    """Polls DescribeTasks until the task's lastStatus is `status`; returns
+    (task, statuses seen). Fails if it stops first or takes too long."""
+    deadline = time.time() + timeout
+    seen = []
+    t = None
+    while time.time() < deadline:
+        t = srv.aws("ecs", "describe-tasks", "--cluster", cluster, "--tasks", arn)["tasks"][0]
+        if not seen or seen[-1] != t["lastStatus"]:
+            seen.append(t["lastStatus"])
+        if t["lastStatus"] == status:
+            return t, seen
+        if t["lastStatus"] == "STOPPED":
+            pytest.fail(f"task stopped before {status}: {t.get('stopCode')}: {t.get('stoppedReason')}\n"
+                        f"{srv.log()[-3000:]}", pytrace=False)
+        time.sleep(0.25)
+    pytest.fail(f"task did not reach {status} in {timeout}s (statuses seen: {seen}); last: {t}", pytrace=False)
+
+
+def private_ip(task):
+    """The task's ENI address."""
+    for att in task.get("attachments", []):
+        if att.get("type") == "ElasticNetworkInterface":
+            for d in att.get("details", []):
+                if d["name"] == "privateIPv4Address":
+                    return d["value"]
+    pytest.fail(f"task has no ENI address: {task.get('attachments')}", pytrace=False)
+
+
+def host_resources():
+    """Everything a leaked task would show on the host, as one string:
+    mounts, loop devices, network namespaces, links, NAT rules, cgroups."""
+    out = [open("/proc/self/mountinfo").read()]
+    for cmd in (["losetup", "-a"], ["ip", "netns", "list"], ["ip", "-o", "link"], ["iptables", "-t", "nat", "-S"]):
+        out.append(subprocess.run(cmd, capture_output=True, text=True).stdout)
+    for root, dirs, _ in os.walk("/sys/fs/cgroup"):
+        out.extend(os.path.join(root, d) for d in dirs if "ferry" in root or d == "ferry")
+        if root.count("/") > 5:
+            dirs[:] = []
+    return "\n".join(out)
+
+
+def allocated_data(path, chunk=16 << 20):
+    """Yields the allocated regions of a (sparse) file in chunks, skipping
+    holes with SEEK_DATA/SEEK_HOLE, so scanning a 20 GiB volume for
+    plaintext reads only what was written. Chunks overlap by 4 KiB so a
+    needle spanning a boundary is still found."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        off = 0
+        while off < size:
+            try:
+                start = os.lseek(fd, off, os.SEEK_DATA)
+            except OSError:  # ENXIO: no data after off
+                return
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            pos = start
+            while pos < end:
+                n = min(chunk, end - pos)
+                yield os.pread(fd, n + 4096 if pos + n < end else n, pos)
+                pos += n
+            off = end
+    finally:
+        os.close(fd)

@@ -16,7 +16,7 @@ import pytest
 from conftest import AwsCliError  # noqa: F401  (re-exported for readers)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCE_TD = os.path.join(HERE, "data", "fargate-task-definition.json")
+SOURCE_TD = os.path.join(os.path.dirname(os.path.dirname(HERE)), "examples", "fargate-task-definition.json")
 ACCOUNT_RE = r"\d{12}"
 
 

@@ -1,0 +1,142 @@
+"""RunTask -> RUNNING -> STOPPED with the real runtime, end to end.
+
+The source document's task definition and run-task flags (plus
+--endpoint-url), on a real `ferry server`: the container serves the page it
+wrote at the task's address; the task's ephemeral storage is a LUKS2 volume
+that `cryptsetup` reads and that holds none of the page; its data key came
+from the KMS as the Fargate flow, audited; logs reach CloudWatch Logs; and
+after stop-task the volume is crypto-shredded and nothing of the task is
+left on the host. The image `httpd:2.4` is the busybox stand-in built by
+tests/tools/make_httpd_image.py.
+"""
+
+import json
+import os
+import re
+import subprocess
+import urllib.request
+
+from conftest import NETCFG, SOURCE_TD, allocated_data, host_resources, import_httpd, wait_status
+
+ORDER = ["PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "STOPPING",
+         "DEPROVISIONING", "STOPPED"]
+
+
+def test_source_document_run_task_to_running_and_stopped(ferry_server, tmp_path):
+    srv = ferry_server
+    import_httpd(srv, tmp_path)
+    srv.aws("ecs", "create-cluster", "--cluster-name", "payments")
+    srv.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{SOURCE_TD}")
+    # The source document's command, with --endpoint-url (added by srv.aws).
+    out = srv.aws("ecs", "run-task", "--cluster", "payments",
+                  "--task-definition", "fargate-task-definition:1",
+                  "--count", "1", "--launch-type", "FARGATE",
+                  "--platform-version", "1.4.0",
+                  "--network-configuration", NETCFG,
+                  "--region", "us-east-1")
+    assert out["failures"] == []
+    arn = out["tasks"][0]["taskArn"]
+    assert re.fullmatch(r"arn:aws:ecs:us-east-1:\d{12}:task/payments/[0-9a-f]{32}", arn)
+
+    t, seen = wait_status(srv, arn, "RUNNING", cluster="payments")
+    assert seen == sorted(seen, key=ORDER.index), seen
+    assert t["desiredStatus"] == "RUNNING"
+    assert t["platformVersion"] == "1.4.0"
+    assert t["ephemeralStorage"] == {"sizeInGiB": 20}
+    assert t["fargateEphemeralStorage"] == {"sizeInGiB": 20}  # platform key: no kmsKeyId
+    for k in ("createdAt", "pullStartedAt", "pullStoppedAt", "startedAt", "connectivityAt"):
+        assert k in t, f"{k} missing"
+    eni = t["attachments"][0]
+    assert eni["type"] == "ElasticNetworkInterface" and eni["status"] == "ATTACHED"
+    ip = {d["name"]: d["value"] for d in eni["details"]}["privateIPv4Address"]
+    assert ip.startswith("198.18."), ip
+    c = t["containers"][0]
+    assert c["name"] == "sample-fargate-app" and c["lastStatus"] == "RUNNING"
+    assert c["networkBindings"] == [{"bindIP": ip, "containerPort": 80, "hostPort": 80, "protocol": "tcp"}]
+    assert arn in srv.aws("ecs", "list-tasks", "--cluster", "payments")["taskArns"]
+    cl = srv.aws("ecs", "describe-clusters", "--clusters", "payments")["clusters"][0]
+    assert cl["runningTasksCount"] == 1
+
+    # The page the source document's command wrote is served from the task's address.
+    body = urllib.request.urlopen(f"http://{ip}/", timeout=10).read().decode()
+    assert "Payment Processing Web Interface" in body
+    assert "Amazon ECS Sample App" in body
+
+    # Its ephemeral storage: a sparse LUKS2 volume that cryptsetup reads,
+    # with the ferry-kms token, and none of the page in it.
+    task_id = arn.rsplit("/", 1)[1]
+    vol = os.path.join(srv.data_dir, "tasks", task_id, "volume.luks")
+    st = os.stat(vol)
+    assert 20 << 30 < st.st_size <= (20 << 30) + (16 << 20), st.st_size
+    assert st.st_blocks * 512 < 256 << 20, "a new 20 GiB volume must be sparse"
+    dump = subprocess.run(["cryptsetup", "luksDump", vol], capture_output=True, text=True, check=True).stdout
+    assert re.search(r"Version:\s+2", dump), dump
+    assert "aes-xts-plain64" in dump and "ferry-kms" in dump, dump
+    assert re.search(r"sector:\s+4096", dump), dump
+    scanned = 0
+    for chunk in allocated_data(vol):
+        scanned += len(chunk)
+        assert b"Payment Processing" not in chunk and b"Amazon ECS Sample App" not in chunk
+    assert scanned > 0, "the volume has no allocated data at all"
+
+    # Its data key: the Fargate flow, by the service principal, audited.
+    audit = [json.loads(l) for l in open(os.path.join(srv.data_dir, "kms-audit.jsonl"))]
+    mine = [e for e in audit if arn in json.dumps(e.get("requestParameters"))]
+    names = [e["eventName"] for e in mine]
+    assert names[:3] == ["GenerateDataKeyWithoutPlaintext", "CreateGrant", "Decrypt"], names
+    assert all("fargate.amazonaws.com" in json.dumps(e["userIdentity"]) for e in mine[:3])
+    assert all("errorCode" not in e for e in mine[:3]), mine[:3]
+
+    srv.aws("ecs", "stop-task", "--cluster", "payments", "--task", arn, "--reason", "end of e2e test")
+    t, seen = wait_status(srv, arn, "STOPPED", cluster="payments")
+    assert t["desiredStatus"] == "STOPPED"
+    assert t["stopCode"] == "UserInitiated"
+    assert t["stoppedReason"] == "end of e2e test"
+    assert t["containers"][0]["lastStatus"] == "STOPPED"
+    assert "exitCode" in t["containers"][0]
+    assert t["startedAt"] <= t["stoppingAt"] <= t["executionStoppedAt"] <= t["stoppedAt"]
+    assert t["attachments"][0]["status"] == "DELETED"
+    assert arn in srv.aws("ecs", "list-tasks", "--cluster", "payments", "--desired-status", "STOPPED")["taskArns"]
+
+    # Crypto-shredded, grant retired, and nothing of the task left behind.
+    assert not os.path.exists(vol)
+    audit = [json.loads(l) for l in open(os.path.join(srv.data_dir, "kms-audit.jsonl"))]
+    assert any(e["eventName"] == "RetireGrant" and "errorCode" not in e for e in audit)
+    assert task_id not in host_resources(), "task resources left on the host"
+
+
+def test_failure_to_start_and_essential_exit(ferry_server, tmp_path):
+    srv = ferry_server
+    import_httpd(srv, tmp_path)
+    doc = json.load(open(SOURCE_TD))
+    doc["family"] = "exits"
+    doc["containerDefinitions"][0]["command"] = ["echo task-says-hello; exit 3"]
+    p = tmp_path / "exits.json"
+    p.write_text(json.dumps(doc))
+    srv.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{p}")
+    arn = srv.aws("ecs", "run-task", "--task-definition", "exits", "--launch-type", "FARGATE",
+                  "--network-configuration", NETCFG)["tasks"][0]["taskArn"]
+    t, _ = wait_status(srv, arn, "STOPPED")
+    assert t["stopCode"] == "EssentialContainerExited"
+    assert t["containers"][0]["exitCode"] == 3
+    # Its output reached CloudWatch Logs under PREFIX/CONTAINER/TASK_ID.
+    stream = f"ecs/sample-fargate-app/{arn.rsplit('/', 1)[1]}"
+    ev = srv.aws("logs", "get-log-events", "--log-group-name", "/ecs/fargate-task-definition",
+                 "--log-stream-name", stream, "--start-from-head")["events"]
+    assert [e["message"] for e in ev] == ["task-says-hello"], ev
+    hits = srv.aws("logs", "filter-log-events", "--log-group-name", "/ecs/fargate-task-definition",
+                   "--filter-pattern", "says")["events"]
+    assert any(h["logStreamName"] == stream for h in hits), hits
+    streams = srv.aws("logs", "describe-log-streams", "--log-group-name", "/ecs/fargate-task-definition")
+    assert stream in [x["logStreamName"] for x in streams["logStreams"]]
+
+    doc["family"] = "noimage"
+    doc["containerDefinitions"][0]["image"] = "httpd:9"
+    p.write_text(json.dumps(doc))
+    srv.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{p}")
+    arn = srv.aws("ecs", "run-task", "--task-definition", "noimage", "--launch-type", "FARGATE",
+                  "--network-configuration", NETCFG)["tasks"][0]["taskArn"]
+    t, _ = wait_status(srv, arn, "STOPPED")
+    assert t["stopCode"] == "TaskFailedToStart"
+    assert "httpd:9" in t["stoppedReason"]
+    assert "startedAt" not in t
