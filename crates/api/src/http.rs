@@ -101,15 +101,29 @@ async fn dispatch(
             request_id,
         )?;
         let service = route.service.clone();
-        let operation = operation.to_owned();
-        let result = tokio::task::spawn_blocking(move || service.call(&ctx, &operation, &body))
-            .await
+        let result = if service.runs_inline(operation) {
+            // Quick, non-blocking operations skip the blocking-pool handoff;
+            // a panic still becomes a 500, not a dropped connection.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                service.call(&ctx, operation, &body)
+            }))
             .map_err(|_| {
                 AwsError::server(
                     "InternalFailure",
                     "the service failed while handling the request",
                 )
-            })??;
+            })??
+        } else {
+            let operation = operation.to_owned();
+            tokio::task::spawn_blocking(move || service.call(&ctx, &operation, &body))
+                .await
+                .map_err(|_| {
+                    AwsError::server(
+                        "InternalFailure",
+                        "the service failed while handling the request",
+                    )
+                })??
+        };
         let bytes = serde_json::to_vec(&result).map_err(|_| {
             AwsError::server("InternalFailure", "the response could not be encoded")
         })?;

@@ -325,8 +325,7 @@ impl KeyStore {
     pub fn resolve(&self, key: &str, names: Names) -> Result<Arc<LiveKey>, AwsError> {
         let prefix = self.arn_prefix();
         let st = self.state();
-        let key_id = if let Some(rest) = key.strip_prefix("arn:") {
-            let _ = rest;
+        let key_id = if key.starts_with("arn:") {
             let Some(resource) = key.strip_prefix(&prefix) else {
                 // A well-formed ARN of another account or region names no key here.
                 if key.split(':').count() >= 6 && key.starts_with("arn:aws:kms:") {
