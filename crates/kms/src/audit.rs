@@ -35,7 +35,8 @@ pub trait AuditSink: Send + Sync {
 /// The JSON-lines file sink.
 pub struct FileSink {
     path: PathBuf,
-    file: Mutex<File>,
+    /// The file and the length of its complete records.
+    file: Mutex<(File, u64)>,
 }
 
 impl FileSink {
@@ -46,9 +47,10 @@ impl FileSink {
             .append(true)
             .mode(0o600)
             .open(path)?;
+        let len = file.metadata()?.len();
         Ok(Self {
             path: path.to_owned(),
-            file: Mutex::new(file),
+            file: Mutex::new((file, len)),
         })
     }
 
@@ -63,12 +65,24 @@ impl AuditSink for FileSink {
         let mut buf = Vec::with_capacity(line.len() + 1);
         buf.extend_from_slice(line);
         buf.push(b'\n');
-        let mut f = self
+        let mut g = self
             .file
             .lock()
             .map_err(|_| std::io::Error::other("audit lock poisoned"))?;
+        let (f, len) = &mut *g;
         // One write(2) per record on an O_APPEND file: records never interleave.
-        f.write_all(&buf)
+        match f.write_all(&buf) {
+            Ok(()) => {
+                *len += buf.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // Cut a partly written record (e.g. disk full) so the file
+                // stays a sequence of whole JSON lines.
+                let _ = f.set_len(*len);
+                Err(e)
+            }
+        }
     }
 }
 
