@@ -23,6 +23,7 @@
 //! - [`keys`]: the [`keys::StorageKeys`] trait: KMS checks for cluster CMKs
 //!   and the platform key.
 //! - [`db`]: store tables and key layout.
+//! - [`task_cache`]: the in-memory read cache of task records (DescribeTasks).
 //! - [`arn`]: ECS ARNs: building and parsing.
 //! - [`paging`]: `nextToken` pagination.
 //! - [`clock`]: wall-clock timestamps in the JSON 1.1 form.
@@ -39,6 +40,7 @@ pub mod paging;
 pub mod plan;
 pub mod runtime;
 pub mod service;
+pub mod task_cache;
 pub mod validate;
 pub mod wire;
 

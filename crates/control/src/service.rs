@@ -22,6 +22,7 @@ use crate::model::task::{TaskRecord, TaskStatus, stop_code};
 use crate::model::task_definition::TaskDefRecord;
 use crate::ops;
 use crate::runtime::{EventSink, Reattach, TaskRuntime};
+use crate::task_cache::TaskCache;
 
 /// Server-level settings of the ECS service.
 #[derive(Debug, Clone)]
@@ -62,6 +63,8 @@ pub struct Core {
     pub runtime: Arc<dyn TaskRuntime>,
     /// KMS checks.
     pub keys: Arc<dyn StorageKeys>,
+    /// Read cache of task records; refreshed after every task write.
+    pub tasks: TaskCache,
     /// Epoch seconds of the last stopped-task sweep.
     last_sweep: AtomicU64,
     me: Weak<Core>,
@@ -103,6 +106,7 @@ impl EcsService {
             store,
             runtime,
             keys,
+            tasks: TaskCache::default(),
             last_sweep: AtomicU64::new(0),
             me: me.clone(),
         });
@@ -267,15 +271,20 @@ impl Core {
 
     fn apply_event(&self, key: &str, event: &TaskEvent) -> Result<(), EcsError> {
         let now = clock::now();
-        self.store.write(|w| {
+        let changed = self.store.write(|w| {
             let Some(mut t) = w.get::<TaskRecord>(db::TASKS, key)? else {
-                return Ok::<_, EcsError>(());
+                return Ok::<_, EcsError>(false);
             };
-            if t.apply(event, now) {
+            let changed = t.apply(event, now);
+            if changed {
                 w.put(db::TASKS, key, &t)?;
             }
-            Ok(())
-        })
+            Ok(changed)
+        })?;
+        if changed {
+            self.tasks.refresh(&self.store, key)?;
+        }
+        Ok(())
     }
 
     /// Records a stop request for a task and tells the runtime. Used by
@@ -305,6 +314,7 @@ impl Core {
             return Ok(None);
         };
         if changed {
+            self.tasks.refresh(&self.store, &key)?;
             self.runtime.stop(t.arn(), code, reason);
             // The runtime may have answered synchronously.
             return Ok(self.store.get(db::TASKS, &key)?.or(Some(t)));
@@ -381,6 +391,7 @@ impl Core {
             }
             Ok::<_, EcsError>(())
         })?;
+        self.tasks.remove(&old);
         Ok(old.len())
     }
 

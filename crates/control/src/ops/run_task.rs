@@ -321,6 +321,10 @@ pub fn launch(core: &Arc<Core>, req: RunTaskRequest) -> Result<Vec<TaskRecord>, 
         }
         Ok(())
     })?;
+    for t in &records {
+        core.tasks
+            .refresh(&core.store, &db::task_key(&cluster.name, &t.plan.task_id))?;
+    }
     let mut out = Vec::with_capacity(records.len());
     for t in records {
         let sink = core.sink(&cluster.name, &t.plan.task_id);
