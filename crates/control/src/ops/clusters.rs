@@ -171,6 +171,7 @@ fn render(core: &Core, c: &ClusterRecord, inc: Include) -> Result<Cluster, EcsEr
 /// Checks `configuration` and returns the checked Fargate storage key ARN.
 fn check_configuration(
     core: &Core,
+    cluster: &str,
     cfg: Option<&ClusterConfiguration>,
 ) -> Result<Option<String>, EcsError> {
     let Some(key) = cfg
@@ -179,10 +180,10 @@ fn check_configuration(
     else {
         return Ok(None);
     };
-    core.keys
-        .check_cluster_key(key)
-        .map(Some)
-        .map_err(|e| EcsError::InvalidParameter(format!("fargateEphemeralStorageKmsKeyId: {e}")))
+    let bad = |e| EcsError::InvalidParameter(format!("fargateEphemeralStorageKmsKeyId: {e}"));
+    let arn = core.keys.check_cluster_key(key).map_err(bad)?;
+    core.keys.dry_run_for_cluster(&arn, cluster).map_err(bad)?;
+    Ok(Some(arn))
 }
 
 fn check_settings(settings: &[ClusterSetting]) -> Result<(), EcsError> {
@@ -225,7 +226,7 @@ pub fn create(
             "Capacity provider '{cp}' does not exist: ferry offers FARGATE only."
         )));
     }
-    let storage_key_arn = check_configuration(core, req.configuration.as_ref())?;
+    let storage_key_arn = check_configuration(core, &name, req.configuration.as_ref())?;
     let record = ClusterRecord {
         arn: core.scope.cluster(&name),
         name: name.clone(),
@@ -322,7 +323,7 @@ pub fn update(
     }
     let new_key = match &req.configuration {
         Some(c) if c.managed_storage_configuration.is_some() => {
-            Some(check_configuration(core, Some(c))?)
+            Some(check_configuration(core, &current.name, Some(c))?)
         }
         _ => None,
     };
