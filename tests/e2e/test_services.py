@@ -149,18 +149,30 @@ def test_cmk_policy_lifecycle_and_restart(srv):
     running tasks and makes new ones fail to start; re-enabling recovers."""
     key = srv.aws("kms", "create-key")["KeyMetadata"]["Arn"]
     cfg = json.dumps({"managedStorageConfiguration": {"fargateEphemeralStorageKmsKeyId": key}})
+    # The default key policy (account only): Fargate may not even see it.
     e = srv.aws_error("ecs", "create-cluster", "--cluster-name", "cmk", "--configuration", cfg)
-    assert e.code == "InvalidParameterException" and "AccessDenied" in e.message, e.message
-    audit = [json.loads(l) for l in open(os.path.join(srv.data_dir, "kms-audit.jsonl"))]
-    dry = [a for a in audit if key in json.dumps(a) and a["userIdentity"].get("invokedBy") == "fargate.amazonaws.com"]
-    assert {a["eventName"] for a in dry} >= {"GenerateDataKeyWithoutPlaintext"}, dry
+    assert e.code == "InvalidParameterException" and "AccessDeniedException" in e.message, e.message
     account = key.split(":")[4]
-    policy = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:root"}, "Action": "kms:*", "Resource": "*"},
-        {"Effect": "Allow", "Principal": {"Service": "fargate.amazonaws.com"},
-         "Action": ["kms:GenerateDataKeyWithoutPlaintext", "kms:CreateGrant", "kms:Decrypt",
-                    "kms:RetireGrant", "kms:DescribeKey"], "Resource": "*"}]}
-    srv.aws("kms", "put-key-policy", "--key-id", key, "--policy-name", "default", "--policy", json.dumps(policy))
+
+    def policy(fargate_actions):
+        return json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:root"}, "Action": "kms:*", "Resource": "*"},
+            {"Effect": "Allow", "Principal": {"Service": "fargate.amazonaws.com"},
+             "Action": fargate_actions, "Resource": "*"}]})
+
+    # Fargate may generate data keys but not create grants: the CreateGrant
+    # DryRun fails and says so.
+    srv.aws("kms", "put-key-policy", "--key-id", key, "--policy-name", "default",
+            "--policy", policy(["kms:DescribeKey", "kms:GenerateDataKeyWithoutPlaintext"]))
+    e = srv.aws_error("ecs", "create-cluster", "--cluster-name", "cmk", "--configuration", cfg)
+    assert "CreateGrant" in e.message and "AccessDeniedException" in e.message, e.message
+    audit = [json.loads(l) for l in open(os.path.join(srv.data_dir, "kms-audit.jsonl"))]
+    dry = {(a["eventName"], a.get("errorCode")) for a in audit if key in json.dumps(a.get("resources"))
+           and a["userIdentity"].get("invokedBy") == "fargate.amazonaws.com"}
+    assert ("GenerateDataKeyWithoutPlaintext", "DryRunOperationException") in dry, dry
+    assert ("CreateGrant", "AccessDeniedException") in dry, dry
+    srv.aws("kms", "put-key-policy", "--key-id", key, "--policy-name", "default", "--policy", policy(
+        ["kms:GenerateDataKeyWithoutPlaintext", "kms:CreateGrant", "kms:Decrypt", "kms:RetireGrant", "kms:DescribeKey"]))
     srv.aws("ecs", "create-cluster", "--cluster-name", "cmk", "--configuration", cfg)
     name = "secure"
     srv.aws("ecs", "create-service", "--cluster", "cmk", "--service-name", name, "--task-definition",
@@ -201,9 +213,49 @@ def test_cmk_policy_lifecycle_and_restart(srv):
         assert any("failed to start a task" in e["message"] for e in describe(srv, name, "cmk")["events"])
         srv.aws("kms", "enable-key", "--key-id", key)
         wait_steady(srv, name, "cmk", timeout=60)
+        # Scheduled deletion: the same, with the key's state in the reason.
+        srv.aws("kms", "schedule-key-deletion", "--key-id", key, "--pending-window-in-days", "7")
+        running = {t["taskArn"] for t in tasks_of(srv, name, "cmk")}
+        srv.aws("ecs", "stop-task", "--cluster", "cmk", "--task", sorted(running)[0])
+        deadline = time.time() + 30
+        pend = []
+        while time.time() < deadline and not pend:
+            pend = [t for t in tasks_of(srv, name, "cmk", "STOPPED")
+                    if t.get("stopCode") == "TaskFailedToStart" and "pending deletion" in t["stoppedReason"]]
+            time.sleep(0.3)
+        assert pend and key in pend[0]["stoppedReason"], "no task failed to start under a key pending deletion"
+        assert set(sorted(running)[1:]) <= {t["taskArn"] for t in tasks_of(srv, name, "cmk")}
+        srv.aws("kms", "cancel-key-deletion", "--key-id", key)
+        srv.aws("kms", "enable-key", "--key-id", key)
+        wait_steady(srv, name, "cmk", timeout=60)
+        # Rotation disturbs nothing: running tasks stay, a redeploy works.
+        before = {t["taskArn"] for t in tasks_of(srv, name, "cmk")}
         srv.aws("kms", "rotate-key-on-demand", "--key-id", key)
+        assert before == {t["taskArn"] for t in tasks_of(srv, name, "cmk") if t["lastStatus"] == "RUNNING"}
+        # A new cluster key applies to new deployments only.
+        key2 = srv.aws("kms", "create-key", "--policy", policy(
+            ["kms:GenerateDataKeyWithoutPlaintext", "kms:CreateGrant", "kms:Decrypt", "kms:RetireGrant",
+             "kms:DescribeKey"]))["KeyMetadata"]["Arn"]
+        cfg2 = json.dumps({"managedStorageConfiguration": {"fargateEphemeralStorageKmsKeyId": key2}})
+        srv.aws("ecs", "update-cluster", "--cluster", "cmk", "--configuration", cfg2)
+        srv.aws("ecs", "stop-task", "--cluster", "cmk", "--task", sorted(before)[0])
+        s = wait_steady(srv, name, "cmk", timeout=60)
+        assert all(t["fargateEphemeralStorage"]["kmsKeyId"] == key for t in tasks_of(srv, name, "cmk"))
         srv.aws("ecs", "update-service", "--cluster", "cmk", "--service", name, "--force-new-deployment")
-        wait_steady(srv, name, "cmk", timeout=90)
+        s = wait_steady(srv, name, "cmk", timeout=90)
+        assert s["deployments"][0]["fargateEphemeralStorage"]["kmsKeyId"] == key2
+        for t in tasks_of(srv, name, "cmk"):
+            assert t["fargateEphemeralStorage"]["kmsKeyId"] == key2
+            tok = luks_token(volume_of(srv, t)[0])
+            assert tok["kms_key_arn"] == key2 and tok["encryption_context"]["ferry:taskArn"] == t["taskArn"]
+        # The per-task flow is in the audit trail, by the service principal.
+        audit = [json.loads(l) for l in open(os.path.join(srv.data_dir, "kms-audit.jsonl"))]
+        arn = first[0]["taskArn"]
+        ops = {a["eventName"] for a in audit if arn in json.dumps(a.get("requestParameters"))
+               and a["userIdentity"].get("invokedBy") == "fargate.amazonaws.com" and "errorCode" not in a}
+        assert {"GenerateDataKeyWithoutPlaintext", "CreateGrant", "Decrypt"} <= ops, ops
+        assert any(a["eventName"] == "RetireGrant" and key in json.dumps(a) and "errorCode" not in a
+                   for a in audit)
     finally:
         cleanup(srv, name, "cmk")
 
@@ -219,3 +271,30 @@ def test_delete_requires_zero_or_force(srv):
     finally:
         cleanup(srv, name)
     assert describe(srv, name)["status"] == "INACTIVE"
+
+
+def test_require_encrypted_storage_option(srv, tmp_path):
+    """`ferry server --require-encrypted-storage` refuses 1.3.0; 1.3.0
+    cannot hold more than 20 GiB."""
+    from conftest import FerryServer
+    strict = FerryServer(str(tmp_path / "data"), extra_args=["--require-encrypted-storage"])
+    strict.start()
+    try:
+        p = tmp_path / "td.json"
+        p.write_text(json.dumps(TD))
+        strict.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{p}")
+        e = strict.aws_error("ecs", "run-task", "--task-definition", "svc-tiny", "--platform-version", "1.3.0",
+                             "--network-configuration", NETCFG)
+        assert e.code == "ClientException" and "unencrypted" in e.message, e.message
+        e = strict.aws_error("ecs", "create-service", "--service-name", "x", "--task-definition", "svc-tiny",
+                             "--platform-version", "1.3.0", "--network-configuration", NETCFG)
+        assert e.code == "ClientException" and "unencrypted" in e.message, e.message
+    finally:
+        assert strict.stop() == 0
+    big = dict(TD, family="svc-big", ephemeralStorage={"sizeInGiB": 30})
+    p = tmp_path / "big.json"
+    p.write_text(json.dumps(big))
+    srv.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{p}")
+    e = srv.aws_error("ecs", "create-service", "--service-name", "big", "--task-definition", "svc-big",
+                      "--platform-version", "1.3.0", "--network-configuration", NETCFG)
+    assert e.code == "ClientException" and "1.4.0" in e.message, e.message
