@@ -111,9 +111,7 @@ impl KmsStorageKeys {
                 "{operation} (DryRun) as fargate.amazonaws.com: {}: {}",
                 e.code, e.message
             ))),
-            Ok(_) => Err(KeyCheckError::Kms(format!(
-                "{operation} ignored DryRun"
-            ))),
+            Ok(_) => Err(KeyCheckError::Kms(format!("{operation} ignored DryRun"))),
         }
     }
 

@@ -92,8 +92,7 @@ fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord) -> Result<(), EcsError> {
             .get(db::TASKS, &db::task_key(&rec.cluster_name, &id))?;
         let Some(t) = t else { continue };
         if t.last_status != TaskStatus::Stopped {
-            if t.last_status == TaskStatus::Running
-                && t.started_by.as_deref() == Some(&primary_id)
+            if t.last_status == TaskStatus::Running && t.started_by.as_deref() == Some(&primary_id)
             {
                 rec.consecutive_failures = 0;
             }
@@ -171,31 +170,34 @@ fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord) -> Result<(), EcsError> {
     let room = max_live.saturating_sub(tasks.len() as u32);
     let start = need.min(room);
     let tripped = rec.primary().is_none_or(|d| d.rollout_state == "FAILED");
-    if start > 0 && !tripped && now >= rec.next_launch_at && rec.status == "ACTIVE" {
-        if let Some(dep) = rec.primary().cloned() {
-            rec.steady = false;
-            match run_task::launch(core, services::launch_request(rec, &dep, start)) {
-                Ok(started) => {
-                    let refs: Vec<&TaskRecord> = started.iter().collect();
-                    rec.event(
-                        now,
-                        format!(
-                            "(service {name}) has started {} tasks: {}.",
-                            started.len(),
-                            ids(&refs)
-                        ),
-                    );
-                    rec.tracked
-                        .extend(started.iter().map(|t| t.plan.task_id.clone()));
-                }
-                Err(e) => {
-                    let reason = e.to_string();
-                    rec.event(
-                        now,
-                        format!("(service {name}) was unable to start tasks: {reason}"),
-                    );
-                    fail(rec, Some(&dep.id), now, &reason);
-                }
+    if start > 0
+        && !tripped
+        && now >= rec.next_launch_at
+        && rec.status == "ACTIVE"
+        && let Some(dep) = rec.primary().cloned()
+    {
+        rec.steady = false;
+        match run_task::launch(core, services::launch_request(rec, &dep, start)) {
+            Ok(started) => {
+                let refs: Vec<&TaskRecord> = started.iter().collect();
+                rec.event(
+                    now,
+                    format!(
+                        "(service {name}) has started {} tasks: {}.",
+                        started.len(),
+                        ids(&refs)
+                    ),
+                );
+                rec.tracked
+                    .extend(started.iter().map(|t| t.plan.task_id.clone()));
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                rec.event(
+                    now,
+                    format!("(service {name}) was unable to start tasks: {reason}"),
+                );
+                fail(rec, Some(&dep.id), now, &reason);
             }
         }
     }
@@ -208,9 +210,8 @@ fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord) -> Result<(), EcsError> {
         .iter()
         .filter(|t| t.last_status == TaskStatus::Running)
         .count() as u32;
-    let settled = rec.deployments.len() == 1
-        && primary_running == desired
-        && tasks.len() as u32 == desired;
+    let settled =
+        rec.deployments.len() == 1 && primary_running == desired && tasks.len() as u32 == desired;
     if let Some(d) = rec.deployments.iter_mut().find(|d| d.status == "PRIMARY")
         && settled
         && d.rollout_state == "IN_PROGRESS"
@@ -238,7 +239,11 @@ fn fail(rec: &mut ServiceRecord, dep: Option<&str>, now: f64, reason: &str) {
     let exp = rec.consecutive_failures.saturating_sub(1).min(10);
     rec.next_launch_at = now + (BACKOFF_BASE * f64::from(1u32 << exp)).min(BACKOFF_MAX);
     let cb = rec.circuit_breaker;
-    if let Some(d) = rec.deployments.iter_mut().find(|d| Some(d.id.as_str()) == dep) {
+    if let Some(d) = rec
+        .deployments
+        .iter_mut()
+        .find(|d| Some(d.id.as_str()) == dep)
+    {
         d.failed_tasks += 1;
         d.updated_at = now;
         if cb && d.status == "PRIMARY" && d.failed_tasks >= CIRCUIT_BREAKER_THRESHOLD {

@@ -277,7 +277,9 @@ pub fn create(
         ));
     }
     let td = req.task_definition.as_deref().ok_or_else(|| {
-        EcsError::InvalidParameter("taskDefinition is required for an ECS-controlled service.".into())
+        EcsError::InvalidParameter(
+            "taskDefinition is required for an ECS-controlled service.".into(),
+        )
     })?;
     let desired = check_desired(req.desired_count)?;
     let (max, min, cb) = percents(req.deployment_configuration.as_ref(), (200, 100, false))?;
@@ -354,7 +356,11 @@ pub fn update(
     let now = clock::now();
     let (max, min, cb) = percents(
         req.deployment_configuration.as_ref(),
-        (rec.maximum_percent, rec.minimum_healthy_percent, rec.circuit_breaker),
+        (
+            rec.maximum_percent,
+            rec.minimum_healthy_percent,
+            rec.circuit_breaker,
+        ),
     )?;
     rec.maximum_percent = max;
     rec.minimum_healthy_percent = min;
@@ -593,7 +599,10 @@ pub fn launch_request(rec: &ServiceRecord, dep: &Deployment, count: u32) -> RunT
         started_by: Some(dep.id.clone()),
         group: Some(rec.group()),
         tags: rec.tags.clone(),
-        propagate_tags: rec.propagate_tags.clone().filter(|p| p == "TASK_DEFINITION"),
+        propagate_tags: rec
+            .propagate_tags
+            .clone()
+            .filter(|p| p == "TASK_DEFINITION"),
         task_definition: dep.task_definition.clone(),
         storage_key: Some(dep.kms_key_id.clone()),
         ..Default::default()

@@ -130,13 +130,8 @@ fn ecs_service(
     );
     let mut cfg = ferry_control::EcsConfig::new(&shared.region, &shared.account_id);
     cfg.allow_unencrypted_storage = !shared.require_encrypted_storage;
-    let ecs = ferry_control::EcsService::new(
-        cfg,
-        shared.store.clone(),
-        runtime,
-        Arc::new(keys),
-    )
-    .context("starting the ECS control plane")?;
+    let ecs = ferry_control::EcsService::new(cfg, shared.store.clone(), runtime, Arc::new(keys))
+        .context("starting the ECS control plane")?;
     Ok(Arc::new(ecs))
 }
 
