@@ -22,6 +22,9 @@ pub enum EcsError {
     /// `ResourceNotFoundException` (tagging an unknown resource).
     #[error("{0}")]
     ResourceNotFound(String),
+    /// `ClusterContainsServicesException`.
+    #[error("{0}")]
+    ClusterContainsServices(String),
     /// `ServiceNotFoundException`.
     #[error("{0}")]
     ServiceNotFound(String),
@@ -61,6 +64,7 @@ impl EcsError {
             Self::ResourceNotFound(_) => "ResourceNotFoundException",
             Self::PlatformUnknown(_) => "PlatformUnknownException",
             Self::ServiceNotFound(_) => "ServiceNotFoundException",
+            Self::ClusterContainsServices(_) => "ClusterContainsServicesException",
             Self::ServiceNotActive(_) => "ServiceNotActiveException",
             Self::Serialization(_) => "SerializationException",
             Self::UnknownOperation(_) => "UnknownOperationException",

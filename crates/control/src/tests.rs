@@ -926,6 +926,12 @@ fn delete_service_needs_zero_or_force_and_drains() {
     assert_eq!(err.code, "InvalidParameterException");
     let dup = e.err("CreateService", svc_body("d", 1));
     assert_eq!(dup.code, "InvalidParameterException");
+    assert_eq!(
+        e.ok("DescribeClusters", json!({}))["clusters"][0]["activeServicesCount"],
+        1
+    );
+    let busy = e.err("DeleteCluster", json!({"cluster": "default"}));
+    assert_eq!(busy.code, "ClusterContainsServicesException");
     let s = e.ok("DeleteService", json!({"service": "d", "force": true}))["service"].clone();
     assert_eq!(s["status"], "DRAINING");
     e.pass();
