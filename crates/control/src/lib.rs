@@ -19,6 +19,8 @@
 //! - [`validate`]: Fargate's rules for task definitions and RunTask input;
 //!   turns wire requests into domain specs (parse, don't validate).
 //! - [`plan`]: builds the agent's `TaskPlan` from a spec plus overrides.
+//! - [`scheduler`]: the service scheduler thread (desired counts, rolling
+//!   deployments, backoff, service events).
 //! - [`runtime`]: the [`runtime::TaskRuntime`] trait the agent implements.
 //! - [`keys`]: the [`keys::StorageKeys`] trait: KMS checks for cluster CMKs
 //!   and the platform key.
@@ -39,6 +41,7 @@ pub mod ops;
 pub mod paging;
 pub mod plan;
 pub mod runtime;
+pub mod scheduler;
 pub mod service;
 pub mod task_cache;
 pub mod validate;

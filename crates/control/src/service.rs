@@ -4,7 +4,8 @@
 //! with the runtime after a restart, and expires old stopped tasks.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
 use ferry_agent::plan::TaskEvent;
 use ferry_proto::{AwsError, JsonService, RequestContext};
@@ -37,6 +38,9 @@ pub struct EcsConfig {
     /// Whether platform version 1.3.0 (unencrypted ephemeral storage) may
     /// be used. An operator can forbid it.
     pub allow_unencrypted_storage: bool,
+    /// How often the service scheduler runs a pass (`None`: no background
+    /// thread; tests call [`crate::scheduler::pass`] themselves).
+    pub scheduler_interval: Option<Duration>,
 }
 
 impl EcsConfig {
@@ -47,6 +51,7 @@ impl EcsConfig {
             account: account.into(),
             stopped_task_retention_secs: 3600.0,
             allow_unencrypted_storage: true,
+            scheduler_interval: Some(Duration::from_millis(250)),
         }
     }
 }
@@ -67,6 +72,10 @@ pub struct Core {
     pub tasks: TaskCache,
     /// Epoch seconds of the last stopped-task sweep.
     last_sweep: AtomicU64,
+    /// Serializes service API calls with scheduler passes.
+    services: Mutex<()>,
+    /// Wakes the scheduler early (a service changed).
+    wake: (Mutex<bool>, Condvar),
     me: Weak<Core>,
 }
 
@@ -108,11 +117,16 @@ impl EcsService {
             keys,
             tasks: TaskCache::default(),
             last_sweep: AtomicU64::new(0),
+            services: Mutex::new(()),
+            wake: (Mutex::new(false), Condvar::new()),
             me: me.clone(),
         });
         core.first_start()?;
         let reconciled = core.reconcile()?;
         core.sweep_stopped(clock::now())?;
+        if let Some(every) = core.cfg.scheduler_interval {
+            crate::scheduler::spawn(Arc::downgrade(&core), every);
+        }
         Ok(Self { core, reconciled })
     }
 
@@ -175,6 +189,11 @@ impl JsonService for EcsService {
             "StopTask" => run(c, ctx, body, stop_task::handle),
             "DescribeTasks" => run(c, ctx, body, describe_tasks::handle),
             "ListTasks" => run(c, ctx, body, list_tasks::handle),
+            "CreateService" => run(c, ctx, body, services::create),
+            "UpdateService" => run(c, ctx, body, services::update),
+            "DeleteService" => run(c, ctx, body, services::delete),
+            "DescribeServices" => run(c, ctx, body, services::describe),
+            "ListServices" => run(c, ctx, body, services::list),
             "TagResource" => run(c, ctx, body, tags::tag),
             "UntagResource" => run(c, ctx, body, tags::untag),
             "ListTagsForResource" => run(c, ctx, body, tags::list),
@@ -185,6 +204,28 @@ impl JsonService for EcsService {
 }
 
 impl Core {
+    /// Held by service API calls and scheduler passes, one at a time.
+    pub fn services_lock(&self) -> MutexGuard<'_, ()> {
+        self.services.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes the scheduler run a pass soon.
+    pub fn wake_scheduler(&self) {
+        let (m, cv) = &self.wake;
+        *m.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cv.notify_all();
+    }
+
+    /// Waits up to `timeout` for [`Core::wake_scheduler`].
+    pub fn wait_for_wake(&self, timeout: Duration) {
+        let (m, cv) = &self.wake;
+        let g = m.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut g, _) = cv
+            .wait_timeout_while(g, timeout, |woken| !*woken)
+            .unwrap_or_else(|p| p.into_inner());
+        *g = false;
+    }
+
     fn first_start(&self) -> Result<(), EcsError> {
         let now = clock::now();
         self.store.write(|w| {
@@ -278,6 +319,9 @@ impl Core {
             let changed = t.apply(event, now);
             if changed {
                 w.put(db::TASKS, key, &t)?;
+                if t.group.starts_with("service:") {
+                    self.wake_scheduler();
+                }
             }
             Ok(changed)
         })?;
