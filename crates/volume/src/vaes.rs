@@ -103,15 +103,23 @@ impl Xts {
 }
 
 impl Schedule {
-    /// The key bytes, as slices for mlock/munlock.
-    fn regions(&self) -> [&[u8]; 2 * ROUNDS + 1] {
-        let mut r: [&[u8]; 2 * ROUNDS + 1] = [&[]; 2 * ROUNDS + 1];
-        for (i, k) in self.enc.iter().chain(&self.dec).enumerate() {
-            r[i] = &k.0;
-        }
-        r[2 * ROUNDS] = self.tweak.as_flattened();
-        r
+    /// The key bytes, as three slices for mlock/munlock (not the padding).
+    fn regions(&self) -> [&[u8]; 3] {
+        [
+            key_bytes(&self.enc),
+            key_bytes(&self.dec),
+            self.tweak.as_flattened(),
+        ]
     }
+}
+
+/// The bytes of a round key array.
+fn key_bytes(k: &[Key256; ROUNDS]) -> &[u8] {
+    const { assert!(size_of::<Key256>() == 32) };
+    // SAFETY: Key256 is repr(C) around [u8; 32] and its size equals its
+    // alignment (asserted above), so the array is 32 * ROUNDS initialised
+    // bytes with no padding, borrowed for as long as `k`.
+    unsafe { std::slice::from_raw_parts(k.as_ptr().cast::<u8>(), size_of_val(k)) }
 }
 
 impl Drop for Xts {
