@@ -257,26 +257,29 @@ fn expand(k1: &[u8; 32], k2: &[u8; 32], s: &mut Schedule) {
     rk.zeroize();
 }
 
-/// Multiplies both 128-bit tweaks in `t` by x^16 in GF(2^128) mod
+/// Multiplies both 128-bit tweaks in `t` by x^N in GF(2^128) mod
 /// x^128 + x^7 + x^2 + x + 1 (IEEE 1619 byte order: little-endian),
-/// without branches: shift each 64-bit half left by 16, carry the low half's
-/// top 16 bits into the high half, and fold the high half's top 16 bits back
-/// in as a carry-less product with 0x87.
+/// without branches: shift each 64-bit half left by N, carry the low half's
+/// top N bits into the high half, and fold the high half's top N bits back
+/// in as a carry-less product with 0x87 (at most N + 7 <= 64 bits, so it
+/// stays in the low half). `R` must be 64 - N.
 #[inline]
 #[target_feature(enable = "avx2,vpclmulqdq")]
-fn mul_x16(t: __m256i) -> __m256i {
+fn mul_xn<const N: i32, const R: i32>(t: __m256i) -> __m256i {
+    const { assert!(N >= 1 && N <= 57 && N + R == 64) };
     let poly = _mm256_set_epi64x(0, 0x87, 0, 0x87);
-    let top = _mm256_srli_epi64::<48>(t);
+    let top = _mm256_srli_epi64::<R>(t);
     // imm 0x01: the high 64 bits of each lane of `top` times the low 64 bits of `poly`.
     let fold = _mm256_clmulepi64_epi128::<0x01>(top, poly);
     let carry = _mm256_bslli_epi128::<8>(top);
-    _mm256_xor_si256(_mm256_xor_si256(_mm256_slli_epi64::<16>(t), carry), fold)
+    _mm256_xor_si256(_mm256_xor_si256(_mm256_slli_epi64::<N>(t), carry), fold)
 }
 
-/// Multiplication by x (alpha) of one tweak as a little-endian integer.
+/// One step of the main loop: 16 blocks further.
 #[inline]
-fn mul_x(t: u128) -> u128 {
-    (t << 1) ^ ((t >> 127) * 0x87)
+#[target_feature(enable = "avx2,vpclmulqdq")]
+fn mul_x16(t: __m256i) -> __m256i {
+    mul_xn::<16, 48>(t)
 }
 
 /// XTS over one data unit, `ENC` choosing the direction.
@@ -288,18 +291,22 @@ fn xts<const ENC: bool>(s: &Schedule, iv: &[u8; 16], src: &[u8], dst: &mut [u8])
         t = _mm_aesenc_si128(t, load128(k));
     }
     t = _mm_aesenclast_si128(t, load128(&s.tweak[ROUNDS - 1]));
-    let mut t0 = [0u8; 16];
-    store128(&mut t0, t);
 
-    // Tweaks of the first 16 blocks; register i holds blocks 2i and 2i+1,
-    // and every group after that is the previous one times x^16.
-    let mut first = [0u8; GROUP / 16 * 16];
-    let mut x = u128::from_le_bytes(t0);
-    for b in first.chunks_exact_mut(16) {
-        b.copy_from_slice(&x.to_le_bytes());
-        x = mul_x(x);
-    }
-    let mut tw: [__m256i; 8] = std::array::from_fn(|i| load256(&first[32 * i..]));
+    // Tweaks of the first 16 blocks: register i holds blocks 2i and 2i+1,
+    // i.e. (T, T x) times x^(2i), each computed directly (no serial chain);
+    // every group after that is the previous one times x^16.
+    let both = _mm256_broadcastsi128_si256(t);
+    let pair = _mm256_blend_epi32::<0b1111_0000>(both, mul_xn::<1, 63>(both));
+    let mut tw: [__m256i; 8] = [
+        pair,
+        mul_xn::<2, 62>(pair),
+        mul_xn::<4, 60>(pair),
+        mul_xn::<6, 58>(pair),
+        mul_xn::<8, 56>(pair),
+        mul_xn::<10, 54>(pair),
+        mul_xn::<12, 52>(pair),
+        mul_xn::<14, 50>(pair),
+    ];
 
     let keys = if ENC { &s.enc } else { &s.dec };
     for (src, dst) in src.chunks_exact(GROUP).zip(dst.chunks_exact_mut(GROUP)) {
@@ -330,8 +337,6 @@ fn xts<const ENC: bool>(s: &Schedule, iv: &[u8; 16], src: &[u8], dst: &mut [u8])
             *t = mul_x16(*t);
         }
     }
-    first.zeroize();
-    t0.zeroize();
 }
 
 #[cfg(test)]
@@ -387,8 +392,14 @@ mod tests {
         assert_eq!(checked, 5);
     }
 
+    /// The reference: multiplication by x (alpha) of one tweak as a
+    /// little-endian integer, as IEEE 1619 defines it.
+    fn mul_x(t: u128) -> u128 {
+        (t << 1) ^ ((t >> 127) * 0x87)
+    }
+
     #[test]
-    fn mul_x16_matches_sixteen_doublings() {
+    fn vector_tweak_steps_match_scalar_doublings() {
         require_cpu();
         let mut seed = [0u8; 32 * 64];
         openssl::rand::rand_bytes(&mut seed).unwrap();
@@ -396,16 +407,31 @@ mod tests {
         seed[..32].fill(0xff);
         seed[32..64].fill(0);
         seed[64 + 15] = 0x80;
+        seed[96 + 7] = 0x80;
         for c in seed.chunks_exact(32) {
-            let mut out = [0u8; 32];
-            // SAFETY: require_cpu() checked AVX2 and VPCLMULQDQ.
-            unsafe { store256(&mut out, mul_x16(load256(c))) };
-            for lane in 0..2 {
-                let mut t = u128::from_le_bytes(c[16 * lane..16 * lane + 16].try_into().unwrap());
-                for _ in 0..16 {
-                    t = mul_x(t);
+            // SAFETY: require_cpu() checked AVX, AVX2 and VPCLMULQDQ.
+            let got: Vec<(u32, __m256i)> = unsafe {
+                let v = load256(c);
+                vec![
+                    (1, mul_xn::<1, 63>(v)),
+                    (2, mul_xn::<2, 62>(v)),
+                    (8, mul_xn::<8, 56>(v)),
+                    (14, mul_xn::<14, 50>(v)),
+                    (16, mul_x16(v)),
+                ]
+            };
+            for (n, r) in got {
+                let mut out = [0u8; 32];
+                // SAFETY: require_cpu() checked AVX.
+                unsafe { store256(&mut out, r) };
+                for lane in 0..2 {
+                    let mut t =
+                        u128::from_le_bytes(c[16 * lane..16 * lane + 16].try_into().unwrap());
+                    for _ in 0..n {
+                        t = mul_x(t);
+                    }
+                    assert_eq!(out[16 * lane..16 * lane + 16], t.to_le_bytes(), "x^{n}");
                 }
-                assert_eq!(out[16 * lane..16 * lane + 16], t.to_le_bytes());
             }
         }
     }
