@@ -7,7 +7,7 @@
 //! the tweak changes per sector.
 //!
 //! Two engines behind one API: on x86-64 CPUs with VAES, AVX2 and VPCLMULQDQ
-//! our own VAES implementation (`vaes` module, ~1.5x OpenSSL 3.0 here, see
+//! our own VAES implementation (`vaes` module, ~2x OpenSSL 3.0 here, see
 //! docs/volume-engine.md); everywhere else OpenSSL's EVP AES-256-XTS. Both
 //! are byte-identical (tests below, against OpenSSL and IEEE 1619 vectors).
 
