@@ -200,8 +200,28 @@ pub fn is_zero(buf: &[u8]) -> bool {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The engines this CPU runs. Where VAES is missing, the VAES engine
+    /// cannot be exercised: check instead that it is refused and that
+    /// `new` falls back to OpenSSL, and say so (CI's CPU has VAES; a
+    /// contributor's older CPU must not turn the suite red).
+    pub(crate) fn engines_here() -> Vec<Engine> {
+        if vaes_available() {
+            return vec![Engine::Vaes, Engine::Openssl];
+        }
+        eprintln!(
+            "note: no VAES/AVX2/VPCLMULQDQ on this CPU: VAES engine tests check the fallback only"
+        );
+        let k = key();
+        assert!(matches!(
+            SectorCipher::with_engine(&k, Engine::Vaes),
+            Err(CipherError::Unavailable(Engine::Vaes))
+        ));
+        assert_eq!(SectorCipher::new(&k).unwrap().engine(), Engine::Openssl);
+        vec![Engine::Openssl]
+    }
 
     fn key() -> VolumeKey {
         let mut k = VolumeKey::zeroed();
@@ -238,7 +258,7 @@ mod tests {
         plain.copy_within(..SECTOR, SECTOR);
         for (k, engine) in keys
             .iter()
-            .flat_map(|k| [(k, Engine::Vaes), (k, Engine::Openssl)])
+            .flat_map(|k| engines_here().into_iter().map(move |e| (k, e)))
         {
             let mut c = SectorCipher::with_engine(k, engine).unwrap();
             for &first in &firsts {
@@ -290,10 +310,9 @@ mod tests {
     /// directions, and both engines against each other.
     #[test]
     fn vaes_engine_byte_identical_to_openssl() {
-        assert!(
-            vaes_available(),
-            "this CPU lacks AES-NI/AVX2/VAES/VPCLMULQDQ: the VAES engine cannot be tested here"
-        );
+        if !engines_here().contains(&Engine::Vaes) {
+            return;
+        }
         let mut firsts = vec![
             0u64,
             1,
@@ -373,7 +392,7 @@ mod tests {
     fn refuses_equal_key_halves_in_every_engine() {
         let mut k = VolumeKey::zeroed();
         k.expose_mut().fill(7);
-        for e in [Engine::Vaes, Engine::Openssl] {
+        for e in engines_here() {
             assert!(matches!(
                 SectorCipher::with_engine(&k, e),
                 Err(CipherError::DuplicateKeyHalves)
