@@ -147,15 +147,18 @@ async fn dispatch(
         let result = if service.runs_inline(operation) {
             // Quick, non-blocking operations skip the blocking-pool handoff;
             // a panic still becomes a 500, not a dropped connection.
+            // The service may make the response wait (the KMS waits for its
+            // audit record) without holding this worker.
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                service.call(&ctx, operation, &body)
+                service.call_inline(&ctx, operation, &body)
             }))
             .map_err(|_| {
                 AwsError::server(
                     "InternalFailure",
                     "the service failed while handling the request",
                 )
-            })??
+            })?
+            .await?
         } else {
             let operation = operation.to_owned();
             tokio::task::spawn_blocking(move || service.call(&ctx, &operation, &body))
