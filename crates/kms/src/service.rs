@@ -225,7 +225,8 @@ impl JsonService for Kms {
     }
 
     /// The cryptographic operations and DescribeKey read in-memory state and
-    /// append one audit line (no fsync): they run inline. (A key whose yearly
+    /// queue one audit line (no fsync; see `call_inline`): they run inline.
+    /// (A key whose yearly
     /// automatic rotation falls due is rotated, and stored, by the first
     /// such call; that rare write is accepted on the async worker.)
     fn runs_inline(&self, operation: &str) -> bool {
