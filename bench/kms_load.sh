@@ -35,13 +35,17 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 echo "host: $(nproc) cores, $(uname -r), load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "the load generator and the server share these cores (and with whatever else runs)"
 before=$(cpu_ticks "$server_pid")
-/usr/bin/time -f "load generator CPU: %U s user + %S s system" \
+/usr/bin/time -o "$dir/time" -f "%U %S" \
   target/release/examples/kms_load --endpoint "http://$addr" --credentials "$dir/data/credentials" \
   --connections "$CONNS" --seconds "$SECS" | tee "$dir/load.out"
 after=$(cpu_ticks "$server_pid")
 ops=$(awk '/ ops in /{n += $2} END {print n}' "$dir/load.out")
 tck=$(getconf CLK_TCK)
-awk -v t=$((after - before)) -v hz="$tck" -v n="$ops" 'BEGIN {
-  s = t / hz; printf "server CPU: %.1f s for %d requests = %.1f us/request (%.0f requests/s per fully used core)\n", s, n, s * 1e6 / n, n / s }'
+read -r lu ls <"$dir/time"
+awk -v t=$((after - before)) -v hz="$tck" -v n="$ops" -v lu="$lu" -v ls="$ls" -v cores="$(nproc)" 'BEGIN {
+  s = t / hz; l = lu + ls
+  printf "server CPU: %.1f s for %d requests = %.1f us/request\n", s, n, s * 1e6 / n
+  printf "load generator CPU: %.1f s user + %.1f s system = %.1f us/request\n", lu, ls, l * 1e6 / n
+  printf "both: %.1f us/request: %d idle cores would bound the rate at %.0f requests/s\n", (s + l) * 1e6 / n, cores, cores * n / (s + l) }'
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "audit records written: $(wc -l <"$dir/data/kms-audit.jsonl")"

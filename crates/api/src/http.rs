@@ -1,17 +1,23 @@
 //! The HTTP/1.1 listener: reads the body (bounded), authenticates with SigV4,
 //! dispatches to the JSON 1.1 or REST service, and renders the response or
 //! the AWS error (`{"__type", "message"}`, `x-amzn-RequestId`).
+//!
+//! hyper directly (no web framework): every request takes the same path
+//! (authenticate, route by `X-Amz-Target` or path), so a router's per-request
+//! extension maps and boxed services would only add cost to the hot path.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::body::{Body, to_bytes};
-use axum::extract::{ConnectInfo, Request, State};
-use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use ferry_proto::{AwsError, Caller, RequestContext};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use zeroize::Zeroizing;
 
 use crate::router::{RestRequest, Router};
@@ -19,22 +25,63 @@ use crate::sigv4::{self, RequestParts, SecretLookup};
 
 const JSON_11: &str = "application/x-amz-json-1.1";
 
+type Request = http::Request<Incoming>;
+type Response = http::Response<Full<Bytes>>;
+
 /// Serves `router` on `listener` until `shutdown` resolves, then stops
-/// accepting and lets in-flight requests finish.
+/// accepting, closes idle keep-alive connections and lets in-flight
+/// requests finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = axum::Router::new()
-        .fallback(handle)
-        .with_state(Arc::new(router));
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let router = Arc::new(router);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    accept_error(e).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Responses go out in one write each; don't let Nagle hold them.
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |req: Request| {
+            let router = router.clone();
+            async move { Ok::<_, Infallible>(handle(&router, peer, req).await) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // A client that goes away mid-request is not the server's error.
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+async fn accept_error(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    // Most likely out of file descriptors: wait for some to close rather
+    // than spin on accept.
+    tracing::error!(error = %e, "accept failed");
+    tokio::time::sleep(Duration::from_millis(200)).await;
 }
 
 struct Lookup<'a>(&'a Router, std::cell::RefCell<Option<Caller>>);
@@ -47,15 +94,9 @@ impl SecretLookup for Lookup<'_> {
     }
 }
 
-async fn handle(
-    State(router): State<Arc<Router>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
-) -> Response {
-    // uuid reads the kernel's randomness with getrandom(2); no file to open
-    // per request (ferry_proto::new_request_id opens /dev/urandom).
-    let request_id = uuid::Uuid::new_v4().to_string();
-    match dispatch(&router, peer, req, &request_id).await {
+async fn handle(router: &Arc<Router>, peer: SocketAddr, req: Request) -> Response {
+    let request_id = request_id();
+    match dispatch(router, peer, req, &request_id).await {
         Ok(resp) => resp,
         Err(e) => error_response(&e, &request_id, false),
     }
@@ -106,15 +147,18 @@ async fn dispatch(
         let result = if service.runs_inline(operation) {
             // Quick, non-blocking operations skip the blocking-pool handoff;
             // a panic still becomes a 500, not a dropped connection.
+            // The service may make the response wait (the KMS waits for its
+            // audit record) without holding this worker.
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                service.call(&ctx, operation, &body)
+                service.call_inline(&ctx, operation, &body)
             }))
             .map_err(|_| {
                 AwsError::server(
                     "InternalFailure",
                     "the service failed while handling the request",
                 )
-            })??
+            })?
+            .await?
         } else {
             let operation = operation.to_owned();
             tokio::task::spawn_blocking(move || service.call(&ctx, &operation, &body))
@@ -207,11 +251,12 @@ fn authenticate(
         body,
     };
     let lookup = Lookup(router, std::cell::RefCell::new(None));
-    sigv4::verify(
+    sigv4::verify_cached(
         &parts,
         signing_name,
         time::OffsetDateTime::now_utc(),
         &lookup,
+        &router.signing_keys,
     )?;
     let caller = lookup
         .1
@@ -231,18 +276,33 @@ fn authenticate(
     })
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, AwsError> {
-    to_bytes(body, limit).await.map_err(|_| {
-        AwsError::client(
-            "RequestEntityTooLargeException",
-            format!("the request body is larger than {limit} bytes or could not be read"),
-        )
-        .with_status(413)
-    })
+/// A request id in the UUID v4 form AWS uses. It only needs to be unique,
+/// not secret: the thread-local CSPRNG (seeded from the OS) makes it without
+/// a system call per request.
+fn request_id() -> String {
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .hyphenated()
+        .to_string()
+}
+
+async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, AwsError> {
+    Limited::new(body, limit)
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes)
+        .map_err(|_| {
+            AwsError::client(
+                "RequestEntityTooLargeException",
+                format!("the request body is larger than {limit} bytes or could not be read"),
+            )
+            .with_status(413)
+        })
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>, request_id: &str) -> Response {
-    let mut resp = (status, body).into_response();
+    let mut resp = http::Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_11));
     if let Ok(v) = HeaderValue::from_str(request_id) {

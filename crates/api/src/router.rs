@@ -67,6 +67,7 @@ pub struct Router {
     pub(crate) keys: Arc<dyn Authenticator>,
     pub(crate) region: String,
     pub(crate) body_limit: usize,
+    pub(crate) signing_keys: crate::sigv4::SigningKeyCache,
 }
 
 /// The default request body limit. KMS requests are at most a few KiB;
@@ -83,6 +84,7 @@ impl Router {
             keys,
             region: region.into(),
             body_limit: DEFAULT_BODY_LIMIT,
+            signing_keys: crate::sigv4::SigningKeyCache::new(),
         }
     }
 

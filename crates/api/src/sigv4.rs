@@ -395,12 +395,89 @@ pub trait SecretLookup {
     fn secret(&self, access_key_id: &str) -> Option<Zeroizing<String>>;
 }
 
+/// Derived signing keys by (access key id, date, region, service), as the
+/// AWS SDKs cache them on the client side: deriving one costs four HMACs,
+/// and a server sees the same few scopes all day. Each entry keeps the
+/// secret it was derived from and is only used while the credential table
+/// still returns that secret. Bounded; secrets and keys are wiped on drop.
+#[derive(Default)]
+pub struct SigningKeyCache {
+    /// Keyed by `access-key-id/date/region/service`.
+    entries: std::sync::Mutex<std::collections::HashMap<String, CachedKey>>,
+}
+
+struct CachedKey {
+    secret: Zeroizing<String>,
+    key: Zeroizing<[u8; 32]>,
+}
+
+/// More scopes than a server sees in a day; past it the cache starts over.
+const CACHE_LIMIT: usize = 256;
+
+impl SigningKeyCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The signing key for `secret` in the scope of `parsed`.
+    fn get(&self, parsed: &AuthHeader, secret: &Zeroizing<String>) -> Zeroizing<[u8; 32]> {
+        let scope = format!(
+            "{}/{}/{}/{}",
+            parsed.access_key_id, parsed.date, parsed.region, parsed.service
+        );
+        // A poisoned lock only means another request panicked mid-insert:
+        // derive without the cache rather than fail.
+        let Ok(mut entries) = self.entries.lock() else {
+            return signing_key(secret, &parsed.date, &parsed.region, &parsed.service);
+        };
+        if let Some(c) = entries.get(&scope)
+            && c.secret.as_bytes() == secret.as_bytes()
+        {
+            return c.key.clone();
+        }
+        let key = signing_key(secret, &parsed.date, &parsed.region, &parsed.service);
+        if entries.len() >= CACHE_LIMIT {
+            entries.clear();
+        }
+        entries.insert(
+            scope,
+            CachedKey {
+                secret: secret.clone(),
+                key: key.clone(),
+            },
+        );
+        key
+    }
+}
+
 /// Verifies the SigV4 header signature of `req` for `service` at time `now`.
 pub fn verify(
     req: &RequestParts<'_>,
     service: &str,
     now: OffsetDateTime,
     keys: &dyn SecretLookup,
+) -> Result<Verified, AuthError> {
+    verify_inner(req, service, now, keys, None)
+}
+
+/// [`verify`] with derived signing keys taken from (and added to) `cache`.
+pub fn verify_cached(
+    req: &RequestParts<'_>,
+    service: &str,
+    now: OffsetDateTime,
+    keys: &dyn SecretLookup,
+    cache: &SigningKeyCache,
+) -> Result<Verified, AuthError> {
+    verify_inner(req, service, now, keys, Some(cache))
+}
+
+fn verify_inner(
+    req: &RequestParts<'_>,
+    service: &str,
+    now: OffsetDateTime,
+    keys: &dyn SecretLookup,
+    cache: Option<&SigningKeyCache>,
 ) -> Result<Verified, AuthError> {
     let Some(auth) = req.headers.get(http::header::AUTHORIZATION) else {
         return Err(AuthError::Missing);
@@ -484,7 +561,10 @@ pub fn verify(
         parsed.date, parsed.region, parsed.service
     );
     let sts = string_to_sign(&amz_date, &scope, &creq);
-    let key = signing_key(&secret, &parsed.date, &parsed.region, &parsed.service);
+    let key = match cache {
+        Some(c) => c.get(&parsed, &secret),
+        None => signing_key(&secret, &parsed.date, &parsed.region, &parsed.service),
+    };
 
     let provided = hex::decode(&parsed.signature).map_err(|_| AuthError::mismatch())?;
     let mut mac =

@@ -5,14 +5,10 @@
 //! every secret-bearing field removed (plaintext, ciphertext, grant tokens)
 //! and the error code; never key material. The cryptographic operations
 //! only return after their record was appended: if the append fails, the
-//! call fails with `KMSInternalException`.
+//! call fails with `KMSInternalException`. The file itself, and its group
+//! commit, is [`crate::audit_file`].
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-
+pub use crate::audit_file::Ticket;
 use ferry_proto::{Principal, RequestContext};
 use serde_json::{Map, Value};
 
@@ -28,61 +24,13 @@ const SECRET_FIELDS: &[&str] = &[
 
 /// Where audit lines go. A trait so unit tests can inject failures.
 pub trait AuditSink: Send + Sync {
-    /// Appends one line (without the newline).
+    /// Appends one line (without the newline); returns once it is written.
     fn append(&self, line: &[u8]) -> std::io::Result<()>;
-}
 
-/// The JSON-lines file sink.
-pub struct FileSink {
-    path: PathBuf,
-    /// The file and the length of its complete records.
-    file: Mutex<(File, u64)>,
-}
-
-impl FileSink {
-    /// Opens (creating, mode 0600) the audit file for appending.
-    pub fn open(path: &Path) -> std::io::Result<Self> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)?;
-        let len = file.metadata()?.len();
-        Ok(Self {
-            path: path.to_owned(),
-            file: Mutex::new((file, len)),
-        })
-    }
-
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl AuditSink for FileSink {
-    fn append(&self, line: &[u8]) -> std::io::Result<()> {
-        let mut buf = Vec::with_capacity(line.len() + 1);
-        buf.extend_from_slice(line);
-        buf.push(b'\n');
-        let mut g = self
-            .file
-            .lock()
-            .map_err(|_| std::io::Error::other("audit lock poisoned"))?;
-        let (f, len) = &mut *g;
-        // One write(2) per record on an O_APPEND file: records never interleave.
-        match f.write_all(&buf) {
-            Ok(()) => {
-                *len += buf.len() as u64;
-                Ok(())
-            }
-            Err(e) => {
-                // Cut a partly written record (e.g. disk full) so the file
-                // stays a sequence of whole JSON lines.
-                let _ = f.set_len(*len);
-                Err(e)
-            }
-        }
+    /// Queues one line; the ticket completes once it is written (possibly
+    /// together with others). Default: [`AuditSink::append`] at once.
+    fn submit(&self, line: &[u8]) -> Ticket {
+        Ticket::done(self.append(line))
     }
 }
 
@@ -242,7 +190,11 @@ fn record<'a>(e: &'a Event<'a>) -> Record<'a> {
         error_code: e.error.map(|x| x.0),
         error_message: e.error.map(|x| x.1),
         request_id: &e.ctx.request_id,
-        event_id: uuid::Uuid::new_v4().to_string(),
+        // Unique, not secret: the thread-local CSPRNG spares a getrandom(2)
+        // per record.
+        event_id: uuid::Builder::from_random_bytes(rand::random())
+            .into_uuid()
+            .to_string(),
         read_only: read_only(e.operation),
         resources: e
             .resources

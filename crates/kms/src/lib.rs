@@ -11,6 +11,7 @@
 //! - [`blob`]: the ciphertext blob format and the encryption-context AAD.
 //! - [`params`]: request parameters with the model's constraints.
 //! - [`audit`]: CloudTrail-shaped audit records.
+//! - [`audit_file`]: the audit file, appended with group commit.
 //! - [`model`]: stored records.
 //! - [`crypto`]: AES-256-GCM and randomness (OpenSSL).
 //! - [`root_key`]: the root key, the trust anchor that wraps all key material at rest.
@@ -19,6 +20,7 @@
 //! - [`error`]: the KMS error codes and messages.
 
 pub mod audit;
+pub mod audit_file;
 pub mod blob;
 pub mod client;
 pub mod crypto;

@@ -4,11 +4,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use ferry_proto::{AwsError, JsonService, RequestContext};
+use ferry_proto::{AwsError, Deferred, JsonService, RequestContext};
 use ferry_store::Store;
 use serde_json::{Value, json};
 
-use crate::audit::{self, AuditSink, FileSink};
+use crate::audit::{self, AuditSink};
+use crate::audit_file::FileSink;
 use crate::error::KmsError;
 use crate::keystore::KeyStore;
 use crate::ops;
@@ -131,22 +132,39 @@ impl Kms {
         operation: &str,
         request: &Value,
     ) -> Result<Value, AwsError> {
-        let mut resources = Vec::new();
-        let result = match handler(operation) {
-            None => Err(AwsError::unknown_operation(operation)),
-            Some(h) => Params::new(request).and_then(|p| h(self, ctx, &p, &mut resources)),
-        };
-        self.audit_and_return(ctx, operation, Some(request), result, &resources)
+        let (result, ticket) = self.run_and_audit(ctx, operation, Some(request));
+        Self::after_audit(ticket.wait(), result)
     }
 
-    fn audit_and_return(
+    /// Parses `body`, runs the operation and queues its audit record:
+    /// returns the result and the record's ticket. The result may only be
+    /// given out once the ticket says the record is written.
+    fn run_and_audit(
         &self,
         ctx: &RequestContext,
         operation: &str,
         request: Option<&Value>,
-        result: Result<Value, AwsError>,
+    ) -> (Result<Value, AwsError>, audit::Ticket) {
+        let mut resources = Vec::new();
+        let result = match (handler(operation), request) {
+            (_, None) => Err(KmsError::serialization(
+                "The request body is not valid JSON.",
+            )),
+            (None, Some(_)) => Err(AwsError::unknown_operation(operation)),
+            (Some(h), Some(r)) => Params::new(r).and_then(|p| h(self, ctx, &p, &mut resources)),
+        };
+        let ticket = self.audit(ctx, operation, request, &result, &resources);
+        (result, ticket)
+    }
+
+    fn audit(
+        &self,
+        ctx: &RequestContext,
+        operation: &str,
+        request: Option<&Value>,
+        result: &Result<Value, AwsError>,
         resources: &[String],
-    ) -> Result<Value, AwsError> {
+    ) -> audit::Ticket {
         let err = result
             .as_ref()
             .err()
@@ -174,13 +192,30 @@ impl Kms {
             error: err,
             resources,
         });
-        if let Err(e) = self.audit.append(&line) {
+        self.audit.submit(&line)
+    }
+
+    /// The call's result once its audit record's fate is known: if the
+    /// record could not be written, the call fails.
+    fn after_audit(
+        written: std::io::Result<()>,
+        result: Result<Value, AwsError>,
+    ) -> Result<Value, AwsError> {
+        if let Err(e) = written {
             tracing::error!(error = %e, "KMS audit append failed; failing the call");
             return Err(KmsError::internal(
                 "The audit trail could not be written; the operation was not completed.",
             ));
         }
         result
+    }
+
+    fn parse(body: &[u8]) -> Option<Value> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            Some(json!({}))
+        } else {
+            serde_json::from_slice(body).ok()
+        }
     }
 }
 
@@ -190,7 +225,8 @@ impl JsonService for Kms {
     }
 
     /// The cryptographic operations and DescribeKey read in-memory state and
-    /// append one audit line (no fsync): they run inline. (A key whose yearly
+    /// queue one audit line (no fsync; see `call_inline`): they run inline.
+    /// (A key whose yearly
     /// automatic rotation falls due is rotated, and stored, by the first
     /// such call; that rare write is accepted on the async worker.)
     fn runs_inline(&self, operation: &str) -> bool {
@@ -207,22 +243,16 @@ impl JsonService for Kms {
     }
 
     fn call(&self, ctx: &RequestContext, operation: &str, body: &[u8]) -> Result<Value, AwsError> {
-        let parsed: Result<Value, _> = if body.iter().all(u8::is_ascii_whitespace) {
-            Ok(json!({}))
-        } else {
-            serde_json::from_slice(body)
-        };
-        match parsed {
-            Ok(v) => self.call_json(ctx, operation, &v),
-            Err(_) => self.audit_and_return(
-                ctx,
-                operation,
-                None,
-                Err(KmsError::serialization(
-                    "The request body is not valid JSON.",
-                )),
-                &[],
-            ),
-        }
+        let request = Self::parse(body);
+        let (result, ticket) = self.run_and_audit(ctx, operation, request.as_ref());
+        Self::after_audit(ticket.wait(), result)
+    }
+
+    /// The response waits for its audit record without holding the async
+    /// worker: records of concurrent calls share one write (group commit).
+    fn call_inline(&self, ctx: &RequestContext, operation: &str, body: &[u8]) -> Deferred {
+        let request = Self::parse(body);
+        let (result, ticket) = self.run_and_audit(ctx, operation, request.as_ref());
+        Box::pin(async move { Self::after_audit(ticket.await, result) })
     }
 }

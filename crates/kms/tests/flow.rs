@@ -508,3 +508,100 @@ fn hostile_requests_never_panic() {
         }
     }
 }
+
+/// Polls a future to completion on this thread (the tests have no async
+/// runtime); the waker unparks the thread.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
+fn open_file_audited(dir: &std::path::Path) -> Kms {
+    let store = Arc::new(Store::open(&dir.join("state.redb")).unwrap());
+    Kms::open(
+        store,
+        RootKey::from_bytes([9; 32]),
+        dir,
+        ACCOUNT,
+        "us-east-1",
+    )
+    .unwrap()
+}
+
+#[test]
+fn group_committed_audit_has_one_record_per_call_from_threads_and_async_callers() {
+    let dir = tempfile::tempdir().unwrap();
+    let kms = Arc::new(open_file_audited(dir.path()));
+    let a = admin();
+    let key = call(&kms, &a, "CreateKey", json!({})).unwrap();
+    let id = key["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+    let body = json!({"KeyId": id, "KeySpec": "AES_256"}).to_string();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let (kms, body) = (kms.clone(), body.clone());
+            std::thread::spawn(move || {
+                let ctx = admin();
+                for _ in 0..50 {
+                    let out = if t % 2 == 0 {
+                        // Many futures in flight at once, as on an async
+                        // worker: their records share writes.
+                        let pending: Vec<_> = (0..4)
+                            .map(|_| kms.call_inline(&ctx, "GenerateDataKey", body.as_bytes()))
+                            .collect();
+                        pending.into_iter().map(block_on).collect::<Vec<_>>()
+                    } else {
+                        vec![kms.call(&ctx, "GenerateDataKey", body.as_bytes())]
+                    };
+                    for o in out {
+                        assert!(o.unwrap()["CiphertextBlob"].is_string());
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let text = std::fs::read_to_string(dir.path().join("kms-audit.jsonl")).unwrap();
+    let records: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let gdk = records
+        .iter()
+        .filter(|r| r["eventName"] == "GenerateDataKey")
+        .count();
+    // 2 async threads x 50 x 4 + 2 sync threads x 50.
+    assert_eq!(gdk, 2 * 50 * 4 + 2 * 50);
+    let mut ids: Vec<_> = records.iter().map(|r| r["eventID"].to_string()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), records.len(), "event ids are unique");
+}
+
+#[test]
+fn unwritable_audit_file_fails_inline_and_blocking_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every write to /dev/full fails with ENOSPC.
+    std::os::unix::fs::symlink("/dev/full", dir.path().join("kms-audit.jsonl")).unwrap();
+    let kms = open_file_audited(dir.path());
+    let a = admin();
+    let body = json!({"NumberOfBytes": 32}).to_string();
+    let e = block_on(kms.call_inline(&a, "GenerateRandom", body.as_bytes())).unwrap_err();
+    assert_eq!(e.code, "KMSInternalException");
+    let e = kms.call(&a, "GenerateRandom", body.as_bytes()).unwrap_err();
+    assert_eq!(e.code, "KMSInternalException");
+}

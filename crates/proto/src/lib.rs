@@ -229,7 +229,22 @@ pub trait JsonService: Send + Sync {
         operation: &str,
         body: &[u8],
     ) -> Result<serde_json::Value, AwsError>;
+
+    /// Runs an inline operation (see [`JsonService::runs_inline`]) on the
+    /// calling async worker and returns its result as a future that
+    /// resolves when the result may be sent: a service can wait for a side
+    /// effect, such as the KMS's audit record being written, without
+    /// blocking the worker. Default: [`JsonService::call`], ready at once.
+    fn call_inline(&self, ctx: &RequestContext, operation: &str, body: &[u8]) -> Deferred {
+        Box::pin(std::future::ready(self.call(ctx, operation, body)))
+    }
 }
+
+/// A service result that becomes available later (see
+/// [`JsonService::call_inline`]).
+pub type Deferred = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<serde_json::Value, AwsError>> + Send>,
+>;
 
 impl fmt::Display for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

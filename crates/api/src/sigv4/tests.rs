@@ -283,3 +283,38 @@ proptest::proptest! {
         let _ = canonical_query(&q);
     }
 }
+
+/// A credential table whose secret can change (a rotated key).
+struct Rotating(std::sync::Mutex<String>);
+impl SecretLookup for Rotating {
+    fn secret(&self, id: &str) -> Option<Zeroizing<String>> {
+        (id == KEY_ID).then(|| Zeroizing::new(self.0.lock().unwrap().clone()))
+    }
+}
+
+#[test]
+fn cached_signing_keys_verify_like_uncached_and_follow_secret_changes() {
+    let body = br#"{"KeyId":"alias/x"}"#;
+    let cache = SigningKeyCache::new();
+    let table = Rotating(std::sync::Mutex::new(SECRET.to_owned()));
+    let run = |h: &HeaderMap| {
+        let req = RequestParts {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers: h,
+            body,
+        };
+        verify_cached(&req, "kms", at("20150830T123600Z"), &table, &cache)
+    };
+    let good = signed_request(body, SECRET, "kms");
+    let bad = signed_request(body, "not-the-secret", "kms");
+    // First call derives and caches, the second uses the cached key.
+    assert!(run(&good).is_ok());
+    assert!(run(&good).is_ok());
+    assert_eq!(run(&bad).unwrap_err(), AuthError::mismatch());
+    // The table now holds another secret: the cached key must not be used.
+    *table.0.lock().unwrap() = "not-the-secret".into();
+    assert_eq!(run(&good).unwrap_err(), AuthError::mismatch());
+    assert!(run(&bad).is_ok());
+}

@@ -76,11 +76,13 @@ type Opened = (Arc<LiveKey>, Zeroizing<Vec<u8>>, String);
 /// A generated data key: the key, the plaintext, the blob.
 type Generated = (Arc<LiveKey>, Zeroizing<Vec<u8>>, Vec<u8>);
 
-/// Encrypts `plaintext` under the key's current material.
+/// Encrypts `plaintext` under the key's current material, with `iv` if
+/// the caller already drew one, else a fresh one.
 fn seal(
     key: &LiveKey,
     context: &BTreeMap<String, String>,
     plaintext: &[u8],
+    iv: Option<[u8; crypto::IV_LEN]>,
 ) -> Result<Vec<u8>, AwsError> {
     let m = key
         .rec
@@ -91,8 +93,11 @@ fn seal(
         .ok_or_else(|| KmsError::internal("key material missing"))?;
     let header = blob::header(&key.rec.arn, m.version);
     let aad = blob::aad(&header, context);
-    let (iv, ct, tag) =
-        crypto::seal(k, &aad, plaintext).map_err(|_| KmsError::internal("encryption failed"))?;
+    let sealed = match iv {
+        Some(iv) => crypto::seal_with_iv(k, iv, &aad, plaintext),
+        None => crypto::seal(k, &aad, plaintext),
+    };
+    let (iv, ct, tag) = sealed.map_err(|_| KmsError::internal("encryption failed"))?;
     Ok(blob::assemble(&header, &iv, &tag, &ct))
 }
 
@@ -164,7 +169,7 @@ pub fn encrypt(
     if p.dry_run()? {
         return Err(KmsError::dry_run());
     }
-    let blob = seal(&key, &ec, &plaintext)?;
+    let blob = seal(&key, &ec, &plaintext, None)?;
     Ok(json!({
         "CiphertextBlob": b64(&blob),
         "KeyId": key.rec.arn,
@@ -226,9 +231,13 @@ fn generate(
     if p.dry_run()? {
         return Err(KmsError::dry_run());
     }
-    let mut dk = Zeroizing::new(vec![0u8; len]);
-    crypto::random(&mut dk).map_err(|_| KmsError::internal("random generation failed"))?;
-    let blob = seal(&key, &ec, &dk)?;
+    // The data key and its blob's IV from one call to the generator.
+    let mut rnd = Zeroizing::new(vec![0u8; len + crypto::IV_LEN]);
+    crypto::random(&mut rnd).map_err(|_| KmsError::internal("random generation failed"))?;
+    let mut iv = [0u8; crypto::IV_LEN];
+    iv.copy_from_slice(&rnd[len..]);
+    let dk = Zeroizing::new(rnd[..len].to_vec());
+    let blob = seal(&key, &ec, &dk, Some(iv))?;
     Ok((key, dk, blob))
 }
 
@@ -309,7 +318,7 @@ pub fn re_encrypt(
     if dry {
         return Err(KmsError::dry_run());
     }
-    let blob = seal(&dst, &dst_ec, &pt)?;
+    let blob = seal(&dst, &dst_ec, &pt, None)?;
     Ok(json!({
         "CiphertextBlob": b64(&blob),
         "SourceKeyId": src.rec.arn,
