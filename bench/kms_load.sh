@@ -31,7 +31,17 @@ for _ in $(seq 100); do
 done
 [ -n "${addr:-}" ] || { echo "kms_load: server did not start" >&2; cat "$dir/server.err" >&2; exit 1; }
 
-echo "host: $(nproc) cores, $(uname -r); load generator and server share them"
-target/release/examples/kms_load --endpoint "http://$addr" --credentials "$dir/data/credentials" \
-  --connections "$CONNS" --seconds "$SECS"
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+echo "host: $(nproc) cores, $(uname -r), load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "the load generator and the server share these cores (and with whatever else runs)"
+before=$(cpu_ticks "$server_pid")
+/usr/bin/time -f "load generator CPU: %U s user + %S s system" \
+  target/release/examples/kms_load --endpoint "http://$addr" --credentials "$dir/data/credentials" \
+  --connections "$CONNS" --seconds "$SECS" | tee "$dir/load.out"
+after=$(cpu_ticks "$server_pid")
+ops=$(awk '/ ops in /{n += $2} END {print n}' "$dir/load.out")
+tck=$(getconf CLK_TCK)
+awk -v t=$((after - before)) -v hz="$tck" -v n="$ops" 'BEGIN {
+  s = t / hz; printf "server CPU: %.1f s for %d requests = %.1f us/request (%.0f requests/s per fully used core)\n", s, n, s * 1e6 / n, n / s }'
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "audit records written: $(wc -l <"$dir/data/kms-audit.jsonl")"

@@ -10,6 +10,7 @@ left on the host. The image `httpd:2.4` is the busybox stand-in built by
 tests/tools/make_httpd_image.py.
 """
 
+import base64
 import json
 import os
 import re
@@ -73,6 +74,25 @@ def test_source_document_run_task_to_running_and_stopped(ferry_server, tmp_path)
     assert re.search(r"Version:\s+2", dump), dump
     assert "aes-xts-plain64" in dump and "ferry-kms" in dump, dump
     assert re.search(r"sector:\s+4096", dump), dump
+    # Token 0 says how to open it: with KMS permission to decrypt the wrapped
+    # data key under its context, stock cryptsetup unlocks the live volume.
+    token = json.loads(subprocess.run(["cryptsetup", "token", "export", "--token-id", "0", vol],
+                                      capture_output=True, text=True, check=True).stdout)
+    assert token["type"] == "ferry-kms" and token["keyslots"] == ["0"]
+    assert token["encryptionContext"] == {"aws:ecs:clusterAccount": arn.split(":")[4],
+                                          "aws:ecs:clusterName": "payments", "ferry:taskArn": arn}
+    platform = srv.aws("kms", "describe-key", "--key-id", "alias/aws/ecs-ephemeral")["KeyMetadata"]["Arn"]
+    assert token["keyArn"] == platform
+    data_key = srv.client("kms").decrypt(CiphertextBlob=base64.b64decode(token["wrappedDataKey"]),
+                                         EncryptionContext=token["encryptionContext"])["Plaintext"]
+    assert len(data_key) == 64
+    keyfile = tmp_path / "data-key"
+    keyfile.write_bytes(data_key)
+    try:
+        subprocess.run(["cryptsetup", "open", "--test-passphrase", "--key-file", str(keyfile), vol], check=True)
+    finally:
+        keyfile.unlink()
+
     scanned = 0
     for chunk in allocated_data(vol):
         scanned += len(chunk)

@@ -340,3 +340,59 @@ def test_restart_keeps_keys_and_key_material_is_not_on_disk_in_plaintext(ferry_s
                 data = f.read()
             assert dk["Plaintext"] not in data, name
             assert b64(dk["Plaintext"]).encode() not in data, name
+
+
+def test_audit_write_failure_fails_the_crypto_operation():
+    """With the audit trail on a full file system, cryptographic operations
+    fail with KMSInternalException instead of running unaudited; once there
+    is space again they work, and the trail holds only whole records."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from conftest import FerryServer
+
+    mnt = tempfile.mkdtemp(prefix="ferry-e2e-kms-auditfull-")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "ferry-e2e-kms-auditfull", mnt], check=True)
+    try:
+        srv = FerryServer(os.path.join(mnt, "data"))
+        srv.start()
+        try:
+            kms = srv.client("kms")
+            kid = kms.create_key()["KeyMetadata"]["KeyId"]
+            filler = os.path.join(mnt, "filler")
+            fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                while True:
+                    os.write(fd, b"\0" * 65536)
+            except OSError:
+                pass
+            # Take the last partial pages too.
+            try:
+                while True:
+                    os.write(fd, b"\0" * 512)
+            except OSError:
+                pass
+            os.close(fd)
+            # The audit file's last page may still hold a record or two.
+            failures = []
+            for _ in range(10):
+                try:
+                    kms.generate_data_key(KeyId=kid, KeySpec="AES_256")
+                except botocore.exceptions.ClientError as e:
+                    failures.append((e.response["Error"]["Code"], e.response["Error"]["Message"]))
+                    break
+            assert failures, "GenerateDataKey kept succeeding with the audit trail's file system full"
+            code, msg = failures[0]
+            assert code == "KMSInternalException" and "audit" in msg
+            code, _ = error_code(kms.encrypt, KeyId=kid, Plaintext=b"x" * 3000, EncryptionContext={"k": "v" * 1000})
+            assert code == "KMSInternalException"
+            os.remove(filler)
+            assert len(kms.generate_data_key(KeyId=kid, KeySpec="AES_256")["Plaintext"]) == 32
+            events = read_audit(srv)
+            assert events[-1]["eventName"] == "GenerateDataKey" and "errorCode" not in events[-1]
+        finally:
+            assert srv.stop() == 0
+    finally:
+        subprocess.run(["umount", mnt], check=True)
+        shutil.rmtree(mnt, ignore_errors=True)

@@ -102,5 +102,53 @@ def test_restart_reuses_identity(ferry_server):
     with open(os.path.join(ferry_server.data_dir, "root.key"), "rb") as f:
         assert f.read() == root_before
     # The same key still authenticates after the restart.
-    err = ferry_server.aws("kms", "list-keys", check=False)
-    assert getattr(err, "code", None) != "UnrecognizedClientException"
+    assert isinstance(ferry_server.aws("kms", "list-keys")["Keys"], list)
+
+
+def _signed_at(srv, when):
+    """A ListKeys request signed by botocore as if at `when` (UTC)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    key, secret = srv.credentials()
+    req = AWSRequest(method="POST", url=srv.endpoint + "/", data=b"{}",
+                     headers={"X-Amz-Target": "TrentService.ListKeys",
+                              "Content-Type": "application/x-amz-json-1.1"})
+    auth = SigV4Auth(Credentials(key, secret), "kms", "us-east-1")
+    stamp = when.strftime("%Y%m%dT%H%M%SZ")
+    req.context["timestamp"] = stamp
+    req.headers["X-Amz-Date"] = stamp
+    req.headers["Host"] = srv.endpoint.split("//", 1)[1]
+    canonical = auth.canonical_request(req)
+    sig = auth.signature(auth.string_to_sign(req, canonical), req)
+    scope = f"{stamp[:8]}/us-east-1/kms/aws4_request"
+    signed = auth.signed_headers(auth.headers_to_sign(req))
+    req.headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={key}/{scope}, "
+                                    f"SignedHeaders={signed}, Signature={sig}")
+    return req
+
+
+def test_clock_skew_window(ferry_server):
+    import datetime
+    import json
+    import urllib.error
+    import urllib.request
+
+    def send(req):
+        r = urllib.request.Request(req.url, data=req.body, method="POST", headers=dict(req.headers))
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(r, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    status, body = send(_signed_at(ferry_server, now - datetime.timedelta(minutes=10)))
+    assert status == 200 and "Keys" in body, body
+    status, body = send(_signed_at(ferry_server, now - datetime.timedelta(minutes=20)))
+    assert status == 400 and body["__type"] == "InvalidSignatureException"
+    assert body["message"].startswith("Signature expired:")
+    status, body = send(_signed_at(ferry_server, now + datetime.timedelta(minutes=20)))
+    assert status == 400 and body["__type"] == "InvalidSignatureException"

@@ -10,7 +10,7 @@ use axum::body::{Body, to_bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use ferry_proto::{AwsError, Caller, RequestContext, new_request_id};
+use ferry_proto::{AwsError, Caller, RequestContext};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use zeroize::Zeroizing;
 
@@ -52,7 +52,9 @@ async fn handle(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    let request_id = new_request_id();
+    // uuid reads the kernel's randomness with getrandom(2); no file to open
+    // per request (ferry_proto::new_request_id opens /dev/urandom).
+    let request_id = uuid::Uuid::new_v4().to_string();
     match dispatch(&router, peer, req, &request_id).await {
         Ok(resp) => resp,
         Err(e) => error_response(&e, &request_id, false),
@@ -101,15 +103,29 @@ async fn dispatch(
             request_id,
         )?;
         let service = route.service.clone();
-        let operation = operation.to_owned();
-        let result = tokio::task::spawn_blocking(move || service.call(&ctx, &operation, &body))
-            .await
+        let result = if service.runs_inline(operation) {
+            // Quick, non-blocking operations skip the blocking-pool handoff;
+            // a panic still becomes a 500, not a dropped connection.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                service.call(&ctx, operation, &body)
+            }))
             .map_err(|_| {
                 AwsError::server(
                     "InternalFailure",
                     "the service failed while handling the request",
                 )
-            })??;
+            })??
+        } else {
+            let operation = operation.to_owned();
+            tokio::task::spawn_blocking(move || service.call(&ctx, &operation, &body))
+                .await
+                .map_err(|_| {
+                    AwsError::server(
+                        "InternalFailure",
+                        "the service failed while handling the request",
+                    )
+                })??
+        };
         let bytes = serde_json::to_vec(&result).map_err(|_| {
             AwsError::server("InternalFailure", "the response could not be encoded")
         })?;

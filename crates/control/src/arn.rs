@@ -31,6 +31,11 @@ impl Scope {
         format!("{}task/{cluster}/{id}", self.prefix())
     }
 
+    /// A service's ARN.
+    pub fn service(&self, cluster: &str, name: &str) -> String {
+        format!("{}service/{cluster}/{name}", self.prefix())
+    }
+
     /// A container's ARN.
     pub fn container(&self, cluster: &str, task_id: &str, id: &str) -> String {
         format!("{}container/{cluster}/{task_id}/{id}", self.prefix())

@@ -41,3 +41,11 @@ pub fn task_key(cluster: &str, task_id: &str) -> String {
 pub fn task_prefix(cluster: &str) -> String {
     format!("{cluster}/")
 }
+
+/// Services (`CLUSTER/NAME`).
+pub const SERVICES: &str = "ecs_services";
+
+/// The key of a service.
+pub fn service_key(cluster: &str, name: &str) -> String {
+    format!("{cluster}/{name}")
+}

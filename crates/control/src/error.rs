@@ -22,6 +22,15 @@ pub enum EcsError {
     /// `ResourceNotFoundException` (tagging an unknown resource).
     #[error("{0}")]
     ResourceNotFound(String),
+    /// `ClusterContainsServicesException`.
+    #[error("{0}")]
+    ClusterContainsServices(String),
+    /// `ServiceNotFoundException`.
+    #[error("{0}")]
+    ServiceNotFound(String),
+    /// `ServiceNotActiveException`.
+    #[error("{0}")]
+    ServiceNotActive(String),
     /// `PlatformUnknownException`: unknown Fargate platform version.
     #[error("{0}")]
     PlatformUnknown(String),
@@ -54,6 +63,9 @@ impl EcsError {
             Self::ClusterContainsTasks(_) => "ClusterContainsTasksException",
             Self::ResourceNotFound(_) => "ResourceNotFoundException",
             Self::PlatformUnknown(_) => "PlatformUnknownException",
+            Self::ServiceNotFound(_) => "ServiceNotFoundException",
+            Self::ClusterContainsServices(_) => "ClusterContainsServicesException",
+            Self::ServiceNotActive(_) => "ServiceNotActiveException",
             Self::Serialization(_) => "SerializationException",
             Self::UnknownOperation(_) => "UnknownOperationException",
             Self::Server(_) | Self::Store(_) => "ServerException",

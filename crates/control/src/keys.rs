@@ -56,6 +56,15 @@ pub trait StorageKeys: Send + Sync {
     /// The ARN of the platform-managed key used when a cluster has no
     /// customer-managed key.
     fn platform_key_arn(&self) -> Result<String, KeyCheckError>;
+
+    /// Fargate's check at CreateCluster/UpdateCluster: with `DryRun`, as
+    /// the service principal, `GenerateDataKeyWithoutPlaintext` and
+    /// `CreateGrant` (Decrypt) under `key_arn` with the cluster's
+    /// encryption context. Fails with the KMS's reason when the key policy
+    /// (or the key's state) would stop tasks from getting data keys.
+    fn dry_run_for_cluster(&self, _key_arn: &str, _cluster: &str) -> Result<(), KeyCheckError> {
+        Ok(())
+    }
 }
 
 /// [`StorageKeys`] over the embedded KMS.
@@ -85,14 +94,31 @@ impl KmsStorageKeys {
         }
     }
 
-    fn describe(&self, key_id: &str) -> Result<serde_json::Value, KeyCheckError> {
-        let ctx = RequestContext::internal(
+    fn ctx(&self) -> RequestContext {
+        RequestContext::internal(
             Caller::service(self.account.clone(), "fargate.amazonaws.com"),
             self.region.clone(),
-        );
+        )
+    }
+
+    /// Calls `operation` with `DryRun`; only `DryRunOperationException`
+    /// (every check passed) is success.
+    fn dry_run(&self, operation: &str, body: serde_json::Value) -> Result<(), KeyCheckError> {
+        let body = serde_json::to_vec(&body).map_err(|e| KeyCheckError::Kms(e.to_string()))?;
+        match self.kms.call(&self.ctx(), operation, &body) {
+            Err(e) if e.code == "DryRunOperationException" => Ok(()),
+            Err(e) => Err(KeyCheckError::Kms(format!(
+                "{operation} (DryRun) as fargate.amazonaws.com: {}: {}",
+                e.code, e.message
+            ))),
+            Ok(_) => Err(KeyCheckError::Kms(format!("{operation} ignored DryRun"))),
+        }
+    }
+
+    fn describe(&self, key_id: &str) -> Result<serde_json::Value, KeyCheckError> {
         let body = serde_json::to_vec(&serde_json::json!({ "KeyId": key_id }))
             .map_err(|e| KeyCheckError::Kms(e.to_string()))?;
-        match self.kms.call(&ctx, "DescribeKey", &body) {
+        match self.kms.call(&self.ctx(), "DescribeKey", &body) {
             Ok(v) => Ok(v),
             Err(e) if e.code == "NotFoundException" => Err(KeyCheckError::NotFound(key_id.into())),
             Err(e) => Err(KeyCheckError::Kms(format!("{}: {}", e.code, e.message))),
@@ -135,6 +161,30 @@ impl StorageKeys for KmsStorageKeys {
             });
         }
         Ok(arn)
+    }
+
+    fn dry_run_for_cluster(&self, key_arn: &str, cluster: &str) -> Result<(), KeyCheckError> {
+        let context = serde_json::json!({
+            "aws:ecs:clusterAccount": self.account,
+            "aws:ecs:clusterName": cluster,
+        });
+        self.dry_run(
+            "GenerateDataKeyWithoutPlaintext",
+            serde_json::json!({
+                "KeyId": key_arn, "NumberOfBytes": 64,
+                "EncryptionContext": context, "DryRun": true,
+            }),
+        )?;
+        self.dry_run(
+            "CreateGrant",
+            serde_json::json!({
+                "KeyId": key_arn,
+                "GranteePrincipal": "fargate.amazonaws.com",
+                "Operations": ["Decrypt"],
+                "Constraints": {"EncryptionContextSubset": context},
+                "DryRun": true,
+            }),
+        )
     }
 
     fn platform_key_arn(&self) -> Result<String, KeyCheckError> {

@@ -19,10 +19,13 @@
 //! - [`validate`]: Fargate's rules for task definitions and RunTask input;
 //!   turns wire requests into domain specs (parse, don't validate).
 //! - [`plan`]: builds the agent's `TaskPlan` from a spec plus overrides.
+//! - [`scheduler`]: the service scheduler thread (desired counts, rolling
+//!   deployments, backoff, service events).
 //! - [`runtime`]: the [`runtime::TaskRuntime`] trait the agent implements.
 //! - [`keys`]: the [`keys::StorageKeys`] trait: KMS checks for cluster CMKs
 //!   and the platform key.
 //! - [`db`]: store tables and key layout.
+//! - [`task_cache`]: the in-memory read cache of task records (DescribeTasks).
 //! - [`arn`]: ECS ARNs: building and parsing.
 //! - [`paging`]: `nextToken` pagination.
 //! - [`clock`]: wall-clock timestamps in the JSON 1.1 form.
@@ -38,7 +41,9 @@ pub mod ops;
 pub mod paging;
 pub mod plan;
 pub mod runtime;
+pub mod scheduler;
 pub mod service;
+pub mod task_cache;
 pub mod validate;
 pub mod wire;
 

@@ -4,7 +4,8 @@
 //! with the runtime after a restart, and expires old stopped tasks.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
 use ferry_agent::plan::TaskEvent;
 use ferry_proto::{AwsError, JsonService, RequestContext};
@@ -22,6 +23,7 @@ use crate::model::task::{TaskRecord, TaskStatus, stop_code};
 use crate::model::task_definition::TaskDefRecord;
 use crate::ops;
 use crate::runtime::{EventSink, Reattach, TaskRuntime};
+use crate::task_cache::TaskCache;
 
 /// Server-level settings of the ECS service.
 #[derive(Debug, Clone)]
@@ -36,6 +38,9 @@ pub struct EcsConfig {
     /// Whether platform version 1.3.0 (unencrypted ephemeral storage) may
     /// be used. An operator can forbid it.
     pub allow_unencrypted_storage: bool,
+    /// How often the service scheduler runs a pass (`None`: no background
+    /// thread; tests call [`crate::scheduler::pass`] themselves).
+    pub scheduler_interval: Option<Duration>,
 }
 
 impl EcsConfig {
@@ -46,6 +51,7 @@ impl EcsConfig {
             account: account.into(),
             stopped_task_retention_secs: 3600.0,
             allow_unencrypted_storage: true,
+            scheduler_interval: Some(Duration::from_millis(250)),
         }
     }
 }
@@ -62,8 +68,14 @@ pub struct Core {
     pub runtime: Arc<dyn TaskRuntime>,
     /// KMS checks.
     pub keys: Arc<dyn StorageKeys>,
+    /// Read cache of task records; refreshed after every task write.
+    pub tasks: TaskCache,
     /// Epoch seconds of the last stopped-task sweep.
     last_sweep: AtomicU64,
+    /// Serializes service API calls with scheduler passes.
+    services: Mutex<()>,
+    /// Wakes the scheduler early (a service changed).
+    wake: (Mutex<bool>, Condvar),
     me: Weak<Core>,
 }
 
@@ -103,12 +115,18 @@ impl EcsService {
             store,
             runtime,
             keys,
+            tasks: TaskCache::default(),
             last_sweep: AtomicU64::new(0),
+            services: Mutex::new(()),
+            wake: (Mutex::new(false), Condvar::new()),
             me: me.clone(),
         });
         core.first_start()?;
         let reconciled = core.reconcile()?;
         core.sweep_stopped(clock::now())?;
+        if let Some(every) = core.cfg.scheduler_interval {
+            crate::scheduler::spawn(Arc::downgrade(&core), every);
+        }
         Ok(Self { core, reconciled })
     }
 
@@ -171,6 +189,11 @@ impl JsonService for EcsService {
             "StopTask" => run(c, ctx, body, stop_task::handle),
             "DescribeTasks" => run(c, ctx, body, describe_tasks::handle),
             "ListTasks" => run(c, ctx, body, list_tasks::handle),
+            "CreateService" => run(c, ctx, body, services::create),
+            "UpdateService" => run(c, ctx, body, services::update),
+            "DeleteService" => run(c, ctx, body, services::delete),
+            "DescribeServices" => run(c, ctx, body, services::describe),
+            "ListServices" => run(c, ctx, body, services::list),
             "TagResource" => run(c, ctx, body, tags::tag),
             "UntagResource" => run(c, ctx, body, tags::untag),
             "ListTagsForResource" => run(c, ctx, body, tags::list),
@@ -181,6 +204,28 @@ impl JsonService for EcsService {
 }
 
 impl Core {
+    /// Held by service API calls and scheduler passes, one at a time.
+    pub fn services_lock(&self) -> MutexGuard<'_, ()> {
+        self.services.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes the scheduler run a pass soon.
+    pub fn wake_scheduler(&self) {
+        let (m, cv) = &self.wake;
+        *m.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cv.notify_all();
+    }
+
+    /// Waits up to `timeout` for [`Core::wake_scheduler`].
+    pub fn wait_for_wake(&self, timeout: Duration) {
+        let (m, cv) = &self.wake;
+        let g = m.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut g, _) = cv
+            .wait_timeout_while(g, timeout, |woken| !*woken)
+            .unwrap_or_else(|p| p.into_inner());
+        *g = false;
+    }
+
     fn first_start(&self) -> Result<(), EcsError> {
         let now = clock::now();
         self.store.write(|w| {
@@ -267,15 +312,23 @@ impl Core {
 
     fn apply_event(&self, key: &str, event: &TaskEvent) -> Result<(), EcsError> {
         let now = clock::now();
-        self.store.write(|w| {
+        let changed = self.store.write(|w| {
             let Some(mut t) = w.get::<TaskRecord>(db::TASKS, key)? else {
-                return Ok::<_, EcsError>(());
+                return Ok::<_, EcsError>(false);
             };
-            if t.apply(event, now) {
+            let changed = t.apply(event, now);
+            if changed {
                 w.put(db::TASKS, key, &t)?;
+                if t.group.starts_with("service:") {
+                    self.wake_scheduler();
+                }
             }
-            Ok(())
-        })
+            Ok(changed)
+        })?;
+        if changed {
+            self.tasks.refresh(&self.store, key)?;
+        }
+        Ok(())
     }
 
     /// Records a stop request for a task and tells the runtime. Used by
@@ -305,6 +358,7 @@ impl Core {
             return Ok(None);
         };
         if changed {
+            self.tasks.refresh(&self.store, &key)?;
             self.runtime.stop(t.arn(), code, reason);
             // The runtime may have answered synchronously.
             return Ok(self.store.get(db::TASKS, &key)?.or(Some(t)));
@@ -381,6 +435,7 @@ impl Core {
             }
             Ok::<_, EcsError>(())
         })?;
+        self.tasks.remove(&old);
         Ok(old.len())
     }
 

@@ -70,13 +70,10 @@ struct Env {
 fn env_with(dir: tempfile::TempDir, rt: FakeRuntime) -> Env {
     let store = Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
     let rt = Arc::new(rt);
-    let svc = EcsService::new(
-        EcsConfig::new("us-east-1", "000000000000"),
-        store.clone(),
-        rt.clone(),
-        Arc::new(FakeKeys),
-    )
-    .unwrap();
+    let mut cfg = EcsConfig::new("us-east-1", "000000000000");
+    // Service tests run scheduler passes themselves.
+    cfg.scheduler_interval = None;
+    let svc = EcsService::new(cfg, store.clone(), rt.clone(), Arc::new(FakeKeys)).unwrap();
     Env {
         _dir: dir,
         store,
@@ -722,13 +719,10 @@ fn restart_keeps_everything_and_reconciles() {
         adopt: true,
         ..Default::default()
     });
-    let svc = EcsService::new(
-        EcsConfig::new("us-east-1", "000000000000"),
-        store,
-        rt.clone(),
-        Arc::new(FakeKeys),
-    )
-    .unwrap();
+    let mut cfg = EcsConfig::new("us-east-1", "000000000000");
+    // Service tests run scheduler passes themselves.
+    cfg.scheduler_interval = None;
+    let svc = EcsService::new(cfg, store, rt.clone(), Arc::new(FakeKeys)).unwrap();
     assert_eq!(svc.reconciled().adopted, 1);
     let sink = rt.started.lock().unwrap()[0].1.clone();
     sink(TaskEvent::Provisioned {
@@ -777,4 +771,204 @@ fn unknown_operation_and_garbage_bodies() {
     }
     // An empty body is an empty request.
     assert!(e.svc.call(&ctx(), "ListClusters", b"").is_ok());
+}
+
+// -- services ------------------------------------------------------------
+
+fn svc_body(name: &str, count: u32) -> Value {
+    json!({
+        "serviceName": name, "taskDefinition": "fargate-task-definition",
+        "desiredCount": count, "launchType": "FARGATE",
+        "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"]}}
+    })
+}
+
+impl Env {
+    fn pass(&self) {
+        crate::scheduler::pass(self.svc.core()).unwrap();
+    }
+    fn started(&self) -> usize {
+        self.rt.started.lock().unwrap().len()
+    }
+    fn run_to_running(&self, i: usize) {
+        let s = self.sink(i);
+        s(TaskEvent::Provisioned {
+            private_ip: "198.18.0.9".into(),
+        });
+        s(TaskEvent::ContainerRunning {
+            name: "sample-fargate-app".into(),
+        });
+        s(TaskEvent::Running);
+    }
+    fn stopped(&self, i: usize, code: &str, reason: &str) {
+        (self.sink(i))(TaskEvent::Stopped {
+            stop_code: code.into(),
+            stopped_reason: reason.into(),
+        });
+    }
+    fn service(&self, name: &str) -> Value {
+        self.ok("DescribeServices", json!({"services": [name]}))["services"][0].clone()
+    }
+}
+
+fn register(e: &Env) {
+    e.ok("RegisterTaskDefinition", source_doc());
+}
+
+#[test]
+fn service_keeps_desired_count_and_rolls_within_min_healthy() {
+    let e = env();
+    register(&e);
+    let s = e.ok("CreateService", svc_body("web", 3))["service"].clone();
+    assert_eq!(s["deploymentConfiguration"]["maximumPercent"], 200);
+    assert_eq!(s["deployments"][0]["rolloutState"], "IN_PROGRESS");
+    e.pass();
+    assert_eq!(e.started(), 3);
+    let dep1 = e.service("web")["deployments"][0]["id"].clone();
+    for i in 0..3 {
+        let p = e.plan(i);
+        let t = e.describe(&p.task_arn);
+        assert_eq!(t["group"], "service:web");
+        assert_eq!(t["startedBy"], dep1);
+        e.run_to_running(i);
+    }
+    e.pass();
+    let s = e.service("web");
+    assert_eq!(s["runningCount"], 3);
+    assert_eq!(s["deployments"][0]["rolloutState"], "COMPLETED");
+    assert_eq!(
+        s["events"][0]["message"],
+        "(service web) has reached a steady state."
+    );
+    assert!(
+        s["events"][1]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("(service web) has started 3 tasks: (task ")
+    );
+
+    // Force a new deployment: 3 new tasks start (max 200%), no old one
+    // stops until the new ones run (min 100%).
+    let u = e.ok(
+        "UpdateService",
+        json!({"service": "web", "forceNewDeployment": true}),
+    )["service"]
+        .clone();
+    assert_eq!(u["deployments"][0]["status"], "PRIMARY");
+    assert_eq!(u["deployments"][1]["status"], "ACTIVE");
+    e.pass();
+    assert_eq!(e.started(), 6);
+    assert!(e.rt.stopped.lock().unwrap().is_empty());
+    e.run_to_running(3);
+    e.pass();
+    // One new task runs: one old one may go.
+    assert_eq!(e.rt.stopped.lock().unwrap().len(), 1);
+    e.run_to_running(4);
+    e.run_to_running(5);
+    e.pass();
+    let stopped = e.rt.stopped.lock().unwrap().clone();
+    assert_eq!(stopped.len(), 3);
+    for arn in &stopped {
+        let t = e.describe(arn);
+        assert_eq!(t["stopCode"], "ServiceSchedulerInitiated");
+    }
+    for i in 0..3 {
+        e.stopped(i, "ServiceSchedulerInitiated", "stopped");
+    }
+    e.pass();
+    let s = e.service("web");
+    assert_eq!(s["deployments"].as_array().unwrap().len(), 1);
+    assert_eq!(s["deployments"][0]["rolloutState"], "COMPLETED");
+    assert_eq!(s["runningCount"], 3);
+
+    // A task that stops is replaced.
+    e.stopped(3, "EssentialContainerExited", "exited");
+    e.pass();
+    assert_eq!(e.started(), 7);
+}
+
+#[test]
+fn failing_tasks_back_off_and_report_the_reason() {
+    let e = env();
+    register(&e);
+    e.ok("CreateService", svc_body("bad", 1));
+    e.pass();
+    assert_eq!(e.started(), 1);
+    e.stopped(0, "TaskFailedToStart", "KMS key arn:k is disabled.");
+    e.pass();
+    let s = e.service("bad");
+    assert!(
+        s["events"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("failed to start a task: (task ")
+    );
+    assert!(
+        s["events"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("arn:k is disabled")
+    );
+    assert_eq!(s["deployments"][0]["failedTasks"], 1);
+    // Backing off: no new task at once.
+    e.pass();
+    assert_eq!(e.started(), 1);
+}
+
+#[test]
+fn delete_service_needs_zero_or_force_and_drains() {
+    let e = env();
+    register(&e);
+    e.ok("CreateService", svc_body("d", 1));
+    e.pass();
+    e.run_to_running(0);
+    let err = e.err("DeleteService", json!({"service": "d"}));
+    assert_eq!(err.code, "InvalidParameterException");
+    let dup = e.err("CreateService", svc_body("d", 1));
+    assert_eq!(dup.code, "InvalidParameterException");
+    assert_eq!(
+        e.ok("DescribeClusters", json!({}))["clusters"][0]["activeServicesCount"],
+        1
+    );
+    let busy = e.err("DeleteCluster", json!({"cluster": "default"}));
+    assert_eq!(busy.code, "ClusterContainsServicesException");
+    let s = e.ok("DeleteService", json!({"service": "d", "force": true}))["service"].clone();
+    assert_eq!(s["status"], "DRAINING");
+    e.pass();
+    assert_eq!(e.rt.stopped.lock().unwrap().len(), 1);
+    e.stopped(0, "ServiceSchedulerInitiated", "x");
+    e.pass();
+    assert_eq!(e.service("d")["status"], "INACTIVE");
+    assert_eq!(e.ok("ListServices", json!({}))["serviceArns"], json!([]));
+    let nf = e.err("UpdateService", json!({"service": "nope"}));
+    assert_eq!(nf.code, "ServiceNotFoundException");
+}
+
+#[test]
+fn service_platform_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
+    let mut cfg = EcsConfig::new("us-east-1", "000000000000");
+    cfg.scheduler_interval = None;
+    cfg.allow_unencrypted_storage = false;
+    let svc = EcsService::new(
+        cfg,
+        store,
+        Arc::new(FakeRuntime::default()),
+        Arc::new(FakeKeys),
+    )
+    .unwrap();
+    let call = |op: &str, b: Value| svc.call(&ctx(), op, &serde_json::to_vec(&b).unwrap());
+    call("RegisterTaskDefinition", source_doc()).unwrap();
+    let mut b = svc_body("old", 1);
+    b["platformVersion"] = json!("1.3.0");
+    let err = call("CreateService", b).unwrap_err();
+    assert_eq!(err.code, "ClientException");
+    assert!(err.message.contains("unencrypted"));
+    let mut b = svc_body("x", 1);
+    b["platformVersion"] = json!("9.9.9");
+    assert_eq!(
+        call("CreateService", b).unwrap_err().code,
+        "PlatformUnknownException"
+    );
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use ferry_proto::{Principal, RequestContext};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 /// Request and response members that may carry secrets; never audited.
 const SECRET_FIELDS: &[&str] = &[
@@ -35,7 +35,8 @@ pub trait AuditSink: Send + Sync {
 /// The JSON-lines file sink.
 pub struct FileSink {
     path: PathBuf,
-    file: Mutex<File>,
+    /// The file and the length of its complete records.
+    file: Mutex<(File, u64)>,
 }
 
 impl FileSink {
@@ -46,9 +47,10 @@ impl FileSink {
             .append(true)
             .mode(0o600)
             .open(path)?;
+        let len = file.metadata()?.len();
         Ok(Self {
             path: path.to_owned(),
-            file: Mutex::new(file),
+            file: Mutex::new((file, len)),
         })
     }
 
@@ -63,12 +65,24 @@ impl AuditSink for FileSink {
         let mut buf = Vec::with_capacity(line.len() + 1);
         buf.extend_from_slice(line);
         buf.push(b'\n');
-        let mut f = self
+        let mut g = self
             .file
             .lock()
             .map_err(|_| std::io::Error::other("audit lock poisoned"))?;
+        let (f, len) = &mut *g;
         // One write(2) per record on an O_APPEND file: records never interleave.
-        f.write_all(&buf)
+        match f.write_all(&buf) {
+            Ok(()) => {
+                *len += buf.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // Cut a partly written record (e.g. disk full) so the file
+                // stays a sequence of whole JSON lines.
+                let _ = f.set_len(*len);
+                Err(e)
+            }
+        }
     }
 }
 
@@ -126,64 +140,141 @@ fn read_only(op: &str) -> bool {
     op.starts_with("Describe") || op.starts_with("List") || op.starts_with("Get")
 }
 
-/// Renders an event as one CloudTrail-shaped JSON object.
-pub fn render(e: &Event<'_>) -> Value {
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Identity<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    principal_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_key_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invoked_by: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct Resource<'a> {
+    #[serde(rename = "accountId")]
+    account_id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(rename = "ARN")]
+    arn: &'a str,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Record<'a> {
+    event_version: &'static str,
+    user_identity: Identity<'a>,
+    event_time: String,
+    event_source: &'static str,
+    event_name: &'a str,
+    aws_region: &'a str,
+    #[serde(rename = "sourceIPAddress")]
+    source_ip_address: &'a str,
+    user_agent: &'a str,
+    request_parameters: Option<Value>,
+    response_elements: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_message: Option<&'a str>,
+    #[serde(rename = "requestID")]
+    request_id: &'a str,
+    #[serde(rename = "eventID")]
+    event_id: String,
+    read_only: bool,
+    resources: Vec<Resource<'a>>,
+    event_type: &'static str,
+    management_event: bool,
+    recipient_account_id: &'a str,
+    event_category: &'static str,
+}
+
+fn record<'a>(e: &'a Event<'a>) -> Record<'a> {
     let c = &e.ctx.caller;
-    let identity = match &c.principal {
-        Principal::AccountAdmin => json!({
-            "type": "Root",
-            "principalId": c.account,
-            "arn": c.arn(),
-            "accountId": c.account,
-            "accessKeyId": c.access_key_id,
-        }),
-        Principal::Service(s) => json!({ "type": "AWSService", "invokedBy": s }),
-        Principal::Iam(arn) => json!({
-            "type": "IAMUser",
-            "arn": arn,
-            "accountId": c.account,
-            "accessKeyId": c.access_key_id,
-        }),
+    let user_identity = match &c.principal {
+        Principal::AccountAdmin => Identity {
+            kind: "Root",
+            principal_id: Some(&c.account),
+            arn: Some(c.arn()),
+            account_id: Some(&c.account),
+            access_key_id: c.access_key_id.as_deref(),
+            invoked_by: None,
+        },
+        Principal::Service(s) => Identity {
+            kind: "AWSService",
+            principal_id: None,
+            arn: None,
+            account_id: None,
+            access_key_id: None,
+            invoked_by: Some(s),
+        },
+        Principal::Iam(arn) => Identity {
+            kind: "IAMUser",
+            principal_id: None,
+            arn: Some(arn.clone()),
+            account_id: Some(&c.account),
+            access_key_id: c.access_key_id.as_deref(),
+            invoked_by: None,
+        },
     };
-    let now = time::OffsetDateTime::now_utc();
-    let event_time = now
+    let event_time = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    let mut v = json!({
-        "eventVersion": "1.08",
-        "userIdentity": identity,
-        "eventTime": event_time,
-        "eventSource": "kms.amazonaws.com",
-        "eventName": e.operation,
-        "awsRegion": e.ctx.region,
-        "sourceIPAddress": e.ctx.source_ip,
-        "userAgent": e.ctx.user_agent,
-        "requestParameters": e.request.map(sanitize),
-        "responseElements": e.response.map(sanitize),
-        "requestID": e.ctx.request_id,
-        "eventID": uuid::Uuid::new_v4().to_string(),
-        "readOnly": read_only(e.operation),
-        "resources": e.resources.iter().map(|arn| json!({
-            "accountId": arn.split(':').nth(4).unwrap_or_default(),
-            "type": "AWS::KMS::Key",
-            "ARN": arn,
-        })).collect::<Vec<_>>(),
-        "eventType": "AwsApiCall",
-        "managementEvent": true,
-        "recipientAccountId": c.account,
-        "eventCategory": "Management",
-    });
-    if let (Some((code, msg)), Value::Object(m)) = (e.error, &mut v) {
-        m.insert("errorCode".into(), Value::String(code.to_owned()));
-        m.insert("errorMessage".into(), Value::String(msg.to_owned()));
+    Record {
+        event_version: "1.08",
+        user_identity,
+        event_time,
+        event_source: "kms.amazonaws.com",
+        event_name: e.operation,
+        aws_region: &e.ctx.region,
+        source_ip_address: &e.ctx.source_ip,
+        user_agent: &e.ctx.user_agent,
+        request_parameters: e.request.map(sanitize),
+        response_elements: e.response.map(sanitize),
+        error_code: e.error.map(|x| x.0),
+        error_message: e.error.map(|x| x.1),
+        request_id: &e.ctx.request_id,
+        event_id: uuid::Uuid::new_v4().to_string(),
+        read_only: read_only(e.operation),
+        resources: e
+            .resources
+            .iter()
+            .map(|arn| Resource {
+                account_id: arn.split(':').nth(4).unwrap_or_default(),
+                kind: "AWS::KMS::Key",
+                arn,
+            })
+            .collect(),
+        event_type: "AwsApiCall",
+        management_event: true,
+        recipient_account_id: &c.account,
+        event_category: "Management",
     }
-    v
+}
+
+/// Renders an event as one CloudTrail-shaped JSON line (no newline).
+pub fn line(e: &Event<'_>) -> Vec<u8> {
+    serde_json::to_vec(&record(e)).unwrap_or_default()
+}
+
+/// Renders an event as a JSON value (for inspection and tests).
+pub fn render(e: &Event<'_>) -> Value {
+    serde_json::to_value(record(e)).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use ferry_proto::Caller;
+    use serde_json::json;
 
     #[test]
     fn secrets_are_removed_and_names_camel_cased() {

@@ -53,6 +53,7 @@ pub struct KeyStore {
     writer: Mutex<()>,
     pub(crate) account: String,
     pub(crate) region: String,
+    arn_prefix: String,
 }
 
 /// How a `KeyId` parameter may name a key.
@@ -83,6 +84,7 @@ impl KeyStore {
             writer: Mutex::new(()),
             account: account.to_owned(),
             region: region.to_owned(),
+            arn_prefix: format!("arn:aws:kms:{region}:{account}:"),
         };
         let keys: Vec<(String, KeyRecord)> = ks.store.scan(KEYS, "").map_err(store_fault)?;
         let aliases: Vec<(String, AliasRecord)> =
@@ -317,17 +319,16 @@ impl KeyStore {
     }
 
     /// The ARN prefix of this account and region.
-    pub fn arn_prefix(&self) -> String {
-        format!("arn:aws:kms:{}:{}:", self.region, self.account)
+    pub fn arn_prefix(&self) -> &str {
+        &self.arn_prefix
     }
 
     /// Resolves a `KeyId` parameter to a live key.
     pub fn resolve(&self, key: &str, names: Names) -> Result<Arc<LiveKey>, AwsError> {
-        let prefix = self.arn_prefix();
+        let prefix = self.arn_prefix.as_str();
         let st = self.state();
-        let key_id = if let Some(rest) = key.strip_prefix("arn:") {
-            let _ = rest;
-            let Some(resource) = key.strip_prefix(&prefix) else {
+        let key_id = if key.starts_with("arn:") {
+            let Some(resource) = key.strip_prefix(prefix) else {
                 // A well-formed ARN of another account or region names no key here.
                 if key.split(':').count() >= 6 && key.starts_with("arn:aws:kms:") {
                     return Err(KmsError::key_not_found(key));

@@ -162,7 +162,7 @@ impl Kms {
                 | "GenerateRandom"
                 | "ReEncrypt"
         );
-        let event = audit::render(&audit::Event {
+        let line = audit::line(&audit::Event {
             ctx,
             operation,
             request,
@@ -174,7 +174,6 @@ impl Kms {
             error: err,
             resources,
         });
-        let line = serde_json::to_vec(&event).unwrap_or_default();
         if let Err(e) = self.audit.append(&line) {
             tracing::error!(error = %e, "KMS audit append failed; failing the call");
             return Err(KmsError::internal(
@@ -188,6 +187,23 @@ impl Kms {
 impl JsonService for Kms {
     fn target_prefix(&self) -> &'static str {
         "TrentService"
+    }
+
+    /// The cryptographic operations and DescribeKey read in-memory state and
+    /// append one audit line (no fsync): they run inline. (A key whose yearly
+    /// automatic rotation falls due is rotated, and stored, by the first
+    /// such call; that rare write is accepted on the async worker.)
+    fn runs_inline(&self, operation: &str) -> bool {
+        matches!(
+            operation,
+            "Encrypt"
+                | "Decrypt"
+                | "GenerateDataKey"
+                | "GenerateDataKeyWithoutPlaintext"
+                | "GenerateRandom"
+                | "ReEncrypt"
+                | "DescribeKey"
+        )
     }
 
     fn call(&self, ctx: &RequestContext, operation: &str, body: &[u8]) -> Result<Value, AwsError> {

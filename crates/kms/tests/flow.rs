@@ -2,6 +2,8 @@
 //! properties that need a whole KMS: rotation, context binding, states,
 //! audit failures, persistence.
 
+#![allow(clippy::unwrap_used, reason = "test helpers")]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -116,9 +116,10 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Either `logGroupName` or `logGroupIdentifier` (a name or an ARN).
+/// Either `logGroupName` or `logGroupIdentifier` (a name or an ARN), as a
+/// valid group name.
 pub(crate) fn group_from(name: Option<&str>, identifier: Option<&str>) -> Result<String, AwsError> {
-    match (name, identifier) {
+    let group = match (name, identifier) {
         (Some(n), None) => Ok(n.to_owned()),
         (None, Some(id)) => Ok(id
             .strip_prefix("arn:")
@@ -131,7 +132,9 @@ pub(crate) fn group_from(name: Option<&str>, identifier: Option<&str>) -> Result
         (None, None) => Err(invalid(
             "Either LogGroupName or LogGroupIdentifier must be provided.",
         )),
-    }
+    }?;
+    crate::names::group(&group)?;
+    Ok(group)
 }
 
 /// Opaque paging tokens carry a position: `PREFIX/N`.

@@ -213,6 +213,15 @@ pub trait JsonService: Send + Sync {
     /// The `X-Amz-Target` prefix this service answers, e.g. `TrentService`.
     fn target_prefix(&self) -> &'static str;
 
+    /// Whether `operation` is quick and never waits on I/O (no fsync, no
+    /// locks held across I/O), so the API server may run it on its async
+    /// worker instead of handing it to a blocking thread. The handoff costs
+    /// two context switches, which dominates hot paths such as KMS
+    /// `Decrypt`. Default: no.
+    fn runs_inline(&self, _operation: &str) -> bool {
+        false
+    }
+
     /// Runs `operation` (the part of `X-Amz-Target` after the dot) on `body`.
     fn call(
         &self,

@@ -77,14 +77,10 @@ impl Store {
     /// Reads one record.
     pub fn get<T: DeserializeOwned>(&self, table_name: &str, key: &str) -> Result<Option<T>> {
         let txn = self.db.begin_read()?;
-        let t = match txn.open_table(table(table_name)) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        match t.get(key)? {
-            Some(v) => decode(table_name, key, v.value()).map(Some),
-            None => Ok(None),
+        match txn.open_table(table(table_name)) {
+            Ok(t) => get_in(&t, table_name, key),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -95,21 +91,11 @@ impl Store {
         prefix: &str,
     ) -> Result<Vec<(String, T)>> {
         let txn = self.db.begin_read()?;
-        let t = match txn.open_table(table(table_name)) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        let mut out = Vec::new();
-        for item in t.range(prefix..)? {
-            let (k, v) = item?;
-            let k = k.value();
-            if !k.starts_with(prefix) {
-                break;
-            }
-            out.push((k.to_owned(), decode(table_name, k, v.value())?));
+        match txn.open_table(table(table_name)) {
+            Ok(t) => scan_in(&t, table_name, prefix),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
         }
-        Ok(out)
     }
 
     /// Writes one record (insert or replace), durably.
@@ -148,11 +134,7 @@ pub struct WriteTxn<'a> {
 impl WriteTxn<'_> {
     /// Reads one record.
     pub fn get<T: DeserializeOwned>(&self, table_name: &str, key: &str) -> Result<Option<T>> {
-        let t = self.txn.open_table(table(table_name))?;
-        match t.get(key)? {
-            Some(v) => decode(table_name, key, v.value()).map(Some),
-            None => Ok(None),
-        }
+        get_in(&self.txn.open_table(table(table_name))?, table_name, key)
     }
 
     /// All records whose key starts with `prefix`, in key order.
@@ -161,17 +143,7 @@ impl WriteTxn<'_> {
         table_name: &str,
         prefix: &str,
     ) -> Result<Vec<(String, T)>> {
-        let t = self.txn.open_table(table(table_name))?;
-        let mut out = Vec::new();
-        for item in t.range(prefix..)? {
-            let (k, v) = item?;
-            let k = k.value();
-            if !k.starts_with(prefix) {
-                break;
-            }
-            out.push((k.to_owned(), decode(table_name, k, v.value())?));
-        }
-        Ok(out)
+        scan_in(&self.txn.open_table(table(table_name))?, table_name, prefix)
     }
 
     /// Inserts or replaces one record.
@@ -192,6 +164,36 @@ impl WriteTxn<'_> {
         let existed = t.remove(key)?.is_some();
         Ok(existed)
     }
+}
+
+/// One record of an open table (read-only or in a write transaction).
+fn get_in<T: DeserializeOwned>(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    table_name: &str,
+    key: &str,
+) -> Result<Option<T>> {
+    match t.get(key)? {
+        Some(v) => decode(table_name, key, v.value()).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The records of an open table whose key starts with `prefix`.
+fn scan_in<T: DeserializeOwned>(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    table_name: &str,
+    prefix: &str,
+) -> Result<Vec<(String, T)>> {
+    let mut out = Vec::new();
+    for item in t.range(prefix..)? {
+        let (k, v) = item?;
+        let k = k.value();
+        if !k.starts_with(prefix) {
+            break;
+        }
+        out.push((k.to_owned(), decode(table_name, k, v.value())?));
+    }
+    Ok(out)
 }
 
 fn decode<T: DeserializeOwned>(table: &str, key: &str, bytes: &[u8]) -> Result<T> {

@@ -11,6 +11,9 @@ impl JsonService for Echo {
     fn target_prefix(&self) -> &'static str {
         "Echo_1"
     }
+    fn runs_inline(&self, op: &str) -> bool {
+        op == "InlinePanic" || op == "Echo"
+    }
     fn call(
         &self,
         ctx: &RequestContext,
@@ -18,6 +21,7 @@ impl JsonService for Echo {
         body: &[u8],
     ) -> Result<serde_json::Value, AwsError> {
         match op {
+            "InlinePanic" => panic!("inline boom"),
             "Echo" => Ok(serde_json::json!({
                 "op": op,
                 "len": body.len(),
@@ -134,6 +138,8 @@ async fn routes_authenticates_and_renders_errors() {
 
     // A panicking service is a 500 with the AWS shape; the server lives on.
     let (s, v, _) = call(addr, "Echo_1.Panic", b"{}", "s3cr3t", true).await;
+    assert_eq!((s, v["__type"].as_str()), (500, Some("InternalFailure")));
+    let (s, v, _) = call(addr, "Echo_1.InlinePanic", b"{}", "s3cr3t", true).await;
     assert_eq!((s, v["__type"].as_str()), (500, Some("InternalFailure")));
     let (s, _, _) = call(addr, "Echo_1.Echo", b"{}", "s3cr3t", true).await;
     assert_eq!(s, 200);

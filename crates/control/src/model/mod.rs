@@ -2,5 +2,6 @@
 //! `#[serde(default)]` without migrations).
 
 pub mod cluster;
+pub mod service;
 pub mod task;
 pub mod task_definition;

@@ -305,7 +305,7 @@ impl TaskRecord {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use ferry_agent::plan::ContainerPlan;
 

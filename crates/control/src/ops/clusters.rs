@@ -140,6 +140,12 @@ fn render(core: &Core, c: &ClusterRecord, inc: Include) -> Result<Cluster, EcsEr
         .filter(|(_, t)| t.last_status == TaskStatus::Running)
         .count() as u32;
     let pending = tasks.iter().filter(|(_, t)| t.is_pending()).count() as u32;
+    let services = core
+        .store
+        .scan::<crate::model::service::ServiceRecord>(db::SERVICES, &db::task_prefix(&c.name))?
+        .into_iter()
+        .filter(|(_, s)| s.status == "ACTIVE")
+        .count();
     Ok(Cluster {
         cluster_arn: c.arn.clone(),
         cluster_name: c.name.clone(),
@@ -152,12 +158,12 @@ fn render(core: &Core, c: &ClusterRecord, inc: Include) -> Result<Cluster, EcsEr
         registered_container_instances_count: 0,
         running_tasks_count: running,
         pending_tasks_count: pending,
-        active_services_count: 0,
+        active_services_count: services as u32,
         statistics: inc.statistics.then(|| {
             vec![
                 KeyValuePair::new("runningFargateTasksCount", running.to_string()),
                 KeyValuePair::new("pendingFargateTasksCount", pending.to_string()),
-                KeyValuePair::new("activeFargateServiceCount", "0"),
+                KeyValuePair::new("activeFargateServiceCount", services.to_string()),
             ]
         }),
         tags: inc.tags.then(|| c.tags.clone()),
@@ -171,6 +177,7 @@ fn render(core: &Core, c: &ClusterRecord, inc: Include) -> Result<Cluster, EcsEr
 /// Checks `configuration` and returns the checked Fargate storage key ARN.
 fn check_configuration(
     core: &Core,
+    cluster: &str,
     cfg: Option<&ClusterConfiguration>,
 ) -> Result<Option<String>, EcsError> {
     let Some(key) = cfg
@@ -179,10 +186,10 @@ fn check_configuration(
     else {
         return Ok(None);
     };
-    core.keys
-        .check_cluster_key(key)
-        .map(Some)
-        .map_err(|e| EcsError::InvalidParameter(format!("fargateEphemeralStorageKmsKeyId: {e}")))
+    let bad = |e| EcsError::InvalidParameter(format!("fargateEphemeralStorageKmsKeyId: {e}"));
+    let arn = core.keys.check_cluster_key(key).map_err(bad)?;
+    core.keys.dry_run_for_cluster(&arn, cluster).map_err(bad)?;
+    Ok(Some(arn))
 }
 
 fn check_settings(settings: &[ClusterSetting]) -> Result<(), EcsError> {
@@ -225,7 +232,7 @@ pub fn create(
             "Capacity provider '{cp}' does not exist: ferry offers FARGATE only."
         )));
     }
-    let storage_key_arn = check_configuration(core, req.configuration.as_ref())?;
+    let storage_key_arn = check_configuration(core, &name, req.configuration.as_ref())?;
     let record = ClusterRecord {
         arn: core.scope.cluster(&name),
         name: name.clone(),
@@ -322,7 +329,7 @@ pub fn update(
     }
     let new_key = match &req.configuration {
         Some(c) if c.managed_storage_configuration.is_some() => {
-            Some(check_configuration(core, Some(c))?)
+            Some(check_configuration(core, &current.name, Some(c))?)
         }
         _ => None,
     };
@@ -364,6 +371,13 @@ pub fn delete(
 ) -> Result<ClusterResponse, EcsError> {
     let current = core.active_cluster(Some(&req.cluster))?;
     let c = core.store.write(|w| {
+        let services: Vec<(String, crate::model::service::ServiceRecord)> =
+            w.scan(db::SERVICES, &db::task_prefix(&current.name))?;
+        if services.iter().any(|(_, s)| s.status != "INACTIVE") {
+            return Err(EcsError::ClusterContainsServices(
+                "The Cluster cannot be deleted while Services are active.".into(),
+            ));
+        }
         let tasks: Vec<(String, TaskRecord)> =
             w.scan(db::TASKS, &db::task_prefix(&current.name))?;
         if tasks

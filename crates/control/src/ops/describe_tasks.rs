@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 use super::stop_task::task_id_in;
 use crate::db;
 use crate::error::EcsError;
-use crate::model::task::TaskRecord;
 use crate::service::Core;
 use crate::wire::Failure;
 use crate::wire::task::{self as wire_task, Task};
@@ -57,8 +56,8 @@ pub fn handle(
     for want in &req.tasks {
         let found = match task_id_in(&cluster.name, want) {
             Some(id) => core
-                .store
-                .get::<TaskRecord>(db::TASKS, &db::task_key(&cluster.name, &id))?,
+                .tasks
+                .get(&core.store, &db::task_key(&cluster.name, &id))?,
             None => None,
         };
         match found {

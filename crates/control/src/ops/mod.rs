@@ -6,6 +6,7 @@ pub mod clusters;
 pub mod describe_tasks;
 pub mod list_tasks;
 pub mod run_task;
+pub mod services;
 pub mod stop_task;
 pub mod tags;
 pub mod task_definitions;

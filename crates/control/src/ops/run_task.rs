@@ -60,6 +60,11 @@ pub struct RunTaskRequest {
     pub enable_execute_command: Option<bool>,
     /// The task definition (`family`, `family:rev` or ARN).
     pub task_definition: String,
+    /// In-process only (services): the customer-managed key a deployment
+    /// pinned (`Some(None)`: the platform key), instead of the cluster's
+    /// current one.
+    #[serde(skip)]
+    pub storage_key: Option<Option<String>>,
 }
 
 /// `CapacityProviderStrategyItem`.
@@ -190,20 +195,10 @@ pub fn launch(core: &Arc<Core>, req: RunTaskRequest) -> Result<Vec<TaskRecord>, 
 
     let (storage, cmk_arn) = match platform {
         Platform::V1_3_0 => {
-            if !core.cfg.allow_unencrypted_storage {
-                return Err(EcsError::Client(
-                    "Platform version 1.3.0 runs tasks on unencrypted ephemeral storage, which this server forbids. Use platform version 1.4.0 (or LATEST).".into(),
-                ));
-            }
-            if size.unwrap_or(DEFAULT_STORAGE_GIB) > DEFAULT_STORAGE_GIB {
-                return Err(EcsError::Client(
-                    "Ephemeral storage larger than 20 GiB requires platform version 1.4.0 or later."
-                        .into(),
-                ));
-            }
+            check_platform(core, platform, size)?;
             (StoragePlan::Unencrypted, None)
         }
-        Platform::V1_4_0 => match &cluster.storage_key_arn {
+        Platform::V1_4_0 => match req.storage_key.as_ref().unwrap_or(&cluster.storage_key_arn) {
             Some(cmk) => (
                 StoragePlan::Encrypted {
                     kms_key_arn: cmk.clone(),
@@ -321,6 +316,10 @@ pub fn launch(core: &Arc<Core>, req: RunTaskRequest) -> Result<Vec<TaskRecord>, 
         }
         Ok(())
     })?;
+    for t in &records {
+        core.tasks
+            .refresh(&core.store, &db::task_key(&cluster.name, &t.plan.task_id))?;
+    }
     let mut out = Vec::with_capacity(records.len());
     for t in records {
         let sink = core.sink(&cluster.name, &t.plan.task_id);
@@ -330,6 +329,25 @@ pub fn launch(core: &Arc<Core>, req: RunTaskRequest) -> Result<Vec<TaskRecord>, 
         out.push(core.store.get(db::TASKS, &key)?.unwrap_or(t));
     }
     Ok(out)
+}
+
+/// The platform-version rules: 1.3.0 (unencrypted storage) may be
+/// forbidden by the operator, and cannot hold more than 20 GiB.
+pub fn check_platform(core: &Core, platform: Platform, size: Option<u32>) -> Result<(), EcsError> {
+    if platform != Platform::V1_3_0 {
+        return Ok(());
+    }
+    if !core.cfg.allow_unencrypted_storage {
+        return Err(EcsError::Client(
+            "Platform version 1.3.0 runs tasks on unencrypted ephemeral storage, which this server forbids (ferry server --require-encrypted-storage). Use platform version 1.4.0 (or LATEST).".into(),
+        ));
+    }
+    if size.unwrap_or(DEFAULT_STORAGE_GIB) > DEFAULT_STORAGE_GIB {
+        return Err(EcsError::Client(
+            "Ephemeral storage larger than 20 GiB requires platform version 1.4.0 or later.".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// ECS echoes `overrides` with one entry per container.

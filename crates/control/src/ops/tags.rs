@@ -108,35 +108,46 @@ fn with_tags<R>(
             "'{resource_arn}' is not the ARN of an ECS cluster, task definition or task."
         ))
     })?;
-    core.store.write(|w| match res {
-        Resource::Cluster(name) => {
-            let mut c: ClusterRecord = w
-                .get(db::CLUSTERS, &name)?
-                .filter(|c: &ClusterRecord| c.active)
-                .ok_or_else(EcsError::cluster_not_found)?;
-            let r = f(&mut c.tags)?;
-            w.put(db::CLUSTERS, &name, &c)?;
-            Ok(r)
+    let task_key = match &res {
+        Resource::Task { cluster, id } => Some(db::task_key(cluster, id)),
+        _ => None,
+    };
+    let r = core.store.write(|w| -> Result<R, EcsError> {
+        match res {
+            Resource::Cluster(name) => {
+                let mut c: ClusterRecord = w
+                    .get(db::CLUSTERS, &name)?
+                    .filter(|c: &ClusterRecord| c.active)
+                    .ok_or_else(EcsError::cluster_not_found)?;
+                let r = f(&mut c.tags)?;
+                w.put(db::CLUSTERS, &name, &c)?;
+                Ok(r)
+            }
+            Resource::TaskDefinition { family, revision } => {
+                let key = db::taskdef_key(&family, revision);
+                let mut t: TaskDefRecord = w
+                    .get(db::TASKDEFS, &key)?
+                    .ok_or_else(|| not_found(resource_arn))?;
+                let r = f(&mut t.tags)?;
+                w.put(db::TASKDEFS, &key, &t)?;
+                Ok(r)
+            }
+            Resource::Task { cluster, id } => {
+                let key = db::task_key(&cluster, &id);
+                let mut t: TaskRecord = w
+                    .get(db::TASKS, &key)?
+                    .ok_or_else(|| not_found(resource_arn))?;
+                let r = f(&mut t.tags)?;
+                t.version += 1;
+                w.put(db::TASKS, &key, &t)?;
+                Ok(r)
+            }
         }
-        Resource::TaskDefinition { family, revision } => {
-            let key = db::taskdef_key(&family, revision);
-            let mut t: TaskDefRecord = w
-                .get(db::TASKDEFS, &key)?
-                .ok_or_else(|| not_found(resource_arn))?;
-            let r = f(&mut t.tags)?;
-            w.put(db::TASKDEFS, &key, &t)?;
-            Ok(r)
-        }
-        Resource::Task { cluster, id } => {
-            let key = db::task_key(&cluster, &id);
-            let mut t: TaskRecord = w
-                .get(db::TASKS, &key)?
-                .ok_or_else(|| not_found(resource_arn))?;
-            let r = f(&mut t.tags)?;
-            w.put(db::TASKS, &key, &t)?;
-            Ok(r)
-        }
-    })
+    })?;
+    if let Some(k) = task_key {
+        core.tasks.refresh(&core.store, &k)?;
+    }
+    Ok(r)
 }
 
 /// TagResource.

@@ -34,6 +34,10 @@ pub struct Args {
     /// The region this server is (resource ARNs name it).
     #[arg(long, default_value = "us-east-1")]
     region: String,
+    /// Forbid unencrypted ephemeral storage: RunTask and services asking
+    /// for platform version 1.3.0 fail with a ClientException.
+    #[arg(long)]
+    require_encrypted_storage: bool,
 }
 
 /// What every service may share. Cheap to clone.
@@ -49,6 +53,8 @@ pub struct Shared {
     pub region: String,
     /// The data directory.
     pub data_dir: PathBuf,
+    /// Whether platform version 1.3.0 (unencrypted storage) is forbidden.
+    pub require_encrypted_storage: bool,
 }
 
 /// Registers every service on the router.
@@ -122,13 +128,10 @@ fn ecs_service(
         &shared.region,
         PLATFORM_STORAGE_KEY,
     );
-    let ecs = ferry_control::EcsService::new(
-        ferry_control::EcsConfig::new(&shared.region, &shared.account_id),
-        shared.store.clone(),
-        runtime,
-        Arc::new(keys),
-    )
-    .context("starting the ECS control plane")?;
+    let mut cfg = ferry_control::EcsConfig::new(&shared.region, &shared.account_id);
+    cfg.allow_unencrypted_storage = !shared.require_encrypted_storage;
+    let ecs = ferry_control::EcsService::new(cfg, shared.store.clone(), runtime, Arc::new(keys))
+        .context("starting the ECS control plane")?;
     Ok(Arc::new(ecs))
 }
 
@@ -157,6 +160,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         account_id: dd.account_id.clone(),
         region: args.region.clone(),
         data_dir: dd.path.clone(),
+        require_encrypted_storage: args.require_encrypted_storage,
     };
 
     let mut keys = StaticKeys::new();

@@ -75,10 +75,11 @@ impl VolumeStorage {
                 let fail = |m: String| (m, grant.clone());
                 let passphrase = Passphrase::new(key.passphrase.to_vec())
                     .map_err(|e| fail(format!("data key: {e}")))?;
+                // docs/volume-format.md, "Token 0".
                 let token = json!({
-                    "kms_key_arn": key.key_arn,
-                    "wrapped_key": B64.encode(&key.wrapped),
-                    "encryption_context": key.encryption_context.iter().cloned().collect::<std::collections::BTreeMap<String, String>>(),
+                    "keyArn": key.key_arn,
+                    "wrappedDataKey": B64.encode(&key.wrapped),
+                    "encryptionContext": key.encryption_context.iter().cloned().collect::<std::collections::BTreeMap<String, String>>(),
                 });
                 let image = dir.join("volume.luks");
                 ferry_volume::format(

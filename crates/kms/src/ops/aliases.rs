@@ -87,7 +87,9 @@ pub fn update_alias(
     let Some(mut alias) = kms.keys.state().aliases.get(name).cloned() else {
         return Err(KmsError::alias_not_found(&arn));
     };
-    if let Some(old) = kms.keys.state().keys.get(&alias.target_key_id).cloned() {
+    // Bind first: the read guard must not live across `authorize`.
+    let old = kms.keys.state().keys.get(&alias.target_key_id).cloned();
+    if let Some(old) = old {
         res.push(old.rec.arn.clone());
         kms.keys
             .authorize(ctx, &old, "UpdateAlias", &Request::default())?;
@@ -111,7 +113,8 @@ pub fn delete_alias(
     let Some(alias) = kms.keys.state().aliases.get(name).cloned() else {
         return Err(KmsError::alias_not_found(&arn));
     };
-    if let Some(key) = kms.keys.state().keys.get(&alias.target_key_id).cloned() {
+    let key = kms.keys.state().keys.get(&alias.target_key_id).cloned();
+    if let Some(key) = key {
         res.push(key.rec.arn.clone());
         kms.keys
             .authorize(ctx, &key, "DeleteAlias", &Request::default())?;

@@ -108,7 +108,7 @@ fn open(
     res: &mut Vec<String>,
 ) -> Result<Opened, AwsError> {
     let parsed = blob::parse(data).map_err(|_| KmsError::invalid_ciphertext())?;
-    if !parsed.key_arn.starts_with(&kms.keys.arn_prefix()) || !parsed.key_arn.contains(":key/") {
+    if !parsed.key_arn.starts_with(kms.keys.arn_prefix()) || !parsed.key_arn.contains(":key/") {
         return Err(KmsError::invalid_ciphertext());
     }
     let key = kms.keys.resolve(parsed.key_arn, Names::KeyOnly)?;

@@ -257,7 +257,7 @@ pub(crate) fn get(svc: &LogsService, body: &[u8]) -> Result<Value, AwsError> {
         req.log_group_name.as_deref(),
         req.log_group_identifier.as_deref(),
     )?;
-    let group = names::group(&group)?;
+    let group = group.as_str();
     let stream = names::stream(&req.log_stream_name)?;
     let limit = event_limit(req.limit)?;
     let events: Vec<StoredEvent> = read_stream(svc, group, stream)?
@@ -308,7 +308,7 @@ pub(crate) fn filter(svc: &LogsService, body: &[u8]) -> Result<Value, AwsError> 
         req.log_group_name.as_deref(),
         req.log_group_identifier.as_deref(),
     )?;
-    let group = names::group(&group)?;
+    let group = group.as_str();
     let limit = event_limit(req.limit)?;
     let pattern = Pattern::parse(req.filter_pattern.as_deref().unwrap_or(""))?;
     if req.log_stream_names.is_some() && req.log_stream_name_prefix.is_some() {

@@ -107,7 +107,7 @@ pub(crate) fn describe(svc: &LogsService, body: &[u8]) -> Result<Value, AwsError
         req.log_group_name.as_deref(),
         req.log_group_identifier.as_deref(),
     )?;
-    let group = names::group(&group)?;
+    let group = group.as_str();
     let limit = page_limit(req.limit)?;
     let by_time = match req.order_by.as_deref() {
         None | Some("LogStreamName") => false,

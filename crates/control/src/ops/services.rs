@@ -1,0 +1,610 @@
+//! CreateService, UpdateService, DescribeServices, ListServices,
+//! DeleteService. The handlers record what the user asked for; the
+//! [`crate::scheduler`] makes it so (launches, replaces and stops tasks).
+
+use std::sync::Arc;
+
+use ferry_proto::RequestContext;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::run_task::{self, NetworkConfiguration, RunTaskRequest};
+use super::tags;
+use crate::clock;
+use crate::db;
+use crate::error::EcsError;
+use crate::model::cluster::ClusterRecord;
+use crate::model::service::{self, Deployment, ServiceRecord};
+use crate::model::task::{TaskRecord, TaskStatus};
+use crate::paging;
+use crate::service::Core;
+use crate::validate;
+use crate::wire::{Failure, Tag};
+
+/// `DeploymentConfiguration` (the parts ferry honours).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentConfiguration {
+    #[serde(default)]
+    maximum_percent: Option<i64>,
+    #[serde(default)]
+    minimum_healthy_percent: Option<i64>,
+    #[serde(default)]
+    deployment_circuit_breaker: Option<CircuitBreaker>,
+}
+
+/// `DeploymentCircuitBreaker`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct CircuitBreaker {
+    #[serde(default)]
+    enable: bool,
+}
+
+/// `CreateServiceRequest`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateServiceRequest {
+    #[serde(default)]
+    cluster: Option<String>,
+    service_name: String,
+    #[serde(default)]
+    task_definition: Option<String>,
+    #[serde(default)]
+    desired_count: Option<i64>,
+    #[serde(default)]
+    launch_type: Option<String>,
+    #[serde(default)]
+    platform_version: Option<String>,
+    #[serde(default)]
+    deployment_configuration: Option<DeploymentConfiguration>,
+    #[serde(default)]
+    network_configuration: Option<Value>,
+    #[serde(default)]
+    scheduling_strategy: Option<String>,
+    #[serde(default)]
+    tags: Vec<Tag>,
+    #[serde(default)]
+    propagate_tags: Option<String>,
+}
+
+/// `UpdateServiceRequest`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateServiceRequest {
+    #[serde(default)]
+    cluster: Option<String>,
+    service: String,
+    #[serde(default)]
+    desired_count: Option<i64>,
+    #[serde(default)]
+    task_definition: Option<String>,
+    #[serde(default)]
+    platform_version: Option<String>,
+    #[serde(default)]
+    force_new_deployment: Option<bool>,
+    #[serde(default)]
+    deployment_configuration: Option<DeploymentConfiguration>,
+    #[serde(default)]
+    network_configuration: Option<Value>,
+}
+
+/// `DeleteServiceRequest`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteServiceRequest {
+    #[serde(default)]
+    cluster: Option<String>,
+    service: String,
+    #[serde(default)]
+    force: Option<bool>,
+}
+
+/// `DescribeServicesRequest`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeServicesRequest {
+    #[serde(default)]
+    cluster: Option<String>,
+    services: Vec<String>,
+    #[serde(default)]
+    include: Vec<String>,
+}
+
+/// `ListServicesRequest`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListServicesRequest {
+    #[serde(default)]
+    cluster: Option<String>,
+    #[serde(default)]
+    next_token: Option<String>,
+    #[serde(default)]
+    max_results: Option<i64>,
+    #[serde(default)]
+    launch_type: Option<String>,
+}
+
+/// `{"service": Service}`.
+#[derive(Debug, Serialize)]
+pub struct ServiceResponse {
+    service: Value,
+}
+
+/// `DescribeServicesResponse`.
+#[derive(Debug, Serialize)]
+pub struct DescribeServicesResponse {
+    services: Vec<Value>,
+    failures: Vec<Failure>,
+}
+
+/// `ListServicesResponse`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListServicesResponse {
+    service_arns: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+/// The name in a service name or ARN (`.../service/CLUSTER/NAME`).
+fn service_name(s: &str) -> &str {
+    s.rsplit('/').next().unwrap_or(s)
+}
+
+fn check_desired(n: Option<i64>) -> Result<u32, EcsError> {
+    match n.unwrap_or(0) {
+        n @ 0..=1000 => Ok(n as u32),
+        n => Err(EcsError::InvalidParameter(format!(
+            "desiredCount {n} is invalid: it must be between 0 and 1000."
+        ))),
+    }
+}
+
+fn percents(
+    cfg: Option<&DeploymentConfiguration>,
+    current: (u32, u32, bool),
+) -> Result<(u32, u32, bool), EcsError> {
+    let Some(c) = cfg else { return Ok(current) };
+    let max = c.maximum_percent.unwrap_or(i64::from(current.0));
+    let min = c.minimum_healthy_percent.unwrap_or(i64::from(current.1));
+    if !(100..=1000).contains(&max) {
+        return Err(EcsError::InvalidParameter(format!(
+            "maximumPercent {max} is invalid: it must be between 100 and 1000 for Fargate services."
+        )));
+    }
+    if !(0..=100).contains(&min) {
+        return Err(EcsError::InvalidParameter(format!(
+            "minimumHealthyPercent {min} is invalid: it must be between 0 and 100."
+        )));
+    }
+    if min == 100 && max == 100 {
+        return Err(EcsError::InvalidParameter(
+            "maximumPercent and minimumHealthyPercent cannot both be 100: a rolling update could never replace a task.".into(),
+        ));
+    }
+    let cb = c
+        .deployment_circuit_breaker
+        .as_ref()
+        .map_or(current.2, |b| b.enable);
+    Ok((max as u32, min as u32, cb))
+}
+
+fn subnets_ok(net: &Value) -> Result<(), EcsError> {
+    let n: NetworkConfiguration = serde_json::from_value(net.clone())
+        .map_err(|e| EcsError::InvalidParameter(format!("networkConfiguration: {e}")))?;
+    let ok = n
+        .awsvpc_configuration
+        .is_some_and(|a| !a.subnets.is_empty());
+    if !ok {
+        return Err(EcsError::InvalidParameter(
+            "Network Configuration must be provided when networkMode 'awsvpc' is specified.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `td` can run at `platform` on this server (the same rules
+/// as RunTask); returns the resolved task definition ARN.
+fn check_definition(core: &Core, td: &str, platform: &str) -> Result<String, EcsError> {
+    let rec = core.find_task_definition(td)?.ok_or_else(|| {
+        EcsError::Client(format!(
+            "TaskDefinition not found: '{td}' names no registered task definition."
+        ))
+    })?;
+    if !rec.active {
+        return Err(EcsError::Client(format!(
+            "TaskDefinition is inactive: {} was deregistered.",
+            rec.arn
+        )));
+    }
+    let p = validate::platform(Some(platform))?;
+    let (_, _, size) = crate::plan::effective_size(&rec.spec, &Default::default())?;
+    run_task::check_platform(core, p, size)?;
+    Ok(rec.arn)
+}
+
+fn new_deployment(
+    cluster: &ClusterRecord,
+    td: &str,
+    desired: u32,
+    platform: &str,
+    now: f64,
+) -> Deployment {
+    let encrypted = platform != "1.3.0";
+    Deployment {
+        id: service::deployment_id(),
+        status: "PRIMARY".into(),
+        task_definition: td.into(),
+        desired_count: desired,
+        requested_platform: platform.into(),
+        kms_key_id: if encrypted {
+            cluster.storage_key_arn.clone()
+        } else {
+            None
+        },
+        rollout_state: "IN_PROGRESS".into(),
+        rollout_state_reason: "ECS deployment in progress.".into(),
+        failed_tasks: 0,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// CreateService.
+pub fn create(
+    core: &Arc<Core>,
+    ctx: &RequestContext,
+    req: CreateServiceRequest,
+) -> Result<ServiceResponse, EcsError> {
+    let cluster = core.active_cluster(req.cluster.as_deref())?;
+    crate::model::cluster::check_name(&req.service_name)
+        .map_err(|e| EcsError::InvalidParameter(e.replace("Cluster name", "Service name")))?;
+    match req.launch_type.as_deref() {
+        None | Some("FARGATE") => {}
+        Some(o) => {
+            return Err(EcsError::InvalidParameter(format!(
+                "launchType {o} is not supported: ferry runs tasks on FARGATE only."
+            )));
+        }
+    }
+    if req
+        .scheduling_strategy
+        .as_deref()
+        .is_some_and(|s| s != "REPLICA")
+    {
+        return Err(EcsError::InvalidParameter(
+            "Fargate services support the REPLICA scheduling strategy only.".into(),
+        ));
+    }
+    let td = req.task_definition.as_deref().ok_or_else(|| {
+        EcsError::InvalidParameter(
+            "taskDefinition is required for an ECS-controlled service.".into(),
+        )
+    })?;
+    let desired = check_desired(req.desired_count)?;
+    let (max, min, cb) = percents(req.deployment_configuration.as_ref(), (200, 100, false))?;
+    let net = req.network_configuration.unwrap_or(Value::Null);
+    subnets_ok(&net)?;
+    tags::check(&req.tags)?;
+    let platform = req.platform_version.unwrap_or_else(|| "LATEST".into());
+    let _serialized = core.services_lock();
+    let td_arn = check_definition(core, td, &platform)?;
+    let now = clock::now();
+    let key = db::service_key(&cluster.name, &req.service_name);
+    let mut rec = ServiceRecord {
+        name: req.service_name.clone(),
+        arn: core.scope.service(&cluster.name, &req.service_name),
+        cluster_name: cluster.name.clone(),
+        cluster_arn: cluster.arn.clone(),
+        status: "ACTIVE".into(),
+        desired_count: desired,
+        task_definition: td_arn.clone(),
+        platform_version: platform.clone(),
+        network_configuration: net,
+        maximum_percent: max,
+        minimum_healthy_percent: min,
+        circuit_breaker: cb,
+        deployments: vec![new_deployment(&cluster, &td_arn, desired, &platform, now)],
+        events: vec![],
+        tracked: vec![],
+        consecutive_failures: 0,
+        next_launch_at: 0.0,
+        steady: false,
+        tags: req.tags,
+        propagate_tags: req.propagate_tags,
+        created_at: now,
+        created_by: ctx.caller.arn(),
+    };
+    rec.event(now, format!("(service {}) was created.", rec.name));
+    core.store.write(|w| {
+        if let Some(existing) = w.get::<ServiceRecord>(db::SERVICES, &key)?
+            && existing.status != "INACTIVE"
+        {
+            return Err(EcsError::InvalidParameter(
+                "Creation of service was not idempotent.".into(),
+            ));
+        }
+        w.put(db::SERVICES, &key, &rec)?;
+        Ok(())
+    })?;
+    core.wake_scheduler();
+    Ok(ServiceResponse {
+        service: render(core, &rec, false)?,
+    })
+}
+
+fn find(core: &Core, cluster: &str, service: &str) -> Result<(String, ServiceRecord), EcsError> {
+    let key = db::service_key(cluster, service_name(service));
+    match core.store.get::<ServiceRecord>(db::SERVICES, &key)? {
+        Some(s) => Ok((key, s)),
+        None => Err(EcsError::ServiceNotFound("Service not found.".into())),
+    }
+}
+
+/// UpdateService.
+pub fn update(
+    core: &Arc<Core>,
+    _ctx: &RequestContext,
+    req: UpdateServiceRequest,
+) -> Result<ServiceResponse, EcsError> {
+    let cluster = core.active_cluster(req.cluster.as_deref())?;
+    let _serialized = core.services_lock();
+    let (key, mut rec) = find(core, &cluster.name, &req.service)?;
+    if rec.status != "ACTIVE" {
+        return Err(EcsError::ServiceNotActive("Service was not ACTIVE.".into()));
+    }
+    let now = clock::now();
+    let (max, min, cb) = percents(
+        req.deployment_configuration.as_ref(),
+        (
+            rec.maximum_percent,
+            rec.minimum_healthy_percent,
+            rec.circuit_breaker,
+        ),
+    )?;
+    rec.maximum_percent = max;
+    rec.minimum_healthy_percent = min;
+    rec.circuit_breaker = cb;
+    if let Some(n) = req.desired_count {
+        rec.desired_count = check_desired(Some(n))?;
+    }
+    let platform = req
+        .platform_version
+        .clone()
+        .unwrap_or_else(|| rec.platform_version.clone());
+    let td = req
+        .task_definition
+        .clone()
+        .unwrap_or_else(|| rec.task_definition.clone());
+    let td_arn = check_definition(core, &td, &platform)?;
+    if let Some(net) = &req.network_configuration {
+        subnets_ok(net)?;
+    }
+    let redeploy = req.force_new_deployment == Some(true)
+        || td_arn != rec.task_definition
+        || platform != rec.platform_version
+        || req.network_configuration.is_some();
+    if let Some(net) = req.network_configuration {
+        rec.network_configuration = net;
+    }
+    rec.task_definition = td_arn.clone();
+    rec.platform_version = platform.clone();
+    if redeploy {
+        for d in &mut rec.deployments {
+            d.status = "ACTIVE".into();
+            d.updated_at = now;
+        }
+        rec.deployments.insert(
+            0,
+            new_deployment(&cluster, &td_arn, rec.desired_count, &platform, now),
+        );
+        rec.consecutive_failures = 0;
+        rec.next_launch_at = 0.0;
+    }
+    if let Some(p) = rec.deployments.iter_mut().find(|d| d.status == "PRIMARY") {
+        p.desired_count = rec.desired_count;
+        p.updated_at = now;
+    }
+    rec.steady = false;
+    core.store.write(|w| {
+        w.put(db::SERVICES, &key, &rec)?;
+        Ok::<_, EcsError>(())
+    })?;
+    core.wake_scheduler();
+    Ok(ServiceResponse {
+        service: render(core, &rec, false)?,
+    })
+}
+
+/// DeleteService: refused while desiredCount > 0 unless `force`; the
+/// service drains (its tasks are stopped) and then becomes INACTIVE.
+pub fn delete(
+    core: &Arc<Core>,
+    _ctx: &RequestContext,
+    req: DeleteServiceRequest,
+) -> Result<ServiceResponse, EcsError> {
+    let cluster = core.active_cluster(req.cluster.as_deref())?;
+    let _serialized = core.services_lock();
+    let (key, mut rec) = find(core, &cluster.name, &req.service)?;
+    if rec.status != "ACTIVE" {
+        return Err(EcsError::ServiceNotActive("Service was not ACTIVE.".into()));
+    }
+    if rec.desired_count > 0 && req.force != Some(true) {
+        return Err(EcsError::InvalidParameter(
+            "The service cannot be stopped while it is scaled above 0.".into(),
+        ));
+    }
+    rec.status = "DRAINING".into();
+    rec.desired_count = 0;
+    for d in &mut rec.deployments {
+        d.desired_count = 0;
+    }
+    core.store.write(|w| {
+        w.put(db::SERVICES, &key, &rec)?;
+        Ok::<_, EcsError>(())
+    })?;
+    core.wake_scheduler();
+    Ok(ServiceResponse {
+        service: render(core, &rec, false)?,
+    })
+}
+
+/// DescribeServices.
+pub fn describe(
+    core: &Arc<Core>,
+    _ctx: &RequestContext,
+    req: DescribeServicesRequest,
+) -> Result<DescribeServicesResponse, EcsError> {
+    let cluster = core.active_cluster(req.cluster.as_deref())?;
+    if req.services.is_empty() || req.services.len() > 10 {
+        return Err(EcsError::InvalidParameter(
+            "services must name 1 to 10 services.".into(),
+        ));
+    }
+    let with_tags = req.include.iter().any(|i| i == "TAGS");
+    let mut services = Vec::new();
+    let mut failures = Vec::new();
+    for s in &req.services {
+        match find(core, &cluster.name, s) {
+            Ok((_, rec)) => services.push(render(core, &rec, with_tags)?),
+            Err(EcsError::ServiceNotFound(_)) => failures.push(Failure::missing(
+                core.scope.service(&cluster.name, service_name(s)),
+            )),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(DescribeServicesResponse { services, failures })
+}
+
+/// ListServices: the cluster's services that are not INACTIVE.
+pub fn list(
+    core: &Arc<Core>,
+    _ctx: &RequestContext,
+    req: ListServicesRequest,
+) -> Result<ListServicesResponse, EcsError> {
+    let cluster = core.active_cluster(req.cluster.as_deref())?;
+    let max = paging::max_results(req.max_results.or(Some(10)))?;
+    if req.launch_type.as_deref().is_some_and(|l| l != "FARGATE") {
+        return Ok(ListServicesResponse {
+            service_arns: vec![],
+            next_token: None,
+        });
+    }
+    let all: Vec<(String, String)> = core
+        .store
+        .scan::<ServiceRecord>(db::SERVICES, &db::task_prefix(&cluster.name))?
+        .into_iter()
+        .filter(|(_, s)| s.status != "INACTIVE")
+        .map(|(k, s)| (k, s.arn))
+        .collect();
+    let (service_arns, next_token) = paging::page(all, req.next_token.as_deref(), max)?;
+    Ok(ListServicesResponse {
+        service_arns,
+        next_token,
+    })
+}
+
+/// The service's tasks that are not STOPPED.
+pub fn live_tasks(core: &Core, rec: &ServiceRecord) -> Result<Vec<TaskRecord>, EcsError> {
+    let group = rec.group();
+    Ok(core
+        .store
+        .scan::<TaskRecord>(db::TASKS, &db::task_prefix(&rec.cluster_name))?
+        .into_iter()
+        .map(|(_, t)| t)
+        .filter(|t| t.group == group && t.last_status != TaskStatus::Stopped)
+        .collect())
+}
+
+/// The `Service` shape.
+pub fn render(core: &Core, rec: &ServiceRecord, with_tags: bool) -> Result<Value, EcsError> {
+    let tasks = live_tasks(core, rec)?;
+    let counts = |dep: Option<&str>| {
+        let mine = |t: &&TaskRecord| {
+            t.desired_status == TaskStatus::Running
+                && dep.is_none_or(|d| t.started_by.as_deref() == Some(d))
+        };
+        let running = tasks
+            .iter()
+            .filter(mine)
+            .filter(|t| t.last_status == TaskStatus::Running)
+            .count();
+        let pending = tasks.iter().filter(mine).filter(|t| t.is_pending()).count();
+        (running, pending)
+    };
+    let deployments: Vec<Value> = rec
+        .deployments
+        .iter()
+        .map(|d| {
+            let (running, pending) = counts(Some(&d.id));
+            let resolved = validate::platform(Some(&d.requested_platform))
+                .map(|p| p.as_str())
+                .unwrap_or("1.4.0");
+            let mut v = json!({
+                "id": d.id, "status": d.status, "taskDefinition": d.task_definition,
+                "desiredCount": d.desired_count, "pendingCount": pending,
+                "runningCount": running, "failedTasks": d.failed_tasks,
+                "createdAt": d.created_at, "updatedAt": d.updated_at,
+                "launchType": "FARGATE", "platformVersion": resolved,
+                "platformFamily": "Linux",
+                "networkConfiguration": rec.network_configuration,
+                "rolloutState": d.rollout_state,
+                "rolloutStateReason": d.rollout_state_reason,
+            });
+            if let Some(k) = &d.kms_key_id {
+                v["fargateEphemeralStorage"] = json!({ "kmsKeyId": k });
+            }
+            v
+        })
+        .collect();
+    let (running, pending) = counts(None);
+    let events: Vec<Value> = rec
+        .events
+        .iter()
+        .map(|e| json!({"id": e.id, "createdAt": e.created_at, "message": e.message}))
+        .collect();
+    let mut v = json!({
+        "serviceArn": rec.arn, "serviceName": rec.name, "clusterArn": rec.cluster_arn,
+        "loadBalancers": [], "serviceRegistries": [], "status": rec.status,
+        "desiredCount": rec.desired_count, "runningCount": running, "pendingCount": pending,
+        "launchType": "FARGATE", "platformVersion": rec.platform_version,
+        "platformFamily": "Linux", "taskDefinition": rec.task_definition,
+        "deploymentConfiguration": {
+            "deploymentCircuitBreaker": {"enable": rec.circuit_breaker, "rollback": false},
+            "maximumPercent": rec.maximum_percent,
+            "minimumHealthyPercent": rec.minimum_healthy_percent,
+        },
+        "deployments": deployments, "events": events, "createdAt": rec.created_at,
+        "placementConstraints": [], "placementStrategy": [],
+        "networkConfiguration": rec.network_configuration,
+        "schedulingStrategy": "REPLICA", "deploymentController": {"type": "ECS"},
+        "createdBy": rec.created_by, "enableECSManagedTags": false,
+        "propagateTags": rec.propagate_tags.as_deref().unwrap_or("NONE"),
+        "enableExecuteCommand": false,
+    });
+    if with_tags {
+        v["tags"] = serde_json::to_value(&rec.tags)
+            .map_err(|e| EcsError::Server(format!("encoding tags: {e}")))?;
+    }
+    Ok(v)
+}
+
+/// The RunTask request a service's scheduler sends for `dep`.
+pub fn launch_request(rec: &ServiceRecord, dep: &Deployment, count: u32) -> RunTaskRequest {
+    RunTaskRequest {
+        cluster: Some(rec.cluster_name.clone()),
+        count: Some(i64::from(count)),
+        network_configuration: serde_json::from_value(rec.network_configuration.clone()).ok(),
+        platform_version: Some(dep.requested_platform.clone()),
+        started_by: Some(dep.id.clone()),
+        group: Some(rec.group()),
+        tags: rec.tags.clone(),
+        propagate_tags: rec
+            .propagate_tags
+            .clone()
+            .filter(|p| p == "TASK_DEFINITION"),
+        task_definition: dep.task_definition.clone(),
+        storage_key: Some(dep.kms_key_id.clone()),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,255 @@
+//! The service scheduler: a background thread that keeps every service at
+//! its desired count. Each pass, per service:
+//!
+//! 1. accounts for its tracked tasks that STOPPED: a task that failed to
+//!    start counts against its deployment (event with the reason, backoff
+//!    0.5 s doubling up to 15 s; with the circuit breaker on, 10 failures
+//!    fail the rollout); a task that reached RUNNING resets the backoff;
+//! 2. stops tasks of old deployments: those not running at once, running
+//!    ones only while at least `minimumHealthyPercent` of the desired count
+//!    stays RUNNING; stops surplus PRIMARY tasks (scale down);
+//! 3. starts PRIMARY tasks up to the desired count while the service's
+//!    live (not STOPPED) tasks stay within `maximumPercent`;
+//! 4. drops old deployments with no live task, marks the rollout
+//!    COMPLETED and sends "has reached a steady state" once.
+//!
+//! Service tasks carry `group: service:NAME` and `startedBy: DEPLOYMENT_ID`;
+//! the scheduler stops them with `ServiceSchedulerInitiated`. Passes are
+//! serialized with the service API calls by [`Core::services_lock`].
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use crate::clock;
+use crate::db;
+use crate::error::EcsError;
+use crate::model::service::ServiceRecord;
+use crate::model::task::{TaskRecord, TaskStatus, stop_code};
+use crate::ops::{run_task, services};
+use crate::service::Core;
+
+/// First backoff after a task fails to start, seconds.
+const BACKOFF_BASE: f64 = 0.5;
+/// Longest backoff, seconds.
+const BACKOFF_MAX: f64 = 15.0;
+/// Failed starts that trip the deployment circuit breaker.
+const CIRCUIT_BREAKER_THRESHOLD: u32 = 10;
+
+/// Runs passes every `interval` (or when woken) until `core` is dropped.
+pub fn spawn(core: Weak<Core>, interval: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("ecs-services".into())
+        .spawn(move || {
+            loop {
+                let Some(c) = core.upgrade() else { return };
+                if let Err(e) = pass(&c) {
+                    tracing::error!(error = %e, "service scheduler pass failed");
+                }
+                c.wait_for_wake(interval);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the service scheduler thread");
+    }
+}
+
+/// One pass over every service that is not INACTIVE.
+pub fn pass(core: &Arc<Core>) -> Result<(), EcsError> {
+    let _serialized = core.services_lock();
+    let all: Vec<(String, ServiceRecord)> = core.store.scan(db::SERVICES, "")?;
+    for (key, rec) in all.into_iter().filter(|(_, s)| s.status != "INACTIVE") {
+        let mut rec = rec;
+        let before = serde_json::to_value(&rec).ok();
+        schedule(core, &mut rec)?;
+        if serde_json::to_value(&rec).ok() != before {
+            core.store.write(|w| {
+                w.put(db::SERVICES, &key, &rec)?;
+                Ok::<_, EcsError>(())
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn ids(tasks: &[&TaskRecord]) -> String {
+    tasks
+        .iter()
+        .map(|t| format!("(task {})", t.plan.task_id))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord) -> Result<(), EcsError> {
+    let now = clock::now();
+    let name = rec.name.clone();
+    let primary_id = rec.primary().map(|d| d.id.clone()).unwrap_or_default();
+
+    // 1. Tracked tasks that stopped or started.
+    let mut still = Vec::new();
+    for id in std::mem::take(&mut rec.tracked) {
+        let t: Option<TaskRecord> = core
+            .store
+            .get(db::TASKS, &db::task_key(&rec.cluster_name, &id))?;
+        let Some(t) = t else { continue };
+        if t.last_status != TaskStatus::Stopped {
+            if t.last_status == TaskStatus::Running && t.started_by.as_deref() == Some(&primary_id)
+            {
+                rec.consecutive_failures = 0;
+            }
+            still.push(id);
+            continue;
+        }
+        if t.stop_code.as_deref() == Some(stop_code::TASK_FAILED_TO_START) {
+            let reason = t.stopped_reason.clone().unwrap_or_default();
+            rec.event(
+                now,
+                format!("(service {name}) failed to start a task: (task {id}) {reason}"),
+            );
+            fail(rec, t.started_by.as_deref(), now, &reason);
+        }
+    }
+    rec.tracked = still;
+
+    let tasks = services::live_tasks(core, rec)?;
+    let wanted: Vec<&TaskRecord> = tasks
+        .iter()
+        .filter(|t| t.desired_status == TaskStatus::Running)
+        .collect();
+    let healthy = wanted
+        .iter()
+        .filter(|t| t.last_status == TaskStatus::Running)
+        .count() as u32;
+    let desired = rec.desired_count;
+    let min_healthy = (desired * rec.minimum_healthy_percent).div_ceil(100);
+    let max_live = (desired * rec.maximum_percent / 100).max(desired);
+
+    // 2. Stops: old deployments, then surplus primary tasks.
+    let (primary, old): (Vec<&TaskRecord>, Vec<&TaskRecord>) = wanted
+        .iter()
+        .partition(|t| t.started_by.as_deref() == Some(primary_id.as_str()));
+    let mut to_stop: Vec<&TaskRecord> = old
+        .iter()
+        .filter(|t| t.last_status != TaskStatus::Running)
+        .copied()
+        .collect();
+    let mut allowance = healthy.saturating_sub(min_healthy);
+    for t in old.iter().filter(|t| t.last_status == TaskStatus::Running) {
+        if allowance == 0 {
+            break;
+        }
+        to_stop.push(t);
+        allowance -= 1;
+    }
+    let surplus = (primary.len() as u32).saturating_sub(desired) as usize;
+    let mut by_readiness = primary.clone();
+    by_readiness.sort_by_key(|t| t.last_status == TaskStatus::Running);
+    to_stop.extend(by_readiness.iter().take(surplus));
+    if !to_stop.is_empty() {
+        for t in &to_stop {
+            let dep = t.started_by.as_deref().unwrap_or("");
+            core.stop_task(
+                &rec.cluster_name,
+                &t.plan.task_id,
+                stop_code::SERVICE_SCHEDULER_INITIATED,
+                &format!("Scaling activity initiated by (deployment {dep})"),
+            )?;
+        }
+        rec.event(
+            now,
+            format!(
+                "(service {name}) has stopped {} running tasks: {}.",
+                to_stop.len(),
+                ids(&to_stop)
+            ),
+        );
+        rec.steady = false;
+    }
+
+    // 3. Starts.
+    let need = desired.saturating_sub(primary.len() as u32);
+    let room = max_live.saturating_sub(tasks.len() as u32);
+    let start = need.min(room);
+    let tripped = rec.primary().is_none_or(|d| d.rollout_state == "FAILED");
+    if start > 0
+        && !tripped
+        && now >= rec.next_launch_at
+        && rec.status == "ACTIVE"
+        && let Some(dep) = rec.primary().cloned()
+    {
+        rec.steady = false;
+        match run_task::launch(core, services::launch_request(rec, &dep, start)) {
+            Ok(started) => {
+                let refs: Vec<&TaskRecord> = started.iter().collect();
+                rec.event(
+                    now,
+                    format!(
+                        "(service {name}) has started {} tasks: {}.",
+                        started.len(),
+                        ids(&refs)
+                    ),
+                );
+                rec.tracked
+                    .extend(started.iter().map(|t| t.plan.task_id.clone()));
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                rec.event(
+                    now,
+                    format!("(service {name}) was unable to start tasks: {reason}"),
+                );
+                fail(rec, Some(&dep.id), now, &reason);
+            }
+        }
+    }
+
+    // 4. Old deployments, rollout state, steady state.
+    let live_deps: Vec<String> = tasks.iter().filter_map(|t| t.started_by.clone()).collect();
+    rec.deployments
+        .retain(|d| d.status == "PRIMARY" || live_deps.contains(&d.id));
+    let primary_running = primary
+        .iter()
+        .filter(|t| t.last_status == TaskStatus::Running)
+        .count() as u32;
+    let settled =
+        rec.deployments.len() == 1 && primary_running == desired && tasks.len() as u32 == desired;
+    if let Some(d) = rec.deployments.iter_mut().find(|d| d.status == "PRIMARY")
+        && settled
+        && d.rollout_state == "IN_PROGRESS"
+    {
+        d.rollout_state = "COMPLETED".into();
+        d.rollout_state_reason = "ECS deployment completed.".into();
+        d.updated_at = now;
+    }
+    if settled && !rec.steady {
+        rec.steady = true;
+        rec.event(now, format!("(service {name}) has reached a steady state."));
+    }
+    if rec.status == "DRAINING" && tasks.is_empty() {
+        rec.status = "INACTIVE".into();
+        rec.deployments.clear();
+        rec.event(now, format!("(service {name}) was deleted."));
+    }
+    Ok(())
+}
+
+/// A task of deployment `dep` failed to start: backoff, count, maybe trip
+/// the circuit breaker.
+fn fail(rec: &mut ServiceRecord, dep: Option<&str>, now: f64, reason: &str) {
+    rec.consecutive_failures += 1;
+    let exp = rec.consecutive_failures.saturating_sub(1).min(10);
+    rec.next_launch_at = now + (BACKOFF_BASE * f64::from(1u32 << exp)).min(BACKOFF_MAX);
+    let cb = rec.circuit_breaker;
+    if let Some(d) = rec
+        .deployments
+        .iter_mut()
+        .find(|d| Some(d.id.as_str()) == dep)
+    {
+        d.failed_tasks += 1;
+        d.updated_at = now;
+        if cb && d.status == "PRIMARY" && d.failed_tasks >= CIRCUIT_BREAKER_THRESHOLD {
+            d.rollout_state = "FAILED".into();
+            d.rollout_state_reason =
+                format!("ECS deployment circuit breaker: tasks failed to start. {reason}");
+        }
+    }
+}
