@@ -122,26 +122,61 @@ mod tests {
         k
     }
 
-    #[test]
-    fn matches_one_shot_openssl_with_plain64_tweak() {
-        let k = key();
-        let mut c = SectorCipher::new(&k).unwrap();
-        let plain: Vec<u8> = (0..3 * SECTOR).map(|i| (i * 7) as u8).collect();
-        let mut ct = vec![0u8; plain.len()];
-        c.encrypt(41, &plain, &mut ct).unwrap();
-        for s in 0..3 {
-            let one = openssl::symm::encrypt(
-                openssl::symm::Cipher::aes_256_xts(),
-                k.expose(),
-                Some(&tweak(41 + s as u64)),
-                &plain[s * SECTOR..(s + 1) * SECTOR],
-            )
-            .unwrap();
-            assert_eq!(&ct[s * SECTOR..(s + 1) * SECTOR], &one[..]);
+    /// OpenSSL's one-shot EVP AES-256-XTS of one sector: the reference.
+    fn openssl_sector(k: &VolumeKey, encrypt: bool, sector: u64, data: &[u8]) -> Vec<u8> {
+        let cipher = openssl::symm::Cipher::aes_256_xts();
+        let iv = tweak(sector);
+        if encrypt {
+            openssl::symm::encrypt(cipher, k.expose(), Some(&iv), data).unwrap()
+        } else {
+            openssl::symm::decrypt(cipher, k.expose(), Some(&iv), data).unwrap()
         }
-        let mut back = vec![0u8; plain.len()];
-        c.decrypt(41, &ct, &mut back).unwrap();
-        assert_eq!(back, plain);
+    }
+
+    #[test]
+    fn byte_identical_to_openssl_for_several_keys_and_sectors() {
+        let mut keys = vec![key()];
+        for _ in 0..3 {
+            let mut k = VolumeKey::zeroed();
+            openssl::rand::rand_bytes(k.expose_mut()).unwrap();
+            keys.push(k);
+        }
+        // Sector 0, small, around 2^32 (the tweak's high half) and u64::MAX-ish.
+        let firsts = [0u64, 41, (1 << 32) - 2, u64::MAX - 4];
+        let mut plain = vec![0u8; 4 * SECTOR];
+        openssl::rand::rand_bytes(&mut plain).unwrap();
+        // Sector 1 repeats sector 0: only the tweak tells them apart.
+        plain.copy_within(..SECTOR, SECTOR);
+        for k in &keys {
+            let mut c = SectorCipher::new(k).unwrap();
+            for &first in &firsts {
+                let mut ct = vec![0u8; plain.len()];
+                c.encrypt(first, &plain, &mut ct).unwrap();
+                let mut back = vec![0u8; plain.len()];
+                c.decrypt(first, &ct, &mut back).unwrap();
+                assert_eq!(back, plain);
+                for (s, (p, e)) in plain
+                    .chunks_exact(SECTOR)
+                    .zip(ct.chunks_exact(SECTOR))
+                    .enumerate()
+                {
+                    let sector = first + s as u64;
+                    assert_eq!(
+                        e,
+                        &openssl_sector(k, true, sector, p)[..],
+                        "sector {sector}"
+                    );
+                    // Decrypting OpenSSL-made ciphertext too (not only our own).
+                    let theirs = openssl_sector(k, true, sector, p);
+                    let mut ours = vec![0u8; SECTOR];
+                    c.decrypt(sector, &theirs, &mut ours).unwrap();
+                    assert_eq!(&ours[..], p);
+                    assert_eq!(openssl_sector(k, false, sector, e), p);
+                }
+                // Same plaintext under different tweaks: different ciphertext.
+                assert_ne!(ct[..SECTOR], ct[SECTOR..2 * SECTOR]);
+            }
+        }
     }
 
     #[test]
