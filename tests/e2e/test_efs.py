@@ -172,16 +172,22 @@ def test_efs_persistent_encrypted_shared(ferry_server, tmp_path):
 
     # -- two concurrent tasks see each other's writes; delete is refused --
     def sharer(me, other):
-        return (f"echo {me} > /data/{me} && i=0; "
-                f"while [ ! -f /data/{other} ]; do i=$((i+1)); [ $i -gt 300 ] && exit 7; sleep 0.2; done; "
-                f"test \"$(cat /data/{other})\" = {other}")
+        # Wait for the peer's file, then hold the mount until the test
+        # releases both (so the delete below meets a file system in use).
+        wait = "i=0; while [ ! -f /data/{f} ]; do i=$((i+1)); [ $i -gt 300 ] && exit 7; sleep 0.2; done"
+        return (f"echo {me} > /data/{me} && {wait.format(f=other)} && "
+                f"test \"$(cat /data/{other})\" = {other} && touch /data/saw-{other} && {wait.format(f='release')}")
     a = run(srv, register(srv, tmp_path, "efs-share-a", sharer("peer-a", "peer-b"), via_ap))
     b = run(srv, register(srv, tmp_path, "efs-share-b", sharer("peer-b", "peer-a"), efs_volume(fs_id, root="/app")))
-    deadline = time.time() + 60
-    while not mounts_of(f"/efs/{fs_id}/mnt") and time.time() < deadline:
+    host_view = os.path.join(data, "efs", fs_id, "mnt", "app")
+    deadline = time.time() + 90
+    while not all(os.path.exists(os.path.join(host_view, f"saw-{p}")) for p in ("peer-a", "peer-b")):
+        assert time.time() < deadline, f"the tasks did not see each other's writes:\n{output(srv, a)}\n{output(srv, b)}"
         time.sleep(0.2)
+    assert len(mounts_of(f"/efs/{fs_id}/mnt ")) == 1, "the file system must be mounted once on the host"
     err = srv.aws_error("efs", "delete-file-system", "--file-system-id", fs_id)
     assert err.code == "FileSystemInUse", err.stderr
+    open(os.path.join(host_view, "release"), "w").close()
     for arn in (a, b):
         t = wait_stopped(srv, arn)
         assert t["containers"][0].get("exitCode") == 0, f"{t.get('stoppedReason')}\n{output(srv, arn)}"

@@ -1,7 +1,7 @@
 //! Idmapped bind mounts for access points with a `PosixUser`.
 //!
 //! The bind mount of the access point's directory into a task is idmapped
-//! through a user namespace whose map is `0 UID 1` / `0 GID 1`: a file the
+//! through a user namespace whose map is `UID 0 1` / `GID 0 1`: a file the
 //! container's root creates through it is owned by UID:GID on disk, and
 //! files owned by UID:GID show as root's inside the container, so the
 //! container acts on the file system as the access point's POSIX user
@@ -47,8 +47,11 @@ fn userns(uid: u32, gid: u32) -> Result<OwnedFd, String> {
         std::fs::write(format!("/proc/{pid}/{file}"), map)
             .map_err(|e| format!("writing {file}: {e}"))
     };
-    write("uid_map", format!("0 {uid} 1\n"))?;
-    write("gid_map", format!("0 {gid} 1\n"))?;
+    // An idmapped mount shows on-disk id `d` as map_down(d) and stores a
+    // caller's id `c` as map_up(c): "UID 0 1" shows UID as 0 and stores 0
+    // as UID.
+    write("uid_map", format!("{uid} 0 1\n"))?;
+    write("gid_map", format!("{gid} 0 1\n"))?;
     let ns = File::open(format!("/proc/{pid}/ns/user"))
         .map_err(|e| format!("opening the user namespace: {e}"))?;
     Ok(OwnedFd::from(ns))
