@@ -514,6 +514,65 @@ mod tests {
         task_definition(&input(v)).unwrap_err()
     }
 
+    fn with_efs(cfg: serde_json::Value) -> serde_json::Value {
+        let mut v = base();
+        v["volumes"] = serde_json::json!([{"name": "data", "efsVolumeConfiguration": cfg}]);
+        v["containerDefinitions"][0]["mountPoints"] = serde_json::json!([{"sourceVolume": "data", "containerPath": "/data", "readOnly": true}]);
+        v
+    }
+
+    #[test]
+    fn efs_volume_rules() {
+        let spec = task_definition(&input(with_efs(serde_json::json!({
+            "fileSystemId": "fs-0123456789abcdef0",
+            "transitEncryption": "ENABLED",
+            "authorizationConfig": {"accessPointId": "fsap-0123456789abcdef0", "iam": "DISABLED"}
+        }))))
+        .unwrap();
+        match &spec.volumes[0].kind {
+            VolumeKind::Efs {
+                file_system_id,
+                root_directory,
+                access_point_id,
+            } => {
+                assert_eq!(file_system_id, "fs-0123456789abcdef0");
+                assert_eq!(root_directory, "/");
+                assert_eq!(access_point_id.as_deref(), Some("fsap-0123456789abcdef0"));
+            }
+            k => panic!("not EFS: {k:?}"),
+        }
+        assert!(spec.containers[0].mount_points[0].read_only);
+        for (cfg, says) in [
+            (serde_json::json!({"fileSystemId": "vol-1"}), "fileSystemId"),
+            (
+                serde_json::json!({"fileSystemId": "fs-1", "rootDirectory": "/a/../b"}),
+                "rootDirectory",
+            ),
+            (
+                serde_json::json!({"fileSystemId": "fs-1", "transitEncryption": "YES"}),
+                "transitEncryption",
+            ),
+            (
+                serde_json::json!({"fileSystemId": "fs-1",
+                    "authorizationConfig": {"accessPointId": "fsap-1"}}),
+                "transitEncryption must be ENABLED",
+            ),
+            (
+                serde_json::json!({"fileSystemId": "fs-1", "transitEncryption": "ENABLED",
+                    "rootDirectory": "/x", "authorizationConfig": {"accessPointId": "fsap-1"}}),
+                "rootDirectory must be omitted",
+            ),
+            (
+                serde_json::json!({"fileSystemId": "fs-1",
+                    "authorizationConfig": {"iam": "ENABLED"}}),
+                "transitEncryption must be ENABLED",
+            ),
+        ] {
+            let e = err(with_efs(cfg.clone())).to_string();
+            assert!(e.contains(says), "{cfg}: {e}");
+        }
+    }
+
     #[test]
     fn fargate_size_table() {
         let ok = [

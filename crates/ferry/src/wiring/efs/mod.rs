@@ -623,3 +623,35 @@ impl Backend for EfsVolumes {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn resolve_dir_creates_with_creation_info_and_refuses_symlinks() {
+        let t = tempfile::tempdir().unwrap();
+        let mnt = t.path();
+        let ci = json!({"OwnerUid": 1234, "OwnerGid": 4321, "Permissions": "0750"});
+        let p = resolve_dir(mnt, "/a/b", Some(&ci)).unwrap();
+        assert_eq!(p, mnt.join("a/b"));
+        for d in [mnt.join("a"), mnt.join("a/b")] {
+            let md = std::fs::metadata(&d).unwrap();
+            assert_eq!(
+                (md.uid(), md.gid(), md.mode() & 0o7777),
+                (1234, 4321, 0o750)
+            );
+        }
+        // Existing directories are used as they are.
+        assert_eq!(resolve_dir(mnt, "/a/b", None).unwrap(), mnt.join("a/b"));
+        // Missing without CreationInfo.
+        let e = resolve_dir(mnt, "/missing", None).unwrap_err();
+        assert!(e.contains("does not exist"), "{e}");
+        // A symlink planted by a task must not lead out of the file system.
+        std::os::unix::fs::symlink("/etc", mnt.join("evil")).unwrap();
+        let e = resolve_dir(mnt, "/evil", Some(&ci)).unwrap_err();
+        assert!(e.contains("not a directory"), "{e}");
+        assert!(resolve_dir(mnt, "/a/../etc", Some(&ci)).is_err());
+    }
+}
