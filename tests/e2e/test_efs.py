@@ -66,11 +66,25 @@ def register(srv, tmp_path, family, script, volume, read_only=False):
     return srv.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{path}")["taskDefinition"]["taskDefinitionArn"]
 
 
+STARTED = []  # task ids, to check nothing of them is left on the host
+
+
 def run(srv, td_arn):
     out = srv.aws("ecs", "run-task", "--task-definition", td_arn, "--launch-type", "FARGATE",
                   "--network-configuration", NETCFG)
     assert out["failures"] == [], out
-    return out["tasks"][0]["taskArn"]
+    arn = out["tasks"][0]["taskArn"]
+    STARTED.append(arn.rsplit("/", 1)[1])
+    return arn
+
+
+def assert_nothing_left(data):
+    after = host_resources()
+    assert data not in after, "mounts or loop devices of the data dir left on the host"
+    for tid in STARTED:
+        assert tid not in after, f"resources of task {tid} left on the host"
+    procs = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert data not in procs, "processes of the data dir (volume servers) left running"
 
 
 def wait_stopped(srv, arn, timeout=120):
@@ -116,7 +130,6 @@ def mounts_of(path):
 def test_efs_persistent_encrypted_shared(ferry_server, tmp_path):
     srv = ferry_server
     import_httpd(srv, tmp_path)
-    before = host_resources()
     data = srv.data_dir
 
     # -- create the file system and an access point -----------------------
@@ -217,10 +230,7 @@ def test_efs_persistent_encrypted_shared(ferry_server, tmp_path):
     reason = run_fails(srv, reader)
     assert fs_id in reason, reason
 
-    after = host_resources()
-    assert data not in after, "mounts or loop devices of the data dir left on the host"
-    for line in after.splitlines():
-        assert line in before or "ferry" not in line, f"left on the host: {line}"
+    assert_nothing_left(data)
 
 
 def test_efs_customer_key_disabled_and_unencrypted(ferry_server, tmp_path):
@@ -272,3 +282,4 @@ def test_efs_customer_key_disabled_and_unencrypted(ferry_server, tmp_path):
     srv.aws("efs", "delete-file-system", "--file-system-id", plain["FileSystemId"])
     srv.aws("efs", "delete-file-system", "--file-system-id", fs_id)
     assert os.listdir(os.path.join(srv.data_dir, "efs")) == []
+    assert_nothing_left(srv.data_dir)

@@ -92,6 +92,11 @@ fn release_leftover_volume(dir: &Path) -> Result<(), String> {
     for m in mounts_under(&root) {
         let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
     }
+    // Never delete through a mount that is still there: it may be a
+    // persistent file system.
+    if let Some(m) = mounts_under(&root).first() {
+        return Err(format!("{} is still mounted", m.display()));
+    }
     if is_mount_point(&root) {
         ferry_volume::unmount(&root).map_err(|e| format!("unmounting {}: {e}", root.display()))?;
     }
