@@ -83,8 +83,9 @@ def assert_nothing_left(data):
     assert data not in after, "mounts or loop devices of the data dir left on the host"
     for tid in STARTED:
         assert tid not in after, f"resources of task {tid} left on the host"
-    procs = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert data not in procs, "processes of the data dir (volume servers) left running"
+    procs = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
+    left = [p for p in procs if data in p and "volume serve" in p]
+    assert not left, f"volume servers left running: {left}"
 
 
 def wait_stopped(srv, arn, timeout=120):

@@ -281,7 +281,11 @@ impl EfsService {
         let created = self
             .backend
             .create(ctx, &id, encrypted, kms_key)
-            .map_err(|e| bad(format!("{}: {}", e.code, e.message)))?;
+            .map_err(|e| match e.code.as_str() {
+                "InternalServerError" => EfsError::Internal(e.message),
+                // The KMS's reason (key missing, disabled, policy) for the caller.
+                _ => bad(format!("{}: {}", e.code, e.message)),
+            })?;
         let fs = FileSystem {
             arn: self.arn("file-system", &id),
             id: id.clone(),
@@ -337,6 +341,8 @@ impl EfsService {
                 "File system '{id}' is in use by a running task."
             )));
         }
+        // The backend re-checks under its own lock (a task may have
+        // mounted it since the check above).
         self.backend
             .destroy(id)
             .map_err(|e| EfsError::Internal(format!("shredding {id}: {e}")))?;
