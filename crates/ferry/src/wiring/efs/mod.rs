@@ -219,6 +219,14 @@ impl EfsVolumes {
             let target = dir.join(MOUNT_DIR);
             std::fs::create_dir_all(&target)
                 .map_err(|e| format!("creating {}: {e}", target.display()))?;
+            // A mount whose teardown failed earlier must not get a second
+            // ext4 instance on the same volume next to it.
+            if is_mount_point(&target) {
+                return Err(format!(
+                    "EFS file system {fs_id} is still mounted at {} from an earlier use that could not be unmounted",
+                    target.display()
+                ));
+            }
             let enc = dir.join(ENCRYPTED_IMAGE);
             let (image, passphrase) = if enc.is_file() {
                 (enc.clone(), Some(self.volume_passphrase(fs_id, &enc)?))
