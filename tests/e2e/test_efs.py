@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from conftest import NETCFG, allocated_data, host_resources, import_httpd
+from conftest import NETCFG, FerryServer, allocated_data, host_resources, import_httpd
 
 GROUP = "/ecs/efs-e2e"
 MARKER = "FERRY-EFS-PLAINTEXT-MARKER-7f3a9c1e"
@@ -284,3 +284,15 @@ def test_efs_customer_key_disabled_and_unencrypted(ferry_server, tmp_path):
     srv.aws("efs", "delete-file-system", "--file-system-id", fs_id)
     assert os.listdir(os.path.join(srv.data_dir, "efs")) == []
     assert_nothing_left(srv.data_dir)
+
+
+def test_efs_unencrypted_refused_when_encryption_required(tmp_path):
+    srv = FerryServer(str(tmp_path / "data"), extra_args=["--require-encrypted-storage"])
+    srv.start()
+    try:
+        err = srv.aws_error("efs", "create-file-system", "--creation-token", "p", "--no-encrypted")
+        assert err.code == "BadRequest" and "encrypted" in err.message, err.stderr
+        assert srv.aws("efs", "describe-file-systems")["FileSystems"] == []
+        assert srv.aws("efs", "create-file-system", "--creation-token", "e")["Encrypted"] is True
+    finally:
+        assert srv.stop() == 0

@@ -35,8 +35,9 @@ pub struct Args {
     /// The region this server is (resource ARNs name it).
     #[arg(long, default_value = "us-east-1")]
     region: String,
-    /// Forbid unencrypted ephemeral storage: RunTask and services asking
-    /// for platform version 1.3.0 fail with a ClientException.
+    /// Forbid unencrypted storage: RunTask and services asking for
+    /// platform version 1.3.0 fail with a ClientException, and
+    /// CreateFileSystem with Encrypted=false with a BadRequest.
     #[arg(long)]
     require_encrypted_storage: bool,
 }
@@ -95,6 +96,7 @@ fn efs_volumes(shared: &Shared) -> anyhow::Result<Arc<EfsVolumes>> {
         &shared.region,
         &shared.data_dir,
         exe,
+        shared.require_encrypted_storage,
     )
     .context("creating the EFS directory")?;
     Ok(Arc::new(v))

@@ -76,6 +76,8 @@ pub struct EfsVolumes {
     root: PathBuf,
     server: ServerCommand,
     runtime_root: PathBuf,
+    /// `ferry server --require-encrypted-storage`: refuse `Encrypted=false`.
+    require_encrypted: bool,
     /// Mounting, unmounting, shredding and the in-use check all hold this,
     /// so a file system is never mounted twice or shredded while in use.
     state: Mutex<State>,
@@ -94,6 +96,7 @@ impl EfsVolumes {
         region: &str,
         data_dir: &Path,
         exe: PathBuf,
+        require_encrypted: bool,
     ) -> std::io::Result<Self> {
         let root = data_dir.join("efs");
         std::fs::create_dir_all(&root)?;
@@ -105,6 +108,7 @@ impl EfsVolumes {
             root,
             server: ServerCommand::ferry(exe),
             runtime_root: PathBuf::from(ferry_volume::RUNTIME_ROOT),
+            require_encrypted,
             state: Mutex::new(State::default()),
         })
     }
@@ -171,6 +175,12 @@ impl EfsVolumes {
         kms_key_id: Option<&str>,
     ) -> Result<CreatedVolume, AwsError> {
         let internal = |m: String| AwsError::server("InternalServerError", m);
+        if !encrypted && self.require_encrypted {
+            return Err(AwsError::client(
+                "BadRequest",
+                "this server requires encrypted storage (--require-encrypted-storage): Encrypted must be true",
+            ));
+        }
         if !encrypted {
             ferry_volume::format_plain(&dir.join(PLAIN_IMAGE), FS_SIZE)
                 .map_err(|e| internal(format!("creating the volume: {e}")))?;
