@@ -293,6 +293,8 @@ def test_efs_unencrypted_refused_when_encryption_required(tmp_path):
         err = srv.aws_error("efs", "create-file-system", "--creation-token", "p", "--no-encrypted")
         assert err.code == "BadRequest" and "encrypted" in err.message, err.stderr
         assert srv.aws("efs", "describe-file-systems")["FileSystems"] == []
-        assert srv.aws("efs", "create-file-system", "--creation-token", "e")["Encrypted"] is True
+        fs = srv.aws("efs", "create-file-system", "--creation-token", "e")
+        assert fs["Encrypted"] is True
+        srv.aws("efs", "delete-file-system", "--file-system-id", fs["FileSystemId"])
     finally:
         assert srv.stop() == 0
