@@ -183,7 +183,7 @@ def test_cmk_policy_lifecycle_and_restart(srv):
         first = tasks_of(srv, name, "cmk")
         for t in first:
             assert t["fargateEphemeralStorage"]["kmsKeyId"] == key
-            assert luks_token(volume_of(srv, t)[0])["kms_key_arn"] == key
+            assert luks_token(volume_of(srv, t)[0])["keyArn"] == key
         # Scenario 3: restart the tasks; the scheduler replaces them.
         for t in first:
             srv.aws("ecs", "stop-task", "--cluster", "cmk", "--task", t["taskArn"])
@@ -247,7 +247,7 @@ def test_cmk_policy_lifecycle_and_restart(srv):
         for t in tasks_of(srv, name, "cmk"):
             assert t["fargateEphemeralStorage"]["kmsKeyId"] == key2
             tok = luks_token(volume_of(srv, t)[0])
-            assert tok["kms_key_arn"] == key2 and tok["encryption_context"]["ferry:taskArn"] == t["taskArn"]
+            assert tok["keyArn"] == key2 and tok["encryptionContext"]["ferry:taskArn"] == t["taskArn"]
         # The per-task flow is in the audit trail, by the service principal.
         audit = [json.loads(l) for l in open(os.path.join(srv.data_dir, "kms-audit.jsonl"))]
         arn = first[0]["taskArn"]

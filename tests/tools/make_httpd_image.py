@@ -6,7 +6,10 @@ The source document's task runs `sh -c "echo '<html>...' > /usr/local/apache2/ht
 demo use this image instead: busybox's sh and httpd, the same paths as the real
 image, and an `httpd-foreground` that runs busybox httpd on port 80.
 
-    make_httpd_image.py [--format oci|docker] [--name httpd:2.4] OUT.tar
+    make_httpd_image.py [--format oci|docker] [--name httpd:2.4] [--with-fio] OUT.tar
+
+`--with-fio` adds the host's /usr/bin/fio and the shared libraries it links
+(benchmarks run fio inside tasks with it).
 
 Writes an OCI image archive (oci-layout, index.json, blobs/sha256/...) as
 skopeo and podman write them, or a `docker save` archive.
@@ -17,6 +20,8 @@ import hashlib
 import io
 import json
 import os
+import re
+import subprocess
 import tarfile
 
 BUSYBOX = "/bin/busybox"
@@ -24,7 +29,17 @@ APPLETS = ["sh", "echo", "cat", "ls", "httpd", "sleep", "mkdir", "rm", "id", "en
 HTTPD_FOREGROUND = b"#!/bin/sh\n# Stand-in for httpd:2.4's httpd-foreground: busybox httpd on port 80.\nexec httpd -f -v -p 80 -h /usr/local/apache2/htdocs\n"
 
 
-def layer_tar() -> bytes:
+FIO = "/usr/bin/fio"
+
+
+def fio_files():
+    """fio and every library `ldd` resolves for it, as (path in image, host path)."""
+    out = subprocess.run(["ldd", FIO], capture_output=True, text=True, check=True).stdout
+    libs = re.findall(r"(/\S+) \(0x", out)
+    return [(FIO, FIO)] + [(lib, os.path.realpath(lib)) for lib in libs]
+
+
+def layer_tar(with_fio=False) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
         def add_dir(path, mode=0o755):
@@ -53,6 +68,17 @@ def layer_tar() -> bytes:
         add_file("usr/local/apache2/htdocs/index.html", b"<html><body><h1>It works!</h1></body></html>\n")
         add_file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33:www-data:/var/www:/bin/sh\n")
         add_file("etc/group", b"root:x:0:\nwww-data:x:33:\n")
+        if with_fio:
+            made = set()
+            for inside, host in fio_files():
+                parts = inside.strip("/").split("/")
+                for i in range(1, len(parts)):
+                    d = "/".join(parts[:i])
+                    if d not in made and d not in ("bin", "usr", "usr/local", "usr/local/bin"):
+                        made.add(d)
+                        add_dir(d)
+                with open(host, "rb") as f:
+                    add_file(inside.strip("/"), f.read(), 0o755)
     return buf.getvalue()
 
 
@@ -64,12 +90,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--format", choices=["oci", "docker"], default="oci")
     ap.add_argument("--name", default="httpd:2.4")
+    ap.add_argument("--with-fio", action="store_true")
     ap.add_argument("out")
     args = ap.parse_args()
     if not os.path.exists(BUSYBOX):
         raise SystemExit(f"{BUSYBOX} is missing: install busybox-static (scripts/setup does)")
 
-    raw = layer_tar()
+    if args.with_fio and not os.path.exists(FIO):
+        raise SystemExit(f"{FIO} is missing: install fio (scripts/setup does)")
+    raw = layer_tar(args.with_fio)
     gz = gzip.compress(raw, mtime=0)
     config = json.dumps({
         "architecture": "amd64",

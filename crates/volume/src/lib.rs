@@ -15,13 +15,16 @@
 //! - [`key`]: passphrase and volume key types (zeroize, mlock, redacted Debug).
 //! - [`size`]: size parsing and the 1..=200 GiB range.
 //! - [`luks`]: LUKS2 header and keyslots via libcryptsetup (format, open, token).
-//! - [`cipher`]: the AES-256-XTS sector cipher (OpenSSL, keyed once per thread).
+//! - [`cipher`]: the AES-256-XTS sector cipher (keyed once per thread): our
+//!   VAES engine where the CPU has it, OpenSSL otherwise.
 //! - [`fusefs`]: the FUSE filesystem serving the plaintext file.
 //! - [`server`]: the serving process (hardening, FUSE session, stop on signal).
 //! - [`loopdev`]: loop devices (LOOP_CONFIGURE, direct I/O, autoclear).
 //! - [`mount`]: mount/unmount orchestration (server, loop, mkfs, ext4).
 //! - [`shred`]: crypto-shred (overwrite header and keyslots, delete).
-//! - `sys`: the only place with `unsafe` (prctl, mlock, ioctls, mount).
+//! - `sys`: the only place with `unsafe` for kernel calls (prctl, mlock, ioctls, mount).
+//! - `vaes`: AES-256-XTS with VAES/AVX2 intrinsics (the only other `unsafe`:
+//!   vector loads/stores and calls of CPU-feature-gated functions).
 
 pub mod cipher;
 pub mod fusefs;
@@ -33,6 +36,8 @@ pub mod server;
 pub mod shred;
 pub mod size;
 mod sys;
+#[cfg(target_arch = "x86_64")]
+mod vaes;
 
 pub use key::{Passphrase, VolumeKey};
 pub use luks::{FormatError, FormatOptions, OpenError, format, read_token};

@@ -327,10 +327,7 @@ pub fn create(
         w.put(db::SERVICES, &key, &rec)?;
         Ok(())
     })?;
-    core.wake_scheduler();
-    Ok(ServiceResponse {
-        service: render(core, &rec, false)?,
-    })
+    respond_and_wake(core, &rec)
 }
 
 fn find(core: &Core, cluster: &str, service: &str) -> Result<(String, ServiceRecord), EcsError> {
@@ -406,14 +403,7 @@ pub fn update(
         p.updated_at = now;
     }
     rec.steady = false;
-    core.store.write(|w| {
-        w.put(db::SERVICES, &key, &rec)?;
-        Ok::<_, EcsError>(())
-    })?;
-    core.wake_scheduler();
-    Ok(ServiceResponse {
-        service: render(core, &rec, false)?,
-    })
+    save_and_wake(core, &key, &rec)
 }
 
 /// DeleteService: refused while desiredCount > 0 unless `force`; the
@@ -439,13 +429,27 @@ pub fn delete(
     for d in &mut rec.deployments {
         d.desired_count = 0;
     }
+    save_and_wake(core, &key, &rec)
+}
+
+/// Stores the changed service, wakes the scheduler to act on it, and
+/// answers with the service as it now stands.
+fn save_and_wake(
+    core: &Arc<Core>,
+    key: &str,
+    rec: &ServiceRecord,
+) -> Result<ServiceResponse, EcsError> {
     core.store.write(|w| {
-        w.put(db::SERVICES, &key, &rec)?;
+        w.put(db::SERVICES, key, rec)?;
         Ok::<_, EcsError>(())
     })?;
+    respond_and_wake(core, rec)
+}
+
+fn respond_and_wake(core: &Arc<Core>, rec: &ServiceRecord) -> Result<ServiceResponse, EcsError> {
     core.wake_scheduler();
     Ok(ServiceResponse {
-        service: render(core, &rec, false)?,
+        service: render(core, rec, false)?,
     })
 }
 

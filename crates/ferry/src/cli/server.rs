@@ -23,6 +23,21 @@ use crate::wiring::runtime::HostRuntime;
 /// (each container gets its `stopTimeout`, 30 s by default, after SIGTERM).
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
 
+/// Operational log on stderr: `info` by default, `RUST_LOG` overrides
+/// (e.g. `RUST_LOG=ferry=debug`). Nothing secret is ever logged: key types
+/// have no `Debug` that prints them.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A second call (tests running the server twice in a process) keeps the first.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
 /// Arguments of `ferry server`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -173,6 +188,7 @@ fn ecs_service(
 
 /// Runs `ferry server`.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    init_logging();
     let protection = ferry_kms::harden::protect_process();
     if !protection.no_core_dumps {
         anyhow::bail!("cannot disable core dumps for the key-holding server process");

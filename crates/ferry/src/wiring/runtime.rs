@@ -147,7 +147,9 @@ impl TaskRuntime for HostRuntime {
         // Forget the handle once the task's supervisor is done.
         let running = self.running.clone();
         std::thread::spawn(move || {
-            let _ = handle.wait();
+            if let Some(o) = handle.wait() {
+                log_outcome(&arn, &o);
+            }
             if let Ok(mut m) = running.lock() {
                 m.remove(&arn);
             }
@@ -170,6 +172,26 @@ impl TaskRuntime for HostRuntime {
             reason: RESTART_REASON.into(),
         }
     }
+}
+
+/// One line per finished task: how it ended and what each start-up phase
+/// cost (bench/task.sh reads these).
+fn log_outcome(arn: &str, o: &ferry_agent::TaskOutcome) {
+    let t = &o.timings;
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    tracing::info!(
+        task = arn,
+        stop_code = %o.stop_code,
+        resolve_ms = ms(t.resolve),
+        volume_ms = ms(t.volume),
+        cgroup_ms = ms(t.cgroup),
+        network_ms = ms(t.network),
+        unpack_ms = ms(t.unpack),
+        bundles_ms = ms(t.bundles),
+        to_running_ms = ms(t.to_running),
+        cleanup_ms = ms(t.cleanup),
+        "task ended"
+    );
 }
 
 /// `DATA/tasks`: where task volumes live.

@@ -1,0 +1,229 @@
+"""Driver for bench/task.sh: task start-up latency and fio inside tasks,
+encrypted (platform 1.4.0) against unencrypted (1.3.0) in the same run.
+
+Everything goes through the public API of a release `ferry server` with
+boto3 (SigV4 on loopback), as a user would drive it:
+
+1. RunTask-to-RUNNING, N tasks one after another, 1.4.0 and 1.3.0
+   interleaved: the time from the RunTask call to DescribeTasks showing
+   RUNNING (polled every 5 ms), p50/p99; the mean cost of each start-up
+   phase comes from the server's "task ended" log lines.
+2. Ten tasks at once (RunTask --count 10, 1.4.0): each task's time to RUNNING.
+3. fio inside a task (the host's fio in an image built by
+   tests/tools/make_httpd_image.py --with-fio), on a task volume without a
+   host path (so on the task's ephemeral storage), 1.4.0 vs 1.3.0, rounds
+   alternating, medians; its JSON report comes back through awslogs.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+from conftest import FerryServer  # noqa: E402
+
+NET = {"awsvpcConfiguration": {"subnets": ["subnet-12345678"], "securityGroups": ["sg-12345678"]}}
+START_TD = {
+    "family": "bench-start", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
+    "cpu": "256", "memory": "512",
+    "containerDefinitions": [{"name": "app", "image": "httpd:2.4", "stopTimeout": 1,
+                              "entryPoint": ["sh", "-c"], "command": ["sleep 3600"]}],
+}
+FIO_JOBS = [
+    # name, fio arguments
+    ("seqwrite MB/s", ["--rw=write", "--bs=1M", "--iodepth=16"]),
+    ("seqread MB/s", ["--rw=read", "--bs=1M", "--iodepth=16"]),
+    ("4k randread IOPS", ["--rw=randread", "--bs=4k", "--iodepth=32"]),
+    ("4k randwrite IOPS", ["--rw=randwrite", "--bs=4k", "--iodepth=32"]),
+]
+PHASES = ["resolve", "volume", "cgroup", "network", "unpack", "bundles"]
+
+
+def fio_td(size, secs):
+    script = " && ".join(
+        f"fio --name=j{i} --directory=/data --size={size} --ioengine=libaio --direct=1 "
+        f"--time_based --runtime={secs} --ramp_time=1 --output-format=json {' '.join(args)} "
+        f"| tr -d '\\n'; echo; rm -f /data/j{i}*"
+        for i, (_, args) in enumerate(FIO_JOBS))
+    return {
+        "family": "bench-fio", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
+        "cpu": "2048", "memory": "4096",
+        "volumes": [{"name": "scratch"}],
+        "containerDefinitions": [{
+            "name": "fio", "image": "ferry-bench/fio:1", "stopTimeout": 1,
+            "entryPoint": ["sh", "-c"], "command": [script],
+            "mountPoints": [{"sourceVolume": "scratch", "containerPath": "/data"}],
+            "logConfiguration": {"logDriver": "awslogs", "options": {
+                "awslogs-group": "/bench/fio", "awslogs-region": "us-east-1",
+                "awslogs-stream-prefix": "fio", "awslogs-create-group": "true"}},
+        }],
+    }
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[round((len(xs) - 1) * p)]
+
+
+def describe(ecs, arns):
+    return ecs.describe_tasks(cluster="default", tasks=arns)["tasks"]
+
+
+def wait_running(ecs, arns, t0, poll=0.005, timeout=120):
+    """Seconds from t0 to RUNNING for each task (fails on STOPPED)."""
+    took = {}
+    deadline = time.time() + timeout
+    while len(took) < len(arns):
+        if time.time() > deadline:
+            raise SystemExit(f"tasks did not reach RUNNING in {timeout} s")
+        now = time.monotonic()
+        for t in describe(ecs, [a for a in arns if a not in took]):
+            if t["lastStatus"] == "RUNNING":
+                took[t["taskArn"]] = now - t0
+            elif t["lastStatus"] == "STOPPED":
+                raise SystemExit(f"task stopped: {t.get('stopCode')}: {t.get('stoppedReason')}")
+        time.sleep(poll)
+    return [took[a] for a in arns]
+
+
+def wait_stopped(ecs, arns, timeout=300):
+    deadline = time.time() + timeout
+    left = list(arns)
+    while left:
+        if time.time() > deadline:
+            raise SystemExit("tasks did not stop")
+        for i in range(0, len(left), 100):
+            for t in describe(ecs, left[i:i + 100]):
+                if t["lastStatus"] == "STOPPED":
+                    left.remove(t["taskArn"])
+        time.sleep(0.2)
+
+
+def run(ecs, td, pv, count=1):
+    r = ecs.run_task(cluster="default", taskDefinition=td, launchType="FARGATE", platformVersion=pv,
+                     count=count, networkConfiguration=NET)
+    if r.get("failures"):
+        raise SystemExit(f"run-task failed: {r['failures']}")
+    return [t["taskArn"] for t in r["tasks"]]
+
+
+def phase_means(log_path, arns):
+    want = set(arns)
+    sums = {p: [] for p in PHASES + ["to_running"]}
+    with open(log_path) as f:
+        for line in f:
+            if "task ended" not in line:
+                continue
+            m = re.search(r"task=\"?([^\s\"]+)", line)
+            if not m or m.group(1) not in want:
+                continue
+            for p in sums:
+                v = re.search(rf"\b{p}_ms=([0-9.]+)", line)
+                if v:
+                    sums[p].append(float(v.group(1)))
+    return {p: statistics.mean(v) for p, v in sums.items() if v}
+
+
+def fio_result(logs, arn):
+    task_id = arn.rsplit("/", 1)[1]
+    events = logs.get_log_events(logGroupName="/bench/fio", logStreamName=f"fio/fio/{task_id}",
+                                 startFromHead=True)["events"]
+    out = {}
+    reports = [json.loads(e["message"][e["message"].index("{"):]) for e in events if "{" in e["message"]]
+    if len(reports) != len(FIO_JOBS):
+        raise SystemExit(f"expected {len(FIO_JOBS)} fio reports, got {len(reports)}: "
+                         + " | ".join(e["message"][:200] for e in events))
+    for (name, _), rep in zip(FIO_JOBS, reports):
+        j = rep["jobs"][0]
+        side = j["write"] if "write" in name else j["read"]
+        out[name] = side["bw"] / 1024 if "MB/s" in name else side["iops"]
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tasks", type=int, default=50)
+    ap.add_argument("--fio-rounds", type=int, default=3)
+    ap.add_argument("--fio-size", default="512m")
+    ap.add_argument("--fio-seconds", type=int, default=5)
+    a = ap.parse_args()
+
+    root = tempfile.mkdtemp(prefix="ferry-bench-task-")
+    srv = FerryServer(os.path.join(root, "data"))
+    srv.start()
+    try:
+        for extra, name in (([], "httpd:2.4"), (["--with-fio"], "ferry-bench/fio:1")):
+            arch = os.path.join(root, "img.tar")
+            subprocess.run(["python3", os.path.join(ROOT, "tests/tools/make_httpd_image.py"), *extra,
+                            "--name", name, arch], check=True)
+            subprocess.run([os.environ["FERRY_BIN"], "image", "import", arch, "--name", name,
+                            "--data-dir", srv.data_dir], check=True, capture_output=True)
+        ecs, logs = srv.client("ecs"), srv.client("logs")
+        ecs.register_task_definition(**START_TD)
+        ecs.register_task_definition(**fio_td(a.fio_size, a.fio_seconds))
+        print(f"host: {os.cpu_count()} cores, {os.uname().release}, "
+              f"load average before: {' '.join(open('/proc/loadavg').read().split()[:3])}")
+
+        lat = {"1.4.0": [], "1.3.0": []}
+        arns = {"1.4.0": [], "1.3.0": []}
+        for _ in range(a.tasks):
+            for pv in lat:
+                t0 = time.monotonic()
+                arn = run(ecs, "bench-start", pv)
+                lat[pv] += wait_running(ecs, arn, t0)
+                arns[pv] += arn
+                ecs.stop_task(cluster="default", task=arn[0], reason="bench")
+        wait_stopped(ecs, arns["1.4.0"] + arns["1.3.0"])
+        print(f"\nRunTask to RUNNING, {a.tasks} tasks each, one at a time (20 GiB volume, busybox image):")
+        print("| platform | p50 ms | p99 ms | " + " | ".join(f"{p} ms" for p in PHASES) + " |")
+        print("|---|---:|---:|" + "---:|" * len(PHASES))
+        for pv in lat:
+            ph = phase_means(srv.log_path, arns[pv])
+            print(f"| {pv} {'(encrypted)' if pv == '1.4.0' else '(unencrypted)'} | "
+                  f"{pct(lat[pv], 0.5) * 1000:.0f} | {pct(lat[pv], 0.99) * 1000:.0f} | "
+                  + " | ".join(f"{ph.get(p, float('nan')):.0f}" for p in PHASES) + " |")
+        print(f"ratio p50 encrypted / unencrypted: {pct(lat['1.4.0'], 0.5) / pct(lat['1.3.0'], 0.5):.2f}")
+
+        t0 = time.monotonic()
+        ten = run(ecs, "bench-start", "1.4.0", count=10)
+        ten_lat = wait_running(ecs, ten, t0)
+        for arn in ten:
+            ecs.stop_task(cluster="default", task=arn, reason="bench")
+        wait_stopped(ecs, ten)
+        print(f"\nten tasks at once (1.4.0): p50 {pct(ten_lat, 0.5) * 1000:.0f} ms, "
+              f"last {max(ten_lat) * 1000:.0f} ms; mean phases: "
+              + ", ".join(f"{p} {v:.0f} ms" for p, v in phase_means(srv.log_path, ten).items()))
+
+        if a.fio_rounds:
+            res = {"1.4.0": [], "1.3.0": []}
+            for _ in range(a.fio_rounds):
+                for pv in res:
+                    arn = run(ecs, "bench-fio", pv)
+                    wait_stopped(ecs, arn, timeout=600)
+                    t = describe(ecs, arn)[0]
+                    if t["containers"][0].get("exitCode") != 0:
+                        raise SystemExit(f"fio task failed: {t.get('stoppedReason')} {t['containers'][0]}")
+                    res[pv].append(fio_result(logs, arn[0]))
+            print(f"\nfio inside a task (libaio, direct, {a.fio_size} file, {a.fio_seconds} s per job, "
+                  f"median of {a.fio_rounds} alternating rounds):")
+            print("| job | 1.4.0 encrypted | 1.3.0 unencrypted | ratio |")
+            print("|---|---:|---:|---:|")
+            for name, _ in FIO_JOBS:
+                e = statistics.median(r[name] for r in res["1.4.0"])
+                p = statistics.median(r[name] for r in res["1.3.0"])
+                print(f"| {name} | {e:.0f} | {p:.0f} | {e / p:.2f} |")
+        print(f"\nload average after: {' '.join(open('/proc/loadavg').read().split()[:3])}")
+    finally:
+        srv.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
