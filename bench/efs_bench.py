@@ -45,7 +45,8 @@ def main(reps):
     srv.start()
     try:
         img = pathlib.Path(root) / "fio.tar"
-        subprocess.run(["python3", os.path.join(ROOT, "bench", "make_fio_image.py"), str(img)], check=True)
+        subprocess.run(["python3", os.path.join(ROOT, "tests", "tools", "make_httpd_image.py"), "--with-fio",
+                        "--format", "docker", "--name", "fio:bench", str(img)], check=True)
         subprocess.run([os.environ["FERRY_BIN"], "image", "import", str(img), "--name", "fio:bench",
                         "--data-dir", srv.data_dir], check=True, capture_output=True)
         fs = srv.aws("efs", "create-file-system", "--creation-token", "bench")["FileSystemId"]
@@ -100,7 +101,7 @@ def main(reps):
 
     print("## EFS benchmark: persistent file system vs ephemeral storage\n")
     print(f"{time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime())}, {os.uname().release}, {os.cpu_count()} CPUs "
-          f"shared with other jobs. fio (host binary, bench/make_fio_image.py) inside one task, libaio "
+          f"shared with other jobs. fio (host binary, make_httpd_image.py --with-fio) inside one task, libaio "
           f"direct=1, file {SIZE}, random jobs {RUNTIME}s; each job runs on the task's EFS volume "
           f"(/efs, encrypted file system, no access point) and then on its ephemeral storage (/scratch, "
           f"a volume on the task's LUKS2 volume), alternating; median of {reps} rounds.\n")
