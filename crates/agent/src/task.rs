@@ -8,7 +8,8 @@
 //! images/<manifest-hex16>/       the image, unpacked once per task
 //! containers/<name>/config.json  OCI bundle; rootfs/ is the overlay mount,
 //! containers/<name>/upper, work  its writable layer
-//! volumes/<name>/                task volumes without a host path
+//! volumes/<name>/                task volumes without a host path, and
+//!                                EFS volumes (bound there by TaskStorage)
 //! etc/{hosts,hostname,resolv.conf}
 //! ```
 //!
@@ -309,7 +310,9 @@ impl Agent {
 /// volume engine and the KMS.
 pub trait TaskStorage: Send + Sync {
     /// Creates and mounts the task's volume; returns the mount point (an
-    /// empty directory). The error is the task's `stoppedReason`.
+    /// empty directory but for `volumes/NAME` of the plan's EFS volumes,
+    /// which the storage mounts there). The error is the task's
+    /// `stoppedReason`.
     fn attach(&self, plan: &TaskPlan) -> Result<PathBuf, String>;
 
     /// Unmounts and destroys the volume (crypto-shred). Called once after
@@ -554,9 +557,16 @@ impl Supervisor {
                     volumes.insert(v.name.clone(), self.root.join("volumes").join(&v.name));
                 }
                 VolumeKind::Ephemeral => return Err(format!("invalid volume name {:?}", v.name)),
+                // The task's storage binds EFS volumes at the same place
+                // as ephemeral ones (TaskStorage::attach).
+                VolumeKind::Efs { .. }
+                    if valid_name(&v.name) && matches!(self.source, Root::Storage(_)) =>
+                {
+                    volumes.insert(v.name.clone(), self.root.join("volumes").join(&v.name));
+                }
                 VolumeKind::Efs { .. } => {
                     return Err(format!(
-                        "volume {}: EFS volumes are not supported by this agent",
+                        "volume {}: EFS volumes need task storage that provides them",
                         v.name
                     ));
                 }

@@ -10,7 +10,9 @@ use ferry_agent::plan::{
 
 use crate::error::EcsError;
 use crate::model::task_definition::TaskDefSpec;
-use crate::wire::task_definition::{ContainerDefinition, TaskDefinitionInput};
+use crate::wire::task_definition::{
+    ContainerDefinition, EfsVolumeConfiguration, TaskDefinitionInput,
+};
 
 /// Valid Fargate task sizes: (cpu units, memory MiB from, to, step).
 const FARGATE_SIZES: &[(u32, u32, u32, u32)] = &[
@@ -226,19 +228,61 @@ fn volumes(input: &TaskDefinitionInput) -> Result<Vec<VolumePlan>, EcsError> {
             )));
         }
         let kind = match &v.efs_volume_configuration {
-            Some(efs) => VolumeKind::Efs {
-                file_system_id: efs.file_system_id.clone(),
-                root_directory: efs.root_directory.clone().unwrap_or_else(|| "/".into()),
-                access_point_id: efs
-                    .authorization_config
-                    .as_ref()
-                    .and_then(|a| a.access_point_id.clone()),
-            },
+            Some(efs) => {
+                efs_volume(&name, efs)?;
+                VolumeKind::Efs {
+                    file_system_id: efs.file_system_id.clone(),
+                    root_directory: efs.root_directory.clone().unwrap_or_else(|| "/".into()),
+                    access_point_id: efs
+                        .authorization_config
+                        .as_ref()
+                        .and_then(|a| a.access_point_id.clone()),
+                }
+            }
             None => VolumeKind::Ephemeral,
         };
         out.push(VolumePlan { name, kind });
     }
     Ok(out)
+}
+
+/// ECS's rules for `efsVolumeConfiguration`.
+fn efs_volume(name: &str, efs: &EfsVolumeConfiguration) -> Result<(), EcsError> {
+    let err = |m: &str| Err(EcsError::Client(format!("Volume '{name}': {m}")));
+    let fs = &efs.file_system_id;
+    if !fs.starts_with("fs-") || fs.len() > 128 {
+        return err("efsVolumeConfiguration.fileSystemId must be a file system id (fs-...).");
+    }
+    let enabled = |v: &Option<String>, what: &str| match v.as_deref() {
+        None | Some("DISABLED") => Ok(false),
+        Some("ENABLED") => Ok(true),
+        Some(_) => Err(EcsError::Client(format!(
+            "Volume '{name}': {what} must be ENABLED or DISABLED."
+        ))),
+    };
+    let transit = enabled(&efs.transit_encryption, "transitEncryption")?;
+    let auth = efs.authorization_config.as_ref();
+    let iam = enabled(&auth.and_then(|a| a.iam.clone()), "authorizationConfig.iam")?;
+    let ap = auth.and_then(|a| a.access_point_id.as_deref());
+    if let Some(r) = efs.root_directory.as_deref()
+        && (!r.starts_with('/') || r.len() > 4096 || r.split('/').any(|c| c == ".." || c == "."))
+    {
+        return err("rootDirectory must be an absolute path without . or .. components.");
+    }
+    if ap.is_some_and(|a| !a.starts_with("fsap-")) {
+        return err("authorizationConfig.accessPointId must be an access point id (fsap-...).");
+    }
+    if ap.is_some() && efs.root_directory.as_deref().is_some_and(|r| r != "/") {
+        return err(
+            "when an access point is specified, rootDirectory must be omitted or set to '/'.",
+        );
+    }
+    if (ap.is_some() || iam) && !transit {
+        return err(
+            "transitEncryption must be ENABLED when an access point or IAM authorization is used.",
+        );
+    }
+    Ok(())
 }
 
 fn container(
@@ -468,6 +512,65 @@ mod tests {
 
     fn err(v: serde_json::Value) -> EcsError {
         task_definition(&input(v)).unwrap_err()
+    }
+
+    fn with_efs(cfg: serde_json::Value) -> serde_json::Value {
+        let mut v = base();
+        v["volumes"] = serde_json::json!([{"name": "data", "efsVolumeConfiguration": cfg}]);
+        v["containerDefinitions"][0]["mountPoints"] = serde_json::json!([{"sourceVolume": "data", "containerPath": "/data", "readOnly": true}]);
+        v
+    }
+
+    #[test]
+    fn efs_volume_rules() {
+        let spec = task_definition(&input(with_efs(serde_json::json!({
+            "fileSystemId": "fs-0123456789abcdef0",
+            "transitEncryption": "ENABLED",
+            "authorizationConfig": {"accessPointId": "fsap-0123456789abcdef0", "iam": "DISABLED"}
+        }))))
+        .unwrap();
+        match &spec.volumes[0].kind {
+            VolumeKind::Efs {
+                file_system_id,
+                root_directory,
+                access_point_id,
+            } => {
+                assert_eq!(file_system_id, "fs-0123456789abcdef0");
+                assert_eq!(root_directory, "/");
+                assert_eq!(access_point_id.as_deref(), Some("fsap-0123456789abcdef0"));
+            }
+            k => panic!("not EFS: {k:?}"),
+        }
+        assert!(spec.containers[0].mount_points[0].read_only);
+        for (cfg, says) in [
+            (serde_json::json!({"fileSystemId": "vol-1"}), "fileSystemId"),
+            (
+                serde_json::json!({"fileSystemId": "fs-1", "rootDirectory": "/a/../b"}),
+                "rootDirectory",
+            ),
+            (
+                serde_json::json!({"fileSystemId": "fs-1", "transitEncryption": "YES"}),
+                "transitEncryption",
+            ),
+            (
+                serde_json::json!({"fileSystemId": "fs-1",
+                    "authorizationConfig": {"accessPointId": "fsap-1"}}),
+                "transitEncryption must be ENABLED",
+            ),
+            (
+                serde_json::json!({"fileSystemId": "fs-1", "transitEncryption": "ENABLED",
+                    "rootDirectory": "/x", "authorizationConfig": {"accessPointId": "fsap-1"}}),
+                "rootDirectory must be omitted",
+            ),
+            (
+                serde_json::json!({"fileSystemId": "fs-1",
+                    "authorizationConfig": {"iam": "ENABLED"}}),
+                "transitEncryption must be ENABLED",
+            ),
+        ] {
+            let e = err(with_efs(cfg.clone())).to_string();
+            assert!(e.contains(says), "{cfg}: {e}");
+        }
     }
 
     #[test]

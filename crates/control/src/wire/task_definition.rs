@@ -178,6 +178,13 @@ pub struct EfsVolumeConfiguration {
     /// Root directory.
     #[serde(default)]
     pub root_directory: Option<String>,
+    /// `ENABLED` or `DISABLED` (default). Recorded and validated; the file
+    /// system is local to the host, so there is no transit to encrypt.
+    #[serde(default)]
+    pub transit_encryption: Option<String>,
+    /// Port for transit encryption (recorded only).
+    #[serde(default)]
+    pub transit_encryption_port: Option<i64>,
     /// Access point.
     #[serde(default)]
     pub authorization_config: Option<EfsAuthorizationConfig>,
@@ -190,4 +197,8 @@ pub struct EfsAuthorizationConfig {
     /// `fsap-...`.
     #[serde(default)]
     pub access_point_id: Option<String>,
+    /// `ENABLED` or `DISABLED`: EFS IAM authorization (requires transit
+    /// encryption, as on AWS).
+    #[serde(default)]
+    pub iam: Option<String>,
 }

@@ -16,6 +16,7 @@ use ferry_proto::Caller;
 use ferry_store::Store;
 
 use crate::wiring;
+use crate::wiring::efs::EfsVolumes;
 use crate::wiring::runtime::HostRuntime;
 
 /// How long a shutdown waits for running tasks to stop and be shredded
@@ -49,8 +50,9 @@ pub struct Args {
     /// The region this server is (resource ARNs name it).
     #[arg(long, default_value = "us-east-1")]
     region: String,
-    /// Forbid unencrypted ephemeral storage: RunTask and services asking
-    /// for platform version 1.3.0 fail with a ClientException.
+    /// Forbid unencrypted storage: RunTask and services asking for
+    /// platform version 1.3.0 fail with a ClientException, and
+    /// CreateFileSystem with Encrypted=false with a BadRequest.
     #[arg(long)]
     require_encrypted_storage: bool,
 }
@@ -73,14 +75,46 @@ pub struct Shared {
 }
 
 /// Registers every service on the router.
-fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Arc<HostRuntime>)> {
+fn services(
+    router: Router,
+    shared: &Shared,
+) -> anyhow::Result<(Router, Arc<HostRuntime>, Arc<EfsVolumes>)> {
     let logs = logs_service(shared)?;
-    let host = task_runtime(shared, logs.clone())?;
+    let efs = efs_volumes(shared)?;
+    let host = task_runtime(shared, logs.clone(), efs.clone())?;
+    for p in efs.recover() {
+        eprintln!("ferry: warning: releasing a previous server's EFS mount: {p}");
+    }
     let runtime: Arc<dyn ferry_control::runtime::TaskRuntime> = host.clone();
     let router = router.json_service("kms", shared.kms.clone());
     let router = router.json_service("logs", logs);
     let router = router.json_service("ecs", ecs_service(shared, runtime)?);
-    Ok((router, host))
+    let router = router.rest_service(
+        "elasticfilesystem",
+        Arc::new(ferry_efs::EfsService::new(
+            shared.store.clone(),
+            efs.clone(),
+            shared.account_id.clone(),
+            shared.region.clone(),
+        )),
+    );
+    Ok((router, host, efs))
+}
+
+/// EFS-style persistent file systems under `DATA/efs`.
+fn efs_volumes(shared: &Shared) -> anyhow::Result<Arc<EfsVolumes>> {
+    let exe = std::env::current_exe().context("locating the ferry binary")?;
+    let v = EfsVolumes::new(
+        shared.kms.clone(),
+        shared.store.clone(),
+        &shared.account_id,
+        &shared.region,
+        &shared.data_dir,
+        exe,
+        shared.require_encrypted_storage,
+    )
+    .context("creating the EFS directory")?;
+    Ok(Arc::new(v))
 }
 
 /// CloudWatch Logs, sealed at rest under a KMS data key.
@@ -104,6 +138,7 @@ fn logs_service(shared: &Shared) -> anyhow::Result<Arc<ferry_logs::LogsService>>
 fn task_runtime(
     shared: &Shared,
     logs: Arc<ferry_logs::LogsService>,
+    efs: Arc<EfsVolumes>,
 ) -> anyhow::Result<Arc<HostRuntime>> {
     let sink = Arc::new(wiring::logs::LogsSink(logs));
     let agent = ferry_agent::Agent::new(
@@ -119,6 +154,7 @@ fn task_runtime(
         keys,
         tasks_dir.clone(),
         exe,
+        efs,
     ));
     let (runtime, problems) = HostRuntime::new(agent, storage, &tasks_dir);
     for p in problems {
@@ -185,7 +221,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         dd.admin_secret.clone(),
         Caller::admin(&dd.account_id),
     );
-    let (router, runtime) = services(Router::new(Arc::new(keys), &args.region), &shared)?;
+    let (router, runtime, efs) = services(Router::new(Arc::new(keys), &args.region), &shared)?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -211,6 +247,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .unwrap_or(usize::MAX);
         if left > 0 {
             eprintln!("ferry: warning: {left} tasks were still stopping at exit; the next start releases them");
+        }
+        for e in efs.shutdown() {
+            eprintln!("ferry: warning: {e}");
         }
         eprintln!("ferry: stopped");
         anyhow::Ok(())

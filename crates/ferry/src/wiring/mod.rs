@@ -1,6 +1,8 @@
 //! Wiring: the adapters that connect the library crates inside
 //! `ferry server`. Each is small; the logic lives in the crates.
 //!
+//! - [`efs`]: EFS-style persistent file systems (the `ferry_efs::Backend`
+//!   over the volume engine and KMS) and their mounts into tasks.
 //! - [`keys`]: the agent's `KeyProvider` over the embedded KMS, called as
 //!   the Fargate service principal, as Fargate does.
 //! - [`storage`]: the agent's `TaskStorage` over the volume engine: one
@@ -8,6 +10,7 @@
 //! - [`runtime`]: the control plane's `TaskRuntime` over the agent.
 //! - [`logs`]: the agent's log sink over the Logs service, and its key.
 
+pub mod efs;
 pub mod keys;
 pub mod logs;
 pub mod runtime;

@@ -88,6 +88,15 @@ impl HostRuntime {
 /// Unmounts and destroys a volume a previous server left in `dir`.
 fn release_leftover_volume(dir: &Path) -> Result<(), String> {
     let root = dir.join("root");
+    // EFS volumes are bind mounts under the task's volume: those first.
+    for m in mounts_under(&root) {
+        let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+    }
+    // Never delete through a mount that is still there: it may be a
+    // persistent file system.
+    if let Some(m) = mounts_under(&root).first() {
+        return Err(format!("{} is still mounted", m.display()));
+    }
     if is_mount_point(&root) {
         ferry_volume::unmount(&root).map_err(|e| format!("unmounting {}: {e}", root.display()))?;
     }
@@ -97,6 +106,21 @@ fn release_leftover_volume(dir: &Path) -> Result<(), String> {
     }
     let _ = std::fs::remove_file(dir.join("volume.img"));
     std::fs::remove_dir_all(dir).map_err(|e| format!("removing {}: {e}", dir.display()))
+}
+
+/// Mount points strictly below `p`, deepest first.
+fn mounts_under(p: &Path) -> Vec<PathBuf> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let mut v: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|m| m != p && m.starts_with(p))
+        .collect();
+    v.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
+    v
 }
 
 fn is_mount_point(p: &Path) -> bool {

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use super::efs::EfsVolumes;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use ferry_agent::TaskStorage;
@@ -40,12 +41,20 @@ pub struct VolumeStorage {
     server: ServerCommand,
     runtime_root: PathBuf,
     attached: Mutex<HashMap<String, Attached>>,
+    efs: Arc<EfsVolumes>,
 }
 
 impl VolumeStorage {
     /// Volumes under `tasks_dir`, served by `exe volume serve`.
-    pub fn new(keys: Arc<dyn KeyProvider>, tasks_dir: PathBuf, exe: PathBuf) -> Self {
+    /// EFS volumes of a task are bound in by `efs` once its volume is up.
+    pub fn new(
+        keys: Arc<dyn KeyProvider>,
+        tasks_dir: PathBuf,
+        exe: PathBuf,
+        efs: Arc<EfsVolumes>,
+    ) -> Self {
         Self {
+            efs,
             keys,
             tasks_dir,
             server: ServerCommand::ferry(exe),
@@ -145,6 +154,14 @@ impl TaskStorage for VolumeStorage {
                 if let Ok(mut m) = self.attached.lock() {
                     m.insert(plan.task_id.clone(), a);
                 }
+                // EFS volumes are bound under the task's volume, so they
+                // come after it and go before it.
+                if let Err(reason) = self.efs.attach_task(plan, &target) {
+                    if let Err(e) = self.detach(plan, &target) {
+                        eprintln!("ferry: releasing task {}: {e}", plan.task_id);
+                    }
+                    return Err(reason);
+                }
                 Ok(target)
             }
             Err((reason, grant)) => {
@@ -158,13 +175,16 @@ impl TaskStorage for VolumeStorage {
     }
 
     fn detach(&self, plan: &TaskPlan, _task_root: &Path) -> Result<(), String> {
+        let mut errors = Vec::new();
+        if let Err(e) = self.efs.detach_task(plan) {
+            errors.push(e);
+        }
         let a = self
             .attached
             .lock()
             .map_err(|_| "volume table poisoned".to_owned())?
             .remove(&plan.task_id)
             .ok_or_else(|| format!("no volume attached for task {}", plan.task_id))?;
-        let mut errors = Vec::new();
         if let Err(e) = a.mount.unmount() {
             errors.push(format!("unmounting the volume: {e}"));
         }

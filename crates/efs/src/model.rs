@@ -1,0 +1,117 @@
+//! The records kept in ferry-store (tables `efs_fs` and `efs_ap`, keyed by id).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// Table of file systems.
+pub const FS_TABLE: &str = "efs_fs";
+/// Table of access points.
+pub const AP_TABLE: &str = "efs_ap";
+
+/// A tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    /// The key.
+    #[serde(rename = "Key")]
+    pub key: String,
+    /// The value.
+    #[serde(rename = "Value")]
+    pub value: String,
+}
+
+/// A file system.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileSystem {
+    /// `fs-` and 17 hex digits.
+    pub id: String,
+    /// The ARN.
+    pub arn: String,
+    /// The owning account.
+    pub owner: String,
+    /// The idempotency token.
+    pub creation_token: String,
+    /// Seconds since the epoch.
+    pub created: u64,
+    /// Whether it is a LUKS2 volume (else a plain image).
+    pub encrypted: bool,
+    /// The KMS key ARN wrapping the data key (encrypted only).
+    pub kms_key_arn: Option<String>,
+    /// `generalPurpose` or `maxIO` (recorded, not acted on).
+    pub performance_mode: String,
+    /// `bursting`, `provisioned` or `elastic` (recorded, not acted on).
+    pub throughput_mode: String,
+    /// Tags in the order given.
+    pub tags: Vec<Tag>,
+}
+
+impl FileSystem {
+    /// The `FileSystemDescription` shape.
+    pub fn describe(&self, size_in_bytes: u64) -> Value {
+        let mut v = json!({
+            "OwnerId": self.owner,
+            "CreationToken": self.creation_token,
+            "FileSystemId": self.id,
+            "FileSystemArn": self.arn,
+            "CreationTime": self.created,
+            "LifeCycleState": "available",
+            "NumberOfMountTargets": 0,
+            "SizeInBytes": {"Value": size_in_bytes},
+            "PerformanceMode": self.performance_mode,
+            "Encrypted": self.encrypted,
+            "ThroughputMode": self.throughput_mode,
+            "Tags": self.tags,
+            "FileSystemProtection": {"ReplicationOverwriteProtection": "ENABLED"},
+        });
+        if let Some(k) = &self.kms_key_arn {
+            v["KmsKeyId"] = json!(k);
+        }
+        if let Some(t) = self.tags.iter().find(|t| t.key == "Name") {
+            v["Name"] = json!(t.value);
+        }
+        v
+    }
+}
+
+/// An access point.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessPoint {
+    /// `fsap-` and 17 hex digits.
+    pub id: String,
+    /// The ARN.
+    pub arn: String,
+    /// The owning account.
+    pub owner: String,
+    /// The idempotency token.
+    pub client_token: String,
+    /// The file system.
+    pub file_system_id: String,
+    /// `PosixUser` as given (Uid, Gid, SecondaryGids).
+    pub posix_user: Option<Value>,
+    /// `RootDirectory` (Path, CreationInfo); Path defaults to `/`.
+    pub root_directory: Value,
+    /// Tags in the order given.
+    pub tags: Vec<Tag>,
+}
+
+impl AccessPoint {
+    /// The `AccessPointDescription` shape.
+    pub fn describe(&self) -> Value {
+        let mut v = json!({
+            "ClientToken": self.client_token,
+            "Tags": self.tags,
+            "AccessPointId": self.id,
+            "AccessPointArn": self.arn,
+            "FileSystemId": self.file_system_id,
+            "RootDirectory": self.root_directory,
+            "OwnerId": self.owner,
+            "LifeCycleState": "available",
+        });
+        if let Some(p) = &self.posix_user {
+            v["PosixUser"] = p.clone();
+        }
+        if let Some(t) = self.tags.iter().find(|t| t.key == "Name") {
+            v["Name"] = json!(t.value);
+        }
+        v
+    }
+}

@@ -1,0 +1,675 @@
+//! EFS-style persistent file systems: the `ferry_efs::Backend` over the
+//! volume engine and the KMS, and the host mounts that give tasks their EFS
+//! volumes. See docs/efs.md.
+//!
+//! A file system is a persistent volume in the ephemeral-volume format
+//! (LUKS2, aes-xts-plain64, token 0 `ferry-kms`) at
+//! `DATA/efs/FS_ID/volume.luks` (or a plain `volume.img` when created with
+//! `Encrypted=false`), 100 GiB sparse. Its 64-byte data key is made once
+//! with `GenerateDataKeyWithoutPlaintext` and kept only wrapped, in the
+//! token; each time the file system is mounted the key is unwrapped again
+//! (`CreateGrant` Decrypt-only, `Decrypt`, `RetireGrant`), so disabling the
+//! key or scheduling its deletion stops new mounts, and every use is in the
+//! KMS audit trail.
+//!
+//! While any task uses it, the file system is mounted once on the host at
+//! `DATA/efs/FS_ID/mnt` (refcounted by task); each task gets a bind mount of
+//! the access point's root directory (or `rootDirectory`) at
+//! `TASK_ROOT/volumes/NAME`, which the agent binds into containers
+//! (read-only where `mountPoints[].readOnly`). Access points with a
+//! `PosixUser` get an idmapped bind ([`idmap`]).
+
+mod idmap;
+mod sys;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use ferry_agent::plan::{TaskPlan, VolumeKind};
+use ferry_efs::model::{AP_TABLE, AccessPoint, FS_TABLE, FileSystem};
+use ferry_efs::{Backend, CreatedVolume};
+use ferry_kms::{FARGATE_PRINCIPAL, Kms, PLATFORM_KEY_ALIAS};
+use ferry_proto::{AwsError, Caller, RequestContext};
+use ferry_store::Store;
+use ferry_volume::{FormatOptions, MountHandle, MountOptions, Passphrase, ServerCommand};
+use serde_json::{Value, json};
+
+/// Size of every file system's volume: EFS is elastic, the file is sparse
+/// (only what is written costs disk), and the volume engine caps at 200 GiB.
+pub const FS_SIZE: u64 = 100 << 30;
+
+/// Data-key length: the 512-bit LUKS2 passphrase, as for task volumes.
+const DATA_KEY_BYTES: usize = 64;
+
+const ENCRYPTED_IMAGE: &str = "volume.luks";
+const PLAIN_IMAGE: &str = "volume.img";
+const MOUNT_DIR: &str = "mnt";
+
+/// A file system mounted on the host, and the tasks using it.
+struct Mounted {
+    handle: MountHandle,
+    users: HashSet<String>,
+}
+
+/// One EFS volume bound into a task.
+struct TaskBind {
+    fs_id: String,
+    target: PathBuf,
+}
+
+#[derive(Default)]
+struct State {
+    mounted: HashMap<String, Mounted>,
+    tasks: HashMap<String, Vec<TaskBind>>,
+}
+
+/// The file systems under `DATA/efs`.
+pub struct EfsVolumes {
+    kms: Arc<Kms>,
+    store: Arc<Store>,
+    account: String,
+    region: String,
+    root: PathBuf,
+    server: ServerCommand,
+    runtime_root: PathBuf,
+    /// `ferry server --require-encrypted-storage`: refuse `Encrypted=false`.
+    require_encrypted: bool,
+    /// Mounting, unmounting, shredding and the in-use check all hold this,
+    /// so a file system is never mounted twice or shredded while in use.
+    state: Mutex<State>,
+}
+
+fn says(op: &str, e: AwsError) -> String {
+    format!("KMS {op} failed: {}: {}", e.code, e.message)
+}
+
+impl EfsVolumes {
+    /// File systems under `data_dir/efs`, served by `exe volume serve`.
+    pub fn new(
+        kms: Arc<Kms>,
+        store: Arc<Store>,
+        account: &str,
+        region: &str,
+        data_dir: &Path,
+        exe: PathBuf,
+        require_encrypted: bool,
+    ) -> std::io::Result<Self> {
+        let root = data_dir.join("efs");
+        std::fs::create_dir_all(&root)?;
+        Ok(Self {
+            kms,
+            store,
+            account: account.to_owned(),
+            region: region.to_owned(),
+            root,
+            server: ServerCommand::ferry(exe),
+            runtime_root: PathBuf::from(ferry_volume::RUNTIME_ROOT),
+            require_encrypted,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fs_dir(&self, fs_id: &str) -> PathBuf {
+        self.root.join(fs_id)
+    }
+
+    /// The platform acts on file-system keys as the ECS service principal,
+    /// as it does for task volumes, so the platform key's policy and a
+    /// CMK's policy for Fargate apply unchanged.
+    fn service_ctx(&self) -> RequestContext {
+        RequestContext::internal(
+            Caller::service(self.account.clone(), FARGATE_PRINCIPAL),
+            self.region.clone(),
+        )
+    }
+
+    /// The encryption context of a file system's data key.
+    pub fn encryption_context(&self, fs_id: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("aws:ecs:clusterAccount".to_owned(), self.account.clone()),
+            (
+                "aws:elasticfilesystem:filesystem:id".to_owned(),
+                fs_id.to_owned(),
+            ),
+        ])
+    }
+
+    /// Unwraps a data key: a Decrypt-only grant for exactly this context,
+    /// Decrypt, then the grant is retired at once (the volume server holds
+    /// the volume key from here on).
+    fn unwrap_key(
+        &self,
+        key_arn: &str,
+        blob: &[u8],
+        ec: &BTreeMap<String, String>,
+    ) -> Result<Passphrase, String> {
+        let ctx = self.service_ctx();
+        let grant = self
+            .kms
+            .create_grant(&ctx, key_arn, FARGATE_PRINCIPAL, &["Decrypt"], ec)
+            .map_err(|e| says("CreateGrant", e))?;
+        let plain = self.kms.decrypt(&ctx, blob, ec);
+        let retired = self.kms.retire_grant(&ctx, &grant.grant_token);
+        let plain = plain.map_err(|e| says("Decrypt", e))?;
+        retired.map_err(|e| says("RetireGrant", e))?;
+        if plain.len() != DATA_KEY_BYTES {
+            return Err("KMS Decrypt returned a data key of the wrong length".into());
+        }
+        Passphrase::new(plain.to_vec()).map_err(|e| format!("data key: {e}"))
+    }
+
+    fn create_volume(
+        &self,
+        ctx: &RequestContext,
+        fs_id: &str,
+        dir: &Path,
+        encrypted: bool,
+        kms_key_id: Option<&str>,
+    ) -> Result<CreatedVolume, AwsError> {
+        let internal = |m: String| AwsError::server("InternalServerError", m);
+        if !encrypted && self.require_encrypted {
+            return Err(AwsError::client(
+                "BadRequest",
+                "this server requires encrypted storage (--require-encrypted-storage): Encrypted must be true",
+            ));
+        }
+        if !encrypted {
+            ferry_volume::format_plain(&dir.join(PLAIN_IMAGE), FS_SIZE)
+                .map_err(|e| internal(format!("creating the volume: {e}")))?;
+            return Ok(CreatedVolume { kms_key_arn: None });
+        }
+        // A customer key must be one the caller may see; the platform then
+        // uses it as the service principal (its policy must allow that).
+        let key = match kms_key_id {
+            Some(k) => self.kms.key_arn(ctx, k)?,
+            None => PLATFORM_KEY_ALIAS.to_owned(),
+        };
+        let ec = self.encryption_context(fs_id);
+        let wrapped = self.kms.generate_data_key_without_plaintext(
+            &self.service_ctx(),
+            &key,
+            &ec,
+            DATA_KEY_BYTES,
+        )?;
+        let passphrase = self
+            .unwrap_key(&wrapped.key_arn, &wrapped.ciphertext_blob, &ec)
+            .map_err(|m| AwsError::client("BadRequest", m))?;
+        // docs/volume-format.md, "Token 0".
+        let token = json!({
+            "keyArn": wrapped.key_arn,
+            "wrappedDataKey": B64.encode(&wrapped.ciphertext_blob),
+            "encryptionContext": ec,
+        });
+        ferry_volume::format(
+            &dir.join(ENCRYPTED_IMAGE),
+            &FormatOptions {
+                size: FS_SIZE,
+                passphrase: &passphrase,
+                token: Some(&token),
+            },
+        )
+        .map_err(|e| internal(format!("creating the encrypted volume: {e}")))?;
+        Ok(CreatedVolume {
+            kms_key_arn: Some(wrapped.key_arn),
+        })
+    }
+
+    /// Mounts `fs_id` on the host (unwrapping its key) if it is not yet.
+    fn mount_fs<'a>(&self, st: &'a mut State, fs_id: &str) -> Result<&'a mut Mounted, String> {
+        if !st.mounted.contains_key(fs_id) {
+            let dir = self.fs_dir(fs_id);
+            let target = dir.join(MOUNT_DIR);
+            std::fs::create_dir_all(&target)
+                .map_err(|e| format!("creating {}: {e}", target.display()))?;
+            // A mount whose teardown failed earlier must not get a second
+            // ext4 instance on the same volume next to it.
+            if is_mount_point(&target) {
+                return Err(format!(
+                    "EFS file system {fs_id} is still mounted at {} from an earlier use that could not be unmounted",
+                    target.display()
+                ));
+            }
+            let enc = dir.join(ENCRYPTED_IMAGE);
+            let (image, passphrase) = if enc.is_file() {
+                (enc.clone(), Some(self.volume_passphrase(fs_id, &enc)?))
+            } else if dir.join(PLAIN_IMAGE).is_file() {
+                (dir.join(PLAIN_IMAGE), None)
+            } else {
+                return Err(format!(
+                    "EFS file system {fs_id} has no volume on this host (it was deleted)"
+                ));
+            };
+            let handle = ferry_volume::mount(&MountOptions {
+                image: &image,
+                target: &target,
+                passphrase: passphrase.as_ref(),
+                server: &self.server,
+                runtime_root: &self.runtime_root,
+            })
+            .map_err(|e| format!("mounting EFS file system {fs_id}: {e}"))?;
+            st.mounted.insert(
+                fs_id.to_owned(),
+                Mounted {
+                    handle,
+                    users: HashSet::new(),
+                },
+            );
+        }
+        st.mounted
+            .get_mut(fs_id)
+            .ok_or_else(|| "file system table changed".to_owned())
+    }
+
+    /// The passphrase of an encrypted file system, from its token via the KMS.
+    fn volume_passphrase(&self, fs_id: &str, image: &Path) -> Result<Passphrase, String> {
+        let token = ferry_volume::read_token(image)
+            .map_err(|e| format!("reading the token of {fs_id}: {e}"))?
+            .ok_or_else(|| format!("EFS file system {fs_id} has no ferry-kms token"))?;
+        let key_arn = token
+            .get("keyArn")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("the token of {fs_id} lacks keyArn"))?;
+        let blob = token
+            .get("wrappedDataKey")
+            .and_then(Value::as_str)
+            .and_then(|b| B64.decode(b).ok())
+            .ok_or_else(|| format!("the token of {fs_id} lacks a valid wrappedDataKey"))?;
+        let ec: BTreeMap<String, String> = token
+            .get("encryptionContext")
+            .cloned()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .ok_or_else(|| format!("the token of {fs_id} lacks encryptionContext"))?;
+        self.unwrap_key(key_arn, &blob, &ec).map_err(|e| {
+            format!(
+                "EFS file system {fs_id}: cannot unwrap its data key with KMS key {key_arn}: {e}"
+            )
+        })
+    }
+
+    /// Drops `task_id` from `fs_id`'s users; unmounts when it was the last.
+    fn release(&self, st: &mut State, fs_id: &str, task_id: &str) -> Result<(), String> {
+        let last = match st.mounted.get_mut(fs_id) {
+            Some(m) => {
+                m.users.remove(task_id);
+                m.users.is_empty()
+            }
+            None => false,
+        };
+        if last && let Some(m) = st.mounted.remove(fs_id) {
+            m.handle
+                .unmount()
+                .map_err(|e| format!("unmounting EFS file system {fs_id}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Mounts the task's EFS volumes at `task_root/volumes/NAME`. On error
+    /// nothing of this task stays mounted; the error is the task's
+    /// `stoppedReason`.
+    pub fn attach_task(&self, plan: &TaskPlan, task_root: &Path) -> Result<(), String> {
+        let mut st = self.state();
+        let mut binds = Vec::new();
+        let mut result = Ok(());
+        for v in &plan.volumes {
+            let VolumeKind::Efs {
+                file_system_id,
+                root_directory,
+                access_point_id,
+            } = &v.kind
+            else {
+                continue;
+            };
+            let r = self.bind_one(
+                &mut st,
+                plan,
+                task_root,
+                &v.name,
+                file_system_id,
+                root_directory,
+                access_point_id.as_deref(),
+            );
+            match r {
+                Ok(b) => binds.push(b),
+                Err(e) => {
+                    result = Err(format!("volume {}: {e}", v.name));
+                    break;
+                }
+            }
+        }
+        st.tasks.insert(plan.task_id.clone(), binds);
+        if result.is_err() {
+            let _ = self.unbind_task(&mut st, &plan.task_id);
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn bind_one(
+        &self,
+        st: &mut State,
+        plan: &TaskPlan,
+        task_root: &Path,
+        name: &str,
+        fs_id: &str,
+        root_directory: &str,
+        ap_id: Option<&str>,
+    ) -> Result<TaskBind, String> {
+        let fs: FileSystem = self
+            .store
+            .get(FS_TABLE, fs_id)
+            .map_err(|e| format!("reading file system {fs_id}: {e}"))?
+            .ok_or_else(|| format!("EFS file system {fs_id} does not exist"))?;
+        let ap: Option<AccessPoint> = match ap_id {
+            None => None,
+            Some(id) => Some(
+                self.store
+                    .get(AP_TABLE, id)
+                    .map_err(|e| format!("reading access point {id}: {e}"))?
+                    .filter(|a: &AccessPoint| a.file_system_id == fs.id)
+                    .ok_or_else(|| {
+                        format!("EFS access point {id} does not exist on file system {fs_id}")
+                    })?,
+            ),
+        };
+        let m = self.mount_fs(st, &fs.id)?;
+        m.users.insert(plan.task_id.clone());
+        let made = self.bind_dir(
+            m.handle.target(),
+            task_root,
+            name,
+            &fs,
+            ap.as_ref(),
+            root_directory,
+        );
+        if let Err(e) = made {
+            let _ = self.release(st, &fs.id, &plan.task_id);
+            return Err(e);
+        }
+        Ok(TaskBind {
+            fs_id: fs.id.clone(),
+            target: task_root.join("volumes").join(name),
+        })
+    }
+
+    /// Resolves (and with CreationInfo creates) the directory to expose and
+    /// binds it at `task_root/volumes/NAME`.
+    fn bind_dir(
+        &self,
+        mnt: &Path,
+        task_root: &Path,
+        name: &str,
+        fs: &FileSystem,
+        ap: Option<&AccessPoint>,
+        root_directory: &str,
+    ) -> Result<(), String> {
+        let (path, creation) = match ap {
+            Some(a) => (
+                a.root_directory
+                    .get("Path")
+                    .and_then(Value::as_str)
+                    .unwrap_or("/")
+                    .to_owned(),
+                a.root_directory.get("CreationInfo").cloned(),
+            ),
+            None => (root_directory.to_owned(), None),
+        };
+        let src = resolve_dir(mnt, &path, creation.as_ref()).map_err(|e| match ap {
+            Some(a) => format!("access point {} root directory {path}: {e}", a.id),
+            None => format!("rootDirectory {path} on {}: {e}", fs.id),
+        })?;
+        let target = task_root.join("volumes").join(name);
+        std::fs::create_dir_all(&target)
+            .map_err(|e| format!("creating {}: {e}", target.display()))?;
+        let posix = ap.and_then(|a| a.posix_user.as_ref()).and_then(|p| {
+            let id = |k: &str| {
+                p.get(k)
+                    .and_then(Value::as_u64)
+                    .and_then(|n| u32::try_from(n).ok())
+            };
+            Some((id("Uid")?, id("Gid")?))
+        });
+        match posix {
+            Some((uid, gid)) => idmap::bind(&src, &target, uid, gid),
+            None => nix::mount::mount(
+                Some(&src),
+                &target,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| format!("bind-mounting {}: {e}", src.display())),
+        }
+    }
+
+    fn unbind_task(&self, st: &mut State, task_id: &str) -> Result<(), String> {
+        let mut errors = Vec::new();
+        for b in st.tasks.remove(task_id).unwrap_or_default() {
+            if let Err(e) = unmount_bind(&b.target) {
+                errors.push(e);
+            }
+            if let Err(e) = self.release(st, &b.fs_id, task_id) {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    /// Unbinds the task's EFS volumes; unmounts file systems no task uses.
+    pub fn detach_task(&self, plan: &TaskPlan) -> Result<(), String> {
+        let mut st = self.state();
+        self.unbind_task(&mut st, &plan.task_id)
+    }
+
+    /// Unmounts every file system still mounted (server shutdown, after the
+    /// tasks are drained). Returns what failed.
+    pub fn shutdown(&self) -> Vec<String> {
+        let mut st = self.state();
+        let ids: Vec<String> = st.tasks.keys().cloned().collect();
+        let mut errors = Vec::new();
+        for t in ids {
+            if let Err(e) = self.unbind_task(&mut st, &t) {
+                errors.push(e);
+            }
+        }
+        for (id, m) in st.mounted.drain() {
+            if let Err(e) = m.handle.unmount() {
+                errors.push(format!("unmounting EFS file system {id}: {e}"));
+            }
+        }
+        errors
+    }
+
+    /// Unmounts file systems a previous server left mounted (after a
+    /// crash; call after the leftover task volumes are released).
+    pub fn recover(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return problems;
+        };
+        for e in entries.flatten() {
+            let mnt = e.path().join(MOUNT_DIR);
+            if is_mount_point(&mnt)
+                && let Err(err) = ferry_volume::unmount(&mnt)
+            {
+                problems.push(format!("unmounting {}: {err}", mnt.display()));
+            }
+        }
+        problems
+    }
+}
+
+/// Walks `path` under `mnt` one component at a time, refusing symlinks (a
+/// task could plant one to escape the file system), creating missing
+/// components with `creation` (OwnerUid, OwnerGid, Permissions) if given.
+fn resolve_dir(mnt: &Path, path: &str, creation: Option<&Value>) -> Result<PathBuf, String> {
+    let mut cur = mnt.to_path_buf();
+    for c in Path::new(path).components() {
+        let name = match c {
+            Component::RootDir => continue,
+            Component::Normal(n) => n,
+            _ => return Err("invalid path".into()),
+        };
+        cur.push(name);
+        match std::fs::symlink_metadata(&cur) {
+            Ok(md) if md.file_type().is_dir() => continue,
+            Ok(_) => return Err(format!("{} is not a directory", cur.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        let Some(ci) = creation else {
+            return Err("does not exist (and no CreationInfo to create it)".into());
+        };
+        let num = |k: &str| {
+            ci.get(k)
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok())
+        };
+        let (Some(uid), Some(gid)) = (num("OwnerUid"), num("OwnerGid")) else {
+            return Err("CreationInfo lacks OwnerUid/OwnerGid".into());
+        };
+        let mode = ci
+            .get("Permissions")
+            .and_then(Value::as_str)
+            .and_then(|p| u32::from_str_radix(p, 8).ok())
+            .ok_or("CreationInfo lacks valid Permissions")?;
+        match std::fs::create_dir(&cur) {
+            Ok(()) => {}
+            // Another task created it first.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && cur.is_dir() => continue,
+            Err(e) => return Err(format!("creating {}: {e}", cur.display())),
+        }
+        std::os::unix::fs::chown(&cur, Some(uid), Some(gid))
+            .map_err(|e| format!("chown {}: {e}", cur.display()))?;
+        std::fs::set_permissions(&cur, std::fs::Permissions::from_mode(mode & 0o7777))
+            .map_err(|e| format!("chmod {}: {e}", cur.display()))?;
+    }
+    Ok(cur)
+}
+
+fn unmount_bind(target: &Path) -> Result<(), String> {
+    use nix::mount::{MntFlags, umount2};
+    match umount2(target, MntFlags::empty()) {
+        Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => Ok(()),
+        Err(nix::Error::EBUSY) => umount2(target, MntFlags::MNT_DETACH)
+            .map_err(|e| format!("unmounting {}: {e}", target.display())),
+        Err(e) => Err(format!("unmounting {}: {e}", target.display())),
+    }
+}
+
+/// Whether `p` is a mount point (per /proc/self/mountinfo).
+pub fn is_mount_point(p: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = p.to_string_lossy();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| m == want)
+}
+
+impl Backend for EfsVolumes {
+    fn create(
+        &self,
+        ctx: &RequestContext,
+        fs_id: &str,
+        encrypted: bool,
+        kms_key_id: Option<&str>,
+    ) -> Result<CreatedVolume, AwsError> {
+        let dir = self.fs_dir(fs_id);
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            AwsError::server(
+                "InternalServerError",
+                format!("creating {}: {e}", dir.display()),
+            )
+        })?;
+        let r = self.create_volume(ctx, fs_id, &dir, encrypted, kms_key_id);
+        if r.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        r
+    }
+
+    fn in_use(&self, fs_id: &str) -> bool {
+        self.state()
+            .mounted
+            .get(fs_id)
+            .is_some_and(|m| !m.users.is_empty())
+    }
+
+    fn size(&self, fs_id: &str) -> u64 {
+        let dir = self.fs_dir(fs_id);
+        [ENCRYPTED_IMAGE, PLAIN_IMAGE]
+            .iter()
+            .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+            .map(|m| m.blocks() * 512)
+            .sum()
+    }
+
+    fn destroy(&self, fs_id: &str) -> Result<(), String> {
+        let mut st = self.state();
+        if st.mounted.get(fs_id).is_some_and(|m| !m.users.is_empty()) {
+            return Err(format!("{fs_id} is in use by a running task"));
+        }
+        if let Some(m) = st.mounted.remove(fs_id) {
+            m.handle.unmount().map_err(|e| e.to_string())?;
+        }
+        let dir = self.fs_dir(fs_id);
+        let enc = dir.join(ENCRYPTED_IMAGE);
+        if enc.exists() {
+            ferry_volume::shred(&enc).map_err(|e| e.to_string())?;
+        }
+        let plain = dir.join(PLAIN_IMAGE);
+        if plain.exists() {
+            std::fs::remove_file(&plain).map_err(|e| e.to_string())?;
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn resolve_dir_creates_with_creation_info_and_refuses_symlinks() {
+        let t = tempfile::tempdir().unwrap();
+        let mnt = t.path();
+        let ci = json!({"OwnerUid": 1234, "OwnerGid": 4321, "Permissions": "0750"});
+        let p = resolve_dir(mnt, "/a/b", Some(&ci)).unwrap();
+        assert_eq!(p, mnt.join("a/b"));
+        for d in [mnt.join("a"), mnt.join("a/b")] {
+            let md = std::fs::metadata(&d).unwrap();
+            assert_eq!(
+                (md.uid(), md.gid(), md.mode() & 0o7777),
+                (1234, 4321, 0o750)
+            );
+        }
+        // Existing directories are used as they are.
+        assert_eq!(resolve_dir(mnt, "/a/b", None).unwrap(), mnt.join("a/b"));
+        // Missing without CreationInfo.
+        let e = resolve_dir(mnt, "/missing", None).unwrap_err();
+        assert!(e.contains("does not exist"), "{e}");
+        // A symlink planted by a task must not lead out of the file system.
+        std::os::unix::fs::symlink("/etc", mnt.join("evil")).unwrap();
+        let e = resolve_dir(mnt, "/evil", Some(&ci)).unwrap_err();
+        assert!(e.contains("not a directory"), "{e}");
+        assert!(resolve_dir(mnt, "/a/../etc", Some(&ci)).is_err());
+    }
+}
