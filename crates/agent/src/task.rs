@@ -347,11 +347,12 @@ pub struct TaskOutcome {
 pub struct StartTimings {
     /// Resolving images and validating the plan.
     pub resolve: Duration,
-    /// Attaching the task's storage (with `run_task_with_storage`).
+    /// Attaching the task's storage (with `run_task_with_storage`); runs
+    /// at the same time as `network`.
     pub volume: Duration,
     /// Creating the task cgroup.
     pub cgroup: Duration,
-    /// Network namespace and CNI ADD.
+    /// Network namespace and CNI ADD (concurrent with `volume`).
     pub network: Duration,
     /// Unpacking images onto task_root.
     pub unpack: Duration,
@@ -583,31 +584,73 @@ impl Supervisor {
             }
         }
 
-        let mut mark = Instant::now();
-        let mut lap = |d: &mut Duration| {
-            *d = mark.elapsed();
-            mark = Instant::now();
-        };
-        lap(&mut self.timings.resolve);
+        self.timings.resolve = self.started_at.elapsed();
         self.check_stop()?;
-        if let Root::Storage(st) = &self.source {
-            self.root = st.attach(&plan)?;
+
+        // Storage and network do not depend on each other: attach the
+        // volume (KMS calls, LUKS2, FUSE, mkfs) on this thread while CNI
+        // sets up the namespace on another; together they are most of
+        // the start-up time. The namespace is recorded before it exists
+        // so a crash in between still gets it removed.
+        let netns_name = format!("ferry-{}", plan.task_id);
+        self.record = Some(TaskRecord {
+            task_id: plan.task_id.clone(),
+            task_root: self.root.clone(),
+            containers: plan.containers.iter().map(|c| c.name.clone()).collect(),
+            netns: Some(netns_name.clone()),
+            ip: None,
+            cni_result: None,
+        });
+        self.save_record()?;
+        let network_cfg = &self.cfg.network;
+        let source = &self.source;
+        let (attached, net) = std::thread::scope(|s| {
+            let net = s.spawn(|| {
+                let t = Instant::now();
+                (
+                    TaskNetwork::setup(network_cfg, &netns_name, &plan.task_id),
+                    t.elapsed(),
+                )
+            });
+            let t = Instant::now();
+            let attached = match source {
+                Root::Storage(st) => Some(st.attach(&plan)),
+                Root::Given(_) => None,
+            };
+            (attached.map(|a| (a, t.elapsed())), net.join())
+        });
+        // Keep whatever was made before reporting a failure, so cleanup
+        // releases it.
+        let net = match net {
+            Ok((Ok(net), took)) => {
+                self.timings.network = took;
+                if let Some(r) = &mut self.record {
+                    r.ip = Some(net.ip.clone());
+                    r.cni_result = net.cni_result().cloned();
+                }
+                self.net = Some(net);
+                Ok(())
+            }
+            Ok((Err(e), _)) => Err(format!(
+                "ResourceInitializationError: network setup failed: {e}"
+            )),
+            Err(_) => Err("ResourceInitializationError: network setup panicked".to_string()),
+        };
+        if let Some((attached, took)) = attached {
+            self.timings.volume = took;
+            self.root = attached?;
             self.attached = true;
             for (name, dir) in volumes.iter_mut() {
                 *dir = self.root.join("volumes").join(name);
             }
         }
-        lap(&mut self.timings.volume);
-        self.check_stop()?;
-        self.record = Some(TaskRecord {
-            task_id: plan.task_id.clone(),
-            task_root: self.root.clone(),
-            containers: plan.containers.iter().map(|c| c.name.clone()).collect(),
-            netns: None,
-            ip: None,
-            cni_result: None,
-        });
+        net?;
+        if let Some(r) = &mut self.record {
+            r.task_root = self.root.clone();
+        }
         self.save_record()?;
+        let mark = Instant::now();
+        self.check_stop()?;
         let cg = TaskCgroup::create(
             &self.cfg.cgroup_parent,
             &plan.task_id,
@@ -620,25 +663,11 @@ impl Supervisor {
             &plan.task_id,
         ));
         cg.map_err(|e| format!("ResourceInitializationError: {e}"))?;
-        lap(&mut self.timings.cgroup);
-
-        let netns_name = format!("ferry-{}", plan.task_id);
-        if let Some(r) = &mut self.record {
-            r.netns = Some(netns_name.clone());
-        }
-        self.save_record()?;
-        let net = TaskNetwork::setup(&self.cfg.network, &netns_name, &plan.task_id)
-            .map_err(|e| format!("ResourceInitializationError: network setup failed: {e}"))?;
-        let ip = net.ip.clone();
-        let netns_path = net.netns.path();
-        if let Some(r) = &mut self.record {
-            r.netns = Some(netns_name.clone());
-            r.ip = Some(ip.clone());
-            r.cni_result = net.cni_result().cloned();
-        }
-        self.net = Some(net);
-        self.save_record()?;
-        lap(&mut self.timings.network);
+        self.timings.cgroup = mark.elapsed();
+        let ip = self.net.as_ref().map(|n| n.ip.clone()).unwrap_or_default();
+        let netns_path = self.net.as_ref().map(|n| n.netns.path()).ok_or_else(|| {
+            "ResourceInitializationError: network setup left no namespace".to_string()
+        })?;
         self.emit(TaskEvent::Provisioned {
             private_ip: ip.clone(),
         });
