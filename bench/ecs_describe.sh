@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ECS DescribeTasks throughput over HTTP with SigV4 on loopback: starts a
 # release `ferry server` on a free 127.0.0.1 port with a temporary data dir,
-# runs the load generator (crates/control/examples/ecs_describe_load.rs) in
+# runs the load generator (crates/api/examples/ecs_describe_load.rs) in
 # another process, and stops the server. Traffic stays on 127.0.0.1; each
 # phase runs SECONDS. Results: bench/results-ecs.md.
 #
@@ -14,7 +14,7 @@ SECS=${2:-10}
 TASKS=${3:-50}
 
 cargo build --release -q -p ferry --bin ferry
-cargo build --release -q -p ferry-control --example ecs_describe_load
+cargo build --release -q -p ferry-api --example ecs_describe_load
 
 start_server ecs_describe ferry-ecs-bench
 
