@@ -8,28 +8,14 @@
 #   bench/kms_load.sh [CONNECTIONS] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 CONNS=${1:-64}
 SECS=${2:-10}
 
 cargo build --release -q -p ferry --bin ferry
 cargo build --release -q -p ferry-api --example kms_load
 
-dir=$(mktemp -d /tmp/ferry-kms-bench.XXXXXX)
-server_pid=
-cleanup() {
-  [ -n "$server_pid" ] && kill -TERM "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-
-target/release/ferry server --data-dir "$dir/data" --listen 127.0.0.1:0 >"$dir/server.out" 2>"$dir/server.err" &
-server_pid=$!
-for _ in $(seq 100); do
-  addr=$(sed -n 's/^ferry: listening on \([^ ]*\).*/\1/p' "$dir/server.out")
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "${addr:-}" ] || { echo "kms_load: server did not start" >&2; cat "$dir/server.err" >&2; exit 1; }
+start_server kms_load ferry-kms-bench
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 echo "host: $(nproc) cores, $(uname -r), load average before: $(cut -d' ' -f1-3 /proc/loadavg)"

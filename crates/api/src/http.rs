@@ -113,6 +113,20 @@ async fn dispatch(
     let path = parts.uri.path().to_owned();
     let query = parts.uri.query().unwrap_or("").to_owned();
 
+    // Both kinds of route sign the same request; only the signing name differs.
+    let auth = |signing_name| {
+        authenticate(
+            router,
+            &parts.method,
+            &path,
+            &query,
+            &parts.headers,
+            &body,
+            signing_name,
+            peer,
+            request_id,
+        )
+    };
     if let Some(target) = parts.headers.get("x-amz-target") {
         let target = target
             .to_str()
@@ -132,17 +146,7 @@ async fn dispatch(
             )
             .with_status(405));
         }
-        let ctx = authenticate(
-            router,
-            &parts.method,
-            &path,
-            &query,
-            &parts.headers,
-            &body,
-            route.signing_name,
-            peer,
-            request_id,
-        )?;
+        let ctx = auth(route.signing_name)?;
         let service = route.service.clone();
         let result = if service.runs_inline(operation) {
             // Quick, non-blocking operations skip the blocking-pool handoff;
@@ -152,27 +156,15 @@ async fn dispatch(
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 service.call_inline(&ctx, operation, &body)
             }))
-            .map_err(|_| {
-                AwsError::server(
-                    "InternalFailure",
-                    "the service failed while handling the request",
-                )
-            })?
+            .map_err(|_| service_failed())?
             .await?
         } else {
             let operation = operation.to_owned();
             tokio::task::spawn_blocking(move || service.call(&ctx, &operation, &body))
                 .await
-                .map_err(|_| {
-                    AwsError::server(
-                        "InternalFailure",
-                        "the service failed while handling the request",
-                    )
-                })??
+                .map_err(|_| service_failed())??
         };
-        let bytes = serde_json::to_vec(&result).map_err(|_| {
-            AwsError::server("InternalFailure", "the response could not be encoded")
-        })?;
+        let bytes = serde_json::to_vec(&result).map_err(|_| encode_failed())?;
         return Ok(json_response(StatusCode::OK, bytes, request_id));
     }
 
@@ -183,17 +175,7 @@ async fn dispatch(
         )
         .with_status(404));
     };
-    let ctx = authenticate(
-        router,
-        &parts.method,
-        &path,
-        &query,
-        &parts.headers,
-        &body,
-        route.signing_name,
-        peer,
-        request_id,
-    )?;
+    let ctx = auth(route.signing_name)?;
     let service = route.service.clone();
     let rest = RestRequest {
         method: parts.method,
@@ -204,21 +186,14 @@ async fn dispatch(
     };
     let result = tokio::task::spawn_blocking(move || service.call(&ctx, &rest))
         .await
-        .map_err(|_| {
-            AwsError::server(
-                "InternalFailure",
-                "the service failed while handling the request",
-            )
-        })?;
+        .map_err(|_| service_failed())?;
     match result {
         Ok(r) => {
             let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
             let bytes = if r.body.is_null() {
                 Vec::new()
             } else {
-                serde_json::to_vec(&r.body).map_err(|_| {
-                    AwsError::server("InternalFailure", "the response could not be encoded")
-                })?
+                serde_json::to_vec(&r.body).map_err(|_| encode_failed())?
             };
             let mut resp = json_response(status, bytes, request_id);
             resp.headers_mut().insert(
@@ -229,6 +204,19 @@ async fn dispatch(
         }
         Err(e) => Ok(error_response(&e, request_id, true)),
     }
+}
+
+/// The 500 for a service that panicked while handling a request.
+fn service_failed() -> AwsError {
+    AwsError::server(
+        "InternalFailure",
+        "the service failed while handling the request",
+    )
+}
+
+/// The 500 for a response that could not be encoded.
+fn encode_failed() -> AwsError {
+    AwsError::server("InternalFailure", "the response could not be encoded")
 }
 
 #[allow(clippy::too_many_arguments)]

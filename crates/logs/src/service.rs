@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use ferry_proto::{AwsError, JsonService, RequestContext};
 use ferry_store::{Store, StoreError};
+use serde_json::{Value, json};
 
+use crate::model::{GROUPS, Group};
 use crate::ops;
 use crate::seal::Sealer;
 
@@ -47,6 +49,18 @@ impl LogsService {
     /// does when it registers a task definition with awslogs).
     pub fn append(&self, group: &str, stream: &str, events: &[LogEvent]) -> Result<(), AwsError> {
         ops::events::append(self, group, stream, events, true).map(|_| ())
+    }
+
+    /// `ResourceNotFoundException` unless `group` exists.
+    pub(crate) fn require_group(&self, group: &str) -> Result<(), AwsError> {
+        match self
+            .store
+            .get::<Group>(GROUPS, group)
+            .map_err(store_error)?
+        {
+            Some(_) => Ok(()),
+            None => Err(not_found("log group")),
+        }
     }
 
     pub(crate) fn group_arn(&self, group: &str) -> String {
@@ -145,5 +159,27 @@ pub(crate) fn parse_token(token: &str, prefix: char) -> Result<usize, AwsError> 
             .parse()
             .map_err(|_| invalid("The specified nextToken is invalid.")),
         _ => Err(invalid("The specified nextToken is invalid.")),
+    }
+}
+
+/// The position a paging token of kind `prefix` carries; 0 without one.
+pub(crate) fn token_start(token: Option<&str>, prefix: char) -> Result<usize, AwsError> {
+    Ok(token
+        .map(|t| parse_token(t, prefix))
+        .transpose()?
+        .unwrap_or(0))
+}
+
+/// Sets `nextToken` (kind `prefix`) on `out` when items remain after the
+/// page of `limit` at `start` of `total`.
+pub(crate) fn set_next_token(
+    out: &mut Value,
+    prefix: char,
+    start: usize,
+    limit: usize,
+    total: usize,
+) {
+    if start + limit < total {
+        out["nextToken"] = json!(format!("{prefix}/{}", start + limit));
     }
 }

@@ -3,7 +3,7 @@
 use ferry_proto::{AwsError, RequestContext};
 use serde_json::{Value, json};
 
-use super::refuse_aws_managed;
+use super::{authorize, refuse_aws_managed};
 use crate::error::KmsError;
 use crate::keystore::{KeyStore, Names, Request};
 use crate::model::{AliasRecord, now};
@@ -45,9 +45,7 @@ pub fn create_alias(
     let name = alias_name(p)?;
     refuse_reserved(name)?;
     let key = kms.keys.resolve(p.key_id("TargetKeyId")?, Names::KeyOnly)?;
-    res.push(key.rec.arn.clone());
-    kms.keys
-        .authorize(ctx, &key, "CreateAlias", &Request::default())?;
+    authorize(kms, ctx, res, &key, "CreateAlias")?;
     KeyStore::check_not_pending(&key)?;
     let _w = kms.keys.writer();
     let arn = format!("{}{name}", kms.keys.arn_prefix());
@@ -77,9 +75,7 @@ pub fn update_alias(
     let name = alias_name(p)?;
     refuse_reserved(name)?;
     let key = kms.keys.resolve(p.key_id("TargetKeyId")?, Names::KeyOnly)?;
-    res.push(key.rec.arn.clone());
-    kms.keys
-        .authorize(ctx, &key, "UpdateAlias", &Request::default())?;
+    authorize(kms, ctx, res, &key, "UpdateAlias")?;
     refuse_aws_managed(&key, "alias")?;
     KeyStore::check_not_pending(&key)?;
     let _w = kms.keys.writer();
@@ -115,9 +111,7 @@ pub fn delete_alias(
     };
     let key = kms.keys.state().keys.get(&alias.target_key_id).cloned();
     if let Some(key) = key {
-        res.push(key.rec.arn.clone());
-        kms.keys
-            .authorize(ctx, &key, "DeleteAlias", &Request::default())?;
+        authorize(kms, ctx, res, &key, "DeleteAlias")?;
     }
     kms.keys.delete_alias(name)?;
     Ok(json!({}))

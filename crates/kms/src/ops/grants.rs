@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use ferry_proto::{AwsError, Principal, RequestContext};
 use serde_json::{Value, json};
 
-use super::check_grant_tokens;
+use super::{authorize, check_grant_tokens};
 use crate::crypto;
 use crate::error::KmsError;
 use crate::keystore::{GRANT_OPERATIONS, Names, Request, caller_is};
@@ -204,9 +204,7 @@ pub fn list_grants(
     let grantee = principal_param(p, "GranteePrincipal", false)?;
     let limit = p.limit(50)?;
     let offset = p.marker()?;
-    res.push(key.rec.arn.clone());
-    kms.keys
-        .authorize(ctx, &key, "ListGrants", &Request::default())?;
+    authorize(kms, ctx, res, &key, "ListGrants")?;
     let prefix = format!("{}/", key.rec.key_id);
     let all: Vec<Value> = kms
         .keys
@@ -308,9 +306,7 @@ pub fn revoke_grant(
     let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
     let grant_id = p.str("GrantId", 1, 128)?;
     let dry = p.dry_run()?;
-    res.push(key.rec.arn.clone());
-    kms.keys
-        .authorize(ctx, &key, "RevokeGrant", &Request::default())?;
+    authorize(kms, ctx, res, &key, "RevokeGrant")?;
     let exists = kms
         .keys
         .state()

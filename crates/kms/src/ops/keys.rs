@@ -4,9 +4,9 @@
 use ferry_proto::{AwsError, RequestContext};
 use serde_json::{Value, json};
 
-use super::{check_grant_tokens, key_metadata, refuse_aws_managed};
+use super::{authorize, check_grant_tokens, key_metadata, refuse_aws_managed};
 use crate::error::KmsError;
-use crate::keystore::{KeyStore, Names, Request};
+use crate::keystore::{KeyStore, Names};
 use crate::model::{KeyRecord, KeyState, Tag, now};
 use crate::params::{Params, page, paged};
 use crate::policy::Policy;
@@ -173,9 +173,7 @@ pub fn describe_key(
 ) -> Result<Value, AwsError> {
     check_grant_tokens(kms, p)?;
     let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOrAlias)?;
-    res.push(key.rec.arn.clone());
-    kms.keys
-        .authorize(ctx, &key, "DescribeKey", &Request::default())?;
+    authorize(kms, ctx, res, &key, "DescribeKey")?;
     Ok(json!({ "KeyMetadata": key_metadata(&key.rec) }))
 }
 
@@ -213,8 +211,7 @@ fn set_state(
     enable: bool,
 ) -> Result<Value, AwsError> {
     let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
-    res.push(key.rec.arn.clone());
-    kms.keys.authorize(ctx, &key, action, &Request::default())?;
+    authorize(kms, ctx, res, &key, action)?;
     refuse_aws_managed(&key, if enable { "enable" } else { "disable" })?;
     let _w = kms.keys.writer();
     kms.keys.update_key(&key.rec.key_id, |rec| {
@@ -264,9 +261,7 @@ pub fn schedule_key_deletion(
             "Member must have value between 7 and 30",
         ));
     }
-    res.push(key.rec.arn.clone());
-    kms.keys
-        .authorize(ctx, &key, "ScheduleKeyDeletion", &Request::default())?;
+    authorize(kms, ctx, res, &key, "ScheduleKeyDeletion")?;
     refuse_aws_managed(&key, "delete")?;
     let _w = kms.keys.writer();
     let (live, _) = kms.keys.update_key(&key.rec.key_id, |rec| {
@@ -294,9 +289,7 @@ pub fn cancel_key_deletion(
     res: &mut Vec<String>,
 ) -> Result<Value, AwsError> {
     let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
-    res.push(key.rec.arn.clone());
-    kms.keys
-        .authorize(ctx, &key, "CancelKeyDeletion", &Request::default())?;
+    authorize(kms, ctx, res, &key, "CancelKeyDeletion")?;
     let _w = kms.keys.writer();
     let (live, _) = kms.keys.update_key(&key.rec.key_id, |rec| {
         if rec.state != KeyState::PendingDeletion {

@@ -11,11 +11,11 @@ pub mod policies;
 pub mod rotation;
 pub mod tags;
 
-use ferry_proto::AwsError;
+use ferry_proto::{AwsError, RequestContext};
 use serde_json::{Value, json};
 
 use crate::error::KmsError;
-use crate::keystore::LiveKey;
+use crate::keystore::{LiveKey, Request};
 use crate::model::{KeyRecord, KeyState};
 use crate::params::Params;
 use crate::service::Kms;
@@ -73,4 +73,17 @@ pub fn refuse_aws_managed(key: &LiveKey, what: &str) -> Result<(), AwsError> {
         )));
     }
     Ok(())
+}
+
+/// Records the key's ARN for the audit trail and authorizes `action` on it
+/// (with no request context): how most key operations start.
+pub fn authorize(
+    kms: &Kms,
+    ctx: &RequestContext,
+    res: &mut Vec<String>,
+    key: &LiveKey,
+    action: &str,
+) -> Result<(), AwsError> {
+    res.push(key.rec.arn.clone());
+    kms.keys.authorize(ctx, key, action, &Request::default())
 }

@@ -4,8 +4,8 @@
 use ferry_proto::{AwsError, RequestContext};
 use serde_json::{Value, json};
 
-use super::refuse_aws_managed;
-use crate::keystore::{KeyStore, Names, Request};
+use super::{authorize, refuse_aws_managed};
+use crate::keystore::{KeyStore, Names};
 use crate::params::{Params, check_pattern};
 use crate::policy::Policy;
 use crate::service::Kms;
@@ -35,9 +35,7 @@ pub fn get_key_policy(
 ) -> Result<Value, AwsError> {
     let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
     let name = policy_name(p)?;
-    res.push(key.rec.arn.clone());
-    kms.keys
-        .authorize(ctx, &key, "GetKeyPolicy", &Request::default())?;
+    authorize(kms, ctx, res, &key, "GetKeyPolicy")?;
     Ok(json!({ "Policy": key.rec.policy, "PolicyName": name }))
 }
 
@@ -50,9 +48,7 @@ pub fn put_key_policy(
     let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
     policy_name(p)?;
     let text = p.str("Policy", 1, 131_072)?;
-    res.push(key.rec.arn.clone());
-    kms.keys
-        .authorize(ctx, &key, "PutKeyPolicy", &Request::default())?;
+    authorize(kms, ctx, res, &key, "PutKeyPolicy")?;
     refuse_aws_managed(&key, "change the key policy of")?;
     KeyStore::check_not_pending(&key)?;
     Policy::parse(text).map_err(|e| AwsError::client("MalformedPolicyDocumentException", e.0))?;
@@ -73,8 +69,6 @@ pub fn list_key_policies(
     let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
     p.limit(100)?;
     p.marker()?;
-    res.push(key.rec.arn.clone());
-    kms.keys
-        .authorize(ctx, &key, "ListKeyPolicies", &Request::default())?;
+    authorize(kms, ctx, res, &key, "ListKeyPolicies")?;
     Ok(json!({ "PolicyNames": ["default"], "Truncated": false }))
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ferry_proto::{AwsError, RequestContext};
 use serde_json::{Value, json};
 
-use super::refuse_aws_managed;
+use super::{authorize, refuse_aws_managed};
 use crate::error::KmsError;
 use crate::keystore::{KeyStore, LiveKey, Names, Request};
 use crate::model::{KeyState, now};
@@ -112,9 +112,7 @@ pub fn get_key_rotation_status(
     res: &mut Vec<String>,
 ) -> Result<Value, AwsError> {
     let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
-    res.push(key.rec.arn.clone());
-    kms.keys
-        .authorize(ctx, &key, "GetKeyRotationStatus", &Request::default())?;
+    authorize(kms, ctx, res, &key, "GetKeyRotationStatus")?;
     KeyStore::check_not_pending(&key)?;
     let mut v = json!({ "KeyRotationEnabled": key.rec.rotation_enabled, "KeyId": key.rec.arn });
     if key.rec.rotation_enabled
@@ -138,9 +136,7 @@ pub fn rotate_key_on_demand(
     res: &mut Vec<String>,
 ) -> Result<Value, AwsError> {
     let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
-    res.push(key.rec.arn.clone());
-    kms.keys
-        .authorize(ctx, &key, "RotateKeyOnDemand", &Request::default())?;
+    authorize(kms, ctx, res, &key, "RotateKeyOnDemand")?;
     refuse_aws_managed(&key, "rotate on demand")?;
     match key.rec.state {
         KeyState::Enabled => {}
@@ -185,9 +181,7 @@ pub fn list_key_rotations(
     )? == Some("ALL_KEY_MATERIAL");
     let limit = p.limit(100)?;
     let offset = p.marker()?;
-    res.push(key.rec.arn.clone());
-    kms.keys
-        .authorize(ctx, &key, "ListKeyRotations", &Request::default())?;
+    authorize(kms, ctx, res, &key, "ListKeyRotations")?;
     KeyStore::check_not_pending(&key)?;
     let current = key.rec.current().map(|m| m.version);
     let all: Vec<Value> = key

@@ -4,8 +4,8 @@ use ferry_proto::{AwsError, RequestContext};
 use serde_json::{Value, json};
 
 use super::keys::parse_tags;
-use super::refuse_aws_managed;
-use crate::keystore::{KeyStore, Names, Request};
+use super::{authorize, refuse_aws_managed};
+use crate::keystore::{KeyStore, Names};
 use crate::params::{Params, missing, page, paged};
 use crate::service::Kms;
 
@@ -23,9 +23,7 @@ pub fn tag_resource(
         return Err(missing("Tags"));
     }
     let tags = parse_tags(p)?;
-    res.push(key.rec.arn.clone());
-    kms.keys
-        .authorize(ctx, &key, "TagResource", &Request::default())?;
+    authorize(kms, ctx, res, &key, "TagResource")?;
     refuse_aws_managed(&key, "tag")?;
     KeyStore::check_not_pending(&key)?;
     let _w = kms.keys.writer();
@@ -57,9 +55,7 @@ pub fn untag_resource(
     let keys = p
         .opt_list("TagKeys", 0, 1000)?
         .ok_or_else(|| missing("TagKeys"))?;
-    res.push(key.rec.arn.clone());
-    kms.keys
-        .authorize(ctx, &key, "UntagResource", &Request::default())?;
+    authorize(kms, ctx, res, &key, "UntagResource")?;
     refuse_aws_managed(&key, "untag")?;
     KeyStore::check_not_pending(&key)?;
     let _w = kms.keys.writer();
@@ -79,9 +75,7 @@ pub fn list_resource_tags(
     let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
     let limit = p.limit(50)?;
     let offset = p.marker()?;
-    res.push(key.rec.arn.clone());
-    kms.keys
-        .authorize(ctx, &key, "ListResourceTags", &Request::default())?;
+    authorize(kms, ctx, res, &key, "ListResourceTags")?;
     let all: Vec<Value> = key
         .rec
         .tags

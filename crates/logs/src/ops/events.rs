@@ -11,7 +11,8 @@ use crate::model::{
 };
 use crate::names;
 use crate::service::{
-    LogEvent, LogsService, group_from, invalid, not_found, now_ms, parse_token, store_error,
+    LogEvent, LogsService, group_from, invalid, not_found, now_ms, parse_token, set_next_token,
+    store_error, token_start,
 };
 
 /// CloudWatch refuses events older than 14 days or over 2 hours ahead.
@@ -316,14 +317,7 @@ pub(crate) fn filter(svc: &LogsService, body: &[u8]) -> Result<Value, AwsError> 
             "You cannot specify both LogStreamNames and LogStreamNamePrefix.",
         ));
     }
-    if svc
-        .store
-        .get::<Group>(GROUPS, group)
-        .map_err(store_error)?
-        .is_none()
-    {
-        return Err(not_found("log group"));
-    }
+    svc.require_group(group)?;
     let prefix = format!(
         "{group}:{}",
         req.log_stream_name_prefix.as_deref().unwrap_or("")
@@ -351,12 +345,7 @@ pub(crate) fn filter(svc: &LogsService, body: &[u8]) -> Result<Value, AwsError> 
     }
     // Interleaved by time, as CloudWatch returns them; ties keep stream order.
     hits.sort_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
-    let start = req
-        .next_token
-        .as_deref()
-        .map(|t| parse_token(t, 'o'))
-        .transpose()?
-        .unwrap_or(0);
+    let start = token_start(req.next_token.as_deref(), 'o')?;
     let page: Vec<Value> = hits
         .iter()
         .skip(start)
@@ -376,8 +365,6 @@ pub(crate) fn filter(svc: &LogsService, body: &[u8]) -> Result<Value, AwsError> 
         .map(|n| json!({"logStreamName": n, "searchedCompletely": true}))
         .collect();
     let mut out = json!({ "events": page, "searchedLogStreams": searched });
-    if start + limit < hits.len() {
-        out["nextToken"] = json!(format!("o/{}", start + limit));
-    }
+    set_next_token(&mut out, 'o', start, limit, hits.len());
     Ok(out)
 }

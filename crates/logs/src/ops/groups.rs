@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 
 use crate::model::{BATCHES, GROUPS, Group, STREAMS, Stream};
 use crate::names;
-use crate::service::{LogsService, invalid, not_found, now_ms, parse_token, store_error};
+use crate::service::{
+    LogsService, invalid, not_found, now_ms, set_next_token, store_error, token_start,
+};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -87,12 +89,7 @@ pub(crate) fn describe(svc: &LogsService, body: &[u8]) -> Result<Value, AwsError
     let req: DescribeReq = parse_request(body)?;
     let limit = page_limit(req.limit)?;
     let prefix = req.log_group_name_prefix.unwrap_or_default();
-    let start = req
-        .next_token
-        .as_deref()
-        .map(|t| parse_token(t, 'g'))
-        .transpose()?
-        .unwrap_or(0);
+    let start = token_start(req.next_token.as_deref(), 'g')?;
     let groups: Vec<(String, Group)> = svc.store.scan(GROUPS, &prefix).map_err(store_error)?;
     let streams: Vec<(String, Stream)> = svc.store.scan(STREAMS, &prefix).map_err(store_error)?;
     let page: Vec<Value> = groups
@@ -127,9 +124,7 @@ pub(crate) fn describe(svc: &LogsService, body: &[u8]) -> Result<Value, AwsError
         })
         .collect();
     let mut out = json!({ "logGroups": page });
-    if start + limit < groups.len() {
-        out["nextToken"] = json!(format!("g/{}", start + limit));
-    }
+    set_next_token(&mut out, 'g', start, limit, groups.len());
     Ok(out)
 }
 

@@ -8,7 +8,7 @@ use super::groups::page_limit;
 use crate::model::{BATCHES, GROUPS, Group, STREAMS, Stream, stream_key};
 use crate::names;
 use crate::service::{
-    LogsService, group_from, invalid, not_found, now_ms, parse_token, store_error,
+    LogsService, group_from, invalid, not_found, now_ms, set_next_token, store_error, token_start,
 };
 
 #[derive(Deserialize)]
@@ -123,14 +123,7 @@ pub(crate) fn describe(svc: &LogsService, body: &[u8]) -> Result<Value, AwsError
             "Cannot order by LastEventTime with a logStreamNamePrefix.",
         ));
     }
-    if svc
-        .store
-        .get::<Group>(GROUPS, group)
-        .map_err(store_error)?
-        .is_none()
-    {
-        return Err(not_found("log group"));
-    }
+    svc.require_group(group)?;
     let prefix = format!("{group}:{}", req.log_stream_name_prefix.unwrap_or_default());
     let mut streams: Vec<Stream> = svc
         .store
@@ -145,12 +138,7 @@ pub(crate) fn describe(svc: &LogsService, body: &[u8]) -> Result<Value, AwsError
     if req.descending {
         streams.reverse();
     }
-    let start = req
-        .next_token
-        .as_deref()
-        .map(|t| parse_token(t, 's'))
-        .transpose()?
-        .unwrap_or(0);
+    let start = token_start(req.next_token.as_deref(), 's')?;
     let page: Vec<Value> = streams
         .iter()
         .skip(start)
@@ -175,8 +163,6 @@ pub(crate) fn describe(svc: &LogsService, body: &[u8]) -> Result<Value, AwsError
         })
         .collect();
     let mut out = json!({ "logStreams": page });
-    if start + limit < streams.len() {
-        out["nextToken"] = json!(format!("s/{}", start + limit));
-    }
+    set_next_token(&mut out, 's', start, limit, streams.len());
     Ok(out)
 }
