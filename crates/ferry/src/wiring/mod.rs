@@ -15,3 +15,15 @@ pub mod keys;
 pub mod logs;
 pub mod runtime;
 pub mod storage;
+
+/// Whether `p` is a mount point (per /proc/self/mountinfo; ferry's own
+/// paths have no spaces, which mountinfo would escape).
+pub fn is_mount_point(p: &std::path::Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = p.to_string_lossy();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| m == want)
+}

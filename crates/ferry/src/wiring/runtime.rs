@@ -23,6 +23,7 @@ use ferry_agent::plan::{TaskEvent, TaskPlan};
 use ferry_agent::{Agent, TaskHandle};
 use ferry_control::runtime::{EventSink, Reattach, TaskRuntime};
 
+use super::is_mount_point;
 use super::storage::VolumeStorage;
 
 /// Why a task that was running when the server stopped is gone.
@@ -121,16 +122,6 @@ fn mounts_under(p: &Path) -> Vec<PathBuf> {
         .collect();
     v.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
     v
-}
-
-fn is_mount_point(p: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = p.to_string_lossy();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|m| m == want)
 }
 
 impl TaskRuntime for HostRuntime {

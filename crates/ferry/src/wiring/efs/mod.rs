@@ -36,6 +36,8 @@ use ferry_kms::{FARGATE_PRINCIPAL, Kms, PLATFORM_KEY_ALIAS};
 use ferry_proto::{AwsError, Caller, RequestContext};
 use ferry_store::Store;
 use ferry_volume::{FormatOptions, MountHandle, MountOptions, Passphrase, ServerCommand};
+
+use super::is_mount_point;
 use serde_json::{Value, json};
 
 /// Size of every file system's volume: EFS is elastic, the file is sparse
@@ -566,17 +568,6 @@ fn unmount_bind(target: &Path) -> Result<(), String> {
             .map_err(|e| format!("unmounting {}: {e}", target.display())),
         Err(e) => Err(format!("unmounting {}: {e}", target.display())),
     }
-}
-
-/// Whether `p` is a mount point (per /proc/self/mountinfo).
-pub fn is_mount_point(p: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = p.to_string_lossy();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|m| m == want)
 }
 
 impl Backend for EfsVolumes {
