@@ -183,14 +183,7 @@ fn store256(b: &mut [u8], v: __m256i) {
 #[target_feature(enable = "aes")]
 fn next_even(prev_even: __m128i, assist: __m128i) -> __m128i {
     let a = _mm_shuffle_epi32::<0xff>(assist);
-    let mut t = prev_even;
-    let mut s = _mm_slli_si128::<4>(t);
-    t = _mm_xor_si128(t, s);
-    s = _mm_slli_si128::<4>(s);
-    t = _mm_xor_si128(t, s);
-    s = _mm_slli_si128::<4>(s);
-    t = _mm_xor_si128(t, s);
-    _mm_xor_si128(t, a)
+    _mm_xor_si128(prefix_xor(prev_even), a)
 }
 
 /// The odd-round-key step of AES-256 (SubWord without RotWord or Rcon).
@@ -198,14 +191,20 @@ fn next_even(prev_even: __m128i, assist: __m128i) -> __m128i {
 #[target_feature(enable = "aes")]
 fn next_odd(even: __m128i, prev_odd: __m128i) -> __m128i {
     let a = _mm_shuffle_epi32::<0xaa>(_mm_aeskeygenassist_si128::<0>(even));
-    let mut t = prev_odd;
+    _mm_xor_si128(prefix_xor(prev_odd), a)
+}
+
+/// Each 32-bit word XORed with all the words below it (w0, w0^w1,
+/// w0^w1^w2, ...): the chaining both key-expansion steps share.
+#[inline]
+#[target_feature(enable = "aes")]
+fn prefix_xor(mut t: __m128i) -> __m128i {
     let mut s = _mm_slli_si128::<4>(t);
     t = _mm_xor_si128(t, s);
     s = _mm_slli_si128::<4>(s);
     t = _mm_xor_si128(t, s);
     s = _mm_slli_si128::<4>(s);
-    t = _mm_xor_si128(t, s);
-    _mm_xor_si128(t, a)
+    _mm_xor_si128(t, s)
 }
 
 /// AES-256 encryption round keys of `key` (32 bytes) into `out`.
