@@ -338,6 +338,19 @@ fn find(core: &Core, cluster: &str, service: &str) -> Result<(String, ServiceRec
     }
 }
 
+/// [`find`], refusing a service that is draining or inactive.
+fn find_active(
+    core: &Core,
+    cluster: &str,
+    service: &str,
+) -> Result<(String, ServiceRecord), EcsError> {
+    let (key, rec) = find(core, cluster, service)?;
+    if rec.status != "ACTIVE" {
+        return Err(EcsError::ServiceNotActive("Service was not ACTIVE.".into()));
+    }
+    Ok((key, rec))
+}
+
 /// UpdateService.
 pub fn update(
     core: &Arc<Core>,
@@ -346,10 +359,7 @@ pub fn update(
 ) -> Result<ServiceResponse, EcsError> {
     let cluster = core.active_cluster(req.cluster.as_deref())?;
     let _serialized = core.services_lock();
-    let (key, mut rec) = find(core, &cluster.name, &req.service)?;
-    if rec.status != "ACTIVE" {
-        return Err(EcsError::ServiceNotActive("Service was not ACTIVE.".into()));
-    }
+    let (key, mut rec) = find_active(core, &cluster.name, &req.service)?;
     let now = clock::now();
     let (max, min, cb) = percents(
         req.deployment_configuration.as_ref(),
@@ -415,10 +425,7 @@ pub fn delete(
 ) -> Result<ServiceResponse, EcsError> {
     let cluster = core.active_cluster(req.cluster.as_deref())?;
     let _serialized = core.services_lock();
-    let (key, mut rec) = find(core, &cluster.name, &req.service)?;
-    if rec.status != "ACTIVE" {
-        return Err(EcsError::ServiceNotActive("Service was not ACTIVE.".into()));
-    }
+    let (key, mut rec) = find_active(core, &cluster.name, &req.service)?;
     if rec.desired_count > 0 && req.force != Some(true) {
         return Err(EcsError::InvalidParameter(
             "The service cannot be stopped while it is scaled above 0.".into(),
