@@ -5,14 +5,13 @@ import os
 import pathlib
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
-from conftest import FerryServer, NETCFG  # noqa: E402
+from conftest import FerryServer, NETCFG, import_httpd  # noqa: E402
 
 SIZE = os.environ.get("BENCH_SIZE", "512m")
 RUNTIME = os.environ.get("BENCH_RUNTIME", "5")
@@ -44,11 +43,7 @@ def main(reps):
     srv = FerryServer(os.path.join(root, "data"))
     srv.start()
     try:
-        img = pathlib.Path(root) / "fio.tar"
-        subprocess.run(["python3", os.path.join(ROOT, "tests", "tools", "make_httpd_image.py"), "--with-fio",
-                        "--format", "docker", "--name", "fio:bench", str(img)], check=True)
-        subprocess.run([os.environ["FERRY_BIN"], "image", "import", str(img), "--name", "fio:bench",
-                        "--data-dir", srv.data_dir], check=True, capture_output=True)
+        import_httpd(srv, pathlib.Path(root), fmt="docker", name="fio:bench", extra=["--with-fio"])
         fs = srv.aws("efs", "create-file-system", "--creation-token", "bench")["FileSystemId"]
         td = {"family": "bench-efs", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
               "cpu": "1024", "memory": "2048",

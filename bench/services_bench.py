@@ -3,7 +3,7 @@ import json, os, shutil, statistics, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
-from conftest import FerryServer, NETCFG  # noqa: E402
+from conftest import FerryServer, NETCFG, import_httpd  # noqa: E402
 
 TD = {"family": "bench-svc", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
       "cpu": "256", "memory": "512",
@@ -27,12 +27,7 @@ def main(rounds):
     srv.start()
     try:
         import pathlib
-        import subprocess
-        arch = pathlib.Path(root) / "img.tar"
-        subprocess.run(["python3", os.path.join(ROOT, "tests/tools/make_httpd_image.py"),
-                        "--format", "oci", "--name", "httpd:2.4", str(arch)], check=True)
-        subprocess.run([os.environ["FERRY_BIN"], "image", "import", str(arch), "--name", "httpd:2.4",
-                        "--data-dir", srv.data_dir], check=True, capture_output=True)
+        import_httpd(srv, pathlib.Path(root))
         td = pathlib.Path(root) / "td.json"
         td.write_text(json.dumps(TD))
         srv.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{td}")

@@ -17,17 +17,17 @@ boto3 (SigV4 on loopback), as a user would drive it:
 import argparse
 import json
 import os
+import pathlib
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
-from conftest import FerryServer  # noqa: E402
+from conftest import FerryServer, import_httpd  # noqa: E402
 
 NET = {"awsvpcConfiguration": {"subnets": ["subnet-12345678"], "securityGroups": ["sg-12345678"]}}
 START_TD = {
@@ -159,12 +159,8 @@ def main():
     srv = FerryServer(os.path.join(root, "data"))
     srv.start()
     try:
-        for extra, name in (([], "httpd:2.4"), (["--with-fio"], "ferry-bench/fio:1")):
-            arch = os.path.join(root, "img.tar")
-            subprocess.run(["python3", os.path.join(ROOT, "tests/tools/make_httpd_image.py"), *extra,
-                            "--name", name, arch], check=True)
-            subprocess.run([os.environ["FERRY_BIN"], "image", "import", arch, "--name", name,
-                            "--data-dir", srv.data_dir], check=True, capture_output=True)
+        import_httpd(srv, pathlib.Path(root))
+        import_httpd(srv, pathlib.Path(root), name="ferry-bench/fio:1", extra=["--with-fio"])
         ecs, logs = srv.client("ecs"), srv.client("logs")
         ecs.register_task_definition(**START_TD)
         ecs.register_task_definition(**fio_td(a.fio_size, a.fio_seconds))

@@ -244,11 +244,12 @@ MAKE_IMAGE = os.path.join(ROOT, "tests", "tools", "make_httpd_image.py")
 NETCFG = "awsvpcConfiguration={subnets=[subnet-12345678],securityGroups=[sg-12345678]}"
 
 
-def import_httpd(srv, tmp_path, fmt="oci", name="httpd:2.4"):
-    """Builds the busybox stand-in for httpd:2.4 and imports it with
+def import_httpd(srv, tmp_path, fmt="oci", name="httpd:2.4", extra=()):
+    """Builds the busybox stand-in for httpd:2.4 (`extra`: more
+    make_httpd_image.py options, e.g. --with-fio) and imports it with
     `ferry image import` into the server's data dir."""
     archive = tmp_path / f"httpd-{fmt}.tar"
-    subprocess.run(["python3", MAKE_IMAGE, "--format", fmt, "--name", name, str(archive)], check=True)
+    subprocess.run(["python3", MAKE_IMAGE, *extra, "--format", fmt, "--name", name, str(archive)], check=True)
     p = subprocess.run([ferry_bin(), "image", "import", str(archive), "--name", name,
                         "--data-dir", srv.data_dir], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, f"ferry image import failed: {p.stderr}"
