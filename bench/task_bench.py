@@ -11,8 +11,12 @@ boto3 (SigV4 on loopback), as a user would drive it:
 2. Ten tasks at once (RunTask --count 10, 1.4.0): each task's time to RUNNING.
 3. fio inside a task (the host's fio in an image built by
    tests/tools/make_httpd_image.py --with-fio), on a task volume without a
-   host path (so on the task's ephemeral storage), 1.4.0 vs 1.3.0, rounds
-   alternating, medians; its JSON report comes back through awslogs.
+   host path (so on the task's ephemeral storage), 1.4.0 vs 1.3.0: one task
+   per job and platform, the two platforms' tasks of a job back to back (so
+   both see the disk in the same state) in alternating order, the ratio of
+   each pair, medians and spread; fio's JSON report comes back through
+   awslogs. `--storage ram` puts the data dir on a tmpfs: no disk noise, the
+   data path CPU-bound, the worst case for the cipher's share.
 """
 import argparse
 import json
@@ -21,6 +25,7 @@ import pathlib
 import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,14 +51,14 @@ FIO_JOBS = [
 PHASES = ["resolve", "volume", "cgroup", "network", "unpack", "bundles"]
 
 
-def fio_td(size, secs):
-    script = " && ".join(
-        f"fio --name=j{i} --directory=/data --size={size} --ioengine=libaio --direct=1 "
-        f"--time_based --runtime={secs} --ramp_time=1 --output-format=json {' '.join(args)} "
-        f"| tr -d '\\n'; echo; rm -f /data/j{i}*"
-        for i, (_, args) in enumerate(FIO_JOBS))
+def fio_td(i, size, secs):
+    """Task definition running fio job i once on the task's ephemeral volume."""
+    args = FIO_JOBS[i][1]
+    script = (f"fio --name=j --directory=/data --size={size} --ioengine=libaio --direct=1 "
+              f"--time_based --runtime={secs} --ramp_time=1 --output-format=json {' '.join(args)} "
+              "| tr -d '\\n'; echo")
     return {
-        "family": "bench-fio", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
+        "family": f"bench-fio-{i}", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
         "cpu": "2048", "memory": "4096",
         "volumes": [{"name": "scratch"}],
         "containerDefinitions": [{
@@ -131,31 +136,99 @@ def phase_means(log_path, arns):
     return {p: statistics.mean(v) for p, v in sums.items() if v}
 
 
-def fio_result(logs, arn):
+def fio_result(logs, arn, i):
+    """Job i's figure (MB/s or IOPS) from the fio JSON report the task logged."""
     task_id = arn.rsplit("/", 1)[1]
     events = logs.get_log_events(logGroupName="/bench/fio", logStreamName=f"fio/fio/{task_id}",
                                  startFromHead=True)["events"]
-    out = {}
     reports = [json.loads(e["message"][e["message"].index("{"):]) for e in events if "{" in e["message"]]
-    if len(reports) != len(FIO_JOBS):
-        raise SystemExit(f"expected {len(FIO_JOBS)} fio reports, got {len(reports)}: "
+    if len(reports) != 1:
+        raise SystemExit(f"expected one fio report, got {len(reports)}: "
                          + " | ".join(e["message"][:200] for e in events))
-    for (name, _), rep in zip(FIO_JOBS, reports):
-        j = rep["jobs"][0]
-        side = j["write"] if "write" in name else j["read"]
-        out[name] = side["bw"] / 1024 if "MB/s" in name else side["iops"]
-    return out
+    name = FIO_JOBS[i][0]
+    j = reports[0]["jobs"][0]
+    side = j["write"] if "write" in name else j["read"]
+    return side["bw"] / 1024 if "MB/s" in name else side["iops"]
+
+
+def job_key(name):
+    """The short name --fio-jobs uses: "4k randread IOPS" -> "randread"."""
+    return name.split()[-2]
+
+
+def fio_rounds(ecs, logs, rounds, jobs):
+    """Per job, `rounds` pairs of tasks (one per platform, run back to back,
+    the order alternating so neither platform always goes first); returns
+    {job: {"1.4.0": [...], "1.3.0": [...]}} for the jobs (indices into
+    FIO_JOBS) with the pairs aligned."""
+    res = {FIO_JOBS[i][0]: {"1.4.0": [], "1.3.0": []} for i in jobs}
+    for r in range(rounds):
+        for i in jobs:
+            name = FIO_JOBS[i][0]
+            for pv in (("1.4.0", "1.3.0") if r % 2 == 0 else ("1.3.0", "1.4.0")):
+                arn = run(ecs, f"bench-fio-{i}", pv)
+                wait_stopped(ecs, arn, timeout=600)
+                t = describe(ecs, arn)[0]
+                if t["containers"][0].get("exitCode") != 0:
+                    raise SystemExit(f"fio task failed: {t.get('stoppedReason')} {t['containers'][0]}")
+                res[name][pv].append(fio_result(logs, arn[0], i))
+    return res
+
+
+def start_latency(ecs, srv, tasks):
+    """RunTask to RUNNING one at a time (both platforms), then ten at once."""
+    lat = {"1.4.0": [], "1.3.0": []}
+    arns = {"1.4.0": [], "1.3.0": []}
+    for _ in range(tasks):
+        for pv in lat:
+            t0 = time.monotonic()
+            arn = run(ecs, "bench-start", pv)
+            lat[pv] += wait_running(ecs, arn, t0)
+            arns[pv] += arn
+            ecs.stop_task(cluster="default", task=arn[0], reason="bench")
+    wait_stopped(ecs, arns["1.4.0"] + arns["1.3.0"])
+    print(f"\nRunTask to RUNNING, {tasks} tasks each, one at a time (20 GiB volume, busybox image):")
+    print("| platform | p50 ms | p99 ms | " + " | ".join(f"{p} ms" for p in PHASES) + " |")
+    print("|---|---:|---:|" + "---:|" * len(PHASES))
+    for pv in lat:
+        ph = phase_means(srv.log_path, arns[pv])
+        print(f"| {pv} {'(encrypted)' if pv == '1.4.0' else '(unencrypted)'} | "
+              f"{pct(lat[pv], 0.5) * 1000:.0f} | {pct(lat[pv], 0.99) * 1000:.0f} | "
+              + " | ".join(f"{ph.get(p, float('nan')):.0f}" for p in PHASES) + " |")
+    print(f"ratio p50 encrypted / unencrypted: {pct(lat['1.4.0'], 0.5) / pct(lat['1.3.0'], 0.5):.2f}")
+
+    t0 = time.monotonic()
+    ten = run(ecs, "bench-start", "1.4.0", count=10)
+    ten_lat = wait_running(ecs, ten, t0)
+    for arn in ten:
+        ecs.stop_task(cluster="default", task=arn, reason="bench")
+    wait_stopped(ecs, ten)
+    print(f"\nten tasks at once (1.4.0): p50 {pct(ten_lat, 0.5) * 1000:.0f} ms, "
+          f"last {max(ten_lat) * 1000:.0f} ms; mean phases: "
+          + ", ".join(f"{p} {v:.0f} ms" for p, v in phase_means(srv.log_path, ten).items()))
+
+
+def ram_root(root, size):
+    """Mounts a tmpfs on root, so the data dir (task volumes included) sits
+    in memory: no disk noise, and the data path is CPU-bound."""
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "ferry-bench", root], check=True)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=50)
-    ap.add_argument("--fio-rounds", type=int, default=3)
+    ap.add_argument("--fio-rounds", type=int, default=6)
+    ap.add_argument("--fio-jobs", default="",
+                    help="comma-separated subset of seqwrite,seqread,randread,randwrite (default: all)")
+    ap.add_argument("--storage", choices=["disk", "ram"], default="disk",
+                    help="where the data dir lives: the host disk, or a tmpfs (CPU-bound data path)")
     ap.add_argument("--fio-size", default="512m")
     ap.add_argument("--fio-seconds", type=int, default=5)
     a = ap.parse_args()
 
-    root = tempfile.mkdtemp(prefix="ferry-bench-task-")
+    root = tempfile.mkdtemp(prefix="ferry-bench-task-", dir="/var/tmp")
+    if a.storage == "ram":
+        ram_root(root, "12g")
     srv = FerryServer(os.path.join(root, "data"))
     srv.start()
     try:
@@ -163,61 +236,34 @@ def main():
         import_httpd(srv, pathlib.Path(root), name="ferry-bench/fio:1", extra=["--with-fio"])
         ecs, logs = srv.client("ecs"), srv.client("logs")
         ecs.register_task_definition(**START_TD)
-        ecs.register_task_definition(**fio_td(a.fio_size, a.fio_seconds))
-        print(f"host: {os.cpu_count()} cores, {os.uname().release}, "
+        for i in range(len(FIO_JOBS)):
+            ecs.register_task_definition(**fio_td(i, a.fio_size, a.fio_seconds))
+        print(f"host: {os.cpu_count()} cores, {os.uname().release}, data dir on {a.storage}, "
               f"load average before: {' '.join(open('/proc/loadavg').read().split()[:3])}")
 
-        lat = {"1.4.0": [], "1.3.0": []}
-        arns = {"1.4.0": [], "1.3.0": []}
-        for _ in range(a.tasks):
-            for pv in lat:
-                t0 = time.monotonic()
-                arn = run(ecs, "bench-start", pv)
-                lat[pv] += wait_running(ecs, arn, t0)
-                arns[pv] += arn
-                ecs.stop_task(cluster="default", task=arn[0], reason="bench")
-        wait_stopped(ecs, arns["1.4.0"] + arns["1.3.0"])
-        print(f"\nRunTask to RUNNING, {a.tasks} tasks each, one at a time (20 GiB volume, busybox image):")
-        print("| platform | p50 ms | p99 ms | " + " | ".join(f"{p} ms" for p in PHASES) + " |")
-        print("|---|---:|---:|" + "---:|" * len(PHASES))
-        for pv in lat:
-            ph = phase_means(srv.log_path, arns[pv])
-            print(f"| {pv} {'(encrypted)' if pv == '1.4.0' else '(unencrypted)'} | "
-                  f"{pct(lat[pv], 0.5) * 1000:.0f} | {pct(lat[pv], 0.99) * 1000:.0f} | "
-                  + " | ".join(f"{ph.get(p, float('nan')):.0f}" for p in PHASES) + " |")
-        print(f"ratio p50 encrypted / unencrypted: {pct(lat['1.4.0'], 0.5) / pct(lat['1.3.0'], 0.5):.2f}")
-
-        t0 = time.monotonic()
-        ten = run(ecs, "bench-start", "1.4.0", count=10)
-        ten_lat = wait_running(ecs, ten, t0)
-        for arn in ten:
-            ecs.stop_task(cluster="default", task=arn, reason="bench")
-        wait_stopped(ecs, ten)
-        print(f"\nten tasks at once (1.4.0): p50 {pct(ten_lat, 0.5) * 1000:.0f} ms, "
-              f"last {max(ten_lat) * 1000:.0f} ms; mean phases: "
-              + ", ".join(f"{p} {v:.0f} ms" for p, v in phase_means(srv.log_path, ten).items()))
-
+        if a.tasks:
+            start_latency(ecs, srv, a.tasks)
         if a.fio_rounds:
-            res = {"1.4.0": [], "1.3.0": []}
-            for _ in range(a.fio_rounds):
-                for pv in res:
-                    arn = run(ecs, "bench-fio", pv)
-                    wait_stopped(ecs, arn, timeout=600)
-                    t = describe(ecs, arn)[0]
-                    if t["containers"][0].get("exitCode") != 0:
-                        raise SystemExit(f"fio task failed: {t.get('stoppedReason')} {t['containers'][0]}")
-                    res[pv].append(fio_result(logs, arn[0]))
+            keys = [job_key(n) for n, _ in FIO_JOBS]
+            want = a.fio_jobs.split(",") if a.fio_jobs else keys
+            if unknown := set(want) - set(keys):
+                raise SystemExit(f"unknown --fio-jobs {sorted(unknown)}; known: {','.join(keys)}")
+            res = fio_rounds(ecs, logs, a.fio_rounds, [keys.index(k) for k in want])
             print(f"\nfio inside a task (libaio, direct, {a.fio_size} file, {a.fio_seconds} s per job, "
-                  f"median of {a.fio_rounds} alternating rounds):")
-            print("| job | 1.4.0 encrypted | 1.3.0 unencrypted | ratio |")
-            print("|---|---:|---:|---:|")
-            for name, _ in FIO_JOBS:
-                e = statistics.median(r[name] for r in res["1.4.0"])
-                p = statistics.median(r[name] for r in res["1.3.0"])
-                print(f"| {name} | {e:.0f} | {p:.0f} | {e / p:.2f} |")
+                  f"{a.fio_rounds} rounds; each round runs every job once per platform, back to back, "
+                  "in alternating order; ratio = 1.4.0 / 1.3.0 of each pair):")
+            print("| job | 1.4.0 encrypted (median) | 1.3.0 unencrypted (median) | ratio, median of pairs | min | max |")
+            print("|---|---:|---:|---:|---:|---:|")
+            for name in res:
+                e, p = res[name]["1.4.0"], res[name]["1.3.0"]
+                ratios = [x / y for x, y in zip(e, p)]
+                print(f"| {name} | {statistics.median(e):.0f} | {statistics.median(p):.0f} | "
+                      f"{statistics.median(ratios):.2f} | {min(ratios):.2f} | {max(ratios):.2f} |")
         print(f"\nload average after: {' '.join(open('/proc/loadavg').read().split()[:3])}")
     finally:
         srv.stop()
+        if a.storage == "ram":
+            subprocess.run(["umount", root], check=False)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -118,7 +118,10 @@ impl SectorCipher {
         input: &[u8],
         output: &mut [u8],
     ) -> Result<(), CipherError> {
-        self.run(true, first, input, output)
+        if output.len() < input.len() {
+            return Err(CipherError::Length(input.len()));
+        }
+        self.run(true, first, Some(input), &mut output[..input.len()])
     }
 
     /// Decrypts whole sectors; see [`SectorCipher::encrypt`].
@@ -128,34 +131,42 @@ impl SectorCipher {
         input: &[u8],
         output: &mut [u8],
     ) -> Result<(), CipherError> {
-        self.run(false, first, input, output)
+        if output.len() < input.len() {
+            return Err(CipherError::Length(input.len()));
+        }
+        self.run(false, first, Some(input), &mut output[..input.len()])
     }
 
+    /// Decrypts whole sectors in place: the read path decrypts the buffer it
+    /// read the ciphertext into, so no second buffer goes through the cache.
+    pub fn decrypt_in_place(&mut self, first: u64, buf: &mut [u8]) -> Result<(), CipherError> {
+        self.run(false, first, None, buf)
+    }
+
+    /// Runs the cipher over whole sectors of `input` (or of `output` itself,
+    /// in place) into `output`, which is as long as `input`.
     fn run(
         &mut self,
         encrypt: bool,
         first: u64,
-        input: &[u8],
+        input: Option<&[u8]>,
         output: &mut [u8],
     ) -> Result<(), CipherError> {
-        if !input.len().is_multiple_of(SECTOR) || output.len() < input.len() {
-            return Err(CipherError::Length(input.len()));
+        if !output.len().is_multiple_of(SECTOR) {
+            return Err(CipherError::Length(output.len()));
         }
-        let sectors = input
-            .chunks_exact(SECTOR)
-            .zip(output.chunks_exact_mut(SECTOR));
-        match &mut self.inner {
-            #[cfg(target_arch = "x86_64")]
-            Inner::Vaes(x) => {
-                for (i, (src, dst)) in sectors.enumerate() {
-                    // Sector numbers wrap like dm-crypt's plain64.
-                    x.unit(encrypt, &tweak(first.wrapping_add(i as u64)), src, dst);
-                }
-            }
-            Inner::Openssl { enc, dec } => {
-                let ctx = if encrypt { enc } else { dec };
-                for (i, (src, dst)) in sectors.enumerate() {
-                    let iv = tweak(first.wrapping_add(i as u64));
+        for (i, dst) in output.chunks_exact_mut(SECTOR).enumerate() {
+            let src = input.map(|s| &s[i * SECTOR..(i + 1) * SECTOR]);
+            // Sector numbers wrap like dm-crypt's plain64.
+            let iv = tweak(first.wrapping_add(i as u64));
+            match &mut self.inner {
+                #[cfg(target_arch = "x86_64")]
+                Inner::Vaes(x) => match src {
+                    Some(src) => x.unit(encrypt, &iv, src, dst),
+                    None => x.unit_in_place(encrypt, &iv, dst),
+                },
+                Inner::Openssl { enc, dec } => {
+                    let ctx = if encrypt { enc } else { dec };
                     // Only the IV changes: passing no cipher and no key keeps the expanded key.
                     if encrypt {
                         ctx.encrypt_init(None, None, Some(&iv))?;
@@ -163,7 +174,10 @@ impl SectorCipher {
                         ctx.decrypt_init(None, None, Some(&iv))?;
                     }
                     // XTS processes one data unit per update call; final emits nothing.
-                    ctx.cipher_update(src, Some(dst))?;
+                    match src {
+                        Some(src) => ctx.cipher_update(src, Some(dst))?,
+                        None => ctx.cipher_update_inplace(dst, SECTOR)?,
+                    };
                 }
             }
         }
@@ -267,6 +281,9 @@ pub(crate) mod tests {
                 let mut back = vec![0u8; plain.len()];
                 c.decrypt(first, &ct, &mut back).unwrap();
                 assert_eq!(back, plain);
+                let mut in_place = ct.clone();
+                c.decrypt_in_place(first, &mut in_place).unwrap();
+                assert_eq!(in_place, plain, "in place, {engine:?}");
                 for (s, (p, e)) in plain
                     .chunks_exact(SECTOR)
                     .zip(ct.chunks_exact(SECTOR))

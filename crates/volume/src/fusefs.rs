@@ -47,10 +47,9 @@ pub struct VolumeFs {
 /// Per-thread state: cipher contexts (keyed once) and reusable buffers.
 struct Worker {
     cipher: Option<SectorCipher>,
-    /// Backing-file side (ciphertext), 4096-aligned for O_DIRECT.
+    /// Backing-file side (ciphertext), 4096-aligned for O_DIRECT; reads
+    /// decrypt in place in it.
     a: AlignedBuf,
-    /// Plaintext side of reads.
-    b: Vec<u8>,
 }
 
 thread_local! {
@@ -106,7 +105,6 @@ impl VolumeFs {
                 *w = Some(Worker {
                     cipher,
                     a: AlignedBuf::empty(),
-                    b: Vec::new(),
                 });
             }
             match w.as_mut() {
@@ -131,27 +129,18 @@ impl VolumeFs {
             self.backing
                 .read_exact_at(w.a.slice_mut(len), self.data_offset + start)
                 .map_err(Errno::from)?;
-            let out = match w.cipher.as_mut() {
-                None => w.a.slice(len),
-                Some(c) => {
-                    grow(&mut w.b, len);
-                    let first = start / SECTOR as u64;
-                    for (i, (ct, pt)) in
-                        w.a.slice(len)
-                            .chunks_exact(SECTOR)
-                            .zip(w.b[..len].chunks_exact_mut(SECTOR))
-                            .enumerate()
-                    {
-                        if is_zero(ct) {
-                            pt.fill(0);
-                        } else {
-                            c.decrypt(first + i as u64, ct, pt)
-                                .map_err(|_| Errno::EIO)?;
-                        }
+            let buf = w.a.slice_mut(len);
+            if let Some(c) = w.cipher.as_mut() {
+                let first = start / SECTOR as u64;
+                for (i, sector) in buf.chunks_exact_mut(SECTOR).enumerate() {
+                    // A hole (zero ciphertext) reads as plaintext zeros: leave it.
+                    if !is_zero(sector) {
+                        c.decrypt_in_place(first + i as u64, sector)
+                            .map_err(|_| Errno::EIO)?;
                     }
-                    &w.b[..len]
                 }
-            };
+            }
+            let out = &*buf;
             let skip = (offset - start) as usize;
             if let Some(rep) = reply.take() {
                 rep.data(&out[skip..skip + (end - offset) as usize]);
@@ -218,12 +207,6 @@ impl VolumeFs {
             length,
         )
         .map_err(Errno::from)
-    }
-}
-
-fn grow(v: &mut Vec<u8>, len: usize) {
-    if v.len() < len {
-        v.resize(len, 0);
     }
 }
 

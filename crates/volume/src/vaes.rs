@@ -91,7 +91,17 @@ impl Xts {
     /// length, a multiple of [`GROUP`] bytes; `iv` is the 16-byte tweak
     /// before encryption (for plain64, the little-endian unit number).
     pub fn unit(&self, encrypt: bool, iv: &[u8; 16], src: &[u8], dst: &mut [u8]) {
-        assert!(src.len() == dst.len() && src.len().is_multiple_of(GROUP));
+        assert!(src.len() == dst.len());
+        self.run(encrypt, iv, Some(src), dst);
+    }
+
+    /// [`Xts::unit`] in place: `buf` is replaced by its encryption (or decryption).
+    pub fn unit_in_place(&self, encrypt: bool, iv: &[u8; 16], buf: &mut [u8]) {
+        self.run(encrypt, iv, None, buf);
+    }
+
+    fn run(&self, encrypt: bool, iv: &[u8; 16], src: Option<&[u8]>, dst: &mut [u8]) {
+        assert!(dst.len().is_multiple_of(GROUP));
         // SAFETY: an `Xts` exists only where `supported()` held (see `new`),
         // so every feature the callee is compiled for is present.
         unsafe {
@@ -285,9 +295,11 @@ fn mul_x16(t: __m256i) -> __m256i {
     mul_xn::<16, 48>(t)
 }
 
-/// XTS over one data unit, `ENC` choosing the direction.
+/// XTS over one data unit, `ENC` choosing the direction; reads `src`, or
+/// `dst` itself when `src` is `None` (each group is loaded into registers
+/// before any of it is stored, so in place is safe).
 #[target_feature(enable = "aes,avx2,vaes,vpclmulqdq")]
-fn xts<const ENC: bool>(s: &Schedule, iv: &[u8; 16], src: &[u8], dst: &mut [u8]) {
+fn xts<const ENC: bool>(s: &Schedule, iv: &[u8; 16], src: Option<&[u8]>, dst: &mut [u8]) {
     // T = E_K2(iv), with 128-bit AES-NI (one block per unit).
     let mut t = _mm_xor_si128(load128(iv), load128(&s.tweak[0]));
     for k in &s.tweak[1..ROUNDS - 1] {
@@ -312,11 +324,16 @@ fn xts<const ENC: bool>(s: &Schedule, iv: &[u8; 16], src: &[u8], dst: &mut [u8])
     ];
 
     let keys = if ENC { &s.enc } else { &s.dec };
-    for (src, dst) in src.chunks_exact(GROUP).zip(dst.chunks_exact_mut(GROUP)) {
+    for g in (0..dst.len() / GROUP).map(|g| g * GROUP) {
+        let input = match src {
+            Some(src) => &src[g..g + GROUP],
+            None => &dst[g..g + GROUP],
+        };
         let k0 = round_key(&keys[0]);
         let mut v: [__m256i; 8] = std::array::from_fn(|i| {
-            _mm256_xor_si256(_mm256_xor_si256(load256(&src[32 * i..]), tw[i]), k0)
+            _mm256_xor_si256(_mm256_xor_si256(load256(&input[32 * i..]), tw[i]), k0)
         });
+        let dst = &mut dst[g..g + GROUP];
         for k in &keys[1..ROUNDS - 1] {
             let k = round_key(k);
             for b in &mut v {
