@@ -152,3 +152,19 @@ def test_clock_skew_window(ferry_server):
     assert body["message"].startswith("Signature expired:")
     status, body = send(_signed_at(ferry_server, now + datetime.timedelta(minutes=20)))
     assert status == 400 and body["__type"] == "InvalidSignatureException"
+
+
+def test_server_process_holds_keys_safely(ferry_server):
+    """No core dumps, and memory locked: this CI host runs as root with
+    CAP_IPC_LOCK, so the lock must be taken even though RLIMIT_MEMLOCK is
+    finite and cannot be raised (no CAP_SYS_RESOURCE)."""
+    pid = ferry_server.proc.pid
+    limits = open(f"/proc/{pid}/limits").read()
+    core = next(line for line in limits.splitlines() if line.startswith("Max core file size"))
+    assert core.split()[4:6] == ["0", "0"], core
+    status = open(f"/proc/{pid}/status").read()
+    caps = int(next(line for line in status.splitlines() if line.startswith("CapEff:")).split()[1], 16)
+    assert caps & (1 << 14), "this test needs CAP_IPC_LOCK (run as root, as CI does)"
+    vmlck = int(next(line for line in status.splitlines() if line.startswith("VmLck:")).split()[1])
+    assert vmlck > 0, "ferry server has no locked memory"
+    assert "memory is not locked" not in ferry_server.log()
