@@ -227,11 +227,11 @@ def main():
     a = ap.parse_args()
 
     root = tempfile.mkdtemp(prefix="ferry-bench-task-", dir="/var/tmp")
-    if a.storage == "ram":
-        ram_root(root, "12g")
     srv = FerryServer(os.path.join(root, "data"))
-    srv.start()
     try:
+        if a.storage == "ram":
+            ram_root(root, "12g")
+        srv.start()
         import_httpd(srv, pathlib.Path(root))
         import_httpd(srv, pathlib.Path(root), name="ferry-bench/fio:1", extra=["--with-fio"])
         ecs, logs = srv.client("ecs"), srv.client("logs")

@@ -12,9 +12,10 @@ pub struct Protection {
 }
 
 /// Disables core dumps and, when the memlock limit or CAP_IPC_LOCK allows
-/// it, locks all memory (current and future, as it is touched). Plaintext data keys pass through HTTP and
-/// JSON buffers that cannot all be zeroized, so locking the whole process is
-/// the only way to keep them out of swap.
+/// it, locks all memory (current and future, as it is touched). Plaintext
+/// data keys pass through HTTP and JSON buffers that cannot all be
+/// zeroized, so locking the whole process is the only way to keep them out
+/// of swap.
 pub fn protect_process() -> Protection {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let core = setrlimit(Resource::RLIMIT_CORE, 0, 0).is_ok();

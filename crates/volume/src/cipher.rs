@@ -118,10 +118,7 @@ impl SectorCipher {
         input: &[u8],
         output: &mut [u8],
     ) -> Result<(), CipherError> {
-        if output.len() < input.len() {
-            return Err(CipherError::Length(input.len()));
-        }
-        self.run(true, first, Some(input), &mut output[..input.len()])
+        self.run(true, first, Some(input), output)
     }
 
     /// Decrypts whole sectors; see [`SectorCipher::encrypt`].
@@ -131,10 +128,7 @@ impl SectorCipher {
         input: &[u8],
         output: &mut [u8],
     ) -> Result<(), CipherError> {
-        if output.len() < input.len() {
-            return Err(CipherError::Length(input.len()));
-        }
-        self.run(false, first, Some(input), &mut output[..input.len()])
+        self.run(false, first, Some(input), output)
     }
 
     /// Decrypts whole sectors in place: the read path decrypts the buffer it
@@ -144,7 +138,7 @@ impl SectorCipher {
     }
 
     /// Runs the cipher over whole sectors of `input` (or of `output` itself,
-    /// in place) into `output`, which is as long as `input`.
+    /// in place) into the start of `output`.
     fn run(
         &mut self,
         encrypt: bool,
@@ -152,9 +146,11 @@ impl SectorCipher {
         input: Option<&[u8]>,
         output: &mut [u8],
     ) -> Result<(), CipherError> {
-        if !output.len().is_multiple_of(SECTOR) {
-            return Err(CipherError::Length(output.len()));
+        let len = input.map_or(output.len(), <[u8]>::len);
+        if !len.is_multiple_of(SECTOR) || output.len() < len {
+            return Err(CipherError::Length(len));
         }
+        let output = &mut output[..len];
         for (i, dst) in output.chunks_exact_mut(SECTOR).enumerate() {
             let src = input.map(|s| &s[i * SECTOR..(i + 1) * SECTOR]);
             // Sector numbers wrap like dm-crypt's plain64.

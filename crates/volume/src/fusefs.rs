@@ -140,10 +140,9 @@ impl VolumeFs {
                     }
                 }
             }
-            let out = &*buf;
             let skip = (offset - start) as usize;
             if let Some(rep) = reply.take() {
-                rep.data(&out[skip..skip + (end - offset) as usize]);
+                rep.data(&buf[skip..skip + (end - offset) as usize]);
             }
             Ok(())
         });
