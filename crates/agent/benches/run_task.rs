@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use ferry_agent::image::{ImageStore, archive};
 use ferry_agent::logs::NullSink;
 use ferry_agent::net::NetworkConfig;
-use ferry_agent::plan::*;
+use ferry_proto::plan::*;
 use ferry_agent::{Agent, AgentConfig, TaskHandle, TaskOutcome};
 
 fn plan(n: usize) -> TaskPlan {

@@ -22,7 +22,7 @@ use oci_spec::runtime::{
     Spec, UserBuilder, get_default_mounts,
 };
 
-use crate::plan::ContainerPlan;
+use ferry_proto::plan::ContainerPlan;
 
 /// Why a container cannot be configured.
 #[derive(Debug, thiserror::Error)]

@@ -7,14 +7,14 @@
 //! the task's volume is mounted; it returns a [`TaskHandle`] whose
 //! [`TaskHandle::stop`]`(stop_code, reason)` stops the task and whose
 //! [`TaskHandle::wait`] returns the [`TaskOutcome`] once everything of the
-//! task is released. `events` receives [`plan::TaskEvent`]s, ending with
+//! task is released. `events` receives [`ferry_proto::plan::TaskEvent`]s, ending with
 //! exactly one `Stopped`. [`Agent::run_task_with_storage`] instead takes a
 //! [`TaskStorage`] that the agent attaches before the task and detaches
 //! after everything else is released. See docs/runtime.md.
 //!
-//! - [`plan`]: the boundary with the control plane: what to run
-//!   ([`plan::TaskPlan`]), what happened ([`plan::TaskEvent`]), and the key
-//!   provider the agent asks for a task volume's passphrase.
+//! The plan it runs and the events it reports are the contract types of
+//! [`ferry_proto::plan`], shared with the control plane.
+//!
 //! - [`task`]: the agent and each task's supervisor.
 //! - [`image`]: the local image store (import, names, layers, unpacking).
 //! - [`bundle`]: OCI runtime spec (`config.json`) for a container.
@@ -30,7 +30,6 @@ pub mod image;
 pub mod logs;
 pub mod mounts;
 pub mod net;
-pub mod plan;
 pub mod recovery;
 pub mod runc;
 pub mod task;

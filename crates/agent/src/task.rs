@@ -33,7 +33,7 @@ use crate::image::{Image, ImageError, ImageStore, unpack};
 use crate::logs::{self, LogSink};
 use crate::mounts;
 use crate::net::{NetworkConfig, TaskNetwork};
-use crate::plan::{ContainerPlan, TaskEvent, TaskPlan, VolumeKind};
+use ferry_proto::plan::{ContainerPlan, TaskEvent, TaskPlan, VolumeKind};
 use crate::recovery::TaskRecord;
 use crate::runc::{self, Runc};
 

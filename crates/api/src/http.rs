@@ -20,7 +20,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use zeroize::Zeroizing;
 
-use crate::router::{RestRequest, Router};
+use crate::router::Router;
+use ferry_proto::RestRequest;
 use crate::sigv4::{self, RequestParts, SecretLookup};
 
 const JSON_11: &str = "application/x-amz-json-1.1";

@@ -21,4 +21,4 @@ pub mod sigv4;
 pub use auth::{Authenticator, StaticKeys};
 pub use datadir::{DataDir, DataDirError};
 pub use http::serve;
-pub use router::{RestRequest, RestResponse, RestService, Router};
+pub use router::Router;

@@ -3,8 +3,8 @@
 //! Clusters, task definitions and tasks over the ECS JSON 1.1 API
 //! (`AmazonEC2ContainerServiceV20141113.*`), with every record in
 //! `ferry-store`. The control plane decides; a [`runtime::TaskRuntime`]
-//! (the agent) executes [`ferry_agent::plan::TaskPlan`]s and reports
-//! [`ferry_agent::plan::TaskEvent`]s back, which move a task through the
+//! (the agent) executes [`ferry_proto::plan::TaskPlan`]s and reports
+//! [`ferry_proto::plan::TaskEvent`]s back, which move a task through the
 //! ECS state machine.
 //!
 //! Module map:

@@ -1,7 +1,7 @@
 //! Builds the agent's [`TaskPlan`] from a task definition's spec and the
 //! RunTask overrides.
 
-use ferry_agent::plan::{StoragePlan, TaskPlan};
+use ferry_proto::plan::{StoragePlan, TaskPlan};
 
 use crate::error::EcsError;
 use crate::model::task_definition::TaskDefSpec;

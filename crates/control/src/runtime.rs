@@ -41,7 +41,7 @@
 
 use std::sync::Arc;
 
-use ferry_agent::plan::{TaskEvent, TaskPlan};
+use ferry_proto::plan::{TaskEvent, TaskPlan};
 
 /// Where a runtime reports a task's events. Cheap to clone; callable from
 /// any thread; never blocks for long (one store transaction).

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use ferry_agent::plan::TaskEvent;
+use ferry_proto::plan::TaskEvent;
 use ferry_proto::{AwsError, JsonService, RequestContext};
 use ferry_store::Store;
 use serde::Serialize;

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use ferry_agent::plan::{StoragePlan, TaskEvent, TaskPlan};
+use ferry_proto::plan::{StoragePlan, TaskEvent, TaskPlan};
 use ferry_proto::{Caller, JsonService, RequestContext};
 use ferry_store::Store;
 use serde_json::{Value, json};

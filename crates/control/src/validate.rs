@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use ferry_agent::plan::{
+use ferry_proto::plan::{
     AwsLogs, ContainerPlan, Dependency, MountPoint, PortMapping, VolumeKind, VolumePlan,
 };
 

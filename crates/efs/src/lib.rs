@@ -7,7 +7,7 @@
 //! - [`backend`]: the storage behind a file system (the persistent LUKS2
 //!   volume, provided by the binary's wiring so this crate needs no KMS).
 //! - [`route`]: method + path + query to an operation.
-//! - [`service`]: the operations and the [`ferry_api::RestService`] hook.
+//! - [`service`]: the operations and the [`ferry_proto::RestService`] hook.
 
 pub mod backend;
 pub mod error;

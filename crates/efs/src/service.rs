@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ferry_api::{RestRequest, RestResponse, RestService};
+use ferry_proto::{RestRequest, RestResponse, RestService};
 use ferry_proto::{AwsError, RequestContext};
 use ferry_store::Store;
 use serde_json::{Value, json};

@@ -7,6 +7,23 @@
 //! HTTP; the API server never sees domain types. Errors travel back as
 //! [`AwsError`], which the API server renders in the AWS JSON error shape
 //! (`{"__type": ..., "message": ...}`).
+//!
+//! Module map (the contracts at the bottom of the crate graph):
+//! - this file: [`AwsError`], [`Caller`]/[`Principal`], [`RequestContext`],
+//!   the [`JsonService`] trait (JSON 1.1 protocols), [`parse_request`].
+//! - [`rest`]: the [`RestService`] trait (REST protocols such as EFS).
+//! - [`plan`]: what the control plane asks the agent to run
+//!   ([`plan::TaskPlan`]) and what the agent reports ([`plan::TaskEvent`]).
+//! - [`failure`]: [`TaskFailure`], why a task failed to start, typed.
+
+#![forbid(unsafe_code)]
+
+pub mod failure;
+pub mod plan;
+pub mod rest;
+
+pub use failure::{FailureCode, TaskFailure};
+pub use rest::{RestRequest, RestResponse, RestService};
 
 use std::fmt;
 

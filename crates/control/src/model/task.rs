@@ -6,7 +6,7 @@
 //! [`TaskRecord::apply`] and [`TaskRecord::request_stop`], which are pure
 //! (the caller stores the result), so the whole machine is unit-tested.
 
-use ferry_agent::plan::{StoragePlan, TaskEvent, TaskPlan};
+use ferry_proto::plan::{StoragePlan, TaskEvent, TaskPlan};
 use serde::{Deserialize, Serialize};
 
 use crate::wire::Tag;
@@ -307,7 +307,7 @@ impl TaskRecord {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use ferry_agent::plan::ContainerPlan;
+    use ferry_proto::plan::ContainerPlan;
 
     fn container(name: &str, essential: bool) -> (ContainerPlan, ContainerRecord) {
         (

@@ -1,7 +1,7 @@
 //! A task definition revision: the document as registered (echoed back
 //! verbatim) plus the parsed spec the control plane plans tasks from.
 
-use ferry_agent::plan::{ContainerPlan, VolumePlan};
+use ferry_proto::plan::{ContainerPlan, VolumePlan};
 use serde::{Deserialize, Serialize};
 
 use crate::wire::Tag;

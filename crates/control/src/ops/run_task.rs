@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ferry_agent::plan::StoragePlan;
+use ferry_proto::plan::StoragePlan;
 use ferry_proto::RequestContext;
 use serde::{Deserialize, Serialize};
 

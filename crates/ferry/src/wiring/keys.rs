@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ferry_agent::plan::{KeyProvider, StoragePlan, TaskPlan, VolumeKey};
+use ferry_proto::plan::{KeyProvider, StoragePlan, TaskPlan, VolumeKey};
 use ferry_kms::{FARGATE_PRINCIPAL, Kms};
 use ferry_proto::{AwsError, Caller, RequestContext};
 use serde_json::json;

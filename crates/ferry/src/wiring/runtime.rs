@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use ferry_agent::plan::{TaskEvent, TaskPlan};
+use ferry_proto::plan::{TaskEvent, TaskPlan};
 use ferry_agent::{Agent, TaskHandle};
 use ferry_control::runtime::{EventSink, Reattach, TaskRuntime};
 

@@ -20,7 +20,7 @@ use super::efs::EfsVolumes;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use ferry_agent::TaskStorage;
-use ferry_agent::plan::{KeyProvider, StoragePlan, TaskPlan};
+use ferry_proto::plan::{KeyProvider, StoragePlan, TaskPlan};
 use ferry_volume::{FormatOptions, MountHandle, MountOptions, Passphrase, ServerCommand};
 use serde_json::json;
 

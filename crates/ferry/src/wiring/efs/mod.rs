@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use ferry_agent::plan::{TaskPlan, VolumeKind};
+use ferry_proto::plan::{TaskPlan, VolumeKind};
 use ferry_efs::model::{AP_TABLE, AccessPoint, FS_TABLE, FileSystem};
 use ferry_efs::{Backend, CreatedVolume};
 use ferry_kms::{FARGATE_PRINCIPAL, Kms, PLATFORM_KEY_ALIAS};

@@ -1,10 +1,14 @@
-//! The boundary between the control plane (`ferry-control`, which decides)
-//! and the agent (which executes). The control plane turns a task definition
-//! plus RunTask overrides into a [`TaskPlan`]; the agent runs it and reports
-//! [`TaskEvent`]s back. Nothing here knows about HTTP or the ECS wire shapes.
+//! The contract between the control plane (`ferry-control`, which decides)
+//! and the agent (`ferry-agent`, which executes). The control plane turns a
+//! task definition plus RunTask overrides into a [`TaskPlan`]; the agent runs
+//! it and reports [`TaskEvent`]s back. Nothing here knows about HTTP, the ECS
+//! wire shapes, images or keys, so the control plane compiles without the
+//! agent and the agent without the control plane.
+//!
+//! A plan is persisted with its task record (serde field names are part of
+//! the state store's format).
 
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
 /// One task to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -175,37 +179,4 @@ pub enum TaskEvent {
         /// Human-readable reason.
         stopped_reason: String,
     },
-}
-
-/// A LUKS2 passphrase for a task volume: the 64-byte plaintext data key.
-/// Zeroized on drop; never logged.
-pub type Passphrase = Zeroizing<Vec<u8>>;
-
-/// A per-task data key as the KMS hands it out.
-pub struct VolumeKey {
-    /// Plaintext data key, used as the LUKS2 passphrase.
-    pub passphrase: Passphrase,
-    /// The data key wrapped by the KMS key (`CiphertextBlob`), recorded in
-    /// the LUKS2 `ferry-kms` token.
-    pub wrapped: Vec<u8>,
-    /// The KMS key's ARN.
-    pub key_arn: String,
-    /// The encryption context the key is bound to.
-    pub encryption_context: Vec<(String, String)>,
-    /// The grant that allowed the Decrypt; retired at teardown.
-    pub grant_id: Option<String>,
-}
-
-/// How the agent obtains and releases a task's data key. Implemented by the
-/// server over the embedded KMS, calling it as the ECS service principal
-/// (`GenerateDataKeyWithoutPlaintext`, `CreateGrant`, `Decrypt`,
-/// `RetireGrant`), so every use shows in the KMS audit trail.
-pub trait KeyProvider: Send + Sync {
-    /// A fresh 64-byte data key for `plan`'s volume, wrapped under the plan's
-    /// KMS key with the ECS encryption context. The error says why in words
-    /// fit for a task's `stoppedReason` (e.g. the key is disabled).
-    fn volume_key(&self, plan: &TaskPlan, kms_key_arn: &str) -> Result<VolumeKey, String>;
-
-    /// Retires the grant made for a task's volume.
-    fn release(&self, plan: &TaskPlan, grant_id: &str) -> Result<(), String>;
 }
