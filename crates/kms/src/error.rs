@@ -69,6 +69,10 @@ impl KmsError {
         )
         .with_status(412)
     }
+    /// Whether `e` is the answer of a dry run whose checks all passed.
+    pub fn is_dry_run(e: &AwsError) -> bool {
+        e.code == "DryRunOperationException"
+    }
     /// `ValidationException` in AWS's "1 validation error detected" form.
     pub fn validation(field: &str, value: &str, constraint: &str) -> AwsError {
         AwsError::validation(format!(

@@ -4,7 +4,11 @@
 //! Module map:
 //! - [`service`]: the `Kms` service: operation dispatch and auditing.
 //! - [`ops`]: one module per group of operations (keys, aliases, data
-//!   (crypto), rotation, grants, policies, tags, the platform key).
+//!   (crypto), rotation, grants, policies, tags); the ones the platform
+//!   uses are typed ([`service::Operation`]).
+//! - [`platform`]: the platform's own key use as `fargate.amazonaws.com`
+//!   (task volumes, file systems, the logs key, the CreateCluster dry run),
+//!   the platform-managed key, the encryption contexts.
 //! - [`keystore`]: live keys/aliases/grants, write-through to the state
 //!   store; `KeyId` resolution; authorization (key policy, then grants).
 //! - [`policy`]: key policy parsing and evaluation.
@@ -15,14 +19,12 @@
 //! - [`model`]: stored records.
 //! - [`crypto`]: AES-256-GCM and randomness (OpenSSL).
 //! - [`root_key`]: the root key, the trust anchor that wraps all key material at rest.
-//! - [`client`]: typed helpers for in-process callers (the ECS control plane).
 //! - [`harden`]: process protections for a key-holding process.
 //! - [`error`]: the KMS error codes and messages.
 
 pub mod audit;
 pub mod audit_file;
 pub mod blob;
-pub mod client;
 pub mod crypto;
 pub mod error;
 pub mod harden;
@@ -30,10 +32,11 @@ pub mod keystore;
 pub mod model;
 pub mod ops;
 pub mod params;
+pub mod platform;
 pub mod policy;
 pub mod root_key;
 pub mod service;
 
-pub use ops::platform::{FARGATE_PRINCIPAL, PLATFORM_KEY_ALIAS};
+pub use platform::{FARGATE_PRINCIPAL, PLATFORM_KEY_ALIAS, Platform};
 pub use root_key::RootKey;
 pub use service::{Kms, OpenError};

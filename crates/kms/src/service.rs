@@ -14,6 +14,7 @@ use crate::error::KmsError;
 use crate::keystore::KeyStore;
 use crate::ops;
 use crate::params::Params;
+use crate::platform;
 use crate::root_key::RootKey;
 
 /// The audit file's name in the data directory.
@@ -39,6 +40,33 @@ pub enum OpenError {
 pub struct Kms {
     pub(crate) keys: KeyStore,
     audit: Box<dyn AuditSink>,
+    /// The platform-managed key's ARN (see [`crate::platform`]).
+    platform_key_arn: String,
+}
+
+/// An operation with a typed request and response, callable in-process
+/// through [`Kms::execute`] with the same authorization and audit record as
+/// its JSON form (see [`crate::ops`]).
+pub trait Operation {
+    /// The operation's name (`X-Amz-Target` suffix, audit `eventName`).
+    const NAME: &'static str;
+    /// The typed response.
+    type Output;
+    /// The request as its JSON form would carry it, for the audit trail
+    /// (secret members are dropped there, as for JSON calls).
+    fn audit_request(&self) -> Value;
+    /// Runs it; `res` collects the key ARNs the audit record names.
+    fn run(
+        &self,
+        kms: &Kms,
+        ctx: &RequestContext,
+        res: &mut Vec<String>,
+    ) -> Result<Self::Output, AwsError>;
+    /// The response as the audit trail records it; `None` for the
+    /// cryptographic operations, whose responses CloudTrail does not log.
+    fn audit_response(_out: &Self::Output) -> Option<Value> {
+        None
+    }
 }
 
 /// One operation's handler.
@@ -109,9 +137,13 @@ impl Kms {
         region: &str,
     ) -> Result<Self, OpenError> {
         let keys = KeyStore::open(store, root, account, region).map_err(OpenError::Keys)?;
-        let kms = Self { keys, audit };
+        let mut kms = Self {
+            keys,
+            audit,
+            platform_key_arn: String::new(),
+        };
         kms.keys.purge_due().map_err(OpenError::Keys)?;
-        ops::platform::ensure_platform_key(&kms).map_err(OpenError::Keys)?;
+        kms.platform_key_arn = platform::ensure_platform_key(&kms).map_err(OpenError::Keys)?;
         Ok(kms)
     }
 
@@ -125,15 +157,34 @@ impl Kms {
         &self.keys.region
     }
 
-    /// Runs one operation with a parsed request, and audits it.
-    pub fn call_json(
+    /// The platform-managed key's ARN.
+    pub fn platform_key_arn(&self) -> &str {
+        &self.platform_key_arn
+    }
+
+    /// Runs a typed operation in-process and audits it exactly as its JSON
+    /// form: the platform's path to its keys ([`crate::platform`]).
+    pub fn execute<O: Operation>(
         &self,
         ctx: &RequestContext,
-        operation: &str,
-        request: &Value,
-    ) -> Result<Value, AwsError> {
-        let (result, ticket) = self.run_and_audit(ctx, operation, Some(request));
-        Self::after_audit(ticket.wait(), result)
+        op: &O,
+    ) -> Result<O::Output, AwsError> {
+        let mut resources = Vec::new();
+        let result = op.run(self, ctx, &mut resources);
+        let request = op.audit_request();
+        let response = result.as_ref().ok().and_then(O::audit_response);
+        let ticket = self.audit(
+            ctx,
+            O::NAME,
+            Some(&request),
+            result.as_ref().map(|_| response.as_ref()),
+            &resources,
+        );
+        let written = ticket.wait();
+        if let Err(e) = written {
+            return Err(Self::audit_failed(&e));
+        }
+        result
     }
 
     /// Parses `body`, runs the operation and queues its audit record:
@@ -153,24 +204,6 @@ impl Kms {
             (None, Some(_)) => Err(AwsError::unknown_operation(operation)),
             (Some(h), Some(r)) => Params::new(r).and_then(|p| h(self, ctx, &p, &mut resources)),
         };
-        let ticket = self.audit(ctx, operation, request, &result, &resources);
-        (result, ticket)
-    }
-
-    fn audit(
-        &self,
-        ctx: &RequestContext,
-        operation: &str,
-        request: Option<&Value>,
-        result: &Result<Value, AwsError>,
-        resources: &[String],
-    ) -> audit::Ticket {
-        let err = result
-            .as_ref()
-            .err()
-            .map(|e| (e.code.as_str(), e.message.as_str()));
-        // As in CloudTrail, the cryptographic operations log no response
-        // elements (their responses are mostly secrets anyway).
         let crypto_op = matches!(
             operation,
             "Encrypt"
@@ -180,16 +213,29 @@ impl Kms {
                 | "GenerateRandom"
                 | "ReEncrypt"
         );
+        // As in CloudTrail, the cryptographic operations log no response
+        // elements (their responses are mostly secrets anyway).
+        let response = result.as_ref().map(|v| (!crypto_op).then_some(v));
+        let ticket = self.audit(ctx, operation, request, response, &resources);
+        (result, ticket)
+    }
+
+    fn audit(
+        &self,
+        ctx: &RequestContext,
+        operation: &str,
+        request: Option<&Value>,
+        response: Result<Option<&Value>, &AwsError>,
+        resources: &[String],
+    ) -> audit::Ticket {
         let line = audit::line(&audit::Event {
             ctx,
             operation,
             request,
-            response: if crypto_op {
-                None
-            } else {
-                result.as_ref().ok()
-            },
-            error: err,
+            response: response.unwrap_or(None),
+            error: response
+                .err()
+                .map(|e| (e.code.as_str(), e.message.as_str())),
             resources,
         });
         self.audit.submit(&line)
@@ -202,12 +248,14 @@ impl Kms {
         result: Result<Value, AwsError>,
     ) -> Result<Value, AwsError> {
         if let Err(e) = written {
-            tracing::error!(error = %e, "KMS audit append failed; failing the call");
-            return Err(KmsError::internal(
-                "The audit trail could not be written; the operation was not completed.",
-            ));
+            return Err(Self::audit_failed(&e));
         }
         result
+    }
+
+    fn audit_failed(e: &std::io::Error) -> AwsError {
+        tracing::error!(error = %e, "KMS audit append failed; failing the call");
+        KmsError::internal("The audit trail could not be written; the operation was not completed.")
     }
 
     fn parse(body: &[u8]) -> Option<Value> {

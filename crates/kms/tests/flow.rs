@@ -9,12 +9,80 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ferry_kms::audit::AuditSink;
+use ferry_kms::model::Constraints;
+use ferry_kms::ops::data::{Decrypt, GenerateDataKeyWithoutPlaintext, WrappedDataKey};
+use ferry_kms::ops::grants::{CreateGrant, GrantCreated, RetireGrant};
+use ferry_kms::ops::keys::DescribeKey;
 use ferry_kms::{FARGATE_PRINCIPAL, Kms, PLATFORM_KEY_ALIAS, RootKey};
-use ferry_proto::{Caller, JsonService, RequestContext};
+use ferry_proto::{AwsError, Caller, JsonService, RequestContext};
 use ferry_store::Store;
 use serde_json::{Value, json};
+use zeroize::Zeroizing;
 
 const ACCOUNT: &str = "111122223333";
+
+// The typed in-process operations, as the platform calls them.
+fn gdk(kms: &Kms, ctx: &RequestContext, key: &str, ec: &Ctx) -> Result<WrappedDataKey, AwsError> {
+    let op = GenerateDataKeyWithoutPlaintext {
+        key_id: key,
+        encryption_context: ec,
+        number_of_bytes: 64,
+        dry_run: false,
+    };
+    kms.execute(ctx, &op)
+}
+
+fn decrypt(
+    kms: &Kms,
+    ctx: &RequestContext,
+    blob: &[u8],
+    ec: &Ctx,
+) -> Result<Zeroizing<Vec<u8>>, AwsError> {
+    let op = Decrypt {
+        ciphertext_blob: blob,
+        encryption_context: ec,
+        key_id: None,
+        dry_run: false,
+    };
+    kms.execute(ctx, &op).map(|d| d.plaintext)
+}
+
+fn grant(
+    kms: &Kms,
+    ctx: &RequestContext,
+    key: &str,
+    ops: &[&str],
+    ec: &Ctx,
+) -> Result<GrantCreated, AwsError> {
+    let op = CreateGrant {
+        key_id: key,
+        grantee: FARGATE_PRINCIPAL,
+        retiring: Some(FARGATE_PRINCIPAL),
+        operations: ops.iter().map(|o| o.to_string()).collect(),
+        name: None,
+        constraints: Some(Constraints {
+            subset: None,
+            equals: Some(ec.clone()),
+        }),
+        dry_run: false,
+    };
+    kms.execute(ctx, &op)
+}
+
+fn retire(kms: &Kms, ctx: &RequestContext, token: &str) -> Result<(), AwsError> {
+    let op = RetireGrant {
+        grant_token: Some(token),
+        ..RetireGrant::default()
+    };
+    kms.execute(ctx, &op)
+}
+
+fn key_arn(kms: &Kms, ctx: &RequestContext, key: &str) -> Result<String, AwsError> {
+    kms.execute(ctx, &DescribeKey { key_id: key })
+        .map(|m| m.arn)
+}
+
+type Ctx = BTreeMap<String, String>;
 
 struct MemSink {
     lines: std::sync::Mutex<Vec<String>>,
@@ -137,19 +205,13 @@ fn fargate_flow_on_a_customer_managed_key() {
     let ctx = ecs_context("prod");
     let fg = fargate();
 
-    let dk = f
-        .kms
-        .generate_data_key_without_plaintext(&fg, &arn, &ctx, 64)
-        .unwrap();
+    let dk = gdk(&f.kms, &fg, &arn, &ctx).unwrap();
     assert_eq!(dk.key_arn, arn);
     // Without a grant, Fargate may not decrypt.
-    let e = f.kms.decrypt(&fg, &dk.ciphertext_blob, &ctx).unwrap_err();
+    let e = decrypt(&f.kms, &fg, &dk.ciphertext_blob, &ctx).unwrap_err();
     assert_eq!(e.code, "AccessDeniedException");
     // A grant for more than Decrypt is refused by the policy.
-    let e = f
-        .kms
-        .create_grant(&fg, &arn, FARGATE_PRINCIPAL, &["Decrypt", "Encrypt"], &ctx)
-        .unwrap_err();
+    let e = grant(&f.kms, &fg, &arn, &["Decrypt", "Encrypt"], &ctx).unwrap_err();
     assert_eq!(e.code, "AccessDeniedException");
     // DryRun of the real grant says it would succeed.
     let dry = call(
@@ -161,27 +223,20 @@ fn fargate_flow_on_a_customer_managed_key() {
     )
     .unwrap_err();
     assert_eq!(dry.0, "DryRunOperationException");
-    let grant = f
-        .kms
-        .create_grant(&fg, &arn, FARGATE_PRINCIPAL, &["Decrypt"], &ctx)
-        .unwrap();
-    let pt = f.kms.decrypt(&fg, &dk.ciphertext_blob, &ctx).unwrap();
+    let grant = grant(&f.kms, &fg, &arn, &["Decrypt"], &ctx).unwrap();
+    let pt = decrypt(&f.kms, &fg, &dk.ciphertext_blob, &ctx).unwrap();
     assert_eq!(pt.len(), 64);
     // The grant is bound to this task's context.
     let mut other = ctx.clone();
     other.insert("ferry:taskArn".into(), "another".into());
     assert_eq!(
-        f.kms
-            .decrypt(&fg, &dk.ciphertext_blob, &other)
+        decrypt(&f.kms, &fg, &dk.ciphertext_blob, &other)
             .unwrap_err()
             .code,
         "AccessDeniedException"
     );
     // Another cluster: no data keys.
-    let e = f
-        .kms
-        .generate_data_key_without_plaintext(&fg, &arn, &ecs_context("dev"), 64)
-        .unwrap_err();
+    let e = gdk(&f.kms, &fg, &arn, &ecs_context("dev")).unwrap_err();
     assert_eq!(e.code, "AccessDeniedException");
     // Plaintext data keys are not in the policy.
     let e = call(
@@ -194,10 +249,9 @@ fn fargate_flow_on_a_customer_managed_key() {
     assert_eq!(e.0, "AccessDeniedException");
 
     // Crypto-shredding: retire the grant; decrypting stops working.
-    f.kms.retire_grant(&fg, &grant.grant_token).unwrap();
+    retire(&f.kms, &fg, &grant.grant_token).unwrap();
     assert_eq!(
-        f.kms
-            .decrypt(&fg, &dk.ciphertext_blob, &ctx)
+        decrypt(&f.kms, &fg, &dk.ciphertext_blob, &ctx)
             .unwrap_err()
             .code,
         "AccessDeniedException"
@@ -221,27 +275,22 @@ fn platform_key_exists_and_serves_fargate() {
     let f = fixture();
     let fg = fargate();
     let ctx = ecs_context("default");
-    let arn = f.kms.key_arn(&admin(), PLATFORM_KEY_ALIAS).unwrap();
-    let dk = f
-        .kms
-        .generate_data_key_without_plaintext(&fg, PLATFORM_KEY_ALIAS, &ctx, 64)
-        .unwrap();
+    let arn = key_arn(&f.kms, &admin(), PLATFORM_KEY_ALIAS).unwrap();
+    let dk = gdk(&f.kms, &fg, PLATFORM_KEY_ALIAS, &ctx).unwrap();
     assert_eq!(dk.key_arn, arn);
-    let g = f
-        .kms
-        .create_grant(&fg, &arn, FARGATE_PRINCIPAL, &["Decrypt"], &ctx)
-        .unwrap();
+    let g = grant(&f.kms, &fg, &arn, &["Decrypt"], &ctx).unwrap();
     assert_eq!(
-        f.kms.decrypt(&fg, &dk.ciphertext_blob, &ctx).unwrap().len(),
+        decrypt(&f.kms, &fg, &dk.ciphertext_blob, &ctx)
+            .unwrap()
+            .len(),
         64
     );
-    f.kms.retire_grant(&fg, &g.grant_token).unwrap();
+    retire(&f.kms, &fg, &g.grant_token).unwrap();
     // Another account's context is refused.
     let mut foreign = ctx.clone();
     foreign.insert("aws:ecs:clusterAccount".into(), "999999999999".into());
     assert_eq!(
-        f.kms
-            .generate_data_key_without_plaintext(&fg, PLATFORM_KEY_ALIAS, &foreign, 64)
+        gdk(&f.kms, &fg, PLATFORM_KEY_ALIAS, &foreign)
             .unwrap_err()
             .code,
         "AccessDeniedException"
@@ -604,4 +653,140 @@ fn unwritable_audit_file_fails_inline_and_blocking_calls() {
     assert_eq!(e.code, "KMSInternalException");
     let e = kms.call(&a, "GenerateRandom", body.as_bytes()).unwrap_err();
     assert_eq!(e.code, "KMSInternalException");
+}
+
+/// The platform's typed path leaves the same audit records as the same
+/// calls made as JSON, and a task's key costs four calls, no DescribeKey.
+#[test]
+fn platform_path_audits_like_json_calls() {
+    use ferry_kms::platform::{self, Platform, PlatformError};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (kms, sink) = open_at(dir.path(), [9; 32]);
+    let kms = Arc::new(kms);
+    let p = Platform::new(kms.clone());
+    assert_eq!(
+        p.platform_key_arn(),
+        key_arn(&kms, &admin(), PLATFORM_KEY_ALIAS).unwrap()
+    );
+    let task = "arn:aws:ecs:us-east-1:111122223333:task/prod/abc";
+    let ec = platform::context::task_volume(ACCOUNT, "prod", task);
+    assert_eq!(ec, ecs_context("prod"));
+    sink.lines.lock().unwrap().clear();
+
+    let issued = p.issue(p.platform_key_arn(), ec.clone()).unwrap();
+    assert_eq!(issued.plaintext.len(), platform::VOLUME_KEY_BYTES);
+    assert_eq!(issued.wrapped.key_arn, p.platform_key_arn());
+    p.retire(&issued.wrapped.key_arn, &issued.grant_id).unwrap();
+    let typed: Vec<Value> = sink
+        .lines
+        .lock()
+        .unwrap()
+        .drain(..)
+        .map(|l| serde_json::from_str(&l).unwrap())
+        .collect();
+    let names: Vec<&str> = typed
+        .iter()
+        .map(|e| e["eventName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "GenerateDataKeyWithoutPlaintext",
+            "CreateGrant",
+            "Decrypt",
+            "RetireGrant"
+        ]
+    );
+    // The wrapped key opens with a plain JSON Decrypt too.
+    let b64 = |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b);
+    let admin_pt = call(
+        &kms,
+        &admin(),
+        "Decrypt",
+        json!({"CiphertextBlob": b64(&issued.wrapped.ciphertext_blob), "EncryptionContext": ec}),
+    )
+    .unwrap();
+    assert_eq!(admin_pt["Plaintext"], b64(&issued.plaintext));
+    sink.lines.lock().unwrap().clear();
+
+    // The same four calls as JSON, as the platform used to make them.
+    let fg = fargate();
+    let arn = p.platform_key_arn().to_owned();
+    let dk = call(
+        &kms,
+        &fg,
+        "GenerateDataKeyWithoutPlaintext",
+        json!({"KeyId": arn, "EncryptionContext": ec, "NumberOfBytes": 64}),
+    )
+    .unwrap();
+    let g = call(
+        &kms,
+        &fg,
+        "CreateGrant",
+        json!({"KeyId": arn, "GranteePrincipal": FARGATE_PRINCIPAL,
+        "RetiringPrincipal": FARGATE_PRINCIPAL, "Operations": ["Decrypt"],
+        "Constraints": {"EncryptionContextEquals": ec}}),
+    )
+    .unwrap();
+    call(
+        &kms,
+        &fg,
+        "Decrypt",
+        json!({"CiphertextBlob": dk["CiphertextBlob"], "EncryptionContext": ec}),
+    )
+    .unwrap();
+    call(
+        &kms,
+        &fg,
+        "RetireGrant",
+        json!({"KeyId": arn, "GrantId": g["GrantId"]}),
+    )
+    .unwrap();
+    let json_calls: Vec<Value> = sink
+        .lines
+        .lock()
+        .unwrap()
+        .drain(..)
+        .map(|l| serde_json::from_str(&l).unwrap())
+        .collect();
+    // Equal but for what differs per call: ids, times, the grant's id.
+    let strip = |mut v: Value| {
+        for k in ["eventID", "eventTime", "requestID"] {
+            v.as_object_mut().unwrap().remove(k);
+        }
+        if let Some(r) = v["responseElements"].as_object_mut() {
+            r.remove("grantId");
+        }
+        if let Some(r) = v["requestParameters"].as_object_mut() {
+            r.remove("grantId");
+        }
+        v
+    };
+    assert_eq!(typed.len(), json_calls.len());
+    for (a, b) in typed.into_iter().zip(json_calls) {
+        assert_eq!(strip(a), strip(b));
+    }
+
+    // CreateCluster's dry run: the platform key passes; a key whose policy
+    // leaves Fargate out fails with the KMS's reason.
+    p.dry_run_for_cluster(&arn, "prod").unwrap();
+    let cmk = call(&kms, &admin(), "CreateKey", json!({})).unwrap();
+    let cmk = cmk["KeyMetadata"]["Arn"].as_str().unwrap();
+    let e = p.dry_run_for_cluster(cmk, "prod").unwrap_err();
+    assert!(
+        matches!(&e, PlatformError::Kms { operation: "GenerateDataKeyWithoutPlaintext", error }
+            if error.code == "AccessDeniedException"),
+        "{e}"
+    );
+    let dry: Vec<Value> = sink
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &Value| v["requestParameters"]["dryRun"] == true)
+        .collect();
+    assert_eq!(dry.len(), 3, "{dry:?}");
+    assert_eq!(dry[0]["errorCode"], "DryRunOperationException");
 }

@@ -8,13 +8,13 @@ use ferry_proto::{AwsError, RequestContext};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use super::check_grant_tokens;
+use super::{check_grant_tokens, with_dry_run};
 use crate::blob;
 use crate::crypto;
 use crate::error::KmsError;
 use crate::keystore::{KeyStore, LiveKey, Names, Request};
 use crate::params::{Params, b64};
-use crate::service::Kms;
+use crate::service::{Kms, Operation};
 
 const ALGORITHMS: &[&str] = &[
     "SYMMETRIC_DEFAULT",
@@ -177,6 +177,68 @@ pub fn encrypt(
     }))
 }
 
+/// Decrypt, typed: shared by the JSON handler and the platform's in-process
+/// calls ([`crate::platform`]).
+pub struct Decrypt<'a> {
+    /// The ciphertext blob.
+    pub ciphertext_blob: &'a [u8],
+    /// The encryption context it was sealed with.
+    pub encryption_context: &'a BTreeMap<String, String>,
+    /// The key the caller expects the blob to be under, if named.
+    pub key_id: Option<&'a str>,
+    /// Check only.
+    pub dry_run: bool,
+}
+
+/// What Decrypt returns. The plaintext is wiped on drop.
+pub struct Decrypted {
+    /// The ARN of the key that sealed the blob.
+    pub key_arn: String,
+    /// The plaintext.
+    pub plaintext: Zeroizing<Vec<u8>>,
+    /// The id of the key material that sealed it.
+    pub key_material_id: String,
+}
+
+impl Operation for Decrypt<'_> {
+    const NAME: &'static str = "Decrypt";
+    type Output = Decrypted;
+
+    fn audit_request(&self) -> Value {
+        // The blob is never audited (audit::SECRET_FIELDS); the rest is.
+        let mut v = json!({ "EncryptionContext": self.encryption_context });
+        if let Some(k) = self.key_id {
+            v["KeyId"] = json!(k);
+        }
+        with_dry_run(v, self.dry_run)
+    }
+
+    fn run(
+        &self,
+        kms: &Kms,
+        ctx: &RequestContext,
+        res: &mut Vec<String>,
+    ) -> Result<Decrypted, AwsError> {
+        let (key, plaintext, key_material_id) = open(
+            kms,
+            ctx,
+            self.ciphertext_blob,
+            self.encryption_context,
+            self.key_id,
+            "Decrypt",
+            res,
+        )?;
+        if self.dry_run {
+            return Err(KmsError::dry_run());
+        }
+        Ok(Decrypted {
+            key_arn: key.rec.arn.clone(),
+            plaintext,
+            key_material_id,
+        })
+    }
+}
+
 pub fn decrypt(
     kms: &Kms,
     ctx: &RequestContext,
@@ -189,17 +251,19 @@ pub fn decrypt(
     check_algorithm(p, "EncryptionAlgorithm")?;
     check_grant_tokens(kms, p)?;
     refuse_recipient(p)?;
-    let dry = p.dry_run()?;
-    let (key, pt, material_id) = open(kms, ctx, &data, &ec, key_param, "Decrypt", res)?;
-    if dry {
-        return Err(KmsError::dry_run());
+    let out = Decrypt {
+        ciphertext_blob: &data,
+        encryption_context: &ec,
+        key_id: key_param,
+        dry_run: p.dry_run()?,
     }
-    let plaintext = Zeroizing::new(b64(&pt));
+    .run(kms, ctx, res)?;
+    let plaintext = Zeroizing::new(b64(&out.plaintext));
     Ok(json!({
-        "KeyId": key.rec.arn,
+        "KeyId": out.key_arn,
         "Plaintext": plaintext.as_str(),
         "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
-        "KeyMaterialId": material_id,
+        "KeyMaterialId": out.key_material_id,
     }))
 }
 
@@ -216,29 +280,102 @@ fn data_key_len(p: &Params<'_>) -> Result<usize, AwsError> {
     }
 }
 
-fn generate(
-    kms: &Kms,
-    ctx: &RequestContext,
-    p: &Params<'_>,
-    res: &mut Vec<String>,
-    action: &str,
-) -> Result<Generated, AwsError> {
-    let key_id = p.key_id("KeyId")?;
-    let ec = context(p, "EncryptionContext")?;
-    let len = data_key_len(p)?;
-    check_grant_tokens(kms, p)?;
-    let key = key_for_use(kms, ctx, key_id, action, &ec, res)?;
-    if p.dry_run()? {
-        return Err(KmsError::dry_run());
+/// GenerateDataKeyWithoutPlaintext, typed: shared by the JSON handler and
+/// the platform's in-process calls ([`crate::platform`]).
+pub struct GenerateDataKeyWithoutPlaintext<'a> {
+    /// The KMS key (id, ARN, alias name or alias ARN).
+    pub key_id: &'a str,
+    /// The encryption context to bind the data key to.
+    pub encryption_context: &'a BTreeMap<String, String>,
+    /// The data key's length in bytes (1..=1024).
+    pub number_of_bytes: usize,
+    /// Check only.
+    pub dry_run: bool,
+}
+
+/// A data key sealed under a KMS key, without its plaintext.
+#[derive(Debug)]
+pub struct WrappedDataKey {
+    /// The ARN of the KMS key that sealed it.
+    pub key_arn: String,
+    /// The ciphertext blob (not secret without KMS access).
+    pub ciphertext_blob: Vec<u8>,
+    /// The id of the key material that sealed it.
+    pub key_material_id: String,
+}
+
+impl GenerateDataKeyWithoutPlaintext<'_> {
+    /// Draws a data key and seals it; the caller decides whether the
+    /// plaintext leaves the KMS (GenerateDataKey) or not.
+    fn generate(
+        &self,
+        kms: &Kms,
+        ctx: &RequestContext,
+        res: &mut Vec<String>,
+        action: &str,
+    ) -> Result<Generated, AwsError> {
+        let ec = self.encryption_context;
+        let len = self.number_of_bytes;
+        let key = key_for_use(kms, ctx, self.key_id, action, ec, res)?;
+        if self.dry_run {
+            return Err(KmsError::dry_run());
+        }
+        // The data key and its blob's IV from one call to the generator.
+        let mut rnd = Zeroizing::new(vec![0u8; len + crypto::IV_LEN]);
+        crypto::random(&mut rnd).map_err(|_| KmsError::internal("random generation failed"))?;
+        let mut iv = [0u8; crypto::IV_LEN];
+        iv.copy_from_slice(&rnd[len..]);
+        let dk = Zeroizing::new(rnd[..len].to_vec());
+        let blob = seal(&key, ec, &dk, Some(iv))?;
+        Ok((key, dk, blob))
     }
-    // The data key and its blob's IV from one call to the generator.
-    let mut rnd = Zeroizing::new(vec![0u8; len + crypto::IV_LEN]);
-    crypto::random(&mut rnd).map_err(|_| KmsError::internal("random generation failed"))?;
-    let mut iv = [0u8; crypto::IV_LEN];
-    iv.copy_from_slice(&rnd[len..]);
-    let dk = Zeroizing::new(rnd[..len].to_vec());
-    let blob = seal(&key, &ec, &dk, Some(iv))?;
-    Ok((key, dk, blob))
+
+    /// Parses the members GenerateDataKey and GenerateDataKeyWithoutPlaintext share.
+    fn parse<'a>(
+        kms: &Kms,
+        p: &Params<'a>,
+        ec: &'a BTreeMap<String, String>,
+    ) -> Result<GenerateDataKeyWithoutPlaintext<'a>, AwsError> {
+        let key_id = p.key_id("KeyId")?;
+        let number_of_bytes = data_key_len(p)?;
+        check_grant_tokens(kms, p)?;
+        Ok(GenerateDataKeyWithoutPlaintext {
+            key_id,
+            encryption_context: ec,
+            number_of_bytes,
+            dry_run: p.dry_run()?,
+        })
+    }
+}
+
+impl Operation for GenerateDataKeyWithoutPlaintext<'_> {
+    const NAME: &'static str = "GenerateDataKeyWithoutPlaintext";
+    type Output = WrappedDataKey;
+
+    fn audit_request(&self) -> Value {
+        with_dry_run(
+            json!({
+                "KeyId": self.key_id,
+                "EncryptionContext": self.encryption_context,
+                "NumberOfBytes": self.number_of_bytes,
+            }),
+            self.dry_run,
+        )
+    }
+
+    fn run(
+        &self,
+        kms: &Kms,
+        ctx: &RequestContext,
+        res: &mut Vec<String>,
+    ) -> Result<WrappedDataKey, AwsError> {
+        let (key, _dk, ciphertext_blob) = self.generate(kms, ctx, res, Self::NAME)?;
+        Ok(WrappedDataKey {
+            key_arn: key.rec.arn.clone(),
+            ciphertext_blob,
+            key_material_id: material_id(&key),
+        })
+    }
 }
 
 fn material_id(key: &LiveKey) -> String {
@@ -252,7 +389,9 @@ pub fn generate_data_key(
     res: &mut Vec<String>,
 ) -> Result<Value, AwsError> {
     refuse_recipient(p)?;
-    let (key, dk, blob) = generate(kms, ctx, p, res, "GenerateDataKey")?;
+    let ec = context(p, "EncryptionContext")?;
+    let req = GenerateDataKeyWithoutPlaintext::parse(kms, p, &ec)?;
+    let (key, dk, blob) = req.generate(kms, ctx, res, "GenerateDataKey")?;
     let plaintext = Zeroizing::new(b64(&dk));
     Ok(json!({
         "CiphertextBlob": b64(&blob),
@@ -268,11 +407,12 @@ pub fn generate_data_key_without_plaintext(
     p: &Params<'_>,
     res: &mut Vec<String>,
 ) -> Result<Value, AwsError> {
-    let (key, _dk, blob) = generate(kms, ctx, p, res, "GenerateDataKeyWithoutPlaintext")?;
+    let ec = context(p, "EncryptionContext")?;
+    let out = GenerateDataKeyWithoutPlaintext::parse(kms, p, &ec)?.run(kms, ctx, res)?;
     Ok(json!({
-        "CiphertextBlob": b64(&blob),
-        "KeyId": key.rec.arn,
-        "KeyMaterialId": material_id(&key),
+        "CiphertextBlob": b64(&out.ciphertext_blob),
+        "KeyId": out.key_arn,
+        "KeyMaterialId": out.key_material_id,
     }))
 }
 

@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 use ferry_proto::{AwsError, Principal, RequestContext};
 use serde_json::{Value, json};
 
-use super::{authorize, check_grant_tokens};
+use super::{authorize, check_grant_tokens, with_dry_run};
 use crate::crypto;
 use crate::error::KmsError;
 use crate::keystore::{GRANT_OPERATIONS, Names, Request, caller_is};
 use crate::model::{Constraints, GrantRecord, KeyState, now};
 use crate::params::{Params, check_pattern, page, paged};
-use crate::service::Kms;
+use crate::service::{Kms, Operation};
 
 fn principal_param<'a>(
     p: &Params<'a>,
@@ -53,13 +53,168 @@ fn constraints_json(c: &Constraints) -> Value {
     v
 }
 
+/// CreateGrant, typed: shared by the JSON handler and the platform's
+/// in-process calls ([`crate::platform`]).
+pub struct CreateGrant<'a> {
+    /// The key (id or ARN; no alias).
+    pub key_id: &'a str,
+    /// Who the grant is for.
+    pub grantee: &'a str,
+    /// Who may retire it, besides the grantee with RetireGrant.
+    pub retiring: Option<&'a str>,
+    /// The operations it allows.
+    pub operations: Vec<String>,
+    /// Its name (CreateGrant is idempotent by name).
+    pub name: Option<&'a str>,
+    /// Its encryption-context constraints.
+    pub constraints: Option<Constraints>,
+    /// Check only.
+    pub dry_run: bool,
+}
+
+/// A created grant.
+pub struct GrantCreated {
+    /// The grant id.
+    pub grant_id: String,
+    /// The grant token (never audited).
+    pub grant_token: String,
+}
+
+impl std::fmt::Debug for GrantCreated {
+    /// The token is a bearer credential: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrantCreated")
+            .field("grant_id", &self.grant_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GrantCreated {
+    fn to_json(&self) -> Value {
+        json!({ "GrantToken": self.grant_token, "GrantId": self.grant_id })
+    }
+}
+
+impl Operation for CreateGrant<'_> {
+    const NAME: &'static str = "CreateGrant";
+    type Output = GrantCreated;
+
+    fn audit_request(&self) -> Value {
+        let mut v = json!({
+            "KeyId": self.key_id,
+            "GranteePrincipal": self.grantee,
+            "Operations": self.operations,
+        });
+        if let Some(r) = self.retiring {
+            v["RetiringPrincipal"] = json!(r);
+        }
+        if let Some(n) = self.name {
+            v["Name"] = json!(n);
+        }
+        if let Some(c) = &self.constraints {
+            v["Constraints"] = constraints_json(c);
+        }
+        with_dry_run(v, self.dry_run)
+    }
+
+    fn audit_response(out: &GrantCreated) -> Option<Value> {
+        Some(out.to_json())
+    }
+
+    fn run(
+        &self,
+        kms: &Kms,
+        ctx: &RequestContext,
+        res: &mut Vec<String>,
+    ) -> Result<GrantCreated, AwsError> {
+        let key = kms.keys.resolve(self.key_id, Names::KeyOnly)?;
+        res.push(key.rec.arn.clone());
+        let (grantee, retiring, operations) = (self.grantee, self.retiring, &self.operations);
+        let constraints = &self.constraints;
+
+        // The grant's context constraints are the encryption context that
+        // kms:EncryptionContext:* conditions see (as in AWS).
+        let mut cond_ctx = BTreeMap::new();
+        if let Some(c) = constraints {
+            for m in [&c.subset, &c.equals].into_iter().flatten() {
+                cond_ctx.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        let mut keys = vec![
+            ("kms:grantoperations", operations.clone()),
+            ("kms:granteeprincipal", vec![grantee.to_owned()]),
+            (
+                "kms:grantisforawsresource",
+                vec![matches!(ctx.caller.principal, Principal::Service(_)).to_string()],
+            ),
+        ];
+        if let Some(r) = retiring {
+            keys.push(("kms:retiringprincipal", vec![r.to_owned()]));
+        }
+        kms.keys.authorize(
+            ctx,
+            &key,
+            "CreateGrant",
+            &Request {
+                context: constraints.as_ref().map(|_| &cond_ctx),
+                keys,
+            },
+        )?;
+        match key.rec.state {
+            KeyState::PendingDeletion => return Err(KmsError::pending_deletion(&key.rec.arn)),
+            KeyState::Disabled => return Err(KmsError::disabled(&key.rec.arn)),
+            KeyState::Enabled => {}
+        }
+        if self.dry_run {
+            return Err(KmsError::dry_run());
+        }
+        let _w = kms.keys.writer();
+        // A grant with the same name and parameters is returned again, not
+        // duplicated (CreateGrant is idempotent by name).
+        if let Some(n) = self.name {
+            let st = kms.keys.state();
+            if let Some(g) = st.grants.values().find(|g| {
+                g.key_id == key.rec.key_id
+                    && g.name.as_deref() == Some(n)
+                    && g.grantee == grantee
+                    && g.retiring.as_deref() == retiring
+                    && &g.operations == operations
+                    && &g.constraints == constraints
+            }) {
+                return Ok(GrantCreated {
+                    grant_id: g.grant_id.clone(),
+                    grant_token: g.token.clone(),
+                });
+            }
+        }
+        let g = GrantRecord {
+            key_id: key.rec.key_id.clone(),
+            grant_id: random_hex(32)?,
+            token: format!("FGT1{}", random_hex(48)?),
+            name: self.name.map(str::to_owned),
+            created: now(),
+            grantee: grantee.to_owned(),
+            retiring: retiring.map(str::to_owned),
+            issuing_account: format!("arn:aws:iam::{}:root", key.rec.account),
+            operations: operations.clone(),
+            constraints: constraints.clone(),
+        };
+        let out = GrantCreated {
+            grant_id: g.grant_id.clone(),
+            grant_token: g.token.clone(),
+        };
+        kms.keys.put_grant(g)?;
+        Ok(out)
+    }
+}
+
 pub fn create_grant(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
     res: &mut Vec<String>,
 ) -> Result<Value, AwsError> {
-    let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
+    let key_id = p.key_id("KeyId")?;
     let grantee = principal_param(p, "GranteePrincipal", true)?.unwrap_or_default();
     let retiring = principal_param(p, "RetiringPrincipal", false)?;
     let operations = p
@@ -99,75 +254,16 @@ pub fn create_grant(
         None => None,
     };
     check_grant_tokens(kms, p)?;
-    res.push(key.rec.arn.clone());
-
-    // The grant's context constraints are the encryption context that
-    // kms:EncryptionContext:* conditions see (as in AWS).
-    let mut cond_ctx = BTreeMap::new();
-    if let Some(c) = &constraints {
-        for m in [&c.subset, &c.equals].into_iter().flatten() {
-            cond_ctx.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-    }
-    let mut keys = vec![
-        ("kms:grantoperations", operations.clone()),
-        ("kms:granteeprincipal", vec![grantee.to_owned()]),
-        (
-            "kms:grantisforawsresource",
-            vec![matches!(ctx.caller.principal, Principal::Service(_)).to_string()],
-        ),
-    ];
-    if let Some(r) = retiring {
-        keys.push(("kms:retiringprincipal", vec![r.to_owned()]));
-    }
-    kms.keys.authorize(
-        ctx,
-        &key,
-        "CreateGrant",
-        &Request {
-            context: constraints.as_ref().map(|_| &cond_ctx),
-            keys,
-        },
-    )?;
-    match key.rec.state {
-        KeyState::PendingDeletion => return Err(KmsError::pending_deletion(&key.rec.arn)),
-        KeyState::Disabled => return Err(KmsError::disabled(&key.rec.arn)),
-        KeyState::Enabled => {}
-    }
-    if p.dry_run()? {
-        return Err(KmsError::dry_run());
-    }
-    let _w = kms.keys.writer();
-    // A grant with the same name and parameters is returned again, not
-    // duplicated (CreateGrant is idempotent by name).
-    if let Some(n) = name {
-        let st = kms.keys.state();
-        if let Some(g) = st.grants.values().find(|g| {
-            g.key_id == key.rec.key_id
-                && g.name.as_deref() == Some(n)
-                && g.grantee == grantee
-                && g.retiring.as_deref() == retiring
-                && g.operations == operations
-                && g.constraints == constraints
-        }) {
-            return Ok(json!({ "GrantToken": g.token, "GrantId": g.grant_id }));
-        }
-    }
-    let g = GrantRecord {
-        key_id: key.rec.key_id.clone(),
-        grant_id: random_hex(32)?,
-        token: format!("FGT1{}", random_hex(48)?),
-        name: name.map(str::to_owned),
-        created: now(),
-        grantee: grantee.to_owned(),
-        retiring: retiring.map(str::to_owned),
-        issuing_account: format!("arn:aws:iam::{}:root", key.rec.account),
+    let req = CreateGrant {
+        key_id,
+        grantee,
+        retiring,
         operations,
+        name,
         constraints,
+        dry_run: p.dry_run()?,
     };
-    let out = json!({ "GrantToken": g.token, "GrantId": g.grant_id });
-    kms.keys.put_grant(g)?;
-    Ok(out)
+    Ok(req.run(kms, ctx, res)?.to_json())
 }
 
 fn grant_json(arn: &str, g: &GrantRecord) -> Value {
@@ -222,78 +318,124 @@ pub fn list_grants(
     Ok(paged(json!({ "Grants": items }), next))
 }
 
+/// RetireGrant, typed: shared by the JSON handler and the platform's
+/// in-process calls ([`crate::platform`]). Names the grant by token, or by
+/// key and grant id.
+#[derive(Default)]
+pub struct RetireGrant<'a> {
+    /// The grant token.
+    pub grant_token: Option<&'a str>,
+    /// The key (id or ARN), with `grant_id`.
+    pub key_id: Option<&'a str>,
+    /// The grant id.
+    pub grant_id: Option<&'a str>,
+    /// Check only.
+    pub dry_run: bool,
+}
+
+impl Operation for RetireGrant<'_> {
+    const NAME: &'static str = "RetireGrant";
+    type Output = ();
+
+    fn audit_request(&self) -> Value {
+        let mut v = json!({});
+        if let Some(k) = self.key_id {
+            v["KeyId"] = json!(k);
+        }
+        if let Some(g) = self.grant_id {
+            v["GrantId"] = json!(g);
+        }
+        // The token is never audited (audit::SECRET_FIELDS).
+        with_dry_run(v, self.dry_run)
+    }
+
+    fn audit_response(_: &()) -> Option<Value> {
+        Some(json!({}))
+    }
+
+    fn run(&self, kms: &Kms, ctx: &RequestContext, res: &mut Vec<String>) -> Result<(), AwsError> {
+        let grant_id = self.grant_id;
+        let grant = match (self.grant_token, self.key_id, grant_id) {
+            (Some(t), _, _) => {
+                let found = kms
+                    .keys
+                    .state()
+                    .grants
+                    .values()
+                    .find(|g| g.token == t)
+                    .cloned();
+                let g = found.ok_or_else(KmsError::invalid_grant_token)?;
+                if let Some(id) = grant_id
+                    && id != g.grant_id
+                {
+                    return Err(KmsError::invalid_grant_id(id));
+                }
+                g
+            }
+            (None, Some(k), Some(id)) => {
+                let key = kms.keys.resolve(k, Names::KeyOnly)?;
+                let found = kms
+                    .keys
+                    .state()
+                    .grants
+                    .get(&format!("{}/{id}", key.rec.key_id))
+                    .cloned();
+                found.ok_or_else(|| {
+                    AwsError::client(
+                        "NotFoundException",
+                        format!("Grant ID {id} not found for key {}", key.rec.arn),
+                    )
+                })?
+            }
+            _ => {
+                return Err(KmsError::invalid(
+                    "Either GrantToken, or both KeyId and GrantId, must be specified.",
+                ));
+            }
+        };
+        let key = kms
+            .keys
+            .state()
+            .keys
+            .get(&grant.key_id)
+            .cloned()
+            .ok_or_else(|| KmsError::key_not_found(&grant.key_id))?;
+        res.push(key.rec.arn.clone());
+        // Who may retire: the retiring principal, the grantee if the grant
+        // includes RetireGrant, the issuing account's administrator, or anyone
+        // the key policy allows kms:RetireGrant.
+        let c = &ctx.caller;
+        let by_grant = grant.retiring.as_deref().is_some_and(|r| caller_is(c, r))
+            || (caller_is(c, &grant.grantee)
+                && grant.operations.iter().any(|o| o == "RetireGrant"))
+            || (c.principal == Principal::AccountAdmin && grant.issuing_account == c.arn());
+        if !by_grant {
+            kms.keys
+                .authorize(ctx, &key, "RetireGrant", &Request::default())?;
+        }
+        if self.dry_run {
+            return Err(KmsError::dry_run());
+        }
+        let _w = kms.keys.writer();
+        kms.keys
+            .delete_grant(&grant.key_id, &grant.grant_id)
+            .map(|_| ())
+    }
+}
+
 pub fn retire_grant(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
     res: &mut Vec<String>,
 ) -> Result<Value, AwsError> {
-    let token = p.opt_str("GrantToken", 1, 8192)?;
-    let key_param = p.opt_str("KeyId", 1, 2048)?;
-    let grant_id = p.opt_str("GrantId", 1, 128)?;
-    let dry = p.dry_run()?;
-    let grant = match (token, key_param, grant_id) {
-        (Some(t), _, _) => {
-            let found = kms
-                .keys
-                .state()
-                .grants
-                .values()
-                .find(|g| g.token == t)
-                .cloned();
-            let g = found.ok_or_else(KmsError::invalid_grant_token)?;
-            if let Some(id) = grant_id
-                && id != g.grant_id
-            {
-                return Err(KmsError::invalid_grant_id(id));
-            }
-            g
-        }
-        (None, Some(k), Some(id)) => {
-            let key = kms.keys.resolve(k, Names::KeyOnly)?;
-            let found = kms
-                .keys
-                .state()
-                .grants
-                .get(&format!("{}/{id}", key.rec.key_id))
-                .cloned();
-            found.ok_or_else(|| {
-                AwsError::client(
-                    "NotFoundException",
-                    format!("Grant ID {id} not found for key {}", key.rec.arn),
-                )
-            })?
-        }
-        _ => {
-            return Err(KmsError::invalid(
-                "Either GrantToken, or both KeyId and GrantId, must be specified.",
-            ));
-        }
+    let req = RetireGrant {
+        grant_token: p.opt_str("GrantToken", 1, 8192)?,
+        key_id: p.opt_str("KeyId", 1, 2048)?,
+        grant_id: p.opt_str("GrantId", 1, 128)?,
+        dry_run: p.dry_run()?,
     };
-    let key = kms
-        .keys
-        .state()
-        .keys
-        .get(&grant.key_id)
-        .cloned()
-        .ok_or_else(|| KmsError::key_not_found(&grant.key_id))?;
-    res.push(key.rec.arn.clone());
-    // Who may retire: the retiring principal, the grantee if the grant
-    // includes RetireGrant, the issuing account's administrator, or anyone
-    // the key policy allows kms:RetireGrant.
-    let c = &ctx.caller;
-    let by_grant = grant.retiring.as_deref().is_some_and(|r| caller_is(c, r))
-        || (caller_is(c, &grant.grantee) && grant.operations.iter().any(|o| o == "RetireGrant"))
-        || (c.principal == Principal::AccountAdmin && grant.issuing_account == c.arn());
-    if !by_grant {
-        kms.keys
-            .authorize(ctx, &key, "RetireGrant", &Request::default())?;
-    }
-    if dry {
-        return Err(KmsError::dry_run());
-    }
-    let _w = kms.keys.writer();
-    kms.keys.delete_grant(&grant.key_id, &grant.grant_id)?;
+    req.run(kms, ctx, res)?;
     Ok(json!({}))
 }
 

@@ -4,13 +4,13 @@
 use ferry_proto::{AwsError, RequestContext};
 use serde_json::{Value, json};
 
-use super::{authorize, check_grant_tokens, key_metadata, refuse_aws_managed};
+use super::{KeyMetadata, authorize, check_grant_tokens, refuse_aws_managed};
 use crate::error::KmsError;
 use crate::keystore::{KeyStore, Names};
 use crate::model::{KeyRecord, KeyState, Tag, now};
 use crate::params::{Params, page, paged};
 use crate::policy::Policy;
-use crate::service::Kms;
+use crate::service::{Kms, Operation};
 
 const DAY: f64 = 86_400.0;
 
@@ -121,7 +121,7 @@ pub fn create_key(
     let tags = parse_tags(p)?;
     let live = new_key(kms, description, "CUSTOMER", policy, tags, None, false)?;
     res.push(live.rec.arn.clone());
-    Ok(json!({ "KeyMetadata": key_metadata(&live.rec) }))
+    Ok(KeyMetadata::of(&live.rec).response())
 }
 
 /// Creates a key with fresh material.
@@ -165,6 +165,37 @@ pub fn new_key(
     kms.keys.insert_key(rec, alias)
 }
 
+/// DescribeKey, typed: shared by the JSON handler and the platform's
+/// in-process calls ([`crate::platform`]).
+pub struct DescribeKey<'a> {
+    /// The key (id, ARN, alias name or alias ARN).
+    pub key_id: &'a str,
+}
+
+impl Operation for DescribeKey<'_> {
+    const NAME: &'static str = "DescribeKey";
+    type Output = KeyMetadata;
+
+    fn audit_request(&self) -> Value {
+        json!({ "KeyId": self.key_id })
+    }
+
+    fn audit_response(out: &KeyMetadata) -> Option<Value> {
+        Some(out.response())
+    }
+
+    fn run(
+        &self,
+        kms: &Kms,
+        ctx: &RequestContext,
+        res: &mut Vec<String>,
+    ) -> Result<KeyMetadata, AwsError> {
+        let key = kms.keys.resolve(self.key_id, Names::KeyOrAlias)?;
+        authorize(kms, ctx, res, &key, Self::NAME)?;
+        Ok(KeyMetadata::of(&key.rec))
+    }
+}
+
 pub fn describe_key(
     kms: &Kms,
     ctx: &RequestContext,
@@ -172,9 +203,10 @@ pub fn describe_key(
     res: &mut Vec<String>,
 ) -> Result<Value, AwsError> {
     check_grant_tokens(kms, p)?;
-    let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOrAlias)?;
-    authorize(kms, ctx, res, &key, "DescribeKey")?;
-    Ok(json!({ "KeyMetadata": key_metadata(&key.rec) }))
+    let req = DescribeKey {
+        key_id: p.key_id("KeyId")?,
+    };
+    Ok(req.run(kms, ctx, res)?.response())
 }
 
 pub fn list_keys(

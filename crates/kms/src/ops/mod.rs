@@ -1,12 +1,17 @@
 //! One module per group of operations; each handler takes the parsed
 //! request and returns the JSON response (or the AWS error), recording the
 //! key ARNs it touched for the audit trail.
+//!
+//! The operations the platform itself uses (DescribeKey,
+//! GenerateDataKeyWithoutPlaintext, CreateGrant, Decrypt, RetireGrant) are
+//! typed requests implementing [`crate::service::Operation`]: the JSON
+//! handler parses into the typed request and renders its typed output, and
+//! [`crate::platform`] calls the same code in-process with no JSON between.
 
 pub mod aliases;
 pub mod data;
 pub mod grants;
 pub mod keys;
-pub mod platform;
 pub mod policies;
 pub mod rotation;
 pub mod tags;
@@ -20,33 +25,84 @@ use crate::model::{KeyRecord, KeyState};
 use crate::params::Params;
 use crate::service::Kms;
 
-/// `KeyMetadata` for a key.
-pub fn key_metadata(rec: &KeyRecord) -> Value {
-    let mut m = json!({
-        "AWSAccountId": rec.account,
-        "KeyId": rec.key_id,
-        "Arn": rec.arn,
-        "CreationDate": rec.created,
-        "Enabled": rec.state == KeyState::Enabled,
-        "Description": rec.description,
-        "KeyUsage": "ENCRYPT_DECRYPT",
-        "KeyState": rec.state.as_str(),
-        "Origin": "AWS_KMS",
-        "KeyManager": rec.key_manager,
-        "CustomerMasterKeySpec": "SYMMETRIC_DEFAULT",
-        "KeySpec": "SYMMETRIC_DEFAULT",
-        "EncryptionAlgorithms": ["SYMMETRIC_DEFAULT"],
-        "MultiRegion": false,
-    });
-    if let Value::Object(o) = &mut m {
-        if let Some(d) = rec.deletion_date {
-            o.insert("DeletionDate".into(), json!(d));
-        }
-        if let Some(c) = rec.current() {
-            o.insert("CurrentKeyMaterialId".into(), json!(c.id));
+/// Adds `"DryRun": true` to an audited request when it was a dry run (as
+/// the request's own JSON would carry it).
+pub fn with_dry_run(mut v: Value, dry_run: bool) -> Value {
+    if dry_run {
+        v["DryRun"] = json!(true);
+    }
+    v
+}
+
+/// `KeyMetadata`: what DescribeKey (and the key-creating operations)
+/// return about a key.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyMetadata {
+    /// The owning account.
+    #[serde(rename = "AWSAccountId")]
+    pub aws_account_id: String,
+    /// The key id.
+    pub key_id: String,
+    /// The key ARN.
+    pub arn: String,
+    /// Creation time, epoch seconds.
+    pub creation_date: f64,
+    /// Whether the key state is Enabled.
+    pub enabled: bool,
+    /// The description.
+    pub description: String,
+    /// Always `ENCRYPT_DECRYPT` (ferry's keys are symmetric).
+    pub key_usage: &'static str,
+    /// `Enabled`, `Disabled`, `PendingDeletion`.
+    pub key_state: &'static str,
+    /// Always `AWS_KMS`.
+    pub origin: &'static str,
+    /// `CUSTOMER` or `AWS`.
+    pub key_manager: String,
+    /// Always `SYMMETRIC_DEFAULT` (the old name of `KeySpec`).
+    pub customer_master_key_spec: &'static str,
+    /// Always `SYMMETRIC_DEFAULT`.
+    pub key_spec: &'static str,
+    /// `["SYMMETRIC_DEFAULT"]`.
+    pub encryption_algorithms: [&'static str; 1],
+    /// Always false.
+    pub multi_region: bool,
+    /// When a key pending deletion is deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deletion_date: Option<f64>,
+    /// The current key material's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_key_material_id: Option<String>,
+}
+
+impl KeyMetadata {
+    /// The metadata of a stored key.
+    pub fn of(rec: &KeyRecord) -> Self {
+        Self {
+            aws_account_id: rec.account.clone(),
+            key_id: rec.key_id.clone(),
+            arn: rec.arn.clone(),
+            creation_date: rec.created,
+            enabled: rec.state == KeyState::Enabled,
+            description: rec.description.clone(),
+            key_usage: "ENCRYPT_DECRYPT",
+            key_state: rec.state.as_str(),
+            origin: "AWS_KMS",
+            key_manager: rec.key_manager.clone(),
+            customer_master_key_spec: "SYMMETRIC_DEFAULT",
+            key_spec: "SYMMETRIC_DEFAULT",
+            encryption_algorithms: ["SYMMETRIC_DEFAULT"],
+            multi_region: false,
+            deletion_date: rec.deletion_date,
+            current_key_material_id: rec.current().map(|c| c.id.clone()),
         }
     }
-    m
+
+    /// `{"KeyMetadata": ...}`, the response of the operations that return it.
+    pub fn response(&self) -> Value {
+        json!({ "KeyMetadata": self })
+    }
 }
 
 /// Validates `GrantTokens`: at most 10, each naming an existing grant.

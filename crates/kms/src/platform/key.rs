@@ -1,5 +1,7 @@
 //! The platform-managed key for ephemeral storage: created on first start,
-//! `KeyManager: AWS`, alias `alias/aws/ecs-ephemeral`, rotated yearly.
+//! `KeyManager: AWS`, alias `alias/aws/ecs-ephemeral`, rotated yearly. Its
+//! alias cannot be moved (`alias/aws/` is reserved) nor the key disabled or
+//! deleted (AWS managed), which is why its ARN can be resolved once.
 //!
 //! Its policy lets the ECS service principal (`fargate.amazonaws.com`) do
 //! what Fargate does with a key: generate data keys without plaintext and
@@ -11,14 +13,10 @@
 use ferry_proto::AwsError;
 use serde_json::json;
 
-use super::keys::new_key;
+use super::{FARGATE_PRINCIPAL, PLATFORM_KEY_ALIAS};
+use crate::error::KmsError;
+use crate::ops::keys::new_key;
 use crate::service::Kms;
-
-/// The platform key's alias.
-pub const PLATFORM_KEY_ALIAS: &str = "alias/aws/ecs-ephemeral";
-
-/// The service principal the ECS control plane acts as.
-pub const FARGATE_PRINCIPAL: &str = "fargate.amazonaws.com";
 
 /// The platform key's policy.
 pub fn platform_policy(account: &str) -> String {
@@ -73,16 +71,23 @@ pub fn platform_policy(account: &str) -> String {
     .unwrap_or_default()
 }
 
-/// Creates the platform key unless its alias exists.
-pub fn ensure_platform_key(kms: &Kms) -> Result<(), AwsError> {
-    if kms.keys.state().aliases.contains_key(PLATFORM_KEY_ALIAS) {
-        return Ok(());
+/// Creates the platform key unless its alias exists; returns its ARN.
+pub fn ensure_platform_key(kms: &Kms) -> Result<String, AwsError> {
+    {
+        let st = kms.keys.state();
+        if let Some(a) = st.aliases.get(PLATFORM_KEY_ALIAS) {
+            return st
+                .keys
+                .get(&a.target_key_id)
+                .map(|k| k.rec.arn.clone())
+                .ok_or_else(|| KmsError::key_not_found(&a.target_key_id));
+        }
     }
     let _w = kms.keys.writer();
     // The key and its alias are written in one transaction, so a crash
     // cannot leave an unnamed platform key behind. AWS managed keys rotate
     // every year.
-    new_key(
+    let key = new_key(
         kms,
         "Default key that protects the ephemeral storage of ferry tasks when no customer managed key is set",
         "AWS",
@@ -91,5 +96,5 @@ pub fn ensure_platform_key(kms: &Kms) -> Result<(), AwsError> {
         Some(PLATFORM_KEY_ALIAS),
         true,
     )?;
-    Ok(())
+    Ok(key.rec.arn.clone())
 }
