@@ -5,20 +5,19 @@
 //! Module map:
 //! - [`sigv4`]: canonical request, signer and verifier (AWS Signature V4).
 //! - [`auth`]: who owns which access key (the credential table).
-//! - [`datadir`]: the server's data directory: account id, administrator
-//!   credentials file, state store.
+//! - [`credentials`]: the credentials file (shared-credentials format) that
+//!   hands the administrator's access key to clients.
 //! - [`router`]: the services a server answers: JSON 1.1 services by
 //!   `X-Amz-Target` prefix, REST services by path.
 //! - [`http`]: the listener: body limits, JSON 1.1 framing, error rendering,
 //!   graceful shutdown.
 
 pub mod auth;
-pub mod datadir;
+pub mod credentials;
 pub mod http;
 pub mod router;
 pub mod sigv4;
 
 pub use auth::{Authenticator, StaticKeys};
-pub use datadir::{DataDir, DataDirError};
 pub use http::serve;
 pub use router::Router;

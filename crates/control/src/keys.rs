@@ -4,14 +4,9 @@
 //! encryption key and be named by key id or key ARN (not an alias); tasks
 //! without such a key use the platform-managed key.
 //!
-//! [`KmsStorageKeys`] implements it over the embedded KMS (any
-//! `JsonService` answering `TrentService`), calling it in-process as the
-//! `fargate.amazonaws.com` service principal so the calls show in the KMS
-//! audit trail like Fargate's.
-
-use std::sync::Arc;
-
-use ferry_proto::{Caller, JsonService, RequestContext};
+//! The server implements [`StorageKeys`] over the KMS's typed platform path
+//! (`ferry_kms::platform::Platform`, as `fargate.amazonaws.com`, audited);
+//! what a key must be is decided here, by [`check_key`].
 
 /// Why a key cannot protect Fargate ephemeral storage.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,220 +62,79 @@ pub trait StorageKeys: Send + Sync {
     }
 }
 
-/// [`StorageKeys`] over the embedded KMS.
-pub struct KmsStorageKeys {
-    kms: Arc<dyn JsonService>,
-    account: String,
-    region: String,
-    platform_key: String,
+/// What DescribeKey says about a key, as far as [`check_key`] needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFacts {
+    /// The key's ARN.
+    pub arn: String,
+    /// Its KeyState.
+    pub state: String,
+    /// Its KeySpec.
+    pub spec: String,
+    /// Its KeyUsage.
+    pub usage: String,
 }
 
-impl KmsStorageKeys {
-    /// Calls `kms` (the `TrentService`) as `fargate.amazonaws.com` in
-    /// `account`/`region`. `platform_key` names the platform-managed key
-    /// (key id, ARN or alias, e.g. `alias/aws/ecs`); it is resolved to an
-    /// ARN with DescribeKey.
-    pub fn new(
-        kms: Arc<dyn JsonService>,
-        account: impl Into<String>,
-        region: impl Into<String>,
-        platform_key: impl Into<String>,
-    ) -> Self {
-        Self {
-            kms,
-            account: account.into(),
-            region: region.into(),
-            platform_key: platform_key.into(),
-        }
+/// Refuses an alias: Fargate needs the key id or key ARN.
+pub fn refuse_alias(key_id: &str) -> Result<(), KeyCheckError> {
+    if key_id.starts_with("alias/") || key_id.contains(":alias/") {
+        return Err(KeyCheckError::Alias(key_id.into()));
     }
-
-    fn ctx(&self) -> RequestContext {
-        RequestContext::internal(
-            Caller::service(self.account.clone(), "fargate.amazonaws.com"),
-            self.region.clone(),
-        )
-    }
-
-    /// Calls `operation` with `DryRun`; only `DryRunOperationException`
-    /// (every check passed) is success.
-    fn dry_run(&self, operation: &str, body: serde_json::Value) -> Result<(), KeyCheckError> {
-        let body = serde_json::to_vec(&body).map_err(|e| KeyCheckError::Kms(e.to_string()))?;
-        match self.kms.call(&self.ctx(), operation, &body) {
-            Err(e) if e.code == "DryRunOperationException" => Ok(()),
-            Err(e) => Err(KeyCheckError::Kms(format!(
-                "{operation} (DryRun) as fargate.amazonaws.com: {}: {}",
-                e.code, e.message
-            ))),
-            Ok(_) => Err(KeyCheckError::Kms(format!("{operation} ignored DryRun"))),
-        }
-    }
-
-    fn describe(&self, key_id: &str) -> Result<serde_json::Value, KeyCheckError> {
-        let body = serde_json::to_vec(&serde_json::json!({ "KeyId": key_id }))
-            .map_err(|e| KeyCheckError::Kms(e.to_string()))?;
-        match self.kms.call(&self.ctx(), "DescribeKey", &body) {
-            Ok(v) => Ok(v),
-            Err(e) if e.code == "NotFoundException" => Err(KeyCheckError::NotFound(key_id.into())),
-            Err(e) => Err(KeyCheckError::Kms(format!("{}: {}", e.code, e.message))),
-        }
-    }
+    Ok(())
 }
 
-fn field<'a>(v: &'a serde_json::Value, name: &str) -> &'a str {
-    v.get("KeyMetadata")
-        .and_then(|m| m.get(name))
-        .and_then(|s| s.as_str())
-        .unwrap_or("")
-}
-
-impl StorageKeys for KmsStorageKeys {
-    fn check_cluster_key(&self, key_id: &str) -> Result<String, KeyCheckError> {
-        if key_id.starts_with("alias/") || key_id.contains(":alias/") {
-            return Err(KeyCheckError::Alias(key_id.into()));
-        }
-        let v = self.describe(key_id)?;
-        let arn = field(&v, "Arn").to_owned();
-        let state = field(&v, "KeyState");
-        if state != "Enabled" {
-            return Err(KeyCheckError::NotEnabled {
-                arn,
-                state: state.into(),
-            });
-        }
-        // KeySpec is the current name; CustomerMasterKeySpec the old one.
-        let spec = match field(&v, "KeySpec") {
-            "" => field(&v, "CustomerMasterKeySpec"),
-            s => s,
-        };
-        let usage = field(&v, "KeyUsage");
-        if spec != "SYMMETRIC_DEFAULT" || usage != "ENCRYPT_DECRYPT" {
-            return Err(KeyCheckError::NotSymmetric {
-                arn,
-                spec: spec.into(),
-                usage: usage.into(),
-            });
-        }
-        Ok(arn)
+/// Whether the described key can protect Fargate ephemeral storage;
+/// returns its ARN.
+pub fn check_key(facts: KeyFacts) -> Result<String, KeyCheckError> {
+    let KeyFacts {
+        arn,
+        state,
+        spec,
+        usage,
+    } = facts;
+    if state != "Enabled" {
+        return Err(KeyCheckError::NotEnabled { arn, state });
     }
-
-    fn dry_run_for_cluster(&self, key_arn: &str, cluster: &str) -> Result<(), KeyCheckError> {
-        let context = serde_json::json!({
-            "aws:ecs:clusterAccount": self.account,
-            "aws:ecs:clusterName": cluster,
-        });
-        self.dry_run(
-            "GenerateDataKeyWithoutPlaintext",
-            serde_json::json!({
-                "KeyId": key_arn, "NumberOfBytes": 64,
-                "EncryptionContext": context, "DryRun": true,
-            }),
-        )?;
-        self.dry_run(
-            "CreateGrant",
-            serde_json::json!({
-                "KeyId": key_arn,
-                "GranteePrincipal": "fargate.amazonaws.com",
-                "Operations": ["Decrypt"],
-                "Constraints": {"EncryptionContextSubset": context},
-                "DryRun": true,
-            }),
-        )
+    if spec != "SYMMETRIC_DEFAULT" || usage != "ENCRYPT_DECRYPT" {
+        return Err(KeyCheckError::NotSymmetric { arn, spec, usage });
     }
-
-    fn platform_key_arn(&self) -> Result<String, KeyCheckError> {
-        let v = self.describe(&self.platform_key)?;
-        match field(&v, "Arn") {
-            "" => Err(KeyCheckError::Kms("DescribeKey returned no key ARN".into())),
-            a => Ok(a.to_owned()),
-        }
-    }
+    Ok(arn)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_proto::{AwsError, Principal};
 
-    /// A KMS answering DescribeKey from a table, checking the caller.
-    struct FakeKms;
-
-    impl JsonService for FakeKms {
-        fn target_prefix(&self) -> &'static str {
-            "TrentService"
-        }
-        fn call(
-            &self,
-            ctx: &RequestContext,
-            operation: &str,
-            body: &[u8],
-        ) -> Result<serde_json::Value, AwsError> {
-            assert_eq!(operation, "DescribeKey");
-            assert_eq!(
-                ctx.caller.principal,
-                Principal::Service("fargate.amazonaws.com".into())
-            );
-            let req: serde_json::Value = serde_json::from_slice(body).unwrap();
-            let meta = |id: &str, state: &str, spec: &str, usage: &str| {
-                Ok(serde_json::json!({"KeyMetadata": {
-                    "Arn": format!("arn:aws:kms:r:a:key/{id}"), "KeyState": state,
-                    "KeySpec": spec, "KeyUsage": usage}}))
-            };
-            match req["KeyId"].as_str().unwrap() {
-                "good" => meta("good", "Enabled", "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT"),
-                "off" => meta(
-                    "off",
-                    "PendingDeletion",
-                    "SYMMETRIC_DEFAULT",
-                    "ENCRYPT_DECRYPT",
-                ),
-                "rsa" => meta("rsa", "Enabled", "RSA_2048", "SIGN_VERIFY"),
-                "alias/aws/ecs-ephemeral" => meta(
-                    "platform",
-                    "Enabled",
-                    "SYMMETRIC_DEFAULT",
-                    "ENCRYPT_DECRYPT",
-                ),
-                "denied" => Err(AwsError::client("AccessDeniedException", "no")),
-                _ => Err(AwsError::client("NotFoundException", "nope")),
-            }
+    fn facts(state: &str, spec: &str, usage: &str) -> KeyFacts {
+        KeyFacts {
+            arn: "arn:aws:kms:r:a:key/k".into(),
+            state: state.into(),
+            spec: spec.into(),
+            usage: usage.into(),
         }
     }
 
     #[test]
     fn checks_cluster_keys_like_fargate() {
-        let k = KmsStorageKeys::new(Arc::new(FakeKms), "a", "r", "alias/aws/ecs-ephemeral");
+        assert!(refuse_alias("1234abcd").is_ok());
+        assert!(matches!(
+            refuse_alias("alias/x"),
+            Err(KeyCheckError::Alias(_))
+        ));
+        assert!(matches!(
+            refuse_alias("arn:aws:kms:r:a:alias/x"),
+            Err(KeyCheckError::Alias(_))
+        ));
         assert_eq!(
-            k.check_cluster_key("good").unwrap(),
-            "arn:aws:kms:r:a:key/good"
+            check_key(facts("Enabled", "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT")).unwrap(),
+            "arn:aws:kms:r:a:key/k"
         );
         assert!(matches!(
-            k.check_cluster_key("alias/x"),
-            Err(KeyCheckError::Alias(_))
-        ));
-        assert!(matches!(
-            k.check_cluster_key("arn:aws:kms:r:a:alias/x"),
-            Err(KeyCheckError::Alias(_))
-        ));
-        assert!(matches!(
-            k.check_cluster_key("off"),
+            check_key(facts("PendingDeletion", "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT")),
             Err(KeyCheckError::NotEnabled { ref state, .. }) if state == "PendingDeletion"
         ));
-        let e = k.check_cluster_key("rsa").unwrap_err();
+        let e = check_key(facts("Enabled", "RSA_2048", "SIGN_VERIFY")).unwrap_err();
         assert!(matches!(e, KeyCheckError::NotSymmetric { .. }));
         assert!(e.to_string().contains("RSA_2048"));
-        assert!(matches!(
-            k.check_cluster_key("gone"),
-            Err(KeyCheckError::NotFound(_))
-        ));
-        assert!(
-            k.check_cluster_key("denied")
-                .unwrap_err()
-                .to_string()
-                .contains("AccessDeniedException")
-        );
-        assert_eq!(
-            k.platform_key_arn().unwrap(),
-            "arn:aws:kms:r:a:key/platform"
-        );
     }
 }

@@ -1,5 +1,5 @@
-//! The storage behind file systems. The binary implements this over the KMS
-//! and the volume engine (crates/ferry/src/wiring/efs.rs); tests use a fake.
+//! The storage behind file systems. `ferry-host` implements this over the
+//! KMS and the volume engine (crates/host/src/efs); tests use a fake.
 
 use ferry_proto::{AwsError, RequestContext};
 

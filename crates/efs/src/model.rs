@@ -93,7 +93,54 @@ pub struct AccessPoint {
     pub tags: Vec<Tag>,
 }
 
+/// `RootDirectory.CreationInfo`, parsed: how to create a missing root
+/// directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreationInfo {
+    /// Owner of the created directories.
+    pub owner_uid: u32,
+    /// Group of the created directories.
+    pub owner_gid: u32,
+    /// Their mode (the octal `Permissions` string, parsed).
+    pub permissions: u32,
+}
+
+/// A JSON member as a `u32`.
+fn id(v: &Value, k: &str) -> Option<u32> {
+    v.get(k)
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
+}
+
 impl AccessPoint {
+    /// `PosixUser`'s `(Uid, Gid)`, which tasks act as on the file system.
+    pub fn posix_ids(&self) -> Option<(u32, u32)> {
+        let p = self.posix_user.as_ref()?;
+        Some((id(p, "Uid")?, id(p, "Gid")?))
+    }
+
+    /// `RootDirectory.Path` (CreateAccessPoint defaults it to `/`).
+    pub fn root_path(&self) -> &str {
+        self.root_directory
+            .get("Path")
+            .and_then(Value::as_str)
+            .unwrap_or("/")
+    }
+
+    /// `RootDirectory.CreationInfo`, if given (CreateAccessPoint checked
+    /// its members; one that does not parse counts as absent).
+    pub fn creation_info(&self) -> Option<CreationInfo> {
+        let ci = self.root_directory.get("CreationInfo")?;
+        Some(CreationInfo {
+            owner_uid: id(ci, "OwnerUid")?,
+            owner_gid: id(ci, "OwnerGid")?,
+            permissions: ci
+                .get("Permissions")
+                .and_then(Value::as_str)
+                .and_then(|p| u32::from_str_radix(p, 8).ok())?,
+        })
+    }
+
     /// The `AccessPointDescription` shape.
     pub fn describe(&self) -> Value {
         let mut v = json!({

@@ -2,10 +2,14 @@
 //!
 //! Each subcommand lives in its own module under `cli/`; they parse
 //! arguments, call into a library crate, and turn errors into one-line
-//! messages. No domain logic lives here.
+//! messages. [`compose`] is the composition root of `ferry server` and
+//! [`datadir`] its bootstrap. No domain logic lives here.
+
+#![forbid(unsafe_code)]
 
 mod cli;
-mod wiring;
+mod compose;
+mod datadir;
 
 use clap::Parser;
 

@@ -22,6 +22,8 @@
 //! - [`loopdev`]: loop devices (LOOP_CONFIGURE, direct I/O, autoclear).
 //! - [`mount`]: mount/unmount orchestration (server, loop, mkfs, ext4).
 //! - [`shred`]: crypto-shred (overwrite header and keyslots, delete).
+//! - [`token`]: token 0 (`ferry-kms`), typed.
+//! - [`mountinfo`]: the one reader of /proc/self/mountinfo.
 //! - `sys`: the only place with `unsafe` for kernel calls (prctl, mlock, ioctls, mount).
 //! - `vaes`: AES-256-XTS with VAES/AVX2 intrinsics (the only other `unsafe`:
 //!   vector loads/stores and calls of CPU-feature-gated functions).
@@ -32,9 +34,11 @@ pub mod key;
 pub mod loopdev;
 pub mod luks;
 pub mod mount;
+pub mod mountinfo;
 pub mod server;
 pub mod shred;
 pub mod size;
+pub mod token;
 mod sys;
 #[cfg(target_arch = "x86_64")]
 mod vaes;
@@ -48,6 +52,7 @@ pub use mount::{
 pub use server::{ServeArgs, ServeError, serve};
 pub use shred::{ShredError, shred};
 pub use size::{SizeError, parse_size};
+pub use token::{KmsToken, TokenError};
 
 /// Creates a sparse plain (unencrypted) image of `size` bytes, for platform
 /// version 1.3.0 and the benchmark baseline; ext4 is made on first mount.

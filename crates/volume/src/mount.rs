@@ -14,6 +14,7 @@ use crate::cipher::SECTOR;
 use crate::fusefs::FILE_NAME;
 use crate::key::Passphrase;
 use crate::loopdev::{self, LoopDevice, LoopError};
+use crate::mountinfo;
 use crate::server::fuse_dir;
 use crate::sys;
 
@@ -335,7 +336,7 @@ fn new_runtime_dir(root: &Path) -> std::io::Result<PathBuf> {
 
 fn remove_runtime_dir(dir: &Path) -> std::io::Result<()> {
     let fuse = fuse_dir(dir);
-    if is_mount_point(&fuse) {
+    if mountinfo::is_mount_point(&fuse) {
         let _ = sys::umount(&fuse, true);
     }
     std::fs::remove_dir_all(dir)
@@ -348,7 +349,7 @@ pub fn unmount(target: &Path) -> Result<(), UnmountError> {
         .canonicalize()
         .map_err(|_| UnmountError::NotMounted(target.display().to_string()))?;
     let shown = target.display().to_string();
-    let source = mount_source(&target).ok_or_else(|| UnmountError::NotMounted(shown.clone()))?;
+    let source = mountinfo::source_of(&target).ok_or_else(|| UnmountError::NotMounted(shown.clone()))?;
     let loop_name = source
         .strip_prefix("/dev/")
         .filter(|n| n.starts_with("loop"))
@@ -388,7 +389,7 @@ fn teardown(
     let pid: Option<u32> = std::fs::read_to_string(runtime_dir.join("pid"))
         .ok()
         .and_then(|s| s.trim().parse().ok());
-    if is_mount_point(target) {
+    if mountinfo::is_mount_point(target) {
         sys::umount(target, false).map_err(|source| UnmountError::Umount {
             path: target.display().to_string(),
             source,
@@ -456,62 +457,10 @@ fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Mount entries of this process: (mount point, source), octal escapes decoded.
-fn mounts() -> Vec<(PathBuf, String)> {
-    let Ok(s) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return Vec::new();
-    };
-    s.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            let mp = f.get(4)?;
-            let sep = f.iter().position(|x| *x == "-")?;
-            let src = f.get(sep + 2)?;
-            Some((PathBuf::from(unescape(mp)), unescape(src)))
-        })
-        .collect()
-}
-
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn mount_source(target: &Path) -> Option<String> {
-    mounts()
-        .into_iter()
-        .rev()
-        .find(|(mp, _)| mp == target)
-        .map(|(_, src)| src)
-}
-
-fn is_mount_point(p: &Path) -> bool {
-    mounts().iter().any(|(mp, _)| mp == p)
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unescapes_mountinfo() {
-        assert_eq!(unescape("/a\\040b"), "/a b");
-        assert_eq!(unescape("/plain"), "/plain");
-        assert_eq!(unescape("/x\\"), "/x\\");
-    }
 
     #[test]
     fn strips_runtime_suffix() {

@@ -41,7 +41,7 @@ impl Opts {
             .to_owned();
         let path = arg(&args, "--credentials").ok_or("--credentials is required")?;
         let (access_key_id, secret) =
-            ferry_api::datadir::read_credentials(std::path::Path::new(&path))
+            ferry_api::credentials::read_credentials(std::path::Path::new(&path))
                 .map_err(|e| e.to_string())?;
         let mut o = Self {
             host,

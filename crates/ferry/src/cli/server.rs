@@ -1,23 +1,18 @@
 //! `ferry server`: opens (or initializes) the data directory, builds the
-//! services, and serves them on one listener until SIGTERM/SIGINT.
-//!
-//! Adding a service: build it from the shared parts in [`Shared`] and
-//! register it in [`services`]; it receives the store, the KMS and the
-//! account/region by `Arc`.
+//! services ([`crate::compose`]), and serves them on one listener until
+//! SIGTERM/SIGINT; then drains the tasks and releases the EFS mounts.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use ferry_api::{DataDir, Router, StaticKeys};
+use ferry_api::{Router, StaticKeys};
 use ferry_kms::{Kms, RootKey};
 use ferry_proto::Caller;
-use ferry_store::Store;
 
-use crate::wiring;
-use crate::wiring::efs::EfsVolumes;
-use crate::wiring::runtime::HostRuntime;
+use crate::compose::{self, Shared};
+use crate::datadir::DataDir;
 
 /// How long a shutdown waits for running tasks to stop and be shredded
 /// (each container gets its `stopTimeout`, 30 s by default, after SIGTERM).
@@ -57,135 +52,6 @@ pub struct Args {
     require_encrypted_storage: bool,
 }
 
-/// What every service may share. Cheap to clone.
-#[derive(Clone)]
-pub struct Shared {
-    /// The state store.
-    pub store: Arc<Store>,
-    /// The key management service (also callable in-process).
-    pub kms: Arc<Kms>,
-    /// The account id.
-    pub account_id: String,
-    /// The region.
-    pub region: String,
-    /// The data directory.
-    pub data_dir: PathBuf,
-    /// Whether platform version 1.3.0 (unencrypted storage) is forbidden.
-    pub require_encrypted_storage: bool,
-}
-
-/// Registers every service on the router.
-fn services(
-    router: Router,
-    shared: &Shared,
-) -> anyhow::Result<(Router, Arc<HostRuntime>, Arc<EfsVolumes>)> {
-    let logs = logs_service(shared)?;
-    let efs = efs_volumes(shared)?;
-    let host = task_runtime(shared, logs.clone(), efs.clone())?;
-    for p in efs.recover() {
-        eprintln!("ferry: warning: releasing a previous server's EFS mount: {p}");
-    }
-    let runtime: Arc<dyn ferry_control::runtime::TaskRuntime> = host.clone();
-    let router = router.json_service("kms", shared.kms.clone());
-    let router = router.json_service("logs", logs);
-    let router = router.json_service("ecs", ecs_service(shared, runtime)?);
-    let router = router.rest_service(
-        "elasticfilesystem",
-        Arc::new(ferry_efs::EfsService::new(
-            shared.store.clone(),
-            efs.clone(),
-            shared.account_id.clone(),
-            shared.region.clone(),
-        )),
-    );
-    Ok((router, host, efs))
-}
-
-/// EFS-style persistent file systems under `DATA/efs`.
-fn efs_volumes(shared: &Shared) -> anyhow::Result<Arc<EfsVolumes>> {
-    let exe = std::env::current_exe().context("locating the ferry binary")?;
-    let v = EfsVolumes::new(
-        shared.kms.clone(),
-        shared.store.clone(),
-        &shared.account_id,
-        &shared.region,
-        &shared.data_dir,
-        exe,
-        shared.require_encrypted_storage,
-    )
-    .context("creating the EFS directory")?;
-    Ok(Arc::new(v))
-}
-
-/// CloudWatch Logs, sealed at rest under a KMS data key.
-fn logs_service(shared: &Shared) -> anyhow::Result<Arc<ferry_logs::LogsService>> {
-    let key = wiring::logs::logs_key(
-        &shared.kms,
-        &shared.store,
-        &shared.account_id,
-        &shared.region,
-    )?;
-    Ok(Arc::new(ferry_logs::LogsService::new(
-        shared.store.clone(),
-        Arc::new(ferry_logs::AesGcmSealer::new(key)),
-        shared.account_id.clone(),
-        shared.region.clone(),
-    )))
-}
-
-/// The agent with per-task encrypted volumes. Releases whatever a previous
-/// server left behind.
-fn task_runtime(
-    shared: &Shared,
-    logs: Arc<ferry_logs::LogsService>,
-    efs: Arc<EfsVolumes>,
-) -> anyhow::Result<Arc<HostRuntime>> {
-    let sink = Arc::new(wiring::logs::LogsSink(logs));
-    let agent = ferry_agent::Agent::new(
-        ferry_agent::AgentConfig::new(&shared.data_dir, sink).context("agent configuration")?,
-    )
-    .context("starting the agent")?;
-    let tasks_dir = wiring::runtime::tasks_dir(&shared.data_dir);
-    std::fs::create_dir_all(&tasks_dir)
-        .with_context(|| format!("creating {}", tasks_dir.display()))?;
-    let exe = std::env::current_exe().context("locating the ferry binary")?;
-    let keys = Arc::new(wiring::keys::KmsKeyProvider::new(shared.kms.clone()));
-    let storage = Arc::new(wiring::storage::VolumeStorage::new(
-        keys,
-        tasks_dir.clone(),
-        exe,
-        efs,
-    ));
-    let (runtime, problems) = HostRuntime::new(agent, storage, &tasks_dir);
-    for p in problems {
-        eprintln!("ferry: warning: releasing a previous server's task: {p}");
-    }
-    Ok(Arc::new(runtime))
-}
-
-/// The name the KMS gives the platform-managed key for Fargate ephemeral
-/// storage (used when a cluster has no customer-managed key).
-const PLATFORM_STORAGE_KEY: &str = ferry_kms::PLATFORM_KEY_ALIAS;
-
-/// The ECS control plane; tasks go to `runtime`.
-fn ecs_service(
-    shared: &Shared,
-    runtime: Arc<dyn ferry_control::runtime::TaskRuntime>,
-) -> anyhow::Result<Arc<ferry_control::EcsService>> {
-    use ferry_control::keys::KmsStorageKeys;
-    let keys = KmsStorageKeys::new(
-        shared.kms.clone(),
-        &shared.account_id,
-        &shared.region,
-        PLATFORM_STORAGE_KEY,
-    );
-    let mut cfg = ferry_control::EcsConfig::new(&shared.region, &shared.account_id);
-    cfg.allow_unencrypted_storage = !shared.require_encrypted_storage;
-    let ecs = ferry_control::EcsService::new(cfg, shared.store.clone(), runtime, Arc::new(keys))
-        .context("starting the ECS control plane")?;
-    Ok(Arc::new(ecs))
-}
-
 /// Runs `ferry server`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     init_logging();
@@ -221,7 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         dd.admin_secret.clone(),
         Caller::admin(&dd.account_id),
     );
-    let (router, runtime, efs) = services(Router::new(Arc::new(keys), &args.region), &shared)?;
+    let (router, host) = compose::services(Router::new(Arc::new(keys), &args.region), &shared)?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -233,7 +99,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr().context("local address")?;
         if !protection.memory_locked {
-            eprintln!("ferry: warning: memory is not locked (RLIMIT_MEMLOCK is limited); keys may reach swap");
+            tracing::warn!("memory is not locked (RLIMIT_MEMLOCK is limited); keys may reach swap");
         }
         println!(
             "ferry: listening on {addr} (account {}, region {}, data dir {})",
@@ -242,16 +108,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             shared.data_dir.display()
         );
         ferry_api::serve(listener, router, shutdown_signal()).await.context("serving")?;
+        let runtime = host.runtime.clone();
         let left = tokio::task::spawn_blocking(move || runtime.drain(DRAIN_TIMEOUT))
             .await
             .unwrap_or(usize::MAX);
         if left > 0 {
-            eprintln!("ferry: warning: {left} tasks were still stopping at exit; the next start releases them");
+            tracing::warn!("{left} tasks were still stopping at exit; the next start releases them");
         }
-        for e in efs.shutdown() {
-            eprintln!("ferry: warning: {e}");
+        for e in host.efs.shutdown() {
+            tracing::warn!("{e}");
         }
-        eprintln!("ferry: stopped");
+        tracing::info!("stopped");
         anyhow::Ok(())
     })
 }

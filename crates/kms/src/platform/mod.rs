@@ -17,6 +17,7 @@
 
 pub mod context;
 mod key;
+mod logs_key;
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ use zeroize::Zeroizing;
 
 pub use context::EncryptionContext;
 pub use key::{ensure_platform_key, platform_policy};
+pub use logs_key::LogsKeyError;
 
 use crate::error::KmsError;
 use crate::model::Constraints;

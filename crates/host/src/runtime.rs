@@ -1,6 +1,6 @@
 //! The control plane's `TaskRuntime` over the agent and task volumes.
 //!
-//! `start` hands the plan to the agent with [`VolumeStorage`] as the task's
+//! `start` hands the plan to the agent with [`TaskVolumes`] as the task's
 //! storage: the agent resolves images, then attaches the volume (KMS data
 //! key, LUKS2 format, mount), runs the containers, and after everything else
 //! is released detaches it (unmount, crypto-shred, retire the grant) before
@@ -11,20 +11,17 @@
 //! shutdown stops every task first ([`HostRuntime::drain`]: stop code
 //! `TerminationNotice`, volumes crypto-shredded) rather than leave volumes
 //! unlocked with no control plane; after a crash, the next start releases
-//! whatever the previous server left (containers, network, mounts, volumes)
-//! and `reattach` reports those tasks as gone, so the control plane marks
-//! them STOPPED.
+//! whatever the previous server left ([`crate::recovery`]) and `reattach`
+//! reports those tasks as gone, so the control plane marks them STOPPED.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use ferry_proto::plan::{TaskEvent, TaskPlan};
 use ferry_agent::{Agent, TaskHandle};
 use ferry_control::runtime::{EventSink, Reattach, TaskRuntime};
+use ferry_proto::plan::{TaskEvent, TaskPlan};
 
-use super::is_mount_point;
-use super::storage::VolumeStorage;
+use crate::task_volumes::TaskVolumes;
 
 /// Why a task that was running when the server stopped is gone.
 const RESTART_REASON: &str =
@@ -33,33 +30,19 @@ const RESTART_REASON: &str =
 /// Runs tasks on this host.
 pub struct HostRuntime {
     agent: Agent,
-    storage: Arc<VolumeStorage>,
+    storage: Arc<TaskVolumes>,
     running: Arc<Mutex<HashMap<String, Arc<TaskHandle>>>>,
 }
 
 impl HostRuntime {
-    /// A runtime over `agent` and `storage`. Releases what a previous server
-    /// left behind under `tasks_dir`; returns what could not be released.
-    pub fn new(agent: Agent, storage: Arc<VolumeStorage>, tasks_dir: &Path) -> (Self, Vec<String>) {
-        let mut problems = Vec::new();
-        for id in agent.orphaned_tasks() {
-            if let Err(e) = agent.cleanup_orphan(&id) {
-                problems.extend(e);
-            }
-        }
-        if let Ok(entries) = std::fs::read_dir(tasks_dir) {
-            for e in entries.flatten() {
-                if let Err(e) = release_leftover_volume(&e.path()) {
-                    problems.push(e);
-                }
-            }
-        }
-        let rt = Self {
+    /// A runtime over `agent` and `storage`; release what a previous server
+    /// left first ([`crate::recovery::release_leftovers`]).
+    pub fn new(agent: Agent, storage: Arc<TaskVolumes>) -> Self {
+        Self {
             agent,
             storage,
             running: Arc::new(Mutex::new(HashMap::new())),
-        };
-        (rt, problems)
+        }
     }
 }
 
@@ -84,44 +67,6 @@ impl HostRuntime {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
-}
-
-/// Unmounts and destroys a volume a previous server left in `dir`.
-fn release_leftover_volume(dir: &Path) -> Result<(), String> {
-    let root = dir.join("root");
-    // EFS volumes are bind mounts under the task's volume: those first.
-    for m in mounts_under(&root) {
-        let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
-    }
-    // Never delete through a mount that is still there: it may be a
-    // persistent file system.
-    if let Some(m) = mounts_under(&root).first() {
-        return Err(format!("{} is still mounted", m.display()));
-    }
-    if is_mount_point(&root) {
-        ferry_volume::unmount(&root).map_err(|e| format!("unmounting {}: {e}", root.display()))?;
-    }
-    let luks = dir.join("volume.luks");
-    if luks.exists() {
-        ferry_volume::shred(&luks).map_err(|e| format!("shredding {}: {e}", luks.display()))?;
-    }
-    let _ = std::fs::remove_file(dir.join("volume.img"));
-    std::fs::remove_dir_all(dir).map_err(|e| format!("removing {}: {e}", dir.display()))
-}
-
-/// Mount points strictly below `p`, deepest first.
-fn mounts_under(p: &Path) -> Vec<PathBuf> {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return Vec::new();
-    };
-    let mut v: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(PathBuf::from)
-        .filter(|m| m != p && m.starts_with(p))
-        .collect();
-    v.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
-    v
 }
 
 impl TaskRuntime for HostRuntime {
@@ -183,9 +128,4 @@ fn log_outcome(arn: &str, o: &ferry_agent::TaskOutcome) {
         cleanup_ms = ms(t.cleanup),
         "task ended"
     );
-}
-
-/// `DATA/tasks`: where task volumes live.
-pub fn tasks_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("tasks")
 }

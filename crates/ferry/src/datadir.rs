@@ -1,4 +1,5 @@
-//! The server's data directory (`--data-dir`).
+//! The server's data directory (`--data-dir`): the composition root's
+//! bootstrap.
 //!
 //! First start: creates the directory (mode 0700), the state store
 //! (`state.redb`), a random 12-digit account id and the administrator's
@@ -7,12 +8,14 @@
 //! (account id, administrator key id) is a record in the store; the secret
 //! lives only in the credentials file, which is what clients are given.
 
-use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, DirBuilder};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use ferry_api::credentials::{
+    CredentialsError, new_access_key_id, new_secret, read_credentials, write_credentials,
+};
 use ferry_store::{Store, StoreError};
 use rand::Rng;
 use zeroize::Zeroizing;
@@ -36,6 +39,9 @@ pub enum DataDirError {
     /// The credentials file does not hold the administrator key.
     #[error("{0}")]
     Credentials(String),
+    /// The credentials file could not be read or written.
+    #[error(transparent)]
+    CredentialsFile(#[from] CredentialsError),
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> DataDirError + 'a {
@@ -142,72 +148,6 @@ fn new_account_id() -> String {
         s.push(char::from(b'0' + r.random_range(0..10u8)));
     }
     s
-}
-
-fn new_access_key_id() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut r = rand::rng();
-    let mut s = String::from("AKIA");
-    for _ in 0..16 {
-        s.push(char::from(ALPHABET[r.random_range(0..ALPHABET.len())]));
-    }
-    s
-}
-
-fn new_secret() -> Zeroizing<String> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    // ThreadRng is a CSPRNG seeded from the OS.
-    let mut r = rand::rng();
-    let mut s = Zeroizing::new(String::with_capacity(40));
-    for _ in 0..40 {
-        s.push(char::from(ALPHABET[r.random_range(0..ALPHABET.len())]));
-    }
-    s
-}
-
-fn write_credentials(path: &Path, key_id: &str, secret: &str) -> Result<(), DataDirError> {
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io("creating", &tmp))?;
-    let text = Zeroizing::new(format!(
-        "[default]\naws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n"
-    ));
-    f.write_all(text.as_bytes()).map_err(io("writing", &tmp))?;
-    f.sync_all().map_err(io("syncing", &tmp))?;
-    fs::rename(&tmp, path).map_err(io("renaming", path))?;
-    Ok(())
-}
-
-/// Reads the `default` profile's key id and secret from a shared-credentials
-/// file.
-pub fn read_credentials(path: &Path) -> Result<(String, Zeroizing<String>), DataDirError> {
-    let text = Zeroizing::new(fs::read_to_string(path).map_err(io("reading", path))?);
-    let (mut key_id, mut secret) = (None, None);
-    let mut in_default = false;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            in_default = line == "[default]";
-        } else if in_default && let Some((k, v)) = line.split_once('=') {
-            match k.trim() {
-                "aws_access_key_id" => key_id = Some(v.trim().to_owned()),
-                "aws_secret_access_key" => secret = Some(Zeroizing::new(v.trim().to_owned())),
-                _ => {}
-            }
-        }
-    }
-    match (key_id, secret) {
-        (Some(k), Some(s)) => Ok((k, s)),
-        _ => Err(DataDirError::Credentials(format!(
-            "{} has no [default] aws_access_key_id and aws_secret_access_key",
-            path.display()
-        ))),
-    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The only `unsafe` of the EFS wiring: the new mount API calls that make an
+//! The only `unsafe` of ferry-host: the new mount API calls that make an
 //! idmapped bind mount (open_tree, mount_setattr, move_mount). libc has the
 //! syscall numbers but no wrappers.
 

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::sys;
+use crate::sys;
 
 /// A user namespace mapping container root to `uid`/`gid`.
 fn userns(uid: u32, gid: u32) -> Result<OwnedFd, String> {

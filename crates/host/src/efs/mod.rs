@@ -20,40 +20,35 @@
 //! `PosixUser` get an idmapped bind ([`idmap`]).
 
 mod idmap;
-mod sys;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
-use ferry_proto::plan::{TaskPlan, VolumeKind};
-use ferry_efs::model::{AP_TABLE, AccessPoint, FS_TABLE, FileSystem};
+use ferry_efs::model::{AP_TABLE, AccessPoint, CreationInfo, FS_TABLE, FileSystem};
 use ferry_efs::{Backend, CreatedVolume};
-use ferry_kms::{FARGATE_PRINCIPAL, Kms, PLATFORM_KEY_ALIAS};
-use ferry_proto::{AwsError, Caller, RequestContext};
+use ferry_kms::platform::{PLATFORM_KEY_ALIAS, WrappedKey, context};
+use ferry_proto::plan::{TaskPlan, VolumeKind};
+use ferry_proto::{AwsError, RequestContext, TaskFailure};
 use ferry_store::Store;
-use ferry_volume::{FormatOptions, MountHandle, MountOptions, Passphrase, ServerCommand};
+use ferry_volume::mountinfo::is_mount_point;
+use ferry_volume::{KmsToken, Passphrase};
 
-use super::is_mount_point;
-use serde_json::{Value, json};
+use crate::engine::{Mounted, VolumeEngine};
+use crate::keys::VolumeKeys;
 
 /// Size of every file system's volume: EFS is elastic, the file is sparse
 /// (only what is written costs disk), and the volume engine caps at 200 GiB.
 pub const FS_SIZE: u64 = 100 << 30;
-
-/// Data-key length: the 512-bit LUKS2 passphrase, as for task volumes.
-const DATA_KEY_BYTES: usize = 64;
 
 const ENCRYPTED_IMAGE: &str = "volume.luks";
 const PLAIN_IMAGE: &str = "volume.img";
 const MOUNT_DIR: &str = "mnt";
 
 /// A file system mounted on the host, and the tasks using it.
-struct Mounted {
-    handle: MountHandle,
+struct HostMount {
+    handle: Box<dyn Mounted>,
     users: HashSet<String>,
 }
 
@@ -65,19 +60,16 @@ struct TaskBind {
 
 #[derive(Default)]
 struct State {
-    mounted: HashMap<String, Mounted>,
+    mounted: HashMap<String, HostMount>,
     tasks: HashMap<String, Vec<TaskBind>>,
 }
 
 /// The file systems under `DATA/efs`.
 pub struct EfsVolumes {
-    kms: Arc<Kms>,
+    keys: Arc<dyn VolumeKeys>,
+    engine: Arc<dyn VolumeEngine>,
     store: Arc<Store>,
-    account: String,
-    region: String,
     root: PathBuf,
-    server: ServerCommand,
-    runtime_root: PathBuf,
     /// `ferry server --require-encrypted-storage`: refuse `Encrypted=false`.
     require_encrypted: bool,
     /// Mounting, unmounting, shredding and the in-use check all hold this,
@@ -85,31 +77,22 @@ pub struct EfsVolumes {
     state: Mutex<State>,
 }
 
-fn says(op: &str, e: AwsError) -> String {
-    format!("KMS {op} failed: {}: {}", e.code, e.message)
-}
-
 impl EfsVolumes {
-    /// File systems under `data_dir/efs`, served by `exe volume serve`.
+    /// File systems under `data_dir/efs`.
     pub fn new(
-        kms: Arc<Kms>,
+        keys: Arc<dyn VolumeKeys>,
+        engine: Arc<dyn VolumeEngine>,
         store: Arc<Store>,
-        account: &str,
-        region: &str,
         data_dir: &Path,
-        exe: PathBuf,
         require_encrypted: bool,
     ) -> std::io::Result<Self> {
         let root = data_dir.join("efs");
         std::fs::create_dir_all(&root)?;
         Ok(Self {
-            kms,
+            keys,
+            engine,
             store,
-            account: account.to_owned(),
-            region: region.to_owned(),
             root,
-            server: ServerCommand::ferry(exe),
-            runtime_root: PathBuf::from(ferry_volume::RUNTIME_ROOT),
             require_encrypted,
             state: Mutex::new(State::default()),
         })
@@ -123,49 +106,9 @@ impl EfsVolumes {
         self.root.join(fs_id)
     }
 
-    /// The platform acts on file-system keys as the ECS service principal,
-    /// as it does for task volumes, so the platform key's policy and a
-    /// CMK's policy for Fargate apply unchanged.
-    fn service_ctx(&self) -> RequestContext {
-        RequestContext::internal(
-            Caller::service(self.account.clone(), FARGATE_PRINCIPAL),
-            self.region.clone(),
-        )
-    }
-
-    /// The encryption context of a file system's data key.
-    pub fn encryption_context(&self, fs_id: &str) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            ("aws:ecs:clusterAccount".to_owned(), self.account.clone()),
-            (
-                "aws:elasticfilesystem:filesystem:id".to_owned(),
-                fs_id.to_owned(),
-            ),
-        ])
-    }
-
-    /// Unwraps a data key: a Decrypt-only grant for exactly this context,
-    /// Decrypt, then the grant is retired at once (the volume server holds
-    /// the volume key from here on).
-    fn unwrap_key(
-        &self,
-        key_arn: &str,
-        blob: &[u8],
-        ec: &BTreeMap<String, String>,
-    ) -> Result<Passphrase, String> {
-        let ctx = self.service_ctx();
-        let grant = self
-            .kms
-            .create_grant(&ctx, key_arn, FARGATE_PRINCIPAL, &["Decrypt"], ec)
-            .map_err(|e| says("CreateGrant", e))?;
-        let plain = self.kms.decrypt(&ctx, blob, ec);
-        let retired = self.kms.retire_grant(&ctx, &grant.grant_token);
-        let plain = plain.map_err(|e| says("Decrypt", e))?;
-        retired.map_err(|e| says("RetireGrant", e))?;
-        if plain.len() != DATA_KEY_BYTES {
-            return Err("KMS Decrypt returned a data key of the wrong length".into());
-        }
-        Passphrase::new(plain.to_vec()).map_err(|e| format!("data key: {e}"))
+    /// The passphrase in a data key the KMS unwrapped.
+    fn passphrase(mut plain: zeroize::Zeroizing<Vec<u8>>) -> Result<Passphrase, String> {
+        Passphrase::new(std::mem::take(&mut *plain)).map_err(|e| format!("data key: {e}"))
     }
 
     fn create_volume(
@@ -184,48 +127,47 @@ impl EfsVolumes {
             ));
         }
         if !encrypted {
-            ferry_volume::format_plain(&dir.join(PLAIN_IMAGE), FS_SIZE)
+            self.engine
+                .format_plain(&dir.join(PLAIN_IMAGE), FS_SIZE)
                 .map_err(|e| internal(format!("creating the volume: {e}")))?;
             return Ok(CreatedVolume { kms_key_arn: None });
         }
         // A customer key must be one the caller may see; the platform then
         // uses it as the service principal (its policy must allow that).
         let key = match kms_key_id {
-            Some(k) => self.kms.key_arn(ctx, k)?,
+            Some(k) => self.keys.key_arn_for(ctx, k)?,
             None => PLATFORM_KEY_ALIAS.to_owned(),
         };
-        let ec = self.encryption_context(fs_id);
-        let wrapped = self.kms.generate_data_key_without_plaintext(
-            &self.service_ctx(),
-            &key,
-            &ec,
-            DATA_KEY_BYTES,
-        )?;
+        let ec = context::file_system(self.keys.account(), fs_id);
+        // The KMS's own refusal (disabled key, denied) is the API's answer.
+        let wrapped = self
+            .keys
+            .new_wrapped_key(&key, ec)
+            .map_err(|e| match e.kms_error() {
+                Some(kms) => kms.clone(),
+                None => internal(e.to_string()),
+            })?;
         let passphrase = self
-            .unwrap_key(&wrapped.key_arn, &wrapped.ciphertext_blob, &ec)
+            .keys
+            .unwrap_volume_key(&wrapped)
+            .map_err(|e| e.to_string())
+            .and_then(Self::passphrase)
             .map_err(|m| AwsError::client("BadRequest", m))?;
-        // docs/volume-format.md, "Token 0".
-        let token = json!({
-            "keyArn": wrapped.key_arn,
-            "wrappedDataKey": B64.encode(&wrapped.ciphertext_blob),
-            "encryptionContext": ec,
-        });
-        ferry_volume::format(
-            &dir.join(ENCRYPTED_IMAGE),
-            &FormatOptions {
-                size: FS_SIZE,
-                passphrase: &passphrase,
-                token: Some(&token),
-            },
-        )
-        .map_err(|e| internal(format!("creating the encrypted volume: {e}")))?;
+        let token = KmsToken {
+            key_arn: wrapped.key_arn,
+            wrapped_data_key: wrapped.ciphertext_blob,
+            encryption_context: wrapped.encryption_context,
+        };
+        self.engine
+            .format(&dir.join(ENCRYPTED_IMAGE), FS_SIZE, &passphrase, &token)
+            .map_err(|e| internal(format!("creating the encrypted volume: {e}")))?;
         Ok(CreatedVolume {
-            kms_key_arn: Some(wrapped.key_arn),
+            kms_key_arn: Some(token.key_arn),
         })
     }
 
     /// Mounts `fs_id` on the host (unwrapping its key) if it is not yet.
-    fn mount_fs<'a>(&self, st: &'a mut State, fs_id: &str) -> Result<&'a mut Mounted, String> {
+    fn mount_fs<'a>(&self, st: &'a mut State, fs_id: &str) -> Result<&'a mut HostMount, String> {
         if !st.mounted.contains_key(fs_id) {
             let dir = self.fs_dir(fs_id);
             let target = dir.join(MOUNT_DIR);
@@ -249,17 +191,13 @@ impl EfsVolumes {
                     "EFS file system {fs_id} has no volume on this host (it was deleted)"
                 ));
             };
-            let handle = ferry_volume::mount(&MountOptions {
-                image: &image,
-                target: &target,
-                passphrase: passphrase.as_ref(),
-                server: &self.server,
-                runtime_root: &self.runtime_root,
-            })
-            .map_err(|e| format!("mounting EFS file system {fs_id}: {e}"))?;
+            let handle = self
+                .engine
+                .mount(&image, &target, passphrase.as_ref())
+                .map_err(|e| format!("mounting EFS file system {fs_id}: {e}"))?;
             st.mounted.insert(
                 fs_id.to_owned(),
-                Mounted {
+                HostMount {
                     handle,
                     users: HashSet::new(),
                 },
@@ -272,28 +210,25 @@ impl EfsVolumes {
 
     /// The passphrase of an encrypted file system, from its token via the KMS.
     fn volume_passphrase(&self, fs_id: &str, image: &Path) -> Result<Passphrase, String> {
-        let token = ferry_volume::read_token(image)
-            .map_err(|e| format!("reading the token of {fs_id}: {e}"))?
-            .ok_or_else(|| format!("EFS file system {fs_id} has no ferry-kms token"))?;
-        let key_arn = token
-            .get("keyArn")
-            .and_then(Value::as_str)
-            .ok_or_else(|| format!("the token of {fs_id} lacks keyArn"))?;
-        let blob = token
-            .get("wrappedDataKey")
-            .and_then(Value::as_str)
-            .and_then(|b| B64.decode(b).ok())
-            .ok_or_else(|| format!("the token of {fs_id} lacks a valid wrappedDataKey"))?;
-        let ec: BTreeMap<String, String> = token
-            .get("encryptionContext")
-            .cloned()
-            .and_then(|v| serde_json::from_value(v).ok())
-            .ok_or_else(|| format!("the token of {fs_id} lacks encryptionContext"))?;
-        self.unwrap_key(key_arn, &blob, &ec).map_err(|e| {
-            format!(
-                "EFS file system {fs_id}: cannot unwrap its data key with KMS key {key_arn}: {e}"
-            )
-        })
+        let token = self
+            .engine
+            .read_token(image)
+            .map_err(|e| format!("reading the token of {fs_id}: {e}"))?;
+        let key_arn = token.key_arn.clone();
+        let wrapped = WrappedKey {
+            key_arn: token.key_arn,
+            ciphertext_blob: token.wrapped_data_key,
+            encryption_context: token.encryption_context,
+        };
+        self.keys
+            .unwrap_volume_key(&wrapped)
+            .map_err(|e| e.to_string())
+            .and_then(Self::passphrase)
+            .map_err(|e| {
+                format!(
+                    "EFS file system {fs_id}: cannot unwrap its data key with KMS key {key_arn}: {e}"
+                )
+            })
     }
 
     /// Drops `task_id` from `fs_id`'s users; unmounts when it was the last.
@@ -316,7 +251,7 @@ impl EfsVolumes {
     /// Mounts the task's EFS volumes at `task_root/volumes/NAME`. On error
     /// nothing of this task stays mounted; the error is the task's
     /// `stoppedReason`.
-    pub fn attach_task(&self, plan: &TaskPlan, task_root: &Path) -> Result<(), String> {
+    pub fn attach_task(&self, plan: &TaskPlan, task_root: &Path) -> Result<(), TaskFailure> {
         let mut st = self.state();
         let mut binds = Vec::new();
         let mut result = Ok(());
@@ -341,7 +276,7 @@ impl EfsVolumes {
             match r {
                 Ok(b) => binds.push(b),
                 Err(e) => {
-                    result = Err(format!("volume {}: {e}", v.name));
+                    result = Err(TaskFailure::plain(format!("volume {}: {e}", v.name)));
                     break;
                 }
             }
@@ -413,32 +348,17 @@ impl EfsVolumes {
         root_directory: &str,
     ) -> Result<(), String> {
         let (path, creation) = match ap {
-            Some(a) => (
-                a.root_directory
-                    .get("Path")
-                    .and_then(Value::as_str)
-                    .unwrap_or("/")
-                    .to_owned(),
-                a.root_directory.get("CreationInfo").cloned(),
-            ),
-            None => (root_directory.to_owned(), None),
+            Some(a) => (a.root_path(), a.creation_info()),
+            None => (root_directory, None),
         };
-        let src = resolve_dir(mnt, &path, creation.as_ref()).map_err(|e| match ap {
+        let src = resolve_dir(mnt, path, creation).map_err(|e| match ap {
             Some(a) => format!("access point {} root directory {path}: {e}", a.id),
             None => format!("rootDirectory {path} on {}: {e}", fs.id),
         })?;
         let target = task_root.join("volumes").join(name);
         std::fs::create_dir_all(&target)
             .map_err(|e| format!("creating {}: {e}", target.display()))?;
-        let posix = ap.and_then(|a| a.posix_user.as_ref()).and_then(|p| {
-            let id = |k: &str| {
-                p.get(k)
-                    .and_then(Value::as_u64)
-                    .and_then(|n| u32::try_from(n).ok())
-            };
-            Some((id("Uid")?, id("Gid")?))
-        });
-        match posix {
+        match ap.and_then(AccessPoint::posix_ids) {
             Some((uid, gid)) => idmap::bind(&src, &target, uid, gid),
             None => nix::mount::mount(
                 Some(&src),
@@ -469,9 +389,10 @@ impl EfsVolumes {
     }
 
     /// Unbinds the task's EFS volumes; unmounts file systems no task uses.
-    pub fn detach_task(&self, plan: &TaskPlan) -> Result<(), String> {
+    pub fn detach_task(&self, plan: &TaskPlan) -> Result<(), TaskFailure> {
         let mut st = self.state();
         self.unbind_task(&mut st, &plan.task_id)
+            .map_err(TaskFailure::plain)
     }
 
     /// Unmounts every file system still mounted (server shutdown, after the
@@ -503,7 +424,7 @@ impl EfsVolumes {
         for e in entries.flatten() {
             let mnt = e.path().join(MOUNT_DIR);
             if is_mount_point(&mnt)
-                && let Err(err) = ferry_volume::unmount(&mnt)
+                && let Err(err) = self.engine.unmount(&mnt)
             {
                 problems.push(format!("unmounting {}: {err}", mnt.display()));
             }
@@ -515,7 +436,7 @@ impl EfsVolumes {
 /// Walks `path` under `mnt` one component at a time, refusing symlinks (a
 /// task could plant one to escape the file system), creating missing
 /// components with `creation` (OwnerUid, OwnerGid, Permissions) if given.
-fn resolve_dir(mnt: &Path, path: &str, creation: Option<&Value>) -> Result<PathBuf, String> {
+fn resolve_dir(mnt: &Path, path: &str, creation: Option<CreationInfo>) -> Result<PathBuf, String> {
     let mut cur = mnt.to_path_buf();
     for c in Path::new(path).components() {
         let name = match c {
@@ -533,29 +454,19 @@ fn resolve_dir(mnt: &Path, path: &str, creation: Option<&Value>) -> Result<PathB
         let Some(ci) = creation else {
             return Err("does not exist (and no CreationInfo to create it)".into());
         };
-        let num = |k: &str| {
-            ci.get(k)
-                .and_then(Value::as_u64)
-                .and_then(|n| u32::try_from(n).ok())
-        };
-        let (Some(uid), Some(gid)) = (num("OwnerUid"), num("OwnerGid")) else {
-            return Err("CreationInfo lacks OwnerUid/OwnerGid".into());
-        };
-        let mode = ci
-            .get("Permissions")
-            .and_then(Value::as_str)
-            .and_then(|p| u32::from_str_radix(p, 8).ok())
-            .ok_or("CreationInfo lacks valid Permissions")?;
         match std::fs::create_dir(&cur) {
             Ok(()) => {}
             // Another task created it first.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && cur.is_dir() => continue,
             Err(e) => return Err(format!("creating {}: {e}", cur.display())),
         }
-        std::os::unix::fs::chown(&cur, Some(uid), Some(gid))
+        std::os::unix::fs::chown(&cur, Some(ci.owner_uid), Some(ci.owner_gid))
             .map_err(|e| format!("chown {}: {e}", cur.display()))?;
-        std::fs::set_permissions(&cur, std::fs::Permissions::from_mode(mode & 0o7777))
-            .map_err(|e| format!("chmod {}: {e}", cur.display()))?;
+        std::fs::set_permissions(
+            &cur,
+            std::fs::Permissions::from_mode(ci.permissions & 0o7777),
+        )
+        .map_err(|e| format!("chmod {}: {e}", cur.display()))?;
     }
     Ok(cur)
 }
@@ -619,7 +530,7 @@ impl Backend for EfsVolumes {
         let dir = self.fs_dir(fs_id);
         let enc = dir.join(ENCRYPTED_IMAGE);
         if enc.exists() {
-            ferry_volume::shred(&enc).map_err(|e| e.to_string())?;
+            self.engine.shred(&enc).map_err(|e| e.to_string())?;
         }
         let plain = dir.join(PLAIN_IMAGE);
         if plain.exists() {
@@ -642,8 +553,12 @@ mod tests {
     fn resolve_dir_creates_with_creation_info_and_refuses_symlinks() {
         let t = tempfile::tempdir().unwrap();
         let mnt = t.path();
-        let ci = json!({"OwnerUid": 1234, "OwnerGid": 4321, "Permissions": "0750"});
-        let p = resolve_dir(mnt, "/a/b", Some(&ci)).unwrap();
+        let ci = CreationInfo {
+            owner_uid: 1234,
+            owner_gid: 4321,
+            permissions: 0o750,
+        };
+        let p = resolve_dir(mnt, "/a/b", Some(ci)).unwrap();
         assert_eq!(p, mnt.join("a/b"));
         for d in [mnt.join("a"), mnt.join("a/b")] {
             let md = std::fs::metadata(&d).unwrap();
@@ -659,8 +574,8 @@ mod tests {
         assert!(e.contains("does not exist"), "{e}");
         // A symlink planted by a task must not lead out of the file system.
         std::os::unix::fs::symlink("/etc", mnt.join("evil")).unwrap();
-        let e = resolve_dir(mnt, "/evil", Some(&ci)).unwrap_err();
+        let e = resolve_dir(mnt, "/evil", Some(ci)).unwrap_err();
         assert!(e.contains("not a directory"), "{e}");
-        assert!(resolve_dir(mnt, "/a/../etc", Some(&ci)).is_err());
+        assert!(resolve_dir(mnt, "/a/../etc", Some(ci)).is_err());
     }
 }

@@ -1,0 +1,186 @@
+//! The composition root of `ferry server`: builds each library's parts from
+//! the shared ones and connects them. The only code here is the adapters
+//! between one crate's trait and another crate's type; the logic lives in
+//! the crates.
+//!
+//! The key path: `ferry_kms::Kms` -> [`Platform`] (typed, audited calls as
+//! `fargate.amazonaws.com`) -> `ferry_host` (task volumes, EFS) and, through
+//! [`ClusterKeys`], the control plane's CreateCluster checks.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use ferry_agent::logs::{LogEvent as AgentEvent, LogSink};
+use ferry_api::Router;
+use ferry_control::keys::{self, KeyCheckError, KeyFacts, StorageKeys};
+use ferry_control::runtime::TaskRuntime;
+use ferry_host::{EfsVolumes, HostRuntime, Luks2, TaskVolumes, VolumeEngine, VolumeKeys};
+use ferry_kms::Platform;
+use ferry_kms::platform::PlatformError;
+use ferry_logs::{LogEvent, LogsService};
+use ferry_store::Store;
+
+/// What every service may share. Cheap to clone.
+#[derive(Clone)]
+pub struct Shared {
+    /// The state store.
+    pub store: Arc<Store>,
+    /// The key management service (also serves the API).
+    pub kms: Arc<ferry_kms::Kms>,
+    /// The account id.
+    pub account_id: String,
+    /// The region.
+    pub region: String,
+    /// The data directory.
+    pub data_dir: std::path::PathBuf,
+    /// Whether platform version 1.3.0 (unencrypted storage) is forbidden.
+    pub require_encrypted_storage: bool,
+}
+
+/// What the server keeps to shut down in order.
+pub struct Host {
+    /// The task runtime (drained at shutdown).
+    pub runtime: Arc<HostRuntime>,
+    /// The EFS mounts (released after the tasks).
+    pub efs: Arc<EfsVolumes>,
+}
+
+/// Builds every service, releases what a previous server left on this
+/// host, and registers the services on the router.
+pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host)> {
+    let platform = Platform::new(shared.kms.clone());
+    let logs = logs_service(shared, &platform)?;
+    let exe = std::env::current_exe().context("locating the ferry binary")?;
+    let engine: Arc<dyn VolumeEngine> = Arc::new(Luks2::new(exe));
+    let keys: Arc<dyn VolumeKeys> = Arc::new(platform.clone());
+    let efs = Arc::new(
+        EfsVolumes::new(
+            keys.clone(),
+            engine.clone(),
+            shared.store.clone(),
+            &shared.data_dir,
+            shared.require_encrypted_storage,
+        )
+        .context("creating the EFS directory")?,
+    );
+
+    let agent = ferry_agent::Agent::new(
+        ferry_agent::AgentConfig::new(&shared.data_dir, Arc::new(LogsSink(logs.clone())))
+            .context("agent configuration")?,
+    )
+    .context("starting the agent")?;
+    let tasks_dir = ferry_host::tasks_dir(&shared.data_dir);
+    std::fs::create_dir_all(&tasks_dir)
+        .with_context(|| format!("creating {}", tasks_dir.display()))?;
+    for p in ferry_host::recovery::release_leftovers(&agent, &*engine, &tasks_dir, &efs) {
+        tracing::warn!("releasing what a previous server left: {p}");
+    }
+    let volumes = Arc::new(TaskVolumes::new(keys, engine, tasks_dir, efs.clone()));
+    let runtime = Arc::new(HostRuntime::new(agent, volumes));
+
+    let ecs = ecs_service(shared, runtime.clone(), platform)?;
+    let router = router
+        .json_service("kms", shared.kms.clone())
+        .json_service("logs", logs)
+        .json_service("ecs", ecs)
+        .rest_service(
+            "elasticfilesystem",
+            Arc::new(ferry_efs::EfsService::new(
+                shared.store.clone(),
+                efs.clone(),
+                shared.account_id.clone(),
+                shared.region.clone(),
+            )),
+        );
+    Ok((router, Host { runtime, efs }))
+}
+
+/// CloudWatch Logs, sealed at rest under a KMS data key.
+fn logs_service(shared: &Shared, platform: &Platform) -> anyhow::Result<Arc<LogsService>> {
+    let key = platform.logs_key(&shared.store)?;
+    Ok(Arc::new(LogsService::new(
+        shared.store.clone(),
+        Arc::new(ferry_logs::AesGcmSealer::new(key)),
+        shared.account_id.clone(),
+        shared.region.clone(),
+    )))
+}
+
+/// The ECS control plane; tasks go to `runtime`.
+fn ecs_service(
+    shared: &Shared,
+    runtime: Arc<dyn TaskRuntime>,
+    platform: Platform,
+) -> anyhow::Result<Arc<ferry_control::EcsService>> {
+    let mut cfg = ferry_control::EcsConfig::new(&shared.region, &shared.account_id);
+    cfg.allow_unencrypted_storage = !shared.require_encrypted_storage;
+    let ecs = ferry_control::EcsService::new(
+        cfg,
+        shared.store.clone(),
+        runtime,
+        Arc::new(ClusterKeys(platform)),
+    )
+    .context("starting the ECS control plane")?;
+    Ok(Arc::new(ecs))
+}
+
+/// The control plane's key checks over the KMS's platform path.
+struct ClusterKeys(Platform);
+
+impl StorageKeys for ClusterKeys {
+    fn check_cluster_key(&self, key_id: &str) -> Result<String, KeyCheckError> {
+        keys::refuse_alias(key_id)?;
+        let m = self.0.describe(key_id).map_err(|e| match e.kms_error() {
+            Some(k) if k.code == "NotFoundException" => KeyCheckError::NotFound(key_id.into()),
+            Some(k) => KeyCheckError::Kms(format!("{}: {}", k.code, k.message)),
+            None => KeyCheckError::Kms(e.to_string()),
+        })?;
+        keys::check_key(KeyFacts {
+            arn: m.arn,
+            state: m.key_state.into(),
+            spec: m.key_spec.into(),
+            usage: m.key_usage.into(),
+        })
+    }
+
+    fn platform_key_arn(&self) -> Result<String, KeyCheckError> {
+        Ok(self.0.platform_key_arn().to_owned())
+    }
+
+    fn dry_run_for_cluster(&self, key_arn: &str, cluster: &str) -> Result<(), KeyCheckError> {
+        self.0
+            .dry_run_for_cluster(key_arn, cluster)
+            .map_err(|e| match e {
+                PlatformError::Kms { operation, error } => KeyCheckError::Kms(format!(
+                    "{operation} (DryRun) as {}: {}: {}",
+                    ferry_kms::FARGATE_PRINCIPAL,
+                    error.code,
+                    error.message
+                )),
+                other => KeyCheckError::Kms(other.to_string()),
+            })
+    }
+}
+
+/// The agent's log sink: appends to the Logs service.
+struct LogsSink(Arc<LogsService>);
+
+impl LogSink for LogsSink {
+    fn put(&self, group: &str, stream: &str, events: &[AgentEvent]) {
+        let events: Vec<LogEvent> = events
+            .iter()
+            .map(|e| LogEvent {
+                timestamp: e.timestamp_ms,
+                message: e.message.clone(),
+            })
+            .collect();
+        if let Err(e) = self.0.append(group, stream, &events) {
+            // Never the log line itself: it is task data.
+            tracing::warn!(
+                "dropping {} log events for {group}/{stream}: {}",
+                events.len(),
+                e.code
+            );
+        }
+    }
+}

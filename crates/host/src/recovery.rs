@@ -1,0 +1,73 @@
+//! Crash recovery: one entry point that releases what a previous server left
+//! on this host, in the order the resources nest. Tasks are not re-adopted
+//! yet (see [`crate::runtime`]), so everything found is released:
+//!
+//! 1. the agent's orphaned tasks: containers, network namespaces, overlay
+//!    rootfs mounts;
+//! 2. task volumes under `DATA/tasks`: the EFS binds under a task's root
+//!    first, then its volume (unmounted, crypto-shredded, deleted);
+//! 3. EFS file systems still mounted on the host.
+//!
+//! Their KMS grants are not retired here (the grant ids lived in the dead
+//! server's memory); see docs/architecture.md.
+
+use std::path::Path;
+
+use ferry_agent::Agent;
+use ferry_volume::mountinfo::{is_mount_point, mounts_under};
+
+use crate::efs::EfsVolumes;
+use crate::engine::VolumeEngine;
+use crate::task_volumes::{ENCRYPTED_IMAGE, PLAIN_IMAGE, ROOT};
+
+/// Releases everything a previous server left; returns what could not be
+/// released, one line each.
+pub fn release_leftovers(
+    agent: &Agent,
+    engine: &dyn VolumeEngine,
+    tasks_dir: &Path,
+    efs: &EfsVolumes,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for id in agent.orphaned_tasks() {
+        if let Err(e) = agent.cleanup_orphan(&id) {
+            problems.extend(e);
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(tasks_dir) {
+        for e in entries.flatten() {
+            if let Err(e) = release_task_dir(engine, &e.path()) {
+                problems.push(e);
+            }
+        }
+    }
+    problems.extend(efs.recover());
+    problems
+}
+
+/// Unmounts and destroys the volume a previous server left in `dir`.
+pub fn release_task_dir(engine: &dyn VolumeEngine, dir: &Path) -> Result<(), String> {
+    let root = dir.join(ROOT);
+    // EFS volumes are bind mounts under the task's volume: those first.
+    for m in mounts_under(&root) {
+        let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+    }
+    // Never delete through a mount that is still there: it may be a
+    // persistent file system.
+    if let Some(m) = mounts_under(&root).first() {
+        return Err(format!("{} is still mounted", m.display()));
+    }
+    if is_mount_point(&root) {
+        engine
+            .unmount(&root)
+            .map_err(|e| format!("unmounting {}: {e}", root.display()))?;
+    }
+    let luks = dir.join(ENCRYPTED_IMAGE);
+    if luks.exists() {
+        engine
+            .shred(&luks)
+            .map_err(|e| format!("shredding {}: {e}", luks.display()))?;
+    }
+    let _ = std::fs::remove_file(dir.join(PLAIN_IMAGE));
+    std::fs::remove_dir_all(dir).map_err(|e| format!("removing {}: {e}", dir.display()))
+}
