@@ -186,14 +186,17 @@ impl Agent {
                 runc::reap(pid);
             }
         }
-        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        for name in &rec.containers {
-            let m = rec.task_root.join("containers").join(name).join("rootfs");
-            let needle = format!(" {} ", m.display());
-            if mountinfo.contains(&needle)
-                && let Err(e) = mounts::unmount(&m)
-            {
-                errs.push(e.to_string());
+        // The crash may have come before or after any of the overlays was
+        // mounted; unmount is idempotent, so just try each. A record saved
+        // before the storage was attached has an empty task_root (and no
+        // overlays): its relative paths would resolve against this
+        // process's working directory, so skip them.
+        if rec.task_root.is_absolute() {
+            for name in &rec.containers {
+                let m = rec.task_root.join("containers").join(name).join("rootfs");
+                if let Err(e) = mounts::unmount(&m) {
+                    errs.push(e.to_string());
+                }
             }
         }
         if let Some(ns) = &rec.netns {
