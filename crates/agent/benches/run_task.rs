@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use ferry_agent::image::{ImageStore, archive};
 use ferry_agent::logs::NullSink;
 use ferry_agent::net::NetworkConfig;
-use ferry_proto::plan::*;
 use ferry_agent::{Agent, AgentConfig, TaskHandle, TaskOutcome};
+use ferry_proto::plan::*;
 
 fn plan(n: usize) -> TaskPlan {
     let task_id = format!("bench{:08x}{n:04}", std::process::id());

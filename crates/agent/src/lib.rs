@@ -24,6 +24,10 @@
 //! - [`mounts`]: overlay rootfs mounts.
 //! - [`recovery`]: per-task records of host resources, for cleanup after a crash.
 //! - [`logs`]: container log capture and the [`logs::LogSink`] trait.
+
+// Nothing here needs unsafe: system calls go through nix.
+#![forbid(unsafe_code)]
+
 pub mod bundle;
 pub mod cgroup;
 pub mod image;

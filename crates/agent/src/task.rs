@@ -33,9 +33,10 @@ use crate::image::{Image, ImageError, ImageStore, unpack};
 use crate::logs::{self, LogSink};
 use crate::mounts;
 use crate::net::{NetworkConfig, TaskNetwork};
-use ferry_proto::plan::{ContainerPlan, TaskEvent, TaskPlan, VolumeKind};
 use crate::recovery::TaskRecord;
 use crate::runc::{self, Runc};
+use ferry_proto::plan::{ContainerPlan, TaskEvent, TaskPlan, VolumeKind};
+use ferry_proto::{FailureCode, TaskFailure};
 
 /// Host-side settings of the agent.
 pub struct AgentConfig {
@@ -185,14 +186,17 @@ impl Agent {
                 runc::reap(pid);
             }
         }
-        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        for name in &rec.containers {
-            let m = rec.task_root.join("containers").join(name).join("rootfs");
-            let needle = format!(" {} ", m.display());
-            if mountinfo.contains(&needle)
-                && let Err(e) = mounts::unmount(&m)
-            {
-                errs.push(e.to_string());
+        // The crash may have come before or after any of the overlays was
+        // mounted; unmount is idempotent, so just try each. A record saved
+        // before the storage was attached has an empty task_root (and no
+        // overlays): its relative paths would resolve against this
+        // process's working directory, so skip them.
+        if rec.task_root.is_absolute() {
+            for name in &rec.containers {
+                let m = rec.task_root.join("containers").join(name).join("rootfs");
+                if let Err(e) = mounts::unmount(&m) {
+                    errs.push(e.to_string());
+                }
             }
         }
         if let Some(ns) = &rec.netns {
@@ -311,13 +315,18 @@ impl Agent {
 pub trait TaskStorage: Send + Sync {
     /// Creates and mounts the task's volume; returns the mount point (an
     /// empty directory but for `volumes/NAME` of the plan's EFS volumes,
-    /// which the storage mounts there). The error is the task's
-    /// `stoppedReason`.
-    fn attach(&self, plan: &TaskPlan) -> Result<PathBuf, String>;
+    /// which the storage mounts there). The error ends the task with
+    /// `TaskFailedToStart`; its `Display` (code, if any, then detail) is
+    /// the task's `stoppedReason` as is, so give it the Fargate code that
+    /// fits (usually [`FailureCode::ResourceInitialization`]).
+    fn attach(&self, plan: &TaskPlan) -> Result<PathBuf, TaskFailure>;
 
     /// Unmounts and destroys the volume (crypto-shred). Called once after
-    /// a successful attach, when nothing of the task uses it any more.
-    fn detach(&self, plan: &TaskPlan, task_root: &Path) -> Result<(), String>;
+    /// a successful attach, when nothing of the task uses it any more. The
+    /// error does not change how the task stopped: it is reported in
+    /// [`TaskOutcome::cleanup_errors`] as
+    /// `detaching the task's storage: <error>`.
+    fn detach(&self, plan: &TaskPlan, task_root: &Path) -> Result<(), TaskFailure>;
 }
 
 enum Root {
@@ -463,9 +472,11 @@ impl Supervisor {
     fn run(mut self) -> TaskOutcome {
         match self.start() {
             Ok(()) => self.run_loop(),
-            Err(reason) => {
+            Err(failure) => {
+                // A stop request taken during start-up keeps its own code
+                // and reason.
                 if self.stop.is_none() {
-                    self.stop = Some(("TaskFailedToStart".into(), reason));
+                    self.stop = Some(("TaskFailedToStart".into(), failure.to_string()));
                 }
             }
         }
@@ -512,42 +523,46 @@ impl Supervisor {
         }
     }
 
-    /// Everything up to (not including) starting containers. The error is
-    /// the task's `stoppedReason`.
-    fn start(&mut self) -> Result<(), String> {
+    /// Everything up to (not including) starting containers. The error's
+    /// `Display` is the task's `stoppedReason`.
+    fn start(&mut self) -> Result<(), TaskFailure> {
         let plan = self.plan.clone();
         if self.duplicate {
-            return Err(format!(
+            return Err(TaskFailure::plain(format!(
                 "task {} is already running on this agent",
                 plan.task_id
-            ));
+            )));
         }
         if !valid_name(&plan.task_id) || plan.task_id.len() > 64 {
-            return Err(format!("invalid task id {:?}", plan.task_id));
+            return Err(TaskFailure::plain(format!(
+                "invalid task id {:?}",
+                plan.task_id
+            )));
         }
         if plan.containers.is_empty() {
-            return Err("task has no containers".into());
+            return Err(TaskFailure::plain("task has no containers"));
         }
         // Validate and resolve everything before touching the host.
         let mut images: HashMap<String, Image> = HashMap::new();
         for c in &plan.containers {
             if !valid_name(&c.name) {
-                return Err(format!("invalid container name {:?}", c.name));
+                return Err(TaskFailure::plain(format!(
+                    "invalid container name {:?}",
+                    c.name
+                )));
             }
             if !images.contains_key(&c.image) {
-                let img = self
-                    .cfg
-                    .images
-                    .resolve(&c.image)
-                    .map_err(|e| format!("CannotPullContainerError: {e}"))?;
+                let img = self.cfg.images.resolve(&c.image).map_err(|e| {
+                    TaskFailure::new(FailureCode::CannotPullContainer, e.to_string())
+                })?;
                 images.insert(c.image.clone(), img);
             }
             for d in &c.depends_on {
                 if !plan.containers.iter().any(|o| o.name == d.container_name) {
-                    return Err(format!(
+                    return Err(TaskFailure::plain(format!(
                         "container {} depends on unknown container {}",
                         c.name, d.container_name
-                    ));
+                    )));
                 }
             }
         }
@@ -557,7 +572,12 @@ impl Supervisor {
                 VolumeKind::Ephemeral if valid_name(&v.name) => {
                     volumes.insert(v.name.clone(), self.root.join("volumes").join(&v.name));
                 }
-                VolumeKind::Ephemeral => return Err(format!("invalid volume name {:?}", v.name)),
+                VolumeKind::Ephemeral => {
+                    return Err(TaskFailure::plain(format!(
+                        "invalid volume name {:?}",
+                        v.name
+                    )));
+                }
                 // The task's storage binds EFS volumes at the same place
                 // as ephemeral ones (TaskStorage::attach).
                 VolumeKind::Efs { .. }
@@ -566,20 +586,20 @@ impl Supervisor {
                     volumes.insert(v.name.clone(), self.root.join("volumes").join(&v.name));
                 }
                 VolumeKind::Efs { .. } => {
-                    return Err(format!(
+                    return Err(TaskFailure::plain(format!(
                         "volume {}: EFS volumes need task storage that provides them",
                         v.name
-                    ));
+                    )));
                 }
             }
         }
         for c in &plan.containers {
             for m in &c.mount_points {
                 if !volumes.contains_key(&m.source_volume) {
-                    return Err(format!(
+                    return Err(TaskFailure::plain(format!(
                         "container {} mounts volume {} which the task does not define",
                         c.name, m.source_volume
-                    ));
+                    )));
                 }
             }
         }
@@ -631,10 +651,14 @@ impl Supervisor {
                 self.net = Some(net);
                 Ok(())
             }
-            Ok((Err(e), _)) => Err(format!(
-                "ResourceInitializationError: network setup failed: {e}"
+            Ok((Err(e), _)) => Err(TaskFailure::new(
+                FailureCode::ResourceInitialization,
+                format!("network setup failed: {e}"),
             )),
-            Err(_) => Err("ResourceInitializationError: network setup panicked".to_string()),
+            Err(_) => Err(TaskFailure::new(
+                FailureCode::ResourceInitialization,
+                "network setup panicked",
+            )),
         };
         if let Some((attached, took)) = attached {
             self.timings.volume = took;
@@ -662,11 +686,14 @@ impl Supervisor {
             &self.cfg.cgroup_parent,
             &plan.task_id,
         ));
-        cg.map_err(|e| format!("ResourceInitializationError: {e}"))?;
+        cg.map_err(|e| TaskFailure::new(FailureCode::ResourceInitialization, e.to_string()))?;
         self.timings.cgroup = mark.elapsed();
         let ip = self.net.as_ref().map(|n| n.ip.clone()).unwrap_or_default();
         let netns_path = self.net.as_ref().map(|n| n.netns.path()).ok_or_else(|| {
-            "ResourceInitializationError: network setup left no namespace".to_string()
+            TaskFailure::new(
+                FailureCode::ResourceInitialization,
+                "network setup left no namespace",
+            )
         })?;
         self.emit(TaskEvent::Provisioned {
             private_ip: ip.clone(),
@@ -682,9 +709,9 @@ impl Supervisor {
             let hex = img.manifest_digest.trim_start_matches("sha256:");
             let dir = self.root.join("images").join(hex.get(..16).unwrap_or(hex));
             unpack::unpack_image(&self.cfg.images, img, &dir).map_err(|e| {
-                format!(
-                    "CannotPullContainerError: unpacking {}: {e}",
-                    img.reference.familiar()
+                TaskFailure::new(
+                    FailureCode::CannotPullContainer,
+                    format!("unpacking {}: {e}", img.reference.familiar()),
                 )
             })?;
             unpacked.insert(img.manifest_digest.clone(), dir);
@@ -694,8 +721,9 @@ impl Supervisor {
 
         let hostname = format!("ip-{}", ip.replace('.', "-"));
         let etc = self.root.join("etc");
-        let io =
-            |what: &str, e: std::io::Error| format!("ResourceInitializationError: {what}: {e}");
+        let io = |what: &str, e: std::io::Error| {
+            TaskFailure::new(FailureCode::ResourceInitialization, format!("{what}: {e}"))
+        };
         fs::create_dir_all(&etc).map_err(|e| io("creating etc", e))?;
         fs::write(
             etc.join("hosts"),
@@ -714,10 +742,10 @@ impl Supervisor {
             self.check_stop()?;
             let img = images
                 .get(&c.image)
-                .ok_or_else(|| format!("image {} vanished", c.image))?;
+                .ok_or_else(|| TaskFailure::plain(format!("image {} vanished", c.image)))?;
             let lower = unpacked
                 .get(&img.manifest_digest)
-                .ok_or_else(|| format!("image {} not unpacked", c.image))?;
+                .ok_or_else(|| TaskFailure::plain(format!("image {} not unpacked", c.image)))?;
             let bundle = self.root.join("containers").join(&c.name);
             let (upper, work, rootfs) = (
                 bundle.join("upper"),
@@ -727,8 +755,9 @@ impl Supervisor {
             for d in [&upper, &work, &rootfs] {
                 fs::create_dir_all(d).map_err(|e| io("creating container dirs", e))?;
             }
-            mounts::overlay(lower, &upper, &work, &rootfs)
-                .map_err(|e| format!("ResourceInitializationError: {e}"))?;
+            mounts::overlay(lower, &upper, &work, &rootfs).map_err(|e| {
+                TaskFailure::new(FailureCode::ResourceInitialization, e.to_string())
+            })?;
             self.overlays.push(rootfs);
             let cgroups_path = self
                 .cgroup
@@ -753,9 +782,13 @@ impl Supervisor {
                     })
                     .collect(),
             })
-            .map_err(|e| format!("CannotCreateContainerError: {e}"))?;
-            spec.save(bundle.join("config.json"))
-                .map_err(|e| format!("CannotCreateContainerError: writing config.json: {e}"))?;
+            .map_err(|e| TaskFailure::new(FailureCode::CannotCreateContainer, e.to_string()))?;
+            spec.save(bundle.join("config.json")).map_err(|e| {
+                TaskFailure::new(
+                    FailureCode::CannotCreateContainer,
+                    format!("writing config.json: {e}"),
+                )
+            })?;
             let stop_signal = img
                 .config
                 .config()
@@ -779,21 +812,26 @@ impl Supervisor {
         Ok(())
     }
 
-    fn save_record(&self) -> Result<(), String> {
+    fn save_record(&self) -> Result<(), TaskFailure> {
         match &self.record {
-            Some(r) => r
-                .save(&self.cfg.state_dir)
-                .map_err(|e| format!("ResourceInitializationError: writing the task record: {e}")),
+            Some(r) => r.save(&self.cfg.state_dir).map_err(|e| {
+                TaskFailure::new(
+                    FailureCode::ResourceInitialization,
+                    format!("writing the task record: {e}"),
+                )
+            }),
             None => Ok(()),
         }
     }
 
-    /// Takes a stop request that arrived during start-up.
-    fn check_stop(&mut self) -> Result<(), String> {
+    /// Takes a stop request that arrived during start-up. The error only
+    /// ends start-up: the request's own code and reason are recorded in
+    /// `self.stop` and win over it.
+    fn check_stop(&mut self) -> Result<(), TaskFailure> {
         while let Ok(m) = self.rx.try_recv() {
             if let Msg::Stop { code, reason } = m {
                 self.stop = Some((code, reason.clone()));
-                return Err(reason);
+                return Err(TaskFailure::plain(reason));
             }
         }
         Ok(())
@@ -948,12 +986,9 @@ impl Supervisor {
                     }
                     Deps::Ready => {
                         changed = true;
-                        if let Err(e) = self.start_container(idx) {
+                        if let Err(failure) = self.start_container(idx) {
                             self.ctrs[idx].state = State::Skipped;
-                            self.stop = Some((
-                                "TaskFailedToStart".into(),
-                                format!("CannotStartContainerError: {e}"),
-                            ));
+                            self.stop = Some(("TaskFailedToStart".into(), failure.to_string()));
                         }
                     }
                 }
@@ -995,9 +1030,12 @@ impl Supervisor {
         if wait { Deps::Wait } else { Deps::Ready }
     }
 
-    fn start_container(&mut self, idx: usize) -> Result<(), String> {
-        let (out_r, out_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
-        let (err_r, err_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+    /// Creates and starts container `idx`. Every failure here is Fargate's
+    /// `CannotStartContainerError`.
+    fn start_container(&mut self, idx: usize) -> Result<(), TaskFailure> {
+        let failed = |detail: String| TaskFailure::new(FailureCode::CannotStartContainer, detail);
+        let (out_r, out_w) = std::io::pipe().map_err(|e| failed(format!("pipe: {e}")))?;
+        let (err_r, err_w) = std::io::pipe().map_err(|e| failed(format!("pipe: {e}")))?;
         let c = &mut self.ctrs[idx];
         let log = c.bundle.join("runc.log");
         let pid = self
@@ -1009,7 +1047,7 @@ impl Supervisor {
                 Stdio::from(out_w),
                 Stdio::from(err_w),
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| failed(e.to_string()))?;
         c.created = true;
         // Logs: one reader per stream, until the container closes it.
         let (sink, group, stream): (Arc<dyn LogSink>, String, String) = match &c.plan.awslogs {
@@ -1036,10 +1074,10 @@ impl Supervisor {
                 let code = runc::wait_exit(pid).unwrap_or(255);
                 let _ = tx.send(Msg::Exited { idx, code });
             })
-            .map_err(|e| format!("spawning a waiter: {e}"))?;
+            .map_err(|e| failed(format!("spawning a waiter: {e}")))?;
         if let Err(e) = self.runc.start(&c.id) {
             let _ = self.runc.delete(&c.id);
-            return Err(e.to_string());
+            return Err(failed(e.to_string()));
         }
         c.state = State::Running;
         let name = c.plan.name.clone();

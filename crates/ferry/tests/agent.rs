@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 use ferry_agent::image::{ImageStore, archive};
 use ferry_agent::logs::MemorySink;
 use ferry_agent::net::NetworkConfig;
-use ferry_proto::plan::*;
 use ferry_agent::{Agent, AgentConfig, TaskHandle, TaskOutcome};
+use ferry_proto::TaskFailure;
+use ferry_proto::plan::*;
 
 const CGROUP_PARENT: &str = "ferry-test";
 
@@ -599,9 +600,9 @@ struct TmpfsStorage {
 }
 
 impl ferry_agent::TaskStorage for TmpfsStorage {
-    fn attach(&self, plan: &TaskPlan) -> Result<PathBuf, String> {
+    fn attach(&self, plan: &TaskPlan) -> Result<PathBuf, TaskFailure> {
         if let Some(f) = &self.fail {
-            return Err(f.clone());
+            return Err(TaskFailure::plain(f.clone()));
         }
         let dir = self.base.join(&plan.task_id);
         std::fs::create_dir_all(&dir).unwrap();
@@ -612,12 +613,12 @@ impl ferry_agent::TaskStorage for TmpfsStorage {
             nix::mount::MsFlags::empty(),
             Some("size=64m"),
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| TaskFailure::plain(e.to_string()))?;
         self.log.lock().unwrap().push("attach".into());
         Ok(dir)
     }
 
-    fn detach(&self, _plan: &TaskPlan, root: &Path) -> Result<(), String> {
+    fn detach(&self, _plan: &TaskPlan, root: &Path) -> Result<(), TaskFailure> {
         // Nothing of the task may still use the volume.
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let inside = format!("{}/", root.display());
@@ -627,7 +628,7 @@ impl ferry_agent::TaskStorage for TmpfsStorage {
             .lock()
             .unwrap()
             .push(format!("detach busy={busy} file={}", file.trim()));
-        nix::mount::umount(root).map_err(|e| e.to_string())
+        nix::mount::umount(root).map_err(|e| TaskFailure::plain(e.to_string()))
     }
 }
 
