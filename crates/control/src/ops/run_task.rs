@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use ferry_proto::plan::StoragePlan;
 use ferry_proto::RequestContext;
+use ferry_proto::plan::StoragePlan;
 use serde::{Deserialize, Serialize};
 
 use super::tags;
@@ -16,7 +16,7 @@ use crate::plan::{self, DEFAULT_STORAGE_GIB, TaskIdentity};
 use crate::service::Core;
 use crate::validate::{self, Platform};
 use crate::wire::task::{self as wire_task, Task, TaskOverride};
-use crate::wire::{Failure, Tag};
+use crate::wire::{Failure, NetworkConfiguration, Tag};
 
 /// `RunTaskRequest`.
 #[derive(Debug, Default, Deserialize)]
@@ -72,24 +72,6 @@ pub struct RunTaskRequest {
 #[serde(rename_all = "camelCase")]
 pub struct CapacityProviderStrategyItem {
     capacity_provider: String,
-}
-
-/// `NetworkConfiguration`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NetworkConfiguration {
-    /// `awsvpcConfiguration`.
-    #[serde(default)]
-    pub awsvpc_configuration: Option<AwsVpcConfiguration>,
-}
-
-/// `AwsVpcConfiguration`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AwsVpcConfiguration {
-    /// Subnets (ferry records the first as the ENI's subnet).
-    #[serde(default)]
-    pub subnets: Vec<String>,
 }
 
 /// `RunTaskResponse`.

@@ -8,7 +8,7 @@ use ferry_proto::RequestContext;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::run_task::{self, NetworkConfiguration, RunTaskRequest};
+use super::run_task::{self, RunTaskRequest};
 use super::tags;
 use crate::clock;
 use crate::db;
@@ -19,7 +19,7 @@ use crate::model::task::{TaskRecord, TaskStatus};
 use crate::paging;
 use crate::service::Core;
 use crate::validate;
-use crate::wire::{Failure, Tag};
+use crate::wire::{Failure, NetworkConfiguration, Tag};
 
 /// `DeploymentConfiguration` (the parts ferry honours).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -189,18 +189,21 @@ fn percents(
     Ok((max as u32, min as u32, cb))
 }
 
-fn subnets_ok(net: &Value) -> Result<(), EcsError> {
+/// Parses and checks a service's `networkConfiguration` (awsvpc with at
+/// least one subnet).
+fn network(net: &Value) -> Result<NetworkConfiguration, EcsError> {
     let n: NetworkConfiguration = serde_json::from_value(net.clone())
         .map_err(|e| EcsError::InvalidParameter(format!("networkConfiguration: {e}")))?;
     let ok = n
         .awsvpc_configuration
+        .as_ref()
         .is_some_and(|a| !a.subnets.is_empty());
     if !ok {
         return Err(EcsError::InvalidParameter(
             "Network Configuration must be provided when networkMode 'awsvpc' is specified.".into(),
         ));
     }
-    Ok(())
+    Ok(n)
 }
 
 /// Checks that `td` can run at `platform` on this server (the same rules
@@ -283,8 +286,7 @@ pub fn create(
     })?;
     let desired = check_desired(req.desired_count)?;
     let (max, min, cb) = percents(req.deployment_configuration.as_ref(), (200, 100, false))?;
-    let net = req.network_configuration.unwrap_or(Value::Null);
-    subnets_ok(&net)?;
+    let net = network(&req.network_configuration.unwrap_or(Value::Null))?;
     tags::check(&req.tags)?;
     let platform = req.platform_version.unwrap_or_else(|| "LATEST".into());
     let _serialized = core.services_lock();
@@ -384,14 +386,16 @@ pub fn update(
         .clone()
         .unwrap_or_else(|| rec.task_definition.clone());
     let td_arn = check_definition(core, &td, &platform)?;
-    if let Some(net) = &req.network_configuration {
-        subnets_ok(net)?;
-    }
+    let net = req
+        .network_configuration
+        .as_ref()
+        .map(network)
+        .transpose()?;
     let redeploy = req.force_new_deployment == Some(true)
         || td_arn != rec.task_definition
         || platform != rec.platform_version
-        || req.network_configuration.is_some();
-    if let Some(net) = req.network_configuration {
+        || net.is_some();
+    if let Some(net) = net {
         rec.network_configuration = net;
     }
     rec.task_definition = td_arn.clone();
@@ -605,7 +609,7 @@ pub fn launch_request(rec: &ServiceRecord, dep: &Deployment, count: u32) -> RunT
     RunTaskRequest {
         cluster: Some(rec.cluster_name.clone()),
         count: Some(i64::from(count)),
-        network_configuration: serde_json::from_value(rec.network_configuration.clone()).ok(),
+        network_configuration: Some(rec.network_configuration.clone()),
         platform_version: Some(dep.requested_platform.clone()),
         started_by: Some(dep.id.clone()),
         group: Some(rec.group()),
