@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ferry_proto::RequestContext;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::run_task::{self, RunTaskRequest};
 use super::tags;
@@ -19,6 +19,7 @@ use crate::model::task::{TaskRecord, TaskStatus};
 use crate::paging;
 use crate::service::Core;
 use crate::validate;
+use crate::wire::service::{self as wire_service, Service};
 use crate::wire::{Failure, NetworkConfiguration, Tag};
 
 /// `DeploymentConfiguration` (the parts ferry honours).
@@ -127,13 +128,13 @@ pub struct ListServicesRequest {
 /// `{"service": Service}`.
 #[derive(Debug, Serialize)]
 pub struct ServiceResponse {
-    service: Value,
+    service: Service,
 }
 
 /// `DescribeServicesResponse`.
 #[derive(Debug, Serialize)]
 pub struct DescribeServicesResponse {
-    services: Vec<Value>,
+    services: Vec<Service>,
     failures: Vec<Failure>,
 }
 
@@ -531,77 +532,13 @@ pub fn live_tasks(core: &Core, rec: &ServiceRecord) -> Result<Vec<TaskRecord>, E
         .collect())
 }
 
-/// The `Service` shape.
-pub fn render(core: &Core, rec: &ServiceRecord, with_tags: bool) -> Result<Value, EcsError> {
-    let tasks = live_tasks(core, rec)?;
-    let counts = |dep: Option<&str>| {
-        let mine = |t: &&TaskRecord| {
-            t.desired_status == TaskStatus::Running
-                && dep.is_none_or(|d| t.started_by.as_deref() == Some(d))
-        };
-        let running = tasks
-            .iter()
-            .filter(mine)
-            .filter(|t| t.last_status == TaskStatus::Running)
-            .count();
-        let pending = tasks.iter().filter(mine).filter(|t| t.is_pending()).count();
-        (running, pending)
-    };
-    let deployments: Vec<Value> = rec
-        .deployments
-        .iter()
-        .map(|d| {
-            let (running, pending) = counts(Some(&d.id));
-            let resolved = validate::platform(Some(&d.requested_platform))
-                .map(|p| p.as_str())
-                .unwrap_or("1.4.0");
-            let mut v = json!({
-                "id": d.id, "status": d.status, "taskDefinition": d.task_definition,
-                "desiredCount": d.desired_count, "pendingCount": pending,
-                "runningCount": running, "failedTasks": d.failed_tasks,
-                "createdAt": d.created_at, "updatedAt": d.updated_at,
-                "launchType": "FARGATE", "platformVersion": resolved,
-                "platformFamily": "Linux",
-                "networkConfiguration": rec.network_configuration,
-                "rolloutState": d.rollout_state,
-                "rolloutStateReason": d.rollout_state_reason,
-            });
-            if let Some(k) = &d.kms_key_id {
-                v["fargateEphemeralStorage"] = json!({ "kmsKeyId": k });
-            }
-            v
-        })
-        .collect();
-    let (running, pending) = counts(None);
-    let events: Vec<Value> = rec
-        .events
-        .iter()
-        .map(|e| json!({"id": e.id, "createdAt": e.created_at, "message": e.message}))
-        .collect();
-    let mut v = json!({
-        "serviceArn": rec.arn, "serviceName": rec.name, "clusterArn": rec.cluster_arn,
-        "loadBalancers": [], "serviceRegistries": [], "status": rec.status,
-        "desiredCount": rec.desired_count, "runningCount": running, "pendingCount": pending,
-        "launchType": "FARGATE", "platformVersion": rec.platform_version,
-        "platformFamily": "Linux", "taskDefinition": rec.task_definition,
-        "deploymentConfiguration": {
-            "deploymentCircuitBreaker": {"enable": rec.circuit_breaker, "rollback": false},
-            "maximumPercent": rec.maximum_percent,
-            "minimumHealthyPercent": rec.minimum_healthy_percent,
-        },
-        "deployments": deployments, "events": events, "createdAt": rec.created_at,
-        "placementConstraints": [], "placementStrategy": [],
-        "networkConfiguration": rec.network_configuration,
-        "schedulingStrategy": "REPLICA", "deploymentController": {"type": "ECS"},
-        "createdBy": rec.created_by, "enableECSManagedTags": false,
-        "propagateTags": rec.propagate_tags.as_deref().unwrap_or("NONE"),
-        "enableExecuteCommand": false,
-    });
-    if with_tags {
-        v["tags"] = serde_json::to_value(&rec.tags)
-            .map_err(|e| EcsError::Server(format!("encoding tags: {e}")))?;
-    }
-    Ok(v)
+/// The `Service` shape, with the service's live tasks counted.
+fn render(core: &Core, rec: &ServiceRecord, with_tags: bool) -> Result<Service, EcsError> {
+    Ok(wire_service::render(
+        rec,
+        &live_tasks(core, rec)?,
+        with_tags,
+    ))
 }
 
 /// The RunTask request a service's scheduler sends for `dep`.

@@ -3,6 +3,7 @@
 //! with their operation in [`crate::ops`].
 
 pub mod cluster;
+pub mod service;
 pub mod task;
 pub mod task_definition;
 
