@@ -122,6 +122,7 @@ impl EcsService {
             me: me.clone(),
         });
         core.first_start()?;
+        core.upgrade_store()?;
         let reconciled = core.reconcile()?;
         core.sweep_stopped(clock::now())?;
         if let Some(every) = core.cfg.scheduler_interval {
@@ -250,6 +251,21 @@ impl Core {
             }
             w.put(db::META, "initialized", &true)?;
             Ok(())
+        })
+    }
+
+    /// Brings records written by earlier servers up to date, once each.
+    fn upgrade_store(&self) -> Result<(), EcsError> {
+        self.store.write(|w| {
+            if w.get::<bool>(db::META, db::CONTAINER_SIZES)?.is_none() {
+                for (key, mut td) in w.scan::<TaskDefRecord>(db::TASKDEFS, "")? {
+                    if td.fill_container_sizes() {
+                        w.put(db::TASKDEFS, &key, &td)?;
+                    }
+                }
+                w.put(db::META, db::CONTAINER_SIZES, &true)?;
+            }
+            Ok::<_, EcsError>(())
         })
     }
 

@@ -972,3 +972,63 @@ fn service_platform_rules() {
         "PlatformUnknownException"
     );
 }
+
+#[test]
+fn container_sizes_come_from_the_task_definition_also_for_old_records() {
+    let e = env();
+    let mut doc = source_doc();
+    doc["containerDefinitions"][0]["cpu"] = 128.into();
+    doc["containerDefinitions"][0]["memory"] = 256.into();
+    doc["containerDefinitions"][0]["memoryReservation"] = 128.into();
+    e.ok("RegisterTaskDefinition", doc);
+    let sizes = |t: &Value| {
+        let c = &t["containers"][0];
+        (
+            c["cpu"].clone(),
+            c["memory"].clone(),
+            c["memoryReservation"].clone(),
+        )
+    };
+    let want = (json!("128"), json!("256"), json!("128"));
+    let t = e.ok("RunTask", run_body())["tasks"][0].clone();
+    assert_eq!(sizes(&t), want);
+
+    // A record as servers before ContainerDef stored it: the spec's
+    // containers without sizes, and no upgrade marker.
+    let key = crate::db::taskdef_key("fargate-task-definition", 1);
+    let mut raw: Value = e.store.get(crate::db::TASKDEFS, &key).unwrap().unwrap();
+    for c in raw["spec"]["containers"].as_array_mut().unwrap() {
+        let c = c.as_object_mut().unwrap();
+        for k in ["cpu", "memory", "memory_reservation"] {
+            assert!(c.remove(k).is_some(), "{k} not stored");
+        }
+    }
+    e.store.put(crate::db::TASKDEFS, &key, &raw).unwrap();
+    e.store
+        .delete(crate::db::META, crate::db::CONTAINER_SIZES)
+        .unwrap();
+    let old: crate::model::task_definition::TaskDefRecord =
+        e.store.get(crate::db::TASKDEFS, &key).unwrap().unwrap();
+    assert_eq!(old.spec.containers[0].cpu, 0);
+
+    let mut cfg = EcsConfig::new("us-east-1", "000000000000");
+    cfg.scheduler_interval = None;
+    let svc = EcsService::new(
+        cfg,
+        e.store.clone(),
+        Arc::new(FakeRuntime::default()),
+        Arc::new(FakeKeys),
+    )
+    .unwrap();
+    let r = svc
+        .call(&ctx(), "RunTask", &serde_json::to_vec(&run_body()).unwrap())
+        .unwrap();
+    assert_eq!(sizes(&r["tasks"][0]), want);
+    let upgraded: crate::model::task_definition::TaskDefRecord =
+        e.store.get(crate::db::TASKDEFS, &key).unwrap().unwrap();
+    let c = &upgraded.spec.containers[0];
+    assert_eq!(
+        (c.cpu, c.memory, c.memory_reservation),
+        (128, Some(256), Some(128))
+    );
+}

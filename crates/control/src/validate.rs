@@ -9,7 +9,7 @@ use ferry_proto::plan::{
 };
 
 use crate::error::EcsError;
-use crate::model::task_definition::TaskDefSpec;
+use crate::model::task_definition::{ContainerDef, TaskDefSpec};
 use crate::wire::task_definition::{
     ContainerDefinition, EfsVolumeConfiguration, TaskDefinitionInput,
 };
@@ -159,10 +159,10 @@ pub fn task_definition(input: &TaskDefinitionInput) -> Result<TaskDefSpec, EcsEr
     let mut cpu_sum: i64 = 0;
     for cd in &input.container_definitions {
         let c = container(cd, memory, &volume_names)?;
-        if !names.insert(c.name.clone()) {
+        if !names.insert(c.run.name.clone()) {
             return Err(EcsError::Client(format!(
                 "Duplicate container name '{}': container names must be unique within a task definition.",
-                c.name
+                c.run.name
             )));
         }
         cpu_sum += cd.cpu.unwrap_or(0);
@@ -174,13 +174,13 @@ pub fn task_definition(input: &TaskDefinitionInput) -> Result<TaskDefSpec, EcsEr
                 .into(),
         ));
     }
-    if !containers.iter().any(|c| c.essential) {
+    if !containers.iter().any(|c| c.run.essential) {
         return Err(EcsError::Client(
             "Task definition has no essential container: at least one container must have \"essential\": true."
                 .into(),
         ));
     }
-    for c in &containers {
+    for c in containers.iter().map(|c| &c.run) {
         for d in &c.depends_on {
             if !names.contains(&d.container_name) {
                 return Err(EcsError::Client(format!(
@@ -289,7 +289,7 @@ fn container(
     cd: &ContainerDefinition,
     task_memory: u32,
     volumes: &HashSet<&str>,
-) -> Result<ContainerPlan, EcsError> {
+) -> Result<ContainerDef, EcsError> {
     let name =
         cd.name.clone().filter(|n| !n.is_empty()).ok_or_else(|| {
             EcsError::Client("Container.name should not be null or empty.".into())
@@ -413,7 +413,7 @@ fn container(
             )));
         }
     };
-    Ok(ContainerPlan {
+    let run = ContainerPlan {
         name,
         image,
         entry_point: cd.entry_point.clone(),
@@ -444,6 +444,12 @@ fn container(
         port_mappings,
         mount_points,
         awslogs,
+    };
+    Ok(ContainerDef {
+        run,
+        cpu: cd.cpu.unwrap_or(0),
+        memory: cd.memory,
+        memory_reservation: cd.memory_reservation,
     })
 }
 
@@ -541,7 +547,7 @@ mod tests {
             }
             k => panic!("not EFS: {k:?}"),
         }
-        assert!(spec.containers[0].mount_points[0].read_only);
+        assert!(spec.containers[0].run.mount_points[0].read_only);
         for (cfg, says) in [
             (serde_json::json!({"fileSystemId": "vol-1"}), "fileSystemId"),
             (
@@ -633,8 +639,8 @@ mod tests {
     fn source_document_definition_is_valid() {
         let s = task_definition(&input(base())).unwrap();
         assert_eq!((s.cpu_units, s.memory_mib), (256, 512));
-        assert_eq!(s.containers[0].port_mappings[0].container_port, 80);
-        assert!(s.containers[0].essential);
+        assert_eq!(s.containers[0].run.port_mappings[0].container_port, 80);
+        assert!(s.containers[0].run.essential);
         assert_eq!(s.ephemeral_storage_gib, None);
     }
 
@@ -705,8 +711,8 @@ mod tests {
         c.remove("essential");
         c["portMappings"] = serde_json::json!([{"containerPort": 8080}]);
         let s = task_definition(&input(v)).unwrap();
-        assert!(s.containers[0].essential);
-        assert_eq!(s.containers[0].port_mappings[0].protocol, "tcp");
+        assert!(s.containers[0].run.essential);
+        assert_eq!(s.containers[0].run.port_mappings[0].protocol, "tcp");
     }
 
     #[test]

@@ -221,33 +221,22 @@ pub fn launch(core: &Arc<Core>, req: RunTaskRequest) -> Result<Vec<TaskRecord>, 
             .containers
             .iter()
             .zip(td.spec.containers.iter())
-            .map(|(c, _)| {
-                let cd = td
-                    .document
-                    .get("containerDefinitions")
-                    .and_then(|v| v.as_array())
-                    .and_then(|a| {
-                        a.iter()
-                            .find(|d| d.get("name").and_then(|n| n.as_str()) == Some(&c.name))
-                    });
-                let int = |k: &str| cd.and_then(|d| d.get(k)).and_then(|v| v.as_i64());
-                ContainerRecord {
-                    name: c.name.clone(),
-                    image: c.image.clone(),
-                    arn: core.scope.container(&cluster.name, &task_id, &new_id()),
-                    essential: c.essential,
-                    last_status: "PENDING".into(),
-                    exit_code: None,
-                    reason: None,
-                    ports: c
-                        .port_mappings
-                        .iter()
-                        .map(|m| (m.container_port, m.protocol.clone()))
-                        .collect(),
-                    cpu: int("cpu").unwrap_or(0),
-                    memory: int("memory"),
-                    memory_reservation: int("memoryReservation"),
-                }
+            .map(|(c, def)| ContainerRecord {
+                name: c.name.clone(),
+                image: c.image.clone(),
+                arn: core.scope.container(&cluster.name, &task_id, &new_id()),
+                essential: c.essential,
+                last_status: "PENDING".into(),
+                exit_code: None,
+                reason: None,
+                ports: c
+                    .port_mappings
+                    .iter()
+                    .map(|m| (m.container_port, m.protocol.clone()))
+                    .collect(),
+                cpu: def.cpu,
+                memory: def.memory,
+                memory_reservation: def.memory_reservation,
             })
             .collect();
         records.push(TaskRecord {
@@ -338,7 +327,7 @@ fn echo_overrides(
     spec: &crate::model::task_definition::TaskDefSpec,
 ) -> TaskOverride {
     let mut out = ov.clone();
-    for c in &spec.containers {
+    for c in spec.containers.iter().map(|c| &c.run) {
         if !out
             .container_overrides
             .iter()

@@ -145,7 +145,7 @@ fn requires_attributes(td: &TaskDefRecord) -> Vec<Value> {
         "com.amazonaws.ecs.capability.docker-remote-api.1.18",
         "ecs.capability.task-eni",
     ];
-    if td.spec.containers.iter().any(|c| c.awslogs.is_some()) {
+    if td.spec.containers.iter().any(|c| c.run.awslogs.is_some()) {
         names.push("com.amazonaws.ecs.capability.logging-driver.awslogs");
         names.push("com.amazonaws.ecs.capability.docker-remote-api.1.19");
         if td.document.contains_key("executionRoleArn") {
