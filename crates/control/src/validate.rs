@@ -1,6 +1,8 @@
 //! Fargate's rules, applied where input enters: a wire task definition
 //! either becomes a [`TaskDefSpec`] or is refused with the error ECS gives
-//! (same exception, and ECS's message where known).
+//! (same exception, and ECS's message where known). Also the rules for
+//! RunTask-style input (count, platform version, subnet) and for tags,
+//! shared by the API handlers and the service scheduler.
 
 use std::collections::HashSet;
 
@@ -13,6 +15,7 @@ use crate::model::task_definition::{ContainerDef, TaskDefSpec};
 use crate::wire::task_definition::{
     ContainerDefinition, EfsVolumeConfiguration, TaskDefinitionInput,
 };
+use crate::wire::{NetworkConfiguration, Tag};
 
 /// Valid Fargate task sizes: (cpu units, memory MiB from, to, step).
 const FARGATE_SIZES: &[(u32, u32, u32, u32)] = &[
@@ -481,6 +484,88 @@ impl Platform {
             Self::V1_3_0 => "1.3.0",
         }
     }
+}
+
+/// At most this many tags per resource.
+pub const MAX_TAGS: usize = 50;
+
+/// Checks tags as ECS does: key 1..=128, value <= 256, `aws:` reserved.
+pub fn check_tags(tags: &[Tag]) -> Result<(), EcsError> {
+    for t in tags {
+        if t.key.is_empty() || t.key.chars().count() > 128 {
+            return Err(EcsError::InvalidParameter(format!(
+                "Tag key '{}' is invalid: keys must be 1 to 128 characters long.",
+                t.key
+            )));
+        }
+        if t.value.chars().count() > 256 {
+            return Err(EcsError::InvalidParameter(format!(
+                "The value of tag '{}' is longer than 256 characters.",
+                t.key
+            )));
+        }
+        if t.key.to_ascii_lowercase().starts_with("aws:") {
+            return Err(EcsError::InvalidParameter(format!(
+                "Tag key '{}' is invalid: the aws: prefix is reserved for AWS use.",
+                t.key
+            )));
+        }
+    }
+    if tags.len() > MAX_TAGS {
+        return Err(EcsError::InvalidParameter(format!(
+            "Too many tags: a resource may have at most {MAX_TAGS} tags."
+        )));
+    }
+    Ok(())
+}
+
+/// `existing` with `new` merged in (same key: new value wins).
+pub fn merge_tags(existing: &[Tag], new: &[Tag]) -> Vec<Tag> {
+    let mut out = existing.to_vec();
+    for t in new {
+        match out.iter_mut().find(|o| o.key == t.key) {
+            Some(o) => o.value = t.value.clone(),
+            None => out.push(t.clone()),
+        }
+    }
+    out
+}
+
+/// The tags of the tasks RunTask starts: `requested`, merged over the task
+/// definition's `definition` tags when `propagate` is `TASK_DEFINITION`.
+pub fn task_tags(
+    requested: &[Tag],
+    propagate: Option<&str>,
+    definition: &[Tag],
+) -> Result<Vec<Tag>, EcsError> {
+    check_tags(requested)?;
+    let tags = match propagate {
+        None | Some("NONE") => requested.to_vec(),
+        Some("TASK_DEFINITION") => merge_tags(definition, requested),
+        Some(o) => {
+            return Err(EcsError::InvalidParameter(format!(
+                "propagateTags {o} is invalid for RunTask: use TASK_DEFINITION or NONE."
+            )));
+        }
+    };
+    check_tags(&tags)?;
+    Ok(tags)
+}
+
+/// The subnet a task's ENI is recorded in: the first of the awsvpc
+/// configuration's.
+pub fn subnet(net: Option<&NetworkConfiguration>) -> Result<String, EcsError> {
+    net.and_then(|n| n.awsvpc_configuration.as_ref())
+        .ok_or_else(|| {
+            EcsError::InvalidParameter(
+                "Network Configuration must be provided when networkMode 'awsvpc' is specified."
+                    .into(),
+            )
+        })?
+        .subnets
+        .first()
+        .cloned()
+        .ok_or_else(|| EcsError::InvalidParameter("subnets can not be empty.".into()))
 }
 
 /// Resolves `platformVersion` (`LATEST` when absent).

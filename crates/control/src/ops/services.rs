@@ -8,16 +8,14 @@ use ferry_proto::RequestContext;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::run_task::{self, RunTaskRequest};
-use super::tags;
 use crate::clock;
 use crate::db;
 use crate::error::EcsError;
 use crate::model::cluster::ClusterRecord;
 use crate::model::service::{self, Deployment, ServiceRecord};
-use crate::model::task::{TaskRecord, TaskStatus};
 use crate::paging;
 use crate::service::Core;
+use crate::tasks;
 use crate::validate;
 use crate::wire::service::{self as wire_service, Service};
 use crate::wire::{Failure, NetworkConfiguration, Tag};
@@ -210,20 +208,10 @@ fn network(net: &Value) -> Result<NetworkConfiguration, EcsError> {
 /// Checks that `td` can run at `platform` on this server (the same rules
 /// as RunTask); returns the resolved task definition ARN.
 fn check_definition(core: &Core, td: &str, platform: &str) -> Result<String, EcsError> {
-    let rec = core.find_task_definition(td)?.ok_or_else(|| {
-        EcsError::Client(format!(
-            "TaskDefinition not found: '{td}' names no registered task definition."
-        ))
-    })?;
-    if !rec.active {
-        return Err(EcsError::Client(format!(
-            "TaskDefinition is inactive: {} was deregistered.",
-            rec.arn
-        )));
-    }
+    let rec = tasks::runnable_task_definition(core, td)?;
     let p = validate::platform(Some(platform))?;
     let (_, _, size) = crate::plan::effective_size(&rec.spec, &Default::default())?;
-    run_task::check_platform(core, p, size)?;
+    tasks::check_platform(core, p, size)?;
     Ok(rec.arn)
 }
 
@@ -288,7 +276,7 @@ pub fn create(
     let desired = check_desired(req.desired_count)?;
     let (max, min, cb) = percents(req.deployment_configuration.as_ref(), (200, 100, false))?;
     let net = network(&req.network_configuration.unwrap_or(Value::Null))?;
-    tags::check(&req.tags)?;
+    validate::check_tags(&req.tags)?;
     let platform = req.platform_version.unwrap_or_else(|| "LATEST".into());
     let _serialized = core.services_lock();
     let td_arn = check_definition(core, td, &platform)?;
@@ -520,43 +508,11 @@ pub fn list(
     })
 }
 
-/// The service's tasks that are not STOPPED.
-pub fn live_tasks(core: &Core, rec: &ServiceRecord) -> Result<Vec<TaskRecord>, EcsError> {
-    let group = rec.group();
-    Ok(core
-        .store
-        .scan::<TaskRecord>(db::TASKS, &db::task_prefix(&rec.cluster_name))?
-        .into_iter()
-        .map(|(_, t)| t)
-        .filter(|t| t.group == group && t.last_status != TaskStatus::Stopped)
-        .collect())
-}
-
 /// The `Service` shape, with the service's live tasks counted.
 fn render(core: &Core, rec: &ServiceRecord, with_tags: bool) -> Result<Service, EcsError> {
     Ok(wire_service::render(
         rec,
-        &live_tasks(core, rec)?,
+        &tasks::live_in_group(core, &rec.cluster_name, &rec.group())?,
         with_tags,
     ))
-}
-
-/// The RunTask request a service's scheduler sends for `dep`.
-pub fn launch_request(rec: &ServiceRecord, dep: &Deployment, count: u32) -> RunTaskRequest {
-    RunTaskRequest {
-        cluster: Some(rec.cluster_name.clone()),
-        count: Some(i64::from(count)),
-        network_configuration: Some(rec.network_configuration.clone()),
-        platform_version: Some(dep.requested_platform.clone()),
-        started_by: Some(dep.id.clone()),
-        group: Some(rec.group()),
-        tags: rec.tags.clone(),
-        propagate_tags: rec
-            .propagate_tags
-            .clone()
-            .filter(|p| p == "TASK_DEFINITION"),
-        task_definition: dep.task_definition.clone(),
-        storage_key: Some(dep.kms_key_id.clone()),
-        ..Default::default()
-    }
 }
