@@ -9,7 +9,8 @@
 //!
 //! Module map:
 //! - [`service`]: [`EcsService`], the `JsonService` the API server registers;
-//!   dispatches operations, owns startup (default cluster, reconciliation).
+//!   dispatches operations, owns startup (default cluster, record upgrades,
+//!   then reconciliation through [`tasks`]).
 //! - [`ops`]: one module per ECS operation (or small group): its request
 //!   and response wire types and its handler, which checks the request and
 //!   calls the domain layer ([`tasks`], the store).
