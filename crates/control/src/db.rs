@@ -3,16 +3,21 @@
 //! | table           | key                          | value            |
 //! |-----------------|------------------------------|------------------|
 //! | `ecs_meta`      | `initialized`                | `true`           |
+//! | `ecs_meta`      | `container_sizes`            | `true`           |
 //! | `ecs_clusters`  | cluster name                 | `ClusterRecord`  |
 //! | `ecs_families`  | family                       | `FamilyRecord`   |
 //! | `ecs_taskdefs`  | `FAMILY:REVISION` (10 digits) | `TaskDefRecord`  |
 //! | `ecs_tasks`     | `CLUSTER/TASK_ID`            | `TaskRecord`     |
+//! | `ecs_services`  | `CLUSTER/NAME`               | `ServiceRecord`  |
 //!
 //! Zero-padded revisions make a prefix scan return a family's revisions in
 //! order; `CLUSTER/` prefixes list a cluster's tasks.
 
 /// Server-level markers.
 pub const META: &str = "ecs_meta";
+/// Marker in [`META`]: task definitions carry their container sizes
+/// (records from before were upgraded from their documents).
+pub const CONTAINER_SIZES: &str = "container_sizes";
 /// Clusters.
 pub const CLUSTERS: &str = "ecs_clusters";
 /// Families.

@@ -9,18 +9,25 @@
 //!
 //! Module map:
 //! - [`service`]: [`EcsService`], the `JsonService` the API server registers;
-//!   dispatches operations, owns startup (default cluster, reconciliation).
+//!   dispatches operations, owns startup (default cluster, record upgrades,
+//!   then reconciliation through [`tasks`]).
 //! - [`ops`]: one module per ECS operation (or small group): its request
-//!   and response wire types and its handler.
-//! - [`wire`]: wire shapes shared by several operations (Cluster, Task,
-//!   TaskDefinition, Tag, Failure).
+//!   and response wire types and its handler, which checks the request and
+//!   calls the domain layer ([`tasks`], the store).
+//! - [`wire`]: wire shapes shared by several operations (Cluster, Service,
+//!   Task, TaskDefinition, NetworkConfiguration, Tag, Failure).
 //! - [`model`]: the domain records kept in the store (cluster, task
-//!   definition, task) and the task state machine.
-//! - [`validate`]: Fargate's rules for task definitions and RunTask input;
-//!   turns wire requests into domain specs (parse, don't validate).
+//!   definition, task, service) and the task state machine.
+//! - [`validate`]: Fargate's rules for task definitions and RunTask input,
+//!   and the tag rules; turns wire requests into domain specs (parse,
+//!   don't validate).
 //! - [`plan`]: builds the agent's `TaskPlan` from a spec plus overrides.
+//! - [`tasks`]: the task lifecycle: launch from a resolved
+//!   [`tasks::LaunchSpec`], stop, runtime events, reconciliation after a
+//!   restart, expiry of stopped tasks.
 //! - [`scheduler`]: the service scheduler thread (desired counts, rolling
-//!   deployments, backoff, service events).
+//!   deployments, backoff, service events); launches and stops through
+//!   [`tasks`].
 //! - [`runtime`]: the [`runtime::TaskRuntime`] trait the agent implements.
 //! - [`keys`]: the [`keys::StorageKeys`] trait: KMS checks for cluster CMKs
 //!   and the platform key.
@@ -30,6 +37,8 @@
 //! - [`paging`]: `nextToken` pagination.
 //! - [`clock`]: wall-clock timestamps in the JSON 1.1 form.
 //! - [`error`]: [`EcsError`], mapped to the ECS error shapes.
+
+#![forbid(unsafe_code)]
 
 pub mod arn;
 pub mod clock;
@@ -44,6 +53,7 @@ pub mod runtime;
 pub mod scheduler;
 pub mod service;
 pub mod task_cache;
+pub mod tasks;
 pub mod validate;
 pub mod wire;
 

@@ -34,7 +34,7 @@ pub fn effective_size(
 ) -> Result<(u32, u32, Option<u32>), EcsError> {
     for co in &ov.container_overrides {
         let name = co.name.as_deref().unwrap_or("");
-        if !spec.containers.iter().any(|c| c.name == name) {
+        if !spec.containers.iter().any(|c| c.run.name == name) {
             return Err(EcsError::InvalidParameter(format!(
                 "Override for container named {name} is not a container in the TaskDefinition."
             )));
@@ -72,7 +72,7 @@ pub fn build(
     storage: StoragePlan,
 ) -> Result<TaskPlan, EcsError> {
     let (cpu_units, memory_mib, size) = effective_size(spec, ov)?;
-    let mut containers = spec.containers.clone();
+    let mut containers: Vec<_> = spec.containers.iter().map(|c| c.run.clone()).collect();
     for co in &ov.container_overrides {
         let Some(c) = containers
             .iter_mut()

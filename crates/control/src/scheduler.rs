@@ -15,7 +15,9 @@
 //!
 //! Service tasks carry `group: service:NAME` and `startedBy: DEPLOYMENT_ID`;
 //! the scheduler stops them with `ServiceSchedulerInitiated`. Passes are
-//! serialized with the service API calls by [`Core::services_lock`].
+//! serialized with the service API calls by [`Core::services_lock`]. Tasks
+//! are launched and stopped through [`crate::tasks`], from a
+//! [`LaunchSpec`] built from the service and its deployment.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -23,10 +25,12 @@ use std::time::Duration;
 use crate::clock;
 use crate::db;
 use crate::error::EcsError;
-use crate::model::service::ServiceRecord;
+use crate::model::service::{Deployment, ServiceRecord};
 use crate::model::task::{TaskRecord, TaskStatus, stop_code};
-use crate::ops::{run_task, services};
 use crate::service::Core;
+use crate::tasks::{self, LaunchSpec, StorageKeyChoice};
+use crate::validate;
+use crate::wire::task::TaskOverride;
 
 /// First backoff after a task fails to start, seconds.
 const BACKOFF_BASE: f64 = 0.5;
@@ -110,8 +114,8 @@ fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord) -> Result<(), EcsError> {
     }
     rec.tracked = still;
 
-    let tasks = services::live_tasks(core, rec)?;
-    let wanted: Vec<&TaskRecord> = tasks
+    let live = tasks::live_in_group(core, &rec.cluster_name, &rec.group())?;
+    let wanted: Vec<&TaskRecord> = live
         .iter()
         .filter(|t| t.desired_status == TaskStatus::Running)
         .collect();
@@ -147,7 +151,8 @@ fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord) -> Result<(), EcsError> {
     if !to_stop.is_empty() {
         for t in &to_stop {
             let dep = t.started_by.as_deref().unwrap_or("");
-            core.stop_task(
+            tasks::stop(
+                core,
                 &rec.cluster_name,
                 &t.plan.task_id,
                 stop_code::SERVICE_SCHEDULER_INITIATED,
@@ -167,7 +172,7 @@ fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord) -> Result<(), EcsError> {
 
     // 3. Starts.
     let need = desired.saturating_sub(primary.len() as u32);
-    let room = max_live.saturating_sub(tasks.len() as u32);
+    let room = max_live.saturating_sub(live.len() as u32);
     let start = need.min(room);
     let tripped = rec.primary().is_none_or(|d| d.rollout_state == "FAILED");
     if start > 0
@@ -177,7 +182,7 @@ fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord) -> Result<(), EcsError> {
         && let Some(dep) = rec.primary().cloned()
     {
         rec.steady = false;
-        match run_task::launch(core, services::launch_request(rec, &dep, start)) {
+        match launch(core, rec, &dep, start) {
             Ok(started) => {
                 let refs: Vec<&TaskRecord> = started.iter().collect();
                 rec.event(
@@ -203,7 +208,7 @@ fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord) -> Result<(), EcsError> {
     }
 
     // 4. Old deployments, rollout state, steady state.
-    let live_deps: Vec<String> = tasks.iter().filter_map(|t| t.started_by.clone()).collect();
+    let live_deps: Vec<String> = live.iter().filter_map(|t| t.started_by.clone()).collect();
     rec.deployments
         .retain(|d| d.status == "PRIMARY" || live_deps.contains(&d.id));
     let primary_running = primary
@@ -211,7 +216,7 @@ fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord) -> Result<(), EcsError> {
         .filter(|t| t.last_status == TaskStatus::Running)
         .count() as u32;
     let settled =
-        rec.deployments.len() == 1 && primary_running == desired && tasks.len() as u32 == desired;
+        rec.deployments.len() == 1 && primary_running == desired && live.len() as u32 == desired;
     if let Some(d) = rec.deployments.iter_mut().find(|d| d.status == "PRIMARY")
         && settled
         && d.rollout_state == "IN_PROGRESS"
@@ -224,12 +229,53 @@ fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord) -> Result<(), EcsError> {
         rec.steady = true;
         rec.event(now, format!("(service {name}) has reached a steady state."));
     }
-    if rec.status == "DRAINING" && tasks.is_empty() {
+    if rec.status == "DRAINING" && live.is_empty() {
         rec.status = "INACTIVE".into();
         rec.deployments.clear();
         rec.event(now, format!("(service {name}) was deleted."));
     }
     Ok(())
+}
+
+/// Starts `count` tasks of the deployment `dep`. The checks are RunTask's,
+/// in RunTask's order, so a service whose cluster or task definition went
+/// away (or whose tags no longer fit) fails here with RunTask's error and
+/// backs off.
+fn launch(
+    core: &Arc<Core>,
+    rec: &ServiceRecord,
+    dep: &Deployment,
+    count: u32,
+) -> Result<Vec<TaskRecord>, EcsError> {
+    // A busy path, as RunTask: expire old stopped tasks.
+    tasks::maybe_sweep(core);
+    // RunTask's bound of 10 per call applies to a pass's launch too.
+    let count = validate::check_count(Some(i64::from(count)))?;
+    let cluster = core.active_cluster(Some(&rec.cluster_name))?;
+    let td = tasks::runnable_task_definition(core, &dep.task_definition)?;
+    let subnet_id = validate::subnet(Some(&rec.network_configuration))?;
+    let platform = validate::platform(Some(&dep.requested_platform))?;
+    // Services record any propagateTags; only TASK_DEFINITION reaches tasks.
+    let propagate = rec
+        .propagate_tags
+        .as_deref()
+        .filter(|p| *p == "TASK_DEFINITION");
+    let tags = validate::task_tags(&rec.tags, propagate, &td.tags)?;
+    tasks::launch(
+        core,
+        LaunchSpec {
+            cluster,
+            task_definition: td,
+            count,
+            overrides: TaskOverride::default(),
+            platform,
+            subnet_id,
+            storage_key: StorageKeyChoice::Pinned(dep.kms_key_id.clone()),
+            started_by: Some(dep.id.clone()),
+            group: rec.group(),
+            tags,
+        },
+    )
 }
 
 /// A task of deployment `dep` failed to start: backoff, count, maybe trip

@@ -1,13 +1,13 @@
 //! [`EcsService`]: the ECS `JsonService`. Owns the shared state every
 //! operation uses ([`Core`]), dispatches operations to [`crate::ops`],
-//! creates the `default` cluster on first start, reconciles unfinished tasks
-//! with the runtime after a restart, and expires old stopped tasks.
+//! creates the `default` cluster on first start and upgrades older
+//! records, then has [`crate::tasks`] reconcile unfinished tasks with the
+//! runtime and expire old stopped tasks.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use ferry_proto::plan::TaskEvent;
 use ferry_proto::{AwsError, JsonService, RequestContext};
 use ferry_store::Store;
 use serde::Serialize;
@@ -19,11 +19,13 @@ use crate::db;
 use crate::error::EcsError;
 use crate::keys::StorageKeys;
 use crate::model::cluster::ClusterRecord;
-use crate::model::task::{TaskRecord, TaskStatus, stop_code};
 use crate::model::task_definition::TaskDefRecord;
 use crate::ops;
-use crate::runtime::{EventSink, Reattach, TaskRuntime};
+use crate::runtime::TaskRuntime;
 use crate::task_cache::TaskCache;
+use crate::tasks;
+
+pub use crate::tasks::ReconcileReport;
 
 /// Server-level settings of the ECS service.
 #[derive(Debug, Clone)]
@@ -70,22 +72,12 @@ pub struct Core {
     pub keys: Arc<dyn StorageKeys>,
     /// Read cache of task records; refreshed after every task write.
     pub tasks: TaskCache,
-    /// Epoch seconds of the last stopped-task sweep.
-    last_sweep: AtomicU64,
+    /// Epoch seconds of the last stopped-task sweep ([`tasks::maybe_sweep`]).
+    pub(crate) last_sweep: AtomicU64,
     /// Serializes service API calls with scheduler passes.
     services: Mutex<()>,
     /// Wakes the scheduler early (a service changed).
     wake: (Mutex<bool>, Condvar),
-    me: Weak<Core>,
-}
-
-/// What [`EcsService::new`] found and did about unfinished tasks.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ReconcileReport {
-    /// Tasks the runtime re-adopted.
-    pub adopted: usize,
-    /// Tasks the runtime no longer had, now recorded as STOPPED.
-    pub lost: usize,
 }
 
 /// The ECS service (`AmazonEC2ContainerServiceV20141113`).
@@ -109,7 +101,7 @@ impl EcsService {
             region: cfg.region.clone(),
             account: cfg.account.clone(),
         };
-        let core = Arc::new_cyclic(|me| Core {
+        let core = Arc::new(Core {
             cfg,
             scope,
             store,
@@ -119,11 +111,11 @@ impl EcsService {
             last_sweep: AtomicU64::new(0),
             services: Mutex::new(()),
             wake: (Mutex::new(false), Condvar::new()),
-            me: me.clone(),
         });
         core.first_start()?;
-        let reconciled = core.reconcile()?;
-        core.sweep_stopped(clock::now())?;
+        core.upgrade_store()?;
+        let reconciled = tasks::reconcile(&core)?;
+        tasks::sweep_stopped(&core, clock::now())?;
         if let Some(every) = core.cfg.scheduler_interval {
             crate::scheduler::spawn(Arc::downgrade(&core), every);
         }
@@ -253,6 +245,21 @@ impl Core {
         })
     }
 
+    /// Brings records written by earlier servers up to date, once each.
+    fn upgrade_store(&self) -> Result<(), EcsError> {
+        self.store.write(|w| {
+            if w.get::<bool>(db::META, db::CONTAINER_SIZES)?.is_none() {
+                for (key, mut td) in w.scan::<TaskDefRecord>(db::TASKDEFS, "")? {
+                    if td.fill_container_sizes() {
+                        w.put(db::TASKDEFS, &key, &td)?;
+                    }
+                }
+                w.put(db::META, db::CONTAINER_SIZES, &true)?;
+            }
+            Ok::<_, EcsError>(())
+        })
+    }
+
     /// An ACTIVE cluster by name or ARN (`default` when absent).
     pub fn active_cluster(&self, name_or_arn: Option<&str>) -> Result<ClusterRecord, EcsError> {
         let name = match name_or_arn {
@@ -292,161 +299,6 @@ impl Core {
                 .into_iter()
                 .map(|(_, t)| t)
                 .rfind(|t| t.active && t.family == family)),
-        }
-    }
-
-    /// The sink for one task's events.
-    pub fn sink(&self, cluster: &str, task_id: &str) -> EventSink {
-        let me = self.me.clone();
-        let key = db::task_key(cluster, task_id);
-        Arc::new(move |event: TaskEvent| {
-            // The service may be gone (server shutting down); then the
-            // event is dropped and reconciled at the next start.
-            if let Some(core) = me.upgrade()
-                && let Err(e) = core.apply_event(&key, &event)
-            {
-                tracing::error!(task = %key, error = %e, "recording a task event failed");
-            }
-        })
-    }
-
-    fn apply_event(&self, key: &str, event: &TaskEvent) -> Result<(), EcsError> {
-        let now = clock::now();
-        let changed = self.store.write(|w| {
-            let Some(mut t) = w.get::<TaskRecord>(db::TASKS, key)? else {
-                return Ok::<_, EcsError>(false);
-            };
-            let changed = t.apply(event, now);
-            if changed {
-                w.put(db::TASKS, key, &t)?;
-                if t.group.starts_with("service:") {
-                    self.wake_scheduler();
-                }
-            }
-            Ok(changed)
-        })?;
-        if changed {
-            self.tasks.refresh(&self.store, key)?;
-        }
-        Ok(())
-    }
-
-    /// Records a stop request for a task and tells the runtime. Used by
-    /// StopTask (`UserInitiated`) and by schedulers
-    /// (`ServiceSchedulerInitiated`). Returns the updated record, or
-    /// `None` if there is no such task.
-    pub fn stop_task(
-        &self,
-        cluster: &str,
-        task_id: &str,
-        code: &str,
-        reason: &str,
-    ) -> Result<Option<TaskRecord>, EcsError> {
-        let key = db::task_key(cluster, task_id);
-        let now = clock::now();
-        let r = self.store.write(|w| {
-            let Some(mut t) = w.get::<TaskRecord>(db::TASKS, &key)? else {
-                return Ok::<_, EcsError>(None);
-            };
-            let changed = t.request_stop(code, reason, now);
-            if changed {
-                w.put(db::TASKS, &key, &t)?;
-            }
-            Ok(Some((t, changed)))
-        })?;
-        let Some((t, changed)) = r else {
-            return Ok(None);
-        };
-        if changed {
-            self.tasks.refresh(&self.store, &key)?;
-            self.runtime.stop(t.arn(), code, reason);
-            // The runtime may have answered synchronously.
-            return Ok(self.store.get(db::TASKS, &key)?.or(Some(t)));
-        }
-        Ok(Some(t))
-    }
-
-    fn reconcile(&self) -> Result<ReconcileReport, EcsError> {
-        let mut report = ReconcileReport::default();
-        let open: Vec<(String, TaskRecord)> = self
-            .store
-            .scan::<TaskRecord>(db::TASKS, "")?
-            .into_iter()
-            .filter(|(_, t)| t.last_status != TaskStatus::Stopped)
-            .collect();
-        for (key, t) in open {
-            let sink = self.sink(&t.plan.cluster_name, &t.plan.task_id);
-            match self.runtime.reattach(&t.plan, sink) {
-                Reattach::Adopted => {
-                    report.adopted += 1;
-                    if t.desired_status == TaskStatus::Stopped {
-                        // The stop may not have reached the old runtime.
-                        let code = t.stop_code.as_deref().unwrap_or(stop_code::USER_INITIATED);
-                        let reason = t.stopped_reason.as_deref().unwrap_or_default();
-                        self.runtime.stop(t.arn(), code, reason);
-                    }
-                }
-                Reattach::Gone { reason } => {
-                    report.lost += 1;
-                    let code = if t.started_at.is_none() {
-                        stop_code::TASK_FAILED_TO_START
-                    } else {
-                        stop_code::ESSENTIAL_CONTAINER_EXITED
-                    };
-                    self.apply_event(
-                        &key,
-                        &TaskEvent::Stopped {
-                            stop_code: code.into(),
-                            stopped_reason: reason,
-                        },
-                    )?;
-                }
-            }
-        }
-        if report != ReconcileReport::default() {
-            tracing::info!(
-                adopted = report.adopted,
-                lost = report.lost,
-                "reconciled tasks"
-            );
-        }
-        Ok(report)
-    }
-
-    /// Deletes STOPPED tasks older than the retention. Returns how many.
-    pub fn sweep_stopped(&self, now: f64) -> Result<usize, EcsError> {
-        self.last_sweep.store(now as u64, Ordering::Relaxed);
-        let horizon = now - self.cfg.stopped_task_retention_secs.max(3600.0);
-        let old: Vec<String> = self
-            .store
-            .scan::<TaskRecord>(db::TASKS, "")?
-            .into_iter()
-            .filter(|(_, t)| {
-                t.last_status == TaskStatus::Stopped && t.stopped_at.is_some_and(|s| s < horizon)
-            })
-            .map(|(k, _)| k)
-            .collect();
-        if old.is_empty() {
-            return Ok(0);
-        }
-        self.store.write(|w| {
-            for k in &old {
-                w.delete(db::TASKS, k)?;
-            }
-            Ok::<_, EcsError>(())
-        })?;
-        self.tasks.remove(&old);
-        Ok(old.len())
-    }
-
-    /// Sweeps at most once a minute; called from busy paths.
-    pub fn maybe_sweep(&self) {
-        let now = clock::now();
-        let last = self.last_sweep.load(Ordering::Relaxed);
-        if (now as u64).saturating_sub(last) >= 60
-            && let Err(e) = self.sweep_stopped(now)
-        {
-            tracing::warn!(error = %e, "expiring stopped tasks failed");
         }
     }
 }

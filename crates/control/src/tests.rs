@@ -12,14 +12,15 @@ use crate::keys::{KeyCheckError, StorageKeys};
 use crate::runtime::{EventSink, Reattach, TaskRuntime};
 use crate::{EcsConfig, EcsService};
 
-const PLATFORM_KEY: &str = "arn:aws:kms:us-east-1:000000000000:key/platform";
-const CMK: &str = "arn:aws:kms:us-east-1:000000000000:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+pub(crate) const PLATFORM_KEY: &str = "arn:aws:kms:us-east-1:000000000000:key/platform";
+pub(crate) const CMK: &str =
+    "arn:aws:kms:us-east-1:000000000000:key/1234abcd-12ab-34cd-56ef-1234567890ab";
 
 #[derive(Default)]
-struct FakeRuntime {
-    started: Mutex<Vec<(TaskPlan, EventSink)>>,
-    stopped: Mutex<Vec<String>>,
-    adopt: bool,
+pub(crate) struct FakeRuntime {
+    pub(crate) started: Mutex<Vec<(TaskPlan, EventSink)>>,
+    pub(crate) stopped: Mutex<Vec<String>>,
+    pub(crate) adopt: bool,
 }
 
 impl TaskRuntime for FakeRuntime {
@@ -41,7 +42,7 @@ impl TaskRuntime for FakeRuntime {
     }
 }
 
-struct FakeKeys;
+pub(crate) struct FakeKeys;
 
 impl StorageKeys for FakeKeys {
     fn check_cluster_key(&self, key_id: &str) -> Result<String, KeyCheckError> {
@@ -60,14 +61,14 @@ impl StorageKeys for FakeKeys {
     }
 }
 
-struct Env {
-    _dir: tempfile::TempDir,
-    store: Arc<Store>,
-    rt: Arc<FakeRuntime>,
-    svc: EcsService,
+pub(crate) struct Env {
+    pub(crate) _dir: tempfile::TempDir,
+    pub(crate) store: Arc<Store>,
+    pub(crate) rt: Arc<FakeRuntime>,
+    pub(crate) svc: EcsService,
 }
 
-fn env_with(dir: tempfile::TempDir, rt: FakeRuntime) -> Env {
+pub(crate) fn env_with(dir: tempfile::TempDir, rt: FakeRuntime) -> Env {
     let store = Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
     let rt = Arc::new(rt);
     let mut cfg = EcsConfig::new("us-east-1", "000000000000");
@@ -82,38 +83,38 @@ fn env_with(dir: tempfile::TempDir, rt: FakeRuntime) -> Env {
     }
 }
 
-fn env() -> Env {
+pub(crate) fn env() -> Env {
     env_with(tempfile::tempdir().unwrap(), FakeRuntime::default())
 }
 
-fn ctx() -> RequestContext {
+pub(crate) fn ctx() -> RequestContext {
     RequestContext::internal(Caller::admin("000000000000"), "us-east-1")
 }
 
 impl Env {
-    fn call(&self, op: &str, body: Value) -> Result<Value, ferry_proto::AwsError> {
+    pub(crate) fn call(&self, op: &str, body: Value) -> Result<Value, ferry_proto::AwsError> {
         self.svc
             .call(&ctx(), op, &serde_json::to_vec(&body).unwrap())
     }
-    fn ok(&self, op: &str, body: Value) -> Value {
+    pub(crate) fn ok(&self, op: &str, body: Value) -> Value {
         self.call(op, body)
             .unwrap_or_else(|e| panic!("{op} failed: {e}"))
     }
-    fn err(&self, op: &str, body: Value) -> ferry_proto::AwsError {
+    pub(crate) fn err(&self, op: &str, body: Value) -> ferry_proto::AwsError {
         self.call(op, body).expect_err("expected an error")
     }
-    fn sink(&self, i: usize) -> EventSink {
+    pub(crate) fn sink(&self, i: usize) -> EventSink {
         self.rt.started.lock().unwrap()[i].1.clone()
     }
-    fn plan(&self, i: usize) -> TaskPlan {
+    pub(crate) fn plan(&self, i: usize) -> TaskPlan {
         self.rt.started.lock().unwrap()[i].0.clone()
     }
-    fn describe(&self, arn: &str) -> Value {
+    pub(crate) fn describe(&self, arn: &str) -> Value {
         self.ok("DescribeTasks", json!({"tasks": [arn]}))["tasks"][0].clone()
     }
 }
 
-fn source_doc() -> Value {
+pub(crate) fn source_doc() -> Value {
     json!({
         "containerDefinitions": [{
             "command": ["/bin/sh -c \"echo hi > /usr/local/apache2/htdocs/index.html && httpd-foreground\""],
@@ -138,7 +139,7 @@ fn source_doc() -> Value {
     })
 }
 
-fn run_body() -> Value {
+pub(crate) fn run_body() -> Value {
     json!({
         "taskDefinition": "fargate-task-definition",
         "launchType": "FARGATE",
@@ -753,9 +754,15 @@ fn stopped_tasks_expire_after_the_retention_only() {
         stopped_reason: "x".into(),
     });
     let now = crate::clock::now();
-    assert_eq!(e.svc.core().sweep_stopped(now + 3000.0).unwrap(), 0);
+    assert_eq!(
+        crate::tasks::sweep_stopped(e.svc.core(), now + 3000.0).unwrap(),
+        0
+    );
     assert_eq!(e.describe(&arn)["lastStatus"], "STOPPED");
-    assert_eq!(e.svc.core().sweep_stopped(now + 3700.0).unwrap(), 1);
+    assert_eq!(
+        crate::tasks::sweep_stopped(e.svc.core(), now + 3700.0).unwrap(),
+        1
+    );
     let d = e.ok("DescribeTasks", json!({"tasks": [arn]}));
     assert_eq!(d["failures"][0]["reason"], "MISSING");
 }
@@ -971,4 +978,144 @@ fn service_platform_rules() {
         call("CreateService", b).unwrap_err().code,
         "PlatformUnknownException"
     );
+}
+
+#[test]
+fn container_sizes_come_from_the_task_definition_also_for_old_records() {
+    let e = env();
+    let mut doc = source_doc();
+    doc["containerDefinitions"][0]["cpu"] = 128.into();
+    doc["containerDefinitions"][0]["memory"] = 256.into();
+    doc["containerDefinitions"][0]["memoryReservation"] = 128.into();
+    e.ok("RegisterTaskDefinition", doc);
+    let sizes = |t: &Value| {
+        let c = &t["containers"][0];
+        (
+            c["cpu"].clone(),
+            c["memory"].clone(),
+            c["memoryReservation"].clone(),
+        )
+    };
+    let want = (json!("128"), json!("256"), json!("128"));
+    let t = e.ok("RunTask", run_body())["tasks"][0].clone();
+    assert_eq!(sizes(&t), want);
+
+    // A record as servers before ContainerDef stored it: the spec's
+    // containers without sizes, and no upgrade marker.
+    let key = crate::db::taskdef_key("fargate-task-definition", 1);
+    let mut raw: Value = e.store.get(crate::db::TASKDEFS, &key).unwrap().unwrap();
+    for c in raw["spec"]["containers"].as_array_mut().unwrap() {
+        let c = c.as_object_mut().unwrap();
+        for k in ["cpu", "memory", "memory_reservation"] {
+            assert!(c.remove(k).is_some(), "{k} not stored");
+        }
+    }
+    e.store.put(crate::db::TASKDEFS, &key, &raw).unwrap();
+    e.store
+        .delete(crate::db::META, crate::db::CONTAINER_SIZES)
+        .unwrap();
+    let old: crate::model::task_definition::TaskDefRecord =
+        e.store.get(crate::db::TASKDEFS, &key).unwrap().unwrap();
+    assert_eq!(old.spec.containers[0].cpu, 0);
+
+    let mut cfg = EcsConfig::new("us-east-1", "000000000000");
+    cfg.scheduler_interval = None;
+    let svc = EcsService::new(
+        cfg,
+        e.store.clone(),
+        Arc::new(FakeRuntime::default()),
+        Arc::new(FakeKeys),
+    )
+    .unwrap();
+    let r = svc
+        .call(&ctx(), "RunTask", &serde_json::to_vec(&run_body()).unwrap())
+        .unwrap();
+    assert_eq!(sizes(&r["tasks"][0]), want);
+    let upgraded: crate::model::task_definition::TaskDefRecord =
+        e.store.get(crate::db::TASKDEFS, &key).unwrap().unwrap();
+    let c = &upgraded.spec.containers[0];
+    assert_eq!(
+        (c.cpu, c.memory, c.memory_reservation),
+        (128, Some(256), Some(128))
+    );
+}
+
+#[test]
+fn service_launches_fail_with_runtask_errors_and_back_off() {
+    let e = env();
+    register(&e);
+    e.ok("CreateService", svc_body("web", 1));
+    e.ok(
+        "DeregisterTaskDefinition",
+        json!({"taskDefinition": "fargate-task-definition:1"}),
+    );
+    e.pass();
+    assert_eq!(e.started(), 0);
+    let s = e.service("web");
+    assert_eq!(
+        s["events"][0]["message"],
+        "(service web) was unable to start tasks: TaskDefinition is inactive: arn:aws:ecs:us-east-1:000000000000:task-definition/fargate-task-definition:1 was deregistered."
+    );
+    assert_eq!(s["deployments"][0]["failedTasks"], 1);
+    // Backing off: the next pass does not try again at once.
+    e.pass();
+    assert_eq!(e.service("web")["deployments"][0]["failedTasks"], 1);
+}
+
+#[test]
+fn service_tasks_use_the_pinned_key_and_propagated_tags() {
+    let e = env();
+    e.ok("RegisterTaskDefinition", {
+        let mut d = source_doc();
+        d["tags"] = json!([{"key": "td", "value": "1"}, {"key": "both", "value": "td"}]);
+        d
+    });
+    let mut b = svc_body("prop", 1);
+    b["tags"] = json!([{"key": "svc", "value": "1"}, {"key": "both", "value": "svc"}]);
+    b["propagateTags"] = "TASK_DEFINITION".into();
+    e.ok("CreateService", b);
+    let mut b = svc_body("own", 1);
+    b["tags"] = json!([{"key": "svc", "value": "1"}]);
+    b["propagateTags"] = "SERVICE".into();
+    e.ok("CreateService", b);
+    // The deployments pinned "no CMK"; a key the cluster gets later is for
+    // RunTask and new deployments only.
+    e.ok(
+        "UpdateCluster",
+        json!({"cluster": "default", "configuration": {"managedStorageConfiguration": {"fargateEphemeralStorageKmsKeyId": CMK}}}),
+    );
+    e.pass();
+    assert_eq!(e.started(), 2);
+    let mut tags = Vec::new();
+    for i in 0..2 {
+        let p = e.plan(i);
+        assert_eq!(
+            p.storage,
+            StoragePlan::Encrypted {
+                kms_key_arn: PLATFORM_KEY.into()
+            }
+        );
+        let d = e.ok(
+            "DescribeTasks",
+            json!({"tasks": [p.task_arn], "include": ["TAGS"]}),
+        );
+        tags.push((
+            d["tasks"][0]["group"].clone(),
+            d["tasks"][0]["tags"].clone(),
+        ));
+    }
+    tags.sort_by_key(|(g, _)| g.to_string());
+    assert_eq!(
+        tags,
+        vec![
+            (json!("service:own"), json!([{"key": "svc", "value": "1"}])),
+            (
+                json!("service:prop"),
+                json!([{"key": "td", "value": "1"}, {"key": "both", "value": "svc"},
+                    {"key": "svc", "value": "1"}])
+            ),
+        ]
+    );
+    let t = e.ok("RunTask", run_body())["tasks"][0].clone();
+    assert_eq!(t["fargateEphemeralStorage"]["kmsKeyId"], CMK);
 }

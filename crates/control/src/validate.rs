@@ -1,6 +1,8 @@
 //! Fargate's rules, applied where input enters: a wire task definition
 //! either becomes a [`TaskDefSpec`] or is refused with the error ECS gives
-//! (same exception, and ECS's message where known).
+//! (same exception, and ECS's message where known). Also the rules for
+//! RunTask-style input (count, platform version, subnet) and for tags,
+//! shared by the API handlers and the service scheduler.
 
 use std::collections::HashSet;
 
@@ -9,10 +11,11 @@ use ferry_proto::plan::{
 };
 
 use crate::error::EcsError;
-use crate::model::task_definition::TaskDefSpec;
+use crate::model::task_definition::{ContainerDef, TaskDefSpec};
 use crate::wire::task_definition::{
     ContainerDefinition, EfsVolumeConfiguration, TaskDefinitionInput,
 };
+use crate::wire::{NetworkConfiguration, Tag};
 
 /// Valid Fargate task sizes: (cpu units, memory MiB from, to, step).
 const FARGATE_SIZES: &[(u32, u32, u32, u32)] = &[
@@ -159,10 +162,10 @@ pub fn task_definition(input: &TaskDefinitionInput) -> Result<TaskDefSpec, EcsEr
     let mut cpu_sum: i64 = 0;
     for cd in &input.container_definitions {
         let c = container(cd, memory, &volume_names)?;
-        if !names.insert(c.name.clone()) {
+        if !names.insert(c.run.name.clone()) {
             return Err(EcsError::Client(format!(
                 "Duplicate container name '{}': container names must be unique within a task definition.",
-                c.name
+                c.run.name
             )));
         }
         cpu_sum += cd.cpu.unwrap_or(0);
@@ -174,13 +177,13 @@ pub fn task_definition(input: &TaskDefinitionInput) -> Result<TaskDefSpec, EcsEr
                 .into(),
         ));
     }
-    if !containers.iter().any(|c| c.essential) {
+    if !containers.iter().any(|c| c.run.essential) {
         return Err(EcsError::Client(
             "Task definition has no essential container: at least one container must have \"essential\": true."
                 .into(),
         ));
     }
-    for c in &containers {
+    for c in containers.iter().map(|c| &c.run) {
         for d in &c.depends_on {
             if !names.contains(&d.container_name) {
                 return Err(EcsError::Client(format!(
@@ -289,7 +292,7 @@ fn container(
     cd: &ContainerDefinition,
     task_memory: u32,
     volumes: &HashSet<&str>,
-) -> Result<ContainerPlan, EcsError> {
+) -> Result<ContainerDef, EcsError> {
     let name =
         cd.name.clone().filter(|n| !n.is_empty()).ok_or_else(|| {
             EcsError::Client("Container.name should not be null or empty.".into())
@@ -413,7 +416,7 @@ fn container(
             )));
         }
     };
-    Ok(ContainerPlan {
+    let run = ContainerPlan {
         name,
         image,
         entry_point: cd.entry_point.clone(),
@@ -444,6 +447,12 @@ fn container(
         port_mappings,
         mount_points,
         awslogs,
+    };
+    Ok(ContainerDef {
+        run,
+        cpu: cd.cpu.unwrap_or(0),
+        memory: cd.memory,
+        memory_reservation: cd.memory_reservation,
     })
 }
 
@@ -475,6 +484,88 @@ impl Platform {
             Self::V1_3_0 => "1.3.0",
         }
     }
+}
+
+/// At most this many tags per resource.
+pub const MAX_TAGS: usize = 50;
+
+/// Checks tags as ECS does: key 1..=128, value <= 256, `aws:` reserved.
+pub fn check_tags(tags: &[Tag]) -> Result<(), EcsError> {
+    for t in tags {
+        if t.key.is_empty() || t.key.chars().count() > 128 {
+            return Err(EcsError::InvalidParameter(format!(
+                "Tag key '{}' is invalid: keys must be 1 to 128 characters long.",
+                t.key
+            )));
+        }
+        if t.value.chars().count() > 256 {
+            return Err(EcsError::InvalidParameter(format!(
+                "The value of tag '{}' is longer than 256 characters.",
+                t.key
+            )));
+        }
+        if t.key.to_ascii_lowercase().starts_with("aws:") {
+            return Err(EcsError::InvalidParameter(format!(
+                "Tag key '{}' is invalid: the aws: prefix is reserved for AWS use.",
+                t.key
+            )));
+        }
+    }
+    if tags.len() > MAX_TAGS {
+        return Err(EcsError::InvalidParameter(format!(
+            "Too many tags: a resource may have at most {MAX_TAGS} tags."
+        )));
+    }
+    Ok(())
+}
+
+/// `existing` with `new` merged in (same key: new value wins).
+pub fn merge_tags(existing: &[Tag], new: &[Tag]) -> Vec<Tag> {
+    let mut out = existing.to_vec();
+    for t in new {
+        match out.iter_mut().find(|o| o.key == t.key) {
+            Some(o) => o.value = t.value.clone(),
+            None => out.push(t.clone()),
+        }
+    }
+    out
+}
+
+/// The tags of the tasks RunTask starts: `requested`, merged over the task
+/// definition's `definition` tags when `propagate` is `TASK_DEFINITION`.
+pub fn task_tags(
+    requested: &[Tag],
+    propagate: Option<&str>,
+    definition: &[Tag],
+) -> Result<Vec<Tag>, EcsError> {
+    check_tags(requested)?;
+    let tags = match propagate {
+        None | Some("NONE") => requested.to_vec(),
+        Some("TASK_DEFINITION") => merge_tags(definition, requested),
+        Some(o) => {
+            return Err(EcsError::InvalidParameter(format!(
+                "propagateTags {o} is invalid for RunTask: use TASK_DEFINITION or NONE."
+            )));
+        }
+    };
+    check_tags(&tags)?;
+    Ok(tags)
+}
+
+/// The subnet a task's ENI is recorded in: the first of the awsvpc
+/// configuration's.
+pub fn subnet(net: Option<&NetworkConfiguration>) -> Result<String, EcsError> {
+    net.and_then(|n| n.awsvpc_configuration.as_ref())
+        .ok_or_else(|| {
+            EcsError::InvalidParameter(
+                "Network Configuration must be provided when networkMode 'awsvpc' is specified."
+                    .into(),
+            )
+        })?
+        .subnets
+        .first()
+        .cloned()
+        .ok_or_else(|| EcsError::InvalidParameter("subnets can not be empty.".into()))
 }
 
 /// Resolves `platformVersion` (`LATEST` when absent).
@@ -541,7 +632,7 @@ mod tests {
             }
             k => panic!("not EFS: {k:?}"),
         }
-        assert!(spec.containers[0].mount_points[0].read_only);
+        assert!(spec.containers[0].run.mount_points[0].read_only);
         for (cfg, says) in [
             (serde_json::json!({"fileSystemId": "vol-1"}), "fileSystemId"),
             (
@@ -633,8 +724,8 @@ mod tests {
     fn source_document_definition_is_valid() {
         let s = task_definition(&input(base())).unwrap();
         assert_eq!((s.cpu_units, s.memory_mib), (256, 512));
-        assert_eq!(s.containers[0].port_mappings[0].container_port, 80);
-        assert!(s.containers[0].essential);
+        assert_eq!(s.containers[0].run.port_mappings[0].container_port, 80);
+        assert!(s.containers[0].run.essential);
         assert_eq!(s.ephemeral_storage_gib, None);
     }
 
@@ -705,8 +796,8 @@ mod tests {
         c.remove("essential");
         c["portMappings"] = serde_json::json!([{"containerPort": 8080}]);
         let s = task_definition(&input(v)).unwrap();
-        assert!(s.containers[0].essential);
-        assert_eq!(s.containers[0].port_mappings[0].protocol, "tcp");
+        assert!(s.containers[0].run.essential);
+        assert_eq!(s.containers[0].run.port_mappings[0].protocol, "tcp");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::wire::Tag;
+use crate::wire::{NetworkConfiguration, Tag};
 
 /// At most this many events are kept per service (newest first), as ECS.
 pub const MAX_EVENTS: usize = 100;
@@ -72,8 +72,9 @@ pub struct ServiceRecord {
     pub task_definition: String,
     /// The platform version as requested.
     pub platform_version: String,
-    /// `networkConfiguration` as given.
-    pub network_configuration: serde_json::Value,
+    /// `networkConfiguration` as given (stored in the same JSON shape as
+    /// when it was kept as raw JSON, so older records read unchanged).
+    pub network_configuration: NetworkConfiguration,
     /// `deploymentConfiguration.maximumPercent`.
     pub maximum_percent: u32,
     /// `deploymentConfiguration.minimumHealthyPercent`.
@@ -139,4 +140,69 @@ impl ServiceRecord {
 pub fn deployment_id() -> String {
     let n = uuid::Uuid::new_v4().as_u128() % 10u128.pow(19);
     format!("ecs-svc/{n:019}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    /// A service record as servers before the typed network configuration
+    /// stored it.
+    fn old_record() -> Value {
+        json!({
+            "name": "web", "arn": "arn:aws:ecs:r:a:service/default/web",
+            "clusterName": "default", "clusterArn": "arn:aws:ecs:r:a:cluster/default",
+            "status": "ACTIVE", "desiredCount": 2,
+            "taskDefinition": "arn:aws:ecs:r:a:task-definition/f:1",
+            "platformVersion": "LATEST",
+            "networkConfiguration": {"awsvpcConfiguration": {
+                "subnets": ["subnet-1", "subnet-2"], "securityGroups": ["sg-1"],
+                "assignPublicIp": "ENABLED"}},
+            "maximumPercent": 200, "minimumHealthyPercent": 100,
+            "deployments": [], "createdAt": 1.5, "createdBy": "arn:aws:iam::a:root"
+        })
+    }
+
+    #[test]
+    fn old_records_load_and_store_the_same_network_configuration() {
+        let rec: ServiceRecord = serde_json::from_value(old_record()).unwrap();
+        let a = rec
+            .network_configuration
+            .awsvpc_configuration
+            .as_ref()
+            .unwrap();
+        assert_eq!(a.subnets, vec!["subnet-1", "subnet-2"]);
+        assert_eq!(a.security_groups.as_deref(), Some(&["sg-1".to_owned()][..]));
+        assert_eq!(a.assign_public_ip.as_deref(), Some("ENABLED"));
+        let again = serde_json::to_value(&rec).unwrap();
+        assert_eq!(
+            again["networkConfiguration"],
+            old_record()["networkConfiguration"]
+        );
+        // Byte for byte, for every shape a client could have sent.
+        for raw in [
+            json!({"awsvpcConfiguration": {"subnets": ["s"]}}),
+            json!({"awsvpcConfiguration": {"subnets": ["s"], "securityGroups": []}}),
+            json!({"awsvpcConfiguration": {"assignPublicIp": "DISABLED", "subnets": ["s", "t"],
+                "securityGroups": ["sg-1", "sg-2"]}}),
+        ] {
+            let typed: NetworkConfiguration = serde_json::from_value(raw.clone()).unwrap();
+            assert_eq!(
+                serde_json::to_string(&typed).unwrap(),
+                serde_json::to_string(&raw).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_recorded_only_fields_do_not_make_a_record_unreadable() {
+        let mut v = old_record();
+        v["networkConfiguration"]["awsvpcConfiguration"]["securityGroups"] = json!("sg-1");
+        v["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"] = json!(true);
+        let rec: ServiceRecord = serde_json::from_value(v).unwrap();
+        let a = rec.network_configuration.awsvpc_configuration.unwrap();
+        assert_eq!(a.subnets, vec!["subnet-1", "subnet-2"]);
+        assert_eq!((a.security_groups, a.assign_public_ip), (None, None));
+    }
 }

@@ -3,6 +3,7 @@
 
 use ferry_proto::plan::{ContainerPlan, VolumePlan};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::wire::Tag;
 
@@ -17,9 +18,29 @@ pub struct TaskDefSpec {
     /// `ephemeralStorage.sizeInGiB` when given (21..=200).
     pub ephemeral_storage_gib: Option<u32>,
     /// Containers, in order.
-    pub containers: Vec<ContainerPlan>,
+    pub containers: Vec<ContainerDef>,
     /// Task volumes.
     pub volumes: Vec<VolumePlan>,
+}
+
+/// One container of a task definition, as control keeps it: what the
+/// agent runs plus the container-level sizes tasks report (`cpu`,
+/// `memory`, `memoryReservation`), which the agent does not need.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerDef {
+    /// What the agent runs, before RunTask overrides. Flattened: records
+    /// stored before this type held the plan's fields alone, and still load.
+    #[serde(flatten)]
+    pub run: ContainerPlan,
+    /// Container CPU units (0 when not set).
+    #[serde(default)]
+    pub cpu: i64,
+    /// Hard memory limit, MiB.
+    #[serde(default)]
+    pub memory: Option<i64>,
+    /// Soft memory limit, MiB.
+    #[serde(default)]
+    pub memory_reservation: Option<i64>,
 }
 
 /// One revision of a family.
@@ -54,6 +75,36 @@ impl TaskDefRecord {
     /// `ACTIVE` or `INACTIVE`.
     pub fn status(&self) -> &'static str {
         if self.active { "ACTIVE" } else { "INACTIVE" }
+    }
+
+    /// Sets each container's sizes from the registered document. Records
+    /// stored before [`ContainerDef`] carried the sizes read as 0/none;
+    /// the store upgrade fills them in once, exactly as tasks were given
+    /// them then (read from the document at launch). Returns whether
+    /// anything changed.
+    pub fn fill_container_sizes(&mut self) -> bool {
+        let docs = self
+            .document
+            .get("containerDefinitions")
+            .and_then(Value::as_array);
+        let mut changed = false;
+        for c in &mut self.spec.containers {
+            let doc = docs.and_then(|a| {
+                a.iter()
+                    .find(|d| d.get("name").and_then(Value::as_str) == Some(c.run.name.as_str()))
+            });
+            let int = |k: &str| doc.and_then(|d| d.get(k)).and_then(Value::as_i64);
+            let sizes = (
+                int("cpu").unwrap_or(0),
+                int("memory"),
+                int("memoryReservation"),
+            );
+            if sizes != (c.cpu, c.memory, c.memory_reservation) {
+                (c.cpu, c.memory, c.memory_reservation) = sizes;
+                changed = true;
+            }
+        }
+        changed
     }
 }
 

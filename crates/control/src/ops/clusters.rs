@@ -6,7 +6,6 @@ use std::sync::Arc;
 use ferry_proto::RequestContext;
 use serde::{Deserialize, Serialize};
 
-use super::tags;
 use crate::arn;
 use crate::clock;
 use crate::db;
@@ -15,6 +14,7 @@ use crate::model::cluster::{self, ClusterRecord};
 use crate::model::task::{TaskRecord, TaskStatus};
 use crate::paging;
 use crate::service::Core;
+use crate::validate;
 use crate::wire::cluster::{Cluster, ClusterConfiguration, ClusterSetting};
 use crate::wire::{Failure, KeyValuePair, Tag};
 
@@ -221,7 +221,7 @@ pub fn create(
 ) -> Result<ClusterResponse, EcsError> {
     let name = req.cluster_name.unwrap_or_else(|| "default".into());
     cluster::check_name(&name).map_err(EcsError::InvalidParameter)?;
-    tags::check(&req.tags)?;
+    validate::check_tags(&req.tags)?;
     check_settings(&req.settings)?;
     if let Some(cp) = req
         .capacity_providers

@@ -10,6 +10,7 @@ use crate::error::EcsError;
 use crate::model::task::{TaskRecord, TaskStatus};
 use crate::paging;
 use crate::service::Core;
+use crate::tasks;
 
 /// `ListTasksRequest`.
 #[derive(Debug, Deserialize)]
@@ -50,7 +51,7 @@ pub fn handle(
     _ctx: &RequestContext,
     req: ListTasksRequest,
 ) -> Result<ListTasksResponse, EcsError> {
-    core.maybe_sweep();
+    tasks::maybe_sweep(core);
     let cluster = core.active_cluster(req.cluster.as_deref())?;
     let max = paging::max_results(req.max_results)?;
     let desired = match req.desired_status.as_deref() {

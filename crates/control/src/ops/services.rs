@@ -6,20 +6,19 @@ use std::sync::Arc;
 
 use ferry_proto::RequestContext;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::run_task::{self, NetworkConfiguration, RunTaskRequest};
-use super::tags;
 use crate::clock;
 use crate::db;
 use crate::error::EcsError;
 use crate::model::cluster::ClusterRecord;
 use crate::model::service::{self, Deployment, ServiceRecord};
-use crate::model::task::{TaskRecord, TaskStatus};
 use crate::paging;
 use crate::service::Core;
+use crate::tasks;
 use crate::validate;
-use crate::wire::{Failure, Tag};
+use crate::wire::service::{self as wire_service, Service};
+use crate::wire::{Failure, NetworkConfiguration, Tag};
 
 /// `DeploymentConfiguration` (the parts ferry honours).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -127,13 +126,13 @@ pub struct ListServicesRequest {
 /// `{"service": Service}`.
 #[derive(Debug, Serialize)]
 pub struct ServiceResponse {
-    service: Value,
+    service: Service,
 }
 
 /// `DescribeServicesResponse`.
 #[derive(Debug, Serialize)]
 pub struct DescribeServicesResponse {
-    services: Vec<Value>,
+    services: Vec<Service>,
     failures: Vec<Failure>,
 }
 
@@ -189,37 +188,30 @@ fn percents(
     Ok((max as u32, min as u32, cb))
 }
 
-fn subnets_ok(net: &Value) -> Result<(), EcsError> {
+/// Parses and checks a service's `networkConfiguration` (awsvpc with at
+/// least one subnet).
+fn network(net: &Value) -> Result<NetworkConfiguration, EcsError> {
     let n: NetworkConfiguration = serde_json::from_value(net.clone())
         .map_err(|e| EcsError::InvalidParameter(format!("networkConfiguration: {e}")))?;
     let ok = n
         .awsvpc_configuration
+        .as_ref()
         .is_some_and(|a| !a.subnets.is_empty());
     if !ok {
         return Err(EcsError::InvalidParameter(
             "Network Configuration must be provided when networkMode 'awsvpc' is specified.".into(),
         ));
     }
-    Ok(())
+    Ok(n)
 }
 
 /// Checks that `td` can run at `platform` on this server (the same rules
 /// as RunTask); returns the resolved task definition ARN.
 fn check_definition(core: &Core, td: &str, platform: &str) -> Result<String, EcsError> {
-    let rec = core.find_task_definition(td)?.ok_or_else(|| {
-        EcsError::Client(format!(
-            "TaskDefinition not found: '{td}' names no registered task definition."
-        ))
-    })?;
-    if !rec.active {
-        return Err(EcsError::Client(format!(
-            "TaskDefinition is inactive: {} was deregistered.",
-            rec.arn
-        )));
-    }
+    let rec = tasks::runnable_task_definition(core, td)?;
     let p = validate::platform(Some(platform))?;
     let (_, _, size) = crate::plan::effective_size(&rec.spec, &Default::default())?;
-    run_task::check_platform(core, p, size)?;
+    tasks::check_platform(core, p, size)?;
     Ok(rec.arn)
 }
 
@@ -283,9 +275,8 @@ pub fn create(
     })?;
     let desired = check_desired(req.desired_count)?;
     let (max, min, cb) = percents(req.deployment_configuration.as_ref(), (200, 100, false))?;
-    let net = req.network_configuration.unwrap_or(Value::Null);
-    subnets_ok(&net)?;
-    tags::check(&req.tags)?;
+    let net = network(&req.network_configuration.unwrap_or(Value::Null))?;
+    validate::check_tags(&req.tags)?;
     let platform = req.platform_version.unwrap_or_else(|| "LATEST".into());
     let _serialized = core.services_lock();
     let td_arn = check_definition(core, td, &platform)?;
@@ -384,14 +375,16 @@ pub fn update(
         .clone()
         .unwrap_or_else(|| rec.task_definition.clone());
     let td_arn = check_definition(core, &td, &platform)?;
-    if let Some(net) = &req.network_configuration {
-        subnets_ok(net)?;
-    }
+    let net = req
+        .network_configuration
+        .as_ref()
+        .map(network)
+        .transpose()?;
     let redeploy = req.force_new_deployment == Some(true)
         || td_arn != rec.task_definition
         || platform != rec.platform_version
-        || req.network_configuration.is_some();
-    if let Some(net) = req.network_configuration {
+        || net.is_some();
+    if let Some(net) = net {
         rec.network_configuration = net;
     }
     rec.task_definition = td_arn.clone();
@@ -515,107 +508,11 @@ pub fn list(
     })
 }
 
-/// The service's tasks that are not STOPPED.
-pub fn live_tasks(core: &Core, rec: &ServiceRecord) -> Result<Vec<TaskRecord>, EcsError> {
-    let group = rec.group();
-    Ok(core
-        .store
-        .scan::<TaskRecord>(db::TASKS, &db::task_prefix(&rec.cluster_name))?
-        .into_iter()
-        .map(|(_, t)| t)
-        .filter(|t| t.group == group && t.last_status != TaskStatus::Stopped)
-        .collect())
-}
-
-/// The `Service` shape.
-pub fn render(core: &Core, rec: &ServiceRecord, with_tags: bool) -> Result<Value, EcsError> {
-    let tasks = live_tasks(core, rec)?;
-    let counts = |dep: Option<&str>| {
-        let mine = |t: &&TaskRecord| {
-            t.desired_status == TaskStatus::Running
-                && dep.is_none_or(|d| t.started_by.as_deref() == Some(d))
-        };
-        let running = tasks
-            .iter()
-            .filter(mine)
-            .filter(|t| t.last_status == TaskStatus::Running)
-            .count();
-        let pending = tasks.iter().filter(mine).filter(|t| t.is_pending()).count();
-        (running, pending)
-    };
-    let deployments: Vec<Value> = rec
-        .deployments
-        .iter()
-        .map(|d| {
-            let (running, pending) = counts(Some(&d.id));
-            let resolved = validate::platform(Some(&d.requested_platform))
-                .map(|p| p.as_str())
-                .unwrap_or("1.4.0");
-            let mut v = json!({
-                "id": d.id, "status": d.status, "taskDefinition": d.task_definition,
-                "desiredCount": d.desired_count, "pendingCount": pending,
-                "runningCount": running, "failedTasks": d.failed_tasks,
-                "createdAt": d.created_at, "updatedAt": d.updated_at,
-                "launchType": "FARGATE", "platformVersion": resolved,
-                "platformFamily": "Linux",
-                "networkConfiguration": rec.network_configuration,
-                "rolloutState": d.rollout_state,
-                "rolloutStateReason": d.rollout_state_reason,
-            });
-            if let Some(k) = &d.kms_key_id {
-                v["fargateEphemeralStorage"] = json!({ "kmsKeyId": k });
-            }
-            v
-        })
-        .collect();
-    let (running, pending) = counts(None);
-    let events: Vec<Value> = rec
-        .events
-        .iter()
-        .map(|e| json!({"id": e.id, "createdAt": e.created_at, "message": e.message}))
-        .collect();
-    let mut v = json!({
-        "serviceArn": rec.arn, "serviceName": rec.name, "clusterArn": rec.cluster_arn,
-        "loadBalancers": [], "serviceRegistries": [], "status": rec.status,
-        "desiredCount": rec.desired_count, "runningCount": running, "pendingCount": pending,
-        "launchType": "FARGATE", "platformVersion": rec.platform_version,
-        "platformFamily": "Linux", "taskDefinition": rec.task_definition,
-        "deploymentConfiguration": {
-            "deploymentCircuitBreaker": {"enable": rec.circuit_breaker, "rollback": false},
-            "maximumPercent": rec.maximum_percent,
-            "minimumHealthyPercent": rec.minimum_healthy_percent,
-        },
-        "deployments": deployments, "events": events, "createdAt": rec.created_at,
-        "placementConstraints": [], "placementStrategy": [],
-        "networkConfiguration": rec.network_configuration,
-        "schedulingStrategy": "REPLICA", "deploymentController": {"type": "ECS"},
-        "createdBy": rec.created_by, "enableECSManagedTags": false,
-        "propagateTags": rec.propagate_tags.as_deref().unwrap_or("NONE"),
-        "enableExecuteCommand": false,
-    });
-    if with_tags {
-        v["tags"] = serde_json::to_value(&rec.tags)
-            .map_err(|e| EcsError::Server(format!("encoding tags: {e}")))?;
-    }
-    Ok(v)
-}
-
-/// The RunTask request a service's scheduler sends for `dep`.
-pub fn launch_request(rec: &ServiceRecord, dep: &Deployment, count: u32) -> RunTaskRequest {
-    RunTaskRequest {
-        cluster: Some(rec.cluster_name.clone()),
-        count: Some(i64::from(count)),
-        network_configuration: serde_json::from_value(rec.network_configuration.clone()).ok(),
-        platform_version: Some(dep.requested_platform.clone()),
-        started_by: Some(dep.id.clone()),
-        group: Some(rec.group()),
-        tags: rec.tags.clone(),
-        propagate_tags: rec
-            .propagate_tags
-            .clone()
-            .filter(|p| p == "TASK_DEFINITION"),
-        task_definition: dep.task_definition.clone(),
-        storage_key: Some(dep.kms_key_id.clone()),
-        ..Default::default()
-    }
+/// The `Service` shape, with the service's live tasks counted.
+fn render(core: &Core, rec: &ServiceRecord, with_tags: bool) -> Result<Service, EcsError> {
+    Ok(wire_service::render(
+        rec,
+        &tasks::live_in_group(core, &rec.cluster_name, &rec.group())?,
+        with_tags,
+    ))
 }

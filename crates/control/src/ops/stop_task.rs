@@ -9,6 +9,7 @@ use crate::arn::{self, Resource};
 use crate::error::EcsError;
 use crate::model::task::stop_code;
 use crate::service::Core;
+use crate::tasks;
 use crate::wire::task::{self as wire_task, Task};
 
 /// `StopTaskRequest`.
@@ -58,8 +59,7 @@ pub fn handle(
         None | Some("") => "Task stopped by user".to_owned(),
         Some(r) => r.chars().take(255).collect(),
     };
-    let t = core
-        .stop_task(&cluster, &id, stop_code::USER_INITIATED, &reason)?
+    let t = tasks::stop(core, &cluster, &id, stop_code::USER_INITIATED, &reason)?
         .ok_or_else(not_found)?;
     Ok(StopTaskResponse {
         task: wire_task::render(&t, &core.cfg.region, false),

@@ -1,5 +1,5 @@
-//! TagResource, UntagResource, ListTagsForResource, and the tag rules
-//! shared with the create operations.
+//! TagResource, UntagResource, ListTagsForResource. The tag rules live
+//! in [`crate::validate`].
 
 use std::sync::Arc;
 
@@ -13,52 +13,8 @@ use crate::model::cluster::ClusterRecord;
 use crate::model::task::TaskRecord;
 use crate::model::task_definition::TaskDefRecord;
 use crate::service::Core;
+use crate::validate::{check_tags, merge_tags};
 use crate::wire::Tag;
-
-/// At most this many tags per resource.
-pub const MAX_TAGS: usize = 50;
-
-/// Checks tags as ECS does: key 1..=128, value <= 256, `aws:` reserved.
-pub fn check(tags: &[Tag]) -> Result<(), EcsError> {
-    for t in tags {
-        if t.key.is_empty() || t.key.chars().count() > 128 {
-            return Err(EcsError::InvalidParameter(format!(
-                "Tag key '{}' is invalid: keys must be 1 to 128 characters long.",
-                t.key
-            )));
-        }
-        if t.value.chars().count() > 256 {
-            return Err(EcsError::InvalidParameter(format!(
-                "The value of tag '{}' is longer than 256 characters.",
-                t.key
-            )));
-        }
-        if t.key.to_ascii_lowercase().starts_with("aws:") {
-            return Err(EcsError::InvalidParameter(format!(
-                "Tag key '{}' is invalid: the aws: prefix is reserved for AWS use.",
-                t.key
-            )));
-        }
-    }
-    if tags.len() > MAX_TAGS {
-        return Err(EcsError::InvalidParameter(format!(
-            "Too many tags: a resource may have at most {MAX_TAGS} tags."
-        )));
-    }
-    Ok(())
-}
-
-/// `existing` with `new` merged in (same key: new value wins).
-pub fn merge(existing: &[Tag], new: &[Tag]) -> Vec<Tag> {
-    let mut out = existing.to_vec();
-    for t in new {
-        match out.iter_mut().find(|o| o.key == t.key) {
-            Some(o) => o.value = t.value.clone(),
-            None => out.push(t.clone()),
-        }
-    }
-    out
-}
 
 /// `TagResourceRequest`.
 #[derive(Debug, Deserialize)]
@@ -156,10 +112,10 @@ pub fn tag(
     _ctx: &RequestContext,
     req: TagResourceRequest,
 ) -> Result<Empty, EcsError> {
-    check(&req.tags)?;
+    check_tags(&req.tags)?;
     with_tags(core, &req.resource_arn, |tags| {
-        let merged = merge(tags, &req.tags);
-        check(&merged)?;
+        let merged = merge_tags(tags, &req.tags);
+        check_tags(&merged)?;
         *tags = merged;
         Ok(Empty {})
     })

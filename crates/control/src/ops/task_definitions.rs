@@ -11,7 +11,6 @@ use ferry_proto::RequestContext;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::tags;
 use crate::clock;
 use crate::db;
 use crate::error::EcsError;
@@ -145,7 +144,7 @@ fn requires_attributes(td: &TaskDefRecord) -> Vec<Value> {
         "com.amazonaws.ecs.capability.docker-remote-api.1.18",
         "ecs.capability.task-eni",
     ];
-    if td.spec.containers.iter().any(|c| c.awslogs.is_some()) {
+    if td.spec.containers.iter().any(|c| c.run.awslogs.is_some()) {
         names.push("com.amazonaws.ecs.capability.logging-driver.awslogs");
         names.push("com.amazonaws.ecs.capability.docker-remote-api.1.19");
         if td.document.contains_key("executionRoleArn") {
@@ -167,7 +166,7 @@ pub fn register(
     let input: TaskDefinitionInput = serde_json::from_value(Value::Object(body.clone()))
         .map_err(|e| EcsError::Serialization(format!("request body: {e}")))?;
     let spec = validate::task_definition(&input)?;
-    tags::check(&input.tags)?;
+    validate::check_tags(&input.tags)?;
     body.remove("tags");
     let family = input.family.clone();
     let now = clock::now();

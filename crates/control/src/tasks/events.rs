@@ -1,0 +1,86 @@
+//! The runtime's events: each task gets an [`EventSink`] that applies
+//! [`TaskEvent`]s to its record (the state machine is
+//! [`TaskRecord::apply`]), refreshes the read cache, and wakes the service
+//! scheduler when a service's task changed.
+
+use std::sync::Arc;
+
+use ferry_proto::plan::TaskEvent;
+
+use crate::clock;
+use crate::db;
+use crate::error::EcsError;
+use crate::model::task::TaskRecord;
+use crate::runtime::EventSink;
+use crate::service::Core;
+
+/// The sink for one task's events. It holds the core weakly: the runtime
+/// may keep sinks longer than the service lives.
+pub fn sink(core: &Arc<Core>, cluster: &str, task_id: &str) -> EventSink {
+    let me = Arc::downgrade(core);
+    let key = db::task_key(cluster, task_id);
+    Arc::new(move |event: TaskEvent| {
+        // The service may be gone (server shutting down); then the
+        // event is dropped and reconciled at the next start.
+        if let Some(core) = me.upgrade()
+            && let Err(e) = apply_event(&core, &key, &event)
+        {
+            tracing::error!(task = %key, error = %e, "recording a task event failed");
+        }
+    })
+}
+
+/// Applies `event` to the task stored under `key`, if there is one.
+pub(super) fn apply_event(core: &Core, key: &str, event: &TaskEvent) -> Result<(), EcsError> {
+    let now = clock::now();
+    let changed = core.store.write(|w| {
+        let Some(mut t) = w.get::<TaskRecord>(db::TASKS, key)? else {
+            return Ok::<_, EcsError>(false);
+        };
+        let changed = t.apply(event, now);
+        if changed {
+            w.put(db::TASKS, key, &t)?;
+            if t.group.starts_with("service:") {
+                core.wake_scheduler();
+            }
+        }
+        Ok(changed)
+    })?;
+    if changed {
+        core.tasks.refresh(&core.store, key)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::tests::{env, run_body, source_doc};
+    use ferry_proto::plan::TaskEvent;
+
+    #[test]
+    fn events_move_the_task_and_a_sink_may_outlive_the_service() {
+        let e = env();
+        e.ok("RegisterTaskDefinition", source_doc());
+        let arn = e.ok("RunTask", run_body())["tasks"][0]["taskArn"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let sink = e.sink(0);
+        sink(TaskEvent::Provisioned {
+            private_ip: "198.18.0.4".into(),
+        });
+        assert_eq!(e.describe(&arn)["lastStatus"], "PENDING");
+        let (rt, store) = (e.rt.clone(), e.store.clone());
+        drop(e.svc);
+        // The service is gone: the event is dropped, nothing panics.
+        sink(TaskEvent::Running);
+        let t: crate::model::task::TaskRecord = store
+            .get(
+                crate::db::TASKS,
+                &crate::db::task_key("default", &rt.started.lock().unwrap()[0].0.task_id),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.last_status, crate::model::task::TaskStatus::Pending);
+    }
+}

@@ -1,0 +1,428 @@
+//! Launching tasks: [`launch`] records `count` tasks (PROVISIONING) in one
+//! transaction, then hands each plan to the runtime. Its input, a
+//! [`LaunchSpec`], is already resolved and validated by the caller (RunTask
+//! or the service scheduler); what is left here are the server's own rules
+//! (platform version policy, the storage key) and the bookkeeping.
+
+use std::sync::Arc;
+
+use ferry_proto::plan::StoragePlan;
+
+use super::events::sink;
+use crate::clock;
+use crate::db;
+use crate::error::EcsError;
+use crate::model::cluster::ClusterRecord;
+use crate::model::task::{ContainerRecord, TaskRecord, TaskStatus};
+use crate::model::task_definition::{TaskDefRecord, TaskDefSpec};
+use crate::plan::{self, DEFAULT_STORAGE_GIB, TaskIdentity};
+use crate::service::Core;
+use crate::validate::Platform;
+use crate::wire::Tag;
+use crate::wire::task::{ContainerOverride, TaskOverride};
+
+/// Which customer-managed key protects the tasks' storage (platform
+/// version 1.4.0; 1.3.0 storage is unencrypted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageKeyChoice {
+    /// The cluster's current key (`storage_key_arn`), or the platform key
+    /// when it has none. RunTask.
+    Cluster,
+    /// The key a service deployment pinned when it was created (`None`:
+    /// the platform key): a cluster key change applies to new deployments
+    /// only.
+    Pinned(Option<String>),
+}
+
+/// Everything [`launch`] needs, resolved and validated.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    /// The ACTIVE cluster the tasks run in.
+    pub cluster: ClusterRecord,
+    /// The ACTIVE task definition revision.
+    pub task_definition: TaskDefRecord,
+    /// How many tasks, 1..=10.
+    pub count: u32,
+    /// RunTask overrides, checked with [`plan::effective_size`].
+    pub overrides: TaskOverride,
+    /// The resolved platform version.
+    pub platform: Platform,
+    /// The subnet the tasks' ENIs are recorded in.
+    pub subnet_id: String,
+    /// Which key protects the storage.
+    pub storage_key: StorageKeyChoice,
+    /// `startedBy`.
+    pub started_by: Option<String>,
+    /// `group` (RunTask's default is `family:FAMILY`).
+    pub group: String,
+    /// The tasks' tags, after `propagateTags`.
+    pub tags: Vec<Tag>,
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// A task definition that new tasks may use: it exists and is ACTIVE.
+/// `id` is `family`, `family:revision` or an ARN.
+pub fn runnable_task_definition(core: &Core, id: &str) -> Result<TaskDefRecord, EcsError> {
+    let td = core.find_task_definition(id)?.ok_or_else(|| {
+        EcsError::Client(format!(
+            "TaskDefinition not found: '{id}' names no registered task definition."
+        ))
+    })?;
+    if !td.active {
+        return Err(EcsError::Client(format!(
+            "TaskDefinition is inactive: {} was deregistered.",
+            td.arn
+        )));
+    }
+    Ok(td)
+}
+
+/// The platform-version rules: 1.3.0 (unencrypted storage) may be
+/// forbidden by the operator, and cannot hold more than 20 GiB.
+pub fn check_platform(core: &Core, platform: Platform, size: Option<u32>) -> Result<(), EcsError> {
+    if platform != Platform::V1_3_0 {
+        return Ok(());
+    }
+    if !core.cfg.allow_unencrypted_storage {
+        return Err(EcsError::Client(
+            "Platform version 1.3.0 runs tasks on unencrypted ephemeral storage, which this server forbids (ferry server --require-encrypted-storage). Use platform version 1.4.0 (or LATEST).".into(),
+        ));
+    }
+    if size.unwrap_or(DEFAULT_STORAGE_GIB) > DEFAULT_STORAGE_GIB {
+        return Err(EcsError::Client(
+            "Ephemeral storage larger than 20 GiB requires platform version 1.4.0 or later.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// How the storage is protected, and the customer-managed key if one is.
+fn storage(
+    core: &Core,
+    spec: &LaunchSpec,
+    size: Option<u32>,
+) -> Result<(StoragePlan, Option<String>), EcsError> {
+    if spec.platform == Platform::V1_3_0 {
+        check_platform(core, spec.platform, size)?;
+        return Ok((StoragePlan::Unencrypted, None));
+    }
+    let cmk = match &spec.storage_key {
+        StorageKeyChoice::Cluster => spec.cluster.storage_key_arn.clone(),
+        StorageKeyChoice::Pinned(key) => key.clone(),
+    };
+    match cmk {
+        Some(cmk) => Ok((
+            StoragePlan::Encrypted {
+                kms_key_arn: cmk.clone(),
+            },
+            Some(cmk),
+        )),
+        None => {
+            let key = core.keys.platform_key_arn().map_err(|e| {
+                EcsError::Server(format!(
+                    "the platform-managed storage key is unavailable: {e}"
+                ))
+            })?;
+            Ok((StoragePlan::Encrypted { kms_key_arn: key }, None))
+        }
+    }
+}
+
+/// Records and starts the tasks of `spec`; returns their records as they
+/// stand after the runtime was called.
+pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Vec<TaskRecord>, EcsError> {
+    let (_, _, size) = plan::effective_size(&spec.task_definition.spec, &spec.overrides)?;
+    let (storage, cmk_arn) = storage(core, &spec, size)?;
+    let LaunchSpec {
+        cluster,
+        task_definition: td,
+        count,
+        overrides,
+        platform,
+        subnet_id,
+        started_by,
+        group,
+        tags,
+        ..
+    } = spec;
+
+    let now = clock::now();
+    let overrides_echo = serde_json::to_value(echo_overrides(&overrides, &td.spec))
+        .map_err(|e| EcsError::Server(format!("encoding overrides: {e}")))?;
+    let mut records = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let task_id = new_id();
+        let task_arn = core.scope.task(&cluster.name, &task_id);
+        let p = plan::build(
+            TaskIdentity {
+                task_arn,
+                task_id: task_id.clone(),
+                cluster_name: cluster.name.clone(),
+                account: core.cfg.account.clone(),
+                region: core.cfg.region.clone(),
+            },
+            &td.spec,
+            &overrides,
+            storage.clone(),
+        )?;
+        // The plan keeps the definition's container order.
+        let containers = p
+            .containers
+            .iter()
+            .zip(td.spec.containers.iter())
+            .map(|(c, def)| ContainerRecord {
+                name: c.name.clone(),
+                image: c.image.clone(),
+                arn: core.scope.container(&cluster.name, &task_id, &new_id()),
+                essential: c.essential,
+                last_status: "PENDING".into(),
+                exit_code: None,
+                reason: None,
+                ports: c
+                    .port_mappings
+                    .iter()
+                    .map(|m| (m.container_port, m.protocol.clone()))
+                    .collect(),
+                cpu: def.cpu,
+                memory: def.memory,
+                memory_reservation: def.memory_reservation,
+            })
+            .collect();
+        records.push(TaskRecord {
+            plan: p,
+            cluster_arn: cluster.arn.clone(),
+            task_definition_arn: td.arn.clone(),
+            family: td.family.clone(),
+            last_status: TaskStatus::Provisioning,
+            desired_status: TaskStatus::Running,
+            platform_version: platform.as_str().into(),
+            requested_storage_gib: size,
+            cmk_arn: cmk_arn.clone(),
+            containers,
+            attachment_id: uuid::Uuid::new_v4().to_string(),
+            eni_id: format!("eni-{}", &new_id()[..17]),
+            subnet_id: subnet_id.clone(),
+            private_ip: None,
+            created_at: now,
+            connectivity_at: None,
+            pull_started_at: None,
+            pull_stopped_at: None,
+            started_at: None,
+            stopping_at: None,
+            execution_stopped_at: None,
+            stopped_at: None,
+            stop_code: None,
+            stopped_reason: None,
+            started_by: started_by.clone(),
+            group: group.clone(),
+            overrides: overrides_echo.clone(),
+            tags: tags.clone(),
+            version: 1,
+        });
+    }
+    core.store.write(|w| {
+        // The cluster may have been deleted meanwhile.
+        if !w
+            .get::<ClusterRecord>(db::CLUSTERS, &cluster.name)?
+            .is_some_and(|c| c.active)
+        {
+            return Err(EcsError::cluster_not_found());
+        }
+        for t in &records {
+            w.put(db::TASKS, &db::task_key(&cluster.name, &t.plan.task_id), t)?;
+        }
+        Ok(())
+    })?;
+    for t in &records {
+        core.tasks
+            .refresh(&core.store, &db::task_key(&cluster.name, &t.plan.task_id))?;
+    }
+    let mut out = Vec::with_capacity(records.len());
+    for t in records {
+        let events = sink(core, &cluster.name, &t.plan.task_id);
+        core.runtime.start(t.plan.clone(), events);
+        // The runtime may already have reported (e.g. a failure to start).
+        let key = db::task_key(&cluster.name, &t.plan.task_id);
+        out.push(core.store.get(db::TASKS, &key)?.unwrap_or(t));
+    }
+    Ok(out)
+}
+
+/// ECS echoes `overrides` with one entry per container.
+fn echo_overrides(ov: &TaskOverride, spec: &TaskDefSpec) -> TaskOverride {
+    let mut out = ov.clone();
+    for c in spec.containers.iter().map(|c| &c.run) {
+        if !out
+            .container_overrides
+            .iter()
+            .any(|o| o.name.as_deref() == Some(&c.name))
+        {
+            out.container_overrides.push(ContainerOverride {
+                name: Some(c.name.clone()),
+                ..Default::default()
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use ferry_proto::plan::StoragePlan;
+    use serde_json::json;
+
+    use super::*;
+    use crate::tests::{CMK, Env, PLATFORM_KEY, env, source_doc};
+
+    /// A spec for one task of the registered definition in cluster `c`.
+    fn spec(e: &Env, cluster: &str) -> LaunchSpec {
+        let core = e.svc.core();
+        LaunchSpec {
+            cluster: core.active_cluster(Some(cluster)).unwrap(),
+            task_definition: runnable_task_definition(core, "fargate-task-definition").unwrap(),
+            count: 1,
+            overrides: TaskOverride::default(),
+            platform: Platform::V1_4_0,
+            subnet_id: "subnet-9".into(),
+            storage_key: StorageKeyChoice::Cluster,
+            started_by: None,
+            group: "family:fargate-task-definition".into(),
+            tags: vec![],
+        }
+    }
+
+    fn setup() -> Env {
+        let e = env();
+        e.ok(
+            "CreateCluster",
+            json!({"clusterName": "c", "configuration": {"managedStorageConfiguration":
+                {"fargateEphemeralStorageKmsKeyId": CMK}}}),
+        );
+        let mut doc = source_doc();
+        doc["containerDefinitions"][0]["cpu"] = 128.into();
+        doc["containerDefinitions"][0]["memoryReservation"] = 64.into();
+        e.ok("RegisterTaskDefinition", doc);
+        e
+    }
+
+    #[test]
+    fn the_storage_key_choice_picks_the_key() {
+        let e = setup();
+        let core = e.svc.core();
+        let cases = [
+            (StorageKeyChoice::Cluster, CMK, Some(CMK)),
+            (StorageKeyChoice::Pinned(None), PLATFORM_KEY, None),
+            (
+                StorageKeyChoice::Pinned(Some("arn:aws:kms:r:a:key/old".into())),
+                "arn:aws:kms:r:a:key/old",
+                Some("arn:aws:kms:r:a:key/old"),
+            ),
+        ];
+        for (choice, key, cmk) in cases {
+            let mut s = spec(&e, "c");
+            s.storage_key = choice.clone();
+            let t = launch(core, s).unwrap().remove(0);
+            assert_eq!(
+                t.plan.storage,
+                StoragePlan::Encrypted {
+                    kms_key_arn: key.into()
+                },
+                "{choice:?}"
+            );
+            assert_eq!(t.cmk_arn.as_deref(), cmk, "{choice:?}");
+        }
+        // 1.3.0 is unencrypted whatever the choice.
+        let mut s = spec(&e, "c");
+        s.platform = Platform::V1_3_0;
+        let t = launch(core, s).unwrap().remove(0);
+        assert_eq!(t.plan.storage, StoragePlan::Unencrypted);
+        assert_eq!((t.cmk_arn, t.platform_version.as_str()), (None, "1.3.0"));
+    }
+
+    #[test]
+    fn the_spec_is_what_the_tasks_get() {
+        let e = setup();
+        let mut s = spec(&e, "c");
+        s.count = 2;
+        s.started_by = Some("me".into());
+        s.group = "g".into();
+        s.tags = vec![Tag {
+            key: "k".into(),
+            value: "v".into(),
+        }];
+        s.overrides = serde_json::from_value(json!({"containerOverrides": [
+            {"name": "sample-fargate-app", "command": ["echo", "hi"]}]}))
+        .unwrap();
+        let out = launch(e.svc.core(), s).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(e.rt.started.lock().unwrap().len(), 2);
+        for t in &out {
+            assert_eq!(t.last_status, TaskStatus::Provisioning);
+            assert_eq!(t.started_by.as_deref(), Some("me"));
+            assert_eq!(t.group, "g");
+            assert_eq!(t.tags[0].key, "k");
+            assert_eq!(t.subnet_id, "subnet-9");
+            assert_eq!(t.plan.cluster_name, "c");
+            assert_eq!(t.plan.containers[0].command, vec!["echo", "hi"]);
+            let c = &t.containers[0];
+            assert_eq!(
+                (c.cpu, c.memory, c.memory_reservation),
+                (128, None, Some(64))
+            );
+            assert_eq!(
+                t.overrides["containerOverrides"][0]["name"],
+                "sample-fargate-app"
+            );
+            // Recorded, and in the read cache.
+            let d = e.ok("DescribeTasks", json!({"cluster": "c", "tasks": [t.arn()]}));
+            assert_eq!(d["tasks"][0]["group"], "g");
+        }
+        assert_ne!(out[0].plan.task_id, out[1].plan.task_id);
+    }
+
+    #[test]
+    fn server_rules_still_apply_at_launch() {
+        let e = setup();
+        let core = e.svc.core();
+        // 1.3.0 storage is at most 20 GiB.
+        let mut s = spec(&e, "c");
+        s.platform = Platform::V1_3_0;
+        s.overrides =
+            serde_json::from_value(json!({"ephemeralStorage": {"sizeInGiB": 30}})).unwrap();
+        let err = launch(core, s).unwrap_err();
+        assert_eq!(err.code(), "ClientException");
+        // A cluster deleted after the spec was resolved.
+        let s = spec(&e, "c");
+        e.ok("DeleteCluster", json!({"cluster": "c"}));
+        let err = launch(core, s).unwrap_err();
+        assert_eq!(err.code(), "ClusterNotFoundException");
+        assert!(e.rt.started.lock().unwrap().is_empty());
+        assert!(
+            core.store
+                .scan::<TaskRecord>(db::TASKS, "")
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn only_active_definitions_are_runnable() {
+        let e = setup();
+        let core = e.svc.core();
+        let err = runnable_task_definition(core, "nope").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "TaskDefinition not found: 'nope' names no registered task definition."
+        );
+        e.ok(
+            "DeregisterTaskDefinition",
+            json!({"taskDefinition": "fargate-task-definition:1"}),
+        );
+        let err = runnable_task_definition(core, "fargate-task-definition:1").unwrap_err();
+        assert_eq!(err.code(), "ClientException");
+        assert!(err.to_string().ends_with(":1 was deregistered."), "{err}");
+    }
+}

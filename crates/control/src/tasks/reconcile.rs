@@ -1,0 +1,72 @@
+//! Reconciliation after a restart: every task not recorded as STOPPED is
+//! offered to the runtime again; tasks it no longer has are recorded as
+//! STOPPED (see `docs/control-plane.md`, "Restart").
+
+use std::sync::Arc;
+
+use ferry_proto::plan::TaskEvent;
+
+use super::events::{apply_event, sink};
+use crate::db;
+use crate::error::EcsError;
+use crate::model::task::{TaskRecord, TaskStatus, stop_code};
+use crate::runtime::Reattach;
+use crate::service::Core;
+
+/// What [`crate::EcsService::new`] found and did about unfinished tasks.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Tasks the runtime re-adopted.
+    pub adopted: usize,
+    /// Tasks the runtime no longer had, now recorded as STOPPED.
+    pub lost: usize,
+}
+
+/// Reattaches or stops every task that is not STOPPED.
+pub fn reconcile(core: &Arc<Core>) -> Result<ReconcileReport, EcsError> {
+    let mut report = ReconcileReport::default();
+    let open: Vec<(String, TaskRecord)> = core
+        .store
+        .scan::<TaskRecord>(db::TASKS, "")?
+        .into_iter()
+        .filter(|(_, t)| t.last_status != TaskStatus::Stopped)
+        .collect();
+    for (key, t) in open {
+        let events = sink(core, &t.plan.cluster_name, &t.plan.task_id);
+        match core.runtime.reattach(&t.plan, events) {
+            Reattach::Adopted => {
+                report.adopted += 1;
+                if t.desired_status == TaskStatus::Stopped {
+                    // The stop may not have reached the old runtime.
+                    let code = t.stop_code.as_deref().unwrap_or(stop_code::USER_INITIATED);
+                    let reason = t.stopped_reason.as_deref().unwrap_or_default();
+                    core.runtime.stop(t.arn(), code, reason);
+                }
+            }
+            Reattach::Gone { reason } => {
+                report.lost += 1;
+                let code = if t.started_at.is_none() {
+                    stop_code::TASK_FAILED_TO_START
+                } else {
+                    stop_code::ESSENTIAL_CONTAINER_EXITED
+                };
+                apply_event(
+                    core,
+                    &key,
+                    &TaskEvent::Stopped {
+                        stop_code: code.into(),
+                        stopped_reason: reason,
+                    },
+                )?;
+            }
+        }
+    }
+    if report != ReconcileReport::default() {
+        tracing::info!(
+            adopted = report.adopted,
+            lost = report.lost,
+            "reconciled tasks"
+        );
+    }
+    Ok(report)
+}
