@@ -28,7 +28,10 @@ pub enum CredentialsError {
     Incomplete(String),
 }
 
-fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CredentialsError + 'a {
+fn io<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> CredentialsError + 'a {
     move |source| CredentialsError::Io {
         what,
         path: path.to_owned(),
@@ -118,10 +121,16 @@ mod tests {
         let (id, secret) = (new_access_key_id(), new_secret());
         assert!(id.starts_with("AKIA") && id.len() == 20);
         write_credentials(&path, &id, &secret).unwrap();
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let (k, s) = read_credentials(&path).unwrap();
         assert_eq!((k, &*s), (id, &*secret));
         fs::write(&path, "[other]\naws_access_key_id = x\n").unwrap();
-        assert!(matches!(read_credentials(&path), Err(CredentialsError::Incomplete(_))));
+        assert!(matches!(
+            read_credentials(&path),
+            Err(CredentialsError::Incomplete(_))
+        ));
     }
 }

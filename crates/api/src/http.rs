@@ -21,8 +21,8 @@ use hyper_util::rt::TokioIo;
 use zeroize::Zeroizing;
 
 use crate::router::Router;
-use ferry_proto::RestRequest;
 use crate::sigv4::{self, RequestParts, SecretLookup};
+use ferry_proto::RestRequest;
 
 const JSON_11: &str = "application/x-amz-json-1.1";
 

@@ -3,8 +3,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ferry_proto::{RestRequest, RestResponse, RestService};
 use ferry_proto::{AwsError, RequestContext};
+use ferry_proto::{RestRequest, RestResponse, RestService};
 use ferry_store::Store;
 use serde_json::{Value, json};
 

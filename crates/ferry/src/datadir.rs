@@ -74,16 +74,9 @@ pub struct DataDir {
     pub admin_secret: Zeroizing<String>,
     /// The state store.
     pub store: Arc<Store>,
-    /// Whether this start initialized the directory.
-    pub created: bool,
 }
 
 impl DataDir {
-    /// The credentials file path.
-    pub fn credentials_path(&self) -> PathBuf {
-        self.path.join("credentials")
-    }
-
     /// Opens `path`, initializing it on first start.
     pub fn open_or_init(path: &Path) -> Result<Self, DataDirError> {
         if !path.exists() {
@@ -105,7 +98,7 @@ impl DataDir {
             .map_err(io("restricting data directory", path))?;
         let store = Arc::new(Store::open(&path.join("state.redb"))?);
         let creds_path = path.join("credentials");
-        let (identity, secret, created) = match store.get::<Identity>(TABLE, IDENTITY)? {
+        let (identity, secret) = match store.get::<Identity>(TABLE, IDENTITY)? {
             Some(id) => {
                 let (key_id, secret) = read_credentials(&creds_path)?;
                 if key_id != id.admin_access_key_id {
@@ -115,7 +108,7 @@ impl DataDir {
                         id.admin_access_key_id
                     )));
                 }
-                (id, secret, false)
+                (id, secret)
             }
             None => {
                 let id = Identity {
@@ -125,7 +118,7 @@ impl DataDir {
                 let secret = new_secret();
                 write_credentials(&creds_path, &id.admin_access_key_id, &secret)?;
                 store.put(TABLE, IDENTITY, &id)?;
-                (id, secret, true)
+                (id, secret)
             }
         };
         Ok(Self {
@@ -134,7 +127,6 @@ impl DataDir {
             admin_access_key_id: identity.admin_access_key_id,
             admin_secret: secret,
             store,
-            created,
         })
     }
 }
@@ -160,11 +152,10 @@ mod tests {
         let dir = tmp.path().join("d");
         let (account, key) = {
             let d = DataDir::open_or_init(&dir).unwrap();
-            assert!(d.created);
             assert_eq!(d.account_id.len(), 12);
             assert!(d.account_id.bytes().all(|b| b.is_ascii_digit()));
             assert!(d.admin_access_key_id.starts_with("AKIA") && d.admin_access_key_id.len() == 20);
-            let mode = fs::metadata(d.credentials_path())
+            let mode = fs::metadata(d.path.join("credentials"))
                 .unwrap()
                 .permissions()
                 .mode();
@@ -173,13 +164,12 @@ mod tests {
                 fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
                 0o700
             );
-            let (k, s) = read_credentials(&d.credentials_path()).unwrap();
+            let (k, s) = read_credentials(&d.path.join("credentials")).unwrap();
             assert_eq!(k, d.admin_access_key_id);
             assert_eq!(*s, *d.admin_secret);
             (d.account_id.clone(), d.admin_access_key_id.clone())
         };
         let d = DataDir::open_or_init(&dir).unwrap();
-        assert!(!d.created);
         assert_eq!(d.account_id, account);
         assert_eq!(d.admin_access_key_id, key);
     }
@@ -188,7 +178,7 @@ mod tests {
     fn a_credentials_file_for_another_key_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let d = DataDir::open_or_init(tmp.path()).unwrap();
-        let path = d.credentials_path();
+        let path = d.path.join("credentials");
         drop(d);
         fs::write(
             &path,

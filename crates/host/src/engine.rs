@@ -6,9 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ferry_volume::{
-    FormatOptions, KmsToken, MountHandle, MountOptions, Passphrase, ServerCommand,
-};
+use ferry_volume::{FormatOptions, KmsToken, MountHandle, MountOptions, Passphrase, ServerCommand};
 
 /// An engine failure; its text goes into a task's `stoppedReason`.
 #[derive(Debug, thiserror::Error)]

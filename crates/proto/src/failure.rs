@@ -90,8 +90,15 @@ mod tests {
             f.to_string(),
             "CannotPullContainerError: image nope:1 not found"
         );
-        assert_eq!(TaskFailure::plain("no containers").to_string(), "no containers");
-        let f = TaskFailure::new(FailureCode::ResourceInitialization, "disk full").context("volume");
-        assert_eq!(f.to_string(), "ResourceInitializationError: volume: disk full");
+        assert_eq!(
+            TaskFailure::plain("no containers").to_string(),
+            "no containers"
+        );
+        let f =
+            TaskFailure::new(FailureCode::ResourceInitialization, "disk full").context("volume");
+        assert_eq!(
+            f.to_string(),
+            "ResourceInitializationError: volume: disk full"
+        );
     }
 }

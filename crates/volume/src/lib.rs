@@ -38,8 +38,8 @@ pub mod mountinfo;
 pub mod server;
 pub mod shred;
 pub mod size;
-pub mod token;
 mod sys;
+pub mod token;
 #[cfg(target_arch = "x86_64")]
 mod vaes;
 

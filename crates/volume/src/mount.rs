@@ -349,7 +349,8 @@ pub fn unmount(target: &Path) -> Result<(), UnmountError> {
         .canonicalize()
         .map_err(|_| UnmountError::NotMounted(target.display().to_string()))?;
     let shown = target.display().to_string();
-    let source = mountinfo::source_of(&target).ok_or_else(|| UnmountError::NotMounted(shown.clone()))?;
+    let source =
+        mountinfo::source_of(&target).ok_or_else(|| UnmountError::NotMounted(shown.clone()))?;
     let loop_name = source
         .strip_prefix("/dev/")
         .filter(|n| n.starts_with("loop"))

@@ -116,6 +116,10 @@ mod tests {
     #[test]
     fn this_process_sees_its_root() {
         assert!(is_mount_point(Path::new("/")));
-        assert!(mounts_under(Path::new("/")).iter().all(|m| m != Path::new("/")));
+        assert!(
+            mounts_under(Path::new("/"))
+                .iter()
+                .all(|m| m != Path::new("/"))
+        );
     }
 }

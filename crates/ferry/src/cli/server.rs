@@ -107,13 +107,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             shared.region,
             shared.data_dir.display()
         );
-        ferry_api::serve(listener, router, shutdown_signal()).await.context("serving")?;
+        ferry_api::serve(listener, router, shutdown_signal())
+            .await
+            .context("serving")?;
         let runtime = host.runtime.clone();
         let left = tokio::task::spawn_blocking(move || runtime.drain(DRAIN_TIMEOUT))
             .await
             .unwrap_or(usize::MAX);
         if left > 0 {
-            tracing::warn!("{left} tasks were still stopping at exit; the next start releases them");
+            tracing::warn!(
+                "{left} tasks were still stopping at exit; the next start releases them"
+            );
         }
         for e in host.efs.shutdown() {
             tracing::warn!("{e}");

@@ -37,7 +37,10 @@ impl VolumeKeys for FakeKeys {
         "111122223333"
     }
     fn issue(&self, key_arn: &str, context: EncryptionContext) -> Result<IssuedKey, PlatformError> {
-        log(&self.log, format!("issue {key_arn} {}", context["ferry:taskArn"]));
+        log(
+            &self.log,
+            format!("issue {key_arn} {}", context["ferry:taskArn"]),
+        );
         if self.fail_issue {
             return Err(PlatformError::Kms {
                 operation: "GenerateDataKeyWithoutPlaintext",
@@ -108,7 +111,10 @@ impl VolumeEngine for FakeEngine {
         assert_eq!(passphrase.expose(), [7; 64]);
         assert_eq!(token.wrapped_data_key, [1, 2, 3]);
         std::fs::write(image, b"luks").unwrap();
-        log(&self.log, format!("format {} {size} {}", name(image), token.key_arn));
+        log(
+            &self.log,
+            format!("format {} {size} {}", name(image), token.key_arn),
+        );
         Ok(())
     }
     fn format_plain(&self, image: &Path, size: u64) -> Result<(), EngineError> {
@@ -166,9 +172,8 @@ fn rig(fail_issue: bool, fail_mount: bool) -> Rig {
         fail_mount,
     });
     let store = Arc::new(ferry_store::Store::open(&dir.path().join("state.redb")).unwrap());
-    let efs = Arc::new(
-        EfsVolumes::new(keys.clone(), engine.clone(), store, dir.path(), false).unwrap(),
-    );
+    let efs =
+        Arc::new(EfsVolumes::new(keys.clone(), engine.clone(), store, dir.path(), false).unwrap());
     let volumes = TaskVolumes::new(keys, engine, dir.path().join("tasks"), efs);
     Rig { dir, log, volumes }
 }
