@@ -12,6 +12,8 @@
 //! - [`http`]: the listener: body limits, JSON 1.1 framing, error rendering,
 //!   graceful shutdown.
 
+#![forbid(unsafe_code)]
+
 pub mod auth;
 pub mod credentials;
 pub mod http;

@@ -36,6 +36,8 @@ use crate::wire::task::TaskOverride;
 const BACKOFF_BASE: f64 = 0.5;
 /// Longest backoff, seconds.
 const BACKOFF_MAX: f64 = 15.0;
+/// Most tasks one launch starts (RunTask's `count` bound).
+const MAX_PER_LAUNCH: u32 = 10;
 /// Failed starts that trip the deployment circuit breaker.
 const CIRCUIT_BREAKER_THRESHOLD: u32 = 10;
 
@@ -249,8 +251,10 @@ fn launch(
 ) -> Result<Vec<TaskRecord>, EcsError> {
     // A busy path, as RunTask: expire old stopped tasks.
     tasks::maybe_sweep(core);
-    // RunTask's bound of 10 per call applies to a pass's launch too.
-    let count = validate::check_count(Some(i64::from(count)))?;
+    // RunTask's bound of 10 per call applies to a pass's launch too: a
+    // larger step is started 10 at a time, one batch per pass (a step
+    // asked for all at once would fail every pass and never start).
+    let count = validate::check_count(Some(i64::from(count.min(MAX_PER_LAUNCH))))?;
     let cluster = core.active_cluster(Some(&rec.cluster_name))?;
     let td = tasks::runnable_task_definition(core, &dep.task_definition)?;
     let subnet_id = validate::subnet(Some(&rec.network_configuration))?;

@@ -823,6 +823,30 @@ fn register(e: &Env) {
 }
 
 #[test]
+fn a_service_of_more_than_ten_tasks_starts_them_ten_per_pass() {
+    let e = env();
+    register(&e);
+    e.ok("CreateService", svc_body("big", 23));
+    e.pass();
+    assert_eq!(e.started(), 10);
+    e.pass();
+    assert_eq!(e.started(), 20);
+    e.pass();
+    assert_eq!(e.started(), 23);
+    e.pass();
+    assert_eq!(e.started(), 23);
+    let s = e.service("big");
+    assert_eq!(s["pendingCount"], 23);
+    assert!(
+        s["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| !v["message"].as_str().unwrap().contains("failed to start"))
+    );
+}
+
+#[test]
 fn service_keeps_desired_count_and_rolls_within_min_healthy() {
     let e = env();
     register(&e);

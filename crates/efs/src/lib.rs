@@ -9,6 +9,8 @@
 //! - [`route`]: method + path + query to an operation.
 //! - [`service`]: the operations and the [`ferry_proto::RestService`] hook.
 
+#![forbid(unsafe_code)]
+
 pub mod backend;
 pub mod error;
 pub mod model;

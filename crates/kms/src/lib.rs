@@ -22,6 +22,8 @@
 //! - [`harden`]: process protections for a key-holding process.
 //! - [`error`]: the KMS error codes and messages.
 
+#![forbid(unsafe_code)]
+
 pub mod audit;
 pub mod audit_file;
 pub mod blob;

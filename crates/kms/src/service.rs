@@ -69,6 +69,20 @@ pub trait Operation {
     }
 }
 
+/// The cryptographic operations: their responses are never audited, and
+/// they run inline (in-memory state, one queued audit line).
+fn is_crypto_op(operation: &str) -> bool {
+    matches!(
+        operation,
+        "Encrypt"
+            | "Decrypt"
+            | "GenerateDataKey"
+            | "GenerateDataKeyWithoutPlaintext"
+            | "GenerateRandom"
+            | "ReEncrypt"
+    )
+}
+
 /// One operation's handler.
 type Handler = fn(&Kms, &RequestContext, &Params<'_>, &mut Vec<String>) -> Result<Value, AwsError>;
 
@@ -204,18 +218,11 @@ impl Kms {
             (None, Some(_)) => Err(AwsError::unknown_operation(operation)),
             (Some(h), Some(r)) => Params::new(r).and_then(|p| h(self, ctx, &p, &mut resources)),
         };
-        let crypto_op = matches!(
-            operation,
-            "Encrypt"
-                | "Decrypt"
-                | "GenerateDataKey"
-                | "GenerateDataKeyWithoutPlaintext"
-                | "GenerateRandom"
-                | "ReEncrypt"
-        );
         // As in CloudTrail, the cryptographic operations log no response
         // elements (their responses are mostly secrets anyway).
-        let response = result.as_ref().map(|v| (!crypto_op).then_some(v));
+        let response = result
+            .as_ref()
+            .map(|v| (!is_crypto_op(operation)).then_some(v));
         let ticket = self.audit(ctx, operation, request, response, &resources);
         (result, ticket)
     }
@@ -278,16 +285,7 @@ impl JsonService for Kms {
     /// automatic rotation falls due is rotated, and stored, by the first
     /// such call; that rare write is accepted on the async worker.)
     fn runs_inline(&self, operation: &str) -> bool {
-        matches!(
-            operation,
-            "Encrypt"
-                | "Decrypt"
-                | "GenerateDataKey"
-                | "GenerateDataKeyWithoutPlaintext"
-                | "GenerateRandom"
-                | "ReEncrypt"
-                | "DescribeKey"
-        )
+        is_crypto_op(operation) || operation == "DescribeKey"
     }
 
     fn call(&self, ctx: &RequestContext, operation: &str, body: &[u8]) -> Result<Value, AwsError> {

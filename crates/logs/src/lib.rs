@@ -19,6 +19,8 @@
 //! - `filter`: CloudWatch filter patterns (the term subset).
 //! - `model`: the stored records.
 
+#![forbid(unsafe_code)]
+
 mod filter;
 mod model;
 mod names;

@@ -11,6 +11,8 @@
 //! (`#[serde(default)]`) without migrations. Secrets must not be stored here
 //! in plaintext: the KMS stores key material wrapped under its root key.
 
+#![forbid(unsafe_code)]
+
 use std::path::Path;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
