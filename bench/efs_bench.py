@@ -55,7 +55,8 @@ def main(reps):
                   "mountPoints": [{"sourceVolume": "efs", "containerPath": "/efs"},
                                   {"sourceVolume": "scratch", "containerPath": "/scratch"}],
                   "logConfiguration": {"logDriver": "awslogs", "options": {
-                      "awslogs-group": GROUP, "awslogs-region": "us-east-1", "awslogs-stream-prefix": "b"}}}]}
+                      "awslogs-group": GROUP, "awslogs-region": "us-east-1", "awslogs-stream-prefix": "b",
+                      "awslogs-create-group": "true"}}}]}
         p = pathlib.Path(root) / "td.json"
         p.write_text(json.dumps(td))
         srv.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{p}")

@@ -240,6 +240,14 @@ def ferry_server_module():
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SOURCE_TD = os.path.join(ROOT, "examples", "fargate-task-definition.json")
+# The source task definition's awslogs group: as on Fargate, it must exist
+# before a task can start (the definition has no awslogs-create-group).
+SOURCE_LOG_GROUP = "/ecs/fargate-task-definition"
+
+
+def create_source_log_group(srv):
+    """Creates the source task definition's log group, as its user would."""
+    srv.aws("logs", "create-log-group", "--log-group-name", SOURCE_LOG_GROUP)
 MAKE_IMAGE = os.path.join(ROOT, "tests", "tools", "make_httpd_image.py")
 NETCFG = "awsvpcConfiguration={subnets=[subnet-12345678],securityGroups=[sg-12345678]}"
 

@@ -15,9 +15,11 @@ import json
 import os
 import re
 import subprocess
+import time
 import urllib.request
 
-from conftest import NETCFG, SOURCE_TD, allocated_data, host_resources, import_httpd, wait_status
+from conftest import (NETCFG, SOURCE_TD, allocated_data, create_source_log_group, host_resources,
+                      import_httpd, wait_status)
 
 ORDER = ["PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "STOPPING",
          "DEPROVISIONING", "STOPPED"]
@@ -27,6 +29,7 @@ def test_source_document_run_task_to_running_and_stopped(ferry_server, tmp_path)
     srv = ferry_server
     import_httpd(srv, tmp_path)
     srv.aws("ecs", "create-cluster", "--cluster-name", "payments")
+    create_source_log_group(srv)
     srv.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{SOURCE_TD}")
     # The source document's command, with --endpoint-url (added by srv.aws).
     out = srv.aws("ecs", "run-task", "--cluster", "payments",
@@ -128,6 +131,7 @@ def test_source_document_run_task_to_running_and_stopped(ferry_server, tmp_path)
 def test_failure_to_start_and_essential_exit(ferry_server, tmp_path):
     srv = ferry_server
     import_httpd(srv, tmp_path)
+    create_source_log_group(srv)
     doc = json.load(open(SOURCE_TD))
     doc["family"] = "exits"
     doc["containerDefinitions"][0]["command"] = ["echo task-says-hello; exit 3"]
@@ -160,3 +164,62 @@ def test_failure_to_start_and_essential_exit(ferry_server, tmp_path):
     assert t["stopCode"] == "TaskFailedToStart"
     assert "httpd:9" in t["stoppedReason"]
     assert "startedAt" not in t
+
+
+def test_awslogs_contract_group_must_exist_and_stream_opens_at_start(ferry_server, tmp_path):
+    """awslogs as Fargate does it: a missing group fails the task with the
+    driver's reason (naming the group) unless awslogs-create-group is
+    "true"; with it, the group is created, and the stream exists from the
+    container's start, before its first line."""
+    srv = ferry_server
+    import_httpd(srv, tmp_path)
+
+    def register(family, group, create, command):
+        options = {"awslogs-group": group, "awslogs-region": "us-east-1", "awslogs-stream-prefix": "ecs"}
+        if create is not None:
+            options["awslogs-create-group"] = create
+        doc = {"family": family, "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
+               "cpu": "256", "memory": "512",
+               "containerDefinitions": [{"name": "app", "image": "httpd:2.4", "stopTimeout": 1,
+                                         "entryPoint": ["sh", "-c"], "command": [command],
+                                         "logConfiguration": {"logDriver": "awslogs", "options": options}}]}
+        p = tmp_path / f"{family}.json"
+        p.write_text(json.dumps(doc))
+        srv.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{p}")
+
+    def run(family):
+        return srv.aws("ecs", "run-task", "--task-definition", family, "--launch-type", "FARGATE",
+                       "--network-configuration", NETCFG)["tasks"][0]["taskArn"]
+
+    # No group, no awslogs-create-group (and "false" is the same): the task never starts.
+    for family, create in [("nogroup", None), ("nogroup-false", "false")]:
+        register(family, "/ecs/e2e-missing", create, "echo never")
+        t, _ = wait_status(srv, run(family), "STOPPED")
+        assert t["stopCode"] == "TaskFailedToStart", t
+        reason = t["stoppedReason"]
+        assert reason.startswith("ResourceInitializationError: failed to validate logger args"), reason
+        assert "/ecs/e2e-missing" in reason and "ResourceNotFoundException" in reason, reason
+        assert "startedAt" not in t
+    groups = srv.aws("logs", "describe-log-groups", "--log-group-name-prefix", "/ecs/e2e-missing")
+    assert groups["logGroups"] == []
+
+    # awslogs-create-group "true": the group is made; the stream is there
+    # while the container is still silent, and then gets its lines.
+    register("mkgroup", "/ecs/e2e-created", "true", "sleep 3; echo first-line; sleep 3600")
+    arn = run("mkgroup")
+    wait_status(srv, arn, "RUNNING")
+    stream = f"ecs/app/{arn.rsplit('/', 1)[1]}"
+    streams = srv.aws("logs", "describe-log-streams", "--log-group-name", "/ecs/e2e-created")["logStreams"]
+    assert [s["logStreamName"] for s in streams] == [stream]
+    assert srv.aws("logs", "get-log-events", "--log-group-name", "/ecs/e2e-created",
+                   "--log-stream-name", stream)["events"] == []
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        ev = srv.aws("logs", "get-log-events", "--log-group-name", "/ecs/e2e-created",
+                     "--log-stream-name", stream)["events"]
+        if ev:
+            break
+        time.sleep(0.2)
+    assert [e["message"] for e in ev] == ["first-line"], ev
+    srv.aws("ecs", "stop-task", "--task", arn)
+    wait_status(srv, arn, "STOPPED")

@@ -58,7 +58,8 @@ def register(srv, tmp_path, family, script, volume, read_only=False):
             "stopTimeout": 2,
             "mountPoints": [{"sourceVolume": "shared", "containerPath": "/data", "readOnly": read_only}],
             "logConfiguration": {"logDriver": "awslogs", "options": {
-                "awslogs-group": GROUP, "awslogs-region": "us-east-1", "awslogs-stream-prefix": "efs"}},
+                "awslogs-group": GROUP, "awslogs-region": "us-east-1", "awslogs-stream-prefix": "efs",
+                "awslogs-create-group": "true"}},
         }],
     }
     path = tmp_path / f"{family}.json"

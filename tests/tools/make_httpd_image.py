@@ -26,7 +26,9 @@ import tarfile
 
 BUSYBOX = "/bin/busybox"
 APPLETS = ["sh", "echo", "cat", "ls", "httpd", "sleep", "mkdir", "rm", "id", "env", "wget", "dd", "sync", "true", "false", "kill", "ps"]
-HTTPD_FOREGROUND = b"#!/bin/sh\n# Stand-in for httpd:2.4's httpd-foreground: busybox httpd on port 80.\nexec httpd -f -v -p 80 -h /usr/local/apache2/htdocs\n"
+HTTPD_FOREGROUND = (b"#!/bin/sh\n# Stand-in for httpd:2.4's httpd-foreground: busybox httpd on port 80.\n"
+                   b"echo 'httpd-foreground: busybox httpd serving /usr/local/apache2/htdocs on port 80' >&2\n"
+                   b"exec httpd -f -v -p 80 -h /usr/local/apache2/htdocs\n")
 
 
 FIO = "/usr/bin/fio"

@@ -17,9 +17,33 @@ pub struct LogEvent {
     pub message: String,
 }
 
-/// Where container logs go. Called from the agent's reader threads; the
-/// group and stream are created on first use by the implementation.
+/// Why a container's log stream could not be opened; the text follows
+/// the awslogs driver's (it becomes the task's `stoppedReason` after
+/// `ResourceInitializationError: `).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenStreamError {
+    /// The group does not exist and `awslogs-create-group` is not `true`.
+    #[error(
+        "failed to validate logger args: create stream has been retried 1 times: failed to create Cloudwatch log stream: ResourceNotFoundException: The specified log group does not exist. (log group {0}) : exit status 1"
+    )]
+    NoGroup(String),
+    /// The logs service refused (an invalid name, a failure).
+    #[error("failed to validate logger args: {0}")]
+    Refused(String),
+}
+
+/// Where container logs go. Called from the agent's reader threads.
 pub trait LogSink: Send + Sync {
+    /// Opens a container's stream before the container starts, as the
+    /// awslogs driver does: the group must exist unless `create_group`,
+    /// and the stream exists from then on, even before the first line.
+    fn open_stream(
+        &self,
+        group: &str,
+        stream: &str,
+        create_group: bool,
+    ) -> Result<(), OpenStreamError>;
+
     /// Appends `events` (in order) to `stream` of `group`.
     fn put(&self, group: &str, stream: &str, events: &[LogEvent]);
 }
@@ -29,6 +53,9 @@ pub trait LogSink: Send + Sync {
 pub struct NullSink;
 
 impl LogSink for NullSink {
+    fn open_stream(&self, _: &str, _: &str, _: bool) -> Result<(), OpenStreamError> {
+        Ok(())
+    }
     fn put(&self, _: &str, _: &str, _: &[LogEvent]) {}
 }
 
@@ -66,6 +93,15 @@ impl MemorySink {
 }
 
 impl LogSink for MemorySink {
+    /// Every group exists in memory; the stream is made empty.
+    fn open_stream(&self, group: &str, stream: &str, _: bool) -> Result<(), OpenStreamError> {
+        if let Ok(mut s) = self.streams.lock() {
+            s.entry((group.to_string(), stream.to_string()))
+                .or_default();
+        }
+        Ok(())
+    }
+
     fn put(&self, group: &str, stream: &str, events: &[LogEvent]) {
         if let Ok(mut s) = self.streams.lock() {
             s.entry((group.to_string(), stream.to_string()))

@@ -566,6 +566,20 @@ impl Supervisor {
                 }
             }
         }
+        // The awslogs driver's check, before anything is made on the host:
+        // a missing group fails the task unless awslogs-create-group is
+        // true, and each stream exists before its container starts.
+        for c in &plan.containers {
+            if let Some(a) = &c.awslogs {
+                let stream = logs::stream_name(a.stream_prefix.as_deref(), &c.name, &plan.task_id);
+                self.cfg
+                    .log_sink
+                    .open_stream(&a.group, &stream, a.create_group)
+                    .map_err(|e| {
+                        TaskFailure::new(FailureCode::ResourceInitialization, e.to_string())
+                    })?;
+            }
+        }
         let mut volumes: HashMap<String, PathBuf> = HashMap::new();
         for v in &plan.volumes {
             match &v.kind {

@@ -129,17 +129,24 @@ fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord) -> Result<(), EcsError> {
     let min_healthy = (desired * rec.minimum_healthy_percent).div_ceil(100);
     let max_live = (desired * rec.maximum_percent / 100).max(desired);
 
-    // 2. Stops: old deployments, then surplus primary tasks.
+    // 2. Stops: old deployments, then surplus primary tasks. A task with
+    // scale-in protection is skipped until its protection lapses.
     let (primary, old): (Vec<&TaskRecord>, Vec<&TaskRecord>) = wanted
         .iter()
         .partition(|t| t.started_by.as_deref() == Some(primary_id.as_str()));
+    let stoppable = |t: &&&TaskRecord| !t.protected_at(now);
     let mut to_stop: Vec<&TaskRecord> = old
         .iter()
+        .filter(stoppable)
         .filter(|t| t.last_status != TaskStatus::Running)
         .copied()
         .collect();
     let mut allowance = healthy.saturating_sub(min_healthy);
-    for t in old.iter().filter(|t| t.last_status == TaskStatus::Running) {
+    for t in old
+        .iter()
+        .filter(stoppable)
+        .filter(|t| t.last_status == TaskStatus::Running)
+    {
         if allowance == 0 {
             break;
         }
@@ -147,7 +154,7 @@ fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord) -> Result<(), EcsError> {
         allowance -= 1;
     }
     let surplus = (primary.len() as u32).saturating_sub(desired) as usize;
-    let mut by_readiness = primary.clone();
+    let mut by_readiness: Vec<&TaskRecord> = primary.iter().filter(stoppable).copied().collect();
     by_readiness.sort_by_key(|t| t.last_status == TaskStatus::Running);
     to_stop.extend(by_readiness.iter().take(surplus));
     if !to_stop.is_empty() {

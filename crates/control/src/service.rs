@@ -186,6 +186,8 @@ impl JsonService for EcsService {
             "DeleteService" => run(c, ctx, body, services::delete),
             "DescribeServices" => run(c, ctx, body, services::describe),
             "ListServices" => run(c, ctx, body, services::list),
+            "UpdateTaskProtection" => run(c, ctx, body, task_protection::update),
+            "GetTaskProtection" => run(c, ctx, body, task_protection::get),
             "TagResource" => run(c, ctx, body, tags::tag),
             "UntagResource" => run(c, ctx, body, tags::untag),
             "ListTagsForResource" => run(c, ctx, body, tags::list),

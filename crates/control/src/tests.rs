@@ -1143,3 +1143,90 @@ fn service_tasks_use_the_pinned_key_and_propagated_tags() {
     let t = e.ok("RunTask", run_body())["tasks"][0].clone();
     assert_eq!(t["fargateEphemeralStorage"]["kmsKeyId"], CMK);
 }
+
+#[test]
+fn protected_tasks_survive_scale_in_until_protection_is_lifted() {
+    let e = env();
+    register(&e);
+    e.ok("CreateService", svc_body("guarded", 3));
+    e.pass();
+    for i in 0..3 {
+        e.run_to_running(i);
+    }
+    let keep = e.plan(0).task_arn;
+    let r = e.ok(
+        "UpdateTaskProtection",
+        json!({"cluster": "default", "tasks": [keep], "protectionEnabled": true, "expiresInMinutes": 60}),
+    );
+    assert_eq!(r["failures"], json!([]));
+    let p = &r["protectedTasks"][0];
+    assert_eq!(p["taskArn"], keep.as_str());
+    assert_eq!(p["protectionEnabled"], true);
+    let exp = p["expirationDate"].as_f64().unwrap();
+    let now = crate::clock::now();
+    assert!((exp - now - 3600.0).abs() < 5.0, "{exp} vs {now}");
+
+    // Scale in to 0: the two unprotected tasks go, the protected one stays.
+    e.ok(
+        "UpdateService",
+        json!({"service": "guarded", "desiredCount": 0}),
+    );
+    e.pass();
+    let stopped = e.rt.stopped.lock().unwrap().clone();
+    assert_eq!(stopped.len(), 2, "{stopped:?}");
+    assert!(!stopped.contains(&keep));
+    e.pass();
+    assert_eq!(e.rt.stopped.lock().unwrap().len(), 2);
+    let g = e.ok(
+        "GetTaskProtection",
+        json!({"cluster": "default", "tasks": [keep]}),
+    );
+    assert_eq!(g["protectedTasks"][0]["protectionEnabled"], true);
+
+    // Lifting the protection lets the service finish scaling in.
+    let r = e.ok(
+        "UpdateTaskProtection",
+        json!({"cluster": "default", "tasks": [keep], "protectionEnabled": false}),
+    );
+    assert_eq!(r["protectedTasks"][0]["protectionEnabled"], false);
+    assert!(r["protectedTasks"][0].get("expirationDate").is_none());
+    e.pass();
+    assert!(e.rt.stopped.lock().unwrap().contains(&keep));
+}
+
+#[test]
+fn task_protection_is_for_service_tasks_with_ecs_limits() {
+    let e = env();
+    register(&e);
+    let standalone = e.ok("RunTask", run_body())["tasks"][0]["taskArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = e.ok(
+        "UpdateTaskProtection",
+        json!({"cluster": "default", "tasks": [standalone, "0123456789abcdef0123456789abcdef"],
+               "protectionEnabled": true}),
+    );
+    assert_eq!(r["protectedTasks"], json!([]));
+    assert_eq!(r["failures"][0]["reason"], "TASK_NOT_VALID");
+    assert_eq!(r["failures"][0]["arn"], standalone.as_str());
+    assert_eq!(r["failures"][1]["reason"], "TASK_NOT_FOUND");
+    for minutes in [0, 2881] {
+        let err = e.err(
+            "UpdateTaskProtection",
+            json!({"cluster": "default", "tasks": [standalone], "protectionEnabled": true,
+                   "expiresInMinutes": minutes}),
+        );
+        assert_eq!(err.code, "InvalidParameterException");
+    }
+    let err = e.err(
+        "UpdateTaskProtection",
+        json!({"cluster": "default", "tasks": [], "protectionEnabled": true}),
+    );
+    assert_eq!(err.code, "InvalidParameterException");
+    let err = e.err(
+        "GetTaskProtection",
+        json!({"cluster": "nope", "tasks": [standalone]}),
+    );
+    assert_eq!(err.code, "ClusterNotFoundException");
+}

@@ -386,6 +386,11 @@ fn container(
                 (Some(group), Some(_)) => Some(AwsLogs {
                     group,
                     stream_prefix: lc.options.get("awslogs-stream-prefix").cloned(),
+                    // The awslogs driver reads the option as a boolean string.
+                    create_group: lc
+                        .options
+                        .get("awslogs-create-group")
+                        .is_some_and(|v| v.eq_ignore_ascii_case("true")),
                 }),
                 _ => {
                     return Err(EcsError::Client(

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use ferry_agent::logs::{LogEvent as AgentEvent, LogSink};
+use ferry_agent::logs::{LogEvent as AgentEvent, LogSink, OpenStreamError};
 use ferry_api::Router;
 use ferry_control::keys::{self, KeyCheckError, KeyFacts, StorageKeys};
 use ferry_control::runtime::TaskRuntime;
@@ -166,6 +166,24 @@ impl StorageKeys for ClusterKeys {
 struct LogsSink(Arc<LogsService>);
 
 impl LogSink for LogsSink {
+    fn open_stream(
+        &self,
+        group: &str,
+        stream: &str,
+        create_group: bool,
+    ) -> Result<(), OpenStreamError> {
+        match self.0.open_stream(group, stream, create_group) {
+            Ok(()) => Ok(()),
+            Err(e) if e.code == "ResourceNotFoundException" => {
+                Err(OpenStreamError::NoGroup(group.to_owned()))
+            }
+            Err(e) => Err(OpenStreamError::Refused(format!(
+                "{}: {}",
+                e.code, e.message
+            ))),
+        }
+    }
+
     fn put(&self, group: &str, stream: &str, events: &[AgentEvent]) {
         let events: Vec<LogEvent> = events
             .iter()

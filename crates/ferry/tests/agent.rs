@@ -265,6 +265,7 @@ fn source_document_httpd_task_serves_its_page_and_leaves_nothing() {
     c.awslogs = Some(AwsLogs {
         group: "/ecs/fargate-task-definition".into(),
         stream_prefix: Some("ecs".into()),
+        create_group: false,
     });
     // sh is PID 1 and ignores SIGTERM, as with Docker: keep the kill short.
     c.stop_timeout_secs = 2;
@@ -293,6 +294,7 @@ fn source_document_httpd_task_serves_its_page_and_leaves_nothing() {
     side.awslogs = Some(AwsLogs {
         group: "/ecs/fargate-task-definition".into(),
         stream_prefix: Some("ecs".into()),
+        create_group: false,
     });
     let (h, events) = run(&env, plan(&id, vec![c, side], vec![]), &root);
     wait_for(&events, "Running", |e| matches!(e, TaskEvent::Running));
@@ -413,6 +415,7 @@ fn dependencies_volumes_user_readonly_and_essential_exit() {
     let logs = AwsLogs {
         group: "g".into(),
         stream_prefix: Some("p".into()),
+        create_group: false,
     };
     let mut init = container("init", "busybox-docker:1");
     init.essential = false;

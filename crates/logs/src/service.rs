@@ -51,6 +51,18 @@ impl LogsService {
         ops::events::append(self, group, stream, events, true).map(|_| ())
     }
 
+    /// Opens a container's stream as the awslogs driver does at container
+    /// start: the group must exist unless `create_group`; the stream is
+    /// created if missing. `ResourceNotFoundException` for a missing group.
+    pub fn open_stream(
+        &self,
+        group: &str,
+        stream: &str,
+        create_group: bool,
+    ) -> Result<(), AwsError> {
+        ops::events::open_stream(self, group, stream, create_group)
+    }
+
     /// `ResourceNotFoundException` unless `group` exists.
     pub(crate) fn require_group(&self, group: &str) -> Result<(), AwsError> {
         match self

@@ -145,6 +145,10 @@ pub struct AwsLogs {
     pub group: String,
     /// `awslogs-stream-prefix`; the stream is `PREFIX/CONTAINER/TASK_ID`.
     pub stream_prefix: Option<String>,
+    /// `awslogs-create-group: "true"`: create the group if it is missing.
+    /// Otherwise a missing group fails the task, as on Fargate.
+    #[serde(default)]
+    pub create_group: bool,
 }
 
 /// What the agent reports about a task, in order.

@@ -172,11 +172,21 @@ pub struct TaskRecord {
     /// Tags.
     #[serde(default)]
     pub tags: Vec<Tag>,
+    /// Scale-in protection: until when (epoch seconds), if set
+    /// (UpdateTaskProtection). Services skip a protected task when they
+    /// scale in or replace tasks.
+    #[serde(default)]
+    pub protected_until: Option<f64>,
     /// Bumped on every change (`version`).
     pub version: u64,
 }
 
 impl TaskRecord {
+    /// Whether scale-in protection is on at `now`.
+    pub fn protected_at(&self, now: f64) -> bool {
+        self.protected_until.is_some_and(|until| until > now)
+    }
+
     /// The task's ARN.
     pub fn arn(&self) -> &str {
         &self.plan.task_arn
@@ -387,6 +397,7 @@ pub(crate) mod tests {
             group: "family:f".into(),
             overrides: serde_json::Value::Null,
             tags: vec![],
+            protected_until: None,
             version: 1,
         }
     }

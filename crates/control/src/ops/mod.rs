@@ -10,3 +10,4 @@ pub mod services;
 pub mod stop_task;
 pub mod tags;
 pub mod task_definitions;
+pub mod task_protection;

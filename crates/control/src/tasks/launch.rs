@@ -220,6 +220,7 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Vec<TaskRecord>, Ecs
             group: group.clone(),
             overrides: overrides_echo.clone(),
             tags: tags.clone(),
+            protected_until: None,
             version: 1,
         });
     }

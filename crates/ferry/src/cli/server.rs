@@ -101,13 +101,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if !protection.memory_locked {
             tracing::warn!("memory is not locked (RLIMIT_MEMLOCK is limited); keys may reach swap");
         }
+        let shutdown = shutdown_signal()?;
         println!(
             "ferry: listening on {addr} (account {}, region {}, data dir {})",
             shared.account_id,
             shared.region,
             shared.data_dir.display()
         );
-        ferry_api::serve(listener, router, shutdown_signal())
+        ferry_api::serve(listener, router, shutdown)
             .await
             .context("serving")?;
         let runtime = host.runtime.clone();
@@ -127,18 +128,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is
+/// called, not when the future is first polled: the server calls it before
+/// it says it is listening, so a SIGTERM sent right after readiness is a
+/// clean shutdown rather than the signal's default action.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers, Ctrl-C's default action still ends us.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
-    }
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    })
 }

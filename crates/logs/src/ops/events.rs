@@ -94,6 +94,28 @@ pub(crate) fn put(svc: &LogsService, body: &[u8]) -> Result<Value, AwsError> {
 /// Seals and stores `events` as one batch. With `create`, a missing group
 /// or stream is created first (the runtime's path); otherwise it is a
 /// `ResourceNotFoundException` (the API's path).
+/// See [`LogsService::open_stream`].
+pub(crate) fn open_stream(
+    svc: &LogsService,
+    group: &str,
+    stream: &str,
+    create_group: bool,
+) -> Result<(), AwsError> {
+    let group = names::group(group)?;
+    let stream = names::stream(stream)?;
+    if create_group {
+        let rec = Group {
+            name: group.to_owned(),
+            creation_time: now_ms(),
+            kms_key_id: None,
+            retention_in_days: None,
+            tags: Default::default(),
+        };
+        groups::ensure(svc, rec, true)?;
+    }
+    streams::ensure(svc, group, stream, true)
+}
+
 pub(crate) fn append(
     svc: &LogsService,
     group: &str,
@@ -104,15 +126,7 @@ pub(crate) fn append(
     let group = names::group(group)?;
     let stream = names::stream(stream)?;
     if create {
-        let rec = Group {
-            name: group.to_owned(),
-            creation_time: now_ms(),
-            kms_key_id: None,
-            retention_in_days: None,
-            tags: Default::default(),
-        };
-        groups::ensure(svc, rec, true)?;
-        streams::ensure(svc, group, stream, true)?;
+        open_stream(svc, group, stream, true)?;
     }
     let now = now_ms();
     let mut rejected = Rejected::default();
