@@ -223,3 +223,37 @@ def test_awslogs_contract_group_must_exist_and_stream_opens_at_start(ferry_serve
     assert [e["message"] for e in ev] == ["first-line"], ev
     srv.aws("ecs", "stop-task", "--task", arn)
     wait_status(srv, arn, "STOPPED")
+
+
+def test_stop_timeout_kills_a_container_that_ignores_sigterm(ferry_server, tmp_path):
+    """StopTask sends SIGTERM; a container that ignores it is killed with
+    SIGKILL once its stopTimeout has passed (measured), and the reason
+    given to StopTask is the task's stoppedReason."""
+    srv = ferry_server
+    import_httpd(srv, tmp_path)
+    doc = {"family": "stubborn", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
+           "cpu": "256", "memory": "512",
+           "containerDefinitions": [
+               {"name": "stubborn", "image": "httpd:2.4", "stopTimeout": 4,
+                "entryPoint": ["sh", "-c"], "command": ["trap '' TERM; while true; do sleep 1; done"]},
+               {"name": "polite", "image": "httpd:2.4", "essential": False, "stopTimeout": 4,
+                "entryPoint": ["sh", "-c"], "command": ["trap 'exit 0' TERM; while true; do sleep 0.1; done"]}]}
+    p = tmp_path / "stubborn.json"
+    p.write_text(json.dumps(doc))
+    srv.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{p}")
+    arn = srv.aws("ecs", "run-task", "--task-definition", "stubborn", "--launch-type", "FARGATE",
+                  "--network-configuration", NETCFG)["tasks"][0]["taskArn"]
+    wait_status(srv, arn, "RUNNING")
+    t0 = time.time()
+    srv.aws("ecs", "stop-task", "--task", arn, "--reason", "draining for maintenance")
+    t, _ = wait_status(srv, arn, "STOPPED")
+    took = time.time() - t0
+    by_name = {c["name"]: c for c in t["containers"]}
+    # SIGKILL (128 + 9) after 4 s for the one that ignored SIGTERM; the
+    # other exited on SIGTERM at once, with its own code.
+    assert by_name["stubborn"]["exitCode"] == 137, by_name
+    assert by_name["polite"]["exitCode"] == 0, by_name
+    assert 4.0 <= took < 15.0, took
+    assert 4.0 <= t["executionStoppedAt"] - t["stoppingAt"] < 10.0, t
+    assert t["stopCode"] == "UserInitiated"
+    assert t["stoppedReason"] == "draining for maintenance"

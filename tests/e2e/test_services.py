@@ -298,3 +298,50 @@ def test_require_encrypted_storage_option(srv, tmp_path):
     e = srv.aws_error("ecs", "create-service", "--service-name", "big", "--task-definition", "svc-big",
                       "--platform-version", "1.3.0", "--network-configuration", NETCFG)
     assert e.code == "ClientException" and "1.4.0" in e.message, e.message
+
+
+def test_a_protected_task_survives_scale_in(srv):
+    """Task scale-in protection with the real AWS CLI: a service scaled in
+    to zero keeps its protected task until the protection is lifted."""
+    name = "guarded"
+    srv.aws("ecs", "create-service", "--service-name", name, "--task-definition", "svc-tiny",
+            "--desired-count", "2", "--launch-type", "FARGATE", "--network-configuration", NETCFG)
+    try:
+        wait_steady(srv, name)
+        tasks = tasks_of(srv, name)
+        keep, other = tasks[0]["taskArn"], tasks[1]["taskArn"]
+        out = srv.aws("ecs", "update-task-protection", "--cluster", "default", "--tasks", keep,
+                      "--protection-enabled", "--expires-in-minutes", "30")
+        assert out["failures"] == []
+        p = out["protectedTasks"][0]
+        assert p["taskArn"] == keep and p["protectionEnabled"] is True
+        assert 29 * 60 < p["expirationDate"] - time.time() <= 30 * 60 + 5
+        got = srv.aws("ecs", "get-task-protection", "--cluster", "default", "--tasks", keep, other)
+        assert [t["protectionEnabled"] for t in got["protectedTasks"]] == [True, False]
+
+        srv.aws("ecs", "update-service", "--service", name, "--desired-count", "0")
+        deadline = time.time() + 60
+        while time.time() < deadline and tasks_of(srv, name, status="STOPPED") == []:
+            time.sleep(0.3)
+        time.sleep(2)  # several scheduler passes
+        running = [t["taskArn"] for t in tasks_of(srv, name)]
+        assert running == [keep], running
+        stopped = srv.aws("ecs", "describe-tasks", "--tasks", other)["tasks"][0]
+        assert stopped["desiredStatus"] == "STOPPED"
+
+        # A standalone task cannot be protected.
+        run = srv.aws("ecs", "run-task", "--task-definition", "svc-tiny", "--launch-type", "FARGATE",
+                      "--network-configuration", NETCFG)["tasks"][0]["taskArn"]
+        out = srv.aws("ecs", "update-task-protection", "--cluster", "default", "--tasks", run,
+                      "--protection-enabled")
+        assert out["failures"][0]["reason"] == "TASK_NOT_VALID"
+        srv.aws("ecs", "stop-task", "--task", run)
+
+        srv.aws("ecs", "update-task-protection", "--cluster", "default", "--tasks", keep,
+                "--no-protection-enabled")
+        deadline = time.time() + 60
+        while time.time() < deadline and tasks_of(srv, name):
+            time.sleep(0.3)
+        assert tasks_of(srv, name) == []
+    finally:
+        cleanup(srv, name)

@@ -130,11 +130,13 @@ fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord) -> Result<(), EcsError> {
     let max_live = (desired * rec.maximum_percent / 100).max(desired);
 
     // 2. Stops: old deployments, then surplus primary tasks. A task with
-    // scale-in protection is skipped until its protection lapses.
+    // scale-in protection is skipped until its protection lapses, unless
+    // the service is being deleted (an explicit request for every task).
     let (primary, old): (Vec<&TaskRecord>, Vec<&TaskRecord>) = wanted
         .iter()
         .partition(|t| t.started_by.as_deref() == Some(primary_id.as_str()));
-    let stoppable = |t: &&&TaskRecord| !t.protected_at(now);
+    let deleting = rec.status == "DRAINING";
+    let stoppable = |t: &&&TaskRecord| deleting || !t.protected_at(now);
     let mut to_stop: Vec<&TaskRecord> = old
         .iter()
         .filter(stoppable)

@@ -116,7 +116,9 @@ pub fn update(
     }
     let cluster = core.active_cluster(Some(&req.cluster))?.name;
     let now = clock::now();
-    let until = req.protection_enabled.then_some(now + minutes as f64 * 60.0);
+    let until = req
+        .protection_enabled
+        .then_some(now + minutes as f64 * 60.0);
     let mut out = Response {
         protected_tasks: vec![],
         failures: vec![],
