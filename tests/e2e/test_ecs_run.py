@@ -257,3 +257,30 @@ def test_stop_timeout_kills_a_container_that_ignores_sigterm(ferry_server, tmp_p
     assert 4.0 <= t["executionStoppedAt"] - t["stoppingAt"] < 10.0, t
     assert t["stopCode"] == "UserInitiated"
     assert t["stoppedReason"] == "draining for maintenance"
+
+
+def test_container_memory_limit_is_enforced_with_fargates_reason(ferry_server, tmp_path):
+    """A container's hard `memory` limit is a cgroup limit: going over it
+    gets the container killed with Fargate's reason, and the essential
+    container's exit stops the task."""
+    srv = ferry_server
+    import_httpd(srv, tmp_path)
+    doc = {"family": "hog", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
+           "cpu": "256", "memory": "512",
+           "containerDefinitions": [
+               {"name": "hog", "image": "httpd:2.4", "memory": 64, "memoryReservation": 32, "cpu": 128,
+                # dd's 200 MiB block buffer cannot fit in 64 MiB.
+                "entryPoint": ["sh", "-c"],
+                "command": ["exec dd if=/dev/zero of=/dev/null bs=200M count=1"]}]}
+    p = tmp_path / "hog.json"
+    p.write_text(json.dumps(doc))
+    srv.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{p}")
+    arn = srv.aws("ecs", "run-task", "--task-definition", "hog", "--launch-type", "FARGATE",
+                  "--network-configuration", NETCFG)["tasks"][0]["taskArn"]
+    t, _ = wait_status(srv, arn, "STOPPED")
+    c = t["containers"][0]
+    assert c["exitCode"] == 137, c
+    assert c["reason"] == "OutOfMemoryError: Container killed due to memory usage", c
+    assert c["memory"] == "64" and c["memoryReservation"] == "32" and c["cpu"] == "128", c
+    assert t["stopCode"] == "EssentialContainerExited"
+    assert t["stoppedReason"] == "Essential container in task exited"

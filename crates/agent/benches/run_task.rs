@@ -46,6 +46,9 @@ fn plan(n: usize) -> TaskPlan {
             port_mappings: vec![],
             mount_points: vec![],
             awslogs: None,
+            memory_limit_mib: None,
+            memory_reservation_mib: None,
+            cpu_units: None,
         }],
         volumes: vec![],
     }

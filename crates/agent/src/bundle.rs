@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{
-    Arch, Capability, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder, LinuxNamespace,
-    LinuxNamespaceType, LinuxResourcesBuilder, LinuxSeccomp, LinuxSeccompAction,
-    LinuxSeccompBuilder, LinuxSyscallBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder,
-    Spec, UserBuilder, get_default_mounts,
+    Arch, Capability, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
+    LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceType, LinuxResourcesBuilder, LinuxSeccomp,
+    LinuxSeccompAction, LinuxSeccompBuilder, LinuxSyscallBuilder, Mount, MountBuilder,
+    ProcessBuilder, RootBuilder, Spec, UserBuilder, get_default_mounts,
 };
 
 use ferry_proto::plan::ContainerPlan;
@@ -266,17 +266,36 @@ pub fn spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
         linux.set_namespaces(Some(namespaces));
         linux.set_cgroups_path(Some(PathBuf::from(&input.cgroups_path)));
         linux.set_seccomp(Some(seccomp()?));
-        // Deny all devices; the runtime adds the standard allowed set.
-        linux.set_resources(Some(
-            LinuxResourcesBuilder::default()
-                .devices(vec![
-                    LinuxDeviceCgroupBuilder::default()
-                        .allow(false)
-                        .access("rwm")
-                        .build()?,
-                ])
+        // Deny all devices; the runtime adds the standard allowed set. The
+        // container's own limits (`memory`, `memoryReservation`, `cpu`) sit
+        // under the task's, in the container's child cgroup.
+        let mut resources = LinuxResourcesBuilder::default().devices(vec![
+            LinuxDeviceCgroupBuilder::default()
+                .allow(false)
+                .access("rwm")
                 .build()?,
-        ));
+        ]);
+        let c = input.container;
+        if c.memory_limit_mib.is_some() || c.memory_reservation_mib.is_some() {
+            let bytes = |mib: u32| i64::from(mib) * 1024 * 1024;
+            let mut memory = LinuxMemoryBuilder::default();
+            if let Some(m) = c.memory_limit_mib {
+                memory = memory.limit(bytes(m));
+            }
+            if let Some(m) = c.memory_reservation_mib {
+                memory = memory.reservation(bytes(m));
+            }
+            resources = resources.memory(memory.build()?);
+        }
+        if let Some(units) = c.cpu_units {
+            // CPU units are shares (1024 = one vCPU); the kernel's minimum is 2.
+            resources = resources.cpu(
+                LinuxCpuBuilder::default()
+                    .shares(u64::from(units.max(2)))
+                    .build()?,
+            );
+        }
+        linux.set_resources(Some(resources.build()?));
     }
     Ok(spec)
 }

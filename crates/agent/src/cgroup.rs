@@ -101,6 +101,33 @@ impl TaskCgroup {
         format!("/{}/{name}", self.rel.display())
     }
 
+    /// How many processes the kernel's OOM killer has killed in the task's
+    /// memory cgroup (`sub` = a container's child cgroup, or the task's
+    /// own). cgroup v1 counts in `memory.oom_control`, v2 in
+    /// `memory.events`; 0 when the file is missing.
+    pub fn oom_kills(&self, sub: Option<&str>) -> u64 {
+        let rel = match sub {
+            Some(name) => self.rel.join(name),
+            None => self.rel.clone(),
+        };
+        let (dir, file) = if is_v2() {
+            (Path::new(ROOT).join(&rel), "memory.events")
+        } else {
+            (
+                Path::new(ROOT).join("memory").join(&rel),
+                "memory.oom_control",
+            )
+        };
+        fs::read_to_string(dir.join(file))
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("oom_kill "))
+                    .and_then(|n| n.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
     /// Every directory of this task's cgroup, in every hierarchy.
     pub fn dirs(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();

@@ -281,6 +281,7 @@ impl Agent {
             tx: tx.clone(),
             rx,
             cgroup: None,
+            oom_kills_seen: 0,
             net: None,
             ctrs: Vec::new(),
             overlays: Vec::new(),
@@ -448,6 +449,8 @@ struct Supervisor {
     tx: Sender<Msg>,
     rx: Receiver<Msg>,
     cgroup: Option<TaskCgroup>,
+    /// The task cgroup's OOM kills already attributed to a container.
+    oom_kills_seen: u64,
     net: Option<TaskNetwork>,
     ctrs: Vec<Ctr>,
     overlays: Vec<PathBuf>,
@@ -960,12 +963,22 @@ impl Supervisor {
         c.state = State::Exited(code);
         let name = c.plan.name.clone();
         let essential = c.plan.essential;
-        let reason = c.killed_at.map(|_| {
+        let mut reason = c.killed_at.map(|_| {
             format!(
                 "killed: did not stop within stopTimeout ({} s) of {}",
                 c.plan.stop_timeout_secs, c.stop_signal
             )
         });
+        // SIGKILL that we did not send: the OOM killer's, if the container's
+        // cgroup or the task's counted one (Fargate's reason).
+        if code == 137 && reason.is_none() {
+            let task_kills = self.cgroup.as_ref().map_or(0, |g| g.oom_kills(None));
+            let own_kills = self.cgroup.as_ref().map_or(0, |g| g.oom_kills(Some(&name)));
+            if own_kills > 0 || task_kills > self.oom_kills_seen {
+                reason = Some("OutOfMemoryError: Container killed due to memory usage".into());
+            }
+            self.oom_kills_seen = task_kills;
+        }
         self.exit_codes.insert(name.clone(), code);
         self.emit(TaskEvent::ContainerExited {
             name,

@@ -72,7 +72,19 @@ pub fn build(
     storage: StoragePlan,
 ) -> Result<TaskPlan, EcsError> {
     let (cpu_units, memory_mib, size) = effective_size(spec, ov)?;
-    let mut containers: Vec<_> = spec.containers.iter().map(|c| c.run.clone()).collect();
+    // The container-level sizes travel with the plan, as limits for the
+    // agent; the stored spec keeps them beside the plan's fields.
+    let mib = |v: Option<i64>| v.and_then(|m| u32::try_from(m).ok()).filter(|m| *m > 0);
+    let mut containers: Vec<_> = spec
+        .containers
+        .iter()
+        .map(|c| ferry_proto::plan::ContainerPlan {
+            memory_limit_mib: mib(c.memory),
+            memory_reservation_mib: mib(c.memory_reservation),
+            cpu_units: u32::try_from(c.cpu).ok().filter(|u| *u > 0),
+            ..c.run.clone()
+        })
+        .collect();
     for co in &ov.container_overrides {
         let Some(c) = containers
             .iter_mut()

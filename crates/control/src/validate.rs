@@ -452,6 +452,10 @@ fn container(
         port_mappings,
         mount_points,
         awslogs,
+        // The sizes stay in the ContainerDef; plan::build sets these.
+        memory_limit_mib: None,
+        memory_reservation_mib: None,
+        cpu_units: None,
     };
     Ok(ContainerDef {
         run,

@@ -199,6 +199,9 @@ fn container(name: &str, image: &str) -> ContainerPlan {
         port_mappings: vec![],
         mount_points: vec![],
         awslogs: None,
+        memory_limit_mib: None,
+        memory_reservation_mib: None,
+        cpu_units: None,
     }
 }
 

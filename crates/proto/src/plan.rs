@@ -81,6 +81,17 @@ pub struct ContainerPlan {
     pub mount_points: Vec<MountPoint>,
     /// `logConfiguration` when the driver is `awslogs`.
     pub awslogs: Option<AwsLogs>,
+    /// Container `memory`: the hard limit, MiB (the container is killed
+    /// with `OutOfMemoryError` beyond it). Set at launch from the task
+    /// definition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit_mib: Option<u32>,
+    /// Container `memoryReservation`: the soft limit, MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_reservation_mib: Option<u32>,
+    /// Container `cpu` units: the container's weight within the task's CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_units: Option<u32>,
 }
 
 /// `dependsOn[]`.

@@ -336,6 +336,9 @@ pub(crate) mod tests {
                 port_mappings: vec![],
                 mount_points: vec![],
                 awslogs: None,
+                memory_limit_mib: None,
+                memory_reservation_mib: None,
+                cpu_units: None,
             },
             ContainerRecord {
                 name: name.into(),
