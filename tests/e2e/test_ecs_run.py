@@ -284,3 +284,43 @@ def test_container_memory_limit_is_enforced_with_fargates_reason(ferry_server, t
     assert c["memory"] == "64" and c["memoryReservation"] == "32" and c["cpu"] == "128", c
     assert t["stopCode"] == "EssentialContainerExited"
     assert t["stoppedReason"] == "Essential container in task exited"
+
+
+def test_containers_stop_in_reverse_dependency_order(ferry_server, tmp_path):
+    """At StopTask the app (which dependsOn the sidecar) gets SIGTERM
+    first; the sidecar only once the app has exited, as on Fargate."""
+    srv = ferry_server
+    import_httpd(srv, tmp_path)
+    logs = {"logDriver": "awslogs", "options": {"awslogs-group": "/e2e/order", "awslogs-region": "us-east-1",
+                                                "awslogs-stream-prefix": "o", "awslogs-create-group": "true"}}
+    doc = {"family": "order", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
+           "cpu": "256", "memory": "512",
+           "containerDefinitions": [
+               {"name": "app", "image": "httpd:2.4", "stopTimeout": 10, "logConfiguration": logs,
+                "dependsOn": [{"containerName": "side", "condition": "START"}],
+                "entryPoint": ["sh", "-c"],
+                "command": ["trap 'echo app-term; sleep 2; echo app-done; exit 0' TERM; "
+                            "while true; do sleep 0.1; done"]},
+               {"name": "side", "image": "httpd:2.4", "essential": False, "stopTimeout": 10,
+                "logConfiguration": logs, "entryPoint": ["sh", "-c"],
+                "command": ["trap 'echo side-term; exit 0' TERM; while true; do sleep 0.1; done"]}]}
+    p = tmp_path / "order.json"
+    p.write_text(json.dumps(doc))
+    srv.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{p}")
+    arn = srv.aws("ecs", "run-task", "--task-definition", "order", "--launch-type", "FARGATE",
+                  "--network-configuration", NETCFG)["tasks"][0]["taskArn"]
+    wait_status(srv, arn, "RUNNING")
+    srv.aws("ecs", "stop-task", "--task", arn)
+    t, _ = wait_status(srv, arn, "STOPPED")
+    assert {c["name"]: c["exitCode"] for c in t["containers"]} == {"app": 0, "side": 0}, t["containers"]
+    tid = arn.rsplit("/", 1)[1]
+
+    def events(name):
+        return {e["message"]: e["timestamp"] for e in srv.aws(
+            "logs", "get-log-events", "--log-group-name", "/e2e/order",
+            "--log-stream-name", f"o/{name}/{tid}", "--start-from-head")["events"]}
+    app, side = events("app"), events("side")
+    assert "app-term" in app and "app-done" in app and "side-term" in side, (app, side)
+    # The sidecar's SIGTERM came after the app had finished its own.
+    assert side["side-term"] >= app["app-done"], (app, side)
+    assert side["side-term"] - app["app-term"] >= 1500, (app, side)

@@ -856,7 +856,6 @@ impl Supervisor {
 
     fn run_loop(&mut self) {
         let mut running_sent = false;
-        let mut term_sent = false;
         loop {
             if self.stop.is_none() {
                 self.start_ready();
@@ -892,14 +891,8 @@ impl Supervisor {
                 }
                 break;
             }
-            if self.stop.is_some() && !term_sent {
-                term_sent = true;
-                let now = Instant::now();
-                for c in self.ctrs.iter_mut().filter(|c| c.state == State::Running) {
-                    let _ = self.runc.kill(&c.id, &c.stop_signal);
-                    c.deadline =
-                        Some(now + Duration::from_secs(u64::from(c.plan.stop_timeout_secs)));
-                }
+            if self.stop.is_some() {
+                self.signal_stoppable();
             }
             let next = self
                 .ctrs
@@ -950,6 +943,38 @@ impl Supervisor {
                     }
                 }
             }
+        }
+    }
+
+    /// At stop, sends each running container its stop signal once no
+    /// running container depends on it: containers stop in reverse
+    /// dependency order, as on Fargate (a sidecar outlives the app that
+    /// needs it). Each gets its `stopTimeout` from its own signal. If the
+    /// remaining containers only wait on each other (a cycle), all get it.
+    fn signal_stoppable(&mut self) {
+        let running = |c: &Ctr| c.state == State::Running;
+        let needed = |i: usize| {
+            let name = &self.ctrs[i].plan.name;
+            self.ctrs.iter().any(|o| {
+                running(o) && o.plan.depends_on.iter().any(|d| &d.container_name == name)
+            })
+        };
+        let unsignaled: Vec<usize> = (0..self.ctrs.len())
+            .filter(|&i| running(&self.ctrs[i]) && self.ctrs[i].deadline.is_none())
+            .collect();
+        let mut now_due: Vec<usize> = unsignaled.iter().copied().filter(|&i| !needed(i)).collect();
+        let in_flight = self
+            .ctrs
+            .iter()
+            .any(|c| running(c) && c.deadline.is_some());
+        if now_due.is_empty() && !in_flight {
+            now_due = unsignaled;
+        }
+        let now = Instant::now();
+        for i in now_due {
+            let c = &mut self.ctrs[i];
+            let _ = self.runc.kill(&c.id, &c.stop_signal);
+            c.deadline = Some(now + Duration::from_secs(u64::from(c.plan.stop_timeout_secs)));
         }
     }
 
