@@ -46,6 +46,7 @@ fn plan(n: usize) -> TaskPlan {
             port_mappings: vec![],
             mount_points: vec![],
             awslogs: None,
+            health_check: None,
         }],
         volumes: vec![],
     }

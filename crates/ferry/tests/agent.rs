@@ -199,6 +199,7 @@ fn container(name: &str, image: &str) -> ContainerPlan {
         port_mappings: vec![],
         mount_points: vec![],
         awslogs: None,
+        health_check: None,
     }
 }
 
