@@ -121,31 +121,32 @@ fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord) -> Result<(), EcsError> {
 
     // 1b. Tasks whose essential containers failed their health checks are
     // replaced (ECS does this for service tasks only).
-    let unhealthy: Vec<TaskRecord> = tasks::live_in_group(core, &rec.cluster_name, &rec.group())?
-        .into_iter()
+    let mut live = tasks::live_in_group(core, &rec.cluster_name, &rec.group())?;
+    let unhealthy: Vec<String> = live
+        .iter()
         .filter(|t| {
             t.desired_status == TaskStatus::Running && t.health_status() == HealthStatus::Unhealthy
         })
+        .map(|t| t.plan.task_id.clone())
         .collect();
-    for t in &unhealthy {
+    for id in &unhealthy {
         tasks::stop(
             core,
             &rec.cluster_name,
-            &t.plan.task_id,
+            id,
             stop_code::SERVICE_SCHEDULER_INITIATED,
             "Task failed container health checks",
         )?;
         rec.event(
             now,
-            format!(
-                "(service {name}) (task {}) failed container health checks.",
-                t.plan.task_id
-            ),
+            format!("(service {name}) (task {id}) failed container health checks."),
         );
         rec.steady = false;
     }
-
-    let live = tasks::live_in_group(core, &rec.cluster_name, &rec.group())?;
+    if !unhealthy.is_empty() {
+        // Their records now say desired STOPPED.
+        live = tasks::live_in_group(core, &rec.cluster_name, &rec.group())?;
+    }
     let wanted: Vec<&TaskRecord> = live
         .iter()
         .filter(|t| t.desired_status == TaskStatus::Running)
