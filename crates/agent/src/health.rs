@@ -170,16 +170,21 @@ impl ExecProbe {
         }
     }
 
-    /// Kills the check process (by its pid file) and then runc exec.
+    /// Kills the check process (by its pid file) with its descendants
+    /// (a shell's `curl` would otherwise outlive it in the container), then
+    /// runc exec.
     fn kill(&self, child: &mut Child) {
         let pid = std::fs::read_to_string(&self.pid_file)
             .ok()
             .and_then(|s| s.trim().parse::<i32>().ok())
             .filter(|p| *p > 0);
         // runc exec is still running, so it has not reaped the check
-        // process: its pid cannot have been reused.
+        // process: its pid cannot have been reused. The tree is read
+        // before any kill, since killed parents' children are reparented.
         if let Some(pid) = pid {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            for p in std::iter::once(pid).chain(descendants(pid)) {
+                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
         }
         let until = Instant::now() + KILL_GRACE;
         while Instant::now() < until {
@@ -191,6 +196,43 @@ impl ExecProbe {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+/// The pids below `root` in the process tree, from /proc (host view).
+fn descendants(root: i32) -> Vec<i32> {
+    let mut parent_of: Vec<(i32, i32)> = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            if let Some(ppid) = std::fs::read_to_string(e.path().join("stat"))
+                .ok()
+                .as_deref()
+                .and_then(stat_ppid)
+            {
+                parent_of.push((pid, ppid));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for &(c, _) in parent_of.iter().filter(|(_, pp)| *pp == p) {
+            if c != root && !out.contains(&c) {
+                out.push(c);
+                frontier.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// The parent pid in a /proc/PID/stat line (`pid (comm) state ppid ...`;
+/// comm may hold spaces and parentheses, so read after the last `)`).
+fn stat_ppid(stat: &str) -> Option<i32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 impl Probe for ExecProbe {
@@ -362,6 +404,28 @@ mod tests {
         assert_eq!(seen[0].0, HealthStatus::Unhealthy);
         assert!(seen[0].1 >= ms(150), "{:?}", seen[0].1);
         assert!(p.ran_at.len() >= 2);
+    }
+
+    #[test]
+    fn process_tree_from_proc() {
+        assert_eq!(stat_ppid("42 (a b) c) S 7 42 42 0"), Some(7));
+        assert_eq!(stat_ppid("garbage"), None);
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & sleep 30; wait"])
+            .spawn()
+            .unwrap();
+        let me = i32::try_from(child.id()).unwrap();
+        let deadline = Instant::now() + S * 5;
+        let mut found = Vec::new();
+        while Instant::now() < deadline && found.len() < 2 {
+            found = descendants(me);
+            std::thread::sleep(ms(20));
+        }
+        assert_eq!(found.len(), 2, "{found:?}");
+        for p in std::iter::once(me).chain(found) {
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+        child.wait().unwrap();
     }
 
     #[test]
