@@ -49,6 +49,7 @@ fn plan(n: usize) -> TaskPlan {
             memory_limit_mib: None,
             memory_reservation_mib: None,
             cpu_units: None,
+            health_check: None,
         }],
         volumes: vec![],
     }

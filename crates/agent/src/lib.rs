@@ -18,6 +18,7 @@
 //! - [`task`]: the agent and each task's supervisor.
 //! - [`image`]: the local image store (import, names, layers, unpacking).
 //! - [`bundle`]: OCI runtime spec (`config.json`) for a container.
+//! - [`health`]: container health checks (state machine, schedule, `runc exec` probe).
 //! - [`runc`]: driving the OCI runtime; exit status via subreaping.
 //! - [`net`]: the task's network namespace and CNI plugins.
 //! - [`cgroup`]: the task's cgroup with its cpu/memory limits.
@@ -30,6 +31,7 @@
 
 pub mod bundle;
 pub mod cgroup;
+pub mod health;
 pub mod image;
 pub mod logs;
 pub mod mounts;

@@ -5,7 +5,7 @@
 //! exited, and its exit status is read with `waitpid`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
@@ -172,6 +172,24 @@ impl Runc {
                 msg: last_error(&String::from_utf8_lossy(&out.stderr)),
             })
         }
+    }
+
+    /// `runc exec --pid-file PID_FILE ID ARGV...` (a health check): the
+    /// container's process settings (user, env, cwd) with `argv`; no stdio.
+    /// Returns the running `runc exec`, which exits with the check's
+    /// status once the check ends.
+    pub fn exec(&self, id: &str, argv: &[String], pid_file: &Path) -> Result<Child, RuncError> {
+        self.cmd()
+            .arg("exec")
+            .arg("--pid-file")
+            .arg(pid_file)
+            .arg(id)
+            .args(argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(self.exec_err())
     }
 
     /// `runc delete --force`: kills what is left and removes the

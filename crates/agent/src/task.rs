@@ -29,13 +29,14 @@ use std::time::{Duration, Instant};
 
 use crate::bundle::{self, BundleInput};
 use crate::cgroup::TaskCgroup;
+use crate::health::{self, ExecProbe, Timing};
 use crate::image::{Image, ImageError, ImageStore, unpack};
 use crate::logs::{self, LogSink};
 use crate::mounts;
 use crate::net::{NetworkConfig, TaskNetwork};
 use crate::recovery::TaskRecord;
 use crate::runc::{self, Runc};
-use ferry_proto::plan::{ContainerPlan, TaskEvent, TaskPlan, VolumeKind};
+use ferry_proto::plan::{ContainerPlan, HealthStatus, TaskEvent, TaskPlan, VolumeKind};
 use ferry_proto::{FailureCode, TaskFailure};
 
 /// Host-side settings of the agent.
@@ -409,6 +410,7 @@ impl TaskHandle {
 enum Msg {
     Stop { code: String, reason: String },
     Exited { idx: usize, code: i32 },
+    Health { idx: usize, status: HealthStatus },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -431,6 +433,11 @@ struct Ctr {
     readers: Vec<JoinHandle<()>>,
     deadline: Option<Instant>,
     killed_at: Option<Instant>,
+    /// Last health check status (UNKNOWN without a check).
+    health: HealthStatus,
+    /// Dropping it ends the container's health check thread.
+    health_cancel: Option<Sender<()>>,
+    health_thread: Option<JoinHandle<()>>,
 }
 
 type Events = Box<dyn Fn(TaskEvent) + Send>;
@@ -823,6 +830,9 @@ impl Supervisor {
                 readers: Vec::new(),
                 deadline: None,
                 killed_at: None,
+                health: HealthStatus::Unknown,
+                health_cancel: None,
+                health_thread: None,
             });
         }
         self.timings.bundles = mark.elapsed();
@@ -924,6 +934,7 @@ impl Supervisor {
                     }
                 }
                 Some(Msg::Exited { idx, code }) => self.exited(idx, code),
+                Some(Msg::Health { idx, status }) => self.health_changed(idx, status),
                 None => {
                     let now = Instant::now();
                     for idx in 0..self.ctrs.len() {
@@ -955,18 +966,15 @@ impl Supervisor {
         let running = |c: &Ctr| c.state == State::Running;
         let needed = |i: usize| {
             let name = &self.ctrs[i].plan.name;
-            self.ctrs.iter().any(|o| {
-                running(o) && o.plan.depends_on.iter().any(|d| &d.container_name == name)
-            })
+            self.ctrs
+                .iter()
+                .any(|o| running(o) && o.plan.depends_on.iter().any(|d| &d.container_name == name))
         };
         let unsignaled: Vec<usize> = (0..self.ctrs.len())
             .filter(|&i| running(&self.ctrs[i]) && self.ctrs[i].deadline.is_none())
             .collect();
         let mut now_due: Vec<usize> = unsignaled.iter().copied().filter(|&i| !needed(i)).collect();
-        let in_flight = self
-            .ctrs
-            .iter()
-            .any(|c| running(c) && c.deadline.is_some());
+        let in_flight = self.ctrs.iter().any(|c| running(c) && c.deadline.is_some());
         if now_due.is_empty() && !in_flight {
             now_due = unsignaled;
         }
@@ -986,6 +994,8 @@ impl Supervisor {
             return;
         }
         c.state = State::Exited(code);
+        // Its health check ends with it.
+        c.health_cancel = None;
         let name = c.plan.name.clone();
         let essential = c.plan.essential;
         let mut reason = c.killed_at.map(|_| {
@@ -1015,6 +1025,61 @@ impl Supervisor {
                 "EssentialContainerExited".into(),
                 "Essential container in task exited".into(),
             ));
+        }
+    }
+
+    /// A health check reported a new status for a running container.
+    fn health_changed(&mut self, idx: usize, status: HealthStatus) {
+        let Some(c) = self.ctrs.get_mut(idx) else {
+            return;
+        };
+        if c.state != State::Running || c.health == status {
+            return;
+        }
+        c.health = status;
+        let name = c.plan.name.clone();
+        self.emit(TaskEvent::ContainerHealth { name, status });
+    }
+
+    /// Starts the health check thread of container `idx`, if it has a
+    /// check. It reports to the supervisor's channel, so the event loop is
+    /// never blocked by a check.
+    fn start_health(&mut self, idx: usize) {
+        let Some(c) = self.ctrs.get_mut(idx) else {
+            return;
+        };
+        let Some(check) = c.plan.health_check.clone() else {
+            return;
+        };
+        let (cancel_tx, cancel_rx) = mpsc::channel::<()>();
+        let probe = ExecProbe::new(
+            self.runc.clone(),
+            c.id.clone(),
+            check.command.argv(),
+            c.bundle.join("health.pid"),
+        );
+        let tx = self.tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("task-health".into())
+            .spawn(move || {
+                health::monitor(
+                    check.retries,
+                    Timing::of(&check),
+                    probe,
+                    &cancel_rx,
+                    |status| {
+                        let _ = tx.send(Msg::Health { idx, status });
+                    },
+                );
+            });
+        match spawned {
+            Ok(h) => {
+                c.health_cancel = Some(cancel_tx);
+                c.health_thread = Some(h);
+            }
+            // The container runs on, UNKNOWN (as with a check that never
+            // answers).
+            Err(e) => tracing::warn!(task = %self.plan.task_id, "spawning a health check: {e}"),
         }
     }
 
@@ -1064,18 +1129,13 @@ impl Supervisor {
                     c.plan.name, d.container_name, d.condition
                 ))
             };
-            match (d.condition.as_str(), dep.state) {
-                (_, State::Skipped) => return never("never started"),
-                (_, State::Pending) => wait = true,
-                // HEALTHY: no health checks yet, so started counts as healthy.
-                ("START" | "HEALTHY", _) => {}
-                ("COMPLETE", State::Running) | ("SUCCESS", State::Running) => wait = true,
-                ("COMPLETE", State::Exited(_)) | ("SUCCESS", State::Exited(0)) => {}
-                ("SUCCESS", State::Exited(code)) => {
-                    return never(&format!("exited with code {code}"));
-                }
-                (other, _) => {
-                    return Deps::Never(format!("unknown dependency condition {other}"));
+            let health = dep.plan.health_check.as_ref().map(|_| dep.health);
+            match condition(&d.condition, dep.state, health) {
+                Cond::Met => {}
+                Cond::Wait => wait = true,
+                Cond::Never(what) => return never(&what),
+                Cond::Unknown => {
+                    return Deps::Never(format!("unknown dependency condition {}", d.condition));
                 }
             }
         }
@@ -1134,12 +1194,22 @@ impl Supervisor {
         c.state = State::Running;
         let name = c.plan.name.clone();
         self.emit(TaskEvent::ContainerRunning { name });
+        self.start_health(idx);
         Ok(())
     }
 
     /// Releases everything of the task on the host. Returns what failed.
     fn cleanup(&mut self) -> Vec<String> {
         let mut errs = Vec::new();
+        // Health checks first: cancelled, each kills its running exec.
+        for c in &mut self.ctrs {
+            c.health_cancel = None;
+        }
+        for c in &mut self.ctrs {
+            if let Some(h) = c.health_thread.take() {
+                let _ = h.join();
+            }
+        }
         for c in &mut self.ctrs {
             if c.created
                 && let Err(e) = self.runc.delete(&c.id)
@@ -1178,6 +1248,41 @@ enum Deps {
     Never(String),
 }
 
+/// Where one `dependsOn` condition stands.
+#[derive(Debug, PartialEq, Eq)]
+enum Cond {
+    Met,
+    Wait,
+    /// Can never be met: what happened to the dependency.
+    Never(String),
+    /// Not a condition ECS knows.
+    Unknown,
+}
+
+/// Whether `condition` on a dependency in `state` is met. `health` is the
+/// dependency's health status, `None` when it has no health check (then
+/// HEALTHY can never be met; registration refuses that too).
+fn condition(condition: &str, state: State, health: Option<HealthStatus>) -> Cond {
+    match (condition, state) {
+        (_, State::Skipped) => Cond::Never("never started".into()),
+        ("HEALTHY", _) if health.is_none() => Cond::Never("has no health check".into()),
+        (_, State::Pending) => Cond::Wait,
+        ("START", _) => Cond::Met,
+        ("HEALTHY", State::Running) => match health {
+            Some(HealthStatus::Healthy) => Cond::Met,
+            Some(HealthStatus::Unhealthy) => Cond::Never("is UNHEALTHY".into()),
+            _ => Cond::Wait,
+        },
+        ("HEALTHY", State::Exited(code)) => {
+            Cond::Never(format!("exited with code {code} before it was HEALTHY"))
+        }
+        ("COMPLETE", State::Running) | ("SUCCESS", State::Running) => Cond::Wait,
+        ("COMPLETE", State::Exited(_)) | ("SUCCESS", State::Exited(0)) => Cond::Met,
+        ("SUCCESS", State::Exited(code)) => Cond::Never(format!("exited with code {code}")),
+        _ => Cond::Unknown,
+    }
+}
+
 /// The host's resolver configuration for the task (a systemd-resolved stub
 /// on 127.0.0.53 is useless inside the task's namespace: use its upstream
 /// list instead).
@@ -1189,4 +1294,59 @@ fn host_resolv_conf() -> String {
         return up;
     }
     host
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependency_conditions() {
+        use HealthStatus::{Healthy, Unhealthy, Unknown};
+        let checked = |h| Some(h);
+        assert_eq!(condition("START", State::Pending, None), Cond::Wait);
+        assert_eq!(condition("START", State::Running, None), Cond::Met);
+        assert_eq!(condition("SUCCESS", State::Exited(0), None), Cond::Met);
+        assert!(matches!(
+            condition("SUCCESS", State::Exited(3), None),
+            Cond::Never(w) if w.contains("code 3")
+        ));
+        assert_eq!(condition("COMPLETE", State::Running, None), Cond::Wait);
+        assert_eq!(condition("COMPLETE", State::Exited(1), None), Cond::Met);
+        // HEALTHY waits while UNKNOWN, is met when HEALTHY, and fails the
+        // dependent when UNHEALTHY, exited, or never checked.
+        assert_eq!(
+            condition("HEALTHY", State::Pending, checked(Unknown)),
+            Cond::Wait
+        );
+        assert_eq!(
+            condition("HEALTHY", State::Running, checked(Unknown)),
+            Cond::Wait
+        );
+        assert_eq!(
+            condition("HEALTHY", State::Running, checked(Healthy)),
+            Cond::Met
+        );
+        assert!(matches!(
+            condition("HEALTHY", State::Running, checked(Unhealthy)),
+            Cond::Never(w) if w.contains("UNHEALTHY")
+        ));
+        assert!(matches!(
+            condition("HEALTHY", State::Exited(0), checked(Unknown)),
+            Cond::Never(_)
+        ));
+        assert!(matches!(
+            condition("HEALTHY", State::Running, None),
+            Cond::Never(w) if w.contains("no health check")
+        ));
+        assert!(matches!(
+            condition("HEALTHY", State::Pending, None),
+            Cond::Never(_)
+        ));
+        assert!(matches!(
+            condition("X", State::Skipped, None),
+            Cond::Never(_)
+        ));
+        assert_eq!(condition("WHENEVER", State::Running, None), Cond::Unknown);
+    }
 }

@@ -5,6 +5,7 @@
 //!    start counts against its deployment (event with the reason, backoff
 //!    0.5 s doubling up to 15 s; with the circuit breaker on, 10 failures
 //!    fail the rollout); a task that reached RUNNING resets the backoff;
+//!    tasks whose health turned UNHEALTHY are stopped to be replaced;
 //! 2. stops tasks of old deployments: those not running at once, running
 //!    ones only while at least `minimumHealthyPercent` of the desired count
 //!    stays RUNNING; stops surplus PRIMARY tasks (scale down);
@@ -21,6 +22,8 @@
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
+
+use ferry_proto::plan::HealthStatus;
 
 use crate::clock;
 use crate::db;
@@ -116,15 +119,40 @@ fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord) -> Result<(), EcsError> {
     }
     rec.tracked = still;
 
-    let live = tasks::live_in_group(core, &rec.cluster_name, &rec.group())?;
+    // 1b. Tasks whose essential containers failed their health checks are
+    // replaced (ECS does this for service tasks only).
+    let mut live = tasks::live_in_group(core, &rec.cluster_name, &rec.group())?;
+    let unhealthy: Vec<String> = live
+        .iter()
+        .filter(|t| {
+            t.desired_status == TaskStatus::Running && t.health_status() == HealthStatus::Unhealthy
+        })
+        .map(|t| t.plan.task_id.clone())
+        .collect();
+    for id in &unhealthy {
+        tasks::stop(
+            core,
+            &rec.cluster_name,
+            id,
+            stop_code::SERVICE_SCHEDULER_INITIATED,
+            "Task failed container health checks",
+        )?;
+        rec.event(
+            now,
+            format!("(service {name}) (task {id}) failed container health checks."),
+        );
+        rec.steady = false;
+    }
+    if !unhealthy.is_empty() {
+        // Their records now say desired STOPPED.
+        live = tasks::live_in_group(core, &rec.cluster_name, &rec.group())?;
+    }
     let wanted: Vec<&TaskRecord> = live
         .iter()
         .filter(|t| t.desired_status == TaskStatus::Running)
         .collect();
-    let healthy = wanted
-        .iter()
-        .filter(|t| t.last_status == TaskStatus::Running)
-        .count() as u32;
+    // With a health check on an essential container, RUNNING is not enough.
+    let healthy = wanted.iter().filter(|t| t.is_healthy_running()).count() as u32;
     let desired = rec.desired_count;
     let min_healthy = (desired * rec.minimum_healthy_percent).div_ceil(100);
     let max_live = (desired * rec.maximum_percent / 100).max(desired);
@@ -140,14 +168,14 @@ fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord) -> Result<(), EcsError> {
     let mut to_stop: Vec<&TaskRecord> = old
         .iter()
         .filter(stoppable)
-        .filter(|t| t.last_status != TaskStatus::Running)
+        .filter(|t| !t.is_healthy_running())
         .copied()
         .collect();
     let mut allowance = healthy.saturating_sub(min_healthy);
     for t in old
         .iter()
         .filter(stoppable)
-        .filter(|t| t.last_status == TaskStatus::Running)
+        .filter(|t| t.is_healthy_running())
     {
         if allowance == 0 {
             break;
@@ -157,7 +185,7 @@ fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord) -> Result<(), EcsError> {
     }
     let surplus = (primary.len() as u32).saturating_sub(desired) as usize;
     let mut by_readiness: Vec<&TaskRecord> = primary.iter().filter(stoppable).copied().collect();
-    by_readiness.sort_by_key(|t| t.last_status == TaskStatus::Running);
+    by_readiness.sort_by_key(|t| t.is_healthy_running());
     to_stop.extend(by_readiness.iter().take(surplus));
     if !to_stop.is_empty() {
         for t in &to_stop {
@@ -222,10 +250,7 @@ fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord) -> Result<(), EcsError> {
     let live_deps: Vec<String> = live.iter().filter_map(|t| t.started_by.clone()).collect();
     rec.deployments
         .retain(|d| d.status == "PRIMARY" || live_deps.contains(&d.id));
-    let primary_running = primary
-        .iter()
-        .filter(|t| t.last_status == TaskStatus::Running)
-        .count() as u32;
+    let primary_running = primary.iter().filter(|t| t.is_healthy_running()).count() as u32;
     let settled =
         rec.deployments.len() == 1 && primary_running == desired && live.len() as u32 == desired;
     if let Some(d) = rec.deployments.iter_mut().find(|d| d.status == "PRIMARY")

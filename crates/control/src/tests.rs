@@ -1230,3 +1230,150 @@ fn task_protection_is_for_service_tasks_with_ecs_limits() {
     );
     assert_eq!(err.code, "ClusterNotFoundException");
 }
+
+// -- health checks -------------------------------------------------------
+
+/// The source document with a health check on the essential app and a
+/// non-essential sidecar that waits for it.
+fn health_doc() -> Value {
+    let mut d = source_doc();
+    d["containerDefinitions"][0]["healthCheck"] =
+        json!({"command": ["CMD-SHELL", "test -f /tmp/ok"], "interval": 5, "retries": 2});
+    d["containerDefinitions"].as_array_mut().unwrap().push(
+        json!({"name": "sidecar", "image": "busybox", "essential": false,
+            "dependsOn": [{"containerName": "sample-fargate-app", "condition": "HEALTHY"}]}),
+    );
+    d
+}
+
+fn health(e: &Env, i: usize, status: ferry_proto::plan::HealthStatus) {
+    (e.sink(i))(TaskEvent::ContainerHealth {
+        name: "sample-fargate-app".into(),
+        status,
+    });
+}
+
+#[test]
+fn health_check_is_echoed_with_defaults_planned_and_rendered() {
+    use ferry_proto::plan::{HealthCommand, HealthStatus};
+    let e = env();
+    let td = e.ok("RegisterTaskDefinition", health_doc())["taskDefinition"].clone();
+    assert_eq!(
+        td["containerDefinitions"][0]["healthCheck"],
+        json!({"command": ["CMD-SHELL", "test -f /tmp/ok"], "interval": 5, "timeout": 5, "retries": 2})
+    );
+    assert!(
+        td["requiresAttributes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "ecs.capability.container-health-check"}))
+    );
+    // Without the health check the HEALTHY dependency is refused.
+    let mut bad = health_doc();
+    bad["containerDefinitions"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("healthCheck");
+    assert_eq!(e.err("RegisterTaskDefinition", bad).code, "ClientException");
+
+    let arn = e.ok("RunTask", run_body())["tasks"][0]["taskArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let plan = e.plan(0);
+    let hc = plan.containers[0].health_check.clone().unwrap();
+    assert_eq!(hc.command, HealthCommand::Shell("test -f /tmp/ok".into()));
+    assert_eq!((hc.interval_secs, hc.timeout_secs, hc.retries), (5, 5, 2));
+    assert!(plan.containers[1].health_check.is_none());
+
+    e.run_to_running(0);
+    let t = e.describe(&arn);
+    assert_eq!(t["healthStatus"], "UNKNOWN");
+    assert_eq!(t["containers"][0]["healthStatus"], "UNKNOWN");
+    assert_eq!(t["containers"][1]["healthStatus"], "UNKNOWN");
+    health(&e, 0, HealthStatus::Healthy);
+    let t = e.describe(&arn);
+    assert_eq!(t["healthStatus"], "HEALTHY");
+    assert_eq!(t["containers"][0]["healthStatus"], "HEALTHY");
+    // The unchecked sidecar stays UNKNOWN and does not count.
+    assert_eq!(t["containers"][1]["healthStatus"], "UNKNOWN");
+    health(&e, 0, HealthStatus::Unhealthy);
+    let t = e.describe(&arn);
+    assert_eq!(t["healthStatus"], "UNHEALTHY");
+    assert_eq!(t["containers"][0]["healthStatus"], "UNHEALTHY");
+    // A standalone task keeps running when unhealthy, as in ECS.
+    assert_eq!(t["desiredStatus"], "RUNNING");
+
+    // Without any health check the task is UNKNOWN.
+    e.ok("RegisterTaskDefinition", source_doc());
+    let arn = e.ok("RunTask", run_body())["tasks"][0]["taskArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    e.run_to_running(1);
+    assert_eq!(e.describe(&arn)["healthStatus"], "UNKNOWN");
+}
+
+#[test]
+fn service_counts_healthy_tasks_and_replaces_unhealthy_ones() {
+    use ferry_proto::plan::HealthStatus;
+    let e = env();
+    e.ok("RegisterTaskDefinition", health_doc());
+    e.ok("CreateService", svc_body("hc", 1));
+    e.pass();
+    assert_eq!(e.started(), 1);
+    e.run_to_running(0);
+    e.pass();
+    // RUNNING but not yet HEALTHY: no steady state.
+    let s = e.service("hc");
+    assert_eq!(s["deployments"][0]["rolloutState"], "IN_PROGRESS");
+    assert!(
+        s["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| !v["message"].as_str().unwrap().contains("steady state"))
+    );
+    health(&e, 0, HealthStatus::Healthy);
+    e.pass();
+    let s = e.service("hc");
+    assert_eq!(s["deployments"][0]["rolloutState"], "COMPLETED");
+    assert_eq!(
+        s["events"][0]["message"],
+        "(service hc) has reached a steady state."
+    );
+
+    health(&e, 0, HealthStatus::Unhealthy);
+    e.pass();
+    let p = e.plan(0);
+    let t = e.describe(&p.task_arn);
+    assert_eq!(t["desiredStatus"], "STOPPED");
+    assert_eq!(t["stopCode"], "ServiceSchedulerInitiated");
+    assert_eq!(t["stoppedReason"], "Task failed container health checks");
+    assert_eq!(*e.rt.stopped.lock().unwrap(), vec![p.task_arn.clone()]);
+    let s = e.service("hc");
+    let msgs: Vec<&str> = s["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        msgs.contains(
+            &format!(
+                "(service hc) (task {}) failed container health checks.",
+                p.task_id
+            )
+            .as_str()
+        ),
+        "{msgs:?}"
+    );
+    // Replaced in the same pass (maximumPercent 200 leaves room).
+    assert_eq!(e.started(), 2);
+    e.stopped(0, "ServiceSchedulerInitiated", "x");
+    e.run_to_running(1);
+    health(&e, 1, HealthStatus::Healthy);
+    e.pass();
+    assert_eq!(e.started(), 2);
+    assert_eq!(e.service("hc")["runningCount"], 1);
+}

@@ -7,13 +7,14 @@
 use std::collections::HashSet;
 
 use ferry_proto::plan::{
-    AwsLogs, ContainerPlan, Dependency, MountPoint, PortMapping, VolumeKind, VolumePlan,
+    AwsLogs, ContainerPlan, Dependency, HealthCheck, HealthCommand, MountPoint, PortMapping,
+    VolumeKind, VolumePlan,
 };
 
 use crate::error::EcsError;
 use crate::model::task_definition::{ContainerDef, TaskDefSpec};
 use crate::wire::task_definition::{
-    ContainerDefinition, EfsVolumeConfiguration, TaskDefinitionInput,
+    ContainerDefinition, EfsVolumeConfiguration, HealthCheckInput, TaskDefinitionInput,
 };
 use crate::wire::{NetworkConfiguration, Tag};
 
@@ -189,6 +190,17 @@ pub fn task_definition(input: &TaskDefinitionInput) -> Result<TaskDefSpec, EcsEr
                 return Err(EcsError::Client(format!(
                     "Container '{}' depends on container '{}', which is not in the task definition.",
                     c.name, d.container_name
+                )));
+            }
+            // ECS refuses HEALTHY on a container that cannot become healthy.
+            if d.condition == "HEALTHY"
+                && containers
+                    .iter()
+                    .any(|o| o.run.name == d.container_name && o.run.health_check.is_none())
+            {
+                return Err(EcsError::Client(format!(
+                    "Container '{}' depends on container '{}' with condition HEALTHY, but '{}' has no healthCheck.",
+                    c.name, d.container_name, d.container_name
                 )));
             }
         }
@@ -421,6 +433,7 @@ fn container(
             )));
         }
     };
+    let name_for_health = name.clone();
     let run = ContainerPlan {
         name,
         image,
@@ -456,12 +469,76 @@ fn container(
         memory_limit_mib: None,
         memory_reservation_mib: None,
         cpu_units: None,
+        health_check: cd
+            .health_check
+            .as_ref()
+            .map(|h| health_check(&name_for_health, h))
+            .transpose()?,
     };
     Ok(ContainerDef {
         run,
         cpu: cd.cpu.unwrap_or(0),
         memory: cd.memory,
         memory_reservation: cd.memory_reservation,
+    })
+}
+
+/// Default `healthCheck.interval`, seconds.
+pub const HEALTH_INTERVAL_DEFAULT: u32 = 30;
+/// Default `healthCheck.timeout`, seconds.
+pub const HEALTH_TIMEOUT_DEFAULT: u32 = 5;
+/// Default `healthCheck.retries`.
+pub const HEALTH_RETRIES_DEFAULT: u32 = 3;
+
+/// ECS's rules for `healthCheck`: `CMD`/`CMD-SHELL`, interval 5..=300 s,
+/// timeout 2..=60 s, retries 1..=10, startPeriod 0..=300 s.
+fn health_check(name: &str, h: &HealthCheckInput) -> Result<HealthCheck, EcsError> {
+    let command = match h.command.split_first() {
+        Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => {
+            HealthCommand::Exec(rest.to_vec())
+        }
+        // Docker joins the rest with spaces; ECS documents one string.
+        Some((kind, rest)) if kind == "CMD-SHELL" && rest.iter().any(|r| !r.is_empty()) => {
+            HealthCommand::Shell(rest.join(" "))
+        }
+        Some((kind, _)) if kind == "CMD" || kind == "CMD-SHELL" => {
+            return Err(EcsError::Client(format!(
+                "Invalid 'healthCheck' setting for container '{name}': the command after {kind} cannot be empty."
+            )));
+        }
+        _ => {
+            return Err(EcsError::Client(format!(
+                "Invalid 'healthCheck' setting for container '{name}': the command must start with CMD or CMD-SHELL."
+            )));
+        }
+    };
+    let range = |what: &str, v: Option<i64>, default: u32, lo: i64, hi: i64, unit: &str| match v {
+        None => Ok(default),
+        Some(v) if (lo..=hi).contains(&v) => Ok(v as u32),
+        Some(v) => Err(EcsError::Client(format!(
+            "Invalid 'healthCheck' setting for container '{name}': {what} must be between {lo} and {hi}{unit} ({v} given)."
+        ))),
+    };
+    Ok(HealthCheck {
+        command,
+        interval_secs: range(
+            "interval",
+            h.interval,
+            HEALTH_INTERVAL_DEFAULT,
+            5,
+            300,
+            " seconds",
+        )?,
+        timeout_secs: range(
+            "timeout",
+            h.timeout,
+            HEALTH_TIMEOUT_DEFAULT,
+            2,
+            60,
+            " seconds",
+        )?,
+        retries: range("retries", h.retries, HEALTH_RETRIES_DEFAULT, 1, 10, "")?,
+        start_period_secs: range("startPeriod", h.start_period, 0, 0, 300, " seconds")?,
     })
 }
 
@@ -807,6 +884,129 @@ mod tests {
         let s = task_definition(&input(v)).unwrap();
         assert!(s.containers[0].run.essential);
         assert_eq!(s.containers[0].run.port_mappings[0].protocol, "tcp");
+    }
+
+    #[test]
+    fn health_check_defaults_ranges_and_commands() {
+        let mut v = base();
+        v["containerDefinitions"][0]["healthCheck"] =
+            serde_json::json!({"command": ["CMD-SHELL", "curl -f http://localhost/ || exit 1"]});
+        let s = task_definition(&input(v)).unwrap();
+        assert_eq!(
+            s.containers[0].run.health_check,
+            Some(HealthCheck {
+                command: HealthCommand::Shell("curl -f http://localhost/ || exit 1".into()),
+                interval_secs: 30,
+                timeout_secs: 5,
+                retries: 3,
+                start_period_secs: 0,
+            })
+        );
+        let mut v = base();
+        v["containerDefinitions"][0]["healthCheck"] = serde_json::json!({
+            "command": ["CMD", "test", "-f", "/ok"], "interval": 5, "timeout": 60,
+            "retries": 10, "startPeriod": 300});
+        let h = task_definition(&input(v)).unwrap().containers[0]
+            .run
+            .health_check
+            .clone()
+            .unwrap();
+        assert_eq!(h.command.argv(), vec!["test", "-f", "/ok"]);
+        assert_eq!(
+            (
+                h.interval_secs,
+                h.timeout_secs,
+                h.retries,
+                h.start_period_secs
+            ),
+            (5, 60, 10, 300)
+        );
+        assert_eq!(
+            HealthCommand::Shell("a b".into()).argv(),
+            vec!["sh", "-c", "a b"]
+        );
+        assert!(
+            base()["containerDefinitions"][0]
+                .get("healthCheck")
+                .is_none()
+        );
+        assert!(
+            task_definition(&input(base())).unwrap().containers[0]
+                .run
+                .health_check
+                .is_none()
+        );
+
+        for (hc, says) in [
+            (serde_json::json!({"command": ["NONE"]}), "CMD or CMD-SHELL"),
+            (
+                serde_json::json!({"command": ["curl", "x"]}),
+                "CMD or CMD-SHELL",
+            ),
+            (serde_json::json!({"command": []}), "CMD or CMD-SHELL"),
+            (serde_json::json!({"command": ["CMD"]}), "cannot be empty"),
+            (
+                serde_json::json!({"command": ["CMD-SHELL", ""]}),
+                "cannot be empty",
+            ),
+            (
+                serde_json::json!({"command": ["CMD", "x"], "interval": 4}),
+                "interval must be between 5 and 300 seconds (4 given)",
+            ),
+            (
+                serde_json::json!({"command": ["CMD", "x"], "interval": 301}),
+                "interval",
+            ),
+            (
+                serde_json::json!({"command": ["CMD", "x"], "timeout": 1}),
+                "timeout must be between 2 and 60 seconds",
+            ),
+            (
+                serde_json::json!({"command": ["CMD", "x"], "timeout": 61}),
+                "timeout",
+            ),
+            (
+                serde_json::json!({"command": ["CMD", "x"], "retries": 0}),
+                "retries must be between 1 and 10 (0 given)",
+            ),
+            (
+                serde_json::json!({"command": ["CMD", "x"], "retries": 11}),
+                "retries",
+            ),
+            (
+                serde_json::json!({"command": ["CMD", "x"], "startPeriod": -1}),
+                "startPeriod",
+            ),
+            (
+                serde_json::json!({"command": ["CMD", "x"], "startPeriod": 301}),
+                "startPeriod must be between 0 and 300 seconds",
+            ),
+        ] {
+            let mut v = base();
+            v["containerDefinitions"][0]["healthCheck"] = hc.clone();
+            let e = err(v);
+            assert_eq!(e.code(), "ClientException");
+            assert!(e.to_string().contains(says), "{hc}: {e}");
+            assert!(e.to_string().contains("container 'app'"), "{e}");
+        }
+    }
+
+    #[test]
+    fn depending_on_healthy_needs_a_health_check() {
+        let mut v = base();
+        v["containerDefinitions"][0]["essential"] = true.into();
+        v["containerDefinitions"] = serde_json::json!([
+            v["containerDefinitions"][0].clone(),
+            {"name": "side", "image": "busybox", "essential": false,
+             "dependsOn": [{"containerName": "app", "condition": "HEALTHY"}]}
+        ]);
+        let e = err(v.clone());
+        assert_eq!(e.code(), "ClientException");
+        assert!(e.to_string().contains("has no healthCheck"), "{e}");
+        v["containerDefinitions"][0]["healthCheck"] =
+            serde_json::json!({"command": ["CMD", "true"]});
+        let s = task_definition(&input(v)).unwrap();
+        assert_eq!(s.containers[1].run.depends_on[0].condition, "HEALTHY");
     }
 
     #[test]

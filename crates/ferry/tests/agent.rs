@@ -202,6 +202,7 @@ fn container(name: &str, image: &str) -> ContainerPlan {
         memory_limit_mib: None,
         memory_reservation_mib: None,
         cpu_units: None,
+        health_check: None,
     }
 }
 
@@ -795,4 +796,72 @@ fn crashed_agent_leaves_nothing_after_cleanup_orphan() {
         timings: Default::default(),
     };
     env.assert_no_leaks(&id, &rec.task_root, &out);
+}
+
+/// A health check that outlives its timeout is killed inside the container
+/// and counts as a failure; UNHEALTHY fails a HEALTHY dependency (the
+/// non-essential dependent is skipped, the task runs on); a later success
+/// makes the container HEALTHY again.
+#[test]
+fn health_check_timeout_kill_and_healthy_dependency() {
+    let env = Env::new(16);
+    let id = task_id();
+    let root = env.task_root(&id);
+    let mut app = container("app", "httpd:2.4");
+    app.entry_point = vec!["sh".into(), "-c".into()];
+    app.command = vec!["sleep 7; echo ok > /tmp/ok; sleep 3600".into()];
+    app.stop_timeout_secs = 1;
+    app.health_check = Some(HealthCheck {
+        // busybox sh execs the last command: the pid file names `sleep`.
+        command: HealthCommand::Exec(vec![
+            "sh".into(),
+            "-c".into(),
+            "test -f /tmp/ok && exit 0; sleep 3131".into(),
+        ]),
+        interval_secs: 2,
+        timeout_secs: 1,
+        retries: 1,
+        start_period_secs: 0,
+    });
+    let mut side = container("side", "httpd:2.4");
+    side.essential = false;
+    side.entry_point = vec!["sh".into(), "-c".into()];
+    side.command = vec!["sleep 3600".into()];
+    side.depends_on = vec![Dependency {
+        container_name: "app".into(),
+        condition: "HEALTHY".into(),
+    }];
+    let (h, events) = run(&env, plan(&id, vec![app, side], vec![]), &root);
+    wait_for(
+        &events,
+        "UNHEALTHY",
+        |e| matches!(e, TaskEvent::ContainerHealth { name, status: HealthStatus::Unhealthy } if name == "app"),
+    );
+    // The timed-out check was killed before the failure was reported (the
+    // next one starts only an interval later).
+    let ps = sh("ps -eo args");
+    assert!(
+        !ps.lines().any(|l| l.trim() == "sleep 3131"),
+        "timed-out health check still running:\n{ps}"
+    );
+    wait_for(
+        &events,
+        "HEALTHY",
+        |e| matches!(e, TaskEvent::ContainerHealth { name, status: HealthStatus::Healthy } if name == "app"),
+    );
+    let evs = events.lock().unwrap().clone();
+    assert!(
+        !evs.iter()
+            .any(|e| matches!(e, TaskEvent::ContainerRunning { name } if name == "side")),
+        "side started although app was UNHEALTHY first: {evs:?}"
+    );
+    assert!(
+        !evs.iter().any(|e| matches!(e, TaskEvent::Stopped { .. })),
+        "{evs:?}"
+    );
+    h.stop("UserInitiated", "done");
+    let out = h.wait().unwrap();
+    assert_eq!(out.stop_code, "UserInitiated");
+    assert!(!out.exit_codes.contains_key("side"), "{out:?}");
+    env.assert_no_leaks(&id, &root, &out);
 }

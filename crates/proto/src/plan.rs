@@ -92,6 +92,74 @@ pub struct ContainerPlan {
     /// Container `cpu` units: the container's weight within the task's CPU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_units: Option<u32>,
+    /// `healthCheck`, with ECS's defaults filled in. Absent in plans
+    /// stored before health checks existed.
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
+}
+
+/// `healthCheck` of a container: run inside the container every
+/// `interval_secs`; UNHEALTHY after `retries` consecutive failures,
+/// HEALTHY on the first success.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    /// What to run.
+    pub command: HealthCommand,
+    /// Seconds between the end of one check and the start of the next
+    /// (5..=300, default 30); the first check runs this long after start.
+    pub interval_secs: u32,
+    /// Seconds one check may take before it counts as failed (2..=60,
+    /// default 5).
+    pub timeout_secs: u32,
+    /// Consecutive failures that make the container UNHEALTHY (1..=10,
+    /// default 3).
+    pub retries: u32,
+    /// Grace period after start in which failures do not count (0..=300,
+    /// default 0 = none).
+    pub start_period_secs: u32,
+}
+
+/// The health check's command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HealthCommand {
+    /// `["CMD", argv...]`: executed as given.
+    Exec(Vec<String>),
+    /// `["CMD-SHELL", "cmd"]`: run with `sh -c`.
+    Shell(String),
+}
+
+impl HealthCommand {
+    /// The argv to execute in the container.
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            Self::Exec(a) => a.clone(),
+            Self::Shell(c) => vec!["sh".into(), "-c".into(), c.clone()],
+        }
+    }
+}
+
+/// A container's (or task's) health, as ECS reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HealthStatus {
+    /// Its health check passed.
+    Healthy,
+    /// Its health check failed `retries` times in a row.
+    Unhealthy,
+    /// Not evaluated yet, or no health check.
+    #[default]
+    Unknown,
+}
+
+impl HealthStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Healthy => "HEALTHY",
+            Self::Unhealthy => "UNHEALTHY",
+            Self::Unknown => "UNKNOWN",
+        }
+    }
 }
 
 /// `dependsOn[]`.
@@ -185,6 +253,13 @@ pub enum TaskEvent {
         exit_code: i32,
         /// Why, when not a plain exit.
         reason: Option<String>,
+    },
+    /// A container's health check status changed (it starts UNKNOWN).
+    ContainerHealth {
+        /// Its name.
+        name: String,
+        /// The new status.
+        status: HealthStatus,
     },
     /// The task is gone and everything of it is released.
     Stopped {

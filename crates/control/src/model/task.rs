@@ -6,7 +6,7 @@
 //! [`TaskRecord::apply`] and [`TaskRecord::request_stop`], which are pure
 //! (the caller stores the result), so the whole machine is unit-tested.
 
-use ferry_proto::plan::{StoragePlan, TaskEvent, TaskPlan};
+use ferry_proto::plan::{HealthStatus, StoragePlan, TaskEvent, TaskPlan};
 use serde::{Deserialize, Serialize};
 
 use crate::wire::Tag;
@@ -93,6 +93,10 @@ pub struct ContainerRecord {
     /// Memory reservation of the container definition.
     #[serde(default)]
     pub memory_reservation: Option<i64>,
+    /// The last health status its health check reported (UNKNOWN until
+    /// then, and always for containers without a health check).
+    #[serde(default)]
+    pub health_status: HealthStatus,
 }
 
 /// A task record.
@@ -289,6 +293,15 @@ impl TaskRecord {
                     self.advance(TaskStatus::Deprovisioning);
                 }
             }
+            TaskEvent::ContainerHealth { name, status } => {
+                let Some(c) = self.containers.iter_mut().find(|c| &c.name == name) else {
+                    return false;
+                };
+                if c.health_status == *status {
+                    return false;
+                }
+                c.health_status = *status;
+            }
             TaskEvent::Stopped {
                 stop_code,
                 stopped_reason,
@@ -306,6 +319,51 @@ impl TaskRecord {
         }
         self.version += 1;
         true
+    }
+
+    /// The task's `healthStatus`, from its essential containers that have a
+    /// health check (ECS ignores the others): UNHEALTHY if one is, else
+    /// UNKNOWN if one is, else HEALTHY; UNKNOWN when there are none.
+    pub fn health_status(&self) -> HealthStatus {
+        let all: Vec<HealthStatus> = self
+            .containers
+            .iter()
+            .filter(|c| c.essential && self.has_health_check(&c.name))
+            .map(|c| c.health_status)
+            .collect();
+        if all.is_empty() {
+            HealthStatus::Unknown
+        } else if all.contains(&HealthStatus::Unhealthy) {
+            HealthStatus::Unhealthy
+        } else if all.contains(&HealthStatus::Unknown) {
+            HealthStatus::Unknown
+        } else {
+            HealthStatus::Healthy
+        }
+    }
+
+    /// Whether container `name` has a health check in the plan.
+    pub fn has_health_check(&self, name: &str) -> bool {
+        self.plan
+            .containers
+            .iter()
+            .any(|p| p.name == name && p.health_check.is_some())
+    }
+
+    /// Whether the task's health matters to a service: an essential
+    /// container has a health check.
+    pub fn is_health_checked(&self) -> bool {
+        self.plan
+            .containers
+            .iter()
+            .any(|p| p.essential && p.health_check.is_some())
+    }
+
+    /// RUNNING and, when health-checked, HEALTHY: what a service counts
+    /// towards its steady state and minimumHealthyPercent.
+    pub fn is_healthy_running(&self) -> bool {
+        self.last_status == TaskStatus::Running
+            && (!self.is_health_checked() || self.health_status() == HealthStatus::Healthy)
     }
 
     /// Whether the task counts as pending for the cluster.
@@ -339,6 +397,7 @@ pub(crate) mod tests {
                 memory_limit_mib: None,
                 memory_reservation_mib: None,
                 cpu_units: None,
+                health_check: None,
             },
             ContainerRecord {
                 name: name.into(),
@@ -352,6 +411,7 @@ pub(crate) mod tests {
                 cpu: 0,
                 memory: None,
                 memory_reservation: None,
+                health_status: HealthStatus::Unknown,
             },
         )
     }
@@ -564,5 +624,86 @@ pub(crate) mod tests {
         );
         assert_eq!(t.stop_code.as_deref(), Some("UserInitiated"));
         assert_eq!(t.stopped_reason.as_deref(), Some("bye"));
+    }
+
+    fn with_checks(essential_app: bool, sidecar: bool) -> TaskRecord {
+        let mut t = task();
+        let hc = ferry_proto::plan::HealthCheck {
+            command: ferry_proto::plan::HealthCommand::Exec(vec!["true".into()]),
+            interval_secs: 5,
+            timeout_secs: 2,
+            retries: 1,
+            start_period_secs: 0,
+        };
+        if essential_app {
+            t.plan.containers[0].health_check = Some(hc.clone());
+        }
+        if sidecar {
+            t.plan.containers[1].health_check = Some(hc);
+        }
+        t
+    }
+
+    fn health(t: &mut TaskRecord, name: &str, status: HealthStatus) -> bool {
+        t.apply(
+            &TaskEvent::ContainerHealth {
+                name: name.into(),
+                status,
+            },
+            5.0,
+        )
+    }
+
+    #[test]
+    fn task_health_follows_essential_checked_containers() {
+        // No health check anywhere: UNKNOWN, and RUNNING is enough.
+        let mut t = task();
+        run_up(&mut t);
+        assert_eq!(t.health_status(), HealthStatus::Unknown);
+        assert!(!t.is_health_checked());
+        assert!(t.is_healthy_running());
+
+        // Only the non-essential sidecar is checked: it does not count.
+        let mut t = with_checks(false, true);
+        run_up(&mut t);
+        assert!(health(&mut t, "sidecar", HealthStatus::Unhealthy));
+        assert_eq!(t.health_status(), HealthStatus::Unknown);
+        assert!(t.is_healthy_running());
+
+        let mut t = with_checks(true, true);
+        run_up(&mut t);
+        assert_eq!(t.health_status(), HealthStatus::Unknown);
+        assert!(!t.is_healthy_running());
+        let v = t.version;
+        assert!(health(&mut t, "app", HealthStatus::Healthy));
+        assert!(t.version > v);
+        // The same status again changes nothing.
+        assert!(!health(&mut t, "app", HealthStatus::Healthy));
+        assert!(!health(&mut t, "nope", HealthStatus::Healthy));
+        assert_eq!(t.containers[0].health_status, HealthStatus::Healthy);
+        assert_eq!(t.health_status(), HealthStatus::Healthy);
+        assert!(t.is_healthy_running());
+        assert!(health(&mut t, "app", HealthStatus::Unhealthy));
+        assert_eq!(t.health_status(), HealthStatus::Unhealthy);
+        assert!(!t.is_healthy_running());
+        // Health does not stop a task by itself (a service does).
+        assert_eq!(t.desired_status, TaskStatus::Running);
+    }
+
+    #[test]
+    fn old_records_without_health_load() {
+        let t = task();
+        let mut v = serde_json::to_value(&t).unwrap();
+        v["containers"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("healthStatus");
+        v["plan"]["containers"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("health_check");
+        let back: TaskRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(back.containers[0].health_status, HealthStatus::Unknown);
+        assert!(back.plan.containers[0].health_check.is_none());
     }
 }

@@ -112,6 +112,16 @@ pub fn render(td: &TaskDefRecord) -> Value {
             ] {
                 cd.entry(k).or_insert(v);
             }
+            // ECS echoes a health check with its defaults filled in
+            // (startPeriod stays absent when not given).
+            if let Some(Value::Object(hc)) = cd.get_mut("healthCheck") {
+                hc.entry("interval")
+                    .or_insert(json!(validate::HEALTH_INTERVAL_DEFAULT));
+                hc.entry("timeout")
+                    .or_insert(json!(validate::HEALTH_TIMEOUT_DEFAULT));
+                hc.entry("retries")
+                    .or_insert(json!(validate::HEALTH_RETRIES_DEFAULT));
+            }
             if let Some(Value::Array(pms)) = cd.get_mut("portMappings") {
                 for pm in pms.iter_mut().filter_map(Value::as_object_mut) {
                     if let Some(cp) = pm.get("containerPort").cloned() {
@@ -150,6 +160,15 @@ fn requires_attributes(td: &TaskDefRecord) -> Vec<Value> {
         if td.document.contains_key("executionRoleArn") {
             names.push("ecs.capability.execution-role-awslogs");
         }
+    }
+    if td
+        .spec
+        .containers
+        .iter()
+        .any(|c| c.run.health_check.is_some())
+    {
+        names.push("com.amazonaws.ecs.capability.docker-remote-api.1.24");
+        names.push("ecs.capability.container-health-check");
     }
     if td.spec.ephemeral_storage_gib.is_some() {
         names.push("ecs.capability.ephemeral-storage");

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use ferry_proto::plan::StoragePlan;
+use ferry_proto::plan::{HealthStatus, StoragePlan};
 
 use super::events::sink;
 use crate::clock;
@@ -189,6 +189,7 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Vec<TaskRecord>, Ecs
                 cpu: def.cpu,
                 memory: def.memory,
                 memory_reservation: def.memory_reservation,
+                health_status: HealthStatus::Unknown,
             })
             .collect();
         records.push(TaskRecord {

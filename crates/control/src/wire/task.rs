@@ -226,7 +226,8 @@ pub fn render(t: &TaskRecord, region: &str, with_tags: bool) -> Task {
                         private_ipv4_address: ip.clone(),
                     })
                     .collect(),
-                health_status: "UNKNOWN",
+                // Containers without a health check stay UNKNOWN, as in ECS.
+                health_status: c.health_status.as_str(),
                 cpu: c.cpu.to_string(),
                 memory: c.memory.map(|m| m.to_string()),
                 memory_reservation: c.memory_reservation.map(|m| m.to_string()),
@@ -260,7 +261,7 @@ pub fn render(t: &TaskRecord, region: &str, with_tags: bool) -> Task {
         enable_execute_command: false,
         execution_stopped_at: t.execution_stopped_at,
         group: t.group.clone(),
-        health_status: "UNKNOWN",
+        health_status: t.health_status().as_str(),
         last_status: t.last_status.as_str(),
         launch_type: "FARGATE",
         memory: t.plan.memory_mib.to_string(),

@@ -95,6 +95,30 @@ pub struct ContainerDefinition {
     /// Soft memory limit, MiB.
     #[serde(default)]
     pub memory_reservation: Option<i64>,
+    /// `healthCheck`.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckInput>,
+}
+
+/// `HealthCheck` as registered (seconds; defaults applied in validation).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheckInput {
+    /// `["CMD", ...]` or `["CMD-SHELL", "..."]`.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Default 30.
+    #[serde(default)]
+    pub interval: Option<i64>,
+    /// Default 5.
+    #[serde(default)]
+    pub timeout: Option<i64>,
+    /// Default 3.
+    #[serde(default)]
+    pub retries: Option<i64>,
+    /// Default 0 (none).
+    #[serde(default)]
+    pub start_period: Option<i64>,
 }
 
 /// `ContainerDependency`.
