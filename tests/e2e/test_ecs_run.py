@@ -324,3 +324,37 @@ def test_containers_stop_in_reverse_dependency_order(ferry_server, tmp_path):
     # The sidecar's SIGTERM came after the app had finished its own.
     assert side["side-term"] >= app["app-done"], (app, side)
     assert side["side-term"] - app["app-term"] >= 1500, (app, side)
+
+
+def test_start_timeout_bounds_the_wait_for_a_dependency(ferry_server, tmp_path):
+    """A container's startTimeout bounds how long its dependents wait for
+    it: the app waits for `slow` to be HEALTHY, slow never is, and after
+    slow's 3 s the essential app gives up and the task fails to start."""
+    srv = ferry_server
+    import_httpd(srv, tmp_path)
+    doc = {"family": "slowdep", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
+           "cpu": "256", "memory": "512",
+           "containerDefinitions": [
+               {"name": "slow", "image": "httpd:2.4", "essential": False, "startTimeout": 3, "stopTimeout": 1,
+                "entryPoint": ["sh", "-c"], "command": ["sleep 3600"],
+                "healthCheck": {"command": ["CMD-SHELL", "false"], "interval": 30}},
+               {"name": "app", "image": "httpd:2.4", "stopTimeout": 1,
+                "dependsOn": [{"containerName": "slow", "condition": "HEALTHY"}],
+                "entryPoint": ["sh", "-c"], "command": ["sleep 3600"]}]}
+    p = tmp_path / "slowdep.json"
+    p.write_text(json.dumps(doc))
+    srv.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{p}")
+    bad = dict(doc, family="badtimeout")
+    bad["containerDefinitions"] = [dict(doc["containerDefinitions"][0], startTimeout=121)]
+    p.write_text(json.dumps(bad))
+    e = srv.aws_error("ecs", "register-task-definition", "--cli-input-json", f"file://{p}")
+    assert e.code == "ClientException" and "startTimeout" in e.message, e.message
+
+    t0 = time.time()
+    arn = srv.aws("ecs", "run-task", "--task-definition", "slowdep", "--launch-type", "FARGATE",
+                  "--network-configuration", NETCFG)["tasks"][0]["taskArn"]
+    t, _ = wait_status(srv, arn, "STOPPED")
+    took = time.time() - t0
+    assert t["stopCode"] == "TaskFailedToStart", t
+    assert "startTimeout (3 s)" in t["stoppedReason"] and "slow" in t["stoppedReason"], t["stoppedReason"]
+    assert 3.0 <= took < 20.0, took

@@ -42,6 +42,7 @@ fn plan(n: usize) -> TaskPlan {
             depends_on: vec![],
             // busybox httpd is PID 1 and ignores SIGTERM: SIGKILL after 1 s.
             stop_timeout_secs: 1,
+            start_timeout_secs: None,
             readonly_root_filesystem: false,
             port_mappings: vec![],
             mount_points: vec![],

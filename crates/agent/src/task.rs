@@ -433,6 +433,8 @@ struct Ctr {
     readers: Vec<JoinHandle<()>>,
     deadline: Option<Instant>,
     killed_at: Option<Instant>,
+    /// When it started (its dependents' `startTimeout` counts from here).
+    started_at: Option<Instant>,
     /// Last health check status (UNKNOWN without a check).
     health: HealthStatus,
     /// Dropping it ends the container's health check thread.
@@ -830,6 +832,7 @@ impl Supervisor {
                 readers: Vec::new(),
                 deadline: None,
                 killed_at: None,
+                started_at: None,
                 health: HealthStatus::Unknown,
                 health_cancel: None,
                 health_thread: None,
@@ -912,6 +915,7 @@ impl Supervisor {
                     Some(k) => Some(k + Duration::from_secs(10)),
                     None => c.deadline,
                 })
+                .chain(self.start_timeouts())
                 .min();
             let msg = match next {
                 Some(t) => match self
@@ -955,6 +959,30 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// When dependents waiting on a running container give up on it (its
+    /// `startTimeout` from its start), for those still ahead: the run loop
+    /// wakes then to mark them.
+    fn start_timeouts(&self) -> impl Iterator<Item = Instant> + '_ {
+        let now = Instant::now();
+        self.ctrs
+            .iter()
+            .filter(|c| c.state == State::Running)
+            .filter(|c| {
+                self.ctrs.iter().any(|o| {
+                    o.state == State::Pending
+                        && o.plan
+                            .depends_on
+                            .iter()
+                            .any(|d| d.container_name == c.plan.name)
+                })
+            })
+            .filter_map(|c| {
+                let t = c.plan.start_timeout_secs?;
+                Some(c.started_at? + Duration::from_secs(u64::from(t)))
+            })
+            .filter(move |at| *at > now)
     }
 
     /// At stop, sends each running container its stop signal once no
@@ -1132,7 +1160,15 @@ impl Supervisor {
             let health = dep.plan.health_check.as_ref().map(|_| dep.health);
             match condition(&d.condition, dep.state, health) {
                 Cond::Met => {}
-                Cond::Wait => wait = true,
+                Cond::Wait => match (dep.plan.start_timeout_secs, dep.started_at) {
+                    // The dependency had its startTimeout to get there.
+                    (Some(t), Some(at)) if at.elapsed() >= Duration::from_secs(u64::from(t)) => {
+                        return never(&format!(
+                            "did not get there within its startTimeout ({t} s)"
+                        ));
+                    }
+                    _ => wait = true,
+                },
                 Cond::Never(what) => return never(&what),
                 Cond::Unknown => {
                     return Deps::Never(format!("unknown dependency condition {}", d.condition));
@@ -1192,6 +1228,7 @@ impl Supervisor {
             return Err(failed(e.to_string()));
         }
         c.state = State::Running;
+        c.started_at = Some(Instant::now());
         let name = c.plan.name.clone();
         self.emit(TaskEvent::ContainerRunning { name });
         self.start_health(idx);

@@ -433,6 +433,17 @@ fn container(
             )));
         }
     };
+    // How long dependents wait for this container to reach their
+    // condition (Fargate: 2 to 120 seconds).
+    let start_timeout_secs = match cd.start_timeout {
+        None => None,
+        Some(t) if (2..=120).contains(&t) => Some(t as u32),
+        Some(t) => {
+            return Err(EcsError::Client(format!(
+                "Invalid 'startTimeout' setting for container '{name}': {t} (Fargate allows 2 to 120 seconds)."
+            )));
+        }
+    };
     let name_for_health = name.clone();
     let run = ContainerPlan {
         name,
@@ -461,6 +472,7 @@ fn container(
             })
             .collect(),
         stop_timeout_secs,
+        start_timeout_secs,
         readonly_root_filesystem: cd.readonly_root_filesystem.unwrap_or(false),
         port_mappings,
         mount_points,

@@ -195,6 +195,7 @@ fn container(name: &str, image: &str) -> ContainerPlan {
         essential: true,
         depends_on: vec![],
         stop_timeout_secs: 30,
+        start_timeout_secs: None,
         readonly_root_filesystem: false,
         port_mappings: vec![],
         mount_points: vec![],

@@ -73,6 +73,10 @@ pub struct ContainerPlan {
     pub depends_on: Vec<Dependency>,
     /// Seconds between SIGTERM and SIGKILL at stop (`stopTimeout`, default 30).
     pub stop_timeout_secs: u32,
+    /// `startTimeout`: how long containers that depend on this one wait for
+    /// it to reach their condition, from its start; then they give up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_timeout_secs: Option<u32>,
     /// `readonlyRootFilesystem`.
     pub readonly_root_filesystem: bool,
     /// `portMappings` (containerPort == hostPort in awsvpc mode).

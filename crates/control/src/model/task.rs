@@ -390,6 +390,7 @@ pub(crate) mod tests {
                 essential,
                 depends_on: vec![],
                 stop_timeout_secs: 30,
+                start_timeout_secs: None,
                 readonly_root_filesystem: false,
                 port_mappings: vec![],
                 mount_points: vec![],

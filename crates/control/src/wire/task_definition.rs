@@ -74,6 +74,9 @@ pub struct ContainerDefinition {
     /// `stopTimeout` in seconds.
     #[serde(default)]
     pub stop_timeout: Option<i64>,
+    /// `startTimeout` in seconds.
+    #[serde(default)]
+    pub start_timeout: Option<i64>,
     /// `readonlyRootFilesystem`.
     #[serde(default)]
     pub readonly_root_filesystem: Option<bool>,
