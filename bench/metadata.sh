@@ -4,7 +4,8 @@
 # document, /task, /task/stats, against a baseline in the same run (the same
 # server's 404 for an unknown path: routing only, no document built). Run as
 # root (under flock /tmp/ferry-root-tests.lock) after
-# `cargo build --release -p ferry --example metadata_load -p ferry-metadata`.
+# `cargo build --release -p ferry` and
+# `cargo build --release -p ferry-metadata --example metadata_load`.
 # Usage: bench/metadata.sh [--seconds 10] [--connections 4]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -18,10 +18,13 @@ from conftest import NETCFG, SOURCE_TD, host_resources, import_httpd, wait_statu
 
 GROUP = "/ecs/metadata"
 
-# Prints NAME=<one line of JSON> per request; statuses settle first (the
-# control plane records RUNNING a moment after the process starts).
+# Serves port 80 itself (as most tasks do), then prints NAME=<one line of
+# JSON> per request; statuses settle first (the control plane records
+# RUNNING a moment after the process starts).
 SCRIPT = r"""
+httpd -f -p 80 -h /etc &
 sleep 2
+echo "APP80=$(wget -qO- http://127.0.0.1/hostname)"
 echo "ENV_V4=$ECS_CONTAINER_METADATA_URI_V4"
 echo "ENV_V3=$ECS_CONTAINER_METADATA_URI"
 emit() { echo "$1=$(wget -qO- "$2" | tr -d '\n')"; }
@@ -141,6 +144,8 @@ def test_task_metadata_endpoint(ferry_server, tmp_path):
     out = lines_of(srv, arn)
     docker_id = f"{task_id}-app"
 
+    # The endpoint leaves port 80 of the task to the task.
+    assert out["APP80"] == f"ip-{ip.replace('.', '-')}", out.get("APP80")
     assert out["ENV_V4"] == f"http://169.254.170.2/v4/{docker_id}"
     assert out["ENV_V3"] == f"http://169.254.170.2/v3/{docker_id}"
     check_container(json.loads(out["C"]), arn, td, cluster_arn, ip, task_id)

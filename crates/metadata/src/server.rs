@@ -21,13 +21,18 @@ use serde::Serialize;
 use tokio::task::{AbortHandle, JoinSet};
 
 use crate::model::{
-    ContainerInfo, ControlTask, NetworkInfo, Observed, StorageMetrics, TaskInfo, TaskState,
-    Version, timestamp,
+    ControlTask, NetworkInfo, Observed, StorageMetrics, TaskInfo, TaskState, Version, timestamp,
 };
 use crate::stats::{self, CpuStats, Stats};
 
 /// The endpoint's address (link-local, as on ECS).
 pub const ADDRESS: Ipv4Addr = Ipv4Addr::new(169, 254, 170, 2);
+
+/// The port the listener really binds in the task's namespace; port 80 of
+/// [`ADDRESS`] is DNAT'ed to it there (as the ECS agent does on EC2), so
+/// a container may still bind `0.0.0.0:80` itself: a listener on
+/// `169.254.170.2:80` would make that bind fail with EADDRINUSE.
+pub const LISTEN_PORT: u16 = 51679;
 
 /// Errors opening a task's endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -35,15 +40,8 @@ pub enum MetadataError {
     /// The tokio runtime could not be built.
     #[error("metadata runtime: {0}")]
     Runtime(std::io::Error),
-    /// `ip addr add` in the namespace failed.
-    #[error("adding {ADDRESS} to lo in {netns}: {why}")]
-    Address {
-        /// The namespace.
-        netns: String,
-        /// What went wrong.
-        why: String,
-    },
-    /// Entering the namespace, reading it, or binding failed.
+    /// Entering the namespace, configuring its address (`ip`,
+    /// `iptables`), reading it, or binding failed.
     #[error("in namespace {netns}: {what}: {source}")]
     Namespace {
         /// The namespace.
@@ -100,8 +98,20 @@ pub struct TaskEndpoint {
     /// `/proc/thread-self/net/dev` opened inside the namespace: the open
     /// file keeps reading that namespace's counters.
     net_dev: Mutex<File>,
-    /// The previous cpu reading per container, for `precpu_stats`.
-    prev: Mutex<HashMap<String, (String, CpuStats)>>,
+    /// The last stats reading of every container.
+    sample: Mutex<Option<Arc<Sample>>>,
+}
+
+/// How long a stats reading is served. The ECS agent serves sampled stats
+/// too; reading ~10 cgroup files per container on every request would
+/// make `/task/stats` the cost of the endpoint under load.
+const STATS_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// One stats reading of every container of a task.
+struct Sample {
+    at: std::time::Instant,
+    /// By container name.
+    stats: HashMap<String, Stats>,
 }
 
 fn now() -> f64 {
@@ -138,7 +148,6 @@ impl Endpoints {
             netns_path,
             netns_name,
         } = task;
-        add_address(&netns_name)?;
         let ns = netns_name.clone();
         let inside = std::thread::Builder::new()
             .name("metadata-netns".into())
@@ -162,7 +171,7 @@ impl Endpoints {
             info,
             state: self.state.clone(),
             net_dev: Mutex::new(net_dev),
-            prev: Mutex::new(HashMap::new()),
+            sample: Mutex::new(None),
         });
         let listener = {
             let _g = rt.enter();
@@ -231,27 +240,53 @@ impl Endpoints {
     }
 }
 
-/// `ip -n NETNS addr add 169.254.170.2/32 dev lo`: the address is local to
-/// the task's namespace, so a task reaches its own endpoint there and
-/// nobody else's.
-fn add_address(netns: &str) -> Result<(), MetadataError> {
-    let out = std::process::Command::new("ip")
-        .args(["-n", netns, "addr", "add", "169.254.170.2/32", "dev", "lo"])
+/// Runs `cmd args` in the calling thread's network namespace (a spawned
+/// process inherits the namespaces of the thread that spawns it).
+/// `tolerate`: stderr text that means it is already done.
+fn run(cmd: &str, args: &[&str], tolerate: &str) -> Result<(), String> {
+    let out = std::process::Command::new(cmd)
+        .args(args)
         .output()
-        .map_err(|e| MetadataError::Address {
-            netns: netns.into(),
-            why: e.to_string(),
-        })?;
+        .map_err(|e| format!("{cmd}: {e}"))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    // A second open of the same task (it is refused later) finds it there.
-    if out.status.success() || stderr.contains("File exists") {
+    if out.status.success() || (!tolerate.is_empty() && stderr.contains(tolerate)) {
         Ok(())
     } else {
-        Err(MetadataError::Address {
-            netns: netns.into(),
-            why: stderr.trim().to_owned(),
-        })
+        Err(format!("{cmd} {}: {}", args.join(" "), stderr.trim()))
     }
+}
+
+/// In the task's namespace: 169.254.170.2/32 on `lo` (the address is local
+/// to that namespace only, so a task reaches its own endpoint there and
+/// nobody else's), and port 80 of it DNAT'ed to [`LISTEN_PORT`].
+fn configure_namespace() -> Result<(), String> {
+    run(
+        "ip",
+        &["addr", "add", "169.254.170.2/32", "dev", "lo"],
+        "File exists",
+    )?;
+    let to = format!("{ADDRESS}:{LISTEN_PORT}");
+    run(
+        "iptables",
+        &[
+            "-w",
+            "-t",
+            "nat",
+            "-A",
+            "OUTPUT",
+            "-d",
+            "169.254.170.2/32",
+            "-p",
+            "tcp",
+            "--dport",
+            "80",
+            "-j",
+            "DNAT",
+            "--to-destination",
+            &to,
+        ],
+        "",
+    )
 }
 
 type Inside = (StdListener, File, NetworkInfo);
@@ -263,8 +298,9 @@ fn in_namespace(netns_path: &Path, _name: &str) -> Result<Inside, (&'static str,
     let io = |what: &'static str| move |e: nix::Error| (what, std::io::Error::from(e));
     let ns = File::open(netns_path).map_err(|e| ("opening the namespace", e))?;
     setns(&ns, CloneFlags::CLONE_NEWNET).map_err(io("setns"))?;
-    let listener = StdListener::bind(SocketAddrV4::new(ADDRESS, 80))
-        .map_err(|e| ("binding 169.254.170.2:80", e))?;
+    configure_namespace().map_err(|e| ("configuring 169.254.170.2", std::io::Error::other(e)))?;
+    let listener = StdListener::bind(SocketAddrV4::new(ADDRESS, LISTEN_PORT))
+        .map_err(|e| ("binding the listener", e))?;
     listener
         .set_nonblocking(true)
         .map_err(|e| ("set_nonblocking", e))?;
@@ -418,17 +454,17 @@ impl TaskEndpoint {
                 let seen = self.seen.lock().map(|s| s.clone()).unwrap_or_default();
                 json(&self.info.task_doc(&control, &seen, self.storage(), v))
             }
-            Route::ContainerStats(..) => {
-                let nets = self.networks();
-                json(&self.stats(c, nets))
-            }
+            Route::ContainerStats(..) => match self.sample().stats.get(&c.name) {
+                Some(st) => json(st),
+                None => status(StatusCode::NOT_FOUND),
+            },
             Route::TaskStats(..) => {
-                let nets = self.networks();
-                let all: HashMap<&str, Stats> = self
+                let sample = self.sample();
+                let all: HashMap<&str, &Stats> = self
                     .info
                     .containers
                     .iter()
-                    .map(|c| (c.docker_id.as_str(), self.stats(c, nets.clone())))
+                    .filter_map(|c| Some((c.docker_id.as_str(), sample.stats.get(&c.name)?)))
                     .collect();
                 json(&all)
             }
@@ -469,35 +505,54 @@ impl TaskEndpoint {
         stats::parse_net_dev(&text)
     }
 
-    fn stats(
-        &self,
-        c: &ContainerInfo,
-        networks: std::collections::BTreeMap<String, stats::NetStats>,
-    ) -> Stats {
-        let rel = format!("{}/{}", self.info.cgroup, c.name);
-        let (cpu, memory_stats, pids_stats, blkio_stats) =
-            stats::read_cgroup(&rel, &self.info.cgroup);
-        let read = timestamp(now()).unwrap_or_default();
-        let (preread, precpu_stats) = self
-            .prev
-            .lock()
-            .ok()
-            .and_then(|mut p| p.insert(c.name.clone(), (read.clone(), cpu.clone())))
-            .unwrap_or_else(|| (String::from("0001-01-01T00:00:00Z"), CpuStats::default()));
-        Stats {
-            read,
-            preread,
-            pids_stats,
-            blkio_stats,
-            num_procs: 0,
-            storage_stats: Default::default(),
-            cpu_stats: cpu,
-            precpu_stats,
-            memory_stats,
-            name: format!("/{}", c.name),
-            id: c.docker_id.clone(),
-            networks,
+    /// A reading at most [`STATS_MAX_AGE`] old; `precpu_stats` is the
+    /// reading before it.
+    fn sample(&self) -> Arc<Sample> {
+        let mut g = self.sample.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = g.as_ref()
+            && s.at.elapsed() < STATS_MAX_AGE
+        {
+            return s.clone();
         }
+        let prev = g.take();
+        let networks = self.networks();
+        let read = timestamp(now()).unwrap_or_default();
+        let stats = self
+            .info
+            .containers
+            .iter()
+            .map(|c| {
+                let rel = format!("{}/{}", self.info.cgroup, c.name);
+                let (cpu, memory_stats, pids_stats, blkio_stats) =
+                    stats::read_cgroup(&rel, &self.info.cgroup);
+                let (preread, precpu_stats) = prev
+                    .as_ref()
+                    .and_then(|p| p.stats.get(&c.name))
+                    .map(|p| (p.read.clone(), p.cpu_stats.clone()))
+                    .unwrap_or_else(|| ("0001-01-01T00:00:00Z".into(), CpuStats::default()));
+                let st = Stats {
+                    read: read.clone(),
+                    preread,
+                    pids_stats,
+                    blkio_stats,
+                    num_procs: 0,
+                    storage_stats: Default::default(),
+                    cpu_stats: cpu,
+                    precpu_stats,
+                    memory_stats,
+                    name: format!("/{}", c.name),
+                    id: c.docker_id.clone(),
+                    networks: networks.clone(),
+                };
+                (c.name.clone(), st)
+            })
+            .collect();
+        let s = Arc::new(Sample {
+            at: std::time::Instant::now(),
+            stats,
+        });
+        *g = Some(s.clone());
+        s
     }
 }
 
@@ -530,6 +585,111 @@ mod tests {
         assert_eq!(route("/v4/x/other"), None);
         assert_eq!(route("/v4/x/task/other"), None);
         assert_eq!(route("/v4/x/task/stats/more"), None);
+    }
+
+    struct Fake;
+    impl TaskState for Fake {
+        fn task(&self, task_arn: &str) -> Option<ControlTask> {
+            Some(ControlTask {
+                family: "fam".into(),
+                revision: "7".into(),
+                desired_status: "RUNNING".into(),
+                known_status: task_arn
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_uppercase(),
+                ..ControlTask::default()
+            })
+        }
+    }
+
+    fn endpoint(root: &Path) -> TaskEndpoint {
+        let mut dev = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(
+            &mut dev,
+            b"h1\nh2\n  eth0: 10 1 0 0 0 0 0 0 20 2 0 0 0 0 0 0\n",
+        )
+        .unwrap();
+        TaskEndpoint {
+            info: TaskInfo {
+                task_arn: "arn:aws:ecs:r:1:task/c/running".into(),
+                task_id: "t".into(),
+                cluster_arn: "arn:aws:ecs:r:1:cluster/c".into(),
+                region: "r".into(),
+                cpu_units: 1024,
+                memory_mib: 2048,
+                ephemeral_storage_gib: 21,
+                task_root: root.to_path_buf(),
+                cgroup: "no-such/t".into(),
+                containers: vec![crate::ContainerInfo {
+                    name: "a".into(),
+                    docker_id: "t-a".into(),
+                    image: "i".into(),
+                    image_id: "sha256:1".into(),
+                }],
+                network: NetworkInfo::default(),
+            },
+            state: Arc::new(Fake),
+            seen: Mutex::new(vec![Observed::default()]),
+            net_dev: Mutex::new(dev),
+            sample: Mutex::new(None),
+        }
+    }
+
+    fn body(r: Response<Full<Bytes>>) -> (StatusCode, serde_json::Value) {
+        use http_body_util::BodyExt;
+        let st = r.status();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let b = rt.block_on(r.into_body().collect()).unwrap().to_bytes();
+        (st, serde_json::from_slice(&b).unwrap_or_default())
+    }
+
+    #[test]
+    fn answers_only_for_its_own_containers() {
+        let dir = tempfile::tempdir().unwrap();
+        let ep = endpoint(dir.path());
+        let (st, v) = body(ep.respond("/v4/t-a"));
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(v["DockerId"], "t-a");
+        let (st, v) = body(ep.respond("/v4/t-a/task"));
+        assert_eq!(st, StatusCode::OK);
+        // Read from the control plane on each request.
+        assert_eq!(v["KnownStatus"], "RUNNING");
+        assert_eq!(v["Revision"], "7");
+        assert_eq!(v["Limits"]["CPU"], 1.0);
+        assert_eq!(v["EphemeralStorageMetrics"]["Reserved"], 21 * 1024);
+        for other in [
+            "/v4/u-a",
+            "/v4/t-a/nope",
+            "/v3/u-a/task",
+            "/",
+            "/v4/t-a/task/x",
+        ] {
+            assert_eq!(ep.respond(other).status(), StatusCode::NOT_FOUND, "{other}");
+        }
+    }
+
+    #[test]
+    fn stats_are_sampled_and_keep_the_previous_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let ep = endpoint(dir.path());
+        let (st, a) = body(ep.respond("/v4/t-a/stats"));
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(a["networks"]["eth0"]["rx_bytes"], 10);
+        assert_eq!(a["networks"]["eth0"]["tx_packets"], 2);
+        assert_eq!(a["preread"], "0001-01-01T00:00:00Z");
+        let (_, t) = body(ep.respond("/v4/t-a/task/stats"));
+        assert_eq!(
+            t["t-a"]["read"], a["read"],
+            "one reading within STATS_MAX_AGE"
+        );
+        std::thread::sleep(STATS_MAX_AGE);
+        let (_, b) = body(ep.respond("/v3/t-a/stats"));
+        assert_eq!(b["preread"], a["read"]);
+        assert_ne!(b["read"], a["read"]);
     }
 
     #[test]
