@@ -33,7 +33,7 @@ emit T0 $ECS_CONTAINER_METADATA_URI_V4/task
 emit S $ECS_CONTAINER_METADATA_URI_V4/stats
 emit TS $ECS_CONTAINER_METADATA_URI_V4/task/stats
 emit V3 $ECS_CONTAINER_METADATA_URI/task
-wget -qO- $ECS_CONTAINER_METADATA_URI_V4/nope >/dev/null 2>&1; echo "NOPE_RC=$?"
+echo "NOPE=$(wget -qO- $ECS_CONTAINER_METADATA_URI_V4/nope 2>&1 >/dev/null | tr -d '\n')"
 dd if=/dev/zero of=/data/f bs=1M count=100 2>/dev/null
 sync
 emit T1 $ECS_CONTAINER_METADATA_URI_V4/task
@@ -45,6 +45,7 @@ PROBE = r"""
 sleep 1
 echo "OTHER=$(wget -qO- http://169.254.170.2/v4/%(other)s/task 2>/dev/null | tr -d '\n')"
 wget -qO- http://169.254.170.2/v4/%(other)s/task >/dev/null 2>&1; echo "OTHER_RC=$?"
+echo "OTHER_ERR=$(wget -qO- http://169.254.170.2/v4/%(other)s/task 2>&1 >/dev/null | tr -d '\n')"
 echo "OWN=$(wget -qO- $ECS_CONTAINER_METADATA_URI_V4/task | tr -d '\n')"
 echo DONE
 exec sleep 3600
@@ -173,7 +174,7 @@ def test_task_metadata_endpoint(ferry_server, tmp_path):
     v3 = json.loads(out["V3"])
     assert v3["TaskARN"] == arn and "EphemeralStorageMetrics" not in v3
     assert v3["Containers"][0]["Networks"] == [{"NetworkMode": "awsvpc", "IPv4Addresses": [ip]}]
-    assert out["NOPE_RC"] != "0", "an unknown path must be a 404"
+    assert "404" in out["NOPE"], out["NOPE"]
 
     grown = json.loads(out["T1"])["EphemeralStorageMetrics"]["Utilized"] - m0["Utilized"]
     assert 85 <= grown <= 115, grown
@@ -189,6 +190,7 @@ def test_task_metadata_endpoint(ferry_server, tmp_path):
     wait_status(srv, arn2, "RUNNING")
     out2 = lines_of(srv, arn2)
     assert out2["OTHER"] == "" and out2["OTHER_RC"] != "0", out2
+    assert "404" in out2["OTHER_ERR"], out2  # its own endpoint: unknown container
     assert json.loads(out2["OWN"])["TaskARN"] == arn2
 
     for a in (arn, arn2):
