@@ -147,6 +147,11 @@ impl Agent {
         &self.cfg.images
     }
 
+    /// The parent cgroup of all tasks (a task's is `PARENT/TASK_ID`).
+    pub fn cgroup_parent(&self) -> &str {
+        &self.cfg.cgroup_parent
+    }
+
     /// Tasks that hold host resources but have no supervisor in this
     /// process (left by a crash or restart of the server).
     pub fn orphaned_tasks(&self) -> Vec<String> {

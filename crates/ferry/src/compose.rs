@@ -76,9 +76,17 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
         tracing::warn!("releasing what a previous server left: {p}");
     }
     let volumes = Arc::new(TaskVolumes::new(keys, engine, tasks_dir, efs.clone()));
-    let runtime = Arc::new(HostRuntime::new(agent, volumes));
+    let control_state = Arc::new(ControlState::default());
+    let metadata = Arc::new(
+        ferry_metadata::Endpoints::new(control_state.clone())
+            .context("starting the task metadata endpoint")?,
+    );
+    let runtime = Arc::new(HostRuntime::new(agent, volumes).with_metadata(metadata));
 
     let ecs = ecs_service(shared, runtime.clone(), platform)?;
+    // Bound late: the control plane needs the runtime, the runtime's
+    // metadata endpoint reads the control plane's task records.
+    let _ = control_state.core.set(Arc::downgrade(ecs.core()));
     let router = router
         .json_service("kms", shared.kms.clone())
         .json_service("logs", logs)
@@ -122,6 +130,52 @@ fn ecs_service(
     )
     .context("starting the ECS control plane")?;
     Ok(Arc::new(ecs))
+}
+
+/// The metadata endpoint's view of the control plane: the task record as
+/// DescribeTasks shows it (from the control plane's task cache).
+#[derive(Default)]
+struct ControlState {
+    core: std::sync::OnceLock<std::sync::Weak<ferry_control::service::Core>>,
+}
+
+impl ferry_metadata::TaskState for ControlState {
+    fn task(&self, task_arn: &str) -> Option<ferry_metadata::ControlTask> {
+        let core = self.core.get()?.upgrade()?;
+        // arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/ID
+        let mut path = task_arn.rsplit_once(":task/")?.1.split('/');
+        let (cluster, id) = (path.next()?, path.next()?);
+        let t = core
+            .tasks
+            .get(&core.store, &ferry_control::db::task_key(cluster, id))
+            .ok()??;
+        Some(ferry_metadata::ControlTask {
+            family: t.family.clone(),
+            revision: t
+                .task_definition_arn
+                .rsplit(':')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            desired_status: t.desired_status.as_str().to_owned(),
+            known_status: t.last_status.as_str().to_owned(),
+            pull_started_at: t.pull_started_at,
+            pull_stopped_at: t.pull_stopped_at,
+            availability_zone: format!("{}a", core.cfg.region),
+            containers: t
+                .containers
+                .iter()
+                .map(|c| ferry_metadata::ControlContainer {
+                    name: c.name.clone(),
+                    arn: c.arn.clone(),
+                    known_status: c.last_status.clone(),
+                    cpu: c.cpu,
+                    memory: c.memory,
+                    exit_code: c.exit_code,
+                })
+                .collect(),
+        })
+    }
 }
 
 /// The control plane's key checks over the KMS's platform path.

@@ -15,10 +15,13 @@
 //! reports those tasks as gone, so the control plane marks them STOPPED.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ferry_agent::{Agent, TaskHandle};
 use ferry_control::runtime::{EventSink, Reattach, TaskRuntime};
+use ferry_metadata::{ContainerInfo, Endpoints, NetworkInfo, OpenTask, TaskInfo};
 use ferry_proto::plan::{TaskEvent, TaskPlan};
 
 use crate::task_volumes::TaskVolumes;
@@ -32,6 +35,7 @@ pub struct HostRuntime {
     agent: Agent,
     storage: Arc<TaskVolumes>,
     running: Arc<Mutex<HashMap<String, Arc<TaskHandle>>>>,
+    metadata: Option<Arc<Endpoints>>,
 }
 
 impl HostRuntime {
@@ -42,7 +46,128 @@ impl HostRuntime {
             agent,
             storage,
             running: Arc::new(Mutex::new(HashMap::new())),
+            metadata: None,
         }
+    }
+
+    /// Serves the task metadata endpoint to every task started from now
+    /// on (see `docs/runtime.md`, "Task metadata endpoint").
+    pub fn with_metadata(mut self, endpoints: Arc<Endpoints>) -> Self {
+        self.metadata = Some(endpoints);
+        self
+    }
+}
+
+/// Keeps a task's metadata endpoint in step with its events: opened when
+/// the network is up (before any container starts), closed at `Stopped`.
+struct MetadataHook {
+    endpoints: Arc<Endpoints>,
+    storage: Arc<TaskVolumes>,
+    agent: Agent,
+    plan: TaskPlan,
+    /// Whether this run opened the endpoint: a refused duplicate run of a
+    /// task id reports `Stopped` too and must not close the running one's.
+    opened: AtomicBool,
+}
+
+impl MetadataHook {
+    fn on(&self, ev: &TaskEvent) {
+        let (md, plan) = (&self.endpoints, &self.plan);
+        match ev {
+            TaskEvent::Provisioned { private_ip } => {
+                let netns_name = ferry_agent::net::netns_name(&plan.task_id);
+                let open = OpenTask {
+                    info: self.info(private_ip),
+                    netns_path: PathBuf::from("/run/netns").join(&netns_name),
+                    netns_name,
+                };
+                match md.open(open) {
+                    Ok(()) => self.opened.store(true, Ordering::SeqCst),
+                    // The task runs without it, as a task whose endpoint
+                    // is unreachable would on ECS.
+                    Err(e) => tracing::warn!(task = %plan.task_arn, "task metadata endpoint: {e}"),
+                }
+            }
+            TaskEvent::ContainerRunning { name } => md.container_started(&plan.task_id, name),
+            TaskEvent::ContainerExited {
+                name, exit_code, ..
+            } => md.container_exited(&plan.task_id, name, *exit_code),
+            TaskEvent::Stopped { .. } => {
+                if self.opened.swap(false, Ordering::SeqCst) {
+                    md.close(&plan.task_id);
+                }
+            }
+            TaskEvent::Running => {}
+        }
+    }
+
+    /// The endpoint's facts about the task that the host knows (the
+    /// namespace fills in MAC, subnet and gateway).
+    fn info(&self, private_ip: &str) -> TaskInfo {
+        let plan = &self.plan;
+        TaskInfo {
+            task_arn: plan.task_arn.clone(),
+            task_id: plan.task_id.clone(),
+            cluster_arn: format!(
+                "arn:aws:ecs:{}:{}:cluster/{}",
+                plan.region, plan.account, plan.cluster_name
+            ),
+            region: plan.region.clone(),
+            cpu_units: plan.cpu_units,
+            memory_mib: plan.memory_mib,
+            ephemeral_storage_gib: plan.ephemeral_storage_gib,
+            task_root: self.storage.mount_point(plan),
+            cgroup: format!("{}/{}", self.agent.cgroup_parent(), plan.task_id),
+            containers: plan
+                .containers
+                .iter()
+                .map(|c| ContainerInfo {
+                    name: c.name.clone(),
+                    docker_id: docker_id(plan, &c.name),
+                    image: c.image.clone(),
+                    // The agent resolved every image before Provisioned.
+                    image_id: self
+                        .agent
+                        .images()
+                        .resolve(&c.image)
+                        .map(|i| i.manifest_digest)
+                        .unwrap_or_default(),
+                })
+                .collect(),
+            network: NetworkInfo {
+                ipv4: private_ip.to_owned(),
+                ..NetworkInfo::default()
+            },
+        }
+    }
+}
+
+/// A container's id on this host (runc's id, the metadata URI's last
+/// component, `DockerId`).
+fn docker_id(plan: &TaskPlan, name: &str) -> String {
+    format!("{}-{}", plan.task_id, name)
+}
+
+/// Adds the metadata URIs to every container's environment (after the
+/// task definition's, as ECS does, so they win).
+fn add_metadata_env(plan: &mut TaskPlan) {
+    let ids: Vec<String> = plan
+        .containers
+        .iter()
+        .map(|c| docker_id(plan, &c.name))
+        .collect();
+    for (c, id) in plan.containers.iter_mut().zip(ids) {
+        c.environment.retain(|(k, _)| {
+            k != "ECS_CONTAINER_METADATA_URI_V4" && k != "ECS_CONTAINER_METADATA_URI"
+        });
+        c.environment.push((
+            "ECS_CONTAINER_METADATA_URI_V4".into(),
+            ferry_metadata::uri_v4(&id),
+        ));
+        c.environment.push((
+            "ECS_CONTAINER_METADATA_URI".into(),
+            ferry_metadata::uri_v3(&id),
+        ));
     }
 }
 
@@ -70,13 +195,29 @@ impl HostRuntime {
 }
 
 impl TaskRuntime for HostRuntime {
-    fn start(&self, plan: TaskPlan, events: EventSink) {
+    fn start(&self, mut plan: TaskPlan, events: EventSink) {
         let arn = plan.task_arn.clone();
-        let handle = Arc::new(self.agent.run_task_with_storage(
-            plan,
-            self.storage.clone(),
-            move |ev: TaskEvent| events(ev),
-        ));
+        let events: Box<dyn Fn(TaskEvent) + Send> = match &self.metadata {
+            Some(md) => {
+                add_metadata_env(&mut plan);
+                let hook = MetadataHook {
+                    endpoints: md.clone(),
+                    storage: self.storage.clone(),
+                    agent: self.agent.clone(),
+                    plan: plan.clone(),
+                    opened: AtomicBool::new(false),
+                };
+                Box::new(move |ev: TaskEvent| {
+                    hook.on(&ev);
+                    events(ev)
+                })
+            }
+            None => Box::new(move |ev: TaskEvent| events(ev)),
+        };
+        let handle = Arc::new(
+            self.agent
+                .run_task_with_storage(plan, self.storage.clone(), events),
+        );
         if let Ok(mut m) = self.running.lock() {
             m.insert(arn.clone(), handle.clone());
         }

@@ -82,6 +82,12 @@ impl TaskVolumes {
         self.tasks_dir.join(&plan.task_id)
     }
 
+    /// Where the task's volume is mounted once attached (the agent's
+    /// `task_root`).
+    pub fn mount_point(&self, plan: &TaskPlan) -> PathBuf {
+        self.task_dir(plan).join(ROOT)
+    }
+
     /// Format, then mount; on failure, undo what was made.
     fn make(&self, plan: &TaskPlan, dir: &Path) -> Result<Attached, Failed> {
         let size = u64::from(plan.ephemeral_storage_gib) * GIB;

@@ -12,6 +12,11 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
+/// The name of task `task_id`'s network namespace (`/run/netns/NAME`).
+pub fn netns_name(task_id: &str) -> String {
+    format!("ferry-{task_id}")
+}
+
 /// Host-side network settings.
 #[derive(Debug, Clone)]
 pub struct NetworkConfig {
