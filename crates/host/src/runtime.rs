@@ -97,7 +97,7 @@ impl MetadataHook {
                     md.close(&plan.task_id);
                 }
             }
-            TaskEvent::Running => {}
+            TaskEvent::Running | TaskEvent::ContainerHealth { .. } => {}
         }
     }
 
