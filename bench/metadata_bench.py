@@ -19,9 +19,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
 from conftest import FerryServer, import_httpd  # noqa: E402
-
-NET = {"awsvpcConfiguration": {"subnets": ["subnet-12345678"], "securityGroups": ["sg-12345678"]}}
+from task_bench import NET  # noqa: E402
 TD = {
     "family": "bench-metadata", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
     "cpu": "256", "memory": "512",

@@ -25,6 +25,19 @@ ORDER = ["PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "ST
          "DEPROVISIONING", "STOPPED"]
 
 
+def register_doc(srv, tmp_path, doc):
+    """Registers a task definition given as a dict, through a JSON file."""
+    p = tmp_path / f"{doc['family']}.json"
+    p.write_text(json.dumps(doc))
+    srv.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{p}")
+
+
+def run_family(srv, family):
+    """RunTask on the default cluster; returns the task ARN."""
+    return srv.aws("ecs", "run-task", "--task-definition", family, "--launch-type", "FARGATE",
+                   "--network-configuration", NETCFG)["tasks"][0]["taskArn"]
+
+
 def test_source_document_run_task_to_running_and_stopped(ferry_server, tmp_path):
     srv = ferry_server
     import_httpd(srv, tmp_path)
@@ -135,11 +148,8 @@ def test_failure_to_start_and_essential_exit(ferry_server, tmp_path):
     doc = json.load(open(SOURCE_TD))
     doc["family"] = "exits"
     doc["containerDefinitions"][0]["command"] = ["echo task-says-hello; exit 3"]
-    p = tmp_path / "exits.json"
-    p.write_text(json.dumps(doc))
-    srv.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{p}")
-    arn = srv.aws("ecs", "run-task", "--task-definition", "exits", "--launch-type", "FARGATE",
-                  "--network-configuration", NETCFG)["tasks"][0]["taskArn"]
+    register_doc(srv, tmp_path, doc)
+    arn = run_family(srv, "exits")
     t, _ = wait_status(srv, arn, "STOPPED")
     assert t["stopCode"] == "EssentialContainerExited"
     assert t["containers"][0]["exitCode"] == 3
@@ -238,11 +248,8 @@ def test_stop_timeout_kills_a_container_that_ignores_sigterm(ferry_server, tmp_p
                 "entryPoint": ["sh", "-c"], "command": ["trap '' TERM; while true; do sleep 1; done"]},
                {"name": "polite", "image": "httpd:2.4", "essential": False, "stopTimeout": 4,
                 "entryPoint": ["sh", "-c"], "command": ["trap 'exit 0' TERM; while true; do sleep 0.1; done"]}]}
-    p = tmp_path / "stubborn.json"
-    p.write_text(json.dumps(doc))
-    srv.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{p}")
-    arn = srv.aws("ecs", "run-task", "--task-definition", "stubborn", "--launch-type", "FARGATE",
-                  "--network-configuration", NETCFG)["tasks"][0]["taskArn"]
+    register_doc(srv, tmp_path, doc)
+    arn = run_family(srv, "stubborn")
     wait_status(srv, arn, "RUNNING")
     t0 = time.time()
     srv.aws("ecs", "stop-task", "--task", arn, "--reason", "draining for maintenance")
@@ -272,11 +279,8 @@ def test_container_memory_limit_is_enforced_with_fargates_reason(ferry_server, t
                 # dd's 200 MiB block buffer cannot fit in 64 MiB.
                 "entryPoint": ["sh", "-c"],
                 "command": ["exec dd if=/dev/zero of=/dev/null bs=200M count=1"]}]}
-    p = tmp_path / "hog.json"
-    p.write_text(json.dumps(doc))
-    srv.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{p}")
-    arn = srv.aws("ecs", "run-task", "--task-definition", "hog", "--launch-type", "FARGATE",
-                  "--network-configuration", NETCFG)["tasks"][0]["taskArn"]
+    register_doc(srv, tmp_path, doc)
+    arn = run_family(srv, "hog")
     t, _ = wait_status(srv, arn, "STOPPED")
     c = t["containers"][0]
     assert c["exitCode"] == 137, c
@@ -304,11 +308,8 @@ def test_containers_stop_in_reverse_dependency_order(ferry_server, tmp_path):
                {"name": "side", "image": "httpd:2.4", "essential": False, "stopTimeout": 10,
                 "logConfiguration": logs, "entryPoint": ["sh", "-c"],
                 "command": ["trap 'echo side-term; exit 0' TERM; while true; do sleep 0.1; done"]}]}
-    p = tmp_path / "order.json"
-    p.write_text(json.dumps(doc))
-    srv.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{p}")
-    arn = srv.aws("ecs", "run-task", "--task-definition", "order", "--launch-type", "FARGATE",
-                  "--network-configuration", NETCFG)["tasks"][0]["taskArn"]
+    register_doc(srv, tmp_path, doc)
+    arn = run_family(srv, "order")
     wait_status(srv, arn, "RUNNING")
     srv.aws("ecs", "stop-task", "--task", arn)
     t, _ = wait_status(srv, arn, "STOPPED")
