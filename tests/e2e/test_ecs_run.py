@@ -215,7 +215,9 @@ def test_awslogs_contract_group_must_exist_and_stream_opens_at_start(ferry_serve
 
     # awslogs-create-group "true": the group is made; the stream is there
     # while the container is still silent, and then gets its lines.
-    register("mkgroup", "/ecs/e2e-created", "true", "sleep 3; echo first-line; sleep 3600")
+    # The container stays silent for 12 s: long enough for three AWS CLI
+    # calls on a busy CI machine.
+    register("mkgroup", "/ecs/e2e-created", "true", "sleep 12; echo first-line; sleep 3600")
     arn = run("mkgroup")
     wait_status(srv, arn, "RUNNING")
     stream = f"ecs/app/{arn.rsplit('/', 1)[1]}"
@@ -223,7 +225,7 @@ def test_awslogs_contract_group_must_exist_and_stream_opens_at_start(ferry_serve
     assert [s["logStreamName"] for s in streams] == [stream]
     assert srv.aws("logs", "get-log-events", "--log-group-name", "/ecs/e2e-created",
                    "--log-stream-name", stream)["events"] == []
-    deadline = time.time() + 30
+    deadline = time.time() + 45
     while time.time() < deadline:
         ev = srv.aws("logs", "get-log-events", "--log-group-name", "/ecs/e2e-created",
                      "--log-stream-name", stream)["events"]
@@ -359,3 +361,44 @@ def test_start_timeout_bounds_the_wait_for_a_dependency(ferry_server, tmp_path):
     assert t["stopCode"] == "TaskFailedToStart", t
     assert "startTimeout (3 s)" in t["stoppedReason"] and "slow" in t["stoppedReason"], t["stoppedReason"]
     assert 3.0 <= took < 20.0, took
+
+
+def test_after_a_crash_the_next_start_releases_tasks_and_retires_their_grants(ferry_server, tmp_path):
+    """kill -9 of the server: the next start releases the task (volume
+    shredded, nothing left on the host), records it STOPPED, and retires the
+    Decrypt grant its volume key was unwrapped under (it used to leak)."""
+    srv = ferry_server
+    import_httpd(srv, tmp_path)
+    register_doc(srv, tmp_path, {
+        "family": "crash", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
+        "cpu": "256", "memory": "512",
+        "containerDefinitions": [{"name": "app", "image": "httpd:2.4", "stopTimeout": 1,
+                                  "entryPoint": ["sh", "-c"], "command": ["sleep 3600"]}]})
+    arn = run_family(srv, "crash")
+    wait_status(srv, arn, "RUNNING")
+    task_id = arn.rsplit("/", 1)[1]
+    platform = srv.aws("kms", "describe-key", "--key-id", "alias/aws/ecs-ephemeral")["KeyMetadata"]["Arn"]
+
+    def grants_of_task():
+        grants = srv.aws("kms", "list-grants", "--key-id", platform)["Grants"]
+        return [g for g in grants
+                if g.get("Constraints", {}).get("EncryptionContextEquals", {}).get("ferry:taskArn") == arn]
+    assert len(grants_of_task()) == 1
+    vol_dir = os.path.join(srv.data_dir, "tasks", task_id)
+    assert os.path.exists(os.path.join(vol_dir, "volume.luks"))
+
+    srv.proc.kill()
+    srv.proc.wait()
+    srv._log.close()
+    srv._log = None
+    srv.start()
+
+    t, _ = wait_status(srv, arn, "STOPPED")
+    assert t["stopCode"] in ("TaskFailedToStart", "EssentialContainerExited"), t
+    assert "restarted" in t["stoppedReason"], t["stoppedReason"]
+    assert grants_of_task() == []
+    assert not os.path.exists(vol_dir)
+    assert task_id not in host_resources(), "task resources left on the host"
+    audit = [json.loads(line) for line in open(os.path.join(srv.data_dir, "kms-audit.jsonl"))]
+    assert any(e["eventName"] == "RetireGrant" and "errorCode" not in e
+               and "fargate.amazonaws.com" in json.dumps(e["userIdentity"]) for e in audit[-20:])

@@ -72,7 +72,7 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
     let tasks_dir = ferry_host::tasks_dir(&shared.data_dir);
     std::fs::create_dir_all(&tasks_dir)
         .with_context(|| format!("creating {}", tasks_dir.display()))?;
-    for p in ferry_host::recovery::release_leftovers(&agent, &*engine, &tasks_dir, &efs) {
+    for p in ferry_host::recovery::release_leftovers(&agent, &*engine, &*keys, &tasks_dir, &efs) {
         tracing::warn!("releasing what a previous server left: {p}");
     }
     let volumes = Arc::new(TaskVolumes::new(keys, engine, tasks_dir, efs.clone()));

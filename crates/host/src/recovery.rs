@@ -8,8 +8,9 @@
 //!    first, then its volume (unmounted, crypto-shredded, deleted);
 //! 3. EFS file systems still mounted on the host.
 //!
-//! Their KMS grants are not retired here (the grant ids lived in the dead
-//! server's memory); see docs/architecture.md.
+//! A task volume's KMS grant is retired too: its id and key ARN were
+//! recorded beside the volume when it was made
+//! ([`crate::task_volumes::GRANT_FILE`]).
 
 use std::path::Path;
 
@@ -18,13 +19,15 @@ use ferry_volume::mountinfo::{is_mount_point, mounts_under};
 
 use crate::efs::EfsVolumes;
 use crate::engine::VolumeEngine;
-use crate::task_volumes::{ENCRYPTED_IMAGE, PLAIN_IMAGE, ROOT};
+use crate::keys::VolumeKeys;
+use crate::task_volumes::{ENCRYPTED_IMAGE, Grant, PLAIN_IMAGE, ROOT};
 
 /// Releases everything a previous server left; returns what could not be
 /// released, one line each.
 pub fn release_leftovers(
     agent: &Agent,
     engine: &dyn VolumeEngine,
+    keys: &dyn VolumeKeys,
     tasks_dir: &Path,
     efs: &EfsVolumes,
 ) -> Vec<String> {
@@ -36,7 +39,7 @@ pub fn release_leftovers(
     }
     if let Ok(entries) = std::fs::read_dir(tasks_dir) {
         for e in entries.flatten() {
-            if let Err(e) = release_task_dir(engine, &e.path()) {
+            if let Err(e) = release_task_dir(engine, keys, &e.path()) {
                 problems.push(e);
             }
         }
@@ -45,8 +48,13 @@ pub fn release_leftovers(
     problems
 }
 
-/// Unmounts and destroys the volume a previous server left in `dir`.
-pub fn release_task_dir(engine: &dyn VolumeEngine, dir: &Path) -> Result<(), String> {
+/// Unmounts and destroys the volume a previous server left in `dir`, and
+/// retires its grant.
+pub fn release_task_dir(
+    engine: &dyn VolumeEngine,
+    keys: &dyn VolumeKeys,
+    dir: &Path,
+) -> Result<(), String> {
     let root = dir.join(ROOT);
     // EFS volumes are bind mounts under the task's volume: those first.
     for m in mounts_under(&root) {
@@ -69,5 +77,17 @@ pub fn release_task_dir(engine: &dyn VolumeEngine, dir: &Path) -> Result<(), Str
             .map_err(|e| format!("shredding {}: {e}", luks.display()))?;
     }
     let _ = std::fs::remove_file(dir.join(PLAIN_IMAGE));
+    // The volume is gone; the grant that could unwrap its key goes too. A
+    // grant the KMS no longer has (retired before the crash) is fine.
+    if let Some(g) = Grant::recorded(dir)
+        && let Err(e) = keys.retire(&g.key_arn, &g.grant_id)
+        && e.kms_error().is_none_or(|k| k.code != "NotFoundException")
+    {
+        return Err(format!(
+            "retiring grant {} of {}: {e}",
+            g.grant_id,
+            dir.display()
+        ));
+    }
     std::fs::remove_dir_all(dir).map_err(|e| format!("removing {}: {e}", dir.display()))
 }

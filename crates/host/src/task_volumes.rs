@@ -34,11 +34,32 @@ pub const ENCRYPTED_IMAGE: &str = "volume.luks";
 pub const PLAIN_IMAGE: &str = "volume.img";
 /// The mount point in a task's directory.
 pub const ROOT: &str = "root";
+/// The task's live grant, recorded beside its volume so that recovery
+/// after a crash can retire it (ids and ARNs only: nothing secret).
+pub const GRANT_FILE: &str = "grant.json";
 
 /// The grant that let the platform unwrap a task's data key.
-struct Grant {
-    key_arn: String,
-    grant_id: String,
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Grant {
+    /// The KMS key's ARN.
+    pub key_arn: String,
+    /// The grant's id.
+    pub grant_id: String,
+}
+
+impl Grant {
+    /// Records the grant in a task's directory.
+    fn record(&self, dir: &Path) -> std::io::Result<()> {
+        let json = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join(GRANT_FILE), json)
+    }
+
+    /// The grant recorded in a task's directory, if any.
+    pub fn recorded(dir: &Path) -> Option<Self> {
+        let bytes = std::fs::read(dir.join(GRANT_FILE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
 }
 
 /// What is kept per attached task.
@@ -109,6 +130,12 @@ impl TaskVolumes {
                     key_arn: key.wrapped.key_arn.clone(),
                     grant_id: std::mem::take(&mut key.grant_id),
                 };
+                if let Err(e) = grant.record(dir) {
+                    return Err(Failed(
+                        TaskFailure::plain(format!("recording the task's grant: {e}")),
+                        Some(grant),
+                    ));
+                }
                 // The plaintext moves into the passphrase: no copy is left.
                 let passphrase = match Passphrase::new(std::mem::take(&mut *key.plaintext)) {
                     Ok(p) => p,

@@ -208,6 +208,14 @@ fn encrypted_volume_lives_under_a_grant_retired_by_the_arn_it_was_issued_under()
     });
     let root = r.volumes.attach(&p).unwrap();
     assert_eq!(root, r.dir.path().join("tasks/t1/root"));
+    // The live grant is on record beside the volume, for crash recovery.
+    assert_eq!(
+        Grant::recorded(&r.dir.path().join("tasks/t1")),
+        Some(Grant {
+            key_arn: CMK.into(),
+            grant_id: "g1".into()
+        })
+    );
     r.volumes.detach(&p, &root).unwrap();
     assert_eq!(
         calls(&r),
@@ -285,12 +293,25 @@ fn recovery_shreds_a_leftover_volume_and_removes_its_directory() {
     let dir = r.dir.path().join("tasks/dead");
     std::fs::create_dir_all(dir.join("root")).unwrap();
     std::fs::write(dir.join("volume.luks"), b"luks").unwrap();
+    std::fs::write(
+        dir.join(GRANT_FILE),
+        format!(r#"{{"keyArn":"{CMK}","grantId":"g9"}}"#),
+    )
+    .unwrap();
     let engine = FakeEngine {
         log: r.log.clone(),
         fail_mount: false,
     };
-    crate::recovery::release_task_dir(&engine, &dir).unwrap();
-    // Not a mount point here, so nothing to unmount: only the shred.
-    assert_eq!(calls(&r), ["shred volume.luks"]);
+    let keys = FakeKeys {
+        log: r.log.clone(),
+        fail_issue: false,
+    };
+    crate::recovery::release_task_dir(&engine, &keys, &dir).unwrap();
+    // Not a mount point here, so nothing to unmount: the shred, then the
+    // grant the dead server left live.
+    assert_eq!(
+        calls(&r),
+        ["shred volume.luks".to_string(), format!("retire {CMK} g9")]
+    );
     assert!(!dir.exists());
 }
