@@ -152,6 +152,18 @@ VALIDATION_CASES = {
     "no_essential": (_mutate(((*C0, "essential"), False)), "essential"),
     "host_port_mismatch": (_mutate(((*C0, "portMappings", 0, "hostPort"), 8080)),
                            "When networkMode=awsvpc, the host ports and container ports in port mappings must match."),
+    # What Fargate refuses outright (hardening: accepted and ignored before).
+    "privileged": (_mutate(((*C0, "privileged"), True)), "Privileged mode is not supported"),
+    "cap_add": (_mutate(((*C0, "linuxParameters"), {"capabilities": {"add": ["NET_ADMIN"]}})),
+                "only supports adding the SYS_PTRACE"),
+    "cap_drop_unknown": (_mutate(((*C0, "linuxParameters"), {"capabilities": {"drop": ["FLY"]}})),
+                         "Invalid kernel capability 'FLY'"),
+    "devices": (_mutate(((*C0, "linuxParameters"), {"devices": [{"hostPath": "/dev/kvm"}]})),
+                "linuxParameters.devices is not supported"),
+    "pid_mode_host": (_mutate((("pidMode",), "host")), "pidMode 'task'"),
+    "ipc_mode": (_mutate((("ipcMode",), "host")), "ipcMode is not supported"),
+    "negative_cpu": (_mutate(((*C0, "cpu"), -1)), "must be 0 or more"),
+    "volume_name": (_mutate((("volumes",), [{"name": "bad name!"}])), "Volume name 'bad name!' is invalid"),
 }
 
 

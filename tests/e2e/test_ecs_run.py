@@ -402,3 +402,30 @@ def test_after_a_crash_the_next_start_releases_tasks_and_retires_their_grants(fe
     audit = [json.loads(line) for line in open(os.path.join(srv.data_dir, "kms-audit.jsonl"))]
     assert any(e["eventName"] == "RetireGrant" and "errorCode" not in e
                and "fargate.amazonaws.com" in json.dumps(e["userIdentity"]) for e in audit[-20:])
+
+
+def test_linux_parameters_capabilities_reach_the_container(ferry_server, tmp_path):
+    """linuxParameters.capabilities as Fargate allows them: SYS_PTRACE added,
+    NET_RAW dropped, seen in the container's own CapEff."""
+    srv = ferry_server
+    import_httpd(srv, tmp_path)
+    logs = {"logDriver": "awslogs", "options": {"awslogs-group": "/e2e/caps", "awslogs-region": "us-east-1",
+                                                "awslogs-stream-prefix": "c", "awslogs-create-group": "true"}}
+    register_doc(srv, tmp_path, {
+        "family": "caps", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
+        "cpu": "256", "memory": "512",
+        "containerDefinitions": [{
+            "name": "app", "image": "httpd:2.4", "logConfiguration": logs,
+            "linuxParameters": {"capabilities": {"add": ["SYS_PTRACE"], "drop": ["NET_RAW"]}},
+            "entryPoint": ["sh", "-c"], "command": ["cat /proc/self/status"]}]})
+    arn = run_family(srv, "caps")
+    t, _ = wait_status(srv, arn, "STOPPED")
+    assert t["containers"][0]["exitCode"] == 0, t
+    ev = srv.aws("logs", "get-log-events", "--log-group-name", "/e2e/caps", "--start-from-head",
+                 "--log-stream-name", f"c/app/{arn.rsplit('/', 1)[1]}")["events"]
+    cap_eff = next(e["message"] for e in ev if e["message"].startswith("CapEff:"))
+    bits = int(cap_eff.split()[1], 16)
+    SYS_PTRACE, NET_RAW, KILL = 19, 13, 5
+    assert bits & (1 << SYS_PTRACE), cap_eff
+    assert not bits & (1 << NET_RAW), cap_eff
+    assert bits & (1 << KILL), cap_eff

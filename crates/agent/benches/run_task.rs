@@ -43,6 +43,8 @@ fn plan(n: usize) -> TaskPlan {
             // busybox httpd is PID 1 and ignores SIGTERM: SIGKILL after 1 s.
             stop_timeout_secs: 1,
             start_timeout_secs: None,
+            capabilities_add: vec![],
+            capabilities_drop: vec![],
             readonly_root_filesystem: false,
             port_mappings: vec![],
             mount_points: vec![],

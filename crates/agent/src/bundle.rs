@@ -36,6 +36,9 @@ pub enum BundleError {
     /// oci-spec refused a value.
     #[error("building the OCI spec: {0}")]
     Spec(#[from] oci_spec::OciSpecError),
+    /// A kernel capability this runtime does not know.
+    #[error("unknown kernel capability {0}")]
+    UnknownCapability(String),
 }
 
 /// Host-side facts the spec needs.
@@ -190,7 +193,7 @@ pub fn spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
         None => (0, 0),
     };
 
-    let caps: oci_spec::runtime::Capabilities = CAPS.iter().copied().collect();
+    let caps = capabilities(input.container)?;
     let process = ProcessBuilder::default()
         .terminal(false)
         .args(args)
@@ -300,6 +303,28 @@ pub fn spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
     Ok(spec)
 }
 
+/// Docker's default set, with the container's `linuxParameters`
+/// capabilities added and dropped (`ALL` drops every one). Validation let
+/// only known names through.
+fn capabilities(c: &ContainerPlan) -> Result<oci_spec::runtime::Capabilities, BundleError> {
+    // oci-spec parses the names without the prefix, as ECS writes them.
+    let parse = |name: &str| {
+        name.parse::<Capability>()
+            .map_err(|_| BundleError::UnknownCapability(name.to_owned()))
+    };
+    let mut caps: oci_spec::runtime::Capabilities = CAPS.iter().copied().collect();
+    if c.capabilities_drop.iter().any(|d| d == "ALL") {
+        caps.clear();
+    }
+    for d in c.capabilities_drop.iter().filter(|d| *d != "ALL") {
+        caps.remove(&parse(d)?);
+    }
+    for a in &c.capabilities_add {
+        caps.insert(parse(a)?);
+    }
+    Ok(caps)
+}
+
 /// Resolves `user[:group]` against the image's passwd/group files.
 fn resolve_user(rootfs: &Path, spec: &str) -> Result<(u32, u32), BundleError> {
     let unknown = || BundleError::UnknownUser(spec.to_string());
@@ -355,6 +380,22 @@ mod tests {
             "awslogs": null
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn linux_parameters_capabilities_change_dockers_default_set() {
+        let mut c = plan();
+        c.capabilities_add = vec!["SYS_PTRACE".into()];
+        c.capabilities_drop = vec!["NET_RAW".into(), "CHOWN".into()];
+        let caps = capabilities(&c).unwrap();
+        assert!(caps.contains(&Capability::SysPtrace));
+        assert!(!caps.contains(&Capability::NetRaw) && !caps.contains(&Capability::Chown));
+        assert!(caps.contains(&Capability::Kill));
+        c.capabilities_drop = vec!["ALL".into()];
+        assert_eq!(
+            capabilities(&c).unwrap().into_iter().collect::<Vec<_>>(),
+            [Capability::SysPtrace]
+        );
     }
 
     fn image() -> ImageConfiguration {

@@ -142,6 +142,19 @@ pub fn task_definition(input: &TaskDefinitionInput) -> Result<TaskDefSpec, EcsEr
         ))
     })?;
     check_fargate_size(cpu, memory)?;
+    match input.pid_mode.as_deref() {
+        None | Some("task") => {}
+        Some(m) => {
+            return Err(EcsError::Client(format!(
+                "Fargate only supports pidMode 'task' (pidMode is '{m}')."
+            )));
+        }
+    }
+    if input.ipc_mode.is_some() {
+        return Err(EcsError::Client(
+            "ipcMode is not supported for tasks using the Fargate launch type.".into(),
+        ));
+    }
     let ephemeral_storage_gib = input
         .ephemeral_storage
         .map(|e| check_ephemeral_storage(e.size_in_gib))
@@ -224,6 +237,15 @@ fn volumes(input: &TaskDefinitionInput) -> Result<Vec<VolumePlan>, EcsError> {
         if out.iter().any(|o| o.name == name) {
             return Err(EcsError::Client(format!(
                 "Duplicate volume name '{name}': volume names must be unique."
+            )));
+        }
+        if name.len() > 255
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(EcsError::Client(format!(
+                "Volume name '{name}' is invalid: up to 255 letters (uppercase and lowercase), numbers, hyphens, and underscores are allowed."
             )));
         }
         if v.docker_volume_configuration.is_some()
@@ -318,6 +340,7 @@ fn container(
             "Container name '{name}' is invalid: up to 255 letters (uppercase and lowercase), numbers, hyphens, and underscores are allowed."
         )));
     }
+    let (capabilities_add, capabilities_drop) = fargate_only(cd, &name)?;
     let image = cd.image.clone().filter(|i| !i.is_empty()).ok_or_else(|| {
         EcsError::Client(format!(
             "Container.image should not be null or empty (container '{name}')."
@@ -473,6 +496,8 @@ fn container(
             .collect(),
         stop_timeout_secs,
         start_timeout_secs,
+        capabilities_add,
+        capabilities_drop,
         readonly_root_filesystem: cd.readonly_root_filesystem.unwrap_or(false),
         port_mappings,
         mount_points,
@@ -675,6 +700,100 @@ pub fn platform(v: Option<&str>) -> Result<Platform, EcsError> {
             "The specified platform version '{other}' does not exist. ferry offers 1.4.0 (LATEST) and 1.3.0."
         ))),
     }
+}
+
+/// The Linux kernel capabilities ECS knows by name (`KernelCapabilities`).
+const CAPABILITIES: &[&str] = &[
+    "ALL",
+    "AUDIT_CONTROL",
+    "AUDIT_WRITE",
+    "BLOCK_SUSPEND",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "KILL",
+    "LEASE",
+    "LINUX_IMMUTABLE",
+    "MAC_ADMIN",
+    "MAC_OVERRIDE",
+    "MKNOD",
+    "NET_ADMIN",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_RAW",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_CHROOT",
+    "SYS_MODULE",
+    "SYS_NICE",
+    "SYS_PACCT",
+    "SYS_PTRACE",
+    "SYS_RAWIO",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "SYSLOG",
+    "WAKE_ALARM",
+];
+
+/// What Fargate refuses in a container definition (privileged, devices,
+/// shared memory, tmpfs, added capabilities but SYS_PTRACE, negative cpu);
+/// returns the capabilities to add and to drop.
+fn fargate_only(
+    cd: &ContainerDefinition,
+    name: &str,
+) -> Result<(Vec<String>, Vec<String>), EcsError> {
+    let refuse = |what: &str| {
+        Err(EcsError::Client(format!(
+            "{what} is not supported for tasks using the Fargate launch type (container '{name}')."
+        )))
+    };
+    if cd.privileged == Some(true) {
+        return refuse("Privileged mode");
+    }
+    if let Some(c) = cd.cpu
+        && c < 0
+    {
+        return Err(EcsError::Client(format!(
+            "Invalid 'cpu' setting for container '{name}': {c} (must be 0 or more)."
+        )));
+    }
+    let Some(lp) = &cd.linux_parameters else {
+        return Ok((vec![], vec![]));
+    };
+    if lp.devices.as_ref().is_some_and(|d| !d.is_empty()) {
+        return refuse("linuxParameters.devices");
+    }
+    if lp.shared_memory_size.is_some() {
+        return refuse("linuxParameters.sharedMemorySize");
+    }
+    if lp.tmpfs.as_ref().is_some_and(|t| !t.is_empty()) {
+        return refuse("linuxParameters.tmpfs");
+    }
+    let caps = lp.capabilities.clone().unwrap_or_default();
+    if let Some(c) = caps.add.iter().find(|c| c.as_str() != "SYS_PTRACE") {
+        return Err(EcsError::Client(format!(
+            "Fargate only supports adding the SYS_PTRACE kernel capability (container '{name}' adds '{c}')."
+        )));
+    }
+    if let Some(c) = caps
+        .drop
+        .iter()
+        .find(|c| !CAPABILITIES.contains(&c.as_str()))
+    {
+        return Err(EcsError::Client(format!(
+            "Invalid kernel capability '{c}' in linuxParameters.capabilities.drop of container '{name}'."
+        )));
+    }
+    Ok((caps.add, caps.drop))
 }
 
 #[cfg(test)]

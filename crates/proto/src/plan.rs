@@ -73,6 +73,13 @@ pub struct ContainerPlan {
     pub depends_on: Vec<Dependency>,
     /// Seconds between SIGTERM and SIGKILL at stop (`stopTimeout`, default 30).
     pub stop_timeout_secs: u32,
+    /// `linuxParameters.capabilities.add` (ECS names, e.g. `SYS_PTRACE`):
+    /// added to Docker's default set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities_add: Vec<String>,
+    /// `linuxParameters.capabilities.drop` (ECS names, or `ALL`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities_drop: Vec<String>,
     /// `startTimeout`: how long containers that depend on this one wait for
     /// it to reach their condition, from its start; then they give up.
     #[serde(default, skip_serializing_if = "Option::is_none")]

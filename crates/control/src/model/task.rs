@@ -391,6 +391,8 @@ pub(crate) mod tests {
                 depends_on: vec![],
                 stop_timeout_secs: 30,
                 start_timeout_secs: None,
+                capabilities_add: vec![],
+                capabilities_drop: vec![],
                 readonly_root_filesystem: false,
                 port_mappings: vec![],
                 mount_points: vec![],

@@ -17,6 +17,12 @@ pub struct TaskDefinitionInput {
     /// `awsvpc` for Fargate.
     #[serde(default)]
     pub network_mode: Option<String>,
+    /// `pidMode` (Fargate: `task` only).
+    #[serde(default)]
+    pub pid_mode: Option<String>,
+    /// `ipcMode` (not supported on Fargate).
+    #[serde(default)]
+    pub ipc_mode: Option<String>,
     /// Containers.
     #[serde(default)]
     pub container_definitions: Vec<ContainerDefinition>,
@@ -80,6 +86,12 @@ pub struct ContainerDefinition {
     /// `readonlyRootFilesystem`.
     #[serde(default)]
     pub readonly_root_filesystem: Option<bool>,
+    /// `privileged` (not supported on Fargate).
+    #[serde(default)]
+    pub privileged: Option<bool>,
+    /// `linuxParameters`.
+    #[serde(default)]
+    pub linux_parameters: Option<LinuxParameters>,
     /// `portMappings`.
     #[serde(default)]
     pub port_mappings: Vec<PortMapping>,
@@ -228,4 +240,34 @@ pub struct EfsAuthorizationConfig {
     /// encryption, as on AWS).
     #[serde(default)]
     pub iam: Option<String>,
+}
+
+/// `LinuxParameters`: what Fargate accepts of it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinuxParameters {
+    /// `capabilities` (`add`: only `SYS_PTRACE` on Fargate; `drop`).
+    #[serde(default)]
+    pub capabilities: Option<KernelCapabilities>,
+    /// `devices` (not supported on Fargate).
+    #[serde(default)]
+    pub devices: Option<Vec<serde_json::Value>>,
+    /// `sharedMemorySize` (not supported on Fargate).
+    #[serde(default)]
+    pub shared_memory_size: Option<i64>,
+    /// `tmpfs` (not supported on Fargate).
+    #[serde(default)]
+    pub tmpfs: Option<Vec<serde_json::Value>>,
+}
+
+/// `KernelCapabilities`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KernelCapabilities {
+    /// Capabilities to add.
+    #[serde(default)]
+    pub add: Vec<String>,
+    /// Capabilities to drop.
+    #[serde(default)]
+    pub drop: Vec<String>,
 }
