@@ -429,3 +429,44 @@ def test_linux_parameters_capabilities_reach_the_container(ferry_server, tmp_pat
     assert bits & (1 << SYS_PTRACE), cap_eff
     assert not bits & (1 << NET_RAW), cap_eff
     assert bits & (1 << KILL), cap_eff
+
+
+def test_a_task_cannot_make_namespaces_or_fork_without_bound(ferry_server, tmp_path):
+    """Host protections per task: creating a user namespace (`unshare -Ur`)
+    is refused by the seccomp profile, and a fork bomb stops at the task's
+    pids limit (1024 by default) instead of the host's."""
+    srv = ferry_server
+    import_httpd(srv, tmp_path)
+    logs = {"logDriver": "awslogs", "options": {"awslogs-group": "/e2e/limits", "awslogs-region": "us-east-1",
+                                                "awslogs-stream-prefix": "l", "awslogs-create-group": "true"}}
+    register_doc(srv, tmp_path, {
+        "family": "limits", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
+        "cpu": "256", "memory": "512",
+        "containerDefinitions": [{
+            "name": "app", "image": "httpd:2.4", "logConfiguration": logs, "stopTimeout": 1,
+            "entryPoint": ["sh", "-c"],
+            # The bomb runs in a subshell (ash gives up on a failed fork);
+            # the container's shell then waits without forking again.
+            "command": ["unshare -Ur id; echo unshare-rc=$?; "
+                        "(for i in $(seq 2000); do sleep 300 & done); echo forked; exec sleep 3600"]}]})
+    arn = run_family(srv, "limits")
+    wait_status(srv, arn, "RUNNING")
+    task_id = arn.rsplit("/", 1)[1]
+    stream = f"l/app/{task_id}"
+    deadline = time.time() + 60
+    msgs = []
+    while time.time() < deadline:
+        msgs = [e["message"] for e in srv.aws("logs", "get-log-events", "--log-group-name", "/e2e/limits",
+                                                "--log-stream-name", stream, "--start-from-head")["events"]]
+        if any("can't fork" in m or m == "forked" for m in msgs):
+            break
+        time.sleep(0.5)
+    rc = next(m for m in msgs if m.startswith("unshare-rc="))
+    assert rc != "unshare-rc=0", msgs[:5]
+    assert not any(m.startswith("uid=0") for m in msgs), msgs[:5]
+    assert any("can't fork" in m for m in msgs), msgs[-5:]
+    pids = f"/sys/fs/cgroup/pids/ferry/{task_id}"
+    assert open(f"{pids}/pids.max").read().strip() == "1024"
+    assert int(open(f"{pids}/pids.current").read()) <= 1024
+    srv.aws("ecs", "stop-task", "--task", arn)
+    wait_status(srv, arn, "STOPPED")

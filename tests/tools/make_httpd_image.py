@@ -25,7 +25,7 @@ import subprocess
 import tarfile
 
 BUSYBOX = "/bin/busybox"
-APPLETS = ["sh", "echo", "cat", "ls", "httpd", "sleep", "mkdir", "rm", "id", "env", "wget", "dd", "sync", "true", "false", "kill", "ps"]
+APPLETS = ["sh", "echo", "cat", "ls", "httpd", "sleep", "mkdir", "rm", "id", "env", "wget", "dd", "sync", "true", "false", "kill", "ps", "unshare", "seq"]
 HTTPD_FOREGROUND = (b"#!/bin/sh\n# Stand-in for httpd:2.4's httpd-foreground: busybox httpd on port 80.\n"
                    b"echo 'httpd-foreground: busybox httpd serving /usr/local/apache2/htdocs on port 80' >&2\n"
                    b"exec httpd -f -v -p 80 -h /usr/local/apache2/htdocs\n")

@@ -115,6 +115,7 @@ fn main() {
         runtime: "runc".into(),
         network,
         cgroup_parent: "ferry-bench".into(),
+        task_pids_max: ferry_agent::task::DEFAULT_TASK_PIDS_MAX,
         log_sink: std::sync::Arc::new(NullSink),
     })
     .unwrap();

@@ -18,8 +18,9 @@ use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{
     Arch, Capability, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
     LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceType, LinuxResourcesBuilder, LinuxSeccomp,
-    LinuxSeccompAction, LinuxSeccompBuilder, LinuxSyscallBuilder, Mount, MountBuilder,
-    ProcessBuilder, RootBuilder, Spec, UserBuilder, get_default_mounts,
+    LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSeccompOperator,
+    LinuxSyscallBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder,
+    get_default_mounts,
 };
 
 use ferry_proto::plan::ContainerPlan;
@@ -107,6 +108,26 @@ const DENIED_SYSCALLS: &[&str] = &[
     "swapoff",
     "swapon",
     "userfaultfd",
+    // Namespaces and mounts: what Docker's default profile refuses a
+    // container without CAP_SYS_ADMIN (`unshare -Ur` would otherwise make
+    // a user namespace with a root of its own). clone's namespace flags are
+    // refused below.
+    "mount",
+    "pivot_root",
+    "setns",
+    "umount2",
+    "unshare",
+];
+
+/// clone(2) flags that make new namespaces (linux/sched.h).
+const CLONE_NAMESPACE_FLAGS: &[u64] = &[
+    0x0002_0000, // CLONE_NEWNS
+    0x0200_0000, // CLONE_NEWCGROUP
+    0x0400_0000, // CLONE_NEWUTS
+    0x0800_0000, // CLONE_NEWIPC
+    0x1000_0000, // CLONE_NEWUSER
+    0x2000_0000, // CLONE_NEWPID
+    0x4000_0000, // CLONE_NEWNET
 ];
 
 fn seccomp() -> Result<LinuxSeccomp, BundleError> {
@@ -116,21 +137,49 @@ fn seccomp() -> Result<LinuxSeccomp, BundleError> {
         "aarch64" => vec![Arch::ScmpArchAarch64, Arch::ScmpArchArm],
         _ => vec![Arch::ScmpArchNative],
     };
+    let mut rules = vec![
+        LinuxSyscallBuilder::default()
+            .names(
+                DENIED_SYSCALLS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .action(LinuxSeccompAction::ScmpActErrno)
+            .errno_ret(1u32)
+            .build()?,
+    ];
+    // clone with any namespace flag: one rule per flag, (flags & f) == f.
+    for flag in CLONE_NAMESPACE_FLAGS {
+        rules.push(
+            LinuxSyscallBuilder::default()
+                .names(vec!["clone".to_string()])
+                .action(LinuxSeccompAction::ScmpActErrno)
+                .errno_ret(1u32)
+                .args(vec![
+                    LinuxSeccompArgBuilder::default()
+                        .index(0usize)
+                        .value(*flag)
+                        .value_two(*flag)
+                        .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
+                        .build()?,
+                ])
+                .build()?,
+        );
+    }
+    // clone3 passes its flags in memory, out of seccomp's reach: ENOSYS
+    // makes libc fall back to clone, as with Docker's profile.
+    rules.push(
+        LinuxSyscallBuilder::default()
+            .names(vec!["clone3".to_string()])
+            .action(LinuxSeccompAction::ScmpActErrno)
+            .errno_ret(38u32)
+            .build()?,
+    );
     Ok(LinuxSeccompBuilder::default()
         .default_action(LinuxSeccompAction::ScmpActAllow)
         .architectures(arches)
-        .syscalls(vec![
-            LinuxSyscallBuilder::default()
-                .names(
-                    DENIED_SYSCALLS
-                        .iter()
-                        .map(|s| s.to_string())
-                        .collect::<Vec<_>>(),
-                )
-                .action(LinuxSeccompAction::ScmpActErrno)
-                .errno_ret(1u32)
-                .build()?,
-        ])
+        .syscalls(rules)
         .build()?)
 }
 

@@ -60,6 +60,7 @@ impl TaskCgroup {
         task_id: &str,
         cpu_units: u32,
         memory_mib: u32,
+        pids_max: u32,
     ) -> Result<Self, CgroupError> {
         let cg = Self::create_handle(parent, task_id);
         let quota = (u64::from(cpu_units) * CFS_PERIOD_US / 1024).max(1000);
@@ -78,6 +79,7 @@ impl TaskCgroup {
             if mem > 0 {
                 write(&dir.join("memory.max"), &mem.to_string())?;
             }
+            write(&dir.join("pids.max"), &pids_max.to_string())?;
             let _ = fs::write(dir.join("cgroup.subtree_control"), "+cpu +memory +pids");
         } else {
             let cpu = Path::new(ROOT).join("cpu").join(&cg.rel);
@@ -92,6 +94,9 @@ impl TaskCgroup {
             if mem > 0 {
                 write(&memory.join("memory.limit_in_bytes"), &mem.to_string())?;
             }
+            let pids = Path::new(ROOT).join("pids").join(&cg.rel);
+            mkdir(&pids)?;
+            write(&pids.join("pids.max"), &pids_max.to_string())?;
         }
         Ok(cg)
     }

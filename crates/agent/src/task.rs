@@ -51,6 +51,9 @@ pub struct AgentConfig {
     pub network: NetworkConfig,
     /// Parent cgroup of all tasks (`ferry`).
     pub cgroup_parent: String,
+    /// Most processes (and threads) one task may have: its cgroup's
+    /// `pids.max`, so a fork bomb in a task cannot exhaust the host's.
+    pub task_pids_max: u32,
     /// Where `awslogs` container output goes.
     pub log_sink: Arc<dyn LogSink>,
 }
@@ -79,10 +82,15 @@ impl AgentConfig {
             state_dir,
             runtime: PathBuf::from("runc"),
             cgroup_parent: "ferry".into(),
+            task_pids_max: DEFAULT_TASK_PIDS_MAX,
             log_sink,
         })
     }
 }
+
+/// Default `pids.max` of a task: far above what a service needs, far below
+/// what would starve the host.
+pub const DEFAULT_TASK_PIDS_MAX: u32 = 1024;
 
 /// Errors creating the agent (task failures are reported as events).
 #[derive(Debug, thiserror::Error)]
@@ -711,6 +719,7 @@ impl Supervisor {
             &plan.task_id,
             plan.cpu_units,
             plan.memory_mib,
+            self.cfg.task_pids_max,
         );
         // Record it before checking, so a half-made cgroup is removed.
         self.cgroup = Some(TaskCgroup::create_handle(

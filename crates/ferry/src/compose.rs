@@ -35,6 +35,8 @@ pub struct Shared {
     pub data_dir: std::path::PathBuf,
     /// Whether platform version 1.3.0 (unencrypted storage) is forbidden.
     pub require_encrypted_storage: bool,
+    /// Each task's pids limit.
+    pub task_pids_max: u32,
 }
 
 /// What the server keeps to shut down in order.
@@ -64,11 +66,11 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
         .context("creating the EFS directory")?,
     );
 
-    let agent = ferry_agent::Agent::new(
+    let mut agent_cfg =
         ferry_agent::AgentConfig::new(&shared.data_dir, Arc::new(LogsSink(logs.clone())))
-            .context("agent configuration")?,
-    )
-    .context("starting the agent")?;
+            .context("agent configuration")?;
+    agent_cfg.task_pids_max = shared.task_pids_max;
+    let agent = ferry_agent::Agent::new(agent_cfg).context("starting the agent")?;
     let tasks_dir = ferry_host::tasks_dir(&shared.data_dir);
     std::fs::create_dir_all(&tasks_dir)
         .with_context(|| format!("creating {}", tasks_dir.display()))?;

@@ -155,6 +155,7 @@ fn make_agent(dir: &Path, net: u8, bridge: &str, sink: Arc<MemorySink>) -> Agent
         runtime: "runc".into(),
         network,
         cgroup_parent: CGROUP_PARENT.into(),
+        task_pids_max: ferry_agent::task::DEFAULT_TASK_PIDS_MAX,
         log_sink: sink,
     })
     .unwrap()

@@ -50,6 +50,10 @@ pub struct Args {
     /// CreateFileSystem with Encrypted=false with a BadRequest.
     #[arg(long)]
     require_encrypted_storage: bool,
+    /// Most processes (and threads) one task may have (its cgroup's pids.max).
+    #[arg(long, default_value_t = ferry_agent::task::DEFAULT_TASK_PIDS_MAX,
+          value_parser = clap::value_parser!(u32).range(16..))]
+    task_pids_max: u32,
 }
 
 /// Runs `ferry server`.
@@ -79,6 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         region: args.region.clone(),
         data_dir: dd.path.clone(),
         require_encrypted_storage: args.require_encrypted_storage,
+        task_pids_max: args.task_pids_max,
     };
 
     let mut keys = StaticKeys::new();
