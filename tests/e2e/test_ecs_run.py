@@ -166,10 +166,8 @@ def test_failure_to_start_and_essential_exit(ferry_server, tmp_path):
 
     doc["family"] = "noimage"
     doc["containerDefinitions"][0]["image"] = "httpd:9"
-    p.write_text(json.dumps(doc))
-    srv.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{p}")
-    arn = srv.aws("ecs", "run-task", "--task-definition", "noimage", "--launch-type", "FARGATE",
-                  "--network-configuration", NETCFG)["tasks"][0]["taskArn"]
+    register_doc(srv, tmp_path, doc)
+    arn = run_family(srv, "noimage")
     t, _ = wait_status(srv, arn, "STOPPED")
     assert t["stopCode"] == "TaskFailedToStart"
     assert "httpd:9" in t["stoppedReason"]
