@@ -32,6 +32,12 @@ def register_doc(srv, tmp_path, doc):
     srv.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{p}")
 
 
+def awslogs(group, prefix):
+    """An awslogs logConfiguration that creates its group."""
+    return {"logDriver": "awslogs", "options": {"awslogs-group": group, "awslogs-region": "us-east-1",
+                                                "awslogs-stream-prefix": prefix, "awslogs-create-group": "true"}}
+
+
 def run_family(srv, family):
     """RunTask on the default cluster; returns the task ARN."""
     return srv.aws("ecs", "run-task", "--task-definition", family, "--launch-type", "FARGATE",
@@ -295,8 +301,7 @@ def test_containers_stop_in_reverse_dependency_order(ferry_server, tmp_path):
     first; the sidecar only once the app has exited, as on Fargate."""
     srv = ferry_server
     import_httpd(srv, tmp_path)
-    logs = {"logDriver": "awslogs", "options": {"awslogs-group": "/e2e/order", "awslogs-region": "us-east-1",
-                                                "awslogs-stream-prefix": "o", "awslogs-create-group": "true"}}
+    logs = awslogs("/e2e/order", "o")
     doc = {"family": "order", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
            "cpu": "256", "memory": "512",
            "containerDefinitions": [
@@ -407,8 +412,7 @@ def test_linux_parameters_capabilities_reach_the_container(ferry_server, tmp_pat
     NET_RAW dropped, seen in the container's own CapEff."""
     srv = ferry_server
     import_httpd(srv, tmp_path)
-    logs = {"logDriver": "awslogs", "options": {"awslogs-group": "/e2e/caps", "awslogs-region": "us-east-1",
-                                                "awslogs-stream-prefix": "c", "awslogs-create-group": "true"}}
+    logs = awslogs("/e2e/caps", "c")
     register_doc(srv, tmp_path, {
         "family": "caps", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
         "cpu": "256", "memory": "512",
@@ -435,8 +439,7 @@ def test_a_task_cannot_make_namespaces_or_fork_without_bound(ferry_server, tmp_p
     pids limit (1024 by default) instead of the host's."""
     srv = ferry_server
     import_httpd(srv, tmp_path)
-    logs = {"logDriver": "awslogs", "options": {"awslogs-group": "/e2e/limits", "awslogs-region": "us-east-1",
-                                                "awslogs-stream-prefix": "l", "awslogs-create-group": "true"}}
+    logs = awslogs("/e2e/limits", "l")
     register_doc(srv, tmp_path, {
         "family": "limits", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
         "cpu": "256", "memory": "512",
