@@ -96,6 +96,13 @@ impl Env {
         self.svc
             .call(&ctx(), op, &serde_json::to_vec(&body).unwrap())
     }
+    /// Runs one task of the registered definition; returns its ARN.
+    pub(crate) fn run_one(&self) -> String {
+        self.ok("RunTask", run_body())["tasks"][0]["taskArn"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
     pub(crate) fn ok(&self, op: &str, body: Value) -> Value {
         self.call(op, body)
             .unwrap_or_else(|e| panic!("{op} failed: {e}"))
@@ -518,14 +525,8 @@ fn run_task_validation() {
 fn essential_exit_and_failure_to_start() {
     let e = env();
     e.ok("RegisterTaskDefinition", source_doc());
-    let a = e.ok("RunTask", run_body())["tasks"][0]["taskArn"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let b = e.ok("RunTask", run_body())["tasks"][0]["taskArn"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let a = e.run_one();
+    let b = e.run_one();
     let sa = e.sink(0);
     sa(TaskEvent::Provisioned {
         private_ip: "198.18.0.2".into(),
@@ -644,14 +645,8 @@ fn restart_keeps_everything_and_reconciles() {
         let e = env_with(dir, FakeRuntime::default());
         e.ok("CreateCluster", json!({"clusterName": "keep"}));
         e.ok("RegisterTaskDefinition", source_doc());
-        running = e.ok("RunTask", run_body())["tasks"][0]["taskArn"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        adopted_arn = e.ok("RunTask", run_body())["tasks"][0]["taskArn"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        running = e.run_one();
+        adopted_arn = e.run_one();
         let s = e.sink(0);
         s(TaskEvent::Provisioned {
             private_ip: "198.18.0.9".into(),
@@ -710,10 +705,7 @@ fn restart_keeps_everything_and_reconciles() {
     );
     // A fresh dir: default exists; and adoption path.
     e.ok("RegisterTaskDefinition", source_doc());
-    let arn = e.ok("RunTask", run_body())["tasks"][0]["taskArn"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let arn = e.run_one();
     let store = e.store.clone();
     drop(e.svc);
     let rt = Arc::new(FakeRuntime {
@@ -745,10 +737,7 @@ fn restart_keeps_everything_and_reconciles() {
 fn stopped_tasks_expire_after_the_retention_only() {
     let e = env();
     e.ok("RegisterTaskDefinition", source_doc());
-    let arn = e.ok("RunTask", run_body())["tasks"][0]["taskArn"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let arn = e.run_one();
     e.sink(0)(TaskEvent::Stopped {
         stop_code: "TaskFailedToStart".into(),
         stopped_reason: "x".into(),
@@ -1198,10 +1187,7 @@ fn protected_tasks_survive_scale_in_until_protection_is_lifted() {
 fn task_protection_is_for_service_tasks_with_ecs_limits() {
     let e = env();
     register(&e);
-    let standalone = e.ok("RunTask", run_body())["tasks"][0]["taskArn"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let standalone = e.run_one();
     let r = e.ok(
         "UpdateTaskProtection",
         json!({"cluster": "default", "tasks": [standalone, "0123456789abcdef0123456789abcdef"],
@@ -1276,10 +1262,7 @@ fn health_check_is_echoed_with_defaults_planned_and_rendered() {
         .remove("healthCheck");
     assert_eq!(e.err("RegisterTaskDefinition", bad).code, "ClientException");
 
-    let arn = e.ok("RunTask", run_body())["tasks"][0]["taskArn"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let arn = e.run_one();
     let plan = e.plan(0);
     let hc = plan.containers[0].health_check.clone().unwrap();
     assert_eq!(hc.command, HealthCommand::Shell("test -f /tmp/ok".into()));
@@ -1306,10 +1289,7 @@ fn health_check_is_echoed_with_defaults_planned_and_rendered() {
 
     // Without any health check the task is UNKNOWN.
     e.ok("RegisterTaskDefinition", source_doc());
-    let arn = e.ok("RunTask", run_body())["tasks"][0]["taskArn"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let arn = e.run_one();
     e.run_to_running(1);
     assert_eq!(e.describe(&arn)["healthStatus"], "UNKNOWN");
 }

@@ -673,18 +673,21 @@ fn platform_path_audits_like_json_calls() {
     let ec = platform::context::task_volume(ACCOUNT, "prod", task);
     assert_eq!(ec, ecs_context("prod"));
     sink.lines.lock().unwrap().clear();
+    // The audit records written since the last call, parsed.
+    let drain = || -> Vec<Value> {
+        sink.lines
+            .lock()
+            .unwrap()
+            .drain(..)
+            .map(|l| serde_json::from_str(&l).unwrap())
+            .collect()
+    };
 
     let issued = p.issue(p.platform_key_arn(), ec.clone()).unwrap();
     assert_eq!(issued.plaintext.len(), platform::VOLUME_KEY_BYTES);
     assert_eq!(issued.wrapped.key_arn, p.platform_key_arn());
     p.retire(&issued.wrapped.key_arn, &issued.grant_id).unwrap();
-    let typed: Vec<Value> = sink
-        .lines
-        .lock()
-        .unwrap()
-        .drain(..)
-        .map(|l| serde_json::from_str(&l).unwrap())
-        .collect();
+    let typed = drain();
     let names: Vec<&str> = typed
         .iter()
         .map(|e| e["eventName"].as_str().unwrap())
@@ -743,13 +746,7 @@ fn platform_path_audits_like_json_calls() {
         json!({"KeyId": arn, "GrantId": g["GrantId"]}),
     )
     .unwrap();
-    let json_calls: Vec<Value> = sink
-        .lines
-        .lock()
-        .unwrap()
-        .drain(..)
-        .map(|l| serde_json::from_str(&l).unwrap())
-        .collect();
+    let json_calls = drain();
     // Equal but for what differs per call: ids, times, the grant's id.
     let strip = |mut v: Value| {
         for k in ["eventID", "eventTime", "requestID"] {

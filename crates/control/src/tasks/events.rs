@@ -54,17 +54,14 @@ pub(super) fn apply_event(core: &Core, key: &str, event: &TaskEvent) -> Result<(
 
 #[cfg(test)]
 mod tests {
-    use crate::tests::{env, run_body, source_doc};
+    use crate::tests::{env, source_doc};
     use ferry_proto::plan::TaskEvent;
 
     #[test]
     fn events_move_the_task_and_a_sink_may_outlive_the_service() {
         let e = env();
         e.ok("RegisterTaskDefinition", source_doc());
-        let arn = e.ok("RunTask", run_body())["tasks"][0]["taskArn"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let arn = e.run_one();
         let sink = e.sink(0);
         sink(TaskEvent::Provisioned {
             private_ip: "198.18.0.4".into(),

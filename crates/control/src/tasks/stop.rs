@@ -47,7 +47,7 @@ pub fn stop(
 mod tests {
     use super::*;
     use crate::model::task::{TaskStatus, stop_code};
-    use crate::tests::{env, run_body, source_doc};
+    use crate::tests::{env, source_doc};
 
     #[test]
     fn a_stop_is_recorded_and_sent_once() {
@@ -59,10 +59,7 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
-        let arn = e.ok("RunTask", run_body())["tasks"][0]["taskArn"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let arn = e.run_one();
         let id = arn.rsplit('/').next().unwrap();
         let t = stop(
             core,
