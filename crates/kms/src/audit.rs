@@ -172,6 +172,14 @@ fn record<'a>(e: &'a Event<'a>) -> Record<'a> {
             access_key_id: c.access_key_id.as_deref(),
             invoked_by: None,
         },
+        Principal::AssumedRole { .. } => Identity {
+            kind: "AssumedRole",
+            principal_id: None,
+            arn: Some(c.arn()),
+            account_id: Some(&c.account),
+            access_key_id: c.access_key_id.as_deref(),
+            invoked_by: None,
+        },
     };
     let event_time = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)

@@ -430,6 +430,7 @@ pub fn caller_is(caller: &Caller, p: &str) -> bool {
         Principal::AccountAdmin => p == caller.arn() || p == caller.account,
         Principal::Service(s) => p == s,
         Principal::Iam(arn) => p == arn,
+        Principal::AssumedRole { role_arn, .. } => p == role_arn || p == caller.arn(),
     }
 }
 
@@ -473,9 +474,11 @@ impl KeyStore {
         for (k, v) in &req.keys {
             keys.insert((*k).to_owned(), v.clone());
         }
+        let subject = caller.subject();
+        let full_action = format!("kms:{action}");
         let facts = Facts {
-            caller,
-            action,
+            subject: &subject,
+            action: &full_action,
             resource: &key.rec.arn,
             keys,
         };

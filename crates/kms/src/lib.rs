@@ -11,7 +11,7 @@
 //!   the platform-managed key, the encryption contexts.
 //! - [`keystore`]: live keys/aliases/grants, write-through to the state
 //!   store; `KeyId` resolution; authorization (key policy, then grants).
-//! - [`policy`]: key policy parsing and evaluation.
+//! - [`policy`]: the IAM policy grammar (the `ferry-policy` crate), re-exported.
 //! - [`blob`]: the ciphertext blob format and the encryption-context AAD.
 //! - [`params`]: request parameters with the model's constraints.
 //! - [`audit`]: CloudTrail-shaped audit records.
@@ -35,7 +35,7 @@ pub mod model;
 pub mod ops;
 pub mod params;
 pub mod platform;
-pub mod policy;
+pub use ferry_policy as policy;
 pub mod root_key;
 pub mod service;
 

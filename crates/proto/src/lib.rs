@@ -111,15 +111,32 @@ pub fn parse_request<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, A
 /// for internal calls, e.g. the control plane acting as the ECS service).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
-    /// The account's administrator (`arn:aws:iam::ACCOUNT:root`): every
-    /// action is allowed, as for an AWS account root user.
+    /// The account's administrator (`arn:aws:iam::ACCOUNT:root`): allowed
+    /// everything no policy explicitly denies, as an AWS account root user.
     AccountAdmin,
     /// An AWS service principal acting on the account's behalf, e.g.
     /// `ecs.amazonaws.com` or `fargate.amazonaws.com`. Subject to key
     /// policies and grants.
     Service(String),
-    /// An IAM-style user or role by ARN. Subject to key policies and grants.
+    /// An IAM user by ARN (`arn:aws:iam::ACCOUNT:user/NAME`). Subject to its
+    /// identity policies and to resource policies.
     Iam(String),
+    /// A session of an assumed IAM role (STS AssumeRole, or a task role).
+    AssumedRole {
+        /// The role's ARN (`arn:aws:iam::ACCOUNT:role/NAME`).
+        role_arn: String,
+        /// The session name (for a task role: the task id).
+        session_name: String,
+    },
+}
+
+/// The identity-based policies that apply to a caller (a user's or a role's
+/// inline and attached policies), resolved when the caller is
+/// authenticated so that every service evaluates the same set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentityPolicies {
+    /// The parsed policy documents.
+    pub policies: Vec<ferry_policy::Policy>,
 }
 
 /// The authenticated caller of one request.
@@ -131,6 +148,9 @@ pub struct Caller {
     pub principal: Principal,
     /// The access key id used to sign the request, if any.
     pub access_key_id: Option<String>,
+    /// The identity policies of an IAM user or role session; `None` for the
+    /// administrator and service principals, which have none.
+    pub policies: Option<std::sync::Arc<IdentityPolicies>>,
 }
 
 impl Caller {
@@ -140,6 +160,7 @@ impl Caller {
             account: account.into(),
             principal: Principal::AccountAdmin,
             access_key_id: None,
+            policies: None,
         }
     }
 
@@ -149,16 +170,47 @@ impl Caller {
             account: account.into(),
             principal: Principal::Service(service.into()),
             access_key_id: None,
+            policies: None,
         }
     }
 
     /// The principal's ARN (or service name), as CloudTrail and key policies
-    /// name it.
+    /// name it. A role session is `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`.
     pub fn arn(&self) -> String {
         match &self.principal {
             Principal::AccountAdmin => format!("arn:aws:iam::{}:root", self.account),
             Principal::Service(s) => s.clone(),
             Principal::Iam(arn) => arn.clone(),
+            Principal::AssumedRole {
+                role_arn,
+                session_name,
+            } => {
+                let role = role_arn.rsplit('/').next().unwrap_or(role_arn);
+                format!(
+                    "arn:aws:sts::{}:assumed-role/{role}/{session_name}",
+                    self.account
+                )
+            }
+        }
+    }
+
+    /// The caller as a policy's `Principal` element sees it.
+    pub fn subject(&self) -> ferry_policy::Subject {
+        let account = self.account.clone();
+        match &self.principal {
+            Principal::AccountAdmin => ferry_policy::Subject::Root { account },
+            Principal::Service(service) => ferry_policy::Subject::Service {
+                account,
+                service: service.clone(),
+            },
+            Principal::Iam(arn) => ferry_policy::Subject::Iam {
+                account,
+                arns: vec![arn.clone()],
+            },
+            Principal::AssumedRole { role_arn, .. } => ferry_policy::Subject::Iam {
+                arns: vec![self.arn(), role_arn.clone()],
+                account,
+            },
         }
     }
 }
@@ -269,6 +321,10 @@ impl fmt::Display for Principal {
             Principal::AccountAdmin => f.write_str("account administrator"),
             Principal::Service(s) => write!(f, "service {s}"),
             Principal::Iam(a) => f.write_str(a),
+            Principal::AssumedRole {
+                role_arn,
+                session_name,
+            } => write!(f, "{role_arn} session {session_name}"),
         }
     }
 }

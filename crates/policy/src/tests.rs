@@ -36,9 +36,22 @@ fn fargate_policy() -> Policy {
     .unwrap()
 }
 
-fn facts<'a>(caller: &'a Caller, action: &'a str, keys: &[(&str, &[&str])]) -> Facts<'a> {
+fn admin(account: &str) -> Subject {
+    Subject::Root {
+        account: account.into(),
+    }
+}
+
+fn service(account: &str, service: &str) -> Subject {
+    Subject::Service {
+        account: account.into(),
+        service: service.into(),
+    }
+}
+
+fn facts<'a>(subject: &'a Subject, action: &'a str, keys: &[(&str, &[&str])]) -> Facts<'a> {
     Facts {
-        caller,
+        subject,
         action,
         resource: KEY,
         keys: keys
@@ -51,13 +64,13 @@ fn facts<'a>(caller: &'a Caller, action: &'a str, keys: &[(&str, &[&str])]) -> F
 #[test]
 fn fargate_policy_allows_exactly_the_documented_uses() {
     let p = fargate_policy();
-    let fargate = Caller::service(ACCOUNT, "fargate.amazonaws.com");
+    let fargate = service(ACCOUNT, "fargate.amazonaws.com");
     let ctx: &[(&str, &[&str])] = &[
         ("kms:EncryptionContext:aws:ecs:clusterAccount", &[ACCOUNT]),
         ("kms:EncryptionContext:aws:ecs:clusterName", &["prod"]),
     ];
     assert_eq!(
-        p.evaluate(&facts(&fargate, "GenerateDataKeyWithoutPlaintext", ctx)),
+        p.evaluate(&facts(&fargate, "kms:GenerateDataKeyWithoutPlaintext", ctx)),
         Decision::Allow
     );
     // Another cluster's name: not allowed.
@@ -66,21 +79,25 @@ fn fargate_policy_allows_exactly_the_documented_uses() {
         ("kms:EncryptionContext:aws:ecs:clusterName", &["dev"]),
     ];
     assert_eq!(
-        p.evaluate(&facts(&fargate, "GenerateDataKeyWithoutPlaintext", other)),
+        p.evaluate(&facts(
+            &fargate,
+            "kms:GenerateDataKeyWithoutPlaintext",
+            other
+        )),
         Decision::NotApplicable
     );
     // No context: not allowed.
     assert_eq!(
-        p.evaluate(&facts(&fargate, "GenerateDataKeyWithoutPlaintext", &[])),
+        p.evaluate(&facts(&fargate, "kms:GenerateDataKeyWithoutPlaintext", &[])),
         Decision::NotApplicable
     );
     // Plaintext data keys and direct decrypts are not in the policy.
     assert_eq!(
-        p.evaluate(&facts(&fargate, "GenerateDataKey", ctx)),
+        p.evaluate(&facts(&fargate, "kms:GenerateDataKey", ctx)),
         Decision::NotApplicable
     );
     assert_eq!(
-        p.evaluate(&facts(&fargate, "Decrypt", ctx)),
+        p.evaluate(&facts(&fargate, "kms:Decrypt", ctx)),
         Decision::NotApplicable
     );
 
@@ -88,28 +105,28 @@ fn fargate_policy_allows_exactly_the_documented_uses() {
     let mut g: Vec<(&str, &[&str])> = ctx.to_vec();
     g.push(("kms:GrantOperations", &["Decrypt"]));
     assert_eq!(
-        p.evaluate(&facts(&fargate, "CreateGrant", &g)),
+        p.evaluate(&facts(&fargate, "kms:CreateGrant", &g)),
         Decision::Allow
     );
     let mut g2: Vec<(&str, &[&str])> = ctx.to_vec();
     g2.push(("kms:GrantOperations", &["Decrypt", "Encrypt"]));
     assert_eq!(
-        p.evaluate(&facts(&fargate, "CreateGrant", &g2)),
+        p.evaluate(&facts(&fargate, "kms:CreateGrant", &g2)),
         Decision::NotApplicable
     );
 
     assert_eq!(
-        p.evaluate(&facts(&fargate, "RetireGrant", &[])),
+        p.evaluate(&facts(&fargate, "kms:RetireGrant", &[])),
         Decision::Allow
     );
     // The account root statement matches the administrator, not a service.
     assert_eq!(
-        p.evaluate(&facts(&Caller::admin(ACCOUNT), "ScheduleKeyDeletion", &[])),
+        p.evaluate(&facts(&admin(ACCOUNT), "kms:ScheduleKeyDeletion", &[])),
         Decision::Allow
     );
     assert_eq!(
         p.evaluate(&facts(
-            &Caller::service(ACCOUNT, "ecs.amazonaws.com"),
+            &service(ACCOUNT, "ecs.amazonaws.com"),
             "Decrypt",
             ctx
         )),
@@ -117,7 +134,7 @@ fn fargate_policy_allows_exactly_the_documented_uses() {
     );
     // Another account's administrator gets nothing.
     assert_eq!(
-        p.evaluate(&facts(&Caller::admin("999999999999"), "Decrypt", &[])),
+        p.evaluate(&facts(&admin("999999999999"), "kms:Decrypt", &[])),
         Decision::NotApplicable
     );
 }
@@ -132,11 +149,11 @@ fn deny_wins_and_operators_behave() {
         ]}"#,
     )
     .unwrap();
-    let svc = Caller::service(ACCOUNT, "x.amazonaws.com");
+    let svc = service(ACCOUNT, "x.amazonaws.com");
     assert_eq!(
         p.evaluate(&facts(
             &svc,
-            "Decrypt",
+            "kms:Decrypt",
             &[("kms:EncryptionContext:team", &["blue"])]
         )),
         Decision::Allow
@@ -144,19 +161,22 @@ fn deny_wins_and_operators_behave() {
     assert_eq!(
         p.evaluate(&facts(
             &svc,
-            "Decrypt",
+            "kms:Decrypt",
             &[("kms:EncryptionContext:team", &["red"])]
         )),
         Decision::Deny
     );
     // Absent key: StringNotEquals holds, so the deny applies.
-    assert_eq!(p.evaluate(&facts(&svc, "Decrypt", &[])), Decision::Deny);
+    assert_eq!(p.evaluate(&facts(&svc, "kms:Decrypt", &[])), Decision::Deny);
     // Context keys are case-sensitive after the prefix; the prefix is not.
     assert_eq!(
         norm_key("KMS:EncryptionContext:Team"),
         "kms:encryptioncontext:Team"
     );
-    assert_eq!(p.evaluate(&facts(&svc, "Encrypt", &[])), Decision::Allow);
+    assert_eq!(
+        p.evaluate(&facts(&svc, "kms:Encrypt", &[])),
+        Decision::Allow
+    );
 }
 
 #[test]

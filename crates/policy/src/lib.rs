@@ -1,5 +1,6 @@
-//! Key policies: parsing (IAM policy grammar, the subset KMS key policies
-//! use) and evaluation for one request.
+//! IAM policy documents: parsing (the IAM policy grammar) and evaluation
+//! for one request. Key policies, trust policies and identity policies all
+//! use this one grammar; the services decide how decisions combine.
 //!
 //! Supported: `Effect`, `Principal` (`"*"`, `{"AWS": ...}`, `{"Service": ...}`),
 //! `Action`/`NotAction` with `*`/`?` wildcards, `Resource`, and `Condition`
@@ -8,14 +9,52 @@
 //! (e.g. `NotPrincipal`, numeric or date operators) is rejected with
 //! `MalformedPolicyDocumentException` rather than half-enforced.
 //!
-//! ferry has no IAM: an `{"AWS": "arn:aws:iam::ACCOUNT:root"}` (or
-//! `"ACCOUNT"`) principal matches the account administrator only; other
-//! IAM principals match only by their exact ARN.
+//! An `{"AWS": "arn:aws:iam::ACCOUNT:root"}` (or `"ACCOUNT"`) principal
+//! matches the account administrator; other IAM principals match by one of
+//! the subject's ARNs (a role session also matches as its role).
+
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 
-use ferry_proto::{Caller, Principal};
 use serde_json::Value;
+
+/// Who is asking, as a policy's `Principal` element sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// The account root (ferry's administrator).
+    Root {
+        /// The 12-digit account id.
+        account: String,
+    },
+    /// An AWS service principal such as `ecs-tasks.amazonaws.com`.
+    Service {
+        /// The account the service acts for.
+        account: String,
+        /// The service principal name.
+        service: String,
+    },
+    /// An IAM identity (user, role or role session), known by every ARN a
+    /// policy may name it with (for a session: the session ARN and the
+    /// role ARN).
+    Iam {
+        /// The 12-digit account id.
+        account: String,
+        /// The ARNs that name this identity.
+        arns: Vec<String>,
+    },
+}
+
+impl Subject {
+    /// The account the subject belongs to.
+    pub fn account(&self) -> &str {
+        match self {
+            Subject::Root { account }
+            | Subject::Service { account, .. }
+            | Subject::Iam { account, .. } => account,
+        }
+    }
+}
 
 /// Why a policy document was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,11 +123,11 @@ pub struct Policy {
 /// The request facts a policy is evaluated against.
 #[derive(Debug, Clone)]
 pub struct Facts<'a> {
-    /// The caller.
-    pub caller: &'a Caller,
-    /// The action without the `kms:` prefix, e.g. `Decrypt`.
+    /// Who is asking.
+    pub subject: &'a Subject,
+    /// The full action name, e.g. `kms:Decrypt`.
     pub action: &'a str,
-    /// The key ARN.
+    /// The resource ARN.
     pub resource: &'a str,
     /// Condition keys (lowercase names, except the part after
     /// `kms:encryptioncontext:`, which keeps its case) and their values.
@@ -361,29 +400,28 @@ pub fn glob(pattern: &str, text: &str, ignore_case: bool) -> bool {
 
 impl Statement {
     fn applies(&self, f: &Facts<'_>) -> bool {
-        self.principal_matches(f.caller)
+        self.principal_matches(f.subject)
             && self.action_matches(f.action)
             && self.resource_matches(f.resource)
             && self.conditions.iter().all(|c| c.holds(f))
     }
 
-    fn principal_matches(&self, caller: &Caller) -> bool {
+    fn principal_matches(&self, subject: &Subject) -> bool {
         match &self.principals {
             Principals::Any => true,
-            Principals::Listed { aws, service } => match &caller.principal {
-                Principal::AccountAdmin => {
-                    let root = format!("arn:aws:iam::{}:root", caller.account);
-                    aws.iter().any(|a| a == &root || a == &caller.account)
+            Principals::Listed { aws, service } => match subject {
+                Subject::Root { account } => {
+                    let root = format!("arn:aws:iam::{account}:root");
+                    aws.iter().any(|a| a == &root || a == account)
                 }
-                Principal::Service(s) => service.iter().any(|x| x == s),
-                Principal::Iam(arn) => aws.iter().any(|a| a == arn),
+                Subject::Service { service: s, .. } => service.iter().any(|x| x == s),
+                Subject::Iam { arns, .. } => aws.iter().any(|a| arns.contains(a)),
             },
         }
     }
 
     fn action_matches(&self, action: &str) -> bool {
-        let full = format!("kms:{action}");
-        let hit = self.actions.iter().any(|a| glob(a, &full, true));
+        let hit = self.actions.iter().any(|a| glob(a, action, true));
         hit != self.not_actions
     }
 
