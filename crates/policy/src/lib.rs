@@ -212,8 +212,19 @@ pub fn norm_key(key: &str) -> String {
 }
 
 impl Policy {
-    /// Parses a policy document (JSON text).
+    /// Parses a resource-based policy (key policy, trust policy, secret
+    /// policy): every statement names its `Principal`.
     pub fn parse(text: &str) -> Result<Self, MalformedPolicy> {
+        Self::parse_as(text, Kind::Resource)
+    }
+
+    /// Parses an identity-based policy (attached to a user or role): no
+    /// statement may name a `Principal`; each applies to its holder.
+    pub fn parse_identity(text: &str) -> Result<Self, MalformedPolicy> {
+        Self::parse_as(text, Kind::Identity)
+    }
+
+    fn parse_as(text: &str, kind: Kind) -> Result<Self, MalformedPolicy> {
         let doc: Value = serde_json::from_str(text)
             .map_err(|_| MalformedPolicy("The policy is not valid JSON.".into()))?;
         let obj = doc
@@ -238,7 +249,7 @@ impl Policy {
         };
         let mut statements = Vec::with_capacity(stmts.len());
         for s in &stmts {
-            statements.push(parse_statement(s)?);
+            statements.push(parse_statement(s, kind)?);
         }
         Ok(Self { statements })
     }
@@ -262,7 +273,15 @@ impl Policy {
     }
 }
 
-fn parse_statement(s: &Value) -> Result<Statement, MalformedPolicy> {
+/// Which grammar a document follows: resource policies name principals,
+/// identity policies must not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Resource,
+    Identity,
+}
+
+fn parse_statement(s: &Value, kind: Kind) -> Result<Statement, MalformedPolicy> {
     let o = s
         .as_object()
         .ok_or_else(|| MalformedPolicy("Each policy statement must be a JSON object.".into()))?;
@@ -285,9 +304,15 @@ fn parse_statement(s: &Value) -> Result<Statement, MalformedPolicy> {
             ));
         }
     };
-    let principals = match o.get("Principal") {
-        Some(Value::String(s)) if s == "*" => Principals::Any,
-        Some(Value::Object(p)) => {
+    let principals = match (kind, o.get("Principal")) {
+        (Kind::Identity, None) => Principals::Any,
+        (Kind::Identity, Some(_)) => {
+            return Err(MalformedPolicy(
+                "Policy document should not specify a principal.".into(),
+            ));
+        }
+        (Kind::Resource, Some(Value::String(s))) if s == "*" => Principals::Any,
+        (Kind::Resource, Some(Value::Object(p))) => {
             let mut aws = Vec::new();
             let mut service = Vec::new();
             for (k, v) in p {
@@ -309,7 +334,7 @@ fn parse_statement(s: &Value) -> Result<Statement, MalformedPolicy> {
         }
         _ => {
             return Err(MalformedPolicy(
-                "Each key policy statement must have a Principal.".into(),
+                "Each statement of a resource policy must have a Principal.".into(),
             ));
         }
     };

@@ -15,9 +15,11 @@
 //! - [`plan`]: what the control plane asks the agent to run
 //!   ([`plan::TaskPlan`]) and what the agent reports ([`plan::TaskEvent`]).
 //! - [`failure`]: [`TaskFailure`], why a task failed to start, typed.
+//! - [`authz`]: how identity and resource policies combine for one request.
 
 #![forbid(unsafe_code)]
 
+pub mod authz;
 pub mod failure;
 pub mod plan;
 pub mod rest;
