@@ -1,6 +1,7 @@
 //! The HTTP/1.1 listener: reads the body (bounded), authenticates with SigV4,
-//! dispatches to the JSON 1.1 or REST service, and renders the response or
-//! the AWS error (`{"__type", "message"}`, `x-amzn-RequestId`).
+//! dispatches to the JSON 1.1, query (IAM, STS) or REST service, and renders
+//! the response or the AWS error (`{"__type", "message"}` or, for the query
+//! protocol, `<ErrorResponse>`; `x-amzn-RequestId`).
 //!
 //! hyper directly (no web framework): every request takes the same path
 //! (authenticate, route by `X-Amz-Target` or path), so a router's per-request
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use ferry_proto::query::{self, Params, QueryService};
 use ferry_proto::{AwsError, Caller, RequestContext};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
@@ -21,10 +23,11 @@ use hyper_util::rt::TokioIo;
 use zeroize::Zeroizing;
 
 use crate::router::Router;
-use crate::sigv4::{self, RequestParts, SecretLookup};
+use crate::sigv4::{self, AuthError, RequestParts, SecretLookup};
 use ferry_proto::RestRequest;
 
 const JSON_11: &str = "application/x-amz-json-1.1";
+const TEXT_XML: &str = "text/xml";
 
 type Request = http::Request<Incoming>;
 type Response = http::Response<Full<Bytes>>;
@@ -85,13 +88,19 @@ async fn accept_error(e: std::io::Error) {
     tokio::time::sleep(Duration::from_millis(200)).await;
 }
 
-struct Lookup<'a>(&'a Router, std::cell::RefCell<Option<Caller>>);
+/// The credential table as the verifier sees it, with the request's
+/// session token; remembers the caller of the key it returned.
+struct Lookup<'a> {
+    router: &'a Router,
+    session_token: Option<&'a str>,
+    caller: std::cell::RefCell<Option<Caller>>,
+}
 
 impl SecretLookup for Lookup<'_> {
-    fn secret(&self, access_key_id: &str) -> Option<Zeroizing<String>> {
-        let (secret, caller) = self.0.keys.lookup(access_key_id)?;
-        *self.1.borrow_mut() = Some(caller);
-        Some(secret)
+    fn secret(&self, access_key_id: &str) -> Result<Zeroizing<String>, AuthError> {
+        let (secret, caller) = self.router.keys.lookup(access_key_id, self.session_token)?;
+        *self.caller.borrow_mut() = Some(caller);
+        Ok(secret)
     }
 }
 
@@ -114,18 +123,22 @@ async fn dispatch(
     let path = parts.uri.path().to_owned();
     let query = parts.uri.query().unwrap_or("").to_owned();
 
-    // Both kinds of route sign the same request; only the signing name differs.
-    let auth = |signing_name| {
+    // Every kind of route signs the same request; only the signing name
+    // (and, for the query protocol, the error words) differ.
+    let auth = |signing_name, protocol| {
         authenticate(
-            router,
-            &parts.method,
-            &path,
-            &query,
-            &parts.headers,
-            &body,
+            &Signed {
+                router,
+                method: &parts.method,
+                path: &path,
+                query: &query,
+                headers: &parts.headers,
+                body: &body,
+                peer,
+                request_id,
+            },
             signing_name,
-            peer,
-            request_id,
+            protocol,
         )
     };
     if let Some(target) = parts.headers.get("x-amz-target") {
@@ -147,7 +160,7 @@ async fn dispatch(
             )
             .with_status(405));
         }
-        let ctx = auth(route.signing_name)?;
+        let ctx = auth(route.signing_name, Protocol::Json)?;
         let service = route.service.clone();
         let result = if service.runs_inline(operation) {
             // Quick, non-blocking operations skip the blocking-pool handoff;
@@ -169,6 +182,17 @@ async fn dispatch(
         return Ok(json_response(StatusCode::OK, bytes, request_id));
     }
 
+    // No X-Amz-Target: a query-protocol request if its credential scope
+    // names a query service (IAM and STS are both served at `/`).
+    if let Some(route) = query_route(router, &parts.headers) {
+        let service = route.service.clone();
+        let ctx = match auth(route.signing_name, Protocol::Query) {
+            Ok(ctx) => ctx,
+            Err(e) => return Ok(query_error(&*service, &e, request_id)),
+        };
+        return Ok(dispatch_query(service, ctx, &parts.method, &query, &body, request_id).await);
+    }
+
     let Some(route) = router.rest.iter().find(|r| r.service.matches(&path)) else {
         return Err(AwsError::client(
             "UnknownOperationException",
@@ -176,7 +200,7 @@ async fn dispatch(
         )
         .with_status(404));
     };
-    let ctx = auth(route.signing_name)?;
+    let ctx = auth(route.signing_name, Protocol::Json)?;
     let service = route.service.clone();
     let rest = RestRequest {
         method: parts.method,
@@ -220,18 +244,151 @@ fn encode_failed() -> AwsError {
     AwsError::server("InternalFailure", "the response could not be encoded")
 }
 
-#[allow(clippy::too_many_arguments)]
-fn authenticate(
-    router: &Router,
-    method: &http::Method,
-    path: &str,
-    query: &str,
+/// The query-protocol route a request without `X-Amz-Target` is for: the
+/// one whose signing name its credential scope carries.
+fn query_route<'a>(
+    router: &'a Router,
     headers: &HeaderMap,
+) -> Option<&'a crate::router::QueryRoute> {
+    if router.query.is_empty() {
+        return None;
+    }
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let scope = sigv4::parse_authorization(auth).ok()?;
+    router
+        .query
+        .iter()
+        .find(|r| r.signing_name == scope.service)
+}
+
+/// Runs one authenticated query-protocol request and renders its XML
+/// response or error.
+async fn dispatch_query(
+    service: Arc<dyn QueryService>,
+    ctx: RequestContext,
+    method: &http::Method,
+    query_string: &str,
     body: &Bytes,
-    signing_name: &str,
-    peer: SocketAddr,
     request_id: &str,
+) -> Response {
+    // GET carries the parameters in the query string; POST in the
+    // form-encoded body (and, rarely, some in the query string).
+    let mut params = Params::parse(query_string.as_bytes());
+    if *method == http::Method::POST {
+        params.extend(body);
+    } else if *method != http::Method::GET {
+        let e = AwsError::client(
+            "InvalidAction",
+            format!("query-protocol requests must use POST or GET, not {method}"),
+        )
+        .with_status(405);
+        return query_error(&*service, &e, request_id);
+    }
+    let Some(action) = params.action().map(str::to_owned) else {
+        let e = AwsError::client("MissingAction", "Missing Action");
+        return query_error(&*service, &e, request_id);
+    };
+    if let Some(v) = params.get("Version")
+        && v != service.api_version()
+    {
+        let e = AwsError::client(
+            "InvalidAction",
+            format!("Could not find operation {action} for version {v}"),
+        );
+        return query_error(&*service, &e, request_id);
+    }
+    let result = if service.runs_inline(&action) {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            service.call(&ctx, &action, &params)
+        }))
+        .map_err(|_| service_failed())
+        .and_then(|r| r)
+    } else {
+        let (svc, act) = (service.clone(), action.clone());
+        tokio::task::spawn_blocking(move || svc.call(&ctx, &act, &params))
+            .await
+            .map_err(|_| service_failed())
+            .and_then(|r| r)
+    };
+    match result {
+        Ok(xml) => {
+            let doc = query::render_response(service.xml_namespace(), &action, &xml, request_id);
+            xml_response(StatusCode::OK, doc, request_id)
+        }
+        Err(e) => query_error(&*service, &e, request_id),
+    }
+}
+
+fn query_error(service: &dyn QueryService, e: &AwsError, request_id: &str) -> Response {
+    if e.status >= 500 {
+        tracing::warn!(code = %e.code, message = %e.message, request_id, "server fault");
+    }
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let doc = query::render_error(service.xml_namespace(), e, request_id);
+    xml_response(status, doc, request_id)
+}
+
+fn xml_response(status: StatusCode, body: String, request_id: &str) -> Response {
+    let mut resp = http::Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_XML));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+/// Which protocol's words an authentication failure is reported in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// JSON 1.1 and REST-JSON (`UnrecognizedClientException`, ...).
+    Json,
+    /// The query protocol (`InvalidClientTokenId`, ...).
+    Query,
+}
+
+/// The parts of a request its signature covers, and where it came from.
+struct Signed<'a> {
+    router: &'a Router,
+    method: &'a http::Method,
+    path: &'a str,
+    query: &'a str,
+    headers: &'a HeaderMap,
+    body: &'a Bytes,
+    peer: SocketAddr,
+    request_id: &'a str,
+}
+
+/// The request's session token: the `X-Amz-Security-Token` header, or the
+/// query parameter of that name.
+fn session_token<'a>(headers: &'a HeaderMap, query: &'a str) -> Option<std::borrow::Cow<'a, str>> {
+    if let Some(v) = headers.get("x-amz-security-token") {
+        return v.to_str().ok().map(std::borrow::Cow::Borrowed);
+    }
+    if !query.contains("X-Amz-Security-Token") {
+        return None;
+    }
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "X-Amz-Security-Token")
+        .map(|(_, v)| v)
+}
+
+fn authenticate(
+    req: &Signed<'_>,
+    signing_name: &str,
+    protocol: Protocol,
 ) -> Result<RequestContext, AwsError> {
+    let Signed {
+        router,
+        method,
+        path,
+        query,
+        headers,
+        body,
+        peer,
+        request_id,
+    } = *req;
     let parts = RequestParts {
         method: method.as_str(),
         path,
@@ -239,16 +396,25 @@ fn authenticate(
         headers,
         body,
     };
-    let lookup = Lookup(router, std::cell::RefCell::new(None));
+    let token = session_token(headers, query);
+    let lookup = Lookup {
+        router,
+        session_token: token.as_deref(),
+        caller: std::cell::RefCell::new(None),
+    };
     sigv4::verify_cached(
         &parts,
         signing_name,
         time::OffsetDateTime::now_utc(),
         &lookup,
         &router.signing_keys,
-    )?;
+    )
+    .map_err(|e| match protocol {
+        Protocol::Json => AwsError::from(e),
+        Protocol::Query => e.into_query_error(),
+    })?;
     let caller = lookup
-        .1
+        .caller
         .into_inner()
         .ok_or_else(|| AwsError::server("InternalFailure", "authenticated caller missing"))?;
     let user_agent = headers

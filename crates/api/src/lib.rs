@@ -4,13 +4,15 @@
 //!
 //! Module map:
 //! - [`sigv4`]: canonical request, signer and verifier (AWS Signature V4).
-//! - [`auth`]: who owns which access key (the credential table).
+//! - [`auth`]: who owns which access key (the credential table), and why a
+//!   key is refused (invalid, or an expired session).
 //! - [`credentials`]: the credentials file (shared-credentials format) that
 //!   hands the administrator's access key to clients.
 //! - [`router`]: the services a server answers: JSON 1.1 services by
-//!   `X-Amz-Target` prefix, REST services by path.
-//! - [`http`]: the listener: body limits, JSON 1.1 framing, error rendering,
-//!   graceful shutdown.
+//!   `X-Amz-Target` prefix, query services (IAM, STS) by the credential
+//!   scope's service name, REST services by path.
+//! - [`http`]: the listener: body limits, JSON 1.1 and query (XML) framing,
+//!   error rendering, graceful shutdown.
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +22,6 @@ pub mod http;
 pub mod router;
 pub mod sigv4;
 
-pub use auth::{Authenticator, StaticKeys};
+pub use auth::{Authenticator, KeyRefused, StaticKeys};
 pub use http::serve;
 pub use router::Router;

@@ -1,13 +1,16 @@
 //! The services one server answers, and how a request finds its service.
 //!
 //! JSON 1.1 services (ECS, KMS, Logs) are found by the `X-Amz-Target`
-//! prefix; REST services (EFS, later) by the request path. Each registration
-//! names the SigV4 signing name the credential scope must carry (`kms`,
-//! `ecs`, `logs`, `elasticfilesystem`).
+//! prefix; query-protocol services (IAM, STS) by the SigV4 credential
+//! scope's service name of a request without `X-Amz-Target`; REST services
+//! (EFS) by the request path. Each registration names the SigV4 signing
+//! name the credential scope must carry (`kms`, `ecs`, `logs`, `iam`,
+//! `sts`, `elasticfilesystem`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use ferry_proto::query::QueryService;
 use ferry_proto::{JsonService, RestService};
 
 use crate::auth::Authenticator;
@@ -15,6 +18,11 @@ use crate::auth::Authenticator;
 pub(crate) struct JsonRoute {
     pub signing_name: &'static str,
     pub service: Arc<dyn JsonService>,
+}
+
+pub(crate) struct QueryRoute {
+    pub signing_name: &'static str,
+    pub service: Arc<dyn QueryService>,
 }
 
 pub(crate) struct RestRoute {
@@ -27,6 +35,7 @@ pub(crate) struct RestRoute {
 pub struct Router {
     pub(crate) json: HashMap<&'static str, JsonRoute>,
     pub(crate) rest: Vec<RestRoute>,
+    pub(crate) query: Vec<QueryRoute>,
     pub(crate) keys: Arc<dyn Authenticator>,
     pub(crate) region: String,
     pub(crate) body_limit: usize,
@@ -44,6 +53,7 @@ impl Router {
         Self {
             json: HashMap::new(),
             rest: Vec::new(),
+            query: Vec::new(),
             keys,
             region: region.into(),
             body_limit: DEFAULT_BODY_LIMIT,
@@ -66,6 +76,22 @@ impl Router {
                 service,
             },
         );
+        self
+    }
+
+    /// Registers a query-protocol service (IAM, STS) under its SigV4
+    /// signing name: a request without `X-Amz-Target` whose credential
+    /// scope names `signing_name` goes to it.
+    #[must_use]
+    pub fn query_service(
+        mut self,
+        signing_name: &'static str,
+        service: Arc<dyn QueryService>,
+    ) -> Self {
+        self.query.push(QueryRoute {
+            signing_name,
+            service,
+        });
         self
     }
 

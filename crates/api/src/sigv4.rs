@@ -39,23 +39,51 @@ pub enum AuthError {
     /// The `Authorization` header or its companions are malformed.
     #[error("{0}")]
     Incomplete(String),
-    /// The access key id is not known.
+    /// The access key id is not known (or inactive, or its session token
+    /// is missing or wrong, or its session was revoked).
     #[error("The security token included in the request is invalid.")]
     UnknownKey,
+    /// The access key belongs to a session that has expired.
+    #[error("The security token included in the request is expired")]
+    ExpiredToken,
     /// The signature does not match, or the scope/date is wrong.
     #[error("{0}")]
     Invalid(String),
 }
 
 impl AuthError {
-    /// The AWS error code (`__type`).
+    /// The AWS error code (`__type`) of the JSON protocols.
     pub fn code(&self) -> &'static str {
         match self {
             AuthError::Missing => "MissingAuthenticationTokenException",
             AuthError::Incomplete(_) => "IncompleteSignatureException",
             AuthError::UnknownKey => "UnrecognizedClientException",
+            AuthError::ExpiredToken => "ExpiredTokenException",
             AuthError::Invalid(_) => "InvalidSignatureException",
         }
+    }
+
+    /// The error code the query-protocol services (IAM, STS) send instead.
+    pub fn query_code(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "MissingAuthenticationToken",
+            AuthError::Incomplete(_) => "IncompleteSignature",
+            AuthError::UnknownKey => "InvalidClientTokenId",
+            AuthError::ExpiredToken => "ExpiredToken",
+            AuthError::Invalid(_) => "SignatureDoesNotMatch",
+        }
+    }
+
+    /// The error in the query protocol's words: IAM and STS answer
+    /// authentication failures with 403 (an expired token with 400, as the
+    /// STS model says).
+    pub fn into_query_error(self) -> ferry_proto::AwsError {
+        let status = if matches!(self, AuthError::ExpiredToken) {
+            400
+        } else {
+            403
+        };
+        ferry_proto::AwsError::client(self.query_code(), self.to_string()).with_status(status)
     }
 
     fn mismatch() -> Self {
@@ -391,8 +419,9 @@ pub struct Verified {
 
 /// Looks up the secret for an access key id.
 pub trait SecretLookup {
-    /// The secret access key, or `None` when the key id is unknown.
-    fn secret(&self, access_key_id: &str) -> Option<Zeroizing<String>>;
+    /// The secret access key, or why the key is refused
+    /// ([`AuthError::UnknownKey`], [`AuthError::ExpiredToken`]).
+    fn secret(&self, access_key_id: &str) -> Result<Zeroizing<String>, AuthError>;
 }
 
 /// Derived signing keys by (access key id, date, region, service), as the
@@ -528,9 +557,7 @@ fn verify_inner(
     }
 
     // Unknown keys are reported before the clock check, as AWS does.
-    let secret = keys
-        .secret(&parsed.access_key_id)
-        .ok_or(AuthError::UnknownKey)?;
+    let secret = keys.secret(&parsed.access_key_id)?;
 
     if when < now - MAX_SKEW {
         return Err(AuthError::Invalid(format!(

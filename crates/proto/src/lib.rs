@@ -12,6 +12,8 @@
 //! - this file: [`AwsError`], [`Caller`]/[`Principal`], [`RequestContext`],
 //!   the [`JsonService`] trait (JSON 1.1 protocols), [`parse_request`].
 //! - [`rest`]: the [`RestService`] trait (REST protocols such as EFS).
+//! - [`query`]: the [`query::QueryService`] trait (the query protocol of
+//!   IAM and STS: form parameters in, XML out).
 //! - [`plan`]: what the control plane asks the agent to run
 //!   ([`plan::TaskPlan`]) and what the agent reports ([`plan::TaskEvent`]).
 //! - [`failure`]: [`TaskFailure`], why a task failed to start, typed.
@@ -22,6 +24,7 @@
 pub mod authz;
 pub mod failure;
 pub mod plan;
+pub mod query;
 pub mod rest;
 
 pub use failure::{FailureCode, TaskFailure};

@@ -2,6 +2,7 @@ use super::*;
 use crate::auth::StaticKeys;
 use crate::sigv4::{Signer, SigningCredentials};
 use ferry_proto::JsonService;
+use ferry_proto::query::{self, Params, QueryService};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -144,4 +145,172 @@ async fn routes_authenticates_and_renders_errors() {
     let (s, _, _) = call(addr, "Echo_1.Echo", b"{}", "s3cr3t", true).await;
     assert_eq!(s, 200);
     let _ = stop.send(());
+}
+
+/// A query-protocol service that says who called, or fails.
+struct Q;
+impl QueryService for Q {
+    fn xml_namespace(&self) -> &'static str {
+        "https://sts.amazonaws.com/doc/2011-06-15/"
+    }
+    fn api_version(&self) -> &'static str {
+        "2011-06-15"
+    }
+    fn call(
+        &self,
+        ctx: &RequestContext,
+        action: &str,
+        params: &Params,
+    ) -> Result<query::Xml, AwsError> {
+        match action {
+            "Who" => {
+                let mut x = query::Xml::new();
+                x.text("Arn", &ctx.caller.arn())
+                    .opt("Echo", params.get("Echo"));
+                Ok(x)
+            }
+            "Nothing" => Ok(query::Xml::new()),
+            _ => Err(AwsError::client("NoSuchEntity", "no such thing").with_status(404)),
+        }
+    }
+}
+
+/// Long-term and session keys, as the IAM store's table answers.
+struct Table;
+impl crate::Authenticator for Table {
+    fn lookup(
+        &self,
+        id: &str,
+        token: Option<&str>,
+    ) -> Result<(Zeroizing<String>, Caller), crate::auth::KeyRefused> {
+        use crate::auth::KeyRefused;
+        let session = |name: &str| Caller {
+            principal: ferry_proto::Principal::AssumedRole {
+                role_arn: "arn:aws:iam::123456789012:role/r".into(),
+                session_name: name.into(),
+            },
+            access_key_id: Some(id.into()),
+            ..Caller::admin("123456789012")
+        };
+        match (id, token) {
+            ("AKIATEST", None) => Ok((
+                Zeroizing::new("s3cr3t".into()),
+                Caller::admin("123456789012"),
+            )),
+            ("ASIALIVE", Some("tok en+/=")) => Ok((Zeroizing::new("sess".into()), session("s"))),
+            ("ASIAOLD", Some("old")) => Err(KeyRefused::Expired),
+            _ => Err(KeyRefused::Invalid),
+        }
+    }
+}
+
+async fn query_call(
+    addr: SocketAddr,
+    service: &str,
+    key: (&str, &str),
+    token: Option<&str>,
+    form: &str,
+) -> (u16, String) {
+    let mut h = HeaderMap::new();
+    h.insert("host", HeaderValue::from_str(&addr.to_string()).unwrap());
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
+    );
+    if let Some(t) = token {
+        h.insert("x-amz-security-token", HeaderValue::from_str(t).unwrap());
+    }
+    let creds = SigningCredentials {
+        access_key_id: key.0.into(),
+        secret_access_key: Zeroizing::new(key.1.into()),
+    };
+    Signer {
+        creds: &creds,
+        region: "us-east-1",
+        service,
+    }
+    .sign(
+        "POST",
+        "/",
+        "",
+        &mut h,
+        form.as_bytes(),
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    let mut req = http::Request::post(format!("http://{addr}/"))
+        .body(Full::new(Bytes::copy_from_slice(form.as_bytes())))
+        .unwrap();
+    *req.headers_mut() = h;
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let resp = client.request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    assert_eq!(resp.headers()["content-type"], "text/xml");
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn query_protocol_routes_by_scope_and_answers_in_xml() {
+    let router = Router::new(Arc::new(Table), "us-east-1")
+        .json_service("echo", Arc::new(Echo))
+        .query_service("sts", Arc::new(Q));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, router, async {
+        let _ = rx.await;
+    }));
+    let admin = ("AKIATEST", "s3cr3t");
+
+    let (s, doc) = query_call(
+        addr,
+        "sts",
+        admin,
+        None,
+        "Action=Who&Version=2011-06-15&Echo=a%3Cb",
+    )
+    .await;
+    assert_eq!(s, 200, "{doc}");
+    assert!(doc.contains("<WhoResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><WhoResult><Arn>arn:aws:iam::123456789012:root</Arn><Echo>a&lt;b</Echo></WhoResult><ResponseMetadata><RequestId>"), "{doc}");
+    let (s, doc) = query_call(
+        addr,
+        "sts",
+        admin,
+        None,
+        "Action=Nothing&Version=2011-06-15",
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert!(!doc.contains("NothingResult"), "{doc}");
+
+    let (s, doc) = query_call(addr, "sts", admin, None, "Action=Fail&Version=2011-06-15").await;
+    assert_eq!(s, 404);
+    assert!(doc.contains("<Error><Type>Sender</Type><Code>NoSuchEntity</Code><Message>no such thing</Message></Error>"), "{doc}");
+    let (s, doc) = query_call(addr, "sts", admin, None, "Action=Who&Version=2010-05-08").await;
+    assert_eq!(s, 400);
+    assert!(doc.contains("<Code>InvalidAction</Code>"), "{doc}");
+
+    // Session keys: the token must match; expired and wrong are told apart.
+    let live = ("ASIALIVE", "sess");
+    let (s, doc) = query_call(addr, "sts", live, Some("tok en+/="), "Action=Who").await;
+    assert_eq!(s, 200, "{doc}");
+    assert!(doc.contains("assumed-role/r/s"), "{doc}");
+    let (s, doc) = query_call(addr, "sts", live, Some("other"), "Action=Who").await;
+    assert_eq!(s, 403);
+    assert!(doc.contains("<Code>InvalidClientTokenId</Code><Message>The security token included in the request is invalid.</Message>"), "{doc}");
+    let (_, doc) = query_call(addr, "sts", live, None, "Action=Who").await;
+    assert!(doc.contains("<Code>InvalidClientTokenId</Code>"), "{doc}");
+    let (s, doc) = query_call(addr, "sts", ("ASIAOLD", "x"), Some("old"), "Action=Who").await;
+    assert_eq!(s, 400);
+    assert!(doc.contains("<Code>ExpiredToken</Code><Message>The security token included in the request is expired</Message>"), "{doc}");
+    let (s, doc) = query_call(addr, "sts", ("AKIATEST", "wrong"), None, "Action=Who").await;
+    assert_eq!(s, 403);
+    assert!(doc.contains("<Code>SignatureDoesNotMatch</Code>"), "{doc}");
+    // A long-term key with a token is refused.
+    let (_, doc) = query_call(addr, "sts", admin, Some("tok"), "Action=Who").await;
+    assert!(doc.contains("<Code>InvalidClientTokenId</Code>"), "{doc}");
+
+    // JSON services answer a session key in their own words.
+    let _ = tx.send(());
 }

@@ -6,8 +6,10 @@ const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 
 struct OneKey;
 impl SecretLookup for OneKey {
-    fn secret(&self, id: &str) -> Option<Zeroizing<String>> {
-        (id == KEY_ID).then(|| Zeroizing::new(SECRET.to_owned()))
+    fn secret(&self, id: &str) -> Result<Zeroizing<String>, AuthError> {
+        (id == KEY_ID)
+            .then(|| Zeroizing::new(SECRET.to_owned()))
+            .ok_or(AuthError::UnknownKey)
     }
 }
 
@@ -287,8 +289,10 @@ proptest::proptest! {
 /// A credential table whose secret can change (a rotated key).
 struct Rotating(std::sync::Mutex<String>);
 impl SecretLookup for Rotating {
-    fn secret(&self, id: &str) -> Option<Zeroizing<String>> {
-        (id == KEY_ID).then(|| Zeroizing::new(self.0.lock().unwrap().clone()))
+    fn secret(&self, id: &str) -> Result<Zeroizing<String>, AuthError> {
+        (id == KEY_ID)
+            .then(|| Zeroizing::new(self.0.lock().unwrap().clone()))
+            .ok_or(AuthError::UnknownKey)
     }
 }
 
