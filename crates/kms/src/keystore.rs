@@ -48,7 +48,7 @@ pub(crate) struct State {
 /// The key store.
 pub struct KeyStore {
     pub(crate) store: Arc<Store>,
-    root: RootKey,
+    pub(crate) root: RootKey,
     state: RwLock<State>,
     writer: Mutex<()>,
     pub(crate) account: String,

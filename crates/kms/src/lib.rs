@@ -19,6 +19,8 @@
 //! - [`model`]: stored records.
 //! - [`crypto`]: AES-256-GCM and randomness (OpenSSL).
 //! - [`root_key`]: the root key, the trust anchor that wraps all key material at rest.
+//! - [`sealing`]: other services' secrets sealed under the root key
+//!   ([`Kms::seal_secret`], [`Kms::unseal_secret`]).
 //! - [`harden`]: process protections for a key-holding process.
 //! - [`error`]: the KMS error codes and messages.
 
@@ -37,6 +39,7 @@ pub mod params;
 pub mod platform;
 pub use ferry_policy as policy;
 pub mod root_key;
+pub mod sealing;
 pub mod service;
 
 pub use platform::{FARGATE_PRINCIPAL, PLATFORM_KEY_ALIAS, Platform};
