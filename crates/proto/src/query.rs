@@ -202,6 +202,13 @@ impl Xml {
         self
     }
 
+    /// Escaped text as the enclosing element's content (a member of a
+    /// list of strings: `<member>text</member>`).
+    pub fn content(&mut self, text: &str) -> &mut Self {
+        escape_into(&mut self.0, text);
+        self
+    }
+
     /// `<name>text</name>` when `text` is `Some`.
     pub fn opt(&mut self, name: &str, text: Option<&str>) -> &mut Self {
         if let Some(t) = text {
