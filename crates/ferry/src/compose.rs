@@ -6,19 +6,27 @@
 //! The key path: `ferry_kms::Kms` -> [`Platform`] (typed, audited calls as
 //! `fargate.amazonaws.com`) -> `ferry_host` (task volumes, EFS) and, through
 //! [`ClusterKeys`], the control plane's CreateCluster checks.
+//!
+//! The identity path: `ferry_iam::Iam` (secrets sealed by the KMS root key
+//! through [`KmsSealer`]) answers IAM and STS and, through [`Keys`], is the
+//! listener's credential table beside the administrator's key.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use ferry_agent::logs::{LogEvent as AgentEvent, LogSink, OpenStreamError};
 use ferry_api::Router;
+use ferry_api::auth::{Authenticator, KeyRefused};
 use ferry_control::keys::{self, KeyCheckError, KeyFacts, StorageKeys};
 use ferry_control::runtime::TaskRuntime;
 use ferry_host::{EfsVolumes, HostRuntime, Luks2, TaskVolumes, VolumeEngine, VolumeKeys};
+use ferry_iam::{AuthRefusal, Iam, IamService, StsService};
 use ferry_kms::Platform;
 use ferry_kms::platform::PlatformError;
 use ferry_logs::{LogEvent, LogsService};
+use ferry_proto::{AwsError, Caller};
 use ferry_store::Store;
+use zeroize::Zeroizing;
 
 /// What every service may share. Cheap to clone.
 #[derive(Clone)]
@@ -27,6 +35,9 @@ pub struct Shared {
     pub store: Arc<Store>,
     /// The key management service (also serves the API).
     pub kms: Arc<ferry_kms::Kms>,
+    /// The identity store (IAM, STS, the credential table, task-role
+    /// sessions: [`Iam::assume_role_for_service`], [`Iam::revoke_owner`]).
+    pub iam: Arc<Iam>,
     /// The account id.
     pub account_id: String,
     /// The region.
@@ -90,6 +101,8 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
     // metadata endpoint reads the control plane's task records.
     let _ = control_state.core.set(Arc::downgrade(ecs.core()));
     let router = router
+        .query_service("iam", Arc::new(IamService::new(shared.iam.clone())))
+        .query_service("sts", Arc::new(StsService::new(shared.iam.clone())))
         .json_service("kms", shared.kms.clone())
         .json_service("logs", logs)
         .json_service("ecs", ecs)
@@ -103,6 +116,76 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
             )),
         );
     Ok((router, Host { runtime, efs }))
+}
+
+/// Opens the identity store, its secrets sealed under the KMS root key.
+pub fn identity(
+    store: &Arc<Store>,
+    kms: &Arc<ferry_kms::Kms>,
+    account_id: &str,
+) -> anyhow::Result<Arc<Iam>> {
+    let iam = Iam::open(store.clone(), Arc::new(KmsSealer(kms.clone())), account_id)
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))
+        .context("opening the identity store")?;
+    Ok(Arc::new(iam))
+}
+
+/// The IAM store's sealer: the KMS root key.
+struct KmsSealer(Arc<ferry_kms::Kms>);
+
+impl ferry_iam::Sealer for KmsSealer {
+    fn seal(&self, label: &str, plaintext: &[u8]) -> Result<Vec<u8>, AwsError> {
+        self.0.seal_secret(label, plaintext)
+    }
+
+    fn unseal(&self, label: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, AwsError> {
+        self.0.unseal_secret(label, sealed)
+    }
+}
+
+/// The listener's credential table: the administrator's key (from the
+/// credentials file), then the IAM store's users' keys and sessions.
+pub struct Keys {
+    admin_key_id: String,
+    admin_secret: Zeroizing<String>,
+    admin: Caller,
+    iam: Arc<Iam>,
+}
+
+impl Keys {
+    /// The table for `iam` with the administrator's key.
+    pub fn new(iam: Arc<Iam>, admin_key_id: &str, admin_secret: Zeroizing<String>) -> Self {
+        let mut admin = Caller::admin(iam.account());
+        admin.access_key_id = Some(admin_key_id.to_owned());
+        Self {
+            admin_key_id: admin_key_id.to_owned(),
+            admin_secret,
+            admin,
+            iam,
+        }
+    }
+}
+
+impl Authenticator for Keys {
+    fn lookup(
+        &self,
+        access_key_id: &str,
+        session_token: Option<&str>,
+    ) -> Result<(Zeroizing<String>, Caller), KeyRefused> {
+        if access_key_id == self.admin_key_id {
+            // A long-term key: a session token with it is refused, as AWS does.
+            if session_token.is_some() {
+                return Err(KeyRefused::Invalid);
+            }
+            return Ok((self.admin_secret.clone(), self.admin.clone()));
+        }
+        self.iam
+            .authenticate(access_key_id, session_token)
+            .map_err(|r| match r {
+                AuthRefusal::Invalid => KeyRefused::Invalid,
+                AuthRefusal::Expired => KeyRefused::Expired,
+            })
+    }
 }
 
 /// CloudWatch Logs, sealed at rest under a KMS data key.

@@ -2,8 +2,8 @@
 //! bootstrap.
 //!
 //! First start: creates the directory (mode 0700), the state store
-//! (`state.redb`), a random 12-digit account id and the administrator's
-//! access key, written to `credentials` (AWS shared-credentials format,
+//! (`state.redb`), the 12-digit account id (the one `--account-id` names,
+//! else a random one) and the administrator's access key, written to `credentials` (AWS shared-credentials format,
 //! profile `default`, mode 0600). Later starts reuse all of it. The identity
 //! (account id, administrator key id) is a record in the store; the secret
 //! lives only in the credentials file, which is what clients are given.
@@ -42,6 +42,22 @@ pub enum DataDirError {
     /// The credentials file could not be read or written.
     #[error(transparent)]
     CredentialsFile(#[from] CredentialsError),
+    /// `--account-id` names another account than the data directory's.
+    #[error(
+        "data directory {path} belongs to account {existing}; --account-id {requested} cannot change it \
+         (the account id is chosen when a data directory is first created)"
+    )]
+    AccountMismatch {
+        /// The data directory.
+        path: PathBuf,
+        /// Its account id.
+        existing: String,
+        /// The one asked for.
+        requested: String,
+    },
+    /// `--account-id` is not 12 digits.
+    #[error("--account-id must be 12 digits, not {0:?}")]
+    BadAccountId(String),
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> DataDirError + 'a {
@@ -77,8 +93,15 @@ pub struct DataDir {
 }
 
 impl DataDir {
-    /// Opens `path`, initializing it on first start.
-    pub fn open_or_init(path: &Path) -> Result<Self, DataDirError> {
+    /// Opens `path`, initializing it on first start with account
+    /// `account_id` (random if `None`). An existing directory keeps its
+    /// account: naming another one is an error.
+    pub fn open_or_init(path: &Path, account_id: Option<&str>) -> Result<Self, DataDirError> {
+        if let Some(a) = account_id
+            && !valid_account_id(a)
+        {
+            return Err(DataDirError::BadAccountId(a.to_owned()));
+        }
         if !path.exists() {
             DirBuilder::new()
                 .recursive(true)
@@ -100,6 +123,15 @@ impl DataDir {
         let creds_path = path.join("credentials");
         let (identity, secret) = match store.get::<Identity>(TABLE, IDENTITY)? {
             Some(id) => {
+                if let Some(requested) = account_id
+                    && requested != id.account_id
+                {
+                    return Err(DataDirError::AccountMismatch {
+                        path: path.to_owned(),
+                        existing: id.account_id,
+                        requested: requested.to_owned(),
+                    });
+                }
                 let (key_id, secret) = read_credentials(&creds_path)?;
                 if key_id != id.admin_access_key_id {
                     return Err(DataDirError::Credentials(format!(
@@ -112,7 +144,7 @@ impl DataDir {
             }
             None => {
                 let id = Identity {
-                    account_id: new_account_id(),
+                    account_id: account_id.map_or_else(new_account_id, str::to_owned),
                     admin_access_key_id: new_access_key_id(),
                 };
                 let secret = new_secret();
@@ -129,6 +161,12 @@ impl DataDir {
             store,
         })
     }
+}
+
+/// An AWS account id: exactly 12 digits (leading zeros allowed, as in the
+/// source document's `012345678910`).
+pub fn valid_account_id(a: &str) -> bool {
+    a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn new_account_id() -> String {
@@ -151,7 +189,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("d");
         let (account, key) = {
-            let d = DataDir::open_or_init(&dir).unwrap();
+            let d = DataDir::open_or_init(&dir, None).unwrap();
             assert_eq!(d.account_id.len(), 12);
             assert!(d.account_id.bytes().all(|b| b.is_ascii_digit()));
             assert!(d.admin_access_key_id.starts_with("AKIA") && d.admin_access_key_id.len() == 20);
@@ -169,7 +207,7 @@ mod tests {
             assert_eq!(*s, *d.admin_secret);
             (d.account_id.clone(), d.admin_access_key_id.clone())
         };
-        let d = DataDir::open_or_init(&dir).unwrap();
+        let d = DataDir::open_or_init(&dir, None).unwrap();
         assert_eq!(d.account_id, account);
         assert_eq!(d.admin_access_key_id, key);
     }
@@ -177,7 +215,7 @@ mod tests {
     #[test]
     fn a_credentials_file_for_another_key_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
-        let d = DataDir::open_or_init(tmp.path()).unwrap();
+        let d = DataDir::open_or_init(tmp.path(), None).unwrap();
         let path = d.path.join("credentials");
         drop(d);
         fs::write(
@@ -185,9 +223,37 @@ mod tests {
             "[default]\naws_access_key_id = AKIAOTHER\naws_secret_access_key = x\n",
         )
         .unwrap();
-        let Err(e) = DataDir::open_or_init(tmp.path()) else {
+        let Err(e) = DataDir::open_or_init(tmp.path(), None) else {
             panic!("accepted a foreign credentials file")
         };
         assert!(e.to_string().contains("AKIAOTHER"), "{e}");
+    }
+
+    #[test]
+    fn the_account_id_is_chosen_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("d");
+        let d = DataDir::open_or_init(&dir, Some("012345678910")).unwrap();
+        assert_eq!(d.account_id, "012345678910");
+        drop(d);
+        // The same id, or none, reopens it; another is refused.
+        assert_eq!(
+            DataDir::open_or_init(&dir, None).unwrap().account_id,
+            "012345678910"
+        );
+        assert!(DataDir::open_or_init(&dir, Some("012345678910")).is_ok());
+        let Err(e) = DataDir::open_or_init(&dir, Some("111122223333")) else {
+            panic!("changed the account id")
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains("belongs to account 012345678910") && msg.contains("111122223333"),
+            "{msg}"
+        );
+        assert!(matches!(
+            DataDir::open_or_init(&tmp.path().join("e"), Some("12345")),
+            Err(DataDirError::BadAccountId(_))
+        ));
+        assert!(!tmp.path().join("e").exists());
     }
 }

@@ -7,9 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use ferry_api::{Router, StaticKeys};
+use ferry_api::Router;
 use ferry_kms::{Kms, RootKey};
-use ferry_proto::Caller;
 
 use crate::compose::{self, Shared};
 use crate::datadir::DataDir;
@@ -54,6 +53,18 @@ pub struct Args {
     #[arg(long, default_value_t = ferry_agent::task::DEFAULT_TASK_PIDS_MAX,
           value_parser = clap::value_parser!(u32).range(16..))]
     task_pids_max: u32,
+    /// The 12-digit account id, chosen when the data directory is first
+    /// created (random by default); an existing data directory keeps its own.
+    #[arg(long, value_parser = parse_account_id)]
+    account_id: Option<String>,
+}
+
+fn parse_account_id(s: &str) -> Result<String, String> {
+    if crate::datadir::valid_account_id(s) {
+        Ok(s.to_owned())
+    } else {
+        Err("an account id is 12 digits, e.g. 012345678910".into())
+    }
 }
 
 /// Runs `ferry server`.
@@ -63,7 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !protection.no_core_dumps {
         anyhow::bail!("cannot disable core dumps for the key-holding server process");
     }
-    let dd = DataDir::open_or_init(&args.data_dir)
+    let dd = DataDir::open_or_init(&args.data_dir, args.account_id.as_deref())
         .with_context(|| format!("data directory {}", args.data_dir.display()))?;
     let root = RootKey::open_or_create(&dd.path).context("root key")?;
     let kms = Arc::new(
@@ -76,9 +87,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )
         .context("opening the KMS")?,
     );
+    let iam = compose::identity(&dd.store, &kms, &dd.account_id)?;
     let shared = Shared {
         store: dd.store.clone(),
         kms,
+        iam: iam.clone(),
         account_id: dd.account_id.clone(),
         region: args.region.clone(),
         data_dir: dd.path.clone(),
@@ -86,12 +99,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         task_pids_max: args.task_pids_max,
     };
 
-    let mut keys = StaticKeys::new();
-    keys.insert(
-        &dd.admin_access_key_id,
-        dd.admin_secret.clone(),
-        Caller::admin(&dd.account_id),
-    );
+    let keys = compose::Keys::new(iam, &dd.admin_access_key_id, dd.admin_secret.clone());
     let (router, host) = compose::services(Router::new(Arc::new(keys), &args.region), &shared)?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
