@@ -25,7 +25,7 @@ pub mod plan;
 pub mod rest;
 
 pub use failure::{FailureCode, TaskFailure};
-pub use rest::{RestRequest, RestResponse, RestService};
+pub use rest::{RestOperation, RestRequest, RestResponse, RestService};
 
 use std::fmt;
 
@@ -306,6 +306,16 @@ pub trait JsonService: Send + Sync {
     /// two context switches, which dominates hot paths such as KMS
     /// `Decrypt`. Default: no.
     fn runs_inline(&self, _operation: &str) -> bool {
+        false
+    }
+
+    /// Whether the service authorizes every request itself, per resource
+    /// and with its own resource policies (the KMS; Secrets Manager, SSM,
+    /// IAM and STS). Otherwise the API listener checks the IAM action
+    /// `SIGNING_NAME:Operation` (e.g. `ecs:RunTask`) against the caller's
+    /// identity policies before calling the service (the gate; see
+    /// docs/iam.md, "Policy evaluation"). Default: no.
+    fn authorizes_itself(&self) -> bool {
         false
     }
 
