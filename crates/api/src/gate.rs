@@ -19,7 +19,7 @@
 //! authorize per resource opt out (`authorizes_itself`).
 
 use ferry_proto::authz::{self, Check};
-use ferry_proto::{AwsError, Principal, RequestContext, RestOperation};
+use ferry_proto::{AwsError, Principal, RequestContext, RestService};
 
 /// The error code of a refused request, in every protocol ferry serves.
 const ACCESS_DENIED: &str = "AccessDeniedException";
@@ -55,27 +55,28 @@ pub(crate) fn json(ctx: &RequestContext, service: &str, operation: &str) -> Resu
     authz::authorize_unknown_resource(&ctx.caller, &action).map_err(|d| refused(ctx, d))
 }
 
-/// Checks a REST request the service described as `op` (`None`: no
-/// operation of the service, refused for gated callers). AWS's REST
-/// services answer a refusal with HTTP 403.
+/// Checks a REST request as `service` describes it
+/// ([`RestService::operation`]; a request that is no operation of the
+/// service is refused for gated callers). `prefix` is the service's
+/// signing name. AWS's REST services answer a refusal with HTTP 403.
 pub(crate) fn rest(
     ctx: &RequestContext,
-    service: &str,
-    op: Option<RestOperation>,
+    prefix: &str,
+    service: &dyn RestService,
     method: &http::Method,
     path: &str,
 ) -> Result<(), AwsError> {
     if !gated(ctx) {
         return Ok(());
     }
-    let Some(op) = op else {
+    let Some(op) = service.operation(method, path) else {
         return Err(AwsError::client(
             "UnknownOperationException",
             format!("no operation is served at {method} {path}"),
         )
         .with_status(404));
     };
-    let action = format!("{service}:{}", op.name);
+    let action = format!("{prefix}:{}", op.name);
     let result = match &op.resource {
         Some(arn) => authz::authorize(&ctx.caller, &Check::new(&action, arn), None),
         None => authz::authorize_unknown_resource(&ctx.caller, &action),

@@ -183,11 +183,16 @@ async fn dispatch(
         .with_status(404));
     };
     let ctx = auth(route.signing_name)?;
-    if !route.service.authorizes_itself() {
-        let op = route.service.operation(&parts.method, &path);
-        if let Err(e) = gate::rest(&ctx, route.signing_name, op, &parts.method, &path) {
-            return Ok(error_response(&e, request_id, true));
-        }
+    if !route.service.authorizes_itself()
+        && let Err(e) = gate::rest(
+            &ctx,
+            route.signing_name,
+            &*route.service,
+            &parts.method,
+            &path,
+        )
+    {
+        return Ok(error_response(&e, request_id, true));
     }
     let service = route.service.clone();
     let rest = RestRequest {
