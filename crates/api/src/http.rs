@@ -1,6 +1,8 @@
 //! The HTTP/1.1 listener: reads the body (bounded), authenticates with SigV4,
-//! dispatches to the JSON 1.1 or REST service, and renders the response or
-//! the AWS error (`{"__type", "message"}`, `x-amzn-RequestId`).
+//! checks IAM callers at the authorization gate ([`crate::gate`]) unless
+//! the service authorizes itself, dispatches to the JSON 1.1 or REST
+//! service, and renders the response or the AWS error (`{"__type",
+//! "message"}`, `x-amzn-RequestId`).
 //!
 //! hyper directly (no web framework): every request takes the same path
 //! (authenticate, route by `X-Amz-Target` or path), so a router's per-request
@@ -20,6 +22,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use zeroize::Zeroizing;
 
+use crate::gate;
 use crate::router::Router;
 use crate::sigv4::{self, RequestParts, SecretLookup};
 use ferry_proto::RestRequest;
@@ -148,6 +151,9 @@ async fn dispatch(
             .with_status(405));
         }
         let ctx = auth(route.signing_name)?;
+        if !route.service.authorizes_itself() {
+            gate::json(&ctx, route.signing_name, operation)?;
+        }
         let service = route.service.clone();
         let result = if service.runs_inline(operation) {
             // Quick, non-blocking operations skip the blocking-pool handoff;
@@ -177,6 +183,17 @@ async fn dispatch(
         .with_status(404));
     };
     let ctx = auth(route.signing_name)?;
+    if !route.service.authorizes_itself()
+        && let Err(e) = gate::rest(
+            &ctx,
+            route.signing_name,
+            &*route.service,
+            &parts.method,
+            &path,
+        )
+    {
+        return Ok(error_response(&e, request_id, true));
+    }
     let service = route.service.clone();
     let rest = RestRequest {
         method: parts.method,
@@ -262,6 +279,7 @@ fn authenticate(
         request_id: request_id.to_owned(),
         source_ip: peer.ip().to_string(),
         user_agent,
+        via_service: None,
     })
 }
 

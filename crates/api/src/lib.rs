@@ -7,6 +7,8 @@
 //! - [`auth`]: who owns which access key (the credential table).
 //! - [`credentials`]: the credentials file (shared-credentials format) that
 //!   hands the administrator's access key to clients.
+//! - `gate`: the authorization gate: identity policies for the services
+//!   that do not authorize themselves (ECS, Logs, EFS).
 //! - [`router`]: the services a server answers: JSON 1.1 services by
 //!   `X-Amz-Target` prefix, REST services by path.
 //! - [`http`]: the listener: body limits, JSON 1.1 framing, error rendering,
@@ -16,6 +18,7 @@
 
 pub mod auth;
 pub mod credentials;
+mod gate;
 pub mod http;
 pub mod router;
 pub mod sigv4;

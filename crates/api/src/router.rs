@@ -3,7 +3,9 @@
 //! JSON 1.1 services (ECS, KMS, Logs) are found by the `X-Amz-Target`
 //! prefix; REST services (EFS, later) by the request path. Each registration
 //! names the SigV4 signing name the credential scope must carry (`kms`,
-//! `ecs`, `logs`, `elasticfilesystem`).
+//! `ecs`, `logs`, `elasticfilesystem`); it is also the IAM action prefix
+//! the authorization gate checks (`ecs:RunTask`), as the two coincide for
+//! every service ferry serves.
 
 use std::collections::HashMap;
 use std::sync::Arc;
