@@ -261,6 +261,59 @@ def test_platform_key_exists_from_first_start(kms):
     assert error_code(kms.schedule_key_deletion, KeyId=md["KeyId"])[0] == "AccessDeniedException"
 
 
+def test_an_explicit_deny_in_the_key_policy_stops_the_administrator(srv, tmp_path):
+    """The administrator is the account root: it keeps full access to its
+    customer-managed keys, except what the key policy explicitly denies."""
+    account = srv.aws("kms", "describe-key", "--key-id", PLATFORM_ALIAS)["KeyMetadata"]["AWSAccountId"]
+    root = f"arn:aws:iam::{account}:root"
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "Enable IAM User Permissions", "Effect": "Allow", "Principal": {"AWS": root},
+             "Action": "kms:*", "Resource": "*"},
+            {"Sid": "No direct encryption", "Effect": "Deny", "Principal": {"AWS": root},
+             "Action": "kms:Encrypt", "Resource": "*"},
+        ],
+    }
+    pfile = tmp_path / "policy.json"
+    pfile.write_text(json.dumps(policy))
+    key = srv.aws("kms", "create-key", "--policy", f"file://{pfile}")["KeyMetadata"]
+    arn = key["Arn"]
+
+    e = srv.aws_error("kms", "encrypt", "--key-id", arn, "--plaintext", write(tmp_path, "pt", b"hello"))
+    assert e.code == "AccessDeniedException", e
+    assert e.message == (
+        f"User: {root} is not authorized to perform: kms:Encrypt on resource: {arn} "
+        "with an explicit deny in a resource-based policy"
+    ), e.message
+
+    # Everything the policy does not deny still works: data keys, Decrypt.
+    dk = srv.aws("kms", "generate-data-key", "--key-id", arn, "--key-spec", "AES_256")
+    blob = write(tmp_path, "blob", base64.b64decode(dk["CiphertextBlob"]))
+    out = srv.aws("kms", "decrypt", "--ciphertext-blob", blob)
+    assert out["Plaintext"] == dk["Plaintext"] and out["KeyId"] == arn
+
+    # The denial is in the audit trail.
+    denied = [r for r in read_audit(srv) if r["eventName"] == "Encrypt" and r.get("errorCode") == "AccessDeniedException"]
+    assert denied and "explicit deny" in denied[-1]["errorMessage"]
+
+    # A policy that would lock the administrator out of the policy itself is
+    # refused (the lockout safety check), unless bypassed explicitly.
+    locked = dict(policy, Statement=policy["Statement"][:1] + [
+        {"Effect": "Deny", "Principal": {"AWS": root}, "Action": "kms:PutKeyPolicy", "Resource": "*"}])
+    lfile = tmp_path / "locked.json"
+    lfile.write_text(json.dumps(locked))
+    e = srv.aws_error("kms", "put-key-policy", "--key-id", arn, "--policy-name", "default", "--policy", f"file://{lfile}")
+    assert e.code == "MalformedPolicyDocumentException", e
+    assert "will not allow you to update the key policy" in e.message
+
+    # The administrator may repair the policy: without the deny, Encrypt works.
+    ofile = tmp_path / "open.json"
+    ofile.write_text(json.dumps(dict(policy, Statement=policy["Statement"][:1])))
+    srv.aws("kms", "put-key-policy", "--key-id", arn, "--policy-name", "default", "--policy", f"file://{ofile}")
+    assert srv.aws("kms", "encrypt", "--key-id", arn, "--plaintext", write(tmp_path, "pt2", b"hello"))["KeyId"] == arn
+
+
 def test_pagination(kms):
     for _ in range(3):
         new_key(kms)

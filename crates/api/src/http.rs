@@ -1,7 +1,9 @@
 //! The HTTP/1.1 listener: reads the body (bounded), authenticates with SigV4,
-//! dispatches to the JSON 1.1, query (IAM, STS) or REST service, and renders
-//! the response or the AWS error (`{"__type", "message"}` or, for the query
-//! protocol, `<ErrorResponse>`; `x-amzn-RequestId`).
+//! checks IAM callers at the authorization gate ([`crate::gate`]) unless
+//! the service authorizes itself, dispatches to the JSON 1.1, query (IAM,
+//! STS) or REST service, and renders the response or the AWS error
+//! (`{"__type", "message"}` or, for the query protocol, `<ErrorResponse>`;
+//! `x-amzn-RequestId`).
 //!
 //! hyper directly (no web framework): every request takes the same path
 //! (authenticate, route by `X-Amz-Target` or path), so a router's per-request
@@ -22,6 +24,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use zeroize::Zeroizing;
 
+use crate::gate;
 use crate::router::Router;
 use crate::sigv4::{self, AuthError, RequestParts, SecretLookup};
 use ferry_proto::RestRequest;
@@ -161,6 +164,9 @@ async fn dispatch(
             .with_status(405));
         }
         let ctx = auth(route.signing_name, Protocol::Json)?;
+        if !route.service.authorizes_itself() {
+            gate::json(&ctx, route.signing_name, operation)?;
+        }
         let service = route.service.clone();
         let result = if service.runs_inline(operation) {
             // Quick, non-blocking operations skip the blocking-pool handoff;
@@ -201,6 +207,17 @@ async fn dispatch(
         .with_status(404));
     };
     let ctx = auth(route.signing_name, Protocol::Json)?;
+    if !route.service.authorizes_itself()
+        && let Err(e) = gate::rest(
+            &ctx,
+            route.signing_name,
+            &*route.service,
+            &parts.method,
+            &path,
+        )
+    {
+        return Ok(error_response(&e, request_id, true));
+    }
     let service = route.service.clone();
     let rest = RestRequest {
         method: parts.method,
@@ -428,6 +445,7 @@ fn authenticate(
         request_id: request_id.to_owned(),
         source_ip: peer.ip().to_string(),
         user_agent,
+        via_service: None,
     })
 }
 

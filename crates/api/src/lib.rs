@@ -8,6 +8,8 @@
 //!   key is refused (invalid, or an expired session).
 //! - [`credentials`]: the credentials file (shared-credentials format) that
 //!   hands the administrator's access key to clients.
+//! - `gate`: the authorization gate: identity policies for the services
+//!   that do not authorize themselves (ECS, Logs, EFS).
 //! - [`router`]: the services a server answers: JSON 1.1 services by
 //!   `X-Amz-Target` prefix, query services (IAM, STS) by the credential
 //!   scope's service name, REST services by path.
@@ -18,6 +20,7 @@
 
 pub mod auth;
 pub mod credentials;
+mod gate;
 pub mod http;
 pub mod router;
 pub mod sigv4;

@@ -5,7 +5,9 @@
 //! scope's service name of a request without `X-Amz-Target`; REST services
 //! (EFS) by the request path. Each registration names the SigV4 signing
 //! name the credential scope must carry (`kms`, `ecs`, `logs`, `iam`,
-//! `sts`, `elasticfilesystem`).
+//! `sts`, `elasticfilesystem`); it is also the IAM action prefix the
+//! authorization gate checks (`ecs:RunTask`), as the two coincide for every
+//! service ferry serves.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -28,6 +28,43 @@ pub enum Op {
     ListTagsForResource(String),
 }
 
+impl Op {
+    /// The operation's name, which is also its IAM action name
+    /// (`elasticfilesystem:NAME`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::CreateFileSystem => "CreateFileSystem",
+            Op::DescribeFileSystems => "DescribeFileSystems",
+            Op::DeleteFileSystem(_) => "DeleteFileSystem",
+            Op::CreateAccessPoint => "CreateAccessPoint",
+            Op::DescribeAccessPoints => "DescribeAccessPoints",
+            Op::DeleteAccessPoint(_) => "DeleteAccessPoint",
+            Op::TagResource(_) => "TagResource",
+            Op::UntagResource(_) => "UntagResource",
+            Op::ListTagsForResource(_) => "ListTagsForResource",
+        }
+    }
+
+    /// The resource the path names, as (ARN resource type, id): a file
+    /// system (`fs-...`) or an access point (`fsap-...`).
+    pub fn resource(&self) -> Option<(&'static str, &str)> {
+        let id = match self {
+            Op::DeleteFileSystem(id)
+            | Op::DeleteAccessPoint(id)
+            | Op::TagResource(id)
+            | Op::UntagResource(id)
+            | Op::ListTagsForResource(id) => id,
+            _ => return None,
+        };
+        let kind = if id.starts_with("fsap-") {
+            "access-point"
+        } else {
+            "file-system"
+        };
+        Some((kind, id))
+    }
+}
+
 /// Routes a request; None when no supported operation matches.
 pub fn route(method: &Method, path: &str) -> Option<Op> {
     let rest = path.strip_prefix(PREFIX)?.trim_end_matches('/');
@@ -89,6 +126,23 @@ mod tests {
         assert_eq!(route(&m("PUT"), "/2015-02-01/file-systems"), None);
         assert_eq!(route(&m("GET"), "/2015-02-01/file-systems/a/b"), None);
         assert_eq!(route(&m("GET"), "/other"), None);
+    }
+
+    #[test]
+    fn names_operations_and_their_resources() {
+        let m = |s: &str| Method::from_bytes(s.as_bytes()).unwrap_or(Method::GET);
+        let op = route(&m("POST"), "/2015-02-01/file-systems").unwrap();
+        assert_eq!((op.name(), op.resource()), ("CreateFileSystem", None));
+        let op = route(&m("DELETE"), "/2015-02-01/access-points/fsap-1").unwrap();
+        assert_eq!(
+            (op.name(), op.resource()),
+            ("DeleteAccessPoint", Some(("access-point", "fsap-1")))
+        );
+        let op = route(&m("GET"), "/2015-02-01/resource-tags/fs-2").unwrap();
+        assert_eq!(
+            (op.name(), op.resource()),
+            ("ListTagsForResource", Some(("file-system", "fs-2")))
+        );
     }
 
     #[test]

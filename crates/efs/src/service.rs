@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ferry_proto::{AwsError, RequestContext};
-use ferry_proto::{RestRequest, RestResponse, RestService};
+use ferry_proto::{RestOperation, RestRequest, RestResponse, RestService};
 use ferry_store::Store;
 use serde_json::{Value, json};
 
@@ -498,6 +498,14 @@ impl RestService for EfsService {
             .with_status(404));
         };
         Ok(self.dispatch(ctx, op, req)?)
+    }
+
+    fn operation(&self, method: &http::Method, path: &str) -> Option<RestOperation> {
+        let op = route::route(method, path)?;
+        Some(RestOperation {
+            name: op.name(),
+            resource: op.resource().map(|(kind, id)| self.arn(kind, id)),
+        })
     }
 }
 

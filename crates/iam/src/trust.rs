@@ -1,9 +1,12 @@
 //! Trust policies (a role's `AssumeRolePolicyDocument`) and the decision
 //! whether a principal may assume the role.
 //!
-//! A trust policy is a resource policy on the role whose statements have no
-//! `Resource` (the role is the resource) and only STS actions. The decision
-//! follows AWS's rules for principals of the role's own account:
+//! The grammar is `ferry_policy`'s trust grammar ([`Policy::parse_trust`]:
+//! principals, no `Resource`), plus IAM's rule that a trust policy names
+//! only STS actions. The decision is `ferry_proto::authz`'s for policies a
+//! resource must itself grant through
+//! ([`authz::authorize_required_policy`]), which are AWS's rules for
+//! principals of the role's own account:
 //! - an explicit `Deny` that applies (to the caller, or to the whole
 //!   account through the account-root principal) refuses, as does an
 //!   explicit `Deny` of `sts:AssumeRole` in the caller's identity policies;
@@ -11,16 +14,16 @@
 //!   ARN, or `*`) allows;
 //! - a statement naming the account (`arn:aws:iam::ACCOUNT:root` or the
 //!   bare account id) delegates to the account: the caller's identity
-//!   policies must allow `sts:AssumeRole` on the role. ferry's administrator
-//!   passes that test (it is allowed what no policy denies), where AWS
+//!   policies must allow `sts:AssumeRole` on the role. The statement names
+//!   ferry's administrator directly (it is the account root), where AWS
 //!   refuses the root user any AssumeRole; ferry's administrator is the
 //!   bootstrap identity that creates and tries out roles.
 //! - service principals (`ecs-tasks.amazonaws.com`) are allowed only by a
 //!   statement naming the service.
 
-use ferry_policy::{Decision, Facts, Policy, Subject};
+use ferry_policy::Policy;
 use ferry_proto::authz::{self, Check};
-use ferry_proto::{AwsError, Caller, Principal};
+use ferry_proto::{AwsError, Caller};
 use serde_json::Value;
 
 use crate::error::malformed_policy;
@@ -30,45 +33,33 @@ pub const ASSUME_ROLE: &str = "sts:AssumeRole";
 
 /// Parses and checks a trust policy.
 pub fn parse(text: &str) -> Result<Policy, AwsError> {
-    let mut doc: Value =
-        serde_json::from_str(text).map_err(|_| malformed_policy("Syntax errors in policy."))?;
-    let statements: Vec<&mut Value> = match doc.get_mut("Statement") {
-        Some(Value::Array(a)) => a.iter_mut().collect(),
-        Some(o @ Value::Object(_)) => vec![o],
-        _ => return Err(malformed_policy("Syntax errors in policy.")),
+    let policy = Policy::parse_trust(text).map_err(|e| malformed_policy(e.0))?;
+    // It parsed, so it is an object whose statements are objects.
+    let doc: Value = serde_json::from_str(text).map_err(|e| malformed_policy(e.to_string()))?;
+    let statements = match doc.get("Statement") {
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(o) => vec![o],
+        None => Vec::new(),
     };
     for s in statements {
-        let Some(o) = s.as_object_mut() else {
-            return Err(malformed_policy("Syntax errors in policy."));
+        let sts_only = match s.get("Action") {
+            Some(Value::String(a)) => is_sts(a),
+            Some(Value::Array(a)) => a.iter().all(|a| a.as_str().is_some_and(is_sts)),
+            _ => false,
         };
-        for field in ["Resource", "NotResource"] {
-            if o.contains_key(field) {
-                return Err(malformed_policy(format!("Has prohibited field {field}")));
-            }
-        }
-        if o.contains_key("NotAction") {
+        if !sts_only {
             return Err(malformed_policy(
                 "AssumeRole policy may only specify STS AssumeRole actions.",
             ));
         }
-        let actions: Vec<&str> = match o.get("Action") {
-            Some(Value::String(a)) => vec![a.as_str()],
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
-            _ => Vec::new(),
-        };
-        if actions.is_empty()
-            || actions
-                .iter()
-                .any(|a| !a.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("sts:")))
-        {
-            return Err(malformed_policy(
-                "AssumeRole policy may only specify STS AssumeRole actions.",
-            ));
-        }
-        o.insert("Resource".into(), Value::String("*".into()));
     }
-    let text = serde_json::to_string(&doc).map_err(|e| malformed_policy(e.to_string()))?;
-    Policy::parse(&text).map_err(|e| malformed_policy(e.0))
+    Ok(policy)
+}
+
+fn is_sts(action: &str) -> bool {
+    action
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case("sts:"))
 }
 
 /// Why a principal may not assume a role.
@@ -90,44 +81,14 @@ impl Refused {
     }
 }
 
-fn facts<'a>(subject: &'a Subject, caller: &Caller, check: &'a Check<'a>) -> Facts<'a> {
-    let mut keys = authz::caller_keys(caller);
-    keys.extend(check.keys.iter().map(|(k, v)| (k.clone(), v.clone())));
-    Facts {
-        subject,
-        action: check.action,
-        resource: check.resource,
-        keys,
-    }
-}
-
 /// Decides whether `caller` may assume the role with trust policy `trust`.
 /// `check` is `sts:AssumeRole` on the role's ARN with the request's keys
 /// (`sts:ExternalId`, `sts:RoleSessionName`, ...).
 pub fn may_assume(trust: &Policy, caller: &Caller, check: &Check<'_>) -> Result<(), Refused> {
-    let refused = || Refused {
+    authz::authorize_required_policy(caller, check, trust).map_err(|_| Refused {
         principal: caller.arn(),
         role_arn: check.resource.to_owned(),
-    };
-    let identity = authz::identity_decision(caller, check);
-    let me = caller.subject();
-    let direct = trust.evaluate(&facts(&me, caller, check));
-    let account = Subject::Root {
-        account: caller.account.clone(),
-    };
-    let via_account = trust.evaluate(&facts(&account, caller, check));
-    if [identity, direct, via_account].contains(&Decision::Deny) {
-        return Err(refused());
-    }
-    if direct == Decision::Allow {
-        return Ok(());
-    }
-    let identity_allows =
-        identity == Decision::Allow || caller.principal == Principal::AccountAdmin;
-    if via_account == Decision::Allow && identity_allows {
-        return Ok(());
-    }
-    Err(refused())
+    })
 }
 
 /// Decides whether AWS service `service` (e.g. `ecs-tasks.amazonaws.com`)
@@ -146,21 +107,17 @@ pub fn service_may_assume(
     let check = Check::new(ASSUME_ROLE, role_arn)
         .key("aws:SourceAccount", vec![account.to_owned()])
         .key("aws:SourceArn", vec![source_arn.to_owned()]);
-    let subject = caller.subject();
-    match trust.evaluate(&facts(&subject, &caller, &check)) {
-        Decision::Allow => Ok(()),
-        _ => Err(Refused {
-            principal: service.to_owned(),
-            role_arn: role_arn.to_owned(),
-        }),
-    }
+    authz::authorize_required_policy(&caller, &check, trust).map_err(|_| Refused {
+        principal: service.to_owned(),
+        role_arn: role_arn.to_owned(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
-    use ferry_proto::IdentityPolicies;
+    use ferry_proto::{IdentityPolicies, Principal};
 
     use super::*;
 
@@ -200,9 +157,11 @@ mod tests {
                 .is_ok()
         );
         let e = parse(r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"sts:AssumeRole","Resource":"*"}]}"#).unwrap_err();
-        assert_eq!(
-            (e.code.as_str(), e.message.as_str()),
-            ("MalformedPolicyDocument", "Has prohibited field Resource")
+        assert_eq!(e.code, "MalformedPolicyDocument");
+        assert!(
+            e.message.starts_with("Has prohibited field Resource"),
+            "{}",
+            e.message
         );
         let e =
             parse(r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject"}]}"#)

@@ -51,16 +51,6 @@ impl KmsError {
             "The key ID in the request does not identify a CMK that can perform this operation.",
         )
     }
-    /// `AccessDeniedException` as KMS words it.
-    pub fn access_denied(principal: &str, action: &str, key_arn: &str) -> AwsError {
-        AwsError::client(
-            "AccessDeniedException",
-            format!(
-                "User: {principal} is not authorized to perform: kms:{action} on resource: {key_arn} \
-                 because no resource-based policy allows the kms:{action} action"
-            ),
-        )
-    }
     /// `DryRunOperationException`: the request would have succeeded.
     pub fn dry_run() -> AwsError {
         AwsError::client(

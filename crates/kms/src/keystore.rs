@@ -1,11 +1,13 @@
 //! The live key store: every key, alias and grant in memory (key material
 //! unwrapped, in the server's locked memory), written through to the state
 //! store on every change. Also: resolving `KeyId` parameters, and
-//! authorization (key policy, then grants).
+//! authorization (explicit denies, the administrator, the key policy with
+//! its delegation to identity policies, then grants).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
+use ferry_proto::authz::{self, Check, Denied, DenySource};
 use ferry_proto::{AwsError, Caller, Principal, RequestContext};
 use ferry_store::Store;
 
@@ -14,7 +16,7 @@ use crate::error::{KmsError, store_fault};
 use crate::model::{
     ALIASES, AliasRecord, GRANTS, GrantRecord, KEYS, KeyRecord, KeyState, Material, now,
 };
-use crate::policy::{Decision, Facts, Policy};
+use crate::policy::{Decision, Policy};
 use crate::root_key::RootKey;
 
 /// A key with its parsed policy and unwrapped material.
@@ -434,11 +436,57 @@ pub fn caller_is(caller: &Caller, p: &str) -> bool {
     }
 }
 
+/// The KMS condition keys of one request (the caller's global keys are
+/// added by [`authz::decisions`]).
+fn condition_keys(ctx: &RequestContext, req: &Request<'_>) -> BTreeMap<String, Vec<String>> {
+    let caller = &ctx.caller;
+    let mut keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    keys.insert("kms:calleraccount".into(), vec![caller.account.clone()]);
+    keys.insert("kms:keyspec".into(), vec!["SYMMETRIC_DEFAULT".into()]);
+    keys.insert("kms:keyusage".into(), vec!["ENCRYPT_DECRYPT".into()]);
+    keys.insert("kms:keyorigin".into(), vec!["AWS_KMS".into()]);
+    if let Principal::Service(_) = caller.principal {
+        keys.insert("aws:sourceaccount".into(), vec![caller.account.clone()]);
+    }
+    // A request a ferry service makes on its caller's behalf (Secrets
+    // Manager, SSM decrypting for the caller) says which service it is.
+    keys.insert(
+        "aws:viaawsservice".into(),
+        vec![ctx.via_service.is_some().to_string()],
+    );
+    if let Some(via) = &ctx.via_service {
+        keys.insert("kms:viaservice".into(), vec![via.clone()]);
+    }
+    if let Some(c) = req.context {
+        for (k, v) in c {
+            keys.insert(format!("kms:encryptioncontext:{k}"), vec![v.clone()]);
+        }
+        keys.insert(
+            "kms:encryptioncontextkeys".into(),
+            c.keys().cloned().collect(),
+        );
+    }
+    for (k, v) in &req.keys {
+        keys.insert((*k).to_owned(), v.clone());
+    }
+    keys
+}
+
 impl KeyStore {
-    /// Authorizes `action` (without `kms:`) on `key` for the caller: the
-    /// administrator may do anything to customer-managed keys; everyone
-    /// else (and anyone on the platform-managed key) needs the key policy
-    /// or, for grantable operations, a grant.
+    /// Authorizes `action` (without `kms:`) on `key` for the caller, by
+    /// AWS's rules for KMS keys:
+    ///
+    /// 1. an explicit `Deny` in the key policy or in the caller's identity
+    ///    policies denies, whoever asks: the administrator too;
+    /// 2. otherwise the administrator may do anything to customer-managed
+    ///    keys (ferry's administrator is the one who can repair a key
+    ///    policy; see docs/kms.md), but needs the policy on the platform
+    ///    key, like an AWS managed key;
+    /// 3. otherwise the key policy must allow the caller: by its ARN, its
+    ///    role's ARN, `*` or its service name; or by naming the account
+    ///    (`arn:aws:iam::ACCOUNT:root`), which delegates to identity
+    ///    policies: one of them must then allow `kms:ACTION` on the key;
+    /// 4. otherwise, for grantable operations, a grant for the caller.
     pub fn authorize(
         &self,
         ctx: &RequestContext,
@@ -447,51 +495,77 @@ impl KeyStore {
         req: &Request<'_>,
     ) -> Result<(), AwsError> {
         let caller = &ctx.caller;
-        let denied = || KmsError::access_denied(&caller.arn(), action, &key.rec.arn);
+        let full_action = format!("kms:{action}");
+        let mut check = Check::new(&full_action, &key.rec.arn);
+        let refuse = |d: Denied| d.into_error("AccessDeniedException");
         if caller.account != key.rec.account {
-            return Err(denied());
+            return Err(refuse(Denied::implicit(
+                caller,
+                &check,
+                DenySource::Resource,
+            )));
         }
-        if caller.principal == Principal::AccountAdmin && !key.aws_managed() {
+        let admin_override = caller.principal == Principal::AccountAdmin && !key.aws_managed();
+        // Nothing can deny the administrator on a customer-managed key
+        // whose policy has no Deny (it has no identity policies): skip
+        // building the condition keys on this common path.
+        if admin_override && caller.policies.is_none() && !key.policy.has_deny() {
             return Ok(());
         }
-        let mut keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        keys.insert("kms:calleraccount".into(), vec![caller.account.clone()]);
-        keys.insert("kms:keyspec".into(), vec!["SYMMETRIC_DEFAULT".into()]);
-        keys.insert("kms:keyusage".into(), vec!["ENCRYPT_DECRYPT".into()]);
-        keys.insert("kms:keyorigin".into(), vec!["AWS_KMS".into()]);
-        if let Principal::Service(_) = caller.principal {
-            keys.insert("aws:sourceaccount".into(), vec![caller.account.clone()]);
+        check.keys = condition_keys(ctx, req);
+        let d = authz::decisions(caller, &check, Some(&key.policy));
+        if d.identity == Decision::Deny {
+            return Err(refuse(Denied::explicit(
+                caller,
+                &check,
+                DenySource::Identity,
+            )));
         }
-        if let Some(c) = req.context {
-            for (k, v) in c {
-                keys.insert(format!("kms:encryptioncontext:{k}"), vec![v.clone()]);
-            }
-            keys.insert(
-                "kms:encryptioncontextkeys".into(),
-                c.keys().cloned().collect(),
-            );
+        if d.resource.decision == Decision::Deny {
+            return Err(refuse(Denied::explicit(
+                caller,
+                &check,
+                DenySource::Resource,
+            )));
         }
-        for (k, v) in &req.keys {
-            keys.insert((*k).to_owned(), v.clone());
+        if admin_override {
+            return Ok(());
         }
-        let subject = caller.subject();
-        let full_action = format!("kms:{action}");
-        let facts = Facts {
-            subject: &subject,
-            action: &full_action,
-            resource: &key.rec.arn,
-            keys,
+        let Err(missing) = authz::required_policy_allows(&d) else {
+            return Ok(());
         };
-        match key.policy.evaluate(&facts) {
-            Decision::Deny => return Err(denied()),
-            Decision::Allow => return Ok(()),
-            Decision::NotApplicable => {}
-        }
         if GRANT_OPERATIONS.contains(&action) && self.grant_allows(caller, key, action, req.context)
         {
             return Ok(());
         }
-        Err(denied())
+        Err(refuse(Denied::implicit(caller, &check, missing)))
+    }
+
+    /// The policy lockout safety check of CreateKey and PutKeyPolicy: a new
+    /// key policy must still let the caller change it later. Explicit
+    /// denies bind the administrator too, so a policy denying it
+    /// `kms:PutKeyPolicy` would otherwise make the key unrepairable.
+    /// Skipped with `BypassPolicyLockoutSafetyCheck`, as in AWS.
+    pub fn lockout_check(
+        &self,
+        ctx: &RequestContext,
+        policy: &Policy,
+        key_arn: &str,
+    ) -> Result<(), AwsError> {
+        let caller = &ctx.caller;
+        let mut check = Check::new("kms:PutKeyPolicy", key_arn);
+        check.keys = condition_keys(ctx, &Request::default());
+        let d = authz::decisions(caller, &check, Some(policy));
+        let denied = d.identity == Decision::Deny || d.resource.decision == Decision::Deny;
+        let allowed = caller.principal == Principal::AccountAdmin
+            || authz::required_policy_allows(&d).is_ok();
+        if denied || !allowed {
+            return Err(AwsError::client(
+                "MalformedPolicyDocumentException",
+                "The new key policy will not allow you to update the key policy in the future.",
+            ));
+        }
+        Ok(())
     }
 
     fn grant_allows(

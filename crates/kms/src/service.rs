@@ -288,6 +288,14 @@ impl JsonService for Kms {
         is_crypto_op(operation) || operation == "DescribeKey"
     }
 
+    /// Every operation is authorized per key, by key policy, identity
+    /// policies and grants (see [`crate::keystore`]), or, for operations on
+    /// no key, against the caller's identity policies: the API listener's
+    /// gate is not needed.
+    fn authorizes_itself(&self) -> bool {
+        true
+    }
+
     fn call(&self, ctx: &RequestContext, operation: &str, body: &[u8]) -> Result<Value, AwsError> {
         let request = Self::parse(body);
         let (result, ticket) = self.run_and_audit(ctx, operation, request.as_ref());

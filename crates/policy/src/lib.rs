@@ -3,15 +3,25 @@
 //! use this one grammar; the services decide how decisions combine.
 //!
 //! Supported: `Effect`, `Principal` (`"*"`, `{"AWS": ...}`, `{"Service": ...}`),
-//! `Action`/`NotAction` with `*`/`?` wildcards, `Resource`, and `Condition`
-//! with the String*, Bool and Null operators, the `IfExists` suffix and the
-//! `ForAllValues:`/`ForAnyValue:` set prefixes. A policy using anything else
-//! (e.g. `NotPrincipal`, numeric or date operators) is rejected with
+//! `Action`/`NotAction` and `Resource`/`NotResource` with `*`/`?`
+//! wildcards, and `Condition` with the String*, Arn*, Numeric*, Date*,
+//! Bool and Null operators, the `IfExists` suffix and the
+//! `ForAllValues:`/`ForAnyValue:` set prefixes. Policy variables
+//! (`${aws:username}`, `${aws:PrincipalTag/x}`-style keys the request
+//! carries, `${*}`, `${?}`, `${$}`, defaults `${k, 'd'}`) are substituted in
+//! `Resource`/`NotResource` and in String/Arn condition values of version
+//! 2012-10-17 documents, as in IAM. A policy using anything else (e.g.
+//! `NotPrincipal`, `IpAddress`) is rejected with
 //! `MalformedPolicyDocumentException` rather than half-enforced.
 //!
-//! An `{"AWS": "arn:aws:iam::ACCOUNT:root"}` (or `"ACCOUNT"`) principal
-//! matches the account administrator; other IAM principals match by one of
-//! the subject's ARNs (a role session also matches as its role).
+//! Principals: an `{"AWS": "arn:aws:iam::ACCOUNT:root"}` (or `"ACCOUNT"`)
+//! principal names the account. It matches the account administrator
+//! directly; for the account's IAM users and role sessions it is a
+//! delegation ([`Evaluation::account_allow`]): an `Allow` through it
+//! counts only together with an identity policy's `Allow` (how services
+//! combine the two is theirs to say), while a `Deny` through it denies
+//! them outright. Other IAM principals match by one of the subject's ARNs
+//! (a role session also matches as its role).
 
 #![forbid(unsafe_code)]
 
@@ -61,6 +71,11 @@ impl Subject {
 #[error("{0}")]
 pub struct MalformedPolicy(pub String);
 
+mod cond;
+mod pattern;
+
+use cond::{Condition, parse_op};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Effect {
     Allow,
@@ -76,32 +91,16 @@ enum Principals {
     },
 }
 
+/// How a statement's `Principal` names the subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    StringEquals,
-    StringNotEquals,
-    StringEqualsIgnoreCase,
-    StringNotEqualsIgnoreCase,
-    StringLike,
-    StringNotLike,
-    Bool,
-    Null,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SetOp {
-    Single,
-    ForAllValues,
-    ForAnyValue,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Condition {
-    op: Op,
-    set: SetOp,
-    if_exists: bool,
-    key: String,
-    values: Vec<String>,
+enum Named {
+    /// Not at all.
+    No,
+    /// By itself (or `*`).
+    Directly,
+    /// Through its account (`arn:aws:iam::ACCOUNT:root` or `ACCOUNT`, for
+    /// an IAM user or role session).
+    ByAccount,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,13 +110,17 @@ struct Statement {
     actions: Vec<String>,
     not_actions: bool,
     resources: Vec<String>,
+    not_resources: bool,
     conditions: Vec<Condition>,
 }
 
-/// A parsed key policy.
+/// A parsed policy document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     statements: Vec<Statement>,
+    /// Version 2012-10-17: policy variables are substituted (in 2008-10-17
+    /// documents `${...}` is literal text, as in IAM).
+    variables: bool,
 }
 
 /// The request facts a policy is evaluated against.
@@ -127,7 +130,7 @@ pub struct Facts<'a> {
     pub subject: &'a Subject,
     /// The full action name, e.g. `kms:Decrypt`.
     pub action: &'a str,
-    /// The resource ARN.
+    /// The resource ARN (`*` for actions on no particular resource).
     pub resource: &'a str,
     /// Condition keys (lowercase names, except the part after
     /// `kms:encryptioncontext:`, which keeps its case) and their values.
@@ -145,6 +148,29 @@ pub enum Decision {
     NotApplicable,
 }
 
+/// The detailed outcome of evaluating a resource policy (see
+/// [`Policy::evaluate_detail`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Evaluation {
+    /// As [`Policy::evaluate`]: `Allow` only for statements that name the
+    /// subject itself (or `*`).
+    pub decision: Decision,
+    /// Whether an `Allow` statement names the subject's account rather
+    /// than the subject (an IAM user or role session under a statement for
+    /// `arn:aws:iam::ACCOUNT:root`): AWS's delegation to identity
+    /// policies. Never set when `decision` is `Deny`.
+    pub account_allow: bool,
+}
+
+/// Which resource a request is about, for statement matching.
+#[derive(Debug, Clone, Copy)]
+enum Target<'a> {
+    /// This ARN (or `*`).
+    Arn(&'a str),
+    /// Not known at the point of evaluation (see
+    /// [`Policy::evaluate_unknown_resource`]).
+    Unknown,
+}
 fn strings(v: &Value, what: &str) -> Result<Vec<String>, MalformedPolicy> {
     match v {
         Value::String(s) => Ok(vec![s.clone()]),
@@ -167,36 +193,6 @@ fn strings(v: &Value, what: &str) -> Result<Vec<String>, MalformedPolicy> {
     }
 }
 
-fn parse_op(name: &str) -> Result<(Op, SetOp, bool), MalformedPolicy> {
-    let (set, rest) = if let Some(r) = name.strip_prefix("ForAllValues:") {
-        (SetOp::ForAllValues, r)
-    } else if let Some(r) = name.strip_prefix("ForAnyValue:") {
-        (SetOp::ForAnyValue, r)
-    } else {
-        (SetOp::Single, name)
-    };
-    let (base, if_exists) = match rest.strip_suffix("IfExists") {
-        Some(b) => (b, true),
-        None => (rest, false),
-    };
-    let op = match base {
-        "StringEquals" => Op::StringEquals,
-        "StringNotEquals" => Op::StringNotEquals,
-        "StringEqualsIgnoreCase" => Op::StringEqualsIgnoreCase,
-        "StringNotEqualsIgnoreCase" => Op::StringNotEqualsIgnoreCase,
-        "StringLike" => Op::StringLike,
-        "StringNotLike" => Op::StringNotLike,
-        "Bool" => Op::Bool,
-        "Null" if !if_exists => Op::Null,
-        _ => {
-            return Err(MalformedPolicy(format!(
-                "Policy contains an unsupported condition operator: {name}"
-            )));
-        }
-    };
-    Ok((op, set, if_exists))
-}
-
 /// Normalizes a condition key: the name is case-insensitive, the
 /// encryption-context key after `kms:EncryptionContext:` is not.
 pub fn norm_key(key: &str) -> String {
@@ -212,8 +208,8 @@ pub fn norm_key(key: &str) -> String {
 }
 
 impl Policy {
-    /// Parses a resource-based policy (key policy, trust policy, secret
-    /// policy): every statement names its `Principal`.
+    /// Parses a resource-based policy (key policy, secret policy): every
+    /// statement names its `Principal` and its `Resource`/`NotResource`.
     pub fn parse(text: &str) -> Result<Self, MalformedPolicy> {
         Self::parse_as(text, Kind::Resource)
     }
@@ -224,20 +220,29 @@ impl Policy {
         Self::parse_as(text, Kind::Identity)
     }
 
+    /// Parses a role trust policy (`AssumeRolePolicyDocument`): every
+    /// statement names its `Principal`, and none may name a `Resource`
+    /// (the role itself is the resource), as IAM requires.
+    pub fn parse_trust(text: &str) -> Result<Self, MalformedPolicy> {
+        Self::parse_as(text, Kind::Trust)
+    }
+
     fn parse_as(text: &str, kind: Kind) -> Result<Self, MalformedPolicy> {
         let doc: Value = serde_json::from_str(text)
             .map_err(|_| MalformedPolicy("The policy is not valid JSON.".into()))?;
         let obj = doc
             .as_object()
             .ok_or_else(|| MalformedPolicy("The policy must be a JSON object.".into()))?;
-        if let Some(v) = obj.get("Version")
-            && v != "2012-10-17"
-            && v != "2008-10-17"
-        {
-            return Err(MalformedPolicy(
-                "The policy Version must be 2012-10-17 or 2008-10-17.".into(),
-            ));
-        }
+        let variables = match obj.get("Version") {
+            Some(v) if v == "2012-10-17" => true,
+            None => false,
+            Some(v) if v == "2008-10-17" => false,
+            Some(_) => {
+                return Err(MalformedPolicy(
+                    "The policy Version must be 2012-10-17 or 2008-10-17.".into(),
+                ));
+            }
+        };
         let stmts = match obj.get("Statement") {
             Some(Value::Array(a)) => a.clone(),
             Some(o @ Value::Object(_)) => vec![o.clone()],
@@ -251,34 +256,76 @@ impl Policy {
         for s in &stmts {
             statements.push(parse_statement(s, kind)?);
         }
-        Ok(Self { statements })
+        Ok(Self {
+            statements,
+            variables,
+        })
     }
 
-    /// Evaluates the policy for `facts`.
+    /// Evaluates the policy for `facts`: `Deny` if a statement denies
+    /// (naming the subject directly or through its account), `Allow` if a
+    /// statement naming the subject directly allows, else `NotApplicable`.
     pub fn evaluate(&self, facts: &Facts<'_>) -> Decision {
-        let mut allowed = false;
+        self.evaluate_detail(facts).decision
+    }
+
+    /// [`Policy::evaluate`], also telling whether an `Allow` reaches the
+    /// subject only through its account (see [`Evaluation::account_allow`]).
+    pub fn evaluate_detail(&self, facts: &Facts<'_>) -> Evaluation {
+        self.run(facts, Target::Arn(facts.resource))
+    }
+
+    /// Evaluates the policy for a request whose resource is not known
+    /// where the decision is taken (`facts.resource` is ignored): an
+    /// `Allow` counts only if its `Resource` matches every resource (`*`),
+    /// while a `Deny` counts whatever resource it names. Stricter than
+    /// evaluating against the real resource, never looser: a resource-scoped
+    /// `Deny` is never skipped, a resource-scoped `Allow` never used.
+    pub fn evaluate_unknown_resource(&self, facts: &Facts<'_>) -> Decision {
+        self.run(facts, Target::Unknown).decision
+    }
+
+    /// Whether any statement is a `Deny` (a cheap test: a policy without
+    /// one can never deny).
+    pub fn has_deny(&self) -> bool {
+        self.statements.iter().any(|s| s.effect == Effect::Deny)
+    }
+
+    fn run(&self, facts: &Facts<'_>, target: Target<'_>) -> Evaluation {
+        let vars = self.variables.then_some(&facts.keys);
+        let (mut allowed, mut by_account) = (false, false);
         for s in &self.statements {
-            if s.applies(facts) {
-                match s.effect {
-                    Effect::Deny => return Decision::Deny,
-                    Effect::Allow => allowed = true,
+            match (s.applies(facts, target, vars), s.effect) {
+                (Named::No, _) => {}
+                (_, Effect::Deny) => {
+                    return Evaluation {
+                        decision: Decision::Deny,
+                        account_allow: false,
+                    };
                 }
+                (Named::Directly, Effect::Allow) => allowed = true,
+                (Named::ByAccount, Effect::Allow) => by_account = true,
             }
         }
-        if allowed {
-            Decision::Allow
-        } else {
-            Decision::NotApplicable
+        Evaluation {
+            decision: if allowed {
+                Decision::Allow
+            } else {
+                Decision::NotApplicable
+            },
+            account_allow: by_account,
         }
     }
 }
 
-/// Which grammar a document follows: resource policies name principals,
-/// identity policies must not.
+/// Which grammar a document follows: resource policies name principals and
+/// resources, trust policies principals only, identity policies resources
+/// only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Resource,
     Identity,
+    Trust,
 }
 
 fn parse_statement(s: &Value, kind: Kind) -> Result<Statement, MalformedPolicy> {
@@ -288,7 +335,14 @@ fn parse_statement(s: &Value, kind: Kind) -> Result<Statement, MalformedPolicy> 
     for k in o.keys() {
         if !matches!(
             k.as_str(),
-            "Sid" | "Effect" | "Principal" | "Action" | "NotAction" | "Resource" | "Condition"
+            "Sid"
+                | "Effect"
+                | "Principal"
+                | "Action"
+                | "NotAction"
+                | "Resource"
+                | "NotResource"
+                | "Condition"
         ) {
             return Err(MalformedPolicy(format!(
                 "Policy statement element {k} is not supported."
@@ -311,8 +365,8 @@ fn parse_statement(s: &Value, kind: Kind) -> Result<Statement, MalformedPolicy> 
                 "Policy document should not specify a principal.".into(),
             ));
         }
-        (Kind::Resource, Some(Value::String(s))) if s == "*" => Principals::Any,
-        (Kind::Resource, Some(Value::Object(p))) => {
+        (_, Some(Value::String(s))) if s == "*" => Principals::Any,
+        (_, Some(Value::Object(p))) => {
             let mut aws = Vec::new();
             let mut service = Vec::new();
             for (k, v) in p {
@@ -347,11 +401,18 @@ fn parse_statement(s: &Value, kind: Kind) -> Result<Statement, MalformedPolicy> 
             ));
         }
     };
-    let resources = match o.get("Resource") {
-        Some(r) => strings(r, "Resource")?,
-        None => {
+    let (resources, not_resources) = match (kind, o.get("Resource"), o.get("NotResource")) {
+        (Kind::Trust, None, None) => (vec!["*".to_owned()], false),
+        (Kind::Trust, _, _) => {
             return Err(MalformedPolicy(
-                "Each statement must have a Resource.".into(),
+                "Has prohibited field Resource: a trust policy applies to its role.".into(),
+            ));
+        }
+        (_, Some(r), None) => (strings(r, "Resource")?, false),
+        (_, None, Some(r)) => (strings(r, "NotResource")?, true),
+        _ => {
+            return Err(MalformedPolicy(
+                "Each statement must have exactly one of Resource or NotResource.".into(),
             ));
         }
     };
@@ -366,13 +427,15 @@ fn parse_statement(s: &Value, kind: Kind) -> Result<Statement, MalformedPolicy> 
                 MalformedPolicy(format!("Condition {op_name} must be a JSON object."))
             })?;
             for (key, vals) in block {
-                conditions.push(Condition {
+                let c = Condition {
                     op,
                     set,
                     if_exists,
                     key: norm_key(key),
                     values: strings(vals, "Condition value")?,
-                });
+                };
+                c.validate(op_name)?;
+                conditions.push(c);
             }
         }
     }
@@ -382,66 +445,54 @@ fn parse_statement(s: &Value, kind: Kind) -> Result<Statement, MalformedPolicy> 
         actions,
         not_actions,
         resources,
+        not_resources,
         conditions,
     })
 }
 
 /// IAM-style wildcard match: `*` any run, `?` one character.
 pub fn glob(pattern: &str, text: &str, ignore_case: bool) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let eq = |a: char, b: char| {
-        if ignore_case {
-            a.eq_ignore_ascii_case(&b)
-        } else {
-            a == b
-        }
-    };
-    // Iterative matcher with backtracking to the last star: linear-ish, no
-    // recursion, so hostile patterns cannot blow the stack.
-    let (mut pi, mut ti) = (0usize, 0usize);
-    let (mut star, mut mark) = (None::<usize>, 0usize);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || (p[pi] != '*' && eq(p[pi], t[ti]))) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
+    pattern::compile(pattern, None).is_some_and(|p| pattern::matches(&p, text, ignore_case))
 }
 
 impl Statement {
-    fn applies(&self, f: &Facts<'_>) -> bool {
-        self.principal_matches(f.subject)
+    /// How the statement applies to the request: `Named::No` unless the
+    /// action, resource and conditions all match, else how its principal
+    /// names the subject.
+    fn applies(
+        &self,
+        f: &Facts<'_>,
+        target: Target<'_>,
+        vars: Option<&BTreeMap<String, Vec<String>>>,
+    ) -> Named {
+        let named = self.principal_named(f.subject);
+        if named != Named::No
             && self.action_matches(f.action)
-            && self.resource_matches(f.resource)
-            && self.conditions.iter().all(|c| c.holds(f))
+            && self.resource_matches(target, vars)
+            && self.conditions.iter().all(|c| c.holds(&f.keys, vars))
+        {
+            named
+        } else {
+            Named::No
+        }
     }
 
-    fn principal_matches(&self, subject: &Subject) -> bool {
-        match &self.principals {
-            Principals::Any => true,
-            Principals::Listed { aws, service } => match subject {
-                Subject::Root { account } => {
-                    let root = format!("arn:aws:iam::{account}:root");
-                    aws.iter().any(|a| a == &root || a == account)
-                }
-                Subject::Service { service: s, .. } => service.iter().any(|x| x == s),
-                Subject::Iam { arns, .. } => aws.iter().any(|a| arns.contains(a)),
-            },
+    fn principal_named(&self, subject: &Subject) -> Named {
+        let Principals::Listed { aws, service } = &self.principals else {
+            return Named::Directly;
+        };
+        let names_account = |account: &str| {
+            let root = format!("arn:aws:iam::{account}:root");
+            aws.iter().any(|a| a == &root || a == account)
+        };
+        match subject {
+            Subject::Root { account } if names_account(account) => Named::Directly,
+            Subject::Service { service: s, .. } if service.iter().any(|x| x == s) => {
+                Named::Directly
+            }
+            Subject::Iam { arns, .. } if aws.iter().any(|a| arns.contains(a)) => Named::Directly,
+            Subject::Iam { account, .. } if names_account(account) => Named::ByAccount,
+            _ => Named::No,
         }
     }
 
@@ -450,61 +501,29 @@ impl Statement {
         hit != self.not_actions
     }
 
-    fn resource_matches(&self, resource: &str) -> bool {
-        self.resources.iter().any(|r| glob(r, resource, false))
-    }
-}
-
-impl Condition {
-    fn one(&self, pattern: &str, value: &str) -> bool {
-        match self.op {
-            Op::StringEquals | Op::StringNotEquals => pattern == value,
-            Op::StringEqualsIgnoreCase | Op::StringNotEqualsIgnoreCase => {
-                pattern.eq_ignore_ascii_case(value)
+    fn resource_matches(
+        &self,
+        target: Target<'_>,
+        vars: Option<&BTreeMap<String, Vec<String>>>,
+    ) -> bool {
+        match target {
+            Target::Arn(resource) => {
+                let hit = self.resources.iter().any(|r| {
+                    pattern::compile(r, vars).is_some_and(|p| pattern::matches(&p, resource, false))
+                });
+                hit != self.not_resources
             }
-            Op::StringLike | Op::StringNotLike => glob(pattern, value, false),
-            Op::Bool => pattern.eq_ignore_ascii_case(value),
-            Op::Null => false,
-        }
-    }
-
-    fn negated(&self) -> bool {
-        matches!(
-            self.op,
-            Op::StringNotEquals | Op::StringNotEqualsIgnoreCase | Op::StringNotLike
-        )
-    }
-
-    fn holds(&self, f: &Facts<'_>) -> bool {
-        let present = f.keys.get(&self.key).filter(|v| !v.is_empty());
-        if self.op == Op::Null {
-            let want_absent = self.values.iter().any(|v| v.eq_ignore_ascii_case("true"));
-            return want_absent == present.is_none();
-        }
-        match self.set {
-            SetOp::ForAllValues => {
-                // Vacuously true when the key is absent, as in IAM.
-                let Some(vals) = present else { return true };
-                vals.iter().all(|v| {
-                    let m = self.values.iter().any(|p| self.one(p, v));
-                    m != self.negated()
-                })
-            }
-            SetOp::ForAnyValue => {
-                let Some(vals) = present else { return false };
-                vals.iter().any(|v| {
-                    let m = self.values.iter().any(|p| self.one(p, v));
-                    m != self.negated()
-                })
-            }
-            SetOp::Single => {
-                let Some(vals) = present else {
-                    return self.if_exists || self.negated();
-                };
-                let m = vals
-                    .iter()
-                    .any(|v| self.values.iter().any(|p| self.one(p, v)));
-                m != self.negated()
+            Target::Unknown => {
+                let universal = self.resources.iter().any(|r| pattern::is_universal(r));
+                match (self.effect, self.not_resources) {
+                    // An Allow must cover every resource the request might
+                    // be about; a NotResource Allow leaves some out.
+                    (Effect::Allow, false) => universal,
+                    (Effect::Allow, true) => false,
+                    // A Deny applies unless it can apply to no resource.
+                    (Effect::Deny, false) => true,
+                    (Effect::Deny, true) => !universal,
+                }
             }
         }
     }

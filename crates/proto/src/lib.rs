@@ -28,7 +28,7 @@ pub mod query;
 pub mod rest;
 
 pub use failure::{FailureCode, TaskFailure};
-pub use rest::{RestRequest, RestResponse, RestService};
+pub use rest::{RestOperation, RestRequest, RestResponse, RestService};
 
 use std::fmt;
 
@@ -234,6 +234,11 @@ pub struct RequestContext {
     pub source_ip: String,
     /// The client's `User-Agent`, for audit records.
     pub user_agent: String,
+    /// The service making this request on the caller's behalf, as the
+    /// `kms:ViaService` condition key names it (e.g.
+    /// `secretsmanager.us-east-1.amazonaws.com` when Secrets Manager
+    /// decrypts a secret for its caller); `None` for a caller's own request.
+    pub via_service: Option<String>,
 }
 
 impl RequestContext {
@@ -245,7 +250,18 @@ impl RequestContext {
             request_id: new_request_id(),
             source_ip: "internal".into(),
             user_agent: "ferry".into(),
+            via_service: None,
         }
+    }
+
+    /// The same request, made by `service` (e.g.
+    /// `secretsmanager.us-east-1.amazonaws.com`) on the caller's behalf:
+    /// the caller stays the principal, and `kms:ViaService` names the
+    /// service.
+    #[must_use]
+    pub fn with_via_service(mut self, service: impl Into<String>) -> Self {
+        self.via_service = Some(service.into());
+        self
     }
 }
 
@@ -293,6 +309,16 @@ pub trait JsonService: Send + Sync {
     /// two context switches, which dominates hot paths such as KMS
     /// `Decrypt`. Default: no.
     fn runs_inline(&self, _operation: &str) -> bool {
+        false
+    }
+
+    /// Whether the service authorizes every request itself, per resource
+    /// and with its own resource policies (the KMS; Secrets Manager, SSM,
+    /// IAM and STS). Otherwise the API listener checks the IAM action
+    /// `SIGNING_NAME:Operation` (e.g. `ecs:RunTask`) against the caller's
+    /// identity policies before calling the service (the gate; see
+    /// docs/iam.md, "Policy evaluation"). Default: no.
+    fn authorizes_itself(&self) -> bool {
         false
     }
 

@@ -17,6 +17,32 @@ pub trait RestService: Send + Sync {
 
     /// Handles one authenticated request.
     fn call(&self, ctx: &RequestContext, req: &RestRequest) -> Result<RestResponse, AwsError>;
+
+    /// The operation a request is, for the API listener's authorization
+    /// gate: its IAM action name (without the service prefix, e.g.
+    /// `CreateFileSystem`) and the ARN of the resource the path names, if
+    /// it names one. `None` for a request that is no operation of this
+    /// service: the gate then refuses IAM callers (fail closed), so a
+    /// service that does not implement this serves only the administrator.
+    fn operation(&self, _method: &Method, _path: &str) -> Option<RestOperation> {
+        None
+    }
+
+    /// As [`crate::JsonService::authorizes_itself`]. Default: no.
+    fn authorizes_itself(&self) -> bool {
+        false
+    }
+}
+
+/// What the authorization gate needs to know about one REST request (see
+/// [`RestService::operation`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestOperation {
+    /// The operation's name, which is also its IAM action name.
+    pub name: &'static str,
+    /// The ARN of the resource the request's path names; `None` when it
+    /// names none (creations, listings): the gate then decides without one.
+    pub resource: Option<String>,
 }
 
 /// One REST request, after authentication.

@@ -311,6 +311,210 @@ async fn query_protocol_routes_by_scope_and_answers_in_xml() {
     let (_, doc) = query_call(addr, "sts", admin, Some("tok"), "Action=Who").await;
     assert!(doc.contains("<Code>InvalidClientTokenId</Code>"), "{doc}");
 
-    // JSON services answer a session key in their own words.
     let _ = tx.send(());
+}
+
+/// A service that leaves authorization to the gate, one that authorizes
+/// itself, and a REST service: what an IAM user may reach.
+mod gate {
+    use super::*;
+    use ferry_proto::{
+        IdentityPolicies, Principal, RestOperation, RestRequest, RestResponse, RestService,
+    };
+
+    const ACCOUNT: &str = "123456789012";
+
+    struct SelfAuthorizing;
+    impl JsonService for SelfAuthorizing {
+        fn target_prefix(&self) -> &'static str {
+            "Self_1"
+        }
+        fn authorizes_itself(&self) -> bool {
+            true
+        }
+        fn call(
+            &self,
+            ctx: &RequestContext,
+            _op: &str,
+            _body: &[u8],
+        ) -> Result<serde_json::Value, AwsError> {
+            Ok(serde_json::json!({"caller": ctx.caller.arn()}))
+        }
+    }
+
+    struct Files;
+    impl RestService for Files {
+        fn matches(&self, path: &str) -> bool {
+            path.starts_with("/files")
+        }
+        fn call(&self, _ctx: &RequestContext, req: &RestRequest) -> Result<RestResponse, AwsError> {
+            Ok(RestResponse {
+                status: 200,
+                body: serde_json::json!({"path": req.path}),
+            })
+        }
+        fn operation(&self, method: &http::Method, path: &str) -> Option<RestOperation> {
+            let id = path.strip_prefix("/files/");
+            match (method.as_str(), id) {
+                ("GET", None) => Some(RestOperation {
+                    name: "ListFiles",
+                    resource: None,
+                }),
+                ("DELETE", Some(id)) => Some(RestOperation {
+                    name: "DeleteFile",
+                    resource: Some(format!("arn:aws:files:us-east-1:{ACCOUNT}:file/{id}")),
+                }),
+                _ => None,
+            }
+        }
+    }
+
+    fn bob() -> Caller {
+        let policy = r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Action":"echo:Echo","Resource":"*"},
+            {"Effect":"Allow","Action":"files:ListFiles","Resource":"*"},
+            {"Effect":"Allow","Action":"files:DeleteFile","Resource":"arn:aws:files:*:*:file/tmp-*"}]}"#;
+        Caller {
+            account: ACCOUNT.into(),
+            principal: Principal::Iam(format!("arn:aws:iam::{ACCOUNT}:user/bob")),
+            access_key_id: None,
+            policies: Some(Arc::new(IdentityPolicies {
+                policies: vec![ferry_policy::Policy::parse_identity(policy).unwrap()],
+            })),
+        }
+    }
+
+    async fn start() -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let mut keys = StaticKeys::new();
+        keys.insert(
+            "AKIATEST",
+            Zeroizing::new("s3cr3t".into()),
+            Caller::admin(ACCOUNT),
+        );
+        keys.insert("AKIABOB", Zeroizing::new("b0b".into()), bob());
+        let router = Router::new(Arc::new(keys), "us-east-1")
+            .json_service("echo", Arc::new(Echo))
+            .json_service("self", Arc::new(SelfAuthorizing))
+            .rest_service("files", Arc::new(Files));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(serve(listener, router, async {
+            let _ = rx.await;
+        }));
+        (addr, tx)
+    }
+
+    /// One signed request as `key`; `target` makes it a JSON 1.1 call.
+    async fn send(
+        addr: SocketAddr,
+        key: (&str, &str),
+        service: &str,
+        method: &str,
+        path: &str,
+        target: Option<&str>,
+    ) -> (u16, serde_json::Value, HeaderMap) {
+        let mut h = HeaderMap::new();
+        h.insert("host", HeaderValue::from_str(&addr.to_string()).unwrap());
+        h.insert("content-type", HeaderValue::from_static(JSON_11));
+        if let Some(t) = target {
+            h.insert("x-amz-target", HeaderValue::from_str(t).unwrap());
+        }
+        let creds = SigningCredentials {
+            access_key_id: key.0.into(),
+            secret_access_key: Zeroizing::new(key.1.into()),
+        };
+        Signer {
+            creds: &creds,
+            region: "us-east-1",
+            service,
+        }
+        .sign(
+            method,
+            path,
+            "",
+            &mut h,
+            b"{}",
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"))
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap();
+        *req.headers_mut() = h;
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        let resp = client.request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+            headers,
+        )
+    }
+
+    const BOB: (&str, &str) = ("AKIABOB", "b0b");
+    const ADMIN: (&str, &str) = ("AKIATEST", "s3cr3t");
+
+    #[tokio::test]
+    async fn refuses_iam_callers_without_an_allow_in_the_aws_shape() {
+        let (addr, stop) = start().await;
+        let json = |key, target| send(addr, key, "echo", "POST", "/", Some(target));
+
+        let (s, v, _) = json(BOB, "Echo_1.Echo").await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["caller"], "arn:aws:iam::123456789012:user/bob");
+
+        // Not allowed: refused before the service runs, as AWS words it.
+        let (s, v, h) = json(BOB, "Echo_1.Fail").await;
+        assert_eq!(s, 400);
+        assert_eq!(v["__type"], "AccessDeniedException");
+        assert_eq!(
+            v["message"],
+            "User: arn:aws:iam::123456789012:user/bob is not authorized to perform: echo:Fail \
+             on resource: * because no identity-based policy allows the echo:Fail action"
+        );
+        assert_eq!(h["x-amzn-requestid"].len(), 36);
+        // A panicking operation is never reached.
+        let (s, v, _) = json(BOB, "Echo_1.Panic").await;
+        assert_eq!(
+            (s, v["__type"].as_str()),
+            (400, Some("AccessDeniedException"))
+        );
+
+        // The administrator is not gated.
+        let (s, v, _) = json(ADMIN, "Echo_1.Fail").await;
+        assert_eq!((s, v["__type"].as_str()), (400, Some("NotFoundException")));
+
+        // A service that authorizes itself is not gated either.
+        let (s, v, _) = send(addr, BOB, "self", "POST", "/", Some("Self_1.Anything")).await;
+        assert_eq!(s, 200, "{v}");
+
+        // REST: the operation's name and, when the path names one, its resource.
+        let (s, v, _) = send(addr, BOB, "files", "GET", "/files", None).await;
+        assert_eq!(s, 200, "{v}");
+        let (s, _, _) = send(addr, BOB, "files", "DELETE", "/files/tmp-1", None).await;
+        assert_eq!(s, 200);
+        let (s, v, h) = send(addr, BOB, "files", "DELETE", "/files/keep-1", None).await;
+        assert_eq!(s, 403);
+        assert_eq!(h["x-amzn-errortype"], "AccessDeniedException");
+        assert_eq!(
+            v["message"],
+            "User: arn:aws:iam::123456789012:user/bob is not authorized to perform: \
+             files:DeleteFile on resource: arn:aws:files:us-east-1:123456789012:file/keep-1 \
+             because no identity-based policy allows the files:DeleteFile action"
+        );
+        // A path that is no operation: refused for IAM callers.
+        let (s, v, _) = send(addr, BOB, "files", "PUT", "/files/x", None).await;
+        assert_eq!(
+            (s, v["__type"].as_str()),
+            (404, Some("UnknownOperationException"))
+        );
+        let (s, _, _) = send(addr, ADMIN, "files", "DELETE", "/files/keep-1", None).await;
+        assert_eq!(s, 200);
+        let _ = stop.send(());
+    }
 }

@@ -3,7 +3,7 @@
 use ferry_proto::{AwsError, RequestContext};
 use serde_json::{Value, json};
 
-use super::{authorize, refuse_aws_managed};
+use super::{authorize, authorize_account_op, refuse_aws_managed};
 use crate::error::KmsError;
 use crate::keystore::{KeyStore, Names, Request};
 use crate::model::{AliasRecord, now};
@@ -119,10 +119,11 @@ pub fn delete_alias(
 
 pub fn list_aliases(
     kms: &Kms,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     p: &Params<'_>,
     res: &mut Vec<String>,
 ) -> Result<Value, AwsError> {
+    authorize_account_op(ctx, "ListAliases")?;
     let limit = p.limit(100)?;
     let offset = p.marker()?;
     let filter = match p.opt_str("KeyId", 1, 2048)? {

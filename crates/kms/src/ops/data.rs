@@ -418,10 +418,11 @@ pub fn generate_data_key_without_plaintext(
 
 pub fn generate_random(
     _kms: &Kms,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     p: &Params<'_>,
     _res: &mut Vec<String>,
 ) -> Result<Value, AwsError> {
+    super::authorize_account_op(ctx, "GenerateRandom")?;
     if p.opt_str("CustomKeyStoreId", 1, 64)?.is_some() {
         return Err(AwsError::client(
             "CustomKeyStoreNotFoundException",

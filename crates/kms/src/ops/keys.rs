@@ -4,7 +4,7 @@
 use ferry_proto::{AwsError, RequestContext};
 use serde_json::{Value, json};
 
-use super::{KeyMetadata, authorize, check_grant_tokens, refuse_aws_managed};
+use super::{KeyMetadata, authorize, authorize_account_op, check_grant_tokens, refuse_aws_managed};
 use crate::error::KmsError;
 use crate::keystore::{KeyStore, Names};
 use crate::model::{KeyRecord, KeyState, Tag, now};
@@ -106,20 +106,37 @@ pub fn create_key(
             "Custom key stores are not supported.",
         ));
     }
-    if ctx.caller.principal != ferry_proto::Principal::AccountAdmin {
-        return Err(KmsError::access_denied(&ctx.caller.arn(), "CreateKey", "*"));
-    }
+    authorize_account_op(ctx, "CreateKey")?;
     let account = kms.keys.account.clone();
+    let key_id = uuid::Uuid::new_v4().to_string();
+    let bypass = p
+        .opt_bool("BypassPolicyLockoutSafetyCheck")?
+        .unwrap_or(false);
     let policy = match p.opt_str("Policy", 1, 131_072)? {
         Some(text) => {
-            Policy::parse(text)
+            let parsed = Policy::parse(text)
                 .map_err(|e| AwsError::client("MalformedPolicyDocumentException", e.0))?;
+            if !bypass {
+                let arn = format!("{}key/{key_id}", kms.keys.arn_prefix());
+                kms.keys.lockout_check(ctx, &parsed, &arn)?;
+            }
             text.to_owned()
         }
+        // The default policy lets the account (and, through it, identity
+        // policies) in: no lockout to check, as in AWS.
         None => default_policy(&account),
     };
     let tags = parse_tags(p)?;
-    let live = new_key(kms, description, "CUSTOMER", policy, tags, None, false)?;
+    let live = insert_new_key(
+        kms,
+        key_id,
+        description,
+        "CUSTOMER",
+        policy,
+        tags,
+        None,
+        false,
+    )?;
     res.push(live.rec.arn.clone());
     Ok(KeyMetadata::of(&live.rec).response())
 }
@@ -135,6 +152,31 @@ pub fn new_key(
     yearly_rotation: bool,
 ) -> Result<std::sync::Arc<crate::keystore::LiveKey>, AwsError> {
     let key_id = uuid::Uuid::new_v4().to_string();
+    insert_new_key(
+        kms,
+        key_id,
+        description,
+        manager,
+        policy,
+        tags,
+        alias,
+        yearly_rotation,
+    )
+}
+
+/// [`new_key`] with the key id chosen by the caller (CreateKey checks the
+/// new policy against the key's ARN first).
+#[allow(clippy::too_many_arguments)]
+fn insert_new_key(
+    kms: &Kms,
+    key_id: String,
+    description: &str,
+    manager: &str,
+    policy: String,
+    tags: Vec<Tag>,
+    alias: Option<&str>,
+    yearly_rotation: bool,
+) -> Result<std::sync::Arc<crate::keystore::LiveKey>, AwsError> {
     let t = now();
     let alias = alias.map(|name| crate::model::AliasRecord {
         name: name.to_owned(),
@@ -211,10 +253,11 @@ pub fn describe_key(
 
 pub fn list_keys(
     kms: &Kms,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     p: &Params<'_>,
     _res: &mut Vec<String>,
 ) -> Result<Value, AwsError> {
+    authorize_account_op(ctx, "ListKeys")?;
     let limit = p.limit(100)?;
     let offset = p.marker()?;
     kms.keys.purge_due()?;

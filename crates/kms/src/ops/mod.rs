@@ -16,6 +16,7 @@ pub mod policies;
 pub mod rotation;
 pub mod tags;
 
+use ferry_proto::authz::{self, Check};
 use ferry_proto::{AwsError, RequestContext};
 use serde_json::{Value, json};
 
@@ -129,6 +130,18 @@ pub fn refuse_aws_managed(key: &LiveKey, what: &str) -> Result<(), AwsError> {
         )));
     }
     Ok(())
+}
+
+/// Authorizes an operation on no particular key (CreateKey, ListKeys,
+/// ListAliases, GenerateRandom) with resource `*`, as AWS does: an IAM
+/// user or role session needs an identity policy that allows `kms:ACTION`;
+/// the administrator may (unless an identity policy denies, which it has
+/// none of); service principals may not (ferry's own key use needs none
+/// of these).
+pub fn authorize_account_op(ctx: &RequestContext, action: &str) -> Result<(), AwsError> {
+    let full = format!("kms:{action}");
+    authz::authorize(&ctx.caller, &Check::new(&full, "*"), None)
+        .map_err(|d| d.into_error("AccessDeniedException"))
 }
 
 /// Records the key's ARN for the audit trail and authorizes `action` on it

@@ -48,10 +48,17 @@ pub fn put_key_policy(
     let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
     policy_name(p)?;
     let text = p.str("Policy", 1, 131_072)?;
+    let bypass = p
+        .opt_bool("BypassPolicyLockoutSafetyCheck")?
+        .unwrap_or(false);
     authorize(kms, ctx, res, &key, "PutKeyPolicy")?;
     refuse_aws_managed(&key, "change the key policy of")?;
     KeyStore::check_not_pending(&key)?;
-    Policy::parse(text).map_err(|e| AwsError::client("MalformedPolicyDocumentException", e.0))?;
+    let parsed = Policy::parse(text)
+        .map_err(|e| AwsError::client("MalformedPolicyDocumentException", e.0))?;
+    if !bypass {
+        kms.keys.lockout_check(ctx, &parsed, &key.rec.arn)?;
+    }
     let _w = kms.keys.writer();
     kms.keys.update_key(&key.rec.key_id, |rec| {
         rec.policy = text.to_owned();
