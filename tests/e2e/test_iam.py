@@ -234,7 +234,7 @@ def test_user_policies_decide_iam_actions(ferry_server_module):
 
 
 def test_ecs_read_only_user_can_describe_but_not_run(ferry_server_module):
-    """Depends on the ECS authorization gate (the authz branch)."""
+    """A user's identity policies at the listener's authorization gate."""
     srv = ferry_server_module
     name = unique("ecsro")
     key, secret = new_user(srv, name, ECS_READ_ONLY)
