@@ -207,6 +207,7 @@ fn container(name: &str, image: &str) -> ContainerPlan {
         memory_reservation_mib: None,
         cpu_units: None,
         health_check: None,
+        secret_env: Default::default(),
     }
 }
 
