@@ -53,6 +53,7 @@ fn plan(n: usize) -> TaskPlan {
             memory_reservation_mib: None,
             cpu_units: None,
             health_check: None,
+            secret_env: Default::default(),
         }],
         volumes: vec![],
     }

@@ -3,7 +3,9 @@
 //!
 //! - args: `entryPoint` (else the image's Entrypoint) + `command` (else,
 //!   unless `entryPoint` was given, the image's Cmd);
-//! - env: the image's Env, then the task's `environment` overriding by name;
+//! - env: the image's Env, then the task's `environment` overriding by name,
+//!   then the resolved `secrets` (values only ever here and in the
+//!   `config.json` on the task's encrypted volume);
 //! - cwd: `workingDirectory`, else the image's WorkingDir, else `/`;
 //! - user: `user` (else the image's User): `uid`, `uid:gid`, or names
 //!   resolved in the image's /etc/passwd and /etc/group;
@@ -24,6 +26,7 @@ use oci_spec::runtime::{
 };
 
 use ferry_proto::plan::ContainerPlan;
+use zeroize::Zeroizing;
 
 /// Why a container cannot be configured.
 #[derive(Debug, thiserror::Error)]
@@ -206,10 +209,12 @@ pub fn spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
         return Err(BundleError::NoCommand(c.name.clone()));
     }
 
-    let mut env: Vec<(String, String)> = Vec::new();
+    // Values are kept zeroizing until they become the spec's strings:
+    // secrets are among them.
+    let mut env: Vec<(String, Zeroizing<String>)> = Vec::new();
     let mut set = |k: &str, v: &str| match env.iter_mut().find(|(ek, _)| ek == k) {
-        Some(e) => e.1 = v.to_string(),
-        None => env.push((k.to_string(), v.to_string())),
+        Some(e) => e.1 = Zeroizing::new(v.to_string()),
+        None => env.push((k.to_string(), Zeroizing::new(v.to_string()))),
     };
     set(
         "PATH",
@@ -223,7 +228,14 @@ pub fn spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
     for (k, v) in &c.environment {
         set(k, v);
     }
-    let env: Vec<String> = env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    // `secrets` last: a secret wins over a variable of the same name.
+    for (k, v) in c.secret_env.iter() {
+        set(k, v);
+    }
+    let env: Vec<String> = env
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str()))
+        .collect();
 
     let cwd = c
         .working_directory
@@ -468,6 +480,26 @@ mod tests {
             etc_dir: Path::new("/t/etc"),
             volumes: vec![(PathBuf::from("/t/volumes/data"), "/data".into(), true)],
         })
+    }
+
+    #[test]
+    fn secrets_reach_the_environment_last() {
+        let t = tempfile::tempdir().unwrap();
+        let mut c = plan();
+        c.user = Some("0".into());
+        c.secret_env = ferry_proto::plan::SecretEnv::new(vec![
+            ("DB_PASSWORD".into(), Zeroizing::new("s3cr3t".into())),
+            ("B".into(), Zeroizing::new("from-secret".into())),
+        ]);
+        let s = build(&c, t.path()).unwrap();
+        let env = s.process().as_ref().unwrap().env().as_ref().unwrap();
+        assert!(env.contains(&"DB_PASSWORD=s3cr3t".to_string()), "{env:?}");
+        assert!(env.contains(&"B=from-secret".to_string()), "{env:?}");
+        assert!(env.contains(&"A=task".to_string()));
+        assert_eq!(env.iter().filter(|e| e.starts_with("B=")).count(), 1);
+        // The value is in the spec (config.json on the task's volume), not
+        // in the plan's Debug.
+        assert!(!format!("{c:?}").contains("s3cr3t"));
     }
 
     #[test]

@@ -38,6 +38,7 @@ use crate::recovery::TaskRecord;
 use crate::runc::{self, Runc};
 use ferry_proto::plan::{ContainerPlan, HealthStatus, TaskEvent, TaskPlan, VolumeKind};
 use ferry_proto::{FailureCode, TaskFailure};
+use zeroize::Zeroize;
 
 /// Host-side settings of the agent.
 pub struct AgentConfig {
@@ -804,7 +805,7 @@ impl Supervisor {
                 .as_ref()
                 .map(|g| g.container_path(&c.name))
                 .unwrap_or_default();
-            let spec = bundle::spec(&BundleInput {
+            let mut spec = bundle::spec(&BundleInput {
                 container: c,
                 image: &img.config,
                 image_rootfs: lower,
@@ -823,7 +824,15 @@ impl Supervisor {
                     .collect(),
             })
             .map_err(|e| TaskFailure::new(FailureCode::CannotCreateContainer, e.to_string()))?;
-            spec.save(bundle.join("config.json")).map_err(|e| {
+            let saved = spec.save(bundle.join("config.json"));
+            // The environment (secrets among it) is in config.json on the
+            // task's volume now: wipe the copy in memory.
+            if let Some(env) = spec.process_mut().as_mut().and_then(|p| p.env_mut().take()) {
+                for mut e in env {
+                    e.zeroize();
+                }
+            }
+            saved.map_err(|e| {
                 TaskFailure::new(
                     FailureCode::CannotCreateContainer,
                     format!("writing config.json: {e}"),
@@ -838,7 +847,11 @@ impl Supervisor {
                 .unwrap_or_else(|| "SIGTERM".to_string());
             self.ctrs.push(Ctr {
                 stop_signal,
-                plan: c.clone(),
+                // The secrets' values are in the bundle; none stay here.
+                plan: ContainerPlan {
+                    secret_env: Default::default(),
+                    ..c.clone()
+                },
                 id: format!("{}-{}", plan.task_id, c.name),
                 bundle,
                 state: State::Pending,
@@ -853,6 +866,8 @@ impl Supervisor {
             });
         }
         self.timings.bundles = mark.elapsed();
+        // Nothing needs the secrets' values any more.
+        self.plan = self.plan.without_secrets();
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 //! |-----------------|------------------------------|------------------|
 //! | `ecs_meta`      | `initialized`                | `true`           |
 //! | `ecs_meta`      | `container_sizes`            | `true`           |
+//! | `ecs_meta`      | `container_secrets`          | `true`           |
 //! | `ecs_clusters`  | cluster name                 | `ClusterRecord`  |
 //! | `ecs_families`  | family                       | `FamilyRecord`   |
 //! | `ecs_taskdefs`  | `FAMILY:REVISION` (10 digits) | `TaskDefRecord`  |
@@ -18,6 +19,9 @@ pub const META: &str = "ecs_meta";
 /// Marker in [`META`]: task definitions carry their container sizes
 /// (records from before were upgraded from their documents).
 pub const CONTAINER_SIZES: &str = "container_sizes";
+/// Marker in [`META`]: task definitions carry their containers' `secrets`
+/// (records from before were upgraded from their documents).
+pub const CONTAINER_SECRETS: &str = "container_secrets";
 /// Clusters.
 pub const CLUSTERS: &str = "ecs_clusters";
 /// Families.

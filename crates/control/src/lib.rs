@@ -31,6 +31,10 @@
 //! - [`runtime`]: the [`runtime::TaskRuntime`] trait the agent implements.
 //! - [`keys`]: the [`keys::StorageKeys`] trait: KMS checks for cluster CMKs
 //!   and the platform key.
+//! - [`identity`]: the [`identity::TaskIdentity`] and
+//!   [`identity::SecretSource`] traits (task and execution roles, container
+//!   secrets), ECS's `valueFrom` grammar, and the task role sessions the
+//!   metadata endpoint serves.
 //! - [`db`]: store tables and key layout.
 //! - [`task_cache`]: the in-memory read cache of task records (DescribeTasks).
 //! - [`arn`]: ECS ARNs: building and parsing.
@@ -44,6 +48,7 @@ pub mod arn;
 pub mod clock;
 pub mod db;
 pub mod error;
+pub mod identity;
 pub mod keys;
 pub mod model;
 pub mod ops;

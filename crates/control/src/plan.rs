@@ -8,9 +8,9 @@ use crate::model::task_definition::TaskDefSpec;
 use crate::validate;
 use crate::wire::task::TaskOverride;
 
-/// Identity of the task being planned.
+/// Names of the task being planned.
 #[derive(Debug, Clone)]
-pub struct TaskIdentity {
+pub struct PlannedTask {
     /// ARN.
     pub task_arn: String,
     /// 32-hex id.
@@ -54,6 +54,14 @@ pub fn effective_size(
     if ov.cpu.is_some() || ov.memory.is_some() {
         validate::check_fargate_size(cpu, memory)?;
     }
+    for (what, role) in [
+        ("taskRoleArn", &ov.task_role_arn),
+        ("executionRoleArn", &ov.execution_role_arn),
+    ] {
+        if let Some(r) = role {
+            validate::check_role(what, r).map_err(|e| EcsError::InvalidParameter(e.to_string()))?;
+        }
+    }
     let storage = match ov.ephemeral_storage {
         Some(e) => Some(
             validate::check_ephemeral_storage(e.size_in_gib)
@@ -66,7 +74,7 @@ pub fn effective_size(
 
 /// The plan for one task. `overrides` must have passed [`effective_size`].
 pub fn build(
-    id: TaskIdentity,
+    id: PlannedTask,
     spec: &TaskDefSpec,
     ov: &TaskOverride,
     storage: StoragePlan,
@@ -119,6 +127,19 @@ pub fn build(
     })
 }
 
+/// Gives every container of `plan` the task role's credentials path
+/// (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`), after the definition's and
+/// the overrides' environment, so it wins, as the ECS agent sets it.
+pub fn add_credentials_uri(plan: &mut TaskPlan, credentials_id: &str) {
+    let uri = crate::identity::relative_uri(credentials_id);
+    for c in &mut plan.containers {
+        c.environment
+            .retain(|(k, _)| k != crate::identity::CREDENTIALS_URI_ENV);
+        c.environment
+            .push((crate::identity::CREDENTIALS_URI_ENV.into(), uri.clone()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,8 +156,8 @@ mod tests {
         validate::task_definition(&input).unwrap()
     }
 
-    fn id() -> TaskIdentity {
-        TaskIdentity {
+    fn id() -> PlannedTask {
+        PlannedTask {
             task_arn: "arn".into(),
             task_id: "id".into(),
             cluster_name: "c".into(),

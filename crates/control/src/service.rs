@@ -17,6 +17,7 @@ use crate::arn::{self, Scope};
 use crate::clock;
 use crate::db;
 use crate::error::EcsError;
+use crate::identity::IdentityServices;
 use crate::keys::StorageKeys;
 use crate::model::cluster::ClusterRecord;
 use crate::model::task_definition::TaskDefRecord;
@@ -70,6 +71,8 @@ pub struct Core {
     pub runtime: Arc<dyn TaskRuntime>,
     /// KMS checks.
     pub keys: Arc<dyn StorageKeys>,
+    /// Task and execution roles, secrets.
+    pub identity: IdentityServices,
     /// Read cache of task records; refreshed after every task write.
     pub tasks: TaskCache,
     /// Epoch seconds of the last stopped-task sweep ([`tasks::maybe_sweep`]).
@@ -97,6 +100,19 @@ impl EcsService {
         runtime: Arc<dyn TaskRuntime>,
         keys: Arc<dyn StorageKeys>,
     ) -> Result<Self, EcsError> {
+        Self::with_identity(cfg, store, runtime, keys, IdentityServices::unconfigured())
+    }
+
+    /// [`EcsService::new`] with the services that give tasks their roles'
+    /// sessions and their secrets (without them, tasks naming a task role
+    /// or secrets fail to start).
+    pub fn with_identity(
+        cfg: EcsConfig,
+        store: Arc<Store>,
+        runtime: Arc<dyn TaskRuntime>,
+        keys: Arc<dyn StorageKeys>,
+        identity: IdentityServices,
+    ) -> Result<Self, EcsError> {
         let scope = Scope {
             region: cfg.region.clone(),
             account: cfg.account.clone(),
@@ -107,6 +123,7 @@ impl EcsService {
             store,
             runtime,
             keys,
+            identity,
             tasks: TaskCache::default(),
             last_sweep: AtomicU64::new(0),
             services: Mutex::new(()),
@@ -257,6 +274,14 @@ impl Core {
                     }
                 }
                 w.put(db::META, db::CONTAINER_SIZES, &true)?;
+            }
+            if w.get::<bool>(db::META, db::CONTAINER_SECRETS)?.is_none() {
+                for (key, mut td) in w.scan::<TaskDefRecord>(db::TASKDEFS, "")? {
+                    if td.fill_secrets() {
+                        w.put(db::TASKDEFS, &key, &td)?;
+                    }
+                }
+                w.put(db::META, db::CONTAINER_SECRETS, &true)?;
             }
             Ok::<_, EcsError>(())
         })

@@ -69,12 +69,22 @@ pub(crate) struct Env {
 }
 
 pub(crate) fn env_with(dir: tempfile::TempDir, rt: FakeRuntime) -> Env {
+    env_with_identity(dir, rt, crate::identity::IdentityServices::unconfigured())
+}
+
+pub(crate) fn env_with_identity(
+    dir: tempfile::TempDir,
+    rt: FakeRuntime,
+    identity: crate::identity::IdentityServices,
+) -> Env {
     let store = Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
     let rt = Arc::new(rt);
     let mut cfg = EcsConfig::new("us-east-1", "000000000000");
     // Service tests run scheduler passes themselves.
     cfg.scheduler_interval = None;
-    let svc = EcsService::new(cfg, store.clone(), rt.clone(), Arc::new(FakeKeys)).unwrap();
+    let svc =
+        EcsService::with_identity(cfg, store.clone(), rt.clone(), Arc::new(FakeKeys), identity)
+            .unwrap();
     Env {
         _dir: dir,
         store,

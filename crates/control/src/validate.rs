@@ -12,7 +12,8 @@ use ferry_proto::plan::{
 };
 
 use crate::error::EcsError;
-use crate::model::task_definition::{ContainerDef, TaskDefSpec};
+use crate::identity::SecretRef;
+use crate::model::task_definition::{ContainerDef, SecretSpec, TaskDefSpec};
 use crate::wire::task_definition::{
     ContainerDefinition, EfsVolumeConfiguration, HealthCheckInput, TaskDefinitionInput,
 };
@@ -188,6 +189,25 @@ pub fn task_definition(input: &TaskDefinitionInput) -> Result<TaskDefSpec, EcsEr
     if cpu_sum > i64::from(cpu) {
         return Err(EcsError::Client(
             "The sum of all container 'cpu' values cannot be greater than the value of the task 'cpu'."
+                .into(),
+        ));
+    }
+    for (what, role) in [
+        ("taskRoleArn", &input.task_role_arn),
+        ("executionRoleArn", &input.execution_role_arn),
+    ] {
+        if let Some(r) = role {
+            check_role(what, r)?;
+        }
+    }
+    if containers.iter().any(|c| !c.secrets.is_empty())
+        && input
+            .execution_role_arn
+            .as_deref()
+            .is_none_or(str::is_empty)
+    {
+        return Err(EcsError::Client(
+            "When you are specifying container secrets, you must also specify a value for 'executionRoleArn'."
                 .into(),
         ));
     }
@@ -467,6 +487,7 @@ fn container(
             )));
         }
     };
+    let secrets = secrets(cd, &name)?;
     let name_for_health = name.clone();
     let run = ContainerPlan {
         name,
@@ -511,13 +532,86 @@ fn container(
             .as_ref()
             .map(|h| health_check(&name_for_health, h))
             .transpose()?,
+        secret_env: Default::default(),
     };
     Ok(ContainerDef {
         run,
         cpu: cd.cpu.unwrap_or(0),
         memory: cd.memory,
         memory_reservation: cd.memory_reservation,
+        secrets,
     })
+}
+
+/// A container's `secrets`: each needs a variable name and a `valueFrom`
+/// of ECS's grammar ([`SecretRef::parse`]).
+fn secrets(cd: &ContainerDefinition, container: &str) -> Result<Vec<SecretSpec>, EcsError> {
+    let mut out: Vec<SecretSpec> = Vec::with_capacity(cd.secrets.len());
+    for s in &cd.secrets {
+        let (Some(name), Some(value_from)) = (
+            s.name.as_deref().filter(|n| !n.is_empty()),
+            s.value_from.as_deref().filter(|v| !v.is_empty()),
+        ) else {
+            return Err(EcsError::Client(format!(
+                "Invalid 'secrets' setting for container '{container}': each secret needs a name and a valueFrom."
+            )));
+        };
+        if out.iter().any(|o| o.name == name) {
+            return Err(EcsError::Client(format!(
+                "Invalid 'secrets' setting for container '{container}': secret name '{name}' is used more than once."
+            )));
+        }
+        SecretRef::parse(name, value_from).map_err(|e| EcsError::Client(e.0))?;
+        out.push(SecretSpec {
+            name: name.to_owned(),
+            value_from: value_from.to_owned(),
+        });
+    }
+    Ok(out)
+}
+
+/// `taskRoleArn` / `executionRoleArn` (RegisterTaskDefinition, RunTask
+/// overrides): an IAM role's ARN or its short name, as ECS takes them.
+pub fn check_role(what: &str, role: &str) -> Result<(), EcsError> {
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.len() <= 64
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+    };
+    let ok = match role.strip_prefix("arn:") {
+        None => name_ok(role),
+        Some(rest) => {
+            let parts: Vec<&str> = rest.splitn(5, ':').collect();
+            parts.len() == 5
+                && parts[0].starts_with("aws")
+                && parts[1] == "iam"
+                && parts[2].is_empty()
+                && parts[3].len() == 12
+                && parts[3].bytes().all(|b| b.is_ascii_digit())
+                && parts[4]
+                    .strip_prefix("role/")
+                    .and_then(|p| p.rsplit('/').next())
+                    .is_some_and(name_ok)
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(EcsError::Client(format!(
+            "Role is not valid: {what} '{role}' is neither an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME) nor a role name."
+        )))
+    }
+}
+
+/// The ARN of a role given as ECS takes it (ARN or short name), in
+/// `account`.
+pub fn role_arn(role: &str, account: &str) -> String {
+    if role.starts_with("arn:") {
+        role.to_owned()
+    } else {
+        format!("arn:aws:iam::{account}:role/{role}")
+    }
 }
 
 /// Default `healthCheck.interval`, seconds.

@@ -207,11 +207,15 @@ fn ecs_service(
 ) -> anyhow::Result<Arc<ferry_control::EcsService>> {
     let mut cfg = ferry_control::EcsConfig::new(&shared.region, &shared.account_id);
     cfg.allow_unencrypted_storage = !shared.require_encrypted_storage;
-    let ecs = ferry_control::EcsService::new(
+    // No IAM in this server yet: tasks naming a task role or secrets fail
+    // to start, saying so. The adapters over ferry-iam and ferry-secrets
+    // are in wiring/identity.rs, to be wired once those crates are in.
+    let ecs = ferry_control::EcsService::with_identity(
         cfg,
         shared.store.clone(),
         runtime,
         Arc::new(ClusterKeys(platform)),
+        ferry_control::identity::IdentityServices::unconfigured(),
     )
     .context("starting the ECS control plane")?;
     Ok(Arc::new(ecs))

@@ -207,6 +207,7 @@ fn container(name: &str, image: &str) -> ContainerPlan {
         memory_reservation_mib: None,
         cpu_units: None,
         health_check: None,
+        secret_env: Default::default(),
     }
 }
 
@@ -437,10 +438,18 @@ fn dependencies_volumes_user_readonly_and_essential_exit() {
     let mut main = container("main", "docker.io/library/busybox-docker:1");
     main.entry_point = vec!["sh".into(), "-c".into()];
     main.command = vec![
-        "echo user=$(id -u):$(id -g) env=$GREETING data=$(cat /data/x) cwd=$(pwd); touch /rootfile 2>/dev/null || echo readonly-root; echo to-stderr >&2; exit 3".into(),
+        "echo user=$(id -u):$(id -g) env=$GREETING data=$(cat /data/x) cwd=$(pwd) secret=$DB_PASSWORD; touch /rootfile 2>/dev/null || echo readonly-root; echo to-stderr >&2; exit 3".into(),
     ];
     main.user = Some("app".into());
-    main.environment = vec![("GREETING".into(), "hello".into())];
+    main.environment = vec![
+        ("GREETING".into(), "hello".into()),
+        ("DB_PASSWORD".into(), "overridden".into()),
+    ];
+    // A resolved secret: in the environment, winning over `environment`.
+    main.secret_env = SecretEnv::new(vec![(
+        "DB_PASSWORD".into(),
+        zeroize::Zeroizing::new("s3cr3t-value".into()),
+    )]);
     main.working_directory = Some("/tmp".into());
     main.readonly_root_filesystem = true;
     main.mount_points = vec![MountPoint {
@@ -477,7 +486,10 @@ fn dependencies_volumes_user_readonly_and_essential_exit() {
         .map(|e| e.message)
         .collect();
     assert!(
-        lines.contains(&"user=1234:2345 env=hello data=shared-by-init cwd=/tmp".to_string()),
+        lines.contains(
+            &"user=1234:2345 env=hello data=shared-by-init cwd=/tmp secret=s3cr3t-value"
+                .to_string()
+        ),
         "{lines:?}"
     );
     assert!(lines.contains(&"readonly-root".to_string()), "{lines:?}");

@@ -204,7 +204,9 @@ impl TaskRuntime for HostRuntime {
                     endpoints: md.clone(),
                     storage: self.storage.clone(),
                     agent: self.agent.clone(),
-                    plan: plan.clone(),
+                    // The hook lives as long as the task: it keeps no
+                    // secret values.
+                    plan: plan.without_secrets(),
                     opened: AtomicBool::new(false),
                 };
                 Box::new(move |ev: TaskEvent| {

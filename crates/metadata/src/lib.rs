@@ -15,13 +15,17 @@
 //!   [`model::Observed`] (container start/exit times the host saw).
 //! - [`stats`]: Docker's stats document from cgroups and `/proc/net/dev`.
 //! - [`server`]: [`Endpoints`], the per-task listeners and the routes.
+//! - [`credentials`]: the task role's credentials (`/v2/credentials/ID`)
+//!   from a [`CredentialsSource`].
 
 #![forbid(unsafe_code)]
 
+pub mod credentials;
 pub mod model;
 pub mod server;
 pub mod stats;
 
+pub use credentials::{Credentials, CredentialsSource};
 pub use model::{ContainerInfo, ControlContainer, ControlTask, NetworkInfo, TaskInfo, TaskState};
 pub use server::{ADDRESS, Endpoints, MetadataError, OpenTask};
 

@@ -20,6 +20,7 @@ use nix::sched::{CloneFlags, setns};
 use serde::Serialize;
 use tokio::task::{AbortHandle, JoinSet};
 
+use crate::credentials::{Body as CredentialsBody, CredentialsSource, ErrorBody};
 use crate::model::{
     ControlTask, NetworkInfo, Observed, StorageMetrics, TaskInfo, TaskState, Version, timestamp,
 };
@@ -72,6 +73,7 @@ pub struct OpenTask {
 pub struct Endpoints {
     rt: Option<tokio::runtime::Runtime>,
     state: Arc<dyn TaskState>,
+    credentials: Option<Arc<dyn CredentialsSource>>,
     tasks: Mutex<HashMap<String, (Arc<TaskEndpoint>, AbortHandle)>>,
 }
 
@@ -94,6 +96,9 @@ impl Drop for Endpoints {
 pub struct TaskEndpoint {
     info: TaskInfo,
     state: Arc<dyn TaskState>,
+    /// Where the task role's credentials come from (none: every id is
+    /// unknown).
+    credentials: Option<Arc<dyn CredentialsSource>>,
     seen: Mutex<Vec<Observed>>,
     /// `/proc/thread-self/net/dev` opened inside the namespace: the open
     /// file keeps reading that namespace's counters.
@@ -133,8 +138,17 @@ impl Endpoints {
         Ok(Self {
             rt: Some(rt),
             state,
+            credentials: None,
             tasks: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Serves the task role's credentials (`/v2/credentials/ID`) from
+    /// `source` to the tasks opened from now on.
+    #[must_use]
+    pub fn with_credentials(mut self, source: Arc<dyn CredentialsSource>) -> Self {
+        self.credentials = Some(source);
+        self
     }
 
     /// Opens the task's endpoint inside its namespace. Call once the
@@ -170,6 +184,7 @@ impl Endpoints {
             seen: Mutex::new(vec![Observed::default(); info.containers.len()]),
             info,
             state: self.state.clone(),
+            credentials: self.credentials.clone(),
             net_dev: Mutex::new(net_dev),
             sample: Mutex::new(None),
         });
@@ -363,7 +378,7 @@ async fn serve(listener: tokio::net::TcpListener, ep: Arc<TaskEndpoint>) {
                     let ep = ep.clone();
                     conns.spawn(async move {
                         let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                            let resp = ep.respond(req.uri().path());
+                            let resp = ep.respond_to(req.uri().path(), req.uri().query());
                             async move { Ok::<_, Infallible>(resp) }
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
@@ -430,8 +445,58 @@ fn status(s: StatusCode) -> Response<Full<Bytes>> {
     r
 }
 
+/// Which credentials a path asks for: `(api version, id)`; `None` when
+/// the path is not a credentials path.
+fn credentials_route<'a>(path: &'a str, query: Option<&'a str>) -> Option<(u8, &'a str)> {
+    if let Some(rest) = path.strip_prefix("/v2/credentials") {
+        // `/v2/credentials` and `/v2/credentials/` both lack the id.
+        return match rest {
+            "" | "/" => Some((2, "")),
+            r => r.strip_prefix('/').map(|id| (2, id)),
+        };
+    }
+    if path == "/v1/credentials" || path == "/v1/credentials/" {
+        let id = query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|kv| kv.strip_prefix("id="))
+            .unwrap_or_default();
+        return Some((1, id));
+    }
+    None
+}
+
+fn json_status<T: Serialize>(v: &T, s: StatusCode) -> Response<Full<Bytes>> {
+    let mut r = json(v);
+    *r.status_mut() = s;
+    r
+}
+
 impl TaskEndpoint {
+    #[cfg(test)]
     fn respond(&self, path: &str) -> Response<Full<Bytes>> {
+        self.respond_to(path, None)
+    }
+
+    /// The task role's credentials, to this task only.
+    fn credentials(&self, version: u8, id: &str) -> Response<Full<Bytes>> {
+        if id.is_empty() {
+            return json_status(&ErrorBody::no_id(version), StatusCode::BAD_REQUEST);
+        }
+        let found = self
+            .credentials
+            .as_ref()
+            .and_then(|c| c.credentials(&self.info.task_arn, id));
+        match found {
+            Some(c) => json(&CredentialsBody::of(&c)),
+            None => json_status(&ErrorBody::not_found(version), StatusCode::BAD_REQUEST),
+        }
+    }
+
+    fn respond_to(&self, path: &str, query: Option<&str>) -> Response<Full<Bytes>> {
+        if let Some((version, id)) = credentials_route(path, query) {
+            return self.credentials(version, id);
+        }
         let Some(r) = route(path) else {
             return status(StatusCode::NOT_FOUND);
         };
@@ -604,6 +669,80 @@ mod tests {
         }
     }
 
+    /// The task `.../running` has credentials id `own`; `.../other` has
+    /// `theirs`.
+    struct FakeCredentials;
+    impl CredentialsSource for FakeCredentials {
+        fn credentials(&self, task_arn: &str, id: &str) -> Option<crate::Credentials> {
+            let own = match task_arn.rsplit('/').next()? {
+                "running" => "own",
+                "other" => "theirs",
+                _ => return None,
+            };
+            (id == own).then(|| crate::Credentials {
+                role_arn: "arn:aws:iam::1:role/app".into(),
+                access_key_id: "ASIAEXAMPLE".into(),
+                secret_access_key: "sk".to_owned().into(),
+                token: "tok".to_owned().into(),
+                expiration: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_767_268_800),
+            })
+        }
+    }
+
+    #[test]
+    fn credentials_are_served_to_their_own_task_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let ep = endpoint(dir.path());
+        let r = ep.respond("/v2/credentials/own");
+        assert_eq!(r.headers()[hyper::header::CONTENT_TYPE], "application/json");
+        let (st, v) = body(r);
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(
+            v,
+            serde_json::json!({"RoleArn": "arn:aws:iam::1:role/app", "AccessKeyId": "ASIAEXAMPLE",
+                "SecretAccessKey": "sk", "Token": "tok", "Expiration": "2026-01-01T12:00:00Z"})
+        );
+        let (st, v) = body(ep.respond_to("/v1/credentials", Some("id=own")));
+        assert_eq!((st, v["Token"].as_str()), (StatusCode::OK, Some("tok")));
+        // Another task's id, from this task: unknown here.
+        for (path, query, version) in [
+            ("/v2/credentials/theirs", None, 2),
+            ("/v2/credentials/nope", None, 2),
+            ("/v2/credentials/own/x", None, 2),
+            ("/v1/credentials", Some("id=theirs"), 1),
+        ] {
+            let (st, v) = body(ep.respond_to(path, query));
+            assert_eq!(st, StatusCode::BAD_REQUEST, "{path}");
+            assert_eq!(
+                v,
+                serde_json::json!({"code": "InvalidIdInRequest",
+                    "message": format!("CredentialsV{version}Request: Credentials not found"),
+                    "HTTPErrorCode": 400}),
+                "{path}"
+            );
+        }
+        for (path, query) in [
+            ("/v2/credentials/", None),
+            ("/v2/credentials", None),
+            ("/v1/credentials", None),
+        ] {
+            let (st, v) = body(ep.respond_to(path, query));
+            assert_eq!(st, StatusCode::BAD_REQUEST);
+            assert_eq!(v["code"], "NoIdInRequest", "{path}");
+        }
+        assert_eq!(
+            ep.respond("/v2/credentialsx").status(),
+            StatusCode::NOT_FOUND
+        );
+        // Without a source, no id is known.
+        let mut ep = ep;
+        ep.credentials = None;
+        assert_eq!(
+            ep.respond("/v2/credentials/own").status(),
+            StatusCode::BAD_REQUEST
+        );
+    }
+
     fn endpoint(root: &Path) -> TaskEndpoint {
         let mut dev = tempfile::tempfile().unwrap();
         std::io::Write::write_all(
@@ -631,6 +770,7 @@ mod tests {
                 network: NetworkInfo::default(),
             },
             state: Arc::new(Fake),
+            credentials: Some(Arc::new(FakeCredentials)),
             seen: Mutex::new(vec![Observed::default()]),
             net_dev: Mutex::new(dev),
             sample: Mutex::new(None),

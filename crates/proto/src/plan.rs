@@ -6,9 +6,14 @@
 //! agent and the agent without the control plane.
 //!
 //! A plan is persisted with its task record (serde field names are part of
-//! the state store's format).
+//! the state store's format). The one exception is
+//! [`ContainerPlan::secret_env`]: resolved secret values travel in memory
+//! only, never serialized.
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 /// One task to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,6 +40,19 @@ pub struct TaskPlan {
     pub containers: Vec<ContainerPlan>,
     /// Task volumes (`volumes[]` of the task definition).
     pub volumes: Vec<VolumePlan>,
+}
+
+impl TaskPlan {
+    /// The same plan without resolved secret values, for whatever keeps a
+    /// plan beyond the creation of the containers (hooks, caches).
+    #[must_use]
+    pub fn without_secrets(&self) -> Self {
+        let mut p = self.clone();
+        for c in &mut p.containers {
+            c.secret_env = SecretEnv::default();
+        }
+        p
+    }
 }
 
 /// Ephemeral storage protection.
@@ -107,6 +125,49 @@ pub struct ContainerPlan {
     /// stored before health checks existed.
     #[serde(default)]
     pub health_check: Option<HealthCheck>,
+    /// `secrets`, resolved at task start: added to the environment after
+    /// `environment` (a secret wins over a variable of the same name).
+    /// Never serialized: a plan is stored with its task record, and the
+    /// values must reach nothing but the container's spec on the task's
+    /// encrypted volume.
+    #[serde(skip)]
+    pub secret_env: SecretEnv,
+}
+
+/// Resolved secret values of one container: `(name, value)` pairs. The
+/// values are zeroized when the last clone is dropped (clones share them),
+/// and `Debug` prints the names only.
+#[derive(Clone, Default)]
+pub struct SecretEnv(Arc<Vec<(String, Zeroizing<String>)>>);
+
+impl SecretEnv {
+    /// The pairs, in the task definition's order.
+    pub fn new(pairs: Vec<(String, Zeroizing<String>)>) -> Self {
+        Self(Arc::new(pairs))
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The names, for messages and logs.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _)| k.as_str())
+    }
+}
+
+impl std::fmt::Debug for SecretEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.names().map(|n| format!("{n}=<redacted>")))
+            .finish()
+    }
 }
 
 /// `healthCheck` of a container: run inside the container every
@@ -280,4 +341,59 @@ pub enum TaskEvent {
         /// Human-readable reason.
         stopped_reason: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container() -> ContainerPlan {
+        serde_json::from_value(serde_json::json!({
+            "name": "app", "image": "busybox", "entry_point": [], "command": [],
+            "environment": [["A", "1"]], "working_directory": null, "user": null,
+            "essential": true, "depends_on": [], "stop_timeout_secs": 30,
+            "readonly_root_filesystem": false, "port_mappings": [], "mount_points": [],
+            "awslogs": null
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn secret_values_are_neither_serialized_nor_printed() {
+        let mut c = container();
+        assert!(c.secret_env.is_empty());
+        c.secret_env = SecretEnv::new(vec![(
+            "DB_PASSWORD".into(),
+            "hunter2-xyz".to_owned().into(),
+        )]);
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(
+            !json.contains("hunter2-xyz") && !json.contains("DB_PASSWORD"),
+            "{json}"
+        );
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2-xyz"), "{dbg}");
+        assert!(dbg.contains("DB_PASSWORD=<redacted>"), "{dbg}");
+        // A stored plan comes back without values.
+        let back: ContainerPlan = serde_json::from_str(&json).unwrap();
+        assert!(back.secret_env.is_empty());
+        let plan = TaskPlan {
+            task_arn: "a".into(),
+            task_id: "t".into(),
+            cluster_name: "c".into(),
+            account: "1".into(),
+            region: "r".into(),
+            cpu_units: 256,
+            memory_mib: 512,
+            ephemeral_storage_gib: 20,
+            storage: StoragePlan::Unencrypted,
+            containers: vec![c],
+            volumes: vec![],
+        };
+        assert_eq!(
+            plan.containers[0].secret_env.iter().collect::<Vec<_>>(),
+            vec![("DB_PASSWORD", "hunter2-xyz")]
+        );
+        assert!(plan.without_secrets().containers[0].secret_env.is_empty());
+    }
 }

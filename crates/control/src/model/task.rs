@@ -181,8 +181,35 @@ pub struct TaskRecord {
     /// scale in or replace tasks.
     #[serde(default)]
     pub protected_until: Option<f64>,
+    /// The roles the task runs with (names only: no credentials, no
+    /// secret values are ever recorded).
+    #[serde(default, skip_serializing_if = "TaskRoles::is_empty")]
+    pub roles: TaskRoles,
     /// Bumped on every change (`version`).
     pub version: u64,
+}
+
+/// A task's roles, as resolved at RunTask (definition, then overrides).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskRoles {
+    /// The task role's ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_role_arn: Option<String>,
+    /// The execution role's ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_role_arn: Option<String>,
+    /// The id under which the task role's credentials are served
+    /// (`/v2/credentials/ID`); set with `task_role_arn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_id: Option<String>,
+}
+
+impl TaskRoles {
+    /// Whether the task has no role.
+    pub fn is_empty(&self) -> bool {
+        self.task_role_arn.is_none() && self.execution_role_arn.is_none()
+    }
 }
 
 impl TaskRecord {
@@ -401,6 +428,7 @@ pub(crate) mod tests {
                 memory_reservation_mib: None,
                 cpu_units: None,
                 health_check: None,
+                secret_env: Default::default(),
             },
             ContainerRecord {
                 name: name.into(),
@@ -464,6 +492,7 @@ pub(crate) mod tests {
             overrides: serde_json::Value::Null,
             tags: vec![],
             protected_until: None,
+            roles: TaskRoles::default(),
             version: 1,
         }
     }

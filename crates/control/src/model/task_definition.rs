@@ -41,6 +41,19 @@ pub struct ContainerDef {
     /// Soft memory limit, MiB.
     #[serde(default)]
     pub memory_reservation: Option<i64>,
+    /// `secrets`: names and where the values come from; the values are
+    /// fetched at each task's start and never stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretSpec>,
+}
+
+/// One container secret as registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretSpec {
+    /// The environment variable.
+    pub name: String,
+    /// `valueFrom`, as registered (see [`crate::identity::secret_ref`]).
+    pub value_from: String,
 }
 
 /// One revision of a family.
@@ -75,6 +88,64 @@ impl TaskDefRecord {
     /// `ACTIVE` or `INACTIVE`.
     pub fn status(&self) -> &'static str {
         if self.active { "ACTIVE" } else { "INACTIVE" }
+    }
+
+    fn document_str(&self, key: &str) -> Option<&str> {
+        self.document
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    }
+
+    /// `taskRoleArn` as registered (a role ARN or name).
+    pub fn task_role(&self) -> Option<&str> {
+        self.document_str("taskRoleArn")
+    }
+
+    /// `executionRoleArn` as registered (a role ARN or name).
+    pub fn execution_role(&self) -> Option<&str> {
+        self.document_str("executionRoleArn")
+    }
+
+    /// Sets each container's `secrets` from the registered document, for
+    /// records stored before secrets were served (the document kept them;
+    /// the spec did not). Entries are taken as written: a malformed one
+    /// fails the task at start instead. Returns whether anything changed.
+    pub fn fill_secrets(&mut self) -> bool {
+        let docs = self
+            .document
+            .get("containerDefinitions")
+            .and_then(Value::as_array);
+        let mut changed = false;
+        for c in &mut self.spec.containers {
+            let doc = docs.and_then(|a| {
+                a.iter()
+                    .find(|d| d.get("name").and_then(Value::as_str) == Some(c.run.name.as_str()))
+            });
+            let secrets: Vec<SecretSpec> = doc
+                .and_then(|d| d.get("secrets"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    let field = |k: &str| {
+                        s.get(k)
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
+                    SecretSpec {
+                        name: field("name"),
+                        value_from: field("valueFrom"),
+                    }
+                })
+                .collect();
+            if secrets != c.secrets {
+                c.secrets = secrets;
+                changed = true;
+            }
+        }
+        changed
     }
 
     /// Sets each container's sizes from the registered document. Records

@@ -173,6 +173,28 @@ fn requires_attributes(td: &TaskDefRecord) -> Vec<Value> {
     if td.spec.ephemeral_storage_gib.is_some() {
         names.push("ecs.capability.ephemeral-storage");
     }
+    if td.task_role().is_some() {
+        names.push("com.amazonaws.ecs.capability.task-iam-role");
+    }
+    let refs = td
+        .spec
+        .containers
+        .iter()
+        .flat_map(|c| &c.secrets)
+        .filter_map(|s| crate::identity::SecretRef::parse(&s.name, &s.value_from).ok());
+    let (mut asm, mut ssm) = (false, false);
+    for r in refs {
+        match r {
+            crate::identity::SecretRef::SecretsManager { .. } => asm = true,
+            crate::identity::SecretRef::Parameter { .. } => ssm = true,
+        }
+    }
+    if asm {
+        names.push("ecs.capability.secrets.asm.environment-variables");
+    }
+    if ssm {
+        names.push("ecs.capability.secrets.ssm.environment-variables");
+    }
     names.into_iter().map(|n| json!({ "name": n })).collect()
 }
 

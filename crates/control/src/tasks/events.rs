@@ -10,7 +10,7 @@ use ferry_proto::plan::TaskEvent;
 use crate::clock;
 use crate::db;
 use crate::error::EcsError;
-use crate::model::task::TaskRecord;
+use crate::model::task::{TaskRecord, TaskStatus};
 use crate::runtime::EventSink;
 use crate::service::Core;
 
@@ -30,13 +30,15 @@ pub fn sink(core: &Arc<Core>, cluster: &str, task_id: &str) -> EventSink {
     })
 }
 
-/// Applies `event` to the task stored under `key`, if there is one.
+/// Applies `event` to the task stored under `key`, if there is one. When
+/// the task becomes STOPPED, its role sessions are revoked.
 pub(super) fn apply_event(core: &Core, key: &str, event: &TaskEvent) -> Result<(), EcsError> {
     let now = clock::now();
     let changed = core.store.write(|w| {
         let Some(mut t) = w.get::<TaskRecord>(db::TASKS, key)? else {
-            return Ok::<_, EcsError>(false);
+            return Ok::<_, EcsError>(None);
         };
+        let was_stopped = t.last_status == TaskStatus::Stopped;
         let changed = t.apply(event, now);
         if changed {
             w.put(db::TASKS, key, &t)?;
@@ -44,12 +46,23 @@ pub(super) fn apply_event(core: &Core, key: &str, event: &TaskEvent) -> Result<(
                 core.wake_scheduler();
             }
         }
-        Ok(changed)
+        Ok(changed.then_some((t, was_stopped)))
     })?;
-    if changed {
+    if let Some((t, was_stopped)) = changed {
+        if !was_stopped && t.last_status == TaskStatus::Stopped {
+            release(core, &t);
+        }
         core.tasks.refresh(&core.store, key)?;
     }
     Ok(())
+}
+
+/// Revokes the role sessions of a task that is STOPPED (its task role's
+/// credentials are refused by every API from now on). Idempotent.
+pub(super) fn release(core: &Core, t: &TaskRecord) {
+    if !t.roles.is_empty() {
+        core.identity.roles.release(t.arn());
+    }
 }
 
 #[cfg(test)]

@@ -6,18 +6,19 @@
 
 use std::sync::Arc;
 
-use ferry_proto::plan::{HealthStatus, StoragePlan};
+use ferry_proto::plan::{HealthStatus, StoragePlan, TaskEvent};
 
 use super::events::sink;
 use crate::clock;
 use crate::db;
 use crate::error::EcsError;
+use crate::identity;
 use crate::model::cluster::ClusterRecord;
-use crate::model::task::{ContainerRecord, TaskRecord, TaskStatus};
+use crate::model::task::{ContainerRecord, TaskRecord, TaskRoles, TaskStatus, stop_code};
 use crate::model::task_definition::{TaskDefRecord, TaskDefSpec};
-use crate::plan::{self, DEFAULT_STORAGE_GIB, TaskIdentity};
+use crate::plan::{self, DEFAULT_STORAGE_GIB, PlannedTask};
 use crate::service::Core;
-use crate::validate::Platform;
+use crate::validate::{self, Platform};
 use crate::wire::Tag;
 use crate::wire::task::{ContainerOverride, TaskOverride};
 
@@ -149,6 +150,20 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Vec<TaskRecord>, Ecs
         ..
     } = spec;
 
+    // The roles: RunTask's overrides win over the definition's; names
+    // become ARNs in this account.
+    let account = &core.cfg.account;
+    let task_role = overrides
+        .task_role_arn
+        .as_deref()
+        .or(td.task_role())
+        .map(|r| validate::role_arn(r, account));
+    let execution_role = overrides
+        .execution_role_arn
+        .as_deref()
+        .or(td.execution_role())
+        .map(|r| validate::role_arn(r, account));
+
     let now = clock::now();
     let overrides_echo = serde_json::to_value(echo_overrides(&overrides, &td.spec))
         .map_err(|e| EcsError::Server(format!("encoding overrides: {e}")))?;
@@ -156,8 +171,8 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Vec<TaskRecord>, Ecs
     for _ in 0..count {
         let task_id = new_id();
         let task_arn = core.scope.task(&cluster.name, &task_id);
-        let p = plan::build(
-            TaskIdentity {
+        let mut p = plan::build(
+            PlannedTask {
                 task_arn,
                 task_id: task_id.clone(),
                 cluster_name: cluster.name.clone(),
@@ -168,6 +183,10 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Vec<TaskRecord>, Ecs
             &overrides,
             storage.clone(),
         )?;
+        let credentials_id = task_role.as_ref().map(|_| identity::new_credentials_id());
+        if let Some(id) = &credentials_id {
+            plan::add_credentials_uri(&mut p, id);
+        }
         // The plan keeps the definition's container order.
         let containers = p
             .containers
@@ -222,6 +241,11 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Vec<TaskRecord>, Ecs
             overrides: overrides_echo.clone(),
             tags: tags.clone(),
             protected_until: None,
+            roles: TaskRoles {
+                task_role_arn: task_role.clone(),
+                execution_role_arn: execution_role.clone(),
+                credentials_id,
+            },
             version: 1,
         });
     }
@@ -245,7 +269,15 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Vec<TaskRecord>, Ecs
     let mut out = Vec::with_capacity(records.len());
     for t in records {
         let events = sink(core, &cluster.name, &t.plan.task_id);
-        core.runtime.start(t.plan.clone(), events);
+        // The task's identity (role sessions, secrets) before its
+        // containers: a failure stops it as the runtime would.
+        match super::identity::prepare(core, &t, &td.spec) {
+            Ok(plan) => core.runtime.start(plan, events),
+            Err(reason) => events(TaskEvent::Stopped {
+                stop_code: stop_code::TASK_FAILED_TO_START.into(),
+                stopped_reason: reason,
+            }),
+        }
         // The runtime may already have reported (e.g. a failure to start).
         let key = db::task_key(&cluster.name, &t.plan.task_id);
         out.push(core.store.get(db::TASKS, &key)?.unwrap_or(t));

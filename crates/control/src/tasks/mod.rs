@@ -8,6 +8,7 @@
 //! knows about wire requests.
 
 mod events;
+mod identity;
 mod launch;
 mod reconcile;
 mod stop;

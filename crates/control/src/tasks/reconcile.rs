@@ -1,14 +1,18 @@
 //! Reconciliation after a restart: every task not recorded as STOPPED is
 //! offered to the runtime again; tasks it no longer has are recorded as
-//! STOPPED (see `docs/control-plane.md`, "Restart").
+//! STOPPED (see `docs/control-plane.md`, "Restart"). Role sessions follow:
+//! an adopted task's task role is served again under its credentials id;
+//! the sessions of every STOPPED task are revoked (again: the previous
+//! server may have stopped before it could).
 
 use std::sync::Arc;
 
 use ferry_proto::plan::TaskEvent;
 
-use super::events::{apply_event, sink};
+use super::events::{apply_event, release, sink};
 use crate::db;
 use crate::error::EcsError;
+use crate::identity::TaskRef;
 use crate::model::task::{TaskRecord, TaskStatus, stop_code};
 use crate::runtime::Reattach;
 use crate::service::Core;
@@ -25,17 +29,32 @@ pub struct ReconcileReport {
 /// Reattaches or stops every task that is not STOPPED.
 pub fn reconcile(core: &Arc<Core>) -> Result<ReconcileReport, EcsError> {
     let mut report = ReconcileReport::default();
-    let open: Vec<(String, TaskRecord)> = core
+    type Keyed = Vec<(String, TaskRecord)>;
+    let (stopped, open): (Keyed, Keyed) = core
         .store
         .scan::<TaskRecord>(db::TASKS, "")?
         .into_iter()
-        .filter(|(_, t)| t.last_status != TaskStatus::Stopped)
-        .collect();
+        .partition(|(_, t)| t.last_status == TaskStatus::Stopped);
+    for (_, t) in &stopped {
+        release(core, t);
+    }
     for (key, t) in open {
         let events = sink(core, &t.plan.cluster_name, &t.plan.task_id);
         match core.runtime.reattach(&t.plan, events) {
             Reattach::Adopted => {
                 report.adopted += 1;
+                if let (Some(role), Some(id)) = (&t.roles.task_role_arn, &t.roles.credentials_id) {
+                    let me = TaskRef {
+                        arn: t.arn(),
+                        id: &t.plan.task_id,
+                    };
+                    if let Err(e) = core.identity.roles.task_role(me, role, id) {
+                        tracing::warn!(
+                            task = t.arn(),
+                            "the task role's credentials cannot be served again: {e}"
+                        );
+                    }
+                }
                 if t.desired_status == TaskStatus::Stopped {
                     // The stop may not have reached the old runtime.
                     let code = t.stop_code.as_deref().unwrap_or(stop_code::USER_INITIATED);

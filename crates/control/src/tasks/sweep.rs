@@ -14,15 +14,20 @@ use crate::service::Core;
 pub fn sweep_stopped(core: &Core, now: f64) -> Result<usize, EcsError> {
     core.last_sweep.store(now as u64, Ordering::Relaxed);
     let horizon = now - core.cfg.stopped_task_retention_secs.max(3600.0);
-    let old: Vec<String> = core
+    let old: Vec<(String, TaskRecord)> = core
         .store
         .scan::<TaskRecord>(db::TASKS, "")?
         .into_iter()
         .filter(|(_, t)| {
             t.last_status == TaskStatus::Stopped && t.stopped_at.is_some_and(|s| s < horizon)
         })
-        .map(|(k, _)| k)
         .collect();
+    // Revoked when they stopped; once more before the record that names
+    // them goes (idempotent), so nothing of a forgotten task stays valid.
+    for (_, t) in &old {
+        super::events::release(core, t);
+    }
+    let old: Vec<String> = old.into_iter().map(|(k, _)| k).collect();
     if old.is_empty() {
         return Ok(0);
     }

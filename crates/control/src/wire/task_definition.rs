@@ -41,6 +41,13 @@ pub struct TaskDefinitionInput {
     /// Ephemeral storage size.
     #[serde(default)]
     pub ephemeral_storage: Option<EphemeralStorage>,
+    /// `taskRoleArn`: the role whose credentials the containers get.
+    #[serde(default)]
+    pub task_role_arn: Option<String>,
+    /// `executionRoleArn`: the role that fetches secrets and checks logs
+    /// permissions at start.
+    #[serde(default)]
+    pub execution_role_arn: Option<String>,
     /// Tags for the revision (not part of the definition itself).
     #[serde(default)]
     pub tags: Vec<Tag>,
@@ -68,6 +75,9 @@ pub struct ContainerDefinition {
     /// `environment`.
     #[serde(default)]
     pub environment: Vec<KeyValuePair>,
+    /// `secrets`: environment variables whose values are fetched at start.
+    #[serde(default)]
+    pub secrets: Vec<SecretInput>,
     /// `workingDirectory`.
     #[serde(default)]
     pub working_directory: Option<String>,
@@ -113,6 +123,20 @@ pub struct ContainerDefinition {
     /// `healthCheck`.
     #[serde(default)]
     pub health_check: Option<HealthCheckInput>,
+}
+
+/// `Secret`: a variable name and where its value comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretInput {
+    /// The environment variable.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A Secrets Manager secret ARN (optionally with
+    /// `:json-key:version-stage:version-id`), or an SSM parameter's ARN or
+    /// name.
+    #[serde(default)]
+    pub value_from: Option<String>,
 }
 
 /// `HealthCheck` as registered (seconds; defaults applied in validation).

@@ -1,0 +1,145 @@
+//! Task identity over IAM/STS (`ferry-iam`) and Secrets Manager/SSM
+//! (`ferry-secrets`): the adapters between those crates and the control
+//! plane's identity traits, and the metadata endpoint's credentials
+//! source. The logic (sessions per task, renewal before expiry,
+//! revocation, `valueFrom`, JSON keys, Fargate's failure words) lives in
+//! `ferry_control::identity` and `ferry_control::tasks`; this file only
+//! translates types.
+//!
+//! NOT YET COMPILED: it is written against the `ferry-iam` and
+//! `ferry-secrets` APIs of their branches. After merging them, add
+//! `mod wiring { pub mod identity; }` (or `#[path]`) to `main.rs`, and in
+//! `compose::services`:
+//!
+//! ```ignore
+//! use ferry_control::identity::IdentityServices;
+//! use ferry_control::identity::sessions::TaskSessions;
+//! use crate::wiring::identity::{TaskCredentials, TaskSecrets, TaskSts};
+//!
+//! let sessions = Arc::new(TaskSessions::new(Arc::new(TaskSts(iam.clone()))));
+//! let identity = IdentityServices {
+//!     roles: sessions.clone(),
+//!     secrets: Arc::new(TaskSecrets {
+//!         secrets_manager: secrets.secrets_manager.clone(),
+//!         ssm: secrets.ssm.clone(),
+//!         region: shared.region.clone(),
+//!     }),
+//! };
+//! let metadata = Arc::new(
+//!     ferry_metadata::Endpoints::new(control_state.clone())?
+//!         .with_credentials(Arc::new(TaskCredentials(sessions))),
+//! );
+//! // ... and `ecs_service` passes `identity` to
+//! // `ferry_control::EcsService::with_identity` instead of
+//! // `IdentityServices::unconfigured()`.
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ferry_control::identity::sessions::{RoleSession, RoleSessions, TaskSessions};
+use ferry_control::identity::{SecretRef, SecretSource};
+use ferry_proto::{AwsError, Caller, RequestContext};
+use zeroize::Zeroizing;
+
+/// STS for the tasks' sessions: `assume_role_for_service` checks the
+/// role's trust policy for the service principal
+/// (`ecs-tasks.amazonaws.com`) and ties each session to its owner (the
+/// task's ARN), which `revoke_owner` revokes at once.
+pub struct TaskSts(pub Arc<ferry_iam::Iam>);
+
+impl RoleSessions for TaskSts {
+    fn assume(
+        &self,
+        role_arn: &str,
+        principal: &str,
+        session_name: &str,
+        owner: &str,
+        duration: Duration,
+    ) -> Result<RoleSession, AwsError> {
+        let s = self
+            .0
+            .assume_role_for_service(role_arn, principal, session_name, owner, duration)?;
+        Ok(RoleSession {
+            access_key_id: s.access_key_id,
+            secret_access_key: s.secret_access_key,
+            session_token: s.session_token,
+            expiration: SystemTime::from(s.expiration),
+            role_arn: s.role_arn,
+            caller: s.caller,
+        })
+    }
+
+    fn revoke_owner(&self, owner: &str) {
+        self.0.revoke_owner(owner);
+    }
+}
+
+/// Secrets Manager and SSM, asked in process as the task's execution role
+/// (its permissions; audited as it).
+pub struct TaskSecrets {
+    /// Secrets Manager.
+    pub secrets_manager: Arc<ferry_secrets::SecretsManager>,
+    /// Parameter Store.
+    pub ssm: Arc<ferry_secrets::Ssm>,
+    /// The server's region (the requests' region).
+    pub region: String,
+}
+
+impl SecretSource for TaskSecrets {
+    fn fetch(&self, caller: &Caller, secret: &SecretRef) -> Result<Zeroizing<String>, AwsError> {
+        let ctx = RequestContext::internal(caller.clone(), self.region.clone());
+        match secret {
+            SecretRef::SecretsManager {
+                secret_id,
+                version_stage,
+                version_id,
+                // Extracted by the control plane from the whole value.
+                json_key: _,
+            } => {
+                let v = self.secrets_manager.get_secret_value(
+                    &ctx,
+                    secret_id,
+                    version_id.as_deref(),
+                    version_stage.as_deref(),
+                )?;
+                // An environment variable is text: ECS injects
+                // SecretString only.
+                let arn = v.arn.clone();
+                v.string.ok_or_else(|| {
+                    AwsError::client(
+                        "InvalidRequestException",
+                        format!(
+                            "the secret {arn} has no SecretString: a binary secret cannot be passed as an environment variable"
+                        ),
+                    )
+                })
+            }
+            SecretRef::Parameter { name_or_arn } => Ok(self
+                .ssm
+                .get_parameter(&ctx, name_or_arn, true)?
+                .value),
+        }
+    }
+}
+
+/// The metadata endpoint's credentials: the task role sessions the
+/// control plane registered, re-issued before they expire.
+pub struct TaskCredentials(pub Arc<TaskSessions>);
+
+impl ferry_metadata::CredentialsSource for TaskCredentials {
+    fn credentials(
+        &self,
+        task_arn: &str,
+        credentials_id: &str,
+    ) -> Option<ferry_metadata::Credentials> {
+        let s = self.0.credentials(task_arn, credentials_id)?;
+        Some(ferry_metadata::Credentials {
+            role_arn: s.role_arn.clone(),
+            access_key_id: s.access_key_id.clone(),
+            secret_access_key: s.secret_access_key.clone(),
+            token: s.session_token.clone(),
+            expiration: s.expiration,
+        })
+    }
+}
