@@ -21,6 +21,13 @@ import time
 import pytest
 
 READY = re.compile(r"ferry: listening on (\S+)")
+# The account the source document's task definition names (its
+# executionRoleArn): test servers are created in it unless told otherwise.
+SOURCE_ACCOUNT = "012345678910"
+EXEC_ROLE_TRUST = {"Version": "2012-10-17", "Statement": [
+    {"Sid": "", "Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+     "Action": "sts:AssumeRole"}]}
+EXEC_ROLE_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 
 
 def ferry_bin():
@@ -51,6 +58,8 @@ class FerryServer:
         self.data_dir = data_dir
         self.region = region
         self.extra_args = list(extra_args)
+        if "--account-id" not in self.extra_args and not os.path.exists(data_dir):
+            self.extra_args += ["--account-id", SOURCE_ACCOUNT]
         self.proc = None
         self.endpoint = None
         self.log_path = os.path.join(os.path.dirname(data_dir), "server.log")
@@ -83,7 +92,21 @@ class FerryServer:
             self.stop()
             pytest.fail(f"ferry server did not become ready; log:\n{self.log()}", pytrace=False)
         self.endpoint = f"http://{found['addr']}"
+        self._ensure_execution_role()
         return self
+
+    def _ensure_execution_role(self):
+        """Creates `ecsTaskExecutionRole` as a new AWS account's console
+        does (trusting ecs-tasks.amazonaws.com, with
+        AmazonECSTaskExecutionRolePolicy): the source document's task
+        definition names it, and Fargate uses it to write the task's logs."""
+        iam = self.client("iam")
+        try:
+            iam.create_role(RoleName="ecsTaskExecutionRole",
+                            AssumeRolePolicyDocument=json.dumps(EXEC_ROLE_TRUST))
+        except iam.exceptions.EntityAlreadyExistsException:
+            return
+        iam.attach_role_policy(RoleName="ecsTaskExecutionRole", PolicyArn=EXEC_ROLE_POLICY)
 
     def stop(self, timeout=90):
         # The server drains its tasks on SIGTERM (each container gets its
