@@ -262,6 +262,7 @@ fn authenticate(
         request_id: request_id.to_owned(),
         source_ip: peer.ip().to_string(),
         user_agent,
+        via_service: None,
     })
 }
 

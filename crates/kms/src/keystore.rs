@@ -462,6 +462,15 @@ impl KeyStore {
         if let Principal::Service(_) = caller.principal {
             keys.insert("aws:sourceaccount".into(), vec![caller.account.clone()]);
         }
+        // A request a ferry service makes on its caller's behalf (Secrets
+        // Manager, SSM decrypting for the caller) says which service it is.
+        keys.insert(
+            "aws:viaawsservice".into(),
+            vec![ctx.via_service.is_some().to_string()],
+        );
+        if let Some(via) = &ctx.via_service {
+            keys.insert("kms:viaservice".into(), vec![via.clone()]);
+        }
         if let Some(c) = req.context {
             for (k, v) in c {
                 keys.insert(format!("kms:encryptioncontext:{k}"), vec![v.clone()]);

@@ -231,6 +231,11 @@ pub struct RequestContext {
     pub source_ip: String,
     /// The client's `User-Agent`, for audit records.
     pub user_agent: String,
+    /// The service making this request on the caller's behalf, as the
+    /// `kms:ViaService` condition key names it (e.g.
+    /// `secretsmanager.us-east-1.amazonaws.com` when Secrets Manager
+    /// decrypts a secret for its caller); `None` for a caller's own request.
+    pub via_service: Option<String>,
 }
 
 impl RequestContext {
@@ -242,7 +247,18 @@ impl RequestContext {
             request_id: new_request_id(),
             source_ip: "internal".into(),
             user_agent: "ferry".into(),
+            via_service: None,
         }
+    }
+
+    /// The same request, made by `service` (e.g.
+    /// `secretsmanager.us-east-1.amazonaws.com`) on the caller's behalf:
+    /// the caller stays the principal, and `kms:ViaService` names the
+    /// service.
+    #[must_use]
+    pub fn with_via_service(mut self, service: impl Into<String>) -> Self {
+        self.via_service = Some(service.into());
+        self
     }
 }
 
