@@ -85,6 +85,7 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
     );
     let runtime = Arc::new(HostRuntime::new(agent, volumes).with_metadata(metadata));
 
+    let secrets = secrets_services(shared)?;
     let ecs = ecs_service(shared, runtime.clone(), platform)?;
     // Bound late: the control plane needs the runtime, the runtime's
     // metadata endpoint reads the control plane's task records.
@@ -93,6 +94,8 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
         .json_service("kms", shared.kms.clone())
         .json_service("logs", logs)
         .json_service("ecs", ecs)
+        .json_service("secretsmanager", secrets.secrets_manager)
+        .json_service("ssm", secrets.ssm)
         .rest_service(
             "elasticfilesystem",
             Arc::new(ferry_efs::EfsService::new(
@@ -114,6 +117,30 @@ fn logs_service(shared: &Shared, platform: &Platform) -> anyhow::Result<Arc<Logs
         shared.account_id.clone(),
         shared.region.clone(),
     )))
+}
+
+/// Secrets Manager and SSM Parameter Store: both seal values through the
+/// KMS as their callers. The control plane resolves a container's
+/// `secrets` with their in-process API (`get_secret_value`,
+/// `get_parameter`) as the task's execution role.
+pub struct Secrets {
+    /// Secrets Manager (`secretsmanager.*`).
+    pub secrets_manager: Arc<ferry_secrets::SecretsManager>,
+    /// SSM Parameter Store (`AmazonSSM.*`).
+    pub ssm: Arc<ferry_secrets::Ssm>,
+}
+
+fn secrets_services(shared: &Shared) -> anyhow::Result<Secrets> {
+    let secrets_manager =
+        ferry_secrets::SecretsManager::new(shared.store.clone(), shared.kms.clone())
+            .map_err(|e| anyhow::anyhow!("starting Secrets Manager: {e}"))?;
+    Ok(Secrets {
+        secrets_manager: Arc::new(secrets_manager),
+        ssm: Arc::new(ferry_secrets::Ssm::new(
+            shared.store.clone(),
+            shared.kms.clone(),
+        )),
+    })
 }
 
 /// The ECS control plane; tasks go to `runtime`.
