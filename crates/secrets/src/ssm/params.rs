@@ -116,18 +116,6 @@ pub(crate) fn put(ssm: &Ssm, ctx: &RequestContext, body: &[u8]) -> Result<Value,
     }
     if let Some(p) = &r.allowed_pattern {
         check_len("allowedPattern", p, 0, 1024)?;
-        let re = regex::Regex::new(&format!("^(?:{p})$")).map_err(|_| {
-            AwsError::client(
-                "InvalidAllowedPatternException",
-                "The parameter value is not a valid regular expression.",
-            )
-        })?;
-        if !re.is_match(&value) {
-            return Err(AwsError::client(
-                "ParameterPatternMismatchException",
-                format!("Parameter value, cannot be validated against allowedPattern: {p}"),
-            ));
-        }
     }
 
     let arn = ssm.arn(&r.name);
@@ -171,6 +159,16 @@ pub(crate) fn put(ssm: &Ssm, ctx: &RequestContext, body: &[u8]) -> Result<Value,
         _ => None,
     };
     let tier = tier(r.tier.as_deref(), cur.map(|c| c.tier.as_str()), value.len())?;
+    let description = r
+        .description
+        .or_else(|| cur.and_then(|c| c.description.clone()));
+    // An overwrite without a pattern is held to the parameter's pattern.
+    let allowed_pattern = r
+        .allowed_pattern
+        .or_else(|| cur.and_then(|c| c.allowed_pattern.clone()));
+    if let Some(p) = &allowed_pattern {
+        check_pattern(p, &value)?;
+    }
     let stored = match &key_id {
         Some(k) => {
             // The AWS managed key is made on first use, then named by
@@ -194,12 +192,6 @@ pub(crate) fn put(ssm: &Ssm, ctx: &RequestContext, body: &[u8]) -> Result<Value,
             value: value.to_string(),
         },
     };
-    let description = r
-        .description
-        .or_else(|| cur.and_then(|c| c.description.clone()));
-    let allowed_pattern = r
-        .allowed_pattern
-        .or_else(|| cur.and_then(|c| c.allowed_pattern.clone()));
     let t = now();
     let user = ctx.caller.arn();
     let version = ssm.store.write(|w| {
@@ -236,6 +228,24 @@ pub(crate) fn put(ssm: &Ssm, ctx: &RequestContext, body: &[u8]) -> Result<Value,
         Ok(n)
     })?;
     Ok(json!({"Version": version, "Tier": tier}))
+}
+
+/// Checks `value` against an `AllowedPattern` (a regular expression that
+/// must match the whole value).
+fn check_pattern(pattern: &str, value: &str) -> Result<(), AwsError> {
+    let re = regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|_| {
+        AwsError::client(
+            "InvalidAllowedPatternException",
+            "The parameter value is not a valid regular expression.",
+        )
+    })?;
+    if !re.is_match(value) {
+        return Err(AwsError::client(
+            "ParameterPatternMismatchException",
+            format!("Parameter value, cannot be validated against allowedPattern: {pattern}"),
+        ));
+    }
+    Ok(())
 }
 
 /// The one read path: the parameter, the version (current, or the

@@ -192,6 +192,16 @@ fn validation() {
         "PutParameter",
         json!({"Name": "/p", "Value": "123", "Type": "String", "AllowedPattern": "^\\d+$"}),
     );
+    // An overwrite is held to the pattern the parameter has.
+    let e = t.err(
+        "PutParameter",
+        json!({"Name": "/p", "Value": "abc", "Overwrite": true}),
+    );
+    assert_eq!(e.code, "ParameterPatternMismatchException");
+    t.ok(
+        "PutParameter",
+        json!({"Name": "/p", "Value": "456", "Overwrite": true}),
+    );
     let e = t.err("GetParametersByPath", json!({"Path": "nope"}));
     assert_eq!(e.code, "ValidationException");
     let e = t.err(
