@@ -11,7 +11,7 @@ start_server() {
   server_pid=
   trap _stop_server EXIT
 
-  target/release/ferry server --data-dir "$dir/data" --listen 127.0.0.1:0 >"$dir/server.out" 2>"$dir/server.err" &
+  "${CARGO_TARGET_DIR:-target}"/release/ferry server --data-dir "$dir/data" --listen 127.0.0.1:0 >"$dir/server.out" 2>"$dir/server.err" &
   server_pid=$!
   for _ in $(seq 100); do
     addr=$(sed -n 's/^ferry: listening on \([^ ]*\).*/\1/p' "$dir/server.out")

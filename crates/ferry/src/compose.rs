@@ -11,12 +11,16 @@
 //! through [`KmsSealer`]) answers IAM and STS and, through [`Keys`], is the
 //! listener's credential table beside the administrator's key.
 
+mod identity;
+
 use std::sync::Arc;
 
 use anyhow::Context;
 use ferry_agent::logs::{LogEvent as AgentEvent, LogSink, OpenStreamError};
 use ferry_api::Router;
 use ferry_api::auth::{Authenticator, KeyRefused};
+use ferry_control::identity::IdentityServices;
+use ferry_control::identity::sessions::TaskSessions;
 use ferry_control::keys::{self, KeyCheckError, KeyFacts, StorageKeys};
 use ferry_control::runtime::TaskRuntime;
 use ferry_host::{EfsVolumes, HostRuntime, Luks2, TaskVolumes, VolumeEngine, VolumeKeys};
@@ -90,13 +94,28 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
     }
     let volumes = Arc::new(TaskVolumes::new(keys, engine, tasks_dir, efs.clone()));
     let control_state = Arc::new(ControlState::default());
+    let secrets = secrets_services(shared)?;
+    // One session table for the tasks' roles: the control plane issues and
+    // revokes, the metadata endpoint serves (and renews) credentials.
+    let sessions = Arc::new(TaskSessions::new(Arc::new(identity::TaskSts(
+        shared.iam.clone(),
+    ))));
+    let task_identity = IdentityServices {
+        roles: sessions.clone(),
+        secrets: Arc::new(identity::TaskSecrets {
+            secrets_manager: secrets.secrets_manager.clone(),
+            ssm: secrets.ssm.clone(),
+            region: shared.region.clone(),
+        }),
+    };
     let metadata = Arc::new(
         ferry_metadata::Endpoints::new(control_state.clone())
-            .context("starting the task metadata endpoint")?,
+            .context("starting the task metadata endpoint")?
+            .with_credentials(Arc::new(identity::TaskCredentials(sessions))),
     );
     let runtime = Arc::new(HostRuntime::new(agent, volumes).with_metadata(metadata));
 
-    let ecs = ecs_service(shared, runtime.clone(), platform)?;
+    let ecs = ecs_service(shared, runtime.clone(), platform, task_identity)?;
     // Bound late: the control plane needs the runtime, the runtime's
     // metadata endpoint reads the control plane's task records.
     let _ = control_state.core.set(Arc::downgrade(ecs.core()));
@@ -106,6 +125,8 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
         .json_service("kms", shared.kms.clone())
         .json_service("logs", logs)
         .json_service("ecs", ecs)
+        .json_service("secretsmanager", secrets.secrets_manager)
+        .json_service("ssm", secrets.ssm)
         .rest_service(
             "elasticfilesystem",
             Arc::new(ferry_efs::EfsService::new(
@@ -199,23 +220,45 @@ fn logs_service(shared: &Shared, platform: &Platform) -> anyhow::Result<Arc<Logs
     )))
 }
 
+/// Secrets Manager and SSM Parameter Store: both seal values through the
+/// KMS as their callers. The control plane resolves a container's
+/// `secrets` with their in-process API (`get_secret_value`,
+/// `get_parameter`) as the task's execution role.
+pub struct Secrets {
+    /// Secrets Manager (`secretsmanager.*`).
+    pub secrets_manager: Arc<ferry_secrets::SecretsManager>,
+    /// SSM Parameter Store (`AmazonSSM.*`).
+    pub ssm: Arc<ferry_secrets::Ssm>,
+}
+
+fn secrets_services(shared: &Shared) -> anyhow::Result<Secrets> {
+    let secrets_manager =
+        ferry_secrets::SecretsManager::new(shared.store.clone(), shared.kms.clone())
+            .map_err(|e| anyhow::anyhow!("starting Secrets Manager: {e}"))?;
+    Ok(Secrets {
+        secrets_manager: Arc::new(secrets_manager),
+        ssm: Arc::new(ferry_secrets::Ssm::new(
+            shared.store.clone(),
+            shared.kms.clone(),
+        )),
+    })
+}
+
 /// The ECS control plane; tasks go to `runtime`.
 fn ecs_service(
     shared: &Shared,
     runtime: Arc<dyn TaskRuntime>,
     platform: Platform,
+    identity: IdentityServices,
 ) -> anyhow::Result<Arc<ferry_control::EcsService>> {
     let mut cfg = ferry_control::EcsConfig::new(&shared.region, &shared.account_id);
     cfg.allow_unencrypted_storage = !shared.require_encrypted_storage;
-    // No IAM in this server yet: tasks naming a task role or secrets fail
-    // to start, saying so. The adapters over ferry-iam and ferry-secrets
-    // are in wiring/identity.rs, to be wired once those crates are in.
     let ecs = ferry_control::EcsService::with_identity(
         cfg,
         shared.store.clone(),
         runtime,
         Arc::new(ClusterKeys(platform)),
-        ferry_control::identity::IdentityServices::unconfigured(),
+        identity,
     )
     .context("starting the ECS control plane")?;
     Ok(Arc::new(ecs))

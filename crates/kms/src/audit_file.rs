@@ -164,6 +164,13 @@ impl Ticket {
                         break o;
                     }
                     if !shared.flush(Some((slot, &waker))) {
+                        // Another caller is writing. It may have completed
+                        // this slot before `flush` looked (then no waker
+                        // was registered and no unpark will come): check
+                        // again before parking.
+                        if let Some(o) = slot.take_done() {
+                            break o;
+                        }
                         std::thread::park();
                     }
                 };
@@ -322,6 +329,31 @@ mod tests {
                 assert_eq!(v["i"], i);
             }
             assert_eq!(mine[100]["i"], "last");
+        }
+    }
+
+    /// Threads that wait on their own tickets while another thread is
+    /// writing: a ticket completed between a waiter's check and its call
+    /// to `flush` must not leave the waiter parked for ever.
+    #[test]
+    fn waiting_threads_never_miss_their_completion() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Arc::new(FileSink::open(&dir.path().join("audit.jsonl")).unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        for t in 0..16 {
+            let (sink, tx) = (sink.clone(), tx.clone());
+            std::thread::spawn(move || {
+                for i in 0..2000 {
+                    sink.submit(format!("{{\"t\":{t},\"i\":{i}}}").as_bytes())
+                        .wait()
+                        .unwrap();
+                }
+                tx.send(()).unwrap();
+            });
+        }
+        for _ in 0..16 {
+            rx.recv_timeout(std::time::Duration::from_secs(60))
+                .expect("a thread waiting on its audit record never woke up");
         }
     }
 

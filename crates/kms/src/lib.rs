@@ -9,6 +9,8 @@
 //! - [`platform`]: the platform's own key use as `fargate.amazonaws.com`
 //!   (task volumes, file systems, the logs key, the CreateCluster dry run),
 //!   the platform-managed key, the encryption contexts.
+//! - [`managed`]: the AWS managed keys of other services
+//!   (`alias/aws/secretsmanager`, `alias/aws/ssm`), created on first use.
 //! - [`keystore`]: live keys/aliases/grants, write-through to the state
 //!   store; `KeyId` resolution; authorization (key policy, then grants).
 //! - [`policy`]: the IAM policy grammar (the `ferry-policy` crate), re-exported.
@@ -33,6 +35,7 @@ pub mod crypto;
 pub mod error;
 pub mod harden;
 pub mod keystore;
+pub mod managed;
 pub mod model;
 pub mod ops;
 pub mod params;
@@ -42,6 +45,7 @@ pub mod root_key;
 pub mod sealing;
 pub mod service;
 
+pub use managed::ManagedKey;
 pub use platform::{FARGATE_PRINCIPAL, PLATFORM_KEY_ALIAS, Platform};
 pub use root_key::RootKey;
 pub use service::{Kms, OpenError};

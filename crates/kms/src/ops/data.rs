@@ -1,5 +1,7 @@
 //! The cryptographic operations: Encrypt, Decrypt, GenerateDataKey,
-//! GenerateDataKeyWithoutPlaintext, GenerateRandom, ReEncrypt.
+//! GenerateDataKeyWithoutPlaintext, GenerateRandom, ReEncrypt. Decrypt,
+//! GenerateDataKey and GenerateDataKeyWithoutPlaintext are also typed
+//! ([`Operation`]) for in-process callers.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -382,6 +384,71 @@ fn material_id(key: &LiveKey) -> String {
     key.rec.current().map(|m| m.id.clone()).unwrap_or_default()
 }
 
+/// GenerateDataKey, typed: shared by the JSON handler and in-process
+/// callers that seal data under a data key (Secrets Manager, SSM).
+pub struct GenerateDataKey<'a> {
+    /// The KMS key (id, ARN, alias name or alias ARN).
+    pub key_id: &'a str,
+    /// The encryption context to bind the data key to.
+    pub encryption_context: &'a BTreeMap<String, String>,
+    /// The data key's length in bytes (1..=1024).
+    pub number_of_bytes: usize,
+    /// Check only.
+    pub dry_run: bool,
+}
+
+/// A fresh data key: its plaintext (wiped on drop) and the same key sealed
+/// under the KMS key. No `Debug`: it holds the plaintext.
+pub struct DataKey {
+    /// The ARN of the KMS key that sealed it.
+    pub key_arn: String,
+    /// The plaintext data key.
+    pub plaintext: Zeroizing<Vec<u8>>,
+    /// The ciphertext blob (not secret without KMS access).
+    pub ciphertext_blob: Vec<u8>,
+    /// The id of the key material that sealed it.
+    pub key_material_id: String,
+}
+
+impl Operation for GenerateDataKey<'_> {
+    const NAME: &'static str = "GenerateDataKey";
+    type Output = DataKey;
+
+    fn audit_request(&self) -> Value {
+        with_dry_run(
+            json!({
+                "KeyId": self.key_id,
+                "EncryptionContext": self.encryption_context,
+                "NumberOfBytes": self.number_of_bytes,
+            }),
+            self.dry_run,
+        )
+    }
+
+    fn run(
+        &self,
+        kms: &Kms,
+        ctx: &RequestContext,
+        res: &mut Vec<String>,
+    ) -> Result<DataKey, AwsError> {
+        // The same generator as GenerateDataKeyWithoutPlaintext; only the
+        // action authorized (and what leaves the KMS) differs.
+        let without = GenerateDataKeyWithoutPlaintext {
+            key_id: self.key_id,
+            encryption_context: self.encryption_context,
+            number_of_bytes: self.number_of_bytes,
+            dry_run: self.dry_run,
+        };
+        let (key, plaintext, ciphertext_blob) = without.generate(kms, ctx, res, Self::NAME)?;
+        Ok(DataKey {
+            key_arn: key.rec.arn.clone(),
+            plaintext,
+            ciphertext_blob,
+            key_material_id: material_id(&key),
+        })
+    }
+}
+
 pub fn generate_data_key(
     kms: &Kms,
     ctx: &RequestContext,
@@ -390,14 +457,20 @@ pub fn generate_data_key(
 ) -> Result<Value, AwsError> {
     refuse_recipient(p)?;
     let ec = context(p, "EncryptionContext")?;
-    let req = GenerateDataKeyWithoutPlaintext::parse(kms, p, &ec)?;
-    let (key, dk, blob) = req.generate(kms, ctx, res, "GenerateDataKey")?;
-    let plaintext = Zeroizing::new(b64(&dk));
+    let parsed = GenerateDataKeyWithoutPlaintext::parse(kms, p, &ec)?;
+    let out = GenerateDataKey {
+        key_id: parsed.key_id,
+        encryption_context: &ec,
+        number_of_bytes: parsed.number_of_bytes,
+        dry_run: parsed.dry_run,
+    }
+    .run(kms, ctx, res)?;
+    let plaintext = Zeroizing::new(b64(&out.plaintext));
     Ok(json!({
-        "CiphertextBlob": b64(&blob),
+        "CiphertextBlob": b64(&out.ciphertext_blob),
         "Plaintext": plaintext.as_str(),
-        "KeyId": key.rec.arn,
-        "KeyMaterialId": material_id(&key),
+        "KeyId": out.key_arn,
+        "KeyMaterialId": out.key_material_id,
     }))
 }
 

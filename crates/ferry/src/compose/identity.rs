@@ -6,33 +6,6 @@
 //! `ferry_control::identity` and `ferry_control::tasks`; this file only
 //! translates types.
 //!
-//! NOT YET COMPILED: it is written against the `ferry-iam` and
-//! `ferry-secrets` APIs of their branches. After merging them, add
-//! `mod wiring { pub mod identity; }` (or `#[path]`) to `main.rs`, and in
-//! `compose::services`:
-//!
-//! ```ignore
-//! use ferry_control::identity::IdentityServices;
-//! use ferry_control::identity::sessions::TaskSessions;
-//! use crate::wiring::identity::{TaskCredentials, TaskSecrets, TaskSts};
-//!
-//! let sessions = Arc::new(TaskSessions::new(Arc::new(TaskSts(iam.clone()))));
-//! let identity = IdentityServices {
-//!     roles: sessions.clone(),
-//!     secrets: Arc::new(TaskSecrets {
-//!         secrets_manager: secrets.secrets_manager.clone(),
-//!         ssm: secrets.ssm.clone(),
-//!         region: shared.region.clone(),
-//!     }),
-//! };
-//! let metadata = Arc::new(
-//!     ferry_metadata::Endpoints::new(control_state.clone())?
-//!         .with_credentials(Arc::new(TaskCredentials(sessions))),
-//! );
-//! // ... and `ecs_service` passes `identity` to
-//! // `ferry_control::EcsService::with_identity` instead of
-//! // `IdentityServices::unconfigured()`.
-//! ```
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -57,9 +30,9 @@ impl RoleSessions for TaskSts {
         owner: &str,
         duration: Duration,
     ) -> Result<RoleSession, AwsError> {
-        let s = self
-            .0
-            .assume_role_for_service(role_arn, principal, session_name, owner, duration)?;
+        let s =
+            self.0
+                .assume_role_for_service(role_arn, principal, session_name, owner, duration)?;
         Ok(RoleSession {
             access_key_id: s.access_key_id,
             secret_access_key: s.secret_access_key,
@@ -115,10 +88,9 @@ impl SecretSource for TaskSecrets {
                     )
                 })
             }
-            SecretRef::Parameter { name_or_arn } => Ok(self
-                .ssm
-                .get_parameter(&ctx, name_or_arn, true)?
-                .value),
+            SecretRef::Parameter { name_or_arn } => {
+                Ok(self.ssm.get_parameter(&ctx, name_or_arn, true)?.value)
+            }
         }
     }
 }
