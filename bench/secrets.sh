@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Secrets Manager GetSecretValue (and SSM GetParameter of a SecureString)
-# over HTTP with SigV4 on loopback, next to KMS GenerateRandom as the
+# Secrets Manager GetSecretValue, SSM GetParameter of a SecureString and
+# STS AssumeRole over HTTP with SigV4 on loopback, next to KMS GenerateRandom as the
 # baseline in the same run: starts a release `ferry server` on a free
 # 127.0.0.1 port with a temporary data dir, runs the load generator
 # (crates/api/examples/secrets_load.rs) in another process, and stops the
@@ -30,10 +30,6 @@ before=$(cpu_ticks "$server_pid")
   --connections "$CONNS" --seconds "$SECS" --rounds "$ROUNDS" | tee "$dir/load.out"
 after=$(cpu_ticks "$server_pid")
 echo "server CPU over the run: $(( (after - before) / $(getconf CLK_TCK) )) s"
-
-# STS AssumeRole requests/s goes here once IAM and STS are on the listener
-# (the integrator adds a Phase::AssumeRole to secrets_load.rs, same rounds,
-# same baseline).
 
 echo "median over $ROUNDS round(s):"
 awk '/^round /{

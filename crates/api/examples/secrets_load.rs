@@ -20,8 +20,10 @@
 //! requests/s and p50/p99 per phase, and the ratio to the baseline of the
 //! same round.
 //!
-//! A place is kept for STS AssumeRole (query protocol) once IAM/STS is on
-//! the listener: see `Phase::AssumeRole` below and bench/secrets.sh.
+//! A fourth phase, STS AssumeRole (query protocol: a form in, XML out),
+//! issues a session per request for a role trusting the account: a trust
+//! policy evaluation, fresh random credentials, and the session's sealed
+//! record written to the store.
 
 mod load;
 
@@ -43,6 +45,14 @@ const SSM: Service = Service {
     name: "ssm",
     target: "AmazonSSM",
 };
+const IAM: Service = Service {
+    name: "iam",
+    target: "",
+};
+const STS: Service = Service {
+    name: "sts",
+    target: "",
+};
 
 /// The secret's value: 64 bytes of JSON, a typical database credential.
 const SECRET: &str = r#"{"username":"bench","password":"0123456789abcdef0123456789ab"}"#;
@@ -57,9 +67,8 @@ enum Phase {
     GetSecretValue,
     /// SSM GetParameter of a SecureString, WithDecryption.
     GetParameter,
-    // AssumeRole: the integrator adds STS AssumeRole here once the IAM and
-    // STS work is merged (query protocol: a form-encoded body, XML out, so
-    // it needs its own request writer next to `Conn::call`).
+    /// STS AssumeRole of a role trusting the account.
+    AssumeRole,
 }
 
 impl Phase {
@@ -68,6 +77,7 @@ impl Phase {
             Self::Baseline => "GenerateRandom (baseline)",
             Self::GetSecretValue => "GetSecretValue",
             Self::GetParameter => "GetParameter (SecureString)",
+            Self::AssumeRole => "AssumeRole",
         }
     }
 
@@ -76,6 +86,7 @@ impl Phase {
             Self::Baseline => KMS,
             Self::GetSecretValue => SECRETS,
             Self::GetParameter => SSM,
+            Self::AssumeRole => STS,
         }
     }
 }
@@ -123,6 +134,7 @@ async fn one(
             }
         }
         Phase::GetSecretValue => {
+            let secret_id = secret_id.split_once('|').map_or(secret_id, |(s, _)| s);
             let body = format!(r#"{{"SecretId":"{secret_id}"}}"#);
             let r = conn.call("GetSecretValue", body.as_bytes()).await?;
             let out: SecretOut<'_> = serde_json::from_slice(r).map_err(bad)?;
@@ -138,8 +150,37 @@ async fn one(
                 return Err("GetParameter returned another value".into());
             }
         }
+        Phase::AssumeRole => {
+            let body = format!(
+                "Action=AssumeRole&Version=2011-06-15&RoleArn={}&RoleSessionName=bench",
+                form(secret_id_role(secret_id))
+            );
+            let r = conn.call("AssumeRole", body.as_bytes()).await?;
+            if !r.windows(14).any(|w| w == b"<SessionToken>") {
+                return Err("AssumeRole returned no session token".into());
+            }
+        }
     }
     Ok(())
+}
+
+/// The role ARN travels with the secret's ARN (`SECRET_ARN|ROLE_ARN`) so
+/// the phases share one signature.
+fn secret_id_role(ids: &str) -> &str {
+    ids.split_once('|').map_or("", |(_, r)| r)
+}
+
+/// Form-encodes a value (query protocol bodies).
+fn form(v: &str) -> String {
+    form_urlencoded::byte_serialize(v.as_bytes()).collect()
+}
+
+/// The text of the first `<tag>...</tag>` in an XML answer.
+fn xml_text<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find('<')? + start;
+    Some(&xml[start..end])
 }
 
 struct PhaseResult {
@@ -184,7 +225,8 @@ async fn phase(
     })
 }
 
-/// Creates the secret and the parameter; returns the secret's ARN.
+/// Creates the secret, the parameter and a role the account may assume;
+/// returns `SECRET_ARN|ROLE_ARN`.
 async fn setup(o: &Arc<Opts>, parameter: &str) -> Result<String, String> {
     let mut sm = Conn::open(o.clone(), SECRETS).await?;
     let name = format!("bench/secret-{}", std::process::id());
@@ -201,7 +243,30 @@ async fn setup(o: &Arc<Opts>, parameter: &str) -> Result<String, String> {
     })
     .to_string();
     ssm.call("PutParameter", body.as_bytes()).await?;
-    Ok(arn)
+
+    let mut sts = Conn::open(o.clone(), STS).await?;
+    let r = sts
+        .call(
+            "GetCallerIdentity",
+            b"Action=GetCallerIdentity&Version=2011-06-15",
+        )
+        .await?;
+    let xml = String::from_utf8_lossy(r).into_owned();
+    let account = xml_text(&xml, "Account").ok_or("GetCallerIdentity returned no Account")?;
+    let trust = serde_json::json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{account}:root")},
+        "Action": "sts:AssumeRole"}]})
+    .to_string();
+    let mut iam = Conn::open(o.clone(), IAM).await?;
+    let body = format!(
+        "Action=CreateRole&Version=2010-05-08&RoleName=bench-role-{}&AssumeRolePolicyDocument={}",
+        std::process::id(),
+        form(&trust)
+    );
+    let r = iam.call("CreateRole", body.as_bytes()).await?;
+    let xml = String::from_utf8_lossy(r).into_owned();
+    let role = xml_text(&xml, "Arn").ok_or("CreateRole returned no Arn")?;
+    Ok(format!("{arn}|{role}"))
 }
 
 async fn run(o: Arc<Opts>) -> Result<(), String> {
@@ -215,7 +280,12 @@ async fn run(o: Arc<Opts>) -> Result<(), String> {
     );
     for round in 1..=rounds {
         let mut base = 0.0;
-        for p in [Phase::Baseline, Phase::GetSecretValue, Phase::GetParameter] {
+        for p in [
+            Phase::Baseline,
+            Phase::GetSecretValue,
+            Phase::GetParameter,
+            Phase::AssumeRole,
+        ] {
             let r = phase(o.clone(), p, arn.clone(), parameter.clone()).await?;
             let rps = r.requests as f64 / r.elapsed.as_secs_f64();
             if p == Phase::Baseline {

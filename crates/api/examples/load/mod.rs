@@ -116,7 +116,8 @@ where
 pub struct Service {
     /// The SigV4 service name (`kms`).
     pub name: &'static str,
-    /// The `X-Amz-Target` prefix (`TrentService`).
+    /// The `X-Amz-Target` prefix (`TrentService`); empty for a query
+    /// protocol service (IAM, STS), whose body is a form naming the Action.
     pub target: &'static str,
 }
 
@@ -190,12 +191,26 @@ impl SigV4 {
         let o = &self.opts;
         let Service { name, target } = self.service;
         let payload = hex::encode(Sha256::digest(body));
+        let query = target.is_empty();
+        let content_type = if query {
+            "application/x-www-form-urlencoded; charset=utf-8"
+        } else {
+            "application/x-amz-json-1.1"
+        };
         self.creq.clear();
-        let _ = write!(
-            self.creq,
-            "POST\n/\n\ncontent-type:application/x-amz-json-1.1\nhost:{}\nx-amz-date:{}\nx-amz-target:{target}.{op}\n\ncontent-type;host;x-amz-date;x-amz-target\n{payload}",
-            o.host, self.amz_date
-        );
+        if query {
+            let _ = write!(
+                self.creq,
+                "POST\n/\n\ncontent-type:{content_type}\nhost:{}\nx-amz-date:{}\n\ncontent-type;host;x-amz-date\n{payload}",
+                o.host, self.amz_date
+            );
+        } else {
+            let _ = write!(
+                self.creq,
+                "POST\n/\n\ncontent-type:{content_type}\nhost:{}\nx-amz-date:{}\nx-amz-target:{target}.{op}\n\ncontent-type;host;x-amz-date;x-amz-target\n{payload}",
+                o.host, self.amz_date
+            );
+        }
         let scope = format_args!("{}/{}/{name}/aws4_request", self.day, o.region);
         self.sts.clear();
         let _ = write!(
@@ -209,9 +224,17 @@ impl SigV4 {
         mac.update(self.sts.as_bytes());
         let sig = hex::encode(mac.finalize().into_bytes());
         out.clear();
+        let (target_header, signed) = if query {
+            (String::new(), "content-type;host;x-amz-date")
+        } else {
+            (
+                format!("X-Amz-Target: {target}.{op}\r\n"),
+                "content-type;host;x-amz-date;x-amz-target",
+            )
+        };
         let _ = write!(
             VecWriter(out),
-            "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: {target}.{op}\r\nX-Amz-Date: {}\r\nAuthorization: {ALGORITHM} Credential={}/{}/{}/{name}/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={sig}\r\nContent-Length: {}\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\n{target_header}X-Amz-Date: {}\r\nAuthorization: {ALGORITHM} Credential={}/{}/{}/{name}/aws4_request, SignedHeaders={signed}, Signature={sig}\r\nContent-Length: {}\r\n\r\n",
             o.host,
             self.amz_date,
             o.access_key_id,
