@@ -410,19 +410,26 @@ pub struct DataKey {
     pub key_material_id: String,
 }
 
+impl<'a> GenerateDataKey<'a> {
+    /// The same request without the plaintext: both operations share one
+    /// generator and one audit shape; only the action authorized (and what
+    /// leaves the KMS) differs.
+    fn without_plaintext(&self) -> GenerateDataKeyWithoutPlaintext<'a> {
+        GenerateDataKeyWithoutPlaintext {
+            key_id: self.key_id,
+            encryption_context: self.encryption_context,
+            number_of_bytes: self.number_of_bytes,
+            dry_run: self.dry_run,
+        }
+    }
+}
+
 impl Operation for GenerateDataKey<'_> {
     const NAME: &'static str = "GenerateDataKey";
     type Output = DataKey;
 
     fn audit_request(&self) -> Value {
-        with_dry_run(
-            json!({
-                "KeyId": self.key_id,
-                "EncryptionContext": self.encryption_context,
-                "NumberOfBytes": self.number_of_bytes,
-            }),
-            self.dry_run,
-        )
+        self.without_plaintext().audit_request()
     }
 
     fn run(
@@ -431,15 +438,9 @@ impl Operation for GenerateDataKey<'_> {
         ctx: &RequestContext,
         res: &mut Vec<String>,
     ) -> Result<DataKey, AwsError> {
-        // The same generator as GenerateDataKeyWithoutPlaintext; only the
-        // action authorized (and what leaves the KMS) differs.
-        let without = GenerateDataKeyWithoutPlaintext {
-            key_id: self.key_id,
-            encryption_context: self.encryption_context,
-            number_of_bytes: self.number_of_bytes,
-            dry_run: self.dry_run,
-        };
-        let (key, plaintext, ciphertext_blob) = without.generate(kms, ctx, res, Self::NAME)?;
+        let (key, plaintext, ciphertext_blob) =
+            self.without_plaintext()
+                .generate(kms, ctx, res, Self::NAME)?;
         Ok(DataKey {
             key_arn: key.rec.arn.clone(),
             plaintext,
