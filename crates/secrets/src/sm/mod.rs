@@ -280,8 +280,8 @@ impl JsonService for SecretsManager {
         "secretsmanager"
     }
 
-    // Every operation is authorized per secret/parameter with its resource
-    // policy (`ferry_proto::authz`), not by the listener's action gate.
+    // Every operation is authorized per secret with its resource policy
+    // (`ferry_proto::authz`), not by the listener's action gate.
     fn authorizes_itself(&self) -> bool {
         true
     }

@@ -14,7 +14,7 @@ use super::model::{
     AWSCURRENT, SECRETS, SecretRecord, StoredValue, VALUES, VersionMeta, check_name, new_arn,
     value_key,
 };
-use super::values::{NewValue, add_version, check_token, context};
+use super::values::{NewValue, add_version, check_token, seal_version};
 use crate::util::{Tag, check_len, check_range, check_tags, now, page, token};
 
 const DAY: f64 = 86_400.0;
@@ -139,20 +139,8 @@ pub(crate) fn create(
             .client_request_token
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let key = match &rec.kms_key_id {
-            Some(k) => k.clone(),
-            None => sm.vault.default_key_arn().map_err(errors::encryption)?,
-        };
-        let (sealed, key_arn) = sm
-            .vault
-            .seal(
-                ctx,
-                &key,
-                &context(&rec.arn, &version_id),
-                v.kind.label(),
-                &v.bytes,
-            )
-            .map_err(errors::encryption)?;
+        let (sealed, key_arn) =
+            seal_version(sm, ctx, &rec.arn, rec.kms_key_id.as_deref(), &version_id, v)?;
         rec.versions.insert(
             version_id.clone(),
             VersionMeta {

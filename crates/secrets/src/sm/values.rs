@@ -225,6 +225,32 @@ pub(crate) fn check_token(token: Option<&str>) -> Result<(), AwsError> {
     }
 }
 
+/// Seals version `version_id` of secret `arn` as the caller, under
+/// `kms_key_id` or the AWS-managed `aws/secretsmanager` key: the sealed
+/// value and the ARN of the key that sealed it.
+pub(crate) fn seal_version(
+    sm: &SecretsManager,
+    ctx: &RequestContext,
+    arn: &str,
+    kms_key_id: Option<&str>,
+    version_id: &str,
+    value: &NewValue,
+) -> Result<(Vec<u8>, String), AwsError> {
+    let key = match kms_key_id {
+        Some(k) => k.to_owned(),
+        None => sm.vault.default_key_arn().map_err(errors::encryption)?,
+    };
+    sm.vault
+        .seal(
+            ctx,
+            &key,
+            &context(arn, version_id),
+            value.kind.label(),
+            &value.bytes,
+        )
+        .map_err(errors::encryption)
+}
+
 /// What [`add_version`] did.
 pub(crate) struct Added {
     pub version_id: String,
@@ -256,20 +282,14 @@ pub(crate) fn add_version(
             stages: meta.stages.clone(),
         });
     }
-    let key = match kms_key_id.or(rec.kms_key_id.as_deref()) {
-        Some(k) => k.to_owned(),
-        None => sm.vault.default_key_arn().map_err(errors::encryption)?,
-    };
-    let (sealed, key_arn) = sm
-        .vault
-        .seal(
-            ctx,
-            &key,
-            &context(&rec.arn, &version_id),
-            value.kind.label(),
-            &value.bytes,
-        )
-        .map_err(errors::encryption)?;
+    let (sealed, key_arn) = seal_version(
+        sm,
+        ctx,
+        &rec.arn,
+        kms_key_id.or(rec.kms_key_id.as_deref()),
+        &version_id,
+        value,
+    )?;
     let t = now();
     let out_stages = sm.store.write(|w| {
         let mut cur = super::current(w, rec)?;

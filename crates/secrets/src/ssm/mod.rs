@@ -237,8 +237,8 @@ impl JsonService for Ssm {
         "AmazonSSM"
     }
 
-    // Every operation is authorized per secret/parameter with its resource
-    // policy (`ferry_proto::authz`), not by the listener's action gate.
+    // Every operation is authorized per parameter ARN (`ferry_proto::authz`),
+    // not by the listener's action gate.
     fn authorizes_itself(&self) -> bool {
         true
     }
