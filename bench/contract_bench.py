@@ -15,13 +15,12 @@ import pathlib
 import shutil
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 from conftest import FerryServer, import_httpd  # noqa: E402
-from task_bench import NET, START_TD, pct, wait_running, wait_stopped  # noqa: E402
+from task_bench import START_TD, alternating_starts, pct  # noqa: E402
 
 LOGS = {"logDriver": "awslogs", "options": {"awslogs-group": "/bench/contract", "awslogs-region": "us-east-1",
                                             "awslogs-stream-prefix": "b", "awslogs-create-group": "true"}}
@@ -48,7 +47,6 @@ def main():
     a = ap.parse_args()
     root = tempfile.mkdtemp(prefix="ferry-bench-contract-", dir="/var/tmp")
     srv = FerryServer(os.path.join(root, "data"))
-    lat = {"single": [], "contract": []}
     fam = {"single": "bench-start", "contract": "bench-contract"}
     try:
         srv.start()
@@ -58,17 +56,7 @@ def main():
         ecs.register_task_definition(**CONTRACT_TD)
         print(f"host: {os.cpu_count()} cores, {os.uname().release}, load average before: "
               f"{' '.join(open('/proc/loadavg').read().split()[:3])}")
-        for i in range(a.tasks):
-            for kind in (["single", "contract"] if i % 2 == 0 else ["contract", "single"]):
-                t0 = time.monotonic()
-                r = ecs.run_task(cluster="default", taskDefinition=fam[kind], launchType="FARGATE",
-                                 platformVersion="1.4.0", count=1, networkConfiguration=NET)
-                if r.get("failures"):
-                    raise SystemExit(f"run-task failed: {r['failures']}")
-                arn = r["tasks"][0]["taskArn"]
-                lat[kind] += wait_running(ecs, [arn], t0)
-                ecs.stop_task(cluster="default", task=arn, reason="bench")
-                wait_stopped(ecs, [arn])
+        lat = alternating_starts(ecs, fam, a.tasks)
     finally:
         srv.stop()
         shutil.rmtree(root, ignore_errors=True)

@@ -16,13 +16,12 @@ import pathlib
 import shutil
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 from conftest import FerryServer, import_httpd  # noqa: E402
-from task_bench import NET, START_TD, pct, wait_running, wait_stopped  # noqa: E402
+from task_bench import START_TD, alternating_starts, pct  # noqa: E402
 
 TRUST = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
@@ -59,7 +58,6 @@ def main():
     a = ap.parse_args()
     root = tempfile.mkdtemp(prefix="ferry-bench-identity-", dir="/var/tmp")
     srv = FerryServer(os.path.join(root, "data"))
-    lat = {"plain": [], "identity": []}
     fam = {"plain": START_TD["family"], "identity": "bench-identity"}
     try:
         srv.start()
@@ -69,17 +67,7 @@ def main():
         ecs.register_task_definition(**setup_identity(srv))
         print(f"host: {os.cpu_count()} cores, {os.uname().release}, load average before: "
               f"{' '.join(open('/proc/loadavg').read().split()[:3])}")
-        for i in range(a.tasks):
-            for kind in (["plain", "identity"] if i % 2 == 0 else ["identity", "plain"]):
-                t0 = time.monotonic()
-                r = ecs.run_task(cluster="default", taskDefinition=fam[kind], launchType="FARGATE",
-                                 platformVersion="1.4.0", count=1, networkConfiguration=NET)
-                if r.get("failures"):
-                    raise SystemExit(f"run-task failed: {r['failures']}")
-                arn = r["tasks"][0]["taskArn"]
-                lat[kind] += wait_running(ecs, [arn], t0)
-                ecs.stop_task(cluster="default", task=arn, reason="bench")
-                wait_stopped(ecs, [arn])
+        lat = alternating_starts(ecs, fam, a.tasks)
     finally:
         srv.stop()
         shutil.rmtree(root, ignore_errors=True)

@@ -98,6 +98,26 @@ def wait_running(ecs, arns, t0, poll=0.005, timeout=120):
     return [took[a] for a in arns]
 
 
+def alternating_starts(ecs, families, tasks):
+    """RunTask-to-RUNNING seconds per family, `tasks` each, one task at a
+    time, the families' order alternating every round so neither always
+    runs first. Each task is stopped (and waited for) before the next."""
+    lat = {k: [] for k in families}
+    kinds = list(families)
+    for i in range(tasks):
+        for kind in (kinds if i % 2 == 0 else kinds[::-1]):
+            t0 = time.monotonic()
+            r = ecs.run_task(cluster="default", taskDefinition=families[kind], launchType="FARGATE",
+                             platformVersion="1.4.0", count=1, networkConfiguration=NET)
+            if r.get("failures"):
+                raise SystemExit(f"run-task failed: {r['failures']}")
+            arn = r["tasks"][0]["taskArn"]
+            lat[kind] += wait_running(ecs, [arn], t0)
+            ecs.stop_task(cluster="default", task=arn, reason="bench")
+            wait_stopped(ecs, [arn])
+    return lat
+
+
 def wait_stopped(ecs, arns, timeout=300):
     deadline = time.time() + timeout
     left = list(arns)
