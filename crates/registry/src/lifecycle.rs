@@ -104,11 +104,9 @@ fn invalid(msg: impl Into<String>) -> AwsError {
 impl Policy {
     /// Parses and checks `text` as ECR does (`InvalidParameterException`).
     pub fn parse(text: &str) -> Result<Self, AwsError> {
-        if text.len() < 100 || text.len() > 30720 {
-            // ECR's bounds on lifecyclePolicyText.
-            if text.len() > 30720 {
-                return Err(invalid("Lifecycle policy text is longer than 30720"));
-            }
+        // ECR's upper bound on lifecyclePolicyText (the CLI checks the lower).
+        if text.len() > 30720 {
+            return Err(invalid("Lifecycle policy text is longer than 30720"));
         }
         let wire: Wire = serde_json::from_str(text)
             .map_err(|e| invalid(format!("Lifecycle policy validation failure: {e}")))?;
