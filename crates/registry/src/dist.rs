@@ -597,8 +597,8 @@ async fn get_blob(
     let len = reader.len();
     let (status, start, end) = match range {
         Some(r) => match parse_range(&r, len) {
-            Ok((s, e)) => (StatusCode::PARTIAL_CONTENT, s, e),
-            Err(()) => {
+            Some((s, e)) => (StatusCode::PARTIAL_CONTENT, s, e),
+            None => {
                 return built(
                     response(StatusCode::RANGE_NOT_SATISFIABLE)
                         .header(header::CONTENT_RANGE, format!("bytes */{len}")),

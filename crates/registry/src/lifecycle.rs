@@ -331,8 +331,9 @@ mod tests {
             },
         ];
         assert_eq!(p.expired(&imgs, 10.0), vec!["p1".to_owned()]);
+        // "*-1" selects p1 and d1; the newer (p1) is kept.
         let p = Policy::parse(&keep(1, "tagged", r#","tagPatternList":["*-1"]"#)).unwrap();
-        assert_eq!(p.expired(&imgs, 10.0), vec!["p1".to_owned()]);
+        assert_eq!(p.expired(&imgs, 10.0), vec!["d1".to_owned()]);
         assert!(wildcard("a*b*c", "aXXbYYc"));
         assert!(!wildcard("a*b*c", "aXXcYYb"));
         assert!(wildcard("*", ""));

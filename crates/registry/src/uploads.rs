@@ -93,32 +93,24 @@ pub fn upload_range(offset: u64) -> Option<String> {
 }
 
 /// A blob GET's `Range: bytes=A-B` (or `A-`, or `-N`) against a blob of
-/// `len` bytes: the inclusive range to send, or `Err` when it cannot be
+/// `len` bytes: the inclusive range to send, or `None` when it cannot be
 /// satisfied.
-pub fn parse_range(v: &str, len: u64) -> Result<(u64, u64), ()> {
-    let spec = v.trim().strip_prefix("bytes=").ok_or(())?;
+pub fn parse_range(v: &str, len: u64) -> Option<(u64, u64)> {
+    let spec = v.trim().strip_prefix("bytes=")?;
     if spec.contains(',') {
-        return Err(());
+        return None;
     }
-    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = spec.split_once('-')?;
+    let last = len.checked_sub(1)?;
     let (start, end) = match (a.trim(), b.trim()) {
         ("", n) => {
-            let n: u64 = n.parse().map_err(|_| ())?;
-            if n == 0 {
-                return Err(());
-            }
-            (len.saturating_sub(n), len.checked_sub(1).ok_or(())?)
+            let n: u64 = n.parse().ok().filter(|n| *n > 0)?;
+            (len.saturating_sub(n), last)
         }
-        (a, "") => (a.parse().map_err(|_| ())?, len.checked_sub(1).ok_or(())?),
-        (a, b) => {
-            let (a, b): (u64, u64) = (a.parse().map_err(|_| ())?, b.parse().map_err(|_| ())?);
-            (a, b.min(len.saturating_sub(1)))
-        }
+        (a, "") => (a.parse().ok()?, last),
+        (a, b) => (a.parse().ok()?, b.parse::<u64>().ok()?.min(last)),
     };
-    if start > end || start >= len {
-        return Err(());
-    }
-    Ok((start, end))
+    (start <= end && start < len).then_some((start, end))
 }
 
 #[cfg(test)]
@@ -137,13 +129,13 @@ mod tests {
 
     #[test]
     fn get_ranges() {
-        assert_eq!(parse_range("bytes=0-9", 100), Ok((0, 9)));
-        assert_eq!(parse_range("bytes=90-", 100), Ok((90, 99)));
-        assert_eq!(parse_range("bytes=-10", 100), Ok((90, 99)));
-        assert_eq!(parse_range("bytes=50-500", 100), Ok((50, 99)));
-        assert!(parse_range("bytes=100-", 100).is_err());
-        assert!(parse_range("bytes=0-1,3-4", 100).is_err());
-        assert!(parse_range("items=0-1", 100).is_err());
-        assert!(parse_range("bytes=0-0", 0).is_err());
+        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 9)));
+        assert_eq!(parse_range("bytes=90-", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=-10", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=50-500", 100), Some((50, 99)));
+        assert!(parse_range("bytes=100-", 100).is_none());
+        assert!(parse_range("bytes=0-1,3-4", 100).is_none());
+        assert!(parse_range("items=0-1", 100).is_none());
+        assert!(parse_range("bytes=0-0", 0).is_none());
     }
 }
