@@ -35,6 +35,34 @@ const TEXT_XML: &str = "text/xml";
 type Request = http::Request<Incoming>;
 type Response = http::Response<Full<Bytes>>;
 
+/// The body of every response the listener sends: the framed services'
+/// bodies are whole buffers, a raw HTTP service's may stream.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+/// A response of a raw HTTP service ([`HttpService`]).
+pub type HttpResponse = http::Response<Body>;
+
+/// A service that speaks HTTP itself rather than an AWS protocol (the OCI
+/// distribution API of the registry under `/v2/`): it is handed the
+/// request before its body is read and before SigV4 (it authenticates
+/// its own callers), and answers with a body that may stream, so uploads
+/// and downloads of any size pass through without being buffered.
+pub trait HttpService: Send + Sync {
+    /// Handles one request from `peer`.
+    fn call(
+        &self,
+        req: http::Request<Incoming>,
+        peer: SocketAddr,
+    ) -> std::pin::Pin<Box<dyn Future<Output = HttpResponse> + Send>>;
+}
+
+/// A whole-buffer body as the listener's [`Body`].
+pub fn full_body(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then stops
 /// accepting, closes idle keep-alive connections and lets in-flight
 /// requests finish.
@@ -62,7 +90,18 @@ pub async fn serve(
         let router = router.clone();
         let service = hyper::service::service_fn(move |req: Request| {
             let router = router.clone();
-            async move { Ok::<_, Infallible>(handle(&router, peer, req).await) }
+            async move {
+                // Raw HTTP services (the registry's /v2/) see the request
+                // before its body is read and before SigV4.
+                if let Some(raw) = router.http_route(req.uri().path()) {
+                    return Ok::<_, Infallible>(raw.call(req, peer).await);
+                }
+                Ok::<_, Infallible>(
+                    handle(&router, peer, req)
+                        .await
+                        .map(|b| b.map_err(|never| match never {}).boxed()),
+                )
+            }
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .serve_connection(TokioIo::new(stream), service);

@@ -26,5 +26,5 @@ pub mod router;
 pub mod sigv4;
 
 pub use auth::{Authenticator, KeyRefused, StaticKeys};
-pub use http::serve;
+pub use http::{Body, HttpResponse, HttpService, full_body, serve};
 pub use router::Router;

@@ -32,12 +32,18 @@ pub(crate) struct RestRoute {
     pub service: Arc<dyn RestService>,
 }
 
+pub(crate) struct HttpRoute {
+    pub prefix: &'static str,
+    pub service: Arc<dyn crate::http::HttpService>,
+}
+
 /// Everything the listener needs: the services, the credential table, the
 /// server's region and limits. Build one, then pass it to [`crate::serve`].
 pub struct Router {
     pub(crate) json: HashMap<&'static str, JsonRoute>,
     pub(crate) rest: Vec<RestRoute>,
     pub(crate) query: Vec<QueryRoute>,
+    pub(crate) http: Vec<HttpRoute>,
     pub(crate) keys: Arc<dyn Authenticator>,
     pub(crate) region: String,
     pub(crate) body_limit: usize,
@@ -56,6 +62,7 @@ impl Router {
             json: HashMap::new(),
             rest: Vec::new(),
             query: Vec::new(),
+            http: Vec::new(),
             keys,
             region: region.into(),
             body_limit: DEFAULT_BODY_LIMIT,
@@ -110,6 +117,27 @@ impl Router {
             service,
         });
         self
+    }
+
+    /// Registers a raw HTTP service for every path equal to `prefix`
+    /// without its trailing slash, or starting with `prefix` (e.g. `/v2/`
+    /// takes `/v2` and `/v2/...`). Checked before any other route.
+    #[must_use]
+    pub fn http_service(
+        mut self,
+        prefix: &'static str,
+        service: Arc<dyn crate::http::HttpService>,
+    ) -> Self {
+        self.http.push(HttpRoute { prefix, service });
+        self
+    }
+
+    /// The raw HTTP service that takes `path`, if any.
+    pub(crate) fn http_route(&self, path: &str) -> Option<&Arc<dyn crate::http::HttpService>> {
+        self.http
+            .iter()
+            .find(|r| path.starts_with(r.prefix) || path == r.prefix.trim_end_matches('/'))
+            .map(|r| &r.service)
     }
 
     /// Sets the request body limit in bytes.

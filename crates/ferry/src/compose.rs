@@ -60,6 +60,8 @@ pub struct Host {
     pub runtime: Arc<HostRuntime>,
     /// The EFS mounts (released after the tasks).
     pub efs: Arc<EfsVolumes>,
+    /// The registry (told the listener's address once bound).
+    pub registry: Arc<ferry_registry::Registry>,
 }
 
 /// Builds every service, releases what a previous server left on this
@@ -119,7 +121,16 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
     // Bound late: the control plane needs the runtime, the runtime's
     // metadata endpoint reads the control plane's task records.
     let _ = control_state.core.set(Arc::downgrade(ecs.core()));
+    let registry = registry(shared)?;
     let router = router
+        .json_service(
+            "ecr",
+            Arc::new(ferry_registry::api::EcrService::new(registry.clone())),
+        )
+        .http_service(
+            "/v2/",
+            Arc::new(ferry_registry::dist::Distribution::new(registry.clone())),
+        )
         .query_service("iam", Arc::new(IamService::new(shared.iam.clone())))
         .query_service("sts", Arc::new(StsService::new(shared.iam.clone())))
         .json_service("kms", shared.kms.clone())
@@ -136,7 +147,62 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
                 shared.region.clone(),
             )),
         );
-    Ok((router, Host { runtime, efs }))
+    Ok((
+        router,
+        Host {
+            runtime,
+            efs,
+            registry,
+        },
+    ))
+}
+
+/// The ECR-compatible registry, and its hourly lifecycle sweep.
+fn registry(shared: &Shared) -> anyhow::Result<Arc<ferry_registry::Registry>> {
+    let registry = Arc::new(
+        ferry_registry::Registry::open(
+            shared.store.clone(),
+            shared.kms.clone(),
+            &shared.data_dir,
+            Arc::new(RegistryPrincipals {
+                iam: shared.iam.clone(),
+            }),
+        )
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))
+        .context("opening the registry")?,
+    );
+    let weak = Arc::downgrade(&registry);
+    std::thread::Builder::new()
+        .name("registry-sweep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                let Some(r) = weak.upgrade() else { return };
+                r.sweep();
+            }
+        })
+        .context("starting the registry sweep")?;
+    Ok(registry)
+}
+
+/// Who a registry login token's principal is now: the administrator, or
+/// the IAM store's user key or live session.
+struct RegistryPrincipals {
+    iam: Arc<Iam>,
+}
+
+impl ferry_registry::Principals for RegistryPrincipals {
+    fn current(&self, principal_arn: &str, access_key_id: &str) -> Option<Caller> {
+        let admin = Caller::admin(self.iam.account());
+        if principal_arn == admin.arn() {
+            // The administrator's key lives in the credentials file, not
+            // in the IAM store: its identity does not go away.
+            let mut admin = admin;
+            admin.access_key_id = Some(access_key_id.to_owned());
+            return Some(admin);
+        }
+        self.iam.caller_of_key(access_key_id)
+    }
 }
 
 /// Opens the identity store, its secrets sealed under the KMS root key.

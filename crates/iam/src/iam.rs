@@ -464,6 +464,41 @@ impl Iam {
         Ok((k.secret.clone(), caller))
     }
 
+    /// The caller `access_key_id` belongs to while it is usable (an
+    /// active key of an existing user, or a live session), without a
+    /// signature: for credentials derived from an earlier authenticated
+    /// request (the registry's login tokens), to refuse them once the
+    /// principal is gone and to apply its current policies.
+    pub fn caller_of_key(&self, access_key_id: &str) -> Option<Caller> {
+        let st = self.read();
+        if let Some(s) = st.sessions.get(access_key_id) {
+            if s.expires <= now() {
+                return None;
+            }
+            let role = st.roles.get(&s.role).filter(|r| r.rec.id == s.role_id)?;
+            return Some(Caller {
+                account: self.account.clone(),
+                principal: Principal::AssumedRole {
+                    role_arn: s.role_arn.clone(),
+                    session_name: s.session_name.clone(),
+                },
+                access_key_id: Some(access_key_id.to_owned()),
+                policies: Some(role.policies.clone()),
+            });
+        }
+        let k = st.keys.get(access_key_id)?;
+        if k.rec.status != "Active" {
+            return None;
+        }
+        let user = st.users.get(&k.rec.user)?;
+        Some(Caller {
+            account: self.account.clone(),
+            principal: Principal::Iam(user.rec.arn.clone()),
+            access_key_id: Some(access_key_id.to_owned()),
+            policies: Some(user.policies.clone()),
+        })
+    }
+
     /// GetCallerIdentity's `UserId` and `Arn` for `caller`.
     pub fn caller_identity(&self, caller: &Caller) -> Result<(String, String), AwsError> {
         let gone = || {

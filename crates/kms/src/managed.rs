@@ -1,5 +1,5 @@
-//! AWS managed keys of other services: `alias/aws/secretsmanager` and
-//! `alias/aws/ssm`, created the first time the service needs one (as AWS
+//! AWS managed keys of other services: `alias/aws/secretsmanager`,
+//! `alias/aws/ssm` and `alias/aws/ecr`, created the first time the service needs one (as AWS
 //! creates them when an account first stores a secret or a SecureString
 //! without naming a key).
 //!
@@ -25,6 +25,9 @@ pub enum ManagedKey {
     SecretsManager,
     /// `alias/aws/ssm`: seals SSM SecureString parameters.
     Ssm,
+    /// `alias/aws/ecr`: seals the registry's images (repositories created
+    /// with encryption type KMS and no key, and, in ferry, AES256).
+    Ecr,
 }
 
 impl ManagedKey {
@@ -33,6 +36,7 @@ impl ManagedKey {
         match self {
             Self::SecretsManager => "alias/aws/secretsmanager",
             Self::Ssm => "alias/aws/ssm",
+            Self::Ecr => "alias/aws/ecr",
         }
     }
 
@@ -42,6 +46,7 @@ impl ManagedKey {
         match self {
             Self::SecretsManager => "secretsmanager",
             Self::Ssm => "ssm",
+            Self::Ecr => "ecr",
         }
     }
 
@@ -56,6 +61,7 @@ impl ManagedKey {
                 "Default key that protects my Secrets Manager data when no other key is defined"
             }
             Self::Ssm => "Default key that protects my SSM parameters when no other key is defined",
+            Self::Ecr => "Default key that protects my ECR data when no other key is defined",
         }
     }
 
@@ -103,6 +109,24 @@ impl ManagedKey {
                     ]
                 })
             }
+            Self::Ecr => json!({
+                "Version": "2012-10-17",
+                "Id": "auto-ecr-1",
+                "Statement": [
+                    {
+                        "Sid": "Allow access through Amazon ECR for all principals in the account that are authorized to use Amazon ECR",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": "*"},
+                        "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:CreateGrant", "kms:DescribeKey"],
+                        "Resource": "*",
+                        "Condition": {"StringEquals": {
+                            "kms:CallerAccount": account,
+                            "kms:ViaService": self.via_service(region)
+                        }}
+                    },
+                    view
+                ]
+            }),
             Self::Ssm => json!({
                 "Version": "2012-10-17",
                 "Id": "auto-ssm-1",

@@ -111,6 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr().context("local address")?;
+        host.registry.set_endpoint(format!("http://{addr}"));
         if !protection.memory_locked {
             tracing::warn!("memory is not locked (RLIMIT_MEMLOCK is limited); keys may reach swap");
         }
