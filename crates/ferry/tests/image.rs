@@ -220,6 +220,7 @@ fn bare_tag_in_oci_index_needs_a_name() {
 fn import_from_stdin() {
     let t = tempfile::tempdir().unwrap();
     let data = t.path().join("data");
+    let _store = teststore::serve(&data);
     let docker = t.path().join("d.tar");
     testimage::write_docker_archive(&testimage::httpd_image(), &docker, "piped:1");
     let out = Command::new(env!("CARGO_BIN_EXE_ferry"))

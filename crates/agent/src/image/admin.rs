@@ -178,7 +178,10 @@ fn chain(e: &dyn std::error::Error) -> String {
         }
         src = c.source();
     }
-    super::one_line(&s)
+    // One line: the answer is line-delimited.
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 fn run(

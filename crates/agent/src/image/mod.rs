@@ -649,3 +649,177 @@ pub(crate) fn copy_hashed(mut r: impl Read, mut w: impl Write) -> io::Result<(St
     }
     Ok((format!("sha256:{}", hex::encode(h.finalize())), n))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_blob::testing::MemoryKeys;
+
+    fn sha(b: &[u8]) -> String {
+        format!("sha256:{}", hex::encode(Sha256::digest(b)))
+    }
+
+    /// An OCI archive of one image: one uncompressed layer holding
+    /// `marker` in /marker (and `pad` bytes of padding, for sizes).
+    fn archive(name: &str, marker: &str, pad: usize) -> Vec<u8> {
+        let mut layer = tar::Builder::new(Vec::new());
+        for (path, body) in [
+            ("marker", marker.as_bytes().to_vec()),
+            ("pad", vec![7u8; pad]),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(body.len() as u64);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            layer.append_data(&mut h, path, &body[..]).unwrap();
+        }
+        let layer = layer.into_inner().unwrap();
+        let config = serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Cmd": ["/bin/sh"]},
+            "rootfs": {"type": "layers", "diff_ids": [sha(&layer)]}
+        })
+        .to_string()
+        .into_bytes();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": sha(&config), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": sha(&layer), "size": layer.len()}]
+        })
+        .to_string()
+        .into_bytes();
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "digest": sha(&manifest), "size": manifest.len(),
+                           "annotations": {"io.containerd.image.name": name}}]
+        })
+        .to_string()
+        .into_bytes();
+        let mut ar = tar::Builder::new(Vec::new());
+        let mut add = |path: String, body: &[u8]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(body.len() as u64);
+            h.set_mode(0o644);
+            ar.append_data(&mut h, path, body).unwrap();
+        };
+        add("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#);
+        add("index.json".into(), &index);
+        for b in [&layer, &config, &manifest] {
+            add(format!("blobs/sha256/{}", &sha(b)[7..]), b);
+        }
+        ar.into_inner().unwrap()
+    }
+
+    fn store(dir: &Path) -> ImageStore {
+        let ctx: Context = [("ferry:purpose".to_owned(), "test".to_owned())].into();
+        ImageStore::open(dir, Arc::new(MemoryKeys::default()), ctx).unwrap()
+    }
+
+    fn import(s: &ImageStore, name: &str, marker: &str, pad: usize) -> String {
+        let a = archive(name, marker, pad);
+        let out = archive::import_from(s, &a[..], Path::new("test.tar"), None).unwrap();
+        out[0].manifest_digest.clone()
+    }
+
+    /// Every file under `dir`, read whole.
+    fn all_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in fs::read_dir(&d).unwrap().flatten() {
+                let t = e.file_type().unwrap();
+                if t.is_dir() {
+                    stack.push(e.path());
+                } else if t.is_file() {
+                    out.push((e.path(), fs::read(e.path()).unwrap()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn imported_images_are_sealed_and_unpack() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(&t.path().join("images"));
+        let marker = "MARKER-sealed-store-5f1c2a";
+        import(&s, "docker.io/library/web:1", marker, 10);
+        for (p, b) in all_bytes(t.path()) {
+            assert!(
+                !b.windows(marker.len()).any(|w| w == marker.as_bytes()),
+                "plaintext marker in {}",
+                p.display()
+            );
+        }
+        let img = s.resolve("web:1").unwrap();
+        let root = t.path().join("rootfs");
+        unpack::unpack_image(&s, &img, &root).unwrap();
+        assert_eq!(fs::read_to_string(root.join("marker")).unwrap(), marker);
+        assert_eq!(s.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_swapped_layer_fails_the_unpack() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(&t.path().join("images"));
+        import(&s, "a:1", "AAAA", 10);
+        import(&s, "b:1", "BBBB", 20);
+        let a = s.resolve("a:1").unwrap();
+        let b = s.resolve("b:1").unwrap();
+        let path = |i: &Image| {
+            let d = ferry_blob::Digest::parse(i.manifest.layers()[0].digest().as_ref()).unwrap();
+            s.blobs.path(&d)
+        };
+        fs::copy(path(&b), path(&a)).unwrap();
+        let err = unpack::unpack_image(&s, &a, &t.path().join("rootfs")).unwrap_err();
+        assert!(err.to_string().contains("digest mismatch"), "{err}");
+    }
+
+    #[test]
+    fn the_limit_collects_the_least_recently_used_unpinned_image() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(&t.path().join("images"));
+        let one = import(&s, "one:1", "1", 300_000);
+        let two = import(&s, "two:1", "2", 300_000);
+        let three = import(&s, "three:1", "3", 300_000);
+        // `one` is used (and pinned) by a task, so `two` is the LRU victim.
+        let (_, pin) = s.resolve_pinned("one:1").unwrap();
+        s.set_limit(Some(s.usage().unwrap() + 1));
+        let four = import(&s, "four:1", "4", 300_000);
+        let names: Vec<String> = s
+            .list()
+            .unwrap()
+            .iter()
+            .map(|i| i.manifest_digest.clone())
+            .collect();
+        assert!(names.contains(&one) && names.contains(&three) && names.contains(&four));
+        assert!(!names.contains(&two), "the LRU image was kept");
+        assert!(s.usage().unwrap() <= s.limit.load(Ordering::Relaxed));
+        // Prune spares the pinned image only; after the pin drops it goes too.
+        s.prune().unwrap();
+        assert_eq!(s.list().unwrap().len(), 1);
+        drop(pin);
+        s.prune().unwrap();
+        assert!(s.list().unwrap().is_empty());
+        assert_eq!(s.usage().unwrap(), 0);
+    }
+
+    #[test]
+    fn an_old_plaintext_store_is_removed_at_open() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("images");
+        fs::create_dir_all(root.join("blobs/sha256")).unwrap();
+        fs::write(root.join("blobs/sha256").join("ab".repeat(32)), b"plain").unwrap();
+        fs::write(root.join("refs.json"), b"{\"refs\":{}}").unwrap();
+        let s = store(&root);
+        assert_eq!(s.usage().unwrap(), 0);
+        assert!(!root.join("refs.json").exists());
+        assert!(root.join("format").exists());
+    }
+}
