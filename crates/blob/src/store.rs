@@ -298,10 +298,7 @@ impl FinishedUpload {
         keys: &dyn BlobKeys,
         context: &Context,
     ) -> Result<SealedReader<File>, BlobError> {
-        let f = self
-            .tmp
-            .reopen()
-            .map_err(io_err("reopening an upload"))?;
+        let f = self.tmp.reopen().map_err(io_err("reopening an upload"))?;
         Ok(SealedReader::new(f, keys, context, self.digest.as_str())?
             .expect_digest(self.digest.as_str()))
     }

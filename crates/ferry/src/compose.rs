@@ -19,9 +19,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use ferry_agent::image::ImageStore;
 use ferry_agent::logs::{LogEvent as AgentEvent, LogSink, OpenStreamError};
-use ferry_blob::{BlobKeys, DataKey, KeyError};
 use ferry_api::Router;
 use ferry_api::auth::{Authenticator, KeyRefused};
+use ferry_blob::{BlobKeys, DataKey, KeyError};
 use ferry_control::identity::IdentityServices;
 use ferry_control::identity::sessions::TaskSessions;
 use ferry_control::keys::{self, KeyCheckError, KeyFacts, StorageKeys};
@@ -392,10 +392,7 @@ fn wrong_length(operation: &'static str) -> KeyError {
 }
 
 impl BlobKeys for ImageKeys {
-    fn generate(
-        &self,
-        context: &ferry_blob::Context,
-    ) -> Result<(DataKey, Vec<u8>), KeyError> {
+    fn generate(&self, context: &ferry_blob::Context) -> Result<(DataKey, Vec<u8>), KeyError> {
         let (plain, wrapped) = self
             .0
             .new_image_blob_key(context)

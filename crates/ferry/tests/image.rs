@@ -247,5 +247,8 @@ fn without_a_server_the_cli_says_to_start_one() {
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(!data.join("images").exists(), "the CLI opened the store itself");
+    assert!(
+        !data.join("images").exists(),
+        "the CLI opened the store itself"
+    );
 }

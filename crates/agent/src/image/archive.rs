@@ -138,9 +138,7 @@ fn stage<'s>(
     archive: &Path,
 ) -> Result<Staging<'s>, ImageError> {
     let bad = |e: io::Error| {
-        if e.get_ref()
-            .is_some_and(|i| i.is::<ferry_blob::BlobError>())
-        {
+        if e.get_ref().is_some_and(|i| i.is::<ferry_blob::BlobError>()) {
             return super::read_err("sealing an archive file")(e);
         }
         ImageError::Corrupt(format!(
@@ -333,9 +331,7 @@ pub(crate) fn verify_diff_ids(
         let mut blob = open(digest)?;
         let (r, compression) = layer_reader(&mut blob, digest)?;
         let (got, _) = copy_hashed(r, io::sink()).map_err(|e| {
-            if e.get_ref()
-                .is_some_and(|i| i.is::<ferry_blob::BlobError>())
-            {
+            if e.get_ref().is_some_and(|i| i.is::<ferry_blob::BlobError>()) {
                 return corrupt(digest)(e);
             }
             ImageError::Corrupt(format!("layer {digest} does not decompress: {e}"))
@@ -357,7 +353,8 @@ fn check_layers(
     layers: &[&Staged],
 ) -> Result<Vec<Compression>, ImageError> {
     let digests: Vec<String> = layers.iter().map(|l| l.digest.clone()).collect();
-    let by_digest: HashMap<&str, &Staged> = layers.iter().map(|l| (l.digest.as_str(), *l)).collect();
+    let by_digest: HashMap<&str, &Staged> =
+        layers.iter().map(|l| (l.digest.as_str(), *l)).collect();
     verify_diff_ids(config, &digests, |d| match by_digest.get(d) {
         Some(f) => staging.open(f),
         None => Err(ImageError::Corrupt(format!("layer {d} was not staged"))),

@@ -47,7 +47,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use ferry_blob::{BlobError, BlobKeys, BlobStore, BlobUpload, Context, FinishedUpload, SealedReader};
+use ferry_blob::{
+    BlobError, BlobKeys, BlobStore, BlobUpload, Context, FinishedUpload, SealedReader,
+};
 use nix::fcntl::{Flock, FlockArg};
 use oci_spec::image::{ImageConfiguration, ImageManifest};
 use serde::{Deserialize, Serialize};
@@ -246,7 +248,8 @@ impl ImageStore {
     /// Limits the sealed blobs to `bytes` on disk (`None`: no limit). Takes
     /// effect at the next import or pull.
     pub fn set_limit(&self, bytes: Option<u64>) {
-        self.limit.store(bytes.unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.limit
+            .store(bytes.unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     /// Bytes the sealed blobs take on disk.
@@ -572,12 +575,7 @@ impl ImageStore {
     /// Removes every blob that no name and no pinned image reaches.
     fn sweep_locked(&self, refs: &Refs) -> Result<(), ImageError> {
         let mut keep = BTreeSet::new();
-        let roots: BTreeSet<String> = refs
-            .refs
-            .values()
-            .cloned()
-            .chain(self.pinned())
-            .collect();
+        let roots: BTreeSet<String> = refs.refs.values().cloned().chain(self.pinned()).collect();
         for d in &roots {
             keep.extend(self.image_blobs(d));
         }

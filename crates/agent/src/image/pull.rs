@@ -227,38 +227,39 @@ pub fn pull(
     staged.insert(digest.clone(), store.seal_bytes(&body)?);
 
     // Config and layers; what the store already has is not fetched again.
-    let mut fetch = |d: &Descriptor, c: &mut Client| -> Result<Option<FinishedUpload>, ImageError> {
-        let want = d.digest().to_string();
-        digest_hex(&want)?;
-        if store.has_blob(&want)? {
-            progress(PullProgress::Done { digest: want });
-            return Ok(None);
-        }
-        progress(PullProgress::Start {
-            digest: want.clone(),
-            total: d.size(),
-        });
-        let resp = c.get(&format!("blobs/{want}"), "*/*")?;
-        let mut reader = Counting {
-            inner: resp.into_body().into_reader(),
-            cb: &mut *progress,
+    let mut fetch =
+        |d: &Descriptor, c: &mut Client| -> Result<Option<FinishedUpload>, ImageError> {
+            let want = d.digest().to_string();
+            digest_hex(&want)?;
+            if store.has_blob(&want)? {
+                progress(PullProgress::Done { digest: want });
+                return Ok(None);
+            }
+            progress(PullProgress::Start {
+                digest: want.clone(),
+                total: d.size(),
+            });
+            let resp = c.get(&format!("blobs/{want}"), "*/*")?;
+            let mut reader = Counting {
+                inner: resp.into_body().into_reader(),
+                cb: &mut *progress,
+            };
+            let mut up = store.create_blob()?;
+            io::copy(&mut reader, &mut up)
+                .map_err(|e| ImageError::Corrupt(format!("downloading {want}: {e}")))?;
+            let up = up.finish()?;
+            let (got, size) = (up.digest().to_string(), up.size());
+            if got != want || size != d.size() {
+                return Err(ImageError::Corrupt(format!(
+                    "blob {want}: downloaded {size} bytes with digest {got}, expected {} bytes",
+                    d.size()
+                )));
+            }
+            progress(PullProgress::Done {
+                digest: want.clone(),
+            });
+            Ok(Some(up))
         };
-        let mut up = store.create_blob()?;
-        io::copy(&mut reader, &mut up)
-            .map_err(|e| ImageError::Corrupt(format!("downloading {want}: {e}")))?;
-        let up = up.finish()?;
-        let (got, size) = (up.digest().to_string(), up.size());
-        if got != want || size != d.size() {
-            return Err(ImageError::Corrupt(format!(
-                "blob {want}: downloaded {size} bytes with digest {got}, expected {} bytes",
-                d.size()
-            )));
-        }
-        progress(PullProgress::Done {
-            digest: want.clone(),
-        });
-        Ok(Some(up))
-    };
     let cdigest = manifest.config().digest().to_string();
     let config_bytes = match fetch(manifest.config(), &mut c)? {
         Some(up) => {

@@ -68,9 +68,7 @@ pub struct Args {
 /// without `iB`), or bytes.
 fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: u64 = num
         .parse()
@@ -178,7 +176,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 struct AdminSocket(PathBuf);
 
 impl AdminSocket {
-    fn bind(data_dir: &std::path::Path, images: ferry_agent::image::ImageStore) -> anyhow::Result<Self> {
+    fn bind(
+        data_dir: &std::path::Path,
+        images: ferry_agent::image::ImageStore,
+    ) -> anyhow::Result<Self> {
         use ferry_agent::image::admin;
         let listener = admin::bind(data_dir).with_context(|| {
             format!(

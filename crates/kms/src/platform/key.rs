@@ -98,7 +98,13 @@ pub fn ensure_platform_key(kms: &Kms) -> Result<String, AwsError> {
             Some(a) => Some(
                 st.keys
                     .get(&a.target_key_id)
-                    .map(|k| (k.rec.key_id.clone(), k.rec.arn.clone(), k.rec.policy.clone()))
+                    .map(|k| {
+                        (
+                            k.rec.key_id.clone(),
+                            k.rec.arn.clone(),
+                            k.rec.policy.clone(),
+                        )
+                    })
                     .ok_or_else(|| KmsError::key_not_found(&a.target_key_id))?,
             ),
             None => None,
