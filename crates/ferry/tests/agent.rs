@@ -17,7 +17,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferry_agent::image::{ImageStore, archive};
+use ferry_agent::image::archive;
 use ferry_agent::logs::MemorySink;
 use ferry_agent::net::NetworkConfig;
 use ferry_agent::{Agent, AgentConfig, TaskHandle, TaskOutcome};
