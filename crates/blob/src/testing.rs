@@ -22,6 +22,16 @@ impl Default for MemoryKeys {
     }
 }
 
+impl MemoryKeys {
+    /// A given master key: test processes that share a store (a helper
+    /// process reading what its parent imported) use the same one.
+    pub fn with_key(master: [u8; 32]) -> Self {
+        Self {
+            master: Zeroizing::new(master),
+        }
+    }
+}
+
 fn aad(context: &Context) -> Vec<u8> {
     let mut a = Vec::new();
     for (k, v) in context {

@@ -1,5 +1,5 @@
-//! Sealed image stores for tests: data keys from one in-memory key per
-//! test process (ferry_blob's `testing` feature), so every store a test
+//! Sealed image stores for tests: data keys from one fixed in-memory
+//! test key (ferry_blob's `testing` feature), so every store a test
 //! opens on a directory reads what another wrote; and the admin socket
 //! served in-process, as `ferry server` serves it, for the CLI to reach.
 
@@ -11,7 +11,9 @@ use std::sync::{Arc, LazyLock};
 use ferry_agent::image::{ImageStore, admin};
 use ferry_blob::testing::MemoryKeys;
 
-static KEYS: LazyLock<Arc<MemoryKeys>> = LazyLock::new(|| Arc::new(MemoryKeys::default()));
+// A fixed test key: helper processes (crates/ferry/tests/agent.rs's crash
+// helper) read the stores their parent wrote.
+static KEYS: LazyLock<Arc<MemoryKeys>> = LazyLock::new(|| Arc::new(MemoryKeys::with_key([7; 32])));
 
 /// The store in `dir` (e.g. `DATA_DIR/images`).
 pub fn open(dir: &Path) -> ImageStore {
