@@ -6,9 +6,10 @@ The source document's task runs `sh -c "echo '<html>...' > /usr/local/apache2/ht
 demo use this image instead: busybox's sh and httpd, the same paths as the real
 image, and an `httpd-foreground` that runs busybox httpd on port 80.
 
-    make_httpd_image.py [--format oci|docker] [--name httpd:2.4] [--with-fio] OUT.tar
+    make_httpd_image.py [--format oci|docker] [--name httpd:2.4] [--with-fio] [--marker TEXT] OUT.tar
 
-`--with-fio` adds the host's /usr/bin/fio and the shared libraries it links
+`--marker TEXT` adds /usr/local/apache2/htdocs/marker.html holding TEXT
+(tests look for its bytes on the host disk). `--with-fio` adds the host's /usr/bin/fio and the shared libraries it links
 (benchmarks run fio inside tasks with it).
 
 Writes an OCI image archive (oci-layout, index.json, blobs/sha256/...) as
@@ -41,7 +42,7 @@ def fio_files():
     return [(FIO, FIO)] + [(lib, os.path.realpath(lib)) for lib in libs]
 
 
-def layer_tar(with_fio=False) -> bytes:
+def layer_tar(with_fio=False, marker=None) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
         def add_dir(path, mode=0o755):
@@ -70,6 +71,8 @@ def layer_tar(with_fio=False) -> bytes:
         add_file("usr/local/apache2/htdocs/index.html", b"<html><body><h1>It works!</h1></body></html>\n")
         add_file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33:www-data:/var/www:/bin/sh\n")
         add_file("etc/group", b"root:x:0:\nwww-data:x:33:\n")
+        if marker:
+            add_file("usr/local/apache2/htdocs/marker.html", marker.encode() + b"\n")
         if with_fio:
             made = set()
             for inside, host in fio_files():
@@ -93,6 +96,7 @@ def main():
     ap.add_argument("--format", choices=["oci", "docker"], default="oci")
     ap.add_argument("--name", default="httpd:2.4")
     ap.add_argument("--with-fio", action="store_true")
+    ap.add_argument("--marker", help="text of htdocs/marker.html (a unique string tests look for)")
     ap.add_argument("out")
     args = ap.parse_args()
     if not os.path.exists(BUSYBOX):
@@ -100,7 +104,7 @@ def main():
 
     if args.with_fio and not os.path.exists(FIO):
         raise SystemExit(f"{FIO} is missing: install fio (scripts/setup does)")
-    raw = layer_tar(args.with_fio)
+    raw = layer_tar(args.with_fio, args.marker)
     gz = gzip.compress(raw, mtime=0)
     config = json.dumps({
         "architecture": "amd64",

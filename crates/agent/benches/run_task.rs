@@ -101,7 +101,12 @@ fn main() {
         .prefix("ferry-agent-bench-")
         .tempdir()
         .unwrap();
-    let images = ImageStore::open(tmp.path().join("images")).unwrap();
+    let images = ImageStore::open(
+        tmp.path().join("images"),
+        std::sync::Arc::new(ferry_blob::testing::MemoryKeys::default()),
+        Default::default(),
+    )
+    .unwrap();
     let archive_path = tmp.path().join("httpd.tar");
     testimage::write_oci_archive(&testimage::httpd_image(), &archive_path, Some("httpd:2.4"));
     archive::import(&images, &archive_path, None).unwrap();

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use crate::bundle::{self, BundleInput};
 use crate::cgroup::TaskCgroup;
 use crate::health::{self, ExecProbe, Timing};
-use crate::image::{Image, ImageError, ImageStore, unpack};
+use crate::image::{Image, ImageError, ImageStore, Pin, unpack};
 use crate::logs::{self, LogSink};
 use crate::mounts;
 use crate::net::{NetworkConfig, TaskNetwork};
@@ -72,13 +72,18 @@ impl std::fmt::Debug for AgentConfig {
 }
 
 impl AgentConfig {
-    /// Defaults for a server data directory: images in `DATA_DIR/images`,
+    /// Defaults for a server data directory: `images` (the sealed store in
+    /// `DATA_DIR/images`, see [`ImageStore::open`]),
     /// state in `DATA_DIR/agent`, `runc` from PATH, bridge `ferry0` on
     /// 198.18.0.0/16, cgroup parent `ferry`.
-    pub fn new(data_dir: &Path, log_sink: Arc<dyn LogSink>) -> Result<Self, AgentError> {
+    pub fn new(
+        data_dir: &Path,
+        images: ImageStore,
+        log_sink: Arc<dyn LogSink>,
+    ) -> Result<Self, AgentError> {
         let state_dir = data_dir.join("agent");
         Ok(Self {
-            images: ImageStore::open(data_dir.join("images"))?,
+            images,
             network: NetworkConfig::new(&state_dir),
             state_dir,
             runtime: PathBuf::from("runc"),
@@ -304,6 +309,7 @@ impl Agent {
             exit_codes: BTreeMap::new(),
             timings: StartTimings::default(),
             started_at: Instant::now(),
+            pins: Vec::new(),
             plan,
         };
         let task_id = sup.plan.task_id.clone();
@@ -481,6 +487,9 @@ struct Supervisor {
     exit_codes: BTreeMap<String, i32>,
     timings: StartTimings,
     started_at: Instant,
+    /// The task's images, pinned until it stops (the store's size limit
+    /// does not collect them meanwhile).
+    pins: Vec<Pin>,
 }
 
 fn valid_name(s: &str) -> bool {
@@ -578,9 +587,10 @@ impl Supervisor {
                 )));
             }
             if !images.contains_key(&c.image) {
-                let img = self.cfg.images.resolve(&c.image).map_err(|e| {
+                let (img, pin) = self.cfg.images.resolve_pinned(&c.image).map_err(|e| {
                     TaskFailure::new(FailureCode::CannotPullContainer, e.to_string())
                 })?;
+                self.pins.push(pin);
                 images.insert(c.image.clone(), img);
             }
             for d in &c.depends_on {

@@ -23,9 +23,11 @@
 pub mod keys;
 pub mod store;
 pub mod stream;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use keys::{BlobKeys, Context, DataKey, KeyError};
-pub use store::{BlobStore, Digest, StoredBlob};
+pub use store::{BlobStore, BlobUpload, Digest, FinishedUpload, StoredBlob};
 pub use stream::{SealedReader, SealedWriter};
 
 /// Why a blob could not be written or read.

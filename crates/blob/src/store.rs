@@ -238,28 +238,85 @@ impl BlobUpload {
     /// any) and names the blob. A blob already stored under that digest is
     /// kept and this copy dropped.
     pub fn commit(self, expected: Option<&Digest>) -> Result<StoredBlob, BlobError> {
-        let (out, digest, size) = self.writer.finish()?;
-        let digest = Digest::parse(&digest)?;
+        let done = self.finish()?;
         if let Some(want) = expected
-            && *want != digest
+            && *want != done.digest
         {
             return Err(BlobError::DigestMismatch {
                 expected: want.to_string(),
-                actual: digest.to_string(),
+                actual: done.digest.to_string(),
             });
         }
+        done.commit()
+    }
+
+    /// Seals the end and syncs, without naming the blob yet: a caller that
+    /// must check what it wrote (an image's layers against its config)
+    /// reads it back with [`FinishedUpload::open`] and names it, or drops
+    /// it, after.
+    pub fn finish(self) -> Result<FinishedUpload, BlobError> {
+        let (out, digest, size) = self.writer.finish()?;
+        let digest = Digest::parse(&digest)?;
         let tmp = out
             .into_inner()
             .map_err(|e| io_err("writing a sealed blob")(e.into_error()))?;
         tmp.as_file()
             .sync_all()
             .map_err(io_err("syncing a sealed blob"))?;
+        Ok(FinishedUpload {
+            tmp,
+            root: self.root,
+            digest,
+            size,
+        })
+    }
+}
+
+/// A complete, synced blob not yet under its name (removed on drop).
+pub struct FinishedUpload {
+    tmp: NamedTempFile,
+    root: PathBuf,
+    digest: Digest,
+    size: u64,
+}
+
+impl FinishedUpload {
+    /// The digest of its plaintext.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// Its plaintext size.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Reads it back (a Decrypt through `keys`); a whole read checks the
+    /// digest.
+    pub fn open(
+        &self,
+        keys: &dyn BlobKeys,
+        context: &Context,
+    ) -> Result<SealedReader<File>, BlobError> {
+        let f = self.tmp.reopen().map_err(io_err("reopening an upload"))?;
+        Ok(SealedReader::new(f, keys, context, self.digest.as_str())?
+            .expect_digest(self.digest.as_str()))
+    }
+
+    /// Names the blob. A blob already stored under that digest is kept
+    /// and this copy dropped.
+    pub fn commit(self) -> Result<StoredBlob, BlobError> {
+        let digest = self.digest;
         let dest = self.root.join("sha256").join(digest.hex());
         if !dest.exists() {
-            tmp.persist(&dest)
+            self.tmp
+                .persist(&dest)
                 .map_err(|e| io_err(format!("storing blob {digest}"))(e.error))?;
         }
-        Ok(StoredBlob { digest, size })
+        Ok(StoredBlob {
+            digest,
+            size: self.size,
+        })
     }
 }
 

@@ -4,8 +4,9 @@
 //! the crates.
 //!
 //! The key path: `ferry_kms::Kms` -> [`Platform`] (typed, audited calls as
-//! `fargate.amazonaws.com`) -> `ferry_host` (task volumes, EFS) and, through
-//! [`ClusterKeys`], the control plane's CreateCluster checks.
+//! `fargate.amazonaws.com`) -> `ferry_host` (task volumes, EFS), through
+//! [`ImageKeys`] the sealed image store, and through [`ClusterKeys`] the
+//! control plane's CreateCluster checks.
 //!
 //! The identity path: `ferry_iam::Iam` (secrets sealed by the KMS root key
 //! through [`KmsSealer`]) answers IAM and STS and, through [`Keys`], is the
@@ -16,9 +17,11 @@ mod identity;
 use std::sync::Arc;
 
 use anyhow::Context;
+use ferry_agent::image::ImageStore;
 use ferry_agent::logs::{LogEvent as AgentEvent, LogSink, OpenStreamError};
 use ferry_api::Router;
 use ferry_api::auth::{Authenticator, KeyRefused};
+use ferry_blob::{BlobKeys, DataKey, KeyError};
 use ferry_control::identity::IdentityServices;
 use ferry_control::identity::sessions::TaskSessions;
 use ferry_control::keys::{self, KeyCheckError, KeyFacts, StorageKeys};
@@ -52,6 +55,9 @@ pub struct Shared {
     pub require_encrypted_storage: bool,
     /// Each task's pids limit.
     pub task_pids_max: u32,
+    /// Bytes the sealed image store may take before the least recently
+    /// used images no task uses are collected.
+    pub image_store_limit: u64,
 }
 
 /// What the server keeps to shut down in order.
@@ -62,6 +68,8 @@ pub struct Host {
     pub efs: Arc<EfsVolumes>,
     /// The registry (told the listener's address once bound).
     pub registry: Arc<ferry_registry::Registry>,
+    /// The sealed image store (served on the admin socket).
+    pub images: ImageStore,
 }
 
 /// Builds every service, releases what a previous server left on this
@@ -83,9 +91,19 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
         .context("creating the EFS directory")?,
     );
 
-    let mut agent_cfg =
-        ferry_agent::AgentConfig::new(&shared.data_dir, Arc::new(LogsSink(logs.clone())))
-            .context("agent configuration")?;
+    let images = ImageStore::open(
+        shared.data_dir.join("images"),
+        Arc::new(ImageKeys(platform.clone())),
+        ferry_kms::platform::context::image_store(&shared.account_id),
+    )
+    .context("opening the image store")?;
+    images.set_limit(Some(shared.image_store_limit));
+    let mut agent_cfg = ferry_agent::AgentConfig::new(
+        &shared.data_dir,
+        images.clone(),
+        Arc::new(LogsSink(logs.clone())),
+    )
+    .context("agent configuration")?;
     agent_cfg.task_pids_max = shared.task_pids_max;
     let agent = ferry_agent::Agent::new(agent_cfg).context("starting the agent")?;
     let tasks_dir = ferry_host::tasks_dir(&shared.data_dir);
@@ -153,6 +171,7 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
             runtime,
             efs,
             registry,
+            images,
         },
     ))
 }
@@ -411,6 +430,43 @@ impl StorageKeys for ClusterKeys {
                 )),
                 other => KeyCheckError::Kms(other.to_string()),
             })
+    }
+}
+
+/// The image store's data keys: the platform key, used as Fargate
+/// (GenerateDataKey and Decrypt, each audited).
+struct ImageKeys(Platform);
+
+fn key_error(operation: &'static str) -> impl FnOnce(PlatformError) -> KeyError {
+    move |e| match e {
+        PlatformError::Kms { operation, error } => KeyError { operation, error },
+        other => KeyError {
+            operation,
+            error: AwsError::server("KMSInternalException", other.to_string()),
+        },
+    }
+}
+
+fn wrong_length(operation: &'static str) -> KeyError {
+    key_error(operation)(PlatformError::WrongLength)
+}
+
+impl BlobKeys for ImageKeys {
+    fn generate(&self, context: &ferry_blob::Context) -> Result<(DataKey, Vec<u8>), KeyError> {
+        let (plain, wrapped) = self
+            .0
+            .new_image_blob_key(context)
+            .map_err(key_error("GenerateDataKey"))?;
+        let key = DataKey::from_slice(&plain).ok_or_else(|| wrong_length("GenerateDataKey"))?;
+        Ok((key, wrapped))
+    }
+
+    fn unwrap(&self, wrapped: &[u8], context: &ferry_blob::Context) -> Result<DataKey, KeyError> {
+        let plain = self
+            .0
+            .open_image_blob_key(wrapped, context)
+            .map_err(key_error("Decrypt"))?;
+        DataKey::from_slice(&plain).ok_or_else(|| wrong_length("Decrypt"))
     }
 }
 

@@ -7,6 +7,8 @@
 
 #[path = "tools/testimage.rs"]
 mod testimage;
+#[path = "tools/teststore.rs"]
+mod teststore;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -15,7 +17,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferry_agent::image::{ImageStore, archive};
+use ferry_agent::image::archive;
 use ferry_agent::logs::MemorySink;
 use ferry_agent::net::NetworkConfig;
 use ferry_agent::{Agent, AgentConfig, TaskHandle, TaskOutcome};
@@ -49,7 +51,7 @@ impl Env {
         let dir = tmp.path().to_path_buf();
         let suffix = format!("{:06x}", std::process::id() ^ (u32::from(net) << 16));
         let bridge = format!("fyt{}", &suffix[suffix.len() - 6..]);
-        let images = ImageStore::open(dir.join("data/images")).unwrap();
+        let images = teststore::open(&dir.join("data/images"));
         let img = testimage::httpd_image();
         let oci = dir.join("httpd-oci.tar");
         let docker = dir.join("httpd-docker.tar");
@@ -150,7 +152,7 @@ fn make_agent(dir: &Path, net: u8, bridge: &str, sink: Arc<MemorySink>) -> Agent
     network.subnet = format!("198.19.{net}.0/24");
     network.network_name = format!("ferry-test-{net}");
     Agent::new(AgentConfig {
-        images: ImageStore::open(dir.join("data/images")).unwrap(),
+        images: teststore::open(&dir.join("data/images")),
         state_dir: state,
         runtime: "runc".into(),
         network,

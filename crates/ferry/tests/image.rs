@@ -4,6 +4,8 @@
 
 #[path = "tools/testimage.rs"]
 mod testimage;
+#[path = "tools/teststore.rs"]
+mod teststore;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -35,7 +37,7 @@ fn snapshot(dir: &Path) -> BTreeMap<String, String> {
             if e.file_type().unwrap().is_dir() {
                 out.insert(rel + "/", String::new());
                 stack.push(p);
-            } else {
+            } else if e.file_type().unwrap().is_file() {
                 out.insert(rel, hex::encode(Sha256::digest(std::fs::read(&p).unwrap())));
             }
         }
@@ -48,6 +50,7 @@ fn import_both_formats_ls_and_rm() {
     let t = tempfile::tempdir().unwrap();
     let data = t.path().join("data");
     let data_s = data.to_str().unwrap();
+    let store = teststore::serve(&data);
     let img = testimage::httpd_image();
     let oci = t.path().join("httpd-oci.tar");
     let docker = t.path().join("httpd-docker.tar");
@@ -92,7 +95,6 @@ fn import_both_formats_ls_and_rm() {
     }
 
     // Both spellings of the name resolve to the same image.
-    let store = ferry_agent::image::ImageStore::open(data.join("images")).unwrap();
     let a = store.resolve("httpd:2.4").unwrap();
     let b = store.resolve("docker.io/library/httpd:2.4").unwrap();
     assert_eq!(a.manifest_digest, b.manifest_digest);
@@ -124,6 +126,7 @@ fn corrupt_or_truncated_archive_leaves_store_unchanged() {
     let t = tempfile::tempdir().unwrap();
     let data = t.path().join("data");
     let data_s = data.to_str().unwrap();
+    let _store = teststore::serve(&data);
     let img = testimage::httpd_image();
     let good = t.path().join("good.tar");
     testimage::write_oci_archive(&img, &good, Some("httpd:2.4"));
@@ -185,6 +188,7 @@ fn bare_tag_in_oci_index_needs_a_name() {
     let t = tempfile::tempdir().unwrap();
     let data = t.path().join("data");
     let data_s = data.to_str().unwrap();
+    let _store = teststore::serve(&data);
     let img = testimage::httpd_image();
     let oci = t.path().join("bare.tar");
     // skopeo's `oci-archive:FILE:2.4` records only the tag.
@@ -216,6 +220,7 @@ fn bare_tag_in_oci_index_needs_a_name() {
 fn import_from_stdin() {
     let t = tempfile::tempdir().unwrap();
     let data = t.path().join("data");
+    let _store = teststore::serve(&data);
     let docker = t.path().join("d.tar");
     testimage::write_docker_archive(&testimage::httpd_image(), &docker, "piped:1");
     let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
@@ -229,4 +234,21 @@ fn import_from_stdin() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("piped:1\t"));
+}
+
+#[test]
+fn without_a_server_the_cli_says_to_start_one() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let (ok, _, err) = ferry(&["image", "ls", "--data-dir", data.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("no ferry server is running on") && err.contains("start it first"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        !data.join("images").exists(),
+        "the CLI opened the store itself"
+    );
 }

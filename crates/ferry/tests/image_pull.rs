@@ -5,6 +5,8 @@
 
 #[path = "tools/testimage.rs"]
 mod testimage;
+#[path = "tools/teststore.rs"]
+mod teststore;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -128,10 +130,10 @@ fn pull_from_local_registry() {
     let host = reg.base.trim_start_matches("http://");
     let name = format!("{host}/library/httpd:2.4");
 
+    let store = teststore::serve(&data);
     let (ok, out, err) = ferry(&["image", "pull", &name, "--data-dir", data_s]);
     assert!(ok, "pull failed: {err}");
     assert!(out.starts_with(&format!("{name}\tsha256:")), "{out}");
-    let store = ferry_agent::image::ImageStore::open(data.join("images")).unwrap();
     let got = store.resolve(&name).unwrap();
     assert_eq!(got.manifest.layers().len(), 2);
     assert_eq!(

@@ -4,14 +4,15 @@
 //! (`manifest.json`, `<id>.json` config, `<id>/layer.tar`, or the OCI-style
 //! blob paths newer Docker writes).
 //!
-//! The archive is first copied file by file into a private temporary
-//! directory inside the store while every file is hashed; then each
+//! Each file of the archive is streamed straight into a sealed upload of
+//! the store while it is hashed (no plaintext temporary file); then each
 //! manifest, config and layer is checked against its digest and size, and
-//! each layer's uncompressed digest against the config's `rootfs.diff_ids`.
-//! Only then are the blobs renamed into the store and the names written,
-//! so a truncated or corrupt archive changes nothing.
+//! each layer's uncompressed digest against the config's `rootfs.diff_ids`
+//! (one more read, through the sealed reader). Only then are the blobs
+//! named and the names written, so a truncated or corrupt archive changes
+//! nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
@@ -24,7 +25,9 @@ use oci_spec::image::{
 };
 use serde::Deserialize;
 
-use super::unpack::{Compression, layer_reader};
+use ferry_blob::{FinishedUpload, SealedReader};
+
+use super::unpack::{Compression, corrupt, drain, layer_reader};
 use super::{ImageError, ImageStore, Reference, copy_hashed, digest_hex, io_err, one_line};
 
 /// One image an import added or re-tagged.
@@ -36,21 +39,38 @@ pub struct Imported {
     pub manifest_digest: String,
 }
 
-/// A regular file from the archive, copied to the temporary directory.
+/// A regular file from the archive, sealed into an upload.
 struct Staged {
-    tmp: PathBuf,
     digest: String,
     size: u64,
 }
 
-/// The archive's files, by normalized path, plus its symlinks.
-struct Staging {
-    dir: tempfile::TempDir,
+/// The archive's files, by normalized path, plus its symlinks, and one
+/// sealed upload per distinct content.
+struct Staging<'s> {
+    store: &'s ImageStore,
     files: BTreeMap<String, Staged>,
     links: BTreeMap<String, String>,
+    uploads: HashMap<String, FinishedUpload>,
 }
 
-impl Staging {
+impl Staging<'_> {
+    fn upload(&self, f: &Staged) -> Result<&FinishedUpload, ImageError> {
+        self.uploads
+            .get(&f.digest)
+            .ok_or_else(|| ImageError::Corrupt(format!("{} was not staged", f.digest)))
+    }
+
+    /// A (small) staged file's bytes, read back through the sealed reader.
+    fn read(&self, f: &Staged) -> Result<Vec<u8>, ImageError> {
+        self.store.read_upload(self.upload(f)?)
+    }
+
+    /// A staged file as a sealed stream.
+    fn open(&self, f: &Staged) -> Result<SealedReader<File>, ImageError> {
+        self.store.open_upload(self.upload(f)?)
+    }
+
     fn get(&self, path: &str) -> Option<&Staged> {
         let mut p = normalize(Path::new(path))?;
         // Follow a few symlinks (docker save links duplicate layers).
@@ -112,24 +132,30 @@ fn normalize(p: &Path) -> Option<String> {
     Some(parts.join("/"))
 }
 
-fn stage(store: &ImageStore, archive: &Path) -> Result<Staging, ImageError> {
+fn stage<'s>(
+    store: &'s ImageStore,
+    source: impl Read,
+    archive: &Path,
+) -> Result<Staging<'s>, ImageError> {
     let bad = |e: io::Error| {
+        if e.get_ref().is_some_and(|i| i.is::<ferry_blob::BlobError>()) {
+            return super::read_err("sealing an archive file")(e);
+        }
         ImageError::Corrupt(format!(
             "{}: not a valid image archive (truncated or corrupt): {}",
             archive.display(),
             one_line(&e.to_string())
         ))
     };
-    let dir = tempfile::Builder::new()
-        .prefix("import-")
-        .tempdir_in(store.root().join("tmp"))
-        .map_err(io_err("creating a temporary directory in the store"))?;
-    // `-` reads the archive from stdin (`docker save httpd | ferry image import -`).
-    let source: Box<dyn Read> = if archive == Path::new("-") {
-        Box::new(io::stdin().lock())
-    } else {
-        Box::new(File::open(archive).map_err(io_err(format!("opening {}", archive.display())))?)
-    };
+    stage_from(store, source, archive, &bad)
+}
+
+fn stage_from<'s>(
+    store: &'s ImageStore,
+    source: impl Read,
+    archive: &Path,
+    bad: &dyn Fn(io::Error) -> ImageError,
+) -> Result<Staging<'s>, ImageError> {
     let mut file = BufReader::new(source);
     // `docker save | gzip` is common; accept a gzipped archive too.
     let mut magic = [0u8; 2];
@@ -143,7 +169,8 @@ fn stage(store: &ImageStore, archive: &Path) -> Result<Staging, ImageError> {
     let mut tar = tar::Archive::new(reader);
     let mut files = BTreeMap::new();
     let mut links = BTreeMap::new();
-    for (i, entry) in tar.entries().map_err(bad)?.enumerate() {
+    let mut uploads = HashMap::new();
+    for entry in tar.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
         let path = entry.path().map_err(bad)?.into_owned();
         let Some(name) = normalize(&path) else {
@@ -155,10 +182,15 @@ fn stage(store: &ImageStore, archive: &Path) -> Result<Staging, ImageError> {
         };
         match entry.header().entry_type() {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let tmp = dir.path().join(format!("f{i}"));
-                let out = File::create(&tmp).map_err(io_err("writing the staging directory"))?;
-                let (digest, size) = copy_hashed(&mut entry, out).map_err(bad)?;
-                files.insert(name, Staged { tmp, digest, size });
+                let mut up = store.create_blob()?;
+                io::copy(&mut entry, &mut up).map_err(bad)?;
+                let done = up.finish()?;
+                let staged = Staged {
+                    digest: done.digest().to_string(),
+                    size: done.size(),
+                };
+                uploads.entry(staged.digest.clone()).or_insert(done);
+                files.insert(name, staged);
             }
             tar::EntryType::Symlink | tar::EntryType::Link => {
                 let target = entry.link_name().map_err(bad)?.unwrap_or_default();
@@ -183,15 +215,22 @@ fn stage(store: &ImageStore, archive: &Path) -> Result<Staging, ImageError> {
             archive.display()
         )));
     }
-    Ok(Staging { dir, files, links })
+    Ok(Staging {
+        store,
+        files,
+        links,
+        uploads,
+    })
 }
 
 /// A manifest ready to be committed: its blobs and names.
 struct Ready {
     manifest_digest: String,
-    /// (staged temp file, digest) of manifest, config and layers.
-    blobs: Vec<(PathBuf, String)>,
+    /// Digests of manifest, config and layers.
+    blobs: Vec<String>,
     names: Vec<Reference>,
+    /// A manifest made for a `docker save` image, sealed.
+    made: Option<FinishedUpload>,
 }
 
 /// Imports the archive at `path` (`-`: standard input). `name` (`NAME:TAG`) names the image when
@@ -201,8 +240,22 @@ pub fn import(
     path: &Path,
     name: Option<&str>,
 ) -> Result<Vec<Imported>, ImageError> {
+    if path == Path::new("-") {
+        return import_from(store, io::stdin().lock(), path, name);
+    }
+    let f = File::open(path).map_err(io_err(format!("opening {}", path.display())))?;
+    import_from(store, f, path, name)
+}
+
+/// Imports the archive read from `source` (`path` names it in messages).
+pub fn import_from(
+    store: &ImageStore,
+    source: impl Read,
+    path: &Path,
+    name: Option<&str>,
+) -> Result<Vec<Imported>, ImageError> {
     let forced = name.map(Reference::parse).transpose()?;
-    let staging = stage(store, path)?;
+    let mut staging = stage(store, source, path)?;
     let mut ready = if staging.get("index.json").is_some() {
         from_oci(&staging)?
     } else if staging.get("manifest.json").is_some() {
@@ -236,39 +289,35 @@ pub fn import(
             r.manifest_digest
         )));
     }
-    // Everything verified: move blobs in and publish the names.
-    let blobs: Vec<(PathBuf, String)> = ready.iter().flat_map(|r| r.blobs.clone()).collect();
+    // Everything verified: name the blobs and publish the names.
+    let needed: BTreeSet<String> = ready.iter().flat_map(|r| r.blobs.clone()).collect();
+    let mut blobs: Vec<FinishedUpload> = needed
+        .iter()
+        .filter_map(|d| staging.uploads.remove(d))
+        .collect();
+    blobs.extend(ready.iter_mut().filter_map(|r| r.made.take()));
     let tags: Vec<(Vec<Reference>, String)> = ready
         .iter()
         .map(|r| (r.names.clone(), r.manifest_digest.clone()))
         .collect();
-    store.commit(&blobs, &tags)?;
-    let out = ready
+    store.commit(blobs, &tags)?;
+    Ok(ready
         .into_iter()
         .map(|r| Imported {
             names: r.names,
             manifest_digest: r.manifest_digest,
         })
-        .collect();
-    drop(staging);
-    Ok(out)
+        .collect())
 }
 
-/// Checks the layers' uncompressed digests against the config's diff_ids.
-fn check_diff_ids(config: &ImageConfiguration, layers: &[&Staged]) -> Result<(), ImageError> {
-    let l: Vec<(&Path, &str)> = layers
-        .iter()
-        .map(|l| (l.tmp.as_path(), l.digest.as_str()))
-        .collect();
-    verify_diff_ids(config, &l)
-}
-
-/// Checks each layer file's uncompressed digest against the config's
-/// `rootfs.diff_ids` (and that the counts agree). `layers` is (file, digest).
+/// Checks each layer's uncompressed digest against the config's
+/// `rootfs.diff_ids` (and that the counts agree), reading each layer once
+/// through `open`; returns each layer's compression.
 pub(crate) fn verify_diff_ids(
     config: &ImageConfiguration,
-    layers: &[(&Path, &str)],
-) -> Result<(), ImageError> {
+    layers: &[String],
+    mut open: impl FnMut(&str) -> Result<SealedReader<File>, ImageError>,
+) -> Result<Vec<Compression>, ImageError> {
     let diff_ids = config.rootfs().diff_ids();
     if diff_ids.len() != layers.len() {
         return Err(ImageError::Corrupt(format!(
@@ -277,39 +326,58 @@ pub(crate) fn verify_diff_ids(
             layers.len()
         )));
     }
-    for (want, (path, digest)) in diff_ids.iter().zip(layers) {
-        let (r, _) = layer_reader(path)?;
-        let (got, _) = copy_hashed(r, io::sink())
-            .map_err(|e| ImageError::Corrupt(format!("layer {digest} does not decompress: {e}")))?;
+    let mut out = Vec::new();
+    for (want, digest) in diff_ids.iter().zip(layers) {
+        let mut blob = open(digest)?;
+        let (r, compression) = layer_reader(&mut blob, digest)?;
+        let (got, _) = copy_hashed(r, io::sink()).map_err(|e| {
+            if e.get_ref().is_some_and(|i| i.is::<ferry_blob::BlobError>()) {
+                return corrupt(digest)(e);
+            }
+            ImageError::Corrupt(format!("layer {digest} does not decompress: {e}"))
+        })?;
+        drain(blob, digest)?;
         if &got != want {
             return Err(ImageError::Corrupt(format!(
                 "layer {digest} uncompressed digest {got} does not match the config's diff_id {want}"
             )));
         }
+        out.push(compression);
     }
-    Ok(())
+    Ok(out)
 }
 
-fn parse_config(f: &Staged) -> Result<ImageConfiguration, ImageError> {
-    let file = File::open(&f.tmp).map_err(io_err("reading staged config"))?;
-    ImageConfiguration::from_reader(file)
+fn check_layers(
+    staging: &Staging<'_>,
+    config: &ImageConfiguration,
+    layers: &[&Staged],
+) -> Result<Vec<Compression>, ImageError> {
+    let digests: Vec<String> = layers.iter().map(|l| l.digest.clone()).collect();
+    let by_digest: HashMap<&str, &Staged> =
+        layers.iter().map(|l| (l.digest.as_str(), *l)).collect();
+    verify_diff_ids(config, &digests, |d| match by_digest.get(d) {
+        Some(f) => staging.open(f),
+        None => Err(ImageError::Corrupt(format!("layer {d} was not staged"))),
+    })
+}
+
+fn parse_config(staging: &Staging<'_>, f: &Staged) -> Result<ImageConfiguration, ImageError> {
+    ImageConfiguration::from_reader(&staging.read(f)?[..])
         .map_err(|e| ImageError::Corrupt(format!("image config {}: {e}", f.digest)))
 }
 
-fn from_oci(staging: &Staging) -> Result<Vec<Ready>, ImageError> {
+fn from_oci(staging: &Staging<'_>) -> Result<Vec<Ready>, ImageError> {
     let idx = staging.need("index.json")?;
-    let index = ImageIndex::from_reader(File::open(&idx.tmp).map_err(io_err("reading index"))?)
+    let index = ImageIndex::from_reader(&staging.read(idx)?[..])
         .map_err(|e| ImageError::Corrupt(format!("index.json: {e}")))?;
     let mut out = Vec::new();
     for desc in index.manifests() {
         let names = names_from_annotations(desc);
         let mut desc = desc.clone();
-        let mut blobs = Vec::new();
         // A nested index (multi-platform image): pick this machine's platform.
         if *desc.media_type() == MediaType::ImageIndex {
             let f = staging.blob(&desc)?;
-            blobs.push((f.tmp.clone(), f.digest.clone()));
-            let inner = ImageIndex::from_reader(File::open(&f.tmp).map_err(io_err("reading"))?)
+            let inner = ImageIndex::from_reader(&staging.read(f)?[..])
                 .map_err(|e| ImageError::Corrupt(format!("index {}: {e}", f.digest)))?;
             let arch = match std::env::consts::ARCH {
                 "x86_64" => "amd64",
@@ -327,27 +395,26 @@ fn from_oci(staging: &Staging) -> Result<Vec<Ready>, ImageError> {
                 .or_else(|| inner.manifests().first())
                 .cloned()
                 .ok_or_else(|| ImageError::Corrupt("empty nested index".into()))?;
-            blobs.clear();
         }
         let mf = staging.blob(&desc)?;
-        let manifest =
-            ImageManifest::from_reader(File::open(&mf.tmp).map_err(io_err("reading manifest"))?)
-                .map_err(|e| ImageError::Corrupt(format!("manifest {}: {e}", mf.digest)))?;
-        blobs.push((mf.tmp.clone(), mf.digest.clone()));
+        let manifest = ImageManifest::from_reader(&staging.read(mf)?[..])
+            .map_err(|e| ImageError::Corrupt(format!("manifest {}: {e}", mf.digest)))?;
+        let mut blobs = vec![mf.digest.clone()];
         let cf = staging.blob(manifest.config())?;
-        let config = parse_config(cf)?;
-        blobs.push((cf.tmp.clone(), cf.digest.clone()));
+        let config = parse_config(staging, cf)?;
+        blobs.push(cf.digest.clone());
         let mut layers = Vec::new();
         for l in manifest.layers() {
             let lf = staging.blob(l)?;
-            blobs.push((lf.tmp.clone(), lf.digest.clone()));
+            blobs.push(lf.digest.clone());
             layers.push(lf);
         }
-        check_diff_ids(&config, &layers)?;
+        check_layers(staging, &config, &layers)?;
         out.push(Ready {
             manifest_digest: mf.digest.clone(),
             blobs,
             names,
+            made: None,
         });
     }
     Ok(out)
@@ -377,13 +444,12 @@ struct DockerEntry {
     layers: Vec<String>,
 }
 
-fn from_docker(staging: &Staging) -> Result<Vec<Ready>, ImageError> {
+fn from_docker(staging: &Staging<'_>) -> Result<Vec<Ready>, ImageError> {
     let mf = staging.need("manifest.json")?;
-    let entries: Vec<DockerEntry> =
-        serde_json::from_reader(File::open(&mf.tmp).map_err(io_err("reading manifest.json"))?)
-            .map_err(|e| ImageError::Corrupt(format!("manifest.json: {e}")))?;
+    let entries: Vec<DockerEntry> = serde_json::from_slice(&staging.read(mf)?)
+        .map_err(|e| ImageError::Corrupt(format!("manifest.json: {e}")))?;
     let mut out = Vec::new();
-    for (n, e) in entries.iter().enumerate() {
+    for e in &entries {
         let cf = staging.need(&e.config)?;
         // The config's file name is its digest (`<hex>.json` or `blobs/sha256/<hex>`).
         let stem = Path::new(&e.config)
@@ -394,22 +460,23 @@ fn from_docker(staging: &Staging) -> Result<Vec<Ready>, ImageError> {
         if stem.len() == 64 {
             check(cf, &format!("sha256:{stem}"), None)?;
         }
-        let config = parse_config(cf)?;
-        let mut blobs = vec![(cf.tmp.clone(), cf.digest.clone())];
+        let config = parse_config(staging, cf)?;
+        let mut blobs = vec![cf.digest.clone()];
         let mut layers = Vec::new();
-        let mut descs = Vec::new();
         for l in &e.layers {
             let lf = staging.need(l)?;
-            let (_, compression) = layer_reader(&lf.tmp)?;
-            let mt = match compression {
+            blobs.push(lf.digest.clone());
+            layers.push(lf);
+        }
+        let compression = check_layers(staging, &config, &layers)?;
+        let mut descs = Vec::new();
+        for (lf, c) in layers.iter().zip(compression) {
+            let mt = match c {
                 Compression::Gzip => MediaType::ImageLayerGzip,
                 Compression::None => MediaType::ImageLayer,
             };
             descs.push(Descriptor::new(mt, lf.size, digest_of(&lf.digest)?));
-            blobs.push((lf.tmp.clone(), lf.digest.clone()));
-            layers.push(lf);
         }
-        check_diff_ids(&config, &layers)?;
         let manifest = ImageManifestBuilder::default()
             .schema_version(2u32)
             .media_type(MediaType::ImageManifest)
@@ -424,13 +491,8 @@ fn from_docker(staging: &Staging) -> Result<Vec<Ready>, ImageError> {
         let body = manifest
             .to_string()
             .map_err(|e| ImageError::Corrupt(format!("encoding manifest: {e}")))?;
-        let tmp = staging.dir.path().join(format!("manifest-{n}"));
-        let (digest, _) = copy_hashed(
-            body.as_bytes(),
-            File::create(&tmp).map_err(io_err("writing manifest"))?,
-        )
-        .map_err(io_err("writing manifest"))?;
-        blobs.push((tmp, digest.clone()));
+        let made = staging.store.seal_bytes(body.as_bytes())?;
+        let digest = made.digest().to_string();
         let names = e
             .repo_tags
             .iter()
@@ -441,6 +503,7 @@ fn from_docker(staging: &Staging) -> Result<Vec<Ready>, ImageError> {
             manifest_digest: digest,
             blobs,
             names,
+            made: Some(made),
         });
     }
     Ok(out)

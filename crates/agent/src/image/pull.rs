@@ -6,11 +6,11 @@
 //! on loopback (`localhost`, `127.*`, `[::1]`) are spoken to over plain
 //! HTTP, everything else over HTTPS.
 
-use std::fs::{self, File};
+use std::collections::HashMap;
 use std::io::{self, Read};
-use std::path::PathBuf;
 use std::time::Duration;
 
+use ferry_blob::FinishedUpload;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 use ureq::tls::{TlsConfig, TlsProvider};
 
@@ -192,10 +192,6 @@ pub fn pull(
 ) -> Result<Imported, ImageError> {
     let r = Reference::parse(name)?;
     let mut c = Client::new(&r);
-    let staging = tempfile::Builder::new()
-        .prefix("pull-")
-        .tempdir_in(store.root().join("tmp"))
-        .map_err(io_err("creating a temporary directory in the store"))?;
     let tag = r
         .digest
         .clone()
@@ -225,58 +221,71 @@ pub fn pull(
     }
     let manifest = ImageManifest::from_reader(&body[..])
         .map_err(|e| ImageError::Corrupt(format!("manifest {digest}: {e}")))?;
-    let mut staged: Vec<(PathBuf, String)> = Vec::new();
-    let mpath = staging.path().join("manifest");
-    fs::write(&mpath, &body).map_err(io_err("staging manifest"))?;
-    staged.push((mpath, digest.clone()));
+    // Every fetched blob is sealed as it arrives (no plaintext on disk)
+    // and named only once the whole image is verified.
+    let mut staged: HashMap<String, FinishedUpload> = HashMap::new();
+    staged.insert(digest.clone(), store.seal_bytes(&body)?);
 
     // Config and layers; what the store already has is not fetched again.
-    let mut fetch = |d: &Descriptor, c: &mut Client| -> Result<PathBuf, ImageError> {
-        let want = d.digest().to_string();
-        digest_hex(&want)?;
-        let have = store.blob_path(&want)?;
-        if have.exists() {
-            progress(PullProgress::Done { digest: want });
-            return Ok(have);
-        }
-        progress(PullProgress::Start {
-            digest: want.clone(),
-            total: d.size(),
-        });
-        let resp = c.get(&format!("blobs/{want}"), "*/*")?;
-        let path = staging.path().join(digest_hex(&want)?);
-        let out = File::create(&path).map_err(io_err("staging blob"))?;
-        let mut reader = Counting {
-            inner: resp.into_body().into_reader(),
-            cb: &mut *progress,
+    let mut fetch =
+        |d: &Descriptor, c: &mut Client| -> Result<Option<FinishedUpload>, ImageError> {
+            let want = d.digest().to_string();
+            digest_hex(&want)?;
+            if store.has_blob(&want)? {
+                progress(PullProgress::Done { digest: want });
+                return Ok(None);
+            }
+            progress(PullProgress::Start {
+                digest: want.clone(),
+                total: d.size(),
+            });
+            let resp = c.get(&format!("blobs/{want}"), "*/*")?;
+            let mut reader = Counting {
+                inner: resp.into_body().into_reader(),
+                cb: &mut *progress,
+            };
+            let mut up = store.create_blob()?;
+            io::copy(&mut reader, &mut up)
+                .map_err(|e| ImageError::Corrupt(format!("downloading {want}: {e}")))?;
+            let up = up.finish()?;
+            let (got, size) = (up.digest().to_string(), up.size());
+            if got != want || size != d.size() {
+                return Err(ImageError::Corrupt(format!(
+                    "blob {want}: downloaded {size} bytes with digest {got}, expected {} bytes",
+                    d.size()
+                )));
+            }
+            progress(PullProgress::Done {
+                digest: want.clone(),
+            });
+            Ok(Some(up))
         };
-        let (got, size) = copy_hashed(&mut reader, out)
-            .map_err(|e| ImageError::Corrupt(format!("downloading {want}: {e}")))?;
-        if got != want || size != d.size() {
-            return Err(ImageError::Corrupt(format!(
-                "blob {want}: downloaded {size} bytes with digest {got}, expected {} bytes",
-                d.size()
-            )));
+    let cdigest = manifest.config().digest().to_string();
+    let config_bytes = match fetch(manifest.config(), &mut c)? {
+        Some(up) => {
+            let b = store.read_upload(&up)?;
+            staged.insert(cdigest.clone(), up);
+            b
         }
-        progress(PullProgress::Done {
-            digest: want.clone(),
-        });
-        staged.push((path.clone(), want));
-        Ok(path)
+        None => store.read_blob(&cdigest)?,
     };
-    let cpath = fetch(manifest.config(), &mut c)?;
-    let config = ImageConfiguration::from_file(&cpath)
+    let config = ImageConfiguration::from_reader(&config_bytes[..])
         .map_err(|e| ImageError::Corrupt(format!("image config: {e}")))?;
     let mut layers = Vec::new();
     for l in manifest.layers() {
-        layers.push((fetch(l, &mut c)?, l.digest().to_string()));
+        if let Some(up) = fetch(l, &mut c)? {
+            staged.insert(l.digest().to_string(), up);
+        }
+        layers.push(l.digest().to_string());
     }
-    let lrefs: Vec<_> = layers
-        .iter()
-        .map(|(p, d)| (p.as_path(), d.as_str()))
-        .collect();
-    verify_diff_ids(&config, &lrefs)?;
-    store.commit(&staged, &[(vec![r.clone()], digest.clone())])?;
+    verify_diff_ids(&config, &layers, |d| match staged.get(d) {
+        Some(up) => store.open_upload(up),
+        None => store.open_blob(d),
+    })?;
+    store.commit(
+        staged.into_values().collect(),
+        &[(vec![r.clone()], digest.clone())],
+    )?;
     Ok(Imported {
         names: vec![r],
         manifest_digest: digest,

@@ -6,13 +6,14 @@
 //! layer's own entries are kept apart.
 
 use std::collections::HashSet;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 
+use ferry_blob::BlobError;
 use flate2::read::GzDecoder;
 
-use super::{Image, ImageError, ImageStore, io_err, one_line};
+use super::{Image, ImageError, ImageStore, io_err, one_line, read_err};
 
 const WHITEOUT: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
@@ -26,57 +27,78 @@ pub enum Compression {
     Gzip,
 }
 
-/// Opens a layer blob as an uncompressed tar stream.
-pub fn layer_reader(path: &Path) -> Result<(Box<dyn Read>, Compression), ImageError> {
-    let mut f = BufReader::new(
-        File::open(path).map_err(io_err(format!("opening layer {}", path.display())))?,
-    );
+/// A layer blob as an uncompressed tar stream; `label` names it in errors.
+pub fn layer_reader<'a>(
+    blob: impl Read + 'a,
+    label: &str,
+) -> Result<(Box<dyn Read + 'a>, Compression), ImageError> {
+    let mut f = BufReader::new(blob);
     let mut magic = [0u8; 4];
-    let n = f
-        .read(&mut magic)
-        .map_err(io_err(format!("reading layer {}", path.display())))?;
+    let mut n = 0;
+    // A short read is not the end of the stream: fill the magic.
+    while n < magic.len() {
+        let k = f
+            .read(&mut magic[n..])
+            .map_err(read_err(&format!("layer {label}")))?;
+        if k == 0 {
+            break;
+        }
+        n += k;
+    }
     let head = io::Cursor::new(magic[..n].to_vec()).chain(f);
     if n >= 2 && magic[..2] == [0x1f, 0x8b] {
         Ok((Box::new(GzDecoder::new(head)), Compression::Gzip))
     } else if n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd] {
         Err(ImageError::Unsupported(format!(
-            "layer {} is zstd-compressed, which is not supported",
-            path.display()
+            "layer {label} is zstd-compressed, which is not supported"
         )))
     } else {
         Ok((Box::new(head), Compression::None))
     }
 }
 
-/// Unpacks every layer of `image` into `dest` (created if missing).
+/// Unpacks every layer of `image` into `dest` (created if missing), each
+/// read through the store's sealed reader.
 pub fn unpack_image(store: &ImageStore, image: &Image, dest: &Path) -> Result<(), ImageError> {
     fs::create_dir_all(dest).map_err(io_err(format!("creating {}", dest.display())))?;
     for layer in image.manifest.layers() {
-        let blob = store.blob_path(layer.digest().as_ref())?;
-        apply_layer(&blob, dest)?;
+        let digest = layer.digest().to_string();
+        apply_layer(store.open_blob(&digest)?, &digest, dest)?;
     }
     Ok(())
 }
 
-fn corrupt(blob: &Path) -> impl Fn(io::Error) -> ImageError + '_ {
+pub(crate) fn corrupt(label: &str) -> impl Fn(io::Error) -> ImageError + '_ {
     move |e| {
+        if e.get_ref().is_some_and(|i| i.is::<BlobError>()) {
+            return read_err(label)(e);
+        }
         // tar's errors keep the OS error as their source; show both.
         let why = std::error::Error::source(&e)
             .map(|s| format!(": {s}"))
             .unwrap_or_default();
-        ImageError::Corrupt(one_line(&format!("layer {}: {e}{why}", blob.display())))
+        ImageError::Corrupt(one_line(&format!("layer {label}: {e}{why}")))
     }
 }
 
-/// Applies one layer blob to `dest`, in one pass over the stream.
+/// Reads `r` to its end: a sealed reader checks its digest there, gzip its
+/// checksum. What a tar leaves after its end marker is still read.
+pub(crate) fn drain(mut r: impl Read, label: &str) -> Result<(), ImageError> {
+    io::copy(&mut r, &mut io::sink()).map_err(corrupt(label))?;
+    Ok(())
+}
+
+/// Applies one layer blob (a stream: the store's sealed reader) to `dest`,
+/// in one pass; then reads the blob to its end so that its digest is
+/// checked (a swapped blob fails here). `label` names it in errors.
 ///
 /// Whiteouts only ever hide lower layers, and a layer's own entries may
 /// come before or after its whiteouts in the tar, so the paths this layer
 /// wrote (and their parents) are remembered and never removed by its own
 /// whiteouts.
-pub fn apply_layer(blob: &Path, dest: &Path) -> Result<(), ImageError> {
+pub fn apply_layer(mut blob: impl Read, label: &str, dest: &Path) -> Result<(), ImageError> {
     fs::create_dir_all(dest).map_err(io_err(format!("creating {}", dest.display())))?;
-    let (r, _) = layer_reader(blob)?;
+    let (r, _) = layer_reader(&mut blob, label)?;
     let mut ar = tar::Archive::new(r);
     ar.set_preserve_permissions(true);
     ar.set_preserve_ownerships(true);
@@ -84,9 +106,9 @@ pub fn apply_layer(blob: &Path, dest: &Path) -> Result<(), ImageError> {
     ar.set_unpack_xattrs(false);
     ar.set_overwrite(true);
     let mut written: HashSet<PathBuf> = HashSet::new();
-    for entry in ar.entries().map_err(corrupt(blob))? {
-        let mut entry = entry.map_err(corrupt(blob))?;
-        let path = entry.path().map_err(corrupt(blob))?.into_owned();
+    for entry in ar.entries().map_err(corrupt(label))? {
+        let mut entry = entry.map_err(corrupt(label))?;
+        let path = entry.path().map_err(corrupt(label))?.into_owned();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if let Some(hidden) = name.strip_prefix(WHITEOUT) {
             // A whiteout whose directory is outside the rootfs (or behind
@@ -115,7 +137,7 @@ pub fn apply_layer(blob: &Path, dest: &Path) -> Result<(), ImageError> {
         let Some(target) = inside(dest, &path) else {
             // `.`, `/` or a path escaping the root: let tar decide (it
             // refuses escapes and skips the root itself).
-            entry.unpack_in(dest).map_err(corrupt(blob))?;
+            entry.unpack_in(dest).map_err(corrupt(label))?;
             continue;
         };
         // A path that changes kind (dir <-> file/link) replaces what is below.
@@ -125,7 +147,7 @@ pub fn apply_layer(blob: &Path, dest: &Path) -> Result<(), ImageError> {
                 remove_any(&target)?;
             }
         }
-        entry.unpack_in(dest).map_err(corrupt(blob))?;
+        entry.unpack_in(dest).map_err(corrupt(label))?;
         let mut p = target.as_path();
         while p != dest && written.insert(p.to_path_buf()) {
             match p.parent() {
@@ -134,7 +156,8 @@ pub fn apply_layer(blob: &Path, dest: &Path) -> Result<(), ImageError> {
             }
         }
     }
-    Ok(())
+    drain(ar.into_inner(), label)?;
+    drain(blob, label)
 }
 
 /// `dest/rel`, provided `rel` stays inside `dest` and no directory on the
@@ -173,6 +196,11 @@ fn remove_any(p: &Path) -> Result<(), ImageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
+
+    fn apply(l: &Path, root: &Path) -> Result<(), ImageError> {
+        apply_layer(File::open(l).unwrap(), &l.display().to_string(), root)
+    }
 
     fn layer(dir: &Path, name: &str, entries: &[(&str, Option<&str>)]) -> PathBuf {
         let p = dir.join(name);
@@ -227,8 +255,8 @@ mod tests {
                 ("keep", Some("2")),
             ],
         );
-        apply_layer(&l1, &root).unwrap();
-        apply_layer(&l2, &root).unwrap();
+        apply(&l1, &root).unwrap();
+        apply(&l2, &root).unwrap();
         assert!(!root.join("etc/a").exists());
         assert_eq!(fs::read_to_string(root.join("etc/b")).unwrap(), "b");
         assert!(!root.join("opq/old").exists());
@@ -247,7 +275,7 @@ mod tests {
         fs::create_dir(&root).unwrap();
         std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
         let l = layer(t.path(), "l.tar", &[("link/.wh.victim", Some(""))]);
-        apply_layer(&l, &root).unwrap();
+        apply(&l, &root).unwrap();
         assert!(outside.join("victim").exists());
     }
 }

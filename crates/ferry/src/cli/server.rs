@@ -57,6 +57,32 @@ pub struct Args {
     /// created (random by default); an existing data directory keeps its own.
     #[arg(long, value_parser = parse_account_id)]
     account_id: Option<String>,
+    /// Bytes the sealed image store may take (e.g. 10GiB, 500MiB, 2000000):
+    /// past it, after an import or pull, the least recently used images no
+    /// running task uses are removed.
+    #[arg(long, default_value = "20GiB", value_parser = parse_size)]
+    image_store_limit: u64,
+}
+
+/// `20GiB`, `512MiB`, `1G`, `4096`: binary units (K, M, G, T with or
+/// without `iB`), or bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size such as 10GiB, 500MiB or 4096"))?;
+    let shift = match unit.trim().trim_end_matches("iB").trim_end_matches('B') {
+        "" => 0,
+        "K" | "k" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(format!("{s:?}: unknown unit (use KiB, MiB, GiB or TiB)")),
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 fn parse_account_id(s: &str) -> Result<String, String> {
@@ -97,10 +123,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         data_dir: dd.path.clone(),
         require_encrypted_storage: args.require_encrypted_storage,
         task_pids_max: args.task_pids_max,
+        image_store_limit: args.image_store_limit,
     };
 
     let keys = compose::Keys::new(iam, &dd.admin_access_key_id, dd.admin_secret.clone());
     let (router, host) = compose::services(Router::new(Arc::new(keys), &args.region), &shared)?;
+    // `ferry image` reaches the store (sealed under this process's KMS)
+    // through the admin socket; removed at exit.
+    let admin_socket = AdminSocket::bind(&shared.data_dir, host.images.clone())?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -137,9 +167,39 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         for e in host.efs.shutdown() {
             tracing::warn!("{e}");
         }
+        drop(admin_socket);
         tracing::info!("stopped");
         anyhow::Ok(())
     })
+}
+
+/// The image admin socket, served on its own thread while this lives.
+struct AdminSocket(PathBuf);
+
+impl AdminSocket {
+    fn bind(
+        data_dir: &std::path::Path,
+        images: ferry_agent::image::ImageStore,
+    ) -> anyhow::Result<Self> {
+        use ferry_agent::image::admin;
+        let listener = admin::bind(data_dir).with_context(|| {
+            format!(
+                "creating the image admin socket {}",
+                admin::socket_path(data_dir).display()
+            )
+        })?;
+        std::thread::Builder::new()
+            .name("image-admin".into())
+            .spawn(move || admin::serve(listener, images))
+            .context("starting the image admin socket")?;
+        Ok(Self(admin::socket_path(data_dir)))
+    }
+}
+
+impl Drop for AdminSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT. The handlers are installed when this is

@@ -44,6 +44,15 @@ pub fn container_logs(account: &str) -> EncryptionContext {
     pairs([(ACCOUNT, account), ("ferry:purpose", "container-logs")])
 }
 
+/// The purpose that names the host's image store in its context (and in
+/// the platform key's policy).
+pub const IMAGE_STORE_PURPOSE: &str = "image-store";
+
+/// Every blob of the host's image store (docs/images.md, "Keys").
+pub fn image_store(account: &str) -> EncryptionContext {
+    pairs([(ACCOUNT, account), ("ferry:purpose", IMAGE_STORE_PURPOSE)])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +74,7 @@ mod tests {
             "fs-1"
         );
         assert_eq!(container_logs("1")["ferry:purpose"], "container-logs");
+        assert_eq!(image_store("1")["ferry:purpose"], "image-store");
+        assert_eq!(image_store("1")["aws:ecs:clusterAccount"], "1");
     }
 }

@@ -8,11 +8,18 @@
 //! create Decrypt-only grants for this account's clusters, retire grants
 //! and describe the key. The account administrator may view it and decrypt
 //! data keys of its own clusters (to open a live volume with standard
-//! tools), but not change or delete it.
+//! tools), but not change or delete it. Fargate may also generate and
+//! decrypt 256-bit data keys for the host's image store, and only under
+//! the image store's context (`ferry:purpose` = `image-store`).
+//!
+//! The policy is ferry's, not the user's (PutKeyPolicy refuses AWS managed
+//! keys), so a server start brings an older data directory's copy up to
+//! date.
 
 use ferry_proto::AwsError;
 use serde_json::json;
 
+use super::context::IMAGE_STORE_PURPOSE;
 use super::{FARGATE_PRINCIPAL, PLATFORM_KEY_ALIAS};
 use crate::error::KmsError;
 use crate::ops::keys::new_key;
@@ -52,6 +59,17 @@ pub fn platform_policy(account: &str) -> String {
                 "Resource": "*"
             },
             {
+                "Sid": "Allow Fargate to seal the host's image store.",
+                "Effect": "Allow",
+                "Principal": {"Service": FARGATE_PRINCIPAL},
+                "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {
+                    "kms:EncryptionContext:aws:ecs:clusterAccount": [account],
+                    "kms:EncryptionContext:ferry:purpose": [IMAGE_STORE_PURPOSE]
+                }}
+            },
+            {
                 "Sid": "Allow the account to view the key.",
                 "Effect": "Allow",
                 "Principal": {"AWS": root},
@@ -71,17 +89,37 @@ pub fn platform_policy(account: &str) -> String {
     .unwrap_or_default()
 }
 
-/// Creates the platform key unless its alias exists; returns its ARN.
+/// Creates the platform key unless its alias exists, or brings its policy
+/// up to date; returns its ARN.
 pub fn ensure_platform_key(kms: &Kms) -> Result<String, AwsError> {
-    {
+    let existing = {
         let st = kms.keys.state();
-        if let Some(a) = st.aliases.get(PLATFORM_KEY_ALIAS) {
-            return st
-                .keys
-                .get(&a.target_key_id)
-                .map(|k| k.rec.arn.clone())
-                .ok_or_else(|| KmsError::key_not_found(&a.target_key_id));
+        match st.aliases.get(PLATFORM_KEY_ALIAS) {
+            Some(a) => Some(
+                st.keys
+                    .get(&a.target_key_id)
+                    .map(|k| {
+                        (
+                            k.rec.key_id.clone(),
+                            k.rec.arn.clone(),
+                            k.rec.policy.clone(),
+                        )
+                    })
+                    .ok_or_else(|| KmsError::key_not_found(&a.target_key_id))?,
+            ),
+            None => None,
         }
+    };
+    if let Some((key_id, arn, policy)) = existing {
+        let current = platform_policy(&kms.keys.account);
+        if policy != current {
+            let _w = kms.keys.writer();
+            kms.keys.update_key(&key_id, |rec| {
+                rec.policy = current;
+                Ok(())
+            })?;
+        }
+        return Ok(arn);
     }
     let _w = kms.keys.writer();
     // The key and its alias are written in one transaction, so a crash

@@ -31,7 +31,7 @@ pub use logs_key::LogsKeyError;
 use crate::error::KmsError;
 use crate::model::Constraints;
 use crate::ops::KeyMetadata;
-use crate::ops::data::{Decrypt, GenerateDataKeyWithoutPlaintext};
+use crate::ops::data::{Decrypt, GenerateDataKey, GenerateDataKeyWithoutPlaintext};
 use crate::ops::grants::{CreateGrant, GrantCreated, RetireGrant};
 use crate::ops::keys::DescribeKey;
 use crate::service::{Kms, Operation};
@@ -48,6 +48,9 @@ pub const VOLUME_KEY_BYTES: usize = 64;
 
 /// The container-logs sealing key: 256 bits (AES-256-GCM).
 pub const LOGS_KEY_BYTES: usize = 32;
+
+/// An image-store blob's data key: 256 bits (AES-256-GCM, ferry_blob).
+pub const BLOB_KEY_BYTES: usize = 32;
 
 /// A data key sealed under a KMS key: what a volume's token records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -272,6 +275,40 @@ impl Platform {
         len: usize,
     ) -> Result<Zeroizing<Vec<u8>>, PlatformError> {
         self.decrypt(&self.account, w, len)
+    }
+
+    /// `GenerateDataKey` as Fargate under the platform key: a fresh 256-bit
+    /// data key for one blob of the host's image store, and its sealed
+    /// form. `context` is [`context::image_store`]'s (the key policy allows
+    /// no other).
+    pub fn new_image_blob_key(
+        &self,
+        context: &EncryptionContext,
+    ) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), PlatformError> {
+        let out = self.run(
+            &self.fargate,
+            &GenerateDataKey {
+                key_id: self.platform_key_arn(),
+                encryption_context: context,
+                number_of_bytes: BLOB_KEY_BYTES,
+                dry_run: false,
+            },
+        )?;
+        Ok((out.plaintext, out.ciphertext_blob))
+    }
+
+    /// `Decrypt` as Fargate of an image-store blob's data key.
+    pub fn open_image_blob_key(
+        &self,
+        ciphertext_blob: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Zeroizing<Vec<u8>>, PlatformError> {
+        let w = WrappedKey {
+            key_arn: self.platform_key_arn().to_owned(),
+            ciphertext_blob: ciphertext_blob.to_vec(),
+            encryption_context: context.clone(),
+        };
+        self.decrypt(&self.fargate, &w, BLOB_KEY_BYTES)
     }
 
     /// `DescribeKey` as Fargate.
