@@ -54,6 +54,7 @@ fn plan(n: usize) -> TaskPlan {
             cpu_units: None,
             health_check: None,
             secret_env: Default::default(),
+            registry_auth: None,
         }],
         volumes: vec![],
     }

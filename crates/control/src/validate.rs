@@ -533,6 +533,7 @@ fn container(
             .map(|h| health_check(&name_for_health, h))
             .transpose()?,
         secret_env: Default::default(),
+        registry_auth: None,
     };
     Ok(ContainerDef {
         run,

@@ -208,6 +208,7 @@ fn container(name: &str, image: &str) -> ContainerPlan {
         cpu_units: None,
         health_check: None,
         secret_env: Default::default(),
+        registry_auth: None,
     }
 }
 
