@@ -16,10 +16,12 @@
 //! - [`mod@reference`]: name normalization (`httpd:2.4` == `docker.io/library/httpd:2.4`).
 //! - [`archive`]: importing oci-archive and `docker save` tars.
 //! - [`pull`]: pulling from an OCI distribution registry.
+//! - [`puller`]: images for tasks, one pull per image however many ask.
 //! - [`unpack`]: applying layers (with OCI whiteouts) to a rootfs directory.
 
 pub mod archive;
 pub mod pull;
+pub mod puller;
 pub mod reference;
 pub mod unpack;
 

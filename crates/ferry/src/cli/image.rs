@@ -98,7 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     bar.println(format!("{}: done", digest.get(7..19).unwrap_or(&digest)));
                 }
             };
-            let i = pull::pull(&s, &reference, &mut cb)
+            let i = pull::pull(&s, &reference, &pull::Access::default(), &mut cb)
                 .with_context(|| format!("pulling {reference}"))?;
             bar.finish_and_clear();
             for n in i.names {
