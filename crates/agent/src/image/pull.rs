@@ -636,7 +636,9 @@ mod tests {
     /// A registry on loopback that challenges as `scheme` and answers every
     /// authorized manifest request with 404; records each request's path
     /// and Authorization header.
-    fn registry(scheme: &'static str) -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+    type Seen = Arc<Mutex<Vec<(String, String)>>>;
+
+    fn registry(scheme: &'static str) -> (String, Seen) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("127.0.0.1:{}", l.local_addr().unwrap().port());
         let seen = Arc::new(Mutex::new(Vec::new()));
