@@ -52,6 +52,29 @@ pub struct Shared {
     pub require_encrypted_storage: bool,
     /// Each task's pids limit.
     pub task_pids_max: u32,
+    /// The address the API listener is bound to (ferry's own registry is
+    /// served there too).
+    pub listen: std::net::SocketAddr,
+}
+
+/// ferry's own registry as tasks name it (`ACCOUNT.dkr.ecr.REGION.amazonaws.com`)
+/// and as the agent reaches it: the listener, over loopback when it listens
+/// on every address.
+fn own_registry(shared: &Shared) -> ferry_agent::OwnRegistry {
+    let mut addr = shared.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    ferry_agent::OwnRegistry {
+        host: format!(
+            "{}.dkr.ecr.{}.amazonaws.com",
+            shared.account_id, shared.region
+        ),
+        endpoint: format!("http://{addr}"),
+    }
 }
 
 /// What the server keeps to shut down in order.
@@ -85,6 +108,7 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
         ferry_agent::AgentConfig::new(&shared.data_dir, Arc::new(LogsSink(logs.clone())))
             .context("agent configuration")?;
     agent_cfg.task_pids_max = shared.task_pids_max;
+    agent_cfg.own_registry = Some(own_registry(shared));
     let agent = ferry_agent::Agent::new(agent_cfg).context("starting the agent")?;
     let tasks_dir = ferry_host::tasks_dir(&shared.data_dir);
     std::fs::create_dir_all(&tasks_dir)
@@ -107,6 +131,12 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
             ssm: secrets.ssm.clone(),
             region: shared.region.clone(),
         }),
+        // LEAD FOLLOW-UP (after merging the registry branch): replace with
+        // the adapter from RegistryLogins to ferry_registry::Registry::login
+        // (a RequestContext of the execution role's caller). Until then no
+        // login is made and pulls from ferry's own registry are refused by
+        // it (401) with CannotPullContainerError.
+        registry: Arc::new(ferry_control::identity::Unconfigured),
     };
     let metadata = Arc::new(
         ferry_metadata::Endpoints::new(control_state.clone())
