@@ -415,6 +415,10 @@ mod tests {
             "DB_PASSWORD".into(),
             "hunter2-xyz".to_owned().into(),
         )]);
+        c.registry_auth = Some(RegistryAuth::new(
+            "puller".into(),
+            "reg-pw-xyz".to_owned().into(),
+        ));
         let json = serde_json::to_string(&c).unwrap();
         assert!(
             !json.contains("hunter2-xyz") && !json.contains("DB_PASSWORD"),
@@ -422,10 +426,15 @@ mod tests {
         );
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("hunter2-xyz"), "{dbg}");
+        assert!(
+            !json.contains("reg-pw-xyz") && !json.contains("puller"),
+            "{json}"
+        );
+        assert!(!dbg.contains("reg-pw-xyz"), "{dbg}");
         assert!(dbg.contains("DB_PASSWORD=<redacted>"), "{dbg}");
         // A stored plan comes back without values.
         let back: ContainerPlan = serde_json::from_str(&json).unwrap();
-        assert!(back.secret_env.is_empty());
+        assert!(back.secret_env.is_empty() && back.registry_auth.is_none());
         let plan = TaskPlan {
             task_arn: "a".into(),
             task_id: "t".into(),
@@ -444,5 +453,7 @@ mod tests {
             vec![("DB_PASSWORD", "hunter2-xyz")]
         );
         assert!(plan.without_secrets().containers[0].secret_env.is_empty());
+        assert!(plan.without_secrets().containers[0].registry_auth.is_none());
+        assert!(plan.containers[0].registry_auth.is_some());
     }
 }
