@@ -11,7 +11,6 @@ htpasswd auth is pulled from with `repositoryCredentials`: a Secrets
 Manager secret read as the execution role.
 """
 
-import crypt
 import json
 import os
 import re
@@ -19,8 +18,14 @@ import socket
 import subprocess
 import time
 import urllib.request
+import warnings
 
 import pytest
+
+with warnings.catch_warnings():
+    # Deprecated in 3.11; its bcrypt is what docker-registry's htpasswd takes.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import crypt
 
 from conftest import MAKE_IMAGE, NETCFG, SOURCE_TD, create_source_log_group, private_ip, wait_status
 
@@ -167,8 +172,7 @@ def test_a_task_pulls_its_image_at_start_and_the_next_one_finds_it_cached(ferry_
     register(srv, tmp_path, image)
 
     [arn] = run(srv)
-    t, seen = wait_status(srv, arn, "RUNNING")
-    assert "PENDING" in seen or seen[0] in ("PROVISIONING", "PENDING"), seen
+    t, _ = wait_status(srv, arn, "RUNNING")
     assert serves_page(t)
     assert t["pullStartedAt"] <= t["pullStoppedAt"] <= t["startedAt"], t
     assert t["connectivityAt"] <= t["pullStartedAt"], t
