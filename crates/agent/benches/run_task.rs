@@ -54,6 +54,7 @@ fn plan(n: usize) -> TaskPlan {
             cpu_units: None,
             health_check: None,
             secret_env: Default::default(),
+            registry_auth: None,
         }],
         volumes: vec![],
     }
@@ -123,6 +124,7 @@ fn main() {
         cgroup_parent: "ferry-bench".into(),
         task_pids_max: ferry_agent::task::DEFAULT_TASK_PIDS_MAX,
         log_sink: std::sync::Arc::new(NullSink),
+        own_registry: None,
     })
     .unwrap();
     let roots = tmp.path().join("tasks");
@@ -152,10 +154,11 @@ fn main() {
     let mean = |f: &dyn Fn(&TaskOutcome) -> Duration| {
         ms(outcomes.iter().map(f).sum::<Duration>() / outcomes.len() as u32)
     };
-    let phases: [Phase<'_>; 6] = [
+    let phases: [Phase<'_>; 7] = [
         ("resolve", &|o| o.timings.resolve),
         ("cgroup", &|o| o.timings.cgroup),
         ("network (netns + CNI)", &|o| o.timings.network),
+        ("image (store or pull)", &|o| o.timings.pull),
         ("unpack image", &|o| o.timings.unpack),
         ("overlay + bundle", &|o| o.timings.bundles),
         ("cleanup at stop", &|o| o.timings.cleanup),
@@ -166,7 +169,7 @@ fn main() {
     let runtime = mean(&|o| {
         let t = &o.timings;
         t.to_running
-            .saturating_sub(t.resolve + t.cgroup + t.network + t.unpack + t.bundles)
+            .saturating_sub(t.resolve + t.cgroup + t.network + t.pull + t.unpack + t.bundles)
     });
     println!("  mean {:<22} {runtime:.1} ms", "runc create + start");
 

@@ -41,5 +41,5 @@ pub mod runc;
 pub mod task;
 
 pub use task::{
-    Agent, AgentConfig, AgentError, StartTimings, TaskHandle, TaskOutcome, TaskStorage,
+    Agent, AgentConfig, AgentError, OwnRegistry, StartTimings, TaskHandle, TaskOutcome, TaskStorage,
 };

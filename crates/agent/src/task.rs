@@ -30,7 +30,9 @@ use std::time::{Duration, Instant};
 use crate::bundle::{self, BundleInput};
 use crate::cgroup::TaskCgroup;
 use crate::health::{self, ExecProbe, Timing};
-use crate::image::{Image, ImageError, ImageStore, Pin, unpack};
+use crate::image::pull::Access;
+use crate::image::puller::Puller;
+use crate::image::{Image, ImageError, ImageStore, Pin, Reference, unpack};
 use crate::logs::{self, LogSink};
 use crate::mounts;
 use crate::net::{NetworkConfig, TaskNetwork};
@@ -57,6 +59,18 @@ pub struct AgentConfig {
     pub task_pids_max: u32,
     /// Where `awslogs` container output goes.
     pub log_sink: Arc<dyn LogSink>,
+    /// ferry's own registry: images on its host are pulled from its
+    /// listener.
+    pub own_registry: Option<OwnRegistry>,
+}
+
+/// ferry's own registry, as tasks name it and as the agent reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnRegistry {
+    /// The registry host in image names: `ACCOUNT.dkr.ecr.REGION.amazonaws.com`.
+    pub host: String,
+    /// Where it is served: `http://127.0.0.1:PORT`.
+    pub endpoint: String,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -67,6 +81,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("runtime", &self.runtime)
             .field("network", &self.network)
             .field("cgroup_parent", &self.cgroup_parent)
+            .field("own_registry", &self.own_registry)
             .finish_non_exhaustive()
     }
 }
@@ -90,6 +105,7 @@ impl AgentConfig {
             cgroup_parent: "ferry".into(),
             task_pids_max: DEFAULT_TASK_PIDS_MAX,
             log_sink,
+            own_registry: None,
         })
     }
 }
@@ -116,6 +132,8 @@ pub struct Agent {
     /// Ids of tasks with a live supervisor (host resources are named by
     /// task id, so a second run of the same id must not touch them).
     active: Arc<Mutex<HashSet<String>>>,
+    /// Pulls in flight, shared by every task of this agent.
+    pulls: Arc<Puller>,
 }
 
 impl Agent {
@@ -153,6 +171,7 @@ impl Agent {
         Ok(Self {
             cfg: Arc::new(config),
             active: Arc::default(),
+            pulls: Arc::default(),
         })
     }
 
@@ -284,6 +303,7 @@ impl Agent {
             .unwrap_or(false);
         let sup = Supervisor {
             active: self.active.clone(),
+            pulls: self.pulls.clone(),
             duplicate,
             cfg: self.cfg.clone(),
             runc: Runc {
@@ -385,6 +405,8 @@ pub struct StartTimings {
     pub cgroup: Duration,
     /// Network namespace and CNI ADD (concurrent with `volume`).
     pub network: Duration,
+    /// Finding the images in the store, pulling those that are not.
+    pub pull: Duration,
     /// Unpacking images onto task_root.
     pub unpack: Duration,
     /// Overlay mounts and bundles.
@@ -469,6 +491,7 @@ struct Supervisor {
     source: Root,
     attached: bool,
     active: Arc<Mutex<HashSet<String>>>,
+    pulls: Arc<Puller>,
     duplicate: bool,
     cfg: Arc<AgentConfig>,
     runc: Runc,
@@ -577,8 +600,9 @@ impl Supervisor {
         if plan.containers.is_empty() {
             return Err(TaskFailure::plain("task has no containers"));
         }
-        // Validate and resolve everything before touching the host.
-        let mut images: HashMap<String, Image> = HashMap::new();
+        // Validate everything before touching the host; images are
+        // resolved (and pulled) once the task is provisioned, as Fargate
+        // pulls in PENDING.
         for c in &plan.containers {
             if !valid_name(&c.name) {
                 return Err(TaskFailure::plain(format!(
@@ -586,13 +610,8 @@ impl Supervisor {
                     c.name
                 )));
             }
-            if !images.contains_key(&c.image) {
-                let (img, pin) = self.cfg.images.resolve_pinned(&c.image).map_err(|e| {
-                    TaskFailure::new(FailureCode::CannotPullContainer, e.to_string())
-                })?;
-                self.pins.push(pin);
-                images.insert(c.image.clone(), img);
-            }
+            Reference::parse(&c.image)
+                .map_err(|e| TaskFailure::new(FailureCode::CannotPullContainer, e.to_string()))?;
             for d in &c.depends_on {
                 if !plan.containers.iter().any(|o| o.name == d.container_name) {
                     return Err(TaskFailure::plain(format!(
@@ -750,6 +769,9 @@ impl Supervisor {
             private_ip: ip.clone(),
         });
         let mut mark = Instant::now();
+        let images = self.pull_images(&plan)?;
+        self.timings.pull = mark.elapsed();
+        mark = Instant::now();
 
         let mut unpacked: HashMap<String, PathBuf> = HashMap::new();
         for img in images.values() {
@@ -860,6 +882,7 @@ impl Supervisor {
                 // The secrets' values are in the bundle; none stay here.
                 plan: ContainerPlan {
                     secret_env: Default::default(),
+                    registry_auth: None,
                     ..c.clone()
                 },
                 id: format!("{}-{}", plan.task_id, c.name),
@@ -879,6 +902,66 @@ impl Supervisor {
         // Nothing needs the secrets' values any more.
         self.plan = self.plan.without_secrets();
         Ok(())
+    }
+
+    /// Each distinct image of the plan, from the store or pulled into it
+    /// (between `PullStarted` and `PullStopped`, which a cached image gets
+    /// too). A failed pull names the containers that cannot start.
+    fn pull_images(&mut self, plan: &TaskPlan) -> Result<HashMap<String, Image>, TaskFailure> {
+        self.emit(TaskEvent::PullStarted);
+        let mut images: HashMap<String, Image> = HashMap::new();
+        let mut failure: Option<(String, TaskFailure)> = None;
+        for c in &plan.containers {
+            if images.contains_key(&c.image) {
+                continue;
+            }
+            if let Err(f) = self.check_stop() {
+                failure = Some((String::new(), f));
+                break;
+            }
+            let access = self.access(c);
+            match self.pulls.ensure(&self.cfg.images, &c.image, &access) {
+                Ok((img, pin, source)) => {
+                    tracing::debug!(task = %plan.task_id, image = %c.image, ?source, "image ready");
+                    self.pins.push(pin);
+                    images.insert(c.image.clone(), img);
+                }
+                Err(e) => {
+                    failure = Some((
+                        c.image.clone(),
+                        TaskFailure::new(FailureCode::CannotPullContainer, e.to_string()),
+                    ));
+                    break;
+                }
+            }
+        }
+        let failed = match &failure {
+            Some((image, f)) if !image.is_empty() => plan
+                .containers
+                .iter()
+                .filter(|c| &c.image == image)
+                .map(|c| (c.name.clone(), f.to_string()))
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        self.emit(TaskEvent::PullStopped { failed });
+        match failure {
+            Some((_, f)) => Err(f),
+            None => Ok(images),
+        }
+    }
+
+    /// How to reach container `c`'s registry: its credentials, and ferry's
+    /// own listener for images named after ferry's registry host.
+    fn access(&self, c: &ContainerPlan) -> Access {
+        let endpoint = self.cfg.own_registry.as_ref().and_then(|o| {
+            let r = Reference::parse(&c.image).ok()?;
+            (r.registry == o.host).then(|| o.endpoint.clone())
+        });
+        Access {
+            auth: c.registry_auth.clone(),
+            endpoint,
+        }
     }
 
     fn save_record(&self) -> Result<(), TaskFailure> {

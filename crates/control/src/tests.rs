@@ -411,6 +411,10 @@ fn run_task_to_running_to_stopped() {
     sink(TaskEvent::Provisioned {
         private_ip: "198.18.0.7".into(),
     });
+    sink(TaskEvent::PullStarted);
+    sink(TaskEvent::PullStopped {
+        failed: Default::default(),
+    });
     sink(TaskEvent::ContainerRunning {
         name: "sample-fargate-app".into(),
     });
@@ -421,6 +425,10 @@ fn run_task_to_running_to_stopped() {
         d["startedAt"].is_number()
             && d["pullStartedAt"].is_number()
             && d["connectivityAt"].is_number()
+    );
+    assert!(
+        d["pullStartedAt"].as_f64() <= d["pullStoppedAt"].as_f64(),
+        "{d}"
     );
     assert_eq!(d["attachments"][0]["type"], "ElasticNetworkInterface");
     assert_eq!(d["attachments"][0]["status"], "ATTACHED");

@@ -211,6 +211,19 @@ pub fn task_definition(input: &TaskDefinitionInput) -> Result<TaskDefSpec, EcsEr
                 .into(),
         ));
     }
+    if containers
+        .iter()
+        .any(|c| c.repository_credentials.is_some())
+        && input
+            .execution_role_arn
+            .as_deref()
+            .is_none_or(str::is_empty)
+    {
+        return Err(EcsError::Client(
+            "When you are specifying repository credentials, you must also specify a value for 'executionRoleArn'."
+                .into(),
+        ));
+    }
     if !containers.iter().any(|c| c.run.essential) {
         return Err(EcsError::Client(
             "Task definition has no essential container: at least one container must have \"essential\": true."
@@ -489,6 +502,7 @@ fn container(
     };
     let secrets = secrets(cd, &name)?;
     let name_for_health = name.clone();
+    let name_for_error = name.clone();
     let run = ContainerPlan {
         name,
         image,
@@ -533,6 +547,7 @@ fn container(
             .map(|h| health_check(&name_for_health, h))
             .transpose()?,
         secret_env: Default::default(),
+        registry_auth: None,
     };
     Ok(ContainerDef {
         run,
@@ -540,6 +555,7 @@ fn container(
         memory: cd.memory,
         memory_reservation: cd.memory_reservation,
         secrets,
+        repository_credentials: repository_credentials(cd, &name_for_error)?,
     })
 }
 
@@ -568,6 +584,38 @@ fn secrets(cd: &ContainerDefinition, container: &str) -> Result<Vec<SecretSpec>,
         });
     }
     Ok(out)
+}
+
+/// `repositoryCredentials.credentialsParameter`: a Secrets Manager secret's
+/// ARN or name.
+fn repository_credentials(
+    cd: &ContainerDefinition,
+    container: &str,
+) -> Result<Option<String>, EcsError> {
+    let Some(rc) = &cd.repository_credentials else {
+        return Ok(None);
+    };
+    let bad = || {
+        EcsError::Client(format!(
+            "Invalid 'repositoryCredentials' setting for container '{container}': credentialsParameter must be the ARN or name of a Secrets Manager secret."
+        ))
+    };
+    let p = rc.credentials_parameter.as_deref().unwrap_or_default();
+    let ok = if p.starts_with("arn:") {
+        SecretRef::parse(container, p)
+            .is_ok_and(|r| matches!(r, SecretRef::SecretsManager { json_key: None, .. }))
+    } else {
+        // Secrets Manager's name rule: 1-512 of letters, digits and /_+=.@-.
+        !p.is_empty()
+            && p.len() <= 512
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c))
+    };
+    if ok {
+        Ok(Some(p.to_owned()))
+    } else {
+        Err(bad())
+    }
 }
 
 /// `taskRoleArn` / `executionRoleArn` (RegisterTaskDefinition, RunTask

@@ -58,6 +58,26 @@ pub struct Shared {
     /// Bytes the sealed image store may take before the least recently
     /// used images no task uses are collected.
     pub image_store_limit: u64,
+    /// The address the API listener is bound to (ferry's own registry is
+    /// served there too).
+    pub listen: std::net::SocketAddr,
+}
+
+/// ferry's own registry as tasks name it (`ACCOUNT.dkr.ecr.REGION.amazonaws.com`)
+/// and as the agent reaches it: the listener, over loopback when it listens
+/// on every address.
+fn own_registry(shared: &Shared) -> ferry_agent::OwnRegistry {
+    let mut addr = shared.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    ferry_agent::OwnRegistry {
+        host: ferry_registry::names::registry_host(&shared.region, &shared.account_id),
+        endpoint: format!("http://{addr}"),
+    }
 }
 
 /// What the server keeps to shut down in order.
@@ -105,6 +125,7 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
     )
     .context("agent configuration")?;
     agent_cfg.task_pids_max = shared.task_pids_max;
+    agent_cfg.own_registry = Some(own_registry(shared));
     let agent = ferry_agent::Agent::new(agent_cfg).context("starting the agent")?;
     let tasks_dir = ferry_host::tasks_dir(&shared.data_dir);
     std::fs::create_dir_all(&tasks_dir)
@@ -115,6 +136,7 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
     let volumes = Arc::new(TaskVolumes::new(keys, engine, tasks_dir, efs.clone()));
     let control_state = Arc::new(ControlState::default());
     let secrets = secrets_services(shared)?;
+    let registry = registry(shared)?;
     // One session table for the tasks' roles: the control plane issues and
     // revokes, the metadata endpoint serves (and renews) credentials.
     let sessions = Arc::new(TaskSessions::new(Arc::new(identity::TaskSts(
@@ -125,6 +147,11 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
         secrets: Arc::new(identity::TaskSecrets {
             secrets_manager: secrets.secrets_manager.clone(),
             ssm: secrets.ssm.clone(),
+            region: shared.region.clone(),
+        }),
+        registry: Arc::new(identity::TaskRegistryLogins {
+            registry: registry.clone(),
+            host: ferry_registry::names::registry_host(&shared.region, &shared.account_id),
             region: shared.region.clone(),
         }),
     };
@@ -139,7 +166,6 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
     // Bound late: the control plane needs the runtime, the runtime's
     // metadata endpoint reads the control plane's task records.
     let _ = control_state.core.set(Arc::downgrade(ecs.core()));
-    let registry = registry(shared)?;
     let router = router
         .json_service(
             "ecr",

@@ -159,6 +159,7 @@ fn make_agent(dir: &Path, net: u8, bridge: &str, sink: Arc<MemorySink>) -> Agent
         cgroup_parent: CGROUP_PARENT.into(),
         task_pids_max: ferry_agent::task::DEFAULT_TASK_PIDS_MAX,
         log_sink: sink,
+        own_registry: None,
     })
     .unwrap()
 }
@@ -210,6 +211,7 @@ fn container(name: &str, image: &str) -> ContainerPlan {
         cpu_units: None,
         health_check: None,
         secret_env: Default::default(),
+        registry_auth: None,
     }
 }
 
@@ -507,23 +509,40 @@ fn dependencies_volumes_user_readonly_and_essential_exit() {
 #[test]
 fn missing_image_fails_to_start_and_stop_timeout_kills() {
     let env = Env::new(13);
-    // Missing image: TaskFailedToStart saying why, nothing created.
+    // An image that is not stored and cannot be pulled (nothing listens
+    // on port 1): it is pulled once provisioned, as on Fargate, and the
+    // task fails to start saying why; everything made is released.
     let id = task_id();
     let root = env.task_root(&id);
     let (h, events) = run(
         &env,
-        plan(&id, vec![container("web", "httpd:9.9")], vec![]),
+        plan(&id, vec![container("web", "127.0.0.1:1/httpd:9.9")], vec![]),
         &root,
     );
     let out = h.wait().unwrap();
     assert_eq!(out.stop_code, "TaskFailedToStart");
     assert!(
-        out.stopped_reason.contains("CannotPullContainerError")
-            && out.stopped_reason.contains("httpd:9.9"),
+        out.stopped_reason.starts_with(
+            "CannotPullContainerError: pull image manifest has been retried 3 time(s): failed to resolve ref 127.0.0.1:1/httpd:9.9: "
+        ) && out.stopped_reason.ends_with("connect: connection refused"),
         "{}",
         out.stopped_reason
     );
-    assert_eq!(events.lock().unwrap().len(), 1, "only Stopped expected");
+    {
+        let evs = events.lock().unwrap();
+        assert!(
+            matches!(
+                &evs[..],
+                [
+                    TaskEvent::Provisioned { .. },
+                    TaskEvent::PullStarted,
+                    TaskEvent::PullStopped { failed },
+                    TaskEvent::Stopped { .. }
+                ] if failed.get("web") == Some(&out.stopped_reason)
+            ),
+            "{evs:?}"
+        );
+    }
     env.assert_no_leaks(&id, &root, &out);
 
     // Stopped right away, while it is still starting: UserInitiated, and

@@ -97,7 +97,11 @@ impl MetadataHook {
                     md.close(&plan.task_id);
                 }
             }
-            TaskEvent::Running | TaskEvent::ContainerHealth { .. } => {}
+            // The metadata endpoint reports no pull times (yet).
+            TaskEvent::Running
+            | TaskEvent::ContainerHealth { .. }
+            | TaskEvent::PullStarted
+            | TaskEvent::PullStopped { .. } => {}
         }
     }
 

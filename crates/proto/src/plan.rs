@@ -7,8 +7,9 @@
 //!
 //! A plan is persisted with its task record (serde field names are part of
 //! the state store's format). The one exception is
-//! [`ContainerPlan::secret_env`]: resolved secret values travel in memory
-//! only, never serialized.
+//! [`ContainerPlan::secret_env`] and [`ContainerPlan::registry_auth`]:
+//! resolved secret values and registry credentials travel in memory only,
+//! never serialized.
 
 use std::sync::Arc;
 
@@ -50,6 +51,7 @@ impl TaskPlan {
         let mut p = self.clone();
         for c in &mut p.containers {
             c.secret_env = SecretEnv::default();
+            c.registry_auth = None;
         }
         p
     }
@@ -132,6 +134,41 @@ pub struct ContainerPlan {
     /// encrypted volume.
     #[serde(skip)]
     pub secret_env: SecretEnv,
+    /// Credentials for the registry of `image`: from
+    /// `repositoryCredentials` (a Secrets Manager secret read as the
+    /// execution role), or a login to ferry's own registry. Never
+    /// serialized, for the same reason as `secret_env`.
+    #[serde(skip)]
+    pub registry_auth: Option<RegistryAuth>,
+}
+
+/// A username and password for an image registry. The password is zeroized
+/// when the last clone drops (clones share it), and `Debug` prints the
+/// username only.
+#[derive(Clone)]
+pub struct RegistryAuth(Arc<(String, Zeroizing<String>)>);
+
+impl RegistryAuth {
+    /// Credentials of `username` with `password`.
+    pub fn new(username: String, password: Zeroizing<String>) -> Self {
+        Self(Arc::new((username, password)))
+    }
+
+    /// The username.
+    pub fn username(&self) -> &str {
+        &self.0.0
+    }
+
+    /// The password.
+    pub fn password(&self) -> &str {
+        &self.0.1
+    }
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RegistryAuth({}:<redacted>)", self.username())
+    }
 }
 
 /// Resolved secret values of one container: `(name, value)` pairs. The
@@ -310,6 +347,18 @@ pub enum TaskEvent {
         /// The task's address (the ENI's `privateIPv4Address`).
         private_ip: String,
     },
+    /// The images are being resolved and, when not in the local store,
+    /// pulled (`pullStartedAt`). Always follows `Provisioned`.
+    PullStarted,
+    /// Every image is in the local store, or a pull failed
+    /// (`pullStoppedAt`). `failed` maps each container whose image could not
+    /// be pulled to its `reason` (`CannotPullContainerError: ...`); the task
+    /// then stops with `TaskFailedToStart`.
+    PullStopped {
+        /// Container name -> reason, for the containers that cannot start.
+        #[serde(default)]
+        failed: std::collections::BTreeMap<String, String>,
+    },
     /// A container started.
     ContainerRunning {
         /// Its name.
@@ -366,6 +415,10 @@ mod tests {
             "DB_PASSWORD".into(),
             "hunter2-xyz".to_owned().into(),
         )]);
+        c.registry_auth = Some(RegistryAuth::new(
+            "puller".into(),
+            "reg-pw-xyz".to_owned().into(),
+        ));
         let json = serde_json::to_string(&c).unwrap();
         assert!(
             !json.contains("hunter2-xyz") && !json.contains("DB_PASSWORD"),
@@ -373,10 +426,15 @@ mod tests {
         );
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("hunter2-xyz"), "{dbg}");
+        assert!(
+            !json.contains("reg-pw-xyz") && !json.contains("puller"),
+            "{json}"
+        );
+        assert!(!dbg.contains("reg-pw-xyz"), "{dbg}");
         assert!(dbg.contains("DB_PASSWORD=<redacted>"), "{dbg}");
         // A stored plan comes back without values.
         let back: ContainerPlan = serde_json::from_str(&json).unwrap();
-        assert!(back.secret_env.is_empty());
+        assert!(back.secret_env.is_empty() && back.registry_auth.is_none());
         let plan = TaskPlan {
             task_arn: "a".into(),
             task_id: "t".into(),
@@ -395,5 +453,7 @@ mod tests {
             vec![("DB_PASSWORD", "hunter2-xyz")]
         );
         assert!(plan.without_secrets().containers[0].secret_env.is_empty());
+        assert!(plan.without_secrets().containers[0].registry_auth.is_none());
+        assert!(plan.containers[0].registry_auth.is_some());
     }
 }

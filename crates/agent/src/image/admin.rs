@@ -218,7 +218,7 @@ fn run(
                 // A client that went away fails the next send; the pull goes on.
                 let _ = send(out, &Reply::Progress(p));
             };
-            let i = pull::pull(store, &reference, &mut cb)
+            let i = pull::pull(store, &reference, &pull::Access::default(), &mut cb)
                 .map_err(|e| format!("pulling {reference}: {}", chain(&e)))?;
             for n in i.names {
                 lines.push(format!("{}\t{}", n.familiar(), i.manifest_digest));

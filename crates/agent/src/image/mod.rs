@@ -30,6 +30,7 @@
 //! - [`mod@reference`]: name normalization (`httpd:2.4` == `docker.io/library/httpd:2.4`).
 //! - [`archive`]: importing oci-archive and `docker save` tars.
 //! - [`pull`]: pulling from an OCI distribution registry.
+//! - [`puller`]: images for tasks, one pull per image however many ask.
 //! - [`unpack`]: applying layers (with OCI whiteouts) to a rootfs directory.
 //! - [`gc`]: which images the size limit collects.
 
@@ -37,6 +38,7 @@ pub mod admin;
 pub mod archive;
 pub mod gc;
 pub mod pull;
+pub mod puller;
 pub mod reference;
 pub mod unpack;
 
@@ -648,10 +650,25 @@ pub(crate) fn copy_hashed(mut r: impl Read, mut w: impl Write) -> io::Result<(St
     Ok((format!("sha256:{}", hex::encode(h.finalize())), n))
 }
 
+/// A store sealed under in-memory test keys (unit tests of this crate).
+#[cfg(test)]
+impl ImageStore {
+    pub(crate) fn for_tests(dir: &Path) -> Self {
+        let ctx: Context = [("ferry:purpose".to_owned(), "test".to_owned())].into();
+        match Self::open(
+            dir,
+            Arc::new(ferry_blob::testing::MemoryKeys::default()),
+            ctx,
+        ) {
+            Ok(s) => s,
+            Err(e) => panic!("opening a test store: {e}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_blob::testing::MemoryKeys;
 
     fn sha(b: &[u8]) -> String {
         format!("sha256:{}", hex::encode(Sha256::digest(b)))
@@ -715,8 +732,7 @@ mod tests {
     }
 
     fn store(dir: &Path) -> ImageStore {
-        let ctx: Context = [("ferry:purpose".to_owned(), "test".to_owned())].into();
-        ImageStore::open(dir, Arc::new(MemoryKeys::default()), ctx).unwrap()
+        ImageStore::for_tests(dir)
     }
 
     fn import(s: &ImageStore, name: &str, marker: &str, pad: usize) -> String {

@@ -12,6 +12,8 @@
 //!   session of a task; the control plane calls it on every path by which
 //!   a task ends up STOPPED.
 //! - [`SecretSource`]: fetches one secret as a caller.
+//! - [`RegistryLogins`]: logs in to ferry's own image registry as a caller
+//!   (the execution role), for tasks whose images it serves.
 //! - [`secret_ref`]: ECS's `valueFrom` grammar and JSON-key extraction.
 //! - [`sessions`]: [`sessions::TaskSessions`], a [`TaskIdentity`] over any
 //!   [`sessions::RoleSessions`] (STS), which also serves the metadata
@@ -24,6 +26,7 @@ pub mod sessions;
 
 use std::sync::Arc;
 
+use ferry_proto::plan::RegistryAuth;
 use ferry_proto::{AwsError, Caller};
 use zeroize::Zeroizing;
 
@@ -131,6 +134,18 @@ pub trait SecretSource: Send + Sync {
     fn fetch(&self, caller: &Caller, secret: &SecretRef) -> Result<Zeroizing<String>, AwsError>;
 }
 
+/// Logins to ferry's own image registry (`ACCOUNT.dkr.ecr.REGION.amazonaws.com`
+/// in image names). Implemented over the registry in the composition root.
+pub trait RegistryLogins: Send + Sync {
+    /// Credentials with which `caller` (a task's execution role session)
+    /// may pull from `registry_host`, as `ecr:GetAuthorizationToken` gives
+    /// them (user `AWS`, the token as password); the caller's permissions
+    /// decide, and a refusal is the registry's error (code and message).
+    /// `Ok(None)` when this server serves no registry at that host.
+    fn login(&self, caller: &Caller, registry_host: &str)
+    -> Result<Option<RegistryAuth>, AwsError>;
+}
+
 /// The identity services of a server without IAM: no role can be used.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Unconfigured;
@@ -156,6 +171,12 @@ impl SecretSource for Unconfigured {
     }
 }
 
+impl RegistryLogins for Unconfigured {
+    fn login(&self, _: &Caller, _: &str) -> Result<Option<RegistryAuth>, AwsError> {
+        Ok(None)
+    }
+}
+
 /// The identity services the control plane uses.
 #[derive(Clone)]
 pub struct IdentityServices {
@@ -163,6 +184,8 @@ pub struct IdentityServices {
     pub roles: Arc<dyn TaskIdentity>,
     /// Where secrets come from.
     pub secrets: Arc<dyn SecretSource>,
+    /// Logins to ferry's own image registry.
+    pub registry: Arc<dyn RegistryLogins>,
 }
 
 impl IdentityServices {
@@ -172,6 +195,7 @@ impl IdentityServices {
         Self {
             roles: Arc::new(Unconfigured),
             secrets: Arc::new(Unconfigured),
+            registry: Arc::new(Unconfigured),
         }
     }
 }

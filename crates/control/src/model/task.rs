@@ -269,8 +269,20 @@ impl TaskRecord {
             TaskEvent::Provisioned { private_ip } => {
                 self.private_ip = Some(private_ip.clone());
                 self.connectivity_at.get_or_insert(now);
-                self.pull_started_at.get_or_insert(now);
                 self.advance(TaskStatus::Pending);
+            }
+            TaskEvent::PullStarted => {
+                self.pull_started_at.get_or_insert(now);
+            }
+            TaskEvent::PullStopped { failed } => {
+                self.pull_stopped_at.get_or_insert(now);
+                // The container shows why it never started, as on ECS;
+                // the task's stoppedReason comes with `Stopped`.
+                for c in &mut self.containers {
+                    if let Some(reason) = failed.get(&c.name) {
+                        c.reason = Some(reason.clone());
+                    }
+                }
             }
             TaskEvent::ContainerRunning { name } => {
                 let Some(c) = self.containers.iter_mut().find(|c| &c.name == name) else {
@@ -280,7 +292,6 @@ impl TaskRecord {
                     return false;
                 }
                 c.last_status = "RUNNING".into();
-                self.pull_stopped_at.get_or_insert(now);
                 self.advance(TaskStatus::Activating);
             }
             TaskEvent::Running => {
@@ -289,7 +300,6 @@ impl TaskRecord {
                     self.started_at.get_or_insert(now);
                     return true;
                 }
-                self.pull_stopped_at.get_or_insert(now);
                 self.started_at.get_or_insert(now);
                 self.advance(TaskStatus::Running);
             }
@@ -429,6 +439,7 @@ pub(crate) mod tests {
                 cpu_units: None,
                 health_check: None,
                 secret_env: Default::default(),
+                registry_auth: None,
             },
             ContainerRecord {
                 name: name.into(),
@@ -506,6 +517,14 @@ pub(crate) mod tests {
         ));
         assert_eq!(t.last_status, TaskStatus::Pending);
         assert_eq!(t.private_ip.as_deref(), Some("198.18.0.2"));
+        t.apply(&TaskEvent::PullStarted, 2.5);
+        t.apply(
+            &TaskEvent::PullStopped {
+                failed: Default::default(),
+            },
+            2.75,
+        );
+        assert_eq!(t.last_status, TaskStatus::Pending);
         t.apply(&TaskEvent::ContainerRunning { name: "app".into() }, 3.0);
         assert_eq!(t.last_status, TaskStatus::Activating);
         t.apply(
@@ -517,8 +536,8 @@ pub(crate) mod tests {
         t.apply(&TaskEvent::Running, 4.0);
         assert_eq!(t.last_status, TaskStatus::Running);
         assert_eq!(t.started_at, Some(4.0));
-        assert_eq!(t.pull_started_at, Some(2.0));
-        assert_eq!(t.pull_stopped_at, Some(3.0));
+        assert_eq!(t.pull_started_at, Some(2.5));
+        assert_eq!(t.pull_stopped_at, Some(2.75));
         assert_eq!(t.connectivity_at, Some(2.0));
     }
 
@@ -616,6 +635,42 @@ pub(crate) mod tests {
         assert_eq!(t.stopped_reason.as_deref(), Some("image busybox not found"));
         assert!(t.containers.iter().all(|c| c.last_status == "STOPPED"));
         assert_eq!(t.started_at, None);
+    }
+
+    #[test]
+    fn a_failed_pull_records_the_window_and_the_containers_reason() {
+        let mut t = task();
+        t.apply(
+            &TaskEvent::Provisioned {
+                private_ip: "198.18.0.2".into(),
+            },
+            2.0,
+        );
+        t.apply(&TaskEvent::PullStarted, 2.1);
+        let why = "CannotPullContainerError: pull image manifest has been retried 1 time(s): failed to resolve ref docker.io/library/nope:1: docker.io/library/nope:1: not found";
+        t.apply(
+            &TaskEvent::PullStopped {
+                failed: [("app".to_string(), why.to_string())].into(),
+            },
+            2.4,
+        );
+        t.apply(
+            &TaskEvent::Stopped {
+                stop_code: stop_code::TASK_FAILED_TO_START.into(),
+                stopped_reason: why.into(),
+            },
+            2.5,
+        );
+        assert_eq!(
+            (t.pull_started_at, t.pull_stopped_at),
+            (Some(2.1), Some(2.4))
+        );
+        let app = t.containers.iter().find(|c| c.name == "app").unwrap();
+        assert_eq!(app.reason.as_deref(), Some(why));
+        assert_eq!(app.exit_code, None);
+        let other = t.containers.iter().find(|c| c.name != "app").unwrap();
+        assert_eq!(other.reason, None);
+        assert_eq!(t.stopped_reason.as_deref(), Some(why));
     }
 
     #[test]

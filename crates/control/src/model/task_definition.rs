@@ -45,6 +45,11 @@ pub struct ContainerDef {
     /// fetched at each task's start and never stored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<SecretSpec>,
+    /// `repositoryCredentials.credentialsParameter`: the Secrets Manager
+    /// secret (ARN or name) with the image registry's username and
+    /// password, read at each task's start as the execution role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_credentials: Option<String>,
 }
 
 /// One container secret as registered.

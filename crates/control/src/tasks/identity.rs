@@ -9,14 +9,19 @@
 //! 3. awslogs: the execution role must be allowed `logs:CreateLogStream`
 //!    and `logs:PutLogEvents` on each container's stream;
 //! 4. secrets: each is fetched as the execution role and put into the
-//!    plan the runtime gets (never into the task record).
+//!    plan the runtime gets (never into the task record);
+//! 5. registry credentials, likewise: for an image in ferry's own registry
+//!    (`ACCOUNT.dkr.ecr.REGION.amazonaws.com/...`) a login as the
+//!    execution role ([`RegistryLogins`](crate::identity::RegistryLogins)),
+//!    otherwise `repositoryCredentials`' secret
+//!    (`{"username": ..., "password": ...}`).
 //!
 //! Any failure fails the task with `TaskFailedToStart` and the reason
 //! Fargate gives, in its words.
 
 use ferry_proto::Caller;
 use ferry_proto::authz::{self, Check};
-use ferry_proto::plan::{SecretEnv, TaskPlan};
+use ferry_proto::plan::{RegistryAuth, SecretEnv, TaskPlan};
 use zeroize::Zeroizing;
 
 use crate::identity::secret_ref::{self, SecretRef};
@@ -53,13 +58,29 @@ pub(super) fn prepare(
     }
     let has_secrets = spec.containers.iter().any(|c| !c.secrets.is_empty());
     let has_awslogs = task.plan.containers.iter().any(|c| c.awslogs.is_some());
-    if !has_secrets && !has_awslogs {
+    let own = own_registry(core);
+    let pull_auth: Vec<Option<PullAuth>> = task
+        .plan
+        .containers
+        .iter()
+        .zip(&spec.containers)
+        .map(|(c, d)| pull_auth(&own, &c.image, d.repository_credentials.as_deref()))
+        .collect();
+    let has_pull_auth = pull_auth.iter().any(Option::is_some);
+    if !has_secrets && !has_awslogs && !has_pull_auth {
         return Ok(task.plan.clone());
     }
+    // What cannot be done without the execution role.
+    let needs_role = has_secrets || has_pull_auth;
     let caller = match &roles.execution_role_arn {
         None if has_secrets => {
             return Err(format!(
                 "{SECRETS_FAILED}: the task has secrets but no execution role (executionRoleArn) to fetch them with"
+            ));
+        }
+        None if has_pull_auth => {
+            return Err(format!(
+                "{SECRETS_FAILED}: unable to retrieve ecr registry auth: the task has no execution role (executionRoleArn) to pull its image with"
             ));
         }
         // Without an execution role, awslogs keeps working as before:
@@ -70,7 +91,7 @@ pub(super) fn prepare(
             Ok(c) => c,
             // A server without IAM cannot check logs permissions; secrets
             // it cannot fetch at all.
-            Err(IdentityError::NotConfigured) if !has_secrets => return Ok(task.plan.clone()),
+            Err(IdentityError::NotConfigured) if !needs_role => return Ok(task.plan.clone()),
             Err(e @ IdentityError::NotConfigured) => {
                 return Err(format!(
                     "{SECRETS_FAILED}: the execution role {role} cannot be used: {e}"
@@ -96,7 +117,77 @@ pub(super) fn prepare(
         }
         c.secret_env = SecretEnv::new(values);
     }
+    for (c, auth) in plan.containers.iter_mut().zip(pull_auth) {
+        c.registry_auth = match auth {
+            None => None,
+            Some(PullAuth::Own) => registry_login(core, &caller, &own)?,
+            Some(PullAuth::Secret(id)) => Some(registry_secret(core, &caller, &id)?),
+        };
+    }
     Ok(plan)
+}
+
+/// How a container's image registry is authenticated.
+enum PullAuth {
+    /// ferry's own registry: a login as the execution role.
+    Own,
+    /// `repositoryCredentials`: this secret's username and password.
+    Secret(String),
+}
+
+/// ferry's own registry's host, as images name it.
+fn own_registry(core: &Core) -> String {
+    format!(
+        "{}.dkr.ecr.{}.amazonaws.com",
+        core.cfg.account, core.cfg.region
+    )
+}
+
+/// Whether `image` needs credentials, and which. `repositoryCredentials`
+/// does not apply to images in ECR (as ECS documents it).
+fn pull_auth(own: &str, image: &str, credentials: Option<&str>) -> Option<PullAuth> {
+    match image.split_once('/') {
+        Some((host, _)) if host == own => Some(PullAuth::Own),
+        _ => credentials.map(|c| PullAuth::Secret(c.to_owned())),
+    }
+}
+
+/// A login to ferry's own registry as the execution role.
+fn registry_login(
+    core: &Core,
+    caller: &Caller,
+    host: &str,
+) -> Result<Option<RegistryAuth>, String> {
+    core.identity.registry.login(caller, host).map_err(|e| {
+        format!(
+            "{SECRETS_FAILED}: unable to retrieve ecr registry auth: service call has been retried 1 time(s): {}: {}",
+            e.code, e.message
+        )
+    })
+}
+
+/// `repositoryCredentials`: the secret's `username` and `password`, read as
+/// the execution role.
+fn registry_secret(core: &Core, caller: &Caller, secret_id: &str) -> Result<RegistryAuth, String> {
+    let fail = |detail: &dyn std::fmt::Display| {
+        format!(
+            "{SECRETS_FAILED}: unable to retrieve secret from asm: service call has been retried 1 time(s): failed to fetch secret {secret_id} from secrets manager: {detail}"
+        )
+    };
+    let r = SecretRef::SecretsManager {
+        secret_id: secret_id.to_owned(),
+        json_key: None,
+        version_stage: None,
+        version_id: None,
+    };
+    let value = core
+        .identity
+        .secrets
+        .fetch(caller, &r)
+        .map_err(|e| fail(&e))?;
+    let username = secret_ref::json_key(&value, "username").map_err(|e| fail(&e))?;
+    let password = secret_ref::json_key(&value, "password").map_err(|e| fail(&e))?;
+    Ok(RegistryAuth::new(username.to_string(), password))
 }
 
 /// The execution role may create each awslogs container's stream and put
@@ -186,11 +277,13 @@ mod tests {
     use serde_json::{Value, json};
     use zeroize::Zeroizing;
 
+    use super::SECRETS_FAILED;
     use crate::db;
     use crate::identity::sessions::{RoleSession, RoleSessions, TaskSessions};
-    use crate::identity::{IdentityServices, SecretRef, SecretSource};
+    use crate::identity::{IdentityServices, RegistryLogins, SecretRef, SecretSource};
     use crate::model::task::{TaskRecord, TaskStatus};
     use crate::tests::{Env, FakeRuntime, env_with_identity, run_body, source_doc};
+    use ferry_proto::plan::RegistryAuth;
 
     const ACCOUNT: &str = "000000000000";
     const TASK_ROLE: &str = "arn:aws:iam::000000000000:role/app";
@@ -275,7 +368,9 @@ mod tests {
                 WHOLE => V_WHOLE.to_owned(),
                 JSONS => json!({"user": "admin", "password": V_JSON}).to_string(),
                 PARAM => V_PARAM.to_owned(),
-                t if t.contains(":secret:") => {
+                REGCREDS => json!({"username": "puller", "password": V_REGPW}).to_string(),
+                "not-json" => "plain".to_owned(),
+                t if t.contains(":secret:") || t == "missing" => {
                     return Err(AwsError::client(
                         "ResourceNotFoundException",
                         "Secrets Manager can't find the specified secret.",
@@ -287,6 +382,37 @@ mod tests {
         }
     }
 
+    const REGCREDS: &str = "registry/creds";
+    const V_REGPW: &str = "reg-pw-5e1d";
+    const OWN_HOST: &str = "000000000000.dkr.ecr.us-east-1.amazonaws.com";
+
+    /// ferry's registry: logs in whoever may (the exec role with
+    /// ecr:GetAuthorizationToken in its policies, as the registry decides).
+    #[derive(Default)]
+    struct Registry {
+        asked: Mutex<Vec<(String, String)>>,
+        refuse: bool,
+    }
+
+    impl RegistryLogins for Registry {
+        fn login(&self, caller: &Caller, host: &str) -> Result<Option<RegistryAuth>, AwsError> {
+            self.asked.lock().unwrap().push((caller.arn(), host.into()));
+            if self.refuse {
+                return Err(AwsError::client(
+                    "AccessDeniedException",
+                    format!(
+                        "User: {} is not authorized to perform: ecr:GetAuthorizationToken on resource: * because no identity-based policy allows the ecr:GetAuthorizationToken action",
+                        caller.arn()
+                    ),
+                ));
+            }
+            Ok(Some(RegistryAuth::new(
+                "AWS".into(),
+                Zeroizing::new("ecr-token-1".into()),
+            )))
+        }
+    }
+
     const LOGS: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["logs:CreateLogStream","logs:PutLogEvents"],"Resource":"*"}]}"#;
 
     struct World {
@@ -294,9 +420,19 @@ mod tests {
         sts: Arc<Sts>,
         sessions: Arc<TaskSessions>,
         secrets: Arc<Secrets>,
+        registry: Arc<Registry>,
     }
 
     fn world_with(exec_policies: &[&str], dir: tempfile::TempDir, rt: FakeRuntime) -> World {
+        world_full(exec_policies, dir, rt, Registry::default())
+    }
+
+    fn world_full(
+        exec_policies: &[&str],
+        dir: tempfile::TempDir,
+        rt: FakeRuntime,
+        registry: Registry,
+    ) -> World {
         let mut sts = Sts::default();
         sts.policies.insert(
             EXEC_ROLE.into(),
@@ -305,12 +441,14 @@ mod tests {
         let sts = Arc::new(sts);
         let sessions = Arc::new(TaskSessions::new(sts.clone()));
         let secrets = Arc::new(Secrets::default());
+        let registry = Arc::new(registry);
         let e = env_with_identity(
             dir,
             rt,
             IdentityServices {
                 roles: sessions.clone(),
                 secrets: secrets.clone(),
+                registry: registry.clone(),
             },
         );
         World {
@@ -318,6 +456,7 @@ mod tests {
             sts,
             sessions,
             secrets,
+            registry,
         }
     }
 
@@ -661,6 +800,148 @@ mod tests {
             .get(db::TASKS, &db::task_key("default", id))
             .unwrap()
             .unwrap()
+    }
+
+    #[test]
+    fn repository_credentials_are_read_as_the_execution_role_into_the_plan_only() {
+        let w = world(&[LOGS]);
+        let mut d = doc(None, json!([]));
+        d["containerDefinitions"][0]["image"] = "registry.example.com/team/app:1".into();
+        d["containerDefinitions"][0]["repositoryCredentials"] =
+            json!({"credentialsParameter": REGCREDS});
+        w.e.ok("RegisterTaskDefinition", d.clone());
+        let (arn, t) = run(&w);
+        assert_eq!(t["lastStatus"], "PROVISIONING", "{t}");
+        let task_id = arn.rsplit('/').next().unwrap();
+        assert_eq!(
+            *w.secrets.asked_by.lock().unwrap(),
+            vec![format!(
+                "arn:aws:sts::{ACCOUNT}:assumed-role/exec/{task_id}"
+            )]
+        );
+        let plan = w.e.plan(0);
+        let auth = plan.containers[0].registry_auth.clone().unwrap();
+        assert_eq!((auth.username(), auth.password()), ("puller", V_REGPW));
+        assert!(!format!("{plan:?}").contains(V_REGPW));
+        let rec = serde_json::to_string(&record(&w, &arn)).unwrap();
+        assert!(!rec.contains(V_REGPW) && !rec.contains("puller"), "{rec}");
+        assert!(w.registry.asked.lock().unwrap().is_empty());
+
+        // A secret that is missing or not {"username","password"}: the
+        // task fails to start with Fargate's head and the secret's name.
+        for (secret, detail) in [
+            ("missing", "ResourceNotFoundException"),
+            ("not-json", "not a JSON object"),
+        ] {
+            d["containerDefinitions"][0]["repositoryCredentials"] =
+                json!({"credentialsParameter": secret});
+            w.e.ok("RegisterTaskDefinition", d.clone());
+            let (_, t) = run(&w);
+            let reason = t["stoppedReason"].as_str().unwrap();
+            assert!(
+                reason.starts_with(&format!("{SECRETS_FAILED}: unable to retrieve secret from asm: service call has been retried 1 time(s): failed to fetch secret {secret} from secrets manager: ")),
+                "{reason}"
+            );
+            assert!(reason.contains(detail), "{reason}");
+        }
+    }
+
+    #[test]
+    fn images_in_ferrys_registry_get_a_login_as_the_execution_role() {
+        let w = world(&[LOGS]);
+        let mut d = doc(None, json!([]));
+        d["containerDefinitions"][0]["image"] = format!("{OWN_HOST}/app:1").into();
+        // repositoryCredentials does not apply to ECR images.
+        d["containerDefinitions"][0]["repositoryCredentials"] =
+            json!({"credentialsParameter": REGCREDS});
+        w.e.ok("RegisterTaskDefinition", d.clone());
+        let (arn, t) = run(&w);
+        assert_eq!(t["lastStatus"], "PROVISIONING", "{t}");
+        let task_id = arn.rsplit('/').next().unwrap();
+        assert_eq!(
+            *w.registry.asked.lock().unwrap(),
+            vec![(
+                format!("arn:aws:sts::{ACCOUNT}:assumed-role/exec/{task_id}"),
+                OWN_HOST.to_string()
+            )]
+        );
+        let auth = w.e.plan(0).containers[0].registry_auth.clone().unwrap();
+        assert_eq!((auth.username(), auth.password()), ("AWS", "ecr-token-1"));
+        assert!(w.secrets.asked_by.lock().unwrap().is_empty());
+
+        // Without an execution role (no repositoryCredentials either).
+        let mut bare = d.clone();
+        bare.as_object_mut().unwrap().remove("executionRoleArn");
+        bare["containerDefinitions"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("repositoryCredentials");
+        w.e.ok("RegisterTaskDefinition", bare);
+        let (_, t) = run(&w);
+        assert_eq!(
+            t["stoppedReason"],
+            format!(
+                "{SECRETS_FAILED}: unable to retrieve ecr registry auth: the task has no execution role (executionRoleArn) to pull its image with"
+            )
+        );
+
+        // The registry refuses the role.
+        let w = world_full(
+            &[LOGS],
+            tempfile::tempdir().unwrap(),
+            FakeRuntime::default(),
+            Registry {
+                refuse: true,
+                ..Default::default()
+            },
+        );
+        w.e.ok("RegisterTaskDefinition", d);
+        let (_, t) = run(&w);
+        let reason = t["stoppedReason"].as_str().unwrap();
+        assert!(
+            reason.starts_with(&format!("{SECRETS_FAILED}: unable to retrieve ecr registry auth: service call has been retried 1 time(s): AccessDeniedException: User: arn:aws:sts::{ACCOUNT}:assumed-role/exec/")),
+            "{reason}"
+        );
+        assert_eq!(t["stopCode"], "TaskFailedToStart");
+    }
+
+    #[test]
+    fn registration_refuses_repository_credentials_without_an_execution_role() {
+        let e = crate::tests::env();
+        let mut d = doc(None, json!([]));
+        d.as_object_mut().unwrap().remove("executionRoleArn");
+        d["containerDefinitions"][0]["repositoryCredentials"] =
+            json!({"credentialsParameter": REGCREDS});
+        let err = e.err("RegisterTaskDefinition", d.clone());
+        assert_eq!(err.code, "ClientException");
+        assert_eq!(
+            err.message,
+            "When you are specifying repository credentials, you must also specify a value for 'executionRoleArn'."
+        );
+        d["executionRoleArn"] = EXEC_ROLE.into();
+        for bad in [
+            json!({}),
+            json!({"credentialsParameter": ""}),
+            json!({"credentialsParameter": "has space"}),
+            json!({"credentialsParameter": "arn:aws:ssm:us-east-1:000000000000:parameter/x"}),
+            json!({"credentialsParameter": format!("{JSONS}:password::")}),
+        ] {
+            d["containerDefinitions"][0]["repositoryCredentials"] = bad.clone();
+            let err = e.err("RegisterTaskDefinition", d.clone());
+            assert!(
+                err.message
+                    .starts_with("Invalid 'repositoryCredentials' setting for container"),
+                "{bad}: {}",
+                err.message
+            );
+        }
+        d["containerDefinitions"][0]["repositoryCredentials"] =
+            json!({"credentialsParameter": WHOLE});
+        let td = e.ok("RegisterTaskDefinition", d);
+        assert_eq!(
+            td["taskDefinition"]["containerDefinitions"][0]["repositoryCredentials"]["credentialsParameter"],
+            WHOLE
+        );
     }
 
     #[test]

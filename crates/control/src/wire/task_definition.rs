@@ -78,6 +78,9 @@ pub struct ContainerDefinition {
     /// `secrets`: environment variables whose values are fetched at start.
     #[serde(default)]
     pub secrets: Vec<SecretInput>,
+    /// `repositoryCredentials`: the image's registry credentials.
+    #[serde(default)]
+    pub repository_credentials: Option<RepositoryCredentialsInput>,
     /// `workingDirectory`.
     #[serde(default)]
     pub working_directory: Option<String>,
@@ -123,6 +126,16 @@ pub struct ContainerDefinition {
     /// `healthCheck`.
     #[serde(default)]
     pub health_check: Option<HealthCheckInput>,
+}
+
+/// `RepositoryCredentials`: a Secrets Manager secret (ARN or name) whose
+/// `SecretString` is `{"username": ..., "password": ...}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryCredentialsInput {
+    /// The secret.
+    #[serde(default)]
+    pub credentials_parameter: Option<String>,
 }
 
 /// `Secret`: a variable name and where its value comes from.

@@ -114,7 +114,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .context("opening the KMS")?,
     );
     let iam = compose::identity(&dd.store, &kms, &dd.account_id)?;
+    // Bound before the services are built: the agent pulls images of
+    // ferry's own registry from this address (port 0 is known only now).
+    let std_listener = std::net::TcpListener::bind(args.listen)
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let listen = std_listener.local_addr().context("local address")?;
     let shared = Shared {
+        listen,
         store: dd.store.clone(),
         kms,
         iam: iam.clone(),
@@ -137,9 +143,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("listening on {}", args.listen))?;
+        std_listener
+            .set_nonblocking(true)
+            .context("making the listener non-blocking")?;
+        let listener = tokio::net::TcpListener::from_std(std_listener)
+            .with_context(|| format!("listening on {listen}"))?;
         let addr = listener.local_addr().context("local address")?;
         host.registry.set_endpoint(format!("http://{addr}"));
         if !protection.memory_locked {

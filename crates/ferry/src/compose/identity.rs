@@ -115,3 +115,33 @@ impl ferry_metadata::CredentialsSource for TaskCredentials {
         })
     }
 }
+
+/// Logins to ferry's own registry for a task's execution role, as the ECS
+/// agent makes them: `ecr:GetAuthorizationToken` as that role (its policies
+/// decide), then the registry's token for it.
+pub(crate) struct TaskRegistryLogins {
+    pub registry: Arc<ferry_registry::Registry>,
+    /// `ACCOUNT.dkr.ecr.REGION.amazonaws.com`.
+    pub host: String,
+    pub region: String,
+}
+
+impl ferry_control::identity::RegistryLogins for TaskRegistryLogins {
+    fn login(
+        &self,
+        caller: &Caller,
+        registry_host: &str,
+    ) -> Result<Option<ferry_proto::plan::RegistryAuth>, AwsError> {
+        if registry_host != self.host {
+            return Ok(None);
+        }
+        self.registry
+            .authorize(caller, "GetAuthorizationToken", "*")?;
+        let ctx = RequestContext::internal(caller.clone(), self.region.clone());
+        let login = self.registry.login(&ctx)?;
+        Ok(Some(ferry_proto::plan::RegistryAuth::new(
+            login.username,
+            login.password,
+        )))
+    }
+}
