@@ -6,7 +6,8 @@ The source document's task runs `sh -c "echo '<html>...' > /usr/local/apache2/ht
 demo use this image instead: busybox's sh and httpd, the same paths as the real
 image, and an `httpd-foreground` that runs busybox httpd on port 80.
 
-    make_httpd_image.py [--format oci|docker] [--name httpd:2.4] [--with-fio] [--marker TEXT] OUT.tar
+    make_httpd_image.py [--format oci|docker] [--name httpd:2.4] [--with-fio] [--marker TEXT]
+                        [--filler-mb N] OUT.tar
 
 `--marker TEXT` adds /usr/local/apache2/htdocs/marker.html holding TEXT
 (tests look for its bytes on the host disk). `--with-fio` adds the host's /usr/bin/fio and the shared libraries it links
@@ -42,7 +43,7 @@ def fio_files():
     return [(FIO, FIO)] + [(lib, os.path.realpath(lib)) for lib in libs]
 
 
-def layer_tar(with_fio=False, marker=None) -> bytes:
+def layer_tar(with_fio=False, marker=None, filler_mb=0) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
         def add_dir(path, mode=0o755):
@@ -73,6 +74,9 @@ def layer_tar(with_fio=False, marker=None) -> bytes:
         add_file("etc/group", b"root:x:0:\nwww-data:x:33:\n")
         if marker:
             add_file("usr/local/apache2/htdocs/marker.html", marker.encode() + b"\n")
+        if filler_mb:
+            # Random, so that compression cannot shrink it (benchmarks).
+            add_file("var/filler.bin", os.urandom(filler_mb << 20))
         if with_fio:
             made = set()
             for inside, host in fio_files():
@@ -97,6 +101,8 @@ def main():
     ap.add_argument("--name", default="httpd:2.4")
     ap.add_argument("--with-fio", action="store_true")
     ap.add_argument("--marker", help="text of htdocs/marker.html (a unique string tests look for)")
+    ap.add_argument("--filler-mb", type=int, default=0,
+                    help="add /var/filler.bin of N MiB of random bytes (image size for benchmarks)")
     ap.add_argument("out")
     args = ap.parse_args()
     if not os.path.exists(BUSYBOX):
@@ -104,8 +110,8 @@ def main():
 
     if args.with_fio and not os.path.exists(FIO):
         raise SystemExit(f"{FIO} is missing: install fio (scripts/setup does)")
-    raw = layer_tar(args.with_fio, args.marker)
-    gz = gzip.compress(raw, mtime=0)
+    raw = layer_tar(args.with_fio, args.marker, args.filler_mb)
+    gz = gzip.compress(raw, compresslevel=1 if args.filler_mb else 9, mtime=0)
     config = json.dumps({
         "architecture": "amd64",
         "os": "linux",
