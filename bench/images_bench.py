@@ -33,7 +33,15 @@ from task_bench import START_TD, pct, wait_running, wait_stopped, NET  # noqa: E
 from test_image_pull import Registry  # noqa: E402
 
 
+# skopeo remembers where it saw each blob and then mounts it across
+# repositories instead of uploading it (or skips it): forget before every copy
+# so each push and pull moves every byte.
+BLOB_CACHE = "/var/lib/containers/cache/blob-info-cache-v1.boltdb"
+
+
 def skopeo(*args):
+    if os.path.exists(BLOB_CACHE):
+        os.remove(BLOB_CACHE)
     p = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=900)
     if p.returncode != 0:
         raise SystemExit(f"skopeo {' '.join(args)}: {p.stderr}")
