@@ -351,3 +351,16 @@ def allocated_data(path, chunk=16 << 20):
             off = end
     finally:
         os.close(fd)
+
+
+def files_on_disk(root):
+    """Every regular file under `root` (what is on the disk: not sockets
+    such as the admin socket), not crossing mount points (a running task's
+    rootfs is mounted from its encrypted volume: its decrypted view is not
+    the disk)."""
+    for d, dirs, files in os.walk(root):
+        dirs[:] = [x for x in dirs if not os.path.ismount(os.path.join(d, x))]
+        for f in files:
+            p = os.path.join(d, f)
+            if os.path.isfile(p) and not os.path.islink(p):
+                yield p

@@ -14,10 +14,9 @@ import subprocess
 import urllib.request
 import uuid
 
-from conftest import (MAKE_IMAGE, NETCFG, SOURCE_TD, create_source_log_group, private_ip,
-                      wait_status)
+from conftest import (MAKE_IMAGE, NETCFG, SOURCE_TD, create_source_log_group, files_on_disk,
+                      private_ip, wait_status)
 from test_image_pull import wait_stopped
-from test_image_store import files_on_disk
 from test_registry import host, login, skopeo
 
 

@@ -17,7 +17,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import FerryServer, ferry_bin
+from conftest import FerryServer, ferry_bin, files_on_disk
 
 
 def trust(principal):
@@ -341,14 +341,14 @@ def test_assume_role_sessions_survive_a_restart(ferry_server):
     assert srv.aws("sts", "get-caller-identity", env=env)["Arn"].endswith(f":assumed-role/{role}/admin")
     assert srv.aws("sts", "get-caller-identity", env=user_env(srv, key, secret))["Arn"].endswith(":user/keeper")
     # Neither the session secret nor the user's secret is on disk in plaintext.
-    for root, _, files in os.walk(srv.data_dir):
-        for f in files:
-            if f == "credentials":
-                continue
-            with open(os.path.join(root, f), "rb") as fh:
-                data = fh.read()
-            for s in (secret, creds["SecretAccessKey"], creds["SessionToken"]):
-                assert s.encode() not in data, f"{s[:4]}... found in {f}"
+    for path in files_on_disk(srv.data_dir):
+        f = os.path.basename(path)
+        if f == "credentials":
+            continue
+        with open(path, "rb") as fh:
+            data = fh.read()
+        for s in (secret, creds["SecretAccessKey"], creds["SessionToken"]):
+            assert s.encode() not in data, f"{s[:4]}... found in {f}"
 
 
 def test_account_id_is_chosen_when_the_data_dir_is_created(tmp_path):

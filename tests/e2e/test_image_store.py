@@ -14,7 +14,7 @@ import tempfile
 import urllib.request
 import uuid
 
-from conftest import (MAKE_IMAGE, NETCFG, SOURCE_TD, FerryServer, allocated_data,
+from conftest import (MAKE_IMAGE, NETCFG, SOURCE_TD, FerryServer, allocated_data, files_on_disk,
                       create_source_log_group, ferry_bin, private_ip, wait_status)
 
 
@@ -47,18 +47,6 @@ def run_task(srv, tmp_path, family, image_name):
                   "--network-configuration", NETCFG)["tasks"][0]["taskArn"]
     t, _ = wait_status(srv, arn, "RUNNING")
     return arn, t
-
-
-def files_on_disk(root):
-    """Every regular file under `root`, not crossing mount points (a
-    running task's rootfs is mounted from its encrypted volume: its
-    decrypted view is not the disk)."""
-    for d, dirs, files in os.walk(root):
-        dirs[:] = [x for x in dirs if not os.path.ismount(os.path.join(d, x))]
-        for f in files:
-            p = os.path.join(d, f)
-            if os.path.isfile(p) and not os.path.islink(p):
-                yield p
 
 
 def test_images_are_sealed_at_rest_and_served_through_the_admin_socket(ferry_server, tmp_path):

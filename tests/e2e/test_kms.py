@@ -7,6 +7,7 @@ import os
 import botocore.exceptions
 import pytest
 from botocore.config import Config
+from conftest import files_on_disk
 
 PLATFORM_ALIAS = "alias/aws/ecs-ephemeral"
 
@@ -387,12 +388,11 @@ def test_restart_keeps_keys_and_key_material_is_not_on_disk_in_plaintext(ferry_s
     platform = [a for a in kms.list_aliases()["Aliases"] if a["AliasName"] == PLATFORM_ALIAS]
     assert len(platform) == 1
     # No plaintext data key anywhere under the data dir.
-    for root, _, files in os.walk(ferry_server.data_dir):
-        for name in files:
-            with open(os.path.join(root, name), "rb") as f:
-                data = f.read()
-            assert dk["Plaintext"] not in data, name
-            assert b64(dk["Plaintext"]).encode() not in data, name
+    for name in files_on_disk(ferry_server.data_dir):
+        with open(name, "rb") as f:
+            data = f.read()
+        assert dk["Plaintext"] not in data, name
+        assert b64(dk["Plaintext"]).encode() not in data, name
 
 
 def test_audit_write_failure_fails_the_crypto_operation():

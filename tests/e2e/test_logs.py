@@ -1,8 +1,9 @@
 """CloudWatch Logs through the real AWS CLI and boto3: groups, streams,
 events, paging, filters, the AWS error shapes, and encryption at rest."""
 
-import os
 import time
+
+from conftest import files_on_disk
 
 
 def now_ms():
@@ -87,7 +88,6 @@ def test_log_events_are_encrypted_at_rest(ferry_server):
     srv.restart()
     r = srv.client("logs").get_log_events(logGroupName="/e2e/secret", logStreamName="s")
     assert [e["message"] for e in r["events"]] == [secret]
-    for root, _, files in os.walk(srv.data_dir):
-        for f in files:
-            with open(os.path.join(root, f), "rb") as fh:
-                assert secret.encode() not in fh.read(), f"plaintext log line in {f}"
+    for path in files_on_disk(srv.data_dir):
+        with open(path, "rb") as fh:
+            assert secret.encode() not in fh.read(), f"plaintext log line in {path}"
