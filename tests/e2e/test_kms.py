@@ -389,7 +389,11 @@ def test_restart_keeps_keys_and_key_material_is_not_on_disk_in_plaintext(ferry_s
     # No plaintext data key anywhere under the data dir.
     for root, _, files in os.walk(ferry_server.data_dir):
         for name in files:
-            with open(os.path.join(root, name), "rb") as f:
+            path = os.path.join(root, name)
+            # Sockets (the image store's admin socket) hold no data.
+            if not os.path.isfile(path):
+                continue
+            with open(path, "rb") as f:
                 data = f.read()
             assert dk["Plaintext"] not in data, name
             assert b64(dk["Plaintext"]).encode() not in data, name

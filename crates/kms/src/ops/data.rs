@@ -114,35 +114,13 @@ fn open(
     action: &str,
     res: &mut Trail,
 ) -> Result<Opened, AwsError> {
-    let before = res.len();
-    let opened = open_checked(kms, ctx, data, context, key_param, action, res);
-    if opened
-        .as_ref()
-        .is_err_and(|e| e.code == "InvalidCiphertextException")
-    {
-        // The blob's key reference is unauthenticated until the tag checks:
-        // a record of a bad blob names no key taken from it (CloudTrail's
-        // record has just the error code).
-        res.truncate(before);
-    }
-    opened
-}
-
-fn open_checked(
-    kms: &Kms,
-    ctx: &RequestContext,
-    data: &[u8],
-    context: &BTreeMap<String, String>,
-    key_param: Option<&str>,
-    action: &str,
-    res: &mut Trail,
-) -> Result<Opened, AwsError> {
     let parsed = blob::parse(data).map_err(|_| KmsError::invalid_ciphertext())?;
     if !parsed.key_arn.starts_with(kms.keys.arn_prefix()) || !parsed.key_arn.contains(":key/") {
         return Err(KmsError::invalid_ciphertext());
     }
     // A key id that names no key is a damaged blob, not a missing key:
     // answering NotFoundException would echo (and confirm) an altered id.
+    // Only a key that exists is named in the audit record (pushed below).
     let key = kms
         .keys
         .resolve(parsed.key_arn, Names::KeyOnly)
