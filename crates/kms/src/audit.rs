@@ -68,6 +68,177 @@ pub fn sanitize(v: &Value) -> Value {
     }
 }
 
+/// The longest error message and user agent a record keeps (bytes).
+const MAX_AUDITED_TEXT: usize = 1024;
+/// The largest request member a failed call's record keeps (serialized
+/// bytes): a refused request may be refused precisely for its size, and
+/// validation stops at the first bad member, so later ones are unchecked.
+pub const MAX_FAILED_MEMBER: usize = 1024;
+
+/// The request members each operation's model defines: only these are
+/// recorded (as CloudTrail records modeled parameters), so members the
+/// service ignores cannot grow the trail.
+fn modeled_members(op: &str) -> &'static [&'static str] {
+    match op {
+        "CreateKey" => &[
+            "Policy",
+            "Description",
+            "KeyUsage",
+            "CustomerMasterKeySpec",
+            "KeySpec",
+            "Origin",
+            "CustomKeyStoreId",
+            "BypassPolicyLockoutSafetyCheck",
+            "Tags",
+            "MultiRegion",
+            "XksKeyId",
+        ],
+        "DescribeKey" => &["KeyId", "GrantTokens"],
+        "ListKeys" => &["Limit", "Marker"],
+        "EnableKey"
+        | "DisableKey"
+        | "CancelKeyDeletion"
+        | "DisableKeyRotation"
+        | "GetKeyRotationStatus"
+        | "RotateKeyOnDemand" => &["KeyId"],
+        "ScheduleKeyDeletion" => &["KeyId", "PendingWindowInDays"],
+        "CreateAlias" | "UpdateAlias" => &["AliasName", "TargetKeyId"],
+        "DeleteAlias" => &["AliasName"],
+        "ListAliases" | "ListKeyPolicies" | "ListResourceTags" => &["KeyId", "Limit", "Marker"],
+        "Encrypt" => &[
+            "KeyId",
+            "Plaintext",
+            "EncryptionContext",
+            "GrantTokens",
+            "EncryptionAlgorithm",
+            "DryRun",
+        ],
+        "Decrypt" => &[
+            "CiphertextBlob",
+            "EncryptionContext",
+            "GrantTokens",
+            "KeyId",
+            "EncryptionAlgorithm",
+            "Recipient",
+            "DryRun",
+            "DryRunModifiers",
+        ],
+        "GenerateDataKey" => &[
+            "KeyId",
+            "EncryptionContext",
+            "NumberOfBytes",
+            "KeySpec",
+            "GrantTokens",
+            "Recipient",
+            "DryRun",
+        ],
+        "GenerateDataKeyWithoutPlaintext" => &[
+            "KeyId",
+            "EncryptionContext",
+            "KeySpec",
+            "NumberOfBytes",
+            "GrantTokens",
+            "DryRun",
+        ],
+        "GenerateRandom" => &["NumberOfBytes", "CustomKeyStoreId", "Recipient"],
+        "ReEncrypt" => &[
+            "CiphertextBlob",
+            "SourceEncryptionContext",
+            "SourceKeyId",
+            "DestinationKeyId",
+            "DestinationEncryptionContext",
+            "SourceEncryptionAlgorithm",
+            "DestinationEncryptionAlgorithm",
+            "GrantTokens",
+            "DryRun",
+            "DryRunModifiers",
+        ],
+        "EnableKeyRotation" => &["KeyId", "RotationPeriodInDays"],
+        "ListKeyRotations" => &["KeyId", "IncludeKeyMaterial", "Limit", "Marker"],
+        "CreateGrant" => &[
+            "KeyId",
+            "GranteePrincipal",
+            "RetiringPrincipal",
+            "Operations",
+            "Constraints",
+            "GrantTokens",
+            "Name",
+            "DryRun",
+        ],
+        "ListGrants" => &["Limit", "Marker", "KeyId", "GrantId", "GranteePrincipal"],
+        "RetireGrant" => &["GrantToken", "KeyId", "GrantId", "DryRun"],
+        "RevokeGrant" => &["KeyId", "GrantId", "DryRun"],
+        "GetKeyPolicy" => &["KeyId", "PolicyName"],
+        "PutKeyPolicy" => &[
+            "KeyId",
+            "PolicyName",
+            "Policy",
+            "BypassPolicyLockoutSafetyCheck",
+        ],
+        "TagResource" => &["KeyId", "Tags"],
+        "UntagResource" => &["KeyId", "TagKeys"],
+        _ => &[],
+    }
+}
+
+/// Keeps only the modeled members of a nested structure.
+fn only(v: &Value, members: &[&str]) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| members.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The request as its record keeps it: modeled members only (nested
+/// structures too), secrets removed; for a failed call, members larger
+/// than [`MAX_FAILED_MEMBER`] are left out. A successful call's members
+/// all passed validation, so their size is bounded by the limits in
+/// `docs/kms.md`.
+pub fn request_parameters(operation: &str, request: &Value, failed: bool) -> Value {
+    let Value::Object(m) = request else {
+        return Value::Null;
+    };
+    let modeled = modeled_members(operation);
+    let mut kept = Map::new();
+    for (k, v) in m {
+        if !modeled.contains(&k.as_str()) {
+            continue;
+        }
+        let v = match k.as_str() {
+            "Constraints" => only(v, &["EncryptionContextSubset", "EncryptionContextEquals"]),
+            "Tags" => match v {
+                Value::Array(a) => {
+                    Value::Array(a.iter().map(|t| only(t, &["TagKey", "TagValue"])).collect())
+                }
+                other => other.clone(),
+            },
+            _ => v.clone(),
+        };
+        if failed && serde_json::to_vec(&v).map_or(true, |b| b.len() > MAX_FAILED_MEMBER) {
+            continue;
+        }
+        kept.insert(k.clone(), v);
+    }
+    sanitize(&Value::Object(kept))
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn clipped(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// One audit event.
 pub struct Event<'a> {
     /// The request context.
@@ -192,11 +363,13 @@ fn record<'a>(e: &'a Event<'a>) -> Record<'a> {
         event_name: e.operation,
         aws_region: &e.ctx.region,
         source_ip_address: &e.ctx.source_ip,
-        user_agent: &e.ctx.user_agent,
-        request_parameters: e.request.map(sanitize),
+        user_agent: clipped(&e.ctx.user_agent, MAX_AUDITED_TEXT),
+        request_parameters: e
+            .request
+            .map(|r| request_parameters(e.operation, r, e.error.is_some())),
         response_elements: e.response.map(sanitize),
         error_code: e.error.map(|x| x.0),
-        error_message: e.error.map(|x| x.1),
+        error_message: e.error.map(|x| clipped(x.1, MAX_AUDITED_TEXT)),
         request_id: &e.ctx.request_id,
         // Unique, not secret: the thread-local CSPRNG spares a getrandom(2)
         // per record.
@@ -269,5 +442,34 @@ mod tests {
         assert_eq!(line["resources"][0]["accountId"], "111122223333");
         assert_eq!(line["userIdentity"]["type"], "Root");
         assert!(line.get("errorCode").is_none());
+    }
+
+    #[test]
+    fn only_modeled_members_are_kept_and_failed_calls_drop_big_ones() {
+        let big = "x".repeat(MAX_FAILED_MEMBER + 1);
+        let req = json!({
+            "KeyId": "k",
+            "Junk": big,
+            "EncryptionContext": {"big": big},
+            "Plaintext": "c2VjcmV0",
+        });
+        let ok = request_parameters("Encrypt", &req, false);
+        assert_eq!(ok, json!({"keyId": "k", "encryptionContext": {"big": big}}));
+        let failed = request_parameters("Encrypt", &req, true);
+        assert_eq!(failed, json!({"keyId": "k"}));
+        // Nested structures keep their modeled members only.
+        let grant =
+            json!({"KeyId": "k", "Constraints": {"EncryptionContextEquals": {"a": "b"}, "X": big}});
+        assert_eq!(
+            request_parameters("CreateGrant", &grant, false)["constraints"],
+            json!({"EncryptionContextEquals": {"a": "b"}})
+        );
+        let tags = json!({"Tags": [{"TagKey": "a", "TagValue": "b", "X": big}]});
+        assert_eq!(
+            request_parameters("CreateKey", &tags, false)["tags"],
+            json!([{"TagKey": "a", "TagValue": "b"}])
+        );
+        assert_eq!(request_parameters("NoSuchOp", &req, false), json!({}));
+        assert_eq!(clipped("héllo", 2), "h");
     }
 }

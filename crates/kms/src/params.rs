@@ -11,12 +11,16 @@ use zeroize::Zeroizing;
 
 use crate::error::KmsError;
 
+/// The largest encryption context ferry accepts: keys and values together,
+/// in UTF-8 bytes (see docs/kms.md).
+pub const MAX_CONTEXT_BYTES: usize = 8192;
+
 /// A request object.
 pub struct Params<'a> {
     obj: &'a Map<String, Value>,
 }
 
-fn field(name: &str) -> String {
+pub(crate) fn field(name: &str) -> String {
     let mut c = name.chars();
     match c.next() {
         Some(f) => f.to_lowercase().chain(c).collect(),
@@ -191,6 +195,25 @@ impl<'a> Params<'a> {
         Ok(Some(out))
     }
 
+    /// An optional encryption context: a string map whose keys and values
+    /// together take at most [`MAX_CONTEXT_BYTES`] bytes (UTF-8). Checked
+    /// before anything else sees it: the context is bound into the AAD and
+    /// recorded in the audit trail.
+    pub fn opt_context(&self, name: &str) -> Result<Option<BTreeMap<String, String>>, AwsError> {
+        let Some(m) = self.opt_map(name)? else {
+            return Ok(None);
+        };
+        let size: usize = m.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if size > MAX_CONTEXT_BYTES {
+            return Err(KmsError::invalid(format!(
+                "1 validation error detected: Value at '{}' failed to satisfy constraint: \
+                 Member must have a total size (keys and values, UTF-8 bytes) less than or equal to {MAX_CONTEXT_BYTES}",
+                field(name)
+            )));
+        }
+        Ok(Some(m))
+    }
+
     /// An optional list of strings with `min..=max` entries.
     pub fn opt_list(
         &self,
@@ -213,7 +236,7 @@ impl<'a> Params<'a> {
         if out.len() < min || out.len() > max {
             return Err(KmsError::validation(
                 &field(name),
-                &format!("{out:?}"),
+                &shown(&format!("{out:?}")),
                 &format!("Member must have length between {min} and {max}"),
             ));
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ferry_proto::{AwsError, Deferred, JsonService, RequestContext};
 use ferry_store::Store;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::audit::{self, AuditSink};
 use crate::audit_file::FileSink;
@@ -36,6 +36,32 @@ pub enum OpenError {
     Keys(AwsError),
 }
 
+/// What a call leaves for its audit record besides its request: the key
+/// ARNs it touched (`resources`), and request parameters it learned while
+/// running (RetireGrant by token names its grant only once the token is
+/// looked up). Derefs to the resource list, which is what most handlers add.
+#[derive(Debug, Default)]
+pub struct Trail {
+    /// The key ARNs the call touched.
+    pub resources: Vec<String>,
+    /// Request members to add to the record when the request lacks them
+    /// (PascalCase, as in the request).
+    pub resolved: Map<String, Value>,
+}
+
+impl std::ops::Deref for Trail {
+    type Target = Vec<String>;
+    fn deref(&self) -> &Vec<String> {
+        &self.resources
+    }
+}
+
+impl std::ops::DerefMut for Trail {
+    fn deref_mut(&mut self) -> &mut Vec<String> {
+        &mut self.resources
+    }
+}
+
 /// The key management service.
 pub struct Kms {
     pub(crate) keys: KeyStore,
@@ -60,7 +86,7 @@ pub trait Operation {
         &self,
         kms: &Kms,
         ctx: &RequestContext,
-        res: &mut Vec<String>,
+        res: &mut Trail,
     ) -> Result<Self::Output, AwsError>;
     /// The response as the audit trail records it; `None` for the
     /// cryptographic operations, whose responses CloudTrail does not log.
@@ -84,7 +110,7 @@ fn is_crypto_op(operation: &str) -> bool {
 }
 
 /// One operation's handler.
-type Handler = fn(&Kms, &RequestContext, &Params<'_>, &mut Vec<String>) -> Result<Value, AwsError>;
+type Handler = fn(&Kms, &RequestContext, &Params<'_>, &mut Trail) -> Result<Value, AwsError>;
 
 fn handler(op: &str) -> Option<Handler> {
     Some(match op {
@@ -183,8 +209,8 @@ impl Kms {
         ctx: &RequestContext,
         op: &O,
     ) -> Result<O::Output, AwsError> {
-        let mut resources = Vec::new();
-        let result = op.run(self, ctx, &mut resources);
+        let mut trail = Trail::default();
+        let result = op.run(self, ctx, &mut trail);
         let request = op.audit_request();
         let response = result.as_ref().ok().and_then(O::audit_response);
         let ticket = self.audit(
@@ -192,7 +218,7 @@ impl Kms {
             O::NAME,
             Some(&request),
             result.as_ref().map(|_| response.as_ref()),
-            &resources,
+            &trail,
         );
         let written = ticket.wait();
         if let Err(e) = written {
@@ -210,20 +236,20 @@ impl Kms {
         operation: &str,
         request: Option<&Value>,
     ) -> (Result<Value, AwsError>, audit::Ticket) {
-        let mut resources = Vec::new();
+        let mut trail = Trail::default();
         let result = match (handler(operation), request) {
             (_, None) => Err(KmsError::serialization(
                 "The request body is not valid JSON.",
             )),
             (None, Some(_)) => Err(AwsError::unknown_operation(operation)),
-            (Some(h), Some(r)) => Params::new(r).and_then(|p| h(self, ctx, &p, &mut resources)),
+            (Some(h), Some(r)) => Params::new(r).and_then(|p| h(self, ctx, &p, &mut trail)),
         };
         // As in CloudTrail, the cryptographic operations log no response
         // elements (their responses are mostly secrets anyway).
         let response = result
             .as_ref()
             .map(|v| (!is_crypto_op(operation)).then_some(v));
-        let ticket = self.audit(ctx, operation, request, response, &resources);
+        let ticket = self.audit(ctx, operation, request, response, &trail);
         (result, ticket)
     }
 
@@ -233,17 +259,29 @@ impl Kms {
         operation: &str,
         request: Option<&Value>,
         response: Result<Option<&Value>, &AwsError>,
-        resources: &[String],
+        trail: &Trail,
     ) -> audit::Ticket {
+        // What the call resolved completes the request as recorded, without
+        // overriding what the caller sent.
+        let completed = match request {
+            Some(Value::Object(m)) if !trail.resolved.is_empty() => {
+                let mut m = m.clone();
+                for (k, v) in &trail.resolved {
+                    m.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+                Some(Value::Object(m))
+            }
+            _ => None,
+        };
         let line = audit::line(&audit::Event {
             ctx,
             operation,
-            request,
+            request: completed.as_ref().or(request),
             response: response.unwrap_or(None),
             error: response
                 .err()
                 .map(|e| (e.code.as_str(), e.message.as_str())),
-            resources,
+            resources: &trail.resources,
         });
         self.audit.submit(&line)
     }

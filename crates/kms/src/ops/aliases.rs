@@ -8,7 +8,7 @@ use crate::error::KmsError;
 use crate::keystore::{KeyStore, Names, Request};
 use crate::model::{AliasRecord, now};
 use crate::params::{Params, check_pattern, page, paged};
-use crate::service::Kms;
+use crate::service::{Kms, Trail};
 
 fn alias_name<'a>(p: &Params<'a>) -> Result<&'a str, AwsError> {
     let name = p.str("AliasName", 1, 256)?;
@@ -40,7 +40,7 @@ pub fn create_alias(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     let name = alias_name(p)?;
     refuse_reserved(name)?;
@@ -70,7 +70,7 @@ pub fn update_alias(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     let name = alias_name(p)?;
     refuse_reserved(name)?;
@@ -100,7 +100,7 @@ pub fn delete_alias(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     let name = alias_name(p)?;
     refuse_reserved(name)?;
@@ -121,7 +121,7 @@ pub fn list_aliases(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     authorize_account_op(ctx, "ListAliases")?;
     let limit = p.limit(100)?;

@@ -16,7 +16,7 @@ use crate::crypto;
 use crate::error::KmsError;
 use crate::keystore::{KeyStore, LiveKey, Names, Request};
 use crate::params::{Params, b64};
-use crate::service::{Kms, Operation};
+use crate::service::{Kms, Operation, Trail};
 
 const ALGORITHMS: &[&str] = &[
     "SYMMETRIC_DEFAULT",
@@ -56,7 +56,7 @@ fn key_for_use(
     key_id: &str,
     action: &str,
     context: &BTreeMap<String, String>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Arc<LiveKey>, AwsError> {
     let key = kms.keys.resolve(key_id, Names::KeyOrAlias)?;
     res.push(key.rec.arn.clone());
@@ -112,20 +112,26 @@ fn open(
     context: &BTreeMap<String, String>,
     key_param: Option<&str>,
     action: &str,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Opened, AwsError> {
     let parsed = blob::parse(data).map_err(|_| KmsError::invalid_ciphertext())?;
     if !parsed.key_arn.starts_with(kms.keys.arn_prefix()) || !parsed.key_arn.contains(":key/") {
         return Err(KmsError::invalid_ciphertext());
     }
-    let key = kms.keys.resolve(parsed.key_arn, Names::KeyOnly)?;
-    res.push(key.rec.arn.clone());
+    // A key id that names no key is a damaged blob, not a missing key:
+    // answering NotFoundException would echo (and confirm) an altered id.
+    // Only a key that exists is named in the audit record (pushed below).
+    let key = kms
+        .keys
+        .resolve(parsed.key_arn, Names::KeyOnly)
+        .map_err(|_| KmsError::invalid_ciphertext())?;
     if let Some(k) = key_param {
         let named = kms.keys.resolve(k, Names::KeyOrAlias)?;
         if named.rec.key_id != key.rec.key_id {
             return Err(KmsError::incorrect_key());
         }
     }
+    res.push(key.rec.arn.clone());
     kms.keys.authorize(
         ctx,
         &key,
@@ -153,14 +159,14 @@ fn open(
 }
 
 fn context(p: &Params<'_>, name: &str) -> Result<BTreeMap<String, String>, AwsError> {
-    Ok(p.opt_map(name)?.unwrap_or_default())
+    Ok(p.opt_context(name)?.unwrap_or_default())
 }
 
 pub fn encrypt(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     let key_id = p.key_id("KeyId")?;
     let plaintext = p.blob("Plaintext", 1, 4096)?;
@@ -215,12 +221,7 @@ impl Operation for Decrypt<'_> {
         with_dry_run(v, self.dry_run)
     }
 
-    fn run(
-        &self,
-        kms: &Kms,
-        ctx: &RequestContext,
-        res: &mut Vec<String>,
-    ) -> Result<Decrypted, AwsError> {
+    fn run(&self, kms: &Kms, ctx: &RequestContext, res: &mut Trail) -> Result<Decrypted, AwsError> {
         let (key, plaintext, key_material_id) = open(
             kms,
             ctx,
@@ -245,7 +246,7 @@ pub fn decrypt(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     let data = p.blob("CiphertextBlob", 1, 6144)?;
     let ec = context(p, "EncryptionContext")?;
@@ -313,7 +314,7 @@ impl GenerateDataKeyWithoutPlaintext<'_> {
         &self,
         kms: &Kms,
         ctx: &RequestContext,
-        res: &mut Vec<String>,
+        res: &mut Trail,
         action: &str,
     ) -> Result<Generated, AwsError> {
         let ec = self.encryption_context;
@@ -369,7 +370,7 @@ impl Operation for GenerateDataKeyWithoutPlaintext<'_> {
         &self,
         kms: &Kms,
         ctx: &RequestContext,
-        res: &mut Vec<String>,
+        res: &mut Trail,
     ) -> Result<WrappedDataKey, AwsError> {
         let (key, _dk, ciphertext_blob) = self.generate(kms, ctx, res, Self::NAME)?;
         Ok(WrappedDataKey {
@@ -432,12 +433,7 @@ impl Operation for GenerateDataKey<'_> {
         self.without_plaintext().audit_request()
     }
 
-    fn run(
-        &self,
-        kms: &Kms,
-        ctx: &RequestContext,
-        res: &mut Vec<String>,
-    ) -> Result<DataKey, AwsError> {
+    fn run(&self, kms: &Kms, ctx: &RequestContext, res: &mut Trail) -> Result<DataKey, AwsError> {
         let (key, plaintext, ciphertext_blob) =
             self.without_plaintext()
                 .generate(kms, ctx, res, Self::NAME)?;
@@ -454,7 +450,7 @@ pub fn generate_data_key(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     refuse_recipient(p)?;
     let ec = context(p, "EncryptionContext")?;
@@ -479,7 +475,7 @@ pub fn generate_data_key_without_plaintext(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     let ec = context(p, "EncryptionContext")?;
     let out = GenerateDataKeyWithoutPlaintext::parse(kms, p, &ec)?.run(kms, ctx, res)?;
@@ -494,7 +490,7 @@ pub fn generate_random(
     _kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    _res: &mut Vec<String>,
+    _res: &mut Trail,
 ) -> Result<Value, AwsError> {
     super::authorize_account_op(ctx, "GenerateRandom")?;
     if p.opt_str("CustomKeyStoreId", 1, 64)?.is_some() {
@@ -517,7 +513,7 @@ pub fn re_encrypt(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     let data = p.blob("CiphertextBlob", 1, 6144)?;
     let src_ec = context(p, "SourceEncryptionContext")?;

@@ -11,7 +11,7 @@ use crate::error::KmsError;
 use crate::keystore::{GRANT_OPERATIONS, Names, Request, caller_is};
 use crate::model::{Constraints, GrantRecord, KeyState, now};
 use crate::params::{Params, check_pattern, page, paged};
-use crate::service::{Kms, Operation};
+use crate::service::{Kms, Operation, Trail};
 
 fn principal_param<'a>(
     p: &Params<'a>,
@@ -32,6 +32,33 @@ fn principal_param<'a>(
         )?;
     }
     Ok(v)
+}
+
+/// At most this many pairs in one grant constraint (AWS's limit).
+pub const MAX_CONSTRAINT_PAIRS: usize = 8;
+/// The longest value in a grant constraint, in characters (AWS's limit).
+pub const MAX_CONSTRAINT_VALUE: usize = 384;
+
+/// One grant constraint, within AWS's limits: up to 8 pairs, values up to
+/// 384 characters, and (ferry's) the encryption-context size limit overall.
+fn constraint(c: &Params<'_>, name: &str) -> Result<Option<BTreeMap<String, String>>, AwsError> {
+    let Some(m) = c.opt_context(name)? else {
+        return Ok(None);
+    };
+    let field = format!("constraints.{}", crate::params::field(name));
+    if m.len() > MAX_CONSTRAINT_PAIRS {
+        return Err(KmsError::invalid(format!(
+            "1 validation error detected: Value at '{field}' failed to satisfy constraint: \
+             Member must have at most {MAX_CONSTRAINT_PAIRS} entries"
+        )));
+    }
+    if m.values().any(|v| v.chars().count() > MAX_CONSTRAINT_VALUE) {
+        return Err(KmsError::invalid(format!(
+            "1 validation error detected: Value at '{field}' failed to satisfy constraint: \
+             Map value must have length less than or equal to {MAX_CONSTRAINT_VALUE}"
+        )));
+    }
+    Ok(Some(m))
 }
 
 fn random_hex(n: usize) -> Result<String, AwsError> {
@@ -125,7 +152,7 @@ impl Operation for CreateGrant<'_> {
         &self,
         kms: &Kms,
         ctx: &RequestContext,
-        res: &mut Vec<String>,
+        res: &mut Trail,
     ) -> Result<GrantCreated, AwsError> {
         let key = kms.keys.resolve(self.key_id, Names::KeyOnly)?;
         res.push(key.rec.arn.clone());
@@ -212,7 +239,7 @@ pub fn create_grant(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     let key_id = p.key_id("KeyId")?;
     let grantee = principal_param(p, "GranteePrincipal", true)?.unwrap_or_default();
@@ -248,8 +275,8 @@ pub fn create_grant(
     }
     let constraints = match p.opt_object("Constraints")? {
         Some(c) => Some(Constraints {
-            subset: c.opt_map("EncryptionContextSubset")?,
-            equals: c.opt_map("EncryptionContextEquals")?,
+            subset: constraint(&c, "EncryptionContextSubset")?,
+            equals: constraint(&c, "EncryptionContextEquals")?,
         }),
         None => None,
     };
@@ -293,7 +320,7 @@ pub fn list_grants(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
     let grant_id = p.opt_str("GrantId", 1, 128)?;
@@ -353,7 +380,7 @@ impl Operation for RetireGrant<'_> {
         Some(json!({}))
     }
 
-    fn run(&self, kms: &Kms, ctx: &RequestContext, res: &mut Vec<String>) -> Result<(), AwsError> {
+    fn run(&self, kms: &Kms, ctx: &RequestContext, res: &mut Trail) -> Result<(), AwsError> {
         let grant_id = self.grant_id;
         let grant = match (self.grant_token, self.key_id, grant_id) {
             (Some(t), _, _) => {
@@ -393,6 +420,10 @@ impl Operation for RetireGrant<'_> {
                 ));
             }
         };
+        // The record names the grant however it was named (a token is never
+        // recorded, but it identifies one grant), as CloudTrail's does.
+        res.resolved
+            .insert("GrantId".into(), json!(grant.grant_id.clone()));
         let key = kms
             .keys
             .state()
@@ -400,6 +431,8 @@ impl Operation for RetireGrant<'_> {
             .get(&grant.key_id)
             .cloned()
             .ok_or_else(|| KmsError::key_not_found(&grant.key_id))?;
+        res.resolved
+            .insert("KeyId".into(), json!(key.rec.arn.clone()));
         res.push(key.rec.arn.clone());
         // Who may retire: the retiring principal, the grantee if the grant
         // includes RetireGrant, the issuing account's administrator, or anyone
@@ -427,7 +460,7 @@ pub fn retire_grant(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     let req = RetireGrant {
         grant_token: p.opt_str("GrantToken", 1, 8192)?,
@@ -443,7 +476,7 @@ pub fn revoke_grant(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
     let grant_id = p.str("GrantId", 1, 128)?;

@@ -10,7 +10,7 @@ use crate::keystore::{KeyStore, Names};
 use crate::model::{KeyRecord, KeyState, Tag, now};
 use crate::params::{Params, page, paged};
 use crate::policy::Policy;
-use crate::service::{Kms, Operation};
+use crate::service::{Kms, Operation, Trail};
 
 const DAY: f64 = 86_400.0;
 
@@ -34,7 +34,15 @@ pub fn default_policy(account: &str) -> String {
 /// Parses and validates `Tags`.
 pub fn parse_tags(p: &Params<'_>) -> Result<Vec<Tag>, AwsError> {
     let mut out: Vec<Tag> = Vec::new();
-    for t in p.opt_objects("Tags")?.unwrap_or_default() {
+    let given = p.opt_objects("Tags")?.unwrap_or_default();
+    // No request may carry more tags than a key can hold.
+    if given.len() > super::tags::MAX_TAGS {
+        return Err(AwsError::client(
+            "LimitExceededException",
+            format!("A key can have at most {} tags.", super::tags::MAX_TAGS),
+        ));
+    }
+    for t in given {
         let key = t.str("TagKey", 1, 128)?;
         let value = t.str("TagValue", 0, 256)?;
         if key.starts_with("aws:") {
@@ -59,7 +67,7 @@ pub fn create_key(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     let description = p.opt_str("Description", 0, 8192)?.unwrap_or("");
     let usage = p.opt_enum(
@@ -114,6 +122,7 @@ pub fn create_key(
         .unwrap_or(false);
     let policy = match p.opt_str("Policy", 1, 131_072)? {
         Some(text) => {
+            super::check_policy_size(text)?;
             let parsed = Policy::parse(text)
                 .map_err(|e| AwsError::client("MalformedPolicyDocumentException", e.0))?;
             if !bypass {
@@ -230,7 +239,7 @@ impl Operation for DescribeKey<'_> {
         &self,
         kms: &Kms,
         ctx: &RequestContext,
-        res: &mut Vec<String>,
+        res: &mut Trail,
     ) -> Result<KeyMetadata, AwsError> {
         let key = kms.keys.resolve(self.key_id, Names::KeyOrAlias)?;
         authorize(kms, ctx, res, &key, Self::NAME)?;
@@ -242,7 +251,7 @@ pub fn describe_key(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     check_grant_tokens(kms, p)?;
     let req = DescribeKey {
@@ -255,7 +264,7 @@ pub fn list_keys(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    _res: &mut Vec<String>,
+    _res: &mut Trail,
 ) -> Result<Value, AwsError> {
     authorize_account_op(ctx, "ListKeys")?;
     let limit = p.limit(100)?;
@@ -281,7 +290,7 @@ fn set_state(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
     action: &str,
     enable: bool,
 ) -> Result<Value, AwsError> {
@@ -307,7 +316,7 @@ pub fn enable_key(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     set_state(kms, ctx, p, res, "EnableKey", true)
 }
@@ -316,7 +325,7 @@ pub fn disable_key(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     set_state(kms, ctx, p, res, "DisableKey", false)
 }
@@ -325,7 +334,7 @@ pub fn schedule_key_deletion(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
     let window = p.opt_int("PendingWindowInDays", 1, 365)?.unwrap_or(30);
@@ -361,7 +370,7 @@ pub fn cancel_key_deletion(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
     authorize(kms, ctx, res, &key, "CancelKeyDeletion")?;

@@ -24,7 +24,7 @@ use crate::error::KmsError;
 use crate::keystore::{LiveKey, Request};
 use crate::model::{KeyRecord, KeyState};
 use crate::params::Params;
-use crate::service::Kms;
+use crate::service::{Kms, Trail};
 
 /// Adds `"DryRun": true` to an audited request when it was a dry run (as
 /// the request's own JSON would carry it).
@@ -106,6 +106,24 @@ impl KeyMetadata {
     }
 }
 
+/// AWS's key policy size quota, in bytes.
+pub const MAX_POLICY_BYTES: usize = 32 * 1024;
+
+/// Refuses a key policy over AWS's 32 KB quota, as AWS does (the model's
+/// 131,072-character bound is the wire limit, not the quota).
+pub fn check_policy_size(text: &str) -> Result<(), AwsError> {
+    if text.len() > MAX_POLICY_BYTES {
+        return Err(AwsError::client(
+            "LimitExceededException",
+            format!(
+                "The key policy is {} bytes; the limit is {MAX_POLICY_BYTES} bytes.",
+                text.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Validates `GrantTokens`: at most 10, each naming an existing grant.
 pub fn check_grant_tokens(kms: &Kms, p: &Params<'_>) -> Result<(), AwsError> {
     let Some(tokens) = p.opt_list("GrantTokens", 0, 10)? else {
@@ -149,7 +167,7 @@ pub fn authorize_account_op(ctx: &RequestContext, action: &str) -> Result<(), Aw
 pub fn authorize(
     kms: &Kms,
     ctx: &RequestContext,
-    res: &mut Vec<String>,
+    res: &mut Trail,
     key: &LiveKey,
     action: &str,
 ) -> Result<(), AwsError> {

@@ -8,7 +8,7 @@ use super::{authorize, refuse_aws_managed};
 use crate::keystore::{KeyStore, Names};
 use crate::params::{Params, check_pattern};
 use crate::policy::Policy;
-use crate::service::Kms;
+use crate::service::{Kms, Trail};
 
 fn policy_name<'a>(p: &Params<'a>) -> Result<&'a str, AwsError> {
     let name = p.opt_str("PolicyName", 1, 128)?.unwrap_or("default");
@@ -31,7 +31,7 @@ pub fn get_key_policy(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
     let name = policy_name(p)?;
@@ -43,11 +43,12 @@ pub fn put_key_policy(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
     policy_name(p)?;
     let text = p.str("Policy", 1, 131_072)?;
+    super::check_policy_size(text)?;
     let bypass = p
         .opt_bool("BypassPolicyLockoutSafetyCheck")?
         .unwrap_or(false);
@@ -71,7 +72,7 @@ pub fn list_key_policies(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
     p.limit(100)?;

@@ -12,7 +12,7 @@ use crate::error::KmsError;
 use crate::keystore::{KeyStore, LiveKey, Names, Request};
 use crate::model::{KeyState, now};
 use crate::params::{Params, page, paged};
-use crate::service::Kms;
+use crate::service::{Kms, Trail};
 
 const DAY: f64 = 86_400.0;
 /// AWS allows 25 on-demand rotations per key (10 in older docs).
@@ -55,7 +55,7 @@ fn set_rotation(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
     enable: bool,
 ) -> Result<Value, AwsError> {
     let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
@@ -91,7 +91,7 @@ pub fn enable_key_rotation(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     set_rotation(kms, ctx, p, res, true)
 }
@@ -100,7 +100,7 @@ pub fn disable_key_rotation(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     set_rotation(kms, ctx, p, res, false)
 }
@@ -109,7 +109,7 @@ pub fn get_key_rotation_status(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
     authorize(kms, ctx, res, &key, "GetKeyRotationStatus")?;
@@ -133,7 +133,7 @@ pub fn rotate_key_on_demand(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
     authorize(kms, ctx, res, &key, "RotateKeyOnDemand")?;
@@ -172,7 +172,7 @@ pub fn list_key_rotations(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
     let include_all = p.opt_enum(

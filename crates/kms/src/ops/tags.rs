@@ -7,16 +7,16 @@ use super::keys::parse_tags;
 use super::{authorize, refuse_aws_managed};
 use crate::keystore::{KeyStore, Names};
 use crate::params::{Params, missing, page, paged};
-use crate::service::Kms;
+use crate::service::{Kms, Trail};
 
 /// AWS's per-key tag limit.
-const MAX_TAGS: usize = 50;
+pub const MAX_TAGS: usize = 50;
 
 pub fn tag_resource(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
     if p.opt_objects("Tags")?.is_none() {
@@ -49,12 +49,22 @@ pub fn untag_resource(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
     let keys = p
         .opt_list("TagKeys", 0, 1000)?
         .ok_or_else(|| missing("TagKeys"))?;
+    if let Some(k) = keys
+        .iter()
+        .find(|k| k.is_empty() || k.chars().count() > 128)
+    {
+        return Err(crate::error::KmsError::validation(
+            "tagKeys",
+            &k.chars().take(64).collect::<String>(),
+            "Member must have length between 1 and 128",
+        ));
+    }
     authorize(kms, ctx, res, &key, "UntagResource")?;
     refuse_aws_managed(&key, "untag")?;
     KeyStore::check_not_pending(&key)?;
@@ -70,7 +80,7 @@ pub fn list_resource_tags(
     kms: &Kms,
     ctx: &RequestContext,
     p: &Params<'_>,
-    res: &mut Vec<String>,
+    res: &mut Trail,
 ) -> Result<Value, AwsError> {
     let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
     let limit = p.limit(50)?;
