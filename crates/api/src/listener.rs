@@ -14,9 +14,11 @@
 //!   [`Limits::idle_timeout`].
 //!
 //! Caps: [`Limits::max_connections`] in all, [`Limits::max_connections_per_source`]
-//! per source address. A connection over a cap evicts the held connection
-//! of that source (or, for the total cap, of any source) that has been
-//! waiting longest in the header or idle phase, so a flood of connections
+//! per source address. A connection over a cap evicts a held connection
+//! of that source (or, for the total cap, of any source) in the header or
+//! idle phase: one that never made a request before one that did (a flood
+//! that never sends a request goes before a client's pooled keep-alive
+//! connection), the longest-waiting first. So a flood of connections
 //! that never send a request cannot keep out a client that does, even when
 //! both come from the same address (the AWS CLI and a local flood both
 //! connect from 127.0.0.1). A connection being served is never evicted;
@@ -109,6 +111,9 @@ pub(crate) struct Conn {
     read_waiting: AtomicU64,
     /// When a write began waiting on the client (0: none waiting).
     write_waiting: AtomicU64,
+    /// Whether a request was ever answered on it: such a connection is
+    /// evicted only after every one that never made a request.
+    served: std::sync::atomic::AtomicBool,
     /// Wakes the watchdog of an evicted connection.
     evict: tokio::sync::Notify,
 }
@@ -122,6 +127,7 @@ impl Conn {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
                 (p != DEAD).then_some(BUSY)
             });
+        self.served.store(true, Ordering::Relaxed);
         ResponseDone(self.clone())
     }
 
@@ -169,9 +175,17 @@ impl Conn {
         false
     }
 
-    fn evictable_since(&self) -> Option<u64> {
+    /// Its place in the eviction order (lowest first), if evictable:
+    /// connections that never made a request before those that did, each
+    /// longest-waiting first.
+    fn eviction_rank(&self) -> Option<(bool, u64)> {
         let p = self.phase.load(Ordering::Acquire);
-        (p == HEADER || p == IDLE).then(|| self.since.load(Ordering::Acquire))
+        (p == HEADER || p == IDLE).then(|| {
+            (
+                self.served.load(Ordering::Relaxed),
+                self.since.load(Ordering::Acquire),
+            )
+        })
     }
 }
 
@@ -248,7 +262,7 @@ fn evict_one<'a>(conns: impl Iterator<Item = &'a Arc<Conn>> + Clone) -> Option<A
     for _ in 0..8 {
         let victim = conns
             .clone()
-            .filter_map(|c| c.evictable_since().map(|s| (s, c)))
+            .filter_map(|c| c.eviction_rank().map(|r| (r, c)))
             .min_by_key(|(s, _)| *s)
             .map(|(_, c)| c)?;
         if victim.try_evict() {
@@ -287,6 +301,7 @@ impl Table {
             since: AtomicU64::new(now_ms()),
             read_waiting: AtomicU64::new(0),
             write_waiting: AtomicU64::new(0),
+            served: std::sync::atomic::AtomicBool::new(false),
             evict: tokio::sync::Notify::new(),
         });
         held.all.insert(conn.id, conn.clone());

@@ -277,3 +277,24 @@ async fn the_table_releases_closed_connections() {
     let _c = table.admit(ip).unwrap();
     assert_eq!(table.held(), 2);
 }
+
+#[test]
+fn connections_that_made_a_request_are_evicted_after_those_that_never_did() {
+    use std::sync::atomic::Ordering;
+    let table = Arc::new(super::Table::new(limits(1000, 1000, 1000, 100, 3)));
+    let ip = std::net::IpAddr::from([10, 0, 0, 1]);
+    // The oldest has made a request and is idle between requests.
+    let client = table.admit(ip).unwrap();
+    drop(client.conn.begin_request());
+    std::thread::sleep(Duration::from_millis(5));
+    let fresh1 = table.admit(ip).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    let fresh2 = table.admit(ip).unwrap();
+    let _new = table.admit(ip).unwrap();
+    assert_eq!(fresh1.conn.phase.load(Ordering::Acquire), super::DEAD);
+    assert_eq!(client.conn.phase.load(Ordering::Acquire), super::IDLE);
+    assert_eq!(fresh2.conn.phase.load(Ordering::Acquire), super::HEADER);
+    let _new2 = table.admit(ip).unwrap();
+    assert_eq!(fresh2.conn.phase.load(Ordering::Acquire), super::DEAD);
+    assert_eq!(client.conn.phase.load(Ordering::Acquire), super::IDLE);
+}
