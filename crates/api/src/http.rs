@@ -25,6 +25,7 @@ use hyper_util::rt::TokioIo;
 use zeroize::Zeroizing;
 
 use crate::gate;
+
 use crate::router::Router;
 use crate::sigv4::{self, AuthError, RequestParts, SecretLookup};
 use ferry_proto::RestRequest;
@@ -65,12 +66,14 @@ pub fn full_body(bytes: impl Into<Bytes>) -> Body {
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops
 /// accepting, closes idle keep-alive connections and lets in-flight
-/// requests finish.
+/// requests finish. Connections are bounded by the router's
+/// [`crate::Limits`] (timeouts, caps; see [`crate::listener`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let table = Arc::new(crate::listener::Table::new(router.limits.clone()));
     let router = Arc::new(router);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -85,31 +88,47 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Over a cap with every held connection busy: answer and close now
+        // rather than hold a descriptor and a task for it.
+        let Some(guard) = table.admit(peer.ip()) else {
+            crate::listener::refuse(stream);
+            continue;
+        };
         // Responses go out in one write each; don't let Nagle hold them.
         let _ = stream.set_nodelay(true);
         let router = router.clone();
+        let conn_state = guard.conn.clone();
         let service = hyper::service::service_fn(move |req: Request| {
             let router = router.clone();
+            let done = conn_state.begin_request();
             async move {
                 // Raw HTTP services (the registry's /v2/) see the request
                 // before its body is read and before SigV4.
-                if let Some(raw) = router.http_route(req.uri().path()) {
-                    return Ok::<_, Infallible>(raw.call(req, peer).await);
-                }
-                Ok::<_, Infallible>(
+                let resp = if let Some(raw) = router.http_route(req.uri().path()) {
+                    raw.call(req, peer).await
+                } else {
                     handle(&router, peer, req)
                         .await
-                        .map(|b| b.map_err(|never| match never {}).boxed()),
+                        .map(|b| b.map_err(|never| match never {}).boxed())
+                };
+                Ok::<_, Infallible>(
+                    resp.map(|inner| crate::listener::TrackedBody { inner, _done: done }),
                 )
             }
         });
+        let io = crate::listener::TrackedIo {
+            inner: stream,
+            conn: guard.conn.clone(),
+        };
+        // Half-close allowed: hyper then reads the socket during a request
+        // only for its body, so a read waiting there is the client stalling
+        // a body, which the body timeout bounds (see `listener`).
         let conn = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), service);
+            .half_close(true)
+            .serve_connection(TokioIo::new(io), service);
         let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            // A client that goes away mid-request is not the server's error.
-            let _ = conn.await;
-        });
+        // A client that goes away mid-request is not the server's error.
+        tokio::spawn(crate::listener::drive(conn, guard));
     }
     drop(listener);
     graceful.shutdown().await;

@@ -15,6 +15,8 @@
 //!   scope's service name, REST services by path.
 //! - [`http`]: the listener: body limits, JSON 1.1 and query (XML) framing,
 //!   error rendering, graceful shutdown.
+//! - [`listener`]: header, idle and body timeouts; connection caps (in all
+//!   and per source address) that evict waiting connections first.
 
 #![forbid(unsafe_code)]
 
@@ -22,9 +24,11 @@ pub mod auth;
 pub mod credentials;
 mod gate;
 pub mod http;
+pub mod listener;
 pub mod router;
 pub mod sigv4;
 
 pub use auth::{Authenticator, KeyRefused, StaticKeys};
 pub use http::{Body, HttpResponse, HttpService, full_body, serve};
+pub use listener::Limits;
 pub use router::Router;

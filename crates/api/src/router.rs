@@ -47,6 +47,7 @@ pub struct Router {
     pub(crate) keys: Arc<dyn Authenticator>,
     pub(crate) region: String,
     pub(crate) body_limit: usize,
+    pub(crate) limits: crate::listener::Limits,
     pub(crate) signing_keys: crate::sigv4::SigningKeyCache,
 }
 
@@ -66,6 +67,7 @@ impl Router {
             keys,
             region: region.into(),
             body_limit: DEFAULT_BODY_LIMIT,
+            limits: crate::listener::Limits::default(),
             signing_keys: crate::sigv4::SigningKeyCache::new(),
         }
     }
@@ -138,6 +140,13 @@ impl Router {
             .iter()
             .find(|r| path.starts_with(r.prefix) || path == r.prefix.trim_end_matches('/'))
             .map(|r| &r.service)
+    }
+
+    /// Sets the listener's timeouts and connection caps.
+    #[must_use]
+    pub fn limits(mut self, limits: crate::listener::Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Sets the request body limit in bytes.

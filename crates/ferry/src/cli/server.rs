@@ -62,6 +62,81 @@ pub struct Args {
     /// running task uses are removed.
     #[arg(long, default_value = "20GiB", value_parser = parse_size)]
     image_store_limit: u64,
+    /// Longest a client may take to send a request's head, from connecting
+    /// or from its first byte after an idle spell (e.g. 10s, 500ms).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    header_timeout: std::time::Duration,
+    /// Longest a keep-alive connection is held between requests.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    idle_timeout: std::time::Duration,
+    /// Longest a request-body read or a response write may wait on the
+    /// client without a byte moving (an inactivity timeout: uploads of any
+    /// size pass while bytes flow).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    body_timeout: std::time::Duration,
+    /// Most connections held at once; over it, the connection waiting
+    /// longest for a request is closed (a 503 if every one is busy).
+    #[arg(long, default_value_t = ferry_api::listener::DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_connections: usize,
+    /// Most connections held at once from one source address, with the
+    /// same eviction.
+    #[arg(long, default_value_t = ferry_api::listener::DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_connections_per_source: usize,
+}
+
+/// `10s`, `500ms`, `2m`, or seconds (`10`); more than zero.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 10s, 500ms or 2m"))?;
+    let d = match unit.trim() {
+        "" | "s" => std::time::Duration::from_secs(n),
+        "ms" => std::time::Duration::from_millis(n),
+        "m" => std::time::Duration::from_secs(n.saturating_mul(60)),
+        _ => return Err(format!("{s:?}: unknown unit (use ms, s or m)")),
+    };
+    if d.is_zero() {
+        return Err(format!("{s:?}: must be more than zero"));
+    }
+    Ok(d)
+}
+
+/// Descriptors kept for everything but client connections (the store,
+/// tasks' pipes and sockets, image layers).
+const FD_RESERVE: u64 = 1024;
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit, so the connection cap
+/// rather than running out of descriptors is what refuses a flood, and
+/// lowers the cap if even the hard limit cannot hold it.
+fn fit_descriptors(mut limits: ferry_api::Limits) -> ferry_api::Limits {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let soft = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot raise the open-file limit");
+                soft
+            }
+        },
+        Ok((soft, _)) => soft,
+        Err(_) => return limits,
+    };
+    let room = usize::try_from(soft.saturating_sub(FD_RESERVE))
+        .unwrap_or(usize::MAX)
+        .max(16);
+    if limits.max_connections > room {
+        tracing::warn!(
+            "the open-file limit ({soft}) holds only {room} connections; --max-connections lowered from {}",
+            limits.max_connections
+        );
+        limits.max_connections = room;
+    }
+    limits
 }
 
 /// `20GiB`, `512MiB`, `1G`, `4096`: binary units (K, M, G, T with or
@@ -133,7 +208,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
 
     let keys = compose::Keys::new(iam, &dd.admin_access_key_id, dd.admin_secret.clone());
-    let (router, host) = compose::services(Router::new(Arc::new(keys), &args.region), &shared)?;
+    let limits = fit_descriptors(ferry_api::Limits {
+        header_timeout: args.header_timeout,
+        idle_timeout: args.idle_timeout,
+        body_timeout: args.body_timeout,
+        max_connections: args.max_connections,
+        max_connections_per_source: args.max_connections_per_source,
+    });
+    let router = Router::new(Arc::new(keys), &args.region).limits(limits);
+    let (router, host) = compose::services(router, &shared)?;
     // `ferry image` reaches the store (sealed under this process's KMS)
     // through the admin socket; removed at exit.
     let admin_socket = AdminSocket::bind(&shared.data_dir, host.images.clone())?;
