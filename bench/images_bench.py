@@ -29,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 from conftest import MAKE_IMAGE, FerryServer, create_source_log_group, ferry_bin  # noqa: E402
-from task_bench import START_TD, pct, wait_running, wait_stopped, NET  # noqa: E402
+from task_bench import START_TD, alternating_starts, pct  # noqa: E402
 from test_image_pull import Registry  # noqa: E402
 
 
@@ -110,21 +110,12 @@ def main():
         td["containerDefinitions"][0]["image"] = image
         ecs = srv.client("ecs")
         ecs.register_task_definition(**td)
-        lat = {"cached": [], "first pull": []}
-        for i in range(a.tasks):
-            for kind in (["first pull", "cached"] if i % 2 == 0 else ["cached", "first pull"]):
-                if kind == "first pull":
-                    subprocess.run([ferry_bin(), "image", "rm", image, "--data-dir", srv.data_dir],
-                                   capture_output=True, text=True)
-                t0 = time.monotonic()
-                r = ecs.run_task(cluster="default", taskDefinition="bench-ecr", launchType="FARGATE",
-                                 platformVersion="1.4.0", count=1, networkConfiguration=NET)
-                if r.get("failures"):
-                    raise SystemExit(f"run-task failed: {r['failures']}")
-                arn = r["tasks"][0]["taskArn"]
-                lat[kind] += wait_running(ecs, [arn], t0)
-                ecs.stop_task(cluster="default", task=arn, reason="bench")
-                wait_stopped(ecs, [arn])
+        def evict(kind):
+            if kind == "first pull":
+                subprocess.run([ferry_bin(), "image", "rm", image, "--data-dir", srv.data_dir],
+                               capture_output=True, text=True)
+        lat = alternating_starts(ecs, {"first pull": "bench-ecr", "cached": "bench-ecr"}, a.tasks,
+                                 before=evict)
     finally:
         if reg:
             reg.stop()

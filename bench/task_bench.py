@@ -98,14 +98,17 @@ def wait_running(ecs, arns, t0, poll=0.005, timeout=120):
     return [took[a] for a in arns]
 
 
-def alternating_starts(ecs, families, tasks):
+def alternating_starts(ecs, families, tasks, before=None):
     """RunTask-to-RUNNING seconds per family, `tasks` each, one task at a
     time, the families' order alternating every round so neither always
-    runs first. Each task is stopped (and waited for) before the next."""
+    runs first. Each task is stopped (and waited for) before the next.
+    `before(kind)`, if given, runs before each start, outside the time."""
     lat = {k: [] for k in families}
     kinds = list(families)
     for i in range(tasks):
         for kind in (kinds if i % 2 == 0 else kinds[::-1]):
+            if before:
+                before(kind)
             t0 = time.monotonic()
             r = ecs.run_task(cluster="default", taskDefinition=families[kind], launchType="FARGATE",
                              platformVersion="1.4.0", count=1, networkConfiguration=NET)

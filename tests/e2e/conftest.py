@@ -286,6 +286,17 @@ def import_httpd(srv, tmp_path, fmt="oci", name="httpd:2.4", extra=()):
     assert p.returncode == 0, f"ferry image import failed: {p.stderr}"
 
 
+def wait_stopped(srv, arn, timeout=120):
+    """Polls DescribeTasks until the task is STOPPED; returns it."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        t = srv.aws("ecs", "describe-tasks", "--tasks", arn)["tasks"][0]
+        if t["lastStatus"] == "STOPPED":
+            return t
+        time.sleep(0.25)
+    pytest.fail(f"task {arn} did not stop in {timeout}s", pytrace=False)
+
+
 def wait_status(srv, arn, status, cluster="default", timeout=120):
     """Polls DescribeTasks until the task's lastStatus is `status`; returns
     (task, statuses seen). Fails if it stops first or takes too long."""

@@ -15,8 +15,7 @@ import urllib.request
 import uuid
 
 from conftest import (MAKE_IMAGE, NETCFG, SOURCE_TD, create_source_log_group, files_on_disk,
-                      private_ip, wait_status)
-from test_image_pull import wait_stopped
+                      private_ip, wait_status, wait_stopped)
 from test_registry import host, login, skopeo
 
 

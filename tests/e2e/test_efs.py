@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from conftest import NETCFG, FerryServer, allocated_data, host_resources, import_httpd
+from conftest import NETCFG, FerryServer, allocated_data, host_resources, import_httpd, wait_stopped
 
 GROUP = "/ecs/efs-e2e"
 MARKER = "FERRY-EFS-PLAINTEXT-MARKER-7f3a9c1e"
@@ -87,16 +87,6 @@ def assert_nothing_left(data):
     procs = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
     left = [p for p in procs if data in p and "volume serve" in p]
     assert not left, f"volume servers left running: {left}"
-
-
-def wait_stopped(srv, arn, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        t = srv.aws("ecs", "describe-tasks", "--tasks", arn)["tasks"][0]
-        if t["lastStatus"] == "STOPPED":
-            return t
-        time.sleep(0.3)
-    pytest.fail(f"task {arn} did not stop in {timeout}s", pytrace=False)
 
 
 def output(srv, arn):

@@ -27,7 +27,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import crypt
 
-from conftest import MAKE_IMAGE, NETCFG, SOURCE_TD, create_source_log_group, private_ip, wait_status
+from conftest import MAKE_IMAGE, NETCFG, SOURCE_TD, create_source_log_group, private_ip, wait_status, wait_stopped
 
 PAGE = "Payment Processing Web Interface"
 
@@ -142,16 +142,6 @@ def run(srv, family="pulled", count=1):
 def stop_and_wait(srv, arn):
     srv.aws("ecs", "stop-task", "--task", arn)
     wait_status(srv, arn, "STOPPED")
-
-
-def wait_stopped(srv, arn, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        t = srv.aws("ecs", "describe-tasks", "--tasks", arn)["tasks"][0]
-        if t["lastStatus"] == "STOPPED":
-            return t
-        time.sleep(0.25)
-    pytest.fail(f"task {arn} did not stop", pytrace=False)
 
 
 def blob_gets(reqs):
