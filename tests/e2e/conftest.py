@@ -229,11 +229,12 @@ class FerryServer:
         )
 
 
-@pytest.fixture
-def ferry_server():
-    """A fresh `ferry server` per test, stopped (SIGTERM) afterwards."""
+def fresh_server(extra_args=()):
+    """A fresh `ferry server` (with `extra_args`) in a temporary data dir,
+    for a fixture to yield from; stopped with SIGTERM, which it must exit
+    cleanly from."""
     root = tempfile.mkdtemp(prefix="ferry-e2e-")
-    srv = FerryServer(os.path.join(root, "data"))
+    srv = FerryServer(os.path.join(root, "data"), extra_args=list(extra_args))
     srv.start()
     try:
         yield srv
@@ -241,6 +242,12 @@ def ferry_server():
         rc = srv.stop()
         shutil.rmtree(root, ignore_errors=True)
     assert rc == 0, f"ferry server exited with {rc} on SIGTERM"
+
+
+@pytest.fixture
+def ferry_server():
+    """A fresh `ferry server` per test, stopped (SIGTERM) afterwards."""
+    yield from fresh_server()
 
 
 @pytest.fixture(scope="module")

@@ -4,16 +4,13 @@ flood is evicted down to the per-source cap at once and the rest is closed
 by the header timeout; idle keep-alive connections close after the idle
 timeout. No tasks are run."""
 
-import os
 import resource
-import shutil
 import socket
-import tempfile
 import time
 
 import pytest
 
-from conftest import FerryServer
+from conftest import fresh_server
 
 HEADER_S = 6
 IDLE_S = 8
@@ -23,18 +20,10 @@ FLOOD = 2000
 
 @pytest.fixture
 def limited_server():
-    root = tempfile.mkdtemp(prefix="ferry-e2e-")
-    srv = FerryServer(os.path.join(root, "data"), extra_args=[
+    yield from fresh_server([
         "--header-timeout", f"{HEADER_S}s", "--idle-timeout", f"{IDLE_S}s",
         "--body-timeout", "3s", "--max-connections", "1000",
         "--max-connections-per-source", str(PER_SOURCE)])
-    srv.start()
-    try:
-        yield srv
-    finally:
-        rc = srv.stop()
-        shutil.rmtree(root, ignore_errors=True)
-    assert rc == 0, f"ferry server exited with {rc} on SIGTERM"
 
 
 def raise_nofile(need):

@@ -109,43 +109,42 @@ impl ManagedKey {
                     ]
                 })
             }
-            Self::Ecr => json!({
-                "Version": "2012-10-17",
-                "Id": "auto-ecr-1",
-                "Statement": [
-                    {
-                        "Sid": "Allow access through Amazon ECR for all principals in the account that are authorized to use Amazon ECR",
-                        "Effect": "Allow",
-                        "Principal": {"AWS": "*"},
-                        "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:CreateGrant", "kms:DescribeKey"],
-                        "Resource": "*",
-                        "Condition": {"StringEquals": {
-                            "kms:CallerAccount": account,
-                            "kms:ViaService": self.via_service(region)
-                        }}
-                    },
-                    view
-                ]
-            }),
-            Self::Ssm => json!({
-                "Version": "2012-10-17",
-                "Id": "auto-ssm-1",
-                "Statement": [
-                    {
-                        "Sid": "Allow access through AWS Systems Manager for all principals in the account that are authorized to use AWS Systems Manager",
-                        "Effect": "Allow",
-                        "Principal": {"AWS": "*"},
-                        "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:CreateGrant", "kms:DescribeKey"],
-                        "Resource": "*",
-                        "Condition": {"StringEquals": {
-                            "kms:CallerAccount": account,
-                            "kms:ViaService": self.via_service(region)
-                        }}
-                    },
-                    view
-                ]
-            }),
+            Self::Ecr => self.via_service_policy("auto-ecr-1", "Amazon ECR", account, region, view),
+            Self::Ssm => {
+                self.via_service_policy("auto-ssm-1", "AWS Systems Manager", account, region, view)
+            }
         }
+    }
+
+    /// The policy shape AWS gives the managed keys of services that use
+    /// one statement for every data-key operation through the service
+    /// (ECR, SSM); `service` is the name AWS writes in the statement id.
+    fn via_service_policy(
+        self,
+        id: &str,
+        service: &str,
+        account: &str,
+        region: &str,
+        view: Value,
+    ) -> Value {
+        json!({
+            "Version": "2012-10-17",
+            "Id": id,
+            "Statement": [
+                {
+                    "Sid": format!("Allow access through {service} for all principals in the account that are authorized to use {service}"),
+                    "Effect": "Allow",
+                    "Principal": {"AWS": "*"},
+                    "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:CreateGrant", "kms:DescribeKey"],
+                    "Resource": "*",
+                    "Condition": {"StringEquals": {
+                        "kms:CallerAccount": account,
+                        "kms:ViaService": self.via_service(region)
+                    }}
+                },
+                view
+            ]
+        })
     }
 }
 
