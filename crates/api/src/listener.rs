@@ -177,13 +177,16 @@ impl Conn {
 
     /// Its place in the eviction order (lowest first), if evictable:
     /// connections that never made a request before those that did, each
-    /// longest-waiting first.
-    fn eviction_rank(&self) -> Option<(bool, u64)> {
+    /// longest-waiting first; within one millisecond the older connection
+    /// first (ids grow with admission), so the order never depends on the
+    /// table's hash order.
+    fn eviction_rank(&self) -> Option<(bool, u64, u64)> {
         let p = self.phase.load(Ordering::Acquire);
         (p == HEADER || p == IDLE).then(|| {
             (
                 self.served.load(Ordering::Relaxed),
                 self.since.load(Ordering::Acquire),
+                self.id,
             )
         })
     }
