@@ -30,6 +30,22 @@ EXEC_ROLE_TRUST = {"Version": "2012-10-17", "Statement": [
 EXEC_ROLE_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 
 
+def _task_network():
+    """The bridge and subnet of this test process's servers. Under
+    pytest-xdist (scripts/test runs the suite on several workers) each
+    worker's servers get their own, disjoint from the default and from each
+    other, so tasks of servers running side by side never share addresses."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return "ferry0", "198.18.0.0/16"
+    n = int(worker[2:])
+    assert n < 12, f"too many xdist workers for the task subnets: {worker}"
+    return f"ferry-{worker}", f"198.19.{n * 16}.0/20"
+
+
+TASK_BRIDGE, TASK_SUBNET = _task_network()
+
+
 def ferry_bin():
     path = os.environ.get("FERRY_BIN")
     if not path:
@@ -71,6 +87,8 @@ class FerryServer:
         self._log = open(self.log_path, "a")
         cmd = [ferry_bin(), "server", "--data-dir", self.data_dir,
                "--listen", f"127.0.0.1:{port}", "--region", self.region, *self.extra_args]
+        if "--task-subnet" not in self.extra_args:
+            cmd += ["--task-bridge", TASK_BRIDGE, "--task-subnet", TASK_SUBNET]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log,
                                      text=True, env=self._server_env())
         ready = threading.Event()
@@ -331,6 +349,24 @@ def private_ip(task):
                 if d["name"] == "privateIPv4Address":
                     return d["value"]
     pytest.fail(f"task has no ENI address: {task.get('attachments')}", pytrace=False)
+
+
+def task_page(ip, path="/", timeout=20):
+    """GET http://IP/PATH from the host. A task is RUNNING once its
+    containers' processes run, not once they listen (as on ECS): an httpd
+    still starting refuses connections for a moment, more so on a loaded
+    machine, so refused connections are retried until `timeout`."""
+    import urllib.error
+    import urllib.request
+    deadline = time.time() + timeout
+    while True:
+        try:
+            return urllib.request.urlopen(f"http://{ip}{path}", timeout=10).read().decode()
+        except urllib.error.URLError as e:
+            refused = isinstance(e.reason, ConnectionRefusedError)
+            if not refused or time.time() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def host_resources():

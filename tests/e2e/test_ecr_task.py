@@ -11,11 +11,10 @@ image carries is anywhere on the host disk in plaintext.
 import json
 import os
 import subprocess
-import urllib.request
 import uuid
 
-from conftest import (MAKE_IMAGE, NETCFG, SOURCE_TD, create_source_log_group, files_on_disk,
-                      private_ip, wait_status, wait_stopped)
+from conftest import (MAKE_IMAGE, NETCFG, SOURCE_TD, create_source_log_group, files_on_disk, private_ip,
+                      task_page, wait_status, wait_stopped)
 from test_registry import host, login, skopeo
 
 
@@ -51,7 +50,7 @@ def run(srv, family):
 
 
 def fetch(task, path):
-    return urllib.request.urlopen(f"http://{private_ip(task)}{path}", timeout=10).read().decode()
+    return task_page(private_ip(task), path)
 
 
 def test_tasks_run_images_from_ferrys_registry_by_tag_and_digest(ferry_server, tmp_path):

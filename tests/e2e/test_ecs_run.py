@@ -11,15 +11,15 @@ tests/tools/make_httpd_image.py.
 """
 
 import base64
+import ipaddress
 import json
 import os
 import re
 import subprocess
 import time
-import urllib.request
 
-from conftest import (NETCFG, SOURCE_TD, allocated_data, create_source_log_group, host_resources,
-                      import_httpd, wait_status)
+from conftest import (NETCFG, SOURCE_TD, TASK_SUBNET, allocated_data, create_source_log_group, host_resources,
+                      import_httpd, task_page, wait_status)
 
 ORDER = ["PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "STOPPING",
          "DEPROVISIONING", "STOPPED"]
@@ -72,7 +72,7 @@ def test_source_document_run_task_to_running_and_stopped(ferry_server, tmp_path)
     eni = t["attachments"][0]
     assert eni["type"] == "ElasticNetworkInterface" and eni["status"] == "ATTACHED"
     ip = {d["name"]: d["value"] for d in eni["details"]}["privateIPv4Address"]
-    assert ip.startswith("198.18."), ip
+    assert ipaddress.ip_address(ip) in ipaddress.ip_network(TASK_SUBNET), ip
     c = t["containers"][0]
     assert c["name"] == "sample-fargate-app" and c["lastStatus"] == "RUNNING"
     assert c["networkBindings"] == [{"bindIP": ip, "containerPort": 80, "hostPort": 80, "protocol": "tcp"}]
@@ -81,7 +81,7 @@ def test_source_document_run_task_to_running_and_stopped(ferry_server, tmp_path)
     assert cl["runningTasksCount"] == 1
 
     # The page the source document's command wrote is served from the task's address.
-    body = urllib.request.urlopen(f"http://{ip}/", timeout=10).read().decode()
+    body = task_page(ip)
     assert "Payment Processing Web Interface" in body
     assert "Amazon ECS Sample App" in body
 

@@ -27,7 +27,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import crypt
 
-from conftest import MAKE_IMAGE, NETCFG, SOURCE_TD, create_source_log_group, private_ip, wait_status, wait_stopped
+from conftest import (MAKE_IMAGE, NETCFG, SOURCE_TD, create_source_log_group, private_ip, task_page,
+                      wait_status, wait_stopped)
 
 PAGE = "Payment Processing Web Interface"
 
@@ -149,7 +150,7 @@ def blob_gets(reqs):
 
 
 def serves_page(task):
-    body = urllib.request.urlopen(f"http://{private_ip(task)}/", timeout=10).read().decode()
+    body = task_page(private_ip(task))
     return PAGE in body
 
 

@@ -11,11 +11,10 @@ import json
 import os
 import subprocess
 import tempfile
-import urllib.request
 import uuid
 
-from conftest import (MAKE_IMAGE, NETCFG, SOURCE_TD, FerryServer, allocated_data, files_on_disk,
-                      create_source_log_group, ferry_bin, private_ip, wait_status)
+from conftest import (MAKE_IMAGE, NETCFG, SOURCE_TD, allocated_data, create_source_log_group, ferry_bin,
+                      FerryServer, files_on_disk, private_ip, task_page, wait_status)
 
 
 def build(tmp_path, name, marker):
@@ -59,7 +58,7 @@ def test_images_are_sealed_at_rest_and_served_through_the_admin_socket(ferry_ser
 
     create_source_log_group(srv)
     arn, t = run_task(srv, tmp_path, "sealed-image", "httpd:2.4")
-    body = urllib.request.urlopen(f"http://{private_ip(t)}/marker.html", timeout=10).read().decode()
+    body = task_page(private_ip(t), "/marker.html")
     assert body.strip() == marker
 
     # No byte of the image in plaintext anywhere on the disk under the data

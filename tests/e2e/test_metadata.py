@@ -9,12 +9,14 @@ much. A second task asks 169.254.170.2 for the first task's container and
 gets nothing: in its namespace that address is its own endpoint.
 """
 
+import datetime
+import ipaddress
 import json
 import time
 
 import pytest
 
-from conftest import NETCFG, SOURCE_TD, host_resources, import_httpd, wait_status
+from conftest import NETCFG, SOURCE_TD, TASK_SUBNET, host_resources, import_httpd, wait_status
 
 GROUP = "/ecs/metadata"
 
@@ -114,9 +116,14 @@ def check_container(c, arn, td, cluster_arn, ip, task_id):
     assert n["NetworkMode"] == "awsvpc" and n["IPv4Addresses"] == [ip]
     assert n["AttachmentIndex"] == 0
     assert len(n["MACAddress"].split(":")) == 6 and n["MACAddress"] != "00:00:00:00:00:00"
-    assert n["IPv4SubnetCIDRBlock"] == "198.18.0.0/16"
+    assert n["IPv4SubnetCIDRBlock"] == TASK_SUBNET
     assert n["PrivateDNSName"] == f"ip-{ip.replace('.', '-')}.us-east-1.compute.internal"
-    assert n["SubnetGatewayIpv4Address"] == "198.18.0.1/16"
+    net = ipaddress.ip_network(TASK_SUBNET)
+    assert n["SubnetGatewayIpv4Address"] == f"{net.network_address + 1}/{net.prefixlen}"
+
+
+def iso_time(s):
+    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00"))
 
 
 def check_stats(s, docker_id):
@@ -157,7 +164,9 @@ def test_task_metadata_endpoint(ferry_server, tmp_path):
     assert task["Family"] == "metadata" and task["Revision"] == str(td["revision"])
     assert task["DesiredStatus"] == "RUNNING" and task["KnownStatus"] == "RUNNING"
     assert task["Limits"] == {"CPU": 0.25, "Memory": 512}
-    assert task["PullStartedAt"] <= task["PullStoppedAt"]
+    # Go's RFC3339Nano, as the ECS agent writes it, trims trailing zeros
+    # ("…53.5Z"), so the times are compared as times, not as strings.
+    assert iso_time(task["PullStartedAt"]) <= iso_time(task["PullStoppedAt"])
     assert task["AvailabilityZone"] == "us-east-1a"
     assert task["LaunchType"] == "FARGATE"
     (c,) = task["Containers"]

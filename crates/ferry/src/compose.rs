@@ -58,6 +58,10 @@ pub struct Shared {
     /// Bytes the sealed image store may take before the least recently
     /// used images no task uses are collected.
     pub image_store_limit: u64,
+    /// The bridge tasks join.
+    pub task_bridge: String,
+    /// The subnet tasks' addresses come from.
+    pub task_subnet: String,
     /// The address the API listener is bound to (ferry's own registry is
     /// served there too).
     pub listen: std::net::SocketAddr,
@@ -125,6 +129,8 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
     )
     .context("agent configuration")?;
     agent_cfg.task_pids_max = shared.task_pids_max;
+    agent_cfg.network.bridge = shared.task_bridge.clone();
+    agent_cfg.network.subnet = shared.task_subnet.clone();
     agent_cfg.own_registry = Some(own_registry(shared));
     let agent = ferry_agent::Agent::new(agent_cfg).context("starting the agent")?;
     let tasks_dir = ferry_host::tasks_dir(&shared.data_dir);

@@ -62,6 +62,14 @@ pub struct Args {
     /// running task uses are removed.
     #[arg(long, default_value = "20GiB", value_parser = parse_size)]
     image_store_limit: u64,
+    /// The Linux bridge tasks' interfaces join (at most 15 characters).
+    /// Two servers on one host need their own bridge and subnet.
+    #[arg(long, default_value = "ferry0", value_parser = parse_bridge)]
+    task_bridge: String,
+    /// The IPv4 subnet tasks get their addresses from (the bridge is its
+    /// first address, the tasks' gateway).
+    #[arg(long, default_value = "198.18.0.0/16", value_parser = parse_subnet)]
+    task_subnet: String,
     /// Longest a client may take to send a request's head, from connecting
     /// or from its first byte after an idle spell (e.g. 10s, 500ms).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
@@ -84,6 +92,38 @@ pub struct Args {
     #[arg(long, default_value_t = ferry_api::listener::DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_connections_per_source: usize,
+}
+
+/// A Linux interface name: 1 to 15 characters, none of them `/`, `:`,
+/// or white space (the kernel's rule, dev_valid_name).
+fn parse_bridge(s: &str) -> Result<String, String> {
+    let ok = (1..=15).contains(&s.len())
+        && s != "."
+        && s != ".."
+        && !s.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
+    ok.then(|| s.to_owned()).ok_or_else(|| {
+        format!("{s:?} is not an interface name (1-15 characters, no '/', ':' or spaces)")
+    })
+}
+
+/// An IPv4 CIDR block with room for tasks (prefix 8 to 29), written
+/// with its network address (`10.1.0.0/24`, not `10.1.0.7/24`).
+fn parse_subnet(s: &str) -> Result<String, String> {
+    let bad = || format!("{s:?} is not an IPv4 subnet such as 198.18.0.0/16 (prefix 8 to 29)");
+    let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
+    let addr: std::net::Ipv4Addr = addr.parse().map_err(|_| bad())?;
+    let prefix: u32 = prefix.parse().map_err(|_| bad())?;
+    if !(8..=29).contains(&prefix) {
+        return Err(bad());
+    }
+    let mask = u32::MAX << (32 - prefix);
+    if u32::from(addr) & !mask != 0 {
+        return Err(format!(
+            "{s:?} has host bits set; the subnet is {}/{prefix}",
+            std::net::Ipv4Addr::from(u32::from(addr) & mask)
+        ));
+    }
+    Ok(s.to_owned())
 }
 
 /// `10s`, `500ms`, `2m`, or seconds (`10`); more than zero.
@@ -205,6 +245,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         require_encrypted_storage: args.require_encrypted_storage,
         task_pids_max: args.task_pids_max,
         image_store_limit: args.image_store_limit,
+        task_bridge: args.task_bridge,
+        task_subnet: args.task_subnet,
     };
 
     let keys = compose::Keys::new(iam, &dd.admin_access_key_id, dd.admin_secret.clone());
@@ -307,4 +349,35 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             _ = int.recv() => {},
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_bridge, parse_subnet};
+
+    #[test]
+    fn subnets_need_a_network_address_and_room_for_tasks() {
+        assert_eq!(parse_subnet("198.18.0.0/16").unwrap(), "198.18.0.0/16");
+        assert_eq!(parse_subnet("10.7.3.0/24").unwrap(), "10.7.3.0/24");
+        let e = parse_subnet("10.7.3.9/24").unwrap_err();
+        assert!(e.contains("10.7.3.0/24"), "{e}");
+        for bad in [
+            "10.0.0.0",
+            "10.0.0.0/30",
+            "10.0.0.0/7",
+            "x/24",
+            "10.0.0.0/ab",
+            "::1/64",
+        ] {
+            assert!(parse_subnet(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bridge_names_follow_the_kernel() {
+        assert_eq!(parse_bridge("ferry-gw1").unwrap(), "ferry-gw1");
+        for bad in ["", "sixteen-chars-xx", "a/b", "a:b", "a b", ".."] {
+            assert!(parse_bridge(bad).is_err(), "{bad:?}");
+        }
+    }
 }
