@@ -307,9 +307,16 @@ impl<R: Read + Seek> SealedReader<R> {
 impl<R: Read + Seek> Read for SealedReader<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if self.pos >= self.len || out.is_empty() {
-            // An empty blob is still one authenticated chunk.
-            if self.len == 0 && self.current.is_none() {
-                self.load(0)?;
+            // The final chunk holds no plaintext when the blob is empty or
+            // ends on a chunk boundary; it must still authenticate (as
+            // final), or a blob cut after a full chunk plus 16 forged
+            // bytes reads as whole (found by fuzzing: fuzz/corpus/sealed_blob).
+            let last = self.chunks - 1;
+            if self.pos >= self.len
+                && self.len == last * self.chunk as u64
+                && self.current != Some(last)
+            {
+                self.load(last)?;
             }
             if let Some((want, hash, seen)) = self.verify.take()
                 && seen == self.len
@@ -478,6 +485,31 @@ pub(crate) mod tests {
             .expect_digest(&format!("sha256:{}", "0".repeat(64)));
         assert!(r.read_to_end(&mut Vec::new()).is_err());
         let _ = digest;
+    }
+
+    /// Fuzzing found it: cut after the full chunks, with 16 bytes standing
+    /// for an empty final chunk, a blob read cleanly to a shorter end,
+    /// because an empty final chunk was never authenticated.
+    #[test]
+    fn a_forged_empty_final_chunk_is_refused() {
+        for len in [2 * CHUNK + 100, 2 * CHUNK] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let (sealed, _) = seal(&data);
+            let header = sealed.len() - (len / CHUNK) * (CHUNK + TAG) - (len % CHUNK) - TAG;
+            let mut cut = sealed[..header + 2 * (CHUNK + TAG)].to_vec();
+            cut.extend_from_slice(&[0x70; TAG]);
+            let mut r = open(cut).unwrap();
+            let mut out = Vec::new();
+            assert!(
+                r.read_to_end(&mut out).is_err(),
+                "{len}: read {} bytes",
+                out.len()
+            );
+            // The genuine blob still reads whole.
+            let mut out = Vec::new();
+            open(sealed).unwrap().read_to_end(&mut out).unwrap();
+            assert_eq!(out, data);
+        }
     }
 
     #[test]
