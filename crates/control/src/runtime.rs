@@ -75,6 +75,17 @@ pub trait TaskRuntime: Send + Sync {
     /// After a server restart: re-adopt the task described by `plan`, which
     /// a previous server started and which is not yet recorded as STOPPED.
     fn reattach(&self, plan: &TaskPlan, events: EventSink) -> Reattach;
+
+    /// Whether the host can take `plan`'s task now (its ephemeral storage,
+    /// against the free space of the host's disk). `Err` carries a detail
+    /// fit for RunTask's `failures` and a service event. A runtime that
+    /// admits a task reserves what it needs until the task ends (or, if
+    /// `start` never comes, for a while), so concurrent launches do not
+    /// both take the last of the space.
+    fn admit(&self, plan: &TaskPlan) -> Result<(), String> {
+        let _ = plan;
+        Ok(())
+    }
 }
 
 /// The runtime of a server without an agent: every task fails to start
