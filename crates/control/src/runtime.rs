@@ -47,6 +47,12 @@ use ferry_proto::plan::{TaskEvent, TaskPlan};
 /// any thread; never blocks for long (one store transaction).
 pub type EventSink = Arc<dyn Fn(TaskEvent) + Send + Sync>;
 
+/// How a runtime asks the control plane to stop a task on the host's
+/// behalf (`task_arn`, `stop_code`, `reason`): recorded as a StopTask is
+/// (desired STOPPED, the code and reason kept), then the runtime's
+/// [`TaskRuntime::stop`] is called.
+pub type HostStop = Arc<dyn Fn(&str, &str, &str) + Send + Sync>;
+
 /// What became of an unfinished task across a server restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reattach {
@@ -85,6 +91,13 @@ pub trait TaskRuntime: Send + Sync {
     fn admit(&self, plan: &TaskPlan) -> Result<(), String> {
         let _ = plan;
         Ok(())
+    }
+
+    /// Given once by the control plane at start: how the runtime stops a
+    /// task whose host resources failed (its storage, say), so the stop
+    /// code and reason are recorded before its containers exit.
+    fn set_host_stop(&self, stop: HostStop) {
+        let _ = stop;
     }
 }
 
