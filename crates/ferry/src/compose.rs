@@ -103,7 +103,7 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
     let logs = logs_service(shared, &platform)?;
     let exe = std::env::current_exe().context("locating the ferry binary")?;
     let fs_size = nix::sys::statvfs::statvfs(&shared.data_dir)
-        .map(|st| st.blocks() as u64 * st.fragment_size() as u64)
+        .map(|st| st.blocks().saturating_mul(st.fragment_size()))
         .with_context(|| format!("reading the size of {}", shared.data_dir.display()))?;
     let storage_policy = ferry_host::admission::StoragePolicy {
         overcommit: shared.storage_overcommit,

@@ -13,6 +13,10 @@
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
 
+/// The default overcommit ratio (see `docs/volume-engine.md`): volumes are
+/// sparse, and tasks rarely write their whole 20 GiB.
+pub const DEFAULT_OVERCOMMIT: f64 = 16.0;
+
 /// The space kept free for ferry's own state (store, audit trail, logs):
 /// volumes may not take it (admission leaves it out, and the volume server
 /// answers ENOSPC for writes into holes once the host is down to it).
@@ -188,7 +192,3 @@ mod tests {
         assert!(check(&lax, DiskSpace { free }, 0, 20 * GIB).is_ok());
     }
 }
-
-/// The default overcommit ratio (see `docs/volume-engine.md`): volumes are
-/// sparse, and tasks rarely write their whole 20 GiB.
-pub const DEFAULT_OVERCOMMIT: f64 = 16.0;

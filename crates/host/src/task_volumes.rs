@@ -144,7 +144,7 @@ impl TaskVolumes {
         };
         let request = u64::from(plan.ephemeral_storage_gib) * GIB;
         let free = nix::sys::statvfs::statvfs(&self.tasks_dir)
-            .map(|st| st.blocks_available() as u64 * st.fragment_size() as u64)
+            .map(|st| st.blocks_available().saturating_mul(st.fragment_size()))
             .map_err(|e| {
                 format!(
                     "cannot read the free space of {}: {e}",

@@ -50,8 +50,11 @@ pub struct VolumeFs {
     /// host's unwritten extents as holes.
     allocated: std::sync::Mutex<Vec<(u64, u64)>>,
     /// Where the mount writes the ext4 metadata map, and the map once read.
-    metadata: Option<(std::path::PathBuf, std::sync::OnceLock<Vec<(u64, u64)>>)>,
+    metadata: Option<(std::path::PathBuf, std::sync::OnceLock<Ranges>)>,
 }
+
+/// Byte ranges `[start, end)`.
+type Ranges = Vec<(u64, u64)>;
 
 /// Writes up to this size that would allocate may go on until half the
 /// reserve is used: ext4's metadata (bitmaps, inode table, extent and

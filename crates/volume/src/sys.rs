@@ -121,10 +121,10 @@ pub fn fs_space(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
     }
     // SAFETY: fstatvfs returned 0, so the struct is initialized.
     let st = unsafe { st.assume_init() };
-    let frsize = st.f_frsize as u64;
+    let frsize = st.f_frsize;
     Ok((
-        (st.f_bavail as u64).saturating_mul(frsize),
-        (st.f_blocks as u64).saturating_mul(frsize),
+        st.f_bavail.saturating_mul(frsize),
+        st.f_blocks.saturating_mul(frsize),
     ))
 }
 
