@@ -47,6 +47,12 @@ use ferry_proto::plan::{TaskEvent, TaskPlan};
 /// any thread; never blocks for long (one store transaction).
 pub type EventSink = Arc<dyn Fn(TaskEvent) + Send + Sync>;
 
+/// How a runtime asks the control plane to stop a task on the host's
+/// behalf (`task_arn`, `stop_code`, `reason`): recorded as a StopTask is
+/// (desired STOPPED, the code and reason kept), then the runtime's
+/// [`TaskRuntime::stop`] is called.
+pub type HostStop = Arc<dyn Fn(&str, &str, &str) + Send + Sync>;
+
 /// What became of an unfinished task across a server restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reattach {
@@ -75,6 +81,24 @@ pub trait TaskRuntime: Send + Sync {
     /// After a server restart: re-adopt the task described by `plan`, which
     /// a previous server started and which is not yet recorded as STOPPED.
     fn reattach(&self, plan: &TaskPlan, events: EventSink) -> Reattach;
+
+    /// Whether the host can take `plan`'s task now (its ephemeral storage,
+    /// against the free space of the host's disk). `Err` carries a detail
+    /// fit for RunTask's `failures` and a service event. A runtime that
+    /// admits a task reserves what it needs until the task ends (or, if
+    /// `start` never comes, for a while), so concurrent launches do not
+    /// both take the last of the space.
+    fn admit(&self, plan: &TaskPlan) -> Result<(), String> {
+        let _ = plan;
+        Ok(())
+    }
+
+    /// Given once by the control plane at start: how the runtime stops a
+    /// task whose host resources failed (its storage, say), so the stop
+    /// code and reason are recorded before its containers exit.
+    fn set_host_stop(&self, stop: HostStop) {
+        let _ = stop;
+    }
 }
 
 /// The runtime of a server without an agent: every task fails to start

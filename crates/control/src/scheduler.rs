@@ -222,16 +222,32 @@ fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord) -> Result<(), EcsError> {
     {
         rec.steady = false;
         match launch(core, rec, &dep, start) {
-            Ok(started) => {
-                let refs: Vec<&TaskRecord> = started.iter().collect();
-                rec.event(
-                    now,
-                    format!(
-                        "(service {name}) has started {} tasks: {}.",
-                        started.len(),
-                        ids(&refs)
-                    ),
-                );
+            Ok(tasks::Launched {
+                tasks: started,
+                failures,
+            }) => {
+                if let Some(f) = failures.first() {
+                    // No room on the host: not a failure of the deployment
+                    // (the circuit breaker is for tasks that fail), but
+                    // wait before trying again instead of spinning.
+                    let detail = f.detail.as_deref().unwrap_or(&f.reason);
+                    rec.event(
+                        now,
+                        format!("(service {name}) was unable to place a task. Reason: {detail}"),
+                    );
+                    rec.next_launch_at = now + BACKOFF_MAX;
+                }
+                if !started.is_empty() {
+                    let refs: Vec<&TaskRecord> = started.iter().collect();
+                    rec.event(
+                        now,
+                        format!(
+                            "(service {name}) has started {} tasks: {}.",
+                            started.len(),
+                            ids(&refs)
+                        ),
+                    );
+                }
                 rec.tracked
                     .extend(started.iter().map(|t| t.plan.task_id.clone()));
             }
@@ -282,7 +298,7 @@ fn launch(
     rec: &ServiceRecord,
     dep: &Deployment,
     count: u32,
-) -> Result<Vec<TaskRecord>, EcsError> {
+) -> Result<tasks::Launched, EcsError> {
     // A busy path, as RunTask: expire old stopped tasks.
     tasks::maybe_sweep(core);
     // RunTask's bound of 10 per call applies to a pass's launch too: a

@@ -129,6 +129,20 @@ impl EcsService {
             services: Mutex::new(()),
             wake: (Mutex::new(false), Condvar::new()),
         });
+        let weak = Arc::downgrade(&core);
+        core.runtime
+            .set_host_stop(Arc::new(move |arn, code, reason| {
+                let (Some(core), Some(crate::arn::Resource::Task { cluster, id })) =
+                    (weak.upgrade(), crate::arn::parse(arn))
+                else {
+                    return;
+                };
+                if let Err(e) = tasks::stop(&core, &cluster, &id, code, reason) {
+                    tracing::error!(task = arn, error = %e, "recording the host's stop failed");
+                    // The runtime still stops it; its events finish the record.
+                    core.runtime.stop(arn, code, reason);
+                }
+            }));
         core.first_start()?;
         core.upgrade_store()?;
         let reconciled = tasks::reconcile(&core)?;

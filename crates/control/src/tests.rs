@@ -21,6 +21,8 @@ pub(crate) struct FakeRuntime {
     pub(crate) started: Mutex<Vec<(TaskPlan, EventSink)>>,
     pub(crate) stopped: Mutex<Vec<String>>,
     pub(crate) adopt: bool,
+    /// Refuses every task with this detail (a host without room).
+    pub(crate) refuse: Mutex<Option<String>>,
 }
 
 impl TaskRuntime for FakeRuntime {
@@ -29,6 +31,12 @@ impl TaskRuntime for FakeRuntime {
     }
     fn stop(&self, task_arn: &str, _stop_code: &str, _reason: &str) {
         self.stopped.lock().unwrap().push(task_arn.to_owned());
+    }
+    fn admit(&self, _plan: &TaskPlan) -> Result<(), String> {
+        match self.refuse.lock().unwrap().clone() {
+            Some(detail) => Err(detail),
+            None => Ok(()),
+        }
     }
     fn reattach(&self, plan: &TaskPlan, events: EventSink) -> Reattach {
         if self.adopt {
@@ -1374,4 +1382,54 @@ fn service_counts_healthy_tasks_and_replaces_unhealthy_ones() {
     e.pass();
     assert_eq!(e.started(), 2);
     assert_eq!(e.service("hc")["runningCount"], 1);
+}
+
+#[test]
+fn a_host_without_room_refuses_run_task_in_failures_and_records_nothing() {
+    let e = env();
+    register(&e);
+    *e.rt.refuse.lock().unwrap() = Some("needs 20 GiB, 1 GiB free".into());
+    let mut body = run_body();
+    body["count"] = 2.into();
+    let r = e.ok("RunTask", body);
+    assert_eq!(r["tasks"].as_array().unwrap().len(), 0);
+    let f = r["failures"].as_array().unwrap();
+    assert_eq!(f.len(), 2);
+    assert_eq!(f[0]["reason"], crate::tasks::NO_STORAGE);
+    assert_eq!(f[0]["detail"], "needs 20 GiB, 1 GiB free");
+    assert!(f[0]["arn"].as_str().unwrap().contains(":cluster/default"));
+    assert_eq!(e.started(), 0);
+    let l = e.ok("ListTasks", json!({}));
+    assert_eq!(l["taskArns"].as_array().unwrap().len(), 0);
+    // Room again: the next call starts it.
+    *e.rt.refuse.lock().unwrap() = None;
+    let r = e.ok("RunTask", run_body());
+    assert_eq!(r["tasks"].as_array().unwrap().len(), 1);
+    assert_eq!(r["failures"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn a_service_on_a_host_without_room_records_an_event_and_waits() {
+    let e = env();
+    register(&e);
+    *e.rt.refuse.lock().unwrap() = Some("needs 20 GiB, 1 GiB free".into());
+    e.ok("CreateService", svc_body("full", 1));
+    e.pass();
+    e.pass();
+    assert_eq!(e.started(), 0);
+    let s = e.service("full");
+    let events: Vec<&str> = s["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["message"].as_str().unwrap())
+        .collect();
+    // One attempt: the second pass is within the wait.
+    let placed: Vec<&&str> = events
+        .iter()
+        .filter(|m| m.contains("was unable to place a task. Reason: needs 20 GiB, 1 GiB free"))
+        .collect();
+    assert_eq!(placed.len(), 1, "{events:?}");
+    // Not a failed deployment.
+    assert_eq!(s["deployments"][0]["failedTasks"], 0);
 }

@@ -65,6 +65,10 @@ pub struct Shared {
     /// The address the API listener is bound to (ferry's own registry is
     /// served there too).
     pub listen: std::net::SocketAddr,
+    /// Task storage admission: bytes of volume per free byte.
+    pub storage_overcommit: f64,
+    /// Task storage admission: the space kept for ferry's own state.
+    pub storage_reserve: ferry_host::admission::Reserve,
 }
 
 /// ferry's own registry as tasks name it (`ACCOUNT.dkr.ecr.REGION.amazonaws.com`)
@@ -102,7 +106,20 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
     let platform = Platform::new(shared.kms.clone());
     let logs = logs_service(shared, &platform)?;
     let exe = std::env::current_exe().context("locating the ferry binary")?;
-    let engine: Arc<dyn VolumeEngine> = Arc::new(Luks2::new(exe));
+    let fs_size = nix::sys::statvfs::statvfs(&shared.data_dir)
+        .map(|st| st.blocks().saturating_mul(st.fragment_size()))
+        .with_context(|| format!("reading the size of {}", shared.data_dir.display()))?;
+    let storage_policy = ferry_host::admission::StoragePolicy {
+        overcommit: shared.storage_overcommit,
+        reserve: shared.storage_reserve.bytes(fs_size),
+    };
+    tracing::info!(
+        overcommit = storage_policy.overcommit,
+        reserve = %ferry_host::admission::human(storage_policy.reserve),
+        "task storage admission"
+    );
+    let engine: Arc<dyn VolumeEngine> =
+        Arc::new(Luks2::new(exe).with_reserve(storage_policy.reserve));
     let keys: Arc<dyn VolumeKeys> = Arc::new(platform.clone());
     let efs = Arc::new(
         EfsVolumes::new(
@@ -139,7 +156,9 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
     for p in ferry_host::recovery::release_leftovers(&agent, &*engine, &*keys, &tasks_dir, &efs) {
         tracing::warn!("releasing what a previous server left: {p}");
     }
-    let volumes = Arc::new(TaskVolumes::new(keys, engine, tasks_dir, efs.clone()));
+    let volumes = Arc::new(
+        TaskVolumes::new(keys, engine, tasks_dir, efs.clone()).with_admission(storage_policy),
+    );
     let control_state = Arc::new(ControlState::default());
     let secrets = secrets_services(shared)?;
     let registry = registry(shared)?;

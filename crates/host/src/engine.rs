@@ -23,6 +23,10 @@ pub trait Mounted: Send {
     fn target(&self) -> &Path;
     /// Unmounts it and stops its serving process (which holds its key).
     fn unmount(self: Box<Self>) -> Result<(), EngineError>;
+    /// The serving process, watched so that its death stops the task.
+    fn server_pid(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// Volumes on the host.
@@ -67,6 +71,14 @@ impl Luks2 {
             runtime_root: PathBuf::from(ferry_volume::RUNTIME_ROOT),
         }
     }
+
+    /// Volume servers keep `bytes` of the host file system free: writes
+    /// into an image's holes fail with ENOSPC below it.
+    pub fn with_reserve(mut self, bytes: u64) -> Self {
+        self.server.args.push("--reserve-bytes".into());
+        self.server.args.push(bytes.to_string().into());
+        self
+    }
 }
 
 impl Mounted for MountHandle {
@@ -75,6 +87,9 @@ impl Mounted for MountHandle {
     }
     fn unmount(self: Box<Self>) -> Result<(), EngineError> {
         MountHandle::unmount(*self).map_err(err)
+    }
+    fn server_pid(&self) -> Option<u32> {
+        MountHandle::server_pid(self)
     }
 }
 

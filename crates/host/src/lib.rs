@@ -21,6 +21,7 @@
 //! released and retired, in which order, on which failure) are unit-tested
 //! with fakes; the end-to-end tests run the real ones.
 
+pub mod admission;
 pub mod efs;
 pub mod engine;
 pub mod keys;

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ferry_agent::{Agent, TaskHandle};
-use ferry_control::runtime::{EventSink, Reattach, TaskRuntime};
+use ferry_control::runtime::{EventSink, HostStop, Reattach, TaskRuntime};
 use ferry_metadata::{ContainerInfo, Endpoints, NetworkInfo, OpenTask, TaskInfo};
 use ferry_proto::plan::{TaskEvent, TaskPlan};
 
@@ -36,17 +36,30 @@ pub struct HostRuntime {
     storage: Arc<TaskVolumes>,
     running: Arc<Mutex<HashMap<String, Arc<TaskHandle>>>>,
     metadata: Option<Arc<Endpoints>>,
+    host_stop: Arc<std::sync::OnceLock<HostStop>>,
 }
+
+/// The stop code of a task whose storage failed under it: ECS's code for
+/// a task the platform's infrastructure took away (docs/volume-engine.md).
+const STORAGE_FAILED_CODE: &str = "TerminationNotice";
 
 impl HostRuntime {
     /// A runtime over `agent` and `storage`; release what a previous server
     /// left first ([`crate::recovery::release_leftovers`]).
     pub fn new(agent: Agent, storage: Arc<TaskVolumes>) -> Self {
+        let host_stop: Arc<std::sync::OnceLock<HostStop>> = Arc::default();
+        let hs = host_stop.clone();
+        storage.on_storage_failure(Arc::new(move |arn: &str, reason: &str| {
+            if let Some(stop) = hs.get() {
+                stop(arn, STORAGE_FAILED_CODE, reason);
+            }
+        }));
         Self {
             agent,
             storage,
             running: Arc::new(Mutex::new(HashMap::new())),
             metadata: None,
+            host_stop,
         }
     }
 
@@ -201,6 +214,7 @@ impl HostRuntime {
 impl TaskRuntime for HostRuntime {
     fn start(&self, mut plan: TaskPlan, events: EventSink) {
         let arn = plan.task_arn.clone();
+        let task_id = plan.task_id.clone();
         let events: Box<dyn Fn(TaskEvent) + Send> = match &self.metadata {
             Some(md) => {
                 add_metadata_env(&mut plan);
@@ -229,10 +243,12 @@ impl TaskRuntime for HostRuntime {
         }
         // Forget the handle once the task's supervisor is done.
         let running = self.running.clone();
+        let storage = self.storage.clone();
         std::thread::spawn(move || {
             if let Some(o) = handle.wait() {
                 log_outcome(&arn, &o);
             }
+            storage.release(&task_id);
             if let Ok(mut m) = running.lock() {
                 m.remove(&arn);
             }
@@ -248,6 +264,14 @@ impl TaskRuntime for HostRuntime {
         if let Some(h) = handle {
             h.stop(stop_code, reason);
         }
+    }
+
+    fn admit(&self, plan: &TaskPlan) -> Result<(), String> {
+        self.storage.admit(plan)
+    }
+
+    fn set_host_stop(&self, stop: HostStop) {
+        let _ = self.host_stop.set(stop);
     }
 
     fn reattach(&self, _plan: &TaskPlan, _events: EventSink) -> Reattach {

@@ -13,8 +13,11 @@
 //! ARN kept from attach: no DescribeKey), remove the directory.
 
 use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use ferry_agent::TaskStorage;
 use ferry_kms::platform::context;
@@ -22,6 +25,7 @@ use ferry_proto::TaskFailure;
 use ferry_proto::plan::{StoragePlan, TaskPlan};
 use ferry_volume::{KmsToken, Passphrase};
 
+use crate::admission::{self, DiskSpace, StoragePolicy};
 use crate::efs::EfsVolumes;
 use crate::engine::{Mounted, VolumeEngine};
 use crate::keys::VolumeKeys;
@@ -67,7 +71,20 @@ struct Attached {
     mount: Box<dyn Mounted>,
     image: PathBuf,
     grant: Option<Grant>,
+    /// The volume's size (what admission promised the task).
+    size: u64,
+    /// Set before a detach stops the volume server on purpose, so its
+    /// watcher does not take the exit for a failure.
+    stopping: Arc<AtomicBool>,
 }
+
+/// Told `(task_arn, reason)` when a task's storage fails under it (its
+/// volume server died); the runtime stops the task.
+pub type StorageFailure = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
+/// How long an admission holds its space if the task never attaches a
+/// volume (it failed before, or was never started).
+const RESERVATION_TTL: Duration = Duration::from_secs(600);
 
 /// A failed attach: why, and the grant to retire if one was made.
 struct Failed(TaskFailure, Option<Grant>);
@@ -79,6 +96,11 @@ pub struct TaskVolumes {
     tasks_dir: PathBuf,
     attached: Mutex<HashMap<String, Attached>>,
     efs: Arc<EfsVolumes>,
+    /// Admission by free space; `None` admits everything.
+    policy: Option<StoragePolicy>,
+    /// Space admitted per task id (bytes, when), until the task ends.
+    reserved: Mutex<HashMap<String, (u64, Instant)>>,
+    on_failure: OnceLock<StorageFailure>,
 }
 
 impl TaskVolumes {
@@ -96,6 +118,94 @@ impl TaskVolumes {
             tasks_dir,
             attached: Mutex::new(HashMap::new()),
             efs,
+            policy: None,
+            reserved: Mutex::new(HashMap::new()),
+            on_failure: OnceLock::new(),
+        }
+    }
+
+    /// Admits tasks only while the data directory's disk can back them
+    /// ([`crate::admission`]).
+    pub fn with_admission(mut self, policy: StoragePolicy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// Who is told when a task's storage fails under it (set once).
+    pub fn on_storage_failure(&self, f: StorageFailure) {
+        let _ = self.on_failure.set(f);
+    }
+
+    /// Whether the host's disk can back `plan`'s volume now; if so, its
+    /// size is held for it until [`TaskVolumes::release`] or its detach.
+    pub fn admit(&self, plan: &TaskPlan) -> Result<(), String> {
+        let Some(policy) = self.policy else {
+            return Ok(());
+        };
+        let request = u64::from(plan.ephemeral_storage_gib) * GIB;
+        let free = nix::sys::statvfs::statvfs(&self.tasks_dir)
+            .map(|st| st.blocks_available().saturating_mul(st.fragment_size()))
+            .map_err(|e| {
+                format!(
+                    "cannot read the free space of {}: {e}",
+                    self.tasks_dir.display()
+                )
+            })?;
+        let attached = self
+            .attached
+            .lock()
+            .map_err(|_| "volume table poisoned".to_string())?;
+        let mut reserved = self
+            .reserved
+            .lock()
+            .map_err(|_| "volume table poisoned".to_string())?;
+        reserved.retain(|id, (_, at)| attached.contains_key(id) || at.elapsed() < RESERVATION_TTL);
+        // What each task may still write: its size less what its image
+        // already holds on the host.
+        let mut outstanding: u64 = attached
+            .values()
+            .map(|a| {
+                let used = std::fs::metadata(&a.image)
+                    .map(|m| m.blocks() * 512)
+                    .unwrap_or(0);
+                a.size.saturating_sub(used)
+            })
+            .sum();
+        outstanding += reserved
+            .iter()
+            .filter(|(id, _)| !attached.contains_key(*id))
+            .map(|(_, (b, _))| *b)
+            .sum::<u64>();
+        admission::check(&policy, DiskSpace { free }, outstanding, request)?;
+        reserved.insert(plan.task_id.clone(), (request, Instant::now()));
+        Ok(())
+    }
+
+    /// Gives back what [`TaskVolumes::admit`] held for a task that ended.
+    pub fn release(&self, task_id: &str) {
+        if let Ok(mut r) = self.reserved.lock() {
+            r.remove(task_id);
+        }
+    }
+
+    /// Watches the volume server of `task_arn`'s volume: if it exits while
+    /// the volume is in use, the task is told to stop.
+    fn watch(&self, plan: &TaskPlan, pid: u32, stopping: Arc<AtomicBool>) {
+        let Some(notify) = self.on_failure.get().cloned() else {
+            return;
+        };
+        let arn = plan.task_arn.clone();
+        let spawned = std::thread::Builder::new()
+            .name("volume-watch".into())
+            .spawn(move || {
+                wait_exit(pid);
+                if !stopping.load(Ordering::SeqCst) {
+                    tracing::error!(task = %arn, pid, "the task's volume server exited");
+                    notify(&arn, &storage_failure_reason(pid));
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(task = %plan.task_arn, "cannot watch the volume server: {e}");
         }
     }
 
@@ -163,6 +273,8 @@ impl TaskVolumes {
                         mount,
                         image,
                         grant: Some(grant),
+                        size,
+                        stopping: Arc::new(AtomicBool::new(false)),
                     }),
                     Err(e) => {
                         let _ = self.engine.shred(&image);
@@ -192,6 +304,8 @@ impl TaskVolumes {
                     mount,
                     image,
                     grant: None,
+                    size,
+                    stopping: Arc::new(AtomicBool::new(false)),
                 })
             }
         }
@@ -212,6 +326,9 @@ impl TaskStorage for TaskVolumes {
         match self.make(plan, &dir) {
             Ok(a) => {
                 let target = a.mount.target().to_path_buf();
+                if let Some(pid) = a.mount.server_pid() {
+                    self.watch(plan, pid, a.stopping.clone());
+                }
                 if let Ok(mut m) = self.attached.lock() {
                     m.insert(plan.task_id.clone(), a);
                 }
@@ -226,6 +343,7 @@ impl TaskStorage for TaskVolumes {
                 Ok(target)
             }
             Err(Failed(reason, grant)) => {
+                self.release(&plan.task_id);
                 if let Some(g) = grant {
                     let _ = self.retire(&g);
                 }
@@ -248,6 +366,8 @@ impl TaskStorage for TaskVolumes {
             .ok_or_else(|| {
                 TaskFailure::plain(format!("no volume attached for task {}", plan.task_id))
             })?;
+        self.release(&plan.task_id);
+        a.stopping.store(true, Ordering::SeqCst);
         if let Err(e) = a.mount.unmount() {
             errors.push(format!("unmounting the volume: {e}"));
         }
@@ -278,3 +398,53 @@ impl TaskStorage for TaskVolumes {
 
 #[cfg(test)]
 mod tests;
+
+/// The `stoppedReason` of a task whose volume server died.
+fn storage_failure_reason(pid: u32) -> String {
+    format!(
+        "Task ephemeral storage failed: the volume server (pid {pid}) serving the task's \
+         encrypted volume exited unexpectedly; the task was stopped and its volume released"
+    )
+}
+
+/// Returns once process `pid` has exited (a zombie counts). A pidfd works
+/// whether or not this process is the server's parent (a restarted server
+/// re-adopting volumes is not); without one, `/proc` is polled.
+fn wait_exit(pid: u32) {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1;
+    // no memory is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd >= 0 {
+        // SAFETY: the syscall returned a new descriptor that nothing else owns.
+        let fd =
+            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+        let mut p = libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&fd),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        loop {
+            // SAFETY: one valid pollfd, count 1; blocks until the process exits.
+            let rc = unsafe { libc::poll(&mut p, 1, -1) };
+            if rc > 0 {
+                return;
+            }
+            if rc < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                break;
+            }
+        }
+    }
+    // No pidfd (ESRCH: already gone; ENOSYS: old kernel): poll /proc.
+    loop {
+        let gone = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(s) => s
+                .rsplit_once(')')
+                .is_none_or(|(_, rest)| rest.trim_start().starts_with('Z')),
+        };
+        if gone {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

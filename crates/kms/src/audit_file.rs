@@ -76,6 +76,11 @@ struct Shared {
     queue: Mutex<Queue>,
     /// The file and the length of its complete records.
     file: Mutex<(File, u64)>,
+    /// Where the file is, to open it again after a failed write.
+    path: PathBuf,
+    /// A write failed and the cut back to whole lines may not have: the
+    /// next write reopens the file and trims it first.
+    reopen: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -114,7 +119,17 @@ impl Shared {
     }
 
     fn write(&self, buf: &[u8]) -> Outcome {
+        use std::sync::atomic::Ordering;
         let mut f = lock(&self.file);
+        if self.reopen.load(Ordering::SeqCst) {
+            match open_trimmed(&self.path) {
+                Ok(fresh) => {
+                    *f = fresh;
+                    self.reopen.store(false, Ordering::SeqCst);
+                }
+                Err(e) => return Err(explain(&e)),
+            }
+        }
         let (file, len) = &mut *f;
         match file.write_all(buf) {
             Ok(()) => {
@@ -123,12 +138,57 @@ impl Shared {
             }
             Err(e) => {
                 // Cut a partly written batch (e.g. disk full) so the file
-                // stays a sequence of whole JSON lines.
-                let _ = file.set_len(*len);
-                Err((e.kind(), e.to_string()))
+                // stays a sequence of whole JSON lines; if even that
+                // fails, the next write reopens the file and trims it.
+                if file.set_len(*len).is_err() {
+                    self.reopen.store(true, Ordering::SeqCst);
+                }
+                Err(explain(&e))
             }
         }
     }
+}
+
+/// An outcome's error; a full disk is named as such (the caller's message
+/// reaches the operator).
+fn explain(e: &std::io::Error) -> (std::io::ErrorKind, String) {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        (
+            e.kind(),
+            format!("the file system of ferry's data directory is full ({e})"),
+        )
+    } else {
+        (e.kind(), e.to_string())
+    }
+}
+
+/// Opens the audit file for appending, cut back to its last whole line.
+fn open_trimmed(path: &Path) -> std::io::Result<(File, u64)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    let mut len = file.metadata()?.len();
+    // A torn record ends without a newline: find the last one (records
+    // are small, so look back a bounded distance).
+    let window = len.min(1 << 20);
+    if window > 0 {
+        let mut tail = vec![0u8; window as usize];
+        file.seek(SeekFrom::Start(len - window))?;
+        file.read_exact(&mut tail)?;
+        if tail.last() != Some(&b'\n') {
+            let keep = tail
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(len - window, |i| len - window + i as u64 + 1);
+            file.set_len(keep)?;
+            len = keep;
+        }
+    }
+    Ok((file, len))
 }
 
 /// A queued record's outcome: await it (async callers) or
@@ -245,17 +305,14 @@ pub struct FileSink {
 impl FileSink {
     /// Opens (creating, mode 0600) the audit file for appending.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)?;
-        let len = file.metadata()?.len();
+        let (file, len) = open_trimmed(path)?;
         Ok(Self {
             path: path.to_owned(),
             shared: Arc::new(Shared {
                 queue: Mutex::new(Queue::default()),
                 file: Mutex::new((file, len)),
+                path: path.to_owned(),
+                reopen: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -379,11 +436,30 @@ mod tests {
     }
 
     #[test]
+    fn a_torn_record_is_trimmed_when_the_file_is_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        std::fs::write(&path, b"{\"a\":1}\n{\"b\":").unwrap();
+        let sink = FileSink::open(&path).unwrap();
+        // A write that failed with the cut-back failing too: the next one reopens.
+        sink.shared
+            .reopen
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        std::fs::write(&path, b"{\"a\":1}\n{\"b\":").unwrap();
+        sink.append(b"{\"c\":3}").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"a\":1}\n{\"c\":3}\n"
+        );
+    }
+
+    #[test]
     fn a_failed_write_fails_its_tickets_and_leaves_whole_lines() {
         // /dev/full fails every write with ENOSPC.
         let sink = FileSink::open(Path::new("/dev/full")).unwrap();
         let e = sink.append(b"{\"a\":1}").unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::StorageFull);
+        assert!(e.to_string().contains("data directory is full"), "{e}");
         assert!(sink.submit(b"{\"b\":2}").wait().is_err());
     }
 }

@@ -300,6 +300,12 @@ impl Kms {
 
     fn audit_failed(e: &std::io::Error) -> AwsError {
         tracing::error!(error = %e, "KMS audit append failed; failing the call");
+        if e.kind() == std::io::ErrorKind::StorageFull {
+            // The operator's cue: the message says what to free.
+            return KmsError::internal(format!(
+                "The audit trail could not be written ({e}); the operation was not completed."
+            ));
+        }
         KmsError::internal("The audit trail could not be written; the operation was not completed.")
     }
 

@@ -10,10 +10,20 @@
 //! JSON keeps the format inspectable and lets record types grow fields
 //! (`#[serde(default)]`) without migrations. Secrets must not be stored here
 //! in plaintext: the KMS stores key material wrapped under its root key.
+//!
+//! An I/O error (a full disk, most often) poisons a redb database: every
+//! later transaction fails with "Previous I/O error occurred. Please close
+//! and re-open the database". [`Store`] therefore remembers that an
+//! operation failed with an I/O error and reopens the database at the next
+//! call, so the store recovers as soon as the disk does, without a restart.
+//! Nothing acknowledged is lost: a commit that failed was never
+//! acknowledged, and reopening runs redb's recovery to the last commit.
 
 #![forbid(unsafe_code)]
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Serialize, de::DeserializeOwned};
@@ -36,6 +46,15 @@ pub enum StoreError {
     /// Committing failed; nothing of the transaction was written.
     #[error("state store commit: {0}")]
     Commit(#[from] redb::CommitError),
+    /// An I/O error (e.g. the disk is full); the database is reopened at
+    /// the next call.
+    #[error("{}", io_message(*.disk_full, .detail))]
+    Io {
+        /// The data directory's file system had no space left.
+        disk_full: bool,
+        /// The underlying error.
+        detail: String,
+    },
     /// A record did not (de)serialize; names the table and key.
     #[error("state store record {table}/{key}: {source}")]
     Codec {
@@ -50,11 +69,98 @@ pub enum StoreError {
 
 type Result<T> = std::result::Result<T, StoreError>;
 
+fn io_message(disk_full: bool, detail: &str) -> String {
+    if disk_full {
+        format!(
+            "the state store cannot write: the file system of ferry's data directory is full ({detail}); \
+             writes succeed again once space is freed"
+        )
+    } else {
+        format!("the state store had an I/O error ({detail}); it is reopened at the next call")
+    }
+}
+
+impl StoreError {
+    /// Whether the data directory's file system was full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Io {
+                disk_full: true,
+                ..
+            }
+        )
+    }
+
+    /// The redb storage error inside, if any.
+    fn storage(&self) -> Option<&redb::StorageError> {
+        match self {
+            StoreError::Storage(s)
+            | StoreError::Transaction(redb::TransactionError::Storage(s))
+            | StoreError::Table(redb::TableError::Storage(s))
+            | StoreError::Commit(redb::CommitError::Storage(s))
+            | StoreError::Open(redb::DatabaseError::Storage(s)) => Some(s),
+            _ => None,
+        }
+    }
+}
+
 /// A store failure seen by an API caller is a server fault; the message names
-/// the table and key at most, never a record's contents.
+/// the table and key at most, never a record's contents. A full disk is a
+/// 503 (the caller may retry once the operator frees space).
 impl From<StoreError> for ferry_proto::AwsError {
     fn from(e: StoreError) -> Self {
-        ferry_proto::AwsError::server("InternalFailure", format!("{e}"))
+        if e.is_disk_full() {
+            ferry_proto::AwsError::server("ServiceUnavailableException", format!("{e}"))
+                .with_status(503)
+        } else {
+            ferry_proto::AwsError::server("InternalFailure", format!("{e}"))
+        }
+    }
+}
+
+/// Whether `e` is (or wraps) "no space left on device".
+fn io_is_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded
+        || matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT))
+}
+
+/// ENOSPC and EDQUOT on Linux (the store crate has no libc dependency).
+const ENOSPC: i32 = 28;
+const EDQUOT: i32 = 122;
+
+/// Opens the database (again).
+type Opener =
+    Box<dyn Fn() -> std::result::Result<redb::Database, redb::DatabaseError> + Send + Sync>;
+
+/// Tracks whether the database must be reopened, and why it failed last.
+#[derive(Default)]
+struct Health {
+    broken: AtomicBool,
+    /// Whether the last I/O error was a full disk (a later "previous I/O
+    /// error" is explained by it).
+    last_full: AtomicBool,
+}
+
+impl Health {
+    /// Turns an I/O-type error into [`StoreError::Io`] and marks the
+    /// database for reopening; other errors pass through.
+    fn note(&self, e: StoreError) -> StoreError {
+        let (full, detail) = match e.storage() {
+            Some(redb::StorageError::Io(io)) => (io_is_full(io), io.to_string()),
+            Some(redb::StorageError::PreviousIo) => (
+                self.last_full.load(Ordering::SeqCst),
+                "a previous write failed".to_owned(),
+            ),
+            _ => return e,
+        };
+        self.last_full.store(full, Ordering::SeqCst);
+        self.broken.store(true, Ordering::SeqCst);
+        StoreError::Io {
+            disk_full: full,
+            detail,
+        }
     }
 }
 
@@ -65,25 +171,87 @@ fn table(name: &str) -> TableDefinition<'_, &'static str, &'static [u8]> {
 /// The state store. Cheap to share behind an `Arc`; redb serializes writers
 /// and lets readers run concurrently against a snapshot.
 pub struct Store {
-    db: redb::Database,
+    opener: Opener,
+    /// `None` between closing a failed database and reopening it.
+    db: RwLock<Option<Arc<redb::Database>>>,
+    health: Health,
+    /// Serializes reopening.
+    reopening: Mutex<()>,
 }
 
 impl Store {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self> {
+        let path = path.to_owned();
+        Self::with_opener(Box::new(move || redb::Database::create(&path)))
+    }
+
+    /// A store over whatever `opener` opens (tests inject failing backends).
+    fn with_opener(opener: Opener) -> Result<Self> {
+        let db = opener()?;
         Ok(Self {
-            db: redb::Database::create(path)?,
+            opener,
+            db: RwLock::new(Some(Arc::new(db))),
+            health: Health::default(),
+            reopening: Mutex::new(()),
         })
+    }
+
+    /// The open database, reopened first if an I/O error broke it.
+    fn db(&self) -> Result<Arc<redb::Database>> {
+        if self.health.broken.load(Ordering::SeqCst) {
+            self.reopen()?;
+        }
+        let slot = self
+            .db
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        slot.clone().ok_or_else(|| StoreError::Io {
+            disk_full: self.health.last_full.load(Ordering::SeqCst),
+            detail: "the database is being reopened".into(),
+        })
+    }
+
+    /// Closes the broken database and opens it again (redb's recovery
+    /// rolls back to the last durable commit). Fails, and is tried again
+    /// at the next call, while the disk is still full or an operation on
+    /// the old database is still running.
+    fn reopen(&self) -> Result<()> {
+        let _one = self
+            .reopening
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !self.health.broken.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        // Drop our reference; in-flight operations hold theirs until done.
+        let old = self
+            .db
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        drop(old);
+        let db = (self.opener)().map_err(|e| self.health.note(StoreError::Open(e)))?;
+        *self
+            .db
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(db));
+        self.health.broken.store(false, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Reads one record.
     pub fn get<T: DeserializeOwned>(&self, table_name: &str, key: &str) -> Result<Option<T>> {
-        let txn = self.db.begin_read()?;
-        match txn.open_table(table(table_name)) {
-            Ok(t) => get_in(&t, table_name, key),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        let db = self.db()?;
+        let r = (|| {
+            let txn = db.begin_read()?;
+            match txn.open_table(table(table_name)) {
+                Ok(t) => get_in(&t, table_name, key),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        })();
+        r.map_err(|e| self.health.note(e))
     }
 
     /// All records of a table whose key starts with `prefix`, in key order.
@@ -92,12 +260,16 @@ impl Store {
         table_name: &str,
         prefix: &str,
     ) -> Result<Vec<(String, T)>> {
-        let txn = self.db.begin_read()?;
-        match txn.open_table(table(table_name)) {
-            Ok(t) => scan_in(&t, table_name, prefix),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
-            Err(e) => Err(e.into()),
-        }
+        let db = self.db()?;
+        let r = (|| {
+            let txn = db.begin_read()?;
+            match txn.open_table(table(table_name)) {
+                Ok(t) => scan_in(&t, table_name, prefix),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
+                Err(e) => Err(e.into()),
+            }
+        })();
+        r.map_err(|e| self.health.note(e))
     }
 
     /// Writes one record (insert or replace), durably.
@@ -119,10 +291,17 @@ impl Store {
         &self,
         f: impl FnOnce(&mut WriteTxn<'_>) -> std::result::Result<R, E>,
     ) -> std::result::Result<R, E> {
-        let txn = self.db.begin_write().map_err(StoreError::from)?;
-        let mut w = WriteTxn { txn: &txn };
+        let db = self.db()?;
+        let txn = db
+            .begin_write()
+            .map_err(|e| self.health.note(StoreError::from(e)))?;
+        let mut w = WriteTxn {
+            txn: &txn,
+            health: &self.health,
+        };
         let r = f(&mut w)?;
-        txn.commit().map_err(StoreError::from)?;
+        txn.commit()
+            .map_err(|e| self.health.note(StoreError::from(e)))?;
         Ok(r)
     }
 }
@@ -131,12 +310,20 @@ impl Store {
 /// transaction's own writes.
 pub struct WriteTxn<'a> {
     txn: &'a redb::WriteTransaction,
+    health: &'a Health,
 }
 
 impl WriteTxn<'_> {
     /// Reads one record.
     pub fn get<T: DeserializeOwned>(&self, table_name: &str, key: &str) -> Result<Option<T>> {
-        get_in(&self.txn.open_table(table(table_name))?, table_name, key)
+        self.noted(|| get_in(&self.txn.open_table(table(table_name))?, table_name, key))
+    }
+
+    /// Runs `f`, marking the database for reopening on an I/O error (the
+    /// caller may turn the error into its own type, which [`Store::write`]
+    /// cannot look into).
+    fn noted<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
+        f().map_err(|e| self.health.note(e))
     }
 
     /// All records whose key starts with `prefix`, in key order.
@@ -145,7 +332,7 @@ impl WriteTxn<'_> {
         table_name: &str,
         prefix: &str,
     ) -> Result<Vec<(String, T)>> {
-        scan_in(&self.txn.open_table(table(table_name))?, table_name, prefix)
+        self.noted(|| scan_in(&self.txn.open_table(table(table_name))?, table_name, prefix))
     }
 
     /// Inserts or replaces one record.
@@ -155,16 +342,20 @@ impl WriteTxn<'_> {
             key: key.to_owned(),
             source,
         })?;
-        let mut t = self.txn.open_table(table(table_name))?;
-        t.insert(key, bytes.as_slice())?;
-        Ok(())
+        self.noted(|| {
+            let mut t = self.txn.open_table(table(table_name))?;
+            t.insert(key, bytes.as_slice())?;
+            Ok(())
+        })
     }
 
     /// Deletes one record; returns whether it existed.
     pub fn delete(&mut self, table_name: &str, key: &str) -> Result<bool> {
-        let mut t = self.txn.open_table(table(table_name))?;
-        let existed = t.remove(key)?.is_some();
-        Ok(existed)
+        self.noted(|| {
+            let mut t = self.txn.open_table(table(table_name))?;
+            let existed = t.remove(key)?.is_some();
+            Ok(existed)
+        })
     }
 }
 
@@ -260,5 +451,101 @@ mod tests {
         assert!(matches!(r, Err(E::Abort)));
         assert_eq!(s.get::<Rec>("t", "k").unwrap(), Some(Rec { n: 1 }));
         assert_eq!(s.get::<Rec>("t", "k2").unwrap(), None);
+    }
+
+    /// A file backend whose writes fail with ENOSPC while `full` is set.
+    #[derive(Debug)]
+    struct Flaky {
+        inner: redb::backends::FileBackend,
+        full: Arc<AtomicBool>,
+    }
+
+    impl Flaky {
+        fn check(&self) -> std::io::Result<()> {
+            if self.full.load(Ordering::SeqCst) {
+                Err(std::io::Error::from_raw_os_error(ENOSPC))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl redb::StorageBackend for Flaky {
+        fn len(&self) -> std::io::Result<u64> {
+            self.inner.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+            self.inner.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.set_len(len)
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.write(offset, data)
+        }
+        fn close(&self) -> std::io::Result<()> {
+            self.inner.close()
+        }
+    }
+
+    #[test]
+    fn a_full_disk_fails_writes_then_the_store_recovers_without_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let full = Arc::new(AtomicBool::new(false));
+        let (p, f) = (path.clone(), full.clone());
+        let s = Store::with_opener(Box::new(move || {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&p)
+                .map_err(|e| redb::DatabaseError::Storage(redb::StorageError::Io(e)))?;
+            let inner = redb::backends::FileBackend::new(file)?;
+            redb::Database::builder().create_with_backend(Flaky {
+                inner,
+                full: f.clone(),
+            })
+        }))
+        .unwrap();
+        s.put("t", "kept", &Rec { n: 1 }).unwrap();
+
+        full.store(true, Ordering::SeqCst);
+        // A large record so the commit must write (and grow) the file.
+        let big: Vec<u32> = (0..100_000).collect();
+        let e = s.put("t", "lost", &big).unwrap_err();
+        assert!(e.is_disk_full(), "{e}");
+        assert!(
+            e.to_string()
+                .contains("file system of ferry's data directory is full"),
+            "{e}"
+        );
+        // Still full: writes keep failing with the same clear error.
+        let e = s.put("t", "also-lost", &Rec { n: 2 }).unwrap_err();
+        assert!(e.is_disk_full(), "{e}");
+        let aws: ferry_proto::AwsError = e.into();
+        assert_eq!(
+            (aws.code.as_str(), aws.status),
+            ("ServiceUnavailableException", 503)
+        );
+
+        // Space is back: the next call reopens the database; what was
+        // acknowledged is there, what failed is not.
+        full.store(false, Ordering::SeqCst);
+        s.put("t", "after", &Rec { n: 3 }).unwrap();
+        assert_eq!(s.get::<Rec>("t", "kept").unwrap(), Some(Rec { n: 1 }));
+        assert_eq!(s.get::<Rec>("t", "after").unwrap(), Some(Rec { n: 3 }));
+        assert_eq!(s.get::<Vec<u32>>("t", "lost").unwrap(), None);
+        assert_eq!(s.get::<Rec>("t", "also-lost").unwrap(), None);
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.get::<Rec>("t", "after").unwrap(), Some(Rec { n: 3 }));
     }
 }

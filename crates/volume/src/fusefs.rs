@@ -42,7 +42,26 @@ pub struct VolumeFs {
     /// `None` serves the image as is (plain mode, same path without the cipher).
     key: Option<Arc<VolumeKey>>,
     started: SystemTime,
+    /// Bytes of the host file system that writes into holes must leave
+    /// free (0: no limit). See [`VolumeFs::with_reserve`].
+    reserve: u64,
+    /// Backing ranges `[start, end)` this server allocated (fallocate):
+    /// writes there need no host space, though SEEK_HOLE reports the
+    /// host's unwritten extents as holes.
+    allocated: std::sync::Mutex<Vec<(u64, u64)>>,
+    /// Where the mount writes the ext4 metadata map, and the map once read.
+    metadata: Option<(std::path::PathBuf, std::sync::OnceLock<Ranges>)>,
 }
+
+/// Byte ranges `[start, end)`.
+type Ranges = Vec<(u64, u64)>;
+
+/// Writes up to this size that would allocate may go on until half the
+/// reserve is used: ext4's metadata (bitmaps, inode table, extent and
+/// directory blocks) is written a block or a few at a time, and a failed
+/// metadata write aborts the journal, whereas a failed data write is only
+/// the ENOSPC the task should see.
+const SMALL_WRITE: usize = 16 << 10;
 
 /// Per-thread state: cipher contexts (keyed once) and reusable buffers.
 struct Worker {
@@ -65,6 +84,88 @@ impl VolumeFs {
             size,
             key,
             started: SystemTime::now(),
+            reserve: 0,
+            allocated: std::sync::Mutex::new(Vec::new()),
+            metadata: None,
+        }
+    }
+
+    /// Keeps `reserve` bytes of the host file system free for ferry's own
+    /// state: a write or allocation that would fill a hole in the backing
+    /// file fails with ENOSPC once less than that is left (less than half of
+    /// it for small writes, which are mostly ext4 metadata). Overwriting
+    /// allocated blocks always works (ext4 overwrites in place).
+    pub fn with_reserve(mut self, reserve: u64) -> Self {
+        self.reserve = reserve;
+        self
+    }
+
+    /// Writes into the byte ranges listed in `path` (see
+    /// [`crate::mount::METADATA_MAP`], read when first needed) are ext4
+    /// metadata: like small writes, they may use the lower half of the
+    /// reserve.
+    pub fn with_metadata_map(mut self, path: std::path::PathBuf) -> Self {
+        self.metadata = Some((path, std::sync::OnceLock::new()));
+        self
+    }
+
+    /// Whether plaintext `[at, at + len)` lies in the ext4 metadata map.
+    fn is_metadata(&self, at: u64, len: u64) -> bool {
+        let Some((path, map)) = &self.metadata else {
+            return false;
+        };
+        let ranges = match map.get() {
+            Some(r) => r,
+            None => {
+                // Not written yet (mkfs still running): look again next time.
+                let Ok(text) = std::fs::read_to_string(path) else {
+                    return false;
+                };
+                map.get_or_init(|| {
+                    text.lines()
+                        .filter_map(|l| {
+                            let (a, b) = l.split_once(' ')?;
+                            Some((a.parse().ok()?, b.trim().parse().ok()?))
+                        })
+                        .collect()
+                })
+            }
+        };
+        let end = at.saturating_add(len);
+        ranges.iter().any(|(s, e)| *s <= at && end <= *e)
+    }
+
+    /// Refuses (ENOSPC) a write of `len` bytes at backing offset `at` that
+    /// would allocate while the host is within its reserve.
+    fn check_room(&self, at: u64, len: u64) -> Result<(), Errno> {
+        if self.reserve == 0 {
+            return Ok(());
+        }
+        let fd = self.backing.as_fd();
+        let (free, _) = sys::fs_space(fd).map_err(Errno::from)?;
+        let floor = if len <= SMALL_WRITE as u64
+            || self.is_metadata(at.saturating_sub(self.data_offset), len)
+        {
+            self.reserve / 2
+        } else {
+            self.reserve
+        };
+        if free >= floor.saturating_add(len) {
+            return Ok(());
+        }
+        // Short of room: only a write over blocks that are all allocated
+        // (no hole in the range, or a range this server allocated) needs none.
+        let end = at.saturating_add(len);
+        if self
+            .allocated
+            .lock()
+            .is_ok_and(|a| a.iter().any(|(s, e)| *s <= at && end <= *e))
+        {
+            return Ok(());
+        }
+        match sys::seek_hole(fd, at) {
+            Ok(hole) if hole >= at.saturating_add(len) => Ok(()),
+            _ => Err(Errno::from_i32(libc::ENOSPC)),
         }
     }
 
@@ -162,6 +263,7 @@ impl VolumeFs {
         if end > self.size {
             return Err(Errno::from_i32(libc::ENOSPC));
         }
+        self.check_room(self.data_offset + offset, data.len() as u64)?;
         self.with_worker(|w| {
             let n = data.len();
             w.a.ensure(n);
@@ -192,20 +294,28 @@ impl VolumeFs {
             if !offset.is_multiple_of(SECTOR as u64) || !length.is_multiple_of(SECTOR as u64) {
                 return Err(Errno::from_i32(libc::EOPNOTSUPP));
             }
-            return sys::punch_hole(fd, self.data_offset + offset, length).map_err(Errno::from);
+            let (at, end) = (self.data_offset + offset, self.data_offset + end);
+            // Punched blocks are holes again: forget any allocation they overlap.
+            if let Ok(mut a) = self.allocated.lock() {
+                a.retain(|(s, e)| *e <= at || end <= *s);
+            }
+            return sys::punch_hole(fd, at, length).map_err(Errno::from);
         }
         if mode & !libc::FALLOC_FL_KEEP_SIZE != 0 {
             return Err(Errno::from_i32(libc::EOPNOTSUPP));
         }
+        self.check_room(self.data_offset + offset, length)?;
         // Plain allocation: allocated-but-unwritten blocks read as zeros, and
         // zero ciphertext sectors read as plaintext zeros, so this stays correct.
-        sys::fallocate(
-            fd,
-            libc::FALLOC_FL_KEEP_SIZE,
-            self.data_offset + offset,
-            length,
-        )
-        .map_err(Errno::from)
+        let at = self.data_offset + offset;
+        sys::fallocate(fd, libc::FALLOC_FL_KEEP_SIZE, at, length).map_err(Errno::from)?;
+        if let Ok(mut a) = self.allocated.lock() {
+            // Few and large (the journal): a list is enough.
+            if a.len() < 64 {
+                a.push((at, at.saturating_add(length)));
+            }
+        }
+        Ok(())
     }
 }
 

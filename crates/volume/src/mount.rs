@@ -141,6 +141,11 @@ impl MountHandle {
         self.server.as_ref().map(Child::id)
     }
 
+    /// The serving process's runtime directory (its `server.log`).
+    pub fn runtime_dir(&self) -> &Path {
+        &self.runtime_dir
+    }
+
     /// Unmounts ext4, waits for the loop device to go, stops the server and
     /// waits for it, removes the runtime directory.
     pub fn unmount(mut self) -> Result<(), UnmountError> {
@@ -252,7 +257,7 @@ fn mount_in(
             return Err(e.into());
         }
     };
-    let r = prepare_and_mount(&dev, blank, target);
+    let r = prepare_and_mount(&dev, blank, target, runtime_dir);
     let loop_name = dev.name();
     // The mount holds the device now; closing ours lets autoclear fire at umount.
     drop(dev);
@@ -269,9 +274,16 @@ fn mount_in(
     })
 }
 
-fn prepare_and_mount(dev: &LoopDevice, blank: bool, target: &Path) -> Result<(), MountError> {
+fn prepare_and_mount(
+    dev: &LoopDevice,
+    blank: bool,
+    target: &Path,
+    runtime_dir: &Path,
+) -> Result<(), MountError> {
     if blank {
         mkfs(&dev.path())?;
+        preallocate_journal(&dev.path(), &fuse_dir(runtime_dir).join(FILE_NAME));
+        write_metadata_map(&dev.path(), &runtime_dir.join(METADATA_MAP));
     } else if !has_ext4_superblock(dev)? {
         return Err(MountError::NotExt4);
     }
@@ -308,6 +320,120 @@ fn mkfs(dev: &Path) -> Result<(), MountError> {
         ));
     }
     Ok(())
+}
+
+/// Allocates the backing blocks of the new file system's journal, so that
+/// a journal write never needs host space: on a full host the volume
+/// server refuses writes into holes (ENOSPC), and a failed journal write
+/// would abort the journal (the file system turns read-only) where a
+/// failed data write is only the ENOSPC the task should see. Best effort:
+/// a volume whose journal could not be allocated still mounts.
+fn preallocate_journal(dev: &Path, fuse_file: &Path) {
+    let out = Command::new("debugfs")
+        .arg("-R")
+        .arg("stat <8>")
+        .arg(dev)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output();
+    let extents = match out {
+        Ok(o) if o.status.success() => journal_extents(&String::from_utf8_lossy(&o.stdout)),
+        _ => Vec::new(),
+    };
+    let file = match std::fs::OpenOptions::new().write(true).open(fuse_file) {
+        Ok(f) => f,
+        Err(_) => return,
+    };
+    for (start, len) in extents {
+        let (off, len) = (start * 4096, len * 4096);
+        if let Err(e) = sys::fallocate(
+            std::os::fd::AsFd::as_fd(&file),
+            libc::FALLOC_FL_KEEP_SIZE,
+            off,
+            len,
+        ) {
+            eprintln!("ferry-volume: preallocating the journal: {e}");
+            return;
+        }
+    }
+}
+
+/// Where the volume's ext4 keeps its bitmaps and inode tables, written by
+/// the mount for the volume server (`START END` byte ranges, one a line):
+/// on a host short of space the server lets writes there allocate into
+/// the lower half of the reserve, as a failed metadata write aborts the
+/// journal (see [`crate::fusefs::VolumeFs::with_metadata_map`]).
+pub const METADATA_MAP: &str = "ext4-metadata";
+
+/// Writes [`METADATA_MAP`] from `dumpe2fs`. Best effort: without it the
+/// server only knows metadata writes by their size.
+fn write_metadata_map(dev: &Path, path: &Path) {
+    let out = Command::new("dumpe2fs")
+        .arg(dev)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output();
+    let Ok(out) = out else {
+        return;
+    };
+    let ranges = metadata_ranges(&String::from_utf8_lossy(&out.stdout));
+    let text: String = ranges
+        .iter()
+        .map(|(a, b)| format!("{} {}\n", a * 4096, (b + 1) * 4096))
+        .collect();
+    let _ = std::fs::write(path, text);
+}
+
+/// The block ranges `(first, last)` of the bitmaps and inode tables in
+/// `dumpe2fs` output, sorted and merged.
+fn metadata_ranges(text: &str) -> Vec<(u64, u64)> {
+    let mut r: Vec<(u64, u64)> = text
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let rest = l
+                .strip_prefix("Block bitmap at ")
+                .or_else(|| l.strip_prefix("Inode bitmap at "))
+                .or_else(|| l.strip_prefix("Inode table at "))?;
+            let span = rest.split_whitespace().next()?;
+            let (a, b) = span.split_once('-').unwrap_or((span, span));
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .collect();
+    r.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (a, b) in r {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 + 1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    merged
+}
+
+/// The extents `(first block, block count)` in debugfs's `stat` output
+/// (`(0-32767):1605632-1638399`, `(ETB0):…` index blocks skipped).
+fn journal_extents(stat: &str) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let Some(i) = stat.find("EXTENTS:") else {
+        return out;
+    };
+    for item in stat[i + "EXTENTS:".len()..].split([',', '\n']) {
+        let item = item.trim();
+        let Some((_, phys)) = item.split_once("):") else {
+            continue;
+        };
+        if item.starts_with("(ETB") {
+            continue;
+        }
+        let (a, b) = phys.split_once('-').unwrap_or((phys, phys));
+        if let (Ok(a), Ok(b)) = (a.trim().parse::<u64>(), b.trim().parse::<u64>())
+            && b >= a
+        {
+            out.push((a, b - a + 1));
+        }
+    }
+    out
 }
 
 fn has_ext4_superblock(dev: &LoopDevice) -> Result<bool, MountError> {
@@ -390,13 +516,37 @@ fn teardown(
     let pid: Option<u32> = std::fs::read_to_string(runtime_dir.join("pid"))
         .ok()
         .and_then(|s| s.trim().parse().ok());
-    if mountinfo::is_mount_point(target) {
-        sys::umount(target, false).map_err(|source| UnmountError::Umount {
-            path: target.display().to_string(),
-            source,
-        })?;
+    // A dead server (killed, crashed) leaves its FUSE connection hanging:
+    // abort it so every I/O of ext4 and the loop device fails at once
+    // instead of waiting, then the unmounts below cannot hang.
+    let dead = pid.is_some_and(process_gone);
+    if dead {
+        abort_fuse(runtime_dir);
     }
-    if !wait_loop_gone(loop_name, runtime_dir) {
+    if mountinfo::is_mount_point(target) {
+        match sys::umount(target, false) {
+            Ok(()) => {}
+            // Nothing can be written back to a dead volume anyway: detach
+            // the mount and let the kernel drop it once unused.
+            Err(_) if dead => {
+                let _ = sys::umount(target, true);
+            }
+            Err(source) => {
+                return Err(UnmountError::Umount {
+                    path: target.display().to_string(),
+                    source,
+                });
+            }
+        }
+    }
+    if dead {
+        // With the connection aborted the loop device goes as soon as the
+        // (lazily detached) ext4 lets go of it; if something still holds
+        // it, go on: its I/O fails, and the image is shredded regardless.
+        let _ = wait_until(Duration::from_secs(5), || {
+            loopdev::backing_file(loop_name).is_none_or(|b| !b.starts_with(runtime_dir))
+        });
+    } else if !wait_loop_gone(loop_name, runtime_dir) {
         return Err(UnmountError::Timeout("loop device to detach"));
     }
     if let Some(pid) = pid {
@@ -404,6 +554,32 @@ fn teardown(
     }
     remove_runtime_dir(runtime_dir)?;
     Ok(())
+}
+
+/// Aborts the FUSE connection mounted at `runtime_dir`'s `fuse/` (through
+/// `/sys/fs/fuse/connections/N/abort`, N the mount's device minor, read
+/// from mountinfo since a dead FUSE mount cannot be stat'ed). Best effort.
+fn abort_fuse(runtime_dir: &Path) {
+    let fuse = fuse_dir(runtime_dir);
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let Some(minor) = fuse_minor(&text, &fuse) else {
+        return;
+    };
+    let _ = std::fs::write(format!("/sys/fs/fuse/connections/{minor}/abort"), "1");
+}
+
+/// The device minor of the mount at `mount_point` in mountinfo `text`.
+fn fuse_minor(text: &str, mount_point: &Path) -> Option<u32> {
+    let want = mount_point.to_str()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        if f.get(4) != Some(&want) {
+            return None;
+        }
+        f.get(2)?.split_once(':')?.1.parse().ok()
+    })
 }
 
 /// Waits until `loop_name` no longer points into `runtime_dir`; true if it went.
@@ -462,6 +638,35 @@ fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_the_fuse_connection() {
+        let text = "36 25 0:31 / /run/ferry/volumes/ab/fuse rw - fuse.ferry ferry-volume rw\n\
+                    37 25 7:3 / /data/root rw - ext4 /dev/loop3 rw\n";
+        assert_eq!(
+            fuse_minor(text, Path::new("/run/ferry/volumes/ab/fuse")),
+            Some(31)
+        );
+        assert_eq!(fuse_minor(text, Path::new("/elsewhere")), None);
+    }
+
+    #[test]
+    fn parses_dumpe2fs_metadata() {
+        let text = "Group 0: (Blocks 0-32767)\n  Block bitmap at 1028 (+1028), csum 0x1\n\
+                    Inode bitmap at 1044 (+1044)\n  Inode table at 1060-1571 (+1060)\n\
+                    Block bitmap at 1029 (bg #0 + 1029)\n  Inode table at 1572-2083 (bg #0 + 1572)\n";
+        assert_eq!(
+            metadata_ranges(text),
+            vec![(1028, 1029), (1044, 1044), (1060, 2083)]
+        );
+    }
+
+    #[test]
+    fn parses_debugfs_extents() {
+        let text = "Inode: 8   Type: regular\nEXTENTS:\n(ETB0):1000, (0-32767):1605632-1638399, (32768):2000\n";
+        assert_eq!(journal_extents(text), vec![(1_605_632, 32_768), (2000, 1)]);
+        assert!(journal_extents("no extents here").is_empty());
+    }
 
     #[test]
     fn strips_runtime_suffix() {

@@ -28,6 +28,9 @@ pub struct ServeArgs {
     pub runtime_dir: PathBuf,
     /// Serve the image unencrypted.
     pub plain: bool,
+    /// Bytes of the host file system that writes into the image's holes
+    /// must leave free (0: none); see [`VolumeFs::with_reserve`].
+    pub reserve: u64,
 }
 
 /// Errors of the serving process (sent as the readiness line).
@@ -139,7 +142,9 @@ fn start(args: &ServeArgs) -> Result<(Session, &'static str), ServeError> {
     let blank = sys::seek_data(backing.as_fd(), data_offset)
         .map_err(ServeError::Image)?
         .is_none_or(|d| d >= data_offset + size);
-    let fs = VolumeFs::new(backing, data_offset, size, key);
+    let fs = VolumeFs::new(backing, data_offset, size, key)
+        .with_reserve(args.reserve)
+        .with_metadata_map(args.runtime_dir.join(crate::mount::METADATA_MAP));
     let config = {
         let mut c = fuser::Config::default();
         c.mount_options = vec![

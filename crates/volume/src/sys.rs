@@ -97,6 +97,37 @@ fn to_off(v: u64) -> io::Result<libc::off_t> {
     libc::off_t::try_from(v).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
+/// `lseek(SEEK_HOLE)`: the first hole byte at or after `offset` (the end
+/// of the file counts as a hole).
+pub fn seek_hole(fd: BorrowedFd<'_>, offset: u64) -> io::Result<u64> {
+    let off = to_off(offset)?;
+    // SAFETY: lseek on a valid borrowed fd with integer arguments.
+    let rc = unsafe { libc::lseek(fd.as_raw_fd(), off, libc::SEEK_HOLE) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc as u64)
+}
+
+/// Bytes an unprivileged writer may still allocate on `fd`'s file system
+/// (`f_bavail`), and the file system's size.
+pub fn fs_space(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: fstatvfs fills the struct it is given on success; it is only
+    // read after a zero return.
+    let rc = unsafe { libc::fstatvfs(fd.as_raw_fd(), st.as_mut_ptr()) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstatvfs returned 0, so the struct is initialized.
+    let st = unsafe { st.assume_init() };
+    let frsize = st.f_frsize;
+    Ok((
+        st.f_bavail.saturating_mul(frsize),
+        st.f_blocks.saturating_mul(frsize),
+    ))
+}
+
 /// `lseek(SEEK_DATA)`: the first data byte at or after `offset`, `None` if only holes follow.
 pub fn seek_data(fd: BorrowedFd<'_>, offset: u64) -> io::Result<Option<u64>> {
     let off = to_off(offset)?;

@@ -82,14 +82,17 @@ pub fn handle(
     // A busy path: expire old stopped tasks here, even if the request fails.
     tasks::maybe_sweep(core);
     let spec = launch_spec(core, req)?;
-    let records = tasks::launch(core, spec)?;
-    let tasks = records
+    let launched = tasks::launch(core, spec)?;
+    let tasks = launched
+        .tasks
         .iter()
         .map(|t| wire_task::render(t, &core.cfg.region, false))
         .collect();
+    // Tasks the host has no room for are `failures`, as ECS reports
+    // capacity it cannot place (the call itself succeeds).
     Ok(RunTaskResponse {
         tasks,
-        failures: vec![],
+        failures: launched.failures,
     })
 }
 

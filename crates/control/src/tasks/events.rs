@@ -26,8 +26,38 @@ pub fn sink(core: &Arc<Core>, cluster: &str, task_id: &str) -> EventSink {
             && let Err(e) = apply_event(&core, &key, &event)
         {
             tracing::error!(task = %key, error = %e, "recording a task event failed");
+            // The last event must not be lost to a passing store failure
+            // (a full disk): the task would stay DEACTIVATING until a
+            // restart. Retried until the store takes it.
+            if matches!(event, TaskEvent::Stopped { .. }) {
+                retry_stopped(me.clone(), key.clone(), event);
+            }
         }
     })
+}
+
+/// How long a `Stopped` event that could not be recorded is retried.
+const STOPPED_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(3600);
+
+fn retry_stopped(core: std::sync::Weak<Core>, key: String, event: TaskEvent) {
+    let spawned = std::thread::Builder::new()
+        .name("stopped-retry".into())
+        .spawn(move || {
+            let start = std::time::Instant::now();
+            while start.elapsed() < STOPPED_RETRY_FOR {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                let Some(core) = core.upgrade() else {
+                    return;
+                };
+                if apply_event(&core, &key, &event).is_ok() {
+                    tracing::info!(task = %key, "recorded the task's stop after a store failure");
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot retry recording a task's stop");
+    }
 }
 
 /// Applies `event` to the task stored under `key`, if there is one. When

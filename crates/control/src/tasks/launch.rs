@@ -19,8 +19,22 @@ use crate::model::task_definition::{TaskDefRecord, TaskDefSpec};
 use crate::plan::{self, DEFAULT_STORAGE_GIB, PlannedTask};
 use crate::service::Core;
 use crate::validate::{self, Platform};
-use crate::wire::Tag;
 use crate::wire::task::{ContainerOverride, TaskOverride};
+use crate::wire::{Failure, Tag};
+
+/// The `failures` reason of a task the host refused for want of disk
+/// space (ECS's `RESOURCE:*` family; the detail names the sizes).
+pub const NO_STORAGE: &str = "RESOURCE:EPHEMERAL_STORAGE";
+
+/// What [`launch`] did: the tasks it started, and the ones the host
+/// refused (RunTask's `failures`).
+#[derive(Debug)]
+pub struct Launched {
+    /// The started tasks' records.
+    pub tasks: Vec<TaskRecord>,
+    /// One per refused task.
+    pub failures: Vec<Failure>,
+}
 
 /// Which customer-managed key protects the tasks' storage (platform
 /// version 1.4.0; 1.3.0 storage is unencrypted).
@@ -132,9 +146,10 @@ fn storage(
     }
 }
 
-/// Records and starts the tasks of `spec`; returns their records as they
-/// stand after the runtime was called.
-pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Vec<TaskRecord>, EcsError> {
+/// Records and starts the tasks of `spec` that the runtime admits; returns
+/// their records as they stand after the runtime was called, and a failure
+/// per task it refused.
+pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> {
     let (_, _, size) = plan::effective_size(&spec.task_definition.spec, &spec.overrides)?;
     let (storage, cmk_arn) = storage(core, &spec, size)?;
     let LaunchSpec {
@@ -168,6 +183,7 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Vec<TaskRecord>, Ecs
     let overrides_echo = serde_json::to_value(echo_overrides(&overrides, &td.spec))
         .map_err(|e| EcsError::Server(format!("encoding overrides: {e}")))?;
     let mut records = Vec::with_capacity(count as usize);
+    let mut failures = Vec::new();
     for _ in 0..count {
         let task_id = new_id();
         let task_arn = core.scope.task(&cluster.name, &task_id);
@@ -183,6 +199,15 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Vec<TaskRecord>, Ecs
             &overrides,
             storage.clone(),
         )?;
+        // Asked before anything is recorded: a refused task leaves no record.
+        if let Err(detail) = core.runtime.admit(&p) {
+            failures.push(Failure {
+                arn: cluster.arn.clone(),
+                reason: NO_STORAGE.into(),
+                detail: Some(detail),
+            });
+            continue;
+        }
         let credentials_id = task_role.as_ref().map(|_| identity::new_credentials_id());
         if let Some(id) = &credentials_id {
             plan::add_credentials_uri(&mut p, id);
@@ -249,6 +274,12 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Vec<TaskRecord>, Ecs
             version: 1,
         });
     }
+    if records.is_empty() {
+        return Ok(Launched {
+            tasks: Vec::new(),
+            failures,
+        });
+    }
     core.store.write(|w| {
         // The cluster may have been deleted meanwhile.
         if !w
@@ -282,7 +313,10 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Vec<TaskRecord>, Ecs
         let key = db::task_key(&cluster.name, &t.plan.task_id);
         out.push(core.store.get(db::TASKS, &key)?.unwrap_or(t));
     }
-    Ok(out)
+    Ok(Launched {
+        tasks: out,
+        failures,
+    })
 }
 
 /// ECS echoes `overrides` with one entry per container.
@@ -358,7 +392,7 @@ mod tests {
         for (choice, key, cmk) in cases {
             let mut s = spec(&e, "c");
             s.storage_key = choice.clone();
-            let t = launch(core, s).unwrap().remove(0);
+            let t = launch(core, s).unwrap().tasks.remove(0);
             assert_eq!(
                 t.plan.storage,
                 StoragePlan::Encrypted {
@@ -371,7 +405,7 @@ mod tests {
         // 1.3.0 is unencrypted whatever the choice.
         let mut s = spec(&e, "c");
         s.platform = Platform::V1_3_0;
-        let t = launch(core, s).unwrap().remove(0);
+        let t = launch(core, s).unwrap().tasks.remove(0);
         assert_eq!(t.plan.storage, StoragePlan::Unencrypted);
         assert_eq!((t.cmk_arn, t.platform_version.as_str()), (None, "1.3.0"));
     }
@@ -390,7 +424,7 @@ mod tests {
         s.overrides = serde_json::from_value(json!({"containerOverrides": [
             {"name": "sample-fargate-app", "command": ["echo", "hi"]}]}))
         .unwrap();
-        let out = launch(e.svc.core(), s).unwrap();
+        let out = launch(e.svc.core(), s).unwrap().tasks;
         assert_eq!(out.len(), 2);
         assert_eq!(e.rt.started.lock().unwrap().len(), 2);
         for t in &out {

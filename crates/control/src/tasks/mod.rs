@@ -15,7 +15,10 @@ mod stop;
 mod sweep;
 
 pub use events::sink;
-pub use launch::{LaunchSpec, StorageKeyChoice, check_platform, launch, runnable_task_definition};
+pub use launch::{
+    LaunchSpec, Launched, NO_STORAGE, StorageKeyChoice, check_platform, launch,
+    runnable_task_definition,
+};
 pub use reconcile::{ReconcileReport, reconcile};
 pub use stop::stop;
 pub use sweep::{maybe_sweep, sweep_stopped};

@@ -92,6 +92,31 @@ pub struct Args {
     #[arg(long, default_value_t = ferry_api::listener::DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_connections_per_source: usize,
+    /// How many bytes of task storage one free byte of the data
+    /// directory's disk may back (volumes are sparse): RunTask refuses a
+    /// task when the storage promised to running tasks plus its own is
+    /// more than the free space less the reserve, times this.
+    #[arg(long, default_value_t = ferry_host::admission::DEFAULT_OVERCOMMIT,
+          value_parser = parse_overcommit)]
+    storage_overcommit: f64,
+    /// Space of the data directory's disk that task volumes may not take,
+    /// kept for ferry's own state: a size (256MiB), a share (5%), or
+    /// `auto` (5 %, at least 16 MiB, at most 1 GiB).
+    #[arg(long, default_value = "auto",
+          value_parser = |s: &str| ferry_host::admission::Reserve::parse(s, parse_size))]
+    storage_reserve: ferry_host::admission::Reserve,
+}
+
+/// A ratio of at least 0.1 (less would admit nothing useful).
+fn parse_overcommit(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a ratio such as 1.0 or 16"))?;
+    if !(0.1..=10_000.0).contains(&v) {
+        return Err(format!("{s:?}: the ratio must be between 0.1 and 10000"));
+    }
+    Ok(v)
 }
 
 /// A Linux interface name: 1 to 15 characters, none of them `/`, `:`,
@@ -247,6 +272,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         image_store_limit: args.image_store_limit,
         task_bridge: args.task_bridge,
         task_subnet: args.task_subnet,
+        storage_overcommit: args.storage_overcommit,
+        storage_reserve: args.storage_reserve,
     };
 
     let keys = compose::Keys::new(iam, &dd.admin_access_key_id, dd.admin_secret.clone());

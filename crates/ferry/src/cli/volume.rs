@@ -65,6 +65,9 @@ enum Command {
         runtime_dir: PathBuf,
         #[arg(long)]
         plain: bool,
+        /// Host bytes that writes into the image's holes leave free.
+        #[arg(long, default_value_t = 0)]
+        reserve_bytes: u64,
     },
 }
 
@@ -150,12 +153,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             image,
             runtime_dir,
             plain,
+            reserve_bytes,
         } => {
             // Errors were already reported to `mount` on the readiness pipe.
             volume::serve(&volume::ServeArgs {
                 image,
                 runtime_dir,
                 plain,
+                reserve: reserve_bytes,
             })
             .map_err(|e| flat("serve", e))
         }
