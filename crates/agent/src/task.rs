@@ -818,6 +818,12 @@ impl Supervisor {
             &plan.task_id,
         ));
         cg.map_err(|e| TaskFailure::new(FailureCode::ResourceInitialization, e.to_string()))?;
+        if ids.is_some() {
+            let names: Vec<&str> = plan.containers.iter().map(|c| c.name.as_str()).collect();
+            userns::open_cgroups(&self.cfg.cgroup_parent, &plan.task_id, &names).map_err(|e| {
+                TaskFailure::new(FailureCode::ResourceInitialization, e.to_string())
+            })?;
+        }
         self.timings.cgroup = mark.elapsed();
         let ip = self.net.as_ref().map(|n| n.ip.clone()).unwrap_or_default();
         let netns_path = self.net.as_ref().map(|n| n.netns.path()).ok_or_else(|| {
@@ -877,6 +883,13 @@ impl Supervisor {
             userns::give(r, p, 0, 0)
                 .map_err(|e| TaskFailure::new(FailureCode::ResourceInitialization, e.to_string()))
         };
+        for f in ["hosts", "hostname", "resolv.conf"] {
+            // Readable by every user of the container (not the server's
+            // umask), as Docker makes them.
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(etc.join(f), fs::Permissions::from_mode(0o644))
+                .map_err(|e| io("writing /etc files", e))?;
+        }
         if let Some((r, _)) = view {
             for f in ["hosts", "hostname", "resolv.conf"] {
                 shift(r, &etc.join(f))?;
@@ -904,13 +917,14 @@ impl Supervisor {
                 fs::create_dir_all(d).map_err(|e| io("creating container dirs", e))?;
             }
             // The overlay's root is the upper dir's: the container's `/`,
-            // owned by its root, with the image's mode.
+            // with the image's mode (not the server's umask), owned by its
+            // root.
+            if let Ok(m) = fs::metadata(lower) {
+                fs::set_permissions(&upper, m.permissions())
+                    .map_err(|e| io("creating container dirs", e))?;
+            }
             if let Some((r, _)) = view {
                 shift(r, &upper)?;
-                if let Ok(m) = fs::metadata(lower) {
-                    fs::set_permissions(&upper, m.permissions())
-                        .map_err(|e| io("creating container dirs", e))?;
-                }
             }
             mounts::overlay(lower, &upper, &work, &rootfs).map_err(|e| {
                 TaskFailure::new(FailureCode::ResourceInitialization, e.to_string())

@@ -358,6 +358,45 @@ fn view_dir(task_id: &str, range: IdRange) -> Result<PathBuf, UsernsError> {
     Ok(dir)
 }
 
+/// Lets runc's init (the container's root) reach the task's cgroup
+/// directories: with cgroup v1 it binds each container's directory of
+/// every hierarchy into the container, from inside the namespace. A server
+/// with umask 077 makes them 0700 (runc too, inheriting it), so each
+/// container's directory (`ROOT/HIERARCHY/PARENT/TASK_ID/NAME`) is made
+/// here 0755 (the container reads its limits there, as under Docker) and
+/// the two above it get the search bit for others. runc and the cgroup
+/// cleanup take existing directories as they are.
+pub fn open_cgroups(parent: &str, task_id: &str, containers: &[&str]) -> Result<(), UsernsError> {
+    let mountinfo =
+        fs::read_to_string("/proc/self/mountinfo").map_err(io_err("reading mountinfo"))?;
+    let hierarchies = mountinfo.lines().filter_map(|l| {
+        // `ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTS ... - FSTYPE SOURCE ...`
+        let (pre, post) = l.split_once(" - ")?;
+        let fstype = post.split_whitespace().next()?;
+        let point = pre.split_whitespace().nth(4)?;
+        (matches!(fstype, "cgroup" | "cgroup2") && point.starts_with("/sys/fs/cgroup"))
+            .then(|| PathBuf::from(point))
+    });
+    for h in hierarchies {
+        let (p, t) = (h.join(parent), h.join(parent).join(task_id));
+        for name in containers {
+            let d = t.join(name);
+            fs::create_dir_all(&d).map_err(io_err(format!("creating {}", d.display())))?;
+            fs::set_permissions(&d, fs::Permissions::from_mode(0o755))
+                .map_err(io_err(format!("chmod {}", d.display())))?;
+        }
+        for d in [p, t] {
+            let mode = fs::metadata(&d)
+                .map_err(io_err(format!("reading {}", d.display())))?
+                .permissions()
+                .mode();
+            fs::set_permissions(&d, fs::Permissions::from_mode((mode | 0o011) & 0o7777))
+                .map_err(io_err(format!("chmod {}", d.display())))?;
+        }
+    }
+    Ok(())
+}
+
 /// `VIEW_ROOT`, created 0711 (enter, not list) if missing.
 fn view_root() -> Result<PathBuf, UsernsError> {
     let root = PathBuf::from(VIEW_ROOT);

@@ -78,6 +78,13 @@ pub fn unpack_image_as(
     ids: Option<IdRange>,
 ) -> Result<(), ImageError> {
     fs::create_dir_all(dest).map_err(io_err(format!("creating {}", dest.display())))?;
+    // The container's `/` (layers do not carry it): 0755 as Docker makes
+    // it, whatever the server's umask.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dest, fs::Permissions::from_mode(0o755))
+            .map_err(io_err(format!("chmod {}", dest.display())))?;
+    }
     if let Some(r) = ids {
         std::os::unix::fs::lchown(dest, Some(r.base()), Some(r.base()))
             .map_err(io_err(format!("chown {}", dest.display())))?;
