@@ -43,7 +43,7 @@ def fio_files():
     return [(FIO, FIO)] + [(lib, os.path.realpath(lib)) for lib in libs]
 
 
-def layer_tar(with_fio=False, marker=None, filler_mb=0) -> bytes:
+def layer_tar(with_fio=False, marker=None, filler_mb=0, user=None) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
         def add_dir(path, mode=0o755):
@@ -70,7 +70,17 @@ def layer_tar(with_fio=False, marker=None, filler_mb=0) -> bytes:
             t.addfile(ti)
         add_file("usr/local/bin/httpd-foreground", HTTPD_FOREGROUND, 0o755)
         add_file("usr/local/apache2/htdocs/index.html", b"<html><body><h1>It works!</h1></body></html>\n")
-        add_file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33:www-data:/var/www:/bin/sh\n")
+        app = b""
+        if user is not None:
+            # The image's USER, with a home it owns.
+            app = b"app:x:%d:%d:app:/home/app:/bin/sh\n" % (user, user)
+            add_dir("home")
+            ti = tarfile.TarInfo("home/app")
+            ti.type = tarfile.DIRTYPE
+            ti.mode = 0o755
+            ti.uid = ti.gid = user
+            t.addfile(ti)
+        add_file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33:www-data:/var/www:/bin/sh\n" + app)
         add_file("etc/group", b"root:x:0:\nwww-data:x:33:\n")
         if marker:
             add_file("usr/local/apache2/htdocs/marker.html", marker.encode() + b"\n")
@@ -103,6 +113,7 @@ def main():
     ap.add_argument("--marker", help="text of htdocs/marker.html (a unique string tests look for)")
     ap.add_argument("--filler-mb", type=int, default=0,
                     help="add /var/filler.bin of N MiB of random bytes (image size for benchmarks)")
+    ap.add_argument("--user", type=int, help="the image's USER (a uid; gets /home/app)")
     ap.add_argument("out")
     args = ap.parse_args()
     if not os.path.exists(BUSYBOX):
@@ -110,7 +121,7 @@ def main():
 
     if args.with_fio and not os.path.exists(FIO):
         raise SystemExit(f"{FIO} is missing: install fio (scripts/setup does)")
-    raw = layer_tar(args.with_fio, args.marker, args.filler_mb)
+    raw = layer_tar(args.with_fio, args.marker, args.filler_mb, args.user)
     gz = gzip.compress(raw, compresslevel=1 if args.filler_mb else 9, mtime=0)
     config = json.dumps({
         "architecture": "amd64",
@@ -121,6 +132,7 @@ def main():
             "Cmd": ["httpd-foreground"],
             "WorkingDir": "/usr/local/apache2",
             "ExposedPorts": {"80/tcp": {}},
+            **({"User": str(args.user)} if args.user is not None else {}),
         },
         "rootfs": {"type": "layers", "diff_ids": [sha(raw)]},
         "history": [{"created_by": "tests/tools/make_httpd_image.py (busybox stand-in for httpd:2.4)"}],

@@ -125,6 +125,7 @@ fn main() {
         task_pids_max: ferry_agent::task::DEFAULT_TASK_PIDS_MAX,
         log_sink: std::sync::Arc::new(NullSink),
         own_registry: None,
+        userns: ferry_agent::userns::UsernsMode::Auto,
     })
     .unwrap();
     let roots = tmp.path().join("tasks");

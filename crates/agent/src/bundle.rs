@@ -12,21 +12,26 @@
 //! - namespaces: own pid/ipc/uts/mount, the task's network namespace by path;
 //! - cgroup: `cgroupsPath` under the task's cgroup (limits are on the task);
 //! - mounts: /proc, /dev, /sys (the runtime's defaults), the task's
-//!   /etc/hosts, /etc/hostname and /etc/resolv.conf, and task volumes.
+//!   /etc/hosts, /etc/hostname and /etc/resolv.conf, and task volumes;
+//! - user namespace (when the task has an id range): the task's, joined by
+//!   path, container ids 0..65535 mapped to the task's host range, the
+//!   rootfs by absolute path (see `userns`).
 
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{
     Arch, Capability, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
-    LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceType, LinuxResourcesBuilder, LinuxSeccomp,
-    LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSeccompOperator,
-    LinuxSyscallBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder,
-    get_default_mounts,
+    LinuxIdMappingBuilder, LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceType,
+    LinuxResourcesBuilder, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder,
+    LinuxSeccompBuilder, LinuxSeccompOperator, LinuxSyscallBuilder, Mount, MountBuilder,
+    ProcessBuilder, RootBuilder, Spec, UserBuilder, get_default_mounts,
 };
 
 use ferry_proto::plan::ContainerPlan;
 use zeroize::Zeroizing;
+
+use crate::userns::{IdRange, RANGE_SIZE};
 
 /// Why a container cannot be configured.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +69,21 @@ pub struct BundleInput<'a> {
     pub etc_dir: &'a Path,
     /// Task volumes to bind: (host dir, container path, read-only).
     pub volumes: Vec<(PathBuf, String, bool)>,
+    /// The task's user namespace, if it runs in one.
+    pub userns: Option<BundleUserns>,
+}
+
+/// A container in the task's user namespace.
+#[derive(Debug, Clone)]
+pub struct BundleUserns {
+    /// The task's host ids.
+    pub ids: IdRange,
+    /// The task's user namespace (joined by path: the task's containers
+    /// share it, and it owns the task's network namespace).
+    pub path: PathBuf,
+    /// The rootfs as runc reaches it from inside the namespace (absolute;
+    /// `userns::TaskView`).
+    pub rootfs: PathBuf,
 }
 
 /// Docker's default capability set (what ECS containers get).
@@ -300,34 +320,58 @@ pub fn spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
     let mut spec = Spec::default();
     spec.set_hostname(Some(input.hostname.clone()));
     spec.set_process(Some(process));
+    let root_path = match &input.userns {
+        Some(u) => u.rootfs.clone(),
+        None => PathBuf::from("rootfs"),
+    };
     spec.set_root(Some(
         RootBuilder::default()
-            .path("rootfs")
+            .path(root_path)
             .readonly(c.readonly_root_filesystem)
             .build()?,
     ));
     spec.set_mounts(Some(mounts));
     if let Some(linux) = spec.linux_mut() {
-        let namespaces: Vec<LinuxNamespace> = [
-            LinuxNamespaceType::Pid,
-            LinuxNamespaceType::Ipc,
-            LinuxNamespaceType::Uts,
-            LinuxNamespaceType::Mount,
-        ]
-        .into_iter()
-        .map(|t| {
+        // The user namespace comes first: the others are made in it.
+        let user = input.userns.as_ref().map(|u| {
             let mut ns = LinuxNamespace::default();
-            ns.set_typ(t);
+            ns.set_typ(LinuxNamespaceType::User);
+            ns.set_path(Some(u.path.clone()));
             ns
-        })
-        .chain(std::iter::once({
-            let mut ns = LinuxNamespace::default();
-            ns.set_typ(LinuxNamespaceType::Network);
-            ns.set_path(Some(input.netns.to_path_buf()));
-            ns
-        }))
-        .collect();
+        });
+        let namespaces: Vec<LinuxNamespace> = user
+            .into_iter()
+            .chain(
+                [
+                    LinuxNamespaceType::Pid,
+                    LinuxNamespaceType::Ipc,
+                    LinuxNamespaceType::Uts,
+                    LinuxNamespaceType::Mount,
+                ]
+                .into_iter()
+                .map(|t| {
+                    let mut ns = LinuxNamespace::default();
+                    ns.set_typ(t);
+                    ns
+                }),
+            )
+            .chain(std::iter::once({
+                let mut ns = LinuxNamespace::default();
+                ns.set_typ(LinuxNamespaceType::Network);
+                ns.set_path(Some(input.netns.to_path_buf()));
+                ns
+            }))
+            .collect();
         linux.set_namespaces(Some(namespaces));
+        if let Some(u) = &input.userns {
+            let map = LinuxIdMappingBuilder::default()
+                .container_id(0u32)
+                .host_id(u.ids.base())
+                .size(RANGE_SIZE)
+                .build()?;
+            linux.set_uid_mappings(Some(vec![map]));
+            linux.set_gid_mappings(Some(vec![map]));
+        }
         linux.set_cgroups_path(Some(PathBuf::from(&input.cgroups_path)));
         linux.set_seccomp(Some(seccomp()?));
         // Deny all devices; the runtime adds the standard allowed set. The
@@ -470,6 +514,14 @@ mod tests {
     }
 
     fn build(c: &ContainerPlan, rootfs: &Path) -> Result<Spec, BundleError> {
+        build_in(c, rootfs, None)
+    }
+
+    fn build_in(
+        c: &ContainerPlan,
+        rootfs: &Path,
+        userns: Option<BundleUserns>,
+    ) -> Result<Spec, BundleError> {
         spec(&BundleInput {
             container: c,
             image: &image(),
@@ -479,7 +531,72 @@ mod tests {
             hostname: "ip-198-18-0-2".into(),
             etc_dir: Path::new("/t/etc"),
             volumes: vec![(PathBuf::from("/t/volumes/data"), "/data".into(), true)],
+            userns,
         })
+    }
+
+    #[test]
+    fn user_namespace_is_the_tasks_and_maps_its_range() {
+        let t = tempfile::tempdir().unwrap();
+        let mut c = plan();
+        c.user = Some("1000:1000".into());
+        let ids = IdRange::slot(2).unwrap();
+        let s = build_in(
+            &c,
+            t.path(),
+            Some(BundleUserns {
+                ids,
+                path: PathBuf::from("/run/ferry-userns/t/user"),
+                rootfs: PathBuf::from("/run/ferry-userns/t/task/containers/web/rootfs"),
+            }),
+        )
+        .unwrap();
+        let linux = s.linux().as_ref().unwrap();
+        let ns = linux.namespaces().as_ref().unwrap();
+        // Joined by path, and first: the new pid/ipc/uts/mount namespaces
+        // are made inside it.
+        assert_eq!(ns[0].typ(), LinuxNamespaceType::User);
+        assert_eq!(
+            ns[0].path().as_deref(),
+            Some(Path::new("/run/ferry-userns/t/user"))
+        );
+        assert_eq!(
+            ns.iter()
+                .filter(|n| n.typ() == LinuxNamespaceType::User)
+                .count(),
+            1
+        );
+        assert!(ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network
+            && n.path().as_deref() == Some(Path::new("/run/netns/ferry-x"))));
+        for maps in [linux.uid_mappings(), linux.gid_mappings()] {
+            let maps = maps.as_ref().unwrap();
+            assert_eq!(maps.len(), 1);
+            assert_eq!(
+                (maps[0].container_id(), maps[0].host_id(), maps[0].size()),
+                (0, 231_072, 65_536)
+            );
+        }
+        // The process's ids are the container's; the kernel maps them.
+        let p = s.process().as_ref().unwrap();
+        assert_eq!((p.user().uid(), p.user().gid()), (1000, 1000));
+        assert_eq!(
+            s.root().as_ref().unwrap().path(),
+            Path::new("/run/ferry-userns/t/task/containers/web/rootfs")
+        );
+
+        // Without a range: no user namespace, the bundle's rootfs.
+        let s = build(&c, t.path()).unwrap();
+        let linux = s.linux().as_ref().unwrap();
+        assert!(
+            !linux
+                .namespaces()
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|n| n.typ() == LinuxNamespaceType::User)
+        );
+        assert!(linux.uid_mappings().is_none() && linux.gid_mappings().is_none());
+        assert_eq!(s.root().as_ref().unwrap().path(), Path::new("rootfs"));
     }
 
     #[test]

@@ -25,6 +25,7 @@
 //! - [`mounts`]: overlay rootfs mounts.
 //! - [`recovery`]: per-task records of host resources, for cleanup after a crash.
 //! - [`logs`]: container log capture and the [`logs::LogSink`] trait.
+//! - [`userns`]: container root as an unprivileged host uid (id ranges, the task's bind for runc).
 
 // Nothing here needs unsafe: system calls go through nix.
 #![forbid(unsafe_code)]
@@ -39,6 +40,7 @@ pub mod net;
 pub mod recovery;
 pub mod runc;
 pub mod task;
+pub mod userns;
 
 pub use task::{
     Agent, AgentConfig, AgentError, OwnRegistry, StartTimings, TaskHandle, TaskOutcome, TaskStorage,

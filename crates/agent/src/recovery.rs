@@ -26,6 +26,11 @@ pub struct TaskRecord {
     pub ip: Option<String>,
     /// bridge's CNI ADD result (prevResult for DEL).
     pub cni_result: Option<serde_json::Value>,
+    /// First host uid/gid of its user namespace's range
+    /// (`userns::IdRange`), while it holds one: a restarted server does
+    /// not hand the range to another task.
+    #[serde(default)]
+    pub userns_base: Option<u32>,
 }
 
 fn dir(state: &Path) -> PathBuf {

@@ -38,6 +38,7 @@ use crate::mounts;
 use crate::net::{NetworkConfig, TaskNetwork};
 use crate::recovery::TaskRecord;
 use crate::runc::{self, Runc};
+use crate::userns::{self, IdRange, TaskView, UsernsMode};
 use ferry_proto::plan::{ContainerPlan, HealthStatus, TaskEvent, TaskPlan, VolumeKind};
 use ferry_proto::{FailureCode, TaskFailure};
 use zeroize::Zeroize;
@@ -62,6 +63,9 @@ pub struct AgentConfig {
     /// ferry's own registry: images on its host are pulled from its
     /// listener.
     pub own_registry: Option<OwnRegistry>,
+    /// Whether container root runs as an unprivileged host uid (a user
+    /// namespace per task); `Auto` is decided once by [`Agent::new`].
+    pub userns: UsernsMode,
 }
 
 /// ferry's own registry, as tasks name it and as the agent reaches it.
@@ -82,6 +86,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("network", &self.network)
             .field("cgroup_parent", &self.cgroup_parent)
             .field("own_registry", &self.own_registry)
+            .field("userns", &self.userns)
             .finish_non_exhaustive()
     }
 }
@@ -106,6 +111,7 @@ impl AgentConfig {
             task_pids_max: DEFAULT_TASK_PIDS_MAX,
             log_sink,
             own_registry: None,
+            userns: UsernsMode::Auto,
         })
     }
 }
@@ -140,7 +146,7 @@ impl Agent {
     /// Checks the host (runtime binary, CNI plugins), creates the state
     /// directory and makes this process a child subreaper (container
     /// processes are reparented to it so their exit codes can be read).
-    pub fn new(config: AgentConfig) -> Result<Self, AgentError> {
+    pub fn new(mut config: AgentConfig) -> Result<Self, AgentError> {
         for p in ["bridge", "host-local", "loopback"] {
             let bin = config.network.cni_bin_dir.join(p);
             if !bin.exists() {
@@ -168,6 +174,27 @@ impl Agent {
         }
         runc::become_subreaper()
             .map_err(|e| AgentError::Host(format!("PR_SET_CHILD_SUBREAPER: {e}")))?;
+        config.userns = match (config.userns, userns::probe()) {
+            (UsernsMode::Off, _) => {
+                tracing::info!("user namespaces off (--userns=off): container root is host root");
+                UsernsMode::Off
+            }
+            (_, Ok(())) => {
+                tracing::info!(
+                    "user namespaces on: each task's container root is an unprivileged host uid"
+                );
+                UsernsMode::On
+            }
+            (UsernsMode::On, Err(why)) => {
+                return Err(AgentError::Host(format!(
+                    "user namespaces were asked for (--userns=on) but {why}"
+                )));
+            }
+            (UsernsMode::Auto, Err(why)) => {
+                tracing::warn!("user namespaces off: {why}; container root is host root");
+                UsernsMode::Off
+            }
+        };
         Ok(Self {
             cfg: Arc::new(config),
             active: Arc::default(),
@@ -230,6 +257,9 @@ impl Agent {
         // before the storage was attached has an empty task_root (and no
         // overlays): its relative paths would resolve against this
         // process's working directory, so skip them.
+        if let Err(e) = TaskView::release(task_id) {
+            errs.push(e);
+        }
         if rec.task_root.is_absolute() {
             for name in &rec.containers {
                 let m = rec.task_root.join("containers").join(name).join("rootfs");
@@ -689,17 +719,48 @@ impl Supervisor {
             netns: Some(netns_name.clone()),
             ip: None,
             cni_result: None,
+            userns_base: None,
         });
-        self.save_record()?;
+        // EFS volumes keep the container's uids in a file system shared
+        // with other tasks: such tasks stay in the host's user namespace
+        // (docs/runtime.md, "User namespaces").
+        let ids = match &mut self.record {
+            Some(r)
+                if self.cfg.userns == UsernsMode::On
+                    && !plan
+                        .volumes
+                        .iter()
+                        .any(|v| matches!(v.kind, VolumeKind::Efs { .. })) =>
+            {
+                Some(userns::allocate(&self.cfg.state_dir, r).map_err(|e| {
+                    TaskFailure::new(FailureCode::ResourceInitialization, e.to_string())
+                })?)
+            }
+            _ => {
+                self.save_record()?;
+                None
+            }
+        };
         let network_cfg = &self.cfg.network;
         let source = &self.source;
         let (attached, net) = std::thread::scope(|s| {
             let net = s.spawn(|| {
                 let t = Instant::now();
-                (
-                    TaskNetwork::setup(network_cfg, &netns_name, &plan.task_id),
-                    t.elapsed(),
-                )
+                let net = match ids {
+                    // The task's user namespace owns its network namespace.
+                    Some(r) => userns::create_namespaces(&plan.task_id, r, &netns_name)
+                        .map_err(|e| e.to_string())
+                        .and_then(|()| {
+                            let ns = crate::net::netns::Netns {
+                                name: netns_name.clone(),
+                            };
+                            TaskNetwork::setup_in(network_cfg, ns, &plan.task_id)
+                                .map_err(|e| e.to_string())
+                        }),
+                    None => TaskNetwork::setup(network_cfg, &netns_name, &plan.task_id)
+                        .map_err(|e| e.to_string()),
+                };
+                (net, t.elapsed())
             });
             let t = Instant::now();
             let attached = match source {
@@ -757,6 +818,12 @@ impl Supervisor {
             &plan.task_id,
         ));
         cg.map_err(|e| TaskFailure::new(FailureCode::ResourceInitialization, e.to_string()))?;
+        if ids.is_some() {
+            let names: Vec<&str> = plan.containers.iter().map(|c| c.name.as_str()).collect();
+            userns::open_cgroups(&self.cfg.cgroup_parent, &plan.task_id, &names).map_err(|e| {
+                TaskFailure::new(FailureCode::ResourceInitialization, e.to_string())
+            })?;
+        }
         self.timings.cgroup = mark.elapsed();
         let ip = self.net.as_ref().map(|n| n.ip.clone()).unwrap_or_default();
         let netns_path = self.net.as_ref().map(|n| n.netns.path()).ok_or_else(|| {
@@ -781,7 +848,7 @@ impl Supervisor {
             self.check_stop()?;
             let hex = img.manifest_digest.trim_start_matches("sha256:");
             let dir = self.root.join("images").join(hex.get(..16).unwrap_or(hex));
-            unpack::unpack_image(&self.cfg.images, img, &dir).map_err(|e| {
+            unpack::unpack_image_as(&self.cfg.images, img, &dir, ids).map_err(|e| {
                 TaskFailure::new(
                     FailureCode::CannotPullContainer,
                     format!("unpacking {}: {e}", img.reference.familiar()),
@@ -810,6 +877,27 @@ impl Supervisor {
         for dir in volumes.values() {
             fs::create_dir_all(dir).map_err(|e| io("creating a task volume", e))?;
         }
+        // What the agent made for the containers belongs to their root.
+        let view = ids.map(|r| (r, TaskView::new(&plan.task_id, &self.root)));
+        let shift = |r: IdRange, p: &Path| {
+            userns::give(r, p, 0, 0)
+                .map_err(|e| TaskFailure::new(FailureCode::ResourceInitialization, e.to_string()))
+        };
+        for f in ["hosts", "hostname", "resolv.conf"] {
+            // Readable by every user of the container (not the server's
+            // umask), as Docker makes them.
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(etc.join(f), fs::Permissions::from_mode(0o644))
+                .map_err(|e| io("writing /etc files", e))?;
+        }
+        if let Some((r, _)) = view {
+            for f in ["hosts", "hostname", "resolv.conf"] {
+                shift(r, &etc.join(f))?;
+            }
+            for dir in volumes.values() {
+                shift(r, dir)?;
+            }
+        }
 
         for c in &plan.containers {
             self.check_stop()?;
@@ -828,15 +916,31 @@ impl Supervisor {
             for d in [&upper, &work, &rootfs] {
                 fs::create_dir_all(d).map_err(|e| io("creating container dirs", e))?;
             }
+            // The overlay's root is the upper dir's: the container's `/`,
+            // with the image's mode (not the server's umask), owned by its
+            // root.
+            if let Ok(m) = fs::metadata(lower) {
+                fs::set_permissions(&upper, m.permissions())
+                    .map_err(|e| io("creating container dirs", e))?;
+            }
+            if let Some((r, _)) = view {
+                shift(r, &upper)?;
+            }
             mounts::overlay(lower, &upper, &work, &rootfs).map_err(|e| {
                 TaskFailure::new(FailureCode::ResourceInitialization, e.to_string())
             })?;
-            self.overlays.push(rootfs);
+            self.overlays.push(rootfs.clone());
             let cgroups_path = self
                 .cgroup
                 .as_ref()
                 .map(|g| g.container_path(&c.name))
                 .unwrap_or_default();
+            // In a user namespace runc reaches the task's files through
+            // the task's view (userns::TaskView).
+            let seen = |p: &Path| match &view {
+                Some((_, v)) => v.path(p),
+                None => p.to_path_buf(),
+            };
             let mut spec = bundle::spec(&BundleInput {
                 container: c,
                 image: &img.config,
@@ -844,16 +948,21 @@ impl Supervisor {
                 netns: &netns_path,
                 cgroups_path,
                 hostname: hostname.clone(),
-                etc_dir: &etc,
+                etc_dir: &seen(&etc),
                 volumes: c
                     .mount_points
                     .iter()
                     .filter_map(|m| {
                         volumes
                             .get(&m.source_volume)
-                            .map(|d| (d.clone(), m.container_path.clone(), m.read_only))
+                            .map(|d| (seen(d), m.container_path.clone(), m.read_only))
                     })
                     .collect(),
+                userns: view.as_ref().map(|(r, v)| bundle::BundleUserns {
+                    ids: *r,
+                    path: v.userns(),
+                    rootfs: seen(&rootfs),
+                }),
             })
             .map_err(|e| TaskFailure::new(FailureCode::CannotCreateContainer, e.to_string()))?;
             let saved = spec.save(bundle.join("config.json"));
@@ -897,6 +1006,11 @@ impl Supervisor {
                 health_cancel: None,
                 health_thread: None,
             });
+        }
+        if let Some((r, v)) = &view {
+            v.mount(*r).map_err(|e| {
+                TaskFailure::new(FailureCode::ResourceInitialization, e.to_string())
+            })?;
         }
         self.timings.bundles = mark.elapsed();
         // Nothing needs the secrets' values any more.
@@ -1381,6 +1495,15 @@ impl Supervisor {
             for r in c.readers.drain(..) {
                 let _ = r.join();
             }
+        }
+        // The view holds the task's volume and overlays: it goes first.
+        if self
+            .record
+            .as_ref()
+            .is_some_and(|r| r.userns_base.is_some())
+            && let Err(e) = TaskView::release(&self.plan.task_id)
+        {
+            errs.push(e);
         }
         for m in self.overlays.drain(..).rev() {
             if let Err(e) = mounts::unmount(&m) {

@@ -55,6 +55,8 @@ pub struct Shared {
     pub require_encrypted_storage: bool,
     /// Each task's pids limit.
     pub task_pids_max: u32,
+    /// Whether tasks run in user namespaces (`--userns`).
+    pub userns: ferry_agent::userns::UsernsMode,
     /// Bytes the sealed image store may take before the least recently
     /// used images no task uses are collected.
     pub image_store_limit: u64,
@@ -148,6 +150,7 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
     agent_cfg.task_pids_max = shared.task_pids_max;
     agent_cfg.network.bridge = shared.task_bridge.clone();
     agent_cfg.network.subnet = shared.task_subnet.clone();
+    agent_cfg.userns = shared.userns;
     agent_cfg.own_registry = Some(own_registry(shared));
     let agent = ferry_agent::Agent::new(agent_cfg).context("starting the agent")?;
     let tasks_dir = ferry_host::tasks_dir(&shared.data_dir);

@@ -160,6 +160,7 @@ fn make_agent(dir: &Path, net: u8, bridge: &str, sink: Arc<MemorySink>) -> Agent
         task_pids_max: ferry_agent::task::DEFAULT_TASK_PIDS_MAX,
         log_sink: sink,
         own_registry: None,
+        userns: ferry_agent::userns::UsernsMode::Auto,
     })
     .unwrap()
 }

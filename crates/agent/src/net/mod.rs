@@ -119,7 +119,16 @@ impl TaskNetwork {
         name: &str,
         container_id: &str,
     ) -> Result<Self, NetworkError> {
-        let ns = netns::Netns::create(name)?;
+        Self::setup_in(cfg, netns::Netns::create(name)?, container_id)
+    }
+
+    /// [`TaskNetwork::setup`] in a namespace that already exists at
+    /// `/run/netns/NAME` (a task's user namespace owns it: `userns`).
+    pub fn setup_in(
+        cfg: &NetworkConfig,
+        ns: netns::Netns,
+        container_id: &str,
+    ) -> Result<Self, NetworkError> {
         let mut net = TaskNetwork {
             netns: ns,
             ip: String::new(),

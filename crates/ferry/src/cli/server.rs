@@ -53,6 +53,12 @@ pub struct Args {
     #[arg(long, default_value_t = ferry_agent::task::DEFAULT_TASK_PIDS_MAX,
           value_parser = clap::value_parser!(u32).range(16..))]
     task_pids_max: u32,
+    /// Run each task's containers in a user namespace, container root as
+    /// an unprivileged host uid (its own range of 65536 ids): `auto` (on
+    /// where the kernel allows it, decided at start and logged), `on`
+    /// (refuse to start without it) or `off` (container root is host root).
+    #[arg(long, default_value = "auto", value_parser = clap::value_parser!(ferry_agent::userns::UsernsMode))]
+    userns: ferry_agent::userns::UsernsMode,
     /// The 12-digit account id, chosen when the data directory is first
     /// created (random by default); an existing data directory keeps its own.
     #[arg(long, value_parser = parse_account_id)]
@@ -269,6 +275,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         data_dir: dd.path.clone(),
         require_encrypted_storage: args.require_encrypted_storage,
         task_pids_max: args.task_pids_max,
+        userns: args.userns,
         image_store_limit: args.image_store_limit,
         task_bridge: args.task_bridge,
         task_subnet: args.task_subnet,
