@@ -125,6 +125,11 @@ fn main() {
         task_pids_max: ferry_agent::task::DEFAULT_TASK_PIDS_MAX,
         log_sink: std::sync::Arc::new(NullSink),
         own_registry: None,
+        // The shim is the ferry binary's `shim` subcommand: FERRY_BIN names it.
+        shim_exe: std::env::var_os("FERRY_BIN")
+            .map(Into::into)
+            .unwrap_or_else(|| "target/debug/ferry".into()),
+        shim_dir: tmp.path().join("shims"),
     })
     .unwrap();
     let roots = tmp.path().join("tasks");

@@ -160,6 +160,8 @@ fn make_agent(dir: &Path, net: u8, bridge: &str, sink: Arc<MemorySink>) -> Agent
         task_pids_max: ferry_agent::task::DEFAULT_TASK_PIDS_MAX,
         log_sink: sink,
         own_registry: None,
+        shim_exe: env!("CARGO_BIN_EXE_ferry").into(),
+        shim_dir: dir.join("shims"),
     })
     .unwrap()
 }

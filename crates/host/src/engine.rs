@@ -23,6 +23,11 @@ pub trait Mounted: Send {
     fn target(&self) -> &Path;
     /// Unmounts it and stops its serving process (which holds its key).
     fn unmount(self: Box<Self>) -> Result<(), EngineError>;
+    /// Forgets it, leaving it mounted and served (a server that exits
+    /// without stopping its tasks; the next one re-adopts the mount).
+    fn leave(self: Box<Self>) {
+        std::mem::forget(self);
+    }
 }
 
 /// Volumes on the host.
@@ -76,6 +81,28 @@ impl Mounted for MountHandle {
     fn unmount(self: Box<Self>) -> Result<(), EngineError> {
         MountHandle::unmount(*self).map_err(err)
     }
+    fn leave(self: Box<Self>) {
+        MountHandle::detach(*self);
+    }
+}
+
+/// A mount a previous server made, taken back after a restart: there is no
+/// handle any more, so it is unmounted by its target path.
+pub struct AdoptedMount {
+    /// Where it is mounted.
+    pub target: PathBuf,
+    /// The engine that unmounts it.
+    pub engine: std::sync::Arc<dyn VolumeEngine>,
+}
+
+impl Mounted for AdoptedMount {
+    fn target(&self) -> &Path {
+        &self.target
+    }
+    fn unmount(self: Box<Self>) -> Result<(), EngineError> {
+        self.engine.unmount(&self.target)
+    }
+    fn leave(self: Box<Self>) {}
 }
 
 impl VolumeEngine for Luks2 {
