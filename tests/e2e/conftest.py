@@ -63,6 +63,8 @@ class FerryServer:
         # without it, tasks outlive the server and the next start re-adopts
         # them (tests/e2e/test_restart.py). Read at each start().
         self.stop_tasks_on_exit = stop_tasks_on_exit
+        # Another ferry binary for the next start (an upgrade), else FERRY_BIN.
+        self.bin = None
         if "--account-id" not in self.extra_args and not os.path.exists(data_dir):
             self.extra_args += ["--account-id", SOURCE_ACCOUNT]
         self.proc = None
@@ -74,7 +76,7 @@ class FerryServer:
     # -- lifecycle -------------------------------------------------------
     def start(self, timeout=30, port=0):
         self._log = open(self.log_path, "a")
-        cmd = [ferry_bin(), "server", "--data-dir", self.data_dir,
+        cmd = [self.bin or ferry_bin(), "server", "--data-dir", self.data_dir,
                "--listen", f"127.0.0.1:{port}", "--region", self.region, *self.extra_args]
         if self.stop_tasks_on_exit:
             cmd.append("--stop-tasks-on-exit")

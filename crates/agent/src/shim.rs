@@ -685,8 +685,13 @@ impl ShimClient {
     }
 }
 
+/// Most log lines handed to the sink in one call.
+const BATCH: usize = 1000;
+
 /// The event reader of one connection: logs to the sink, exits to
-/// `on_exit`, replies to the requester.
+/// `on_exit`, replies to the requester. Lines already read (a shim's
+/// buffer after a restart comes at once) go to the sink in batches per
+/// stream: one store write each rather than one per line.
 fn events(
     mut r: BufReader<UnixStream>,
     routes: Routes,
@@ -694,34 +699,47 @@ fn events(
     on_exit: impl Fn(&str, i32),
     replies: Sender<Message>,
 ) {
+    let mut batch: BTreeMap<String, Vec<LogEvent>> = BTreeMap::new();
+    let mut held = 0usize;
+    let flush = |batch: &mut BTreeMap<String, Vec<LogEvent>>, held: &mut usize| {
+        for (name, events) in std::mem::take(batch) {
+            if let Some(Some((group, stream))) = routes.get(&name) {
+                sink.put(group, stream, &events);
+            }
+        }
+        *held = 0;
+    };
     loop {
         let m = match read_frame::<Message>(&mut r) {
             Ok(Some(m)) => m,
-            Ok(None) => return,
+            Ok(None) => break,
             Err(e) => {
                 tracing::warn!("shim connection: {e}");
-                return;
+                break;
             }
         };
         match m {
             Message::Log { name, ts, line } => {
-                if let Some(Some((group, stream))) = routes.get(&name) {
-                    sink.put(
-                        group,
-                        stream,
-                        &[LogEvent {
-                            timestamp_ms: ts,
-                            message: line,
-                        }],
-                    );
-                }
+                batch.entry(name).or_default().push(LogEvent {
+                    timestamp_ms: ts,
+                    message: line,
+                });
+                held += 1;
             }
-            Message::Exit { name, code } => on_exit(&name, code),
+            Message::Exit { name, code } => {
+                // Every line of the container before its exit.
+                flush(&mut batch, &mut held);
+                on_exit(&name, code);
+            }
             other => {
                 let _ = replies.send(other);
             }
         }
+        if held >= BATCH || (held > 0 && r.buffer().is_empty()) {
+            flush(&mut batch, &mut held);
+        }
     }
+    flush(&mut batch, &mut held);
 }
 
 /// Asks the shim at `socket` to exit, whatever its containers' state (used

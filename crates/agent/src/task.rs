@@ -144,9 +144,10 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Checks the host (runtime binary, CNI plugins), creates the state
-    /// directory and makes this process a child subreaper (container
-    /// processes are reparented to it so their exit codes can be read).
+    /// Checks the host (runtime binary, CNI plugins) and creates the state
+    /// directory. Containers are the children of their task's shim (a
+    /// child subreaper), not of this process: a container whose shim was
+    /// killed goes to init, not to a server that would not reap it.
     pub fn new(config: AgentConfig) -> Result<Self, AgentError> {
         for p in ["bridge", "host-local", "loopback"] {
             let bin = config.network.cni_bin_dir.join(p);
@@ -173,8 +174,6 @@ impl Agent {
             fs::create_dir_all(&d)
                 .map_err(|e| AgentError::Host(format!("creating {}: {e}", d.display())))?;
         }
-        runc::become_subreaper()
-            .map_err(|e| AgentError::Host(format!("PR_SET_CHILD_SUBREAPER: {e}")))?;
         Ok(Self {
             cfg: Arc::new(config),
             active: Arc::default(),
