@@ -823,7 +823,7 @@ mod tests {
         for i in 0..10 {
             b.push(log(i));
         }
-        assert!(b.len() < 10 && b.len() > 0);
+        assert!(b.len() < 10 && !b.is_empty());
         assert_eq!(b.take_dropped() as usize + b.len(), 10);
     }
 
