@@ -510,6 +510,9 @@ impl std::fmt::Debug for ShimClient {
     }
 }
 
+/// How long a server waits for a shim's hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a request waits for its answer (`runc create` included).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -571,6 +574,11 @@ impl ShimClient {
         on_exit: impl Fn(&str, i32) + Send + 'static,
     ) -> Result<(Self, Vec<ContainerState>), ShimError> {
         let stream = UnixStream::connect(socket).map_err(io("connecting"))?;
+        // A shim serves one server at a time: one still held by a hung
+        // old server must not hang this one's start.
+        stream
+            .set_read_timeout(Some(HELLO_TIMEOUT))
+            .map_err(io("setting a timeout"))?;
         let mut write = stream.try_clone().map_err(io("cloning the socket"))?;
         write_frame(
             &mut write,
@@ -609,6 +617,9 @@ impl ShimClient {
             }
             None => return Err(ShimError::Protocol("the shim closed the connection".into())),
         };
+        r.get_ref()
+            .set_read_timeout(None)
+            .map_err(io("clearing the timeout"))?;
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("shim-events".into())
