@@ -70,10 +70,17 @@ _CLI_ERROR = re.compile(r"An error occurred \((\w+)\) when calling the \w+ opera
 
 
 class FerryServer:
-    def __init__(self, data_dir, region="us-east-1", extra_args=()):
+    def __init__(self, data_dir, region="us-east-1", extra_args=(), stop_tasks_on_exit=True):
         self.data_dir = data_dir
         self.region = region
         self.extra_args = list(extra_args)
+        # With it (the default here, so that nothing leaks from one test to
+        # the next), SIGTERM stops every task before the server exits;
+        # without it, tasks outlive the server and the next start re-adopts
+        # them (tests/e2e/test_restart.py). Read at each start().
+        self.stop_tasks_on_exit = stop_tasks_on_exit
+        # Another ferry binary for the next start (an upgrade), else FERRY_BIN.
+        self.bin = None
         if "--account-id" not in self.extra_args and not os.path.exists(data_dir):
             self.extra_args += ["--account-id", SOURCE_ACCOUNT]
         self.proc = None
@@ -85,10 +92,12 @@ class FerryServer:
     # -- lifecycle -------------------------------------------------------
     def start(self, timeout=30, port=0):
         self._log = open(self.log_path, "a")
-        cmd = [ferry_bin(), "server", "--data-dir", self.data_dir,
+        cmd = [self.bin or ferry_bin(), "server", "--data-dir", self.data_dir,
                "--listen", f"127.0.0.1:{port}", "--region", self.region, *self.extra_args]
         if "--task-subnet" not in self.extra_args:
             cmd += ["--task-bridge", TASK_BRIDGE, "--task-subnet", TASK_SUBNET]
+        if self.stop_tasks_on_exit:
+            cmd.append("--stop-tasks-on-exit")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log,
                                      text=True, env=self._server_env())
         ready = threading.Event()
@@ -127,8 +136,9 @@ class FerryServer:
         iam.attach_role_policy(RoleName="ecsTaskExecutionRole", PolicyArn=EXEC_ROLE_POLICY)
 
     def stop(self, timeout=90):
-        # The server drains its tasks on SIGTERM (each container gets its
-        # stopTimeout, 30 s by default), so give it time before SIGKILL.
+        # With --stop-tasks-on-exit the server drains its tasks on SIGTERM
+        # (each container gets its stopTimeout, 30 s by default), so give it
+        # time before SIGKILL.
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -247,16 +257,26 @@ class FerryServer:
         )
 
 
-def fresh_server(extra_args=()):
+def fresh_server(extra_args=(), stop_tasks_on_exit=True):
     """A fresh `ferry server` (with `extra_args`) in a temporary data dir,
     for a fixture to yield from; stopped with SIGTERM, which it must exit
-    cleanly from."""
+    cleanly from. Whatever `stop_tasks_on_exit` says for the test's own
+    restarts, the last stop runs with --stop-tasks-on-exit (a restart
+    first if needed), so no task outlives the test."""
     root = tempfile.mkdtemp(prefix="ferry-e2e-")
-    srv = FerryServer(os.path.join(root, "data"), extra_args=list(extra_args))
+    srv = FerryServer(os.path.join(root, "data"), extra_args=list(extra_args),
+                      stop_tasks_on_exit=stop_tasks_on_exit)
     srv.start()
     try:
         yield srv
     finally:
+        if not srv.stop_tasks_on_exit and srv.proc and srv.proc.poll() is None:
+            srv.stop_tasks_on_exit = True
+            srv.restart()
+        elif srv.proc and srv.proc.poll() is not None:
+            # The test killed it: a last start re-adopts or releases what is left.
+            srv.stop_tasks_on_exit = True
+            srv.start()
         rc = srv.stop()
         shutil.rmtree(root, ignore_errors=True)
     assert rc == 0, f"ferry server exited with {rc} on SIGTERM"

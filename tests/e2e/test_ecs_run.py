@@ -15,6 +15,7 @@ import ipaddress
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 
@@ -366,10 +367,27 @@ def test_start_timeout_bounds_the_wait_for_a_dependency(ferry_server, tmp_path):
     assert 3.0 <= took < 20.0, took
 
 
+def shim_pids(task_id):
+    """Pids of the `ferry shim` processes of a task (from /proc)."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            argv = open(f"/proc/{d}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if b"shim" in argv and task_id.encode() in argv:
+            pids.append(int(d))
+    return pids
+
+
 def test_after_a_crash_the_next_start_releases_tasks_and_retires_their_grants(ferry_server, tmp_path):
-    """kill -9 of the server: the next start releases the task (volume
-    shredded, nothing left on the host), records it STOPPED, and retires the
-    Decrypt grant its volume key was unwrapped under (it used to leak)."""
+    """kill -9 of the server and of the task's shim: nothing can re-adopt
+    the task, so the next start releases it (volume shredded, nothing left
+    on the host), records it STOPPED, and retires the Decrypt grant its
+    volume key was unwrapped under (it used to leak). kill -9 of the server
+    alone re-adopts it (tests/e2e/test_restart.py)."""
     srv = ferry_server
     import_httpd(srv, tmp_path)
     register_doc(srv, tmp_path, {
@@ -390,8 +408,11 @@ def test_after_a_crash_the_next_start_releases_tasks_and_retires_their_grants(fe
     vol_dir = os.path.join(srv.data_dir, "tasks", task_id)
     assert os.path.exists(os.path.join(vol_dir, "volume.luks"))
 
+    shims = shim_pids(task_id)
+    assert len(shims) == 1, f"expected one shim for the task, found {shims}"
     srv.proc.kill()
     srv.proc.wait()
+    os.kill(shims[0], signal.SIGKILL)
     srv._log.close()
     srv._log = None
     srv.start()

@@ -126,6 +126,11 @@ fn main() {
         log_sink: std::sync::Arc::new(NullSink),
         own_registry: None,
         userns: ferry_agent::userns::UsernsMode::Auto,
+        // The shim is the ferry binary's `shim` subcommand: FERRY_BIN names it.
+        shim_exe: std::env::var_os("FERRY_BIN")
+            .map(Into::into)
+            .unwrap_or_else(|| "target/debug/ferry".into()),
+        shim_dir: tmp.path().join("shims"),
     })
     .unwrap();
     let roots = tmp.path().join("tasks");

@@ -20,6 +20,7 @@
 //! - [`bundle`]: OCI runtime spec (`config.json`) for a container.
 //! - [`health`]: container health checks (state machine, schedule, `runc exec` probe).
 //! - [`runc`]: driving the OCI runtime; exit status via subreaping.
+//! - [`shim`]: the per-task shim process that outlives the server, and its protocol.
 //! - [`net`]: the task's network namespace and CNI plugins.
 //! - [`cgroup`]: the task's cgroup with its cpu/memory limits.
 //! - [`mounts`]: overlay rootfs mounts.
@@ -39,6 +40,7 @@ pub mod mounts;
 pub mod net;
 pub mod recovery;
 pub mod runc;
+pub mod shim;
 pub mod task;
 pub mod userns;
 

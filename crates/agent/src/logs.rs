@@ -125,9 +125,10 @@ pub(crate) fn now_ms() -> i64 {
     (now.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// Reads `r` line by line until EOF, sending each line to `sink`. Lines
-/// longer than 256 KiB (CloudWatch's event limit) are split.
-pub(crate) fn pump(r: impl Read, sink: &dyn LogSink, group: &str, stream: &str) {
+/// Reads `r` line by line until EOF, calling `f(timestamp_ms, line)` with
+/// the time each line was read. Lines longer than 256 KiB (CloudWatch's
+/// event limit) are split; invalid UTF-8 is replaced.
+pub(crate) fn read_lines(r: impl Read, mut f: impl FnMut(i64, String)) {
     const MAX: usize = 256 * 1024 - 26;
     let mut r = BufReader::new(r);
     let mut buf = Vec::new();
@@ -139,11 +140,7 @@ pub(crate) fn pump(r: impl Read, sink: &dyn LogSink, group: &str, stream: &str) 
                 if buf.last() == Some(&b'\n') {
                     buf.pop();
                 }
-                let ev = LogEvent {
-                    timestamp_ms: now_ms(),
-                    message: String::from_utf8_lossy(&buf).into_owned(),
-                };
-                sink.put(group, stream, &[ev]);
+                f(now_ms(), String::from_utf8_lossy(&buf).into_owned());
             }
         }
     }
@@ -156,7 +153,16 @@ mod tests {
     #[test]
     fn pump_splits_lines_and_names_streams() {
         let sink = MemorySink::new();
-        pump(&b"one\ntwo\n\nlast"[..], &*sink, "g", "s");
+        read_lines(&b"one\ntwo\n\nlast"[..], |ts, message| {
+            sink.put(
+                "g",
+                "s",
+                &[LogEvent {
+                    timestamp_ms: ts,
+                    message,
+                }],
+            )
+        });
         let got: Vec<_> = sink
             .events("g", "s")
             .into_iter()

@@ -1,9 +1,11 @@
 //! Crash recovery. While a task holds host resources, its record
 //! `STATE/tasks/<task_id>.json` names them (task_root, containers, network
 //! namespace, CNI result); the record is removed once everything is
-//! released. After a server crash or restart, records without a live
-//! supervisor are orphans: [`crate::Agent::orphaned_tasks`] lists them and
-//! [`crate::Agent::cleanup_orphan`] releases what they name.
+//! released. After a server restart, a record whose task had all its
+//! containers started and whose shim still answers is re-adopted
+//! ([`crate::Agent::reattach_task`]); records without a live supervisor
+//! after that are orphans: [`crate::Agent::orphaned_tasks`] lists them and
+//! [`crate::Agent::cleanup_orphan`] releases what they name (shim included).
 
 use std::fs;
 use std::io;
@@ -31,6 +33,14 @@ pub struct TaskRecord {
     /// not hand the range to another task.
     #[serde(default)]
     pub userns_base: Option<u32>,
+    /// Whether every container had been started (or given up on): only
+    /// such a task is re-adopted by a restarted server.
+    #[serde(default)]
+    pub started: bool,
+    /// Each container's stop signal (from its image), for a re-adopted
+    /// task's StopTask.
+    #[serde(default)]
+    pub stop_signals: std::collections::BTreeMap<String, String>,
 }
 
 fn dir(state: &Path) -> PathBuf {

@@ -21,7 +21,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -39,6 +38,7 @@ use crate::net::{NetworkConfig, TaskNetwork};
 use crate::recovery::TaskRecord;
 use crate::runc::{self, Runc};
 use crate::userns::{self, IdRange, TaskView, UsernsMode};
+use crate::shim::{self, ShimClient};
 use ferry_proto::plan::{ContainerPlan, HealthStatus, TaskEvent, TaskPlan, VolumeKind};
 use ferry_proto::{FailureCode, TaskFailure};
 use zeroize::Zeroize;
@@ -66,6 +66,10 @@ pub struct AgentConfig {
     /// Whether container root runs as an unprivileged host uid (a user
     /// namespace per task); `Auto` is decided once by [`Agent::new`].
     pub userns: UsernsMode,
+    /// The binary run as each task's shim (`EXE shim ...`: the ferry binary).
+    pub shim_exe: PathBuf,
+    /// Where the shims' sockets are (`DATA_DIR/run/shims`).
+    pub shim_dir: PathBuf,
 }
 
 /// ferry's own registry, as tasks name it and as the agent reaches it.
@@ -112,6 +116,9 @@ impl AgentConfig {
             log_sink,
             own_registry: None,
             userns: UsernsMode::Auto,
+            shim_exe: std::env::current_exe()
+                .map_err(|e| AgentError::Host(format!("locating the ferry binary: {e}")))?,
+            shim_dir: data_dir.join("run").join("shims"),
         })
     }
 }
@@ -143,9 +150,10 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Checks the host (runtime binary, CNI plugins), creates the state
-    /// directory and makes this process a child subreaper (container
-    /// processes are reparented to it so their exit codes can be read).
+    /// Checks the host (runtime binary, CNI plugins) and creates the state
+    /// directory. Containers are the children of their task's shim (a
+    /// child subreaper), not of this process: a container whose shim was
+    /// killed goes to init, not to a server that would not reap it.
     pub fn new(mut config: AgentConfig) -> Result<Self, AgentError> {
         for p in ["bridge", "host-local", "loopback"] {
             let bin = config.network.cni_bin_dir.join(p);
@@ -172,8 +180,6 @@ impl Agent {
             fs::create_dir_all(&d)
                 .map_err(|e| AgentError::Host(format!("creating {}: {e}", d.display())))?;
         }
-        runc::become_subreaper()
-            .map_err(|e| AgentError::Host(format!("PR_SET_CHILD_SUBREAPER: {e}")))?;
         config.userns = match (config.userns, userns::probe()) {
             (UsernsMode::Off, _) => {
                 tracing::info!("user namespaces off (--userns=off): container root is host root");
@@ -252,6 +258,14 @@ impl Agent {
                 runc::reap(pid);
             }
         }
+        // Its shim, with nothing left to supervise, exits when asked.
+        let socket = shim::socket_path(&self.cfg.shim_dir, task_id);
+        if socket.exists() {
+            if let Err(e) = shim::shutdown_at(&socket) {
+                tracing::warn!(task = task_id, "stopping the task's shim: {e}");
+            }
+            let _ = fs::remove_file(&socket);
+        }
         // The crash may have come before or after any of the overlays was
         // mounted; unmount is idempotent, so just try each. A record saved
         // before the storage was attached has an empty task_root (and no
@@ -321,6 +335,186 @@ impl Agent {
         self.spawn(plan, Root::Storage(storage), events)
     }
 
+    /// The host record of a task a previous server ran, if it may be
+    /// re-adopted: every container had started (the record says so). The
+    /// caller re-adopts the task's storage at `task_root` before
+    /// [`Agent::reattach_task`].
+    pub fn adoptable(&self, task_id: &str) -> Result<TaskRecord, String> {
+        let rec = TaskRecord::load(&self.cfg.state_dir, task_id)
+            .map_err(|e| format!("no host record of the task: {e}"))?;
+        if !rec.started {
+            return Err("the task was still starting".into());
+        }
+        if !shim::socket_path(&self.cfg.shim_dir, task_id).exists() {
+            return Err("the task's shim is gone".into());
+        }
+        Ok(rec)
+    }
+
+    /// Re-adopts a task a previous server started (see
+    /// [`Agent::adoptable`]): connects to its shim, rebuilds its supervisor
+    /// from the record and the shim's view (running containers stay
+    /// running; an exit the shim kept is reported now), restarts health
+    /// checks. `storage` must already hold the task's volume again; it is
+    /// detached at the end as for any task. Returns the handle and, per
+    /// container, its exit code if it had exited and been recorded before.
+    #[allow(clippy::type_complexity)]
+    pub fn reattach_task<F>(
+        &self,
+        plan: TaskPlan,
+        storage: Arc<dyn TaskStorage>,
+        events: F,
+    ) -> Result<(TaskHandle, Vec<(String, Option<i32>)>), String>
+    where
+        F: Fn(TaskEvent) + Send + 'static,
+    {
+        let rec = self.adoptable(&plan.task_id)?;
+        let fresh = self
+            .active
+            .lock()
+            .map(|mut a| a.insert(plan.task_id.clone()))
+            .unwrap_or(false);
+        if !fresh {
+            return Err(format!(
+                "task {} is already running on this agent",
+                plan.task_id
+            ));
+        }
+        let (active, id) = (self.active.clone(), plan.task_id.clone());
+        let forget = move || {
+            if let Ok(mut a) = active.lock() {
+                a.remove(&id);
+            }
+        };
+        let (tx, rx) = mpsc::channel();
+        let socket = shim::socket_path(&self.cfg.shim_dir, &plan.task_id);
+        let (client, states) = match ShimClient::connect(
+            &socket,
+            log_routes(&plan),
+            self.cfg.log_sink.clone(),
+            exit_forwarder(&plan, tx.clone()),
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                forget();
+                return Err(format!("the task's shim does not answer: {e}"));
+            }
+        };
+        let runc = Runc {
+            bin: self.cfg.runtime.clone(),
+            root: self.cfg.state_dir.join("runc"),
+        };
+        let mut exit_codes = BTreeMap::new();
+        let mut seen = Vec::new();
+        let ctrs: Vec<Ctr> = plan
+            .containers
+            .iter()
+            .map(|c| {
+                let st = states.iter().find(|s| s.name == c.name);
+                let state = match st {
+                    None => State::Skipped,
+                    Some(s) => match (s.exit, s.acked) {
+                        (Some(code), true) => {
+                            exit_codes.insert(c.name.clone(), code);
+                            State::Exited(code)
+                        }
+                        // An exit not yet recorded arrives as an event.
+                        _ => State::Running,
+                    },
+                };
+                seen.push((
+                    c.name.clone(),
+                    match state {
+                        State::Exited(code) => Some(code),
+                        _ => None,
+                    },
+                ));
+                Ctr {
+                    stop_signal: rec
+                        .stop_signals
+                        .get(&c.name)
+                        .cloned()
+                        .unwrap_or_else(|| "SIGTERM".into()),
+                    plan: c.clone(),
+                    id: format!("{}-{}", plan.task_id, c.name),
+                    bundle: rec.task_root.join("containers").join(&c.name),
+                    state,
+                    created: st.is_some(),
+                    deadline: None,
+                    killed_at: None,
+                    started_at: Some(Instant::now()),
+                    health: HealthStatus::Unknown,
+                    health_cancel: None,
+                    health_thread: None,
+                }
+            })
+            .collect();
+        let net = rec.netns.as_ref().map(|ns| {
+            TaskNetwork::restore(
+                &self.cfg.network,
+                ns,
+                &plan.task_id,
+                rec.ip.clone(),
+                rec.cni_result.clone(),
+            )
+        });
+        let sup = Supervisor {
+            active: self.active.clone(),
+            pulls: self.pulls.clone(),
+            duplicate: false,
+            cfg: self.cfg.clone(),
+            runc,
+            root: rec.task_root.clone(),
+            source: Root::Storage(storage),
+            attached: true,
+            events: Box::new(events),
+            tx: tx.clone(),
+            rx,
+            cgroup: Some(TaskCgroup::create_handle(
+                &self.cfg.cgroup_parent,
+                &plan.task_id,
+            )),
+            oom_kills_seen: 0,
+            net,
+            overlays: plan
+                .containers
+                .iter()
+                .map(|c| {
+                    rec.task_root
+                        .join("containers")
+                        .join(&c.name)
+                        .join("rootfs")
+                })
+                .collect(),
+            ctrs,
+            stop: None,
+            exit_codes,
+            timings: StartTimings::default(),
+            started_at: Instant::now(),
+            pins: Vec::new(),
+            shim: Some(Arc::new(client)),
+            running_sent: true,
+            record: Some(rec),
+            plan,
+        };
+        let task_id = sup.plan.task_id.clone();
+        let join = std::thread::Builder::new()
+            .name(format!("task-{}", task_id.get(..8).unwrap_or(&task_id)))
+            .spawn(move || sup.run_adopted())
+            .map_err(|e| {
+                forget();
+                format!("spawning the task supervisor: {e}")
+            })?;
+        Ok((
+            TaskHandle {
+                task_id,
+                tx,
+                join: Mutex::new(Some(join)),
+            },
+            seen,
+        ))
+    }
+
     fn spawn<F>(&self, plan: TaskPlan, source: Root, events: F) -> TaskHandle
     where
         F: Fn(TaskEvent) + Send + 'static,
@@ -360,6 +554,8 @@ impl Agent {
             timings: StartTimings::default(),
             started_at: Instant::now(),
             pins: Vec::new(),
+            shim: None,
+            running_sent: false,
             plan,
         };
         let task_id = sup.plan.task_id.clone();
@@ -502,7 +698,6 @@ struct Ctr {
     bundle: PathBuf,
     state: State,
     created: bool,
-    readers: Vec<JoinHandle<()>>,
     deadline: Option<Instant>,
     killed_at: Option<Instant>,
     /// When it started (its dependents' `startTimeout` counts from here).
@@ -543,6 +738,11 @@ struct Supervisor {
     /// The task's images, pinned until it stops (the store's size limit
     /// does not collect them meanwhile).
     pins: Vec<Pin>,
+    /// The task's shim (started with its first container): parent of the
+    /// containers, holder of their pipes and exit statuses.
+    shim: Option<Arc<ShimClient>>,
+    /// Whether `Running` was reported (a re-adopted task had it already).
+    running_sent: bool,
 }
 
 fn valid_name(s: &str) -> bool {
@@ -568,6 +768,22 @@ impl Supervisor {
                 }
             }
         }
+        self.finish()
+    }
+
+    /// A re-adopted task: health checks again, then the usual loop and end.
+    fn run_adopted(mut self) -> TaskOutcome {
+        for idx in 0..self.ctrs.len() {
+            if self.ctrs[idx].state == State::Running {
+                self.start_health(idx);
+            }
+        }
+        self.run_loop();
+        self.finish()
+    }
+
+    /// Releases everything and reports `Stopped`.
+    fn finish(mut self) -> TaskOutcome {
         let t = Instant::now();
         let mut cleanup_errors = self.cleanup();
         if self.attached
@@ -720,6 +936,8 @@ impl Supervisor {
             ip: None,
             cni_result: None,
             userns_base: None,
+            started: false,
+            stop_signals: BTreeMap::new(),
         });
         // EFS volumes keep the container's uids in a file system shared
         // with other tasks: such tasks stay in the host's user namespace
@@ -986,6 +1204,9 @@ impl Supervisor {
                 .and_then(|c| c.stop_signal().clone())
                 .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric()))
                 .unwrap_or_else(|| "SIGTERM".to_string());
+            if let Some(r) = &mut self.record {
+                r.stop_signals.insert(c.name.clone(), stop_signal.clone());
+            }
             self.ctrs.push(Ctr {
                 stop_signal,
                 // The secrets' values are in the bundle; none stay here.
@@ -998,7 +1219,6 @@ impl Supervisor {
                 bundle,
                 state: State::Pending,
                 created: false,
-                readers: Vec::new(),
                 deadline: None,
                 killed_at: None,
                 started_at: None,
@@ -1013,6 +1233,7 @@ impl Supervisor {
             })?;
         }
         self.timings.bundles = mark.elapsed();
+        self.save_record()?;
         // Nothing needs the secrets' values any more.
         self.plan = self.plan.without_secrets();
         Ok(())
@@ -1104,20 +1325,20 @@ impl Supervisor {
     }
 
     fn run_loop(&mut self) {
-        let mut running_sent = false;
         loop {
             if self.stop.is_none() {
                 self.start_ready();
+                self.mark_started();
             }
             if self.stop.is_none()
-                && !running_sent
+                && !self.running_sent
                 && self
                     .ctrs
                     .iter()
                     .filter(|c| c.plan.essential)
                     .all(|c| c.state == State::Running)
             {
-                running_sent = true;
+                self.running_sent = true;
                 self.timings.to_running = self.started_at.elapsed();
                 self.emit(TaskEvent::Running);
             }
@@ -1280,10 +1501,14 @@ impl Supervisor {
         }
         self.exit_codes.insert(name.clone(), code);
         self.emit(TaskEvent::ContainerExited {
-            name,
+            name: name.clone(),
             exit_code: code,
             reason,
         });
+        // Recorded: the shim may forget it.
+        if let Some(s) = &self.shim {
+            s.ack(&name);
+        }
         if essential && self.stop.is_none() {
             self.stop = Some((
                 "EssentialContainerExited".into(),
@@ -1415,50 +1640,16 @@ impl Supervisor {
     }
 
     /// Creates and starts container `idx`. Every failure here is Fargate's
-    /// `CannotStartContainerError`.
+    /// `CannotStartContainerError`. `runc create` runs in the task's shim,
+    /// which holds the container's pipes and reports its exit.
     fn start_container(&mut self, idx: usize) -> Result<(), TaskFailure> {
         let failed = |detail: String| TaskFailure::new(FailureCode::CannotStartContainer, detail);
-        let (out_r, out_w) = std::io::pipe().map_err(|e| failed(format!("pipe: {e}")))?;
-        let (err_r, err_w) = std::io::pipe().map_err(|e| failed(format!("pipe: {e}")))?;
+        let shim = self.ensure_shim().map_err(|e| failed(e.to_string()))?;
         let c = &mut self.ctrs[idx];
         let log = c.bundle.join("runc.log");
-        let pid = self
-            .runc
-            .create(
-                &c.id,
-                &c.bundle,
-                &log,
-                Stdio::from(out_w),
-                Stdio::from(err_w),
-            )
+        shim.create(&c.plan.name, &c.id, &c.bundle, &log)
             .map_err(|e| failed(e.to_string()))?;
         c.created = true;
-        // Logs: one reader per stream, until the container closes it.
-        let (sink, group, stream): (Arc<dyn LogSink>, String, String) = match &c.plan.awslogs {
-            Some(a) => (
-                self.cfg.log_sink.clone(),
-                a.group.clone(),
-                logs::stream_name(a.stream_prefix.as_deref(), &c.plan.name, &self.plan.task_id),
-            ),
-            None => (Arc::new(logs::NullSink), String::new(), String::new()),
-        };
-        for r in [out_r, err_r] {
-            let (sink, group, stream) = (sink.clone(), group.clone(), stream.clone());
-            if let Ok(h) = std::thread::Builder::new()
-                .name("task-log".into())
-                .spawn(move || logs::pump(r, &*sink, &group, &stream))
-            {
-                c.readers.push(h);
-            }
-        }
-        let tx = self.tx.clone();
-        std::thread::Builder::new()
-            .name("task-wait".into())
-            .spawn(move || {
-                let code = runc::wait_exit(pid).unwrap_or(255);
-                let _ = tx.send(Msg::Exited { idx, code });
-            })
-            .map_err(|e| failed(format!("spawning a waiter: {e}")))?;
         if let Err(e) = self.runc.start(&c.id) {
             let _ = self.runc.delete(&c.id);
             return Err(failed(e.to_string()));
@@ -1469,6 +1660,41 @@ impl Supervisor {
         self.emit(TaskEvent::ContainerRunning { name });
         self.start_health(idx);
         Ok(())
+    }
+
+    /// The task's shim, started on first use.
+    fn ensure_shim(&mut self) -> Result<Arc<ShimClient>, shim::ShimError> {
+        if let Some(s) = &self.shim {
+            return Ok(s.clone());
+        }
+        let (client, _) = ShimClient::spawn(
+            &self.cfg.shim_exe,
+            &self.cfg.shim_dir,
+            &self.runc,
+            &self.plan.task_id,
+            log_routes(&self.plan),
+            self.cfg.log_sink.clone(),
+            exit_forwarder(&self.plan, self.tx.clone()),
+        )?;
+        let client = Arc::new(client);
+        self.shim = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Records that no container is waiting to start any more: from then on
+    /// a restarted server re-adopts the task.
+    fn mark_started(&mut self) {
+        if self.ctrs.iter().any(|c| c.state == State::Pending) {
+            return;
+        }
+        if let Some(r) = &mut self.record
+            && !r.started
+        {
+            r.started = true;
+            if let Err(e) = self.save_record() {
+                tracing::warn!(task = %self.plan.task_id, "{e}");
+            }
+        }
     }
 
     /// Releases everything of the task on the host. Returns what failed.
@@ -1492,9 +1718,14 @@ impl Supervisor {
                     errs.push(e.to_string());
                 }
             }
-            for r in c.readers.drain(..) {
-                let _ = r.join();
+        }
+        // Every container is deleted: its shim may go.
+        if let Some(s) = self.shim.take() {
+            if let Err(e) = s.shutdown() {
+                errs.push(format!("stopping the task's shim: {e}"));
             }
+            let _ = fs::remove_file(shim::socket_path(&self.cfg.shim_dir, &self.plan.task_id));
+            let _ = fs::remove_file(self.cfg.shim_dir.join(format!("{}.log", self.plan.task_id)));
         }
         // The view holds the task's volume and overlays: it goes first.
         if self
@@ -1521,6 +1752,36 @@ impl Supervisor {
             errs.push(e.to_string());
         }
         errs
+    }
+}
+
+/// Where each container's lines go (its awslogs group and stream).
+fn log_routes(plan: &TaskPlan) -> shim::Routes {
+    plan.containers
+        .iter()
+        .map(|c| {
+            let route = c.awslogs.as_ref().map(|a| {
+                (
+                    a.group.clone(),
+                    logs::stream_name(a.stream_prefix.as_deref(), &c.name, &plan.task_id),
+                )
+            });
+            (c.name.clone(), route)
+        })
+        .collect()
+}
+
+/// Turns a shim's exit reports into the supervisor's messages (containers
+/// are indexed in plan order).
+fn exit_forwarder(plan: &TaskPlan, tx: Sender<Msg>) -> impl Fn(&str, i32) + Send + 'static {
+    let names: Vec<String> = plan.containers.iter().map(|c| c.name.clone()).collect();
+    let tx = Mutex::new(tx);
+    move |name: &str, code: i32| {
+        if let Some(idx) = names.iter().position(|n| n == name)
+            && let Ok(tx) = tx.lock()
+        {
+            let _ = tx.send(Msg::Exited { idx, code });
+        }
     }
 }
 

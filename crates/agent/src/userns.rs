@@ -537,6 +537,8 @@ mod tests {
             ip: None,
             cni_result: None,
             userns_base: base,
+            started: false,
+            stop_signals: Default::default(),
         }
     }
 

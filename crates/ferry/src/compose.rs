@@ -102,8 +102,9 @@ pub struct Host {
     pub images: ImageStore,
 }
 
-/// Builds every service, releases what a previous server left on this
-/// host, and registers the services on the router.
+/// Builds every service, re-adopts the tasks a previous server left
+/// running, releases the rest of what it left on this host, and registers
+/// the services on the router.
 pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host)> {
     let platform = Platform::new(shared.kms.clone());
     let logs = logs_service(shared, &platform)?;
@@ -156,11 +157,9 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
     let tasks_dir = ferry_host::tasks_dir(&shared.data_dir);
     std::fs::create_dir_all(&tasks_dir)
         .with_context(|| format!("creating {}", tasks_dir.display()))?;
-    for p in ferry_host::recovery::release_leftovers(&agent, &*engine, &*keys, &tasks_dir, &efs) {
-        tracing::warn!("releasing what a previous server left: {p}");
-    }
     let volumes = Arc::new(
-        TaskVolumes::new(keys, engine, tasks_dir, efs.clone()).with_admission(storage_policy),
+        TaskVolumes::new(keys.clone(), engine.clone(), tasks_dir.clone(), efs.clone())
+            .with_admission(storage_policy),
     );
     let control_state = Arc::new(ControlState::default());
     let secrets = secrets_services(shared)?;
@@ -188,9 +187,18 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
             .context("starting the task metadata endpoint")?
             .with_credentials(Arc::new(identity::TaskCredentials(sessions))),
     );
-    let runtime = Arc::new(HostRuntime::new(agent, volumes).with_metadata(metadata));
+    let runtime = Arc::new(HostRuntime::new(agent.clone(), volumes).with_metadata(metadata));
 
+    // Starting the control plane reconciles: every unfinished task is
+    // offered to the runtime for re-adoption first; only then is what a
+    // previous server left and nobody adopted released.
     let ecs = ecs_service(shared, runtime.clone(), platform, task_identity)?;
+    let adopted = |id: &str| runtime.holds_volume(id);
+    for p in ferry_host::recovery::release_leftovers(
+        &agent, &*engine, &*keys, &tasks_dir, &efs, &adopted,
+    ) {
+        tracing::warn!("releasing what a previous server left: {p}");
+    }
     // Bound late: the control plane needs the runtime, the runtime's
     // metadata endpoint reads the control plane's task records.
     let _ = control_state.core.set(Arc::downgrade(ecs.core()));

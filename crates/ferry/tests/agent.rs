@@ -161,6 +161,8 @@ fn make_agent(dir: &Path, net: u8, bridge: &str, sink: Arc<MemorySink>) -> Agent
         log_sink: sink,
         own_registry: None,
         userns: ferry_agent::userns::UsernsMode::Auto,
+        shim_exe: env!("CARGO_BIN_EXE_ferry").into(),
+        shim_dir: dir.join("shims"),
     })
     .unwrap()
 }

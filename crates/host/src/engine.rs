@@ -27,6 +27,12 @@ pub trait Mounted: Send {
     fn server_pid(&self) -> Option<u32> {
         None
     }
+
+    /// Forgets it, leaving it mounted and served (a server that exits
+    /// without stopping its tasks; the next one re-adopts the mount).
+    fn leave(self: Box<Self>) {
+        std::mem::forget(self);
+    }
 }
 
 /// Volumes on the host.
@@ -91,6 +97,34 @@ impl Mounted for MountHandle {
     fn server_pid(&self) -> Option<u32> {
         MountHandle::server_pid(self)
     }
+    fn leave(self: Box<Self>) {
+        MountHandle::detach(*self);
+    }
+}
+
+/// A mount a previous server made, taken back after a restart: there is no
+/// handle any more, so it is unmounted by its target path.
+pub struct AdoptedMount {
+    /// Where it is mounted.
+    pub target: PathBuf,
+    /// The engine that unmounts it.
+    pub engine: std::sync::Arc<dyn VolumeEngine>,
+    /// Its serving process, found from the mount (watched as a new
+    /// volume's is).
+    pub server_pid: Option<u32>,
+}
+
+impl Mounted for AdoptedMount {
+    fn target(&self) -> &Path {
+        &self.target
+    }
+    fn unmount(self: Box<Self>) -> Result<(), EngineError> {
+        self.engine.unmount(&self.target)
+    }
+    fn server_pid(&self) -> Option<u32> {
+        self.server_pid
+    }
+    fn leave(self: Box<Self>) {}
 }
 
 impl VolumeEngine for Luks2 {

@@ -1,6 +1,8 @@
 //! Crash recovery: one entry point that releases what a previous server left
-//! on this host, in the order the resources nest. Tasks are not re-adopted
-//! yet (see [`crate::runtime`]), so everything found is released:
+//! on this host, in the order the resources nest. It runs after the control
+//! plane has offered every unfinished task for re-adoption (see
+//! [`crate::runtime`]) and skips what was adopted; everything else found is
+//! released:
 //!
 //! 1. the agent's orphaned tasks: containers, network namespaces, overlay
 //!    rootfs mounts;
@@ -22,14 +24,16 @@ use crate::engine::VolumeEngine;
 use crate::keys::VolumeKeys;
 use crate::task_volumes::{ENCRYPTED_IMAGE, Grant, PLAIN_IMAGE, ROOT};
 
-/// Releases everything a previous server left; returns what could not be
-/// released, one line each.
+/// Releases everything a previous server left but for the tasks this
+/// server re-adopted (`adopted(task_id)`: their volumes; the agent already
+/// knows its own); returns what could not be released, one line each.
 pub fn release_leftovers(
     agent: &Agent,
     engine: &dyn VolumeEngine,
     keys: &dyn VolumeKeys,
     tasks_dir: &Path,
     efs: &EfsVolumes,
+    adopted: &dyn Fn(&str) -> bool,
 ) -> Vec<String> {
     let mut problems = Vec::new();
     for id in agent.orphaned_tasks() {
@@ -39,6 +43,9 @@ pub fn release_leftovers(
     }
     if let Ok(entries) = std::fs::read_dir(tasks_dir) {
         for e in entries.flatten() {
+            if e.file_name().to_str().is_some_and(adopted) {
+                continue;
+            }
             if let Err(e) = release_task_dir(engine, keys, &e.path()) {
                 problems.push(e);
             }

@@ -6,13 +6,18 @@
 //! is released detaches it (unmount, crypto-shred, retire the grant) before
 //! it reports `Stopped`.
 //!
-//! Shutdown and restart: tasks are not re-adopted across restarts yet (their
-//! log pipes and supervisor threads live in the server process). So a clean
-//! shutdown stops every task first ([`HostRuntime::drain`]: stop code
-//! `TerminationNotice`, volumes crypto-shredded) rather than leave volumes
-//! unlocked with no control plane; after a crash, the next start releases
-//! whatever the previous server left ([`crate::recovery`]) and `reattach`
-//! reports those tasks as gone, so the control plane marks them STOPPED.
+//! Shutdown and restart: each task's containers belong to its shim (a
+//! process of its own, see `ferry_agent::shim`) and its volume to its
+//! `ferry volume serve`, so both outlive the server. A server that exits
+//! leaves its tasks running ([`HostRuntime::leave_running`]: volumes and
+//! EFS mounts stay mounted) unless told to stop them
+//! (`--stop-tasks-on-exit`: [`HostRuntime::drain`], stop code
+//! `TerminationNotice`, volumes crypto-shredded). At the next start
+//! `reattach` re-adopts each task whose containers had all started and
+//! whose shim answers: the agent rebuilds its supervisor, [`TaskVolumes`]
+//! its volume entry (from disk), the metadata endpoint is opened again.
+//! Everything else is `Gone` and released by [`crate::recovery`], which
+//! runs after reconciliation and skips what was adopted.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -27,8 +32,7 @@ use ferry_proto::plan::{TaskEvent, TaskPlan};
 use crate::task_volumes::TaskVolumes;
 
 /// Why a task that was running when the server stopped is gone.
-const RESTART_REASON: &str =
-    "the ferry server restarted while the task ran; its resources were released";
+const RESTART_REASON: &str = "the ferry server restarted while the task ran and could not re-adopt it; its resources were released";
 
 /// Runs tasks on this host.
 pub struct HostRuntime {
@@ -211,33 +215,40 @@ impl HostRuntime {
     }
 }
 
-impl TaskRuntime for HostRuntime {
-    fn start(&self, mut plan: TaskPlan, events: EventSink) {
-        let arn = plan.task_arn.clone();
-        let task_id = plan.task_id.clone();
-        let events: Box<dyn Fn(TaskEvent) + Send> = match &self.metadata {
-            Some(md) => {
-                add_metadata_env(&mut plan);
-                let hook = MetadataHook {
-                    endpoints: md.clone(),
-                    storage: self.storage.clone(),
-                    agent: self.agent.clone(),
-                    // The hook lives as long as the task: it keeps no
-                    // secret values.
-                    plan: plan.without_secrets(),
-                    opened: AtomicBool::new(false),
-                };
-                Box::new(move |ev: TaskEvent| {
-                    hook.on(&ev);
-                    events(ev)
-                })
-            }
-            None => Box::new(move |ev: TaskEvent| events(ev)),
-        };
-        let handle = Arc::new(
-            self.agent
-                .run_task_with_storage(plan, self.storage.clone(), events),
-        );
+impl HostRuntime {
+    /// Leaves every task running at server exit: volumes and EFS mounts
+    /// stay mounted (their handles are forgotten, not dropped), shims keep
+    /// the containers and buffer their logs until the next server.
+    pub fn leave_running(&self) -> usize {
+        self.storage.leave_mounted();
+        self.running.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Whether this server holds task `task_id`'s volume (re-adopted
+    /// tasks' volumes are skipped by recovery).
+    pub fn holds_volume(&self, task_id: &str) -> bool {
+        self.storage.holds(task_id)
+    }
+
+    /// The metadata hook of a task, if the endpoint is served.
+    fn hook(&self, plan: &TaskPlan) -> Option<Arc<MetadataHook>> {
+        self.metadata.as_ref().map(|md| {
+            Arc::new(MetadataHook {
+                endpoints: md.clone(),
+                storage: self.storage.clone(),
+                agent: self.agent.clone(),
+                // The hook lives as long as the task: it keeps no
+                // secret values.
+                plan: plan.without_secrets(),
+                opened: AtomicBool::new(false),
+            })
+        })
+    }
+
+    /// Keeps the task's handle until its supervisor is done.
+    fn track(&self, arn: String, handle: TaskHandle) {
+        let task_id = handle.task_id().to_owned();
+        let handle = Arc::new(handle);
         if let Ok(mut m) = self.running.lock() {
             m.insert(arn.clone(), handle.clone());
         }
@@ -253,6 +264,31 @@ impl TaskRuntime for HostRuntime {
                 m.remove(&arn);
             }
         });
+    }
+}
+
+/// `events` behind the metadata hook, if any.
+fn hooked(hook: Option<Arc<MetadataHook>>, events: EventSink) -> Box<dyn Fn(TaskEvent) + Send> {
+    match hook {
+        Some(hook) => Box::new(move |ev: TaskEvent| {
+            hook.on(&ev);
+            events(ev)
+        }),
+        None => Box::new(move |ev: TaskEvent| events(ev)),
+    }
+}
+
+impl TaskRuntime for HostRuntime {
+    fn start(&self, mut plan: TaskPlan, events: EventSink) {
+        let arn = plan.task_arn.clone();
+        if self.metadata.is_some() {
+            add_metadata_env(&mut plan);
+        }
+        let events = hooked(self.hook(&plan), events);
+        let handle = self
+            .agent
+            .run_task_with_storage(plan, self.storage.clone(), events);
+        self.track(arn, handle);
     }
 
     fn stop(&self, task_arn: &str, stop_code: &str, reason: &str) {
@@ -274,9 +310,61 @@ impl TaskRuntime for HostRuntime {
         let _ = self.host_stop.set(stop);
     }
 
-    fn reattach(&self, _plan: &TaskPlan, _events: EventSink) -> Reattach {
-        Reattach::Gone {
-            reason: RESTART_REASON.into(),
+    fn reattach(&self, plan: &TaskPlan, events: EventSink) -> Reattach {
+        let gone = |why: String| {
+            tracing::info!(task = %plan.task_arn, "not re-adopted: {why}");
+            Reattach::Gone {
+                reason: RESTART_REASON.into(),
+            }
+        };
+        let rec = match self.agent.adoptable(&plan.task_id) {
+            Ok(r) => r,
+            Err(e) => return gone(e),
+        };
+        if let Err(e) = self.storage.adopt(plan) {
+            return gone(e);
+        }
+        // The endpoint again, before any event of the adopted task.
+        let hook = self.hook(plan);
+        if let Some(h) = &hook {
+            h.on(&TaskEvent::Provisioned {
+                private_ip: rec.ip.clone().unwrap_or_default(),
+            });
+            for c in &plan.containers {
+                h.on(&TaskEvent::ContainerRunning {
+                    name: c.name.clone(),
+                });
+            }
+        }
+        let wrapped = hooked(hook.clone(), events);
+        match self
+            .agent
+            .reattach_task(plan.clone(), self.storage.clone(), wrapped)
+        {
+            Ok((handle, seen)) => {
+                for (name, code) in seen {
+                    if let (Some(h), Some(exit_code)) = (&hook, code) {
+                        h.on(&TaskEvent::ContainerExited {
+                            name,
+                            exit_code,
+                            reason: None,
+                        });
+                    }
+                }
+                self.track(plan.task_arn.clone(), handle);
+                tracing::info!(task = %plan.task_arn, "re-adopted");
+                Reattach::Adopted
+            }
+            Err(e) => {
+                if let Some(h) = &hook {
+                    h.on(&TaskEvent::Stopped {
+                        stop_code: String::new(),
+                        stopped_reason: String::new(),
+                    });
+                }
+                self.storage.forget(plan);
+                gone(e)
+            }
         }
     }
 }

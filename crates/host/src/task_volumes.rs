@@ -396,6 +396,103 @@ impl TaskStorage for TaskVolumes {
     }
 }
 
+// Re-adoption after a server restart (see `crate::runtime`): kept apart
+// from attach/detach above.
+impl TaskVolumes {
+    /// Takes back the volume of a task a previous server attached and left
+    /// mounted: rebuilds its entry from disk (the mount at `root`, the
+    /// image, `grant.json`) and its EFS binds, so that [`TaskStorage::detach`]
+    /// releases it as any other (unmounted by path, crypto-shredded, grant
+    /// retired). Returns the mount point. On error nothing is held and the
+    /// volume is left for [`crate::recovery`].
+    pub fn adopt(&self, plan: &TaskPlan) -> Result<PathBuf, String> {
+        let dir = self.task_dir(plan);
+        let root = dir.join(ROOT);
+        if !ferry_volume::mountinfo::is_mount_point(&root) {
+            return Err(format!(
+                "the task's volume is not mounted at {}",
+                root.display()
+            ));
+        }
+        let (image, grant) = if dir.join(ENCRYPTED_IMAGE).is_file() {
+            let grant = Grant::recorded(&dir)
+                .ok_or_else(|| format!("no {GRANT_FILE} beside the task's volume"))?;
+            (dir.join(ENCRYPTED_IMAGE), Some(grant))
+        } else if dir.join(PLAIN_IMAGE).is_file() {
+            (dir.join(PLAIN_IMAGE), None)
+        } else {
+            return Err("the task's volume file is gone".into());
+        };
+        let mount = Box::new(crate::engine::AdoptedMount {
+            target: root.clone(),
+            engine: self.engine.clone(),
+            server_pid: ferry_volume::server_pid(&root),
+        });
+        let pid = mount.server_pid;
+        let stopping = Arc::new(AtomicBool::new(false));
+        // Admission counts an adopted task's volume as any other's.
+        let size = u64::from(plan.ephemeral_storage_gib) * GIB;
+        self.attached
+            .lock()
+            .map_err(|_| "volume table poisoned".to_string())?
+            .insert(
+                plan.task_id.clone(),
+                Attached {
+                    mount,
+                    image,
+                    grant,
+                    size,
+                    stopping: stopping.clone(),
+                },
+            );
+        if let Err(e) = self.efs.adopt_task(plan, &root) {
+            if let Ok(mut m) = self.attached.lock()
+                && let Some(a) = m.remove(&plan.task_id)
+            {
+                a.mount.leave();
+            }
+            return Err(e);
+        }
+        match pid {
+            Some(pid) => self.watch(plan, pid, stopping),
+            None => tracing::warn!(
+                task = %plan.task_arn,
+                "the adopted volume's server pid is unknown: its death is not watched"
+            ),
+        }
+        Ok(root)
+    }
+
+    /// Undoes [`TaskVolumes::adopt`] without unmounting anything.
+    pub fn forget(&self, plan: &TaskPlan) {
+        self.efs.forget_task(&plan.task_id);
+        if let Ok(mut m) = self.attached.lock()
+            && let Some(a) = m.remove(&plan.task_id)
+        {
+            a.mount.leave();
+        }
+    }
+
+    /// Whether this server holds the volume of `task_id`.
+    pub fn holds(&self, task_id: &str) -> bool {
+        self.attached
+            .lock()
+            .map(|m| m.contains_key(task_id))
+            .unwrap_or(false)
+    }
+
+    /// Leaves every volume mounted and served (the server exits without
+    /// stopping its tasks; the next one re-adopts them).
+    pub fn leave_mounted(&self) {
+        if let Ok(mut m) = self.attached.lock() {
+            for (_, a) in m.drain() {
+                a.mount.leave();
+            }
+        }
+        self.efs.leave();
+    }
+}
+
 #[cfg(test)]
 mod tests;
 

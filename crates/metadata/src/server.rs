@@ -275,19 +275,23 @@ fn run(cmd: &str, args: &[&str], tolerate: &str) -> Result<(), String> {
 /// to that namespace only, so a task reaches its own endpoint there and
 /// nobody else's), and port 80 of it DNAT'ed to [`LISTEN_PORT`].
 fn configure_namespace() -> Result<(), String> {
-    run(
+    // A server re-adopting a task after a restart finds both already in
+    // place (iproute2 says "File exists" or "Address already assigned").
+    if let Err(e) = run(
         "ip",
         &["addr", "add", "169.254.170.2/32", "dev", "lo"],
         "File exists",
-    )?;
+    ) && !e.contains("already assigned")
+    {
+        return Err(e);
+    }
     let to = format!("{ADDRESS}:{LISTEN_PORT}");
-    run(
-        "iptables",
-        &[
+    let rule = |op: &'static str| {
+        [
             "-w",
             "-t",
             "nat",
-            "-A",
+            op,
             "OUTPUT",
             "-d",
             "169.254.170.2/32",
@@ -298,10 +302,14 @@ fn configure_namespace() -> Result<(), String> {
             "-j",
             "DNAT",
             "--to-destination",
-            &to,
-        ],
-        "",
-    )
+        ]
+    };
+    let check: Vec<&str> = rule("-C").into_iter().chain([to.as_str()]).collect();
+    if run("iptables", &check, "").is_ok() {
+        return Ok(());
+    }
+    let add: Vec<&str> = rule("-A").into_iter().chain([to.as_str()]).collect();
+    run("iptables", &add, "")
 }
 
 type Inside = (StdListener, File, NetworkInfo);

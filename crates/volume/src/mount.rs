@@ -468,9 +468,10 @@ fn remove_runtime_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::remove_dir_all(dir)
 }
 
-/// Unmounts the volume mounted on `target` (for operators and for re-adoption
-/// after the handle is gone): same steps as [`MountHandle::unmount`].
-pub fn unmount(target: &Path) -> Result<(), UnmountError> {
+/// Where a ferry volume mounted on `target` comes from: the canonical
+/// target, its loop device (`loopN`) and the serving process's runtime
+/// directory (which holds its `pid`).
+fn locate(target: &Path) -> Result<(PathBuf, String, PathBuf), UnmountError> {
     let target = target
         .canonicalize()
         .map_err(|_| UnmountError::NotMounted(target.display().to_string()))?;
@@ -487,10 +488,29 @@ pub fn unmount(target: &Path) -> Result<(), UnmountError> {
     let runtime_dir = backing
         .strip_suffix_path(&Path::new("fuse").join(FILE_NAME))
         .filter(|d| d.join("pid").is_file())
-        .ok_or_else(|| UnmountError::NotFerry(shown.clone()))?;
+        .ok_or(UnmountError::NotFerry(shown))?;
+    Ok((target, loop_name, runtime_dir))
+}
+
+/// Unmounts the volume mounted on `target` (for operators and for re-adoption
+/// after the handle is gone): same steps as [`MountHandle::unmount`].
+pub fn unmount(target: &Path) -> Result<(), UnmountError> {
+    let (target, loop_name, runtime_dir) = locate(target)?;
     teardown(&target, &loop_name, &runtime_dir, |pid| {
         stop_server(pid, None)
     })
+}
+
+/// The process serving the volume mounted on `target`, for a volume whose
+/// handle is gone (a server re-adopting a previous server's task watches
+/// it as it watches its own).
+pub fn server_pid(target: &Path) -> Option<u32> {
+    let (_, _, runtime_dir) = locate(target).ok()?;
+    std::fs::read_to_string(runtime_dir.join("pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 trait StripSuffixPath {

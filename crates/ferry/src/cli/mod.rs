@@ -2,6 +2,7 @@
 
 mod image;
 mod server;
+mod shim;
 mod volume;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,9 @@ enum Command {
     Server(server::Args),
     /// Manage local container images.
     Image(image::Args),
+    /// A task's supervisor process (started by the server).
+    #[command(hide = true)]
+    Shim(shim::Args),
 }
 
 /// Runs the parsed command line.
@@ -30,5 +34,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Volume(a) => volume::run(a),
         Command::Server(a) => server::run(a),
         Command::Image(a) => image::run(a),
+        Command::Shim(a) => shim::run(a),
     }
 }

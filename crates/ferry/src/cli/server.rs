@@ -1,6 +1,9 @@
 //! `ferry server`: opens (or initializes) the data directory, builds the
 //! services ([`crate::compose`]), and serves them on one listener until
-//! SIGTERM/SIGINT; then drains the tasks and releases the EFS mounts.
+//! SIGTERM/SIGINT. Tasks keep running after it exits (their shims and volume
+//! servers are processes of their own; the next start re-adopts them),
+//! unless `--stop-tasks-on-exit`: then it drains the tasks and releases the
+//! EFS mounts first.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -111,6 +114,11 @@ pub struct Args {
     #[arg(long, default_value = "auto",
           value_parser = |s: &str| ferry_host::admission::Reserve::parse(s, parse_size))]
     storage_reserve: ferry_host::admission::Reserve,
+    /// At SIGTERM/SIGINT, stop every task (volumes crypto-shredded) before
+    /// exiting, instead of leaving them running for the next start to
+    /// re-adopt.
+    #[arg(long)]
+    stop_tasks_on_exit: bool,
 }
 
 /// A ratio of at least 0.1 (less would admit nothing useful).
@@ -322,17 +330,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ferry_api::serve(listener, router, shutdown)
             .await
             .context("serving")?;
-        let runtime = host.runtime.clone();
-        let left = tokio::task::spawn_blocking(move || runtime.drain(DRAIN_TIMEOUT))
-            .await
-            .unwrap_or(usize::MAX);
-        if left > 0 {
-            tracing::warn!(
-                "{left} tasks were still stopping at exit; the next start releases them"
-            );
-        }
-        for e in host.efs.shutdown() {
-            tracing::warn!("{e}");
+        if args.stop_tasks_on_exit {
+            let runtime = host.runtime.clone();
+            let left = tokio::task::spawn_blocking(move || runtime.drain(DRAIN_TIMEOUT))
+                .await
+                .unwrap_or(usize::MAX);
+            if left > 0 {
+                tracing::warn!(
+                    "{left} tasks were still stopping at exit; the next start releases them"
+                );
+            }
+            for e in host.efs.shutdown() {
+                tracing::warn!("{e}");
+            }
+        } else {
+            let left = host.runtime.leave_running();
+            tracing::info!("leaving {left} tasks running for the next start to re-adopt");
         }
         drop(admin_socket);
         tracing::info!("stopped");

@@ -414,14 +414,84 @@ impl EfsVolumes {
         errors
     }
 
+    /// Takes back the EFS binds of a task a previous server started and
+    /// left running (re-adoption): each volume's bind under `task_root`
+    /// and its file system's host mount, which this server then unmounts
+    /// (by path) once its last task is gone.
+    pub fn adopt_task(&self, plan: &TaskPlan, task_root: &Path) -> Result<(), String> {
+        let mut st = self.state();
+        let mut binds = Vec::new();
+        for v in &plan.volumes {
+            let VolumeKind::Efs { file_system_id, .. } = &v.kind else {
+                continue;
+            };
+            let target = task_root.join("volumes").join(&v.name);
+            let mnt = self.fs_dir(file_system_id).join(MOUNT_DIR);
+            if !is_mount_point(&target) || !is_mount_point(&mnt) {
+                return Err(format!(
+                    "EFS volume {} of the task is no longer mounted",
+                    v.name
+                ));
+            }
+            st.mounted
+                .entry(file_system_id.clone())
+                .or_insert_with(|| HostMount {
+                    handle: Box::new(crate::engine::AdoptedMount {
+                        server_pid: ferry_volume::server_pid(&mnt),
+                        target: mnt,
+                        engine: self.engine.clone(),
+                    }),
+                    users: HashSet::new(),
+                })
+                .users
+                .insert(plan.task_id.clone());
+            binds.push(TaskBind {
+                fs_id: file_system_id.clone(),
+                target,
+            });
+        }
+        st.tasks.insert(plan.task_id.clone(), binds);
+        Ok(())
+    }
+
+    /// Undoes [`EfsVolumes::adopt_task`] without unmounting anything (the
+    /// task could not be re-adopted after all; recovery releases it).
+    pub fn forget_task(&self, task_id: &str) {
+        let mut st = self.state();
+        for b in st.tasks.remove(task_id).unwrap_or_default() {
+            let unused = st.mounted.get_mut(&b.fs_id).is_some_and(|m| {
+                m.users.remove(task_id);
+                m.users.is_empty()
+            });
+            if unused && let Some(m) = st.mounted.remove(&b.fs_id) {
+                m.handle.leave();
+            }
+        }
+    }
+
+    /// Forgets every mount, leaving them in place (the server exits
+    /// without stopping its tasks; the next one re-adopts them).
+    pub fn leave(&self) {
+        let mut st = self.state();
+        st.tasks.clear();
+        for (_, m) in st.mounted.drain() {
+            m.handle.leave();
+        }
+    }
+
     /// Unmounts file systems a previous server left mounted (after a
-    /// crash; call after the leftover task volumes are released).
+    /// crash; call after the leftover task volumes are released), but for
+    /// those a re-adopted task uses.
     pub fn recover(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let Ok(entries) = std::fs::read_dir(&self.root) else {
             return problems;
         };
+        let in_use: HashSet<String> = self.state().mounted.keys().cloned().collect();
         for e in entries.flatten() {
+            if e.file_name().to_str().is_some_and(|n| in_use.contains(n)) {
+                continue;
+            }
             let mnt = e.path().join(MOUNT_DIR);
             if is_mount_point(&mnt)
                 && let Err(err) = self.engine.unmount(&mnt)
