@@ -389,6 +389,23 @@ def task_page(ip, path="/", timeout=20):
             time.sleep(0.2)
 
 
+def pids_with_args(*args):
+    """Pids of the processes whose argv holds every one of `args` (str or
+    bytes), read from /proc."""
+    want = [a.encode() if isinstance(a, str) else a for a in args]
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            argv = open(f"/proc/{d}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if all(w in argv for w in want):
+            pids.append(int(d))
+    return pids
+
+
 def host_resources():
     """Everything a leaked task would show on the host, as one string:
     mounts, loop devices, network namespaces, links, NAT rules, cgroups."""

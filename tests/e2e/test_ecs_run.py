@@ -20,7 +20,7 @@ import subprocess
 import time
 
 from conftest import (NETCFG, SOURCE_TD, TASK_SUBNET, allocated_data, create_source_log_group, host_resources,
-                      import_httpd, task_page, wait_status)
+                      import_httpd, pids_with_args, task_page, wait_status)
 
 ORDER = ["PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "STOPPING",
          "DEPROVISIONING", "STOPPED"]
@@ -368,18 +368,8 @@ def test_start_timeout_bounds_the_wait_for_a_dependency(ferry_server, tmp_path):
 
 
 def shim_pids(task_id):
-    """Pids of the `ferry shim` processes of a task (from /proc)."""
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            argv = open(f"/proc/{d}/cmdline", "rb").read().split(b"\0")
-        except OSError:
-            continue
-        if b"shim" in argv and task_id.encode() in argv:
-            pids.append(int(d))
-    return pids
+    """Pids of the `ferry shim` processes of a task."""
+    return pids_with_args("shim", task_id)
 
 
 def test_after_a_crash_the_next_start_releases_tasks_and_retires_their_grants(ferry_server, tmp_path):

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import NETCFG, import_httpd, wait_status, wait_stopped
+from conftest import NETCFG, import_httpd, pids_with_args, wait_status, wait_stopped
 
 TD = {
     "family": "sleeper", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
@@ -37,16 +37,10 @@ def srv(ferry_server, tmp_path):
 def volume_server_pid(data_dir, task_id):
     """The pid of the `ferry volume serve` serving the task's image."""
     image = os.path.join(data_dir, "tasks", task_id, "volume.luks")
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            args = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-        except OSError:
-            continue
-        if b"volume" in args and b"serve" in args and image.encode() in args:
-            return int(pid)
-    pytest.fail(f"no volume server for {image}", pytrace=False)
+    pids = pids_with_args("volume", "serve", image)
+    if not pids:
+        pytest.fail(f"no volume server for {image}", pytrace=False)
+    return pids[0]
 
 
 def kill_and_expect_stop(srv, arn):
