@@ -159,6 +159,12 @@ def test_sigterm_restart_keeps_three_tasks_running(keep_server, tmp_path):
     srv.start()
     assert "re-adopted" in srv.log()
     check_adopted(srv, arns, ips, down_from, down_to)
+    # The adopted tasks pin their image again, as at their start: prune
+    # (which removes every image no running task uses) keeps it.
+    pruned = subprocess.run([ferry_bin(), "image", "prune", "--data-dir", srv.data_dir],
+                            capture_output=True, text=True, timeout=120)
+    assert pruned.returncode == 0, pruned.stderr
+    assert "httpd:2.4" not in pruned.stdout, pruned.stdout
     stop_and_check_shredded(srv, arns)
 
 

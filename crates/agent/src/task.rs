@@ -458,6 +458,16 @@ impl Agent {
                 rec.cni_result.clone(),
             )
         });
+        // The images the task runs are pinned again, as at its start, so
+        // the image store's limit never collects one under a running task
+        // (an image already gone is not needed: the task runs from its own
+        // unpacked copy).
+        let pins: Vec<Pin> = plan
+            .containers
+            .iter()
+            .filter_map(|c| self.cfg.images.resolve_pinned(&c.image).ok())
+            .map(|(_, pin)| pin)
+            .collect();
         let sup = Supervisor {
             active: self.active.clone(),
             pulls: self.pulls.clone(),
@@ -491,7 +501,7 @@ impl Agent {
             exit_codes,
             timings: StartTimings::default(),
             started_at: Instant::now(),
-            pins: Vec::new(),
+            pins,
             shim: Some(Arc::new(client)),
             running_sent: true,
             record: Some(rec),
