@@ -5,17 +5,11 @@ the audit trail."""
 import json
 import os
 
-import botocore.exceptions
-import pytest
+# The module's server and clients are test_kms's fixtures (module scope: one
+# server for this file).
+from test_kms import error_code, kms, raw_kms, srv  # noqa: F401
 
 AUDIT = "kms-audit.jsonl"
-
-
-def error_of(fn, **kw):
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        fn(**kw)
-    err = e.value.response["Error"]
-    return err["Code"], err.get("Message", "")
 
 
 def audit_path(srv):
@@ -25,22 +19,6 @@ def audit_path(srv):
 def audit_records(srv):
     with open(audit_path(srv)) as f:
         return [json.loads(line) for line in f]
-
-
-@pytest.fixture(scope="module")
-def srv(ferry_server_module):
-    return ferry_server_module
-
-
-@pytest.fixture(scope="module")
-def kms(srv):
-    return srv.client("kms")
-
-
-@pytest.fixture(scope="module")
-def raw_kms(srv):
-    """Skips botocore's own validation, so the server's answers."""
-    return srv.client("kms", parameter_validation=False)
 
 
 def test_every_bit_flip_of_a_blob_is_invalid_ciphertext(srv, kms):
@@ -56,16 +34,16 @@ def test_every_bit_flip_of_a_blob_is_invalid_ciphertext(srv, kms):
     for bit in range(len(blob) * 8):
         bad = bytearray(blob)
         bad[bit // 8] ^= 1 << (bit % 8)
-        code, msg = error_of(kms.decrypt, CiphertextBlob=bytes(bad), EncryptionContext=ec)
+        code, msg = error_code(kms.decrypt, CiphertextBlob=bytes(bad), EncryptionContext=ec)
         assert code == "InvalidCiphertextException", (bit, code, msg)
         assert "key/" not in msg, (bit, msg)
         if bit % 8 == 0:
             # ReEncrypt reads the blob the same way, and so does a Decrypt
             # that names the right key.
-            code, msg = error_of(kms.re_encrypt, CiphertextBlob=bytes(bad),
+            code, msg = error_code(kms.re_encrypt, CiphertextBlob=bytes(bad),
                                  SourceEncryptionContext=ec, DestinationKeyId=other)
             assert code == "InvalidCiphertextException", (bit, code, msg)
-            code, msg = error_of(kms.decrypt, CiphertextBlob=bytes(bad),
+            code, msg = error_code(kms.decrypt, CiphertextBlob=bytes(bad),
                                  EncryptionContext=ec, KeyId=arn)
             assert code == "InvalidCiphertextException", (bit, code, msg)
 
@@ -73,7 +51,7 @@ def test_every_bit_flip_of_a_blob_is_invalid_ciphertext(srv, kms):
     # key taken from the blob.
     bad = bytearray(blob)
     bad[arn_at + len(arn) - 1] ^= 1
-    error_of(kms.decrypt, CiphertextBlob=bytes(bad), EncryptionContext=ec)
+    error_code(kms.decrypt, CiphertextBlob=bytes(bad), EncryptionContext=ec)
     rec = audit_records(srv)[-1]
     assert rec["eventName"] == "Decrypt"
     assert rec["errorCode"] == "InvalidCiphertextException"
@@ -81,7 +59,7 @@ def test_every_bit_flip_of_a_blob_is_invalid_ciphertext(srv, kms):
     assert bytes(bad[arn_at:arn_at + len(arn)]).decode(errors="replace") not in json.dumps(rec)
 
     # Naming another key than the blob's is IncorrectKeyException, as AWS documents.
-    code, _ = error_of(kms.decrypt, CiphertextBlob=blob, EncryptionContext=ec, KeyId=other)
+    code, _ = error_code(kms.decrypt, CiphertextBlob=blob, EncryptionContext=ec, KeyId=other)
     assert code == "IncorrectKeyException"
 
 
@@ -116,7 +94,7 @@ def test_oversized_context_is_refused_before_the_audit_trail(srv, kms, raw_kms):
     ]
     for i, fn in enumerate(calls):
         before = os.path.getsize(audit_path(srv))
-        code, msg = error_of(lambda: fn())
+        code, msg = error_code(lambda: fn())
         assert code == "ValidationException", (i, code, msg)
         grew = os.path.getsize(audit_path(srv)) - before
         assert 0 < grew < 2048, (i, grew)
@@ -126,7 +104,7 @@ def test_oversized_context_is_refused_before_the_audit_trail(srv, kms, raw_kms):
     at_limit = {"k": "v" * 8191}
     blob = kms.encrypt(KeyId=arn, Plaintext=b"p", EncryptionContext=at_limit)["CiphertextBlob"]
     assert kms.decrypt(CiphertextBlob=blob, EncryptionContext=at_limit)["Plaintext"] == b"p"
-    code, _ = error_of(kms.encrypt, KeyId=arn, Plaintext=b"p",
+    code, _ = error_code(kms.encrypt, KeyId=arn, Plaintext=b"p",
                        EncryptionContext={"k": "v" * 8192})
     assert code == "ValidationException"
 
@@ -138,15 +116,15 @@ def test_oversized_policy_tags_and_constraints_are_refused(srv, kms):
         "Sid": "s" * (33 * 1024), "Effect": "Allow",
         "Principal": {"AWS": f"arn:aws:iam::{account}:root"}, "Action": "kms:*", "Resource": "*"}]})
     before = os.path.getsize(audit_path(srv))
-    code, _ = error_of(kms.put_key_policy, KeyId=arn, PolicyName="default", Policy=policy)
+    code, _ = error_code(kms.put_key_policy, KeyId=arn, PolicyName="default", Policy=policy)
     assert code == "LimitExceededException"
-    code, _ = error_of(kms.create_key, Tags=[{"TagKey": f"k{i}", "TagValue": "v"} for i in range(51)])
+    code, _ = error_code(kms.create_key, Tags=[{"TagKey": f"k{i}", "TagValue": "v"} for i in range(51)])
     assert code == "LimitExceededException"
-    code, _ = error_of(kms.create_grant, KeyId=arn, GranteePrincipal="fargate.amazonaws.com",
+    code, _ = error_code(kms.create_grant, KeyId=arn, GranteePrincipal="fargate.amazonaws.com",
                        Operations=["Decrypt"],
                        Constraints={"EncryptionContextSubset": {f"k{i}": "v" for i in range(9)}})
     assert code == "ValidationException"
-    code, _ = error_of(kms.create_grant, KeyId=arn, GranteePrincipal="fargate.amazonaws.com",
+    code, _ = error_code(kms.create_grant, KeyId=arn, GranteePrincipal="fargate.amazonaws.com",
                        Operations=["Decrypt"],
                        Constraints={"EncryptionContextSubset": {"k": "v" * 385}})
     assert code == "ValidationException"
