@@ -57,6 +57,7 @@ fn plan(n: usize) -> TaskPlan {
             registry_auth: None,
         }],
         volumes: vec![],
+        network: None,
     }
 }
 

@@ -124,6 +124,7 @@ pub fn build(
         storage,
         containers,
         volumes: spec.volumes.clone(),
+        network: None,
     })
 }
 

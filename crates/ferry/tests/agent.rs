@@ -231,6 +231,7 @@ fn plan(task_id: &str, containers: Vec<ContainerPlan>, volumes: Vec<VolumePlan>)
         storage: StoragePlan::Unencrypted,
         containers,
         volumes,
+        network: None,
     }
 }
 

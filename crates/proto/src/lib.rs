@@ -17,12 +17,15 @@
 //! - [`plan`]: what the control plane asks the agent to run
 //!   ([`plan::TaskPlan`]) and what the agent reports ([`plan::TaskEvent`]).
 //! - [`failure`]: [`TaskFailure`], why a task failed to start, typed.
+//! - [`net`]: a task's network interface ([`net::InterfacePlan`]) and the
+//!   security-group rules the data plane enforces ([`net::FirewallRules`]).
 //! - [`authz`]: how identity and resource policies combine for one request.
 
 #![forbid(unsafe_code)]
 
 pub mod authz;
 pub mod failure;
+pub mod net;
 pub mod plan;
 pub mod query;
 pub mod rest;

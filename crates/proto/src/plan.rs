@@ -41,6 +41,10 @@ pub struct TaskPlan {
     pub containers: Vec<ContainerPlan>,
     /// Task volumes (`volumes[]` of the task definition).
     pub volumes: Vec<VolumePlan>,
+    /// The task's network interface (awsvpc): allocated by the VPC service
+    /// at launch. Absent in plans stored before VPCs existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::net::InterfacePlan>,
 }
 
 impl TaskPlan {
@@ -447,6 +451,7 @@ mod tests {
             storage: StoragePlan::Unencrypted,
             containers: vec![c],
             volumes: vec![],
+            network: None,
         };
         assert_eq!(
             plan.containers[0].secret_env.iter().collect::<Vec<_>>(),

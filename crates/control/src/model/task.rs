@@ -474,6 +474,7 @@ pub(crate) mod tests {
                 storage: StoragePlan::Unencrypted,
                 containers: vec![p1, p2],
                 volumes: vec![],
+                network: None,
             },
             cluster_arn: "c".into(),
             task_definition_arn: "td".into(),

@@ -191,6 +191,7 @@ fn plan(storage: StoragePlan) -> TaskPlan {
         storage,
         containers: vec![],
         volumes: vec![],
+        network: None,
     }
 }
 
