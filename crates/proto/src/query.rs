@@ -14,6 +14,13 @@
 //! <RequestId>...</RequestId></ErrorResponse>` sent with the error's HTTP
 //! status. Services build the inside of the result element with [`Xml`];
 //! the listener wraps it ([`render_response`], [`render_error`]).
+//!
+//! EC2 speaks its own flavour ([`Flavor::Ec2`]): lists are `Name.N` with no
+//! `.member.` (`SubnetId.1`, `Filter.1.Value.1`; read them with
+//! [`Params::items`] and [`Params::indexed`]), list items in responses are
+//! `<item>` ([`Xml::items`]), the response has no `ActionResult` wrapper
+//! but a `<requestId>` first ([`render_ec2_response`]), and an error is
+//! `<Response><Errors><Error><Code>..` ([`render_ec2_error`]).
 
 use std::collections::BTreeMap;
 
@@ -36,9 +43,31 @@ pub trait QueryService: Send + Sync {
         false
     }
 
+    /// Which flavour of the protocol the service speaks. Default: IAM's.
+    fn flavor(&self) -> Flavor {
+        Flavor::Query
+    }
+
+    /// Whether the service checks the caller's policies itself (IAM, STS).
+    /// If not, the listener's gate checks `SIGNING_NAME:Action` first.
+    /// Default: yes.
+    fn authorizes_itself(&self) -> bool {
+        true
+    }
+
     /// Runs `action` with `params`; the result is the content of the
-    /// `<ActionResult>` element (empty for actions without output).
+    /// `<ActionResult>` element (empty for actions without output), or for
+    /// [`Flavor::Ec2`] of the response element after its `<requestId>`.
     fn call(&self, ctx: &RequestContext, action: &str, params: &Params) -> Result<Xml, AwsError>;
+}
+
+/// The two flavours of the query protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// IAM and STS: `Name.member.N`, `<ActionResult>`, `<ErrorResponse>`.
+    Query,
+    /// EC2: `Name.N`, `<item>`, `<Response><Errors>`.
+    Ec2,
 }
 
 /// The parameters of one query request, by their flattened names.
@@ -155,6 +184,36 @@ impl Params {
         items.into_values().collect()
     }
 
+    /// The items of an EC2-style list of strings (`name.N`), in index
+    /// order.
+    pub fn items(&self, name: &str) -> Vec<&str> {
+        let prefix = format!("{name}.");
+        let mut items: Vec<(u32, &str)> = self
+            .with_prefix(&prefix)
+            .into_iter()
+            .filter_map(|(rest, v)| rest.parse::<u32>().ok().map(|n| (n, v)))
+            .collect();
+        items.sort_by_key(|(n, _)| *n);
+        items.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// The items of an EC2-style list of structures (`name.N.Field...`), in
+    /// index order, each as its own parameters with `name.N.` cut off (so
+    /// nested lists read the same way: `IpPermissions.1.IpRanges.1.CidrIp`
+    /// is `IpRanges.1.CidrIp` of the first item).
+    pub fn indexed(&self, name: &str) -> Vec<Params> {
+        let prefix = format!("{name}.");
+        let mut items: BTreeMap<u32, Params> = BTreeMap::new();
+        for (rest, v) in self.with_prefix(&prefix) {
+            if let Some((n, field)) = rest.split_once('.')
+                && let Ok(n) = n.parse::<u32>()
+            {
+                items.entry(n).or_default().insert(field, v);
+            }
+        }
+        items.into_values().collect()
+    }
+
     fn with_prefix(&self, prefix: &str) -> Vec<(&str, &str)> {
         self.map
             .range(prefix.to_owned()..)
@@ -243,6 +302,20 @@ impl Xml {
         })
     }
 
+    /// `<name><item>...</item>...</name>`, one `item` per entry (EC2).
+    pub fn items<T>(
+        &mut self,
+        name: &str,
+        items: impl IntoIterator<Item = T>,
+        mut f: impl FnMut(&mut Xml, T),
+    ) -> &mut Self {
+        self.elem(name, |x| {
+            for item in items {
+                x.elem("item", |m| f(m, item));
+            }
+        })
+    }
+
     /// Whether nothing was written.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -318,6 +391,46 @@ pub fn render_error(namespace: &str, error: &AwsError, request_id: &str) -> Stri
     out.push_str("\">");
     out.push_str(&x.0);
     out.push_str("</ErrorResponse>");
+    out
+}
+
+/// The whole EC2 response document for a successful `action`:
+/// `<ActionResponse xmlns=NS><requestId>..</requestId>RESULT</ActionResponse>`.
+pub fn render_ec2_response(
+    namespace: &str,
+    action: &str,
+    result: &Xml,
+    request_id: &str,
+) -> String {
+    let mut out = String::with_capacity(result.0.len() + 192);
+    out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<");
+    out.push_str(action);
+    out.push_str("Response xmlns=\"");
+    escape_into(&mut out, namespace);
+    out.push_str("\"><requestId>");
+    escape_into(&mut out, request_id);
+    out.push_str("</requestId>");
+    out.push_str(&result.0);
+    out.push_str("</");
+    out.push_str(action);
+    out.push_str("Response>");
+    out
+}
+
+/// The EC2 error document: `<Response><Errors><Error><Code>..</Code>
+/// <Message>..</Message></Error></Errors><RequestID>..</RequestID></Response>`.
+pub fn render_ec2_error(error: &AwsError, request_id: &str) -> String {
+    let mut x = Xml::new();
+    x.elem("Errors", |e| {
+        e.elem("Error", |e| {
+            e.text("Code", &error.code).text("Message", &error.message);
+        });
+    })
+    .text("RequestID", request_id);
+    let mut out = String::with_capacity(x.0.len() + 64);
+    out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response>");
+    out.push_str(&x.0);
+    out.push_str("</Response>");
     out
 }
 
@@ -397,6 +510,35 @@ mod tests {
             render_error("ns", &AwsError::server("ServiceFailure", "x"), "r")
                 .contains("<Type>Receiver</Type>")
         );
+    }
+
+    #[test]
+    fn ec2_lists_and_documents_have_their_own_shape() {
+        let p = Params::parse(
+            b"SubnetId.2=b&SubnetId.1=a&SubnetId.10=c&Filter.1.Name=vpc-id&Filter.1.Value.1=v1\
+              &Filter.1.Value.2=v2&Filter.2.Name=tag%3AName&IpPermissions.1.IpRanges.1.CidrIp=10.0.0.0%2F8",
+        );
+        assert_eq!(p.items("SubnetId"), vec!["a", "b", "c"]);
+        let f = p.indexed("Filter");
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].get("Name"), Some("vpc-id"));
+        assert_eq!(f[0].items("Value"), vec!["v1", "v2"]);
+        assert_eq!(f[1].get("Name"), Some("tag:Name"));
+        assert!(f[1].items("Value").is_empty());
+        let perms = p.indexed("IpPermissions");
+        assert_eq!(
+            perms[0].indexed("IpRanges")[0].get("CidrIp"),
+            Some("10.0.0.0/8")
+        );
+        let mut x = Xml::new();
+        x.items("vpcSet", ["vpc-1"], |i, v| {
+            i.text("vpcId", v);
+        });
+        let doc = render_ec2_response("ns", "DescribeVpcs", &x, "r-1");
+        assert!(doc.ends_with("<DescribeVpcsResponse xmlns=\"ns\"><requestId>r-1</requestId><vpcSet><item><vpcId>vpc-1</vpcId></item></vpcSet></DescribeVpcsResponse>"), "{doc}");
+        let e = AwsError::client("InvalidVpcID.NotFound", "The vpc ID 'vpc-1' does not exist");
+        let doc = render_ec2_error(&e, "r-2");
+        assert!(doc.ends_with("<Response><Errors><Error><Code>InvalidVpcID.NotFound</Code><Message>The vpc ID &apos;vpc-1&apos; does not exist</Message></Error></Errors><RequestID>r-2</RequestID></Response>"), "{doc}");
     }
 
     #[test]
