@@ -1,0 +1,579 @@
+//! The VPC state ([`Ec2`]): durable in the state store, live in memory, and
+//! the typed in-process API RunTask and the task firewall use.
+//!
+//! Every change runs through [`Ec2::mutate`]: it applies the change to a
+//! copy of the state, writes the records that differ in one store
+//! transaction, and only then makes the copy current; if the firewall
+//! rules differ, the listeners hear the new rules before the caller's
+//! request returns.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use ferry_proto::net::{
+    FirewallRules, GroupRules, InterfacePlan, Ipv4Cidr, Peer, Rule, Traffic, VpcNet,
+};
+use ferry_store::{Store, StoreError, WriteTxn};
+use rand::Rng;
+use serde::Serialize;
+
+use crate::error::{AttachError, Ec2Error};
+use crate::model::{
+    ENIS, Eni, GROUPS, Group, GroupRule, RULES, RulePeer, SUBNETS, Subnet, VPCS, Vpc,
+};
+
+/// A listener for firewall rule changes.
+type RulesListener = Arc<dyn Fn(&FirewallRules) + Send + Sync>;
+
+/// Everything the service holds, by id.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct State {
+    pub vpcs: BTreeMap<String, Vpc>,
+    pub subnets: BTreeMap<String, Subnet>,
+    pub groups: BTreeMap<String, Group>,
+    pub rules: BTreeMap<String, GroupRule>,
+    pub enis: BTreeMap<String, Eni>,
+}
+
+/// The VPC service's state and in-process API.
+pub struct Ec2 {
+    store: Arc<Store>,
+    account: String,
+    region: String,
+    state: Mutex<State>,
+    listeners: RwLock<Vec<RulesListener>>,
+    /// Held while listeners run, so they hear changes in commit order.
+    notify: Mutex<()>,
+}
+
+/// What [`Ec2::attach`] is asked for: a task's `awsvpcConfiguration`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttachRequest {
+    /// Subnet ids (at least one).
+    pub subnets: Vec<String>,
+    /// Security group ids; empty means the VPC's default group.
+    pub security_groups: Vec<String>,
+    /// The ENI's description (names the task's attachment).
+    pub description: String,
+}
+
+/// A new id: `prefix-` and 17 hex digits, as EC2's.
+pub(crate) fn new_id(prefix: &str) -> String {
+    let mut r = rand::rng();
+    let mut s = String::with_capacity(prefix.len() + 18);
+    s.push_str(prefix);
+    s.push('-');
+    for _ in 0..17 {
+        let d: u32 = r.random_range(0..16);
+        s.push(char::from_digit(d, 16).unwrap_or('0'));
+    }
+    s
+}
+
+/// A random locally administered, unicast MAC (`0a:..`).
+fn new_mac() -> String {
+    let mut b = [0u8; 5];
+    rand::rng().fill(&mut b[..]);
+    let mut s = String::from("0a");
+    for x in b {
+        s.push_str(&format!(":{x:02x}"));
+    }
+    s
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic in a change leaves the state as it was before (changes apply
+    // to a copy), so a poisoned lock holds consistent state.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The three availability zones of `region`: `REGIONa`, `b`, `c`.
+pub fn zones(region: &str) -> [String; 3] {
+    ["a", "b", "c"].map(|z| format!("{region}{z}"))
+}
+
+/// The zone id of the `n`th zone (`use1-az1`): the region's parts
+/// shortened as AWS shortens them (`us-east-1` → `use1`).
+pub fn zone_id(region: &str, n: usize) -> String {
+    let parts: Vec<&str> = region.split('-').collect();
+    let mut short = String::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i == 0 || p.bytes().all(|b| b.is_ascii_digit()) {
+            short.push_str(p);
+        } else if let Some(c) = p.chars().next() {
+            short.push(c);
+        }
+    }
+    format!("{short}-az{}", n + 1)
+}
+
+/// The addresses of `cidr` a task may not get: EC2 reserves the network
+/// address, the next three (router, DNS, future) and the last.
+pub const RESERVED_ADDRESSES: u64 = 5;
+
+impl Ec2 {
+    /// Opens the service over `store`; creates the default VPC (CIDR
+    /// `default_vpc`, three default subnets, its default group) at the
+    /// first start. A later start with another `default_vpc` keeps the
+    /// stored one and logs a warning.
+    pub fn open(
+        store: Arc<Store>,
+        account: &str,
+        region: &str,
+        default_vpc: Ipv4Cidr,
+    ) -> Result<Arc<Ec2>, Ec2Error> {
+        let state = State {
+            vpcs: load(&store, VPCS)?,
+            subnets: load(&store, SUBNETS)?,
+            groups: load(&store, GROUPS)?,
+            rules: load(&store, RULES)?,
+            enis: load(&store, ENIS)?,
+        };
+        let ec2 = Arc::new(Ec2 {
+            store,
+            account: account.to_owned(),
+            region: region.to_owned(),
+            state: Mutex::new(state),
+            listeners: RwLock::new(Vec::new()),
+            notify: Mutex::new(()),
+        });
+        let existing = lock(&ec2.state)
+            .vpcs
+            .values()
+            .find(|v| v.is_default)
+            .map(|v| (v.id.clone(), v.cidr));
+        match existing {
+            Some((id, cidr)) if cidr != default_vpc => tracing::warn!(
+                vpc = %id, stored = %cidr, configured = %default_vpc,
+                "--task-subnet differs from the stored default VPC; keeping the stored default VPC"
+            ),
+            Some(_) => {}
+            None => ec2.create_default_vpc(default_vpc)?,
+        }
+        Ok(ec2)
+    }
+
+    fn create_default_vpc(&self, cidr: Ipv4Cidr) -> Result<(), Ec2Error> {
+        if !(8..=24).contains(&cidr.prefix()) {
+            return Err(Ec2Error::DefaultVpc(format!(
+                "{cidr} must have a prefix of 8 to 24 (its default subnets are 4 bits longer)"
+            )));
+        }
+        let zones = zones(&self.region);
+        self.mutate(|s| {
+            let vpc = new_id("vpc");
+            s.vpcs.insert(
+                vpc.clone(),
+                Vpc {
+                    id: vpc.clone(),
+                    cidr,
+                    cidr_association_id: new_id("vpc-cidr-assoc"),
+                    is_default: true,
+                    instance_tenancy: "default".into(),
+                    tags: Vec::new(),
+                },
+            );
+            let step = 1u64 << (32 - u32::from(cidr.prefix()) - 4);
+            for (i, zone) in zones.iter().enumerate() {
+                let Some(addr) = cidr.nth(step * i as u64) else {
+                    continue;
+                };
+                let id = new_id("subnet");
+                s.subnets.insert(
+                    id.clone(),
+                    Subnet {
+                        id,
+                        vpc_id: vpc.clone(),
+                        cidr: Ipv4Cidr::new(addr, cidr.prefix() + 4),
+                        availability_zone: zone.clone(),
+                        default_for_az: true,
+                        map_public_ip_on_launch: true,
+                        tags: Vec::new(),
+                    },
+                );
+            }
+            add_default_group(s, &vpc);
+            Ok::<_, Ec2Error>(())
+        })
+    }
+
+    /// The account id.
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    /// The region.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// A copy of the current state, for reading.
+    pub(crate) fn snapshot(&self) -> State {
+        lock(&self.state).clone()
+    }
+
+    /// Reads the current state under the lock.
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&lock(&self.state))
+    }
+
+    /// Applies `f` to a copy of the state, persists what changed, makes it
+    /// current and tells the listeners if the firewall rules changed. An
+    /// error from `f` or the store changes nothing.
+    pub(crate) fn mutate<R, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&mut State) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let mut cur = lock(&self.state);
+        let mut next = cur.clone();
+        let r = f(&mut next)?;
+        if next == *cur {
+            return Ok(r);
+        }
+        self.store.write(|t| {
+            sync(t, VPCS, &cur.vpcs, &next.vpcs)?;
+            sync(t, SUBNETS, &cur.subnets, &next.subnets)?;
+            sync(t, GROUPS, &cur.groups, &next.groups)?;
+            sync(t, RULES, &cur.rules, &next.rules)?;
+            sync(t, ENIS, &cur.enis, &next.enis)?;
+            Ok::<_, StoreError>(())
+        })?;
+        let before = render_rules(&cur);
+        *cur = next;
+        let after = render_rules(&cur);
+        if before != after {
+            let _order = lock(&self.notify);
+            drop(cur);
+            let listeners: Vec<RulesListener> = self
+                .listeners
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            for l in listeners {
+                l(&after);
+            }
+        }
+        Ok(r)
+    }
+
+    /// Every VPC (its subnets' CIDRs) and every group with its rules.
+    pub fn firewall_rules(&self) -> FirewallRules {
+        render_rules(&lock(&self.state))
+    }
+
+    /// Registers `f`, called with the new rules after every committed
+    /// change that alters [`Ec2::firewall_rules`], before the request that
+    /// made it returns. Calls are in commit order; `f` may read this
+    /// service but must not change it.
+    pub fn on_rules_changed(&self, f: Box<dyn Fn(&FirewallRules) + Send + Sync>) {
+        self.listeners
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Arc::from(f));
+    }
+
+    /// The default VPC's first default subnet (zone `a`, or the first
+    /// left) and its default security group; empty strings if gone.
+    pub fn default_network(&self) -> (String, String) {
+        self.read(|s| {
+            let Some(vpc) = s.vpcs.values().find(|v| v.is_default) else {
+                return (String::new(), String::new());
+            };
+            let subnet = s
+                .subnets
+                .values()
+                .filter(|n| n.vpc_id == vpc.id)
+                .min_by_key(|n| (!n.default_for_az, n.availability_zone.clone(), n.cidr))
+                .map(|n| n.id.clone())
+                .unwrap_or_default();
+            (subnet, default_group_of(s, &vpc.id).unwrap_or_default())
+        })
+    }
+
+    /// Validates and allocates one ENI for a task (see [`AttachRequest`]):
+    /// the named subnet with the most free addresses, its lowest free
+    /// address (a freed one is reused at once), a random `0a:` MAC.
+    pub fn attach(&self, req: &AttachRequest) -> Result<InterfacePlan, AttachError> {
+        if req.subnets.is_empty() {
+            return Err(AttachError::NoSubnets);
+        }
+        self.mutate(|s| {
+            let missing: Vec<String> = dedup(&req.subnets)
+                .into_iter()
+                .filter(|id| !s.subnets.contains_key(*id))
+                .map(str::to_owned)
+                .collect();
+            if !missing.is_empty() {
+                return Err(AttachError::SubnetNotFound(missing));
+            }
+            let missing: Vec<String> = dedup(&req.security_groups)
+                .into_iter()
+                .filter(|id| !s.groups.contains_key(*id))
+                .map(str::to_owned)
+                .collect();
+            if !missing.is_empty() {
+                return Err(AttachError::GroupNotFound(missing));
+            }
+            let subnets: Vec<&Subnet> = dedup(&req.subnets)
+                .into_iter()
+                .filter_map(|id| s.subnets.get(id))
+                .collect();
+            let Some(vpc) = subnets.first().map(|n| n.vpc_id.clone()) else {
+                return Err(AttachError::NoSubnets);
+            };
+            if subnets.iter().any(|n| n.vpc_id != vpc)
+                || req
+                    .security_groups
+                    .iter()
+                    .filter_map(|g| s.groups.get(g))
+                    .any(|g| g.vpc_id != vpc)
+            {
+                return Err(AttachError::NotOneVpc);
+            }
+            let groups: Vec<String> = if req.security_groups.is_empty() {
+                default_group_of(s, &vpc).into_iter().collect()
+            } else {
+                dedup(&req.security_groups)
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect()
+            };
+            // Most free addresses first; the order given breaks ties.
+            let mut best: Option<(&Subnet, u64)> = None;
+            for n in &subnets {
+                let free = available(s, n);
+                if best.is_none_or(|(_, f)| free > f) {
+                    best = Some((n, free));
+                }
+            }
+            let Some((subnet, _)) = best else {
+                return Err(AttachError::NoSubnets);
+            };
+            let Some(ip) = lowest_free(s, subnet) else {
+                return Err(AttachError::NoFreeAddress(subnet.id.clone()));
+            };
+            let eni = Eni {
+                id: new_id("eni"),
+                vpc_id: vpc.clone(),
+                subnet_id: subnet.id.clone(),
+                ip,
+                mac: new_mac(),
+                groups,
+                description: req.description.clone(),
+                attachment_id: new_id("eni-attach"),
+                attached_at: time::OffsetDateTime::now_utc().unix_timestamp(),
+                tags: Vec::new(),
+            };
+            let plan = InterfacePlan {
+                eni_id: eni.id.clone(),
+                vpc_id: vpc,
+                subnet_id: subnet.id.clone(),
+                subnet_cidr: subnet.cidr,
+                ip,
+                gateway: subnet.cidr.nth(1).unwrap_or(subnet.cidr.addr()),
+                mac: eni.mac.clone(),
+                security_groups: eni.groups.clone(),
+            };
+            s.enis.insert(eni.id.clone(), eni);
+            Ok(plan)
+        })
+    }
+
+    /// Releases an ENI and its address; releasing one that is gone is not
+    /// an error.
+    pub fn detach(&self, eni_id: &str) -> Result<(), Ec2Error> {
+        self.mutate(|s| {
+            s.enis.remove(eni_id);
+            Ok::<_, Ec2Error>(())
+        })
+    }
+
+    /// After a restart: releases every ENI whose id `keep` does not
+    /// accept; returns their ids.
+    pub fn release_unless(&self, keep: &dyn Fn(&str) -> bool) -> Result<Vec<String>, Ec2Error> {
+        self.mutate(|s| {
+            let gone: Vec<String> = s.enis.keys().filter(|id| !keep(id)).cloned().collect();
+            for id in &gone {
+                s.enis.remove(id);
+            }
+            Ok::<_, Ec2Error>(gone)
+        })
+    }
+}
+
+fn dedup(ids: &[String]) -> Vec<&str> {
+    let mut seen = BTreeSet::new();
+    ids.iter()
+        .map(String::as_str)
+        .filter(|id| seen.insert(*id))
+        .collect()
+}
+
+fn load<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    table: &str,
+) -> Result<BTreeMap<String, T>, StoreError> {
+    Ok(store.scan::<T>(table, "")?.into_iter().collect())
+}
+
+/// Writes the records of `next` that differ from `cur`, deletes the gone.
+fn sync<T: Serialize + PartialEq>(
+    t: &mut WriteTxn<'_>,
+    table: &str,
+    cur: &BTreeMap<String, T>,
+    next: &BTreeMap<String, T>,
+) -> Result<(), StoreError> {
+    for (k, v) in next {
+        if cur.get(k) != Some(v) {
+            t.put(table, k, v)?;
+        }
+    }
+    for k in cur.keys() {
+        if !next.contains_key(k) {
+            t.delete(table, k)?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds a VPC's `default` group: all inbound from its own members, all
+/// outbound.
+pub(crate) fn add_default_group(s: &mut State, vpc: &str) -> String {
+    let id = new_id("sg");
+    s.groups.insert(
+        id.clone(),
+        Group {
+            id: id.clone(),
+            vpc_id: vpc.to_owned(),
+            name: "default".into(),
+            description: "default VPC security group".into(),
+            tags: Vec::new(),
+        },
+    );
+    add_rule(s, &id, false, RulePeer::Group(id.clone()));
+    add_rule(
+        s,
+        &id,
+        true,
+        RulePeer::Cidr(Ipv4Cidr::new(Ipv4Addr::UNSPECIFIED, 0)),
+    );
+    id
+}
+
+/// Adds an all-traffic rule.
+pub(crate) fn add_rule(s: &mut State, group: &str, is_egress: bool, peer: RulePeer) {
+    let id = new_id("sgr");
+    s.rules.insert(
+        id.clone(),
+        GroupRule {
+            id,
+            group_id: group.to_owned(),
+            is_egress,
+            protocol: "-1".into(),
+            from_port: -1,
+            to_port: -1,
+            peer,
+            description: None,
+            tags: Vec::new(),
+        },
+    );
+}
+
+/// The id of `vpc`'s default group.
+pub(crate) fn default_group_of(s: &State, vpc: &str) -> Option<String> {
+    s.groups
+        .values()
+        .find(|g| g.vpc_id == vpc && g.name == "default")
+        .map(|g| g.id.clone())
+}
+
+/// Addresses in use in `subnet`.
+fn used(s: &State, subnet: &str) -> BTreeSet<Ipv4Addr> {
+    s.enis
+        .values()
+        .filter(|e| e.subnet_id == subnet)
+        .map(|e| e.ip)
+        .collect()
+}
+
+/// `AvailableIpAddressCount`: the size less the five reserved, less the
+/// ENIs in use.
+pub(crate) fn available(s: &State, subnet: &Subnet) -> u64 {
+    subnet
+        .cidr
+        .size()
+        .saturating_sub(RESERVED_ADDRESSES)
+        .saturating_sub(used(s, &subnet.id).len() as u64)
+}
+
+fn lowest_free(s: &State, subnet: &Subnet) -> Option<Ipv4Addr> {
+    let used = used(s, &subnet.id);
+    (4..subnet.cidr.size().saturating_sub(1))
+        .filter_map(|o| subnet.cidr.nth(o))
+        .find(|ip| !used.contains(ip))
+}
+
+/// The firewall view of `s`.
+fn render_rules(s: &State) -> FirewallRules {
+    let vpcs = s
+        .vpcs
+        .values()
+        .map(|v| VpcNet {
+            vpc_id: v.id.clone(),
+            subnets: s
+                .subnets
+                .values()
+                .filter(|n| n.vpc_id == v.id)
+                .map(|n| n.cidr)
+                .collect(),
+        })
+        .collect();
+    let groups = s
+        .groups
+        .values()
+        .map(|g| {
+            let rules = |egress: bool| {
+                s.rules
+                    .values()
+                    .filter(|r| r.group_id == g.id && r.is_egress == egress)
+                    .filter_map(to_rule)
+                    .collect()
+            };
+            GroupRules {
+                group_id: g.id.clone(),
+                vpc_id: g.vpc_id.clone(),
+                ingress: rules(false),
+                egress: rules(true),
+            }
+        })
+        .collect();
+    FirewallRules { vpcs, groups }
+}
+
+/// One stored rule as the data plane sees it.
+pub(crate) fn to_rule(r: &GroupRule) -> Option<Rule> {
+    let port = |p: i32| u16::try_from(p).ok();
+    let icmp = |p: i32| u8::try_from(p).ok();
+    let traffic = match r.protocol.as_str() {
+        "-1" => Traffic::All,
+        "tcp" => Traffic::Tcp {
+            from: port(r.from_port)?,
+            to: port(r.to_port)?,
+        },
+        "udp" => Traffic::Udp {
+            from: port(r.from_port)?,
+            to: port(r.to_port)?,
+        },
+        "icmp" => Traffic::Icmp {
+            icmp_type: icmp(r.from_port),
+            code: icmp(r.to_port),
+        },
+        n => Traffic::Protocol(n.parse().ok()?),
+    };
+    let peer = match &r.peer {
+        RulePeer::Cidr(c) => Peer::Cidr(*c),
+        RulePeer::Group(g) => Peer::Group(g.clone()),
+    };
+    Some(Rule { traffic, peer })
+}
