@@ -100,6 +100,11 @@ pub struct Host {
     pub registry: Arc<ferry_registry::Registry>,
     /// The sealed image store (served on the admin socket).
     pub images: ImageStore,
+    /// The VPC service (subnets, security groups, the tasks' ENIs).
+    // Read once RunTask allocates ENIs and the data plane follows the
+    // rules (issue 18's integration).
+    #[allow(dead_code)]
+    pub ec2: Arc<ferry_ec2::Ec2>,
 }
 
 /// Builds every service, re-adopts the tasks a previous server left
@@ -162,6 +167,7 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
             .with_admission(storage_policy),
     );
     let control_state = Arc::new(ControlState::default());
+    let ec2 = ec2_service(shared)?;
     let secrets = secrets_services(shared)?;
     let registry = registry(shared)?;
     // One session table for the tasks' roles: the control plane issues and
@@ -213,6 +219,7 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
         )
         .query_service("iam", Arc::new(IamService::new(shared.iam.clone())))
         .query_service("sts", Arc::new(StsService::new(shared.iam.clone())))
+        .query_service("ec2", Arc::new(ferry_ec2::Ec2Service::new(ec2.clone())))
         .json_service("kms", shared.kms.clone())
         .json_service("logs", logs)
         .json_service("ecs", ecs)
@@ -234,8 +241,24 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
             efs,
             registry,
             images,
+            ec2,
         },
     ))
+}
+
+/// The VPC service; its default VPC is `--task-subnet` (first start).
+fn ec2_service(shared: &Shared) -> anyhow::Result<Arc<ferry_ec2::Ec2>> {
+    let default_vpc: ferry_proto::net::Ipv4Cidr = shared
+        .task_subnet
+        .parse()
+        .context("--task-subnet as the default VPC")?;
+    ferry_ec2::Ec2::open(
+        shared.store.clone(),
+        &shared.account_id,
+        &shared.region,
+        default_vpc,
+    )
+    .context("opening the VPC service")
 }
 
 /// The ECR-compatible registry, and its hourly lifecycle sweep.

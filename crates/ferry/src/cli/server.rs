@@ -145,14 +145,15 @@ fn parse_bridge(s: &str) -> Result<String, String> {
     })
 }
 
-/// An IPv4 CIDR block with room for tasks (prefix 8 to 29), written
+/// An IPv4 CIDR block with room for tasks (prefix 8 to 24: it is the
+/// default VPC, whose three default subnets are 4 bits longer), written
 /// with its network address (`10.1.0.0/24`, not `10.1.0.7/24`).
 fn parse_subnet(s: &str) -> Result<String, String> {
-    let bad = || format!("{s:?} is not an IPv4 subnet such as 198.18.0.0/16 (prefix 8 to 29)");
+    let bad = || format!("{s:?} is not an IPv4 subnet such as 198.18.0.0/16 (prefix 8 to 24)");
     let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
     let addr: std::net::Ipv4Addr = addr.parse().map_err(|_| bad())?;
     let prefix: u32 = prefix.parse().map_err(|_| bad())?;
-    if !(8..=29).contains(&prefix) {
+    if !(8..=24).contains(&prefix) {
         return Err(bad());
     }
     let mask = u32::MAX << (32 - prefix);
@@ -411,6 +412,7 @@ mod tests {
         for bad in [
             "10.0.0.0",
             "10.0.0.0/30",
+            "10.0.0.0/25",
             "10.0.0.0/7",
             "x/24",
             "10.0.0.0/ab",
