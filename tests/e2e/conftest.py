@@ -46,6 +46,22 @@ def _task_network():
 TASK_BRIDGE, TASK_SUBNET = _task_network()
 
 
+def _vpc_space():
+    """Where this test process's tests put the VPCs they create (EC2
+    tests): a /21 inside 198.19.0.0/16 that overlaps no worker's default
+    VPC subnets. Worker N's default VPC is to become 198.19.(N*16).0/21 and
+    its test VPCs live in 198.19.(N*16+8).0/21; without xdist the default
+    VPC is 198.18.0.0/16 and test VPCs use 198.19.248.0/21."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return "198.19.248.0/21"
+    n = int(worker[2:])
+    return f"198.19.{n * 16 + 8}.0/21"
+
+
+VPC_SPACE = _vpc_space()
+
+
 def ferry_bin():
     path = os.environ.get("FERRY_BIN")
     if not path:
