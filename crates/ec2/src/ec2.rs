@@ -43,7 +43,8 @@ pub struct Ec2 {
     region: String,
     state: Mutex<State>,
     listeners: RwLock<Vec<RulesListener>>,
-    /// Held while listeners run, so they hear changes in commit order.
+    /// Held by every change until its listeners have run, so they hear
+    /// changes in commit order. Taken before `state`.
     notify: Mutex<()>,
 }
 
@@ -225,6 +226,10 @@ impl Ec2 {
         &self,
         f: impl FnOnce(&mut State) -> Result<R, E>,
     ) -> Result<R, E> {
+        // Changes take the notify lock first, so listeners hear them in
+        // commit order, and a listener that reads the state (which takes
+        // only the state lock) never waits on a change waiting on it.
+        let _order = lock(&self.notify);
         let mut cur = lock(&self.state);
         let mut next = cur.clone();
         let r = f(&mut next)?;
@@ -242,9 +247,8 @@ impl Ec2 {
         let before = render_rules(&cur);
         *cur = next;
         let after = render_rules(&cur);
+        drop(cur);
         if before != after {
-            let _order = lock(&self.notify);
-            drop(cur);
             let listeners: Vec<RulesListener> = self
                 .listeners
                 .read()

@@ -421,6 +421,15 @@ fn rules_are_authorized_described_revoked_and_reach_the_firewall() {
     let h = heard.clone();
     t.ec2
         .on_rules_changed(Box::new(move |r| h.lock().unwrap().push(r.clone())));
+    // A listener may read the service: it sees what it was told.
+    let reads = Arc::new(Mutex::new(0));
+    let (w, n) = (Arc::downgrade(&t.ec2), reads.clone());
+    t.ec2.on_rules_changed(Box::new(move |r| {
+        if let Some(e) = w.upgrade() {
+            assert_eq!(e.firewall_rules(), *r);
+            *n.lock().unwrap() += 1;
+        }
+    }));
     let e = t.err(
         "CreateSecurityGroup",
         &[
@@ -642,6 +651,8 @@ fn rules_are_authorized_described_revoked_and_reach_the_firewall() {
     );
 
     t.ok("DeleteSecurityGroup", &[("GroupId", &a)]);
+    assert_eq!(*reads.lock().unwrap(), heard.lock().unwrap().len());
+    assert!(heard.lock().unwrap().len() >= 5);
     let dflt = t.default_group(&vpc);
     let e = t.err("DeleteSecurityGroup", &[("GroupId", &dflt)]);
     assert_eq!(e.code, "CannotDelete");
