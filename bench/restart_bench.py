@@ -25,7 +25,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 from conftest import FerryServer, import_httpd  # noqa: E402
 
-NET = {"awsvpcConfiguration": {"subnets": ["subnet-12345678"], "securityGroups": ["sg-12345678"]}}
 GROUP = "/bench/restart"
 TD = {
     "family": "bench-restart", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
@@ -87,7 +86,7 @@ def main():
         ecs.register_task_definition(**TD)
         for _ in range(a.tasks):
             arns += [t["taskArn"] for t in ecs.run_task(
-                taskDefinition="bench-restart", launchType="FARGATE", networkConfiguration=NET)["tasks"]]
+                taskDefinition="bench-restart", launchType="FARGATE", networkConfiguration=srv.network_configuration)["tasks"]]
         deadline = time.time() + 600
         while time.time() < deadline:
             ts = ecs.describe_tasks(tasks=arns)["tasks"]

@@ -34,7 +34,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 from conftest import FerryServer, import_httpd  # noqa: E402
 
-NET = {"awsvpcConfiguration": {"subnets": ["subnet-12345678"], "securityGroups": ["sg-12345678"]}}
 START_TD = {
     "family": "bench-start", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
     "cpu": "256", "memory": "512",
@@ -49,6 +48,10 @@ FIO_JOBS = [
     ("4k randwrite IOPS", ["--rw=randwrite", "--bs=4k", "--iodepth=32"]),
 ]
 PHASES = ["resolve", "volume", "cgroup", "network", "unpack", "bundles"]
+
+
+# Set in main() once the server runs: its default subnet and group.
+NET = None
 
 
 def fio_td(i, size, secs):
@@ -258,6 +261,9 @@ def main():
         import_httpd(srv, pathlib.Path(root))
         import_httpd(srv, pathlib.Path(root), name="ferry-bench/fio:1", extra=["--with-fio"])
         ecs, logs = srv.client("ecs"), srv.client("logs")
+        # The default VPC's subnet and group, looked up (made-up ids fail).
+        global NET
+        NET = srv.network_configuration
         ecs.register_task_definition(**START_TD)
         for i in range(len(FIO_JOBS)):
             ecs.register_task_definition(**fio_td(i, a.fio_size, a.fio_seconds))

@@ -8,6 +8,7 @@ parse its JSON, `client(...)` for boto3 clients, and `restart()`.
 Every area (KMS, ECS, logs, ...) reuses it; keep it general.
 """
 
+import itertools
 import json
 import os
 import re
@@ -31,8 +32,8 @@ EXEC_ROLE_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionR
 
 
 def _task_network():
-    """The bridge and subnet of this test process's servers. Under
-    pytest-xdist (scripts/test runs the suite on several workers) each
+    """The network name and default VPC of this test process's servers.
+    Under pytest-xdist (scripts/test runs the suite on several workers) each
     worker's servers get their own, disjoint from the default and from each
     other, so tasks of servers running side by side never share addresses."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
@@ -40,10 +41,14 @@ def _task_network():
         return "ferry0", "198.18.0.0/16"
     n = int(worker[2:])
     assert n < 12, f"too many xdist workers for the task subnets: {worker}"
-    return f"ferry-{worker}", f"198.19.{n * 16}.0/20"
+    return f"ferry-{worker}", f"198.19.{n * 16}.0/21"
 
 
+# TASK_SUBNET is the default VPC's CIDR (`ferry server --task-subnet`);
+# each server object gets its own network name (its nftables table) from
+# TASK_BRIDGE, so two servers of one worker never judge each other's tasks.
 TASK_BRIDGE, TASK_SUBNET = _task_network()
+_server_serial = itertools.count()
 
 
 def _vpc_space():
@@ -82,7 +87,7 @@ class AwsCliError(Exception):
         self.message = message
 
 
-_CLI_ERROR = re.compile(r"An error occurred \((\w+)\) when calling the \w+ operation(?: \(reached max retries: \d+\))?: (.*)", re.S)
+_CLI_ERROR = re.compile(r"An error occurred \(([\w.]+)\) when calling the \w+ operation(?: \(reached max retries: \d+\))?: (.*)", re.S)
 
 
 class FerryServer:
@@ -104,6 +109,8 @@ class FerryServer:
         self.log_path = os.path.join(os.path.dirname(data_dir), "server.log")
         self._log = None
         self._lines = []
+        self.network_name = f"{TASK_BRIDGE}-{next(_server_serial)}"
+        self._default_network = None
 
     # -- lifecycle -------------------------------------------------------
     def start(self, timeout=30, port=0):
@@ -111,7 +118,7 @@ class FerryServer:
         cmd = [self.bin or ferry_bin(), "server", "--data-dir", self.data_dir,
                "--listen", f"127.0.0.1:{port}", "--region", self.region, *self.extra_args]
         if "--task-subnet" not in self.extra_args:
-            cmd += ["--task-bridge", TASK_BRIDGE, "--task-subnet", TASK_SUBNET]
+            cmd += ["--task-network", self.network_name, "--task-subnet", TASK_SUBNET]
         if self.stop_tasks_on_exit:
             cmd.append("--stop-tasks-on-exit")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log,
@@ -248,6 +255,35 @@ class FerryServer:
         out = p.stdout.strip()
         return json.loads(out) if out else {}
 
+    # -- the default VPC -------------------------------------------------
+    def default_network(self):
+        """The default VPC's first default subnet and its default security
+        group, looked up as a user would (`aws ec2 describe-subnets` /
+        `describe-security-groups`): made-up ids fail RunTask, as on AWS."""
+        if self._default_network is None:
+            subnets = self.aws("ec2", "describe-subnets", "--filters",
+                               "Name=default-for-az,Values=true")["Subnets"]
+            assert subnets, "the server has no default subnet"
+            subnet = min(subnets, key=lambda s: s["AvailabilityZone"])
+            groups = self.aws("ec2", "describe-security-groups", "--filters",
+                              f"Name=vpc-id,Values={subnet['VpcId']}",
+                              "Name=group-name,Values=default")["SecurityGroups"]
+            assert len(groups) == 1, groups
+            self._default_network = (subnet["SubnetId"], groups[0]["GroupId"])
+        return self._default_network
+
+    @property
+    def netcfg(self):
+        """`--network-configuration` for the AWS CLI: the default subnet and group."""
+        subnet, group = self.default_network()
+        return f"awsvpcConfiguration={{subnets=[{subnet}],securityGroups=[{group}]}}"
+
+    @property
+    def network_configuration(self):
+        """The same as a boto3 `networkConfiguration`."""
+        subnet, group = self.default_network()
+        return {"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [group]}}
+
     def aws_error(self, service, operation, *args, **kw):
         """Runs an `aws` command that must fail; returns the AwsCliError."""
         r = self.aws(service, operation, *args, check=False, **kw)
@@ -333,7 +369,6 @@ def create_source_log_group(srv):
     """Creates the source task definition's log group, as its user would."""
     srv.aws("logs", "create-log-group", "--log-group-name", SOURCE_LOG_GROUP)
 MAKE_IMAGE = os.path.join(ROOT, "tests", "tools", "make_httpd_image.py")
-NETCFG = "awsvpcConfiguration={subnets=[subnet-12345678],securityGroups=[sg-12345678]}"
 
 
 def import_httpd(srv, tmp_path, fmt="oci", name="httpd:2.4", extra=()):

@@ -13,7 +13,7 @@ import os
 import subprocess
 import uuid
 
-from conftest import (MAKE_IMAGE, NETCFG, SOURCE_TD, create_source_log_group, files_on_disk, private_ip,
+from conftest import (MAKE_IMAGE, SOURCE_TD, create_source_log_group, files_on_disk, private_ip,
                       task_page, wait_status, wait_stopped)
 from test_registry import host, login, skopeo
 
@@ -44,7 +44,7 @@ def register(srv, tmp_path, family, image, exec_role=True):
 
 def run(srv, family):
     out = srv.aws("ecs", "run-task", "--task-definition", family, "--launch-type", "FARGATE",
-                  "--network-configuration", NETCFG)
+                  "--network-configuration", srv.netcfg)
     assert out["failures"] == [], out
     return out["tasks"][0]["taskArn"]
 

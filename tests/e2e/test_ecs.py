@@ -52,7 +52,6 @@ def register_doc_error(srv, doc, tmp_path):
     return srv.aws_error("ecs", "register-task-definition", "--cli-input-json", f"file://{p}")
 
 
-NETCFG = "awsvpcConfiguration={subnets=[subnet-12345678],securityGroups=[sg-12345678]}"
 
 
 # -- task definitions -----------------------------------------------------
@@ -221,7 +220,7 @@ def test_run_task_validation(server_with_source_td, case):
     args = ["--task-definition", "fargate-task-definition", "--count", "1", "--launch-type", "FARGATE",
             "--platform-version", "1.4.0"]
     if extra is not None:
-        args += ["--network-configuration", NETCFG] + extra
+        args += ["--network-configuration", srv.netcfg] + extra
     e = srv.aws_error("ecs", "run-task", *args)
     assert e.code == code, e.stderr
     assert needle in e.message, e.message
@@ -321,7 +320,7 @@ def test_platform_1_3_task_is_recorded_unencrypted(ferry_server):
     out = srv.aws("ecs", "run-task", "--cluster", "default",
                   "--task-definition", "fargate-task-definition:1", "--count", "1",
                   "--launch-type", "FARGATE", "--platform-version", "1.3.0",
-                  "--network-configuration", NETCFG,
+                  "--network-configuration", srv.netcfg,
                   "--overrides", json.dumps({"containerOverrides": [
                       {"name": "sample-fargate-app", "environment": [{"name": "A", "value": "1"}]}]}))
     assert out["failures"] == []
@@ -335,7 +334,7 @@ def test_platform_1_3_task_is_recorded_unencrypted(ferry_server):
     assert t["taskDefinitionArn"].endswith(":task-definition/fargate-task-definition:1")
     assert t["overrides"]["containerOverrides"][0]["environment"] == [{"name": "A", "value": "1"}]
     assert t["attachments"][0]["type"] == "ElasticNetworkInterface"
-    assert {"name": "subnetId", "value": "subnet-12345678"} in t["attachments"][0]["details"]
+    assert {"name": "subnetId", "value": srv.default_network()[0]} in t["attachments"][0]["details"]
     statuses = {"PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "STOPPING",
                 "DEPROVISIONING", "STOPPED"}
     assert t["lastStatus"] in statuses
@@ -364,7 +363,7 @@ def test_state_survives_restart(ferry_server, tmp_path):
     srv.aws("ecs", "deregister-task-definition", "--task-definition", "fargate-task-definition:2")
     t = srv.aws("ecs", "run-task", "--cluster", "durable", "--task-definition", "fargate-task-definition:1",
                 "--launch-type", "FARGATE", "--platform-version", "1.3.0",
-                "--network-configuration", NETCFG)["tasks"][0]
+                "--network-configuration", srv.netcfg)["tasks"][0]
     before = srv.aws("ecs", "describe-task-definition", "--task-definition", "fargate-task-definition:1")
 
     assert srv.restart() == 0
@@ -417,7 +416,7 @@ def test_cluster_cmk_is_checked_and_used_for_new_tasks(ferry_server):
 
     srv.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{SOURCE_TD}")
     run = ["--task-definition", "fargate-task-definition", "--launch-type", "FARGATE",
-           "--platform-version", "1.4.0", "--network-configuration", NETCFG]
+           "--platform-version", "1.4.0", "--network-configuration", srv.netcfg]
     t = srv.aws("ecs", "run-task", "--cluster", "cmk", *run)["tasks"][0]
     assert t["platformVersion"] == "1.4.0"
     assert t["fargateEphemeralStorage"] == {"sizeInGiB": 20, "kmsKeyId": key["Arn"]}

@@ -19,7 +19,7 @@ import signal
 import subprocess
 import time
 
-from conftest import (NETCFG, SOURCE_TD, TASK_SUBNET, allocated_data, create_source_log_group, host_resources,
+from conftest import (SOURCE_TD, TASK_SUBNET, allocated_data, create_source_log_group, host_resources,
                       import_httpd, pids_with_args, task_page, wait_status)
 
 ORDER = ["PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "STOPPING",
@@ -42,7 +42,7 @@ def awslogs(group, prefix):
 def run_family(srv, family):
     """RunTask on the default cluster; returns the task ARN."""
     return srv.aws("ecs", "run-task", "--task-definition", family, "--launch-type", "FARGATE",
-                   "--network-configuration", NETCFG)["tasks"][0]["taskArn"]
+                   "--network-configuration", srv.netcfg)["tasks"][0]["taskArn"]
 
 
 def test_source_document_run_task_to_running_and_stopped(ferry_server, tmp_path):
@@ -56,7 +56,7 @@ def test_source_document_run_task_to_running_and_stopped(ferry_server, tmp_path)
                   "--task-definition", "fargate-task-definition:1",
                   "--count", "1", "--launch-type", "FARGATE",
                   "--platform-version", "1.4.0",
-                  "--network-configuration", NETCFG,
+                  "--network-configuration", srv.netcfg,
                   "--region", "us-east-1")
     assert out["failures"] == []
     arn = out["tasks"][0]["taskArn"]
@@ -204,7 +204,7 @@ def test_awslogs_contract_group_must_exist_and_stream_opens_at_start(ferry_serve
 
     def run(family):
         return srv.aws("ecs", "run-task", "--task-definition", family, "--launch-type", "FARGATE",
-                       "--network-configuration", NETCFG)["tasks"][0]["taskArn"]
+                       "--network-configuration", srv.netcfg)["tasks"][0]["taskArn"]
 
     # No group, no awslogs-create-group (and "false" is the same): the task never starts.
     for family, create in [("nogroup", None), ("nogroup-false", "false")]:
@@ -359,7 +359,7 @@ def test_start_timeout_bounds_the_wait_for_a_dependency(ferry_server, tmp_path):
 
     t0 = time.time()
     arn = srv.aws("ecs", "run-task", "--task-definition", "slowdep", "--launch-type", "FARGATE",
-                  "--network-configuration", NETCFG)["tasks"][0]["taskArn"]
+                  "--network-configuration", srv.netcfg)["tasks"][0]["taskArn"]
     t, _ = wait_status(srv, arn, "STOPPED")
     took = time.time() - t0
     assert t["stopCode"] == "TaskFailedToStart", t

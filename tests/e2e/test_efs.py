@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from conftest import NETCFG, FerryServer, allocated_data, host_resources, import_httpd, wait_stopped
+from conftest import FerryServer, allocated_data, host_resources, import_httpd, wait_stopped
 
 GROUP = "/ecs/efs-e2e"
 MARKER = "FERRY-EFS-PLAINTEXT-MARKER-7f3a9c1e"
@@ -72,7 +72,7 @@ STARTED = []  # task ids, to check nothing of them is left on the host
 
 def run(srv, td_arn):
     out = srv.aws("ecs", "run-task", "--task-definition", td_arn, "--launch-type", "FARGATE",
-                  "--network-configuration", NETCFG)
+                  "--network-configuration", srv.netcfg)
     assert out["failures"] == [], out
     arn = out["tasks"][0]["taskArn"]
     STARTED.append(arn.rsplit("/", 1)[1])

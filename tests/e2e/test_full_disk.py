@@ -26,7 +26,6 @@ from botocore.exceptions import ClientError
 from conftest import FerryServer, import_httpd, wait_status, wait_stopped
 
 GROUP = "/ecs/full-disk"
-NETCFG = "awsvpcConfiguration={subnets=[subnet-12345678],securityGroups=[sg-12345678]}"
 # Writes 1.5 GB, reports how dd ended, then checks the file system still
 # takes writes once the big file is gone (a journal abort would make it
 # read-only), then idles until stopped.
@@ -94,7 +93,7 @@ def register(srv, tmp_path):
 
 def run(srv):
     return srv.aws("ecs", "run-task", "--task-definition", "filler", "--launch-type", "FARGATE",
-                   "--network-configuration", NETCFG)
+                   "--network-configuration", srv.netcfg)
 
 
 def output(srv, arn):
@@ -239,7 +238,7 @@ def test_enospc_in_the_task_and_the_server_survives_a_full_disk(small_disk, tmp_
             assert t["lastStatus"] == "STOPPED"
             # RunTask answers a clean, shaped refusal (never an unshaped 500).
             r3 = srv.aws("ecs", "run-task", "--task-definition", "filler", "--launch-type", "FARGATE",
-                         "--network-configuration", NETCFG, check=False)
+                         "--network-configuration", srv.netcfg, check=False)
             if isinstance(r3, Exception):
                 assert r3.code, r3.stderr
             else:

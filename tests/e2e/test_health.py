@@ -18,7 +18,6 @@ import pytest
 
 from conftest import import_httpd
 
-NET = {"awsvpcConfiguration": {"subnets": ["subnet-12345678"], "securityGroups": ["sg-12345678"]}}
 SHARED = [{"sourceVolume": "shared", "containerPath": "/shared"}]
 
 TD = {
@@ -75,7 +74,7 @@ def test_health_check_dependencies_and_status(srv):
         ecs.register_task_definition(**bad)
 
     arn = ecs.run_task(taskDefinition="health", launchType="FARGATE",
-                       networkConfiguration=NET)["tasks"][0]["taskArn"]
+                       networkConfiguration=srv.network_configuration)["tasks"][0]["taskArn"]
     samples = []
     deadline = time.time() + 90
     phase = "healthy"
@@ -154,7 +153,7 @@ def test_service_replaces_a_task_that_fails_its_health_checks(srv):
     ecs = srv.client("ecs")
     ecs.register_task_definition(**SVC_TD)
     ecs.create_service(serviceName="hc", taskDefinition="health-svc", desiredCount=1,
-                       launchType="FARGATE", networkConfiguration=NET)
+                       launchType="FARGATE", networkConfiguration=srv.network_configuration)
     first = None
     deadline = time.time() + 120
     replaced = None

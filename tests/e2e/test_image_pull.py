@@ -27,7 +27,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import crypt
 
-from conftest import (MAKE_IMAGE, NETCFG, SOURCE_TD, create_source_log_group, private_ip, task_page,
+from conftest import (MAKE_IMAGE, SOURCE_TD, create_source_log_group, private_ip, task_page,
                       wait_status, wait_stopped)
 
 PAGE = "Payment Processing Web Interface"
@@ -135,7 +135,7 @@ def register(srv, tmp_path, image, family="pulled", repository_credentials=None)
 
 def run(srv, family="pulled", count=1):
     out = srv.aws("ecs", "run-task", "--task-definition", family, "--launch-type", "FARGATE",
-                  "--count", str(count), "--network-configuration", NETCFG)
+                  "--count", str(count), "--network-configuration", srv.netcfg)
     assert out["failures"] == []
     return [t["taskArn"] for t in out["tasks"]]
 

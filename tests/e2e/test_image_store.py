@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 import uuid
 
-from conftest import (MAKE_IMAGE, NETCFG, SOURCE_TD, allocated_data, create_source_log_group, ferry_bin,
+from conftest import (MAKE_IMAGE, SOURCE_TD, allocated_data, create_source_log_group, ferry_bin,
                       FerryServer, files_on_disk, private_ip, task_page, wait_status)
 
 
@@ -43,7 +43,7 @@ def run_task(srv, tmp_path, family, image_name):
     p.write_text(json.dumps(doc))
     srv.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{p}")
     arn = srv.aws("ecs", "run-task", "--task-definition", family, "--launch-type", "FARGATE",
-                  "--network-configuration", NETCFG)["tasks"][0]["taskArn"]
+                  "--network-configuration", srv.netcfg)["tasks"][0]["taskArn"]
     t, _ = wait_status(srv, arn, "RUNNING")
     return arn, t
 

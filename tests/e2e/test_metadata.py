@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import NETCFG, SOURCE_TD, TASK_SUBNET, host_resources, import_httpd, wait_status
+from conftest import SOURCE_TD, TASK_SUBNET, host_resources, import_httpd, wait_status
 
 GROUP = "/ecs/metadata"
 
@@ -95,7 +95,7 @@ def lines_of(srv, arn, timeout=90):
     pytest.fail(f"the container did not finish: {msgs}\n{srv.log()[-3000:]}", pytrace=False)
 
 
-def check_container(c, arn, td, cluster_arn, ip, task_id):
+def check_container(c, arn, td, cluster_arn, ip, task_id, cidr):
     assert c["DockerId"] == f"{task_id}-app"
     assert c["Name"] == "app" and c["DockerName"] == "app"
     assert c["Image"] == "httpd:2.4"
@@ -116,9 +116,9 @@ def check_container(c, arn, td, cluster_arn, ip, task_id):
     assert n["NetworkMode"] == "awsvpc" and n["IPv4Addresses"] == [ip]
     assert n["AttachmentIndex"] == 0
     assert len(n["MACAddress"].split(":")) == 6 and n["MACAddress"] != "00:00:00:00:00:00"
-    assert n["IPv4SubnetCIDRBlock"] == TASK_SUBNET
-    assert n["PrivateDNSName"] == f"ip-{ip.replace('.', '-')}.us-east-1.compute.internal"
-    net = ipaddress.ip_network(TASK_SUBNET)
+    assert n["IPv4SubnetCIDRBlock"] == cidr
+    assert n["PrivateDNSName"] == f"ip-{ip.replace('.', '-')}.ec2.internal"
+    net = ipaddress.ip_network(cidr)
     assert n["SubnetGatewayIpv4Address"] == f"{net.network_address + 1}/{net.prefixlen}"
 
 
@@ -144,11 +144,15 @@ def test_task_metadata_endpoint(ferry_server, tmp_path):
     import_httpd(srv, tmp_path)
     td = register(srv, tmp_path, task_def("metadata", SCRIPT))
     arn = srv.aws("ecs", "run-task", "--task-definition", "metadata", "--launch-type", "FARGATE",
-                  "--network-configuration", NETCFG)["tasks"][0]["taskArn"]
+                  "--network-configuration", srv.netcfg)["tasks"][0]["taskArn"]
     t, _ = wait_status(srv, arn, "RUNNING")
     task_id = arn.rsplit("/", 1)[1]
     ip = {d["name"]: d["value"] for d in t["attachments"][0]["details"]}["privateIPv4Address"]
     cluster_arn = t["clusterArn"]
+    # The task's subnet: a default subnet inside the default VPC.
+    subnet_id, _ = srv.default_network()
+    cidr = srv.aws("ec2", "describe-subnets", "--subnet-ids", subnet_id)["Subnets"][0]["CidrBlock"]
+    assert ipaddress.ip_network(cidr).subnet_of(ipaddress.ip_network(TASK_SUBNET)), cidr
     out = lines_of(srv, arn)
     docker_id = f"{task_id}-app"
 
@@ -156,7 +160,7 @@ def test_task_metadata_endpoint(ferry_server, tmp_path):
     assert out["APP80"] == f"ip-{ip.replace('.', '-')}", out.get("APP80")
     assert out["ENV_V4"] == f"http://169.254.170.2/v4/{docker_id}"
     assert out["ENV_V3"] == f"http://169.254.170.2/v3/{docker_id}"
-    check_container(json.loads(out["C"]), arn, td, cluster_arn, ip, task_id)
+    check_container(json.loads(out["C"]), arn, td, cluster_arn, ip, task_id, cidr)
 
     task = json.loads(out["T0"])
     assert task["Cluster"] == cluster_arn
@@ -170,7 +174,7 @@ def test_task_metadata_endpoint(ferry_server, tmp_path):
     assert task["AvailabilityZone"] == "us-east-1a"
     assert task["LaunchType"] == "FARGATE"
     (c,) = task["Containers"]
-    check_container(c, arn, td, cluster_arn, ip, task_id)
+    check_container(c, arn, td, cluster_arn, ip, task_id, cidr)
     m0 = task["EphemeralStorageMetrics"]
     assert m0["Reserved"] == 20 * 1024
     assert 0 < m0["Utilized"] < 1024
@@ -195,7 +199,7 @@ def test_task_metadata_endpoint(ferry_server, tmp_path):
     # A second task cannot read the first one's metadata.
     register(srv, tmp_path, task_def("probe", PROBE % {"other": docker_id}))
     arn2 = srv.aws("ecs", "run-task", "--task-definition", "probe", "--launch-type", "FARGATE",
-                   "--network-configuration", NETCFG)["tasks"][0]["taskArn"]
+                   "--network-configuration", srv.netcfg)["tasks"][0]["taskArn"]
     wait_status(srv, arn2, "RUNNING")
     out2 = lines_of(srv, arn2)
     assert out2["OTHER"] == "" and out2["OTHER_RC"] != "0", out2

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import NETCFG, import_httpd
+from conftest import import_httpd
 
 TD = {
     "family": "svc-tiny",
@@ -87,7 +87,7 @@ def test_force_new_deployment_replaces_every_task_within_min_healthy(srv):
     name = "web5"
     s = srv.aws("ecs", "create-service", "--service-name", name, "--task-definition", "svc-tiny",
                 "--desired-count", "5", "--launch-type", "FARGATE", "--platform-version", "1.4.0",
-                "--network-configuration", NETCFG)["service"]
+                "--network-configuration", srv.netcfg)["service"]
     try:
         assert s["deploymentConfiguration"]["minimumHealthyPercent"] == 100
         assert s["deploymentConfiguration"]["maximumPercent"] == 200
@@ -120,7 +120,7 @@ def test_platform_13_to_14_gets_encrypted_storage(srv):
     with force new deployment ends on LUKS2 volumes."""
     name = "legacy"
     srv.aws("ecs", "create-service", "--service-name", name, "--task-definition", "svc-tiny",
-            "--desired-count", "2", "--platform-version", "1.3.0", "--network-configuration", NETCFG)
+            "--desired-count", "2", "--platform-version", "1.3.0", "--network-configuration", srv.netcfg)
     try:
         wait_steady(srv, name)
         for t in tasks_of(srv, name):
@@ -176,7 +176,7 @@ def test_cmk_policy_lifecycle_and_restart(srv):
     srv.aws("ecs", "create-cluster", "--cluster-name", "cmk", "--configuration", cfg)
     name = "secure"
     srv.aws("ecs", "create-service", "--cluster", "cmk", "--service-name", name, "--task-definition",
-            "svc-tiny", "--desired-count", "2", "--network-configuration", NETCFG)
+            "svc-tiny", "--desired-count", "2", "--network-configuration", srv.netcfg)
     try:
         s = wait_steady(srv, name, "cmk")
         assert s["deployments"][0]["fargateEphemeralStorage"]["kmsKeyId"] == key
@@ -263,7 +263,7 @@ def test_cmk_policy_lifecycle_and_restart(srv):
 def test_delete_requires_zero_or_force(srv):
     name = "del"
     srv.aws("ecs", "create-service", "--service-name", name, "--task-definition", "svc-tiny",
-            "--desired-count", "1", "--network-configuration", NETCFG)
+            "--desired-count", "1", "--network-configuration", srv.netcfg)
     try:
         e = srv.aws_error("ecs", "delete-service", "--service", name)
         assert e.code == "InvalidParameterException"
@@ -284,10 +284,10 @@ def test_require_encrypted_storage_option(srv, tmp_path):
         p.write_text(json.dumps(TD))
         strict.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{p}")
         e = strict.aws_error("ecs", "run-task", "--task-definition", "svc-tiny", "--platform-version", "1.3.0",
-                             "--network-configuration", NETCFG)
+                             "--network-configuration", strict.netcfg)
         assert e.code == "ClientException" and "unencrypted" in e.message, e.message
         e = strict.aws_error("ecs", "create-service", "--service-name", "x", "--task-definition", "svc-tiny",
-                             "--platform-version", "1.3.0", "--network-configuration", NETCFG)
+                             "--platform-version", "1.3.0", "--network-configuration", strict.netcfg)
         assert e.code == "ClientException" and "unencrypted" in e.message, e.message
     finally:
         assert strict.stop() == 0
@@ -296,7 +296,7 @@ def test_require_encrypted_storage_option(srv, tmp_path):
     p.write_text(json.dumps(big))
     srv.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{p}")
     e = srv.aws_error("ecs", "create-service", "--service-name", "big", "--task-definition", "svc-big",
-                      "--platform-version", "1.3.0", "--network-configuration", NETCFG)
+                      "--platform-version", "1.3.0", "--network-configuration", srv.netcfg)
     assert e.code == "ClientException" and "1.4.0" in e.message, e.message
 
 
@@ -305,7 +305,7 @@ def test_a_protected_task_survives_scale_in(srv):
     to zero keeps its protected task until the protection is lifted."""
     name = "guarded"
     srv.aws("ecs", "create-service", "--service-name", name, "--task-definition", "svc-tiny",
-            "--desired-count", "2", "--launch-type", "FARGATE", "--network-configuration", NETCFG)
+            "--desired-count", "2", "--launch-type", "FARGATE", "--network-configuration", srv.netcfg)
     try:
         wait_steady(srv, name)
         tasks = tasks_of(srv, name)
@@ -331,7 +331,7 @@ def test_a_protected_task_survives_scale_in(srv):
 
         # A standalone task cannot be protected.
         run = srv.aws("ecs", "run-task", "--task-definition", "svc-tiny", "--launch-type", "FARGATE",
-                      "--network-configuration", NETCFG)["tasks"][0]["taskArn"]
+                      "--network-configuration", srv.netcfg)["tasks"][0]["taskArn"]
         out = srv.aws("ecs", "update-task-protection", "--cluster", "default", "--tasks", run,
                       "--protection-enabled")
         assert out["failures"][0]["reason"] == "TASK_NOT_VALID"

@@ -19,7 +19,6 @@ import pytest
 
 from conftest import MAKE_IMAGE, ferry_bin, fresh_server, import_httpd, wait_status, wait_stopped
 
-NET = {"awsvpcConfiguration": {"subnets": ["subnet-12345678"], "securityGroups": ["sg-12345678"]}}
 
 # What the container does: report, wait for the host's go, then try to
 # write the file host root put on its volume.
@@ -91,7 +90,7 @@ def srv_off(tmp_path_factory):
 
 def run(srv, family, count=1):
     tasks = srv.client("ecs").run_task(taskDefinition=family, launchType="FARGATE", count=count,
-                                       networkConfiguration=NET)["tasks"]
+                                       networkConfiguration=srv.network_configuration)["tasks"]
     assert len(tasks) == count, tasks
     return [t["taskArn"] for t in tasks]
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import NETCFG, import_httpd, pids_with_args, wait_status, wait_stopped
+from conftest import import_httpd, pids_with_args, wait_status, wait_stopped
 
 TD = {
     "family": "sleeper", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
@@ -67,13 +67,13 @@ def kill_and_expect_stop(srv, arn):
 
 def test_a_killed_volume_server_stops_its_task(srv):
     r = srv.aws("ecs", "run-task", "--task-definition", "sleeper", "--launch-type", "FARGATE",
-                "--network-configuration", NETCFG)
+                "--network-configuration", srv.netcfg)
     arn = r["tasks"][0]["taskArn"]
     wait_status(srv, arn, "RUNNING")
     kill_and_expect_stop(srv, arn)
     # The server is fine: the next task runs.
     r = srv.aws("ecs", "run-task", "--task-definition", "sleeper", "--launch-type", "FARGATE",
-                "--network-configuration", NETCFG)
+                "--network-configuration", srv.netcfg)
     arn2 = r["tasks"][0]["taskArn"]
     wait_status(srv, arn2, "RUNNING")
     srv.aws("ecs", "stop-task", "--task", arn2)
@@ -83,7 +83,7 @@ def test_a_killed_volume_server_stops_its_task(srv):
 
 def test_a_service_replaces_a_task_whose_volume_server_died(srv):
     srv.aws("ecs", "create-service", "--service-name", "vs", "--task-definition", "sleeper",
-            "--desired-count", "1", "--launch-type", "FARGATE", "--network-configuration", NETCFG)
+            "--desired-count", "1", "--launch-type", "FARGATE", "--network-configuration", srv.netcfg)
 
     def running():
         arns = srv.aws("ecs", "list-tasks", "--service-name", "vs", "--desired-status", "RUNNING")["taskArns"]

@@ -29,6 +29,8 @@
 //!   deployments, backoff, service events); launches and stops through
 //!   [`tasks`].
 //! - [`runtime`]: the [`runtime::TaskRuntime`] trait the agent implements.
+//! - [`networks`]: the [`networks::TaskNetworks`] trait: the VPC service
+//!   that checks subnets and security groups and gives each task its ENI.
 //! - [`keys`]: the [`keys::StorageKeys`] trait: KMS checks for cluster CMKs
 //!   and the platform key.
 //! - [`identity`]: the [`identity::TaskIdentity`] and
@@ -51,6 +53,7 @@ pub mod error;
 pub mod identity;
 pub mod keys;
 pub mod model;
+pub mod networks;
 pub mod ops;
 pub mod paging;
 pub mod plan;

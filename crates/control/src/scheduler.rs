@@ -30,6 +30,7 @@ use crate::db;
 use crate::error::EcsError;
 use crate::model::service::{Deployment, ServiceRecord};
 use crate::model::task::{TaskRecord, TaskStatus, stop_code};
+use crate::networks::AwsVpc;
 use crate::service::Core;
 use crate::tasks::{self, LaunchSpec, StorageKeyChoice};
 use crate::validate;
@@ -307,7 +308,7 @@ fn launch(
     let count = validate::check_count(Some(i64::from(count.min(MAX_PER_LAUNCH))))?;
     let cluster = core.active_cluster(Some(&rec.cluster_name))?;
     let td = tasks::runnable_task_definition(core, &dep.task_definition)?;
-    let subnet_id = validate::subnet(Some(&rec.network_configuration))?;
+    let network = AwsVpc::parse(Some(&rec.network_configuration))?;
     let platform = validate::platform(Some(&dep.requested_platform))?;
     // Services record any propagateTags; only TASK_DEFINITION reaches tasks.
     let propagate = rec
@@ -323,7 +324,7 @@ fn launch(
             count,
             overrides: TaskOverride::default(),
             platform,
-            subnet_id,
+            network,
             storage_key: StorageKeyChoice::Pinned(dep.kms_key_id.clone()),
             started_by: Some(dep.id.clone()),
             group: rec.group(),

@@ -21,6 +21,7 @@ use crate::identity::IdentityServices;
 use crate::keys::StorageKeys;
 use crate::model::cluster::ClusterRecord;
 use crate::model::task_definition::TaskDefRecord;
+use crate::networks::TaskNetworks;
 use crate::ops;
 use crate::runtime::TaskRuntime;
 use crate::task_cache::TaskCache;
@@ -71,6 +72,8 @@ pub struct Core {
     pub runtime: Arc<dyn TaskRuntime>,
     /// KMS checks.
     pub keys: Arc<dyn StorageKeys>,
+    /// The VPC service: tasks' ENIs.
+    pub networks: Arc<dyn TaskNetworks>,
     /// Task and execution roles, secrets.
     pub identity: IdentityServices,
     /// Read cache of task records; refreshed after every task write.
@@ -99,8 +102,16 @@ impl EcsService {
         store: Arc<Store>,
         runtime: Arc<dyn TaskRuntime>,
         keys: Arc<dyn StorageKeys>,
+        networks: Arc<dyn TaskNetworks>,
     ) -> Result<Self, EcsError> {
-        Self::with_identity(cfg, store, runtime, keys, IdentityServices::unconfigured())
+        Self::with_identity(
+            cfg,
+            store,
+            runtime,
+            keys,
+            networks,
+            IdentityServices::unconfigured(),
+        )
     }
 
     /// [`EcsService::new`] with the services that give tasks their roles'
@@ -111,6 +122,7 @@ impl EcsService {
         store: Arc<Store>,
         runtime: Arc<dyn TaskRuntime>,
         keys: Arc<dyn StorageKeys>,
+        networks: Arc<dyn TaskNetworks>,
         identity: IdentityServices,
     ) -> Result<Self, EcsError> {
         let scope = Scope {
@@ -123,6 +135,7 @@ impl EcsService {
             store,
             runtime,
             keys,
+            networks,
             identity,
             tasks: TaskCache::default(),
             last_sweep: AtomicU64::new(0),

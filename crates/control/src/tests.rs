@@ -9,8 +9,10 @@ use ferry_store::Store;
 use serde_json::{Value, json};
 
 use crate::keys::{KeyCheckError, StorageKeys};
+use crate::networks::{AwsVpc, NetworkRefusal, TaskNetworks};
 use crate::runtime::{EventSink, Reattach, TaskRuntime};
 use crate::{EcsConfig, EcsService};
+use ferry_proto::net::InterfacePlan;
 
 pub(crate) const PLATFORM_KEY: &str = "arn:aws:kms:us-east-1:000000000000:key/platform";
 pub(crate) const CMK: &str =
@@ -50,6 +52,66 @@ impl TaskRuntime for FakeRuntime {
     }
 }
 
+/// A VPC with subnets `subnet-*` and groups `sg-*`, except those named
+/// `*-missing`; subnet `subnet-full` has no free address. Records what was
+/// attached and detached.
+#[derive(Default)]
+pub(crate) struct FakeNetworks {
+    pub(crate) attached: Mutex<Vec<String>>,
+    pub(crate) detached: Mutex<Vec<String>>,
+}
+
+impl FakeNetworks {
+    fn missing(net: &AwsVpc) -> Option<NetworkRefusal> {
+        let bad: Vec<_> = net
+            .subnets
+            .iter()
+            .chain(&net.security_groups)
+            .filter(|n| n.ends_with("-missing"))
+            .cloned()
+            .collect();
+        (!bad.is_empty()).then(|| NetworkRefusal::Invalid(format!("does not exist: {bad:?}")))
+    }
+}
+
+impl TaskNetworks for FakeNetworks {
+    fn check(&self, net: &AwsVpc) -> Result<(), NetworkRefusal> {
+        Self::missing(net).map_or(Ok(()), Err)
+    }
+    fn attach(&self, net: &AwsVpc, _description: &str) -> Result<InterfacePlan, NetworkRefusal> {
+        if let Some(e) = Self::missing(net) {
+            return Err(e);
+        }
+        if net.subnets == ["subnet-full"] {
+            return Err(NetworkRefusal::NoAddress("subnet-full is full".into()));
+        }
+        let mut attached = self.attached.lock().unwrap();
+        let n = attached.len() as u8;
+        let eni = format!("eni-{:017x}", attached.len());
+        attached.push(eni.clone());
+        Ok(InterfacePlan {
+            eni_id: eni,
+            vpc_id: "vpc-1".into(),
+            subnet_id: net.subnets[0].clone(),
+            subnet_cidr: "198.18.0.0/16".parse().unwrap(),
+            ip: std::net::Ipv4Addr::new(198, 18, 0, 4 + n),
+            gateway: std::net::Ipv4Addr::new(198, 18, 0, 1),
+            mac: format!("0a:00:00:00:00:{n:02x}"),
+            security_groups: net.security_groups.clone(),
+            availability_zone: "us-east-1b".into(),
+        })
+    }
+    fn detach(&self, eni_id: &str) {
+        self.detached.lock().unwrap().push(eni_id.to_owned());
+    }
+    fn release_unless(&self, keep: &dyn Fn(&str) -> bool) {
+        let attached = self.attached.lock().unwrap().clone();
+        for eni in attached.iter().filter(|e| !keep(e)) {
+            self.detach(eni);
+        }
+    }
+}
+
 pub(crate) struct FakeKeys;
 
 impl StorageKeys for FakeKeys {
@@ -73,6 +135,7 @@ pub(crate) struct Env {
     pub(crate) _dir: tempfile::TempDir,
     pub(crate) store: Arc<Store>,
     pub(crate) rt: Arc<FakeRuntime>,
+    pub(crate) nets: Arc<FakeNetworks>,
     pub(crate) svc: EcsService,
 }
 
@@ -90,13 +153,21 @@ pub(crate) fn env_with_identity(
     let mut cfg = EcsConfig::new("us-east-1", "000000000000");
     // Service tests run scheduler passes themselves.
     cfg.scheduler_interval = None;
-    let svc =
-        EcsService::with_identity(cfg, store.clone(), rt.clone(), Arc::new(FakeKeys), identity)
-            .unwrap();
+    let nets = Arc::new(FakeNetworks::default());
+    let svc = EcsService::with_identity(
+        cfg,
+        store.clone(),
+        rt.clone(),
+        Arc::new(FakeKeys),
+        nets.clone(),
+        identity,
+    )
+    .unwrap();
     Env {
         _dir: dir,
         store,
         rt,
+        nets,
         svc,
     }
 }
@@ -691,6 +762,7 @@ fn restart_keeps_everything_and_reconciles() {
             store,
             rt,
             Arc::new(FakeKeys),
+            Arc::new(FakeNetworks::default()),
         )
         .unwrap();
         assert_eq!(svc.reconciled().lost, 2);
@@ -741,7 +813,14 @@ fn restart_keeps_everything_and_reconciles() {
     let mut cfg = EcsConfig::new("us-east-1", "000000000000");
     // Service tests run scheduler passes themselves.
     cfg.scheduler_interval = None;
-    let svc = EcsService::new(cfg, store, rt.clone(), Arc::new(FakeKeys)).unwrap();
+    let svc = EcsService::new(
+        cfg,
+        store,
+        rt.clone(),
+        Arc::new(FakeKeys),
+        Arc::new(FakeNetworks::default()),
+    )
+    .unwrap();
     assert_eq!(svc.reconciled().adopted, 1);
     let sink = rt.started.lock().unwrap()[0].1.clone();
     sink(TaskEvent::Provisioned {
@@ -1002,6 +1081,7 @@ fn service_platform_rules() {
         store,
         Arc::new(FakeRuntime::default()),
         Arc::new(FakeKeys),
+        Arc::new(FakeNetworks::default()),
     )
     .unwrap();
     let call = |op: &str, b: Value| svc.call(&ctx(), op, &serde_json::to_vec(&b).unwrap());
@@ -1064,6 +1144,7 @@ fn container_sizes_come_from_the_task_definition_also_for_old_records() {
         e.store.clone(),
         Arc::new(FakeRuntime::default()),
         Arc::new(FakeKeys),
+        Arc::new(FakeNetworks::default()),
     )
     .unwrap();
     let r = svc

@@ -14,10 +14,10 @@ use ferry_proto::plan::{
 use crate::error::EcsError;
 use crate::identity::SecretRef;
 use crate::model::task_definition::{ContainerDef, SecretSpec, TaskDefSpec};
+use crate::wire::Tag;
 use crate::wire::task_definition::{
     ContainerDefinition, EfsVolumeConfiguration, HealthCheckInput, TaskDefinitionInput,
 };
-use crate::wire::{NetworkConfiguration, Tag};
 
 /// Valid Fargate task sizes: (cpu units, memory MiB from, to, step).
 const FARGATE_SIZES: &[(u32, u32, u32, u32)] = &[
@@ -815,22 +815,6 @@ pub fn task_tags(
     };
     check_tags(&tags)?;
     Ok(tags)
-}
-
-/// The subnet a task's ENI is recorded in: the first of the awsvpc
-/// configuration's.
-pub fn subnet(net: Option<&NetworkConfiguration>) -> Result<String, EcsError> {
-    net.and_then(|n| n.awsvpc_configuration.as_ref())
-        .ok_or_else(|| {
-            EcsError::InvalidParameter(
-                "Network Configuration must be provided when networkMode 'awsvpc' is specified."
-                    .into(),
-            )
-        })?
-        .subnets
-        .first()
-        .cloned()
-        .ok_or_else(|| EcsError::InvalidParameter("subnets can not be empty.".into()))
 }
 
 /// Resolves `platformVersion` (`LATEST` when absent).

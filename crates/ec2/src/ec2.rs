@@ -295,54 +295,18 @@ impl Ec2 {
         })
     }
 
+    /// Checks a task's network configuration as [`Ec2::attach`] would,
+    /// allocating nothing (CreateService, RunTask before its first task).
+    pub fn check(&self, req: &AttachRequest) -> Result<(), AttachError> {
+        self.read(|s| resolve(s, req).map(|_| ()))
+    }
+
     /// Validates and allocates one ENI for a task (see [`AttachRequest`]):
     /// the named subnet with the most free addresses, its lowest free
     /// address (a freed one is reused at once), a random `0a:` MAC.
     pub fn attach(&self, req: &AttachRequest) -> Result<InterfacePlan, AttachError> {
-        if req.subnets.is_empty() {
-            return Err(AttachError::NoSubnets);
-        }
         self.mutate(|s| {
-            let missing: Vec<String> = dedup(&req.subnets)
-                .into_iter()
-                .filter(|id| !s.subnets.contains_key(*id))
-                .map(str::to_owned)
-                .collect();
-            if !missing.is_empty() {
-                return Err(AttachError::SubnetNotFound(missing));
-            }
-            let missing: Vec<String> = dedup(&req.security_groups)
-                .into_iter()
-                .filter(|id| !s.groups.contains_key(*id))
-                .map(str::to_owned)
-                .collect();
-            if !missing.is_empty() {
-                return Err(AttachError::GroupNotFound(missing));
-            }
-            let subnets: Vec<&Subnet> = dedup(&req.subnets)
-                .into_iter()
-                .filter_map(|id| s.subnets.get(id))
-                .collect();
-            let Some(vpc) = subnets.first().map(|n| n.vpc_id.clone()) else {
-                return Err(AttachError::NoSubnets);
-            };
-            if subnets.iter().any(|n| n.vpc_id != vpc)
-                || req
-                    .security_groups
-                    .iter()
-                    .filter_map(|g| s.groups.get(g))
-                    .any(|g| g.vpc_id != vpc)
-            {
-                return Err(AttachError::NotOneVpc);
-            }
-            let groups: Vec<String> = if req.security_groups.is_empty() {
-                default_group_of(s, &vpc).into_iter().collect()
-            } else {
-                dedup(&req.security_groups)
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect()
-            };
+            let (vpc, subnets, groups) = resolve(s, req)?;
             // Most free addresses first; the order given breaks ties.
             let mut best: Option<(&Subnet, u64)> = None;
             for n in &subnets {
@@ -378,6 +342,7 @@ impl Ec2 {
                 gateway: subnet.cidr.nth(1).unwrap_or(subnet.cidr.addr()),
                 mac: eni.mac.clone(),
                 security_groups: eni.groups.clone(),
+                availability_zone: subnet.availability_zone.clone(),
             };
             s.enis.insert(eni.id.clone(), eni);
             Ok(plan)
@@ -404,6 +369,58 @@ impl Ec2 {
             Ok::<_, Ec2Error>(gone)
         })
     }
+}
+
+/// The VPC, the named subnets and the groups (the VPC's default group when
+/// none is named) of a task's network configuration, or why it is refused.
+fn resolve<'s>(
+    s: &'s State,
+    req: &AttachRequest,
+) -> Result<(String, Vec<&'s Subnet>, Vec<String>), AttachError> {
+    if req.subnets.is_empty() {
+        return Err(AttachError::NoSubnets);
+    }
+    let missing: Vec<String> = dedup(&req.subnets)
+        .into_iter()
+        .filter(|id| !s.subnets.contains_key(*id))
+        .map(str::to_owned)
+        .collect();
+    if !missing.is_empty() {
+        return Err(AttachError::SubnetNotFound(missing));
+    }
+    let missing: Vec<String> = dedup(&req.security_groups)
+        .into_iter()
+        .filter(|id| !s.groups.contains_key(*id))
+        .map(str::to_owned)
+        .collect();
+    if !missing.is_empty() {
+        return Err(AttachError::GroupNotFound(missing));
+    }
+    let subnets: Vec<&Subnet> = dedup(&req.subnets)
+        .into_iter()
+        .filter_map(|id| s.subnets.get(id))
+        .collect();
+    let Some(vpc) = subnets.first().map(|n| n.vpc_id.clone()) else {
+        return Err(AttachError::NoSubnets);
+    };
+    if subnets.iter().any(|n| n.vpc_id != vpc)
+        || req
+            .security_groups
+            .iter()
+            .filter_map(|g| s.groups.get(g))
+            .any(|g| g.vpc_id != vpc)
+    {
+        return Err(AttachError::NotOneVpc);
+    }
+    let groups: Vec<String> = if req.security_groups.is_empty() {
+        default_group_of(s, &vpc).into_iter().collect()
+    } else {
+        dedup(&req.security_groups)
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    };
+    Ok((vpc, subnets, groups))
 }
 
 fn dedup(ids: &[String]) -> Vec<&str> {

@@ -25,12 +25,14 @@ use ferry_blob::{BlobKeys, DataKey, KeyError};
 use ferry_control::identity::IdentityServices;
 use ferry_control::identity::sessions::TaskSessions;
 use ferry_control::keys::{self, KeyCheckError, KeyFacts, StorageKeys};
+use ferry_control::networks::{AwsVpc, NetworkRefusal, TaskNetworks};
 use ferry_control::runtime::TaskRuntime;
 use ferry_host::{EfsVolumes, HostRuntime, Luks2, TaskVolumes, VolumeEngine, VolumeKeys};
 use ferry_iam::{AuthRefusal, Iam, IamService, StsService};
 use ferry_kms::Platform;
 use ferry_kms::platform::PlatformError;
 use ferry_logs::{LogEvent, LogsService};
+use ferry_proto::net::InterfacePlan;
 use ferry_proto::{AwsError, Caller};
 use ferry_store::Store;
 use zeroize::Zeroizing;
@@ -198,7 +200,13 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
     // Starting the control plane reconciles: every unfinished task is
     // offered to the runtime for re-adoption first; only then is what a
     // previous server left and nobody adopted released.
-    let ecs = ecs_service(shared, runtime.clone(), platform, task_identity)?;
+    let ecs = ecs_service(
+        shared,
+        runtime.clone(),
+        platform,
+        task_identity,
+        Arc::new(Ec2Networks(ec2.clone())),
+    )?;
     let adopted = |id: &str| runtime.holds_volume(id);
     for p in ferry_host::recovery::release_leftovers(
         &agent, &*engine, &*keys, &tasks_dir, &efs, &adopted,
@@ -259,6 +267,59 @@ fn ec2_service(shared: &Shared) -> anyhow::Result<Arc<ferry_ec2::Ec2>> {
         default_vpc,
     )
     .context("opening the VPC service")
+}
+
+/// The control plane's view of the VPC service: ENIs for tasks.
+struct Ec2Networks(Arc<ferry_ec2::Ec2>);
+
+impl Ec2Networks {
+    fn request(net: &AwsVpc, description: &str) -> ferry_ec2::AttachRequest {
+        ferry_ec2::AttachRequest {
+            subnets: net.subnets.clone(),
+            security_groups: net.security_groups.clone(),
+            description: description.to_owned(),
+        }
+    }
+}
+
+fn refusal(e: ferry_ec2::AttachError) -> NetworkRefusal {
+    use ferry_ec2::AttachError as E;
+    match e {
+        E::NoFreeAddress(_) => NetworkRefusal::NoAddress(e.to_string()),
+        E::Store(_) => NetworkRefusal::Failed(e.to_string()),
+        E::NoSubnets | E::SubnetNotFound(_) | E::GroupNotFound(_) | E::NotOneVpc => {
+            NetworkRefusal::Invalid(e.to_string())
+        }
+    }
+}
+
+impl TaskNetworks for Ec2Networks {
+    fn check(&self, net: &AwsVpc) -> Result<(), NetworkRefusal> {
+        self.0.check(&Self::request(net, "")).map_err(refusal)
+    }
+
+    fn attach(&self, net: &AwsVpc, description: &str) -> Result<InterfacePlan, NetworkRefusal> {
+        self.0
+            .attach(&Self::request(net, description))
+            .map_err(refusal)
+    }
+
+    fn detach(&self, eni_id: &str) {
+        if let Err(e) = self.0.detach(eni_id) {
+            // Released again at the next start (release_unless).
+            tracing::warn!(eni = eni_id, "freeing the task's ENI failed: {e}");
+        }
+    }
+
+    fn release_unless(&self, keep: &dyn Fn(&str) -> bool) {
+        match self.0.release_unless(keep) {
+            Ok(gone) if !gone.is_empty() => {
+                tracing::info!(count = gone.len(), "freed ENIs no task holds");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("freeing ENIs no task holds failed: {e}"),
+        }
+    }
 }
 
 /// The ECR-compatible registry, and its hourly lifecycle sweep.
@@ -420,6 +481,7 @@ fn ecs_service(
     runtime: Arc<dyn TaskRuntime>,
     platform: Platform,
     identity: IdentityServices,
+    networks: Arc<dyn TaskNetworks>,
 ) -> anyhow::Result<Arc<ferry_control::EcsService>> {
     let mut cfg = ferry_control::EcsConfig::new(&shared.region, &shared.account_id);
     cfg.allow_unencrypted_storage = !shared.require_encrypted_storage;
@@ -428,6 +490,7 @@ fn ecs_service(
         shared.store.clone(),
         runtime,
         Arc::new(ClusterKeys(platform)),
+        networks,
         identity,
     )
     .context("starting the ECS control plane")?;
@@ -463,7 +526,13 @@ impl ferry_metadata::TaskState for ControlState {
             known_status: t.last_status.as_str().to_owned(),
             pull_started_at: t.pull_started_at,
             pull_stopped_at: t.pull_stopped_at,
-            availability_zone: format!("{}a", core.cfg.region),
+            availability_zone: t
+                .plan
+                .network
+                .as_ref()
+                .map(|n| n.availability_zone.clone())
+                .filter(|z| !z.is_empty())
+                .unwrap_or_else(|| format!("{}a", core.cfg.region)),
             containers: t
                 .containers
                 .iter()

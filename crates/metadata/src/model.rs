@@ -272,10 +272,7 @@ pub fn timestamp(epoch_secs: f64) -> Option<String> {
         .ok()
 }
 
-/// `ip-A-B-C-D.REGION.compute.internal`.
-pub fn private_dns_name(ip: &str, region: &str) -> String {
-    format!("ip-{}.{region}.compute.internal", ip.replace('.', "-"))
-}
+pub use ferry_proto::net::private_dns_name;
 
 impl TaskInfo {
     /// The container whose metadata URI ends in `docker_id`.
@@ -548,7 +545,7 @@ mod tests {
                 "AttachmentIndex": 0,
                 "MACAddress": "0a:58:c6:12:00:05",
                 "IPv4SubnetCIDRBlock": "198.18.0.0/16",
-                "PrivateDNSName": "ip-198-18-0-5.us-east-1.compute.internal",
+                "PrivateDNSName": "ip-198-18-0-5.ec2.internal",
                 "SubnetGatewayIpv4Address": "198.18.0.1/16",
             })
         );

@@ -153,6 +153,18 @@ impl<'de> Deserialize<'de> for Ipv4Cidr {
     }
 }
 
+/// EC2's private DNS name of an address: `ip-10-0-1-4.ec2.internal` in
+/// us-east-1, `ip-10-0-1-4.REGION.compute.internal` elsewhere (DescribeTasks
+/// and the task metadata endpoint both show it).
+pub fn private_dns_name(ip: &str, region: &str) -> String {
+    let host = format!("ip-{}", ip.replace('.', "-"));
+    if region == "us-east-1" {
+        format!("{host}.ec2.internal")
+    } else {
+        format!("{host}.{region}.compute.internal")
+    }
+}
+
 /// A task's elastic network interface.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -173,6 +185,9 @@ pub struct InterfacePlan {
     pub mac: String,
     /// The security groups (`sg-...`) the interface is in, at least one.
     pub security_groups: Vec<String>,
+    /// The subnet's availability zone (`us-east-1a`): the task's.
+    #[serde(default)]
+    pub availability_zone: String,
 }
 
 /// Every VPC and security group, as the data plane enforces them.
@@ -283,7 +298,14 @@ mod tests {
             "10.0.1.5/24".parse::<Ipv4Cidr>(),
             Err(CidrError::HostBits { .. })
         ));
-        for bad in ["10.0.0.0", "10.0.0.0/33", "10.0.0/8", "x/8", "10.0.0.0/+8", "10.0.0.0/"] {
+        for bad in [
+            "10.0.0.0",
+            "10.0.0.0/33",
+            "10.0.0/8",
+            "x/8",
+            "10.0.0.0/+8",
+            "10.0.0.0/",
+        ] {
             assert!(bad.parse::<Ipv4Cidr>().is_err(), "{bad}");
         }
         assert_eq!("0.0.0.0/0".parse::<Ipv4Cidr>().unwrap().size(), 1 << 32);
@@ -292,6 +314,18 @@ mod tests {
                 .parse::<Ipv4Cidr>()
                 .unwrap()
                 .contains(Ipv4Addr::new(1, 2, 3, 4))
+        );
+    }
+
+    #[test]
+    fn private_dns_names_follow_the_region() {
+        assert_eq!(
+            private_dns_name("10.0.1.4", "us-east-1"),
+            "ip-10-0-1-4.ec2.internal"
+        );
+        assert_eq!(
+            private_dns_name("10.0.1.4", "eu-west-1"),
+            "ip-10-0-1-4.eu-west-1.compute.internal"
         );
     }
 
@@ -306,6 +340,7 @@ mod tests {
             gateway: Ipv4Addr::new(10, 0, 1, 1),
             mac: "0a:00:00:00:00:01".into(),
             security_groups: vec!["sg-1".into()],
+            availability_zone: "us-east-1a".into(),
         };
         let v = serde_json::to_value(&p).unwrap();
         assert_eq!(v["subnetCidr"], "10.0.1.0/24");

@@ -8,6 +8,7 @@ use ferry_proto::RequestContext;
 use serde::{Deserialize, Serialize};
 
 use crate::error::EcsError;
+use crate::networks::AwsVpc;
 use crate::plan;
 use crate::service::Core;
 use crate::tasks::{self, LaunchSpec, StorageKeyChoice};
@@ -124,7 +125,7 @@ fn launch_spec(core: &Core, req: RunTaskRequest) -> Result<LaunchSpec, EcsError>
     let count = validate::check_count(req.count)?;
     let cluster = core.active_cluster(req.cluster.as_deref())?;
     let td = tasks::runnable_task_definition(core, &req.task_definition)?;
-    let subnet_id = validate::subnet(req.network_configuration.as_ref())?;
+    let network = AwsVpc::parse(req.network_configuration.as_ref())?;
     let platform = validate::platform(req.platform_version.as_deref())?;
     let overrides = req.overrides.unwrap_or_default();
     plan::effective_size(&td.spec, &overrides)?;
@@ -136,7 +137,7 @@ fn launch_spec(core: &Core, req: RunTaskRequest) -> Result<LaunchSpec, EcsError>
         count,
         overrides,
         platform,
-        subnet_id,
+        network,
         storage_key: StorageKeyChoice::Cluster,
         started_by: req.started_by,
         group,

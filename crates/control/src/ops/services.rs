@@ -13,6 +13,7 @@ use crate::db;
 use crate::error::EcsError;
 use crate::model::cluster::ClusterRecord;
 use crate::model::service::{self, Deployment, ServiceRecord};
+use crate::networks::{AwsVpc, NetworkRefusal};
 use crate::paging;
 use crate::service::Core;
 use crate::tasks;
@@ -190,18 +191,17 @@ fn percents(
 
 /// Parses and checks a service's `networkConfiguration` (awsvpc with at
 /// least one subnet).
-fn network(net: &Value) -> Result<NetworkConfiguration, EcsError> {
+/// A service's network configuration: parsed, and its subnets and groups
+/// checked with the VPC service (CreateService and UpdateService refuse
+/// what RunTask would).
+fn network(core: &Core, net: &Value) -> Result<NetworkConfiguration, EcsError> {
     let n: NetworkConfiguration = serde_json::from_value(net.clone())
         .map_err(|e| EcsError::InvalidParameter(format!("networkConfiguration: {e}")))?;
-    let ok = n
-        .awsvpc_configuration
-        .as_ref()
-        .is_some_and(|a| !a.subnets.is_empty());
-    if !ok {
-        return Err(EcsError::InvalidParameter(
-            "Network Configuration must be provided when networkMode 'awsvpc' is specified.".into(),
-        ));
-    }
+    let vpc = AwsVpc::parse(Some(&n))?;
+    core.networks.check(&vpc).map_err(|e| match e {
+        NetworkRefusal::Failed(m) => EcsError::Server(format!("the VPC service failed: {m}")),
+        NetworkRefusal::Invalid(m) | NetworkRefusal::NoAddress(m) => EcsError::InvalidParameter(m),
+    })?;
     Ok(n)
 }
 
@@ -275,7 +275,7 @@ pub fn create(
     })?;
     let desired = check_desired(req.desired_count)?;
     let (max, min, cb) = percents(req.deployment_configuration.as_ref(), (200, 100, false))?;
-    let net = network(&req.network_configuration.unwrap_or(Value::Null))?;
+    let net = network(core, &req.network_configuration.unwrap_or(Value::Null))?;
     validate::check_tags(&req.tags)?;
     let platform = req.platform_version.unwrap_or_else(|| "LATEST".into());
     let _serialized = core.services_lock();
@@ -378,7 +378,7 @@ pub fn update(
     let net = req
         .network_configuration
         .as_ref()
-        .map(network)
+        .map(|n| network(core, n))
         .transpose()?;
     let redeploy = req.force_new_deployment == Some(true)
         || td_arn != rec.task_definition

@@ -88,10 +88,14 @@ pub(super) fn apply_event(core: &Core, key: &str, event: &TaskEvent) -> Result<(
 }
 
 /// Revokes the role sessions of a task that is STOPPED (its task role's
-/// credentials are refused by every API from now on). Idempotent.
+/// credentials are refused by every API from now on) and frees its ENI
+/// (its address goes back to the subnet). Idempotent.
 pub(super) fn release(core: &Core, t: &TaskRecord) {
     if !t.roles.is_empty() {
         core.identity.roles.release(t.arn());
+    }
+    if t.plan.network.is_some() {
+        core.networks.detach(&t.eni_id);
     }
 }
 

@@ -723,6 +723,7 @@ mod tests {
             store,
             rt,
             svc,
+            ..
         } = e;
         drop((svc, store, rt));
         let w = world_with(&[LOGS], _dir, FakeRuntime::default());
@@ -747,6 +748,7 @@ mod tests {
             store,
             rt,
             svc,
+            ..
         } = e;
         drop((svc, store, rt));
         let w = world_with(

@@ -16,6 +16,7 @@ use crate::identity;
 use crate::model::cluster::ClusterRecord;
 use crate::model::task::{ContainerRecord, TaskRecord, TaskRoles, TaskStatus, stop_code};
 use crate::model::task_definition::{TaskDefRecord, TaskDefSpec};
+use crate::networks::{AwsVpc, NetworkRefusal};
 use crate::plan::{self, DEFAULT_STORAGE_GIB, PlannedTask};
 use crate::service::Core;
 use crate::validate::{self, Platform};
@@ -25,6 +26,9 @@ use crate::wire::{Failure, Tag};
 /// The `failures` reason of a task the host refused for want of disk
 /// space (ECS's `RESOURCE:*` family; the detail names the sizes).
 pub const NO_STORAGE: &str = "RESOURCE:EPHEMERAL_STORAGE";
+
+/// The `failures` reason of a task whose subnets have no free address.
+pub const NO_ADDRESS: &str = "RESOURCE:ENI";
 
 /// What [`launch`] did: the tasks it started, and the ones the host
 /// refused (RunTask's `failures`).
@@ -62,8 +66,8 @@ pub struct LaunchSpec {
     pub overrides: TaskOverride,
     /// The resolved platform version.
     pub platform: Platform,
-    /// The subnet the tasks' ENIs are recorded in.
-    pub subnet_id: String,
+    /// The subnets and security groups the tasks' ENIs are made in.
+    pub network: AwsVpc,
     /// Which key protects the storage.
     pub storage_key: StorageKeyChoice,
     /// `startedBy`.
@@ -158,7 +162,7 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> 
         count,
         overrides,
         platform,
-        subnet_id,
+        network,
         started_by,
         group,
         tags,
@@ -179,6 +183,8 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> 
         .or(td.execution_role())
         .map(|r| validate::role_arn(r, account));
 
+    // Every subnet and group must exist before anything is allocated.
+    core.networks.check(&network).map_err(network_error)?;
     let now = clock::now();
     let overrides_echo = serde_json::to_value(echo_overrides(&overrides, &td.spec))
         .map_err(|e| EcsError::Server(format!("encoding overrides: {e}")))?;
@@ -208,6 +214,30 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> 
             });
             continue;
         }
+        let attachment_id = uuid::Uuid::new_v4().to_string();
+        let eni = match core.networks.attach(
+            &network,
+            &format!(
+                "arn:aws:ecs:{}:{}:attachment/{attachment_id}",
+                core.cfg.region, core.cfg.account
+            ),
+        ) {
+            Ok(eni) => eni,
+            Err(NetworkRefusal::NoAddress(detail)) => {
+                failures.push(Failure {
+                    arn: cluster.arn.clone(),
+                    reason: NO_ADDRESS.into(),
+                    detail: Some(detail),
+                });
+                continue;
+            }
+            Err(e) => {
+                detach_all(core, &records);
+                return Err(network_error(e));
+            }
+        };
+        let (eni_id, subnet_id) = (eni.eni_id.clone(), eni.subnet_id.clone());
+        p.network = Some(eni);
         let credentials_id = task_role.as_ref().map(|_| identity::new_credentials_id());
         if let Some(id) = &credentials_id {
             plan::add_credentials_uri(&mut p, id);
@@ -247,9 +277,9 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> 
             requested_storage_gib: size,
             cmk_arn: cmk_arn.clone(),
             containers,
-            attachment_id: uuid::Uuid::new_v4().to_string(),
-            eni_id: format!("eni-{}", &new_id()[..17]),
-            subnet_id: subnet_id.clone(),
+            attachment_id,
+            eni_id,
+            subnet_id,
             private_ip: None,
             created_at: now,
             connectivity_at: None,
@@ -280,7 +310,7 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> 
             failures,
         });
     }
-    core.store.write(|w| {
+    let written = core.store.write(|w| {
         // The cluster may have been deleted meanwhile.
         if !w
             .get::<ClusterRecord>(db::CLUSTERS, &cluster.name)?
@@ -292,7 +322,11 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> 
             w.put(db::TASKS, &db::task_key(&cluster.name, &t.plan.task_id), t)?;
         }
         Ok(())
-    })?;
+    });
+    if let Err(e) = written {
+        detach_all(core, &records);
+        return Err(e);
+    }
     for t in &records {
         core.tasks
             .refresh(&core.store, &db::task_key(&cluster.name, &t.plan.task_id))?;
@@ -317,6 +351,21 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> 
         tasks: out,
         failures,
     })
+}
+
+/// Frees the ENIs of tasks that will not be recorded.
+fn detach_all(core: &Core, records: &[TaskRecord]) {
+    for t in records {
+        core.networks.detach(&t.eni_id);
+    }
+}
+
+/// A refused network as ECS reports it: ClientException with EC2's words.
+fn network_error(e: NetworkRefusal) -> EcsError {
+    match e {
+        NetworkRefusal::Invalid(m) | NetworkRefusal::NoAddress(m) => EcsError::Client(m),
+        NetworkRefusal::Failed(m) => EcsError::Server(format!("the VPC service failed: {m}")),
+    }
 }
 
 /// ECS echoes `overrides` with one entry per container.
@@ -354,7 +403,10 @@ mod tests {
             count: 1,
             overrides: TaskOverride::default(),
             platform: Platform::V1_4_0,
-            subnet_id: "subnet-9".into(),
+            network: AwsVpc {
+                subnets: vec!["subnet-9".into()],
+                security_groups: vec![],
+            },
             storage_key: StorageKeyChoice::Cluster,
             started_by: None,
             group: "family:fargate-task-definition".into(),

@@ -80,6 +80,16 @@ pub fn reconcile(core: &Arc<Core>) -> Result<ReconcileReport, EcsError> {
             }
         }
     }
+    // ENIs a previous server allocated for tasks it never recorded, or
+    // whose release it did not finish, go back to their subnets.
+    let held: std::collections::HashSet<String> = core
+        .store
+        .scan::<TaskRecord>(db::TASKS, "")?
+        .into_iter()
+        .filter(|(_, t)| t.last_status != TaskStatus::Stopped)
+        .map(|(_, t)| t.eni_id)
+        .collect();
+    core.networks.release_unless(&|eni| held.contains(eni));
     if report != ReconcileReport::default() {
         tracing::info!(
             adopted = report.adopted,

@@ -183,11 +183,20 @@ fn attachment_status(t: &TaskRecord) -> &'static str {
 
 /// Renders a task record in the wire shape; tags only when asked for.
 pub fn render(t: &TaskRecord, region: &str, with_tags: bool) -> Task {
+    // ECS's order: subnetId, networkInterfaceId, macAddress,
+    // privateDnsName, privateIPv4Address (the last three once attached).
     let mut details = vec![
         KeyValuePair::new("subnetId", &t.subnet_id),
         KeyValuePair::new("networkInterfaceId", &t.eni_id),
     ];
     if let Some(ip) = &t.private_ip {
+        if let Some(eni) = &t.plan.network {
+            details.push(KeyValuePair::new("macAddress", &eni.mac));
+        }
+        details.push(KeyValuePair::new(
+            "privateDnsName",
+            ferry_proto::net::private_dns_name(ip, region),
+        ));
         details.push(KeyValuePair::new("privateIPv4Address", ip));
     }
     let running = !matches!(t.last_status, TaskStatus::Stopped);
@@ -246,7 +255,13 @@ pub fn render(t: &TaskRecord, region: &str, with_tags: bool) -> Task {
             name: "ecs.cpu-architecture",
             value: "x86_64",
         }],
-        availability_zone: format!("{region}a"),
+        availability_zone: t
+            .plan
+            .network
+            .as_ref()
+            .map(|n| n.availability_zone.clone())
+            .filter(|z| !z.is_empty())
+            .unwrap_or_else(|| format!("{region}a")),
         cluster_arn: t.cluster_arn.clone(),
         connectivity: if t.connectivity_at.is_some() {
             "CONNECTED"
