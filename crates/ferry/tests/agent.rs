@@ -1390,3 +1390,123 @@ fn nft_accepts_a_large_rule_set() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `bench/net.sh`: TCP throughput (iperf3) and new connections per second
+/// between two tasks with the security-group table in place and with it
+/// removed, alternating, in one run. Not a test (no assertion on timings).
+#[test]
+#[ignore = "benchmark: bench/net.sh"]
+fn net_bench() {
+    let env = Env::new(23);
+    let v = "vpc-bench";
+    let rules = FirewallRules {
+        vpcs: vec![vpc(v, &["198.19.23.0/24"])],
+        groups: vec![
+            group("sg-client", v, vec![]),
+            group(
+                "sg-server",
+                v,
+                vec![
+                    rule(
+                        Traffic::Tcp { from: 80, to: 80 },
+                        Peer::Group("sg-client".into()),
+                    ),
+                    rule(
+                        Traffic::Tcp {
+                            from: 5201,
+                            to: 5201,
+                        },
+                        Peer::Group("sg-client".into()),
+                    ),
+                    rule(
+                        Traffic::Tcp {
+                            from: 9000,
+                            to: 9000,
+                        },
+                        Peer::Group("sg-client".into()),
+                    ),
+                ],
+            ),
+        ],
+    };
+    let fw = env.agent.firewall();
+    fw.set_rules(&rules).unwrap();
+    let a = start_web(&env, iface(23, 10, &["sg-client"], v));
+    let b = start_web(&env, iface(23, 11, &["sg-server"], v));
+    let secs: u32 = std::env::var("FERRY_NET_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let rounds: u32 = std::env::var("FERRY_NET_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    // Servers in B's namespace: iperf3, and an accept-and-close loop.
+    let ns_b = format!("ferry-{}", b.id);
+    let mut iperf = Command::new("ip")
+        .args(["netns", "exec", &ns_b, "iperf3", "-s", "-p", "5201"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("iperf3 (scripts/setup installs it)");
+    let accept = "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',9000))\ns.listen(1024)\nwhile True:\n  c,_=s.accept(); c.close()\n";
+    let mut acceptor = Command::new("ip")
+        .args(["netns", "exec", &ns_b, "python3", "-c", accept])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let throughput = || -> f64 {
+        let out = in_task(
+            &a.id,
+            &format!("iperf3 -c 198.19.23.11 -p 5201 -t {secs} -J"),
+        );
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("iperf3: {out:?}"));
+        v["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("iperf3 result: {v}"))
+            / 1e9
+    };
+    let conn_rate = || -> f64 {
+        let script = format!(
+            "import socket,time\nn=0\nt=time.time()\nwhile time.time()-t<{secs}:\n  s=socket.create_connection(('198.19.23.11',9000))\n  s.setsockopt(socket.SOL_SOCKET,socket.SO_LINGER,b'\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00')\n  s.close(); n+=1\nprint(n/(time.time()-t))\n"
+        );
+        let out = in_task(&a.id, &format!("python3 -c \"{script}\""));
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("connection loop: {out:?}"))
+    };
+    let mut with = (Vec::new(), Vec::new());
+    let mut without = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        fw.set_rules(&rules).unwrap();
+        assert!(sh(&format!("nft list table inet {}", env.network)).contains("chain eg"));
+        with.0.push(throughput());
+        with.1.push(conn_rate());
+        ferry_agent::net::firewall::delete_table(&env.network).unwrap();
+        without.0.push(throughput());
+        without.1.push(conn_rate());
+    }
+    let _ = iperf.kill();
+    let _ = iperf.wait();
+    let _ = acceptor.kill();
+    let _ = acceptor.wait();
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|x, y| x.partial_cmp(y).unwrap());
+        v[v.len() / 2]
+    };
+    let (tw, tn) = (median(&mut with.0), median(&mut without.0));
+    let (cw, cn) = (median(&mut with.1), median(&mut without.1));
+    println!("net bench: {rounds} rounds of {secs} s each, alternating, medians:");
+    println!(
+        "  TCP throughput  with rules {tw:.2} Gbit/s  without {tn:.2} Gbit/s  ratio {:.3}",
+        tw / tn
+    );
+    println!(
+        "  new TCP conns/s with rules {cw:.0}  without {cn:.0}  ratio {:.3}",
+        cw / cn
+    );
+    println!("  raw: with {with:?} without {without:?}");
+    fw.set_rules(&rules).unwrap();
+    stop_all(&env, vec![a, b]);
+}

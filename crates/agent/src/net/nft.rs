@@ -281,9 +281,12 @@ pub fn render(table: &str, rules: &FirewallRules, members: &[Member]) -> String 
     }
     w!("\tchain forward {{");
     w!("\t\ttype filter hook forward priority filter; policy accept;");
+    // Established flows first: the one rule most packets meet. (No IPv6
+    // flow to or from a member is ever established: see below and the
+    // anti-spoofing chain.)
+    w!("\t\tct state established,related accept");
     w!("\t\tiifname != @ifaces oifname != @ifaces accept");
     w!("\t\tmeta nfproto != ipv4 drop");
-    w!("\t\tct state established,related accept");
     w!("\t\tct state invalid drop");
     if !members.is_empty() {
         let vmap = |prefix: &str| {
@@ -456,7 +459,7 @@ mod tests {
             "\tchain eg1 {\n\t\toifname @ifaces oifname != @vif0 drop\n\t\tip daddr @vpcs ip daddr != @vpc0 drop\n\t\tdrop\n\t}",
         );
         has("priority -450; policy drop;");
-        has("ct state established,related accept\n\t\tct state invalid drop");
+        has("policy accept;\n\t\tct state established,related accept\n\t\tiifname != @ifaces oifname != @ifaces accept\n\t\tmeta nfproto != ipv4 drop\n\t\tct state invalid drop");
         has(
             "\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\tiifname != @ifaces accept\n\t\tct state established,related accept\n\t\tdrop\n\t}",
         );
