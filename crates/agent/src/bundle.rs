@@ -500,6 +500,7 @@ mod tests {
         assert!(caps.contains(&Capability::Kill));
         c.capabilities_add.push("NET_RAW".into());
         assert!(capabilities(&c).unwrap().contains(&Capability::NetRaw));
+        c.capabilities_add = vec!["SYS_PTRACE".into()];
         c.capabilities_drop = vec!["ALL".into()];
         assert_eq!(
             capabilities(&c).unwrap().into_iter().collect::<Vec<_>>(),
