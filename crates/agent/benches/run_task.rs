@@ -18,6 +18,9 @@ use ferry_agent::net::NetworkConfig;
 use ferry_agent::{Agent, AgentConfig, TaskHandle, TaskOutcome};
 use ferry_proto::plan::*;
 
+/// The tasks' subnet: room for the 50 + 10 (or FERRY_BENCH_TASKS) tasks.
+const SUBNET: &str = "198.19.200.0/22";
+
 fn plan(n: usize) -> TaskPlan {
     let task_id = format!("bench{:08x}{n:04}", std::process::id());
     TaskPlan {
@@ -57,7 +60,20 @@ fn plan(n: usize) -> TaskPlan {
             registry_auth: None,
         }],
         volumes: vec![],
-        network: None,
+        network: Some(ferry_proto::net::InterfacePlan {
+            eni_id: format!("eni-{n:017x}"),
+            vpc_id: "vpc-bench".into(),
+            subnet_id: "subnet-bench".into(),
+            subnet_cidr: SUBNET.parse().unwrap(),
+            ip: SUBNET
+                .parse::<ferry_proto::net::Ipv4Cidr>()
+                .unwrap()
+                .nth(n as u64 + 2)
+                .unwrap(),
+            gateway: "198.19.200.1".parse().unwrap(),
+            mac: format!("0a:00:00:00:{:02x}:{:02x}", n / 256, n % 256),
+            security_groups: vec!["sg-bench".into()],
+        }),
     }
 }
 
@@ -114,8 +130,6 @@ fn main() {
     archive::import(&images, &archive_path, None).unwrap();
     let state = tmp.path().join("state");
     let mut network = NetworkConfig::new(&state);
-    network.bridge = "fybench0".into();
-    network.subnet = "198.19.200.0/24".into();
     network.network_name = "ferry-bench".into();
     let agent = Agent::new(AgentConfig {
         images,

@@ -86,14 +86,15 @@ pub struct BundleUserns {
     pub rootfs: PathBuf,
 }
 
-/// Docker's default capability set (what ECS containers get).
+/// Docker's default capability set (what ECS containers get) less
+/// NET_RAW: a task crafts no raw packets (and cannot ping) unless its
+/// definition adds NET_RAW (docs/runtime.md, "Task networking").
 const CAPS: &[Capability] = &[
     Capability::Chown,
     Capability::DacOverride,
     Capability::Fsetid,
     Capability::Fowner,
     Capability::Mknod,
-    Capability::NetRaw,
     Capability::Setgid,
     Capability::Setuid,
     Capability::Setfcap,
@@ -491,11 +492,15 @@ mod tests {
     fn linux_parameters_capabilities_change_dockers_default_set() {
         let mut c = plan();
         c.capabilities_add = vec!["SYS_PTRACE".into()];
-        c.capabilities_drop = vec!["NET_RAW".into(), "CHOWN".into()];
+        c.capabilities_drop = vec!["CHOWN".into()];
         let caps = capabilities(&c).unwrap();
         assert!(caps.contains(&Capability::SysPtrace));
+        // NET_RAW is not in the default set; adding it brings it back.
         assert!(!caps.contains(&Capability::NetRaw) && !caps.contains(&Capability::Chown));
         assert!(caps.contains(&Capability::Kill));
+        c.capabilities_add.push("NET_RAW".into());
+        assert!(capabilities(&c).unwrap().contains(&Capability::NetRaw));
+        c.capabilities_add = vec!["SYS_PTRACE".into()];
         c.capabilities_drop = vec!["ALL".into()];
         assert_eq!(
             capabilities(&c).unwrap().into_iter().collect::<Vec<_>>(),

@@ -34,6 +34,7 @@ use crate::image::puller::Puller;
 use crate::image::{Image, ImageError, ImageStore, Pin, Reference, unpack};
 use crate::logs::{self, LogSink};
 use crate::mounts;
+use crate::net::firewall::{Firewall, Member};
 use crate::net::{NetworkConfig, TaskNetwork};
 use crate::recovery::TaskRecord;
 use crate::runc::{self, Runc};
@@ -147,6 +148,8 @@ pub struct Agent {
     active: Arc<Mutex<HashSet<String>>>,
     /// Pulls in flight, shared by every task of this agent.
     pulls: Arc<Puller>,
+    /// The task network's security-group firewall.
+    firewall: Arc<Firewall>,
 }
 
 impl Agent {
@@ -155,7 +158,7 @@ impl Agent {
     /// child subreaper), not of this process: a container whose shim was
     /// killed goes to init, not to a server that would not reap it.
     pub fn new(mut config: AgentConfig) -> Result<Self, AgentError> {
-        for p in ["bridge", "host-local", "loopback"] {
+        for p in ["ptp", "static", "tuning", "loopback"] {
             let bin = config.network.cni_bin_dir.join(p);
             if !bin.exists() {
                 return Err(AgentError::Host(format!(
@@ -163,6 +166,15 @@ impl Agent {
                     bin.display()
                 )));
             }
+        }
+        // The security-group firewall's tools (scripts/setup installs them).
+        for (tool, package) in [("nft", "nftables"), ("conntrack", "conntrack")] {
+            std::process::Command::new(tool)
+                .arg("--version")
+                .output()
+                .map_err(|e| {
+                    AgentError::Host(format!("{tool} cannot run: {e} (install {package})"))
+                })?;
         }
         std::process::Command::new(&config.runtime)
             .arg("--version")
@@ -173,13 +185,9 @@ impl Agent {
                     config.runtime.display()
                 ))
             })?;
-        for d in [
-            config.state_dir.join("runc"),
-            config.network.ipam_dir.clone(),
-        ] {
-            fs::create_dir_all(&d)
-                .map_err(|e| AgentError::Host(format!("creating {}: {e}", d.display())))?;
-        }
+        let d = config.state_dir.join("runc");
+        fs::create_dir_all(&d)
+            .map_err(|e| AgentError::Host(format!("creating {}: {e}", d.display())))?;
         config.userns = match (config.userns, userns::probe()) {
             (UsernsMode::Off, _) => {
                 tracing::info!("user namespaces off (--userns=off): container root is host root");
@@ -202,10 +210,17 @@ impl Agent {
             }
         };
         Ok(Self {
+            firewall: Arc::new(Firewall::new(&config.network.network_name)),
             cfg: Arc::new(config),
             active: Arc::default(),
             pulls: Arc::default(),
         })
+    }
+
+    /// The task network's security-group firewall: the VPC service sets
+    /// its rules ([`Firewall::set_rules`]); tasks join and leave it.
+    pub fn firewall(&self) -> &Arc<Firewall> {
+        &self.firewall
     }
 
     /// The image store.
@@ -281,6 +296,9 @@ impl Agent {
                     errs.push(e.to_string());
                 }
             }
+        }
+        if let Err(e) = self.firewall.remove_member(task_id) {
+            errs.push(e.to_string());
         }
         if let Some(ns) = &rec.netns {
             let net = TaskNetwork::restore(
@@ -369,6 +387,13 @@ impl Agent {
         F: Fn(TaskEvent) + Send + 'static,
     {
         let rec = self.adoptable(&plan.task_id)?;
+        // A task an older server started is on the old bridge, outside
+        // the firewall: it is not re-adopted (docs/runtime.md).
+        if plan.network.is_none() {
+            return Err(
+                "the task has no network interface plan (started by an older server)".into(),
+            );
+        }
         let fresh = self
             .active
             .lock()
@@ -458,6 +483,14 @@ impl Agent {
                 rec.cni_result.clone(),
             )
         });
+        // The task rejoins the firewall (rendered once the VPC service
+        // sets the rules after re-adoption).
+        if let (Some(n), Some(ifp)) = (&net, &plan.network)
+            && let Some(m) = member(&plan.task_id, n, ifp)
+            && let Err(e) = self.firewall.add_member(m)
+        {
+            tracing::warn!(task = %plan.task_id, "re-adding the task to the firewall: {e}");
+        }
         // The images the task runs are pinned again, as at its start, so
         // the image store's limit never collects one under a running task
         // (an image already gone is not needed: the task runs from its own
@@ -471,6 +504,7 @@ impl Agent {
         let sup = Supervisor {
             active: self.active.clone(),
             pulls: self.pulls.clone(),
+            firewall: self.firewall.clone(),
             duplicate: false,
             cfg: self.cfg.clone(),
             runc,
@@ -538,6 +572,7 @@ impl Agent {
         let sup = Supervisor {
             active: self.active.clone(),
             pulls: self.pulls.clone(),
+            firewall: self.firewall.clone(),
             duplicate,
             cfg: self.cfg.clone(),
             runc: Runc {
@@ -727,6 +762,7 @@ struct Supervisor {
     attached: bool,
     active: Arc<Mutex<HashSet<String>>>,
     pulls: Arc<Puller>,
+    firewall: Arc<Firewall>,
     duplicate: bool,
     cfg: Arc<AgentConfig>,
     runc: Runc,
@@ -937,6 +973,12 @@ impl Supervisor {
         // sets up the namespace on another; together they are most of
         // the start-up time. The namespace is recorded before it exists
         // so a crash in between still gets it removed.
+        let Some(ifplan) = plan.network.clone() else {
+            return Err(TaskFailure::new(
+                FailureCode::ResourceInitialization,
+                "the task has no network interface (awsvpc) in its plan",
+            ));
+        };
         let netns_name = format!("ferry-{}", plan.task_id);
         self.record = Some(TaskRecord {
             task_id: plan.task_id.clone(),
@@ -982,10 +1024,10 @@ impl Supervisor {
                             let ns = crate::net::netns::Netns {
                                 name: netns_name.clone(),
                             };
-                            TaskNetwork::setup_in(network_cfg, ns, &plan.task_id)
+                            TaskNetwork::setup_in(network_cfg, ns, &plan.task_id, &ifplan)
                                 .map_err(|e| e.to_string())
                         }),
-                    None => TaskNetwork::setup(network_cfg, &netns_name, &plan.task_id)
+                    None => TaskNetwork::setup(network_cfg, &netns_name, &plan.task_id, &ifplan)
                         .map_err(|e| e.to_string()),
                 };
                 (net, t.elapsed())
@@ -1006,8 +1048,24 @@ impl Supervisor {
                     r.ip = Some(net.ip.clone());
                     r.cni_result = net.cni_result().cloned();
                 }
+                // The record holds the host interface (in the CNI result)
+                // before the task joins the firewall.
+                let joined = self.save_record().and_then(|()| {
+                    let m = member(&plan.task_id, &net, &ifplan).ok_or_else(|| {
+                        TaskFailure::new(
+                            FailureCode::ResourceInitialization,
+                            "network setup left no host interface",
+                        )
+                    })?;
+                    self.firewall.add_member(m).map_err(|e| {
+                        TaskFailure::new(
+                            FailureCode::ResourceInitialization,
+                            format!("joining the task network's firewall: {e}"),
+                        )
+                    })
+                });
                 self.net = Some(net);
-                Ok(())
+                joined
             }
             Ok((Err(e), _)) => Err(TaskFailure::new(
                 FailureCode::ResourceInitialization,
@@ -1751,6 +1809,11 @@ impl Supervisor {
                 errs.push(e.to_string());
             }
         }
+        if self.net.is_some()
+            && let Err(e) = self.firewall.remove_member(&self.plan.task_id)
+        {
+            errs.push(e.to_string());
+        }
         if let Some(n) = &self.net
             && let Err(e) = n.teardown()
         {
@@ -1763,6 +1826,23 @@ impl Supervisor {
         }
         errs
     }
+}
+
+/// The firewall member of a task's network, if its host interface is
+/// known.
+fn member(
+    task_id: &str,
+    net: &TaskNetwork,
+    plan: &ferry_proto::net::InterfacePlan,
+) -> Option<Member> {
+    Some(Member {
+        task_id: task_id.to_string(),
+        host_iface: net.host_iface()?,
+        ip: plan.ip,
+        mac: plan.mac.to_lowercase(),
+        vpc_id: plan.vpc_id.clone(),
+        groups: plan.security_groups.clone(),
+    })
 }
 
 /// Where each container's lines go (its awslogs group and stream).

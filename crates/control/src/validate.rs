@@ -870,8 +870,12 @@ const CAPABILITIES: &[&str] = &[
     "WAKE_ALARM",
 ];
 
+/// What `linuxParameters.capabilities.add` may name.
+const ADDABLE_CAPABILITIES: &[&str] = &["SYS_PTRACE", "NET_RAW", "NET_ADMIN"];
+
 /// What Fargate refuses in a container definition (privileged, devices,
-/// shared memory, tmpfs, added capabilities but SYS_PTRACE, negative cpu);
+/// shared memory, tmpfs, added capabilities but SYS_PTRACE, NET_RAW and
+/// NET_ADMIN, negative cpu);
 /// returns the capabilities to add and to drop.
 fn fargate_only(
     cd: &ContainerDefinition,
@@ -905,9 +909,16 @@ fn fargate_only(
         return refuse("linuxParameters.tmpfs");
     }
     let caps = lp.capabilities.clone().unwrap_or_default();
-    if let Some(c) = caps.add.iter().find(|c| c.as_str() != "SYS_PTRACE") {
+    // NET_RAW is not in ferry's default set (docs/runtime.md, "Task
+    // networking"); NET_ADMIN reaches only the task's own namespace and
+    // anti-spoofing makes a changed address useless.
+    if let Some(c) = caps
+        .add
+        .iter()
+        .find(|c| !ADDABLE_CAPABILITIES.contains(&c.as_str()))
+    {
         return Err(EcsError::Client(format!(
-            "Fargate only supports adding the SYS_PTRACE kernel capability (container '{name}' adds '{c}')."
+            "Fargate only supports adding the SYS_PTRACE, NET_RAW and NET_ADMIN kernel capabilities (container '{name}' adds '{c}')."
         )));
     }
     if let Some(c) = caps
@@ -953,6 +964,21 @@ mod tests {
         v["volumes"] = serde_json::json!([{"name": "data", "efsVolumeConfiguration": cfg}]);
         v["containerDefinitions"][0]["mountPoints"] = serde_json::json!([{"sourceVolume": "data", "containerPath": "/data", "readOnly": true}]);
         v
+    }
+
+    #[test]
+    fn net_raw_and_net_admin_may_be_added_but_not_sys_admin() {
+        let mut v = base();
+        v["containerDefinitions"][0]["linuxParameters"] =
+            serde_json::json!({"capabilities": {"add": ["NET_RAW", "NET_ADMIN", "SYS_PTRACE"]}});
+        let spec = task_definition(&input(v.clone())).unwrap();
+        assert_eq!(
+            spec.containers[0].run.capabilities_add,
+            ["NET_RAW", "NET_ADMIN", "SYS_PTRACE"]
+        );
+        v["containerDefinitions"][0]["linuxParameters"] =
+            serde_json::json!({"capabilities": {"add": ["SYS_ADMIN"]}});
+        assert!(err(v).to_string().contains("adds 'SYS_ADMIN'"));
     }
 
     #[test]

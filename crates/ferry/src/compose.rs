@@ -62,9 +62,13 @@ pub struct Shared {
     /// Bytes the sealed image store may take before the least recently
     /// used images no task uses are collected.
     pub image_store_limit: u64,
-    /// The bridge tasks join.
-    pub task_bridge: String,
+    /// The task network's name (CNI network, nftables table).
+    pub task_network: String,
     /// The subnet tasks' addresses come from.
+    // The agent takes addresses from each task's interface plan now; the
+    // VPC service's default VPC is where this subnet belongs (its wiring
+    // is the lead's, issue 18).
+    #[allow(dead_code)]
     pub task_subnet: String,
     /// The address the API listener is bound to (ferry's own registry is
     /// served there too).
@@ -156,8 +160,7 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
     )
     .context("agent configuration")?;
     agent_cfg.task_pids_max = shared.task_pids_max;
-    agent_cfg.network.bridge = shared.task_bridge.clone();
-    agent_cfg.network.subnet = shared.task_subnet.clone();
+    agent_cfg.network.network_name = shared.task_network.clone();
     agent_cfg.userns = shared.userns;
     agent_cfg.own_registry = Some(own_registry(shared));
     let agent = ferry_agent::Agent::new(agent_cfg).context("starting the agent")?;

@@ -123,7 +123,7 @@ impl MetadataHook {
     }
 
     /// The endpoint's facts about the task that the host knows (the
-    /// namespace fills in MAC, subnet and gateway).
+    /// interface plan gives MAC, subnet and gateway).
     fn info(&self, private_ip: &str) -> TaskInfo {
         let plan = &self.plan;
         TaskInfo {
@@ -155,9 +155,19 @@ impl MetadataHook {
                         .unwrap_or_default(),
                 })
                 .collect(),
-            network: NetworkInfo {
-                ipv4: private_ip.to_owned(),
-                ..NetworkInfo::default()
+            // The subnet, gateway and MAC are the task's interface plan's
+            // (the VPC's view, as on Fargate), not derived from the address.
+            network: match &plan.network {
+                Some(n) => NetworkInfo {
+                    ipv4: private_ip.to_owned(),
+                    mac: n.mac.clone(),
+                    subnet_cidr: n.subnet_cidr.to_string(),
+                    gateway: format!("{}/{}", n.gateway, n.subnet_cidr.prefix()),
+                },
+                None => NetworkInfo {
+                    ipv4: private_ip.to_owned(),
+                    ..NetworkInfo::default()
+                },
             },
         }
     }

@@ -60,8 +60,8 @@ pub enum MetadataError {
 /// What the host passes when a task's network is up.
 #[derive(Debug, Clone)]
 pub struct OpenTask {
-    /// The task's static facts; `network` is filled in here from the
-    /// namespace (MAC, subnet, gateway) but for `ipv4`.
+    /// The task's static facts; `network`'s MAC, subnet and gateway are
+    /// the task's interface plan's, or if empty read from the namespace.
     pub info: TaskInfo,
     /// The namespace's path (`/run/netns/ferry-TASK_ID`).
     pub netns_path: PathBuf,
@@ -175,9 +175,20 @@ impl Endpoints {
                 what,
                 source,
             })?;
+        // The host's facts (from the task's interface plan) win; the
+        // namespace's are the fallback for a host that passes none.
+        let or = |given: &String, seen: String| {
+            if given.is_empty() {
+                seen
+            } else {
+                given.clone()
+            }
+        };
         info.network = NetworkInfo {
             ipv4: info.network.ipv4.clone(),
-            ..net
+            mac: or(&info.network.mac, net.mac),
+            subnet_cidr: or(&info.network.subnet_cidr, net.subnet_cidr),
+            gateway: or(&info.network.gateway, net.gateway),
         };
         let task_id = info.task_id.clone();
         let ep = Arc::new(TaskEndpoint {

@@ -1,15 +1,24 @@
 //! Task networking (awsvpc): one named network namespace per task, wired
-//! with the standard CNI plugins (loopback, then bridge + host-local IPAM
-//! with IP masquerading, then firewall), torn down with CNI DEL and `ip netns delete`.
+//! with the standard CNI plugins, routed rather than bridged: loopback,
+//! then `ptp` with `static` IPAM (the plan's address; the host side of the
+//! veth holds the subnet's gateway address as /32 and a /32 route to the
+//! task), then `tuning` (the plan's MAC), then `firewall` (FORWARD accepts
+//! for hosts whose policy is DROP). Every packet between tasks is routed
+//! by the host and judged by the security-group [`firewall`]. Torn down
+//! with CNI DEL and `ip netns delete`.
 //!
 //! - [`cni`]: executing CNI plugins per the CNI spec.
 //! - [`netns`]: named network namespaces (`/run/netns/NAME`, via iproute2).
+//! - [`firewall`] and [`nft`]: the security groups as one nftables table.
 
 pub mod cni;
+pub mod firewall;
 pub mod netns;
+pub mod nft;
 
 use std::path::PathBuf;
 
+use ferry_proto::net::InterfacePlan;
 use serde_json::json;
 
 /// The name of task `task_id`'s network namespace (`/run/netns/NAME`).
@@ -22,34 +31,26 @@ pub fn netns_name(task_id: &str) -> String {
 pub struct NetworkConfig {
     /// Where the CNI plugins live (`/usr/lib/cni`).
     pub cni_bin_dir: PathBuf,
-    /// Linux bridge the tasks attach to (created by the bridge plugin).
-    pub bridge: String,
-    /// Task subnet; the bridge gets its first address as the gateway.
-    pub subnet: String,
-    /// host-local IPAM state (address leases).
-    pub ipam_dir: PathBuf,
-    /// CNI network name (also names the plugin's iptables chains).
+    /// The task network's name: the CNI network name (it names the
+    /// plugins' iptables chains) and the nftables table `inet NAME`.
     pub network_name: String,
-    /// Chain the `firewall` plugin after `bridge`, so task traffic is
+    /// Chain the `firewall` plugin after `tuning`, so task traffic is
     /// accepted in FORWARD even where the host's policy is DROP (as on
     /// hosts with Docker).
     pub firewall: bool,
 }
 
 impl NetworkConfig {
-    /// Defaults: bridge `ferry0`, subnet 198.18.0.0/16, state under `state_dir`.
-    pub fn new(state_dir: &std::path::Path) -> Self {
+    /// Defaults: network `ferry0`, plugins in `/usr/lib/cni`.
+    pub fn new(_state_dir: &std::path::Path) -> Self {
         Self {
             cni_bin_dir: PathBuf::from("/usr/lib/cni"),
-            bridge: "ferry0".into(),
-            subnet: "198.18.0.0/16".into(),
-            ipam_dir: state_dir.join("cni/networks"),
-            network_name: "ferry".into(),
+            network_name: "ferry0".into(),
             firewall: true,
         }
     }
 
-    /// The firewall plugin's config, chained after bridge's `result`.
+    /// The firewall plugin's config, chained after tuning's `result`.
     fn firewall_conf(&self, prev: &serde_json::Value) -> serde_json::Value {
         json!({
             "cniVersion": "1.0.0",
@@ -60,27 +61,64 @@ impl NetworkConfig {
         })
     }
 
-    fn bridge_conf(&self) -> serde_json::Value {
+    /// ptp with the plan's address (no plan: for DEL, which needs none).
+    /// Masquerading is the firewall table's (only flows leaving the VPCs),
+    /// not ptp's, which would also hide the source between subnets.
+    fn ptp_conf(&self, plan: Option<&InterfacePlan>) -> serde_json::Value {
+        let ipam = match plan {
+            Some(p) => json!({
+                "type": "static",
+                "addresses": [{
+                    "address": format!("{}/{}", p.ip, p.subnet_cidr.prefix()),
+                    "gateway": p.gateway.to_string(),
+                }],
+                "routes": [{"dst": "0.0.0.0/0"}],
+            }),
+            None => json!({"type": "static"}),
+        };
         json!({
             "cniVersion": "1.0.0",
             "name": self.network_name,
-            "type": "bridge",
-            "bridge": self.bridge,
-            "isGateway": true,
-            "ipMasq": true,
-            "hairpinMode": true,
-            "ipam": {
-                "type": "host-local",
-                "ranges": [[{"subnet": self.subnet}]],
-                "routes": [{"dst": "0.0.0.0/0"}],
-                "dataDir": self.ipam_dir,
-            }
+            "type": "ptp",
+            "ipMasq": false,
+            "ipam": ipam,
         })
+    }
+
+    /// tuning: the interface's MAC, chained after ptp's `result`.
+    fn tuning_conf(&self, mac: Option<&str>, prev: &serde_json::Value) -> serde_json::Value {
+        let mut c = json!({
+            "cniVersion": "1.0.0",
+            "name": self.network_name,
+            "type": "tuning",
+            "prevResult": prev,
+        });
+        if let (Some(m), Some(o)) = (mac, c.as_object_mut()) {
+            o.insert("mac".into(), json!(m));
+        }
+        c
     }
 
     fn loopback_conf(&self) -> serde_json::Value {
         json!({"cniVersion": "1.0.0", "name": "lo", "type": "loopback"})
     }
+}
+
+/// The host side of the task's veth: the result's interface that is not
+/// in a sandbox.
+pub fn host_iface(result: &serde_json::Value) -> Option<String> {
+    result
+        .get("interfaces")?
+        .as_array()?
+        .iter()
+        .find(|i| {
+            i.get("sandbox")
+                .and_then(|s| s.as_str())
+                .is_none_or(str::is_empty)
+        })?
+        .get("name")?
+        .as_str()
+        .map(str::to_string)
 }
 
 /// Errors setting up or tearing down a task's network.
@@ -95,6 +133,9 @@ pub enum NetworkError {
     /// The plugin's result had no IPv4 address.
     #[error("CNI result has no IPv4 address")]
     NoAddress,
+    /// The plugin's result named no host-side interface.
+    #[error("CNI result has no host-side interface")]
+    NoHostInterface,
 }
 
 /// A task's network: its namespace and address. Call [`TaskNetwork::teardown`].
@@ -106,20 +147,23 @@ pub struct TaskNetwork {
     pub ip: String,
     container_id: String,
     cfg: NetworkConfig,
-    /// bridge's ADD result: the firewall plugin's `prevResult` (CNI has no
-    /// cache here, so the agent keeps it for DEL).
+    /// The last plugin's ADD result (tuning's): the firewall plugin's
+    /// `prevResult` (CNI has no cache here, so the agent keeps it for DEL)
+    /// and where the host interface's name is.
     result: Option<serde_json::Value>,
 }
 
 impl TaskNetwork {
     /// Creates the namespace `name` and attaches it (`CNI_CONTAINERID` =
-    /// `container_id`). On failure everything done so far is undone.
+    /// `container_id`) as `plan` says. On failure everything done so far is
+    /// undone.
     pub fn setup(
         cfg: &NetworkConfig,
         name: &str,
         container_id: &str,
+        plan: &InterfacePlan,
     ) -> Result<Self, NetworkError> {
-        Self::setup_in(cfg, netns::Netns::create(name)?, container_id)
+        Self::setup_in(cfg, netns::Netns::create(name)?, container_id, plan)
     }
 
     /// [`TaskNetwork::setup`] in a namespace that already exists at
@@ -128,6 +172,7 @@ impl TaskNetwork {
         cfg: &NetworkConfig,
         ns: netns::Netns,
         container_id: &str,
+        plan: &InterfacePlan,
     ) -> Result<Self, NetworkError> {
         let mut net = TaskNetwork {
             netns: ns,
@@ -136,7 +181,7 @@ impl TaskNetwork {
             cfg: cfg.clone(),
             result: None,
         };
-        match net.attach() {
+        match net.attach(plan) {
             Ok(ip) => {
                 net.ip = ip;
                 Ok(net)
@@ -168,9 +213,14 @@ impl TaskNetwork {
         }
     }
 
-    /// bridge's CNI ADD result.
+    /// The CNI ADD result kept for DEL.
     pub fn cni_result(&self) -> Option<&serde_json::Value> {
         self.result.as_ref()
+    }
+
+    /// The host side of the task's veth.
+    pub fn host_iface(&self) -> Option<String> {
+        self.result.as_ref().and_then(host_iface)
     }
 
     fn call(
@@ -189,18 +239,24 @@ impl TaskNetwork {
         })
     }
 
-    fn attach(&mut self) -> Result<String, NetworkError> {
+    fn attach(&mut self, plan: &InterfacePlan) -> Result<String, NetworkError> {
         self.call("ADD", &self.cfg.loopback_conf(), "lo")?;
-        let res = self.call("ADD", &self.cfg.bridge_conf(), "eth0")?;
+        let res = self.call("ADD", &self.cfg.ptp_conf(Some(plan)), "eth0")?;
+        // Kept at once, so a failure below still deletes the veth.
+        self.result = Some(res.clone());
+        let res = self.call("ADD", &self.cfg.tuning_conf(Some(&plan.mac), &res), "eth0")?;
         self.result = Some(res.clone());
         if self.cfg.firewall {
             self.call("ADD", &self.cfg.firewall_conf(&res), "eth0")?;
         }
+        if host_iface(&res).is_none() {
+            return Err(NetworkError::NoHostInterface);
+        }
         cni::first_ipv4(&res).ok_or(NetworkError::NoAddress)
     }
 
-    /// CNI DEL (releases the address, veth and masquerade rules), then
-    /// deletes the namespace. Tries every step; returns the first error.
+    /// CNI DEL (veth, FORWARD accepts), then deletes the namespace. Tries
+    /// every step; returns the first error.
     pub fn teardown(&self) -> Result<(), NetworkError> {
         // Plugins are deleted in reverse order of ADD.
         let r0 = match (&self.result, self.cfg.firewall) {
@@ -209,19 +265,23 @@ impl TaskNetwork {
                 .map(|_| ()),
             _ => Ok(()),
         };
-        let r1 = self.call("DEL", &self.cfg.bridge_conf(), "eth0");
+        let null = serde_json::Value::Null;
+        let prev = self.result.as_ref().unwrap_or(&null);
+        let r1 = self.call("DEL", &self.cfg.tuning_conf(None, prev), "eth0");
+        let r2 = self.call("DEL", &self.cfg.ptp_conf(None), "eth0");
         // loopback keeps no state outside the namespace; without it there
         // is nothing to delete (and the plugin would fail to enter it).
-        let r2 = if self.netns.path().exists() {
+        let r3 = if self.netns.path().exists() {
             self.call("DEL", &self.cfg.loopback_conf(), "lo")
         } else {
             Ok(serde_json::Value::Null)
         };
-        let r3 = self.netns.delete();
+        let r4 = self.netns.delete();
         r0?;
         r1?;
         r2?;
         r3?;
+        r4?;
         Ok(())
     }
 }

@@ -71,10 +71,12 @@ pub struct Args {
     /// running task uses are removed.
     #[arg(long, default_value = "20GiB", value_parser = parse_size)]
     image_store_limit: u64,
-    /// The Linux bridge tasks' interfaces join (at most 15 characters).
-    /// Two servers on one host need their own bridge and subnet.
-    #[arg(long, default_value = "ferry0", value_parser = parse_bridge)]
-    task_bridge: String,
+    /// The task network's name (at most 15 characters): the CNI network
+    /// name and the nftables table `inet NAME` of the tasks' security
+    /// groups. Two servers on one host need their own network and subnet.
+    /// `--task-bridge` is the old name (tasks are routed now, not bridged).
+    #[arg(long, alias = "task-bridge", default_value = "ferry0", value_parser = parse_bridge)]
+    task_network: String,
     /// The IPv4 subnet tasks get their addresses from (the bridge is its
     /// first address, the tasks' gateway).
     #[arg(long, default_value = "198.18.0.0/16", value_parser = parse_subnet)]
@@ -286,7 +288,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         task_pids_max: args.task_pids_max,
         userns: args.userns,
         image_store_limit: args.image_store_limit,
-        task_bridge: args.task_bridge,
+        task_network: args.task_network,
         task_subnet: args.task_subnet,
         storage_overcommit: args.storage_overcommit,
         storage_reserve: args.storage_reserve,
