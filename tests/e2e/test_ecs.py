@@ -153,7 +153,7 @@ VALIDATION_CASES = {
                            "When networkMode=awsvpc, the host ports and container ports in port mappings must match."),
     # What Fargate refuses outright (hardening: accepted and ignored before).
     "privileged": (_mutate(((*C0, "privileged"), True)), "Privileged mode is not supported"),
-    "cap_add": (_mutate(((*C0, "linuxParameters"), {"capabilities": {"add": ["NET_ADMIN"]}})),
+    "cap_add": (_mutate(((*C0, "linuxParameters"), {"capabilities": {"add": ["SYS_ADMIN"]}})),
                 "only supports adding the SYS_PTRACE"),
     "cap_drop_unknown": (_mutate(((*C0, "linuxParameters"), {"capabilities": {"drop": ["FLY"]}})),
                          "Invalid kernel capability 'FLY'"),

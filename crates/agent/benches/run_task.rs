@@ -73,6 +73,7 @@ fn plan(n: usize) -> TaskPlan {
             gateway: "198.19.200.1".parse().unwrap(),
             mac: format!("0a:00:00:00:{:02x}:{:02x}", n / 256, n % 256),
             security_groups: vec!["sg-bench".into()],
+            availability_zone: "us-east-1a".into(),
         }),
     }
 }

@@ -64,11 +64,8 @@ pub struct Shared {
     pub image_store_limit: u64,
     /// The task network's name (CNI network, nftables table).
     pub task_network: String,
-    /// The subnet tasks' addresses come from.
-    // The agent takes addresses from each task's interface plan now; the
-    // VPC service's default VPC is where this subnet belongs (its wiring
-    // is the lead's, issue 18).
-    #[allow(dead_code)]
+    /// The default VPC's CIDR block (first start): tasks' addresses come
+    /// from its subnets, or from the subnets users create.
     pub task_subnet: String,
     /// The address the API listener is bound to (ferry's own registry is
     /// served there too).
@@ -106,11 +103,6 @@ pub struct Host {
     pub registry: Arc<ferry_registry::Registry>,
     /// The sealed image store (served on the admin socket).
     pub images: ImageStore,
-    /// The VPC service (subnets, security groups, the tasks' ENIs).
-    // Read once RunTask allocates ENIs and the data plane follows the
-    // rules (issue 18's integration).
-    #[allow(dead_code)]
-    pub ec2: Arc<ferry_ec2::Ec2>,
 }
 
 /// Builds every service, re-adopts the tasks a previous server left
@@ -216,6 +208,19 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
     ) {
         tracing::warn!("releasing what a previous server left: {p}");
     }
+    // The security-group firewall: the VPC service's rules, now and after
+    // every change (applied before the change's response is sent). Only
+    // now, after re-adoption, is the table rendered: a previous server's
+    // table stays in force until the adopted tasks are members again.
+    let firewall = agent.firewall().clone();
+    firewall
+        .set_rules(&ec2.firewall_rules())
+        .context("loading the security-group firewall")?;
+    ec2.on_rules_changed(Box::new(move |rules| {
+        if let Err(e) = firewall.set_rules(rules) {
+            tracing::error!("applying the changed security-group rules failed: {e}");
+        }
+    }));
     // Bound late: the control plane needs the runtime, the runtime's
     // metadata endpoint reads the control plane's task records.
     let _ = control_state.core.set(Arc::downgrade(ecs.core()));
@@ -252,7 +257,6 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
             efs,
             registry,
             images,
-            ec2,
         },
     ))
 }

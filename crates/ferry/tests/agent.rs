@@ -199,6 +199,7 @@ fn iface(net: u8, host: u8, groups: &[&str], vpc: &str) -> ferry_proto::net::Int
         gateway: std::net::Ipv4Addr::new(198, 19, net, 1),
         mac: format!("0a:58:c6:13:{net:02x}:{host:02x}"),
         security_groups: groups.iter().map(|g| g.to_string()).collect(),
+        availability_zone: "us-east-1a".into(),
     }
 }
 

@@ -459,7 +459,9 @@ mod tests {
             "\tchain eg1 {\n\t\toifname @ifaces oifname != @vif0 drop\n\t\tip daddr @vpcs ip daddr != @vpc0 drop\n\t\tdrop\n\t}",
         );
         has("priority -450; policy drop;");
-        has("policy accept;\n\t\tct state established,related accept\n\t\tiifname != @ifaces oifname != @ifaces accept\n\t\tmeta nfproto != ipv4 drop\n\t\tct state invalid drop");
+        has(
+            "policy accept;\n\t\tct state established,related accept\n\t\tiifname != @ifaces oifname != @ifaces accept\n\t\tmeta nfproto != ipv4 drop\n\t\tct state invalid drop",
+        );
         has(
             "\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\tiifname != @ifaces accept\n\t\tct state established,related accept\n\t\tdrop\n\t}",
         );
