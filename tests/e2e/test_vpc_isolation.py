@@ -57,6 +57,9 @@ def srv(tmp_path_factory):
     s.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{p}")
     yield s
     next(gen, None)
+    # A drained server leaves no table behind.
+    p = subprocess.run(["nft", "list", "table", "inet", s.network_name], capture_output=True, text=True)
+    assert p.returncode != 0, f"the server's table outlived it:\n{p.stdout[:500]}"
 
 
 def default_vpc(srv):

@@ -103,6 +103,8 @@ pub struct Host {
     pub registry: Arc<ferry_registry::Registry>,
     /// The sealed image store (served on the admin socket).
     pub images: ImageStore,
+    /// The security-group firewall (its table is deleted at a drained exit).
+    pub firewall: Arc<ferry_agent::net::firewall::Firewall>,
 }
 
 /// Builds every service, re-adopts the tasks a previous server left
@@ -216,8 +218,9 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
     firewall
         .set_rules(&ec2.firewall_rules())
         .context("loading the security-group firewall")?;
+    let fw = firewall.clone();
     ec2.on_rules_changed(Box::new(move |rules| {
-        if let Err(e) = firewall.set_rules(rules) {
+        if let Err(e) = fw.set_rules(rules) {
             tracing::error!("applying the changed security-group rules failed: {e}");
         }
     }));
@@ -257,6 +260,7 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
             efs,
             registry,
             images,
+            firewall,
         },
     ))
 }
@@ -533,13 +537,7 @@ impl ferry_metadata::TaskState for ControlState {
             known_status: t.last_status.as_str().to_owned(),
             pull_started_at: t.pull_started_at,
             pull_stopped_at: t.pull_stopped_at,
-            availability_zone: t
-                .plan
-                .network
-                .as_ref()
-                .map(|n| n.availability_zone.clone())
-                .filter(|z| !z.is_empty())
-                .unwrap_or_else(|| format!("{}a", core.cfg.region)),
+            availability_zone: t.availability_zone(&core.cfg.region),
             containers: t
                 .containers
                 .iter()

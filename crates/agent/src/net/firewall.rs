@@ -116,6 +116,20 @@ impl Firewall {
         self.apply(&mut st, &[m.ip])
     }
 
+    /// At a drained server's exit: deletes the table if no task is a
+    /// member any more (nothing is left to protect, and a host should not
+    /// keep a table per server that ever ran); returns whether it did.
+    /// Later calls render nothing until [`Firewall::set_rules`].
+    pub fn retire(&self) -> Result<bool, FirewallError> {
+        let mut st = self.lock();
+        if !st.members.is_empty() || st.rules.is_none() {
+            return Ok(false);
+        }
+        delete_table(&self.table)?;
+        st.rules = None;
+        Ok(true)
+    }
+
     /// The task ids of the current members.
     pub fn members(&self) -> Vec<String> {
         self.lock().members.keys().cloned().collect()

@@ -213,6 +213,17 @@ impl TaskRoles {
 }
 
 impl TaskRecord {
+    /// The task's availability zone: its subnet's (`REGIONa` for tasks
+    /// recorded before ENIs carried one).
+    pub fn availability_zone(&self, region: &str) -> String {
+        self.plan
+            .network
+            .as_ref()
+            .map(|n| n.availability_zone.clone())
+            .filter(|z| !z.is_empty())
+            .unwrap_or_else(|| format!("{region}a"))
+    }
+
     /// Whether scale-in protection is on at `now`.
     pub fn protected_at(&self, now: f64) -> bool {
         self.protected_until.is_some_and(|until| until > now)

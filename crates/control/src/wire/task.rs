@@ -255,13 +255,7 @@ pub fn render(t: &TaskRecord, region: &str, with_tags: bool) -> Task {
             name: "ecs.cpu-architecture",
             value: "x86_64",
         }],
-        availability_zone: t
-            .plan
-            .network
-            .as_ref()
-            .map(|n| n.availability_zone.clone())
-            .filter(|z| !z.is_empty())
-            .unwrap_or_else(|| format!("{region}a")),
+        availability_zone: t.availability_zone(region),
         cluster_arn: t.cluster_arn.clone(),
         connectivity: if t.connectivity_at.is_some() {
             "CONNECTED"

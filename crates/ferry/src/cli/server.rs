@@ -342,6 +342,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 tracing::warn!(
                     "{left} tasks were still stopping at exit; the next start releases them"
                 );
+            } else if let Err(e) = host.firewall.retire() {
+                tracing::warn!("deleting the security-group table: {e}");
             }
             for e in host.efs.shutdown() {
                 tracing::warn!("{e}");
