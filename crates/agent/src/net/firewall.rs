@@ -80,7 +80,7 @@ impl Firewall {
     pub fn set_rules(&self, rules: &FirewallRules) -> Result<(), FirewallError> {
         let mut st = self.lock();
         st.rules = Some(rules.clone());
-        self.apply(&mut st, &[])
+        self.apply(&mut st, &[], &[])
     }
 
     /// Adds (or replaces) a task's interface and applies the table if
@@ -103,7 +103,7 @@ impl Firewall {
         let ip = m.ip;
         st.applied.remove(&m.task_id);
         st.members.insert(m.task_id.clone(), m);
-        self.apply(&mut st, &[ip])
+        self.apply(&mut st, &[ip], &[])
     }
 
     /// Removes a task's interface (no-op if absent) and applies the table.
@@ -113,7 +113,8 @@ impl Firewall {
             return Ok(());
         };
         st.applied.remove(task_id);
-        self.apply(&mut st, &[m.ip])
+        // Its own flows: the address may be reused before its entries expire.
+        self.apply(&mut st, &[m.ip], &[m.ip])
     }
 
     /// At a drained server's exit: deletes the table if no task is a
@@ -150,8 +151,14 @@ impl Firewall {
     }
 
     /// Renders and loads the table, then deletes the tracked connections
-    /// of `flush` and of every member whose allowed traffic changed.
-    fn apply(&self, st: &mut State, flush: &[std::net::Ipv4Addr]) -> Result<(), FirewallError> {
+    /// of `flush` and of every member whose allowed traffic narrowed
+    /// (`gone`: addresses of members that just left).
+    fn apply(
+        &self,
+        st: &mut State,
+        flush: &[std::net::Ipv4Addr],
+        gone: &[std::net::Ipv4Addr],
+    ) -> Result<(), FirewallError> {
         let Some(rules) = st.rules.clone() else {
             return Ok(());
         };
@@ -161,7 +168,13 @@ impl Firewall {
         let mut applied = BTreeMap::new();
         for m in &members {
             let now = nft::allowed(&rules, &members, m);
-            if st.applied.get(&m.task_id) != Some(&now) {
+            // Only a narrowing needs the tracked flows judged again (a
+            // peer joining a group widens; one leaving takes its flows).
+            let narrowed = st
+                .applied
+                .get(&m.task_id)
+                .is_none_or(|before| now.narrowed_from(before, gone));
+            if narrowed {
                 ips.push(m.ip);
             }
             applied.insert(m.task_id.clone(), now);

@@ -49,9 +49,11 @@ pub fn valid_mac(s: &str) -> bool {
 }
 
 /// What one member is allowed: its egress and ingress matches with every
-/// group resolved to addresses, and its VPC's networks. Two equal values
-/// allow the same traffic; when a member's changes, its tracked
-/// connections are flushed so the new rules judge them.
+/// group resolved to its members' addresses (one entry per address), and
+/// its VPC's networks. When a member's allowed traffic narrows
+/// ([`Allowed::narrowed_from`]), its tracked connections are flushed so
+/// the new rules judge them; when it only widens (a peer joined a group),
+/// nothing needs flushing.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Allowed {
     egress: BTreeSet<String>,
@@ -162,12 +164,23 @@ fn vpc_nets<'a>(rules: &'a FirewallRules, vpc: &str) -> impl Iterator<Item = &'a
 /// What `m` is allowed under `rules` with `members` (see [`Allowed`]).
 pub fn allowed(rules: &FirewallRules, members: &[Member], m: &Member) -> Allowed {
     let addrs = group_addrs(members);
-    let resolve = |r: &Rule| -> Option<String> {
+    let resolve = |r: &Rule| -> Vec<String> {
         let peer = match &r.peer {
             Peer::Cidr(c) => c.to_string(),
-            Peer::Group(g) => format!("{:?}", addrs.get(g.as_str()).cloned().unwrap_or_default()),
+            Peer::Group(g) => {
+                let t = traffic(&r.traffic);
+                return addrs
+                    .get(g.as_str())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|ip| Some(format!("{} {ip}/32", t.clone()?)))
+                    .collect();
+            }
         };
-        Some(format!("{} {peer}", traffic(&r.traffic)?))
+        traffic(&r.traffic)
+            .map(|t| format!("{t} {peer}"))
+            .into_iter()
+            .collect()
     };
     let mut a = Allowed::default();
     for g in rules
@@ -175,8 +188,8 @@ pub fn allowed(rules: &FirewallRules, members: &[Member], m: &Member) -> Allowed
         .iter()
         .filter(|g| m.groups.contains(&g.group_id))
     {
-        a.egress.extend(g.egress.iter().filter_map(resolve));
-        a.ingress.extend(g.ingress.iter().filter_map(resolve));
+        a.egress.extend(g.egress.iter().flat_map(resolve));
+        a.ingress.extend(g.ingress.iter().flat_map(resolve));
     }
     for v in &rules.vpcs {
         let nets = v.subnets.iter().map(|c| c.to_string());
@@ -187,6 +200,22 @@ pub fn allowed(rules: &FirewallRules, members: &[Member], m: &Member) -> Allowed
         }
     }
     a
+}
+
+impl Allowed {
+    /// Whether `self` allows less than `before` did: something allowed
+    /// before is not now. Entries naming only an address in `gone` (a
+    /// member that left: nothing of it is left to talk to) do not count.
+    pub fn narrowed_from(&self, before: &Allowed, gone: &[Ipv4Addr]) -> bool {
+        let departed = |e: &String| gone.iter().any(|ip| e.ends_with(&format!(" {ip}/32")));
+        let lost = |old: &BTreeSet<String>, new: &BTreeSet<String>| {
+            old.iter().any(|e| !new.contains(e) && !departed(e))
+        };
+        lost(&before.egress, &self.egress)
+            || lost(&before.ingress, &self.ingress)
+            || lost(&before.vpc, &self.vpc)
+            || !self.other_vpcs.is_subset(&before.other_vpcs)
+    }
 }
 
 /// The whole table `inet NAME` as one `nft -f` transaction that replaces
@@ -493,5 +522,31 @@ mod tests {
         assert_eq!(allowed(&r, &ms, &a), allowed(&rules(), &ms, &a));
         // b's sg-a peer set shrinks when a leaves.
         assert_ne!(allowed(&rules(), std::slice::from_ref(&b), &b), before);
+    }
+
+    #[test]
+    fn only_a_narrowing_needs_a_flush() {
+        let a = member("a", 4, &["sg-a"], "vpc-a");
+        let b = member("b", 5, &["sg-b"], "vpc-a");
+        let a2 = member("a2", 6, &["sg-a"], "vpc-a");
+        let before = allowed(&rules(), &[a.clone(), b.clone()], &b);
+        // A peer joining sg-a widens what b admits: nothing to flush.
+        let joined = allowed(&rules(), &[a.clone(), b.clone(), a2.clone()], &b);
+        assert!(!joined.narrowed_from(&before, &[]));
+        // The same peer leaving again narrows, but only by its own address.
+        let left = allowed(&rules(), &[a.clone(), b.clone()], &b);
+        assert!(left.narrowed_from(&joined, &[]));
+        assert!(!left.narrowed_from(&joined, &[a2.ip]));
+        // A revoked rule narrows.
+        let mut r = rules();
+        r.groups[1].ingress.remove(1);
+        assert!(allowed(&r, &[a.clone(), b.clone()], &b).narrowed_from(&before, &[]));
+        // Another VPC appearing narrows (its networks are now refused).
+        let mut r = rules();
+        r.vpcs.push(VpcNet {
+            vpc_id: "vpc-c".into(),
+            subnets: vec!["10.8.0.0/24".parse().unwrap()],
+        });
+        assert!(allowed(&r, &[a, b.clone()], &b).narrowed_from(&before, &[]));
     }
 }
