@@ -152,6 +152,19 @@ def test_security_groups_decide_who_reaches_whom_and_a_revoke_applies_at_once(sr
         srv.aws("ec2", "delete-security-group", "--group-id", g)
 
 
+def test_the_default_group_admits_its_own_members_only(srv):
+    vpc, subnet, default = default_vpc(srv)
+    other = new_group(srv, "not-default", vpc)
+    t1, t2, t3 = run(srv, subnet, [default]), run(srv, subnet, [default]), run(srv, subnet, [other])
+    try:
+        task_page(t2[2])
+        assert reach(t1[1], t2[2]) and reach(t2[1], t1[2]), "members of the default group reach each other"
+        assert not reach(t3[1], t1[2]), "a task outside the default group must not reach its members"
+    finally:
+        stop(srv, t1[0], t2[0], t3[0])
+    srv.aws("ec2", "delete-security-group", "--group-id", other)
+
+
 def test_a_task_that_forges_its_address_or_mac_gets_nothing_through(srv):
     vpc, subnet, _ = default_vpc(srv)
     a, b, c = (new_group(srv, f"spoof-{n}", vpc) for n in "abc")

@@ -159,14 +159,7 @@ impl Params {
 
     /// The items of a list of strings (`name.member.N`), in index order.
     pub fn list(&self, name: &str) -> Vec<&str> {
-        let prefix = format!("{name}.member.");
-        let mut items: Vec<(u32, &str)> = self
-            .with_prefix(&prefix)
-            .into_iter()
-            .filter_map(|(rest, v)| rest.parse::<u32>().ok().map(|n| (n, v)))
-            .collect();
-        items.sort_by_key(|(n, _)| *n);
-        items.into_iter().map(|(_, v)| v).collect()
+        self.items(&format!("{name}.member"))
     }
 
     /// The items of a list of structures (`name.member.N.Field`), in index

@@ -240,6 +240,19 @@ pub(crate) fn merge_tags(tags: &mut Vec<Tag>, new: &[Tag], resource: &str) -> Re
     Ok(())
 }
 
+/// The `Tag.N.Key`/`Tag.N.Value` list of `p`, each tag checked.
+pub(crate) fn tag_list(p: &Params) -> Result<Vec<Tag>, AwsError> {
+    p.indexed("Tag")
+        .into_iter()
+        .map(|t| {
+            let key = t.get("Key").unwrap_or("").to_owned();
+            let value = t.get("Value").unwrap_or("").to_owned();
+            check_tag(&key, &value)?;
+            Ok(Tag { key, value })
+        })
+        .collect()
+}
+
 /// The tags of the `TagSpecification`s for `resource_type` (others are
 /// refused, as EC2 refuses them).
 pub(crate) fn tag_specs(p: &Params, resource_type: &str) -> Result<Vec<Tag>, AwsError> {
@@ -252,16 +265,7 @@ pub(crate) fn tag_specs(p: &Params, resource_type: &str) -> Result<Vec<Tag>, Aws
             ))
             .into());
         }
-        let new: Vec<Tag> = spec
-            .indexed("Tag")
-            .into_iter()
-            .map(|t| {
-                let key = t.get("Key").unwrap_or("").to_owned();
-                let value = t.get("Value").unwrap_or("").to_owned();
-                check_tag(&key, &value)?;
-                Ok(Tag { key, value })
-            })
-            .collect::<Result<_, AwsError>>()?;
+        let new = tag_list(&spec)?;
         merge_tags(&mut tags, &new, "(new resource)")?;
     }
     Ok(tags)

@@ -4,7 +4,7 @@
 use ferry_proto::AwsError;
 use ferry_proto::query::{Params, Xml};
 
-use super::{Filterable, check_tag, dry_run, filters, matches, merge_tags, page};
+use super::{Filterable, dry_run, filters, matches, merge_tags, page};
 use crate::Ec2;
 use crate::ec2::State;
 use crate::error::ApiError;
@@ -43,16 +43,7 @@ fn resources(p: &Params) -> Result<Vec<&str>, AwsError> {
 pub(crate) fn create(ec2: &Ec2, p: &Params) -> Result<Xml, AwsError> {
     dry_run(p)?;
     let ids = resources(p)?;
-    let tags: Vec<Tag> = p
-        .indexed("Tag")
-        .into_iter()
-        .map(|t| {
-            let key = t.get("Key").unwrap_or("").to_owned();
-            let value = t.get("Value").unwrap_or("").to_owned();
-            check_tag(&key, &value)?;
-            Ok(Tag { key, value })
-        })
-        .collect::<Result<_, AwsError>>()?;
+    let tags = super::tag_list(p)?;
     if tags.is_empty() {
         return Err(ApiError::MissingParameter("tagSet".into()).into());
     }
