@@ -351,6 +351,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         } else {
             let left = host.runtime.leave_running();
             tracing::info!("leaving {left} tasks running for the next start to re-adopt");
+            // With no task left there is nothing for the table to guard
+            // until the next start renders it again.
+            if left == 0
+                && let Err(e) = host.firewall.retire()
+            {
+                tracing::warn!("deleting the security-group table: {e}");
+            }
         }
         drop(admin_socket);
         tracing::info!("stopped");
