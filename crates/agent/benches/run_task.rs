@@ -130,8 +130,7 @@ fn main() {
     testimage::write_oci_archive(&testimage::httpd_image(), &archive_path, Some("httpd:2.4"));
     archive::import(&images, &archive_path, None).unwrap();
     let state = tmp.path().join("state");
-    let mut network = NetworkConfig::new(&state);
-    network.network_name = "ferry-bench".into();
+    let network = NetworkConfig::new("ferry-bench");
     let agent = Agent::new(AgentConfig {
         images,
         state_dir: state,

@@ -109,7 +109,7 @@ impl AgentConfig {
         let state_dir = data_dir.join("agent");
         Ok(Self {
             images,
-            network: NetworkConfig::new(&state_dir),
+            network: NetworkConfig::new("ferry0"),
             state_dir,
             runtime: PathBuf::from("runc"),
             cgroup_parent: "ferry".into(),

@@ -154,8 +154,7 @@ impl Env {
 fn make_agent(dir: &Path, net: u8, name: &str, sink: Arc<MemorySink>) -> Agent {
     CURRENT_NET.with(|c| c.set(net));
     let state = dir.join("state");
-    let mut network = NetworkConfig::new(&state);
-    network.network_name = name.to_string();
+    let network = NetworkConfig::new(name);
     Agent::new(AgentConfig {
         images: teststore::open(&dir.join("data/images")),
         state_dir: state,

@@ -22,7 +22,7 @@ use tokio::task::{AbortHandle, JoinSet};
 
 use crate::credentials::{Body as CredentialsBody, CredentialsSource, ErrorBody};
 use crate::model::{
-    ControlTask, NetworkInfo, Observed, StorageMetrics, TaskInfo, TaskState, Version, timestamp,
+    ControlTask, Observed, StorageMetrics, TaskInfo, TaskState, Version, timestamp,
 };
 use crate::stats::{self, CpuStats, Stats};
 
@@ -60,8 +60,8 @@ pub enum MetadataError {
 /// What the host passes when a task's network is up.
 #[derive(Debug, Clone)]
 pub struct OpenTask {
-    /// The task's static facts; `network`'s MAC, subnet and gateway are
-    /// the task's interface plan's, or if empty read from the namespace.
+    /// The task's static facts; `network` (address, MAC, subnet, gateway)
+    /// is the task's interface plan's: the VPC's view, as on Fargate.
     pub info: TaskInfo,
     /// The namespace's path (`/run/netns/ferry-TASK_ID`).
     pub netns_path: PathBuf,
@@ -158,7 +158,7 @@ impl Endpoints {
             return Err(MetadataError::Thread("runtime is gone".into()));
         };
         let OpenTask {
-            mut info,
+            info,
             netns_path,
             netns_name,
         } = task;
@@ -169,27 +169,11 @@ impl Endpoints {
             .map_err(|e| MetadataError::Thread(e.to_string()))?
             .join()
             .map_err(|_| MetadataError::Thread("panicked".into()))?;
-        let (listener, net_dev, net) =
-            inside.map_err(|(what, source)| MetadataError::Namespace {
-                netns: netns_name.clone(),
-                what,
-                source,
-            })?;
-        // The host's facts (from the task's interface plan) win; the
-        // namespace's are the fallback for a host that passes none.
-        let or = |given: &String, seen: String| {
-            if given.is_empty() {
-                seen
-            } else {
-                given.clone()
-            }
-        };
-        info.network = NetworkInfo {
-            ipv4: info.network.ipv4.clone(),
-            mac: or(&info.network.mac, net.mac),
-            subnet_cidr: or(&info.network.subnet_cidr, net.subnet_cidr),
-            gateway: or(&info.network.gateway, net.gateway),
-        };
+        let (listener, net_dev) = inside.map_err(|(what, source)| MetadataError::Namespace {
+            netns: netns_name.clone(),
+            what,
+            source,
+        })?;
         let task_id = info.task_id.clone();
         let ep = Arc::new(TaskEndpoint {
             seen: Mutex::new(vec![Observed::default(); info.containers.len()]),
@@ -323,11 +307,11 @@ fn configure_namespace() -> Result<(), String> {
     run("iptables", &add, "")
 }
 
-type Inside = (StdListener, File, NetworkInfo);
+type Inside = (StdListener, File);
 
-/// On a short-lived thread: enter the namespace, bind the listener, open
-/// its `net/dev` and read `eth0`'s facts. Both the socket and the file
-/// stay bound to that namespace after the thread ends.
+/// On a short-lived thread: enter the namespace, bind the listener and
+/// open its `net/dev`. Both the socket and the file stay bound to that
+/// namespace after the thread ends.
 fn in_namespace(netns_path: &Path, _name: &str) -> Result<Inside, (&'static str, std::io::Error)> {
     let io = |what: &'static str| move |e: nix::Error| (what, std::io::Error::from(e));
     let ns = File::open(netns_path).map_err(|e| ("opening the namespace", e))?;
@@ -339,51 +323,7 @@ fn in_namespace(netns_path: &Path, _name: &str) -> Result<Inside, (&'static str,
         .set_nonblocking(true)
         .map_err(|e| ("set_nonblocking", e))?;
     let net_dev = File::open("/proc/thread-self/net/dev").map_err(|e| ("opening net/dev", e))?;
-    let mut net = NetworkInfo::default();
-    let mut prefix = 0u32;
-    for a in nix::ifaddrs::getifaddrs().map_err(io("getifaddrs"))? {
-        if a.interface_name != "eth0" {
-            continue;
-        }
-        if let Some(l) = a.address.as_ref().and_then(|s| s.as_link_addr())
-            && let Some(mac) = l.addr()
-            && mac != [0; 6]
-        {
-            net.mac = mac
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(":");
-        }
-        if let (Some(addr), Some(mask)) = (
-            a.address.as_ref().and_then(|s| s.as_sockaddr_in()),
-            a.netmask.as_ref().and_then(|s| s.as_sockaddr_in()),
-        ) {
-            let ip = u32::from(addr.ip());
-            let m = u32::from(mask.ip());
-            prefix = m.count_ones();
-            net.subnet_cidr = format!("{}/{prefix}", Ipv4Addr::from(ip & m));
-        }
-    }
-    if let Ok(routes) = std::fs::read_to_string("/proc/thread-self/net/route")
-        && let Some(gw) = default_gateway(&routes)
-    {
-        net.gateway = format!("{gw}/{prefix}");
-    }
-    Ok((listener, net_dev, net))
-}
-
-/// The default route's gateway from `/proc/net/route` (hex, host order
-/// of a little-endian machine: the bytes are in network order in memory).
-fn default_gateway(routes: &str) -> Option<Ipv4Addr> {
-    routes.lines().skip(1).find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        if f.get(1) != Some(&"00000000") {
-            return None;
-        }
-        let gw = u32::from_str_radix(f.get(2)?, 16).ok()?;
-        Some(Ipv4Addr::from(gw.to_le_bytes()))
-    })
+    Ok((listener, net_dev))
 }
 
 async fn serve(listener: tokio::net::TcpListener, ep: Arc<TaskEndpoint>) {
@@ -786,7 +726,7 @@ mod tests {
                     image: "i".into(),
                     image_id: "sha256:1".into(),
                 }],
-                network: NetworkInfo::default(),
+                network: crate::model::NetworkInfo::default(),
             },
             state: Arc::new(Fake),
             credentials: Some(Arc::new(FakeCredentials)),
@@ -849,14 +789,5 @@ mod tests {
         let (_, b) = body(ep.respond("/v3/t-a/stats"));
         assert_eq!(b["preread"], a["read"]);
         assert_ne!(b["read"], a["read"]);
-    }
-
-    #[test]
-    fn gateway_from_proc_net_route() {
-        let t = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
-                 eth0\t00000000\t010012C6\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
-                 eth0\t000012C6\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n";
-        assert_eq!(default_gateway(t), Some(Ipv4Addr::new(198, 18, 0, 1)));
-        assert_eq!(default_gateway("Iface\n"), None);
     }
 }

@@ -41,11 +41,11 @@ pub struct NetworkConfig {
 }
 
 impl NetworkConfig {
-    /// Defaults: network `ferry0`, plugins in `/usr/lib/cni`.
-    pub fn new(_state_dir: &std::path::Path) -> Self {
+    /// The task network `network_name`, plugins in `/usr/lib/cni`.
+    pub fn new(network_name: &str) -> Self {
         Self {
             cni_bin_dir: PathBuf::from("/usr/lib/cni"),
-            network_name: "ferry0".into(),
+            network_name: network_name.into(),
             firewall: true,
         }
     }
