@@ -3,7 +3,7 @@
 //! (from the agent), rendered by [`super::nft`] into one nftables table
 //! and applied as one `nft -f -` transaction on every change, so a change
 //! is atomic. After a change, the tracked connections of every member
-//! whose allowed traffic changed are deleted (`conntrack -D`), so the new
+//! whose allowed traffic narrowed are deleted (`conntrack -D`), so the new
 //! rules judge established connections too.
 //!
 //! Nothing is rendered until the first [`Firewall::set_rules`]: after a
@@ -166,8 +166,9 @@ impl Firewall {
         load(&nft::render(&self.table, &rules, &members))?;
         let mut ips: Vec<std::net::Ipv4Addr> = flush.to_vec();
         let mut applied = BTreeMap::new();
+        let addrs = nft::group_addrs(&members);
         for m in &members {
-            let now = nft::allowed(&rules, &members, m);
+            let now = nft::allowed(&rules, &addrs, m);
             // Only a narrowing needs the tracked flows judged again (a
             // peer joining a group widens; one leaving takes its flows).
             let narrowed = st

@@ -68,7 +68,7 @@ struct Names {
 }
 
 impl Names {
-    fn new(rules: &FirewallRules, members: &[Member]) -> Self {
+    fn new(rules: &FirewallRules, members: &[&Member]) -> Self {
         let mut groups = BTreeSet::new();
         let mut vpcs = BTreeSet::new();
         for g in &rules.groups {
@@ -143,8 +143,11 @@ fn elements(items: impl IntoIterator<Item = String>) -> String {
 }
 
 /// The members' group sets: group id → member addresses.
-fn group_addrs(members: &[Member]) -> BTreeMap<&str, BTreeSet<Ipv4Addr>> {
-    let mut out: BTreeMap<&str, BTreeSet<Ipv4Addr>> = BTreeMap::new();
+pub type GroupAddrs<'a> = BTreeMap<&'a str, BTreeSet<Ipv4Addr>>;
+
+/// The group sets of `members` (computed once per render or apply).
+pub fn group_addrs<'a>(members: impl IntoIterator<Item = &'a Member>) -> GroupAddrs<'a> {
+    let mut out = GroupAddrs::new();
     for m in members {
         for g in &m.groups {
             out.entry(g.as_str()).or_default().insert(m.ip);
@@ -161,9 +164,9 @@ fn vpc_nets<'a>(rules: &'a FirewallRules, vpc: &str) -> impl Iterator<Item = &'a
         .flat_map(|v| v.subnets.iter())
 }
 
-/// What `m` is allowed under `rules` with `members` (see [`Allowed`]).
-pub fn allowed(rules: &FirewallRules, members: &[Member], m: &Member) -> Allowed {
-    let addrs = group_addrs(members);
+/// What `m` is allowed under `rules` with the members' group sets
+/// `addrs` ([`group_addrs`]; see [`Allowed`]).
+pub fn allowed(rules: &FirewallRules, addrs: &GroupAddrs<'_>, m: &Member) -> Allowed {
     let resolve = |r: &Rule| -> Vec<String> {
         let peer = match &r.peer {
             Peer::Cidr(c) => c.to_string(),
@@ -227,8 +230,7 @@ pub fn render(table: &str, rules: &FirewallRules, members: &[Member]) -> String 
         .iter()
         .filter(|m| valid_iface(&m.host_iface) && valid_mac(&m.mac))
         .collect();
-    let owned: Vec<Member> = members.iter().map(|m| (*m).clone()).collect();
-    let names = Names::new(rules, &owned);
+    let names = Names::new(rules, &members);
     let mut t = String::new();
     // `writeln!` to a String cannot fail.
     macro_rules! w {
@@ -280,7 +282,7 @@ pub fn render(table: &str, rules: &FirewallRules, members: &[Member]) -> String 
             elements(members.iter().filter(|m| &m.vpc_id == vpc).map(quoted))
         );
     }
-    let addrs = group_addrs(&owned);
+    let addrs = group_addrs(members.iter().copied());
     for (g, i) in &names.groups {
         w!(
             "\tset g{i} {{ type ipv4_addr;{} }}",
@@ -383,6 +385,10 @@ pub fn render(table: &str, rules: &FirewallRules, members: &[Member]) -> String 
 mod tests {
     use super::*;
     use ferry_proto::net::{GroupRules, VpcNet};
+
+    fn allowed_among(rules: &FirewallRules, members: &[Member], m: &Member) -> Allowed {
+        allowed(rules, &group_addrs(members), m)
+    }
 
     fn member(id: &str, n: u8, groups: &[&str], vpc: &str) -> Member {
         Member {
@@ -514,14 +520,17 @@ mod tests {
         let a = member("a", 4, &["sg-a"], "vpc-a");
         let b = member("b", 5, &["sg-b"], "vpc-a");
         let ms = [a.clone(), b.clone()];
-        let before = allowed(&rules(), &ms, &b);
+        let before = allowed_among(&rules(), &ms, &b);
         let mut r = rules();
         r.groups[1].ingress.remove(0);
-        assert_ne!(allowed(&r, &ms, &b), before);
+        assert_ne!(allowed_among(&r, &ms, &b), before);
         // a's own rules did not change.
-        assert_eq!(allowed(&r, &ms, &a), allowed(&rules(), &ms, &a));
+        assert_eq!(allowed_among(&r, &ms, &a), allowed_among(&rules(), &ms, &a));
         // b's sg-a peer set shrinks when a leaves.
-        assert_ne!(allowed(&rules(), std::slice::from_ref(&b), &b), before);
+        assert_ne!(
+            allowed_among(&rules(), std::slice::from_ref(&b), &b),
+            before
+        );
     }
 
     #[test]
@@ -529,24 +538,24 @@ mod tests {
         let a = member("a", 4, &["sg-a"], "vpc-a");
         let b = member("b", 5, &["sg-b"], "vpc-a");
         let a2 = member("a2", 6, &["sg-a"], "vpc-a");
-        let before = allowed(&rules(), &[a.clone(), b.clone()], &b);
+        let before = allowed_among(&rules(), &[a.clone(), b.clone()], &b);
         // A peer joining sg-a widens what b admits: nothing to flush.
-        let joined = allowed(&rules(), &[a.clone(), b.clone(), a2.clone()], &b);
+        let joined = allowed_among(&rules(), &[a.clone(), b.clone(), a2.clone()], &b);
         assert!(!joined.narrowed_from(&before, &[]));
         // The same peer leaving again narrows, but only by its own address.
-        let left = allowed(&rules(), &[a.clone(), b.clone()], &b);
+        let left = allowed_among(&rules(), &[a.clone(), b.clone()], &b);
         assert!(left.narrowed_from(&joined, &[]));
         assert!(!left.narrowed_from(&joined, &[a2.ip]));
         // A revoked rule narrows.
         let mut r = rules();
         r.groups[1].ingress.remove(1);
-        assert!(allowed(&r, &[a.clone(), b.clone()], &b).narrowed_from(&before, &[]));
+        assert!(allowed_among(&r, &[a.clone(), b.clone()], &b).narrowed_from(&before, &[]));
         // Another VPC appearing narrows (its networks are now refused).
         let mut r = rules();
         r.vpcs.push(VpcNet {
             vpc_id: "vpc-c".into(),
             subnets: vec!["10.8.0.0/24".parse().unwrap()],
         });
-        assert!(allowed(&r, &[a, b.clone()], &b).narrowed_from(&before, &[]));
+        assert!(allowed_among(&r, &[a, b.clone()], &b).narrowed_from(&before, &[]));
     }
 }
