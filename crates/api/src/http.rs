@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferry_proto::query::{self, Flavor, Params, QueryService};
+use ferry_proto::query::{Params, QueryService};
 use ferry_proto::{AwsError, Caller, RequestContext};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
@@ -384,14 +384,9 @@ async fn dispatch_query(
         return query_error(&*service, &e, request_id);
     }
     if !service.authorizes_itself()
-        && let Err(mut e) = gate::json(&ctx, signing_name, &action)
+        && let Err(e) = gate::json(&ctx, signing_name, &action)
     {
-        if service.flavor() == Flavor::Ec2 {
-            // EC2's word for a refusal (HTTP 403).
-            e.code = "UnauthorizedOperation".to_owned();
-            e.status = 403;
-        }
-        return query_error(&*service, &e, request_id);
+        return query_error(&*service, &service.flavor().refusal(e), request_id);
     }
     let result = if service.runs_inline(&action) {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -408,14 +403,9 @@ async fn dispatch_query(
     };
     match result {
         Ok(xml) => {
-            let doc = match service.flavor() {
-                Flavor::Query => {
-                    query::render_response(service.xml_namespace(), &action, &xml, request_id)
-                }
-                Flavor::Ec2 => {
-                    query::render_ec2_response(service.xml_namespace(), &action, &xml, request_id)
-                }
-            };
+            let doc = service
+                .flavor()
+                .response(service.xml_namespace(), &action, &xml, request_id);
             xml_response(StatusCode::OK, doc, request_id)
         }
         Err(e) => query_error(&*service, &e, request_id),
@@ -427,10 +417,9 @@ fn query_error(service: &dyn QueryService, e: &AwsError, request_id: &str) -> Re
         tracing::warn!(code = %e.code, message = %e.message, request_id, "server fault");
     }
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-    let doc = match service.flavor() {
-        Flavor::Query => query::render_error(service.xml_namespace(), e, request_id),
-        Flavor::Ec2 => query::render_ec2_error(e, request_id),
-    };
+    let doc = service
+        .flavor()
+        .error(service.xml_namespace(), e, request_id);
     xml_response(status, doc, request_id)
 }
 

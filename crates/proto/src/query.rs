@@ -13,7 +13,8 @@
 //! <Type>Sender</Type><Code>...</Code><Message>...</Message></Error>
 //! <RequestId>...</RequestId></ErrorResponse>` sent with the error's HTTP
 //! status. Services build the inside of the result element with [`Xml`];
-//! the listener wraps it ([`render_response`], [`render_error`]).
+//! the listener wraps it in its flavour's document ([`Flavor::response`],
+//! [`Flavor::error`]).
 //!
 //! EC2 speaks its own flavour ([`Flavor::Ec2`]): lists are `Name.N` with no
 //! `.member.` (`SubnetId.1`, `Filter.1.Value.1`; read them with
@@ -68,6 +69,34 @@ pub enum Flavor {
     Query,
     /// EC2: `Name.N`, `<item>`, `<Response><Errors>`.
     Ec2,
+}
+
+impl Flavor {
+    /// The whole response document for a successful `action`.
+    pub fn response(self, namespace: &str, action: &str, result: &Xml, request_id: &str) -> String {
+        match self {
+            Flavor::Query => render_response(namespace, action, result, request_id),
+            Flavor::Ec2 => render_ec2_response(namespace, action, result, request_id),
+        }
+    }
+
+    /// The error document.
+    pub fn error(self, namespace: &str, error: &AwsError, request_id: &str) -> String {
+        match self {
+            Flavor::Query => render_error(namespace, error, request_id),
+            Flavor::Ec2 => render_ec2_error(error, request_id),
+        }
+    }
+
+    /// A refusal by the authorization gate in this flavour's words: EC2
+    /// says `UnauthorizedOperation` (HTTP 403).
+    pub fn refusal(self, mut error: AwsError) -> AwsError {
+        if self == Flavor::Ec2 {
+            error.code = "UnauthorizedOperation".to_owned();
+            error.status = 403;
+        }
+        error
+    }
 }
 
 /// The parameters of one query request, by their flattened names.
