@@ -244,11 +244,19 @@ impl Ec2 {
             sync(t, ENIS, &cur.enis, &next.enis)?;
             Ok::<_, StoreError>(())
         })?;
-        let before = render_rules(&cur);
+        // Only VPCs, subnets, groups and rules make the firewall rules: an
+        // ENI's change (every task start and stop) renders nothing.
+        let before = (cur.vpcs != next.vpcs
+            || cur.subnets != next.subnets
+            || cur.groups != next.groups
+            || cur.rules != next.rules)
+            .then(|| render_rules(&cur));
         *cur = next;
-        let after = render_rules(&cur);
+        let after = before.map(|b| (b, render_rules(&cur)));
         drop(cur);
-        if before != after {
+        if let Some((before, after)) = after
+            && before != after
+        {
             let listeners: Vec<RulesListener> = self
                 .listeners
                 .read()

@@ -10,7 +10,7 @@ use crate::{AwsError, RequestContext};
 
 /// A REST-protocol service (e.g. EFS: `GET /2015-02-01/file-systems`). The
 /// hook for protocols that route by method and path instead of
-/// `X-Amz-Target`. Like [`JsonService`], calls run on a blocking thread.
+/// `X-Amz-Target`. Like [`crate::JsonService`], calls run on a blocking thread.
 pub trait RestService: Send + Sync {
     /// Whether this service answers `path` (e.g. a version prefix).
     fn matches(&self, path: &str) -> bool;
