@@ -1,5 +1,7 @@
-# Sourced by the bench scripts that load a release `ferry server` over
-# loopback (kms_load.sh, ecs_describe.sh).
+# Sourced by the bench scripts: start_server for those that load a release
+# `ferry server` over loopback (kms_load.sh, ecs_describe.sh), use_ferry_bin
+# for those whose Python driver starts servers itself (restart.sh,
+# sg_start.sh).
 #
 # start_server NAME PREFIX: makes a temporary directory $dir
 # (/tmp/PREFIX.XXXXXX), starts target/release/ferry server on a free
@@ -24,4 +26,14 @@ start_server() {
 _stop_server() {
   [ -n "$server_pid" ] && kill -TERM "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
   rm -rf "$dir"
+}
+
+# use_ferry_bin: exports FERRY_BIN for the Python drivers; unless it is set,
+# the release build if there is one, else the debug build.
+use_ferry_bin() {
+  if [ -z "${FERRY_BIN:-}" ]; then
+    FERRY_BIN=$PWD/target/release/ferry
+    [ -x "$FERRY_BIN" ] || FERRY_BIN=$PWD/target/debug/ferry
+  fi
+  export FERRY_BIN
 }

@@ -8,9 +8,6 @@
 # Usage: bench/restart.sh [--tasks 20] [--rounds 3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -z "${FERRY_BIN:-}" ]; then
-  FERRY_BIN=$PWD/target/release/ferry
-  [ -x "$FERRY_BIN" ] || FERRY_BIN=$PWD/target/debug/ferry
-fi
-export FERRY_BIN
+. bench/lib.sh
+use_ferry_bin
 exec python3 bench/restart_bench.py "$@"

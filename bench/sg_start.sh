@@ -7,9 +7,6 @@
 # Usage: bench/sg_start.sh [--tasks 30] [--members 10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -z "${FERRY_BIN:-}" ]; then
-  FERRY_BIN=$PWD/target/release/ferry
-  [ -x "$FERRY_BIN" ] || FERRY_BIN=$PWD/target/debug/ferry
-fi
-export FERRY_BIN
+. bench/lib.sh
+use_ferry_bin
 exec python3 bench/sg_start_bench.py "$@"

@@ -115,12 +115,18 @@ def netns(task_id, *cmd):
     subprocess.run(["ip", "netns", "exec", f"ferry-{task_id}", *cmd], check=True, capture_output=True)
 
 
-def test_security_groups_decide_who_reaches_whom_and_a_revoke_applies_at_once(srv):
+def groups_a_b_c(srv, prefix):
+    """Groups A, B, C in the default VPC, where B admits tcp/80 from A,
+    and a web task in each; returns the groups and the tasks."""
     vpc, subnet, _ = default_vpc(srv)
-    a, b, c = (new_group(srv, f"iso-{n}", vpc) for n in "abc")
+    a, b, c = (new_group(srv, f"{prefix}-{n}", vpc) for n in "abc")
     srv.aws("ec2", "authorize-security-group-ingress", "--group-id", b, "--protocol", "tcp",
             "--port", "80", "--source-group", a)
-    ta, tb, tc = run(srv, subnet, [a]), run(srv, subnet, [b]), run(srv, subnet, [c])
+    return (a, b, c), (run(srv, subnet, [a]), run(srv, subnet, [b]), run(srv, subnet, [c]))
+
+
+def test_security_groups_decide_who_reaches_whom_and_a_revoke_applies_at_once(srv):
+    (a, b, c), (ta, tb, tc) = groups_a_b_c(srv, "iso")
     try:
         task_page(tb[2])  # B serves (from the host)
         assert reach(ta[1], tb[2]), "A must reach B:80 (B allows tcp/80 from A)"
@@ -166,11 +172,7 @@ def test_the_default_group_admits_its_own_members_only(srv):
 
 
 def test_a_task_that_forges_its_address_or_mac_gets_nothing_through(srv):
-    vpc, subnet, _ = default_vpc(srv)
-    a, b, c = (new_group(srv, f"spoof-{n}", vpc) for n in "abc")
-    srv.aws("ec2", "authorize-security-group-ingress", "--group-id", b, "--protocol", "tcp",
-            "--port", "80", "--source-group", a)
-    ta, tb, tc = run(srv, subnet, [a]), run(srv, subnet, [b]), run(srv, subnet, [c])
+    (a, b, c), (ta, tb, tc) = groups_a_b_c(srv, "spoof")
     try:
         task_page(tb[2])
         assert reach(ta[1], tb[2])

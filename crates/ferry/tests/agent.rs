@@ -807,19 +807,9 @@ fn crash_helper() {
     let agent = make_agent(&dir, 15, &var("FERRY_CRASH_NETWORK"), MemorySink::new());
     let root = dir.join("tasks").join(&id);
     std::fs::create_dir_all(&root).unwrap();
-    let mut c = container("web", "httpd:2.4");
-    // Not -v: its log pipe dies with the agent (no shim holds it).
-    c.entry_point = [
-        "busybox",
-        "httpd",
-        "-f",
-        "-p",
-        "80",
-        "-h",
-        "/usr/local/apache2/htdocs",
-    ]
-    .map(String::from)
-    .to_vec();
+    // busybox httpd without -v: its log pipe dies with the agent (no shim
+    // holds it).
+    let c = web();
     let (tx, rx) = std::sync::mpsc::channel();
     let _h = agent.run_task(plan(&id, vec![c], vec![]), &root, move |e| {
         if matches!(e, TaskEvent::Running) {
