@@ -36,6 +36,11 @@ impl Scope {
         format!("{}service/{cluster}/{name}", self.prefix())
     }
 
+    /// A task attachment's ARN (an ENI's description names it).
+    pub fn attachment(&self, id: &str) -> String {
+        format!("{}attachment/{id}", self.prefix())
+    }
+
     /// A container's ARN.
     pub fn container(&self, cluster: &str, task_id: &str, id: &str) -> String {
         format!("{}container/{cluster}/{task_id}/{id}", self.prefix())

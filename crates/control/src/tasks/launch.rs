@@ -215,13 +215,10 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> 
             continue;
         }
         let attachment_id = uuid::Uuid::new_v4().to_string();
-        let eni = match core.networks.attach(
-            &network,
-            &format!(
-                "arn:aws:ecs:{}:{}:attachment/{attachment_id}",
-                core.cfg.region, core.cfg.account
-            ),
-        ) {
+        let eni = match core
+            .networks
+            .attach(&network, &core.scope.attachment(&attachment_id))
+        {
             Ok(eni) => eni,
             Err(NetworkRefusal::NoAddress(detail)) => {
                 failures.push(Failure {
