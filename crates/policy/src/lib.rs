@@ -455,6 +455,12 @@ pub fn glob(pattern: &str, text: &str, ignore_case: bool) -> bool {
     pattern::compile(pattern, None).is_some_and(|p| pattern::matches(&p, text, ignore_case))
 }
 
+/// EC2 filter match: `*` any run, `?` one character, `\` escapes the next
+/// (the same iterative matcher: no hostile pattern blows up).
+pub fn glob_escaped(pattern: &str, text: &str) -> bool {
+    pattern::matches(&pattern::compile_escaped(pattern), text, false)
+}
+
 impl Statement {
     /// How the statement applies to the request: `Named::No` unless the
     /// action, resource and conditions all match, else how its principal

@@ -65,6 +65,22 @@ pub(crate) fn compile(
     Some(out)
 }
 
+/// Compiles a filter pattern as EC2 reads one: `*` and `?` are wildcards
+/// and `\` makes the next character literal (a trailing `\` is itself).
+pub(crate) fn compile_escaped(pattern: &str) -> Vec<Tok> {
+    let mut out = Vec::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        out.push(match c {
+            '*' => Tok::Star,
+            '?' => Tok::One,
+            '\\' => Tok::Lit(chars.next().unwrap_or('\\')),
+            c => Tok::Lit(c),
+        });
+    }
+    out
+}
+
 /// Whether compiled `pattern` matches all of `text`.
 pub(crate) fn matches(pattern: &[Tok], text: &str, ignore_case: bool) -> bool {
     let t: Vec<char> = text.chars().collect();

@@ -224,6 +224,21 @@ fn globbing() {
     assert!(!glob(&"*a".repeat(50), &"a".repeat(40), false));
 }
 
+#[test]
+fn ec2_filter_globbing_escapes() {
+    assert!(glob_escaped("vpc-*", "vpc-123"));
+    assert!(glob_escaped("*", ""));
+    assert!(glob_escaped("a?c", "abc"));
+    assert!(!glob_escaped("a?c", "ac"));
+    assert!(!glob_escaped("vpc-1", "vpc-12"));
+    assert!(glob_escaped("a\\*", "a*"));
+    assert!(!glob_escaped("a\\*", "ab"));
+    assert!(glob_escaped("a\\", "a\\"));
+    // Case matters, and a hostile pattern is no worse than IAM's.
+    assert!(!glob_escaped("VPC-*", "vpc-1"));
+    assert!(!glob_escaped(&"*a".repeat(50), &"a".repeat(40)));
+}
+
 proptest::proptest! {
     #[test]
     fn parse_and_glob_never_panic(s in "\\PC{0,200}", t in "\\PC{0,50}") {

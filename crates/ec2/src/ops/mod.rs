@@ -137,25 +137,12 @@ pub(crate) fn matches(item: &dyn Filterable, filters: &[Filter]) -> Result<bool,
         if !f
             .values
             .iter()
-            .any(|want| have.iter().any(|h| glob(want.as_bytes(), h.as_bytes())))
+            .any(|want| have.iter().any(|h| ferry_policy::glob_escaped(want, h)))
         {
             return Ok(false);
         }
     }
     Ok(true)
-}
-
-/// `*` (any run) and `?` (any one character) matching; `\` escapes.
-fn glob(pat: &[u8], s: &[u8]) -> bool {
-    match pat.split_first() {
-        None => s.is_empty(),
-        Some((b'*', rest)) => (0..=s.len()).any(|i| glob(rest, &s[i..])),
-        Some((b'?', rest)) => !s.is_empty() && glob(rest, &s[1..]),
-        Some((b'\\', rest)) if !rest.is_empty() => {
-            s.first() == rest.first() && glob(&rest[1..], &s[1..])
-        }
-        Some((c, rest)) => s.first() == Some(c) && glob(rest, &s[1..]),
-    }
 }
 
 /// One page of `items` (in key order) from `NextToken` (the first key of
@@ -294,20 +281,4 @@ pub(crate) fn ids<'a>(
         return Err(missing((*bad).to_owned()).into());
     }
     Ok(ids)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn globs_match_as_ec2_filters_do() {
-        assert!(glob(b"vpc-*", b"vpc-123"));
-        assert!(glob(b"*", b""));
-        assert!(glob(b"a?c", b"abc"));
-        assert!(!glob(b"a?c", b"ac"));
-        assert!(!glob(b"vpc-1", b"vpc-12"));
-        assert!(glob(b"a\\*", b"a*"));
-        assert!(!glob(b"a\\*", b"ab"));
-    }
 }
