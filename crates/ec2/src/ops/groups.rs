@@ -115,15 +115,11 @@ fn ports(proto: &str, from: Option<i64>, to: Option<i64>) -> Result<(i32, i32), 
     }
 }
 
-/// One requested rule (no id yet).
-struct Wanted {
-    rule: GroupRule,
-}
-
 /// The rules a request names: `IpPermissions.N` or the flat
-/// `IpProtocol`/`FromPort`/`ToPort`/`CidrIp`/`SourceSecurityGroupName`.
-fn wanted(s: &State, group: &Group, p: &Params, egress: bool) -> Result<Vec<Wanted>, AwsError> {
-    let mut out: Vec<Wanted> = Vec::new();
+/// `IpProtocol`/`FromPort`/`ToPort`/`CidrIp`/`SourceSecurityGroupName`,
+/// each once (no id yet).
+fn wanted(s: &State, group: &Group, p: &Params, egress: bool) -> Result<Vec<GroupRule>, AwsError> {
+    let mut out: Vec<GroupRule> = Vec::new();
     let mut push = |proto: &str, (f, t): (i32, i32), peer: RulePeer, desc: Option<&str>| {
         let rule = GroupRule {
             id: String::new(),
@@ -136,8 +132,8 @@ fn wanted(s: &State, group: &Group, p: &Params, egress: bool) -> Result<Vec<Want
             description: desc.filter(|d| !d.is_empty()).map(str::to_owned),
             tags: Vec::new(),
         };
-        if !out.iter().any(|w| w.rule.same_permission(&rule)) {
-            out.push(Wanted { rule });
+        if !out.iter().any(|w| w.same_permission(&rule)) {
+            out.push(rule);
         }
     };
     let peer_group = |id: Option<&str>, name: Option<&str>| -> Result<RulePeer, AwsError> {
@@ -522,10 +518,10 @@ pub(crate) fn authorize(ec2: &Ec2, p: &Params, egress: bool) -> Result<Xml, AwsE
             .ok_or_else(|| AwsError::from(ApiError::GroupNotFound(id.clone())))?;
         let mut added = Vec::new();
         for w in wanted(s, &group, p, egress)? {
-            if s.rules.values().any(|r| r.same_permission(&w.rule)) {
-                return Err(ApiError::PermissionDuplicate(describe_rule(&w.rule)).into());
+            if s.rules.values().any(|r| r.same_permission(&w)) {
+                return Err(ApiError::PermissionDuplicate(describe_rule(&w)).into());
             }
-            let mut rule = w.rule;
+            let mut rule = w;
             rule.id = new_id("sgr");
             rule.tags.clone_from(&tags);
             s.rules.insert(rule.id.clone(), rule.clone());
@@ -565,9 +561,9 @@ pub(crate) fn revoke(ec2: &Ec2, p: &Params, egress: bool) -> Result<Xml, AwsErro
                 .cloned()
                 .ok_or_else(|| AwsError::from(ApiError::GroupNotFound(id.clone())))?;
             for w in wanted(s, &group, p, egress)? {
-                match s.rules.values().find(|r| r.same_permission(&w.rule)) {
+                match s.rules.values().find(|r| r.same_permission(&w)) {
                     Some(r) => removed.push(r.clone()),
-                    None => unknown.push(w.rule),
+                    None => unknown.push(w),
                 }
             }
             if removed.is_empty() {
