@@ -517,11 +517,10 @@ pub(crate) fn authorize(ec2: &Ec2, p: &Params, egress: bool) -> Result<Xml, AwsE
             .cloned()
             .ok_or_else(|| AwsError::from(ApiError::GroupNotFound(id.clone())))?;
         let mut added = Vec::new();
-        for w in wanted(s, &group, p, egress)? {
-            if s.rules.values().any(|r| r.same_permission(&w)) {
-                return Err(ApiError::PermissionDuplicate(describe_rule(&w)).into());
+        for mut rule in wanted(s, &group, p, egress)? {
+            if s.rules.values().any(|r| r.same_permission(&rule)) {
+                return Err(ApiError::PermissionDuplicate(describe_rule(&rule)).into());
             }
-            let mut rule = w;
             rule.id = new_id("sgr");
             rule.tags.clone_from(&tags);
             s.rules.insert(rule.id.clone(), rule.clone());
