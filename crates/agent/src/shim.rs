@@ -90,6 +90,12 @@ pub enum Request {
         /// The container.
         name: String,
     },
+    /// The server is leaving (its containers keep running): answer
+    /// `detached` and send nothing more on this connection; lines from
+    /// then on wait in the buffer for the next server. The server reads
+    /// up to the answer before it exits, so no line is in flight when it
+    /// goes.
+    Detach,
     /// Every container is deleted: exit.
     Shutdown,
 }
@@ -129,6 +135,8 @@ pub enum Message {
     },
     /// Answer to `shutdown`.
     Bye,
+    /// Answer to `detach`: the last frame of the connection.
+    Detached,
     /// A refused request.
     Error {
         /// Why.
@@ -418,6 +426,12 @@ fn serve(args: &ShimArgs, state: &Shared, stream: UnixStream) -> bool {
                     c.acked = true;
                 }
             }
+            Request::Detach => {
+                // Under the state lock: no line can follow the answer.
+                let mut st = lock(state);
+                st.send(Message::Detached);
+                st.conn = None;
+            }
             Request::Shutdown => {
                 lock(state).send(Message::Bye);
                 return true;
@@ -683,6 +697,18 @@ impl ShimClient {
         }
     }
 
+    /// Tells the shim this server is leaving, and returns once every line
+    /// it sent before is in the sink; later lines wait in the shim for the
+    /// next server.
+    pub fn detach(&self) -> Result<(), ShimError> {
+        match self.request(&Request::Detach)? {
+            Message::Detached => Ok(()),
+            other => Err(ShimError::Protocol(format!(
+                "expected detached, got {other:?}"
+            ))),
+        }
+    }
+
     /// Asks the shim to exit (every container deleted), and reaps it if
     /// this process started it.
     pub fn shutdown(&self) -> Result<(), ShimError> {
@@ -741,6 +767,12 @@ fn events(
                 // Every line of the container before its exit.
                 flush(&mut batch, &mut held);
                 on_exit(&name, code);
+            }
+            Message::Detached => {
+                // Every line before it is in the sink before the detaching
+                // server hears the answer (and may exit).
+                flush(&mut batch, &mut held);
+                let _ = replies.send(Message::Detached);
             }
             other => {
                 let _ = replies.send(other);
@@ -929,5 +961,56 @@ mod tests {
         assert_eq!(read_frame::<Message>(&mut r).unwrap(), Some(Message::Bye));
         assert!(t.join().unwrap());
         assert!(lock(&state).containers["app"].acked);
+    }
+
+    /// `detach` is the last frame of a connection: lines read after it
+    /// wait in the buffer for the next server, none goes down the old
+    /// socket where no one would read it.
+    #[test]
+    fn detach_ends_the_stream_and_buffers_later_lines() {
+        let state: Shared = Arc::new(Mutex::new(ShimState {
+            task_id: "t1".into(),
+            conn: None,
+            buffer: LogBuffer::new(10, 1 << 20),
+            containers: BTreeMap::new(),
+        }));
+        let args = ShimArgs {
+            task_id: "t1".into(),
+            socket: "/nonexistent".into(),
+            runc: Runc {
+                bin: "/bin/false".into(),
+                root: "/nonexistent".into(),
+            },
+        };
+        let log = |i: i64| Message::Log {
+            name: "app".into(),
+            ts: i,
+            line: format!("l{i}"),
+        };
+        let (a, b) = UnixStream::pair().unwrap();
+        let st2 = state.clone();
+        let t = std::thread::spawn(move || serve(&args, &st2, b));
+        let mut w = a.try_clone().unwrap();
+        write_frame(&mut w, &Request::Hello { version: 1 }).unwrap();
+        let mut r = BufReader::new(a);
+        assert!(matches!(
+            read_frame::<Message>(&mut r).unwrap(),
+            Some(Message::Hello { .. })
+        ));
+        lock(&state).send(log(1));
+        assert_eq!(read_frame::<Message>(&mut r).unwrap(), Some(log(1)));
+        write_frame(&mut w, &Request::Detach).unwrap();
+        assert_eq!(
+            read_frame::<Message>(&mut r).unwrap(),
+            Some(Message::Detached)
+        );
+        lock(&state).send(log(2));
+        assert_eq!(lock(&state).buffer.len(), 1);
+        // The server goes: the shim's serve loop ends without shutting down.
+        w.shutdown(std::net::Shutdown::Write).unwrap();
+        assert!(!t.join().unwrap());
+        // Nothing followed the answer on the old connection.
+        assert_eq!(read_frame::<Message>(&mut r).unwrap(), None);
+        assert_eq!(lock(&state).buffer.drain(), [log(2)]);
     }
 }

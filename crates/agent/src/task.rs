@@ -536,12 +536,13 @@ impl Agent {
             timings: StartTimings::default(),
             started_at: Instant::now(),
             pins,
-            shim: Some(Arc::new(client)),
+            shim: Arc::new(Mutex::new(Some(Arc::new(client)))),
             running_sent: true,
             record: Some(rec),
             plan,
         };
         let task_id = sup.plan.task_id.clone();
+        let shim = sup.shim.clone();
         let join = std::thread::Builder::new()
             .name(format!("task-{}", task_id.get(..8).unwrap_or(&task_id)))
             .spawn(move || sup.run_adopted())
@@ -554,6 +555,7 @@ impl Agent {
                 task_id,
                 tx,
                 join: Mutex::new(Some(join)),
+                shim,
             },
             seen,
         ))
@@ -599,11 +601,12 @@ impl Agent {
             timings: StartTimings::default(),
             started_at: Instant::now(),
             pins: Vec::new(),
-            shim: None,
+            shim: ShimSlot::default(),
             running_sent: false,
             plan,
         };
         let task_id = sup.plan.task_id.clone();
+        let shim = sup.shim.clone();
         let join = std::thread::Builder::new()
             .name(format!("task-{}", task_id.get(..8).unwrap_or(&task_id)))
             .spawn(move || sup.run());
@@ -618,6 +621,7 @@ impl Agent {
             task_id,
             tx,
             join: Mutex::new(join),
+            shim,
         }
     }
 }
@@ -694,6 +698,15 @@ pub struct TaskHandle {
     task_id: String,
     tx: Sender<Msg>,
     join: Mutex<Option<JoinHandle<TaskOutcome>>>,
+    shim: ShimSlot,
+}
+
+/// A task's shim once started, shared by its supervisor and its handle
+/// (which detaches from it when the server leaves the task running).
+type ShimSlot = Arc<Mutex<Option<Arc<ShimClient>>>>;
+
+fn shim_of(slot: &ShimSlot) -> Option<Arc<ShimClient>> {
+    slot.lock().ok().and_then(|g| g.clone())
 }
 
 impl TaskHandle {
@@ -710,6 +723,17 @@ impl TaskHandle {
             code: stop_code.to_string(),
             reason: reason.to_string(),
         });
+    }
+
+    /// Detaches from the task's shim as this server leaves it running:
+    /// returns once every log line the shim sent is in the sink (later
+    /// ones wait in the shim for the next server).
+    pub fn detach(&self) {
+        if let Some(s) = shim_of(&self.shim)
+            && let Err(e) = s.detach()
+        {
+            tracing::warn!(task = %self.task_id, "detaching from the task's shim: {e}");
+        }
     }
 
     /// Waits until the task has stopped and been cleaned up. `None` if the
@@ -786,7 +810,7 @@ struct Supervisor {
     pins: Vec<Pin>,
     /// The task's shim (started with its first container): parent of the
     /// containers, holder of their pipes and exit statuses.
-    shim: Option<Arc<ShimClient>>,
+    shim: ShimSlot,
     /// Whether `Running` was reported (a re-adopted task had it already).
     running_sent: bool,
 }
@@ -1574,7 +1598,7 @@ impl Supervisor {
             reason,
         });
         // Recorded: the shim may forget it.
-        if let Some(s) = &self.shim {
+        if let Some(s) = shim_of(&self.shim) {
             s.ack(&name);
         }
         if essential && self.stop.is_none() {
@@ -1732,8 +1756,8 @@ impl Supervisor {
 
     /// The task's shim, started on first use.
     fn ensure_shim(&mut self) -> Result<Arc<ShimClient>, shim::ShimError> {
-        if let Some(s) = &self.shim {
-            return Ok(s.clone());
+        if let Some(s) = shim_of(&self.shim) {
+            return Ok(s);
         }
         let (client, _) = ShimClient::spawn(
             &self.cfg.shim_exe,
@@ -1745,7 +1769,9 @@ impl Supervisor {
             exit_forwarder(&self.plan, self.tx.clone()),
         )?;
         let client = Arc::new(client);
-        self.shim = Some(client.clone());
+        if let Ok(mut g) = self.shim.lock() {
+            *g = Some(client.clone());
+        }
         Ok(client)
     }
 
@@ -1788,7 +1814,8 @@ impl Supervisor {
             }
         }
         // Every container is deleted: its shim may go.
-        if let Some(s) = self.shim.take() {
+        let shim = self.shim.lock().ok().and_then(|mut g| g.take());
+        if let Some(s) = shim {
             if let Err(e) = s.shutdown() {
                 errs.push(format!("stopping the task's shim: {e}"));
             }

@@ -231,7 +231,17 @@ impl HostRuntime {
     /// the containers and buffer their logs until the next server.
     pub fn leave_running(&self) -> usize {
         self.storage.leave_mounted();
-        self.running.lock().map(|m| m.len()).unwrap_or(0)
+        let handles: Vec<Arc<TaskHandle>> = self
+            .running
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        // Every line a shim already sent reaches the log store before this
+        // process exits; later ones wait in the shim.
+        for h in &handles {
+            h.detach();
+        }
+        handles.len()
     }
 
     /// Whether this server holds task `task_id`'s volume (re-adopted
