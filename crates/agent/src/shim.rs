@@ -7,11 +7,21 @@
 //! `SHIM_DIR/<task_id>.sock` (mode 0600) with line-delimited JSON, version
 //! [`PROTOCOL_VERSION`] named in a `hello` first; a shim answers a version it
 //! does not speak with an error, so an upgraded server can refuse clearly.
-//! Log lines read while no server is connected wait in the shim's memory
-//! (bounded by [`BUFFER_LINES`] and [`BUFFER_BYTES`]; the oldest go first and
-//! are counted) and are delivered with their original timestamps once a
-//! server says hello again. Nothing is written to disk by the shim but its
-//! own diagnostics (never a log line).
+//! Every log line stays in the shim's memory until the server acknowledges
+//! it (`ack_logs`, sent once the line is in the log store), bounded by
+//! [`BUFFER_LINES`] and [`BUFFER_BYTES`] (the oldest go first and are
+//! counted). Lines not acknowledged when a server goes (stopped, or killed
+//! with lines still in the socket) are sent again, with their original
+//! timestamps, to the next server that says hello: delivery is at least
+//! once, and a duplicate needs the server killed between storing a batch
+//! and acknowledging it. A server that leaves on purpose detaches first
+//! and reads everything sent up to then, so it leaves no duplicate.
+//! Nothing is written to disk by the shim but its own diagnostics (never a
+//! log line).
+//!
+//! Both additions (`detach`, `ack_logs`) are announced in the shim's hello
+//! ([`FEATURES`]): a server re-adopting a shim of an older build, which
+//! knows neither, sends neither, so the protocol version stays 1.
 //!
 //! The server (through [`ShimClient`]) still runs `runc start`, `kill`,
 //! `exec` and `delete` itself: those need no parent. Only `runc create`
@@ -34,9 +44,11 @@ use crate::runc::{self, Runc};
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
-/// Most log lines a shim keeps while no server is connected.
+/// What this build's shim speaks beyond version 1's requests.
+pub const FEATURES: &[&str] = &["detach", "ack_logs"];
+/// Most log lines a shim keeps unacknowledged.
 pub const BUFFER_LINES: usize = 100_000;
-/// Most bytes of log lines a shim keeps while no server is connected.
+/// Most bytes of log lines a shim keeps unacknowledged.
 pub const BUFFER_BYTES: usize = 32 << 20;
 /// Longest frame (one JSON line) either side accepts: a log line is at
 /// most 256 KiB, plus its envelope.
@@ -96,6 +108,12 @@ pub enum Request {
     /// up to the answer before it exits, so no line is in flight when it
     /// goes.
     Detach,
+    /// Every log line up to `seq` is in the log store: the shim may
+    /// forget them.
+    AckLogs {
+        /// The last stored line's sequence number.
+        seq: u64,
+    },
     /// Every container is deleted: exit.
     Shutdown,
 }
@@ -127,6 +145,10 @@ pub enum Message {
         containers: Vec<ContainerState>,
         /// Log lines dropped (buffer full) since the last hello.
         dropped: u64,
+        /// Requests beyond version 1's it answers ([`FEATURES`]; absent
+        /// from older shims).
+        #[serde(default)]
+        features: Vec<String>,
     },
     /// Answer to `create`.
     Created {
@@ -150,6 +172,10 @@ pub enum Message {
         ts: i64,
         /// The line.
         line: String,
+        /// Its number in the shim's stream of lines, for `ack_logs`
+        /// (absent from older shims, whose lines are not acknowledged).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
     },
     /// A container exited (repeated after each hello until acknowledged).
     Exit {
@@ -200,15 +226,26 @@ pub fn socket_path(shim_dir: &Path, task_id: &str) -> PathBuf {
 
 // ---------------------------------------------------------------- shim side
 
-/// Log lines waiting for a server, bounded; the oldest go first.
+/// Log lines not yet acknowledged by a server (sent or not), bounded;
+/// the oldest go first.
 #[derive(Debug, Default)]
 pub struct LogBuffer {
     lines: VecDeque<Message>,
     bytes: usize,
     max_lines: usize,
     max_bytes: usize,
+    /// The last sequence number handed to a connection: a line past it
+    /// that goes for room was never delivered, and is counted.
+    sent: u64,
     /// Lines dropped since the last [`LogBuffer::take_dropped`].
     dropped: u64,
+}
+
+fn seq_of(m: &Message) -> u64 {
+    match m {
+        Message::Log { seq, .. } => seq.unwrap_or(0),
+        _ => 0,
+    }
 }
 
 impl LogBuffer {
@@ -236,11 +273,35 @@ impl LogBuffer {
             match self.lines.pop_front() {
                 Some(old) => {
                     self.bytes -= Self::size(&old);
-                    self.dropped += 1;
+                    if seq_of(&old) > self.sent || seq_of(&old) == 0 {
+                        self.dropped += 1;
+                    }
                 }
                 None => break,
             }
         }
+    }
+
+    /// Forgets the lines up to `seq` (they are stored).
+    pub fn ack(&mut self, seq: u64) {
+        while let Some(m) = self.lines.front() {
+            let s = seq_of(m);
+            if s == 0 || s > seq {
+                break;
+            }
+            self.bytes -= Self::size(m);
+            self.lines.pop_front();
+        }
+    }
+
+    /// Records that lines up to `seq` went down a connection.
+    fn sent(&mut self, seq: u64) {
+        self.sent = self.sent.max(seq);
+    }
+
+    /// Everything kept, oldest first (to send again after a hello).
+    fn kept(&self) -> Vec<Message> {
+        self.lines.iter().cloned().collect()
     }
 
     /// Takes everything kept, oldest first.
@@ -269,23 +330,53 @@ struct ShimState {
     task_id: String,
     conn: Option<UnixStream>,
     buffer: LogBuffer,
+    /// The last log line's sequence number.
+    seq: u64,
     containers: BTreeMap<String, ContainerState>,
 }
 
 impl ShimState {
-    /// Sends `m` to the server, or buffers it (logs) while none is
-    /// connected. Exits are never buffered: they are resent after hello
-    /// until acknowledged.
+    fn new(task_id: String, buffer: LogBuffer) -> Self {
+        Self {
+            task_id,
+            conn: None,
+            buffer,
+            seq: 0,
+            containers: BTreeMap::new(),
+        }
+    }
+
+    /// A line a container wrote: numbered, kept until acknowledged, sent
+    /// at once if a server is connected.
+    fn log(&mut self, name: String, ts: i64, line: String) {
+        self.seq += 1;
+        let m = Message::Log {
+            name,
+            ts,
+            line,
+            seq: Some(self.seq),
+        };
+        self.buffer.push(m.clone());
+        if self.write(&m) {
+            self.buffer.sent(self.seq);
+        }
+    }
+
+    /// Sends `m` (not a log line) to the server if one is connected.
+    /// Exits are not kept here: they are resent after each hello until
+    /// acknowledged.
     fn send(&mut self, m: Message) {
+        self.write(&m);
+    }
+
+    fn write(&mut self, m: &Message) -> bool {
         if let Some(c) = &mut self.conn {
-            if write_frame(c, &m).is_ok() {
-                return;
+            if write_frame(c, m).is_ok() {
+                return true;
             }
             self.conn = None;
         }
-        if matches!(m, Message::Log { .. }) {
-            self.buffer.push(m);
-        }
+        false
     }
 }
 
@@ -323,12 +414,10 @@ pub fn run(args: ShimArgs) -> Result<(), ShimError> {
     let listener = UnixListener::bind(&args.socket).map_err(io("binding the socket"))?;
     std::fs::set_permissions(&args.socket, std::fs::Permissions::from_mode(0o600))
         .map_err(io("chmod of the socket"))?;
-    let state: Shared = Arc::new(Mutex::new(ShimState {
-        task_id: args.task_id.clone(),
-        conn: None,
-        buffer: LogBuffer::new(BUFFER_LINES, BUFFER_BYTES),
-        containers: BTreeMap::new(),
-    }));
+    let state: Shared = Arc::new(Mutex::new(ShimState::new(
+        args.task_id.clone(),
+        LogBuffer::new(BUFFER_LINES, BUFFER_BYTES),
+    )));
     {
         let mut out = std::io::stdout();
         let _ = writeln!(out, "ready");
@@ -385,14 +474,18 @@ fn serve(args: &ShimArgs, state: &Shared, stream: UnixStream) -> bool {
                     task_id: st.task_id.clone(),
                     containers: st.containers.values().cloned().collect(),
                     dropped: st.buffer.take_dropped(),
+                    features: FEATURES.iter().map(|f| f.to_string()).collect(),
                 };
                 if write_frame(&mut w, &hello).is_err() {
                     return false;
                 }
                 st.conn = Some(w);
-                // What waited for a server, in order, before anything new.
-                for m in st.buffer.drain() {
-                    st.send(m);
+                // Every line not yet stored, in order, before anything new.
+                for m in st.buffer.kept() {
+                    if !st.write(&m) {
+                        break;
+                    }
+                    st.buffer.sent(seq_of(&m));
                 }
                 let exits: Vec<Message> = st
                     .containers
@@ -421,6 +514,7 @@ fn serve(args: &ShimArgs, state: &Shared, stream: UnixStream) -> bool {
                 };
                 lock(state).send(reply);
             }
+            Request::AckLogs { seq } => lock(state).buffer.ack(seq),
             Request::Ack { name } => {
                 if let Some(c) = lock(state).containers.get_mut(&name) {
                     c.acked = true;
@@ -473,11 +567,7 @@ fn create(
             .name("shim-log".into())
             .spawn(move || {
                 crate::logs::read_lines(r, |ts, line| {
-                    lock(&state).send(Message::Log {
-                        name: name.clone(),
-                        ts,
-                        line,
-                    });
+                    lock(&state).log(name.clone(), ts, line);
                 })
             })
         {
@@ -509,7 +599,10 @@ pub type Routes = BTreeMap<String, Option<(String, String)>>;
 
 /// The server's connection to one task's shim.
 pub struct ShimClient {
-    write: Mutex<UnixStream>,
+    /// Shared with the event reader, which acknowledges stored lines.
+    write: Arc<Mutex<UnixStream>>,
+    /// Whether the shim answers `detach` (see [`FEATURES`]).
+    detaches: bool,
     replies: Mutex<Receiver<Message>>,
     /// The shim process when this server started it (reaped at shutdown).
     child: Mutex<Option<Child>>,
@@ -602,12 +695,13 @@ impl ShimClient {
         )
         .map_err(io("saying hello"))?;
         let mut r = BufReader::new(stream);
-        let states = match read_frame::<Message>(&mut r)? {
+        let (states, features) = match read_frame::<Message>(&mut r)? {
             Some(Message::Hello {
                 version,
                 containers,
                 dropped,
                 task_id,
+                features,
             }) => {
                 if version != PROTOCOL_VERSION {
                     return Err(ShimError::Protocol(format!(
@@ -621,7 +715,7 @@ impl ShimClient {
                         "log lines were dropped while no server was connected (buffer full)"
                     );
                 }
-                containers
+                (containers, features)
             }
             Some(Message::Error { message }) => return Err(ShimError::Refused(message)),
             Some(other) => {
@@ -634,14 +728,18 @@ impl ShimClient {
         r.get_ref()
             .set_read_timeout(None)
             .map_err(io("clearing the timeout"))?;
+        let has = |f: &str| features.iter().any(|x| x == f);
+        let write = Arc::new(Mutex::new(write));
+        let acks = has("ack_logs").then(|| write.clone());
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("shim-events".into())
-            .spawn(move || events(r, routes, sink, on_exit, tx))
+            .spawn(move || events(r, routes, sink, on_exit, tx, acks))
             .map_err(io("spawning the event reader"))?;
         Ok((
             Self {
-                write: Mutex::new(write),
+                write,
+                detaches: has("detach"),
                 replies: Mutex::new(rx),
                 child: Mutex::new(None),
                 socket: socket.to_path_buf(),
@@ -701,6 +799,11 @@ impl ShimClient {
     /// it sent before is in the sink; later lines wait in the shim for the
     /// next server.
     pub fn detach(&self) -> Result<(), ShimError> {
+        // An older shim keeps nothing for the next server but the lines
+        // still to come; it has no answer to wait for.
+        if !self.detaches {
+            return Ok(());
+        }
         match self.request(&Request::Detach)? {
             Message::Detached => Ok(()),
             other => Err(ShimError::Protocol(format!(
@@ -728,23 +831,35 @@ const BATCH: usize = 1000;
 /// The event reader of one connection: logs to the sink, exits to
 /// `on_exit`, replies to the requester. Lines already read (a shim's
 /// buffer after a restart comes at once) go to the sink in batches per
-/// stream: one store write each rather than one per line.
+/// stream: one store write each rather than one per line. With `acks`
+/// (a shim that keeps lines until told), each stored batch is
+/// acknowledged.
 fn events(
     mut r: BufReader<UnixStream>,
     routes: Routes,
     sink: Arc<dyn LogSink>,
     on_exit: impl Fn(&str, i32),
     replies: Sender<Message>,
+    acks: Option<Arc<Mutex<UnixStream>>>,
 ) {
     let mut batch: BTreeMap<String, Vec<LogEvent>> = BTreeMap::new();
     let mut held = 0usize;
-    let flush = |batch: &mut BTreeMap<String, Vec<LogEvent>>, held: &mut usize| {
+    // The last line read, and the last one acknowledged.
+    let (mut last, mut acked) = (0u64, 0u64);
+    let mut flush = |batch: &mut BTreeMap<String, Vec<LogEvent>>, held: &mut usize, last: u64| {
         for (name, events) in std::mem::take(batch) {
             if let Some(Some((group, stream))) = routes.get(&name) {
                 sink.put(group, stream, &events);
             }
         }
         *held = 0;
+        if last > acked
+            && let Some(w) = &acks
+            && let Ok(mut w) = w.lock()
+            && write_frame(&mut *w, &Request::AckLogs { seq: last }).is_ok()
+        {
+            acked = last;
+        }
     };
     loop {
         let m = match read_frame::<Message>(&mut r) {
@@ -756,22 +871,28 @@ fn events(
             }
         };
         match m {
-            Message::Log { name, ts, line } => {
+            Message::Log {
+                name,
+                ts,
+                line,
+                seq,
+            } => {
                 batch.entry(name).or_default().push(LogEvent {
                     timestamp_ms: ts,
                     message: line,
                 });
                 held += 1;
+                last = last.max(seq.unwrap_or(0));
             }
             Message::Exit { name, code } => {
                 // Every line of the container before its exit.
-                flush(&mut batch, &mut held);
+                flush(&mut batch, &mut held, last);
                 on_exit(&name, code);
             }
             Message::Detached => {
-                // Every line before it is in the sink before the detaching
-                // server hears the answer (and may exit).
-                flush(&mut batch, &mut held);
+                // Every line before it is in the sink (and acknowledged)
+                // before the detaching server hears the answer and exits.
+                flush(&mut batch, &mut held, last);
                 let _ = replies.send(Message::Detached);
             }
             other => {
@@ -779,10 +900,10 @@ fn events(
             }
         }
         if held >= BATCH || (held > 0 && r.buffer().is_empty()) {
-            flush(&mut batch, &mut held);
+            flush(&mut batch, &mut held, last);
         }
     }
-    flush(&mut batch, &mut held);
+    flush(&mut batch, &mut held, last);
 }
 
 /// Asks the shim at `socket` to exit, whatever its containers' state (used
@@ -800,6 +921,7 @@ pub fn shutdown_at(socket: &Path) -> Result<(), ShimError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::thread::JoinHandle;
 
     #[test]
     fn frames_round_trip_and_refuse_garbage() {
@@ -837,33 +959,79 @@ mod tests {
         );
     }
 
+    fn log(i: u64) -> Message {
+        Message::Log {
+            name: "app".into(),
+            ts: 1000 + i as i64,
+            line: format!("l{i}"),
+            seq: Some(i),
+        }
+    }
+
+    fn shim_args() -> ShimArgs {
+        ShimArgs {
+            task_id: "t1".into(),
+            socket: "/nonexistent".into(),
+            runc: Runc {
+                bin: "/bin/false".into(),
+                root: "/nonexistent".into(),
+            },
+        }
+    }
+
+    /// A connected server: the serve loop on one end of a socket pair,
+    /// hello said and answered.
+    fn connect(state: &Shared) -> (UnixStream, BufReader<UnixStream>, JoinHandle<bool>) {
+        let (a, b) = UnixStream::pair().unwrap();
+        let st2 = state.clone();
+        let t = std::thread::spawn(move || serve(&shim_args(), &st2, b));
+        let mut w = a.try_clone().unwrap();
+        write_frame(&mut w, &Request::Hello { version: 1 }).unwrap();
+        let mut r = BufReader::new(a);
+        match read_frame::<Message>(&mut r).unwrap() {
+            Some(Message::Hello { features, .. }) => {
+                assert_eq!(features, FEATURES);
+            }
+            other => panic!("{other:?}"),
+        }
+        (w, r, t)
+    }
+
+    fn new_state(max_lines: usize) -> Shared {
+        Arc::new(Mutex::new(ShimState::new(
+            "t1".into(),
+            LogBuffer::new(max_lines, 1 << 20),
+        )))
+    }
+
     #[test]
     fn buffer_keeps_newest_within_bounds_and_counts_drops() {
-        let log = |i: usize| Message::Log {
-            name: "c".into(),
-            ts: i as i64,
-            line: format!("line {i}"),
-        };
         let mut b = LogBuffer::new(3, 1 << 20);
-        for i in 0..5 {
+        for i in 1..=5 {
             b.push(log(i));
         }
         assert_eq!(b.len(), 3);
         assert_eq!(b.take_dropped(), 2);
         assert_eq!(b.take_dropped(), 0);
-        let kept: Vec<i64> = b
-            .drain()
-            .into_iter()
-            .map(|m| match m {
-                Message::Log { ts, .. } => ts,
-                _ => -1,
-            })
-            .collect();
-        assert_eq!(kept, [2, 3, 4]);
+        assert_eq!(b.kept(), [log(3), log(4), log(5)]);
+        // Acknowledged lines go; an acknowledgement of fewer is harmless.
+        b.ack(3);
+        b.ack(2);
+        assert_eq!(b.kept(), [log(4), log(5)]);
+        // Lines already sent that make room are not counted as dropped.
+        b.sent(5);
+        for i in 6..=7 {
+            b.push(log(i));
+        }
+        assert_eq!(b.take_dropped(), 0);
+        b.push(log(8));
+        b.push(log(9));
+        assert_eq!(b.take_dropped(), 1, "5 was sent, 6 never");
+        assert_eq!(b.drain(), [log(7), log(8), log(9)]);
         assert!(b.is_empty());
         // The byte bound holds too.
         let mut b = LogBuffer::new(1000, 100);
-        for i in 0..10 {
+        for i in 1..=10 {
             b.push(log(i));
         }
         assert!(b.len() < 10 && !b.is_empty());
@@ -871,16 +1039,12 @@ mod tests {
     }
 
     /// A shim's serve loop over a socket pair: version mismatch refused,
-    /// hello answered, buffered lines delivered in order with their
-    /// timestamps, unacknowledged exits resent, shutdown answered.
+    /// hello answered with the features, lines kept while no server was
+    /// connected delivered in order with their timestamps and numbers,
+    /// unacknowledged exits resent, shutdown answered.
     #[test]
     fn serve_speaks_the_protocol() {
-        let state: Shared = Arc::new(Mutex::new(ShimState {
-            task_id: "t1".into(),
-            conn: None,
-            buffer: LogBuffer::new(10, 1 << 20),
-            containers: BTreeMap::new(),
-        }));
+        let state = new_state(10);
         {
             let mut st = lock(&state);
             st.containers.insert(
@@ -892,26 +1056,14 @@ mod tests {
                     acked: false,
                 },
             );
-            for i in 0..12 {
-                st.send(Message::Log {
-                    name: "app".into(),
-                    ts: 1000 + i,
-                    line: format!("l{i}"),
-                });
+            for i in 1..=12 {
+                st.log("app".into(), 1000 + i, format!("l{i}"));
             }
         }
-        let args = ShimArgs {
-            task_id: "t1".into(),
-            socket: "/nonexistent".into(),
-            runc: Runc {
-                bin: "/bin/false".into(),
-                root: "/nonexistent".into(),
-            },
-        };
         // An old (or future) server is refused clearly.
         let (a, b) = UnixStream::pair().unwrap();
-        let (args2, st2) = (args.clone(), state.clone());
-        let t = std::thread::spawn(move || serve(&args2, &st2, b));
+        let st2 = state.clone();
+        let t = std::thread::spawn(move || serve(&shim_args(), &st2, b));
         let mut w = a.try_clone().unwrap();
         write_frame(&mut w, &Request::Hello { version: 99 }).unwrap();
         let mut r = BufReader::new(a);
@@ -922,8 +1074,8 @@ mod tests {
         assert!(!t.join().unwrap());
 
         let (a, b) = UnixStream::pair().unwrap();
-        let (args2, st2) = (args.clone(), state.clone());
-        let t = std::thread::spawn(move || serve(&args2, &st2, b));
+        let st2 = state.clone();
+        let t = std::thread::spawn(move || serve(&shim_args(), &st2, b));
         let mut w = a.try_clone().unwrap();
         write_frame(&mut w, &Request::Hello { version: 1 }).unwrap();
         let mut r = BufReader::new(a);
@@ -939,15 +1091,8 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        for i in 2..12 {
-            assert_eq!(
-                read_frame::<Message>(&mut r).unwrap(),
-                Some(Message::Log {
-                    name: "app".into(),
-                    ts: 1000 + i,
-                    line: format!("l{i}")
-                })
-            );
+        for i in 3..=12 {
+            assert_eq!(read_frame::<Message>(&mut r).unwrap(), Some(log(i)));
         }
         assert_eq!(
             read_frame::<Message>(&mut r).unwrap(),
@@ -963,54 +1108,100 @@ mod tests {
         assert!(lock(&state).containers["app"].acked);
     }
 
-    /// `detach` is the last frame of a connection: lines read after it
-    /// wait in the buffer for the next server, none goes down the old
-    /// socket where no one would read it.
+    /// Lines a server read but did not acknowledge (killed before it
+    /// stored them) come again to the next server; acknowledged ones do
+    /// not.
     #[test]
-    fn detach_ends_the_stream_and_buffers_later_lines() {
-        let state: Shared = Arc::new(Mutex::new(ShimState {
-            task_id: "t1".into(),
-            conn: None,
-            buffer: LogBuffer::new(10, 1 << 20),
-            containers: BTreeMap::new(),
-        }));
-        let args = ShimArgs {
-            task_id: "t1".into(),
-            socket: "/nonexistent".into(),
-            runc: Runc {
-                bin: "/bin/false".into(),
-                root: "/nonexistent".into(),
-            },
-        };
-        let log = |i: i64| Message::Log {
-            name: "app".into(),
-            ts: i,
-            line: format!("l{i}"),
-        };
-        let (a, b) = UnixStream::pair().unwrap();
-        let st2 = state.clone();
-        let t = std::thread::spawn(move || serve(&args, &st2, b));
-        let mut w = a.try_clone().unwrap();
-        write_frame(&mut w, &Request::Hello { version: 1 }).unwrap();
-        let mut r = BufReader::new(a);
-        assert!(matches!(
-            read_frame::<Message>(&mut r).unwrap(),
-            Some(Message::Hello { .. })
-        ));
-        lock(&state).send(log(1));
+    fn unacknowledged_lines_are_sent_again_after_hello() {
+        let state = new_state(100);
+        let (mut w, mut r, t) = connect(&state);
+        for i in 1..=4 {
+            lock(&state).log("app".into(), 1000 + i, format!("l{i}"));
+            assert_eq!(read_frame::<Message>(&mut r).unwrap(), Some(log(i as u64)));
+        }
+        write_frame(&mut w, &Request::AckLogs { seq: 2 }).unwrap();
+        // The server dies (no detach).
+        w.shutdown(std::net::Shutdown::Write).unwrap();
+        assert!(!t.join().unwrap());
+        lock(&state).log("app".into(), 1005, "l5".into());
+        let (_w, mut r, _t) = connect(&state);
+        for i in 3..=5 {
+            assert_eq!(read_frame::<Message>(&mut r).unwrap(), Some(log(i)));
+        }
+        assert_eq!(lock(&state).buffer.take_dropped(), 0);
+    }
+
+    /// `detach` is the last frame of a connection: lines read after it
+    /// wait for the next server, none goes down the old socket where no
+    /// one would read it.
+    #[test]
+    fn detach_ends_the_stream_and_keeps_later_lines() {
+        let state = new_state(10);
+        let (mut w, mut r, t) = connect(&state);
+        lock(&state).log("app".into(), 1001, "l1".into());
         assert_eq!(read_frame::<Message>(&mut r).unwrap(), Some(log(1)));
         write_frame(&mut w, &Request::Detach).unwrap();
         assert_eq!(
             read_frame::<Message>(&mut r).unwrap(),
             Some(Message::Detached)
         );
-        lock(&state).send(log(2));
-        assert_eq!(lock(&state).buffer.len(), 1);
+        // Acknowledged as the detaching server stores its last batch.
+        write_frame(&mut w, &Request::AckLogs { seq: 1 }).unwrap();
+        lock(&state).log("app".into(), 1002, "l2".into());
         // The server goes: the shim's serve loop ends without shutting down.
         w.shutdown(std::net::Shutdown::Write).unwrap();
         assert!(!t.join().unwrap());
         // Nothing followed the answer on the old connection.
         assert_eq!(read_frame::<Message>(&mut r).unwrap(), None);
-        assert_eq!(lock(&state).buffer.drain(), [log(2)]);
+        assert_eq!(lock(&state).buffer.kept(), [log(2)]);
+    }
+
+    /// The server side: stored lines are acknowledged, `detached` comes
+    /// after every line before it is in the sink.
+    #[test]
+    fn the_event_reader_stores_then_acknowledges() {
+        let (shim_end, server_end) = UnixStream::pair().unwrap();
+        let sink = crate::logs::MemorySink::new();
+        let routes: Routes = [("app".to_string(), Some(("g".to_string(), "s".to_string())))]
+            .into_iter()
+            .collect();
+        let (tx, rx) = mpsc::channel();
+        let writer = Arc::new(Mutex::new(server_end.try_clone().unwrap()));
+        let sink2: Arc<dyn LogSink> = sink.clone();
+        let reader = std::thread::spawn(move || {
+            events(
+                BufReader::new(server_end),
+                routes,
+                sink2,
+                |_: &str, _: i32| {},
+                tx,
+                Some(writer),
+            )
+        });
+        let mut shim_w = shim_end.try_clone().unwrap();
+        for i in 1..=3 {
+            write_frame(&mut shim_w, &log(i)).unwrap();
+        }
+        write_frame(&mut shim_w, &Message::Detached).unwrap();
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+            Message::Detached
+        );
+        assert_eq!(sink.events("g", "s").len(), 3);
+        // The acknowledgement names the last stored line (possibly after
+        // an earlier, smaller one).
+        let mut r = BufReader::new(shim_end);
+        let mut last = 0;
+        while last < 3 {
+            match read_frame::<Request>(&mut r).unwrap() {
+                Some(Request::AckLogs { seq }) => {
+                    assert!(seq > last);
+                    last = seq;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        shim_w.shutdown(std::net::Shutdown::Write).unwrap();
+        reader.join().unwrap();
     }
 }
