@@ -38,27 +38,40 @@ JOBS=(
   "randread randread 4k 16 --size=$SIZE --time_based --runtime=$RUNTIME"
   "randwrite randwrite 4k 16 --size=$SIZE --time_based --runtime=$RUNTIME"
 )
-run_fio() { # dir name rw bs depth extra...
-  local dir=$1 name=$2 rw=$3 bs=$4 depth=$5; shift 5
-  fio --name="$name" --directory="$dir" --filename=fio.dat --rw="$rw" --bs="$bs" \
+HZ=$(getconf CLK_TCK)
+# CPU time (utime+stime, all threads) of the volume server serving setup $1, in ticks.
+server_ticks() {
+  local p; p=$(pgrep -f "volume serve --image $W/$1.img" | head -1 || true)
+  [ -n "$p" ] && awk '{print $14+$15}' "/proc/$p/stat" || echo 0
+}
+run_fio() { # setup name rw bs depth extra... -> MB/s IOPS server-CPU-us-per-IO
+  local t=$1 name=$2 rw=$3 bs=$4 depth=$5; shift 5
+  local s0 s1 out
+  s0=$(server_ticks "$t")
+  out=$(fio --name="$name" --directory="$W/$t" --filename=fio.dat --rw="$rw" --bs="$bs" \
       --iodepth="$depth" --ioengine=libaio --direct=1 --numjobs=1 --group_reporting \
-      --output-format=json "$@" 2>/dev/null |
-    python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; s=j["read"] if j["read"]["io_bytes"] else j["write"]; print(s["bw_bytes"]/1e6, s["iops"])'
+      --output-format=json "$@" 2>/dev/null)
+  s1=$(server_ticks "$t")
+  python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; s=j["read"] if j["read"]["io_bytes"] else j["write"]
+print(s["bw_bytes"]/1e6, s["iops"], (int(sys.argv[2])-int(sys.argv[1]))/int(sys.argv[3])/max(s["total_ios"],1)*1e6)' \
+    "$s0" "$s1" "$HZ" <<<"$out"
 }
 # Other work shares this machine's CPUs and disk, so each job runs REPS
 # times, round-robin across the four setups, and the median is reported.
-declare -A BW IOPS
+declare -A BW IOPS CPU
 for rep in $(seq "$REPS"); do
   for j in "${JOBS[@]}"; do
     set -- $j
     for t in enc plain dir gc; do
-      r=$(run_fio "$W/$t" "$@")
-      BW[$t.$1]+="${r% *} "; IOPS[$t.$1]+="${r#* } "
+      read -r b i c < <(run_fio "$t" "$@")
+      BW[$t.$1]+="$b "; IOPS[$t.$1]+="$i "; CPU[$t.$1]+="$c "
     done
   done
 done
 median() { printf '%s\n' $1 | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-for k in "${!BW[@]}"; do BW[$k]=$(median "${BW[$k]}"); IOPS[$k]=$(median "${IOPS[$k]}"); done
+for k in "${!BW[@]}"; do
+  BW[$k]=$(median "${BW[$k]}"); IOPS[$k]=$(median "${IOPS[$k]}"); CPU[$k]=$(median "${CPU[$k]}")
+done
 for t in enc plain dir gc; do rm -f "$W/$t/fio.dat"; done
 
 echo "## Volume engine benchmark"
@@ -66,18 +79,20 @@ echo
 echo "$(date -u +%Y-%m-%dT%H:%MZ), $(uname -r), $(nproc) CPUs shared with other jobs, fio libaio direct=1, file $SIZE, random jobs ${RUNTIME}s, median of $REPS round-robin runs."
 echo "gocryptfs opens its backing files without O_DIRECT, so its reads can be served from the host page cache. The disk is a shared virtual disk: single numbers swing by 2x between runs."
 echo
-echo "| job | encrypted (MB/s / IOPS) | plain same stack | plain dir | gocryptfs | enc / plain stack | enc / plain dir | enc / gocryptfs |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "Server CPU: CPU time of the volume server process (all threads) per fio I/O, median; the loop device's kernel worker and fio's own CPU are not in it."
+echo
+echo "| job | encrypted (MB/s / IOPS) | plain same stack | plain dir | gocryptfs | enc / plain stack | enc / plain dir | enc / gocryptfs | server CPU us/IO enc / plain |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for j in "${JOBS[@]}"; do
   set -- $j; n=$1
   python3 - "$n" "${BW[enc.$n]}" "${IOPS[enc.$n]}" "${BW[plain.$n]}" "${IOPS[plain.$n]}" \
-      "${BW[dir.$n]}" "${IOPS[dir.$n]}" "${BW[gc.$n]}" "${IOPS[gc.$n]}" <<'PY'
+      "${BW[dir.$n]}" "${IOPS[dir.$n]}" "${BW[gc.$n]}" "${IOPS[gc.$n]}" "${CPU[enc.$n]}" "${CPU[plain.$n]}" <<'PY'
 import sys
 n, *v = sys.argv[1:]
-e, ei, p, pi, d, di, g, gi = map(float, v)
+e, ei, p, pi, d, di, g, gi, ec, pc = map(float, v)
 c = lambda b, i: f"{b:.0f} / {i:.0f}"
 r = lambda a, b: f"{a / b:.2f}" if b else "n/a"
-print(f"| {n} | {c(e, ei)} | {c(p, pi)} | {c(d, di)} | {c(g, gi)} | {r(e, p)} | {r(e, d)} | {r(e, g)} |")
+print(f"| {n} | {c(e, ei)} | {c(p, pi)} | {c(d, di)} | {c(g, gi)} | {r(e, p)} | {r(e, d)} | {r(e, g)} | {ec:.1f} / {pc:.1f} |")
 PY
 done
 
