@@ -298,7 +298,10 @@ fn prepare_and_mount(
 }
 
 /// mkfs.ext4 options: the data segment of a new volume reads as zeros
-/// (holes), so nothing needs zeroing or discarding.
+/// (holes), so nothing needs zeroing or discarding. No `resize_inode`: a
+/// volume's size is fixed for its task's life, and the blocks reserved for
+/// growing the group descriptor table online were most of what mkfs wrote
+/// (4.3 of 4.4 MiB on 20 GiB, each block encrypted and written through FUSE).
 pub const MKFS_ARGS: &[&str] = &[
     "-q",
     "-F",
@@ -306,6 +309,8 @@ pub const MKFS_ARGS: &[&str] = &[
     "4096",
     "-m",
     "0",
+    "-O",
+    "^resize_inode",
     "-E",
     "nodiscard,lazy_itable_init=1,lazy_journal_init=1,assume_storage_prezeroed=1",
 ];
