@@ -118,9 +118,14 @@ impl<'a> Layout<'a> {
         }
         let count = (sb.blocks - sb.first_data_block).div_ceil(sb.blocks_per_group);
         let table_len = count.saturating_mul(sb.desc_size);
+        let table_at = (sb.first_data_block + 1) * sb.block_size;
+        // Bounds the allocation below by the device, whatever the fields say.
+        if table_at.saturating_add(table_len) > dev_len {
+            return Err(Ext4Error::Layout("group descriptors beyond the device"));
+        }
         let mut gdt =
             vec![0u8; usize::try_from(table_len).map_err(|_| Ext4Error::Layout("groups"))?];
-        dev.read_exact_at(&mut gdt, (sb.first_data_block + 1) * sb.block_size)?;
+        dev.read_exact_at(&mut gdt, table_at)?;
         let d = usize::try_from(sb.desc_size).map_err(|_| Ext4Error::Layout("descriptor size"))?;
         let mut groups = Vec::with_capacity(gdt.len() / d);
         for g in gdt.chunks_exact(d) {
