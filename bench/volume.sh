@@ -4,6 +4,8 @@
 # same disk, (4) gocryptfs; then the time of each step of a 20 GiB volume's life.
 # Prints a markdown report. Run as root from the repository root:
 #   cargo build --release -p ferry && bench/volume.sh | tee bench/results-volume.md
+# FERRY_BASELINE=/path/to/old/ferry adds the old binary's step times next to
+# the new ones (interleaved, same run); BENCH_STEPS_ONLY=1 skips fio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FERRY=${FERRY_BIN:-$PWD/target/release/ferry}
@@ -23,6 +25,7 @@ trap cleanup EXIT
 mkdir -p "$W"/{enc,plain,dir,gc,gc.cipher}
 head -c 64 /dev/urandom > "$W/key"
 
+if [ -z "${BENCH_STEPS_ONLY:-}" ]; then
 "$FERRY" volume format "$W/enc.img" --size 20GiB --key-file "$W/key"
 "$FERRY" volume mount "$W/enc.img" "$W/enc" --key-file "$W/key"
 "$FERRY" volume format "$W/plain.img" --size 20GiB --plain
@@ -99,23 +102,43 @@ done
 "$FERRY" volume unmount "$W/enc"
 "$FERRY" volume unmount "$W/plain"
 rm -f "$W/enc.img" "$W/plain.img"
+fi
 
-# Life of a 20 GiB volume, each step timed (median of 5).
+# Life of a 20 GiB volume, each step timed (median of STEP_REPS), with the
+# baseline binary's runs interleaved when FERRY_BASELINE is set.
+STEP_REPS=${BENCH_STEP_REPS:-9}
 ms() { local s=$(date +%s%N); "$@"; echo $(( ($(date +%s%N) - s) / 1000000 )); }
-declare -a F M U S T
-for i in 1 2 3 4 5; do
-  F+=($(ms "$FERRY" volume format "$W/t.img" --size 20GiB --key-file "$W/key"))
-  M+=($(ms "$FERRY" volume mount "$W/t.img" "$W/enc" --key-file "$W/key"))
-  U+=($(ms "$FERRY" volume unmount "$W/enc"))
-  S+=($(ms "$FERRY" volume shred "$W/t.img"))
-  T+=($(( F[-1] + M[-1] )))
+declare -A F M U S T
+BINS=(new)
+[ -n "${FERRY_BASELINE:-}" ] && BINS=(old new)
+for i in $(seq "$STEP_REPS"); do
+  for b in "${BINS[@]}"; do
+    bin=$FERRY; [ "$b" = old ] && bin=$FERRY_BASELINE
+    f=$(ms "$bin" volume format "$W/t.img" --size 20GiB --key-file "$W/key")
+    m=$(ms "$bin" volume mount "$W/t.img" "$W/enc" --key-file "$W/key")
+    F[$b]+="$f "; M[$b]+="$m "; T[$b]+="$((f + m)) "
+    U[$b]+="$(ms "$bin" volume unmount "$W/enc") "
+    S[$b]+="$(ms "$bin" volume shred "$W/t.img") "
+  done
 done
-med() { printf '%s\n' "$@" | sort -n | sed -n 3p; }
+med() { printf '%s\n' $1 | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+row() { # label array
+  local -n a=$2; local line="| $1 |"
+  for b in "${BINS[@]}"; do line+=" $(med "${a[$b]}") |"; done
+  echo "$line"
+}
 echo
-echo "| 20 GiB volume step | ms (median of 5) |"
-echo "|---|---:|"
-echo "| format (create LUKS2, sparse) | $(med "${F[@]}") |"
-echo "| mount (unlock, FUSE, loop, mkfs.ext4, mount) | $(med "${M[@]}") |"
-echo "| create + mount | $(med "${T[@]}") |"
-echo "| unmount (ext4, loop, server) | $(med "${U[@]}") |"
-echo "| shred (wipe header+keyslots, delete) | $(med "${S[@]}") |"
+echo "Volume steps, median of $STEP_REPS runs${FERRY_BASELINE:+ (baseline and this build interleaved)}:"
+echo
+if [ ${#BINS[@]} -eq 2 ]; then
+  echo "| 20 GiB volume step | baseline ms | this build ms |"
+  echo "|---|---:|---:|"
+else
+  echo "| 20 GiB volume step | ms |"
+  echo "|---|---:|"
+fi
+row "format (create LUKS2, sparse)" F
+row "mount (unlock, FUSE, loop, mkfs.ext4, mount)" M
+row "create + mount" T
+row "unmount (ext4, loop, server)" U
+row "shred (wipe header+keyslots, delete)" S

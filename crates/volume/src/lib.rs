@@ -29,6 +29,7 @@
 //!   vector loads/stores and calls of CPU-feature-gated functions).
 
 pub mod cipher;
+pub mod ext4;
 pub mod fusefs;
 pub mod key;
 pub mod loopdev;
