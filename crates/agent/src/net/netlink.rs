@@ -217,7 +217,7 @@ pub fn delete_host_iface(host: &str) -> Result<(), NetlinkError> {
             Ok(Some(m)) => m.header.index,
             Ok(None) => return Ok(()),
             Err(rtnetlink::Error::NetlinkError(e))
-                if e.code.map(|c| c.get()) == Some(-libc_enodev()) =>
+                if e.code.map(|c| c.get()) == Some(-enodev()) =>
             {
                 return Ok(());
             }
@@ -226,7 +226,7 @@ pub fn delete_host_iface(host: &str) -> Result<(), NetlinkError> {
         match h.link().del(idx).execute().await {
             Ok(()) => Ok(()),
             Err(rtnetlink::Error::NetlinkError(e))
-                if e.code.map(|c| c.get()) == Some(-libc_enodev()) =>
+                if e.code.map(|c| c.get()) == Some(-enodev()) =>
             {
                 Ok(())
             }
@@ -276,7 +276,7 @@ pub fn ensure_forward_accepts() -> Result<(), NetlinkError> {
     Ok(())
 }
 
-fn libc_enodev() -> i32 {
+fn enodev() -> i32 {
     nix::errno::Errno::ENODEV as i32
 }
 
