@@ -119,6 +119,11 @@ class FerryServer:
                "--listen", f"127.0.0.1:{port}", "--region", self.region, *self.extra_args]
         if "--task-subnet" not in self.extra_args:
             cmd += ["--task-network", self.network_name, "--task-subnet", TASK_SUBNET]
+        # The suite on another task start path (defaults: netlink, auto).
+        for env, flag in (("FERRY_E2E_NETWORK_DRIVER", "--task-network-driver"),
+                          ("FERRY_E2E_OCI_RUNTIME", "--oci-runtime")):
+            if os.environ.get(env) and flag not in self.extra_args:
+                cmd += [flag, os.environ[env]]
         if self.stop_tasks_on_exit:
             cmd.append("--stop-tasks-on-exit")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log,

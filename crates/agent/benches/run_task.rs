@@ -134,7 +134,7 @@ fn main() {
     let agent = Agent::new(AgentConfig {
         images,
         state_dir: state,
-        runtime: "runc".into(),
+        runtime: ferry_agent::runc::resolve("auto"),
         network,
         cgroup_parent: "ferry-bench".into(),
         task_pids_max: ferry_agent::task::DEFAULT_TASK_PIDS_MAX,
@@ -192,7 +192,7 @@ fn main() {
         t.to_running
             .saturating_sub(t.resolve + t.cgroup + t.network + t.pull + t.unpack + t.bundles)
     });
-    println!("  mean {:<22} {runtime:.1} ms", "runc create + start");
+    println!("  mean {:<22} {runtime:.1} ms", "runtime create + start");
 
     let t0 = Instant::now();
     let tasks: Vec<_> = (0..10).map(|n| start(&agent, &roots, 1000 + n)).collect();

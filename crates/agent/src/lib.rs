@@ -21,7 +21,7 @@
 //! - [`health`]: container health checks (state machine, schedule, `runc exec` probe).
 //! - [`runc`]: driving the OCI runtime; exit status via subreaping.
 //! - [`shim`]: the per-task shim process that outlives the server, and its protocol.
-//! - [`net`]: the task's network namespace and CNI plugins.
+//! - [`net`]: the task's network namespace and interface (netlink or CNI plugins).
 //! - [`cgroup`]: the task's cgroup with its cpu/memory limits.
 //! - [`mounts`]: overlay rootfs mounts.
 //! - [`recovery`]: per-task records of host resources, for cleanup after a crash.

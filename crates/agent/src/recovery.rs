@@ -28,6 +28,10 @@ pub struct TaskRecord {
     pub ip: Option<String>,
     /// bridge's CNI ADD result (prevResult for DEL).
     pub cni_result: Option<serde_json::Value>,
+    /// What made its network (none: a record of a server before the
+    /// netlink driver, which had only CNI).
+    #[serde(default)]
+    pub network_driver: Option<crate::net::NetworkDriver>,
     /// First host uid/gid of its user namespace's range
     /// (`userns::IdRange`), while it holds one: a restarted server does
     /// not hand the range to another task.

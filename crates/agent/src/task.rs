@@ -35,7 +35,7 @@ use crate::image::{Image, ImageError, ImageStore, Pin, Reference, unpack};
 use crate::logs::{self, LogSink};
 use crate::mounts;
 use crate::net::firewall::{Firewall, Member};
-use crate::net::{NetworkConfig, TaskNetwork};
+use crate::net::{NetworkConfig, NetworkDriver, TaskNetwork};
 use crate::recovery::TaskRecord;
 use crate::runc::{self, Runc};
 use crate::shim::{self, ShimClient};
@@ -50,9 +50,10 @@ pub struct AgentConfig {
     pub images: ImageStore,
     /// Host state: runc's `--root` and CNI address leases.
     pub state_dir: PathBuf,
-    /// The OCI runtime binary (`runc`; crun takes the same commands).
+    /// The OCI runtime binary (runc or crun: they take the same commands);
+    /// [`runc::resolve`] picks one.
     pub runtime: PathBuf,
-    /// CNI settings (bridge, subnet, plugin directory).
+    /// Task network settings (driver, CNI plugin directory, name).
     pub network: NetworkConfig,
     /// Parent cgroup of all tasks (`ferry`).
     pub cgroup_parent: String,
@@ -99,8 +100,8 @@ impl std::fmt::Debug for AgentConfig {
 impl AgentConfig {
     /// Defaults for a server data directory: `images` (the sealed store in
     /// `DATA_DIR/images`, see [`ImageStore::open`]),
-    /// state in `DATA_DIR/agent`, `runc` from PATH, bridge `ferry0` on
-    /// 198.18.0.0/16, cgroup parent `ferry`.
+    /// state in `DATA_DIR/agent`, crun from PATH if there is one (else
+    /// runc), task network `ferry0` made with netlink, cgroup parent `ferry`.
     pub fn new(
         data_dir: &Path,
         images: ImageStore,
@@ -111,7 +112,7 @@ impl AgentConfig {
             images,
             network: NetworkConfig::new("ferry0"),
             state_dir,
-            runtime: PathBuf::from("runc"),
+            runtime: runc::resolve("auto"),
             cgroup_parent: "ferry".into(),
             task_pids_max: DEFAULT_TASK_PIDS_MAX,
             log_sink,
@@ -158,14 +159,27 @@ impl Agent {
     /// child subreaper), not of this process: a container whose shim was
     /// killed goes to init, not to a server that would not reap it.
     pub fn new(mut config: AgentConfig) -> Result<Self, AgentError> {
-        for p in ["ptp", "static", "tuning", "loopback"] {
-            let bin = config.network.cni_bin_dir.join(p);
-            if !bin.exists() {
-                return Err(AgentError::Host(format!(
-                    "CNI plugin {} is missing (install containernetworking-plugins)",
-                    bin.display()
-                )));
+        match config.network.driver {
+            NetworkDriver::Cni => {
+                let mut plugins = vec!["ptp", "static", "tuning", "loopback"];
+                if config.network.firewall {
+                    plugins.push("firewall");
+                }
+                for p in plugins {
+                    let bin = config.network.cni_bin_dir.join(p);
+                    if !bin.exists() {
+                        return Err(AgentError::Host(format!(
+                            "CNI plugin {} is missing (install containernetworking-plugins)",
+                            bin.display()
+                        )));
+                    }
+                }
             }
+            NetworkDriver::Netlink if config.network.firewall => {
+                crate::net::netlink::ensure_forward_accepts()
+                    .map_err(|e| AgentError::Host(e.to_string()))?;
+            }
+            NetworkDriver::Netlink => {}
         }
         // The security-group firewall's tools (scripts/setup installs them).
         for (tool, package) in [("nft", "nftables"), ("conntrack", "conntrack")] {
@@ -303,6 +317,7 @@ impl Agent {
         if let Some(ns) = &rec.netns {
             let net = TaskNetwork::restore(
                 &self.cfg.network,
+                rec.network_driver.unwrap_or(NetworkDriver::Cni),
                 ns,
                 task_id,
                 rec.ip.clone(),
@@ -477,6 +492,7 @@ impl Agent {
         let net = rec.netns.as_ref().map(|ns| {
             TaskNetwork::restore(
                 &self.cfg.network,
+                rec.network_driver.unwrap_or(NetworkDriver::Cni),
                 ns,
                 &plan.task_id,
                 rec.ip.clone(),
@@ -1011,6 +1027,7 @@ impl Supervisor {
             netns: Some(netns_name.clone()),
             ip: None,
             cni_result: None,
+            network_driver: Some(self.cfg.network.driver),
             userns_base: None,
             started: false,
             stop_signals: BTreeMap::new(),

@@ -536,6 +536,7 @@ mod tests {
             netns: None,
             ip: None,
             cni_result: None,
+            network_driver: None,
             userns_base: base,
             started: false,
             stop_signals: Default::default(),

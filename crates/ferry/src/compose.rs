@@ -64,6 +64,10 @@ pub struct Shared {
     pub image_store_limit: u64,
     /// The task network's name (CNI network, nftables table).
     pub task_network: String,
+    /// What makes each task's network (`--task-network-driver`).
+    pub task_network_driver: ferry_agent::net::NetworkDriver,
+    /// The OCI runtime (`--oci-runtime`: `auto`, a name or a path).
+    pub oci_runtime: String,
     /// The default VPC's CIDR block (first start): tasks' addresses come
     /// from its subnets, or from the subnets users create.
     pub task_subnet: String,
@@ -155,6 +159,13 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
     .context("agent configuration")?;
     agent_cfg.task_pids_max = shared.task_pids_max;
     agent_cfg.network.network_name = shared.task_network.clone();
+    agent_cfg.network.driver = shared.task_network_driver;
+    agent_cfg.runtime = ferry_agent::runc::resolve(&shared.oci_runtime);
+    tracing::info!(
+        "task network driver {}, OCI runtime {}",
+        agent_cfg.network.driver,
+        agent_cfg.runtime.display()
+    );
     agent_cfg.userns = shared.userns;
     agent_cfg.own_registry = Some(own_registry(shared));
     let agent = ferry_agent::Agent::new(agent_cfg).context("starting the agent")?;

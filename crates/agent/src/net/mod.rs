@@ -1,25 +1,70 @@
-//! Task networking (awsvpc): one named network namespace per task, wired
-//! with the standard CNI plugins, routed rather than bridged: loopback,
-//! then `ptp` with `static` IPAM (the plan's address; the host side of the
-//! veth holds the subnet's gateway address as /32 and a /32 route to the
-//! task), then `tuning` (the plan's MAC), then `firewall` (FORWARD accepts
-//! for hosts whose policy is DROP). Every packet between tasks is routed
-//! by the host and judged by the security-group [`firewall`]. Torn down
-//! with CNI DEL and `ip netns delete`.
+//! Task networking (awsvpc): one named network namespace per task,
+//! routed rather than bridged: the task's `eth0` holds the plan's address
+//! and MAC with a default route via the subnet's gateway; the host side of
+//! the veth holds the gateway address as /32 and the host a /32 route to
+//! the task. Every packet between tasks is routed by the host and judged
+//! by the security-group [`firewall`].
+//!
+//! Two drivers make it ([`NetworkDriver`]):
+//! - `netlink` (default): [`netlink`] requests from the agent itself, no
+//!   process started per task;
+//! - `cni`: the standard CNI plugins (loopback, `ptp` with `static` IPAM,
+//!   `tuning` for the MAC, `firewall` for FORWARD accepts), for users who
+//!   bring their own; torn down with CNI DEL.
+//!
+//! Both end with the same interfaces, addresses and routes, then
+//! `ip netns delete` at teardown.
 //!
 //! - [`cni`]: executing CNI plugins per the CNI spec.
+//! - [`netlink`]: the same network with rtnetlink requests.
 //! - [`netns`]: named network namespaces (`/run/netns/NAME`, via iproute2).
 //! - [`firewall`] and [`nft`]: the security groups as one nftables table.
 
 pub mod cni;
 pub mod firewall;
+pub mod netlink;
 pub mod netns;
 pub mod nft;
 
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use ferry_proto::net::InterfacePlan;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+
+/// What makes a task's network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkDriver {
+    /// rtnetlink requests from the agent ([`netlink`]).
+    #[default]
+    Netlink,
+    /// The CNI plugins in [`NetworkConfig::cni_bin_dir`] ([`cni`]).
+    Cni,
+}
+
+impl FromStr for NetworkDriver {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "netlink" => Ok(Self::Netlink),
+            "cni" => Ok(Self::Cni),
+            _ => Err(format!(
+                "{s:?} is not a task network driver (netlink or cni)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for NetworkDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Netlink => "netlink",
+            Self::Cni => "cni",
+        })
+    }
+}
 
 /// The name of task `task_id`'s network namespace (`/run/netns/NAME`).
 pub fn netns_name(task_id: &str) -> String {
@@ -29,14 +74,17 @@ pub fn netns_name(task_id: &str) -> String {
 /// Host-side network settings.
 #[derive(Debug, Clone)]
 pub struct NetworkConfig {
+    /// What makes each task's network.
+    pub driver: NetworkDriver,
     /// Where the CNI plugins live (`/usr/lib/cni`).
     pub cni_bin_dir: PathBuf,
     /// The task network's name: the CNI network name (it names the
     /// plugins' iptables chains) and the nftables table `inet NAME`.
     pub network_name: String,
-    /// Chain the `firewall` plugin after `tuning`, so task traffic is
-    /// accepted in FORWARD even where the host's policy is DROP (as on
-    /// hosts with Docker).
+    /// Accept task traffic in iptables' FORWARD even where the host's
+    /// policy is DROP (as on hosts with Docker): CNI chains the `firewall`
+    /// plugin after `tuning`; netlink adds two rules for every task
+    /// interface once per server start ([`netlink::ensure_forward_accepts`]).
     pub firewall: bool,
 }
 
@@ -44,6 +92,7 @@ impl NetworkConfig {
     /// The task network `network_name`, plugins in `/usr/lib/cni`.
     pub fn new(network_name: &str) -> Self {
         Self {
+            driver: NetworkDriver::default(),
             cni_bin_dir: PathBuf::from("/usr/lib/cni"),
             network_name: network_name.into(),
             firewall: true,
@@ -130,6 +179,9 @@ pub enum NetworkError {
     /// Creating or deleting the namespace failed.
     #[error(transparent)]
     Netns(#[from] netns::NetnsError),
+    /// A netlink request failed.
+    #[error(transparent)]
+    Netlink(#[from] netlink::NetlinkError),
     /// The plugin's result had no IPv4 address.
     #[error("CNI result has no IPv4 address")]
     NoAddress,
@@ -147,9 +199,12 @@ pub struct TaskNetwork {
     pub ip: String,
     container_id: String,
     cfg: NetworkConfig,
+    /// The driver that made it (a restarted server may have another).
+    driver: NetworkDriver,
     /// The last plugin's ADD result (tuning's): the firewall plugin's
     /// `prevResult` (CNI has no cache here, so the agent keeps it for DEL)
-    /// and where the host interface's name is.
+    /// and where the host interface's name is. The netlink driver writes
+    /// a result of the same shape (interfaces, ips).
     result: Option<serde_json::Value>,
 }
 
@@ -179,6 +234,7 @@ impl TaskNetwork {
             ip: String::new(),
             container_id: container_id.to_string(),
             cfg: cfg.clone(),
+            driver: cfg.driver,
             result: None,
         };
         match net.attach(plan) {
@@ -194,9 +250,10 @@ impl TaskNetwork {
     }
 
     /// Rebuilds the handle of a task network from its record (after a
-    /// restart), to tear it down.
+    /// restart), to tear it down with the driver that made it.
     pub fn restore(
         cfg: &NetworkConfig,
+        driver: NetworkDriver,
         name: &str,
         container_id: &str,
         ip: Option<String>,
@@ -209,8 +266,14 @@ impl TaskNetwork {
             ip: ip.unwrap_or_default(),
             container_id: container_id.to_string(),
             cfg: cfg.clone(),
+            driver,
             result,
         }
+    }
+
+    /// The driver that made it.
+    pub fn driver(&self) -> NetworkDriver {
+        self.driver
     }
 
     /// The CNI ADD result kept for DEL.
@@ -240,6 +303,33 @@ impl TaskNetwork {
     }
 
     fn attach(&mut self, plan: &InterfacePlan) -> Result<String, NetworkError> {
+        match self.driver {
+            NetworkDriver::Cni => self.attach_cni(plan),
+            NetworkDriver::Netlink => self.attach_netlink(plan),
+        }
+    }
+
+    fn attach_netlink(&mut self, plan: &InterfacePlan) -> Result<String, NetworkError> {
+        let host = netlink::host_iface_name(&self.container_id);
+        // Kept before the veth exists, so a failure deletes what was made.
+        self.result = Some(json!({
+            "cniVersion": "1.0.0",
+            "interfaces": [
+                {"name": host},
+                {"name": netlink::TASK_IFACE, "mac": plan.mac,
+                 "sandbox": self.netns.path().display().to_string()},
+            ],
+            "ips": [{
+                "interface": 1,
+                "address": format!("{}/{}", plan.ip, plan.subnet_cidr.prefix()),
+                "gateway": plan.gateway.to_string(),
+            }],
+        }));
+        netlink::setup(&self.netns.path(), &host, plan)?;
+        Ok(plan.ip.to_string())
+    }
+
+    fn attach_cni(&mut self, plan: &InterfacePlan) -> Result<String, NetworkError> {
         self.call("ADD", &self.cfg.loopback_conf(), "lo")?;
         let res = self.call("ADD", &self.cfg.ptp_conf(Some(plan)), "eth0")?;
         // Kept at once, so a failure below still deletes the veth.
@@ -255,9 +345,26 @@ impl TaskNetwork {
         cni::first_ipv4(&res).ok_or(NetworkError::NoAddress)
     }
 
-    /// CNI DEL (veth, FORWARD accepts), then deletes the namespace. Tries
-    /// every step; returns the first error.
+    /// Removes the veth (CNI: DEL of every plugin, FORWARD accepts
+    /// included), then deletes the namespace. Tries every step; returns
+    /// the first error.
     pub fn teardown(&self) -> Result<(), NetworkError> {
+        match self.driver {
+            NetworkDriver::Cni => self.teardown_cni(),
+            NetworkDriver::Netlink => {
+                let host = self
+                    .host_iface()
+                    .unwrap_or_else(|| netlink::host_iface_name(&self.container_id));
+                let r0 = netlink::delete_host_iface(&host);
+                let r1 = self.netns.delete();
+                r0?;
+                r1?;
+                Ok(())
+            }
+        }
+    }
+
+    fn teardown_cni(&self) -> Result<(), NetworkError> {
         // Plugins are deleted in reverse order of ADD.
         let r0 = match (&self.result, self.cfg.firewall) {
             (Some(prev), true) => self

@@ -77,6 +77,16 @@ pub struct Args {
     /// `--task-bridge` is the old name (tasks are routed now, not bridged).
     #[arg(long, alias = "task-bridge", default_value = "ferry0", value_parser = parse_bridge)]
     task_network: String,
+    /// What makes each task's network: `netlink` (the agent's own
+    /// rtnetlink requests, no process per task) or `cni` (the CNI plugins
+    /// in /usr/lib/cni: loopback, ptp, static, tuning, firewall). Both
+    /// give a task the same interface, addresses and routes.
+    #[arg(long, default_value = "netlink", value_parser = clap::value_parser!(ferry_agent::net::NetworkDriver))]
+    task_network_driver: ferry_agent::net::NetworkDriver,
+    /// The OCI runtime: `auto` (crun if it is on PATH, else runc), a name
+    /// on PATH (`runc`, `crun`) or a path.
+    #[arg(long, alias = "runtime", default_value = "auto")]
+    oci_runtime: String,
     /// The IPv4 subnet tasks get their addresses from (the bridge is its
     /// first address, the tasks' gateway).
     #[arg(long, default_value = "198.18.0.0/16", value_parser = parse_subnet)]
@@ -289,6 +299,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         userns: args.userns,
         image_store_limit: args.image_store_limit,
         task_network: args.task_network,
+        task_network_driver: args.task_network_driver,
+        oci_runtime: args.oci_runtime,
         task_subnet: args.task_subnet,
         storage_overcommit: args.storage_overcommit,
         storage_reserve: args.storage_reserve,
