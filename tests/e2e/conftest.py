@@ -180,6 +180,14 @@ class FerryServer:
             self._log = None
         return rc
 
+    def kill(self):
+        """`kill -9` of the server (no handler runs: a crash)."""
+        self.proc.kill()
+        self.proc.wait()
+        if self._log:
+            self._log.close()
+            self._log = None
+
     def restart(self):
         """Stops the server (SIGTERM) and starts it again on the same data
         dir and port; returns the stopped process's exit code."""

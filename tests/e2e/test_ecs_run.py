@@ -400,11 +400,8 @@ def test_after_a_crash_the_next_start_releases_tasks_and_retires_their_grants(fe
 
     shims = shim_pids(task_id)
     assert len(shims) == 1, f"expected one shim for the task, found {shims}"
-    srv.proc.kill()
-    srv.proc.wait()
+    srv.kill()
     os.kill(shims[0], signal.SIGKILL)
-    srv._log.close()
-    srv._log = None
     srv.start()
 
     t, _ = wait_status(srv, arn, "STOPPED")

@@ -184,10 +184,7 @@ def test_kill_9_and_upgrade_readopts_and_reports_exits_kept_by_the_shim(keep_ser
     wait_status(srv, short, "RUNNING")
 
     down_from = time.time()
-    srv.proc.kill()
-    srv.proc.wait()
-    srv._log.close()
-    srv._log = None
+    srv.kill()
     time.sleep(6)  # the short task's container exits meanwhile
     down_to = time.time()
     upgraded = tmp_path / "upgrade" / "ferry"
@@ -230,10 +227,7 @@ def test_kill_9_mid_burst_loses_no_log_line(keep_server, tmp_path):
     time.sleep(1.5)
     before = len(ticks(srv, task_id))
     assert before > 400, f"the burst is too slow to test anything: {before} lines"
-    srv.proc.kill()
-    srv.proc.wait()
-    srv._log.close()
-    srv._log = None
+    srv.kill()
     time.sleep(1)
     srv.start()
     t = srv.aws("ecs", "describe-tasks", "--tasks", arn)["tasks"][0]

@@ -979,15 +979,23 @@ mod tests {
         }
     }
 
-    /// A connected server: the serve loop on one end of a socket pair,
-    /// hello said and answered.
-    fn connect(state: &Shared) -> (UnixStream, BufReader<UnixStream>, JoinHandle<bool>) {
+    /// A server's end of a socket pair whose other end the serve loop
+    /// serves, `hello` of `version` said.
+    fn hello(
+        state: &Shared,
+        version: u32,
+    ) -> (UnixStream, BufReader<UnixStream>, JoinHandle<bool>) {
         let (a, b) = UnixStream::pair().unwrap();
         let st2 = state.clone();
         let t = std::thread::spawn(move || serve(&shim_args(), &st2, b));
         let mut w = a.try_clone().unwrap();
-        write_frame(&mut w, &Request::Hello { version: 1 }).unwrap();
-        let mut r = BufReader::new(a);
+        write_frame(&mut w, &Request::Hello { version }).unwrap();
+        (w, BufReader::new(a), t)
+    }
+
+    /// A connected server: hello said and answered.
+    fn connect(state: &Shared) -> (UnixStream, BufReader<UnixStream>, JoinHandle<bool>) {
+        let (w, mut r, t) = hello(state, 1);
         match read_frame::<Message>(&mut r).unwrap() {
             Some(Message::Hello { features, .. }) => {
                 assert_eq!(features, FEATURES);
@@ -1061,24 +1069,14 @@ mod tests {
             }
         }
         // An old (or future) server is refused clearly.
-        let (a, b) = UnixStream::pair().unwrap();
-        let st2 = state.clone();
-        let t = std::thread::spawn(move || serve(&shim_args(), &st2, b));
-        let mut w = a.try_clone().unwrap();
-        write_frame(&mut w, &Request::Hello { version: 99 }).unwrap();
-        let mut r = BufReader::new(a);
+        let (_w, mut r, t) = hello(&state, 99);
         match read_frame::<Message>(&mut r).unwrap() {
             Some(Message::Error { message }) => assert!(message.contains("99"), "{message}"),
             other => panic!("{other:?}"),
         }
         assert!(!t.join().unwrap());
 
-        let (a, b) = UnixStream::pair().unwrap();
-        let st2 = state.clone();
-        let t = std::thread::spawn(move || serve(&shim_args(), &st2, b));
-        let mut w = a.try_clone().unwrap();
-        write_frame(&mut w, &Request::Hello { version: 1 }).unwrap();
-        let mut r = BufReader::new(a);
+        let (mut w, mut r, t) = hello(&state, 1);
         match read_frame::<Message>(&mut r).unwrap() {
             Some(Message::Hello {
                 containers,

@@ -206,11 +206,7 @@ impl HostRuntime {
     /// Stops every running task and waits (up to `timeout`) until all are
     /// released. Returns how many were still running at the deadline.
     pub fn drain(&self, timeout: std::time::Duration) -> usize {
-        let handles: Vec<Arc<TaskHandle>> = self
-            .running
-            .lock()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default();
+        let handles = self.handles();
         for h in &handles {
             h.stop("TerminationNotice", "the ferry server is shutting down");
         }
@@ -226,16 +222,20 @@ impl HostRuntime {
 }
 
 impl HostRuntime {
+    /// The running tasks' handles, outside the map's lock.
+    fn handles(&self) -> Vec<Arc<TaskHandle>> {
+        self.running
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Leaves every task running at server exit: volumes and EFS mounts
     /// stay mounted (their handles are forgotten, not dropped), shims keep
     /// the containers and buffer their logs until the next server.
     pub fn leave_running(&self) -> usize {
         self.storage.leave_mounted();
-        let handles: Vec<Arc<TaskHandle>> = self
-            .running
-            .lock()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default();
+        let handles = self.handles();
         // Every line a shim already sent reaches the log store before this
         // process exits; later ones wait in the shim.
         for h in &handles {
