@@ -19,13 +19,12 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 from conftest import FerryServer, import_httpd  # noqa: E402
-from task_bench import NET, START_TD, pct, wait_running, wait_stopped  # noqa: E402
+from task_bench import START_TD, pct, start_one, wait_stopped  # noqa: E402
 
 
 def audit_lines(srv):
@@ -47,13 +46,8 @@ def block(binary, tasks, root):
         lat, calls = [], []
         seen = len(audit_lines(srv))
         for _ in range(tasks):
-            t0 = time.monotonic()
-            r = ecs.run_task(cluster="default", taskDefinition="bench-start", launchType="FARGATE",
-                             platformVersion="1.4.0", count=1, networkConfiguration=NET)
-            if r.get("failures"):
-                raise SystemExit(f"run-task failed: {r['failures']}")
-            arn = r["tasks"][0]["taskArn"]
-            lat += wait_running(ecs, [arn], t0)
+            arn, took = start_one(ecs, "bench-start")
+            lat += took
             ecs.stop_task(cluster="default", task=arn, reason="bench")
             wait_stopped(ecs, [arn])
             lines = audit_lines(srv)

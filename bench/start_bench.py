@@ -93,13 +93,8 @@ def main():
             k = i % len(configs)
             for c in configs[k:] + configs[:k]:
                 srv, ecs, net = servers[c]
-                t0 = time.monotonic()
-                r = ecs.run_task(cluster="default", taskDefinition="bench-start", launchType="FARGATE",
-                                 platformVersion="1.4.0", count=1, networkConfiguration=net)
-                if r.get("failures"):
-                    raise SystemExit(f"run-task failed: {r['failures']}")
-                arn = r["tasks"][0]["taskArn"]
-                lat[c] += tb.wait_running(ecs, [arn], t0)
+                arn, took = tb.start_one(ecs, "bench-start", net)
+                lat[c] += took
                 arns[c].append(arn)
                 ecs.stop_task(cluster="default", task=arn, reason="bench")
                 tb.wait_stopped(ecs, [arn])

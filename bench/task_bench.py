@@ -101,6 +101,18 @@ def wait_running(ecs, arns, t0, poll=0.005, timeout=120):
     return [took[a] for a in arns]
 
 
+def start_one(ecs, family, net=None):
+    """Runs one task of `family` (platform 1.4.0) and waits until it is
+    RUNNING; returns (its ARN, [seconds from RunTask to RUNNING])."""
+    t0 = time.monotonic()
+    r = ecs.run_task(cluster="default", taskDefinition=family, launchType="FARGATE",
+                     platformVersion="1.4.0", count=1, networkConfiguration=net or NET)
+    if r.get("failures"):
+        raise SystemExit(f"run-task failed: {r['failures']}")
+    arn = r["tasks"][0]["taskArn"]
+    return arn, wait_running(ecs, [arn], t0)
+
+
 def alternating_starts(ecs, families, tasks, before=None):
     """RunTask-to-RUNNING seconds per family, `tasks` each, one task at a
     time, the families' order alternating every round so neither always
@@ -112,13 +124,8 @@ def alternating_starts(ecs, families, tasks, before=None):
         for kind in (kinds if i % 2 == 0 else kinds[::-1]):
             if before:
                 before(kind)
-            t0 = time.monotonic()
-            r = ecs.run_task(cluster="default", taskDefinition=families[kind], launchType="FARGATE",
-                             platformVersion="1.4.0", count=1, networkConfiguration=NET)
-            if r.get("failures"):
-                raise SystemExit(f"run-task failed: {r['failures']}")
-            arn = r["tasks"][0]["taskArn"]
-            lat[kind] += wait_running(ecs, [arn], t0)
+            arn, took = start_one(ecs, families[kind])
+            lat[kind] += took
             ecs.stop_task(cluster="default", task=arn, reason="bench")
             wait_stopped(ecs, [arn])
     return lat
