@@ -273,7 +273,7 @@ impl LogBuffer {
             match self.lines.pop_front() {
                 Some(old) => {
                     self.bytes -= Self::size(&old);
-                    if seq_of(&old) > self.sent || seq_of(&old) == 0 {
+                    if seq_of(&old) > self.sent {
                         self.dropped += 1;
                     }
                 }
@@ -286,7 +286,7 @@ impl LogBuffer {
     pub fn ack(&mut self, seq: u64) {
         while let Some(m) = self.lines.front() {
             let s = seq_of(m);
-            if s == 0 || s > seq {
+            if s > seq {
                 break;
             }
             self.bytes -= Self::size(m);
@@ -302,12 +302,6 @@ impl LogBuffer {
     /// Everything kept, oldest first (to send again after a hello).
     fn kept(&self) -> Vec<Message> {
         self.lines.iter().cloned().collect()
-    }
-
-    /// Takes everything kept, oldest first.
-    pub fn drain(&mut self) -> Vec<Message> {
-        self.bytes = 0;
-        self.lines.drain(..).collect()
     }
 
     /// Lines dropped so far; resets the count.
@@ -1035,7 +1029,8 @@ mod tests {
         b.push(log(8));
         b.push(log(9));
         assert_eq!(b.take_dropped(), 1, "5 was sent, 6 never");
-        assert_eq!(b.drain(), [log(7), log(8), log(9)]);
+        assert_eq!(b.kept(), [log(7), log(8), log(9)]);
+        b.ack(9);
         assert!(b.is_empty());
         // The byte bound holds too.
         let mut b = LogBuffer::new(1000, 100);

@@ -100,8 +100,9 @@ impl std::fmt::Debug for AgentConfig {
 impl AgentConfig {
     /// Defaults for a server data directory: `images` (the sealed store in
     /// `DATA_DIR/images`, see [`ImageStore::open`]),
-    /// state in `DATA_DIR/agent`, crun from PATH if there is one (else
-    /// runc), task network `ferry0` made with netlink, cgroup parent `ferry`.
+    /// state in `DATA_DIR/agent`, `runc` (the server picks the runtime once
+    /// with [`runc::resolve`]), task network `ferry0` made with netlink,
+    /// cgroup parent `ferry`.
     pub fn new(
         data_dir: &Path,
         images: ImageStore,
@@ -112,7 +113,7 @@ impl AgentConfig {
             images,
             network: NetworkConfig::new("ferry0"),
             state_dir,
-            runtime: runc::resolve("auto"),
+            runtime: PathBuf::from("runc"),
             cgroup_parent: "ferry".into(),
             task_pids_max: DEFAULT_TASK_PIDS_MAX,
             log_sink,

@@ -66,6 +66,21 @@ impl std::fmt::Display for NetworkDriver {
     }
 }
 
+/// The bytes of a MAC written `aa:bb:cc:dd:ee:ff` (hex, either case);
+/// `None` for anything else (a `+` sign or a short group included).
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut out {
+        let p = parts.next()?;
+        if p.len() != 2 || !p.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
 /// The name of task `task_id`'s network namespace (`/run/netns/NAME`).
 pub fn netns_name(task_id: &str) -> String {
     format!("ferry-{task_id}")

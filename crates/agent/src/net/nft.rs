@@ -41,11 +41,7 @@ pub fn valid_iface(s: &str) -> bool {
 
 /// Whether `s` is a MAC as `aa:bb:cc:dd:ee:ff` (hex, either case).
 pub fn valid_mac(s: &str) -> bool {
-    let parts: Vec<&str> = s.split(':').collect();
-    parts.len() == 6
-        && parts
-            .iter()
-            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+    super::parse_mac(s).is_some()
 }
 
 /// What one member is allowed: its egress and ingress matches with every
