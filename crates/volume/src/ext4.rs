@@ -62,6 +62,18 @@ fn u32_at(b: &[u8], at: usize) -> Result<u32, Ext4Error> {
         .ok_or(Ext4Error::Layout("short read"))
 }
 
+/// Whether `dev` starts with an ext2/3/4 superblock (its magic).
+pub fn is_ext4(dev: &File) -> std::io::Result<bool> {
+    let mut b = [0u8; 1024];
+    dev.read_exact_at(&mut b, SB_OFFSET)?;
+    Ok(has_magic(&b))
+}
+
+/// The magic at byte 56 of the superblock `b`.
+fn has_magic(b: &[u8]) -> bool {
+    u16_at(b, 56).is_ok_and(|m| m == EXT4_MAGIC)
+}
+
 /// The layout of the ext4 on `dev`.
 pub struct Layout<'a> {
     dev: &'a File,
@@ -75,7 +87,7 @@ impl<'a> Layout<'a> {
     pub fn read(dev: &'a File) -> Result<Self, Ext4Error> {
         let mut b = [0u8; 1024];
         dev.read_exact_at(&mut b, SB_OFFSET)?;
-        if u16_at(&b, 56)? != EXT4_MAGIC {
+        if !has_magic(&b) {
             return Err(Ext4Error::Layout("no ext4 superblock"));
         }
         let log = u32_at(&b, 24)?;

@@ -4,7 +4,7 @@
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -391,15 +391,10 @@ fn write_metadata_map(ranges: &[(u64, u64)], path: &Path) {
 }
 
 fn has_ext4_superblock(dev: &LoopDevice) -> Result<bool, MountError> {
-    let mut sb = [0u8; 4096];
-    dev.file()
-        .read_exact_at(&mut sb, 0)
-        .map_err(|source| MountError::Io {
-            what: "read superblock",
-            source,
-        })?;
-    // ext2/3/4 magic 0xEF53 at byte 56 of the superblock, which starts at 1024.
-    Ok(sb[1024 + 56] == 0x53 && sb[1024 + 57] == 0xEF)
+    crate::ext4::is_ext4(dev.file()).map_err(|source| MountError::Io {
+        what: "read superblock",
+        source,
+    })
 }
 
 fn new_runtime_dir(root: &Path) -> std::io::Result<PathBuf> {
