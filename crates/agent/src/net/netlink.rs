@@ -257,6 +257,11 @@ pub fn ensure_forward_accepts() -> Result<(), NetlinkError> {
         ]
         .concat(),
     ];
+    // Check-then-insert is two commands: servers starting at once (one
+    // host, several data dirs) take turns, or each inserts the rules.
+    let lock = File::create("/run/ferry-forward-accepts.lock")
+        .map_err(fail("opening the FORWARD rules' lock"))?;
+    lock.lock().map_err(fail("locking the FORWARD rules"))?;
     for rule in rules {
         let run = |op: &str| {
             std::process::Command::new("iptables")
