@@ -267,6 +267,22 @@ async fn dispatch(
         .await);
     }
 
+    // An unsigned query-protocol call (STS's AssumeRoleWithWebIdentity and
+    // AssumeRoleWithSAML are unsigned on AWS): none is served, and the
+    // answer must be in the query protocol's XML for the client to read it.
+    if parts.method == http::Method::POST
+        && !parts.headers.contains_key(header::AUTHORIZATION)
+        && is_form(&parts.headers)
+        && let Some(action) = Params::parse(&body).action().map(str::to_owned)
+    {
+        let e = AwsError::client(
+            "InvalidAction",
+            format!("Could not find operation {action}: ferry serves no unsigned actions"),
+        );
+        let doc = ferry_proto::query::Flavor::Query.error(QUERY_NAMESPACE, &e, request_id);
+        return Ok(xml_response(StatusCode::BAD_REQUEST, doc, request_id));
+    }
+
     let Some(route) = router.rest.iter().find(|r| r.service.matches(&path)) else {
         return Err(AwsError::client(
             "UnknownOperationException",
@@ -421,6 +437,18 @@ fn query_error(service: &dyn QueryService, e: &AwsError, request_id: &str) -> Re
         .flavor()
         .error(service.xml_namespace(), e, request_id);
     xml_response(status, doc, request_id)
+}
+
+/// The namespace of the query protocol's error documents when no service
+/// is known (STS's, the only AWS service with unsigned query actions).
+const QUERY_NAMESPACE: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
+
+/// Whether the body is a form (`application/x-www-form-urlencoded`).
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
 }
 
 fn xml_response(status: StatusCode, body: String, request_id: &str) -> Response {

@@ -299,7 +299,7 @@ fn volumes(input: &TaskDefinitionInput) -> Result<Vec<VolumePlan>, EcsError> {
         }
         let kind = match &v.efs_volume_configuration {
             Some(efs) => {
-                efs_volume(&name, efs)?;
+                let (iam, transit_encryption) = efs_volume(&name, efs)?;
                 VolumeKind::Efs {
                     file_system_id: efs.file_system_id.clone(),
                     root_directory: efs.root_directory.clone().unwrap_or_else(|| "/".into()),
@@ -307,6 +307,8 @@ fn volumes(input: &TaskDefinitionInput) -> Result<Vec<VolumePlan>, EcsError> {
                         .authorization_config
                         .as_ref()
                         .and_then(|a| a.access_point_id.clone()),
+                    iam,
+                    transit_encryption,
                 }
             }
             None => VolumeKind::Ephemeral,
@@ -316,8 +318,9 @@ fn volumes(input: &TaskDefinitionInput) -> Result<Vec<VolumePlan>, EcsError> {
     Ok(out)
 }
 
-/// ECS's rules for `efsVolumeConfiguration`.
-fn efs_volume(name: &str, efs: &EfsVolumeConfiguration) -> Result<(), EcsError> {
+/// ECS's rules for `efsVolumeConfiguration`; returns whether IAM
+/// authorization and transit encryption are enabled.
+fn efs_volume(name: &str, efs: &EfsVolumeConfiguration) -> Result<(bool, bool), EcsError> {
     let err = |m: &str| Err(EcsError::Client(format!("Volume '{name}': {m}")));
     let fs = &efs.file_system_id;
     if !fs.starts_with("fs-") || fs.len() > 128 {
@@ -352,7 +355,7 @@ fn efs_volume(name: &str, efs: &EfsVolumeConfiguration) -> Result<(), EcsError> 
             "transitEncryption must be ENABLED when an access point or IAM authorization is used.",
         );
     }
-    Ok(())
+    Ok((iam, transit))
 }
 
 fn container(
@@ -994,10 +997,13 @@ mod tests {
                 file_system_id,
                 root_directory,
                 access_point_id,
+                iam,
+                transit_encryption,
             } => {
                 assert_eq!(file_system_id, "fs-0123456789abcdef0");
                 assert_eq!(root_directory, "/");
                 assert_eq!(access_point_id.as_deref(), Some("fsap-0123456789abcdef0"));
+                assert_eq!((*iam, *transit_encryption), (false, true));
             }
             k => panic!("not EFS: {k:?}"),
         }

@@ -18,9 +18,9 @@ use ferry_store::{Store, StoreError, WriteTxn};
 use rand::Rng;
 use serde::Serialize;
 
-use crate::error::{AttachError, Ec2Error};
+use crate::error::{AttachError, Ec2Error, ServiceEniError};
 use crate::model::{
-    ENIS, Eni, GROUPS, Group, GroupRule, RULES, RulePeer, SUBNETS, Subnet, VPCS, Vpc,
+    ENIS, Eni, EniOwner, GROUPS, Group, GroupRule, RULES, RulePeer, SUBNETS, Subnet, VPCS, Vpc,
 };
 
 /// A listener for firewall rule changes.
@@ -57,6 +57,54 @@ pub struct AttachRequest {
     pub security_groups: Vec<String>,
     /// The ENI's description (names the task's attachment).
     pub description: String,
+}
+
+/// What [`Ec2::attach_service`] is asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceEniRequest {
+    /// The subnet.
+    pub subnet_id: String,
+    /// The address, if the caller chose one.
+    pub ip: Option<Ipv4Addr>,
+    /// Security group ids (at most five); empty means the VPC's default.
+    pub security_groups: Vec<String>,
+    /// The ENI's description.
+    pub description: String,
+    /// The service it is for.
+    pub owner: EniOwner,
+}
+
+/// Most security groups an interface may have (EC2's default quota).
+pub const MAX_GROUPS_PER_ENI: usize = 5;
+
+/// The groups of a service ENI in `vpc`: those named (deduplicated,
+/// existing, of `vpc`), or the VPC's default group.
+fn service_groups(s: &State, vpc: &str, named: &[String]) -> Result<Vec<String>, ServiceEniError> {
+    let named = dedup(named);
+    if named.len() > MAX_GROUPS_PER_ENI {
+        return Err(ServiceEniError::TooManyGroups(MAX_GROUPS_PER_ENI));
+    }
+    if named.is_empty() {
+        return Ok(default_group_of(s, vpc).into_iter().collect());
+    }
+    let missing: Vec<String> = named
+        .iter()
+        .filter(|g| !s.groups.contains_key(**g))
+        .map(|g| (*g).to_owned())
+        .collect();
+    if !missing.is_empty() {
+        return Err(ServiceEniError::GroupNotFound(missing));
+    }
+    if let Some(g) = named
+        .iter()
+        .find(|g| s.groups.get(**g).is_some_and(|g| g.vpc_id != vpc))
+    {
+        return Err(ServiceEniError::GroupOfOtherVpc(
+            (*g).to_owned(),
+            vpc.to_owned(),
+        ));
+    }
+    Ok(named.into_iter().map(str::to_owned).collect())
 }
 
 /// A new id: `prefix-` and 17 hex digits, as EC2's.
@@ -340,6 +388,7 @@ impl Ec2 {
                 attachment_id: new_id("eni-attach"),
                 attached_at: time::OffsetDateTime::now_utc().unix_timestamp(),
                 tags: Vec::new(),
+                owner: EniOwner::Task,
             };
             let plan = InterfacePlan {
                 eni_id: eni.id.clone(),
@@ -357,6 +406,86 @@ impl Ec2 {
         })
     }
 
+    /// Allocates an ENI for another service (an EFS mount target) in
+    /// `req.subnet`: the address asked for, or the lowest free one; the
+    /// groups named, or the VPC's default group.
+    pub fn attach_service(&self, req: &ServiceEniRequest) -> Result<Eni, ServiceEniError> {
+        self.mutate(|s| {
+            let subnet = s
+                .subnets
+                .get(&req.subnet_id)
+                .ok_or_else(|| ServiceEniError::SubnetNotFound(req.subnet_id.clone()))?
+                .clone();
+            let groups = service_groups(s, &subnet.vpc_id, &req.security_groups)?;
+            let ip = match req.ip {
+                Some(ip) => {
+                    let usable = (4..subnet.cidr.size().saturating_sub(1))
+                        .filter_map(|o| subnet.cidr.nth(o))
+                        .any(|a| a == ip);
+                    if !usable {
+                        return Err(ServiceEniError::AddressNotInSubnet(
+                            ip,
+                            subnet.id.clone(),
+                            subnet.cidr.to_string(),
+                        ));
+                    }
+                    if used(s, &subnet.id).contains(&ip) {
+                        return Err(ServiceEniError::AddressInUse(ip, subnet.id.clone()));
+                    }
+                    ip
+                }
+                None => lowest_free(s, &subnet)
+                    .ok_or_else(|| ServiceEniError::NoFreeAddress(subnet.id.clone()))?,
+            };
+            let eni = Eni {
+                id: new_id("eni"),
+                vpc_id: subnet.vpc_id.clone(),
+                subnet_id: subnet.id.clone(),
+                ip,
+                mac: new_mac(),
+                groups,
+                description: req.description.clone(),
+                attachment_id: new_id("ela-attach"),
+                attached_at: time::OffsetDateTime::now_utc().unix_timestamp(),
+                tags: Vec::new(),
+                owner: req.owner,
+            };
+            s.enis.insert(eni.id.clone(), eni.clone());
+            Ok(eni)
+        })
+    }
+
+    /// Replaces the security groups of an ENI another service made
+    /// (ModifyMountTargetSecurityGroups); returns the groups it now has.
+    pub fn set_groups(
+        &self,
+        eni_id: &str,
+        groups: &[String],
+    ) -> Result<Vec<String>, ServiceEniError> {
+        self.mutate(|s| {
+            let vpc = s
+                .enis
+                .get(eni_id)
+                .map(|e| e.vpc_id.clone())
+                .ok_or_else(|| ServiceEniError::EniNotFound(eni_id.to_owned()))?;
+            let groups = service_groups(s, &vpc, groups)?;
+            if let Some(e) = s.enis.get_mut(eni_id) {
+                e.groups = groups.clone();
+            }
+            Ok(groups)
+        })
+    }
+
+    /// An ENI, if it exists.
+    pub fn eni(&self, eni_id: &str) -> Option<Eni> {
+        self.read(|s| s.enis.get(eni_id).cloned())
+    }
+
+    /// A subnet, if it exists.
+    pub fn subnet(&self, subnet_id: &str) -> Option<Subnet> {
+        self.read(|s| s.subnets.get(subnet_id).cloned())
+    }
+
     /// Releases an ENI and its address; releasing one that is gone is not
     /// an error.
     pub fn detach(&self, eni_id: &str) -> Result<(), Ec2Error> {
@@ -366,11 +495,17 @@ impl Ec2 {
         })
     }
 
-    /// After a restart: releases every ENI whose id `keep` does not
-    /// accept; returns their ids.
+    /// After a restart: releases every task ENI whose id `keep` does not
+    /// accept (other services' ENIs are theirs to release); returns their
+    /// ids.
     pub fn release_unless(&self, keep: &dyn Fn(&str) -> bool) -> Result<Vec<String>, Ec2Error> {
         self.mutate(|s| {
-            let gone: Vec<String> = s.enis.keys().filter(|id| !keep(id)).cloned().collect();
+            let gone: Vec<String> = s
+                .enis
+                .values()
+                .filter(|e| e.owner == EniOwner::Task && !keep(&e.id))
+                .map(|e| e.id.clone())
+                .collect();
             for id in &gone {
                 s.enis.remove(id);
             }

@@ -195,3 +195,36 @@ fn not_exist(one: &str, many: &str, ids: &[String]) -> String {
         _ => format!("The {many} '{}' do not exist", ids.join(", ")),
     }
 }
+
+/// Why [`crate::Ec2::attach_service`] or [`crate::Ec2::set_groups`]
+/// refused (the calling service maps these to its own error codes).
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceEniError {
+    /// The subnet does not exist.
+    #[error("The subnet ID '{0}' does not exist")]
+    SubnetNotFound(String),
+    /// These security groups do not exist.
+    #[error("{}", not_exist("security group", "security groups", .0))]
+    GroupNotFound(Vec<String>),
+    /// A group is of another VPC than the subnet.
+    #[error("Security group '{0}' does not belong to VPC '{1}'.")]
+    GroupOfOtherVpc(String, String),
+    /// More groups than an interface may have.
+    #[error("Too many security groups: at most {0} may be given.")]
+    TooManyGroups(usize),
+    /// The address asked for is not a usable address of the subnet.
+    #[error("IP address {0} is not a usable address of subnet {1} ({2}).")]
+    AddressNotInSubnet(std::net::Ipv4Addr, String, String),
+    /// The address asked for is taken.
+    #[error("IP address {0} is already in use in subnet {1}.")]
+    AddressInUse(std::net::Ipv4Addr, String),
+    /// The subnet is full.
+    #[error("Subnet {0} has no free IP address.")]
+    NoFreeAddress(String),
+    /// No such interface.
+    #[error("The network interface '{0}' does not exist")]
+    EniNotFound(String),
+    /// The state store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

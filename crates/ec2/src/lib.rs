@@ -24,8 +24,8 @@ pub mod model;
 mod ops;
 
 pub use api::Ec2Service;
-pub use ec2::{AttachRequest, Ec2};
-pub use error::{ApiError, AttachError, Ec2Error};
+pub use ec2::{AttachRequest, Ec2, ServiceEniRequest};
+pub use error::{ApiError, AttachError, Ec2Error, ServiceEniError};
 
 /// A timestamp as EC2 answers it (`2024-05-01T12:00:00.000Z`).
 pub(crate) fn fmt_time(unix: i64) -> String {

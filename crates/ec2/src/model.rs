@@ -156,4 +156,29 @@ pub struct Eni {
     /// Tags.
     #[serde(default)]
     pub tags: Vec<Tag>,
+    /// Which service the interface belongs to (older records: a task's).
+    #[serde(default)]
+    pub owner: EniOwner,
+}
+
+/// Which service made an ENI: it decides who releases it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EniOwner {
+    /// A task's (ECS): released when the task stops, and after a restart
+    /// when no task holds it.
+    #[default]
+    Task,
+    /// An EFS mount target's: lives until DeleteMountTarget.
+    MountTarget,
+}
+
+impl EniOwner {
+    /// The `requesterId` DescribeNetworkInterfaces shows.
+    pub fn requester(self) -> &'static str {
+        match self {
+            EniOwner::Task => "ecs.amazonaws.com",
+            EniOwner::MountTarget => "elasticfilesystem.amazonaws.com",
+        }
+    }
 }

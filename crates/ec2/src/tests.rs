@@ -909,3 +909,71 @@ fn tags_dry_runs_pages_and_unknown_actions() {
     );
     assert_eq!(all(&x, "zoneId"), ["use1-az1", "use1-az2", "use1-az3"]);
 }
+
+#[test]
+fn service_enis_take_chosen_addresses_and_survive_task_cleanup() {
+    use crate::ServiceEniError as E;
+    use crate::ServiceEniRequest;
+    use crate::model::EniOwner;
+    let t = setup();
+    let (subnet, dsg) = t.ec2.default_network();
+    let cidr = t.ec2.subnet(&subnet).unwrap().cidr;
+    let req = |ip: Option<std::net::Ipv4Addr>, groups: &[&str]| ServiceEniRequest {
+        subnet_id: subnet.clone(),
+        ip,
+        security_groups: groups.iter().map(|g| g.to_string()).collect(),
+        description: "EFS mount target for fs-1 (fsmt-1)".into(),
+        owner: EniOwner::MountTarget,
+    };
+    let chosen = cidr.nth(20).unwrap();
+    let e = t.ec2.attach_service(&req(Some(chosen), &[])).unwrap();
+    assert_eq!(e.ip, chosen);
+    assert_eq!(e.groups, vec![dsg.clone()], "the VPC's default group");
+    assert!(matches!(
+        t.ec2.attach_service(&req(Some(chosen), &[])),
+        Err(E::AddressInUse(..))
+    ));
+    // The network address, the reserved ones and the broadcast address.
+    for o in [0, 1, 3] {
+        assert!(matches!(
+            t.ec2.attach_service(&req(cidr.nth(o), &[])),
+            Err(E::AddressNotInSubnet(..))
+        ));
+    }
+    assert!(matches!(
+        t.ec2.attach_service(&req(None, &["sg-00000000000000000"])),
+        Err(E::GroupNotFound(_))
+    ));
+    assert!(matches!(
+        t.ec2.attach_service(&ServiceEniRequest {
+            subnet_id: "subnet-00000000000000000".into(),
+            ..req(None, &[])
+        }),
+        Err(E::SubnetNotFound(_))
+    ));
+    // A task ENI takes the lowest free address, not the chosen one.
+    let task = t
+        .ec2
+        .attach(&crate::AttachRequest {
+            subnets: vec![subnet.clone()],
+            security_groups: vec![],
+            description: "task".into(),
+        })
+        .unwrap();
+    assert_ne!(task.ip, chosen);
+    // Groups can be replaced; DescribeNetworkInterfaces names the service.
+    assert_eq!(t.ec2.set_groups(&e.id, std::slice::from_ref(&dsg)).unwrap(), vec![dsg]);
+    let x = t
+        .call(
+            "DescribeNetworkInterfaces",
+            &[("NetworkInterfaceId.1", &e.id)],
+        )
+        .unwrap();
+    assert_eq!(first(&x, "requesterId"), "elasticfilesystem.amazonaws.com");
+    // Cleanup after a restart releases task ENIs only.
+    let gone = t.ec2.release_unless(&|_| false).unwrap();
+    assert_eq!(gone, vec![task.eni_id]);
+    assert!(t.ec2.eni(&e.id).is_some());
+    t.ec2.detach(&e.id).unwrap();
+    assert!(t.ec2.eni(&e.id).is_none());
+}

@@ -30,6 +30,39 @@ pub enum EfsError {
     /// `InternalServerError` (500).
     #[error("{0}")]
     Internal(String),
+    /// `MountTargetNotFound` (404).
+    #[error("Mount target '{0}' does not exist.")]
+    MountTargetNotFound(String),
+    /// `MountTargetConflict` (409): zone or VPC rules.
+    #[error("{0}")]
+    MountTargetConflict(String),
+    /// `SubnetNotFound` (400).
+    #[error("{0}")]
+    SubnetNotFound(String),
+    /// `SecurityGroupNotFound` (400).
+    #[error("{0}")]
+    SecurityGroupNotFound(String),
+    /// `SecurityGroupLimitExceeded` (400).
+    #[error("{0}")]
+    SecurityGroupLimitExceeded(String),
+    /// `IpAddressInUse` (409).
+    #[error("{0}")]
+    IpAddressInUse(String),
+    /// `NoFreeAddressesInSubnet` (409).
+    #[error("{0}")]
+    NoFreeAddressesInSubnet(String),
+    /// `AvailabilityZonesMismatch` (400): One Zone file system, other zone.
+    #[error("{0}")]
+    AvailabilityZonesMismatch(String),
+    /// `PolicyNotFound` (404).
+    #[error("{0}")]
+    PolicyNotFound(String),
+    /// `InvalidPolicyException` (400).
+    #[error("{0}")]
+    InvalidPolicy(String),
+    /// `ValidationException` (400).
+    #[error("{0}")]
+    Validation(String),
 }
 
 impl EfsError {
@@ -43,17 +76,40 @@ impl EfsError {
             Self::FileSystemInUse(_) => "FileSystemInUse",
             Self::IncorrectFileSystemLifeCycleState(_) => "IncorrectFileSystemLifeCycleState",
             Self::Internal(_) => "InternalServerError",
+            Self::MountTargetNotFound(_) => "MountTargetNotFound",
+            Self::MountTargetConflict(_) => "MountTargetConflict",
+            Self::SubnetNotFound(_) => "SubnetNotFound",
+            Self::SecurityGroupNotFound(_) => "SecurityGroupNotFound",
+            Self::SecurityGroupLimitExceeded(_) => "SecurityGroupLimitExceeded",
+            Self::IpAddressInUse(_) => "IpAddressInUse",
+            Self::NoFreeAddressesInSubnet(_) => "NoFreeAddressesInSubnet",
+            Self::AvailabilityZonesMismatch(_) => "AvailabilityZonesMismatch",
+            Self::PolicyNotFound(_) => "PolicyNotFound",
+            Self::InvalidPolicy(_) => "InvalidPolicyException",
+            Self::Validation(_) => "ValidationException",
         }
     }
 
     fn status(&self) -> u16 {
         match self {
-            Self::BadRequest(_) => 400,
-            Self::FileSystemNotFound(_) | Self::AccessPointNotFound(_) => 404,
+            Self::BadRequest(_)
+            | Self::SubnetNotFound(_)
+            | Self::SecurityGroupNotFound(_)
+            | Self::SecurityGroupLimitExceeded(_)
+            | Self::AvailabilityZonesMismatch(_)
+            | Self::InvalidPolicy(_)
+            | Self::Validation(_) => 400,
+            Self::FileSystemNotFound(_)
+            | Self::AccessPointNotFound(_)
+            | Self::MountTargetNotFound(_)
+            | Self::PolicyNotFound(_) => 404,
             Self::FileSystemAlreadyExists(..)
             | Self::AccessPointAlreadyExists(..)
             | Self::FileSystemInUse(_)
-            | Self::IncorrectFileSystemLifeCycleState(_) => 409,
+            | Self::IncorrectFileSystemLifeCycleState(_)
+            | Self::MountTargetConflict(_)
+            | Self::IpAddressInUse(_)
+            | Self::NoFreeAddressesInSubnet(_) => 409,
             Self::Internal(_) => 500,
         }
     }

@@ -7,6 +7,8 @@ use serde_json::{Value, json};
 pub const FS_TABLE: &str = "efs_fs";
 /// Table of access points.
 pub const AP_TABLE: &str = "efs_ap";
+/// Table of mount targets.
+pub const MT_TABLE: &str = "efs_mt";
 
 /// A tag.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,11 +44,80 @@ pub struct FileSystem {
     pub throughput_mode: String,
     /// Tags in the order given.
     pub tags: Vec<Tag>,
+    /// `ProvisionedThroughputInMibps` (recorded, not acted on).
+    #[serde(default)]
+    pub provisioned_throughput: Option<f64>,
+    /// `AvailabilityZoneName` of a One Zone file system: its mount target
+    /// must be in that zone.
+    #[serde(default)]
+    pub availability_zone: Option<String>,
+    /// The file-system policy (JSON text as given), enforced for task mounts.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// `LifecyclePolicies` (recorded: there is one storage class).
+    #[serde(default)]
+    pub lifecycle_policies: Vec<Value>,
+    /// The backup policy's `Status` (recorded: no backup service).
+    #[serde(default = "disabled")]
+    pub backup_status: String,
+    /// `ReplicationOverwriteProtection` (recorded: no replication).
+    #[serde(default = "enabled")]
+    pub overwrite_protection: String,
+}
+
+fn disabled() -> String {
+    "DISABLED".into()
+}
+
+fn enabled() -> String {
+    "ENABLED".into()
+}
+
+/// An EFS mount target: an address in a subnet of the file system's VPC,
+/// held by an ENI of the VPC service (docs/efs.md, "Mount targets").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MountTarget {
+    /// `fsmt-` and 17 hex digits.
+    pub id: String,
+    /// The file system.
+    pub file_system_id: String,
+    /// The owning account.
+    pub owner: String,
+    /// The subnet.
+    pub subnet_id: String,
+    /// The subnet's VPC.
+    pub vpc_id: String,
+    /// The subnet's zone name.
+    pub availability_zone: String,
+    /// The zone's id.
+    pub availability_zone_id: String,
+    /// The address.
+    pub ip: String,
+    /// The ENI holding the address.
+    pub eni_id: String,
+}
+
+impl MountTarget {
+    /// The `MountTargetDescription` shape.
+    pub fn describe(&self) -> Value {
+        json!({
+            "OwnerId": self.owner,
+            "MountTargetId": self.id,
+            "FileSystemId": self.file_system_id,
+            "SubnetId": self.subnet_id,
+            "LifeCycleState": "available",
+            "IpAddress": self.ip,
+            "NetworkInterfaceId": self.eni_id,
+            "AvailabilityZoneId": self.availability_zone_id,
+            "AvailabilityZoneName": self.availability_zone,
+            "VpcId": self.vpc_id,
+        })
+    }
 }
 
 impl FileSystem {
     /// The `FileSystemDescription` shape.
-    pub fn describe(&self, size_in_bytes: u64) -> Value {
+    pub fn describe(&self, size_in_bytes: u64, mount_targets: usize) -> Value {
         let mut v = json!({
             "OwnerId": self.owner,
             "CreationToken": self.creation_token,
@@ -54,16 +125,22 @@ impl FileSystem {
             "FileSystemArn": self.arn,
             "CreationTime": self.created,
             "LifeCycleState": "available",
-            "NumberOfMountTargets": 0,
+            "NumberOfMountTargets": mount_targets,
             "SizeInBytes": {"Value": size_in_bytes},
             "PerformanceMode": self.performance_mode,
             "Encrypted": self.encrypted,
             "ThroughputMode": self.throughput_mode,
             "Tags": self.tags,
-            "FileSystemProtection": {"ReplicationOverwriteProtection": "ENABLED"},
+            "FileSystemProtection": {"ReplicationOverwriteProtection": self.overwrite_protection},
         });
         if let Some(k) = &self.kms_key_arn {
             v["KmsKeyId"] = json!(k);
+        }
+        if let Some(t) = self.provisioned_throughput {
+            v["ProvisionedThroughputInMibps"] = json!(t);
+        }
+        if let Some(z) = &self.availability_zone {
+            v["AvailabilityZoneName"] = json!(z);
         }
         if let Some(t) = self.tags.iter().find(|t| t.key == "Name") {
             v["Name"] = json!(t.value);

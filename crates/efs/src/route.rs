@@ -14,12 +14,46 @@ pub enum Op {
     DescribeFileSystems,
     /// `DELETE /file-systems/{FileSystemId}`.
     DeleteFileSystem(String),
+    /// `PUT /file-systems/{FileSystemId}`.
+    UpdateFileSystem(String),
+    /// `PUT /file-systems/{FileSystemId}/protection`.
+    UpdateFileSystemProtection(String),
+    /// `PUT /file-systems/{FileSystemId}/policy`.
+    PutFileSystemPolicy(String),
+    /// `GET /file-systems/{FileSystemId}/policy`.
+    DescribeFileSystemPolicy(String),
+    /// `DELETE /file-systems/{FileSystemId}/policy`.
+    DeleteFileSystemPolicy(String),
+    /// `PUT /file-systems/{FileSystemId}/lifecycle-configuration`.
+    PutLifecycleConfiguration(String),
+    /// `GET /file-systems/{FileSystemId}/lifecycle-configuration`.
+    DescribeLifecycleConfiguration(String),
+    /// `PUT /file-systems/{FileSystemId}/backup-policy`.
+    PutBackupPolicy(String),
+    /// `GET /file-systems/{FileSystemId}/backup-policy`.
+    DescribeBackupPolicy(String),
     /// `POST /access-points`.
     CreateAccessPoint,
     /// `GET /access-points`.
     DescribeAccessPoints,
     /// `DELETE /access-points/{AccessPointId}`.
     DeleteAccessPoint(String),
+    /// `POST /mount-targets`.
+    CreateMountTarget,
+    /// `GET /mount-targets`.
+    DescribeMountTargets,
+    /// `DELETE /mount-targets/{MountTargetId}`.
+    DeleteMountTarget(String),
+    /// `GET /mount-targets/{MountTargetId}/security-groups`.
+    DescribeMountTargetSecurityGroups(String),
+    /// `PUT /mount-targets/{MountTargetId}/security-groups`.
+    ModifyMountTargetSecurityGroups(String),
+    /// `POST /create-tags/{FileSystemId}` (the older tag API).
+    CreateTags(String),
+    /// `POST /delete-tags/{FileSystemId}` (the older tag API).
+    DeleteTags(String),
+    /// `GET /tags/{FileSystemId}/` (the older tag API).
+    DescribeTags(String),
     /// `POST /resource-tags/{ResourceId}`.
     TagResource(String),
     /// `DELETE /resource-tags/{ResourceId}`.
@@ -36,9 +70,26 @@ impl Op {
             Op::CreateFileSystem => "CreateFileSystem",
             Op::DescribeFileSystems => "DescribeFileSystems",
             Op::DeleteFileSystem(_) => "DeleteFileSystem",
+            Op::UpdateFileSystem(_) => "UpdateFileSystem",
+            Op::UpdateFileSystemProtection(_) => "UpdateFileSystemProtection",
+            Op::PutFileSystemPolicy(_) => "PutFileSystemPolicy",
+            Op::DescribeFileSystemPolicy(_) => "DescribeFileSystemPolicy",
+            Op::DeleteFileSystemPolicy(_) => "DeleteFileSystemPolicy",
+            Op::PutLifecycleConfiguration(_) => "PutLifecycleConfiguration",
+            Op::DescribeLifecycleConfiguration(_) => "DescribeLifecycleConfiguration",
+            Op::PutBackupPolicy(_) => "PutBackupPolicy",
+            Op::DescribeBackupPolicy(_) => "DescribeBackupPolicy",
             Op::CreateAccessPoint => "CreateAccessPoint",
             Op::DescribeAccessPoints => "DescribeAccessPoints",
             Op::DeleteAccessPoint(_) => "DeleteAccessPoint",
+            Op::CreateMountTarget => "CreateMountTarget",
+            Op::DescribeMountTargets => "DescribeMountTargets",
+            Op::DeleteMountTarget(_) => "DeleteMountTarget",
+            Op::DescribeMountTargetSecurityGroups(_) => "DescribeMountTargetSecurityGroups",
+            Op::ModifyMountTargetSecurityGroups(_) => "ModifyMountTargetSecurityGroups",
+            Op::CreateTags(_) => "CreateTags",
+            Op::DeleteTags(_) => "DeleteTags",
+            Op::DescribeTags(_) => "DescribeTags",
             Op::TagResource(_) => "TagResource",
             Op::UntagResource(_) => "UntagResource",
             Op::ListTagsForResource(_) => "ListTagsForResource",
@@ -46,15 +97,36 @@ impl Op {
     }
 
     /// The resource the path names, as (ARN resource type, id): a file
-    /// system (`fs-...`) or an access point (`fsap-...`).
+    /// system (`fs-...`), an access point (`fsap-...`) or a mount target
+    /// (whose IAM resource is its file system's, found by the service).
     pub fn resource(&self) -> Option<(&'static str, &str)> {
         let id = match self {
+            Op::CreateFileSystem
+            | Op::DescribeFileSystems
+            | Op::CreateAccessPoint
+            | Op::DescribeAccessPoints
+            | Op::CreateMountTarget
+            | Op::DescribeMountTargets
+            | Op::DeleteMountTarget(_)
+            | Op::DescribeMountTargetSecurityGroups(_)
+            | Op::ModifyMountTargetSecurityGroups(_) => return None,
             Op::DeleteFileSystem(id)
+            | Op::UpdateFileSystem(id)
+            | Op::UpdateFileSystemProtection(id)
+            | Op::PutFileSystemPolicy(id)
+            | Op::DescribeFileSystemPolicy(id)
+            | Op::DeleteFileSystemPolicy(id)
+            | Op::PutLifecycleConfiguration(id)
+            | Op::DescribeLifecycleConfiguration(id)
+            | Op::PutBackupPolicy(id)
+            | Op::DescribeBackupPolicy(id)
             | Op::DeleteAccessPoint(id)
+            | Op::CreateTags(id)
+            | Op::DeleteTags(id)
+            | Op::DescribeTags(id)
             | Op::TagResource(id)
             | Op::UntagResource(id)
             | Op::ListTagsForResource(id) => id,
-            _ => return None,
         };
         let kind = if id.starts_with("fsap-") {
             "access-point"
@@ -68,20 +140,43 @@ impl Op {
 /// Routes a request; None when no supported operation matches.
 pub fn route(method: &Method, path: &str) -> Option<Op> {
     let rest = path.strip_prefix(PREFIX)?.trim_end_matches('/');
-    let (coll, id) = match rest.split_once('/') {
-        Some((c, id)) => (c, Some(decode(id)?)),
-        None => (rest, None),
-    };
-    Some(match (method.as_str(), coll, id) {
-        ("POST", "file-systems", None) => Op::CreateFileSystem,
-        ("GET", "file-systems", None) => Op::DescribeFileSystems,
-        ("DELETE", "file-systems", Some(id)) => Op::DeleteFileSystem(id),
-        ("POST", "access-points", None) => Op::CreateAccessPoint,
-        ("GET", "access-points", None) => Op::DescribeAccessPoints,
-        ("DELETE", "access-points", Some(id)) => Op::DeleteAccessPoint(id),
-        ("POST", "resource-tags", Some(id)) => Op::TagResource(id),
-        ("DELETE", "resource-tags", Some(id)) => Op::UntagResource(id),
-        ("GET", "resource-tags", Some(id)) => Op::ListTagsForResource(id),
+    let segs: Vec<&str> = rest.split('/').collect();
+    let id = |i: usize| segs.get(i).and_then(|s| decode(s));
+    Some(match (method.as_str(), segs.as_slice()) {
+        ("POST", ["file-systems"]) => Op::CreateFileSystem,
+        ("GET", ["file-systems"]) => Op::DescribeFileSystems,
+        ("DELETE", ["file-systems", _]) => Op::DeleteFileSystem(id(1)?),
+        ("PUT", ["file-systems", _]) => Op::UpdateFileSystem(id(1)?),
+        ("PUT", ["file-systems", _, "protection"]) => Op::UpdateFileSystemProtection(id(1)?),
+        ("PUT", ["file-systems", _, "policy"]) => Op::PutFileSystemPolicy(id(1)?),
+        ("GET", ["file-systems", _, "policy"]) => Op::DescribeFileSystemPolicy(id(1)?),
+        ("DELETE", ["file-systems", _, "policy"]) => Op::DeleteFileSystemPolicy(id(1)?),
+        ("PUT", ["file-systems", _, "lifecycle-configuration"]) => {
+            Op::PutLifecycleConfiguration(id(1)?)
+        }
+        ("GET", ["file-systems", _, "lifecycle-configuration"]) => {
+            Op::DescribeLifecycleConfiguration(id(1)?)
+        }
+        ("PUT", ["file-systems", _, "backup-policy"]) => Op::PutBackupPolicy(id(1)?),
+        ("GET", ["file-systems", _, "backup-policy"]) => Op::DescribeBackupPolicy(id(1)?),
+        ("POST", ["access-points"]) => Op::CreateAccessPoint,
+        ("GET", ["access-points"]) => Op::DescribeAccessPoints,
+        ("DELETE", ["access-points", _]) => Op::DeleteAccessPoint(id(1)?),
+        ("POST", ["mount-targets"]) => Op::CreateMountTarget,
+        ("GET", ["mount-targets"]) => Op::DescribeMountTargets,
+        ("DELETE", ["mount-targets", _]) => Op::DeleteMountTarget(id(1)?),
+        ("GET", ["mount-targets", _, "security-groups"]) => {
+            Op::DescribeMountTargetSecurityGroups(id(1)?)
+        }
+        ("PUT", ["mount-targets", _, "security-groups"]) => {
+            Op::ModifyMountTargetSecurityGroups(id(1)?)
+        }
+        ("POST", ["create-tags", _]) => Op::CreateTags(id(1)?),
+        ("POST", ["delete-tags", _]) => Op::DeleteTags(id(1)?),
+        ("GET", ["tags", _]) => Op::DescribeTags(id(1)?),
+        ("POST", ["resource-tags", _]) => Op::TagResource(id(1)?),
+        ("DELETE", ["resource-tags", _]) => Op::UntagResource(id(1)?),
+        ("GET", ["resource-tags", _]) => Op::ListTagsForResource(id(1)?),
         _ => return None,
     })
 }
@@ -124,6 +219,25 @@ mod tests {
             Some(Op::ListTagsForResource("fsap-1:2".into()))
         );
         assert_eq!(route(&m("PUT"), "/2015-02-01/file-systems"), None);
+        assert_eq!(
+            route(&m("PUT"), "/2015-02-01/file-systems/fs-1/policy"),
+            Some(Op::PutFileSystemPolicy("fs-1".into()))
+        );
+        assert_eq!(
+            route(&m("GET"), "/2015-02-01/tags/fs-1/"),
+            Some(Op::DescribeTags("fs-1".into()))
+        );
+        assert_eq!(
+            route(
+                &m("PUT"),
+                "/2015-02-01/mount-targets/fsmt-1/security-groups"
+            ),
+            Some(Op::ModifyMountTargetSecurityGroups("fsmt-1".into()))
+        );
+        assert_eq!(
+            route(&m("GET"), "/2015-02-01/file-systems/fs-1/other"),
+            None
+        );
         assert_eq!(route(&m("GET"), "/2015-02-01/file-systems/a/b"), None);
         assert_eq!(route(&m("GET"), "/other"), None);
     }

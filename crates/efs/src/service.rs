@@ -10,8 +10,12 @@ use serde_json::{Value, json};
 
 use crate::backend::Backend;
 use crate::error::EfsError;
-use crate::model::{AP_TABLE, AccessPoint, FS_TABLE, FileSystem, Tag};
+use crate::model::{AP_TABLE, AccessPoint, FS_TABLE, FileSystem, MT_TABLE, MountTarget, Tag};
+use crate::network::Network;
 use crate::route::{self, Op};
+
+mod mount_targets;
+mod settings;
 
 /// Largest page DescribeFileSystems / DescribeAccessPoints return.
 const MAX_PAGE: usize = 100;
@@ -20,6 +24,9 @@ const MAX_PAGE: usize = 100;
 pub struct EfsService {
     store: Arc<Store>,
     backend: Arc<dyn Backend>,
+    /// Where mount targets get their addresses (None: CreateMountTarget
+    /// is refused; unit tests of other operations).
+    network: Option<Arc<dyn Network>>,
     account: String,
     region: String,
     /// Serializes creates and deletes so token idempotency and in-use checks
@@ -92,6 +99,19 @@ fn parse_tags(v: &Value) -> Result<Vec<Tag>, EfsError> {
     }
 }
 
+/// `TagKeys` of DeleteTags: 1 to 50 keys.
+fn tag_keys(v: &Value) -> Result<Vec<String>, EfsError> {
+    let keys: Vec<String> = match v.get("TagKeys") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(k) => serde_json::from_value(k.clone())
+            .map_err(|_| bad("TagKeys must be a list of strings"))?,
+    };
+    if keys.is_empty() || keys.len() > 50 {
+        return Err(bad("TagKeys must name 1 to 50 keys"));
+    }
+    Ok(keys)
+}
+
 fn merge_tags(into: &mut Vec<Tag>, new: Vec<Tag>) {
     for t in new {
         match into.iter_mut().find(|x| x.key == t.key) {
@@ -157,10 +177,17 @@ impl EfsService {
         Self {
             store,
             backend,
+            network: None,
             account: account.into(),
             region: region.into(),
             lock: Mutex::new(()),
         }
+    }
+
+    /// Gives mount targets their addresses through `network`.
+    pub fn with_network(mut self, network: Arc<dyn Network>) -> Self {
+        self.network = Some(network);
+        self
     }
 
     /// A file system record (for the task runtime).
@@ -189,6 +216,44 @@ impl EfsService {
             .collect())
     }
 
+    fn all_mt(&self) -> Result<Vec<MountTarget>, EfsError> {
+        Ok(self
+            .store
+            .scan::<MountTarget>(MT_TABLE, "")?
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect())
+    }
+
+    /// The file system's description with its size and mount targets.
+    fn describe_fs(&self, f: &FileSystem) -> Result<Value, EfsError> {
+        let mts = self
+            .all_mt()?
+            .iter()
+            .filter(|m| m.file_system_id == f.id)
+            .count();
+        Ok(f.describe(self.backend.size(&f.id), mts))
+    }
+
+    /// The file system `id`, or FileSystemNotFound.
+    fn fs_or_404(&self, id: &str) -> Result<FileSystem, EfsError> {
+        self.file_system(id)?
+            .ok_or_else(|| EfsError::FileSystemNotFound(id.to_owned()))
+    }
+
+    /// Applies `f` to file system `id` and stores it (under the lock).
+    fn update_fs<T>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut FileSystem) -> Result<T, EfsError>,
+    ) -> Result<(FileSystem, T), EfsError> {
+        let _g = self.guard();
+        let mut fs = self.fs_or_404(id)?;
+        let out = f(&mut fs)?;
+        self.store.put(FS_TABLE, id, &fs)?;
+        Ok((fs, out))
+    }
+
     fn all_ap(&self) -> Result<Vec<AccessPoint>, EfsError> {
         Ok(self
             .store
@@ -208,6 +273,53 @@ impl EfsService {
             Op::CreateFileSystem => self.create_file_system(ctx, &parse_body(&req.body)?),
             Op::DescribeFileSystems => self.describe_file_systems(&q),
             Op::DeleteFileSystem(id) => self.delete_file_system(&id),
+            Op::UpdateFileSystem(id) => self.update_file_system(&id, &parse_body(&req.body)?),
+            Op::UpdateFileSystemProtection(id) => {
+                self.update_protection(&id, &parse_body(&req.body)?)
+            }
+            Op::PutFileSystemPolicy(id) => self.put_policy(ctx, &id, &parse_body(&req.body)?),
+            Op::DescribeFileSystemPolicy(id) => self.describe_policy(&id),
+            Op::DeleteFileSystemPolicy(id) => self.delete_policy(&id),
+            Op::PutLifecycleConfiguration(id) => self.put_lifecycle(&id, &parse_body(&req.body)?),
+            Op::DescribeLifecycleConfiguration(id) => self.describe_lifecycle(&id),
+            Op::PutBackupPolicy(id) => self.put_backup_policy(&id, &parse_body(&req.body)?),
+            Op::DescribeBackupPolicy(id) => self.describe_backup_policy(&id),
+            Op::CreateMountTarget => self.create_mount_target(&parse_body(&req.body)?),
+            Op::DescribeMountTargets => self.describe_mount_targets(&q),
+            Op::DeleteMountTarget(id) => self.delete_mount_target(&id),
+            Op::DescribeMountTargetSecurityGroups(id) => self.mount_target_groups(&id),
+            Op::ModifyMountTargetSecurityGroups(id) => {
+                self.modify_mount_target_groups(&id, &parse_body(&req.body)?)
+            }
+            Op::CreateTags(id) => {
+                let tags = parse_tags(&parse_body(&req.body)?)?;
+                if tags.is_empty() {
+                    return Err(bad("Tags is required"));
+                }
+                self.fs_or_404(&id)?;
+                self.retag(&id, |t| merge_tags(t, tags))?;
+                ok(204, Value::Null)
+            }
+            Op::DeleteTags(id) => {
+                let keys = tag_keys(&parse_body(&req.body)?)?;
+                self.fs_or_404(&id)?;
+                self.retag(&id, |t| t.retain(|x| !keys.contains(&x.key)))?;
+                ok(204, Value::Null)
+            }
+            Op::DescribeTags(id) => {
+                let n = page_size(&q, "MaxItems")?;
+                let tags = self.fs_or_404(&id)?.tags;
+                let marker = qget(&q, "Marker");
+                let (items, next) = page(tags, marker, n, |t| t.key.as_str())?;
+                let mut out = json!({"Tags": items});
+                if let Some(m) = marker {
+                    out["Marker"] = json!(m);
+                }
+                if let Some(nm) = next {
+                    out["NextMarker"] = json!(nm);
+                }
+                ok(200, out)
+            }
             Op::CreateAccessPoint => self.create_access_point(&parse_body(&req.body)?),
             Op::DescribeAccessPoints => self.describe_access_points(&q),
             Op::DeleteAccessPoint(id) => self.delete_access_point(&id),
@@ -268,6 +380,21 @@ impl EfsService {
         if !matches!(thr, "bursting" | "provisioned" | "elastic") {
             return Err(bad(format!("invalid ThroughputMode {thr:?}")));
         }
+        let provisioned = settings::provisioned_throughput(b, thr)?;
+        let zone = opt_str(b, "AvailabilityZoneName")?.map(str::to_owned);
+        if let Some(z) = &zone
+            && !z.starts_with(&self.region)
+        {
+            return Err(EfsError::Validation(format!(
+                "AvailabilityZoneName {z:?} is not a zone of region {}",
+                self.region
+            )));
+        }
+        let backup = match b.get("Backup") {
+            None | Some(Value::Null) => zone.is_some(),
+            Some(Value::Bool(v)) => *v,
+            Some(_) => return Err(bad("Backup must be a boolean")),
+        };
         let tags = parse_tags(b)?;
         let _g = self.guard();
         if let Some(f) = self
@@ -297,12 +424,18 @@ impl EfsService {
             performance_mode: perf.to_owned(),
             throughput_mode: thr.to_owned(),
             tags,
+            provisioned_throughput: provisioned,
+            availability_zone: zone,
+            policy: None,
+            lifecycle_policies: Vec::new(),
+            backup_status: if backup { "ENABLED" } else { "DISABLED" }.into(),
+            overwrite_protection: "ENABLED".into(),
         };
         if let Err(e) = self.store.put(FS_TABLE, &id, &fs) {
             let _ = self.backend.destroy(&id);
             return Err(e.into());
         }
-        ok(201, fs.describe(self.backend.size(&id)))
+        ok(201, fs.describe(self.backend.size(&id), 0))
     }
 
     fn describe_file_systems(&self, q: &[(String, String)]) -> R {
@@ -319,9 +452,11 @@ impl EfsService {
         }
         let marker = qget(q, "Marker");
         let (items, next) = page(all, marker, n, |f| f.id.as_str())?;
-        let mut out = json!({
-            "FileSystems": items.iter().map(|f| f.describe(self.backend.size(&f.id))).collect::<Vec<_>>(),
-        });
+        let described = items
+            .iter()
+            .map(|f| self.describe_fs(f))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out = json!({ "FileSystems": described });
         if let Some(m) = marker {
             out["Marker"] = json!(m);
         }
@@ -339,6 +474,12 @@ impl EfsService {
         if self.backend.in_use(id) {
             return Err(EfsError::FileSystemInUse(format!(
                 "File system '{id}' is in use by a running task."
+            )));
+        }
+        // As EFS: mount targets are deleted first, explicitly.
+        if self.all_mt()?.iter().any(|m| m.file_system_id == id) {
+            return Err(EfsError::FileSystemInUse(format!(
+                "File system '{id}' has mount targets; delete them first."
             )));
         }
         // The backend re-checks under its own lock (a task may have

@@ -12,6 +12,7 @@
 //! through [`KmsSealer`]) answers IAM and STS and, through [`Keys`], is the
 //! listener's credential table beside the administrator's key.
 
+mod efs;
 mod identity;
 
 use std::sync::Arc;
@@ -185,6 +186,12 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
     let sessions = Arc::new(TaskSessions::new(Arc::new(identity::TaskSts(
         shared.iam.clone(),
     ))));
+    // IAM-authorized EFS mounts are judged as the task's role session.
+    efs.set_clients(Arc::new(efs::TaskRoleClients {
+        control: control_state.clone(),
+        sessions: sessions.clone(),
+        iam: shared.iam.clone(),
+    }));
     let task_identity = IdentityServices {
         roles: sessions.clone(),
         secrets: Arc::new(identity::TaskSecrets {
@@ -257,12 +264,15 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
         .json_service("ssm", secrets.ssm)
         .rest_service(
             "elasticfilesystem",
-            Arc::new(ferry_efs::EfsService::new(
-                shared.store.clone(),
-                efs.clone(),
-                shared.account_id.clone(),
-                shared.region.clone(),
-            )),
+            Arc::new(
+                ferry_efs::EfsService::new(
+                    shared.store.clone(),
+                    efs.clone(),
+                    shared.account_id.clone(),
+                    shared.region.clone(),
+                )
+                .with_network(Arc::new(efs::MountTargetNetwork(ec2.clone()))),
+            ),
         );
     Ok((
         router,

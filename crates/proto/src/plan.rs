@@ -327,6 +327,14 @@ pub enum VolumeKind {
         root_directory: String,
         /// `authorizationConfig.accessPointId`.
         access_point_id: Option<String>,
+        /// `authorizationConfig.iam` ENABLED: the task mounts as its task
+        /// role (else anonymously), for the file-system policy.
+        #[serde(default)]
+        iam: bool,
+        /// `transitEncryption` ENABLED (`aws:SecureTransport` for the
+        /// file-system policy).
+        #[serde(default)]
+        transit_encryption: bool,
     },
 }
 

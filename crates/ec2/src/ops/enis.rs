@@ -1,5 +1,6 @@
 //! DescribeNetworkInterfaces: the tasks' ENIs (created by
-//! [`crate::Ec2::attach`], never by the API).
+//! [`crate::Ec2::attach`]) and EFS mount targets' (by
+//! [`crate::Ec2::attach_service`]), never by the API.
 
 use ferry_proto::AwsError;
 use ferry_proto::query::{Params, Xml};
@@ -9,9 +10,6 @@ use crate::Ec2;
 use crate::ec2::{State, zone_id, zones};
 use crate::error::ApiError;
 use crate::model::{Eni, Tag};
-
-/// Who ENIs are requested by (ECS, on the task's behalf).
-const REQUESTER: &str = "ecs.amazonaws.com";
 
 struct View<'a> {
     e: &'a Eni,
@@ -63,7 +61,7 @@ impl Filterable for View<'_> {
             "availability-zone" => vec![self.zone.clone()],
             "interface-type" => vec!["interface".into()],
             "requester-managed" => vec!["true".into()],
-            "requester-id" => vec![REQUESTER.into()],
+            "requester-id" => vec![e.owner.requester().into()],
             "owner-id" => vec![self.account.to_owned()],
             "attachment.status" => vec!["attached".into()],
             "attachment.attachment-id" => vec![e.attachment_id.clone()],
@@ -87,7 +85,7 @@ fn eni_xml(x: &mut Xml, v: &View<'_>) {
         .text("availabilityZoneId", &v.zone_id)
         .text("description", &e.description)
         .text("ownerId", v.account)
-        .text("requesterId", REQUESTER)
+        .text("requesterId", e.owner.requester())
         .text("requesterManaged", "true")
         .text("status", "in-use")
         .text("macAddress", &e.mac)

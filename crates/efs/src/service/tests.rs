@@ -6,6 +6,7 @@ use http::{HeaderMap, Method};
 
 use super::*;
 use crate::backend::CreatedVolume;
+use crate::network::Network;
 
 #[derive(Default)]
 struct Fake {
@@ -217,5 +218,474 @@ fn access_points_tags_and_delete() {
     let e = call(&t, "GET", AP, &format!("AccessPointId={apid}"), Value::Null).unwrap_err();
     assert_eq!(e.code, "AccessPointNotFound");
     let e = call(&t, "DELETE", &del, "", Value::Null).unwrap_err();
+    assert_eq!(e.code, "FileSystemNotFound");
+}
+
+/// Subnets `subnet-a` (zone a, vpc-1), `subnet-b` (zone b, vpc-1),
+/// `subnet-c` (zone a, vpc-2); addresses 10.0.0.4 upwards.
+#[derive(Default)]
+struct FakeNet {
+    enis: Mutex<Vec<(String, String, Vec<String>)>>,
+}
+
+impl Network for FakeNet {
+    fn subnet_zone(&self, subnet_id: &str) -> Result<String, EfsError> {
+        match subnet_id {
+            "subnet-a" | "subnet-c" => Ok("us-east-1a".into()),
+            "subnet-b" => Ok("us-east-1b".into()),
+            _ => Err(EfsError::SubnetNotFound(format!("no {subnet_id}"))),
+        }
+    }
+    fn create(
+        &self,
+        subnet_id: &str,
+        ip: Option<std::net::Ipv4Addr>,
+        groups: &[String],
+        _: &str,
+    ) -> Result<crate::network::Interface, EfsError> {
+        let mut enis = self.enis.lock().unwrap();
+        let ip = ip.map_or_else(|| format!("10.0.0.{}", 4 + enis.len()), |i| i.to_string());
+        if enis.iter().any(|(_, i, _)| *i == ip) {
+            return Err(EfsError::IpAddressInUse(ip));
+        }
+        let id = format!("eni-{}", enis.len());
+        let groups = if groups.is_empty() {
+            vec!["sg-default".to_owned()]
+        } else {
+            groups.to_vec()
+        };
+        enis.push((id.clone(), ip.clone(), groups.clone()));
+        Ok(crate::network::Interface {
+            eni_id: id,
+            ip,
+            vpc_id: if subnet_id == "subnet-c" {
+                "vpc-2"
+            } else {
+                "vpc-1"
+            }
+            .into(),
+            availability_zone: self.subnet_zone(subnet_id)?,
+            availability_zone_id: "use1-az1".into(),
+            security_groups: groups,
+        })
+    }
+    fn groups(&self, eni_id: &str) -> Option<Vec<String>> {
+        let enis = self.enis.lock().unwrap();
+        enis.iter().find(|e| e.0 == eni_id).map(|e| e.2.clone())
+    }
+    fn set_groups(&self, eni_id: &str, groups: &[String]) -> Result<Vec<String>, EfsError> {
+        let mut enis = self.enis.lock().unwrap();
+        let e = enis
+            .iter_mut()
+            .find(|e| e.0 == eni_id)
+            .ok_or_else(|| EfsError::Internal("gone".into()))?;
+        e.2 = groups.to_vec();
+        Ok(e.2.clone())
+    }
+    fn delete(&self, eni_id: &str) -> Result<(), EfsError> {
+        self.enis.lock().unwrap().retain(|e| e.0 != eni_id);
+        Ok(())
+    }
+}
+
+fn setup_net() -> (T, Arc<FakeNet>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
+    let fake = Arc::new(Fake::default());
+    let net = Arc::new(FakeNet::default());
+    let svc =
+        EfsService::new(store, fake.clone(), "123456789012", "us-east-1").with_network(net.clone());
+    (
+        T {
+            svc,
+            fake,
+            _dir: dir,
+        },
+        net,
+    )
+}
+
+const MT: &str = "/2015-02-01/mount-targets";
+
+fn new_fs(t: &T, token: &str) -> String {
+    let r = call(t, "POST", FS, "", json!({"CreationToken": token})).unwrap();
+    r.body["FileSystemId"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn mount_targets_one_per_zone_one_vpc_and_block_deletion() {
+    let (t, net) = setup_net();
+    let fs = new_fs(&t, "a");
+    let r = call(
+        &t,
+        "POST",
+        MT,
+        "",
+        json!({"FileSystemId": fs, "SubnetId": "subnet-a"}),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let mt = r.body["MountTargetId"].as_str().unwrap().to_owned();
+    assert!(mt.starts_with("fsmt-"), "{mt}");
+    assert_eq!(r.body["IpAddress"], "10.0.0.4");
+    assert_eq!(r.body["VpcId"], "vpc-1");
+    assert_eq!(r.body["LifeCycleState"], "available");
+    // Same zone again, other VPC, unknown subnet, address taken.
+    for (body, code) in [
+        (
+            json!({"FileSystemId": fs, "SubnetId": "subnet-a"}),
+            "MountTargetConflict",
+        ),
+        (
+            json!({"FileSystemId": fs, "SubnetId": "subnet-x"}),
+            "SubnetNotFound",
+        ),
+        (
+            json!({"FileSystemId": fs, "SubnetId": "subnet-b", "IpAddress": "10.0.0.4"}),
+            "IpAddressInUse",
+        ),
+        (
+            json!({"FileSystemId": fs, "SubnetId": "subnet-b", "IpAddress": "ten"}),
+            "BadRequest",
+        ),
+        (
+            json!({"FileSystemId": "fs-none", "SubnetId": "subnet-b"}),
+            "FileSystemNotFound",
+        ),
+        (
+            json!({"FileSystemId": fs, "SubnetId": "subnet-b",
+                   "SecurityGroups": ["sg-1", "sg-2", "sg-3", "sg-4", "sg-5", "sg-6"]}),
+            "SecurityGroupLimitExceeded",
+        ),
+    ] {
+        let e = call(&t, "POST", MT, "", body.clone()).unwrap_err();
+        assert_eq!(e.code, code, "{body}: {}", e.message);
+    }
+    let fs2 = new_fs(&t, "b");
+    call(
+        &t,
+        "POST",
+        MT,
+        "",
+        json!({"FileSystemId": fs2, "SubnetId": "subnet-a"}),
+    )
+    .unwrap();
+    // fs2 has one in vpc-1: a subnet of vpc-2 (another zone's mount target
+    // would be fine) is refused, and its ENI released again.
+    let before = net.enis.lock().unwrap().len();
+    let e = call(
+        &t,
+        "POST",
+        MT,
+        "",
+        json!({"FileSystemId": fs, "SubnetId": "subnet-c"}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "MountTargetConflict", "{}", e.message);
+    assert_eq!(net.enis.lock().unwrap().len(), before);
+    let r = call(
+        &t,
+        "POST",
+        MT,
+        "",
+        json!({"FileSystemId": fs, "SubnetId": "subnet-b", "SecurityGroups": ["sg-1"]}),
+    )
+    .unwrap();
+    let mt_b = r.body["MountTargetId"].as_str().unwrap().to_owned();
+    // Counted in the file system's description.
+    let r = call(&t, "GET", FS, &format!("FileSystemId={fs}"), Value::Null).unwrap();
+    assert_eq!(r.body["FileSystems"][0]["NumberOfMountTargets"], 2);
+    // Describe: by file system (paged), by id, exactly one selector.
+    let r = call(
+        &t,
+        "GET",
+        MT,
+        &format!("FileSystemId={fs}&MaxItems=1"),
+        Value::Null,
+    )
+    .unwrap();
+    assert_eq!(r.body["MountTargets"].as_array().unwrap().len(), 1);
+    assert!(r.body["NextMarker"].is_string());
+    let r = call(&t, "GET", MT, &format!("MountTargetId={mt_b}"), Value::Null).unwrap();
+    assert_eq!(r.body["MountTargets"][0]["SubnetId"], "subnet-b");
+    let e = call(&t, "GET", MT, "", Value::Null).unwrap_err();
+    assert_eq!(e.code, "BadRequest");
+    // Security groups.
+    let sg = format!("{MT}/{mt_b}/security-groups");
+    let r = call(&t, "GET", &sg, "", Value::Null).unwrap();
+    assert_eq!(r.body["SecurityGroups"], json!(["sg-1"]));
+    let r = call(
+        &t,
+        "PUT",
+        &sg,
+        "",
+        json!({"SecurityGroups": ["sg-2", "sg-3"]}),
+    )
+    .unwrap();
+    assert_eq!(r.status, 204);
+    let r = call(&t, "GET", &sg, "", Value::Null).unwrap();
+    assert_eq!(r.body["SecurityGroups"], json!(["sg-2", "sg-3"]));
+    // The file system cannot go while it has mount targets.
+    let e = call(&t, "DELETE", &format!("{FS}/{fs}"), "", Value::Null).unwrap_err();
+    assert_eq!(e.code, "FileSystemInUse");
+    for m in [&mt, &mt_b] {
+        let r = call(&t, "DELETE", &format!("{MT}/{m}"), "", Value::Null).unwrap();
+        assert_eq!(r.status, 204);
+    }
+    let e = call(&t, "DELETE", &format!("{MT}/{mt}"), "", Value::Null).unwrap_err();
+    assert_eq!((e.code.as_str(), e.status), ("MountTargetNotFound", 404));
+    assert_eq!(net.enis.lock().unwrap().len(), 1, "fs2's ENI only");
+    call(&t, "DELETE", &format!("{FS}/{fs}"), "", Value::Null).unwrap();
+    assert!(t.fake.destroyed.lock().unwrap().contains(&fs));
+}
+
+#[test]
+fn one_zone_file_system_takes_a_mount_target_only_in_its_zone() {
+    let (t, _) = setup_net();
+    let r = call(
+        &t,
+        "POST",
+        FS,
+        "",
+        json!({"CreationToken": "oz", "AvailabilityZoneName": "us-east-1b"}),
+    )
+    .unwrap();
+    assert_eq!(r.body["AvailabilityZoneName"], "us-east-1b");
+    let fs = r.body["FileSystemId"].as_str().unwrap().to_owned();
+    // One Zone file systems are backed up by default.
+    let r = call(
+        &t,
+        "GET",
+        &format!("{FS}/{fs}/backup-policy"),
+        "",
+        Value::Null,
+    )
+    .unwrap();
+    assert_eq!(r.body["BackupPolicy"]["Status"], "ENABLED");
+    let e = call(
+        &t,
+        "POST",
+        MT,
+        "",
+        json!({"FileSystemId": fs, "SubnetId": "subnet-a"}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "AvailabilityZonesMismatch");
+    call(
+        &t,
+        "POST",
+        MT,
+        "",
+        json!({"FileSystemId": fs, "SubnetId": "subnet-b"}),
+    )
+    .unwrap();
+}
+
+#[test]
+fn settings_round_trip_and_refuse_bad_values() {
+    let t = setup();
+    let fs = new_fs(&t, "s");
+    let p = |s: &str| format!("{FS}/{fs}/{s}");
+    // Policy: none, put, describe, lockout check, delete.
+    let e = call(&t, "GET", &p("policy"), "", Value::Null).unwrap_err();
+    assert_eq!((e.code.as_str(), e.status), ("PolicyNotFound", 404));
+    let doc = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"AWS": "*"}, "Action": "elasticfilesystem:ClientMount", "Resource": "*"}]})
+    .to_string();
+    let r = call(&t, "PUT", &p("policy"), "", json!({"Policy": doc})).unwrap();
+    assert_eq!(r.body["Policy"], doc.as_str());
+    let r = call(&t, "GET", &p("policy"), "", Value::Null).unwrap();
+    assert_eq!(r.body["FileSystemId"], fs.as_str());
+    let e = call(&t, "PUT", &p("policy"), "", json!({"Policy": "{not json"})).unwrap_err();
+    assert_eq!(e.code, "InvalidPolicyException");
+    let lockout = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny",
+        "Principal": {"AWS": "*"}, "Action": "elasticfilesystem:*", "Resource": "*"}]})
+    .to_string();
+    let e = call(&t, "PUT", &p("policy"), "", json!({"Policy": lockout})).unwrap_err();
+    assert_eq!(e.code, "InvalidPolicyException");
+    assert!(e.message.contains("BypassPolicyLockoutSafetyCheck"));
+    call(
+        &t,
+        "PUT",
+        &p("policy"),
+        "",
+        json!({"Policy": lockout, "BypassPolicyLockoutSafetyCheck": true}),
+    )
+    .unwrap();
+    call(&t, "DELETE", &p("policy"), "", Value::Null).unwrap();
+    assert_eq!(
+        call(&t, "GET", &p("policy"), "", Value::Null)
+            .unwrap_err()
+            .code,
+        "PolicyNotFound"
+    );
+    // Lifecycle.
+    let r = call(&t, "GET", &p("lifecycle-configuration"), "", Value::Null).unwrap();
+    assert_eq!(r.body["LifecyclePolicies"], json!([]));
+    let lc = json!([{"TransitionToIA": "AFTER_30_DAYS"}, {"TransitionToPrimaryStorageClass": "AFTER_1_ACCESS"}]);
+    call(
+        &t,
+        "PUT",
+        &p("lifecycle-configuration"),
+        "",
+        json!({"LifecyclePolicies": lc}),
+    )
+    .unwrap();
+    let r = call(&t, "GET", &p("lifecycle-configuration"), "", Value::Null).unwrap();
+    assert_eq!(r.body["LifecyclePolicies"], lc);
+    for bad in [
+        json!([{"TransitionToIA": "AFTER_2_DAYS"}]),
+        json!([{"TransitionToIA": "AFTER_1_DAY", "TransitionToArchive": "AFTER_7_DAYS"}]),
+        json!([{"TransitionToIA": "AFTER_1_DAY"}, {"TransitionToIA": "AFTER_7_DAYS"}]),
+    ] {
+        let e = call(
+            &t,
+            "PUT",
+            &p("lifecycle-configuration"),
+            "",
+            json!({"LifecyclePolicies": bad}),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "BadRequest", "{bad}");
+    }
+    // Backup policy.
+    let r = call(&t, "GET", &p("backup-policy"), "", Value::Null).unwrap();
+    assert_eq!(r.body["BackupPolicy"]["Status"], "DISABLED");
+    call(
+        &t,
+        "PUT",
+        &p("backup-policy"),
+        "",
+        json!({"BackupPolicy": {"Status": "ENABLED"}}),
+    )
+    .unwrap();
+    let r = call(&t, "GET", &p("backup-policy"), "", Value::Null).unwrap();
+    assert_eq!(r.body["BackupPolicy"]["Status"], "ENABLED");
+    let e = call(
+        &t,
+        "PUT",
+        &p("backup-policy"),
+        "",
+        json!({"BackupPolicy": {"Status": "ENABLING"}}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "ValidationException");
+    // Throughput.
+    let e = call(
+        &t,
+        "PUT",
+        &format!("{FS}/{fs}"),
+        "",
+        json!({"ThroughputMode": "provisioned"}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "BadRequest");
+    let r = call(
+        &t,
+        "PUT",
+        &format!("{FS}/{fs}"),
+        "",
+        json!({"ThroughputMode": "provisioned", "ProvisionedThroughputInMibps": 128.0}),
+    )
+    .unwrap();
+    assert_eq!(r.status, 202);
+    assert_eq!(r.body["ProvisionedThroughputInMibps"], 128.0);
+    let r = call(
+        &t,
+        "PUT",
+        &format!("{FS}/{fs}"),
+        "",
+        json!({"ThroughputMode": "elastic"}),
+    )
+    .unwrap();
+    assert_eq!(r.body["ThroughputMode"], "elastic");
+    assert!(r.body.get("ProvisionedThroughputInMibps").is_none());
+    // Protection.
+    let r = call(
+        &t,
+        "PUT",
+        &p("protection"),
+        "",
+        json!({"ReplicationOverwriteProtection": "DISABLED"}),
+    )
+    .unwrap();
+    assert_eq!(r.body["ReplicationOverwriteProtection"], "DISABLED");
+    let r = call(&t, "GET", FS, &format!("FileSystemId={fs}"), Value::Null).unwrap();
+    assert_eq!(
+        r.body["FileSystems"][0]["FileSystemProtection"]["ReplicationOverwriteProtection"],
+        "DISABLED"
+    );
+    let e = call(
+        &t,
+        "PUT",
+        &p("protection"),
+        "",
+        json!({"ReplicationOverwriteProtection": "REPLICATING"}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "BadRequest");
+    // Unknown file system.
+    let e = call(
+        &t,
+        "GET",
+        "/2015-02-01/file-systems/fs-none/policy",
+        "",
+        Value::Null,
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "FileSystemNotFound");
+}
+
+#[test]
+fn older_tag_api_on_file_systems() {
+    let t = setup();
+    let fs = new_fs(&t, "t");
+    let r = call(
+        &t,
+        "POST",
+        &format!("/2015-02-01/create-tags/{fs}"),
+        "",
+        json!({"Tags": [{"Key": "Name", "Value": "data"}, {"Key": "team", "Value": "pay"}]}),
+    )
+    .unwrap();
+    assert_eq!(r.status, 204);
+    let r = call(
+        &t,
+        "GET",
+        &format!("/2015-02-01/tags/{fs}/"),
+        "",
+        Value::Null,
+    )
+    .unwrap();
+    assert_eq!(r.body["Tags"].as_array().unwrap().len(), 2);
+    let r = call(&t, "GET", FS, &format!("FileSystemId={fs}"), Value::Null).unwrap();
+    assert_eq!(r.body["FileSystems"][0]["Name"], "data");
+    call(
+        &t,
+        "POST",
+        &format!("/2015-02-01/delete-tags/{fs}"),
+        "",
+        json!({"TagKeys": ["team"]}),
+    )
+    .unwrap();
+    let r = call(
+        &t,
+        "GET",
+        &format!("/2015-02-01/tags/{fs}/"),
+        "MaxItems=1",
+        Value::Null,
+    )
+    .unwrap();
+    assert_eq!(r.body["Tags"], json!([{"Key": "Name", "Value": "data"}]));
+    let e = call(
+        &t,
+        "POST",
+        &format!("/2015-02-01/delete-tags/{fs}"),
+        "",
+        json!({}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "BadRequest");
+    let e = call(&t, "GET", "/2015-02-01/tags/fs-none/", "", Value::Null).unwrap_err();
     assert_eq!(e.code, "FileSystemNotFound");
 }

@@ -26,11 +26,12 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use ferry_efs::client_access::{self, Access, Client};
 use ferry_efs::model::{AP_TABLE, AccessPoint, CreationInfo, FS_TABLE, FileSystem};
 use ferry_efs::{Backend, CreatedVolume};
 use ferry_kms::platform::{PLATFORM_KEY_ALIAS, WrappedKey, context};
 use ferry_proto::plan::{TaskPlan, VolumeKind};
-use ferry_proto::{AwsError, RequestContext, TaskFailure};
+use ferry_proto::{AwsError, Caller, RequestContext, TaskFailure};
 use ferry_store::Store;
 use ferry_volume::mountinfo::is_mount_point;
 use ferry_volume::{KmsToken, Passphrase};
@@ -64,8 +65,19 @@ struct State {
     tasks: HashMap<String, Vec<TaskBind>>,
 }
 
+/// Who a task is when it mounts with IAM authorization: its task role's
+/// session, with the role's policies (the file-system policy is evaluated
+/// against it). Provided by the binary's wiring (control plane + IAM).
+pub trait TaskClients: Send + Sync {
+    /// The caller the task's role session is, if the task has a task role.
+    fn task_role_caller(&self, task_arn: &str) -> Option<Caller>;
+}
+
 /// The file systems under `DATA/efs`.
 pub struct EfsVolumes {
+    /// Task role sessions for IAM-authorized mounts (set once the control
+    /// plane exists).
+    clients: std::sync::OnceLock<Arc<dyn TaskClients>>,
     keys: Arc<dyn VolumeKeys>,
     engine: Arc<dyn VolumeEngine>,
     store: Arc<Store>,
@@ -89,6 +101,7 @@ impl EfsVolumes {
         let root = data_dir.join("efs");
         std::fs::create_dir_all(&root)?;
         Ok(Self {
+            clients: std::sync::OnceLock::new(),
             keys,
             engine,
             store,
@@ -96,6 +109,57 @@ impl EfsVolumes {
             require_encrypted,
             state: Mutex::new(State::default()),
         })
+    }
+
+    /// Where IAM-authorized mounts find the task's role session.
+    pub fn set_clients(&self, clients: Arc<dyn TaskClients>) {
+        let _ = self.clients.set(clients);
+    }
+
+    /// What the task may do on `fs` under its file-system policy
+    /// (docs/efs.md, "File-system policies").
+    fn client_access(
+        &self,
+        plan: &TaskPlan,
+        fs: &FileSystem,
+        ap: Option<&AccessPoint>,
+        iam: bool,
+        transit: bool,
+    ) -> Result<Access, String> {
+        let policy = match &fs.policy {
+            None => None,
+            Some(text) => Some(ferry_policy::Policy::parse(text).map_err(|e| {
+                format!(
+                    "EFS file system {}: its file system policy is invalid: {}",
+                    fs.id, e.0
+                )
+            })?),
+        };
+        let caller = if iam {
+            let c = self
+                .clients
+                .get()
+                .and_then(|c| c.task_role_caller(&plan.task_arn))
+                .ok_or_else(|| {
+                    format!(
+                        "EFS file system {}: IAM authorization is enabled but the task has no task role to mount as",
+                        fs.id
+                    )
+                })?;
+            Some(c)
+        } else {
+            None
+        };
+        let client = match &caller {
+            Some(c) => Client::Role(c),
+            None => Client::Anonymous,
+        };
+        let req = client_access::Request {
+            fs_arn: &fs.arn,
+            access_point_arn: ap.map(|a| a.arn.as_str()),
+            secure_transport: transit,
+        };
+        Ok(client_access::decide(policy.as_ref(), &client, &req))
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -260,6 +324,8 @@ impl EfsVolumes {
                 file_system_id,
                 root_directory,
                 access_point_id,
+                iam,
+                transit_encryption,
             } = &v.kind
             else {
                 continue;
@@ -272,6 +338,7 @@ impl EfsVolumes {
                 file_system_id,
                 root_directory,
                 access_point_id.as_deref(),
+                (*iam, *transit_encryption),
             );
             match r {
                 Ok(b) => binds.push(b),
@@ -298,6 +365,7 @@ impl EfsVolumes {
         fs_id: &str,
         root_directory: &str,
         ap_id: Option<&str>,
+        (iam, transit): (bool, bool),
     ) -> Result<TaskBind, String> {
         let fs: FileSystem = self
             .store
@@ -316,6 +384,19 @@ impl EfsVolumes {
                     })?,
             ),
         };
+        let access = self.client_access(plan, &fs, ap.as_ref(), iam, transit)?;
+        if !access.mount {
+            // The words of the EFS mount helper's failure on Fargate, and why.
+            return Err(format!(
+                "EFS file system {fs_id}: mount.nfs4: access denied by server while mounting: the file system policy does not allow {} for this task ({})",
+                client_access::MOUNT,
+                if iam {
+                    "IAM authorization as its task role"
+                } else {
+                    "anonymous: IAM authorization is not enabled"
+                },
+            ));
+        }
         let m = self.mount_fs(st, &fs.id)?;
         m.users.insert(plan.task_id.clone());
         let made = self.bind_dir(
@@ -325,6 +406,7 @@ impl EfsVolumes {
             &fs,
             ap.as_ref(),
             root_directory,
+            access,
         );
         if let Err(e) = made {
             let _ = self.release(st, &fs.id, &plan.task_id);
@@ -337,7 +419,8 @@ impl EfsVolumes {
     }
 
     /// Resolves (and with CreationInfo creates) the directory to expose and
-    /// binds it at `task_root/volumes/NAME`.
+    /// binds it at `task_root/volumes/NAME` with what `access` allows.
+    #[allow(clippy::too_many_arguments)]
     fn bind_dir(
         &self,
         mnt: &Path,
@@ -346,6 +429,7 @@ impl EfsVolumes {
         fs: &FileSystem,
         ap: Option<&AccessPoint>,
         root_directory: &str,
+        access: Access,
     ) -> Result<(), String> {
         let (path, creation) = match ap {
             Some(a) => (a.root_path(), a.creation_info()),
@@ -358,8 +442,12 @@ impl EfsVolumes {
         let target = task_root.join("volumes").join(name);
         std::fs::create_dir_all(&target)
             .map_err(|e| format!("creating {}: {e}", target.display()))?;
-        match ap.and_then(AccessPoint::posix_ids) {
-            Some((uid, gid)) => idmap::bind(&src, &target, uid, gid),
+        // An access point's POSIX user replaces the client's identity (as
+        // on EFS); without one, a client denied ClientRootAccess has root
+        // squashed to 65534, by the same idmapped bind.
+        let squash = (!access.root).then_some((client_access::SQUASH_ID, client_access::SQUASH_ID));
+        match ap.and_then(AccessPoint::posix_ids).or(squash) {
+            Some((uid, gid)) => idmap::bind(&src, &target, uid, gid)?,
             None => nix::mount::mount(
                 Some(&src),
                 &target,
@@ -367,8 +455,27 @@ impl EfsVolumes {
                 nix::mount::MsFlags::MS_BIND,
                 None::<&str>,
             )
-            .map_err(|e| format!("bind-mounting {}: {e}", src.display())),
+            .map_err(|e| format!("bind-mounting {}: {e}", src.display()))?,
         }
+        if !access.write {
+            use nix::mount::MsFlags;
+            let ro = nix::mount::mount(
+                None::<&str>,
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                None::<&str>,
+            );
+            if let Err(e) = ro {
+                let _ = unmount_bind(&target);
+                return Err(format!(
+                    "making {} read-only (no {}): {e}",
+                    target.display(),
+                    client_access::WRITE
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn unbind_task(&self, st: &mut State, task_id: &str) -> Result<(), String> {
