@@ -81,7 +81,7 @@ pub fn interrupt(
     core: &Arc<Core>,
     req: InterruptSpotTasksRequest,
 ) -> Result<InterruptSpotTasksResponse, EcsError> {
-    if req.all == !req.tasks.is_empty() {
+    if req.all != req.tasks.is_empty() {
         return Err(EcsError::InvalidParameter(
             "Give either tasks or all, not both and not neither.".into(),
         ));
