@@ -544,3 +544,63 @@ fn members_ferry_cannot_honour_are_refused_not_dropped() {
     d.as_object_mut().unwrap().remove("networkMode");
     assert_eq!(e.err("RegisterTaskDefinition", d).code, "ClientException");
 }
+
+#[test]
+fn update_service_changes_the_strategy_and_redeploys() {
+    let e = env();
+    e.ok("RegisterTaskDefinition", source_doc());
+    e.ok(
+        "PutClusterCapacityProviders",
+        json!({"cluster": "default", "capacityProviders": ["FARGATE", "FARGATE_SPOT"],
+               "defaultCapacityProviderStrategy": [{"capacityProvider": "FARGATE", "weight": 1}]}),
+    );
+    // Neither launch type nor strategy: the cluster's default.
+    let s = e.ok(
+        "CreateService",
+        json!({"serviceName": "u", "taskDefinition": "fargate-task-definition", "desiredCount": 4,
+               "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"]}}}),
+    )["service"]
+        .clone();
+    assert_eq!(
+        s["capacityProviderStrategy"][0]["capacityProvider"],
+        "FARGATE"
+    );
+    let s = e.ok(
+        "UpdateService",
+        json!({"service": "u", "capacityProviderStrategy": [
+            {"capacityProvider": "FARGATE", "weight": 1, "base": 1},
+            {"capacityProvider": "FARGATE_SPOT", "weight": 1}]}),
+    )["service"]
+        .clone();
+    assert_eq!(s["deployments"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        s["deployments"][0]["capacityProviderStrategy"][1]["capacityProvider"],
+        "FARGATE_SPOT"
+    );
+    crate::scheduler::pass(e.svc.core()).unwrap();
+    let arns: Vec<String> = (0..4).map(|i| e.plan(i).task_arn).collect();
+    let mut names: Vec<String> = arns
+        .iter()
+        .map(|a| {
+            e.describe(a)["capacityProviderName"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    names.sort();
+    // One for the base, then 3 split 1:1 (ties go to the first listed).
+    assert_eq!(
+        names,
+        ["FARGATE", "FARGATE", "FARGATE", "FARGATE_SPOT"].map(String::from)
+    );
+    let err = e.err(
+        "UpdateService",
+        json!({"service": "u", "capacityProviderStrategy": [{"capacityProvider": "FARGATE", "weight": 0}]}),
+    );
+    assert!(
+        err.message.contains("weight greater than 0"),
+        "{}",
+        err.message
+    );
+}
