@@ -604,3 +604,40 @@ fn update_service_changes_the_strategy_and_redeploys() {
         err.message
     );
 }
+
+#[test]
+fn a_role_sessions_settings_are_its_roles() {
+    let e = env();
+    let session = Caller {
+        account: "000000000000".into(),
+        principal: Principal::AssumedRole {
+            role_arn: "arn:aws:iam::000000000000:role/app".into(),
+            session_name: "s1".into(),
+        },
+        access_key_id: None,
+        policies: None,
+    };
+    let ctx = RequestContext::internal(session, "us-east-1");
+    let body =
+        serde_json::to_vec(&json!({"name": "containerInsights", "value": "enhanced"})).unwrap();
+    let r = e.svc.call(&ctx, "PutAccountSetting", &body).unwrap();
+    assert_eq!(
+        r["setting"]["principalArn"],
+        "arn:aws:iam::000000000000:role/app"
+    );
+    let c = e
+        .svc
+        .call(
+            &ctx,
+            "CreateCluster",
+            &serde_json::to_vec(&json!({"clusterName": "r"})).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(c["cluster"]["settings"][0]["value"], "enhanced");
+    // The account default is untouched.
+    let d = e.ok(
+        "ListAccountSettings",
+        json!({"effectiveSettings": true, "name": "containerInsights"}),
+    );
+    assert_eq!(d["settings"][0]["type"], "aws_managed");
+}

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use ferry_proto::RequestContext;
+use ferry_proto::{Principal, RequestContext};
 use serde::{Deserialize, Serialize};
 
 use crate::error::EcsError;
@@ -156,7 +156,7 @@ fn check_value(name: &str, value: &str) -> Result<(), EcsError> {
 /// The principal a request is about: `principalArn` as given, else the
 /// caller. The root user is the account default.
 fn principal(core: &Core, ctx: &RequestContext, given: Option<&str>) -> Result<String, EcsError> {
-    let p = given.map_or_else(|| ctx.caller.arn(), str::to_owned);
+    let p = given.map_or_else(|| caller(ctx), str::to_owned);
     let ok = p.starts_with("arn:aws:iam::") || p.starts_with("arn:aws:sts::");
     if !ok || p.split(':').nth(4) != Some(core.cfg.account.as_str()) {
         return Err(EcsError::InvalidParameter(format!(
@@ -164,6 +164,30 @@ fn principal(core: &Core, ctx: &RequestContext, given: Option<&str>) -> Result<S
         )));
     }
     Ok(if p == root(core) { DEFAULT.into() } else { p })
+}
+
+/// Whose settings a caller's own requests are about: a role session's
+/// are its role's, as in ECS.
+fn caller(ctx: &RequestContext) -> String {
+    match &ctx.caller.principal {
+        Principal::AssumedRole { role_arn, .. } => role_arn.clone(),
+        _ => ctx.caller.arn(),
+    }
+}
+
+/// The effective value of `name` for the caller of `ctx`.
+pub fn effective_for_caller(
+    core: &Core,
+    ctx: &RequestContext,
+    name: &str,
+) -> Result<Setting, EcsError> {
+    let p = caller(ctx);
+    let p = if p == root(core) {
+        DEFAULT.to_owned()
+    } else {
+        p
+    };
+    effective(core, &p, name)
 }
 
 fn key(principal: &str, name: &str) -> String {

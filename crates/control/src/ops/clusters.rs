@@ -246,13 +246,7 @@ pub fn create(
     // A cluster created without settings takes the creator's
     // containerInsights account setting, when someone set one.
     if req.settings.is_empty() {
-        let caller = ctx.caller.arn();
-        let who = if caller.ends_with(":root") {
-            "*"
-        } else {
-            caller.as_str()
-        };
-        let s = crate::ops::account_settings::effective(core, who, "containerInsights")?;
+        let s = crate::ops::account_settings::effective_for_caller(core, ctx, "containerInsights")?;
         if s.kind == "user" {
             req.settings.push(ClusterSetting {
                 name: Some(s.name),
