@@ -36,6 +36,11 @@ impl Scope {
         format!("{}service/{cluster}/{name}", self.prefix())
     }
 
+    /// A capacity provider's ARN.
+    pub fn capacity_provider(&self, name: &str) -> String {
+        format!("{}capacity-provider/{name}", self.prefix())
+    }
+
     /// A task attachment's ARN (an ENI's description names it).
     pub fn attachment(&self, id: &str) -> String {
         format!("{}attachment/{id}", self.prefix())

@@ -31,6 +31,9 @@ pub enum EcsError {
     /// `ServiceNotActiveException`.
     #[error("{0}")]
     ServiceNotActive(String),
+    /// `ResourceInUseException`: a capacity provider still in use.
+    #[error("{0}")]
+    ResourceInUse(String),
     /// `PlatformUnknownException`: unknown Fargate platform version.
     #[error("{0}")]
     PlatformUnknown(String),
@@ -63,6 +66,7 @@ impl EcsError {
             Self::ClusterContainsTasks(_) => "ClusterContainsTasksException",
             Self::ResourceNotFound(_) => "ResourceNotFoundException",
             Self::PlatformUnknown(_) => "PlatformUnknownException",
+            Self::ResourceInUse(_) => "ResourceInUseException",
             Self::ServiceNotFound(_) => "ServiceNotFoundException",
             Self::ClusterContainsServices(_) => "ClusterContainsServicesException",
             Self::ServiceNotActive(_) => "ServiceNotActiveException",

@@ -8,6 +8,8 @@
 //! ECS state machine.
 //!
 //! Module map:
+//! - [`admin`]: `FerryAdmin_20261201`, the operator's own operations
+//!   (spot interruption), administrator only.
 //! - [`service`]: [`EcsService`], the `JsonService` the API server registers;
 //!   dispatches operations, owns startup (default cluster, record upgrades,
 //!   then reconciliation through [`tasks`]).
@@ -28,6 +30,8 @@
 //! - [`scheduler`]: the service scheduler thread (desired counts, rolling
 //!   deployments, backoff, service events); launches and stops through
 //!   [`tasks`].
+//! - [`capacity`]: the FARGATE and FARGATE_SPOT capacity providers,
+//!   strategies and placement by base and weight.
 //! - [`runtime`]: the [`runtime::TaskRuntime`] trait the agent implements.
 //! - [`networks`]: the [`networks::TaskNetworks`] trait: the VPC service
 //!   that checks subnets and security groups and gives each task its ENI.
@@ -46,7 +50,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod arn;
+pub mod capacity;
 pub mod clock;
 pub mod db;
 pub mod error;
@@ -70,3 +76,5 @@ pub use service::{EcsConfig, EcsService};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_breadth;

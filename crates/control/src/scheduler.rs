@@ -316,6 +316,13 @@ fn launch(
         .as_deref()
         .filter(|p| *p == "TASK_DEFINITION");
     let tags = validate::task_tags(&rec.tags, propagate, &td.tags)?;
+    // Base and weight count the service's tasks that are to keep running.
+    let mut placed = std::collections::BTreeMap::new();
+    for t in tasks::live_in_group(core, &rec.cluster_name, &rec.group())? {
+        if let (TaskStatus::Running, Some(p)) = (t.desired_status, t.capacity_provider_name) {
+            *placed.entry(p).or_insert(0) += 1;
+        }
+    }
     tasks::launch(
         core,
         LaunchSpec {
@@ -329,6 +336,10 @@ fn launch(
             started_by: Some(dep.id.clone()),
             group: rec.group(),
             tags,
+            placement: crate::capacity::Placement {
+                strategy: rec.capacity_provider_strategy.clone(),
+                placed,
+            },
         },
     )
 }

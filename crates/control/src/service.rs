@@ -177,7 +177,7 @@ impl EcsService {
     }
 }
 
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, EcsError> {
+pub(crate) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, EcsError> {
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}".as_slice()
     } else {
@@ -216,11 +216,15 @@ impl JsonService for EcsService {
             "ListClusters" => run(c, ctx, body, clusters::list),
             "UpdateCluster" => run(c, ctx, body, clusters::update),
             "DeleteCluster" => run(c, ctx, body, clusters::delete),
+            "DescribeCapacityProviders" => run(c, ctx, body, capacity_providers::describe),
+            "PutClusterCapacityProviders" => run(c, ctx, body, capacity_providers::put_cluster),
+            "CreateCapacityProvider" => run(c, ctx, body, capacity_providers::create),
             "RegisterTaskDefinition" => run(c, ctx, body, task_definitions::register),
             "DescribeTaskDefinition" => run(c, ctx, body, task_definitions::describe),
             "ListTaskDefinitions" => run(c, ctx, body, task_definitions::list),
             "ListTaskDefinitionFamilies" => run(c, ctx, body, task_definitions::list_families),
             "DeregisterTaskDefinition" => run(c, ctx, body, task_definitions::deregister),
+            "DeleteTaskDefinitions" => run(c, ctx, body, task_definitions::delete),
             "RunTask" => run(c, ctx, body, run_task::handle),
             "StopTask" => run(c, ctx, body, stop_task::handle),
             "DescribeTasks" => run(c, ctx, body, describe_tasks::handle),
@@ -232,6 +236,10 @@ impl JsonService for EcsService {
             "ListServices" => run(c, ctx, body, services::list),
             "UpdateTaskProtection" => run(c, ctx, body, task_protection::update),
             "GetTaskProtection" => run(c, ctx, body, task_protection::get),
+            "ListAccountSettings" => run(c, ctx, body, account_settings::list),
+            "PutAccountSetting" => run(c, ctx, body, account_settings::put_setting),
+            "PutAccountSettingDefault" => run(c, ctx, body, account_settings::put_default),
+            "DeleteAccountSetting" => run(c, ctx, body, account_settings::delete),
             "TagResource" => run(c, ctx, body, tags::tag),
             "UntagResource" => run(c, ctx, body, tags::untag),
             "ListTagsForResource" => run(c, ctx, body, tags::list),
@@ -283,6 +291,9 @@ impl Core {
                         configuration: None,
                         storage_key_arn: None,
                         created_at: now,
+                        capacity_providers: vec![],
+                        default_capacity_provider_strategy: vec![],
+                        service_connect_defaults: None,
                     },
                 )?;
             }

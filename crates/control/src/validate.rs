@@ -103,6 +103,48 @@ pub fn check_family(family: &str) -> Result<(), EcsError> {
     }
 }
 
+/// Whether a request member carries nothing (absent in effect).
+fn is_empty_value(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Null | serde_json::Value::Bool(false) => true,
+        serde_json::Value::Array(a) => a.is_empty(),
+        serde_json::Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
+/// Refuses the members of a request that ferry would otherwise drop
+/// silently: each member of `rest` (what the typed request did not take)
+/// must be in `accepted` (kept or harmless, documented) or carry nothing.
+pub fn refuse_unsupported(
+    rest: &serde_json::Map<String, serde_json::Value>,
+    accepted: &[&str],
+    what: &str,
+) -> Result<(), EcsError> {
+    for (k, v) in rest {
+        if accepted.contains(&k.as_str()) || is_empty_value(v) {
+            continue;
+        }
+        let why = match k.as_str() {
+            "placementConstraints" | "placementStrategy" => {
+                "task placement constraints and strategies are not supported for tasks using the Fargate launch type"
+            }
+            "volumeConfigurations" => "Amazon EBS volumes are not offered by ferry",
+            "loadBalancers"
+            | "serviceRegistries"
+            | "serviceConnectConfiguration"
+            | "vpcLatticeConfigurations" => "ferry has no load balancers, Cloud Map or VPC Lattice",
+            "enableECSManagedTags" => "ECS-managed tags are not added by ferry",
+            "enableExecuteCommand" => "ECS Exec is not offered by ferry",
+            _ => "ferry does not support it",
+        };
+        return Err(EcsError::InvalidParameter(format!(
+            "{what}: '{k}' is not supported: {why}."
+        )));
+    }
+    Ok(())
+}
+
 /// Turns a registered task definition into what ferry runs, applying
 /// Fargate's rules. ferry runs every task on Fargate, so every task
 /// definition must be Fargate-compatible.
@@ -117,14 +159,12 @@ pub fn task_definition(input: &TaskDefinitionInput) -> Result<TaskDefSpec, EcsEr
             "requiresCompatibilities value '{c}' is not supported: ferry runs tasks on FARGATE."
         )));
     }
+    // ECS's words, curly quotes included; an absent networkMode is
+    // `bridge` to ECS, so it is refused too.
     if input.network_mode.as_deref() != Some("awsvpc") {
-        return Err(EcsError::Client(format!(
-            "Fargate only supports network mode 'awsvpc' (networkMode is {}).",
-            input
-                .network_mode
-                .as_deref()
-                .map_or_else(|| "not set".to_owned(), |m| format!("'{m}'"))
-        )));
+        return Err(EcsError::Client(
+            "Fargate only supports network mode \u{2018}awsvpc\u{2019}.".into(),
+        ));
     }
     let cpu_s = input.cpu.as_deref().ok_or_else(|| {
         EcsError::Client("Fargate requires that 'cpu' be defined at the task level.".into())
@@ -147,13 +187,13 @@ pub fn task_definition(input: &TaskDefinitionInput) -> Result<TaskDefSpec, EcsEr
         None | Some("task") => {}
         Some(m) => {
             return Err(EcsError::Client(format!(
-                "Fargate only supports pidMode 'task' (pidMode is '{m}')."
+                "Tasks using the Fargate launch type do not support pidMode '{m}'. The supported value for pidMode is 'task'."
             )));
         }
     }
     if input.ipc_mode.is_some() {
         return Err(EcsError::Client(
-            "ipcMode is not supported for tasks using the Fargate launch type.".into(),
+            "Tasks using the Fargate launch type do not support ipcMode.".into(),
         ));
     }
     let ephemeral_storage_gib = input

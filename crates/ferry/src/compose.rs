@@ -259,6 +259,10 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
         .query_service("ec2", Arc::new(ferry_ec2::Ec2Service::new(ec2.clone())))
         .json_service("kms", shared.kms.clone())
         .json_service("logs", logs)
+        .json_service(
+            "ecs",
+            Arc::new(ferry_control::admin::FerryAdmin::new(ecs.core().clone())),
+        )
         .json_service("ecs", ecs)
         .json_service("secretsmanager", secrets.secrets_manager)
         .json_service("ssm", secrets.ssm)

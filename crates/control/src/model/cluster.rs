@@ -2,8 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::capacity::StrategyItem;
 use crate::wire::Tag;
-use crate::wire::cluster::{ClusterConfiguration, ClusterSetting};
+use crate::wire::cluster::{ClusterConfiguration, ClusterSetting, ServiceConnectDefaults};
 
 /// A cluster record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,6 +31,17 @@ pub struct ClusterRecord {
     pub storage_key_arn: Option<String>,
     /// When it was created (epoch seconds).
     pub created_at: f64,
+    /// `capacityProviders`: which of FARGATE and FARGATE_SPOT tasks may use.
+    #[serde(default)]
+    pub capacity_providers: Vec<String>,
+    /// `defaultCapacityProviderStrategy`: used when RunTask or
+    /// CreateService gives neither a strategy nor a launch type.
+    #[serde(default)]
+    pub default_capacity_provider_strategy: Vec<StrategyItem>,
+    /// `serviceConnectDefaults` as given (kept and echoed: ferry has no
+    /// Service Connect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_connect_defaults: Option<ServiceConnectDefaults>,
 }
 
 impl ClusterRecord {

@@ -109,6 +109,9 @@ pub struct ServiceRecord {
     pub created_at: f64,
     /// `createdBy`.
     pub created_by: String,
+    /// `capacityProviderStrategy` (empty: launch type FARGATE).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity_provider_strategy: Vec<crate::capacity::StrategyItem>,
 }
 
 impl ServiceRecord {

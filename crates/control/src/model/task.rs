@@ -59,6 +59,8 @@ pub mod stop_code {
     pub const USER_INITIATED: &str = "UserInitiated";
     /// A service stopped it.
     pub const SERVICE_SCHEDULER_INITIATED: &str = "ServiceSchedulerInitiated";
+    /// A FARGATE_SPOT task was reclaimed (`ferry spot interrupt`).
+    pub const SPOT_INTERRUPTION: &str = "SpotInterruption";
 }
 
 /// One container of a task.
@@ -185,6 +187,10 @@ pub struct TaskRecord {
     /// secret values are ever recorded).
     #[serde(default, skip_serializing_if = "TaskRoles::is_empty")]
     pub roles: TaskRoles,
+    /// `capacityProviderName` (FARGATE or FARGATE_SPOT) when the task was
+    /// placed by a capacity provider strategy; `None` with a launch type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_provider_name: Option<String>,
     /// Bumped on every change (`version`).
     pub version: u64,
 }
@@ -516,6 +522,7 @@ pub(crate) mod tests {
             tags: vec![],
             protected_until: None,
             roles: TaskRoles::default(),
+            capacity_provider_name: None,
             version: 1,
         }
     }

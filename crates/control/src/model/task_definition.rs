@@ -87,12 +87,20 @@ pub struct TaskDefRecord {
     pub deregistered_at: Option<f64>,
     /// Who registered it (principal ARN).
     pub registered_by: String,
+    /// DeleteTaskDefinitions asked for it while tasks or services still
+    /// used it: DELETE_IN_PROGRESS until they are gone, then removed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleting: bool,
 }
 
 impl TaskDefRecord {
-    /// `ACTIVE` or `INACTIVE`.
+    /// `ACTIVE`, `INACTIVE` or `DELETE_IN_PROGRESS`.
     pub fn status(&self) -> &'static str {
-        if self.active { "ACTIVE" } else { "INACTIVE" }
+        match (self.active, self.deleting) {
+            (true, _) => "ACTIVE",
+            (false, false) => "INACTIVE",
+            (false, true) => "DELETE_IN_PROGRESS",
+        }
     }
 
     fn document_str(&self, key: &str) -> Option<&str> {

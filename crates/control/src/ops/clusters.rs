@@ -7,6 +7,7 @@ use ferry_proto::RequestContext;
 use serde::{Deserialize, Serialize};
 
 use crate::arn;
+use crate::capacity::StrategyItem;
 use crate::clock;
 use crate::db;
 use crate::error::EcsError;
@@ -15,7 +16,7 @@ use crate::model::task::{TaskRecord, TaskStatus};
 use crate::paging;
 use crate::service::Core;
 use crate::validate;
-use crate::wire::cluster::{Cluster, ClusterConfiguration, ClusterSetting};
+use crate::wire::cluster::{Cluster, ClusterConfiguration, ClusterSetting, ServiceConnectDefaults};
 use crate::wire::{Failure, KeyValuePair, Tag};
 
 /// `CreateClusterRequest`.
@@ -32,6 +33,10 @@ pub struct CreateClusterRequest {
     configuration: Option<ClusterConfiguration>,
     #[serde(default)]
     capacity_providers: Vec<String>,
+    #[serde(default)]
+    default_capacity_provider_strategy: Vec<StrategyItem>,
+    #[serde(default)]
+    service_connect_defaults: Option<ServiceConnectDefaults>,
 }
 
 /// `DescribeClustersRequest`.
@@ -63,6 +68,8 @@ pub struct UpdateClusterRequest {
     settings: Option<Vec<ClusterSetting>>,
     #[serde(default)]
     configuration: Option<ClusterConfiguration>,
+    #[serde(default)]
+    service_connect_defaults: Option<ServiceConnectDefaults>,
 }
 
 /// `DeleteClusterRequest`.
@@ -168,9 +175,17 @@ fn render(core: &Core, c: &ClusterRecord, inc: Include) -> Result<Cluster, EcsEr
         }),
         tags: inc.tags.then(|| c.tags.clone()),
         settings: inc.settings.then(|| c.settings.clone()),
-        capacity_providers: vec![],
-        default_capacity_provider_strategy: vec![],
+        capacity_providers: c.capacity_providers.clone(),
+        default_capacity_provider_strategy: c.default_capacity_provider_strategy.clone(),
+        service_connect_defaults: c.service_connect_defaults.clone(),
         attachments: inc.attachments.then(Vec::new),
+    })
+}
+
+/// The `{"cluster": ...}` answer of a write, with everything included.
+pub fn respond(core: &Core, c: &ClusterRecord) -> Result<ClusterResponse, EcsError> {
+    Ok(ClusterResponse {
+        cluster: render(core, c, Include::ALL)?,
     })
 }
 
@@ -212,26 +227,42 @@ fn check_settings(settings: &[ClusterSetting]) -> Result<(), EcsError> {
     Ok(())
 }
 
+fn check_service_connect(d: Option<&ServiceConnectDefaults>) -> Result<(), EcsError> {
+    if d.is_some_and(|d| d.namespace.is_empty() || d.namespace.len() > 1024) {
+        return Err(EcsError::InvalidParameter(
+            "serviceConnectDefaults.namespace must be 1 to 1024 characters long.".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// CreateCluster. Creating an ACTIVE cluster that exists returns it
 /// unchanged, as ECS does.
 pub fn create(
     core: &Arc<Core>,
-    _ctx: &RequestContext,
-    req: CreateClusterRequest,
+    ctx: &RequestContext,
+    mut req: CreateClusterRequest,
 ) -> Result<ClusterResponse, EcsError> {
+    // A cluster created without settings takes the creator's
+    // containerInsights account setting, when someone set one.
+    if req.settings.is_empty() {
+        let s = crate::ops::account_settings::effective_for_caller(core, ctx, "containerInsights")?;
+        if s.kind == "user" {
+            req.settings.push(ClusterSetting {
+                name: Some(s.name),
+                value: Some(s.value),
+            });
+        }
+    }
     let name = req.cluster_name.unwrap_or_else(|| "default".into());
     cluster::check_name(&name).map_err(EcsError::InvalidParameter)?;
     validate::check_tags(&req.tags)?;
     check_settings(&req.settings)?;
-    if let Some(cp) = req
-        .capacity_providers
-        .iter()
-        .find(|c| *c != "FARGATE" && *c != "FARGATE_SPOT")
-    {
-        return Err(EcsError::InvalidParameter(format!(
-            "Capacity provider '{cp}' does not exist: ferry offers FARGATE only."
-        )));
-    }
+    crate::ops::capacity_providers::check_cluster(
+        &req.capacity_providers,
+        &req.default_capacity_provider_strategy,
+    )?;
+    check_service_connect(req.service_connect_defaults.as_ref())?;
     let storage_key_arn = check_configuration(core, &name, req.configuration.as_ref())?;
     let record = ClusterRecord {
         arn: core.scope.cluster(&name),
@@ -242,6 +273,9 @@ pub fn create(
         configuration: req.configuration,
         storage_key_arn,
         created_at: clock::now(),
+        capacity_providers: req.capacity_providers,
+        default_capacity_provider_strategy: req.default_capacity_provider_strategy,
+        service_connect_defaults: req.service_connect_defaults,
     };
     let c = core.store.write(|w| {
         if let Some(existing) = w.get::<ClusterRecord>(db::CLUSTERS, &name)?
@@ -327,6 +361,7 @@ pub fn update(
     if let Some(s) = &req.settings {
         check_settings(s)?;
     }
+    check_service_connect(req.service_connect_defaults.as_ref())?;
     let new_key = match &req.configuration {
         Some(c) if c.managed_storage_configuration.is_some() => {
             Some(check_configuration(core, &current.name, Some(c))?)
@@ -353,6 +388,9 @@ pub fn update(
         }
         if let Some(k) = new_key {
             c.storage_key_arn = k;
+        }
+        if let Some(d) = req.service_connect_defaults {
+            c.service_connect_defaults = Some(d);
         }
         w.put(db::CLUSTERS, &c.name, &c)?;
         Ok::<_, EcsError>(c)

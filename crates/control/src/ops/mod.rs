@@ -2,6 +2,8 @@
 //! its request and response wire types (botocore's shapes) and handlers of
 //! the form `fn(&Arc<Core>, &RequestContext, Request) -> Result<Response, EcsError>`.
 
+pub mod account_settings;
+pub mod capacity_providers;
 pub mod clusters;
 pub mod describe_tasks;
 pub mod list_tasks;

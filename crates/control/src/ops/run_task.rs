@@ -7,6 +7,7 @@ use std::sync::Arc;
 use ferry_proto::RequestContext;
 use serde::{Deserialize, Serialize};
 
+use crate::capacity::{self, Placement, StrategyItem};
 use crate::error::EcsError;
 use crate::networks::AwsVpc;
 use crate::plan;
@@ -29,9 +30,9 @@ pub struct RunTaskRequest {
     /// `FARGATE` (the default in ferry).
     #[serde(default)]
     pub launch_type: Option<String>,
-    /// `FARGATE`/`FARGATE_SPOT` providers are accepted as Fargate.
+    /// FARGATE/FARGATE_SPOT with base and weight (not with `launchType`).
     #[serde(default)]
-    pub capacity_provider_strategy: Vec<CapacityProviderStrategyItem>,
+    pub capacity_provider_strategy: Vec<StrategyItem>,
     /// Required for awsvpc.
     #[serde(default)]
     pub network_configuration: Option<NetworkConfiguration>,
@@ -58,14 +59,14 @@ pub struct RunTaskRequest {
     pub enable_execute_command: Option<bool>,
     /// The task definition (`family`, `family:rev` or ARN).
     pub task_definition: String,
+    /// Every other member: refused unless empty or in [`ACCEPTED`].
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, serde_json::Value>,
 }
 
-/// `CapacityProviderStrategyItem`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CapacityProviderStrategyItem {
-    capacity_provider: String,
-}
+/// Members taken and not used: `clientToken` (the SDKs fill it in; ferry
+/// does not de-duplicate) and `referenceId` (only for ECS events).
+const ACCEPTED: &[&str] = &["clientToken", "referenceId"];
 
 /// `RunTaskResponse`.
 #[derive(Debug, Serialize)]
@@ -99,24 +100,7 @@ pub fn handle(
 
 /// Checks `req` and resolves it into what [`tasks::launch`] takes.
 fn launch_spec(core: &Core, req: RunTaskRequest) -> Result<LaunchSpec, EcsError> {
-    match req.launch_type.as_deref() {
-        None | Some("FARGATE") => {}
-        Some(other) => {
-            return Err(EcsError::InvalidParameter(format!(
-                "launchType {other} is not supported: ferry runs tasks on FARGATE only."
-            )));
-        }
-    }
-    if let Some(cp) = req
-        .capacity_provider_strategy
-        .iter()
-        .find(|c| c.capacity_provider != "FARGATE" && c.capacity_provider != "FARGATE_SPOT")
-    {
-        return Err(EcsError::InvalidParameter(format!(
-            "Capacity provider '{}' does not exist: ferry offers FARGATE only.",
-            cp.capacity_provider
-        )));
-    }
+    validate::refuse_unsupported(&req.rest, ACCEPTED, "RunTask")?;
     if req.enable_execute_command == Some(true) {
         return Err(EcsError::InvalidParameter(
             "enableExecuteCommand is not supported by ferry.".into(),
@@ -124,6 +108,12 @@ fn launch_spec(core: &Core, req: RunTaskRequest) -> Result<LaunchSpec, EcsError>
     }
     let count = validate::check_count(req.count)?;
     let cluster = core.active_cluster(req.cluster.as_deref())?;
+    let strategy = capacity::resolve(
+        req.launch_type.as_deref(),
+        &req.capacity_provider_strategy,
+        &cluster.capacity_providers,
+        &cluster.default_capacity_provider_strategy,
+    )?;
     let td = tasks::runnable_task_definition(core, &req.task_definition)?;
     let network = AwsVpc::parse(req.network_configuration.as_ref())?;
     let platform = validate::platform(req.platform_version.as_deref())?;
@@ -142,5 +132,9 @@ fn launch_spec(core: &Core, req: RunTaskRequest) -> Result<LaunchSpec, EcsError>
         started_by: req.started_by,
         group,
         tags,
+        placement: Placement {
+            strategy,
+            placed: Default::default(),
+        },
     })
 }

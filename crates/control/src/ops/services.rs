@@ -8,6 +8,7 @@ use ferry_proto::RequestContext;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::capacity::StrategyItem;
 use crate::clock;
 use crate::db;
 use crate::error::EcsError;
@@ -54,6 +55,8 @@ pub struct CreateServiceRequest {
     #[serde(default)]
     launch_type: Option<String>,
     #[serde(default)]
+    capacity_provider_strategy: Vec<StrategyItem>,
+    #[serde(default)]
     platform_version: Option<String>,
     #[serde(default)]
     deployment_configuration: Option<DeploymentConfiguration>,
@@ -65,6 +68,30 @@ pub struct CreateServiceRequest {
     tags: Vec<Tag>,
     #[serde(default)]
     propagate_tags: Option<String>,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, Value>,
+}
+
+/// CreateService/UpdateService members accepted and not used (see
+/// docs/services.md): the grace period matters only with load balancers,
+/// the ECS deployment controller is the only one, a service role is for
+/// load balancers, and Fargate tasks are spread over the subnets given.
+const ACCEPTED: &[&str] = &[
+    "clientToken",
+    "healthCheckGracePeriodSeconds",
+    "role",
+    "availabilityZoneRebalancing",
+    "propagateTags",
+];
+
+fn check_controller(rest: &serde_json::Map<String, Value>) -> Result<(), EcsError> {
+    match rest.get("deploymentController").and_then(|d| d.get("type")) {
+        None => Ok(()),
+        Some(t) if t == "ECS" => Ok(()),
+        Some(t) => Err(EcsError::InvalidParameter(format!(
+            "deploymentController type {t} is not supported: ferry deploys with the ECS controller only."
+        ))),
+    }
 }
 
 /// `UpdateServiceRequest`.
@@ -82,6 +109,10 @@ pub struct UpdateServiceRequest {
     platform_version: Option<String>,
     #[serde(default)]
     force_new_deployment: Option<bool>,
+    #[serde(default)]
+    capacity_provider_strategy: Option<Vec<StrategyItem>>,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, Value>,
     #[serde(default)]
     deployment_configuration: Option<DeploymentConfiguration>,
     #[serde(default)]
@@ -251,14 +282,16 @@ pub fn create(
     let cluster = core.active_cluster(req.cluster.as_deref())?;
     crate::model::cluster::check_name(&req.service_name)
         .map_err(|e| EcsError::InvalidParameter(e.replace("Cluster name", "Service name")))?;
-    match req.launch_type.as_deref() {
-        None | Some("FARGATE") => {}
-        Some(o) => {
-            return Err(EcsError::InvalidParameter(format!(
-                "launchType {o} is not supported: ferry runs tasks on FARGATE only."
-            )));
-        }
-    }
+    check_controller(&req.rest)?;
+    let mut rest = req.rest.clone();
+    rest.remove("deploymentController");
+    validate::refuse_unsupported(&rest, ACCEPTED, "CreateService")?;
+    let strategy = crate::capacity::resolve(
+        req.launch_type.as_deref(),
+        &req.capacity_provider_strategy,
+        &cluster.capacity_providers,
+        &cluster.default_capacity_provider_strategy,
+    )?;
     if req
         .scheduling_strategy
         .as_deref()
@@ -305,6 +338,7 @@ pub fn create(
         propagate_tags: req.propagate_tags,
         created_at: now,
         created_by: ctx.caller.arn(),
+        capacity_provider_strategy: strategy,
     };
     rec.event(now, format!("(service {}) was created.", rec.name));
     core.store.write(|w| {
@@ -349,6 +383,10 @@ pub fn update(
     req: UpdateServiceRequest,
 ) -> Result<ServiceResponse, EcsError> {
     let cluster = core.active_cluster(req.cluster.as_deref())?;
+    check_controller(&req.rest)?;
+    let mut rest = req.rest.clone();
+    rest.remove("deploymentController");
+    validate::refuse_unsupported(&rest, ACCEPTED, "UpdateService")?;
     let _serialized = core.services_lock();
     let (key, mut rec) = find_active(core, &cluster.name, &req.service)?;
     let now = clock::now();
@@ -380,12 +418,29 @@ pub fn update(
         .as_ref()
         .map(|n| network(core, n))
         .transpose()?;
+    // A new strategy (checked against the cluster) redeploys, as in ECS.
+    let strategy = match &req.capacity_provider_strategy {
+        Some(s) if s.is_empty() => Some(cluster.default_capacity_provider_strategy.clone()),
+        Some(s) => {
+            crate::capacity::check_strategy(s, &cluster.capacity_providers)?;
+            Some(s.clone())
+        }
+        None => None,
+    }
+    .filter(|s| *s != rec.capacity_provider_strategy);
     let redeploy = req.force_new_deployment == Some(true)
+        || strategy.is_some()
         || td_arn != rec.task_definition
         || platform != rec.platform_version
         || net.is_some();
     if let Some(net) = net {
         rec.network_configuration = net;
+    }
+    if let Some(s) = strategy {
+        rec.capacity_provider_strategy = s;
+    }
+    if let Some(p) = req.rest.get("propagateTags").and_then(Value::as_str) {
+        rec.propagate_tags = Some(p.to_owned());
     }
     rec.task_definition = td_arn.clone();
     rec.platform_version = platform.clone();

@@ -14,12 +14,14 @@ use serde_json::{Map, Value, json};
 use crate::clock;
 use crate::db;
 use crate::error::EcsError;
+use crate::model::service::ServiceRecord;
+use crate::model::task::{TaskRecord, TaskStatus};
 use crate::model::task_definition::{FamilyRecord, TaskDefRecord};
 use crate::paging;
 use crate::service::Core;
 use crate::validate;
-use crate::wire::Tag;
 use crate::wire::task_definition::TaskDefinitionInput;
+use crate::wire::{Failure, Tag};
 
 /// `DescribeTaskDefinitionRequest`.
 #[derive(Debug, Deserialize)]
@@ -28,6 +30,21 @@ pub struct DescribeTaskDefinitionRequest {
     task_definition: String,
     #[serde(default)]
     include: Vec<String>,
+}
+
+/// `DeleteTaskDefinitionsRequest`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteTaskDefinitionsRequest {
+    task_definitions: Vec<String>,
+}
+
+/// `DeleteTaskDefinitionsResponse`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteTaskDefinitionsResponse {
+    task_definitions: Vec<Value>,
+    failures: Vec<Failure>,
 }
 
 /// `DeregisterTaskDefinitionRequest`.
@@ -227,6 +244,7 @@ pub fn register(
             registered_at: now,
             deregistered_at: None,
             registered_by,
+            deleting: false,
         };
         w.put(db::TASKDEFS, &db::taskdef_key(&family, td.revision), &td)?;
         w.put(db::FAMILIES, &family, &fam)?;
@@ -389,5 +407,104 @@ pub fn list_families(
     Ok(ListTaskDefinitionFamiliesResponse {
         families,
         next_token,
+    })
+}
+
+/// Whether a task that is not STOPPED or a service that is not INACTIVE
+/// still uses the revision `arn`.
+fn in_use(w: &ferry_store::WriteTxn<'_>, arn: &str) -> Result<bool, EcsError> {
+    let tasks: Vec<(String, TaskRecord)> = w.scan(db::TASKS, "")?;
+    if tasks
+        .iter()
+        .any(|(_, t)| t.last_status != TaskStatus::Stopped && t.task_definition_arn == arn)
+    {
+        return Ok(true);
+    }
+    let services: Vec<(String, ServiceRecord)> = w.scan(db::SERVICES, "")?;
+    Ok(services.iter().any(|(_, s)| {
+        s.status != "INACTIVE"
+            && (s.task_definition == arn || s.deployments.iter().any(|d| d.task_definition == arn))
+    }))
+}
+
+/// DeleteTaskDefinitions: up to 10 INACTIVE revisions (family:revision or
+/// ARN). Each is answered DELETE_IN_PROGRESS, as ECS does; it is removed at
+/// once when nothing uses it, else when the last task or service using it
+/// is gone ([`sweep_deleted`]). An ACTIVE revision is a failure.
+pub fn delete(
+    core: &Arc<Core>,
+    _ctx: &RequestContext,
+    req: DeleteTaskDefinitionsRequest,
+) -> Result<DeleteTaskDefinitionsResponse, EcsError> {
+    if req.task_definitions.is_empty() || req.task_definitions.len() > 10 {
+        return Err(EcsError::InvalidParameter(
+            "taskDefinitions must contain 1 to 10 task definitions.".into(),
+        ));
+    }
+    let mut out = DeleteTaskDefinitionsResponse {
+        task_definitions: vec![],
+        failures: vec![],
+    };
+    for id in &req.task_definitions {
+        let names_revision = id.starts_with("arn:")
+            || id
+                .rsplit_once(':')
+                .is_some_and(|(_, r)| r.parse::<u32>().is_ok());
+        let fail = |reason: &str| Failure {
+            arn: id.clone(),
+            reason: reason.into(),
+            detail: None,
+        };
+        if !names_revision {
+            out.failures.push(fail(
+                "The specified task definition identifier is invalid. Specify a family and revision (family:revision) or the full ARN.",
+            ));
+            continue;
+        }
+        let Some(found) = core.find_task_definition(id)? else {
+            out.failures.push(fail("TASK_DEFINITION_NOT_FOUND"));
+            continue;
+        };
+        if found.active {
+            out.failures.push(Failure {
+                arn: found.arn.clone(),
+                reason: "The specified task definition is still in ACTIVE status. Please deregister the target and try again.".into(),
+                detail: None,
+            });
+            continue;
+        }
+        let td = core.store.write(|w| {
+            let key = db::taskdef_key(&found.family, found.revision);
+            let Some(mut td) = w.get::<TaskDefRecord>(db::TASKDEFS, &key)? else {
+                return Ok::<_, EcsError>(None);
+            };
+            td.deleting = true;
+            if in_use(w, &td.arn)? {
+                w.put(db::TASKDEFS, &key, &td)?;
+            } else {
+                w.delete(db::TASKDEFS, &key)?;
+            }
+            Ok(Some(td))
+        })?;
+        match td {
+            Some(td) => out.task_definitions.push(render(&td)),
+            None => out.failures.push(fail("TASK_DEFINITION_NOT_FOUND")),
+        }
+    }
+    Ok(out)
+}
+
+/// Removes DELETE_IN_PROGRESS revisions nothing uses any more. Returns how
+/// many.
+pub fn sweep_deleted(core: &Core) -> Result<usize, EcsError> {
+    core.store.write(|w| {
+        let mut n = 0;
+        for (key, td) in w.scan::<TaskDefRecord>(db::TASKDEFS, "")? {
+            if td.deleting && !in_use(w, &td.arn)? {
+                w.delete(db::TASKDEFS, &key)?;
+                n += 1;
+            }
+        }
+        Ok(n)
     })
 }

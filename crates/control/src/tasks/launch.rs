@@ -9,6 +9,7 @@ use std::sync::Arc;
 use ferry_proto::plan::{HealthStatus, StoragePlan, TaskEvent};
 
 use super::events::sink;
+use crate::capacity::{self, Placement};
 use crate::clock;
 use crate::db;
 use crate::error::EcsError;
@@ -76,6 +77,8 @@ pub struct LaunchSpec {
     pub group: String,
     /// The tasks' tags, after `propagateTags`.
     pub tags: Vec<Tag>,
+    /// How each task gets its capacity provider (base, then weight).
+    pub placement: Placement,
 }
 
 fn new_id() -> String {
@@ -166,8 +169,11 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> 
         started_by,
         group,
         tags,
+        placement,
         ..
     } = spec;
+    // One provider per task, in launch order (none with a launch type).
+    let mut providers = capacity::place(&placement.strategy, &placement.placed, count).into_iter();
 
     // The roles: RunTask's overrides win over the definition's; names
     // become ARNs in this account.
@@ -191,6 +197,7 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> 
     let mut records = Vec::with_capacity(count as usize);
     let mut failures = Vec::new();
     for _ in 0..count {
+        let capacity_provider_name = providers.next();
         let task_id = new_id();
         let task_arn = core.scope.task(&cluster.name, &task_id);
         let mut p = plan::build(
@@ -298,6 +305,7 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> 
                 execution_role_arn: execution_role.clone(),
                 credentials_id,
             },
+            capacity_provider_name,
             version: 1,
         });
     }
@@ -408,6 +416,7 @@ mod tests {
             started_by: None,
             group: "family:fargate-task-definition".into(),
             tags: vec![],
+            placement: Placement::default(),
         }
     }
 

@@ -13,6 +13,8 @@ use crate::service::Core;
 /// Deletes STOPPED tasks older than the retention. Returns how many.
 pub fn sweep_stopped(core: &Core, now: f64) -> Result<usize, EcsError> {
     core.last_sweep.store(now as u64, Ordering::Relaxed);
+    // Revisions whose deletion waited for their tasks and services.
+    crate::ops::task_definitions::sweep_deleted(core)?;
     let horizon = now - core.cfg.stopped_task_retention_secs.max(3600.0);
     let old: Vec<(String, TaskRecord)> = core
         .store

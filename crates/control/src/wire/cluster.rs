@@ -3,6 +3,15 @@
 use serde::{Deserialize, Serialize};
 
 use super::{KeyValuePair, Tag};
+use crate::capacity::StrategyItem;
+
+/// `ClusterServiceConnectDefaults(Request)`: the default Cloud Map
+/// namespace, kept as given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceConnectDefaults {
+    /// Namespace name or ARN.
+    pub namespace: String,
+}
 
 /// `ClusterSetting`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,10 +78,13 @@ pub struct Cluster {
     /// With `include: SETTINGS`, and on writes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub settings: Option<Vec<ClusterSetting>>,
-    /// Always `[FARGATE, FARGATE_SPOT]`-free: empty.
+    /// The cluster's capacity providers (of FARGATE, FARGATE_SPOT).
     pub capacity_providers: Vec<String>,
-    /// Empty.
-    pub default_capacity_provider_strategy: Vec<serde_json::Value>,
+    /// The cluster's default strategy.
+    pub default_capacity_provider_strategy: Vec<StrategyItem>,
+    /// As given to CreateCluster/UpdateCluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_connect_defaults: Option<ServiceConnectDefaults>,
     /// With `include: ATTACHMENTS`: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attachments: Option<Vec<serde_json::Value>>,

@@ -23,7 +23,10 @@ pub struct Service {
     desired_count: u32,
     running_count: usize,
     pending_count: usize,
-    launch_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    launch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    capacity_provider_strategy: Vec<crate::capacity::StrategyItem>,
     platform_version: String,
     platform_family: &'static str,
     task_definition: String,
@@ -80,7 +83,10 @@ struct Deployment {
     failed_tasks: u32,
     created_at: f64,
     updated_at: f64,
-    launch_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    launch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    capacity_provider_strategy: Vec<crate::capacity::StrategyItem>,
     platform_version: &'static str,
     platform_family: &'static str,
     network_configuration: NetworkConfiguration,
@@ -135,7 +141,11 @@ fn deployment(rec: &ServiceRecord, d: &model::Deployment, live: &[TaskRecord]) -
         failed_tasks: d.failed_tasks,
         created_at: d.created_at,
         updated_at: d.updated_at,
-        launch_type: "FARGATE",
+        launch_type: rec
+            .capacity_provider_strategy
+            .is_empty()
+            .then_some("FARGATE"),
+        capacity_provider_strategy: rec.capacity_provider_strategy.clone(),
         // The requested version was checked when the deployment was made.
         platform_version: validate::platform(Some(&d.requested_platform))
             .map(|p| p.as_str())
@@ -165,7 +175,12 @@ pub fn render(rec: &ServiceRecord, live: &[TaskRecord], with_tags: bool) -> Serv
         desired_count: rec.desired_count,
         running_count: running,
         pending_count: pending,
-        launch_type: "FARGATE",
+        // ECS names either the launch type or the strategy.
+        launch_type: rec
+            .capacity_provider_strategy
+            .is_empty()
+            .then_some("FARGATE"),
+        capacity_provider_strategy: rec.capacity_provider_strategy.clone(),
         platform_version: rec.platform_version.clone(),
         platform_family: "Linux",
         task_definition: rec.task_definition.clone(),
@@ -317,6 +332,7 @@ mod tests {
             maximum_percent: 200,
             minimum_healthy_percent: 50,
             circuit_breaker: true,
+            capacity_provider_strategy: vec![],
             deployments: vec![
                 deployment(
                     "ecs-svc/1",

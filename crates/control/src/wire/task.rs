@@ -63,6 +63,8 @@ pub struct Task {
     attachments: Vec<Attachment>,
     attributes: Vec<Attribute>,
     availability_zone: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capacity_provider_name: Option<String>,
     cluster_arn: String,
     connectivity: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -263,6 +265,7 @@ pub fn render(t: &TaskRecord, region: &str, with_tags: bool) -> Task {
             "DISCONNECTED"
         },
         connectivity_at: t.connectivity_at,
+        capacity_provider_name: t.capacity_provider_name.clone(),
         containers,
         cpu: t.plan.cpu_units.to_string(),
         created_at: t.created_at,

@@ -3,6 +3,7 @@
 mod image;
 mod server;
 mod shim;
+mod spot;
 mod volume;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,8 @@ enum Command {
     Server(server::Args),
     /// Manage local container images.
     Image(image::Args),
+    /// Operator actions on FARGATE_SPOT tasks (interrupt).
+    Spot(spot::Args),
     /// A task's supervisor process (started by the server).
     #[command(hide = true)]
     Shim(shim::Args),
@@ -35,5 +38,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(a) => server::run(a),
         Command::Image(a) => image::run(a),
         Command::Shim(a) => shim::run(a),
+        Command::Spot(a) => spot::run(a),
     }
 }

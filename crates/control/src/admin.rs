@@ -1,0 +1,182 @@
+//! `FerryAdmin_20261201`: ferry's own operator operations, outside the ECS
+//! namespace (JSON 1.1, SigV4 signing name `ecs`). Only the account
+//! administrator may call them; the service checks that itself, so no IAM
+//! policy can grant them.
+//!
+//! `InterruptSpotTasks` reclaims FARGATE_SPOT tasks as Fargate does when it
+//! needs the capacity back: each task is stopped with stopCode
+//! `SpotInterruption` and stoppedReason "Your Spot Task was interrupted.";
+//! the runtime's stop path sends SIGTERM and waits each container's
+//! `stopTimeout` (up to 120 s, Fargate's two-minute warning) before
+//! SIGKILL. Services replace interrupted tasks like any stopped task.
+
+use std::sync::Arc;
+
+use ferry_proto::{AwsError, JsonService, Principal, RequestContext};
+use serde::{Deserialize, Serialize};
+
+use crate::capacity::FARGATE_SPOT;
+use crate::db;
+use crate::error::EcsError;
+use crate::model::task::{TaskRecord, TaskStatus, stop_code};
+use crate::service::Core;
+use crate::tasks;
+use crate::wire::Failure;
+
+/// The `X-Amz-Target` prefix.
+pub const TARGET_PREFIX: &str = "FerryAdmin_20261201";
+
+/// stoppedReason of an interrupted spot task, in Fargate's words.
+pub const SPOT_REASON: &str = "Your Spot Task was interrupted.";
+
+/// `InterruptSpotTasks` request: `tasks` (ARNs or ids of `cluster`), or
+/// `all` the cluster's running FARGATE_SPOT tasks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InterruptSpotTasksRequest {
+    /// Cluster name or ARN (`default`).
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// Task ARNs or ids.
+    #[serde(default)]
+    pub tasks: Vec<String>,
+    /// Every FARGATE_SPOT task of the cluster that is not stopping.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// `InterruptSpotTasks` response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InterruptSpotTasksResponse {
+    /// The ARNs of the tasks now being interrupted.
+    pub interrupted: Vec<String>,
+    /// Tasks that were not interrupted (`MISSING`, `NOT_FARGATE_SPOT`,
+    /// `ALREADY_STOPPING`).
+    pub failures: Vec<Failure>,
+}
+
+/// The admin service.
+pub struct FerryAdmin {
+    core: Arc<Core>,
+}
+
+impl FerryAdmin {
+    /// Over the ECS service's core.
+    pub fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+}
+
+fn failure(arn: &str, reason: &str, detail: &str) -> Failure {
+    Failure {
+        arn: arn.to_owned(),
+        reason: reason.into(),
+        detail: Some(detail.into()),
+    }
+}
+
+/// Interrupts spot tasks (see the module documentation).
+pub fn interrupt(
+    core: &Arc<Core>,
+    req: InterruptSpotTasksRequest,
+) -> Result<InterruptSpotTasksResponse, EcsError> {
+    if req.all != req.tasks.is_empty() {
+        return Err(EcsError::InvalidParameter(
+            "Give either tasks or all, not both and not neither.".into(),
+        ));
+    }
+    let cluster = core.active_cluster(req.cluster.as_deref())?;
+    let ids: Vec<String> = if req.all {
+        core.store
+            .scan::<TaskRecord>(db::TASKS, &db::task_prefix(&cluster.name))?
+            .into_iter()
+            .filter(|(_, t)| {
+                t.desired_status == TaskStatus::Running
+                    && t.capacity_provider_name.as_deref() == Some(FARGATE_SPOT)
+            })
+            .map(|(_, t)| t.plan.task_id)
+            .collect()
+    } else {
+        req.tasks
+            .iter()
+            .map(|t| t.rsplit('/').next().unwrap_or(t).to_owned())
+            .collect()
+    };
+    let mut out = InterruptSpotTasksResponse {
+        interrupted: vec![],
+        failures: vec![],
+    };
+    for id in ids {
+        let arn = core.scope.task(&cluster.name, &id);
+        let Some(t) = core
+            .store
+            .get::<TaskRecord>(db::TASKS, &db::task_key(&cluster.name, &id))?
+        else {
+            out.failures.push(Failure::missing(arn));
+            continue;
+        };
+        if t.capacity_provider_name.as_deref() != Some(FARGATE_SPOT) {
+            out.failures.push(failure(
+                &arn,
+                "NOT_FARGATE_SPOT",
+                "Only tasks placed on the FARGATE_SPOT capacity provider can be interrupted.",
+            ));
+            continue;
+        }
+        if t.desired_status != TaskStatus::Running {
+            out.failures.push(failure(
+                &arn,
+                "ALREADY_STOPPING",
+                "The task is already stopping.",
+            ));
+            continue;
+        }
+        tasks::stop(
+            core,
+            &cluster.name,
+            &id,
+            stop_code::SPOT_INTERRUPTION,
+            SPOT_REASON,
+        )?;
+        out.interrupted.push(arn);
+    }
+    Ok(out)
+}
+
+impl JsonService for FerryAdmin {
+    fn target_prefix(&self) -> &'static str {
+        TARGET_PREFIX
+    }
+
+    // Administrator only, checked below: no identity policy reaches it.
+    fn authorizes_itself(&self) -> bool {
+        true
+    }
+
+    fn call(
+        &self,
+        ctx: &RequestContext,
+        operation: &str,
+        body: &[u8],
+    ) -> Result<serde_json::Value, AwsError> {
+        if ctx.caller.principal != Principal::AccountAdmin {
+            return Err(AwsError::client(
+                "AccessDeniedException",
+                format!(
+                    "{} is not the account administrator: {TARGET_PREFIX}.{operation} is for the operator only.",
+                    ctx.caller.arn()
+                ),
+            ));
+        }
+        let r = match operation {
+            "InterruptSpotTasks" => crate::service::parse(body).and_then(|req| {
+                let resp = interrupt(&self.core, req)?;
+                serde_json::to_value(resp)
+                    .map_err(|e| EcsError::Server(format!("encoding the response: {e}")))
+            }),
+            other => Err(EcsError::UnknownOperation(other.to_owned())),
+        };
+        r.map_err(AwsError::from)
+    }
+}
