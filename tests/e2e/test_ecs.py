@@ -159,8 +159,8 @@ VALIDATION_CASES = {
                          "Invalid kernel capability 'FLY'"),
     "devices": (_mutate(((*C0, "linuxParameters"), {"devices": [{"hostPath": "/dev/kvm"}]})),
                 "linuxParameters.devices is not supported"),
-    "pid_mode_host": (_mutate((("pidMode",), "host")), "pidMode 'task'"),
-    "ipc_mode": (_mutate((("ipcMode",), "host")), "ipcMode is not supported"),
+    "pid_mode_host": (_mutate((("pidMode",), "host")), "do not support pidMode 'host'"),
+    "ipc_mode": (_mutate((("ipcMode",), "host")), "do not support ipcMode"),
     "negative_cpu": (_mutate(((*C0, "cpu"), -1)), "must be 0 or more"),
     "volume_name": (_mutate((("volumes",), [{"name": "bad name!"}])), "Volume name 'bad name!' is invalid"),
 }
