@@ -578,6 +578,18 @@ fn imported_material_expires_and_is_deleted() {
         call(&kms, "DescribeKey", json!({"KeyId": id})).unwrap()["KeyMetadata"]["KeyState"],
         "PendingImport"
     );
+    // A deletion cancelled leaves it waiting for material, not Disabled.
+    call(
+        &kms,
+        "ScheduleKeyDeletion",
+        json!({"KeyId": id, "PendingWindowInDays": 7}),
+    )
+    .unwrap();
+    call(&kms, "CancelKeyDeletion", json!({"KeyId": id})).unwrap();
+    assert_eq!(
+        call(&kms, "DescribeKey", json!({"KeyId": id})).unwrap()["KeyMetadata"]["KeyState"],
+        "PendingImport"
+    );
     // Import operations need an EXTERNAL key.
     let sym = call(&kms, "CreateKey", json!({})).unwrap()["KeyMetadata"]["KeyId"].clone();
     assert_eq!(

@@ -493,8 +493,13 @@ pub fn cancel_key_deletion(
                 rec.arn
             )));
         }
-        // As in AWS, a key whose deletion is cancelled comes back disabled.
-        rec.state = KeyState::Disabled;
+        // As in AWS, a key whose deletion is cancelled comes back disabled
+        // (an imported key without material: waiting for its import).
+        rec.state = if rec.origin == "EXTERNAL" && rec.materials.is_empty() {
+            KeyState::PendingImport
+        } else {
+            KeyState::Disabled
+        };
         rec.deletion_date = None;
         rec.pending_window_days = None;
         Ok(())
