@@ -225,3 +225,27 @@ pub fn now() -> f64 {
         .unwrap_or_default();
     (d.as_millis() as f64) / 1000.0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key stored before asymmetric keys existed loads as the symmetric,
+    /// KMS-made key it was.
+    #[test]
+    fn records_from_before_key_specs_load_as_symmetric() {
+        let old = serde_json::json!({
+            "key_id": "k", "arn": "arn:aws:kms:us-east-1:1:key/k", "account": "1",
+            "created": 1.0, "description": "", "state": "Enabled", "deletion_date": null,
+            "pending_window_days": null, "key_manager": "AWS", "policy": "{}", "tags": [],
+            "rotation_enabled": true, "rotation_period_days": 365, "next_rotation": null,
+            "on_demand_rotation": null, "materials": []
+        });
+        let rec: KeyRecord = serde_json::from_value(old).unwrap();
+        assert_eq!(rec.key_spec, "SYMMETRIC_DEFAULT");
+        assert_eq!(rec.key_usage, "ENCRYPT_DECRYPT");
+        assert_eq!(rec.origin, "AWS_KMS");
+        assert!(rec.import.is_none() && rec.valid_to.is_none());
+        assert_eq!(rec.state_at(now()), KeyState::Enabled);
+    }
+}

@@ -56,7 +56,7 @@ pub struct KeyMetadata {
     /// The description.
     pub description: String,
     /// `ENCRYPT_DECRYPT`, `SIGN_VERIFY` or `GENERATE_VERIFY_MAC`.
-    pub key_usage: String,
+    pub key_usage: &'static str,
     /// `Enabled`, `Disabled`, `PendingDeletion`, `PendingImport`.
     pub key_state: &'static str,
     /// `AWS_KMS` or `EXTERNAL`.
@@ -107,7 +107,11 @@ impl KeyMetadata {
             creation_date: rec.created,
             enabled: state == KeyState::Enabled,
             description: rec.description.clone(),
-            key_usage: rec.key_usage.clone(),
+            key_usage: match usage {
+                "SIGN_VERIFY" => "SIGN_VERIFY",
+                "GENERATE_VERIFY_MAC" => "GENERATE_VERIFY_MAC",
+                _ => "ENCRYPT_DECRYPT",
+            },
             key_state: state.as_str(),
             origin: rec.origin.clone(),
             key_manager: rec.key_manager.clone(),
