@@ -255,6 +255,21 @@ pub fn import_key_material(
         .seal_material(&key.rec.key_id, 1, None, &raw, id.clone())?;
     let _w = kms.keys.writer();
     let (live, _) = kms.keys.update_key(&key.rec.key_id, |rec| {
+        // Checked again under the writer lock: a concurrent import may have
+        // spent the token or brought material first.
+        if rec.import.as_ref().map(|i| &i.token) != Some(&params.token) {
+            return Err(AwsError::client(
+                "InvalidImportTokenException",
+                "The import token is not valid for this KMS key.",
+            ));
+        }
+        if rec
+            .imported_material_id
+            .as_ref()
+            .is_some_and(|prev| *prev != id)
+        {
+            return Err(incorrect_material());
+        }
         rec.materials = vec![material];
         rec.imported_material_id = Some(id.clone());
         rec.valid_to = valid_to;
