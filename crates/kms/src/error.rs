@@ -36,6 +36,20 @@ impl KmsError {
             format!("{arn} is pending deletion."),
         )
     }
+    /// `KMSInvalidStateException` for an `EXTERNAL` key without material.
+    pub fn pending_import(arn: &str) -> AwsError {
+        AwsError::client(
+            "KMSInvalidStateException",
+            format!("{arn} is pending import."),
+        )
+    }
+    /// `InvalidKeyUsageException` in AWS's words.
+    pub fn key_usage(arn: &str, usage: &str, op: &str) -> AwsError {
+        AwsError::client(
+            "InvalidKeyUsageException",
+            format!("{arn} key usage is {usage} which is not valid for {op}."),
+        )
+    }
     /// `KMSInvalidStateException` with a message.
     pub fn invalid_state(msg: impl Into<String>) -> AwsError {
         AwsError::client("KMSInvalidStateException", msg)

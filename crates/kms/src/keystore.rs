@@ -11,7 +11,8 @@ use ferry_proto::authz::{self, Check, Denied, DenySource};
 use ferry_proto::{AwsError, Caller, Principal, RequestContext};
 use ferry_store::Store;
 
-use crate::crypto::{self, KEY_LEN, Key};
+use crate::asym::Spec;
+use crate::crypto::{self, KEY_LEN};
 use crate::error::{KmsError, store_fault};
 use crate::model::{
     ALIASES, AliasRecord, GRANTS, GrantRecord, KEYS, KeyRecord, KeyState, Material, now,
@@ -25,13 +26,33 @@ pub struct LiveKey {
     pub rec: KeyRecord,
     /// The parsed key policy.
     pub policy: Policy,
-    material: HashMap<u32, Key>,
+    material: HashMap<u32, zeroize::Zeroizing<Vec<u8>>>,
+    spec: Spec,
 }
 
 impl LiveKey {
-    /// The material of `version`.
+    /// The AES-256 material of `version` (symmetric keys only).
     pub fn material(&self, version: u32) -> Option<&[u8; KEY_LEN]> {
-        self.material.get(&version).map(|k| &**k)
+        if self.spec != Spec::Symmetric {
+            return None;
+        }
+        self.material
+            .get(&version)
+            .and_then(|k| k.as_slice().try_into().ok())
+    }
+    /// The current material, whatever the spec (a PKCS#8 private key, an
+    /// HMAC secret or an AES key).
+    pub fn current_material(&self) -> Option<&[u8]> {
+        let m = self.rec.current()?;
+        self.material.get(&m.version).map(|k| k.as_slice())
+    }
+    /// The key spec.
+    pub fn spec(&self) -> Spec {
+        self.spec
+    }
+    /// The state now (imported material may have expired).
+    pub fn state(&self) -> KeyState {
+        self.rec.state_at(now())
     }
     /// Whether this is the platform-managed key.
     pub fn aws_managed(&self) -> bool {
@@ -146,16 +167,21 @@ impl KeyStore {
                         rec.key_id
                     ))
                 })?;
-            let arr: [u8; KEY_LEN] = raw
-                .as_slice()
-                .try_into()
-                .map_err(|_| KmsError::internal("stored key material has the wrong length"))?;
-            material.insert(m.version, zeroize::Zeroizing::new(arr));
+            material.insert(m.version, raw);
+        }
+        let spec = Spec::parse(&rec.key_spec).ok_or_else(|| {
+            KmsError::internal(format!("the stored key spec of {} is unknown", rec.key_id))
+        })?;
+        if spec == Spec::Symmetric && material.values().any(|k| k.len() != KEY_LEN) {
+            return Err(KmsError::internal(
+                "stored key material has the wrong length",
+            ));
         }
         Ok(LiveKey {
             rec,
             policy,
             material,
+            spec,
         })
     }
 
@@ -167,15 +193,35 @@ impl KeyStore {
         rotation_type: Option<&str>,
     ) -> Result<Material, AwsError> {
         let k = crypto::random_key().map_err(|_| KmsError::internal("random generation failed"))?;
-        let wrapped = self
-            .root
-            .wrap(&material_label(key_id, version), k.as_slice())
-            .map_err(|_| KmsError::internal("wrapping key material failed"))?;
         let mut id = [0u8; 32];
         crypto::random(&mut id).map_err(|_| KmsError::internal("random generation failed"))?;
+        self.seal_material(
+            key_id,
+            version,
+            rotation_type,
+            k.as_slice(),
+            hex::encode(id),
+        )
+    }
+
+    /// Material the caller made (an asymmetric or HMAC key, imported
+    /// material), sealed under the root key exactly as symmetric material
+    /// is (label `kms-key/ID/VERSION`).
+    pub(crate) fn seal_material(
+        &self,
+        key_id: &str,
+        version: u32,
+        rotation_type: Option<&str>,
+        raw: &[u8],
+        id: String,
+    ) -> Result<Material, AwsError> {
+        let wrapped = self
+            .root
+            .wrap(&material_label(key_id, version), raw)
+            .map_err(|_| KmsError::internal("wrapping key material failed"))?;
         Ok(Material {
             version,
-            id: hex::encode(id),
+            id,
             created: now(),
             rotation_type: rotation_type.map(str::to_owned),
             wrapped,
@@ -264,6 +310,7 @@ impl KeyStore {
     /// grants.
     pub(crate) fn purge_due(&self) -> Result<(), AwsError> {
         let t = now();
+        self.purge_expired_material(t)?;
         let due: Vec<String> = self
             .state()
             .keys
@@ -316,6 +363,33 @@ impl KeyStore {
         }
         for g in &grants {
             st.grants.remove(g);
+        }
+        Ok(())
+    }
+
+    /// Deletes imported material whose `ValidTo` has passed: the key is
+    /// `PendingImport` until material is imported again, as in AWS. (Its
+    /// state already reads `PendingImport` from the moment of expiry; see
+    /// [`KeyRecord::state_at`].)
+    fn purge_expired_material(&self, t: f64) -> Result<(), AwsError> {
+        let expired: Vec<String> = self
+            .state()
+            .keys
+            .values()
+            .filter(|k| k.rec.material_expired(t))
+            .map(|k| k.rec.key_id.clone())
+            .collect();
+        if expired.is_empty() {
+            return Ok(());
+        }
+        let _w = self.writer();
+        for id in expired {
+            self.update_key(&id, |rec| {
+                if rec.material_expired(t) {
+                    delete_imported(rec);
+                }
+                Ok(())
+            })?;
         }
         Ok(())
     }
@@ -378,10 +452,11 @@ impl KeyStore {
 
     /// Fails unless `key` is usable for cryptographic operations.
     pub fn check_usable(key: &LiveKey) -> Result<(), AwsError> {
-        match key.rec.state {
+        match key.state() {
             KeyState::Enabled => Ok(()),
             KeyState::Disabled => Err(KmsError::disabled(&key.rec.arn)),
             KeyState::PendingDeletion => Err(KmsError::pending_deletion(&key.rec.arn)),
+            KeyState::PendingImport => Err(KmsError::pending_import(&key.rec.arn)),
         }
     }
 
@@ -392,6 +467,16 @@ impl KeyStore {
             return Err(KmsError::pending_deletion(&key.rec.arn));
         }
         Ok(())
+    }
+}
+
+/// Forgets an imported key's material: the key waits for an import.
+pub(crate) fn delete_imported(rec: &mut KeyRecord) {
+    rec.materials.clear();
+    rec.valid_to = None;
+    rec.expiration_model = None;
+    if rec.state != KeyState::PendingDeletion {
+        rec.state = KeyState::PendingImport;
     }
 }
 
@@ -438,13 +523,21 @@ pub fn caller_is(caller: &Caller, p: &str) -> bool {
 
 /// The KMS condition keys of one request (the caller's global keys are
 /// added by [`authz::decisions`]).
-fn condition_keys(ctx: &RequestContext, req: &Request<'_>) -> BTreeMap<String, Vec<String>> {
+fn condition_keys(
+    ctx: &RequestContext,
+    key: Option<&KeyRecord>,
+    req: &Request<'_>,
+) -> BTreeMap<String, Vec<String>> {
     let caller = &ctx.caller;
     let mut keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
     keys.insert("kms:calleraccount".into(), vec![caller.account.clone()]);
-    keys.insert("kms:keyspec".into(), vec!["SYMMETRIC_DEFAULT".into()]);
-    keys.insert("kms:keyusage".into(), vec!["ENCRYPT_DECRYPT".into()]);
-    keys.insert("kms:keyorigin".into(), vec!["AWS_KMS".into()]);
+    let (spec, usage, origin) = key
+        .map_or(("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT", "AWS_KMS"), |k| {
+            (&*k.key_spec, &*k.key_usage, &*k.origin)
+        });
+    keys.insert("kms:keyspec".into(), vec![spec.into()]);
+    keys.insert("kms:keyusage".into(), vec![usage.into()]);
+    keys.insert("kms:keyorigin".into(), vec![origin.into()]);
     if let Principal::Service(_) = caller.principal {
         keys.insert("aws:sourceaccount".into(), vec![caller.account.clone()]);
     }
@@ -512,7 +605,7 @@ impl KeyStore {
         if admin_override && caller.policies.is_none() && !key.policy.has_deny() {
             return Ok(());
         }
-        check.keys = condition_keys(ctx, req);
+        check.keys = condition_keys(ctx, Some(&key.rec), req);
         let d = authz::decisions(caller, &check, Some(&key.policy));
         if d.identity == Decision::Deny {
             return Err(refuse(Denied::explicit(
@@ -554,7 +647,7 @@ impl KeyStore {
     ) -> Result<(), AwsError> {
         let caller = &ctx.caller;
         let mut check = Check::new("kms:PutKeyPolicy", key_arn);
-        check.keys = condition_keys(ctx, &Request::default());
+        check.keys = condition_keys(ctx, None, &Request::default());
         let d = authz::decisions(caller, &check, Some(policy));
         let denied = d.identity == Decision::Deny || d.resource.decision == Decision::Deny;
         let allowed = caller.principal == Principal::AccountAdmin

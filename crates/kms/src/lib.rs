@@ -20,6 +20,7 @@
 //! - [`audit_file`]: the audit file, appended with group commit.
 //! - [`model`]: stored records.
 //! - [`crypto`]: AES-256-GCM and randomness (OpenSSL).
+//! - [`asym`]: RSA, ECC and HMAC key material, signatures, RSAES-OAEP (OpenSSL).
 //! - [`root_key`]: the root key, the trust anchor that wraps all key material at rest.
 //! - [`sealing`]: other services' secrets sealed under the root key
 //!   ([`Kms::seal_secret`], [`Kms::unseal_secret`]).
@@ -28,6 +29,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod asym;
 pub mod audit;
 pub mod audit_file;
 pub mod blob;

@@ -19,6 +19,8 @@ pub enum KeyState {
     Disabled,
     /// Scheduled for deletion; not usable.
     PendingDeletion,
+    /// An `EXTERNAL` key without (unexpired) key material.
+    PendingImport,
 }
 
 impl KeyState {
@@ -28,6 +30,7 @@ impl KeyState {
             KeyState::Enabled => "Enabled",
             KeyState::Disabled => "Disabled",
             KeyState::PendingDeletion => "PendingDeletion",
+            KeyState::PendingImport => "PendingImport",
         }
     }
 }
@@ -89,14 +92,79 @@ pub struct KeyRecord {
     pub next_rotation: Option<f64>,
     /// When the last on-demand rotation started.
     pub on_demand_rotation: Option<f64>,
-    /// All material versions, oldest first; the last is current.
+    /// All material versions, oldest first; the last is current. Empty
+    /// for an `EXTERNAL` key awaiting its material.
     pub materials: Vec<Material>,
+    /// `KeySpec` (records from before asymmetric keys: symmetric).
+    #[serde(default = "symmetric_default")]
+    pub key_spec: String,
+    /// `KeyUsage`.
+    #[serde(default = "encrypt_decrypt")]
+    pub key_usage: String,
+    /// `Origin`: `AWS_KMS` or `EXTERNAL`.
+    #[serde(default = "aws_kms")]
+    pub origin: String,
+    /// Imported material: `KEY_MATERIAL_EXPIRES` or `KEY_MATERIAL_DOES_NOT_EXPIRE`.
+    #[serde(default)]
+    pub expiration_model: Option<String>,
+    /// Imported material expires at (epoch seconds).
+    #[serde(default)]
+    pub valid_to: Option<f64>,
+    /// The id of the material first imported: later imports must bring
+    /// the same material, as in AWS.
+    #[serde(default)]
+    pub imported_material_id: Option<String>,
+    /// The open import (GetParametersForImport), if any.
+    #[serde(default)]
+    pub import: Option<ImportParams>,
+}
+
+fn symmetric_default() -> String {
+    "SYMMETRIC_DEFAULT".into()
+}
+fn encrypt_decrypt() -> String {
+    "ENCRYPT_DECRYPT".into()
+}
+fn aws_kms() -> String {
+    "AWS_KMS".into()
+}
+
+/// The parameters of an open import: the wrapping key pair and the token
+/// that names it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportParams {
+    /// The import token (hex of 32 random bytes; the client sends it back).
+    pub token: String,
+    /// `WrappingAlgorithm`.
+    pub wrapping_algorithm: String,
+    /// The wrapping private key (PKCS#8 DER), sealed under the root key
+    /// with the label `kms-import/KEYID`.
+    pub wrapped_private_key: Vec<u8>,
+    /// The parameters expire at (epoch seconds), 24 hours after issue.
+    pub valid_to: f64,
 }
 
 impl KeyRecord {
     /// The current material.
     pub fn current(&self) -> Option<&Material> {
         self.materials.last()
+    }
+
+    /// The state as the API shows it at `t`: an imported key whose
+    /// material has expired is `PendingImport` from that moment on (the
+    /// expired material is then purged at the next purge).
+    pub fn state_at(&self, t: f64) -> KeyState {
+        if self.material_expired(t) && self.state != KeyState::PendingDeletion {
+            return KeyState::PendingImport;
+        }
+        self.state
+    }
+
+    /// Whether imported material has expired by `t`.
+    pub fn material_expired(&self, t: f64) -> bool {
+        self.origin == "EXTERNAL"
+            && !self.materials.is_empty()
+            && self.valid_to.is_some_and(|v| v <= t)
     }
 }
 
@@ -156,4 +224,28 @@ pub fn now() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     (d.as_millis() as f64) / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key stored before asymmetric keys existed loads as the symmetric,
+    /// KMS-made key it was.
+    #[test]
+    fn records_from_before_key_specs_load_as_symmetric() {
+        let old = serde_json::json!({
+            "key_id": "k", "arn": "arn:aws:kms:us-east-1:1:key/k", "account": "1",
+            "created": 1.0, "description": "", "state": "Enabled", "deletion_date": null,
+            "pending_window_days": null, "key_manager": "AWS", "policy": "{}", "tags": [],
+            "rotation_enabled": true, "rotation_period_days": 365, "next_rotation": null,
+            "on_demand_rotation": null, "materials": []
+        });
+        let rec: KeyRecord = serde_json::from_value(old).unwrap();
+        assert_eq!(rec.key_spec, "SYMMETRIC_DEFAULT");
+        assert_eq!(rec.key_usage, "ENCRYPT_DECRYPT");
+        assert_eq!(rec.origin, "AWS_KMS");
+        assert!(rec.import.is_none() && rec.valid_to.is_none());
+        assert_eq!(rec.state_at(now()), KeyState::Enabled);
+    }
 }

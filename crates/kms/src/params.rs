@@ -116,6 +116,22 @@ impl<'a> Params<'a> {
         Ok(Some(n))
     }
 
+    /// An optional timestamp (JSON 1.1 sends epoch seconds as a number).
+    pub fn opt_timestamp(&self, name: &str) -> Result<Option<f64>, AwsError> {
+        let Some(v) = self.get(name) else {
+            return Ok(None);
+        };
+        v.as_f64()
+            .filter(|t| t.is_finite())
+            .map(Some)
+            .ok_or_else(|| wrong_type(name, "a timestamp (epoch seconds)"))
+    }
+
+    /// A required enum value.
+    pub fn enum_value(&self, name: &str, allowed: &[&str]) -> Result<&'a str, AwsError> {
+        self.opt_enum(name, allowed)?.ok_or_else(|| missing(name))
+    }
+
     /// An optional boolean.
     pub fn opt_bool(&self, name: &str) -> Result<Option<bool>, AwsError> {
         let Some(v) = self.get(name) else {

@@ -106,6 +106,33 @@ fn is_crypto_op(operation: &str) -> bool {
             | "GenerateDataKeyWithoutPlaintext"
             | "GenerateRandom"
             | "ReEncrypt"
+            | "Sign"
+            | "Verify"
+            | "GenerateMac"
+            | "VerifyMac"
+            | "GenerateDataKeyPair"
+            | "GenerateDataKeyPairWithoutPlaintext"
+            | "GetPublicKey"
+    )
+}
+
+/// The operations cheap enough to run on the async worker: the symmetric
+/// ones and the HMAC ones (microseconds). RSA and ECC private-key
+/// operations and key-pair generation (up to seconds for RSA-4096) go to
+/// the blocking pool. (An RSA Decrypt is the exception: Decrypt runs
+/// inline, so an RSA decryption, about a millisecond, runs there too.)
+fn is_inline_op(operation: &str) -> bool {
+    matches!(
+        operation,
+        "Encrypt"
+            | "Decrypt"
+            | "GenerateDataKey"
+            | "GenerateDataKeyWithoutPlaintext"
+            | "GenerateRandom"
+            | "ReEncrypt"
+            | "GenerateMac"
+            | "VerifyMac"
+            | "DescribeKey"
     )
 }
 
@@ -117,6 +144,20 @@ fn handler(op: &str) -> Option<Handler> {
         "CreateKey" => ops::keys::create_key,
         "DescribeKey" => ops::keys::describe_key,
         "ListKeys" => ops::keys::list_keys,
+        "UpdateKeyDescription" => ops::keys::update_key_description,
+        "Sign" => ops::asymmetric::sign,
+        "Verify" => ops::asymmetric::verify,
+        "GetPublicKey" => ops::asymmetric::get_public_key,
+        "GenerateMac" => ops::asymmetric::generate_mac,
+        "VerifyMac" => ops::asymmetric::verify_mac,
+        "GenerateDataKeyPair" => ops::asymmetric::generate_data_key_pair,
+        "GenerateDataKeyPairWithoutPlaintext" => {
+            ops::asymmetric::generate_data_key_pair_without_plaintext
+        }
+        "GetParametersForImport" => ops::import::get_parameters_for_import,
+        "ImportKeyMaterial" => ops::import::import_key_material,
+        "DeleteImportedKeyMaterial" => ops::import::delete_imported_key_material,
+        "ListRetirableGrants" => ops::grants::list_retirable_grants,
         "EnableKey" => ops::keys::enable_key,
         "DisableKey" => ops::keys::disable_key,
         "ScheduleKeyDeletion" => ops::keys::schedule_key_deletion,
@@ -329,7 +370,7 @@ impl JsonService for Kms {
     /// automatic rotation falls due is rotated, and stored, by the first
     /// such call; that rare write is accepted on the async worker.)
     fn runs_inline(&self, operation: &str) -> bool {
-        is_crypto_op(operation) || operation == "DescribeKey"
+        is_inline_op(operation)
     }
 
     /// Every operation is authorized per key, by key policy, identity

@@ -18,7 +18,7 @@ use crate::keystore::{KeyStore, LiveKey, Names, Request};
 use crate::params::{Params, b64};
 use crate::service::{Kms, Operation, Trail};
 
-const ALGORITHMS: &[&str] = &[
+pub(crate) const ALGORITHMS: &[&str] = &[
     "SYMMETRIC_DEFAULT",
     "RSAES_OAEP_SHA_1",
     "RSAES_OAEP_SHA_256",
@@ -39,7 +39,7 @@ fn check_algorithm(p: &Params<'_>, name: &str) -> Result<(), AwsError> {
     Ok(())
 }
 
-fn refuse_recipient(p: &Params<'_>) -> Result<(), AwsError> {
+pub(crate) fn refuse_recipient(p: &Params<'_>) -> Result<(), AwsError> {
     if p.opt_object("Recipient")?.is_some() {
         return Err(KmsError::unsupported(
             "Recipient (Nitro Enclaves attestation) is not supported.",
@@ -50,7 +50,7 @@ fn refuse_recipient(p: &Params<'_>) -> Result<(), AwsError> {
 
 /// Resolves, authorizes and state-checks a key for a cryptographic use,
 /// rotating it first if automatic rotation is due.
-fn key_for_use(
+pub(crate) fn key_for_use(
     kms: &Kms,
     ctx: &RequestContext,
     key_id: &str,
@@ -70,7 +70,30 @@ fn key_for_use(
         },
     )?;
     KeyStore::check_usable(&key)?;
+    require_symmetric(&key, action)?;
     super::rotation::rotate_if_due(kms, key)
+}
+
+/// The symmetric operations need a symmetric encryption key: anything
+/// else is `InvalidKeyUsageException`, as in AWS.
+pub(crate) fn require_symmetric(key: &LiveKey, action: &str) -> Result<(), AwsError> {
+    if key.rec.key_usage != "ENCRYPT_DECRYPT" {
+        return Err(KmsError::key_usage(
+            &key.rec.arn,
+            &key.rec.key_usage,
+            action,
+        ));
+    }
+    if key.spec() != crate::asym::Spec::Symmetric {
+        return Err(AwsError::client(
+            "InvalidKeyUsageException",
+            format!(
+                "{} key spec is {} which is not valid for {action}.",
+                key.rec.arn, key.rec.key_spec
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A decrypted blob: its key, the plaintext, the material id.
@@ -80,7 +103,7 @@ type Generated = (Arc<LiveKey>, Zeroizing<Vec<u8>>, Vec<u8>);
 
 /// Encrypts `plaintext` under the key's current material, with `iv` if
 /// the caller already drew one, else a fresh one.
-fn seal(
+pub(crate) fn seal(
     key: &LiveKey,
     context: &BTreeMap<String, String>,
     plaintext: &[u8],
@@ -158,7 +181,7 @@ fn open(
     Ok((key.clone(), pt, id))
 }
 
-fn context(p: &Params<'_>, name: &str) -> Result<BTreeMap<String, String>, AwsError> {
+pub(crate) fn context(p: &Params<'_>, name: &str) -> Result<BTreeMap<String, String>, AwsError> {
     Ok(p.opt_context(name)?.unwrap_or_default())
 }
 
@@ -171,6 +194,18 @@ pub fn encrypt(
     let key_id = p.key_id("KeyId")?;
     let plaintext = p.blob("Plaintext", 1, 4096)?;
     let ec = context(p, "EncryptionContext")?;
+    let algorithm = p.opt_enum("EncryptionAlgorithm", ALGORITHMS)?;
+    // An asymmetric key encrypts with RSAES-OAEP (its own path); a
+    // symmetric one as before.
+    if let Ok(key) = kms.keys.resolve(key_id, Names::KeyOrAlias)
+        && key.spec().is_asymmetric()
+    {
+        check_grant_tokens(kms, p)?;
+        let dry = p.dry_run()?;
+        return super::asymmetric::rsa_encrypt(
+            kms, ctx, &key, algorithm, &plaintext, &ec, dry, res,
+        );
+    }
     check_algorithm(p, "EncryptionAlgorithm")?;
     check_grant_tokens(kms, p)?;
     let key = key_for_use(kms, ctx, key_id, "Encrypt", &ec, res)?;
@@ -251,6 +286,19 @@ pub fn decrypt(
     let data = p.blob("CiphertextBlob", 1, 6144)?;
     let ec = context(p, "EncryptionContext")?;
     let key_param = p.opt_str("KeyId", 1, 2048)?;
+    let algorithm = p.opt_enum("EncryptionAlgorithm", ALGORITHMS)?;
+    // An RSA ciphertext names no key: the caller names it, and only then
+    // is this the asymmetric path. A symmetric blob takes the path it
+    // always took.
+    if let Some(k) = key_param
+        && let Ok(key) = kms.keys.resolve(k, Names::KeyOrAlias)
+        && key.spec().is_asymmetric()
+    {
+        check_grant_tokens(kms, p)?;
+        refuse_recipient(p)?;
+        let dry = p.dry_run()?;
+        return super::asymmetric::rsa_decrypt(kms, ctx, &key, algorithm, &data, &ec, dry, res);
+    }
     check_algorithm(p, "EncryptionAlgorithm")?;
     check_grant_tokens(kms, p)?;
     refuse_recipient(p)?;

@@ -187,9 +187,10 @@ impl Operation for CreateGrant<'_> {
                 keys,
             },
         )?;
-        match key.rec.state {
+        match key.state() {
             KeyState::PendingDeletion => return Err(KmsError::pending_deletion(&key.rec.arn)),
             KeyState::Disabled => return Err(KmsError::disabled(&key.rec.arn)),
+            KeyState::PendingImport => return Err(KmsError::pending_import(&key.rec.arn)),
             KeyState::Enabled => {}
         }
         if self.dry_run {
@@ -341,6 +342,34 @@ pub fn list_grants(
         })
         .map(|g| grant_json(&key.rec.arn, g))
         .collect();
+    let (items, next) = page(&all, offset, limit)?;
+    Ok(paged(json!({ "Grants": items }), next))
+}
+
+/// ListRetirableGrants: the grants, on any key of the account, that name
+/// `RetiringPrincipal` as their retiring principal. Authorized like the
+/// other operations on no key (identity policies, resource `*`).
+pub fn list_retirable_grants(
+    kms: &Kms,
+    ctx: &RequestContext,
+    p: &Params<'_>,
+    _res: &mut Trail,
+) -> Result<Value, AwsError> {
+    let retiring = principal_param(p, "RetiringPrincipal", true)?.unwrap_or_default();
+    let limit = p.limit(50)?;
+    let offset = p.marker()?;
+    super::authorize_account_op(ctx, "ListRetirableGrants")?;
+    let st = kms.keys.state();
+    let all: Vec<Value> = st
+        .grants
+        .values()
+        .filter(|g| g.retiring.as_deref() == Some(retiring))
+        .filter_map(|g| {
+            let key = st.keys.get(&g.key_id)?;
+            (key.rec.account == ctx.caller.account).then(|| grant_json(&key.rec.arn, g))
+        })
+        .collect();
+    drop(st);
     let (items, next) = page(&all, offset, limit)?;
     Ok(paged(json!({ "Grants": items }), next))
 }

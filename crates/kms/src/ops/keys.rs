@@ -5,6 +5,7 @@ use ferry_proto::{AwsError, RequestContext};
 use serde_json::{Value, json};
 
 use super::{KeyMetadata, authorize, authorize_account_op, check_grant_tokens, refuse_aws_managed};
+use crate::asym::{self, Spec};
 use crate::error::KmsError;
 use crate::keystore::{KeyStore, Names};
 use crate::model::{KeyRecord, KeyState, Tag, now};
@@ -70,39 +71,7 @@ pub fn create_key(
     res: &mut Trail,
 ) -> Result<Value, AwsError> {
     let description = p.opt_str("Description", 0, 8192)?.unwrap_or("");
-    let usage = p.opt_enum(
-        "KeyUsage",
-        &[
-            "SIGN_VERIFY",
-            "ENCRYPT_DECRYPT",
-            "GENERATE_VERIFY_MAC",
-            "KEY_AGREEMENT",
-        ],
-    )?;
-    let spec = p
-        .opt_str("KeySpec", 1, 64)?
-        .or(p.opt_str("CustomerMasterKeySpec", 1, 64)?);
-    if let Some(u) = usage
-        && u != "ENCRYPT_DECRYPT"
-    {
-        return Err(KmsError::unsupported(format!(
-            "KeyUsage {u} is not supported; ferry keys are ENCRYPT_DECRYPT."
-        )));
-    }
-    if let Some(s) = spec
-        && s != "SYMMETRIC_DEFAULT"
-    {
-        return Err(KmsError::unsupported(format!(
-            "KeySpec {s} is not supported; ferry keys are SYMMETRIC_DEFAULT."
-        )));
-    }
-    if let Some(o) = p.opt_str("Origin", 1, 64)?
-        && o != "AWS_KMS"
-    {
-        return Err(KmsError::unsupported(format!(
-            "Origin {o} is not supported; ferry keys are AWS_KMS."
-        )));
-    }
+    let kind = key_kind(p)?;
     if p.opt_bool("MultiRegion")?.unwrap_or(false) {
         return Err(KmsError::unsupported(
             "Multi-Region keys are not supported.",
@@ -145,9 +114,122 @@ pub fn create_key(
         tags,
         None,
         false,
+        kind,
     )?;
     res.push(live.rec.arn.clone());
     Ok(KeyMetadata::of(&live.rec).response())
+}
+
+/// What kind of key CreateKey makes.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyKind {
+    /// The key spec.
+    pub spec: Spec,
+    /// `KeyUsage`.
+    pub usage: &'static str,
+    /// `Origin`.
+    pub origin: &'static str,
+}
+
+impl KeyKind {
+    /// A symmetric encryption key with KMS-made material.
+    pub const SYMMETRIC: Self = Self {
+        spec: Spec::Symmetric,
+        usage: "ENCRYPT_DECRYPT",
+        origin: "AWS_KMS",
+    };
+}
+
+/// Every `KeySpec` the model lists.
+const KEY_SPECS: &[&str] = &[
+    "RSA_2048",
+    "RSA_3072",
+    "RSA_4096",
+    "ECC_NIST_P256",
+    "ECC_NIST_P384",
+    "ECC_NIST_P521",
+    "ECC_SECG_P256K1",
+    "SYMMETRIC_DEFAULT",
+    "HMAC_224",
+    "HMAC_256",
+    "HMAC_384",
+    "HMAC_512",
+    "SM2",
+    "ML_DSA_44",
+    "ML_DSA_65",
+    "ML_DSA_87",
+    "ECC_NIST_EDWARDS25519",
+];
+
+/// CreateKey's `KeySpec`, `KeyUsage` and `Origin`, checked as AWS checks
+/// them: values outside the model are `ValidationException`; a usage the
+/// spec does not allow too; specs and origins ferry does not serve are
+/// `UnsupportedOperationException`.
+fn key_kind(p: &Params<'_>) -> Result<KeyKind, AwsError> {
+    let usage = p.opt_enum(
+        "KeyUsage",
+        &[
+            "SIGN_VERIFY",
+            "ENCRYPT_DECRYPT",
+            "GENERATE_VERIFY_MAC",
+            "KEY_AGREEMENT",
+        ],
+    )?;
+    let spec_name = p.opt_enum("KeySpec", KEY_SPECS)?;
+    // The deprecated name's enum: the first twelve and SM2.
+    let cmk_spec = p.opt_enum("CustomerMasterKeySpec", &KEY_SPECS[..13])?;
+    if spec_name.is_some() && cmk_spec.is_some() {
+        return Err(KmsError::invalid(
+            "You cannot specify KeySpec and CustomerMasterKeySpec in the same request. CustomerMasterKeySpec is deprecated.",
+        ));
+    }
+    let spec_name = spec_name.or(cmk_spec).unwrap_or("SYMMETRIC_DEFAULT");
+    let origin = p
+        .opt_enum(
+            "Origin",
+            &["AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"],
+        )?
+        .unwrap_or("AWS_KMS");
+    let Some(spec) = Spec::parse(spec_name) else {
+        return Err(KmsError::unsupported(format!(
+            "KeySpec {spec_name} is not supported."
+        )));
+    };
+    let usage = usage.unwrap_or("ENCRYPT_DECRYPT");
+    if !spec.allows_usage(usage) {
+        if usage == "KEY_AGREEMENT" && matches!(spec, Spec::Ec(_)) {
+            return Err(KmsError::unsupported(
+                "KeyUsage KEY_AGREEMENT is not supported.",
+            ));
+        }
+        return Err(KmsError::invalid(format!(
+            "KeyUsage {usage} is not compatible with KeySpec {spec_name}"
+        )));
+    }
+    let origin = match origin {
+        "AWS_KMS" => "AWS_KMS",
+        "EXTERNAL" if matches!(spec, Spec::Symmetric | Spec::Hmac(_)) => "EXTERNAL",
+        "EXTERNAL" => {
+            return Err(KmsError::unsupported(
+                "ferry imports key material only into symmetric encryption and HMAC keys.",
+            ));
+        }
+        o => {
+            return Err(KmsError::unsupported(format!(
+                "Origin {o} is not supported."
+            )));
+        }
+    };
+    let usage = match usage {
+        "SIGN_VERIFY" => "SIGN_VERIFY",
+        "GENERATE_VERIFY_MAC" => "GENERATE_VERIFY_MAC",
+        _ => "ENCRYPT_DECRYPT",
+    };
+    Ok(KeyKind {
+        spec,
+        usage,
+        origin,
+    })
 }
 
 /// Creates a key with fresh material.
@@ -170,6 +252,7 @@ pub fn new_key(
         tags,
         alias,
         yearly_rotation,
+        KeyKind::SYMMETRIC,
     )
 }
 
@@ -185,6 +268,7 @@ fn insert_new_key(
     tags: Vec<Tag>,
     alias: Option<&str>,
     yearly_rotation: bool,
+    kind: KeyKind,
 ) -> Result<std::sync::Arc<crate::keystore::LiveKey>, AwsError> {
     let t = now();
     let alias = alias.map(|name| crate::model::AliasRecord {
@@ -194,14 +278,32 @@ fn insert_new_key(
         created: t,
         updated: t,
     });
-    let material = kms.keys.new_material(&key_id, 1, None)?;
+    let materials = match kind.spec {
+        _ if kind.origin == "EXTERNAL" => Vec::new(),
+        Spec::Symmetric => vec![kms.keys.new_material(&key_id, 1, None)?],
+        spec => {
+            let raw = asym::generate(spec)
+                .map_err(|_| KmsError::internal("generating key material failed"))?;
+            let mut id = [0u8; 32];
+            crate::crypto::random(&mut id)
+                .map_err(|_| KmsError::internal("random generation failed"))?;
+            vec![
+                kms.keys
+                    .seal_material(&key_id, 1, None, &raw, hex::encode(id))?,
+            ]
+        }
+    };
     let rec = KeyRecord {
         arn: format!("{}key/{key_id}", kms.keys.arn_prefix()),
         key_id,
         account: kms.keys.account.clone(),
         created: t,
         description: description.to_owned(),
-        state: KeyState::Enabled,
+        state: if materials.is_empty() {
+            KeyState::PendingImport
+        } else {
+            KeyState::Enabled
+        },
         deletion_date: None,
         pending_window_days: None,
         key_manager: manager.to_owned(),
@@ -211,7 +313,14 @@ fn insert_new_key(
         rotation_period_days: 365,
         next_rotation: yearly_rotation.then_some(t + 365.0 * DAY),
         on_demand_rotation: None,
-        materials: vec![material],
+        materials,
+        key_spec: kind.spec.name().to_owned(),
+        key_usage: kind.usage.to_owned(),
+        origin: kind.origin.to_owned(),
+        expiration_model: None,
+        valid_to: None,
+        imported_material_id: None,
+        import: None,
     };
     kms.keys.insert_key(rec, alias)
 }
@@ -299,8 +408,10 @@ fn set_state(
     refuse_aws_managed(&key, if enable { "enable" } else { "disable" })?;
     let _w = kms.keys.writer();
     kms.keys.update_key(&key.rec.key_id, |rec| {
-        if rec.state == KeyState::PendingDeletion {
-            return Err(KmsError::pending_deletion(&rec.arn));
+        match rec.state_at(now()) {
+            KeyState::PendingDeletion => return Err(KmsError::pending_deletion(&rec.arn)),
+            KeyState::PendingImport => return Err(KmsError::pending_import(&rec.arn)),
+            KeyState::Enabled | KeyState::Disabled => {}
         }
         rec.state = if enable {
             KeyState::Enabled
@@ -382,11 +493,37 @@ pub fn cancel_key_deletion(
                 rec.arn
             )));
         }
-        // As in AWS, a key whose deletion is cancelled comes back disabled.
-        rec.state = KeyState::Disabled;
+        // As in AWS, a key whose deletion is cancelled comes back disabled
+        // (an imported key without material: waiting for its import).
+        rec.state = if rec.origin == "EXTERNAL" && rec.materials.is_empty() {
+            KeyState::PendingImport
+        } else {
+            KeyState::Disabled
+        };
         rec.deletion_date = None;
         rec.pending_window_days = None;
         Ok(())
     })?;
     Ok(json!({ "KeyId": live.rec.arn }))
+}
+
+pub fn update_key_description(
+    kms: &Kms,
+    ctx: &RequestContext,
+    p: &Params<'_>,
+    res: &mut Trail,
+) -> Result<Value, AwsError> {
+    let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
+    let description = p.str("Description", 0, 8192)?;
+    authorize(kms, ctx, res, &key, "UpdateKeyDescription")?;
+    refuse_aws_managed(&key, "update the description of")?;
+    let _w = kms.keys.writer();
+    kms.keys.update_key(&key.rec.key_id, |rec| {
+        if rec.state == KeyState::PendingDeletion {
+            return Err(KmsError::pending_deletion(&rec.arn));
+        }
+        rec.description = description.to_owned();
+        Ok(())
+    })?;
+    Ok(json!({}))
 }

@@ -9,8 +9,10 @@
 //! [`crate::platform`] calls the same code in-process with no JSON between.
 
 pub mod aliases;
+pub mod asymmetric;
 pub mod data;
 pub mod grants;
+pub mod import;
 pub mod keys;
 pub mod policies;
 pub mod rotation;
@@ -53,25 +55,38 @@ pub struct KeyMetadata {
     pub enabled: bool,
     /// The description.
     pub description: String,
-    /// Always `ENCRYPT_DECRYPT` (ferry's keys are symmetric).
+    /// `ENCRYPT_DECRYPT`, `SIGN_VERIFY` or `GENERATE_VERIFY_MAC`.
     pub key_usage: &'static str,
-    /// `Enabled`, `Disabled`, `PendingDeletion`.
+    /// `Enabled`, `Disabled`, `PendingDeletion`, `PendingImport`.
     pub key_state: &'static str,
-    /// Always `AWS_KMS`.
-    pub origin: &'static str,
+    /// `AWS_KMS` or `EXTERNAL`.
+    pub origin: String,
     /// `CUSTOMER` or `AWS`.
     pub key_manager: String,
-    /// Always `SYMMETRIC_DEFAULT` (the old name of `KeySpec`).
+    /// The key spec (the old name of `KeySpec`).
     pub customer_master_key_spec: &'static str,
-    /// Always `SYMMETRIC_DEFAULT`.
+    /// The key spec.
     pub key_spec: &'static str,
-    /// `["SYMMETRIC_DEFAULT"]`.
-    pub encryption_algorithms: [&'static str; 1],
+    /// For encryption keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption_algorithms: Option<&'static [&'static str]>,
+    /// For signing keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_algorithms: Option<&'static [&'static str]>,
+    /// For HMAC keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac_algorithms: Option<&'static [&'static str]>,
     /// Always false.
     pub multi_region: bool,
     /// When a key pending deletion is deleted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deletion_date: Option<f64>,
+    /// When imported material expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid_to: Option<f64>,
+    /// Imported keys with material: whether it expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiration_model: Option<String>,
     /// The current key material's id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_key_material_id: Option<String>,
@@ -80,23 +95,36 @@ pub struct KeyMetadata {
 impl KeyMetadata {
     /// The metadata of a stored key.
     pub fn of(rec: &KeyRecord) -> Self {
+        let spec = crate::asym::Spec::parse(&rec.key_spec).unwrap_or(crate::asym::Spec::Symmetric);
+        let usage = rec.key_usage.as_str();
+        let some = |a: &'static [&'static str]| (!a.is_empty()).then_some(a);
+        let state = rec.state_at(crate::model::now());
+        let material = state != KeyState::PendingImport;
         Self {
             aws_account_id: rec.account.clone(),
             key_id: rec.key_id.clone(),
             arn: rec.arn.clone(),
             creation_date: rec.created,
-            enabled: rec.state == KeyState::Enabled,
+            enabled: state == KeyState::Enabled,
             description: rec.description.clone(),
-            key_usage: "ENCRYPT_DECRYPT",
-            key_state: rec.state.as_str(),
-            origin: "AWS_KMS",
+            key_usage: match usage {
+                "SIGN_VERIFY" => "SIGN_VERIFY",
+                "GENERATE_VERIFY_MAC" => "GENERATE_VERIFY_MAC",
+                _ => "ENCRYPT_DECRYPT",
+            },
+            key_state: state.as_str(),
+            origin: rec.origin.clone(),
             key_manager: rec.key_manager.clone(),
-            customer_master_key_spec: "SYMMETRIC_DEFAULT",
-            key_spec: "SYMMETRIC_DEFAULT",
-            encryption_algorithms: ["SYMMETRIC_DEFAULT"],
+            customer_master_key_spec: spec.name(),
+            key_spec: spec.name(),
+            encryption_algorithms: some(spec.encryption_algorithms(usage)),
+            signing_algorithms: some(spec.signing_algorithms(usage)),
+            mac_algorithms: some(spec.mac_algorithms()),
             multi_region: false,
             deletion_date: rec.deletion_date,
-            current_key_material_id: rec.current().map(|c| c.id.clone()),
+            valid_to: rec.valid_to.filter(|_| material),
+            expiration_model: rec.expiration_model.clone().filter(|_| material),
+            current_key_material_id: rec.current().filter(|_| material).map(|c| c.id.clone()),
         }
     }
 

@@ -51,6 +51,24 @@ pub fn rotate_if_due(kms: &Kms, key: Arc<LiveKey>) -> Result<Arc<LiveKey>, AwsEr
     rotate(kms, &key.rec.key_id, "AUTOMATIC")
 }
 
+/// AWS rotates only symmetric encryption keys with KMS-made material:
+/// asymmetric, HMAC and imported keys are refused.
+fn refuse_unrotatable(key: &LiveKey) -> Result<(), AwsError> {
+    if key.spec() != crate::asym::Spec::Symmetric {
+        return Err(KmsError::unsupported(format!(
+            "{} is not a symmetric encryption KMS key; key rotation is not supported for {} keys.",
+            key.rec.arn, key.rec.key_spec
+        )));
+    }
+    if key.rec.origin != "AWS_KMS" {
+        return Err(KmsError::unsupported(format!(
+            "{} has imported key material; ferry does not rotate keys with imported material.",
+            key.rec.arn
+        )));
+    }
+    Ok(())
+}
+
 fn set_rotation(
     kms: &Kms,
     ctx: &RequestContext,
@@ -72,6 +90,7 @@ fn set_rotation(
     };
     kms.keys.authorize(ctx, &key, action, &Request::default())?;
     refuse_aws_managed(&key, "change the rotation of")?;
+    refuse_unrotatable(&key)?;
     KeyStore::check_usable(&key)?;
     let _w = kms.keys.writer();
     kms.keys.update_key(&key.rec.key_id, |rec| {
@@ -138,10 +157,12 @@ pub fn rotate_key_on_demand(
     let key = kms.keys.resolve(p.key_id("KeyId")?, Names::KeyOnly)?;
     authorize(kms, ctx, res, &key, "RotateKeyOnDemand")?;
     refuse_aws_managed(&key, "rotate on demand")?;
-    match key.rec.state {
+    refuse_unrotatable(&key)?;
+    match key.state() {
         KeyState::Enabled => {}
         KeyState::Disabled => return Err(KmsError::disabled(&key.rec.arn)),
         KeyState::PendingDeletion => return Err(KmsError::pending_deletion(&key.rec.arn)),
+        KeyState::PendingImport => return Err(KmsError::pending_import(&key.rec.arn)),
     }
     let _w = kms.keys.writer();
     let cur = kms.keys.resolve(&key.rec.key_id, Names::KeyOnly)?;
