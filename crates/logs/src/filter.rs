@@ -60,6 +60,15 @@ impl Pattern {
         Ok(p)
     }
 
+    /// The values TestMetricFilter reports for a matching message (term
+    /// patterns extract none); `None` when it does not match.
+    pub(crate) fn extract(
+        &self,
+        message: &str,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        self.matches(message).then(Default::default)
+    }
+
     pub(crate) fn matches(&self, message: &str) -> bool {
         self.all.iter().all(|t| message.contains(t.as_str()))
             && (self.any.is_empty() || self.any.iter().any(|t| message.contains(t.as_str())))
