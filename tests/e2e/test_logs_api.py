@@ -135,6 +135,17 @@ def test_metric_filters(ferry_server_module):
     m = srv.aws("logs", "test-metric-filter", "--filter-pattern", "ERROR -healthcheck",
                 "--log-event-messages", "ERROR disk full", "INFO fine", "ERROR healthcheck failed")["matches"]
     assert m == [{"eventNumber": 1, "eventMessage": "ERROR disk full", "extractedValues": {}}]
+    m = logs.test_metric_filter(filterPattern='{ $.status >= 500 && $.req.path = "/api/*" }', logEventMessages=[
+        '{"status": 503, "req": {"path": "/api/items"}}', '{"status": 200, "req": {"path": "/api/items"}}',
+        '{"status": 500, "req": {"path": "/health"}}', "not json"])["matches"]
+    assert m == [{"eventNumber": 1, "eventMessage": '{"status": 503, "req": {"path": "/api/items"}}',
+                  "extractedValues": {"$.status": "503", "$.req.path": "/api/items"}}]
+    line = '10.0.0.1 - alice [02/Dec/2026:10:00:00 +0000] "GET /index.html HTTP/1.1" 404 512'
+    m = logs.test_metric_filter(filterPattern='[ip, id, user, ts, request = "*html*", status = 4*, bytes < 1000]',
+                                logEventMessages=[line, line.replace(" 404 ", " 200 ")])["matches"]
+    assert [x["eventNumber"] for x in m] == [1]
+    assert m[0]["extractedValues"]["$user"] == "alice" and m[0]["extractedValues"]["$status"] == "404"
+    assert code(logs.test_metric_filter, filterPattern="{ $.a = ", logEventMessages=["x"])[0] == "InvalidParameterException"
     logs.delete_metric_filter(logGroupName=g, filterName="slow")
     assert code(logs.delete_metric_filter, logGroupName=g, filterName="slow")[0] == "ResourceNotFoundException"
     assert code(logs.put_metric_filter, logGroupName="/e2e/nope", filterName="x", filterPattern="",
