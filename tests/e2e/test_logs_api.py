@@ -103,7 +103,7 @@ def test_list_log_groups_and_identifiers(ferry_server_module):
     out = logs.list_log_groups(logGroupNamePattern="beta")["logGroups"]
     assert out == [{"logGroupName": "/e2e/list/beta", "logGroupClass": "STANDARD",
                     "logGroupArn": out[0]["logGroupArn"]}]
-    assert code(logs.list_log_groups, logGroupNamePattern="a*")[0] == "InvalidParameterException"
+    assert code(logs.list_log_groups, logGroupNamePattern="alp*a")[0] == "InvalidParameterException"
     arn = out[0]["logGroupArn"]
     logs.create_log_stream(logGroupName="/e2e/list/beta", logStreamName="s")
     streams = logs.describe_log_streams(logGroupIdentifier=arn)["logStreams"]
@@ -174,7 +174,9 @@ def test_insights_queries(ferry_server_module, insights_group):
     g, t0 = insights_group
     window = {"logGroupName": g, "startTime": t0 // 1000 - 60, "endTime": t0 // 1000 + 3600}
 
-    q = logs.start_query(queryString="fields @timestamp, @message, @logStream | filter status = 500 | sort @timestamp asc", **window)["queryId"]
+    q = logs.start_query(queryString=(
+        'fields @timestamp, @message, @logStream | parse @message "status=* " as status '
+        "| filter status = 500 | sort @timestamp asc"), **window)["queryId"]
     r = wait_query(logs, q)
     assert r["status"] == "Complete"
     got = rows(r)
