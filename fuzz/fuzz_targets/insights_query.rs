@@ -38,7 +38,8 @@ fuzz_target!(|data: &[u8]| {
                     message: (*m).to_owned(),
                     stream: "s".into(),
                     log: "1:g".into(),
-                    ptr: String::new(),
+                    group: "g".into(),
+                    pos: i as u64,
                 };
                 if run.push(e).is_break() {
                     break;

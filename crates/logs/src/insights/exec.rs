@@ -2,6 +2,7 @@
 //! first `stats`, `sort` or `limit` collects, and the commands after it
 //! run over the collected rows.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -11,25 +12,42 @@ use super::parse::{
     Agg, AggFn, CmpOp, Command, Expr, GroupKey, Matcher, Operand, ParseHow, ParseSpec, Stats,
 };
 
-/// A field value.
+/// A stored field value (made by `parse`, `stats`, or found in JSON).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Val {
     Num(f64),
     Str(String),
 }
 
-impl Val {
+/// A field value as read: borrowed from the row or the query where it can
+/// be, so evaluating a filter over a million events copies no messages.
+#[derive(Debug, Clone, PartialEq)]
+pub enum V<'a> {
+    Num(f64),
+    Str(Cow<'a, str>),
+}
+
+impl V<'_> {
     fn num(&self) -> Option<f64> {
         match self {
-            Val::Num(n) => Some(*n),
-            Val::Str(s) => s.trim().parse().ok(),
+            V::Num(n) => Some(*n),
+            V::Str(s) => s.trim().parse().ok(),
         }
     }
 
-    fn text(&self) -> String {
+    fn text(&self) -> Cow<'_, str> {
         match self {
-            Val::Num(n) => fmt_num(*n),
-            Val::Str(s) => s.clone(),
+            V::Num(n) => Cow::Owned(fmt_num(*n)),
+            V::Str(s) => Cow::Borrowed(s),
+        }
+    }
+}
+
+impl Val {
+    fn as_v(&self) -> V<'_> {
+        match self {
+            Val::Num(n) => V::Num(*n),
+            Val::Str(s) => V::Str(Cow::Borrowed(s)),
         }
     }
 }
@@ -52,7 +70,17 @@ pub struct Event {
     pub stream: std::sync::Arc<str>,
     /// `ACCOUNT:GROUP`.
     pub log: std::sync::Arc<str>,
-    pub ptr: String,
+    pub group: std::sync::Arc<str>,
+    /// Position in the stream; `@ptr` is made from it when shown.
+    pub pos: u64,
+}
+
+impl Event {
+    fn ptr(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("{}:{}:{}", self.group, self.stream, self.pos))
+    }
 }
 
 /// A row: an event (before `stats`) and the fields commands added.
@@ -72,23 +100,24 @@ impl Row {
         }
     }
 
-    pub fn get(&self, name: &str) -> Option<Val> {
+    pub fn get(&self, name: &str) -> Option<V<'_>> {
         if let Some((_, v)) = self.extra.iter().rev().find(|(n, _)| n == name) {
-            return Some(v.clone());
+            return Some(v.as_v());
         }
         let e = self.event.as_ref()?;
         match name {
-            "@timestamp" => Some(Val::Num(e.timestamp as f64)),
-            "@ingestionTime" => Some(Val::Num(e.ingestion_time as f64)),
-            "@message" => Some(Val::Str(e.message.clone())),
-            "@logStream" => Some(Val::Str(e.stream.to_string())),
-            "@log" => Some(Val::Str(e.log.to_string())),
-            "@ptr" => Some(Val::Str(e.ptr.clone())),
+            "@timestamp" => Some(V::Num(e.timestamp as f64)),
+            "@ingestionTime" => Some(V::Num(e.ingestion_time as f64)),
+            "@message" => Some(V::Str(Cow::Borrowed(&e.message))),
+            "@logStream" => Some(V::Str(Cow::Borrowed(&e.stream))),
+            "@log" => Some(V::Str(Cow::Borrowed(&e.log))),
+            "@ptr" => Some(V::Str(Cow::Owned(e.ptr()))),
             _ => self
                 .json
                 .get_or_init(|| discover(&e.message))
                 .as_ref()
-                .and_then(|m| m.get(name).cloned()),
+                .and_then(|m| m.get(name))
+                .map(Val::as_v),
         }
     }
 
@@ -102,7 +131,7 @@ impl Row {
         if (name == "@timestamp" || name == "@ingestionTime") && self.event.is_some() {
             return v.num().map(|n| fmt_time(n as i64));
         }
-        Some(v.text())
+        Some(v.text().into_owned())
     }
 }
 
@@ -168,8 +197,8 @@ fn eval(e: &Expr, row: &Row) -> bool {
         Expr::Present(f) => row.get(f).is_some(),
         Expr::Truthy(o) => match operand(o, row) {
             None => false,
-            Some(Val::Num(n)) => n != 0.0,
-            Some(Val::Str(s)) => !s.is_empty() && s != "false" && s != "0",
+            Some(V::Num(n)) => n != 0.0,
+            Some(V::Str(s)) => !s.is_empty() && s != "false" && s != "0",
         },
         Expr::Cmp(a, op, b) => {
             let (Some(x), Some(y)) = (operand(a, row), operand(b, row)) else {
@@ -200,19 +229,19 @@ fn eval(e: &Expr, row: &Row) -> bool {
     }
 }
 
-fn operand(o: &Operand, row: &Row) -> Option<Val> {
+fn operand<'a>(o: &'a Operand, row: &'a Row) -> Option<V<'a>> {
     match o {
         Operand::Field(f) => row.get(f),
-        Operand::Num(n) => Some(Val::Num(*n)),
-        Operand::Str(s) => Some(Val::Str(s.clone())),
+        Operand::Num(n) => Some(V::Num(*n)),
+        Operand::Str(s) => Some(V::Str(Cow::Borrowed(s))),
     }
 }
 
 /// Numbers compare as numbers when both sides read as one; otherwise as
 /// text. A number against text that is not a number does not compare.
-fn compare(a: &Val, b: &Val) -> Option<Ordering> {
+fn compare(a: &V<'_>, b: &V<'_>) -> Option<Ordering> {
     match (a, b) {
-        (Val::Str(x), Val::Str(y)) => match (a.num(), b.num()) {
+        (V::Str(x), V::Str(y)) => match (a.num(), b.num()) {
             (Some(p), Some(q)) => p.partial_cmp(&q),
             _ => Some(x.cmp(y)),
         },
@@ -221,26 +250,29 @@ fn compare(a: &Val, b: &Val) -> Option<Ordering> {
 }
 
 fn apply_parse(spec: &ParseSpec, row: &mut Row) {
-    let Some(src) = row.get(&spec.field).map(|v| v.text()) else {
-        return;
+    // Captures are collected while the source is borrowed, then set.
+    let found: Vec<(String, String)> = {
+        let Some(v) = row.get(&spec.field) else {
+            return;
+        };
+        let src = v.text();
+        match &spec.how {
+            ParseHow::Glob { parts, names } => match glob_match(&src, parts) {
+                Some(values) => names.iter().cloned().zip(values).collect(),
+                None => return,
+            },
+            ParseHow::Regex(re) => match re.captures(&src) {
+                Some(c) => re
+                    .capture_names()
+                    .flatten()
+                    .filter_map(|n| c.name(n).map(|m| (n.to_owned(), m.as_str().to_owned())))
+                    .collect(),
+                None => return,
+            },
+        }
     };
-    match &spec.how {
-        ParseHow::Glob { parts, names } => {
-            if let Some(values) = glob_match(&src, parts) {
-                for (n, v) in names.iter().zip(values) {
-                    row.set(n, Val::Str(v));
-                }
-            }
-        }
-        ParseHow::Regex(re) => {
-            if let Some(c) = re.captures(&src) {
-                for name in re.capture_names().flatten() {
-                    if let Some(m) = c.name(name) {
-                        row.set(name, Val::Str(m.as_str().to_owned()));
-                    }
-                }
-            }
-        }
+    for (n, v) in found {
+        row.set(&n, Val::Str(v));
     }
 }
 
@@ -312,9 +344,9 @@ impl<'a> Aggregator<'a> {
                     Some(v) => match v.num() {
                         // Numbers group (and order) by value.
                         Some(n) if n.fract() == 0.0 && n.abs() < 9e15 => {
-                            KeyPart::Num(n as i64, v.text())
+                            KeyPart::Num(n as i64, v.text().into_owned())
                         }
-                        _ => KeyPart::Str(v.text()),
+                        _ => KeyPart::Str(v.text().into_owned()),
                     },
                 },
             })

@@ -15,8 +15,6 @@ use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ferry_proto::AwsError;
 use ferry_store::Store;
 
@@ -199,6 +197,7 @@ fn execute(job: &Job, q: &Query) -> Result<(Rows, Counters), AwsError> {
             Err(_) => continue,
         };
         let log: Arc<str> = format!("{}:{group}", job.account).into();
+        let group_arc: Arc<str> = group.as_str().into();
         let streams = job
             .store
             .scan::<Stream>(STREAMS, &format!("{group}:"))
@@ -228,7 +227,8 @@ fn execute(job: &Job, q: &Query) -> Result<(Rows, Counters), AwsError> {
                         message: e.message,
                         stream: stream.clone(),
                         log: log.clone(),
-                        ptr: URL_SAFE_NO_PAD.encode(format!("{group}:{}:{pos}", s.name)),
+                        group: group_arc.clone(),
+                        pos,
                     })
                 },
             )?;
@@ -263,7 +263,8 @@ mod tests {
             message: msg.into(),
             stream: stream.into(),
             log: "1:g".into(),
-            ptr: format!("p{ts}"),
+            group: "g".into(),
+            pos: ts as u64,
         }
     }
 
@@ -318,7 +319,16 @@ mod tests {
         assert_eq!(col(&rows, "lat"), ["90", "70"]);
         assert_eq!(col(&rows, "user"), ["", ""]); // not a shown column
         assert_eq!(col(&rows, "@timestamp")[0], fmt_time(9 * 60_000));
-        assert!(rows[0].iter().any(|(f, v)| f == "@ptr" && v == "p540000"));
+        let ptr = rows[0]
+            .iter()
+            .find(|(f, _)| f == "@ptr")
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        use base64::Engine;
+        let ptr = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(ptr)
+            .unwrap();
+        assert_eq!(ptr, b"g:b:540000");
         let rows = run(
             r#"filter @message like /ERROR.*u1/ | fields @message"#,
             &sample(),
