@@ -490,11 +490,7 @@ impl<'a> Run<'a> {
         let mut row = Row::from_event(e);
         for c in &self.cmds[..self.split] {
             match c {
-                Command::Filter(x) => {
-                    if !eval(x, &row) {
-                        return ControlFlow::Continue(());
-                    }
-                }
+                Command::Filter(x) if !eval(x, &row) => return ControlFlow::Continue(()),
                 Command::Parse(p) => apply_parse(p, &mut row),
                 _ => {}
             }

@@ -214,9 +214,7 @@ fn execute(job: &Job, q: &Query) -> Result<(Rows, Counters), AwsError> {
                 job.sealer.as_ref(),
                 group,
                 &s,
-                cutoff,
-                Some(job.start_ms),
-                Some(job.end_ms),
+                read::Window::new(cutoff, Some(job.start_ms), Some(job.end_ms)),
                 |pos, e| {
                     if q.cancel.load(Ordering::Relaxed) {
                         return ControlFlow::Break(());

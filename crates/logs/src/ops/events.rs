@@ -245,9 +245,7 @@ fn read_stream(svc: &LogsService, group: &str, stream: &str) -> Result<Vec<Store
         svc.sealer.as_ref(),
         group,
         &rec,
-        cutoff,
-        None,
-        None,
+        read::Window::new(cutoff, None, None),
         |_, e| {
             out.push(e);
             std::ops::ControlFlow::Continue(())
@@ -381,9 +379,7 @@ pub(crate) fn filter(svc: &LogsService, body: &[u8]) -> Result<Value, AwsError> 
             svc.sealer.as_ref(),
             group,
             &rec,
-            cutoff,
-            req.start_time,
-            req.end_time,
+            read::Window::new(cutoff, req.start_time, req.end_time),
             |pos, e| {
                 if pattern.matches(&e.message) {
                     hits.push((e.timestamp, name.clone(), pos, e));

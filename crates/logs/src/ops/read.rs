@@ -50,25 +50,37 @@ pub(crate) fn open_batch(
     })
 }
 
-/// Calls `f(position, event)` for every event of `stream` (in `group`) at
-/// or after `cutoff` and within `[start, end]`, in order, loading and
-/// decrypting one batch at a time; batches whose recorded time span lies
-/// outside the range are skipped unopened. Stops when `f` breaks; returns
-/// whether it did.
+/// The timestamps a reader wants: at or after `lo` (the later of the
+/// retention cutoff and the request's start), at or before `hi`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    lo: Option<i64>,
+    hi: Option<i64>,
+}
+
+impl Window {
+    pub(crate) fn new(cutoff: Option<i64>, start: Option<i64>, end: Option<i64>) -> Self {
+        let lo = match (cutoff, start) {
+            (Some(c), Some(s)) => Some(c.max(s)),
+            (c, s) => c.or(s),
+        };
+        Self { lo, hi: end }
+    }
+}
+
+/// Calls `f(position, event)` for every event of `stream` (in `group`)
+/// within `window`, in order, loading and decrypting one batch at a time;
+/// batches whose recorded time span lies outside the window are skipped
+/// unopened. Stops when `f` breaks; returns whether it did.
 pub(crate) fn visit_stream(
     store: &Store,
     sealer: &dyn Sealer,
     group: &str,
     stream: &Stream,
-    cutoff: Option<i64>,
-    start: Option<i64>,
-    end: Option<i64>,
+    window: Window,
     mut f: impl FnMut(u64, StoredEvent) -> ControlFlow<()>,
 ) -> Result<ControlFlow<()>, AwsError> {
-    let lo = match (cutoff, start) {
-        (Some(c), Some(s)) => Some(c.max(s)),
-        (c, s) => c.or(s),
-    };
+    let Window { lo, hi: end } = window;
     for seq in 0..stream.next_batch {
         let key = batch_key(group, &stream.name, seq);
         // Batches deleted by the retention sweep leave gaps.
