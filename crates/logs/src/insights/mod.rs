@@ -416,6 +416,43 @@ mod tests {
     }
 
     #[test]
+    fn every_prefix_and_byte_flip_parses_or_errs_in_range() {
+        let queries = [
+            r#"parse @message "path=* status=*" as path, status | filter status >= 500 and path like /^\/api/ | stats count(*) as n, avg(status) by path, bin(1m) | sort n desc | limit 5"#,
+            r#"fields `a b`, @ptr | filter x in [1, "two", -3.5] or not ispresent(y) | display x"#,
+            "parse /(?<k>\\w+)=(?<v>ünï)/ | sort k asc, v",
+        ];
+        for q in queries {
+            let mut cuts: Vec<String> = (0..=q.len())
+                .filter(|i| q.is_char_boundary(*i))
+                .map(|i| q[..i].to_owned())
+                .collect();
+            for (i, _) in q.char_indices() {
+                for c in ['|', '"', '/', '(', ')', '[', ']', ',', ' ', '*', 'x', '\\'] {
+                    let mut m = q.to_owned();
+                    let end = i + q[i..].chars().next().map_or(0, char::len_utf8);
+                    m.replace_range(i..end, &c.to_string());
+                    cuts.push(m);
+                }
+            }
+            for c in cuts {
+                match parse(&c) {
+                    Err(e) => assert!(e.pos <= c.len(), "{c}: {e:?}"),
+                    Ok(cmds) => {
+                        let mut r = Run::new(&cmds, 10);
+                        let _ = r.push(ev(1, "k=v path=/api status=503", "s"));
+                        let _ = r.push(ev(2, r#"{"x": 1}"#, "s"));
+                        let _ = r.finish(10);
+                    }
+                }
+            }
+        }
+        assert!(
+            parse(queries[0]).is_ok() && parse(queries[1]).is_ok() && parse(queries[2]).is_ok()
+        );
+    }
+
+    #[test]
     fn stop_before_the_runner_starts_cancels() {
         let reg = Registry::default();
         let q = reg
