@@ -479,12 +479,15 @@ impl Authenticator for Keys {
 /// CloudWatch Logs, sealed at rest under a KMS data key.
 fn logs_service(shared: &Shared, platform: &Platform) -> anyhow::Result<Arc<LogsService>> {
     let key = platform.logs_key(&shared.store)?;
-    Ok(Arc::new(LogsService::new(
+    let logs = Arc::new(LogsService::new(
         shared.store.clone(),
         Arc::new(ferry_logs::AesGcmSealer::new(key)),
         shared.account_id.clone(),
         shared.region.clone(),
-    )))
+    ));
+    // Readers hide expired events at once; the sweep reclaims their space.
+    logs.spawn_retention_sweep(std::time::Duration::from_secs(600))?;
+    Ok(logs)
 }
 
 /// Secrets Manager and SSM Parameter Store: both seal values through the

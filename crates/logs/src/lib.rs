@@ -18,10 +18,12 @@
 //! - `names`: parsing of log group and stream names.
 //! - `filter`: CloudWatch filter patterns (the term subset).
 //! - `model`: the stored records.
+//! - [`insights`]: Logs Insights queries (parser, executor, registry).
 
 #![forbid(unsafe_code)]
 
 mod filter;
+pub mod insights;
 mod model;
 mod names;
 mod ops;

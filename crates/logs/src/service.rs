@@ -26,6 +26,7 @@ pub struct LogsService {
     pub(crate) sealer: Arc<dyn Sealer>,
     pub(crate) account: String,
     pub(crate) region: String,
+    pub(crate) queries: Arc<crate::insights::Registry>,
 }
 
 impl LogsService {
@@ -41,7 +42,36 @@ impl LogsService {
             sealer,
             account,
             region,
+            queries: Arc::default(),
         }
+    }
+
+    /// Deletes the sealed batches whose events have all passed their
+    /// group's retention; returns how many. Readers already hide expired
+    /// events; this reclaims their space.
+    pub fn sweep_expired(&self) -> Result<usize, AwsError> {
+        ops::retention::sweep(self)
+    }
+
+    /// Runs [`LogsService::sweep_expired`] every `every` on a background
+    /// thread for as long as the service lives.
+    pub fn spawn_retention_sweep(
+        self: &Arc<Self>,
+        every: std::time::Duration,
+    ) -> std::io::Result<()> {
+        let weak = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("logs-retention".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(every);
+                    let Some(svc) = weak.upgrade() else { return };
+                    // A failed sweep is retried next round; readers hide
+                    // expired events meanwhile.
+                    let _ = svc.sweep_expired();
+                }
+            })
+            .map(|_| ())
     }
 
     /// Appends events to `group`/`stream`, creating either if missing (the
@@ -111,6 +141,23 @@ impl JsonService for LogsService {
             "PutLogEvents" => ops::events::put(self, body),
             "GetLogEvents" => ops::events::get(self, body),
             "FilterLogEvents" => ops::events::filter(self, body),
+            "ListLogGroups" => ops::groups::list(self, body),
+            "PutRetentionPolicy" => ops::retention::put(self, body),
+            "DeleteRetentionPolicy" => ops::retention::delete(self, body),
+            "TagResource" => ops::tags::tag_resource(self, body),
+            "UntagResource" => ops::tags::untag_resource(self, body),
+            "ListTagsForResource" => ops::tags::list_for_resource(self, body),
+            "TagLogGroup" => ops::tags::tag_log_group(self, body),
+            "UntagLogGroup" => ops::tags::untag_log_group(self, body),
+            "ListTagsLogGroup" => ops::tags::list_log_group(self, body),
+            "PutMetricFilter" => ops::metrics::put(self, body),
+            "DescribeMetricFilters" => ops::metrics::describe(self, body),
+            "DeleteMetricFilter" => ops::metrics::delete(self, body),
+            "TestMetricFilter" => ops::metrics::test(self, body),
+            "StartQuery" => ops::queries::start(self, body),
+            "GetQueryResults" => ops::queries::get_results(self, body),
+            "StopQuery" => ops::queries::stop(self, body),
+            "DescribeQueries" => ops::queries::describe(self, body),
             other => Err(AwsError::unknown_operation(&format!(
                 "Logs_20140328.{other}"
             ))),
@@ -147,11 +194,7 @@ pub(crate) fn now_ms() -> i64 {
 pub(crate) fn group_from(name: Option<&str>, identifier: Option<&str>) -> Result<String, AwsError> {
     let group = match (name, identifier) {
         (Some(n), None) => Ok(n.to_owned()),
-        (None, Some(id)) => Ok(id
-            .strip_prefix("arn:")
-            .and_then(|rest| rest.split(":log-group:").nth(1))
-            .map(|g| g.trim_end_matches(":*").to_owned())
-            .unwrap_or_else(|| id.to_owned())),
+        (None, Some(id)) => identifier_group(id),
         (Some(_), Some(_)) => Err(invalid(
             "LogGroupName and LogGroupIdentifier are mutually exclusive parameters.",
         )),
@@ -161,6 +204,30 @@ pub(crate) fn group_from(name: Option<&str>, identifier: Option<&str>) -> Result
     }?;
     crate::names::group(&group)?;
     Ok(group)
+}
+
+/// The group a `logGroupIdentifier` names, validated as the model
+/// constrains it: 1..=2048 of `[\w#+=/:,.@-]`, so the `:*` ARN form
+/// DescribeLogGroups shows as `arn` is refused, as CloudWatch refuses it.
+pub(crate) fn identifier_group(id: &str) -> Result<String, AwsError> {
+    let ok = (1..=2048).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_alphanumeric() || "_#+=/:,.@-".contains(c));
+    if !ok {
+        return Err(invalid(format!(
+            "1 validation error detected: Value '{id}' at 'logGroupIdentifier' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w#+=/:,.@-]*"
+        )));
+    }
+    if id.starts_with("arn:") {
+        // arn:PARTITION:logs:REGION:ACCOUNT:log-group:NAME
+        let parts: Vec<&str> = id.splitn(7, ':').collect();
+        return match parts.as_slice() {
+            [_, _, "logs", _, _, "log-group", name] => Ok((*name).to_owned()),
+            _ => Err(invalid(format!("Invalid log group ARN: {id}"))),
+        };
+    }
+    Ok(id.to_owned())
 }
 
 /// Opaque paging tokens carry a position: `PREFIX/N`.

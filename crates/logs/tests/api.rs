@@ -269,3 +269,241 @@ fn events_are_encrypted_at_rest() {
     .unwrap();
     assert_eq!(r["events"][0]["message"], secret);
 }
+
+#[test]
+fn retention_hides_then_sweeps_expired_batches() {
+    let f = fixture();
+    call(&f.svc, "CreateLogGroup", json!({"logGroupName": "/r"})).unwrap();
+    call(
+        &f.svc,
+        "CreateLogStream",
+        json!({"logGroupName": "/r", "logStreamName": "s"}),
+    )
+    .unwrap();
+    let day = 24 * 3600 * 1000;
+    let t = now();
+    // Batch 0: all 2+ days old. Batch 1: one old, one fresh (partial).
+    let r = call(
+        &f.svc,
+        "PutLogEvents",
+        json!({"logGroupName": "/r", "logStreamName": "s", "logEvents": [
+            {"timestamp": t - 3 * day, "message": "old-1"},
+            {"timestamp": t - 2 * day, "message": "old-2"}]}),
+    )
+    .unwrap();
+    assert!(r["nextSequenceToken"].as_str().unwrap().ends_with('1'));
+    assert!(r.get("rejectedLogEventsInfo").is_none());
+    call(
+        &f.svc,
+        "PutLogEvents",
+        json!({"logGroupName": "/r", "logStreamName": "s", "sequenceToken": "whatever", "logEvents": [
+            {"timestamp": t - 2 * day, "message": "old-3"},
+            {"timestamp": t, "message": "fresh"}]}),
+    )
+    .unwrap();
+    let e = call(
+        &f.svc,
+        "PutRetentionPolicy",
+        json!({"logGroupName": "/r", "retentionInDays": 2}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "InvalidParameterException");
+    assert!(
+        e.message.contains("enum value set: [1, 3, 5"),
+        "{}",
+        e.message
+    );
+    call(
+        &f.svc,
+        "PutRetentionPolicy",
+        json!({"logGroupName": "/r", "retentionInDays": 1}),
+    )
+    .unwrap();
+    let g = call(
+        &f.svc,
+        "DescribeLogGroups",
+        json!({"logGroupNamePrefix": "/r"}),
+    )
+    .unwrap();
+    assert_eq!(g["logGroups"][0]["retentionInDays"], 1);
+    let got = call(
+        &f.svc,
+        "GetLogEvents",
+        json!({"logGroupName": "/r", "logStreamName": "s", "startFromHead": true}),
+    )
+    .unwrap();
+    let msgs: Vec<&str> = got["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(msgs, ["fresh"]);
+    // Events past the retention are now refused as too old.
+    let r = call(
+        &f.svc,
+        "PutLogEvents",
+        json!({"logGroupName": "/r", "logStreamName": "s", "logEvents": [
+            {"timestamp": t - 2 * day, "message": "late"}, {"timestamp": t, "message": "ok"}]}),
+    )
+    .unwrap();
+    assert_eq!(r["rejectedLogEventsInfo"]["tooOldLogEventEndIndex"], 1);
+    // The sweep deletes batch 0 only: batch 1 still holds "fresh".
+    assert_eq!(f.svc.sweep_expired().unwrap(), 1);
+    assert_eq!(f.svc.sweep_expired().unwrap(), 0);
+    call(
+        &f.svc,
+        "DeleteRetentionPolicy",
+        json!({"logGroupName": "/r"}),
+    )
+    .unwrap();
+    let got = call(
+        &f.svc,
+        "GetLogEvents",
+        json!({"logGroupName": "/r", "logStreamName": "s", "startFromHead": true}),
+    )
+    .unwrap();
+    let msgs: Vec<&str> = got["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    // Batch 0 is gone for good; batch 1's expired event shows again.
+    assert_eq!(msgs, ["old-3", "fresh", "ok"]);
+}
+
+#[test]
+fn tags_metric_filters_and_identifiers() {
+    let f = fixture();
+    call(
+        &f.svc,
+        "CreateLogGroup",
+        json!({"logGroupName": "/t", "tags": {"team": "a"}}),
+    )
+    .unwrap();
+    let arn = "arn:aws:logs:us-east-1:123456789012:log-group:/t";
+    call(
+        &f.svc,
+        "TagResource",
+        json!({"resourceArn": arn, "tags": {"env": "prod"}}),
+    )
+    .unwrap();
+    let t = call(&f.svc, "ListTagsLogGroup", json!({"logGroupName": "/t"})).unwrap();
+    assert_eq!(t["tags"], json!({"team": "a", "env": "prod"}));
+    call(
+        &f.svc,
+        "UntagLogGroup",
+        json!({"logGroupName": "/t", "tags": ["team"]}),
+    )
+    .unwrap();
+    let t = call(&f.svc, "ListTagsForResource", json!({"resourceArn": arn})).unwrap();
+    assert_eq!(t["tags"], json!({"env": "prod"}));
+    let e = call(
+        &f.svc,
+        "ListTagsForResource",
+        json!({"resourceArn": format!("{arn}:*")}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "ValidationException");
+    let many: serde_json::Map<String, Value> =
+        (0..50).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let e = call(
+        &f.svc,
+        "TagResource",
+        json!({"resourceArn": arn, "tags": many}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "TooManyTagsException");
+
+    let mf = json!({"logGroupName": "/t", "filterName": "errors", "filterPattern": "ERROR -healthcheck",
+        "metricTransformations": [{"metricName": "Errors", "metricNamespace": "App", "metricValue": "1"}]});
+    call(&f.svc, "PutMetricFilter", mf).unwrap();
+    let d = call(
+        &f.svc,
+        "DescribeMetricFilters",
+        json!({"logGroupName": "/t", "filterNamePrefix": "err"}),
+    )
+    .unwrap();
+    assert_eq!(d["metricFilters"][0]["filterName"], "errors");
+    let d = call(
+        &f.svc,
+        "DescribeMetricFilters",
+        json!({"metricName": "Other", "metricNamespace": "App"}),
+    )
+    .unwrap();
+    assert_eq!(d["metricFilters"].as_array().unwrap().len(), 0);
+    let g = call(&f.svc, "DescribeLogGroups", json!({})).unwrap();
+    assert_eq!(g["logGroups"][0]["metricFilterCount"], 1);
+    let m = call(
+        &f.svc,
+        "TestMetricFilter",
+        json!({"filterPattern": "ERROR -healthcheck",
+        "logEventMessages": ["ERROR disk", "INFO ok", "ERROR healthcheck"]}),
+    )
+    .unwrap();
+    assert_eq!(
+        m["matches"],
+        json!([{"eventNumber": 1, "eventMessage": "ERROR disk", "extractedValues": {}}])
+    );
+    call(
+        &f.svc,
+        "DeleteMetricFilter",
+        json!({"logGroupName": "/t", "filterName": "errors"}),
+    )
+    .unwrap();
+    let e = call(
+        &f.svc,
+        "DeleteMetricFilter",
+        json!({"logGroupName": "/t", "filterName": "errors"}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "ResourceNotFoundException");
+
+    // Patterns need 3..=24 name characters per alternative.
+    let e = call(
+        &f.svc,
+        "ListLogGroups",
+        json!({"logGroupNamePattern": "^/t"}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "InvalidParameterException");
+    call(
+        &f.svc,
+        "CreateLogGroup",
+        json!({"logGroupName": "/other/app"}),
+    )
+    .unwrap();
+    let l = call(
+        &f.svc,
+        "ListLogGroups",
+        json!({"logGroupNamePattern": "^/oth|nothing"}),
+    )
+    .unwrap();
+    assert_eq!(l["logGroups"][0]["logGroupName"], "/other/app");
+    assert_eq!(l["logGroups"].as_array().unwrap().len(), 1);
+    let l = call(&f.svc, "ListLogGroups", json!({})).unwrap();
+    assert_eq!(
+        l["logGroups"][1],
+        json!({"logGroupName": "/t", "logGroupArn": arn, "logGroupClass": "STANDARD"})
+    );
+    call(
+        &f.svc,
+        "CreateLogStream",
+        json!({"logGroupName": "/t", "logStreamName": "s"}),
+    )
+    .unwrap();
+    call(
+        &f.svc,
+        "DescribeLogStreams",
+        json!({"logGroupIdentifier": arn}),
+    )
+    .unwrap();
+    let e = call(
+        &f.svc,
+        "DescribeLogStreams",
+        json!({"logGroupIdentifier": format!("{arn}:*")}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "InvalidParameterException");
+}

@@ -4,7 +4,7 @@ use ferry_proto::{AwsError, parse_request};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{groups, streams};
+use super::{groups, read, streams};
 use crate::filter::Pattern;
 use crate::model::{
     BATCHES, Batch, GROUPS, Group, STREAMS, StoredEvent, Stream, batch_key, stream_key,
@@ -18,6 +18,7 @@ use crate::service::{
 /// CloudWatch refuses events older than 14 days or over 2 hours ahead.
 const MAX_AGE_MS: i64 = 14 * 24 * 3600 * 1000;
 const MAX_AHEAD_MS: i64 = 2 * 3600 * 1000;
+const DAY_MS: i64 = 24 * 3600 * 1000;
 /// Events returned per Get/Filter call when no limit is given.
 const DEFAULT_LIMIT: usize = 10_000;
 
@@ -34,6 +35,10 @@ struct PutReq {
     log_group_name: String,
     log_stream_name: String,
     log_events: Vec<InputEvent>,
+    /// Accepted and ignored, as CloudWatch does since 2023.
+    #[serde(default)]
+    #[allow(dead_code)]
+    sequence_token: Option<String>,
 }
 
 /// Which indexes of a batch were refused and why.
@@ -41,6 +46,14 @@ struct PutReq {
 pub(crate) struct Rejected {
     too_new_start: Option<usize>,
     too_old_end: Option<usize>,
+    /// The stream's batch counter after the call.
+    next_batch: u64,
+}
+
+/// The `nextSequenceToken` of a stream whose next batch is `n`: digits, as
+/// CloudWatch's look; clients that still send it back have it ignored.
+pub(crate) fn sequence_token(n: u64) -> String {
+    format!("{n:056}")
 }
 
 pub(crate) fn put(svc: &LogsService, body: &[u8]) -> Result<Value, AwsError> {
@@ -77,7 +90,7 @@ pub(crate) fn put(svc: &LogsService, body: &[u8]) -> Result<Value, AwsError> {
         &events,
         false,
     )?;
-    let mut out = json!({});
+    let mut out = json!({ "nextSequenceToken": sequence_token(rejected.next_batch) });
     if rejected.too_new_start.is_some() || rejected.too_old_end.is_some() {
         let mut info = json!({});
         if let Some(i) = rejected.too_new_start {
@@ -130,6 +143,15 @@ pub(crate) fn append(
     }
     let now = now_ms();
     let mut rejected = Rejected::default();
+    // Events already past the group's retention are refused as too old, as
+    // CloudWatch does; the group is read again in the write below.
+    let retention_cutoff = svc
+        .store
+        .get::<Group>(GROUPS, group)
+        .map_err(store_error)?
+        .and_then(|g| g.retention_in_days)
+        .map(|d| now - d * DAY_MS);
+    let oldest = retention_cutoff.map_or(now - MAX_AGE_MS, |c| c.max(now - MAX_AGE_MS));
     let accepted: Vec<StoredEvent> = events
         .iter()
         .enumerate()
@@ -137,7 +159,7 @@ pub(crate) fn append(
             if e.timestamp > now + MAX_AHEAD_MS {
                 rejected.too_new_start.get_or_insert(*i);
                 false
-            } else if e.timestamp < now - MAX_AGE_MS {
+            } else if e.timestamp < oldest {
                 rejected.too_old_end = Some(i + 1);
                 false
             } else {
@@ -163,6 +185,7 @@ pub(crate) fn append(
             .map_err(store_error)?
             .ok_or_else(|| not_found("log stream"))?;
         if accepted.is_empty() {
+            rejected.next_batch = s.next_batch;
             return Ok(());
         }
         let plain = zeroize::Zeroizing::new(serde_json::to_vec(&accepted).map_err(|e| {
@@ -179,6 +202,9 @@ pub(crate) fn append(
             )
         })?;
         let count = accepted.len() as u64;
+        let bytes = accepted.iter().map(|e| e.message.len() as u64).sum::<u64>();
+        let first_ts = accepted.iter().map(|e| e.timestamp).min();
+        let last_ts = accepted.iter().map(|e| e.timestamp).max();
         w.put(
             BATCHES,
             &key,
@@ -186,56 +212,45 @@ pub(crate) fn append(
                 first: s.events,
                 count,
                 sealed,
+                min_ts: first_ts,
+                max_ts: last_ts,
+                bytes,
             },
         )
         .map_err(store_error)?;
-        let first_ts = accepted.iter().map(|e| e.timestamp).min();
-        let last_ts = accepted.iter().map(|e| e.timestamp).max();
         s.first_event = s.first_event.or(first_ts);
         s.last_event = s.last_event.max(last_ts);
         s.last_ingestion = Some(now);
-        s.stored_bytes += accepted.iter().map(|e| e.message.len() as u64).sum::<u64>();
+        s.stored_bytes += bytes;
         s.next_batch += 1;
         s.events += count;
+        rejected.next_batch = s.next_batch;
         w.put(STREAMS, &skey, &s).map_err(store_error)
     })?;
     Ok(rejected)
 }
 
-/// Every event of a stream, in order, decrypted.
+/// Every unexpired event of a stream, in order, decrypted.
 fn read_stream(svc: &LogsService, group: &str, stream: &str) -> Result<Vec<StoredEvent>, AwsError> {
     let skey = stream_key(group, stream);
-    if svc
+    let rec: Stream = svc
         .store
-        .get::<Stream>(STREAMS, &skey)
+        .get(STREAMS, &skey)
         .map_err(store_error)?
-        .is_none()
-    {
-        return Err(not_found("log stream"));
-    }
+        .ok_or_else(|| not_found("log stream"))?;
+    let cutoff = read::retention_cutoff(svc, group)?;
     let mut out = Vec::new();
-    for (key, batch) in svc
-        .store
-        .scan::<Batch>(BATCHES, &format!("{skey}:"))
-        .map_err(store_error)?
-    {
-        let plain = svc
-            .sealer
-            .open(key.as_bytes(), &batch.sealed)
-            .map_err(|e| {
-                AwsError::server(
-                    "ServiceUnavailableException",
-                    format!("log batch {key}: {e}"),
-                )
-            })?;
-        let events: Vec<StoredEvent> = serde_json::from_slice(&plain).map_err(|e| {
-            AwsError::server(
-                "ServiceUnavailableException",
-                format!("log batch {key}: {e}"),
-            )
-        })?;
-        out.extend(events);
-    }
+    let _all_read = read::visit_stream(
+        &svc.store,
+        svc.sealer.as_ref(),
+        group,
+        &rec,
+        read::Window::new(cutoff, None, None),
+        |_, e| {
+            out.push(e);
+            std::ops::ControlFlow::Continue(())
+        },
+    )?;
     Ok(out)
 }
 
@@ -349,13 +364,29 @@ pub(crate) fn filter(svc: &LogsService, body: &[u8]) -> Result<Value, AwsError> 
         }
         names.retain(|n| wanted.contains(n));
     }
-    let mut hits: Vec<(i64, String, usize, StoredEvent)> = Vec::new();
+    let cutoff = read::retention_cutoff(svc, group)?;
+    let mut hits: Vec<(i64, String, u64, StoredEvent)> = Vec::new();
     for name in &names {
-        for (pos, e) in read_stream(svc, group, name)?.into_iter().enumerate() {
-            if in_window(e.timestamp, req.start_time, req.end_time) && pattern.matches(&e.message) {
-                hits.push((e.timestamp, name.clone(), pos, e));
-            }
-        }
+        let Some(rec) = svc
+            .store
+            .get::<Stream>(STREAMS, &stream_key(group, name))
+            .map_err(store_error)?
+        else {
+            continue;
+        };
+        let _all_read = read::visit_stream(
+            &svc.store,
+            svc.sealer.as_ref(),
+            group,
+            &rec,
+            read::Window::new(cutoff, req.start_time, req.end_time),
+            |pos, e| {
+                if pattern.matches(&e.message) {
+                    hits.push((e.timestamp, name.clone(), pos, e));
+                }
+                std::ops::ControlFlow::Continue(())
+            },
+        )?;
     }
     // Interleaved by time, as CloudWatch returns them; ties keep stream order.
     hits.sort_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));

@@ -2,4 +2,9 @@
 
 pub(crate) mod events;
 pub(crate) mod groups;
+pub(crate) mod metrics;
+pub(crate) mod queries;
+pub(crate) mod read;
+pub(crate) mod retention;
 pub(crate) mod streams;
+pub(crate) mod tags;
