@@ -279,7 +279,7 @@ impl Node {
         .map_err(|e| NodeError::internal("creating the volume", e))?;
         std::fs::create_dir_all(&rec.target_path)
             .map_err(|e| NodeError::internal("creating the target path", e))?;
-        let runtime_root = self.cfg.data_dir.join("run");
+        let runtime_root = self.layout.runtime_root(&self.layout.dir(&rec.volume_id));
         let handle = volume::mount(&volume::MountOptions {
             image: &image,
             target: &rec.target_path,
@@ -305,6 +305,9 @@ impl Node {
             Ok(()) | Err(volume::UnmountError::NotMounted(_)) => {}
             Err(e) => return Err(NodeError::internal("unmounting the volume", e)),
         }
+        // A server whose mount went without us (target unmounted or
+        // removed while the plugin was down) is found by its runtime root.
+        release_runtime(&self.layout.runtime_root(&self.layout.dir(&rec.volume_id)))?;
         let image = self.layout.image(&rec.volume_id);
         if image.exists() {
             volume::shred(&image).map_err(|e| NodeError::internal("shredding the volume", e))?;
@@ -379,6 +382,10 @@ impl Node {
         for (dir, rec) in found {
             match rec {
                 None => {
+                    if let Err(e) = release_runtime(&self.layout.runtime_root(&dir)) {
+                        tracing::warn!("stopping the server of stray {}: {e}", dir.display());
+                        continue;
+                    }
                     let image = dir.join(crate::record::IMAGE);
                     if image.exists()
                         && let Err(e) = volume::shred(&image)
@@ -442,6 +449,25 @@ fn serving(target: &Path) -> bool {
                 .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
         })
     })
+}
+
+/// Stops the servers left under a volume's runtime root and removes it.
+fn release_runtime(root: &Path) -> Result<(), NodeError> {
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(NodeError::internal("reading the runtime directory", e)),
+    };
+    for e in entries.flatten() {
+        volume::release(&e.path())
+            .map_err(|e| NodeError::internal("stopping the volume server", e))?;
+    }
+    match std::fs::remove_dir(root) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(NodeError::internal("removing the runtime directory", e))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Group ownership for fsGroup / volume_mount_group (setgid, group

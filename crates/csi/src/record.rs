@@ -63,6 +63,7 @@ pub struct Record {
 #[derive(Debug, Clone)]
 pub struct Layout {
     root: PathBuf,
+    run: PathBuf,
 }
 
 /// The record file's name in a volume's directory.
@@ -75,6 +76,7 @@ impl Layout {
     pub fn new(data_dir: &Path) -> Self {
         Layout {
             root: data_dir.join("volumes"),
+            run: data_dir.join("run"),
         }
     }
 
@@ -88,6 +90,12 @@ impl Layout {
     pub fn dir(&self, volume_id: &str) -> PathBuf {
         self.root
             .join(hex::encode(Sha256::digest(volume_id.as_bytes())))
+    }
+
+    /// The parent of a volume's server runtime directory: one per volume,
+    /// so a volume whose mount is gone still has its server found.
+    pub fn runtime_root(&self, volume_dir: &Path) -> PathBuf {
+        self.run.join(volume_dir.file_name().unwrap_or_default())
     }
 
     /// A volume's image.

@@ -1,5 +1,6 @@
 //! Command-line interface: one module per subcommand.
 
+mod csi;
 mod image;
 mod server;
 mod shim;
@@ -23,6 +24,8 @@ enum Command {
     Server(server::Args),
     /// Manage local container images.
     Image(image::Args),
+    /// Kubernetes CSI node plugin: encrypted ephemeral inline volumes keyed by a ferry KMS.
+    Csi(csi::Args),
     /// A task's supervisor process (started by the server).
     #[command(hide = true)]
     Shim(shim::Args),
@@ -35,5 +38,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(a) => server::run(a),
         Command::Image(a) => image::run(a),
         Command::Shim(a) => shim::run(a),
+        Command::Csi(a) => csi::run(a),
     }
 }
