@@ -178,10 +178,7 @@ impl KmsClient {
         let req = req
             .body(body)
             .map_err(|e| transport(format!("request: {e}")))?;
-        let mut resp = self
-            .agent
-            .run(req)
-            .map_err(|e| transport(e.to_string()))?;
+        let mut resp = self.agent.run(req).map_err(|e| transport(e.to_string()))?;
         let status = resp.status().as_u16();
         let bytes = resp
             .body_mut()

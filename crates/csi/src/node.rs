@@ -90,7 +90,11 @@ pub enum Decision {
 /// (access modes are single-node only): same target and parameters → OK;
 /// same target, other parameters → ALREADY_EXISTS; other target →
 /// FAILED_PRECONDITION.
-pub fn decide(existing: Option<&Record>, req: &Publish, mounted: bool) -> Result<Decision, NodeError> {
+pub fn decide(
+    existing: Option<&Record>,
+    req: &Publish,
+    mounted: bool,
+) -> Result<Decision, NodeError> {
     let Some(r) = existing else {
         return Ok(Decision::Create);
     };
@@ -111,7 +115,11 @@ pub fn decide(existing: Option<&Record>, req: &Publish, mounted: bool) -> Result
             r.target_path.display()
         )));
     }
-    Ok(if mounted { Decision::Done } else { Decision::Redo })
+    Ok(if mounted {
+        Decision::Done
+    } else {
+        Decision::Redo
+    })
 }
 
 /// The node plugin.
@@ -190,17 +198,14 @@ impl Node {
     }
 
     fn load(&self, id: &str) -> Option<Record> {
-        self.layout
-            .scan_one(id)
+        self.layout.scan_one(id)
     }
 
     /// NodePublishVolume.
     pub fn publish(&self, req: &Publish) -> Result<(), NodeError> {
         let _busy = self.claim(&req.volume_id)?;
         let existing = self.load(&req.volume_id);
-        let mounted = existing
-            .as_ref()
-            .is_some_and(|r| serving(&r.target_path));
+        let mounted = existing.as_ref().is_some_and(|r| serving(&r.target_path));
         match decide(existing.as_ref(), req, mounted)? {
             Decision::Done => return Ok(()),
             Decision::Redo => {
@@ -251,7 +256,12 @@ impl Node {
         self.save(rec)?;
         let grant = self
             .kms
-            .create_grant(&wrapped.key_arn, &self.grantee, &ctx, &grant_name(&rec.volume_id))
+            .create_grant(
+                &wrapped.key_arn,
+                &self.grantee,
+                &ctx,
+                &grant_name(&rec.volume_id),
+            )
             .map_err(kms_err)?;
         rec.grant_id = Some(grant.id.clone());
         self.save(rec)?;
@@ -558,7 +568,10 @@ mod tests {
     #[test]
     fn second_publish_follows_the_spec_table() {
         let r = rec("/t1", 1 << 30, Phase::Published);
-        assert_eq!(decide(None, &req("/t1", 1 << 30), false).unwrap(), Decision::Create);
+        assert_eq!(
+            decide(None, &req("/t1", 1 << 30), false).unwrap(),
+            Decision::Create
+        );
         assert_eq!(
             decide(Some(&r), &req("/t1", 1 << 30), true).unwrap(),
             Decision::Done

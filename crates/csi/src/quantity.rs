@@ -122,8 +122,20 @@ mod tests {
     #[test]
     fn syntax_errors_are_refused_not_panicking() {
         for s in [
-            "", "Gi", "-1Gi", "20GB", "20gi", "1.2.3Gi", "20 Gi", "1e", "1e99", "ten", ".", "20Gix",
-            "1m", "99999999999999999999999999999999Gi",
+            "",
+            "Gi",
+            "-1Gi",
+            "20GB",
+            "20gi",
+            "1.2.3Gi",
+            "20 Gi",
+            "1e",
+            "1e99",
+            "ten",
+            ".",
+            "20Gix",
+            "1m",
+            "99999999999999999999999999999999Gi",
         ] {
             assert!(
                 matches!(parse_volume_size(s), Err(QuantityError::Syntax(_))),

@@ -51,7 +51,9 @@ fn kms_code(e: &crate::kms::KmsError, named_key: bool) -> Code {
                 }
             }
             "AccessDeniedException" => Code::PermissionDenied,
-            "ThrottlingException" | "LimitExceededException" | "KMSInternalException"
+            "ThrottlingException"
+            | "LimitExceededException"
+            | "KMSInternalException"
             | "DependencyTimeoutException" => Code::Unavailable,
             _ => Code::Internal,
         },
@@ -68,8 +70,8 @@ fn invalid(msg: &str) -> NodeError {
 /// fields are INVALID_ARGUMENT, capabilities the plugin lacks are
 /// FAILED_PRECONDITION, bad attributes INVALID_ARGUMENT.
 pub fn validate_publish(r: &pb::NodePublishVolumeRequest) -> Result<Publish, NodeError> {
-    use pb::volume_capability::access_mode::Mode;
     use pb::volume_capability::AccessType;
+    use pb::volume_capability::access_mode::Mode;
     if r.volume_id.is_empty() {
         return Err(invalid("volume_id is required"));
     }
@@ -89,7 +91,8 @@ pub fn validate_publish(r: &pb::NodePublishVolumeRequest) -> Result<Publish, Nod
         .as_ref()
         .ok_or_else(|| invalid("volume_capability.access_mode is required"))?;
     match Mode::try_from(mode.mode) {
-        Ok(Mode::SingleNodeWriter | Mode::SingleNodeSingleWriter | Mode::SingleNodeMultiWriter) => {}
+        Ok(Mode::SingleNodeWriter | Mode::SingleNodeSingleWriter | Mode::SingleNodeMultiWriter) => {
+        }
         Ok(Mode::SingleNodeReaderOnly) if r.readonly => {}
         Ok(m) => {
             return Err(NodeError::FailedPrecondition(format!(
@@ -121,9 +124,10 @@ pub fn validate_publish(r: &pb::NodePublishVolumeRequest) -> Result<Publish, Nod
     }
     let mount_group = match mount.volume_mount_group.as_str() {
         "" => None,
-        g => Some(g.parse::<u32>().map_err(|_| {
-            invalid("volume_mount_group must be a numeric group id")
-        })?),
+        g => Some(
+            g.parse::<u32>()
+                .map_err(|_| invalid("volume_mount_group must be a numeric group id"))?,
+        ),
     };
     let spec = attrs::parse(&r.volume_context).map_err(|e| invalid(&e.to_string()))?;
     Ok(Publish {
@@ -212,14 +216,18 @@ impl pb::node_server::Node for NodeService {
         &self,
         _: Request<pb::NodeStageVolumeRequest>,
     ) -> Result<Response<pb::NodeStageVolumeResponse>, Status> {
-        Err(Status::unimplemented("STAGE_UNSTAGE_VOLUME is not a capability of this plugin"))
+        Err(Status::unimplemented(
+            "STAGE_UNSTAGE_VOLUME is not a capability of this plugin",
+        ))
     }
 
     async fn node_unstage_volume(
         &self,
         _: Request<pb::NodeUnstageVolumeRequest>,
     ) -> Result<Response<pb::NodeUnstageVolumeResponse>, Status> {
-        Err(Status::unimplemented("STAGE_UNSTAGE_VOLUME is not a capability of this plugin"))
+        Err(Status::unimplemented(
+            "STAGE_UNSTAGE_VOLUME is not a capability of this plugin",
+        ))
     }
 
     async fn node_publish_volume(
@@ -284,7 +292,12 @@ impl pb::node_server::Node for NodeService {
         Ok(Response::new(pb::NodeGetVolumeStatsResponse {
             usage: vec![
                 usage(u.bytes_available, u.bytes_total, u.bytes_used, Unit::Bytes),
-                usage(u.inodes_available, u.inodes_total, u.inodes_used, Unit::Inodes),
+                usage(
+                    u.inodes_available,
+                    u.inodes_total,
+                    u.inodes_used,
+                    Unit::Inodes,
+                ),
             ],
             volume_condition: None,
         }))
@@ -294,7 +307,9 @@ impl pb::node_server::Node for NodeService {
         &self,
         _: Request<pb::NodeExpandVolumeRequest>,
     ) -> Result<Response<pb::NodeExpandVolumeResponse>, Status> {
-        Err(Status::unimplemented("EXPAND_VOLUME is not a capability of this plugin"))
+        Err(Status::unimplemented(
+            "EXPAND_VOLUME is not a capability of this plugin",
+        ))
     }
 
     async fn node_get_capabilities(
@@ -303,7 +318,10 @@ impl pb::node_server::Node for NodeService {
     ) -> Result<Response<pb::NodeGetCapabilitiesResponse>, Status> {
         use pb::node_service_capability::rpc::Type;
         Ok(Response::new(pb::NodeGetCapabilitiesResponse {
-            capabilities: vec![rpc_cap(Type::GetVolumeStats), rpc_cap(Type::VolumeMountGroup)],
+            capabilities: vec![
+                rpc_cap(Type::GetVolumeStats),
+                rpc_cap(Type::VolumeMountGroup),
+            ],
         }))
     }
 
@@ -323,7 +341,9 @@ impl pb::node_server::Node for NodeService {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use pb::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume, access_mode::Mode};
+    use pb::volume_capability::{
+        AccessMode, AccessType, BlockVolume, MountVolume, access_mode::Mode,
+    };
 
     fn good() -> pb::NodePublishVolumeRequest {
         pb::NodePublishVolumeRequest {
@@ -410,9 +430,18 @@ mod tests {
             code: c.into(),
             message: String::new(),
         };
-        assert_eq!(kms_code(&e("NotFoundException"), true), Code::InvalidArgument);
-        assert_eq!(kms_code(&e("NotFoundException"), false), Code::FailedPrecondition);
-        assert_eq!(kms_code(&e("AccessDeniedException"), true), Code::PermissionDenied);
+        assert_eq!(
+            kms_code(&e("NotFoundException"), true),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            kms_code(&e("NotFoundException"), false),
+            Code::FailedPrecondition
+        );
+        assert_eq!(
+            kms_code(&e("AccessDeniedException"), true),
+            Code::PermissionDenied
+        );
         let t = crate::kms::KmsError::Transport {
             op: "Decrypt",
             endpoint: "x".into(),

@@ -645,6 +645,19 @@ mod tests {
     }
 
     #[test]
+    fn release_removes_a_dead_servers_runtime_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("abc");
+        // Nothing there: nothing to do.
+        release(&dir).unwrap();
+        std::fs::create_dir_all(fuse_dir(&dir)).unwrap();
+        // A pid that cannot be a live process (above the kernel's pid_max).
+        std::fs::write(dir.join("pid"), "4194305\n").unwrap();
+        release(&dir).unwrap();
+        assert!(!dir.exists());
+    }
+
+    #[test]
     fn strips_runtime_suffix() {
         let p = PathBuf::from("/run/ferry/volumes/abc/fuse/volume");
         assert_eq!(

@@ -45,7 +45,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("cannot disable core dumps for the key-holding plugin process");
     }
     if !protection.memory_locked {
-        tracing::warn!("memory is not locked (RLIMIT_MEMLOCK is limited); data keys may reach swap");
+        tracing::warn!(
+            "memory is not locked (RLIMIT_MEMLOCK is limited); data keys may reach swap"
+        );
     }
     let socket = csi::socket_path(&args.endpoint)?;
     if args.node_id.is_empty() {
