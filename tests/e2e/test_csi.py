@@ -522,3 +522,22 @@ def test_restart_readopts_published_and_shreds_orphans(env):
     assert not os.path.exists(kt) and not os.path.exists(image)
     assert not pids_with_args("serve", "--image", image)
     assert os.listdir(os.path.join(plugin.data_dir, "run")) == []
+
+
+def test_startup_errors_are_one_clear_line(tmp_path):
+    creds = tmp_path / "credentials"
+    creds.write_text("[default]\naws_access_key_id = AKIAX\naws_secret_access_key = s\n")
+    base = ["--endpoint", f"unix://{tmp_path}/csi.sock", "--kms-endpoint", "http://127.0.0.1:1",
+            "--credentials", str(creds), "--node-id", NODE, "--data-dir", str(tmp_path / "d")]
+
+    def fails(args, words):
+        r = subprocess.run([ferry_bin(), "csi", *args], capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0
+        last = r.stderr.strip().splitlines()[-1]
+        assert last.startswith("ferry: ") and words in last, r.stderr
+
+    fails(base, "cannot reach http://127.0.0.1:1/")
+    fails([*base[:1], "/csi.sock", *base[2:]], "must be unix:///ABSOLUTE/PATH")
+    fails([*base[:3], "127.0.0.1:1", *base[4:]], "bad KMS endpoint")
+    fails([*base[:5], str(tmp_path / "nope"), *base[6:]], "reading --credentials")
+    assert not (tmp_path / "csi.sock").exists()
