@@ -49,6 +49,7 @@ def _stubs():
         return importlib.import_module("csi_pb2"), importlib.import_module("csi_pb2_grpc")
     finally:
         sys.path.remove(out)
+        shutil.rmtree(out, ignore_errors=True)
 
 
 pb, pb_grpc = _stubs()
