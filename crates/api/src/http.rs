@@ -525,17 +525,28 @@ fn authenticate(
         session_token: token.as_deref(),
         caller: std::cell::RefCell::new(None),
     };
-    sigv4::verify_cached(
+    let refused = |e: sigv4::AuthError| match protocol {
+        Protocol::Json => AwsError::from(e),
+        Protocol::Query => e.into_query_error(),
+    };
+    let verified = sigv4::verify_cached(
         &parts,
         signing_name,
         time::OffsetDateTime::now_utc(),
         &lookup,
         &router.signing_keys,
     )
-    .map_err(|e| match protocol {
-        Protocol::Json => AwsError::from(e),
-        Protocol::Query => e.into_query_error(),
-    })?;
+    .map_err(refused)?;
+    // A server is one region's endpoint, as each AWS regional endpoint is:
+    // a request signed for another region is refused (so every ARN in an
+    // answer is in the region the request was signed for). IAM and STS are
+    // global services on AWS; clients may sign them for any region.
+    if verified.region != router.region && !matches!(signing_name, "iam" | "sts") {
+        return Err(refused(sigv4::AuthError::Invalid(format!(
+            "Credential should be scoped to a valid region, not '{}'. This endpoint serves region '{}'.",
+            verified.region, router.region
+        ))));
+    }
     let caller = lookup
         .caller
         .into_inner()

@@ -57,7 +57,8 @@ pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 
 impl Router {
     /// A router with no services. `region` is the server's region: the one
-    /// resources are created in, whatever region a client signed for.
+    /// resources are created in, and the only one regional services accept
+    /// requests signed for (IAM and STS, global on AWS, take any).
     pub fn new(keys: Arc<dyn Authenticator>, region: impl Into<String>) -> Self {
         Self {
             json: HashMap::new(),

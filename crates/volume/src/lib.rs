@@ -48,7 +48,7 @@ pub use key::{Passphrase, VolumeKey};
 pub use luks::{FormatError, FormatOptions, OpenError, format, read_token};
 pub use mount::{
     MountError, MountHandle, MountOptions, RUNTIME_ROOT, ServerCommand, UnmountError, mount,
-    server_pid, unmount,
+    release, server_pid, unmount,
 };
 pub use server::{ServeArgs, ServeError, serve};
 pub use shred::{ShredError, shred};

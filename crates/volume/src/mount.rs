@@ -450,6 +450,31 @@ pub fn unmount(target: &Path) -> Result<(), UnmountError> {
     })
 }
 
+/// Stops the serving process of a volume whose ext4 mount is already gone
+/// (detached or unmounted by someone else, so [`unmount`] cannot find it
+/// from a mount point) and removes its runtime directory: for a caller
+/// that remembers where it put the runtime directories (the CSI plugin
+/// gives each volume its own `runtime_root`). Does nothing if
+/// `runtime_dir` does not exist. A loop device still reading the served
+/// file sees I/O errors: only for volumes about to be shredded.
+pub fn release(runtime_dir: &Path) -> Result<(), UnmountError> {
+    if !runtime_dir.exists() {
+        return Ok(());
+    }
+    let pid: Option<u32> = std::fs::read_to_string(runtime_dir.join("pid"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    if let Some(pid) = pid {
+        if process_gone(pid) {
+            abort_fuse(runtime_dir);
+        } else {
+            stop_server(pid, None)?;
+        }
+    }
+    remove_runtime_dir(runtime_dir)?;
+    Ok(())
+}
+
 /// The process serving the volume mounted on `target`, for a volume whose
 /// handle is gone (a server re-adopting a previous server's task watches
 /// it as it watches its own).
@@ -617,6 +642,19 @@ mod tests {
             Some(31)
         );
         assert_eq!(fuse_minor(text, Path::new("/elsewhere")), None);
+    }
+
+    #[test]
+    fn release_removes_a_dead_servers_runtime_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("abc");
+        // Nothing there: nothing to do.
+        release(&dir).unwrap();
+        std::fs::create_dir_all(fuse_dir(&dir)).unwrap();
+        // A pid that cannot be a live process (above the kernel's pid_max).
+        std::fs::write(dir.join("pid"), "4194305\n").unwrap();
+        release(&dir).unwrap();
+        assert!(!dir.exists());
     }
 
     #[test]

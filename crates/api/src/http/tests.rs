@@ -62,6 +62,17 @@ async fn call(
     secret: &str,
     signed: bool,
 ) -> (u16, serde_json::Value, HeaderMap) {
+    call_in(addr, target, body, secret, signed, "us-east-1").await
+}
+
+async fn call_in(
+    addr: SocketAddr,
+    target: &str,
+    body: &[u8],
+    secret: &str,
+    signed: bool,
+    region: &str,
+) -> (u16, serde_json::Value, HeaderMap) {
     let mut h = HeaderMap::new();
     h.insert("host", HeaderValue::from_str(&addr.to_string()).unwrap());
     h.insert("content-type", HeaderValue::from_static(JSON_11));
@@ -73,7 +84,7 @@ async fn call(
         };
         Signer {
             creds: &creds,
-            region: "ap-south-1",
+            region,
             service: "echo",
         }
         .sign(
@@ -124,6 +135,17 @@ async fn routes_authenticates_and_renders_errors() {
 
     let (_, v, _) = call(addr, "Echo_1.Echo", b"{}", "wrong", true).await;
     assert_eq!(v["__type"], "InvalidSignatureException");
+
+    // One server is one region's endpoint.
+    let (s, v, _) = call_in(addr, "Echo_1.Echo", b"{}", "s3cr3t", true, "ap-south-1").await;
+    assert_eq!(
+        (s, v["__type"].as_str()),
+        (400, Some("InvalidSignatureException"))
+    );
+    assert!(
+        v["message"].as_str().unwrap_or_default().contains("not 'ap-south-1'"),
+        "{v}"
+    );
 
     let (s, v, _) = call(addr, "Echo_1.Echo", b"{}", "s3cr3t", false).await;
     assert_eq!(
