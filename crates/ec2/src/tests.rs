@@ -962,7 +962,10 @@ fn service_enis_take_chosen_addresses_and_survive_task_cleanup() {
         .unwrap();
     assert_ne!(task.ip, chosen);
     // Groups can be replaced; DescribeNetworkInterfaces names the service.
-    assert_eq!(t.ec2.set_groups(&e.id, std::slice::from_ref(&dsg)).unwrap(), vec![dsg]);
+    assert_eq!(
+        t.ec2.set_groups(&e.id, std::slice::from_ref(&dsg)).unwrap(),
+        vec![dsg]
+    );
     let x = t
         .call(
             "DescribeNetworkInterfaces",

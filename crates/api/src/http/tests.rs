@@ -143,7 +143,10 @@ async fn routes_authenticates_and_renders_errors() {
         (400, Some("InvalidSignatureException"))
     );
     assert!(
-        v["message"].as_str().unwrap_or_default().contains("not 'ap-south-1'"),
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not 'ap-south-1'"),
         "{v}"
     );
 

@@ -25,13 +25,10 @@ enum Command {
     Server(server::Args),
     /// Manage local container images.
     Image(image::Args),
-<<<<<<< HEAD
     /// Operator actions on FARGATE_SPOT tasks (interrupt).
     Spot(spot::Args),
-=======
     /// Kubernetes CSI node plugin: encrypted ephemeral inline volumes keyed by a ferry KMS.
     Csi(csi::Args),
->>>>>>> csi
     /// A task's supervisor process (started by the server).
     #[command(hide = true)]
     Shim(shim::Args),
@@ -44,10 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(a) => server::run(a),
         Command::Image(a) => image::run(a),
         Command::Shim(a) => shim::run(a),
-<<<<<<< HEAD
         Command::Spot(a) => spot::run(a),
-=======
         Command::Csi(a) => csi::run(a),
->>>>>>> csi
     }
 }
