@@ -6,6 +6,8 @@
 //! - [`sigv4`]: canonical request, signer and verifier (AWS Signature V4).
 //! - [`auth`]: who owns which access key (the credential table), and why a
 //!   key is refused (invalid, or an expired session).
+//! - [`client`]: the client side: SigV4-signed POSTs for ferry's own
+//!   tools and plugins.
 //! - [`credentials`]: the credentials file (shared-credentials format) that
 //!   hands the administrator's access key to clients.
 //! - `gate`: the authorization gate: identity policies for the services
@@ -21,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod client;
 pub mod credentials;
 mod gate;
 pub mod http;

@@ -1,5 +1,5 @@
 //! A small KMS client: the four calls a node plugin makes, SigV4-signed
-//! with `ferry_api::sigv4::Signer`, over HTTP/1.1 (ureq), to any endpoint
+//! and sent by `ferry_api::client::SignedClient`, to any endpoint
 //! that speaks KMS's JSON 1.1 protocol (a ferry server's listener).
 //!
 //! The plugin is a KMS *client*: it holds an access key that may generate
@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use ferry_api::sigv4::{Signer, SigningCredentials};
+use ferry_api::client::{ClientError, SignedClient};
+use ferry_api::sigv4::SigningCredentials;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
@@ -88,22 +89,9 @@ impl std::fmt::Debug for Grant {
 }
 
 /// The client.
+#[derive(Debug)]
 pub struct KmsClient {
-    agent: ureq::Agent,
-    url: String,
-    host: String,
-    region: String,
-    creds: SigningCredentials,
-}
-
-impl std::fmt::Debug for KmsClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KmsClient")
-            .field("url", &self.url)
-            .field("region", &self.region)
-            .field("access_key_id", &self.creds.access_key_id)
-            .finish_non_exhaustive()
-    }
+    http: SignedClient,
 }
 
 /// Bytes of a data key: 512 bits, the LUKS2 keyslot passphrase.
@@ -112,29 +100,9 @@ pub const DATA_KEY_BYTES: u32 = 64;
 impl KmsClient {
     /// A client for `endpoint` (`http://HOST:PORT`), signing for `region`.
     pub fn new(endpoint: &str, region: &str, creds: SigningCredentials) -> Result<Self, KmsError> {
-        let uri: http::Uri = endpoint
-            .parse()
+        let http = SignedClient::new(endpoint, region, creds, Duration::from_secs(30))
             .map_err(|_| KmsError::Endpoint(endpoint.into()))?;
-        let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
-        let host = match (scheme_ok, uri.authority()) {
-            (true, Some(a)) => a.as_str().to_owned(),
-            _ => return Err(KmsError::Endpoint(endpoint.into())),
-        };
-        if uri.path() != "/" && !uri.path().is_empty() {
-            return Err(KmsError::Endpoint(endpoint.into()));
-        }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
-        Ok(KmsClient {
-            agent,
-            url: format!("{}://{host}/", uri.scheme_str().unwrap_or("http")),
-            host,
-            region: region.into(),
-            creds,
-        })
+        Ok(KmsClient { http })
     }
 
     fn post(
@@ -144,49 +112,14 @@ impl KmsClient {
         headers: &[(&'static str, String)],
         body: Vec<u8>,
     ) -> Result<(u16, Zeroizing<Vec<u8>>), KmsError> {
-        let transport = |detail: String| KmsError::Transport {
-            op,
-            endpoint: self.url.clone(),
-            detail,
-        };
-        let mut map = http::HeaderMap::new();
-        let hv = |s: &str| {
-            http::HeaderValue::from_str(s).map_err(|_| KmsError::Endpoint(self.url.clone()))
-        };
-        map.insert(http::header::HOST, hv(&self.host)?);
-        for (k, v) in headers {
-            map.insert(*k, hv(v)?);
-        }
-        Signer {
-            creds: &self.creds,
-            region: &self.region,
-            service,
-        }
-        .sign(
-            "POST",
-            "/",
-            "",
-            &mut map,
-            &body,
-            time::OffsetDateTime::now_utc(),
-        )
-        .map_err(|e| transport(format!("signing: {e}")))?;
-        let mut req = http::Request::post(&self.url);
-        for (k, v) in &map {
-            req = req.header(k, v);
-        }
-        let req = req
-            .body(body)
-            .map_err(|e| transport(format!("request: {e}")))?;
-        let mut resp = self.agent.run(req).map_err(|e| transport(e.to_string()))?;
-        let status = resp.status().as_u16();
-        let bytes = resp
-            .body_mut()
-            .with_config()
-            .limit(1 << 20)
-            .read_to_vec()
-            .map_err(|e| transport(e.to_string()))?;
-        Ok((status, Zeroizing::new(bytes)))
+        self.http.post(service, headers, body).map_err(|e| match e {
+            ClientError::Endpoint(url) => KmsError::Endpoint(url),
+            ClientError::Transport { endpoint, detail } => KmsError::Transport {
+                op,
+                endpoint,
+                detail,
+            },
+        })
     }
 
     /// One KMS JSON 1.1 call; the response's JSON.

@@ -543,16 +543,23 @@ struct ControlState {
     core: std::sync::OnceLock<std::sync::Weak<ferry_control::service::Core>>,
 }
 
-impl ferry_metadata::TaskState for ControlState {
-    fn task(&self, task_arn: &str) -> Option<ferry_metadata::ControlTask> {
+impl ControlState {
+    /// The control plane's record of the task `task_arn`.
+    fn record(&self, task_arn: &str) -> Option<Arc<ferry_control::model::task::TaskRecord>> {
         let core = self.core.get()?.upgrade()?;
         // arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/ID
         let mut path = task_arn.rsplit_once(":task/")?.1.split('/');
         let (cluster, id) = (path.next()?, path.next()?);
-        let t = core
-            .tasks
+        core.tasks
             .get(&core.store, &ferry_control::db::task_key(cluster, id))
-            .ok()??;
+            .ok()?
+    }
+}
+
+impl ferry_metadata::TaskState for ControlState {
+    fn task(&self, task_arn: &str) -> Option<ferry_metadata::ControlTask> {
+        let t = self.record(task_arn)?;
+        let core = self.core.get()?.upgrade()?;
         Some(ferry_metadata::ControlTask {
             family: t.family.clone(),
             revision: t

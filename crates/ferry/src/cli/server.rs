@@ -410,7 +410,7 @@ impl Drop for AdminSocket {
 /// called, not when the future is first polled: the server calls it before
 /// it says it is listening, so a SIGTERM sent right after readiness is a
 /// clean shutdown rather than the signal's default action.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+pub(super) fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;

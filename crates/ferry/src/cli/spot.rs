@@ -6,7 +6,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use ferry_api::sigv4::{Signer, SigningCredentials};
+use std::time::Duration;
+
+use ferry_api::client::SignedClient;
+use ferry_api::sigv4::SigningCredentials;
 
 /// Arguments of `ferry spot`.
 #[derive(Debug, clap::Args)]
@@ -63,51 +66,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         body["cluster"] = c.into();
     }
     let body = serde_json::to_vec(&body)?;
-    let url: http::Uri = endpoint.parse().context("--endpoint is not a URL")?;
-    let host = url
-        .authority()
-        .context("--endpoint has no host")?
-        .as_str()
-        .to_owned();
-    let mut headers = http::HeaderMap::new();
-    headers.insert(http::header::HOST, http::HeaderValue::from_str(&host)?);
-    headers.insert(
-        "x-amz-target",
-        http::HeaderValue::from_static("FerryAdmin_20261201.InterruptSpotTasks"),
-    );
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/x-amz-json-1.1"),
-    );
-    Signer {
-        creds: &creds,
-        region: &region,
-        service: "ecs",
-    }
-    .sign(
-        "POST",
-        "/",
-        "",
-        &mut headers,
-        &body,
-        time::OffsetDateTime::now_utc(),
-    )
-    .map_err(|e| anyhow::anyhow!("signing the request: {e}"))?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut req = agent.post(format!("{}/", endpoint.trim_end_matches('/')));
-    for (k, v) in &headers {
-        req = req.header(k.as_str(), v.to_str()?);
-    }
-    let mut resp = req
-        .send(&body[..])
-        .with_context(|| format!("calling {endpoint}"))?;
-    let status = resp.status();
-    let text = resp.body_mut().read_to_string()?;
-    if !status.is_success() {
-        bail!("{status}: {text}");
+    let client = SignedClient::new(&endpoint, &region, creds, Duration::from_secs(60))?;
+    let headers = [
+        (
+            "x-amz-target",
+            "FerryAdmin_20261201.InterruptSpotTasks".to_owned(),
+        ),
+        ("content-type", "application/x-amz-json-1.1".to_owned()),
+    ];
+    let (status, answer) = client.post("ecs", &headers, body)?;
+    let text = String::from_utf8_lossy(&answer);
+    if !(200..300).contains(&status) {
+        bail!("HTTP {status}: {text}");
     }
     let v: serde_json::Value = serde_json::from_str(&text)?;
     println!("{}", serde_json::to_string_pretty(&v)?);

@@ -105,13 +105,7 @@ pub struct TaskRoleClients {
 
 impl ferry_host::efs::TaskClients for TaskRoleClients {
     fn task_role_caller(&self, task_arn: &str) -> Option<Caller> {
-        let core = self.control.core.get()?.upgrade()?;
-        let mut path = task_arn.rsplit_once(":task/")?.1.split('/');
-        let (cluster, id) = (path.next()?, path.next()?);
-        let t = core
-            .tasks
-            .get(&core.store, &ferry_control::db::task_key(cluster, id))
-            .ok()??;
+        let t = self.control.record(task_arn)?;
         let session = self
             .sessions
             .credentials(task_arn, t.roles.credentials_id.as_deref()?)?;
