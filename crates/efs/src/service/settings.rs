@@ -36,38 +36,26 @@ pub(super) fn provisioned_throughput(b: &Value, mode: &str) -> Result<Option<f64
     }
 }
 
-/// The lifecycle rules each `LifecyclePolicy` member accepts (the model's
-/// enums).
+/// The day counts `TransitionToIA` and `TransitionToArchive` accept (the
+/// model's `TransitionToIARules` and `TransitionToArchiveRules`, the same
+/// values).
+const AFTER_DAYS: &[&str] = &[
+    "AFTER_1_DAY",
+    "AFTER_7_DAYS",
+    "AFTER_14_DAYS",
+    "AFTER_30_DAYS",
+    "AFTER_60_DAYS",
+    "AFTER_90_DAYS",
+    "AFTER_180_DAYS",
+    "AFTER_270_DAYS",
+    "AFTER_365_DAYS",
+];
+
+/// The lifecycle rules each `LifecyclePolicy` member accepts.
 const TRANSITIONS: [(&str, &[&str]); 3] = [
-    (
-        "TransitionToIA",
-        &[
-            "AFTER_1_DAY",
-            "AFTER_7_DAYS",
-            "AFTER_14_DAYS",
-            "AFTER_30_DAYS",
-            "AFTER_60_DAYS",
-            "AFTER_90_DAYS",
-            "AFTER_180_DAYS",
-            "AFTER_270_DAYS",
-            "AFTER_365_DAYS",
-        ],
-    ),
+    ("TransitionToIA", AFTER_DAYS),
     ("TransitionToPrimaryStorageClass", &["AFTER_1_ACCESS"]),
-    (
-        "TransitionToArchive",
-        &[
-            "AFTER_1_DAY",
-            "AFTER_7_DAYS",
-            "AFTER_14_DAYS",
-            "AFTER_30_DAYS",
-            "AFTER_60_DAYS",
-            "AFTER_90_DAYS",
-            "AFTER_180_DAYS",
-            "AFTER_270_DAYS",
-            "AFTER_365_DAYS",
-        ],
-    ),
+    ("TransitionToArchive", AFTER_DAYS),
 ];
 
 /// `LifecyclePolicies`: each entry one transition with a valid rule, each

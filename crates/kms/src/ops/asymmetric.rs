@@ -393,6 +393,33 @@ fn oaep_hash(key: &LiveKey, algorithm: Option<&str>) -> Result<u32, AwsError> {
     }
 }
 
+/// The key of an RSA Encrypt or Decrypt (`op`), authorized for it and
+/// for `algorithm`, with the algorithm's OAEP hash; no encryption context
+/// (asymmetric keys take none).
+fn rsa_key(
+    kms: &Kms,
+    ctx: &RequestContext,
+    key: &Arc<LiveKey>,
+    op: &'static str,
+    algorithm: Option<&str>,
+    ec: &BTreeMap<String, String>,
+    res: &mut Trail,
+) -> Result<(Arc<LiveKey>, u32), AwsError> {
+    let alg = algorithm.unwrap_or("SYMMETRIC_DEFAULT");
+    let key = key_for(
+        kms,
+        ctx,
+        key.clone(),
+        op,
+        "ENCRYPT_DECRYPT",
+        ("kms:encryptionalgorithm", alg),
+        res,
+    )?;
+    let hash = oaep_hash(&key, algorithm)?;
+    refuse_context(ec)?;
+    Ok((key, hash))
+}
+
 fn refuse_context(ec: &BTreeMap<String, String>) -> Result<(), AwsError> {
     if !ec.is_empty() {
         return Err(KmsError::invalid(
@@ -417,17 +444,7 @@ pub(crate) fn rsa_encrypt(
     res: &mut Trail,
 ) -> Result<Value, AwsError> {
     let alg = algorithm.unwrap_or("SYMMETRIC_DEFAULT");
-    let key = key_for(
-        kms,
-        ctx,
-        key.clone(),
-        "Encrypt",
-        "ENCRYPT_DECRYPT",
-        ("kms:encryptionalgorithm", alg),
-        res,
-    )?;
-    let hash = oaep_hash(&key, algorithm)?;
-    refuse_context(ec)?;
+    let (key, hash) = rsa_key(kms, ctx, key, "Encrypt", algorithm, ec, res)?;
     let m = material(&key)?;
     let size = asym::rsa_size(m).map_err(|_| KmsError::internal("reading the key failed"))?;
     let max = asym::oaep_max(size, hash);
@@ -464,17 +481,7 @@ pub(crate) fn rsa_decrypt(
     res: &mut Trail,
 ) -> Result<Value, AwsError> {
     let alg = algorithm.unwrap_or("SYMMETRIC_DEFAULT");
-    let key = key_for(
-        kms,
-        ctx,
-        key.clone(),
-        "Decrypt",
-        "ENCRYPT_DECRYPT",
-        ("kms:encryptionalgorithm", alg),
-        res,
-    )?;
-    let hash = oaep_hash(&key, algorithm)?;
-    refuse_context(ec)?;
+    let (key, hash) = rsa_key(kms, ctx, key, "Decrypt", algorithm, ec, res)?;
     if dry {
         return Err(KmsError::dry_run());
     }
