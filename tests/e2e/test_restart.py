@@ -100,10 +100,14 @@ def start_tasks(srv, tmp_path, n):
     return arns, ips
 
 
-def check_adopted(srv, arns, ips, down_from, down_to):
+def check_adopted(srv, arns, ips, down_from, down_to, killed=False):
     """Every task RUNNING again, its page served, and its ticker's lines
     complete: no number missing, lines written while no server ran among
-    them with timestamps from then, and new lines still coming."""
+    them with timestamps from then, and new lines still coming. After a
+    clean stop there is no duplicate either; after `kill -9` (`killed`) a
+    line stored but not yet acknowledged comes again (delivery is at least
+    once, docs/runtime.md), so only the first sighting of each must be in
+    order."""
     for arn in arns:
         t = srv.aws("ecs", "describe-tasks", "--tasks", arn)["tasks"][0]
         assert t["lastStatus"] == "RUNNING", t
@@ -120,7 +124,12 @@ def check_adopted(srv, arns, ips, down_from, down_to):
         task_id = arn.rsplit("/", 1)[1]
         seen = ticks(srv, task_id)
         nums = [n for n, _ in seen]
-        assert nums == list(range(len(nums))), f"gap or reorder in the ticker's lines: {nums}"
+        if killed:
+            first = list(dict.fromkeys(nums))
+            assert first == list(range(len(first))), f"gap or reorder in the ticker's lines: {nums}"
+            assert len(nums) - len(first) <= 20, f"more duplicates than one unacknowledged batch: {nums}"
+        else:
+            assert nums == list(range(len(nums))), f"gap, reorder or duplicate in the ticker's lines: {nums}"
         down = [n for n, ts in seen if down_from * 1000 < ts < down_to * 1000]
         assert len(down) >= 5, f"lines written while the server was down are missing: {seen}"
         time.sleep(0.6)
@@ -198,7 +207,7 @@ def test_kill_9_and_upgrade_readopts_and_reports_exits_kept_by_the_shim(keep_ser
     assert t["stopCode"] == "EssentialContainerExited", t
     assert task_grants(srv, short) == []
     assert not os.path.exists(os.path.join(srv.data_dir, "tasks", short.rsplit("/", 1)[1]))
-    check_adopted(srv, arns, ips, down_from, down_to)
+    check_adopted(srv, arns, ips, down_from, down_to, killed=True)
     stop_and_check_shredded(srv, arns)
 
 
