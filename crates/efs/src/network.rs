@@ -24,8 +24,9 @@ pub struct Interface {
 
 /// Interfaces in the VPC service.
 pub trait Network: Send + Sync {
-    /// The zone name of `subnet_id`, or [`EfsError::SubnetNotFound`].
-    fn subnet_zone(&self, subnet_id: &str) -> Result<String, EfsError>;
+    /// The zone name and VPC of `subnet_id`, or
+    /// [`EfsError::SubnetNotFound`].
+    fn subnet(&self, subnet_id: &str) -> Result<(String, String), EfsError>;
 
     /// Makes the ENI of a mount target in `subnet_id`: `ip` or the lowest
     /// free address, `groups` or the VPC's default group.

@@ -69,7 +69,7 @@ impl EfsService {
         let net = self.network()?;
         let _g = self.guard();
         let fs = self.fs_or_404(fs_id)?;
-        let zone = net.subnet_zone(subnet_id)?;
+        let (zone, vpc) = net.subnet(subnet_id)?;
         if let Some(z) = &fs.availability_zone
             && *z != zone
         {
@@ -87,6 +87,12 @@ impl EfsService {
                 "File system {fs_id} already has a mount target in availability zone {zone}."
             )));
         }
+        if let Some(other) = existing.iter().find(|m| m.vpc_id != vpc) {
+            return Err(EfsError::MountTargetConflict(format!(
+                "File system {fs_id} has mount targets in VPC {}; subnet {subnet_id} is in VPC {vpc}.",
+                other.vpc_id
+            )));
+        }
         let id = new_id("fsmt-");
         let iface = net.create(
             subnet_id,
@@ -94,13 +100,6 @@ impl EfsService {
             &groups,
             &format!("EFS mount target for {fs_id} ({id})"),
         )?;
-        if let Some(other) = existing.iter().find(|m| m.vpc_id != iface.vpc_id) {
-            let _ = net.delete(&iface.eni_id);
-            return Err(EfsError::MountTargetConflict(format!(
-                "File system {fs_id} has mount targets in VPC {}; subnet {subnet_id} is in VPC {}.",
-                other.vpc_id, iface.vpc_id
-            )));
-        }
         let mt = MountTarget {
             id: id.clone(),
             file_system_id: fs_id.to_owned(),

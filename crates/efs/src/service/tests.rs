@@ -229,10 +229,11 @@ struct FakeNet {
 }
 
 impl Network for FakeNet {
-    fn subnet_zone(&self, subnet_id: &str) -> Result<String, EfsError> {
+    fn subnet(&self, subnet_id: &str) -> Result<(String, String), EfsError> {
         match subnet_id {
-            "subnet-a" | "subnet-c" => Ok("us-east-1a".into()),
-            "subnet-b" => Ok("us-east-1b".into()),
+            "subnet-a" => Ok(("us-east-1a".into(), "vpc-1".into())),
+            "subnet-b" => Ok(("us-east-1b".into(), "vpc-1".into())),
+            "subnet-c" => Ok(("us-east-1a".into(), "vpc-2".into())),
             _ => Err(EfsError::SubnetNotFound(format!("no {subnet_id}"))),
         }
     }
@@ -248,6 +249,7 @@ impl Network for FakeNet {
         if enis.iter().any(|(_, i, _)| *i == ip) {
             return Err(EfsError::IpAddressInUse(ip));
         }
+        let (zone, vpc) = self.subnet(subnet_id)?;
         let id = format!("eni-{}", enis.len());
         let groups = if groups.is_empty() {
             vec!["sg-default".to_owned()]
@@ -258,13 +260,8 @@ impl Network for FakeNet {
         Ok(crate::network::Interface {
             eni_id: id,
             ip,
-            vpc_id: if subnet_id == "subnet-c" {
-                "vpc-2"
-            } else {
-                "vpc-1"
-            }
-            .into(),
-            availability_zone: self.subnet_zone(subnet_id)?,
+            vpc_id: vpc,
+            availability_zone: zone,
             availability_zone_id: "use1-az1".into(),
             security_groups: groups,
         })
@@ -370,8 +367,8 @@ fn mount_targets_one_per_zone_one_vpc_and_block_deletion() {
         json!({"FileSystemId": fs2, "SubnetId": "subnet-a"}),
     )
     .unwrap();
-    // fs2 has one in vpc-1: a subnet of vpc-2 (another zone's mount target
-    // would be fine) is refused, and its ENI released again.
+    // A subnet of another VPC (vpc-2) is refused before any address is
+    // taken.
     let before = net.enis.lock().unwrap().len();
     let e = call(
         &t,

@@ -43,10 +43,10 @@ impl MountTargetNetwork {
 }
 
 impl Network for MountTargetNetwork {
-    fn subnet_zone(&self, subnet_id: &str) -> Result<String, EfsError> {
+    fn subnet(&self, subnet_id: &str) -> Result<(String, String), EfsError> {
         self.0
             .subnet(subnet_id)
-            .map(|s| s.availability_zone)
+            .map(|s| (s.availability_zone, s.vpc_id))
             .ok_or_else(|| {
                 EfsError::SubnetNotFound(format!("The subnet ID '{subnet_id}' does not exist"))
             })
@@ -69,7 +69,7 @@ impl Network for MountTargetNetwork {
                 owner: EniOwner::MountTarget,
             })
             .map_err(efs_error)?;
-        let zone = self.subnet_zone(subnet_id)?;
+        let (zone, _) = self.subnet(subnet_id)?;
         Ok(Interface {
             availability_zone_id: self.zone_id(&zone),
             availability_zone: zone,
