@@ -18,6 +18,8 @@
 //! - [`params`]: request parameters with the model's constraints.
 //! - [`audit`]: CloudTrail-shaped audit records.
 //! - [`audit_file`]: the audit file, appended with group commit.
+//! - [`audit_read`]: the audit file read back (the web console): pages,
+//!   filters, cursors, a task's records from an incremental index.
 //! - [`model`]: stored records.
 //! - [`crypto`]: AES-256-GCM and randomness (OpenSSL).
 //! - [`asym`]: RSA, ECC and HMAC key material, signatures, RSAES-OAEP (OpenSSL).
@@ -32,6 +34,7 @@
 pub mod asym;
 pub mod audit;
 pub mod audit_file;
+pub mod audit_read;
 pub mod blob;
 pub mod crypto;
 pub mod error;

@@ -1,0 +1,1349 @@
+//! Reading the audit trail back (the web console's audit views): pages of
+//! `DIR/kms-audit.jsonl`, newest first, filtered, without loading the file.
+//!
+//! The file is append-only JSON lines ([`crate::audit_file`]), so a byte
+//! offset of a line start is a stable cursor: a page is read backwards in
+//! [`CHUNK`]-sized reads from a cursor (or from the end) and stops once it
+//! has its records; a live view asks for what came after the `head` it was
+//! given. Only complete lines count: a record being appended is not one
+//! until its newline is written.
+//!
+//! A task's records (the calls that made, used and retired its volume's data
+//! key) are answered from an in-memory index, task ARN -> record offsets,
+//! that is built by one scan on first use and then extended by the bytes
+//! appended since the last query, never by rescanning the trail.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::ops::ControlFlow;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use serde_json::Value;
+
+/// Bytes read per system call when the trail is scanned.
+pub const CHUNK: usize = 64 << 10;
+
+/// The most records one page may carry.
+pub const MAX_PAGE: usize = 500;
+
+/// Which records to return, newest first. Cursors are byte offsets of line
+/// starts, as [`Page::next`] and [`Page::head`] give them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Query {
+    /// Only records that start before this cursor (a previous page's `next`).
+    pub before: Option<u64>,
+    /// Only records that start at or after this cursor (a previous page's
+    /// `head`). With `after`, the *oldest* `limit` matching records after it
+    /// are the page (returned newest first), so a poller that passes each
+    /// page's `head` back misses none.
+    pub after: Option<u64>,
+    /// At most this many records (1..=[`MAX_PAGE`]).
+    pub limit: usize,
+    /// A key id, key ARN or alias: matched against `resources[].ARN` (equal,
+    /// or ending with `/ID`) and `requestParameters.keyId` (also
+    /// `targetKeyId` and `aliasName`, so an alias matches where it was named).
+    pub key: Option<String>,
+    /// A substring of `userIdentity`'s `arn`, `accessKeyId`, `invokedBy` or
+    /// `principalId`.
+    pub principal: Option<String>,
+    /// `eventName`, exact.
+    pub event_name: Option<String>,
+    /// Records at or after this time (seconds since the epoch).
+    pub from: Option<f64>,
+    /// Records at or before this time (seconds since the epoch).
+    pub to: Option<f64>,
+    /// Only records with an `errorCode`.
+    pub errors_only: bool,
+    /// Only records about this ECS task: its ARN is a value of the call's
+    /// encryption context (or of a CreateGrant's constraints), or the call
+    /// names a grant created under such constraints (RetireGrant,
+    /// RevokeGrant by grant id).
+    pub task_arn: Option<String>,
+}
+
+/// One page of the trail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// The records, newest first, as written.
+    pub records: Vec<Value>,
+    /// Where the next older page starts (pass as `before`): the line start
+    /// of the oldest record returned; `None` once the start of the trail
+    /// (or of the task's records) was reached.
+    pub next: Option<u64>,
+    /// Pass as `after` for newer records: the trail's length (complete
+    /// lines) when it was read, or, for an `after` page cut at `limit`, the
+    /// end of its newest record.
+    pub head: u64,
+}
+
+/// Why a page could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// A cursor that is no line start of this trail.
+    #[error("invalid audit cursor: {0}")]
+    BadCursor(String),
+    /// A malformed query (limit out of range, bad time range).
+    #[error("invalid audit query: {0}")]
+    BadQuery(String),
+    /// The file could not be read.
+    #[error("the audit trail could not be read: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads one audit file; shared by every request (`Send + Sync`).
+pub struct AuditReader {
+    path: PathBuf,
+    chunk: usize,
+    index: Mutex<TaskIndex>,
+}
+
+impl std::fmt::Debug for AuditReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditReader")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The trail as one query sees it: the file and its complete length.
+struct Trail {
+    file: Option<File>,
+    /// Identity of the file (device, inode): a replaced file resets the index.
+    id: (u64, u64),
+    /// Bytes of complete lines (up to and including the last newline).
+    head: u64,
+}
+
+impl Trail {
+    fn open(path: &Path, chunk: usize) -> std::io::Result<Self> {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            // No trail yet reads as an empty one.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Self {
+                    file: None,
+                    id: (0, 0),
+                    head: 0,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let meta = file.metadata()?;
+        let head = complete_len(&file, meta.len(), chunk)?;
+        Ok(Self {
+            file: Some(file),
+            id: (meta.dev(), meta.ino()),
+            head,
+        })
+    }
+
+    /// The file's length now (it may have grown since it was opened).
+    fn len(&self) -> std::io::Result<u64> {
+        match &self.file {
+            Some(f) => Ok(f.metadata()?.len()),
+            None => Ok(0),
+        }
+    }
+
+    fn read_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+        match &self.file {
+            Some(f) => f.read_exact_at(buf, at),
+            None if buf.is_empty() => Ok(()),
+            None => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        }
+    }
+
+    /// Refuses a cursor that is not 0 or the start of a line.
+    fn check(&self, cursor: u64) -> Result<(), ReadError> {
+        if cursor == 0 {
+            return Ok(());
+        }
+        if cursor > self.head {
+            return Err(ReadError::BadCursor(format!(
+                "{cursor} is past the end of the trail ({})",
+                self.head
+            )));
+        }
+        let mut b = [0u8; 1];
+        self.read_at(&mut b, cursor - 1)?;
+        if b[0] == b'\n' {
+            Ok(())
+        } else {
+            Err(ReadError::BadCursor(format!(
+                "{cursor} is not the start of a record"
+            )))
+        }
+    }
+
+    /// Calls `each(start, line)` for every line in `[stop, from)`, newest
+    /// first, reading backwards `chunk` bytes at a time. Both bounds are
+    /// line starts.
+    fn scan_back(
+        &self,
+        from: u64,
+        stop: u64,
+        chunk: usize,
+        mut each: impl FnMut(u64, &[u8]) -> ControlFlow<()>,
+    ) -> std::io::Result<()> {
+        // `buf` holds file[lo..lo + buf.len()): the lines not yet handed
+        // out, whose first one may be cut by the chunk's start.
+        let mut lo = from;
+        let mut buf: Vec<u8> = Vec::new();
+        while lo > stop {
+            let begin = lo.saturating_sub(chunk as u64).max(stop);
+            let mut fresh = vec![0u8; (lo - begin) as usize];
+            self.read_at(&mut fresh, begin)?;
+            fresh.extend_from_slice(&buf);
+            buf = fresh;
+            lo = begin;
+            // `end` is always a line start: buf[end - 1] is a newline.
+            let mut end = buf.len();
+            while end > 0 {
+                let body_end = end - 1;
+                let start = match buf[..body_end].iter().rposition(|b| *b == b'\n') {
+                    Some(i) => i + 1,
+                    None if lo == stop => 0,
+                    // The line begins in an older chunk.
+                    None => break,
+                };
+                if each(lo + start as u64, &buf[start..body_end]).is_break() {
+                    return Ok(());
+                }
+                end = start;
+            }
+            buf.truncate(end);
+        }
+        Ok(())
+    }
+
+    /// Calls `each(start, line)` for every line in `[from, to)`, oldest
+    /// first. Both bounds are line starts.
+    fn scan_forward(
+        &self,
+        from: u64,
+        to: u64,
+        chunk: usize,
+        mut each: impl FnMut(u64, &[u8]) -> ControlFlow<()>,
+    ) -> std::io::Result<()> {
+        // `buf` holds file[pos..read_at).
+        let mut pos = from;
+        let mut read_at = from;
+        let mut buf: Vec<u8> = Vec::new();
+        while read_at < to {
+            let n = (to - read_at).min(chunk as u64) as usize;
+            let old = buf.len();
+            buf.resize(old + n, 0);
+            self.read_at(&mut buf[old..], read_at)?;
+            read_at += n as u64;
+            let mut s = 0;
+            while let Some(i) = buf[s..].iter().position(|b| *b == b'\n') {
+                if each(pos + s as u64, &buf[s..s + i]).is_break() {
+                    return Ok(());
+                }
+                s += i + 1;
+            }
+            buf.drain(..s);
+            pos += s as u64;
+        }
+        Ok(())
+    }
+
+    /// The line starting at `start` (without its newline).
+    fn line_at(&self, start: u64, chunk: usize) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut at = start;
+        // Records are small: one read of a few KiB nearly always holds one.
+        let step = chunk.min(8 << 10) as u64;
+        while at < self.head {
+            let n = (self.head - at).min(step) as usize;
+            let old = out.len();
+            out.resize(old + n, 0);
+            self.read_at(&mut out[old..], at)?;
+            if let Some(i) = out[old..].iter().position(|b| *b == b'\n') {
+                out.truncate(old + i);
+                return Ok(out);
+            }
+            at += n as u64;
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("no complete record at offset {start}"),
+        ))
+    }
+}
+
+/// The length of `file`'s complete lines: up to its last newline.
+fn complete_len(file: &File, len: u64, chunk: usize) -> std::io::Result<u64> {
+    let mut end = len;
+    while end > 0 {
+        let begin = end.saturating_sub(chunk as u64);
+        let mut buf = vec![0u8; (end - begin) as usize];
+        file.read_exact_at(&mut buf, begin)?;
+        if let Some(i) = buf.iter().rposition(|b| *b == b'\n') {
+            return Ok(begin + i as u64 + 1);
+        }
+        end = begin;
+    }
+    Ok(0)
+}
+
+/// A query's filters, checked first on the raw line (cheap substring tests
+/// that every match must pass), then on the parsed record.
+struct Filter<'q> {
+    q: &'q Query,
+    /// Substrings a matching line must contain.
+    needles: Vec<String>,
+}
+
+/// Whether `s` appears verbatim in serde_json's output wherever it is a
+/// (part of a) string value: it has nothing serde_json escapes.
+fn verbatim(s: &str) -> bool {
+    !s.chars().any(|c| c == '"' || c == '\\' || c.is_control())
+}
+
+impl<'q> Filter<'q> {
+    fn new(q: &'q Query) -> Self {
+        let mut needles = Vec::new();
+        if let Some(name) = &q.event_name
+            && verbatim(name)
+        {
+            needles.push(format!("\"eventName\":\"{name}\""));
+        }
+        // Not the task ARN: records linked to a task by its grant's id
+        // do not name it (the index decides those).
+        for s in [&q.key, &q.principal].into_iter().flatten() {
+            if verbatim(s) {
+                needles.push(s.clone());
+            }
+        }
+        if q.errors_only {
+            needles.push("\"errorCode\":".into());
+        }
+        Self { q, needles }
+    }
+
+    /// The record on `line` if it matches (unparseable lines never do).
+    fn check(&self, line: &[u8]) -> Option<Value> {
+        let text = std::str::from_utf8(line).ok()?;
+        if !self.needles.iter().all(|n| text.contains(n.as_str())) {
+            return None;
+        }
+        let v: Value = serde_json::from_str(text).ok()?;
+        self.matches(&v).then_some(v)
+    }
+
+    fn matches(&self, v: &Value) -> bool {
+        let q = self.q;
+        if let Some(name) = &q.event_name
+            && v["eventName"].as_str() != Some(name)
+        {
+            return false;
+        }
+        if q.errors_only && v.get("errorCode").is_none_or(Value::is_null) {
+            return false;
+        }
+        if let Some(p) = &q.principal {
+            let who = &v["userIdentity"];
+            let found = ["arn", "accessKeyId", "invokedBy", "principalId"]
+                .iter()
+                .filter_map(|f| who[*f].as_str())
+                .any(|s| s.contains(p.as_str()));
+            if !found {
+                return false;
+            }
+        }
+        if let Some(k) = &q.key
+            && !key_matches(v, k)
+        {
+            return false;
+        }
+        if q.from.is_some() || q.to.is_some() {
+            let Some(t) = event_time(v) else {
+                return false;
+            };
+            if q.from.is_some_and(|f| t < f) || q.to.is_some_and(|to| t > to) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn key_matches(v: &Value, key: &str) -> bool {
+    let rp = &v["requestParameters"];
+    // A key id also matches the ARNs that end with it.
+    let suffix =
+        (!key.starts_with("arn:") && !key.starts_with("alias/")).then(|| format!("/{key}"));
+    let is = |s: &str| s == key || suffix.as_deref().is_some_and(|x| s.ends_with(x));
+    if ["keyId", "targetKeyId", "aliasName"]
+        .iter()
+        .filter_map(|f| rp[*f].as_str())
+        .any(is)
+    {
+        return true;
+    }
+    v["resources"]
+        .as_array()
+        .is_some_and(|rs| rs.iter().filter_map(|r| r["ARN"].as_str()).any(is))
+}
+
+/// `eventTime` in seconds since the epoch.
+fn event_time(v: &Value) -> Option<f64> {
+    let s = v["eventTime"].as_str()?;
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(t.unix_timestamp_nanos() as f64 / 1e9)
+}
+
+/// Whether `s` is an ECS task ARN (`arn:PARTITION:ecs:REGION:ACCOUNT:task/...`).
+fn is_task_arn(s: &str) -> bool {
+    let mut parts = s.splitn(6, ':');
+    parts.next() == Some("arn")
+        && parts.next().is_some()
+        && parts.next() == Some("ecs")
+        && parts.next().is_some()
+        && parts.next().is_some()
+        && parts.next().is_some_and(|r| r.starts_with("task/"))
+}
+
+/// The task ARNs a record's encryption contexts name: the request's
+/// (`encryptionContext`, ReEncrypt's source and destination ones) and a
+/// grant's constraints (kept with AWS's member names, in either casing).
+fn task_arns(v: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut take = |ctx: &Value| {
+        if let Some(m) = ctx.as_object() {
+            for s in m.values().filter_map(Value::as_str) {
+                if is_task_arn(s) && !out.iter().any(|o| o == s) {
+                    out.push(s.to_owned());
+                }
+            }
+        }
+    };
+    let Some(rp) = v["requestParameters"].as_object() else {
+        return Vec::new();
+    };
+    for (k, ctx) in rp {
+        if k.ends_with("ncryptionContext") {
+            take(ctx);
+        }
+    }
+    if let Some(c) = rp.get("constraints").and_then(Value::as_object) {
+        for (k, ctx) in c {
+            if k.to_ascii_lowercase().starts_with("encryptioncontext") {
+                take(ctx);
+            }
+        }
+    }
+    out
+}
+
+/// Task ARN -> the line starts of its records, for the trail up to `indexed`.
+#[derive(Default)]
+struct TaskIndex {
+    id: (u64, u64),
+    indexed: u64,
+    tasks: HashMap<String, Vec<u64>>,
+    /// Live grants made under a task's context: grant id -> task ARNs.
+    grants: HashMap<String, Vec<String>>,
+    /// Bytes scanned since the reader was made (what the tests check to
+    /// see that an update reads only what was appended).
+    scanned: u64,
+}
+
+impl TaskIndex {
+    /// Indexes what was appended since the last call; starts over if the
+    /// file was replaced or cut back (a torn record trimmed at reopen).
+    fn update(&mut self, trail: &Trail, chunk: usize) -> std::io::Result<()> {
+        if trail.id != self.id || trail.len()? < self.indexed {
+            *self = Self {
+                id: trail.id,
+                scanned: self.scanned,
+                ..Self::default()
+            };
+        }
+        // A query that opened the trail before another's update may find
+        // the index ahead of its own view; its offsets past `head` are
+        // left out by the caller.
+        if trail.head <= self.indexed {
+            return Ok(());
+        }
+        trail.scan_forward(self.indexed, trail.head, chunk, |start, line| {
+            self.add(start, line);
+            ControlFlow::Continue(())
+        })?;
+        self.scanned += trail.head - self.indexed;
+        self.indexed = trail.head;
+        Ok(())
+    }
+
+    fn add(&mut self, start: u64, line: &[u8]) {
+        let Ok(text) = std::str::from_utf8(line) else {
+            return;
+        };
+        // Most records name no task and no grant: skip them unparsed.
+        let names_task = text.contains(":task/");
+        let names_grant = !self.grants.is_empty() && text.contains("\"grantId\"");
+        if !names_task && !names_grant {
+            return;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(text) else {
+            return;
+        };
+        let mut arns = task_arns(&v);
+        let failed = v.get("errorCode").is_some_and(|e| !e.is_null());
+        let event = v["eventName"].as_str().unwrap_or_default();
+        if event == "CreateGrant"
+            && !failed
+            && !arns.is_empty()
+            && let Some(g) = v["responseElements"]["grantId"].as_str()
+        {
+            self.grants.insert(g.to_owned(), arns.clone());
+        }
+        if let Some(g) = v["requestParameters"]["grantId"].as_str() {
+            let linked = if matches!(event, "RetireGrant" | "RevokeGrant") && !failed {
+                // The grant is gone: nothing can name it successfully again.
+                self.grants.remove(g)
+            } else {
+                self.grants.get(g).cloned()
+            };
+            for a in linked.into_iter().flatten() {
+                if !arns.contains(&a) {
+                    arns.push(a);
+                }
+            }
+        }
+        for a in arns {
+            let offsets = self.tasks.entry(a).or_default();
+            if offsets.last() != Some(&start) {
+                offsets.push(start);
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The index is only ever extended; a panicked holder leaves at worst a
+    // shorter index, which the next update completes.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl AuditReader {
+    /// A reader of the audit file at `path` (`DIR/`[`crate::service::AUDIT_FILE`]).
+    /// Nothing is read until the first query.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            chunk: CHUNK,
+            index: Mutex::new(TaskIndex::default()),
+        }
+    }
+
+    /// The audit file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// One page of records, newest first.
+    pub fn page(&self, q: &Query) -> Result<Page, ReadError> {
+        if q.limit == 0 || q.limit > MAX_PAGE {
+            return Err(ReadError::BadQuery(format!(
+                "limit must be 1..{MAX_PAGE}, not {}",
+                q.limit
+            )));
+        }
+        for t in [q.from, q.to].into_iter().flatten() {
+            if !t.is_finite() {
+                return Err(ReadError::BadQuery(format!("{t} is not a time")));
+            }
+        }
+        if let (Some(f), Some(t)) = (q.from, q.to)
+            && f > t
+        {
+            return Err(ReadError::BadQuery("from is after to".into()));
+        }
+        let trail = Trail::open(&self.path, self.chunk)?;
+        for c in [q.before, q.after].into_iter().flatten() {
+            trail.check(c)?;
+        }
+        let filter = Filter::new(q);
+        if let Some(task) = &q.task_arn {
+            return self.task_page(&trail, &filter, task);
+        }
+        let end = q.before.unwrap_or(trail.head);
+        match q.after {
+            Some(after) => {
+                let mut found: Vec<Found> = Vec::new();
+                let mut more = false;
+                trail.scan_forward(after.min(end), end, self.chunk, |start, line| match filter
+                    .check(line)
+                {
+                    Some(_) if found.len() == q.limit => {
+                        more = true;
+                        ControlFlow::Break(())
+                    }
+                    Some(v) => {
+                        found.push(Found {
+                            start,
+                            end: start + line.len() as u64 + 1,
+                            record: v,
+                        });
+                        ControlFlow::Continue(())
+                    }
+                    None => ControlFlow::Continue(()),
+                })?;
+                Ok(forward_page(found, more, trail.head))
+            }
+            None => {
+                let mut records = Vec::new();
+                let mut oldest = 0;
+                trail.scan_back(end, 0, self.chunk, |start, line| {
+                    if let Some(v) = filter.check(line) {
+                        records.push(v);
+                        oldest = start;
+                        if records.len() == q.limit {
+                            return ControlFlow::Break(());
+                        }
+                    }
+                    ControlFlow::Continue(())
+                })?;
+                let next = (records.len() == q.limit && oldest > 0).then_some(oldest);
+                Ok(Page {
+                    records,
+                    next,
+                    head: trail.head,
+                })
+            }
+        }
+    }
+
+    /// A task's records, from the index.
+    fn task_page(&self, trail: &Trail, filter: &Filter<'_>, task: &str) -> Result<Page, ReadError> {
+        let q = filter.q;
+        let offsets: Vec<u64> = {
+            let mut idx = lock(&self.index);
+            idx.update(trail, self.chunk)?;
+            idx.tasks.get(task).cloned().unwrap_or_default()
+        };
+        let end = q.before.unwrap_or(trail.head);
+        let after = q.after.unwrap_or(0);
+        // The index was built up to at least `trail.head`; a newer index
+        // (another query read a longer trail) may hold offsets past it.
+        let candidates: Vec<u64> = offsets
+            .into_iter()
+            .filter(|o| *o >= after && *o < end)
+            .collect();
+        let record = |start: u64| -> Result<Option<Found>, ReadError> {
+            let line = trail.line_at(start, self.chunk)?;
+            Ok(filter.check(&line).map(|v| Found {
+                start,
+                end: start + line.len() as u64 + 1,
+                record: v,
+            }))
+        };
+        if q.after.is_some() {
+            let mut found: Vec<Found> = Vec::new();
+            let mut more = false;
+            for start in candidates {
+                if let Some(f) = record(start)? {
+                    if found.len() == q.limit {
+                        more = true;
+                        break;
+                    }
+                    found.push(f);
+                }
+            }
+            return Ok(forward_page(found, more, trail.head));
+        }
+        let mut records = Vec::new();
+        let mut next = None;
+        for (i, start) in candidates.iter().enumerate().rev() {
+            if let Some(f) = record(*start)? {
+                records.push(f.record);
+                if records.len() == q.limit {
+                    next = (i > 0).then_some(*start);
+                    break;
+                }
+            }
+        }
+        Ok(Page {
+            records,
+            next,
+            head: trail.head,
+        })
+    }
+
+    #[cfg(test)]
+    fn with_chunk(mut self, chunk: usize) -> Self {
+        self.chunk = chunk;
+        self
+    }
+}
+
+/// A matching record and where its line is.
+struct Found {
+    start: u64,
+    end: u64,
+    record: Value,
+}
+
+/// An `after` page from its records in file order: newest first, `head`
+/// the end of the newest one when more were left for the next poll.
+fn forward_page(found: Vec<Found>, more: bool, trail_head: u64) -> Page {
+    let head = match found.last() {
+        Some(f) if more => f.end,
+        _ => trail_head,
+    };
+    let next = found.first().map(|f| f.start).filter(|s| *s > 0);
+    Page {
+        records: found.into_iter().rev().map(|f| f.record).collect(),
+        next,
+        head,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use std::io::Write;
+    use std::sync::Arc;
+
+    use ferry_proto::{Caller, JsonService, Principal, RequestContext};
+    use serde_json::json;
+
+    use super::*;
+    use crate::audit::{Event, render};
+
+    const ACCOUNT: &str = "111122223333";
+    const KEY_A: &str = "arn:aws:kms:us-east-1:111122223333:key/aaaa-1111";
+    const KEY_B: &str = "arn:aws:kms:us-east-1:111122223333:key/bbbb-2222";
+    const USER: &str = "arn:aws:iam::111122223333:user/alice";
+
+    /// What a generated record is, to compute each filter's answer
+    /// independently of the reader.
+    #[derive(Clone)]
+    struct Made {
+        n: u64,
+        who: usize,
+        op: &'static str,
+        key: usize,
+        failed: bool,
+        time: i64,
+    }
+
+    const OPS: [&str; 3] = ["Encrypt", "Decrypt", "DescribeKey"];
+
+    fn caller(who: usize) -> Caller {
+        match who {
+            0 => Caller::admin(ACCOUNT),
+            1 => Caller::service(ACCOUNT, "fargate.amazonaws.com"),
+            _ => Caller {
+                account: ACCOUNT.into(),
+                principal: Principal::Iam(USER.into()),
+                access_key_id: Some("AKIAALICE".into()),
+                policies: None,
+            },
+        }
+    }
+
+    /// Record `m` as the KMS writes it, at second `m.time` of the epoch.
+    fn line(m: &Made) -> String {
+        let mut ctx = RequestContext::internal(caller(m.who), "us-east-1");
+        ctx.request_id = format!("req-{}", m.n);
+        let key = [KEY_A, KEY_B][m.key];
+        // Half of the calls name the key by id or alias, as clients do.
+        let key_id = match m.n % 4 {
+            0 => key.rsplit('/').next().unwrap().to_owned(),
+            1 => format!("alias/k{}", m.key),
+            _ => key.to_owned(),
+        };
+        let req = json!({"KeyId": key_id});
+        let resources = [key.to_owned()];
+        let mut v = render(&Event {
+            ctx: &ctx,
+            operation: m.op,
+            request: Some(&req),
+            response: (!m.failed).then_some(&json!({"KeyId": key})),
+            error: m.failed.then_some(("DisabledException", "key is disabled")),
+            resources: &resources,
+        });
+        v["eventTime"] = json!(
+            time::OffsetDateTime::from_unix_timestamp(m.time)
+                .unwrap()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap()
+        );
+        v.to_string()
+    }
+
+    fn made(count: u64) -> Vec<Made> {
+        (0..count)
+            .map(|n| Made {
+                n,
+                who: (n % 3) as usize,
+                op: OPS[(n / 3 % 3) as usize],
+                key: (n / 2 % 2) as usize,
+                failed: n % 7 == 0,
+                time: 1_700_000_000 + n as i64,
+            })
+            .collect()
+    }
+
+    fn write(path: &Path, ms: &[Made]) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        for m in ms {
+            writeln!(f, "{}", line(m)).unwrap();
+        }
+    }
+
+    fn ns(p: &Page) -> Vec<u64> {
+        p.records
+            .iter()
+            .map(|r| {
+                r["requestID"].as_str().unwrap()["req-".len()..]
+                    .parse()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    /// Every record matching `q`, page after page (limit `q.limit`).
+    fn all_pages(r: &AuditReader, q: &Query) -> (Vec<u64>, usize) {
+        let mut q = q.clone();
+        let mut out = Vec::new();
+        let mut pages = 0;
+        loop {
+            let p = r.page(&q).unwrap();
+            pages += 1;
+            assert!(p.records.len() <= q.limit);
+            out.extend(ns(&p));
+            match p.next {
+                Some(n) => q.before = Some(n),
+                None => return (out, pages),
+            }
+        }
+    }
+
+    fn q(limit: usize) -> Query {
+        Query {
+            limit,
+            ..Query::default()
+        }
+    }
+
+    #[test]
+    fn pages_run_newest_first_across_chunk_boundaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kms-audit.jsonl");
+        write(&path, &made(1000));
+        let want: Vec<u64> = (0..1000).rev().collect();
+        // Chunks smaller than a record, of odd sizes, and the real one: the
+        // same records, none lost or doubled at a boundary.
+        for chunk in [1, 97, 700, 4096, CHUNK] {
+            let r = AuditReader::new(&path).with_chunk(chunk);
+            for limit in [1, 7, 500] {
+                if chunk == 1 && limit < 500 {
+                    continue; // thousands of byte-sized reads per page: slow, adds nothing
+                }
+                let (got, pages) = all_pages(&r, &q(limit));
+                assert_eq!(got, want, "chunk {chunk} limit {limit}");
+                assert_eq!(
+                    pages,
+                    1000usize.div_ceil(limit),
+                    "chunk {chunk} limit {limit}"
+                );
+            }
+        }
+        // The last page ends at the start of the file.
+        let r = AuditReader::new(&path);
+        let p = r.page(&q(500)).unwrap();
+        let p2 = r
+            .page(&Query {
+                before: p.next,
+                ..q(500)
+            })
+            .unwrap();
+        assert_eq!(p2.next, None);
+        assert_eq!(ns(&p2).last(), Some(&0));
+        assert_eq!(p.head, std::fs::metadata(&path).unwrap().len());
+    }
+
+    #[test]
+    fn filters_select_exactly_the_matching_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kms-audit.jsonl");
+        let ms = made(600);
+        write(&path, &ms);
+        let r = AuditReader::new(&path).with_chunk(1000);
+        let expect = |f: &dyn Fn(&Made) -> bool| -> Vec<u64> {
+            ms.iter().rev().filter(|m| f(m)).map(|m| m.n).collect()
+        };
+        let check = |query: Query, f: &dyn Fn(&Made) -> bool| {
+            let want = expect(f);
+            assert!(!want.is_empty() && want.len() < ms.len(), "{query:?}");
+            let (got, _) = all_pages(&r, &query);
+            assert_eq!(got, want, "{query:?}");
+        };
+        // By key: ARN, bare id (records naming the key by alias match
+        // through `resources`), alias as given.
+        check(
+            Query {
+                key: Some(KEY_A.into()),
+                ..q(50)
+            },
+            &|m| m.key == 0,
+        );
+        check(
+            Query {
+                key: Some("bbbb-2222".into()),
+                ..q(50)
+            },
+            &|m| m.key == 1,
+        );
+        check(
+            Query {
+                key: Some("alias/k0".into()),
+                ..q(50)
+            },
+            &|m| m.key == 0 && m.n % 4 == 1,
+        );
+        // By principal: a substring of the ARN, an access key, a service.
+        check(
+            Query {
+                principal: Some("user/ali".into()),
+                ..q(50)
+            },
+            &|m| m.who == 2,
+        );
+        check(
+            Query {
+                principal: Some("AKIAALICE".into()),
+                ..q(50)
+            },
+            &|m| m.who == 2,
+        );
+        check(
+            Query {
+                principal: Some("fargate".into()),
+                ..q(50)
+            },
+            &|m| m.who == 1,
+        );
+        check(
+            Query {
+                principal: Some(":root".into()),
+                ..q(50)
+            },
+            &|m| m.who == 0,
+        );
+        // By operation, exactly (not a prefix).
+        check(
+            Query {
+                event_name: Some("Decrypt".into()),
+                ..q(50)
+            },
+            &|m| m.op == "Decrypt",
+        );
+        assert!(
+            r.page(&Query {
+                event_name: Some("Decr".into()),
+                ..q(50)
+            })
+            .unwrap()
+            .records
+            .is_empty()
+        );
+        // Errors only.
+        check(
+            Query {
+                errors_only: true,
+                ..q(50)
+            },
+            &|m| m.failed,
+        );
+        // A time window, both ends inclusive.
+        let t0 = 1_700_000_000;
+        check(
+            Query {
+                from: Some((t0 + 100) as f64),
+                to: Some((t0 + 199) as f64),
+                ..q(30)
+            },
+            &|m| (100..=199).contains(&m.n),
+        );
+        check(
+            Query {
+                to: Some((t0 + 10) as f64),
+                ..q(30)
+            },
+            &|m| m.n <= 10,
+        );
+        // All together.
+        check(
+            Query {
+                key: Some(KEY_B.into()),
+                principal: Some("alice".into()),
+                event_name: Some("Encrypt".into()),
+                from: Some((t0 + 300) as f64),
+                ..q(5)
+            },
+            &|m| m.key == 1 && m.who == 2 && m.op == "Encrypt" && m.n >= 300,
+        );
+        // Nothing matches: one empty page, back to the start of the file.
+        let p = r
+            .page(&Query {
+                principal: Some("nobody".into()),
+                ..q(50)
+            })
+            .unwrap();
+        assert!(p.records.is_empty());
+        assert_eq!(p.next, None);
+    }
+
+    #[test]
+    fn bad_cursors_and_queries_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kms-audit.jsonl");
+        write(&path, &made(3));
+        let len = std::fs::metadata(&path).unwrap().len();
+        let first_end = std::fs::read(&path)
+            .unwrap()
+            .iter()
+            .position(|b| *b == b'\n')
+            .unwrap() as u64
+            + 1;
+        let r = AuditReader::new(&path);
+        for bad in [1, first_end - 1, first_end + 1, len + 1, u64::MAX] {
+            for query in [
+                Query {
+                    before: Some(bad),
+                    ..q(5)
+                },
+                Query {
+                    after: Some(bad),
+                    ..q(5)
+                },
+            ] {
+                assert!(
+                    matches!(r.page(&query), Err(ReadError::BadCursor(_))),
+                    "{query:?}"
+                );
+            }
+        }
+        // Line starts, 0 and the end are cursors.
+        assert_eq!(
+            ns(&r
+                .page(&Query {
+                    before: Some(first_end),
+                    ..q(5)
+                })
+                .unwrap()),
+            [0]
+        );
+        assert_eq!(
+            ns(&r
+                .page(&Query {
+                    after: Some(first_end),
+                    ..q(5)
+                })
+                .unwrap()),
+            [2, 1]
+        );
+        assert_eq!(
+            ns(&r
+                .page(&Query {
+                    before: Some(0),
+                    ..q(5)
+                })
+                .unwrap()),
+            Vec::<u64>::new()
+        );
+        assert_eq!(
+            ns(&r
+                .page(&Query {
+                    after: Some(len),
+                    ..q(5)
+                })
+                .unwrap()),
+            Vec::<u64>::new()
+        );
+        for bad in [
+            q(0),
+            q(MAX_PAGE + 1),
+            Query {
+                from: Some(10.0),
+                to: Some(5.0),
+                ..q(5)
+            },
+            Query {
+                from: Some(f64::NAN),
+                ..q(5)
+            },
+        ] {
+            assert!(
+                matches!(r.page(&bad), Err(ReadError::BadQuery(_))),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(r.page(&q(MAX_PAGE)).unwrap().records.len(), 3);
+        // No file yet: an empty trail.
+        let none = AuditReader::new(dir.path().join("missing.jsonl"));
+        let p = none.page(&q(5)).unwrap();
+        assert_eq!((p.records.len(), p.next, p.head), (0, None, 0));
+    }
+
+    #[test]
+    fn a_partly_written_last_line_is_not_a_record_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kms-audit.jsonl");
+        let ms = made(4);
+        write(&path, &ms[..3]);
+        let whole = std::fs::metadata(&path).unwrap().len();
+        let last = line(&ms[3]);
+        let (a, b) = last.split_at(last.len() / 2);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(a.as_bytes())
+            .unwrap();
+        for chunk in [5, CHUNK] {
+            let r = AuditReader::new(&path).with_chunk(chunk);
+            let p = r.page(&q(10)).unwrap();
+            assert_eq!(ns(&p), [2, 1, 0]);
+            assert_eq!(p.head, whole);
+            // A cursor inside the torn line is refused, its end too.
+            assert!(matches!(
+                r.page(&Query {
+                    before: Some(whole + a.len() as u64),
+                    ..q(5)
+                }),
+                Err(ReadError::BadCursor(_))
+            ));
+            let polled = r
+                .page(&Query {
+                    after: Some(p.head),
+                    ..q(10)
+                })
+                .unwrap();
+            assert!(polled.records.is_empty());
+            assert_eq!(polled.head, whole);
+        }
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(format!("{b}\n").as_bytes())
+            .unwrap();
+        let r = AuditReader::new(&path);
+        let polled = r
+            .page(&Query {
+                after: Some(whole),
+                ..q(10)
+            })
+            .unwrap();
+        assert_eq!(ns(&polled), [3]);
+        assert_eq!(polled.head, std::fs::metadata(&path).unwrap().len());
+    }
+
+    #[test]
+    fn polling_after_head_returns_new_records_in_bounded_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kms-audit.jsonl");
+        let ms = made(12);
+        write(&path, &ms[..5]);
+        let r = AuditReader::new(&path).with_chunk(64);
+        let first = r.page(&q(3)).unwrap();
+        assert_eq!(ns(&first), [4, 3, 2]);
+        write(&path, &ms[5..]);
+        // Seven new records, polled 3 at a time: the oldest first, each
+        // page newest first, and each head where the page ended.
+        let mut head = first.head;
+        let mut seen = Vec::new();
+        for want in [vec![7, 6, 5], vec![10, 9, 8], vec![11]] {
+            let p = r
+                .page(&Query {
+                    after: Some(head),
+                    ..q(3)
+                })
+                .unwrap();
+            assert_eq!(ns(&p), want);
+            assert!(p.head > head);
+            head = p.head;
+            seen.extend(want);
+        }
+        assert_eq!(head, std::fs::metadata(&path).unwrap().len());
+        let p = r
+            .page(&Query {
+                after: Some(head),
+                ..q(3)
+            })
+            .unwrap();
+        assert!(p.records.is_empty());
+        assert_eq!(p.head, head);
+        // Exactly `limit` new records: all of them, and the poll is done.
+        write(&path, &made(15)[12..]);
+        let p = r
+            .page(&Query {
+                after: Some(head),
+                ..q(3)
+            })
+            .unwrap();
+        assert_eq!(ns(&p), [14, 13, 12]);
+        assert_eq!(p.head, std::fs::metadata(&path).unwrap().len());
+        // Filters apply to polls too.
+        write(&path, &made(30)[15..]);
+        let p = r
+            .page(&Query {
+                after: Some(p.head),
+                event_name: Some("DescribeKey".into()),
+                ..q(50)
+            })
+            .unwrap();
+        let want: Vec<u64> = (15..30).rev().filter(|n| n / 3 % 3 == 2).collect();
+        assert_eq!(ns(&p), want);
+        assert_eq!(seen, [7, 6, 5, 10, 9, 8, 11]);
+    }
+
+    /// The records of real calls: a task's volume key issued and retired by
+    /// the platform, amid other calls.
+    #[test]
+    fn a_task_query_finds_its_key_calls_from_an_incremental_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(ferry_store::Store::open(&dir.path().join("state.redb")).unwrap());
+        let kms = Arc::new(
+            crate::Kms::open(
+                store,
+                crate::RootKey::from_bytes([9; 32]),
+                dir.path(),
+                ACCOUNT,
+                "us-east-1",
+            )
+            .unwrap(),
+        );
+        let p = crate::Platform::new(kms.clone());
+        let admin = RequestContext::internal(Caller::admin(ACCOUNT), "us-east-1");
+        let task = |id: &str| format!("arn:aws:ecs:us-east-1:{ACCOUNT}:task/prod/{id}");
+        let issue = |id: &str| {
+            let ec = crate::platform::context::task_volume(ACCOUNT, "prod", &task(id));
+            p.issue(p.platform_key_arn(), ec).unwrap()
+        };
+        let noise = |n: usize| {
+            for _ in 0..n {
+                kms.call(
+                    &admin,
+                    "GenerateRandom",
+                    json!({"NumberOfBytes": 16}).to_string().as_bytes(),
+                )
+                .unwrap();
+            }
+        };
+        let path = dir.path().join(crate::service::AUDIT_FILE);
+        let r = AuditReader::new(&path).with_chunk(512);
+        let names = |arn: &str, limit: usize| -> (Vec<String>, Option<u64>) {
+            let page = r
+                .page(&Query {
+                    task_arn: Some(arn.into()),
+                    ..q(limit)
+                })
+                .unwrap();
+            let names = page
+                .records
+                .iter()
+                .map(|v| v["eventName"].as_str().unwrap().to_owned())
+                .collect();
+            (names, page.next)
+        };
+        noise(20);
+        let a = issue("a");
+        noise(20);
+        let b = issue("b");
+        p.retire(&a.wrapped.key_arn, &a.grant_id).unwrap();
+        noise(20);
+        let volume_calls = ["GenerateDataKeyWithoutPlaintext", "CreateGrant", "Decrypt"];
+        let (got, next) = names(&task("a"), 10);
+        assert_eq!(
+            got,
+            [
+                "RetireGrant",
+                "Decrypt",
+                "CreateGrant",
+                "GenerateDataKeyWithoutPlaintext"
+            ]
+        );
+        assert_eq!(next, None);
+        let mut want_b: Vec<&str> = volume_calls.to_vec();
+        want_b.reverse();
+        assert_eq!(names(&task("b"), 10).0, want_b);
+        assert_eq!(names(&task("nope"), 10).0, Vec::<String>::new());
+        // Paged: the cursor goes on within the task's records.
+        let (first, next) = names(&task("a"), 3);
+        assert_eq!(first, ["RetireGrant", "Decrypt", "CreateGrant"]);
+        let rest = r
+            .page(&Query {
+                task_arn: Some(task("a")),
+                before: next,
+                ..q(3)
+            })
+            .unwrap();
+        assert_eq!(rest.records.len(), 1);
+        assert_eq!(rest.next, None);
+        // Other filters still apply.
+        let only = r
+            .page(&Query {
+                task_arn: Some(task("a")),
+                event_name: Some("Decrypt".into()),
+                ..q(10)
+            })
+            .unwrap();
+        assert_eq!(only.records.len(), 1);
+
+        // One scan so far, of the whole file.
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(lock(&r.index).scanned, len);
+        // More calls: the next query indexes only what was appended.
+        noise(30);
+        p.retire(&b.wrapped.key_arn, &b.grant_id).unwrap();
+        let c = issue("c");
+        let (got, _) = names(&task("b"), 10);
+        assert_eq!(got[0], "RetireGrant");
+        assert_eq!(got.len(), 4);
+        assert_eq!(names(&task("c"), 10).0.len(), 3);
+        let len2 = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(
+            lock(&r.index).scanned,
+            len2,
+            "the first {len} bytes were read again"
+        );
+        // Polling a task's records.
+        let head = r
+            .page(&Query {
+                task_arn: Some(task("c")),
+                ..q(10)
+            })
+            .unwrap()
+            .head;
+        p.retire(&c.wrapped.key_arn, &c.grant_id).unwrap();
+        let polled = r
+            .page(&Query {
+                task_arn: Some(task("c")),
+                after: Some(head),
+                ..q(10)
+            })
+            .unwrap();
+        assert_eq!(polled.records.len(), 1);
+        assert_eq!(polled.records[0]["eventName"], "RetireGrant");
+
+        // A replaced file (another trail at the same path) is indexed anew.
+        let old = std::fs::read(&path).unwrap();
+        let cut = old.iter().position(|b| *b == b'\n').unwrap() + 1;
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, &old[..cut]).unwrap();
+        assert_eq!(names(&task("a"), 10).0, Vec::<String>::new());
+    }
+}
