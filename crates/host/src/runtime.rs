@@ -244,6 +244,12 @@ impl HostRuntime {
         handles.len()
     }
 
+    /// The task volumes this runtime attaches (what the web console asks
+    /// about a task's storage).
+    pub fn volumes(&self) -> &Arc<TaskVolumes> {
+        &self.storage
+    }
+
     /// Whether this server holds task `task_id`'s volume (re-adopted
     /// tasks' volumes are skipped by recovery).
     pub fn holds_volume(&self, task_id: &str) -> bool {

@@ -66,6 +66,40 @@ impl Grant {
     }
 }
 
+/// What the host can say about a task's volume (the web console's task
+/// page): nothing secret, the token holds the *wrapped* data key only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeFacts {
+    /// The volume's size: what admission promised the task, bytes.
+    pub size_bytes: u64,
+    /// Bytes in use on the mounted ext4 (statvfs of its root:
+    /// `(blocks - bfree) * frsize`, so ext4's own metadata counts).
+    pub used_bytes: u64,
+    /// LUKS2 (platform version 1.4.0) rather than plain ext4 (1.3.0).
+    pub encrypted: bool,
+    /// The data segment's cipher as `cryptsetup luksDump` names it.
+    pub cipher: Option<String>,
+    /// The volume key's size in bits.
+    pub key_bits: Option<u32>,
+    /// The KMS key that wraps the data key (the grant kept at attach).
+    pub key_arn: Option<String>,
+    /// The grant that let the platform unwrap the data key.
+    pub grant_id: Option<String>,
+    /// LUKS2 token 0 as the header holds it (`type`, `keyslots`, `keyArn`,
+    /// `wrappedDataKey`, `encryptionContext`); `None` if it cannot be read
+    /// (e.g. the volume is being shredded as the task stops).
+    pub token: Option<serde_json::Value>,
+}
+
+/// The segment cipher of every encrypted task volume. ferry_volume has no
+/// reader of the header's segment parameters, but it needs none here:
+/// docs/volume-format.md fixes them, and the volume server opens a volume
+/// only through `ferry_volume::luks::open`, which refuses anything but
+/// aes-xts-plain64 with a 512-bit key, so a mounted volume has exactly these.
+const CIPHER: &str = "aes-xts-plain64";
+/// The volume key's size in bits (AES-256-XTS: two 256-bit keys).
+const KEY_BITS: u32 = ferry_volume::key::VOLUME_KEY_LEN as u32 * 8;
+
 /// What is kept per attached task.
 struct Attached {
     mount: Box<dyn Mounted>,
@@ -471,6 +505,55 @@ impl TaskVolumes {
         {
             a.mount.leave();
         }
+    }
+
+    /// What the host can say about the volume of `task_id` (the id, last
+    /// part of the ARN), if this server holds it now. The table is locked
+    /// only to copy the entry: the reads (statvfs, the LUKS2 header) run
+    /// without it.
+    pub fn describe(&self, task_id: &str) -> Option<VolumeFacts> {
+        let (image, target, grant, size) = {
+            let m = self.attached.lock().ok()?;
+            let a = m.get(task_id)?;
+            (
+                a.image.clone(),
+                a.mount.target().to_path_buf(),
+                a.grant.clone(),
+                a.size,
+            )
+        };
+        let used_bytes = match nix::sys::statvfs::statvfs(&target) {
+            Ok(st) => st
+                .blocks()
+                .saturating_sub(st.blocks_free())
+                .saturating_mul(st.fragment_size()),
+            Err(e) => {
+                tracing::debug!(task = %task_id, "statvfs of the task's volume: {e}");
+                0
+            }
+        };
+        let encrypted = image.file_name() == Some(std::ffi::OsStr::new(ENCRYPTED_IMAGE));
+        let token = if encrypted {
+            match ferry_volume::read_token(&image) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::debug!(task = %task_id, "reading the task volume's token: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Some(VolumeFacts {
+            size_bytes: size,
+            used_bytes,
+            encrypted,
+            cipher: encrypted.then(|| CIPHER.to_owned()),
+            key_bits: encrypted.then_some(KEY_BITS),
+            key_arn: grant.as_ref().map(|g| g.key_arn.clone()),
+            grant_id: grant.map(|g| g.grant_id),
+            token,
+        })
     }
 
     /// Whether this server holds the volume of `task_id`.

@@ -316,3 +316,66 @@ fn recovery_shreds_a_leftover_volume_and_removes_its_directory() {
     );
     assert!(!dir.exists());
 }
+
+#[test]
+fn describe_tells_an_attached_volumes_size_use_key_grant_and_header_token() {
+    let r = rig(false, false);
+    let p = plan(StoragePlan::Encrypted {
+        kms_key_arn: CMK.into(),
+    });
+    assert_eq!(r.volumes.describe("t1"), None);
+    let root = r.volumes.attach(&p).unwrap();
+    // The fake engine writes no header: put a real LUKS2 volume with the
+    // task's token where the image is, as the real engine would have.
+    let image = r.dir.path().join("tasks/t1").join(ENCRYPTED_IMAGE);
+    std::fs::remove_file(&image).unwrap();
+    let token = KmsToken {
+        key_arn: CMK.into(),
+        wrapped_data_key: vec![1, 2, 3],
+        encryption_context: context::task_volume("111122223333", "prod", &p.task_arn),
+    };
+    ferry_volume::format(
+        &image,
+        &ferry_volume::FormatOptions {
+            size: 1 << 30,
+            passphrase: &Passphrase::new(vec![7; 64]).unwrap(),
+            token: Some(&token.to_json()),
+        },
+    )
+    .unwrap();
+    let f = r.volumes.describe("t1").unwrap();
+    assert_eq!(f.size_bytes, SIZE);
+    assert!(f.encrypted);
+    assert_eq!(f.cipher.as_deref(), Some("aes-xts-plain64"));
+    assert_eq!(f.key_bits, Some(512));
+    assert_eq!(f.key_arn.as_deref(), Some(CMK));
+    assert_eq!(f.grant_id.as_deref(), Some("g1"));
+    // Used bytes are the mounted file system's (here the test's own).
+    let st = nix::sys::statvfs::statvfs(&root).unwrap();
+    assert!(f.used_bytes > 0 && f.used_bytes <= st.blocks() * st.fragment_size());
+    // The token exactly as the header holds it, with the members LUKS2 adds.
+    let t = f.token.unwrap();
+    assert_eq!(t["type"], "ferry-kms");
+    assert_eq!(t["keyslots"], serde_json::json!(["0"]));
+    assert_eq!(t["keyArn"], CMK);
+    assert_eq!(t["wrappedDataKey"], "AQID");
+    assert_eq!(t["encryptionContext"]["ferry:taskArn"], p.task_arn.as_str());
+    // Another task's id, and this one once detached: nothing.
+    assert_eq!(r.volumes.describe("t2"), None);
+    r.volumes.detach(&p, &root).unwrap();
+    assert_eq!(r.volumes.describe("t1"), None);
+}
+
+#[test]
+fn describe_of_a_plain_volume_names_no_cipher_key_or_token() {
+    let r = rig(false, false);
+    let p = plan(StoragePlan::Unencrypted);
+    r.volumes.attach(&p).unwrap();
+    let f = r.volumes.describe("t1").unwrap();
+    assert_eq!(f.size_bytes, SIZE);
+    assert!(!f.encrypted);
+    assert_eq!(
+        (f.cipher, f.key_bits, f.key_arn, f.grant_id, f.token),
+        (None, None, None, None, None)
+    );
+}
