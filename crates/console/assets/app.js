@@ -56,7 +56,9 @@
       const o = opts || {};
       const dd = h("dd");
       dd.appendChild(o.node || field(name, value, "span", o.mono ? "mono" : ""));
-      dl.appendChild(h("div", { class: "details-row" }, h("dt", { text: label }), dd));
+      // Long identifiers (ARNs, keys) take a whole row rather than wrap in a narrow column.
+      if (o.mono && String(value ?? "").length > 30) o.wide = true;
+      dl.appendChild(h("div", { class: o.wide ? "details-row wide" : "details-row" }, h("dt", { text: label }), dd));
     }
     return dl;
   }
@@ -712,7 +714,7 @@
         section(
           "Status",
           details([
-            ["Task ARN", "task-arn", t.taskArn, { mono: true }],
+            ["Task ARN", "task-arn", t.taskArn, { mono: true, wide: true }],
             ["Last status", "last-status", null, { node: badgeField("last-status", t.lastStatus) }],
             ["Desired status", "desired-status", t.desiredStatus],
             ["Stop code", "stop-code", t.stopCode],
@@ -740,16 +742,16 @@
             ["Encrypted", "storage-encrypted", null, { node: st ? badgeField("storage-encrypted", yesNo(st.encrypted)) : field("storage-encrypted", "") }],
             ["Cipher", "storage-cipher", st && st.cipher, { mono: true }],
             ["Volume key bits", "storage-key-bits", st && st.keyBits],
-            ["KMS key", "storage-key-arn", st && st.keyArn, { mono: true }],
-            ["Grant", "storage-grant-id", st && st.grantId, { mono: true }],
+            ["KMS key", "storage-key-arn", st && st.keyArn, { mono: true, wide: true }],
+            ["Grant", "storage-grant-id", st && st.grantId, { mono: true, wide: true }],
           ]),
           h("h3", { text: "LUKS2 token 0" }),
           details([
             ["Type", "token-type", tok.type, { mono: true }],
             ["Keyslots", "token-keyslots", Array.isArray(tok.keyslots) ? tok.keyslots.join(", ") : tok.keyslots],
-            ["Key ARN", "token-key-arn", tok.keyArn, { mono: true }],
-            ["Wrapped data key", "token-wrapped-data-key", null, { node: h("code", { class: "value mono break", "data-field": "token-wrapped-data-key", text: tok.wrappedDataKey || "" }) }],
-            ["Encryption context", "token-encryption-context", null, { node: h("pre", { class: "value mono", "data-field": "token-encryption-context", text: ctxText }) }],
+            ["Key ARN", "token-key-arn", tok.keyArn, { mono: true, wide: true }],
+            ["Wrapped data key", "token-wrapped-data-key", null, { wide: true, node: h("code", { class: "value mono break", "data-field": "token-wrapped-data-key", text: tok.wrappedDataKey || "" }) }],
+            ["Encryption context", "token-encryption-context", null, { wide: true, node: h("pre", { class: "value mono", "data-field": "token-encryption-context", text: ctxText }) }],
           ]),
         ),
         section(
