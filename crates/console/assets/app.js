@@ -82,6 +82,40 @@
     return h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": caption || id }, t);
   }
 
+  /**
+   * Makes `target`'s children look like `source`'s, keeping every element
+   * whose place and tag are unchanged: a live view's refresh then changes
+   * only texts and attributes, so focus, selection and references held by
+   * others (assistive technology, tests) survive.
+   */
+  function morph(target, source) {
+    const a = Array.from(target.childNodes);
+    const b = Array.from(source.childNodes);
+    for (let i = 0; i < b.length; i += 1) {
+      const n = b[i];
+      const o = a[i];
+      if (!o) {
+        target.appendChild(n);
+        continue;
+      }
+      if (o.nodeType !== n.nodeType || o.nodeName !== n.nodeName) {
+        target.replaceChild(n, o);
+        continue;
+      }
+      if (o.nodeType === Node.TEXT_NODE) {
+        if (o.nodeValue !== n.nodeValue) o.nodeValue = n.nodeValue;
+        continue;
+      }
+      if (o.nodeType !== Node.ELEMENT_NODE) continue;
+      for (const attr of Array.from(o.attributes)) if (!n.hasAttribute(attr.name)) o.removeAttribute(attr.name);
+      for (const attr of Array.from(n.attributes)) {
+        if (o.getAttribute(attr.name) !== attr.value) o.setAttribute(attr.name, attr.value);
+      }
+      morph(o, n);
+    }
+    for (let i = a.length - 1; i >= b.length; i -= 1) target.removeChild(a[i]);
+  }
+
   function td(...children) {
     return h("td", null, ...children);
   }
@@ -438,7 +472,16 @@
       const done = () => {
         dlg.removeEventListener("close", done);
         resolve(dlg.returnValue === "ok");
-        if (opener && opener.isConnected && typeof opener.focus === "function") opener.focus();
+        // After the action's own clean-up (it re-enables its button), focus
+        // goes back to what opened the dialog.
+        setTimeout(() => {
+          if (opener && opener.isConnected && !opener.disabled && !opener.hidden && typeof opener.focus === "function") {
+            opener.focus();
+          } else if (!document.activeElement || document.activeElement === document.body) {
+            const h1 = $("#view-content h1");
+            if (h1) h1.focus();
+          }
+        }, 0);
       };
       dlg.addEventListener("close", done);
       dlg.showModal();
@@ -458,6 +501,12 @@
     } finally {
       button.removeAttribute("aria-busy");
       if (button.isConnected && !button.dataset.keepDisabled) button.disabled = false;
+      // The dialog hands focus back while the button is still disabled;
+      // give it back now, or to the heading if the button is gone or off.
+      if (!document.activeElement || document.activeElement === document.body) {
+        const target = button.isConnected && !button.disabled && !button.hidden ? button : $("#view-content h1");
+        if (target) target.focus();
+      }
     }
   }
 
@@ -710,7 +759,8 @@
         ),
       );
       const ctxText = tok.encryptionContext === undefined ? "" : JSON.stringify(tok.encryptionContext, null, 2);
-      detailsBox.replaceChildren(
+      const fresh = h("div");
+      fresh.append(
         section(
           "Status",
           details([
@@ -760,6 +810,7 @@
           auditTable("task-audit", d.audit || []),
         ),
       );
+      morph(detailsBox, fresh);
     };
 
     stopBtn.addEventListener("click", () =>
