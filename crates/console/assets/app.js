@@ -862,15 +862,13 @@
           const events = r.events || [];
           const stick = logs.scrollTop + logs.clientHeight >= logs.scrollHeight - 4;
           for (const ev of events) {
-            logs.appendChild(
-              h(
-                "li",
-                null,
-                timeEl(ev.timestamp !== undefined ? ev.timestamp / 1000 : null),
-                streams.length > 1 ? h("span", { class: "log-container", text: s.container }) : null,
-                h("span", { class: "log-msg", text: ev.message }),
-              ),
-            );
+            // The line's text is the message alone (copyable, searchable);
+            // its time and container are shown from attributes by CSS.
+            const li = h("li", { class: "log-line" }, ev.message);
+            li.dataset.time = ev.timestamp !== undefined ? fmtTime(ev.timestamp / 1000) : "";
+            li.dataset.container = streams.length > 1 ? s.container : "";
+            li.title = `${li.dataset.time} ${s.container}`;
+            logs.appendChild(li);
           }
           if (stick && events.length) logs.scrollTop = logs.scrollHeight;
           const same = r.nextForwardToken === s.token;
