@@ -24,6 +24,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use zeroize::Zeroizing;
 
+use crate::calls::service_failed;
 use crate::gate;
 
 use crate::router::Router;
@@ -222,26 +223,7 @@ async fn dispatch(
             .with_status(405));
         }
         let ctx = auth(route.signing_name, Protocol::Json)?;
-        if !route.service.authorizes_itself() {
-            gate::json(&ctx, route.signing_name, operation)?;
-        }
-        let service = route.service.clone();
-        let result = if service.runs_inline(operation) {
-            // Quick, non-blocking operations skip the blocking-pool handoff;
-            // a panic still becomes a 500, not a dropped connection.
-            // The service may make the response wait (the KMS waits for its
-            // audit record) without holding this worker.
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                service.call_inline(&ctx, operation, &body)
-            }))
-            .map_err(|_| service_failed())?
-            .await?
-        } else {
-            let operation = operation.to_owned();
-            tokio::task::spawn_blocking(move || service.call(&ctx, &operation, &body))
-                .await
-                .map_err(|_| service_failed())??
-        };
+        let result = crate::calls::call_json(route, ctx, operation, body).await?;
         let bytes = serde_json::to_vec(&result).map_err(|_| encode_failed())?;
         return Ok(json_response(StatusCode::OK, bytes, request_id));
     }
@@ -291,18 +273,6 @@ async fn dispatch(
         .with_status(404));
     };
     let ctx = auth(route.signing_name, Protocol::Json)?;
-    if !route.service.authorizes_itself()
-        && let Err(e) = gate::rest(
-            &ctx,
-            route.signing_name,
-            &*route.service,
-            &parts.method,
-            &path,
-        )
-    {
-        return Ok(error_response(&e, request_id, true));
-    }
-    let service = route.service.clone();
     let rest = RestRequest {
         method: parts.method,
         path,
@@ -310,9 +280,7 @@ async fn dispatch(
         headers: parts.headers,
         body,
     };
-    let result = tokio::task::spawn_blocking(move || service.call(&ctx, &rest))
-        .await
-        .map_err(|_| service_failed())?;
+    let result = crate::calls::call_rest(route, ctx, rest).await;
     match result {
         Ok(r) => {
             let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
@@ -330,14 +298,6 @@ async fn dispatch(
         }
         Err(e) => Ok(error_response(&e, request_id, true)),
     }
-}
-
-/// The 500 for a service that panicked while handling a request.
-fn service_failed() -> AwsError {
-    AwsError::server(
-        "InternalFailure",
-        "the service failed while handling the request",
-    )
 }
 
 /// The 500 for a response that could not be encoded.

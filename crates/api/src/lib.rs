@@ -6,6 +6,8 @@
 //! - [`sigv4`]: canonical request, signer and verifier (AWS Signature V4).
 //! - [`auth`]: who owns which access key (the credential table), and why a
 //!   key is refused (invalid, or an expired session).
+//! - [`calls`]: the services as an already-authenticated caller (the
+//!   console's session) through the same authorization as a signed request.
 //! - [`client`]: the client side: SigV4-signed POSTs for ferry's own
 //!   tools and plugins.
 //! - [`credentials`]: the credentials file (shared-credentials format) that
@@ -23,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod calls;
 pub mod client;
 pub mod credentials;
 mod gate;
@@ -32,6 +35,7 @@ pub mod router;
 pub mod sigv4;
 
 pub use auth::{Authenticator, KeyRefused, StaticKeys};
+pub use calls::Calls;
 pub use http::{Body, HttpResponse, HttpService, full_body, serve};
 pub use listener::Limits;
 pub use router::Router;

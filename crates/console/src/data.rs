@@ -113,3 +113,42 @@ pub trait ConsoleData: Send + Sync {
     /// (`--require-encrypted-storage`).
     fn require_encrypted_storage(&self) -> bool;
 }
+
+/// A subnet the run-task form may offer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SubnetChoice {
+    /// `subnet-...`.
+    pub subnet_id: String,
+    /// Its VPC.
+    pub vpc_id: String,
+    /// Its CIDR block.
+    pub cidr_block: String,
+    /// Its availability zone.
+    pub availability_zone: String,
+    /// Whether it is its zone's default subnet.
+    pub default_for_az: bool,
+}
+
+/// A security group the run-task form may offer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GroupChoice {
+    /// `sg-...`.
+    pub group_id: String,
+    /// Its name.
+    pub group_name: String,
+    /// Its VPC.
+    pub vpc_id: String,
+}
+
+/// The VPC service's subnets and groups, for the run-task form (EC2 speaks
+/// the query protocol, whose XML the console would otherwise have to parse
+/// back). The console authorizes `ec2:DescribeSubnets` /
+/// `ec2:DescribeSecurityGroups` before it asks.
+pub trait NetworkChoices: Send + Sync {
+    /// Every subnet.
+    fn subnets(&self) -> Vec<SubnetChoice>;
+    /// Every security group.
+    fn security_groups(&self) -> Vec<GroupChoice>;
+}

@@ -333,6 +333,16 @@ impl Ec2 {
             .push(Arc::from(f));
     }
 
+    /// Every subnet, by id (the console's run form offers them).
+    pub fn subnets(&self) -> Vec<Subnet> {
+        self.read(|s| s.subnets.values().cloned().collect())
+    }
+
+    /// Every security group, by id.
+    pub fn groups(&self) -> Vec<Group> {
+        self.read(|s| s.groups.values().cloned().collect())
+    }
+
     /// The default VPC's first default subnet (zone `a`, or the first
     /// left) and its default security group; empty strings if gone.
     pub fn default_network(&self) -> (String, String) {

@@ -12,6 +12,7 @@
 //! through [`KmsSealer`]) answers IAM and STS and, through [`Keys`], is the
 //! listener's credential table beside the administrator's key.
 
+mod console;
 mod efs;
 mod identity;
 
@@ -278,6 +279,14 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
                 .with_network(Arc::new(efs::MountTargetNetwork(ec2.clone()))),
             ),
         );
+    // The console calls the services above as its signed-in users: it is
+    // registered last, on a handle to every AWS service.
+    let console = ferry_console::Console::new(
+        router.calls(),
+        console::console_data(shared, &runtime)?,
+        Arc::new(ConsoleNetworks(ec2.clone())),
+    );
+    let router = router.http_service("/console/", Arc::new(console));
     Ok((
         router,
         Host {
@@ -288,6 +297,37 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
             firewall,
         },
     ))
+}
+
+/// The VPC's subnets and groups as the console's run form offers them.
+struct ConsoleNetworks(Arc<ferry_ec2::Ec2>);
+
+impl ferry_console::data::NetworkChoices for ConsoleNetworks {
+    fn subnets(&self) -> Vec<ferry_console::data::SubnetChoice> {
+        self.0
+            .subnets()
+            .into_iter()
+            .map(|n| ferry_console::data::SubnetChoice {
+                subnet_id: n.id,
+                vpc_id: n.vpc_id,
+                cidr_block: n.cidr.to_string(),
+                availability_zone: n.availability_zone,
+                default_for_az: n.default_for_az,
+            })
+            .collect()
+    }
+
+    fn security_groups(&self) -> Vec<ferry_console::data::GroupChoice> {
+        self.0
+            .groups()
+            .into_iter()
+            .map(|g| ferry_console::data::GroupChoice {
+                group_id: g.id,
+                group_name: g.name,
+                vpc_id: g.vpc_id,
+            })
+            .collect()
+    }
 }
 
 /// The VPC service; its default VPC is `--task-subnet` (first start).
