@@ -1,100 +1,131 @@
-//! TEMPORARY development stand-in (replaced by the console-data branch before commit).
-#![allow(dead_code)]
+//! The console's data ([`ConsoleData`]) over the host's task volumes
+//! (`ferry_host::TaskVolumes::describe`) and the KMS audit trail
+//! (`ferry_kms::audit_read`): adapters between their types only.
+
 use std::sync::Arc;
 
-use ferry_console::data::{AuditError, AuditPage, AuditQuery, ConsoleData, TaskStorage};
+use ferry_console::data::{
+    AuditError, AuditPage, AuditQuery, ConsoleData, MAX_AUDIT_PAGE, TaskStorage,
+};
+use ferry_host::TaskVolumes;
+use ferry_kms::audit_read::{self, AuditReader};
 
-struct StandIn {
-    tasks_dir: std::path::PathBuf,
-    audit: std::path::PathBuf,
-    require: bool,
+// The console's page bound and the reader's are one limit.
+const _: () = assert!(MAX_AUDIT_PAGE == audit_read::MAX_PAGE);
+
+struct Data {
+    volumes: Arc<TaskVolumes>,
+    audit: AuditReader,
+    require_encrypted_storage: bool,
 }
 
+/// The console's data for this server: its task volumes, the KMS audit
+/// trail in its data directory, its storage policy.
 pub(crate) fn console_data(
     shared: &super::Shared,
-    _runtime: &ferry_host::HostRuntime,
+    runtime: &ferry_host::HostRuntime,
 ) -> anyhow::Result<Arc<dyn ConsoleData>> {
-    Ok(Arc::new(StandIn {
-        tasks_dir: ferry_host::tasks_dir(&shared.data_dir),
-        audit: shared.data_dir.join("kms-audit.jsonl"),
-        require: shared.require_encrypted_storage,
+    Ok(Arc::new(Data {
+        volumes: runtime.volumes().clone(),
+        audit: AuditReader::new(shared.data_dir.join(ferry_kms::service::AUDIT_FILE)),
+        require_encrypted_storage: shared.require_encrypted_storage,
     }))
 }
 
-impl ConsoleData for StandIn {
+impl ConsoleData for Data {
     fn task_storage(&self, task_id: &str) -> Option<TaskStorage> {
-        let dir = self.tasks_dir.join(task_id);
-        let luks = dir.join("volume.luks");
-        let img = if luks.exists() {
-            luks.clone()
-        } else {
-            dir.join("volume.img")
-        };
-        let size = std::fs::metadata(&img).ok()?.len();
-        let st = nix::sys::statvfs::statvfs(&dir.join("root")).ok()?;
-        let used = (st.blocks() - st.blocks_free()) * st.fragment_size();
-        let encrypted = luks.exists();
-        let grant = ferry_host::task_volumes::Grant::recorded(&dir);
+        let f = self.volumes.describe(task_id)?;
         Some(TaskStorage {
-            size_bytes: size,
-            used_bytes: used,
-            encrypted,
-            cipher: encrypted.then(|| "aes-xts-plain64".into()),
-            key_bits: encrypted.then_some(512),
-            key_arn: grant.as_ref().map(|g| g.key_arn.clone()),
-            grant_id: grant.map(|g| g.grant_id),
-            token: if encrypted {
-                ferry_volume::read_token(&luks).ok().flatten()
-            } else {
-                None
-            },
+            size_bytes: f.size_bytes,
+            used_bytes: f.used_bytes,
+            encrypted: f.encrypted,
+            cipher: f.cipher,
+            key_bits: f.key_bits,
+            key_arn: f.key_arn,
+            grant_id: f.grant_id,
+            token: f.token,
         })
     }
 
     fn audit(&self, q: &AuditQuery) -> Result<AuditPage, AuditError> {
-        let text = std::fs::read_to_string(&self.audit).unwrap_or_default();
-        let mut recs: Vec<(u64, serde_json::Value)> = Vec::new();
-        let mut off = 0u64;
-        for line in text.split_inclusive('\n') {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                recs.push((off, v));
-            }
-            off += line.len() as u64;
-        }
-        let keep = |v: &serde_json::Value| {
-            let s = v.to_string();
-            q.event_name
-                .as_ref()
-                .is_none_or(|e| v["eventName"] == e.as_str())
-                && (!q.errors_only || v.get("errorCode").is_some())
-                && q.key.as_ref().is_none_or(|k| s.contains(k.as_str()))
-                && q.principal
-                    .as_ref()
-                    .is_none_or(|p| v["userIdentity"].to_string().contains(p.as_str()))
-                && q.task_arn.as_ref().is_none_or(|t| s.contains(t.as_str()))
-        };
-        let mut out = Vec::new();
-        let mut next = None;
-        for (o, v) in recs.iter().rev() {
-            if q.before.is_some_and(|b| *o >= b) || q.after.is_some_and(|a| *o < a) {
-                continue;
-            }
-            if keep(v) {
-                if out.len() == q.limit {
-                    break;
-                }
-                out.push(v.clone());
-                next = Some(*o);
-            }
-        }
+        let page = self.audit.page(&query(q)).map_err(|e| match e {
+            audit_read::ReadError::BadCursor(m) => AuditError::BadCursor(m),
+            audit_read::ReadError::BadQuery(m) => AuditError::BadQuery(m),
+            audit_read::ReadError::Io(e) => AuditError::Io(e.to_string()),
+        })?;
         Ok(AuditPage {
-            records: out,
-            next,
-            head: off,
+            records: page.records,
+            next: page.next,
+            head: page.head,
         })
     }
 
     fn require_encrypted_storage(&self) -> bool {
-        self.require
+        self.require_encrypted_storage
+    }
+}
+
+fn query(q: &AuditQuery) -> audit_read::Query {
+    audit_read::Query {
+        before: q.before,
+        after: q.after,
+        limit: q.limit,
+        key: q.key.clone(),
+        principal: q.principal.clone(),
+        event_name: q.event_name.clone(),
+        from: q.from,
+        to: q.to,
+        errors_only: q.errors_only,
+        task_arn: q.task_arn.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every member crosses: a field added on one side and not mapped
+    /// fails here rather than being silently dropped.
+    #[test]
+    fn a_console_query_maps_member_for_member() {
+        let q = AuditQuery {
+            before: Some(10),
+            after: Some(2),
+            limit: 7,
+            key: Some("k".into()),
+            principal: Some("p".into()),
+            event_name: Some("Decrypt".into()),
+            from: Some(1.5),
+            to: Some(2.5),
+            errors_only: true,
+            task_arn: Some("arn:aws:ecs:r:1:task/c/t".into()),
+        };
+        let AuditQuery {
+            before,
+            after,
+            limit,
+            key,
+            principal,
+            event_name,
+            from,
+            to,
+            errors_only,
+            task_arn,
+        } = q.clone();
+        assert_eq!(
+            query(&q),
+            audit_read::Query {
+                before,
+                after,
+                limit,
+                key,
+                principal,
+                event_name,
+                from,
+                to,
+                errors_only,
+                task_arn,
+            }
+        );
     }
 }
