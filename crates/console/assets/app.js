@@ -911,8 +911,11 @@
 
   function gib(bytes) {
     if (bytes === null || bytes === undefined) return "";
+    // The volume is its promised size plus the LUKS2 header (a few MiB):
+    // the size the task asked for is the whole GiB it is within 1 % of.
     const g = Number(bytes) / 1024 ** 3;
-    return Number.isInteger(g) ? `${g} GiB` : `${g.toFixed(2)} GiB`;
+    const whole = Math.round(g);
+    return whole > 0 && Math.abs(g - whole) / whole < 0.01 ? `${whole} GiB` : `${g.toFixed(2)} GiB`;
   }
 
   // ----------------------------------------------------------------- keys --
