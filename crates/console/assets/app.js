@@ -1094,6 +1094,9 @@
     return Number.isNaN(t) ? null : Math.floor(t / 1000);
   }
 
+  /** Whether a page's `next` cursor leads anywhere (0 is the trail's start: nothing is older). */
+  const hasOlder = (next) => next !== null && next !== undefined && next !== 0;
+
   async function viewAudit(ctx, content) {
     const input = (id, label, type, extra) =>
       h("div", { class: "form-row" }, h("label", { for: id, text: label }), h("input", Object.assign({ id, name: id, type }, extra || {})));
@@ -1148,7 +1151,7 @@
       tbody.replaceChildren(...(r.records || []).map(auditRow));
       state.next = r.next;
       state.head = r.head;
-      more.hidden = r.next === null || r.next === undefined;
+      more.hidden = !hasOlder(r.next);
       setEmpty();
     };
 
@@ -1178,13 +1181,13 @@
 
     more.addEventListener("click", () =>
       act(more, async () => {
-        if (state.next === null || state.next === undefined) return;
+        if (!hasOlder(state.next)) return;
         const gen = state.gen;
         const r = await api("GET", `/console/api/audit?${params({ limit: 50, before: state.next })}`);
         if (gen !== state.gen || !ctx.active) return;
         append(tbody, (r.records || []).map(auditRow));
         state.next = r.next;
-        more.hidden = r.next === null || r.next === undefined;
+        more.hidden = !hasOlder(r.next);
         setEmpty();
       }),
     );
