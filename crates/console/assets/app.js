@@ -67,11 +67,6 @@
   function table(id, caption, headers, rows, emptyText) {
     const tbody = h("tbody");
     append(tbody, rows);
-    if (!rows.length) {
-      tbody.appendChild(
-        h("tr", { class: "empty-row" }, h("td", { colspan: headers.length, text: emptyText || "None." })),
-      );
-    }
     const t = h(
       "table",
       { id },
@@ -79,7 +74,14 @@
       h("thead", null, h("tr", null, headers.map((x) => h("th", { scope: "col", text: x })))),
       tbody,
     );
-    return h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": caption || id }, t);
+    // "Nothing here" is said below the table, not as a row: every row of a
+    // table is one of its items.
+    return h(
+      "div",
+      { class: "table-wrap", tabindex: "0", role: "region", "aria-label": caption || id },
+      t,
+      rows.length ? null : h("p", { class: "empty-note", text: emptyText || "None." }),
+    );
   }
 
   /**
@@ -625,7 +627,7 @@
     for (const e of s.events || []) {
       events.appendChild(h("li", null, timeEl(e.createdAt), " ", h("span", { class: "event-msg", text: e.message })));
     }
-    if (!(s.events || []).length) events.appendChild(h("li", { class: "muted", text: "No events yet." }));
+    const noEvents = (s.events || []).length ? null : h("p", { class: "muted", text: "No events yet." });
     const force = h("button", { type: "button", id: "force-deployment", class: "btn btn-primary", text: "Force new deployment" });
     force.addEventListener("click", () =>
       act(force, async () => {
@@ -669,7 +671,7 @@
           "No deployments.",
         ),
       ),
-      section("Events", events),
+      section("Events", noEvents, events),
       section("Tasks", table("tasks", "Tasks", taskHeaders, taskRows(cluster, tasks), "No tasks.")),
     );
   }
@@ -980,8 +982,10 @@
     const aliasList = h("ul", { id: "aliases", class: "plain-list" });
     if (aliases.ok) {
       for (const a of aliases.ok) aliasList.appendChild(h("li", { class: "mono", text: a.AliasName }));
-      if (!aliases.ok.length) aliasList.appendChild(h("li", { class: "muted", text: "No aliases." }));
-    } else aliasList.appendChild(h("li", { class: "muted", text: String(aliases.err) }));
+    }
+    const aliasNote = aliases.ok
+      ? aliases.ok.length ? null : h("p", { class: "muted", text: "No aliases." })
+      : h("p", { class: "muted", text: String(aliases.err) });
 
     const grantRows = (grants.ok || []).map((g) =>
       h(
@@ -1075,7 +1079,7 @@
         ["Created", "key-created", null, { node: timeEl(m.CreationDate, "key-created") }],
         ["Description", "key-description", m.Description],
       ]),
-      section("Aliases", aliasList),
+      section("Aliases", aliasNote, aliasList),
       section(
         "Grants",
         grants.err ? h("p", { class: "muted", text: String(grants.err) }) : null,
@@ -1136,11 +1140,9 @@
       return p.toString();
     };
 
+    const emptyNote = h("p", { class: "empty-note", text: "No matching records.", hidden: true });
     const setEmpty = () => {
-      const empty = $(".empty-row", tbody);
-      if (!tbody.querySelector("tr[data-event-name]")) {
-        if (!empty) tbody.appendChild(h("tr", { class: "empty-row" }, h("td", { colspan: 5, text: "No matching records." })));
-      } else if (empty) empty.remove();
+      emptyNote.hidden = Boolean(tbody.querySelector("tr"));
     };
 
     const load = async () => {
@@ -1200,7 +1202,7 @@
       h("p", { class: "muted", text: "Every KMS call, newest first. New records appear at the top as they are written." }),
       form,
       status,
-      h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "KMS audit trail" }, tbl),
+      h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "KMS audit trail" }, tbl, emptyNote),
       h("div", { class: "actions" }, more),
     );
     ctx.poll(2000, async () => {
