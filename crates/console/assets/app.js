@@ -361,7 +361,8 @@
   ];
 
   function currentPath() {
-    const raw = location.hash.replace(/^#/, "");
+    // A route may carry a query (`#/run?cluster=NAME`): only its path routes.
+    const raw = location.hash.replace(/^#/, "").split("?")[0];
     return raw === "" || raw === "/" ? "/clusters" : raw;
   }
 
@@ -430,6 +431,7 @@
   }
 
   function heading(text, sub) {
+    document.title = `${text} · ferry console`;
     return h(
       "div",
       { class: "view-head" },
@@ -557,7 +559,29 @@
 
   const taskHeaders = ["Task", "Last status", "Desired", "Task definition", "Platform", "Started"];
 
+  /**
+   * Shows what `build()` answers ({nodes}) and, while the view lives,
+   * builds it again every `ms` and morphs the page into it: counts, states
+   * and rows follow the cluster without a reload or a lost focus.
+   */
+  async function liveView(ctx, content, build, ms) {
+    const first = await build();
+    if (!show(ctx, content, first)) return;
+    ctx.poll(ms, async () => {
+      const next = await build();
+      if (!ctx.active) return false;
+      const tmp = h("div");
+      append(tmp, next.flat().filter(Boolean));
+      morph(content, tmp);
+      return true;
+    });
+  }
+
   async function viewCluster(ctx, content, name) {
+    return liveView(ctx, content, () => buildCluster(name), 5000);
+  }
+
+  async function buildCluster(name) {
     const [c] = await describeClusters([name]);
     if (!c) throw new ApiError(404, "ClusterNotFoundException", `cluster ${name} was not found`);
     const serviceArns = await ecsList("ListServices", { cluster: name }, "serviceArns");
@@ -577,11 +601,10 @@
         td(field("task-definition", taskDefName(s.taskDefinition), "span", "mono")),
       ),
     );
-    show(
-      ctx,
-      content,
+    return [
       crumbs(["#/clusters", "Clusters"], ["", name]),
       heading(name, c.clusterArn),
+      h("div", { class: "actions" }, link(`#/run?cluster=${encodeURIComponent(name)}`, "Run a task in this cluster", { class: "btn" })),
       details([
         ["Name", "cluster-name", c.clusterName],
         ["Status", "cluster-status", null, { node: badgeField("cluster-status", c.status) }],
@@ -595,12 +618,16 @@
         table("services", "Services", ["Service", "Status", "Desired", "Running", "Pending", "Task definition"], svcRows, "No services."),
       ),
       section("Tasks", table("tasks", "Tasks", taskHeaders, taskRows(name, tasks), "No tasks.")),
-    );
+    ];
   }
 
   // -------------------------------------------------------------- service --
 
   async function viewService(ctx, content, cluster, name) {
+    return liveView(ctx, content, () => buildService(cluster, name), 4000);
+  }
+
+  async function buildService(cluster, name) {
     const r = await call("ecs", "DescribeServices", { cluster, services: [name] });
     const s = (r.services || [])[0];
     if (!s) {
@@ -646,9 +673,7 @@
         await render(false);
       }),
     );
-    show(
-      ctx,
-      content,
+    return [
       crumbs(["#/clusters", "Clusters"], [`#/clusters/${encodeURIComponent(cluster)}`, cluster], ["", s.serviceName]),
       heading(s.serviceName, s.serviceArn),
       h("div", { class: "actions" }, force),
@@ -673,7 +698,7 @@
       ),
       section("Events", noEvents, events),
       section("Tasks", table("tasks", "Tasks", taskHeaders, taskRows(cluster, tasks), "No tasks.")),
-    );
+    ];
   }
 
   // ----------------------------------------------------------------- task --
