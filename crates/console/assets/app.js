@@ -322,14 +322,19 @@
     }
     /** Runs fn every ms (after the previous run finished) while the view lives. */
     poll(ms, fn) {
+      // A failed refresh is shown, and cleared again by the next one that works.
+      let failed = false;
       const tick = async () => {
         if (!this.active) return;
         try {
           const again = await fn();
+          if (failed && this.active) clearError();
+          failed = false;
           if (again === false) return;
         } catch (e) {
           if (e instanceof SignedOut) return;
-          showError(e);
+          if (this.active) showError(e);
+          failed = true;
         }
         if (this.active) {
           const t = setTimeout(tick, ms);
