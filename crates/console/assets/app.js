@@ -959,15 +959,18 @@
   async function viewKeys(ctx, content) {
     const keys = await listAll("kms", "ListKeys", {}, "Keys", "Marker", "NextMarker");
     const aliases = await allAliases();
-    const metas = [];
-    for (const k of keys) {
-      try {
-        metas.push((await call("kms", "DescribeKey", { KeyId: k.KeyId })).KeyMetadata);
-      } catch (e) {
-        if (e instanceof SignedOut) throw e;
-        metas.push({ KeyId: k.KeyId, Arn: k.KeyArn, KeyState: "", KeyManager: "", error: String(e) });
-      }
-    }
+    // One DescribeKey per key, side by side; a key the caller may list but
+    // not describe still gets its row, saying why it is blank.
+    const metas = await Promise.all(
+      keys.map(async (k) => {
+        try {
+          return (await call("kms", "DescribeKey", { KeyId: k.KeyId })).KeyMetadata;
+        } catch (e) {
+          if (e instanceof SignedOut) throw e;
+          return { KeyId: k.KeyId, Arn: k.KeyArn, KeyState: "", KeyManager: "", error: String(e) };
+        }
+      }),
+    );
     const rows = metas.map((m) => {
       const names = aliases.filter((a) => a.TargetKeyId === m.KeyId).map((a) => a.AliasName);
       return h(
