@@ -100,7 +100,7 @@
         target.appendChild(n);
         continue;
       }
-      if (o.nodeType !== n.nodeType || o.nodeName !== n.nodeName) {
+      if (o.nodeType !== n.nodeType || o.nodeName !== n.nodeName || otherItem(o, n)) {
         target.replaceChild(n, o);
         continue;
       }
@@ -116,6 +116,14 @@
       morph(o, n);
     }
     for (let i = a.length - 1; i >= b.length; i -= 1) target.removeChild(a[i]);
+  }
+
+  /** The attributes that name what a row is: a row of another item is replaced, never patched. */
+  const ITEM_ATTRS = ["data-task", "data-service", "data-deployment", "data-container", "data-cluster", "data-grant"];
+
+  function otherItem(o, n) {
+    if (o.nodeType !== Node.ELEMENT_NODE) return false;
+    return ITEM_ATTRS.some((a) => o.getAttribute(a) !== n.getAttribute(a));
   }
 
   function td(...children) {
