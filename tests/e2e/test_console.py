@@ -13,7 +13,6 @@ where they go). With FERRY_CONSOLE_DEV=1 the server serves the UI files of
 the work tree (crates/console/assets) instead of the ones built in.
 """
 
-import base64
 import csv
 import http.client
 import io
@@ -335,7 +334,7 @@ def test_task_page_shows_encrypted_storage_audit_and_logs_then_stops(ferry_serve
         "--log-stream-name", stream, "--start-from-head")["events"]], what="the task's first log line")
     b.wait(lambda d: all(any(line in li.text for li in b.find_all("ol#task-logs li")) for line in lines),
            what=f"log lines {lines} in ol#task-logs")
-    b.screenshot("task")
+    b.screenshot("task", full_page=True)
 
     # Stopping asks first, naming the task; Cancel changes nothing.
     b.click("button#stop-task")
