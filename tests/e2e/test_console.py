@@ -919,3 +919,77 @@ def test_phone_width_keyboard_and_contrast(ferry_server, tmp_path, console):
         ratio = contrast(b, css)
         assert isinstance(ratio, float) and ratio >= 4.5, f"{css} text contrast {ratio}"
     b.screenshot("task-phone")
+
+
+# -- services and file systems --------------------------------------------------------------
+
+def test_service_view_and_forced_deployment(ferry_server, tmp_path, console):
+    srv = ferry_server
+    prepare_source(srv, tmp_path, cluster="default")
+    key = srv.aws("kms", "create-key", "--policy", fargate_key_policy(SOURCE_ACCOUNT))["KeyMetadata"]
+    srv.aws("ecs", "create-cluster", "--cluster-name", "vault", "--configuration",
+            f"managedStorageConfiguration={{fargateEphemeralStorageKmsKeyId={key['Arn']}}}")
+    srv.aws("ecs", "create-service", "--cluster", "vault", "--service-name", "web", "--task-definition",
+            f"{SOURCE_FAMILY}:1", "--desired-count", "1", "--launch-type", "FARGATE",
+            "--platform-version", "1.4.0", "--network-configuration", srv.netcfg)
+
+    def describe():
+        return srv.aws("ecs", "describe-services", "--cluster", "vault", "--services", "web")["services"][0]
+    s = wait_until(lambda: (lambda s: s if s["runningCount"] == 1 and len(s["deployments"]) == 1 else None)(
+        describe()), timeout=120, what="the service's task running")
+    first = s["deployments"][0]["id"]
+
+    b = signed_in(srv, console(srv))
+    b.go("#/clusters/vault")
+    b.wait_view("cluster")
+    assert b.field("cluster-key") == key["Arn"]
+    assert b.wait_for('table#services tr[data-service="web"]')
+    b.go("#/clusters/vault/services/web")
+    b.wait_view("service")
+    assert b.field("service-name") == "web" and b.field("service-status") == "ACTIVE"
+    assert b.field("desired-count") == "1"
+    b.wait_field("running-count", "1")
+    row = b.wait_for(f'table#deployments tr[data-deployment="{first}"]')
+    assert b.field("deployment-status", row) == "PRIMARY"
+    assert b.field("platform-version", row) == "1.4.0"
+    assert b.field("deployment-key", row) == key["Arn"]
+    assert b.field("rollout-state", row) == describe()["deployments"][0]["rolloutState"]
+    assert b.find_all("ol#events li"), "no service events listed"
+    assert b.find_all("table#tasks tr[data-task]"), "the service's task is not listed"
+
+    b.click("button#force-deployment")
+    msg = b.confirm(ok=True)
+    assert "web" in msg and "vault" in msg, msg
+    s = wait_until(lambda: (lambda s: s if len(s["deployments"]) > 1 or s["deployments"][0]["id"] != first
+                            else None)(describe()), timeout=30, what="a new deployment")
+    new = s["deployments"][0]
+    assert new["id"] != first and new["status"] == "PRIMARY", s["deployments"]
+    row = b.wait_for(f'table#deployments tr[data-deployment="{new["id"]}"]', timeout=30)
+    assert b.field("deployment-status", row) == "PRIMARY"
+
+
+def test_filesystems_view(ferry_server, console):
+    srv = ferry_server
+    fs = srv.aws("efs", "create-file-system", "--creation-token", "console", "--encrypted",
+                 "--tags", "Key=Name,Value=shared")
+    fs_id = fs["FileSystemId"]
+    fs = wait_until(lambda: (lambda f: f if f["LifeCycleState"] == "available" else None)(
+        srv.aws("efs", "describe-file-systems", "--file-system-id", fs_id)["FileSystems"][0]),
+        what="the file system available")
+    ap = srv.aws("efs", "create-access-point", "--file-system-id", fs_id)["AccessPointId"]
+    subnet, _ = srv.default_network()
+    mt = srv.aws("efs", "create-mount-target", "--file-system-id", fs_id, "--subnet-id", subnet)["MountTargetId"]
+
+    b = signed_in(srv, console(srv))
+    b.go("#/filesystems")
+    b.wait_view("filesystems")
+    row = b.wait_for(f'table#filesystems tr[data-fs="{fs_id}"]')
+    assert b.field("fs-name", row) == "shared"
+    assert b.field("fs-state", row) == "available"
+    assert b.field("fs-encrypted", row).lower() in ("yes", "true")
+    assert b.field("fs-key", row) == fs["KmsKeyId"]
+    b.go(f"#/filesystems/{fs_id}")
+    b.wait_view("filesystem")
+    assert b.field("fs-id") == fs_id and b.field("fs-key") == fs["KmsKeyId"]
+    assert b.wait_for(f'table#access-points tr[data-access-point="{ap}"]')
+    b.wait(lambda d: mt in b.find("table#mount-targets").text, what=f"mount target {mt} listed")
