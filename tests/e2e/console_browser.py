@@ -12,6 +12,7 @@ Screenshots always go to the artifacts directory (`$FERRY_ARTIFACTS`, else
 rewritten too.
 """
 
+import base64
 import os
 import shutil
 import tempfile
@@ -203,12 +204,22 @@ class ConsoleBrowser:
         return self.driver.execute_script(script, *args)
 
     # -- evidence ----------------------------------------------------------
-    def screenshot(self, name, extra_dirs=()):
+    def screenshot(self, name, extra_dirs=(), full_page=False):
         """Writes NAME.png into the artifacts dir and `extra_dirs`; also
-        into docs/console/ with FERRY_UPDATE_SCREENSHOTS=1. Returns the
-        artifact's path."""
+        into docs/console/ with FERRY_UPDATE_SCREENSHOTS=1. `full_page`:
+        the whole page at the viewport's width, not only what is in view.
+        Returns the artifact's path."""
         path = os.path.join(artifacts_dir(), f"{name}.png")
-        assert self.driver.save_screenshot(path), f"screenshot {name} failed"
+        if full_page:
+            m = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
+            size = m.get("cssContentSize") or m["contentSize"]
+            shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", {
+                "format": "png", "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}})
+            with open(path, "wb") as f:
+                f.write(base64.b64decode(shot["data"]))
+        else:
+            assert self.driver.save_screenshot(path), f"screenshot {name} failed"
         dirs = list(extra_dirs)
         if os.environ.get("FERRY_UPDATE_SCREENSHOTS") == "1":
             dirs.append(DOCS_DIR)

@@ -13,7 +13,6 @@ where they go). With FERRY_CONSOLE_DEV=1 the server serves the UI files of
 the work tree (crates/console/assets) instead of the ones built in.
 """
 
-import base64
 import csv
 import http.client
 import io
@@ -335,7 +334,7 @@ def test_task_page_shows_encrypted_storage_audit_and_logs_then_stops(ferry_serve
         "--log-stream-name", stream, "--start-from-head")["events"]], what="the task's first log line")
     b.wait(lambda d: all(any(line in li.text for li in b.find_all("ol#task-logs li")) for line in lines),
            what=f"log lines {lines} in ol#task-logs")
-    b.screenshot("task")
+    b.screenshot("task", full_page=True)
 
     # Stopping asks first, naming the task; Cancel changes nothing.
     b.click("button#stop-task")
@@ -680,8 +679,9 @@ def test_audit_view_filters_pages_and_follows(ferry_server, console):
             if not b.find_all('main#view[data-view="audit"][data-ready="true"]'):
                 return None
             rows = b.find_all("table#audit tr[data-event-name]")
-            return rows if pred(rows) else None
-        return b.wait(cond, what=what)
+            # A one-tuple: an empty list of rows is a result too.
+            return (rows,) if pred(rows) else None
+        return b.wait(cond, what=what)[0]
 
     # Errors only: exactly the failed calls of the trail.
     apply(errors=True)
@@ -699,8 +699,6 @@ def test_audit_view_filters_pages_and_follows(ferry_server, console):
     # A principal nobody is, and a time range before any record: nothing.
     apply(principal="no-such-principal-anywhere")
     settled(lambda rs: len(rs) == 0, "no rows for an unknown principal")
-    apply(to="2000-01-01T00:00")
-    settled(lambda rs: len(rs) == 0, "no rows before 2000")
     more = b.find_all("button#audit-more")
     assert not more or not more[0].is_displayed(), "audit-more shown with no older page"
 
@@ -713,6 +711,15 @@ def test_audit_view_filters_pages_and_follows(ferry_server, console):
     top = b.find("table#audit tr[data-event-name]")
     assert b.field("key-arn", top) == key["Arn"]
     assert b.field("principal", top), "the record names no principal"
+
+    # Time bounds, as seconds since the epoch or ISO-8601; in the view, a
+    # datetime-local value read as UTC.
+    assert ok(h.get("/console/api/audit?to=946684800"))["records"] == []
+    assert ok(h.get("/console/api/audit?to=2000-01-01T00:00:00Z"))["records"] == []
+    assert ok(h.get(f"/console/api/audit?from={int(time.time()) + 3600}"))["records"] == []
+    assert len(ok(h.get("/console/api/audit?from=946684800&limit=5"))["records"]) == 5
+    apply(to="2000-01-01T00:00")
+    settled(lambda rs: len(rs) == 0, "no rows before 2000")
 
 
 # -- 6. compliance ------------------------------------------------------------------------
@@ -912,3 +919,77 @@ def test_phone_width_keyboard_and_contrast(ferry_server, tmp_path, console):
         ratio = contrast(b, css)
         assert isinstance(ratio, float) and ratio >= 4.5, f"{css} text contrast {ratio}"
     b.screenshot("task-phone")
+
+
+# -- services and file systems --------------------------------------------------------------
+
+def test_service_view_and_forced_deployment(ferry_server, tmp_path, console):
+    srv = ferry_server
+    prepare_source(srv, tmp_path, cluster="default")
+    key = srv.aws("kms", "create-key", "--policy", fargate_key_policy(SOURCE_ACCOUNT))["KeyMetadata"]
+    srv.aws("ecs", "create-cluster", "--cluster-name", "vault", "--configuration",
+            f"managedStorageConfiguration={{fargateEphemeralStorageKmsKeyId={key['Arn']}}}")
+    srv.aws("ecs", "create-service", "--cluster", "vault", "--service-name", "web", "--task-definition",
+            f"{SOURCE_FAMILY}:1", "--desired-count", "1", "--launch-type", "FARGATE",
+            "--platform-version", "1.4.0", "--network-configuration", srv.netcfg)
+
+    def describe():
+        return srv.aws("ecs", "describe-services", "--cluster", "vault", "--services", "web")["services"][0]
+    s = wait_until(lambda: (lambda s: s if s["runningCount"] == 1 and len(s["deployments"]) == 1 else None)(
+        describe()), timeout=120, what="the service's task running")
+    first = s["deployments"][0]["id"]
+
+    b = signed_in(srv, console(srv))
+    b.go("#/clusters/vault")
+    b.wait_view("cluster")
+    assert b.field("cluster-key") == key["Arn"]
+    assert b.wait_for('table#services tr[data-service="web"]')
+    b.go("#/clusters/vault/services/web")
+    b.wait_view("service")
+    assert b.field("service-name") == "web" and b.field("service-status") == "ACTIVE"
+    assert b.field("desired-count") == "1"
+    b.wait_field("running-count", "1")
+    row = b.wait_for(f'table#deployments tr[data-deployment="{first}"]')
+    assert b.field("deployment-status", row) == "PRIMARY"
+    assert b.field("platform-version", row) == "1.4.0"
+    assert b.field("deployment-key", row) == key["Arn"]
+    assert b.field("rollout-state", row) == describe()["deployments"][0]["rolloutState"]
+    assert b.find_all("ol#events li"), "no service events listed"
+    assert b.find_all("table#tasks tr[data-task]"), "the service's task is not listed"
+
+    b.click("button#force-deployment")
+    msg = b.confirm(ok=True)
+    assert "web" in msg and "vault" in msg, msg
+    s = wait_until(lambda: (lambda s: s if len(s["deployments"]) > 1 or s["deployments"][0]["id"] != first
+                            else None)(describe()), timeout=30, what="a new deployment")
+    new = s["deployments"][0]
+    assert new["id"] != first and new["status"] == "PRIMARY", s["deployments"]
+    row = b.wait_for(f'table#deployments tr[data-deployment="{new["id"]}"]', timeout=30)
+    assert b.field("deployment-status", row) == "PRIMARY"
+
+
+def test_filesystems_view(ferry_server, console):
+    srv = ferry_server
+    fs = srv.aws("efs", "create-file-system", "--creation-token", "console", "--encrypted",
+                 "--tags", "Key=Name,Value=shared")
+    fs_id = fs["FileSystemId"]
+    fs = wait_until(lambda: (lambda f: f if f["LifeCycleState"] == "available" else None)(
+        srv.aws("efs", "describe-file-systems", "--file-system-id", fs_id)["FileSystems"][0]),
+        what="the file system available")
+    ap = srv.aws("efs", "create-access-point", "--file-system-id", fs_id)["AccessPointId"]
+    subnet, _ = srv.default_network()
+    mt = srv.aws("efs", "create-mount-target", "--file-system-id", fs_id, "--subnet-id", subnet)["MountTargetId"]
+
+    b = signed_in(srv, console(srv))
+    b.go("#/filesystems")
+    b.wait_view("filesystems")
+    row = b.wait_for(f'table#filesystems tr[data-fs="{fs_id}"]')
+    assert b.field("fs-name", row) == "shared"
+    assert b.field("fs-state", row) == "available"
+    assert b.field("fs-encrypted", row).lower() in ("yes", "true")
+    assert b.field("fs-key", row) == fs["KmsKeyId"]
+    b.go(f"#/filesystems/{fs_id}")
+    b.wait_view("filesystem")
+    assert b.field("fs-id") == fs_id and b.field("fs-key") == fs["KmsKeyId"]
+    assert b.wait_for(f'table#access-points tr[data-access-point="{ap}"]')
+    b.wait(lambda d: mt in b.find("table#mount-targets").text, what=f"mount target {mt} listed")

@@ -222,3 +222,97 @@ pub(crate) fn service_failed() -> AwsError {
         "the service failed while handling the request",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::StaticKeys;
+    use ferry_proto::{IdentityPolicies, JsonService, Principal};
+    use zeroize::Zeroizing;
+
+    struct Echo;
+    impl JsonService for Echo {
+        fn target_prefix(&self) -> &'static str {
+            "Echo_1"
+        }
+        fn call(
+            &self,
+            ctx: &RequestContext,
+            op: &str,
+            _body: &[u8],
+        ) -> Result<serde_json::Value, AwsError> {
+            Ok(serde_json::json!({"op": op, "caller": ctx.caller.arn()}))
+        }
+    }
+
+    fn calls() -> Arc<Calls> {
+        let policy = r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Action":"echo:Read","Resource":"*"}]}"#;
+        let bob = Caller {
+            account: "111122223333".into(),
+            principal: Principal::Iam("arn:aws:iam::111122223333:user/bob".into()),
+            access_key_id: None,
+            policies: Some(Arc::new(IdentityPolicies {
+                policies: vec![ferry_policy::Policy::parse_identity(policy).unwrap()],
+            })),
+        };
+        let mut keys = StaticKeys::new();
+        keys.insert(
+            "AKIAADMIN",
+            Zeroizing::new("adm1n".into()),
+            Caller::admin("111122223333"),
+        );
+        keys.insert("AKIABOB", Zeroizing::new("b0b".into()), bob);
+        Router::new(Arc::new(keys), "us-east-1")
+            .json_service("echo", Arc::new(Echo))
+            .calls()
+    }
+
+    #[test]
+    fn a_sign_in_needs_the_exact_secret() {
+        let c = calls();
+        let who = c.authenticate_secret("AKIABOB", "b0b").unwrap();
+        assert_eq!(who.arn(), "arn:aws:iam::111122223333:user/bob");
+        for (key, secret) in [
+            ("AKIABOB", "b0b "),
+            ("AKIABOB", "b0"),
+            ("AKIABOB", ""),
+            ("AKIANONE", "b0b"),
+        ] {
+            let e = c.authenticate_secret(key, secret).unwrap_err();
+            assert_eq!(
+                (e.code.as_str(), e.status),
+                ("UnrecognizedClientException", 401)
+            );
+        }
+        assert!(c.current_caller("AKIAADMIN").is_ok());
+        assert!(c.current_caller("AKIANONE").is_err());
+    }
+
+    #[tokio::test]
+    async fn calls_pass_the_same_gate_as_signed_requests() {
+        let c = calls();
+        let bob = RequestContext::internal(c.current_caller("AKIABOB").unwrap(), "us-east-1");
+        let ok = c
+            .json(bob.clone(), "Echo_1", "Read", Bytes::new())
+            .await
+            .unwrap();
+        assert_eq!(ok["caller"], "arn:aws:iam::111122223333:user/bob");
+        let e = c
+            .json(bob, "Echo_1", "Write", Bytes::new())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "AccessDeniedException");
+        let admin = RequestContext::internal(c.current_caller("AKIAADMIN").unwrap(), "us-east-1");
+        assert!(
+            c.json(admin.clone(), "Echo_1", "Write", Bytes::new())
+                .await
+                .is_ok()
+        );
+        let e = c
+            .json(admin, "Nope_1", "Read", Bytes::new())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "UnknownOperationException");
+    }
+}

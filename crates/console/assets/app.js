@@ -67,11 +67,6 @@
   function table(id, caption, headers, rows, emptyText) {
     const tbody = h("tbody");
     append(tbody, rows);
-    if (!rows.length) {
-      tbody.appendChild(
-        h("tr", { class: "empty-row" }, h("td", { colspan: headers.length, text: emptyText || "None." })),
-      );
-    }
     const t = h(
       "table",
       { id },
@@ -79,7 +74,14 @@
       h("thead", null, h("tr", null, headers.map((x) => h("th", { scope: "col", text: x })))),
       tbody,
     );
-    return h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": caption || id }, t);
+    // "Nothing here" is said below the table, not as a row: every row of a
+    // table is one of its items.
+    return h(
+      "div",
+      { class: "table-wrap", tabindex: "0", role: "region", "aria-label": caption || id },
+      t,
+      rows.length ? null : h("p", { class: "empty-note", text: emptyText || "None." }),
+    );
   }
 
   /**
@@ -98,7 +100,7 @@
         target.appendChild(n);
         continue;
       }
-      if (o.nodeType !== n.nodeType || o.nodeName !== n.nodeName) {
+      if (o.nodeType !== n.nodeType || o.nodeName !== n.nodeName || otherItem(o, n)) {
         target.replaceChild(n, o);
         continue;
       }
@@ -114,6 +116,14 @@
       morph(o, n);
     }
     for (let i = a.length - 1; i >= b.length; i -= 1) target.removeChild(a[i]);
+  }
+
+  /** The attributes that name what a row is: a row of another item is replaced, never patched. */
+  const ITEM_ATTRS = ["data-task", "data-service", "data-deployment", "data-container", "data-cluster", "data-grant"];
+
+  function otherItem(o, n) {
+    if (o.nodeType !== Node.ELEMENT_NODE) return false;
+    return ITEM_ATTRS.some((a) => o.getAttribute(a) !== n.getAttribute(a));
   }
 
   function td(...children) {
@@ -320,14 +330,19 @@
     }
     /** Runs fn every ms (after the previous run finished) while the view lives. */
     poll(ms, fn) {
+      // A failed refresh is shown, and cleared again by the next one that works.
+      let failed = false;
       const tick = async () => {
         if (!this.active) return;
         try {
           const again = await fn();
+          if (failed && this.active) clearError();
+          failed = false;
           if (again === false) return;
         } catch (e) {
           if (e instanceof SignedOut) return;
-          showError(e);
+          if (this.active) showError(e);
+          failed = true;
         }
         if (this.active) {
           const t = setTimeout(tick, ms);
@@ -359,7 +374,8 @@
   ];
 
   function currentPath() {
-    const raw = location.hash.replace(/^#/, "");
+    // A route may carry a query (`#/run?cluster=NAME`): only its path routes.
+    const raw = location.hash.replace(/^#/, "").split("?")[0];
     return raw === "" || raw === "/" ? "/clusters" : raw;
   }
 
@@ -428,6 +444,7 @@
   }
 
   function heading(text, sub) {
+    document.title = `${text} · ferry console`;
     return h(
       "div",
       { class: "view-head" },
@@ -555,7 +572,29 @@
 
   const taskHeaders = ["Task", "Last status", "Desired", "Task definition", "Platform", "Started"];
 
+  /**
+   * Shows what `build()` answers ({nodes}) and, while the view lives,
+   * builds it again every `ms` and morphs the page into it: counts, states
+   * and rows follow the cluster without a reload or a lost focus.
+   */
+  async function liveView(ctx, content, build, ms) {
+    const first = await build();
+    if (!show(ctx, content, first)) return;
+    ctx.poll(ms, async () => {
+      const next = await build();
+      if (!ctx.active) return false;
+      const tmp = h("div");
+      append(tmp, next.flat().filter(Boolean));
+      morph(content, tmp);
+      return true;
+    });
+  }
+
   async function viewCluster(ctx, content, name) {
+    return liveView(ctx, content, () => buildCluster(name), 5000);
+  }
+
+  async function buildCluster(name) {
     const [c] = await describeClusters([name]);
     if (!c) throw new ApiError(404, "ClusterNotFoundException", `cluster ${name} was not found`);
     const serviceArns = await ecsList("ListServices", { cluster: name }, "serviceArns");
@@ -575,11 +614,10 @@
         td(field("task-definition", taskDefName(s.taskDefinition), "span", "mono")),
       ),
     );
-    show(
-      ctx,
-      content,
+    return [
       crumbs(["#/clusters", "Clusters"], ["", name]),
       heading(name, c.clusterArn),
+      h("div", { class: "actions" }, link(`#/run?cluster=${encodeURIComponent(name)}`, "Run a task in this cluster", { class: "btn" })),
       details([
         ["Name", "cluster-name", c.clusterName],
         ["Status", "cluster-status", null, { node: badgeField("cluster-status", c.status) }],
@@ -593,12 +631,16 @@
         table("services", "Services", ["Service", "Status", "Desired", "Running", "Pending", "Task definition"], svcRows, "No services."),
       ),
       section("Tasks", table("tasks", "Tasks", taskHeaders, taskRows(name, tasks), "No tasks.")),
-    );
+    ];
   }
 
   // -------------------------------------------------------------- service --
 
   async function viewService(ctx, content, cluster, name) {
+    return liveView(ctx, content, () => buildService(cluster, name), 4000);
+  }
+
+  async function buildService(cluster, name) {
     const r = await call("ecs", "DescribeServices", { cluster, services: [name] });
     const s = (r.services || [])[0];
     if (!s) {
@@ -625,7 +667,7 @@
     for (const e of s.events || []) {
       events.appendChild(h("li", null, timeEl(e.createdAt), " ", h("span", { class: "event-msg", text: e.message })));
     }
-    if (!(s.events || []).length) events.appendChild(h("li", { class: "muted", text: "No events yet." }));
+    const noEvents = (s.events || []).length ? null : h("p", { class: "muted", text: "No events yet." });
     const force = h("button", { type: "button", id: "force-deployment", class: "btn btn-primary", text: "Force new deployment" });
     force.addEventListener("click", () =>
       act(force, async () => {
@@ -644,9 +686,7 @@
         await render(false);
       }),
     );
-    show(
-      ctx,
-      content,
+    return [
       crumbs(["#/clusters", "Clusters"], [`#/clusters/${encodeURIComponent(cluster)}`, cluster], ["", s.serviceName]),
       heading(s.serviceName, s.serviceArn),
       h("div", { class: "actions" }, force),
@@ -669,9 +709,9 @@
           "No deployments.",
         ),
       ),
-      section("Events", events),
+      section("Events", noEvents, events),
       section("Tasks", table("tasks", "Tasks", taskHeaders, taskRows(cluster, tasks), "No tasks.")),
-    );
+    ];
   }
 
   // ----------------------------------------------------------------- task --
@@ -911,8 +951,11 @@
 
   function gib(bytes) {
     if (bytes === null || bytes === undefined) return "";
+    // The volume is its promised size plus the LUKS2 header (a few MiB):
+    // the size the task asked for is the whole GiB it is within 1 % of.
     const g = Number(bytes) / 1024 ** 3;
-    return Number.isInteger(g) ? `${g} GiB` : `${g.toFixed(2)} GiB`;
+    const whole = Math.round(g);
+    return whole > 0 && Math.abs(g - whole) / whole < 0.01 ? `${whole} GiB` : `${g.toFixed(2)} GiB`;
   }
 
   // ----------------------------------------------------------------- keys --
@@ -924,15 +967,18 @@
   async function viewKeys(ctx, content) {
     const keys = await listAll("kms", "ListKeys", {}, "Keys", "Marker", "NextMarker");
     const aliases = await allAliases();
-    const metas = [];
-    for (const k of keys) {
-      try {
-        metas.push((await call("kms", "DescribeKey", { KeyId: k.KeyId })).KeyMetadata);
-      } catch (e) {
-        if (e instanceof SignedOut) throw e;
-        metas.push({ KeyId: k.KeyId, Arn: k.KeyArn, KeyState: "", KeyManager: "", error: String(e) });
-      }
-    }
+    // One DescribeKey per key, side by side; a key the caller may list but
+    // not describe still gets its row, saying why it is blank.
+    const metas = await Promise.all(
+      keys.map(async (k) => {
+        try {
+          return (await call("kms", "DescribeKey", { KeyId: k.KeyId })).KeyMetadata;
+        } catch (e) {
+          if (e instanceof SignedOut) throw e;
+          return { KeyId: k.KeyId, Arn: k.KeyArn, KeyState: "", KeyManager: "", error: String(e) };
+        }
+      }),
+    );
     const rows = metas.map((m) => {
       const names = aliases.filter((a) => a.TargetKeyId === m.KeyId).map((a) => a.AliasName);
       return h(
@@ -977,8 +1023,10 @@
     const aliasList = h("ul", { id: "aliases", class: "plain-list" });
     if (aliases.ok) {
       for (const a of aliases.ok) aliasList.appendChild(h("li", { class: "mono", text: a.AliasName }));
-      if (!aliases.ok.length) aliasList.appendChild(h("li", { class: "muted", text: "No aliases." }));
-    } else aliasList.appendChild(h("li", { class: "muted", text: String(aliases.err) }));
+    }
+    const aliasNote = aliases.ok
+      ? aliases.ok.length ? null : h("p", { class: "muted", text: "No aliases." })
+      : h("p", { class: "muted", text: String(aliases.err) });
 
     const grantRows = (grants.ok || []).map((g) =>
       h(
@@ -1072,7 +1120,7 @@
         ["Created", "key-created", null, { node: timeEl(m.CreationDate, "key-created") }],
         ["Description", "key-description", m.Description],
       ]),
-      section("Aliases", aliasList),
+      section("Aliases", aliasNote, aliasList),
       section(
         "Grants",
         grants.err ? h("p", { class: "muted", text: String(grants.err) }) : null,
@@ -1090,6 +1138,9 @@
     const t = Date.parse(v.length === 16 ? `${v}:00Z` : `${v}Z`);
     return Number.isNaN(t) ? null : Math.floor(t / 1000);
   }
+
+  /** Whether a page's `next` cursor leads anywhere (0 is the trail's start: nothing is older). */
+  const hasOlder = (next) => next !== null && next !== undefined && next !== 0;
 
   async function viewAudit(ctx, content) {
     const input = (id, label, type, extra) =>
@@ -1130,11 +1181,9 @@
       return p.toString();
     };
 
+    const emptyNote = h("p", { class: "empty-note", text: "No matching records.", hidden: true });
     const setEmpty = () => {
-      const empty = $(".empty-row", tbody);
-      if (!tbody.querySelector("tr[data-event-name]")) {
-        if (!empty) tbody.appendChild(h("tr", { class: "empty-row" }, h("td", { colspan: 5, text: "No matching records." })));
-      } else if (empty) empty.remove();
+      emptyNote.hidden = Boolean(tbody.querySelector("tr"));
     };
 
     const load = async () => {
@@ -1145,7 +1194,7 @@
       tbody.replaceChildren(...(r.records || []).map(auditRow));
       state.next = r.next;
       state.head = r.head;
-      more.hidden = r.next === null || r.next === undefined;
+      more.hidden = !hasOlder(r.next);
       setEmpty();
     };
 
@@ -1175,13 +1224,13 @@
 
     more.addEventListener("click", () =>
       act(more, async () => {
-        if (state.next === null || state.next === undefined) return;
+        if (!hasOlder(state.next)) return;
         const gen = state.gen;
         const r = await api("GET", `/console/api/audit?${params({ limit: 50, before: state.next })}`);
         if (gen !== state.gen || !ctx.active) return;
         append(tbody, (r.records || []).map(auditRow));
         state.next = r.next;
-        more.hidden = r.next === null || r.next === undefined;
+        more.hidden = !hasOlder(r.next);
         setEmpty();
       }),
     );
@@ -1194,7 +1243,7 @@
       h("p", { class: "muted", text: "Every KMS call, newest first. New records appear at the top as they are written." }),
       form,
       status,
-      h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "KMS audit trail" }, tbl),
+      h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "KMS audit trail" }, tbl, emptyNote),
       h("div", { class: "actions" }, more),
     );
     ctx.poll(2000, async () => {
