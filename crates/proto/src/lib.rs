@@ -20,15 +20,19 @@
 //! - [`net`]: a task's network interface ([`net::InterfacePlan`]) and the
 //!   security-group rules the data plane enforces ([`net::FirewallRules`]).
 //! - [`authz`]: how identity and resource policies combine for one request.
+//! - [`audit_trail`]: the KMS audit trail read back (query, page, cursor).
+//! - [`storage`]: a task volume's facts as its host holds it.
 
 #![forbid(unsafe_code)]
 
+pub mod audit_trail;
 pub mod authz;
 pub mod failure;
 pub mod net;
 pub mod plan;
 pub mod query;
 pub mod rest;
+pub mod storage;
 
 pub use failure::{FailureCode, TaskFailure};
 pub use rest::{RestOperation, RestRequest, RestResponse, RestService};
