@@ -536,7 +536,10 @@ fn request_id() -> String {
         .to_string()
 }
 
-async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, AwsError> {
+/// Reads a request body of at most `limit` bytes; a larger or broken one
+/// is `RequestEntityTooLargeException` (413). Raw HTTP services (the
+/// console) read theirs with it too.
+pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, AwsError> {
     Limited::new(body, limit)
         .collect()
         .await

@@ -14,7 +14,6 @@ use bytes::Bytes;
 use ferry_api::{Calls, HttpResponse, HttpService, full_body};
 use ferry_proto::{AwsError, Caller, Principal, RequestContext};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use crate::assets::Assets;
@@ -151,7 +150,7 @@ impl Inner {
         let endpoint = endpoint.to_owned();
         let query = req.uri().query().unwrap_or("").to_owned();
         let (parts, body) = req.into_parts();
-        let body = read_body(body).await?;
+        let body = ferry_api::http::read_body(body, BODY_LIMIT).await?;
         let is_post = parts.method == Method::POST;
         let expect = |m: Method| {
             if parts.method == m {
@@ -186,7 +185,10 @@ impl Inner {
         match endpoint.as_str() {
             "session" => {
                 expect(Method::GET)?;
-                Ok(json(StatusCode::OK, &self.who(&authed)))
+                Ok(json(
+                    StatusCode::OK,
+                    &self.who(&authed.caller, &authed.session),
+                ))
             }
             "signout" => {
                 expect(Method::POST)?;
@@ -219,12 +221,14 @@ impl Inner {
         }
     }
 
-    fn who(&self, authed: &Authed) -> serde_json::Value {
+    /// Who is signed in, and the session's CSRF token (sign-in and
+    /// `GET /console/api/session` answer this).
+    fn who(&self, caller: &Caller, session: &Session) -> serde_json::Value {
         serde_json::json!({
-            "principal": authed.caller.arn(),
-            "accountId": authed.caller.account,
+            "principal": caller.arn(),
+            "accountId": caller.account,
             "region": self.calls.region(),
-            "csrfToken": authed.session.csrf_token,
+            "csrfToken": session.csrf_token,
         })
     }
 
@@ -252,13 +256,7 @@ impl Inner {
             })?;
         let (id, session) = self.sessions.start(form.access_key_id.trim());
         tracing::info!(principal = %caller.arn(), "console sign-in");
-        let who = serde_json::json!({
-            "principal": caller.arn(),
-            "accountId": caller.account,
-            "region": self.calls.region(),
-            "csrfToken": session.csrf_token,
-        });
-        let mut r = json(StatusCode::OK, &who);
+        let mut r = json(StatusCode::OK, &self.who(&caller, &session));
         set_cookie(&mut r, &session::set_cookie(&id));
         Ok(r)
     }
@@ -347,20 +345,6 @@ fn same_origin(headers: &HeaderMap) -> Result<(), AwsError> {
         )
         .with_status(403))
     }
-}
-
-async fn read_body(body: Incoming) -> Result<Bytes, AwsError> {
-    Limited::new(body, BODY_LIMIT)
-        .collect()
-        .await
-        .map(http_body_util::Collected::to_bytes)
-        .map_err(|_| {
-            AwsError::client(
-                "RequestEntityTooLargeException",
-                format!("the request body is larger than {BODY_LIMIT} bytes or could not be read"),
-            )
-            .with_status(413)
-        })
 }
 
 fn set_cookie(r: &mut HttpResponse, value: &str) {
