@@ -15,6 +15,7 @@ use ferry_api::{Calls, HttpResponse, HttpService, full_body};
 use ferry_proto::{AwsError, Caller, Principal, RequestContext};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use hyper::body::Incoming;
+use zeroize::Zeroizing;
 
 use crate::assets::Assets;
 use crate::data::{ConsoleData, NetworkChoices};
@@ -247,14 +248,21 @@ impl Inner {
                 "sign-in takes {\"accessKeyId\", \"secretAccessKey\"}",
             )
         })?;
+        // The secret is wiped when sign-in is done with it.
+        let secret = Zeroizing::new(form.secret_access_key);
+        let key_id = form.access_key_id.trim();
         let caller = self
             .calls
-            .authenticate_secret(form.access_key_id.trim(), &form.secret_access_key)
+            .authenticate_secret(key_id, &secret)
             .and_then(console_principal)
             .inspect_err(|_| {
-                tracing::info!(access_key_id = %form.access_key_id, "console sign-in refused");
+                // Debug-formatted and cut short: the id is the client's
+                // text, and must not forge log lines.
+                let shown: String = key_id.chars().take(64).collect();
+                tracing::info!(access_key_id = ?shown, "console sign-in refused");
             })?;
-        let (id, session) = self.sessions.start(form.access_key_id.trim());
+        drop(secret);
+        let (id, session) = self.sessions.start(key_id);
         tracing::info!(principal = %caller.arn(), "console sign-in");
         let mut r = json(StatusCode::OK, &self.who(&caller, &session));
         set_cookie(&mut r, &session::set_cookie(&id));
