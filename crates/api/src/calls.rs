@@ -118,6 +118,20 @@ impl Calls {
             .map_err(|_| unrecognized())
     }
 
+    /// The gate's decision on `SERVICE:operation` for `ctx`'s caller, for
+    /// what a raw HTTP service serves itself (the console's EC2 choices and
+    /// audit trail): IAM users and role sessions need an identity-policy
+    /// Allow, the administrator and service principals are not gated
+    /// (`AccessDeniedException` when refused).
+    pub fn authorize(
+        &self,
+        ctx: &RequestContext,
+        service: &str,
+        operation: &str,
+    ) -> Result<(), AwsError> {
+        gate::json(ctx, service, operation)
+    }
+
     /// The signing name (and IAM prefix) of the JSON service answering
     /// `target_prefix`, if one is registered.
     pub fn json_signing_name(&self, target_prefix: &str) -> Option<&'static str> {

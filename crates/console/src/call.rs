@@ -8,7 +8,7 @@
 //! names their operations like the JSON ones and gets JSON back.
 
 use bytes::Bytes;
-use ferry_proto::{AwsError, Principal, RestRequest};
+use ferry_proto::{AwsError, RestRequest};
 use serde::Deserialize;
 
 use crate::server::{Authed, Inner};
@@ -152,20 +152,17 @@ async fn efs(
     Ok(r.body)
 }
 
-/// The run form's subnets and security groups, authorized as the gate
-/// would authorize the EC2 call (EC2 is gated by identity policy).
+/// The run form's subnets and security groups, authorized by the gate
+/// as the EC2 call would be (EC2 is gated by identity policy), refused in
+/// EC2's words.
 fn ec2(inner: &Inner, authed: &Authed, op: &str) -> Result<serde_json::Value, AwsError> {
-    let action = match op {
-        "DescribeSubnets" | "DescribeSecurityGroups" => format!("ec2:{op}"),
-        _ => return Err(unsupported("ec2", op)),
-    };
-    if matches!(
-        authed.caller.principal,
-        Principal::Iam(_) | Principal::AssumedRole { .. }
-    ) {
-        ferry_proto::authz::authorize_unknown_resource(&authed.caller, &action)
-            .map_err(|d| d.into_error("UnauthorizedOperation"))?;
+    if !matches!(op, "DescribeSubnets" | "DescribeSecurityGroups") {
+        return Err(unsupported("ec2", op));
     }
+    inner
+        .calls
+        .authorize(&authed.context(inner.calls.region()), "ec2", op)
+        .map_err(|e| AwsError::client("UnauthorizedOperation", e.message))?;
     Ok(if op == "DescribeSubnets" {
         serde_json::json!({ "Subnets": inner.network.subnets() })
     } else {
