@@ -190,33 +190,37 @@ async fn running_tasks(inner: &Inner, authed: &Authed) -> Result<Vec<TaskLine>, 
                 if s("lastStatus") != "RUNNING" {
                     continue;
                 }
-                let task_arn = s("taskArn");
-                let id = task_arn.rsplit('/').next().unwrap_or("").to_owned();
                 let platform_version = s("platformVersion");
-                let data = inner.data.clone();
-                let storage = tokio::task::spawn_blocking(move || data.task_storage(&id))
-                    .await
-                    .ok()
-                    .flatten();
-                // A volume this host holds says for itself; otherwise
-                // (another host's task, not attached yet) the platform
-                // version does: only 1.3.0 is unencrypted.
-                let (encrypted, key_arn) = match storage {
-                    Some(st) => (st.encrypted, st.key_arn),
-                    None => (platform_version != "1.3.0", None),
-                };
                 lines.push(TaskLine {
-                    task_arn,
+                    task_arn: s("taskArn"),
                     cluster_arn: s("clusterArn"),
                     task_definition_arn: s("taskDefinitionArn"),
+                    // Until the host says otherwise (below): only 1.3.0 is
+                    // unencrypted.
+                    encrypted: platform_version != "1.3.0",
                     platform_version,
-                    encrypted,
-                    key_arn,
+                    key_arn: None,
                 });
             }
         }
     }
-    Ok(lines)
+    // The volumes' facts touch the disk: one trip off the async worker for
+    // every task, not one per task. A volume this host holds says for
+    // itself; another host's task (or one not attached yet) keeps what its
+    // platform version says.
+    let data = inner.data.clone();
+    tokio::task::spawn_blocking(move || {
+        for line in &mut lines {
+            let id = line.task_arn.rsplit('/').next().unwrap_or("");
+            if let Some(st) = data.task_storage(id) {
+                line.encrypted = st.encrypted;
+                line.key_arn = st.key_arn;
+            }
+        }
+        lines
+    })
+    .await
+    .map_err(|_| AwsError::server("InternalFailure", "reading the tasks' volumes failed"))
 }
 
 pub(crate) async fn compliance(
