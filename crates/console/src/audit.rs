@@ -8,6 +8,7 @@ use ferry_proto::{AwsError, Principal};
 use crate::data::{AuditError, AuditQuery, MAX_AUDIT_PAGE};
 use crate::server::{Authed, Inner};
 use crate::task::param;
+use ferry_proto::audit_trail::rfc3339_seconds;
 
 /// Records per page when the page does not say.
 const DEFAULT_PAGE: usize = 50;
@@ -69,19 +70,11 @@ fn parse_time(v: &str) -> Option<f64> {
     if let Ok(secs) = v.parse::<f64>() {
         return secs.is_finite().then_some(secs);
     }
-    use time::format_description::well_known::Rfc3339;
-    if let Ok(t) = time::OffsetDateTime::parse(v, &Rfc3339) {
-        return Some(t.unix_timestamp_nanos() as f64 / 1e9);
-    }
-    // `2026-12-03T07:30` or `2026-12-03T07:30:15`, UTC.
-    let with_secs = if v.len() == 16 {
-        format!("{v}:00Z")
-    } else {
-        format!("{v}Z")
-    };
-    time::OffsetDateTime::parse(&with_secs, &Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp_nanos() as f64 / 1e9)
+    // `2026-12-03T07:30` or `2026-12-03T07:30:15` (no zone): UTC.
+    rfc3339_seconds(v).or_else(|| match v.len() {
+        16 => rfc3339_seconds(&format!("{v}:00Z")),
+        _ => rfc3339_seconds(&format!("{v}Z")),
+    })
 }
 
 pub(crate) async fn audit(

@@ -337,9 +337,7 @@ fn key_matches(v: &Value, key: &str) -> bool {
 
 /// `eventTime` in seconds since the epoch.
 fn event_time(v: &Value) -> Option<f64> {
-    let s = v["eventTime"].as_str()?;
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
-    Some(t.unix_timestamp_nanos() as f64 / 1e9)
+    ferry_proto::audit_trail::rfc3339_seconds(v["eventTime"].as_str()?)
 }
 
 /// Whether `s` is an ECS task ARN (`arn:PARTITION:ecs:REGION:ACCOUNT:task/...`).

@@ -85,3 +85,10 @@ impl From<std::io::Error> for AuditError {
         AuditError::Io(e.to_string())
     }
 }
+
+/// An RFC 3339 time (`eventTime`, a query's bound) in seconds since the
+/// epoch, the unit [`AuditQuery::from`] and [`AuditQuery::to`] use.
+pub fn rfc3339_seconds(s: &str) -> Option<f64> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(t.unix_timestamp_nanos() as f64 / 1e9)
+}
