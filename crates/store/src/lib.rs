@@ -24,6 +24,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Serialize, de::DeserializeOwned};
@@ -306,6 +307,192 @@ impl Store {
     }
 }
 
+/// The table of leases in the embedded store (PostgreSQL keeps its own
+/// `ferry_leases` table).
+const LEASES: &str = "ferry-leases";
+
+/// A lease held: who holds it and its fencing epoch, which grows each time
+/// the lease changes hands. Work done under a lease re-checks it inside the
+/// write transaction that records the work ([`WriteTxn::holds_lease`]), so
+/// a holder that lost the lease while paused cannot act twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    /// Grows by one at every change of holder.
+    pub epoch: u64,
+}
+
+/// A lease as anyone can see it ([`Store::leases`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseInfo {
+    /// The lease's name.
+    pub name: String,
+    /// Who holds (or last held) it.
+    pub holder: String,
+    /// Its fencing epoch.
+    pub epoch: u64,
+    /// Whether it is unexpired now.
+    pub live: bool,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LeaseRecord {
+    holder: String,
+    epoch: u64,
+    /// Milliseconds since the Unix epoch (this host's clock: the embedded
+    /// store has one process).
+    expires_ms: u64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Connects to a shared store (`postgresql://...`).
+    pub fn connect(url: &str) -> Result<Self> {
+        Err(StoreError::Io {
+            disk_full: false,
+            detail: format!(
+                "shared stores are not built yet; cannot connect to {}",
+                url.split('@').next_back().unwrap_or("")
+            ),
+        })
+    }
+
+    /// Whether other processes write to this store too (PostgreSQL): an
+    /// in-process cache of its records cannot be trusted then.
+    pub fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// The backend's name, for logs and `/health`.
+    pub fn backend(&self) -> &'static str {
+        "redb"
+    }
+
+    /// A round trip to the store (for `/health`).
+    pub fn ping(&self) -> Result<()> {
+        self.get::<serde_json::Value>(LEASES, "").map(|_| ())
+    }
+
+    /// Up to `limit` records whose key starts with `prefix`, in key order
+    /// (descending with `reverse`), starting after the key `after`.
+    pub fn scan_page<T: DeserializeOwned>(
+        &self,
+        table_name: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<(String, T)>> {
+        let db = self.db()?;
+        let r = (|| {
+            let txn = db.begin_read()?;
+            let t = match txn.open_table(table(table_name)) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            };
+            let mut out = Vec::new();
+            let mut push = |k: &str, v: &[u8]| -> Result<bool> {
+                if !k.starts_with(prefix) {
+                    return Ok(false);
+                }
+                if out.len() >= limit {
+                    return Ok(false);
+                }
+                out.push((k.to_owned(), decode(table_name, k, v)?));
+                Ok(true)
+            };
+            if reverse {
+                let range = match after {
+                    Some(a) => t.range(prefix..a)?,
+                    None => t.range(prefix..)?,
+                };
+                for item in range.rev() {
+                    let (k, v) = item?;
+                    // Keys past the prefix's range come first backwards.
+                    if !k.value().starts_with(prefix) && k.value() > prefix {
+                        continue;
+                    }
+                    if !push(k.value(), v.value())? {
+                        break;
+                    }
+                }
+            } else {
+                let start = after.map_or(prefix, |a| a.max(prefix));
+                for item in t.range(start..)? {
+                    let (k, v) = item?;
+                    if after == Some(k.value()) {
+                        continue;
+                    }
+                    if !push(k.value(), v.value())? {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })();
+        r.map_err(|e| self.health.note(e))
+    }
+
+    /// Takes or renews the lease `name` for `holder` for `ttl`: `Some`
+    /// while `holder` holds it, `None` while someone else does.
+    pub fn lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<Option<Lease>> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        self.write(|w| {
+            let now = now_ms();
+            let cur: Option<LeaseRecord> = w.get(LEASES, name)?;
+            let epoch = match cur {
+                Some(c) if c.holder == holder => c.epoch,
+                Some(c) if c.expires_ms > now => return Ok(None),
+                Some(c) => c.epoch + 1,
+                None => 1,
+            };
+            w.put(
+                LEASES,
+                name,
+                &LeaseRecord {
+                    holder: holder.to_owned(),
+                    epoch,
+                    expires_ms: now.saturating_add(ttl_ms),
+                },
+            )?;
+            Ok(Some(Lease { epoch }))
+        })
+    }
+
+    /// Gives the lease up at once if `holder` holds it (a clean shutdown).
+    pub fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        self.write(|w| {
+            let cur: Option<LeaseRecord> = w.get(LEASES, name)?;
+            if let Some(mut c) = cur.filter(|c| c.holder == holder) {
+                c.expires_ms = 0;
+                w.put(LEASES, name, &c)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Every lease whose name starts with `prefix`.
+    pub fn leases(&self, prefix: &str) -> Result<Vec<LeaseInfo>> {
+        let now = now_ms();
+        Ok(self
+            .scan::<LeaseRecord>(LEASES, prefix)?
+            .into_iter()
+            .map(|(name, r)| LeaseInfo {
+                name,
+                live: r.expires_ms > now,
+                holder: r.holder,
+                epoch: r.epoch,
+            })
+            .collect())
+    }
+}
+
 /// A write transaction handed to [`Store::write`]'s closure. Reads see the
 /// transaction's own writes.
 pub struct WriteTxn<'a> {
@@ -347,6 +534,14 @@ impl WriteTxn<'_> {
             t.insert(key, bytes.as_slice())?;
             Ok(())
         })
+    }
+
+    /// Whether `holder` still holds the lease `name` at `epoch`, unexpired:
+    /// the fencing check of work done under a lease, inside the write
+    /// transaction that records it.
+    pub fn holds_lease(&self, name: &str, holder: &str, epoch: u64) -> Result<bool> {
+        let cur: Option<LeaseRecord> = self.get(LEASES, name)?;
+        Ok(cur.is_some_and(|c| c.holder == holder && c.epoch == epoch && c.expires_ms > now_ms()))
     }
 
     /// Deletes one record; returns whether it existed.
@@ -436,6 +631,72 @@ mod tests {
         fn from(_: StoreError) -> Self {
             E::Store
         }
+    }
+
+    #[test]
+    fn pages_forward_and_backward_within_a_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb")).unwrap();
+        for (k, n) in [("a", 0), ("b/1", 1), ("b/2", 2), ("b/3", 3), ("c", 4)] {
+            s.put("t", k, &Rec { n }).unwrap();
+        }
+        let keys = |v: Vec<(String, Rec)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        assert_eq!(
+            keys(s.scan_page("t", "b/", None, 2, false).unwrap()),
+            ["b/1", "b/2"]
+        );
+        assert_eq!(
+            keys(s.scan_page("t", "b/", Some("b/2"), 2, false).unwrap()),
+            ["b/3"]
+        );
+        assert_eq!(
+            keys(s.scan_page("t", "b/", None, 2, true).unwrap()),
+            ["b/3", "b/2"]
+        );
+        assert_eq!(
+            keys(s.scan_page("t", "b/", Some("b/2"), 5, true).unwrap()),
+            ["b/1"]
+        );
+        assert!(
+            s.scan_page::<Rec>("nope", "", None, 5, true)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_lease_has_one_holder_until_it_expires_or_is_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb")).unwrap();
+        let long = Duration::from_secs(60);
+        let a = s.lease("scheduler", "a", long).unwrap().unwrap();
+        assert_eq!(s.lease("scheduler", "b", long).unwrap(), None);
+        assert_eq!(s.lease("scheduler", "a", long).unwrap(), Some(a));
+        assert!(
+            s.write(|w| w.holds_lease("scheduler", "a", a.epoch))
+                .unwrap()
+        );
+        assert!(
+            !s.write(|w| w.holds_lease("scheduler", "b", a.epoch))
+                .unwrap()
+        );
+        s.release_lease("scheduler", "a").unwrap();
+        let b = s
+            .lease("scheduler", "b", Duration::from_millis(1))
+            .unwrap()
+            .unwrap();
+        assert_eq!(b.epoch, a.epoch + 1);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(
+            !s.write(|w| w.holds_lease("scheduler", "b", b.epoch))
+                .unwrap()
+        );
+        let info = s.leases("sched").unwrap();
+        assert_eq!((info.len(), info[0].live), (1, false));
+        assert_eq!(
+            s.lease("scheduler", "a", long).unwrap().unwrap().epoch,
+            b.epoch + 1
+        );
     }
 
     #[test]
