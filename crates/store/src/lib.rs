@@ -178,6 +178,9 @@ pub struct Store {
     health: Health,
     /// Serializes reopening.
     reopening: Mutex<()>,
+    /// Per table, how many committed transactions wrote it (this process's
+    /// count; the embedded store has no other writer).
+    versions: Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl Store {
@@ -195,6 +198,7 @@ impl Store {
             db: RwLock::new(Some(Arc::new(db))),
             health: Health::default(),
             reopening: Mutex::new(()),
+            versions: Mutex::default(),
         })
     }
 
@@ -299,10 +303,19 @@ impl Store {
         let mut w = WriteTxn {
             txn: &txn,
             health: &self.health,
+            touched: std::collections::BTreeSet::new(),
         };
         let r = f(&mut w)?;
+        let touched = std::mem::take(&mut w.touched);
         txn.commit()
             .map_err(|e| self.health.note(StoreError::from(e)))?;
+        let mut v = self
+            .versions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for t in touched {
+            *v.entry(t).or_insert(0) += 1;
+        }
         Ok(r)
     }
 }
@@ -371,6 +384,22 @@ impl Store {
     /// The backend's name, for logs and `/health`.
     pub fn backend(&self) -> &'static str {
         "redb"
+    }
+
+    /// The version of each table in `tables`: a number that grows with every
+    /// committed transaction that wrote the table (through any process of
+    /// a shared store). A service that keeps records in memory compares
+    /// them before answering and reloads the tables that changed; one
+    /// round trip.
+    pub fn versions(&self, tables: &[&str]) -> Result<Vec<u64>> {
+        let v = self
+            .versions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(tables
+            .iter()
+            .map(|t| v.get(*t).copied().unwrap_or(0))
+            .collect())
     }
 
     /// A round trip to the store (for `/health`).
@@ -498,6 +527,8 @@ impl Store {
 pub struct WriteTxn<'a> {
     txn: &'a redb::WriteTransaction,
     health: &'a Health,
+    /// The tables this transaction wrote (their versions grow at commit).
+    touched: std::collections::BTreeSet<String>,
 }
 
 impl WriteTxn<'_> {
@@ -529,6 +560,7 @@ impl WriteTxn<'_> {
             key: key.to_owned(),
             source,
         })?;
+        self.touched.insert(table_name.to_owned());
         self.noted(|| {
             let mut t = self.txn.open_table(table(table_name))?;
             t.insert(key, bytes.as_slice())?;
@@ -546,6 +578,7 @@ impl WriteTxn<'_> {
 
     /// Deletes one record; returns whether it existed.
     pub fn delete(&mut self, table_name: &str, key: &str) -> Result<bool> {
+        self.touched.insert(table_name.to_owned());
         self.noted(|| {
             let mut t = self.txn.open_table(table(table_name))?;
             let existed = t.remove(key)?.is_some();
@@ -697,6 +730,24 @@ mod tests {
             s.lease("scheduler", "a", long).unwrap().unwrap().epoch,
             b.epoch + 1
         );
+    }
+
+    #[test]
+    fn a_table_version_grows_with_each_commit_that_writes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb")).unwrap();
+        assert_eq!(s.versions(&["a", "b"]).unwrap(), [0, 0]);
+        s.put("a", "k", &Rec { n: 1 }).unwrap();
+        s.write(|w| {
+            w.put("a", "k", &Rec { n: 2 })?;
+            w.delete("b", "x")
+        })
+        .unwrap();
+        let _: std::result::Result<(), E> = s.write(|w| {
+            w.put("b", "k", &Rec { n: 3 })?;
+            Err(E::Abort)
+        });
+        assert_eq!(s.versions(&["a", "b"]).unwrap(), [2, 1]);
     }
 
     #[test]
