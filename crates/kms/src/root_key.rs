@@ -6,11 +6,16 @@
 //! the file's protection (permissions, the disk it lives on, backups) is the
 //! deployment's trust boundary. Nothing else on disk holds key material in
 //! plaintext. See docs/kms.md.
+//!
+//! With a shared store (`ferry server --store ... --root-key FILE`) the key
+//! is that file instead, the same on every replica: the database holds
+//! only what it wraps, never the key itself (docs/fleet.md).
 
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use zeroize::Zeroizing;
 
@@ -43,47 +48,101 @@ pub struct RootKey {
 impl RootKey {
     /// Loads `DIR/root.key`, creating it on first start.
     pub fn open_or_create(dir: &Path) -> Result<Self, RootKeyError> {
-        let path = dir.join("root.key");
+        Self::open_or_create_file(&dir.join("root.key")).map(|(key, _)| key)
+    }
+
+    /// Loads the root key from `path` (`ferry server --root-key FILE`),
+    /// creating it (mode 0600) if there is no such file; the flag says
+    /// whether it was created. A file others than its owner may read, or
+    /// that is not exactly 32 bytes, is refused.
+    ///
+    /// Creation is safe against a second process creating the same file
+    /// at once (two replicas started together on one host): the key is
+    /// written to a file of this process's own, then hard-linked into
+    /// place, which fails if the name exists; the loser reads the
+    /// winner's key.
+    pub fn open_or_create_file(path: &Path) -> Result<(Self, bool), RootKeyError> {
         let io = |source| RootKeyError::Io {
-            path: path.clone(),
+            path: path.to_owned(),
             source,
         };
-        match OpenOptions::new().read(true).open(&path) {
-            Ok(mut f) => {
-                let mode = f.metadata().map_err(io)?.permissions().mode();
-                if mode & 0o077 != 0 {
-                    return Err(RootKeyError::Invalid(
-                        path,
-                        "is readable by others than its owner (want mode 0600)",
-                    ));
+        match Self::read_file(path) {
+            Err(RootKeyError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound => {}
+            other => return other.map(|k| (k, false)),
+        }
+        let key = crypto::random_key()?;
+        // A name of this call's own: the pid tells processes apart, the
+        // counter calls within one (a stale file of a dead process with
+        // the same pid is garbage and removed).
+        static CALLS: AtomicU64 = AtomicU64::new(0);
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(
+            ".tmp.{}.{}",
+            std::process::id(),
+            CALLS.fetch_add(1, Ordering::Relaxed)
+        ));
+        let tmp = PathBuf::from(tmp);
+        let _ = fs::remove_file(&tmp);
+        let written = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(key.as_slice())?;
+            f.sync_all()?;
+            fs::hard_link(&tmp, path)
+        })();
+        let _ = fs::remove_file(&tmp);
+        match written {
+            Ok(()) => {
+                // The new name is durable only once its directory is.
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
                 }
-                let mut buf = Zeroizing::new(Vec::with_capacity(KEY_LEN + 1));
-                f.read_to_end(&mut buf).map_err(io)?;
-                let key: [u8; KEY_LEN] = buf
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| RootKeyError::Invalid(path.clone(), "is not 32 bytes long"))?;
-                Ok(Self {
-                    key: Zeroizing::new(key),
-                })
+                Ok((Self { key }, true))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key = crypto::random_key()?;
-                let tmp = dir.join("root.key.tmp");
-                let _ = fs::remove_file(&tmp);
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&tmp)
-                    .map_err(io)?;
-                f.write_all(key.as_slice()).map_err(io)?;
-                f.sync_all().map_err(io)?;
-                fs::rename(&tmp, &path).map_err(io)?;
-                Ok(Self { key })
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Self::read_file(path).map(|k| (k, false))
             }
             Err(e) => Err(io(e)),
         }
+    }
+
+    /// Reads an existing key file, checking its mode and length.
+    fn read_file(path: &Path) -> Result<Self, RootKeyError> {
+        let io = |source| RootKeyError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let f = OpenOptions::new().read(true).open(path).map_err(io)?;
+        let meta = f.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(RootKeyError::Invalid(
+                path.to_owned(),
+                "is not a regular file",
+            ));
+        }
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(RootKeyError::Invalid(
+                path.to_owned(),
+                "is readable by others than its owner (want mode 0600)",
+            ));
+        }
+        // One byte more than a key: enough to tell a longer file, never
+        // reading a large one whole.
+        let mut buf = Zeroizing::new(Vec::with_capacity(KEY_LEN + 1));
+        f.take(KEY_LEN as u64 + 1)
+            .read_to_end(&mut buf)
+            .map_err(io)?;
+        let key: [u8; KEY_LEN] = buf
+            .as_slice()
+            .try_into()
+            .map_err(|_| RootKeyError::Invalid(path.to_owned(), "is not 32 bytes long"))?;
+        Ok(Self {
+            key: Zeroizing::new(key),
+        })
     }
 
     /// A root key from raw bytes (tests).
@@ -148,5 +207,62 @@ mod tests {
         drop(RootKey::open_or_create(d.path()).unwrap());
         fs::set_permissions(d.path().join("root.key"), fs::Permissions::from_mode(0o644)).unwrap();
         assert!(RootKey::open_or_create(d.path()).is_err());
+    }
+
+    #[test]
+    fn a_named_file_is_created_once_and_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("fleet.key");
+        let (a, created) = RootKey::open_or_create_file(&path).unwrap();
+        assert!(created);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let (b, created) = RootKey::open_or_create_file(&path).unwrap();
+        assert!(!created);
+        let w = a.wrap("x", b"m").unwrap();
+        assert_eq!(b.unwrap_material("x", &w).unwrap().as_slice(), b"m");
+        // No temporary file is left beside it.
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+
+        let short = d.path().join("short.key");
+        fs::write(&short, [7u8; 31]).unwrap();
+        fs::set_permissions(&short, fs::Permissions::from_mode(0o600)).unwrap();
+        let e = RootKey::open_or_create_file(&short).err().unwrap();
+        assert!(e.to_string().contains("is not 32 bytes long"), "{e}");
+        let long = d.path().join("long.key");
+        fs::write(&long, [7u8; 33]).unwrap();
+        fs::set_permissions(&long, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(RootKey::open_or_create_file(&long).is_err());
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        let e = RootKey::open_or_create_file(&path).err().unwrap();
+        assert!(e.to_string().contains("want mode 0600"), "{e}");
+        let e = RootKey::open_or_create_file(&d.path().join("no/such/dir/k"))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("no/such/dir/k"), "{e}");
+    }
+
+    #[test]
+    fn two_processes_creating_one_file_end_with_one_key() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("race.key");
+        let keys: Vec<_> = (0..8)
+            .map(|_| {
+                let p = path.clone();
+                std::thread::spawn(move || RootKey::open_or_create_file(&p).unwrap())
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        let (file_key, _) = RootKey::open_or_create_file(&path).unwrap();
+        let w = file_key.wrap("x", b"m").unwrap();
+        assert_eq!(keys.iter().filter(|(_, c)| *c).count(), 1);
+        for (k, _) in &keys {
+            assert_eq!(k.unwrap_material("x", &w).unwrap().as_slice(), b"m");
+        }
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
     }
 }
