@@ -17,6 +17,8 @@
 //! - [`router`]: the services a server answers: JSON 1.1 services by
 //!   `X-Amz-Target` prefix, query services (IAM, STS) by the credential
 //!   scope's service name, REST services by path.
+//! - [`health`]: `GET /health`, unauthenticated: whether the store
+//!   answers, for load balancers.
 //! - [`http`]: the listener: body limits, JSON 1.1 and query (XML) framing,
 //!   error rendering, graceful shutdown.
 //! - [`listener`]: header, idle and body timeouts; connection caps (in all
@@ -29,6 +31,7 @@ pub mod calls;
 pub mod client;
 pub mod credentials;
 mod gate;
+pub mod health;
 pub mod http;
 pub mod listener;
 pub mod router;

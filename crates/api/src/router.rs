@@ -34,6 +34,8 @@ pub(crate) struct RestRoute {
 
 pub(crate) struct HttpRoute {
     pub prefix: &'static str,
+    /// Only the path `prefix` itself (`/health`), not paths under it.
+    pub exact: bool,
     pub service: Arc<dyn crate::http::HttpService>,
 }
 
@@ -131,7 +133,23 @@ impl Router {
         prefix: &'static str,
         service: Arc<dyn crate::http::HttpService>,
     ) -> Self {
-        self.http.push(HttpRoute { prefix, service });
+        self.http.push(HttpRoute {
+            prefix,
+            exact: false,
+            service,
+        });
+        self
+    }
+
+    /// Serves `GET /health` ([`crate::health`]): exactly that path,
+    /// before SigV4 (a load balancer probes it without credentials).
+    #[must_use]
+    pub fn health(mut self, health: crate::health::Health) -> Self {
+        self.http.push(HttpRoute {
+            prefix: "/health",
+            exact: true,
+            service: Arc::new(health),
+        });
         self
     }
 
@@ -139,7 +157,13 @@ impl Router {
     pub(crate) fn http_route(&self, path: &str) -> Option<&Arc<dyn crate::http::HttpService>> {
         self.http
             .iter()
-            .find(|r| path.starts_with(r.prefix) || path == r.prefix.trim_end_matches('/'))
+            .find(|r| {
+                if r.exact {
+                    path == r.prefix
+                } else {
+                    path.starts_with(r.prefix) || path == r.prefix.trim_end_matches('/')
+                }
+            })
             .map(|r| &r.service)
     }
 
