@@ -8,6 +8,17 @@
 //! `version`, so a slow reader can never put back an older state. Deletions
 //! bump a generation counter under the same lock, so a reader that raced a
 //! deletion does not resurrect the record.
+//!
+//! With a shared store (PostgreSQL, several API replicas:
+//! [`Store::is_shared`]) the cache is bypassed: every read goes through to
+//! the store, so DescribeTasks through one replica sees a write through
+//! another at once. Validating the cache by the tasks table's version
+//! ([`Store::versions`]) was the alternative, and it does not pay: callers
+//! ask per task, so the check is one round trip per task, as the read
+//! itself is; and the table changes with every state event of every task
+//! (any replica's), so on a busy control plane the check mostly fails and
+//! costs a second round trip. Reading through loses only the JSON decode
+//! a hit saves, and keeps the store the only source of truth.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -52,6 +63,9 @@ impl TaskCache {
 
     /// The task stored under `key` (`CLUSTER/TASK_ID`).
     pub fn get(&self, store: &Store, key: &str) -> Result<Option<Arc<TaskRecord>>, StoreError> {
+        if store.is_shared() {
+            return read_through(store, key);
+        }
         let seen = {
             let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
             if let Some(t) = g.map.get(key) {
@@ -69,6 +83,9 @@ impl TaskCache {
 
     /// Re-reads `key` after a committed write; returns the fresh record.
     pub fn refresh(&self, store: &Store, key: &str) -> Result<Option<Arc<TaskRecord>>, StoreError> {
+        if store.is_shared() {
+            return read_through(store, key);
+        }
         let seen = self.deletions();
         let Some(t) = store.get::<TaskRecord>(db::TASKS, key)? else {
             return Ok(None);
@@ -86,6 +103,11 @@ impl TaskCache {
             g.map.remove(k);
         }
     }
+}
+
+/// The store's record, nothing kept (a shared store).
+fn read_through(store: &Store, key: &str) -> Result<Option<Arc<TaskRecord>>, StoreError> {
+    Ok(store.get::<TaskRecord>(db::TASKS, key)?.map(Arc::new))
 }
 
 #[cfg(test)]
