@@ -458,6 +458,43 @@ pub fn identity(
     Ok(Arc::new(iam))
 }
 
+/// `/health`'s question to the state store: one round trip. Logs when
+/// the answer changes, not at every probe of an outage.
+pub struct StoreProbe {
+    store: Arc<Store>,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl StoreProbe {
+    /// The probe of `store`.
+    pub fn new(store: Arc<Store>) -> Self {
+        Self {
+            store,
+            down: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+impl ferry_api::health::Probe for StoreProbe {
+    fn ping(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        match self.store.ping() {
+            Ok(()) => {
+                if self.down.swap(false, Ordering::Relaxed) {
+                    tracing::info!("health: the state store answers again");
+                }
+                true
+            }
+            Err(e) => {
+                if !self.down.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("health: the state store does not answer: {e}");
+                }
+                false
+            }
+        }
+    }
+}
+
 /// The IAM store's sealer: the KMS root key.
 struct KmsSealer(Arc<ferry_kms::Kms>);
 

@@ -7,6 +7,15 @@
 //! profile `default`, mode 0600). Later starts reuse all of it. The identity
 //! (account id, administrator key id) is a record in the store; the secret
 //! lives only in the credentials file, which is what clients are given.
+//!
+//! With a shared store (`--store postgresql://...`, [`DataDir::open_shared`])
+//! the store is not in the directory and every replica must hand out the
+//! same administrator key, so the identity record also holds the secret,
+//! sealed (AES-256-GCM) under the root key given by `--root-key`: a replica
+//! starting with an empty directory unseals it and writes the same
+//! `credentials` file. A root key that does not open it is refused before
+//! anything is written. Two replicas starting at once create one identity:
+//! the record is created in one write transaction that checks first.
 
 use std::fs::{self, DirBuilder};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -16,6 +25,7 @@ use std::sync::Arc;
 use ferry_api::credentials::{
     CredentialsError, new_access_key_id, new_secret, read_credentials, write_credentials,
 };
+use ferry_kms::RootKey;
 use ferry_store::{Store, StoreError};
 use rand::Rng;
 use zeroize::Zeroizing;
@@ -58,6 +68,40 @@ pub enum DataDirError {
     /// `--account-id` is not 12 digits.
     #[error("--account-id must be 12 digits, not {0:?}")]
     BadAccountId(String),
+    /// `--account-id` names another account than the shared store's.
+    #[error(
+        "the store belongs to account {existing}; --account-id {requested} cannot change it \
+         (the account id is chosen when the store is first used)"
+    )]
+    StoreAccountMismatch {
+        /// The store's account id.
+        existing: String,
+        /// The one asked for.
+        requested: String,
+    },
+    /// The root key file could not be read or created, or is not a key.
+    #[error(transparent)]
+    RootKey(#[from] ferry_kms::root_key::RootKeyError),
+    /// The store has an identity but the root key file does not exist.
+    #[error(
+        "the store already holds this deployment's identity, sealed under its root key, but --root-key {} \
+         does not exist: copy the root key file the first replica created (mode 0600) to this path",
+        .0.display()
+    )]
+    RootKeyMissing(PathBuf),
+    /// The root key does not open the store's sealed administrator secret.
+    #[error(
+        "--root-key {} is not the root key this store was created with (the sealed administrator secret \
+         does not open under it): every replica must use the same root key file",
+        .0.display()
+    )]
+    WrongRootKey(PathBuf),
+    /// The store's identity has no sealed secret to hand out.
+    #[error(
+        "the store's server identity has no sealed administrator secret (it was written by a server \
+         without --store); a shared store must be initialized by `ferry server --store`"
+    )]
+    NotSealed,
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> DataDirError + 'a {
@@ -76,6 +120,18 @@ const IDENTITY: &str = "identity";
 struct Identity {
     account_id: String,
     admin_access_key_id: String,
+    /// Shared stores only: the administrator's secret sealed under the
+    /// root key (hex of iv || ciphertext || tag), label
+    /// [`admin_secret_label`]. Absent in an embedded store, whose secret
+    /// is only in the credentials file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    admin_secret_sealed: Option<String>,
+}
+
+/// What the sealed administrator secret is bound to: its key id, in a
+/// namespace of its own (the KMS's labels are `kms-key/...`, `sealed/...`).
+fn admin_secret_label(key_id: &str) -> String {
+    format!("ferry-server/admin-secret/{key_id}")
 }
 
 /// An opened data directory.
@@ -102,23 +158,8 @@ impl DataDir {
         {
             return Err(DataDirError::BadAccountId(a.to_owned()));
         }
-        if !path.exists() {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(path)
-                .map_err(io("creating data directory", path))?;
-        }
-        let meta = fs::metadata(path).map_err(io("reading data directory", path))?;
-        if !meta.is_dir() {
-            return Err(DataDirError::Credentials(format!(
-                "data directory {} is not a directory",
-                path.display()
-            )));
-        }
         // Key material and credentials live here: nobody else may look in.
-        fs::set_permissions(path, fs::Permissions::from_mode(0o700))
-            .map_err(io("restricting data directory", path))?;
+        create_private_dir(path)?;
         let store = Arc::new(Store::open(&path.join("state.redb"))?);
         let creds_path = path.join("credentials");
         let (identity, secret) = match store.get::<Identity>(TABLE, IDENTITY)? {
@@ -146,6 +187,7 @@ impl DataDir {
                 let id = Identity {
                     account_id: account_id.map_or_else(new_account_id, str::to_owned),
                     admin_access_key_id: new_access_key_id(),
+                    admin_secret_sealed: None,
                 };
                 let secret = new_secret();
                 write_credentials(&creds_path, &id.admin_access_key_id, &secret)?;
@@ -161,6 +203,171 @@ impl DataDir {
             store,
         })
     }
+}
+
+impl DataDir {
+    /// Opens the deployment's identity in a shared `store` with the root
+    /// key file `root_key` (created if missing and the store is new), and
+    /// the local directory `path` (created if missing) with its
+    /// `credentials` file. Returns the directory and the root key.
+    pub fn open_shared(
+        path: &Path,
+        store: Arc<Store>,
+        root_key: &Path,
+        account_id: Option<&str>,
+    ) -> Result<(Self, RootKey), DataDirError> {
+        if let Some(a) = account_id
+            && !valid_account_id(a)
+        {
+            return Err(DataDirError::BadAccountId(a.to_owned()));
+        }
+        let existing = store.get::<Identity>(TABLE, IDENTITY)?;
+        // A missing key file beside an existing identity is a replica
+        // not given the deployment's key: say so rather than create a
+        // key that cannot open anything.
+        if existing.is_some()
+            && !root_key
+                .try_exists()
+                .map_err(io("looking for the root key", root_key))?
+        {
+            return Err(DataDirError::RootKeyMissing(root_key.to_owned()));
+        }
+        let (root, created) = RootKey::open_or_create_file(root_key)?;
+        // A key this start created and that turns out not to open the
+        // store's identity is removed again: nothing is left behind.
+        let refuse = |e: DataDirError| {
+            if created {
+                let _ = fs::remove_file(root_key);
+            }
+            e
+        };
+        let id = match existing {
+            Some(id) => id,
+            None => create_identity(&store, &root, account_id).map_err(refuse)?,
+        };
+        if let Some(requested) = account_id
+            && requested != id.account_id
+        {
+            return Err(refuse(DataDirError::StoreAccountMismatch {
+                existing: id.account_id,
+                requested: requested.to_owned(),
+            }));
+        }
+        let secret = unseal_admin_secret(&id, &root, root_key).map_err(refuse)?;
+        if created {
+            tracing::info!(
+                "created the root key {}: copy this file (mode 0600) to every replica and give it as \
+                 --root-key there; keep it like a secret, and out of the database",
+                root_key.display()
+            );
+        }
+        create_private_dir(path)?;
+        let creds_path = path.join("credentials");
+        let written = match read_credentials(&creds_path) {
+            Ok((key_id, file_secret)) => {
+                if key_id != id.admin_access_key_id || *file_secret != *secret {
+                    return Err(DataDirError::Credentials(format!(
+                        "{} holds access key {key_id}, not the store's administrator key {}: \
+                         this data directory belongs to another deployment (remove the file, or use \
+                         another --data-dir)",
+                        creds_path.display(),
+                        id.admin_access_key_id
+                    )));
+                }
+                false
+            }
+            Err(CredentialsError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                write_credentials(&creds_path, &id.admin_access_key_id, &secret)?;
+                true
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if written {
+            tracing::info!(
+                "wrote the administrator's credentials to {}",
+                creds_path.display()
+            );
+        }
+        Ok((
+            Self {
+                path: path.to_owned(),
+                account_id: id.account_id,
+                admin_access_key_id: id.admin_access_key_id,
+                admin_secret: secret,
+                store,
+            },
+            root,
+        ))
+    }
+}
+
+/// Creates the shared store's identity, unless another replica did
+/// first: the check and the write are one transaction, and writers are
+/// serialized, so exactly one identity is ever created. Returns the
+/// identity in the store.
+fn create_identity(
+    store: &Store,
+    root: &RootKey,
+    account_id: Option<&str>,
+) -> Result<Identity, DataDirError> {
+    let key_id = new_access_key_id();
+    let secret = new_secret();
+    let sealed = root
+        .wrap(&admin_secret_label(&key_id), secret.as_bytes())
+        .map_err(|e| DataDirError::Credentials(format!("sealing the administrator secret: {e}")))?;
+    let fresh = Identity {
+        account_id: account_id.map_or_else(new_account_id, str::to_owned),
+        admin_access_key_id: key_id,
+        admin_secret_sealed: Some(hex::encode(sealed)),
+    };
+    store.write(|w| match w.get::<Identity>(TABLE, IDENTITY)? {
+        Some(theirs) => Ok(theirs),
+        None => {
+            w.put(TABLE, IDENTITY, &fresh)?;
+            Ok::<_, DataDirError>(fresh)
+        }
+    })
+}
+
+/// The administrator's secret, opened with the root key.
+fn unseal_admin_secret(
+    id: &Identity,
+    root: &RootKey,
+    root_key: &Path,
+) -> Result<Zeroizing<String>, DataDirError> {
+    let sealed = id
+        .admin_secret_sealed
+        .as_deref()
+        .ok_or(DataDirError::NotSealed)?;
+    let sealed = hex::decode(sealed).map_err(|_| DataDirError::NotSealed)?;
+    let plain = root
+        .unwrap_material(&admin_secret_label(&id.admin_access_key_id), &sealed)
+        .map_err(|_| DataDirError::WrongRootKey(root_key.to_owned()))?;
+    let text = std::str::from_utf8(&plain).map_err(|_| DataDirError::NotSealed)?;
+    Ok(Zeroizing::new(text.to_owned()))
+}
+
+/// Creates `path` (mode 0700) if needed and makes sure it is a directory
+/// only its owner may look in (credentials and key material live there).
+fn create_private_dir(path: &Path) -> Result<(), DataDirError> {
+    if !path.exists() {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .map_err(io("creating data directory", path))?;
+    }
+    let meta = fs::metadata(path).map_err(io("reading data directory", path))?;
+    if !meta.is_dir() {
+        return Err(DataDirError::Credentials(format!(
+            "data directory {} is not a directory",
+            path.display()
+        )));
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+        .map_err(io("restricting data directory", path))
 }
 
 /// An AWS account id: exactly 12 digits (leading zeros allowed, as in the
@@ -255,5 +462,127 @@ mod tests {
             Err(DataDirError::BadAccountId(_))
         ));
         assert!(!tmp.path().join("e").exists());
+    }
+
+    /// One store (redb stands in for a shared one: `open_shared` only
+    /// needs the store interface) and a root key file beside it.
+    fn shared_store(tmp: &Path) -> Arc<Store> {
+        Arc::new(Store::open(&tmp.join("shared.redb")).unwrap())
+    }
+
+    #[test]
+    fn replicas_of_one_store_hand_out_the_same_credentials() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = shared_store(tmp.path());
+        let key = tmp.path().join("root.key");
+        let (a, _) = DataDir::open_shared(
+            &tmp.path().join("a"),
+            store.clone(),
+            &key,
+            Some("012345678910"),
+        )
+        .unwrap();
+        assert_eq!(
+            fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // The second replica has an empty directory and no --account-id.
+        let (b, _) =
+            DataDir::open_shared(&tmp.path().join("b"), store.clone(), &key, None).unwrap();
+        assert_eq!(b.account_id, "012345678910");
+        assert_eq!(b.admin_access_key_id, a.admin_access_key_id);
+        assert_eq!(*b.admin_secret, *a.admin_secret);
+        assert_eq!(
+            fs::read(tmp.path().join("a/credentials")).unwrap(),
+            fs::read(tmp.path().join("b/credentials")).unwrap()
+        );
+        // The store holds the secret sealed, not in plaintext.
+        let id: serde_json::Value = store.get(TABLE, IDENTITY).unwrap().unwrap();
+        assert!(!id.to_string().contains(a.admin_secret.as_str()), "{id}");
+        assert!(id["admin_secret_sealed"].is_string(), "{id}");
+        // A restart with its own file reuses it.
+        assert!(DataDir::open_shared(&tmp.path().join("b"), store.clone(), &key, None).is_ok());
+        // Another account is refused.
+        let Err(e) = DataDir::open_shared(
+            &tmp.path().join("c"),
+            store.clone(),
+            &key,
+            Some("111122223333"),
+        ) else {
+            panic!("changed the store's account")
+        };
+        assert!(
+            matches!(e, DataDirError::StoreAccountMismatch { .. }),
+            "{e}"
+        );
+        assert!(!tmp.path().join("c").exists());
+        // A data directory of another deployment is refused.
+        fs::write(
+            tmp.path().join("b/credentials"),
+            "[default]\naws_access_key_id = AKIAOTHER\naws_secret_access_key = x\n",
+        )
+        .unwrap();
+        let Err(e) = DataDir::open_shared(&tmp.path().join("b"), store, &key, None) else {
+            panic!("accepted a foreign credentials file")
+        };
+        assert!(e.to_string().contains("AKIAOTHER"), "{e}");
+    }
+
+    #[test]
+    fn a_wrong_or_missing_root_key_is_refused_before_anything_is_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = shared_store(tmp.path());
+        let key = tmp.path().join("root.key");
+        DataDir::open_shared(&tmp.path().join("a"), store.clone(), &key, None).unwrap();
+
+        // Missing: refused, and no key is made up.
+        let missing = tmp.path().join("missing.key");
+        let Err(e) = DataDir::open_shared(&tmp.path().join("b"), store.clone(), &missing, None)
+        else {
+            panic!("started without the deployment's key")
+        };
+        assert!(matches!(e, DataDirError::RootKeyMissing(_)), "{e}");
+        assert!(e.to_string().contains("missing.key"), "{e}");
+        assert!(!missing.exists());
+
+        // Another key: refused with a clear message, nothing written.
+        let other = tmp.path().join("other.key");
+        drop(ferry_kms::RootKey::open_or_create_file(&other).unwrap());
+        let Err(e) = DataDir::open_shared(&tmp.path().join("b"), store.clone(), &other, None)
+        else {
+            panic!("started with another root key")
+        };
+        assert!(matches!(e, DataDirError::WrongRootKey(_)), "{e}");
+        assert!(
+            e.to_string()
+                .contains("is not the root key this store was created with"),
+            "{e}"
+        );
+        assert!(!tmp.path().join("b").exists());
+        assert!(other.exists(), "an operator's file is never removed");
+    }
+
+    #[test]
+    fn replicas_starting_at_once_create_one_identity() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = shared_store(tmp.path());
+        let key = tmp.path().join("root.key");
+        // Every replica has the key file (the operator distributed it).
+        drop(ferry_kms::RootKey::open_or_create_file(&key).unwrap());
+        let starts: Vec<_> = (0..6)
+            .map(|i| {
+                let (dir, store, key) =
+                    (tmp.path().join(format!("r{i}")), store.clone(), key.clone());
+                std::thread::spawn(move || {
+                    let (d, _) = DataDir::open_shared(&dir, store, &key, None).unwrap();
+                    (d.account_id, d.admin_access_key_id, d.admin_secret)
+                })
+            })
+            .collect();
+        let ids: Vec<_> = starts.into_iter().map(|h| h.join().unwrap()).collect();
+        assert!(
+            ids.windows(2).all(|w| w[0] == w[1]),
+            "two identities were created"
+        );
     }
 }

@@ -4,6 +4,12 @@
 //! servers are processes of their own; the next start re-adopts them),
 //! unless `--stop-tasks-on-exit`: then it drains the tasks and releases the
 //! EFS mounts first.
+//!
+//! Fleet mode (`--store postgresql://... --root-key FILE`, docs/fleet.md):
+//! the state is in a shared PostgreSQL store instead of the data
+//! directory's redb file, and the root key is the given file, the same on
+//! every replica; `--data-dir` still holds this process's local files.
+//! The store URL is never logged or put in an error with its password.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,9 +44,22 @@ fn init_logging() {
 /// Arguments of `ferry server`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The data directory (created on first start).
+    /// The data directory (created on first start). With `--store` it
+    /// holds only this process's local files (credentials, tasks, images).
     #[arg(long)]
     data_dir: PathBuf,
+    /// Keep the state in a shared store instead of the data directory:
+    /// `postgresql://USER@HOST[:PORT]/DB` (several `ferry server`
+    /// replicas may share it; docs/fleet.md). Give the password through a
+    /// password file or socket authentication, not in the URL: argv is
+    /// readable by every local user.
+    #[arg(long, value_parser = StoreUrl::parse, requires = "root_key")]
+    store: Option<StoreUrl>,
+    /// With `--store`: the root key file (32 bytes, mode 0600), the same
+    /// file on every replica; created if missing on the first replica.
+    /// It wraps every key in the store and never goes into the database.
+    #[arg(long, requires = "store")]
+    root_key: Option<PathBuf>,
     /// The address to listen on, e.g. 127.0.0.1:4566 (port 0 picks a free port).
     #[arg(long)]
     listen: SocketAddr,
@@ -131,6 +150,155 @@ pub struct Args {
     /// re-adopt.
     #[arg(long)]
     stop_tasks_on_exit: bool,
+}
+
+/// A shared store's URL. Its password (in the user info or a `password`
+/// parameter) never leaves through `Debug` or `Display`: both show
+/// [`StoreUrl::redacted`].
+#[derive(Clone)]
+pub struct StoreUrl {
+    url: zeroize::Zeroizing<String>,
+    redacted: String,
+}
+
+impl StoreUrl {
+    fn parse(s: &str) -> Result<Self, String> {
+        let lower = s.to_ascii_lowercase();
+        if !(lower.starts_with("postgresql://") || lower.starts_with("postgres://")) {
+            return Err(format!(
+                "{:?} is not a store URL: --store takes postgresql://USER@HOST[:PORT]/DATABASE",
+                redact_store_url(s)
+            ));
+        }
+        Ok(Self {
+            url: zeroize::Zeroizing::new(s.to_owned()),
+            redacted: redact_store_url(s),
+        })
+    }
+
+    /// The URL without its password.
+    pub fn redacted(&self) -> &str {
+        &self.redacted
+    }
+
+    /// Whether the URL carries a password.
+    fn has_password(&self) -> bool {
+        self.redacted != *self.url
+    }
+
+    /// `text` (an error from the store) without the URL's password, in
+    /// case the driver quoted it.
+    fn scrub(&self, text: &str) -> String {
+        let mut out = text.replace(self.url.as_str(), &self.redacted);
+        for secret in url_passwords(&self.url) {
+            if !secret.is_empty() {
+                out = out.replace(&secret, "***");
+            }
+        }
+        out
+    }
+}
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+impl std::fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+/// `url` split as `scheme://`, authority, and the rest (path, query).
+fn split_url(url: &str) -> (&str, &str, &str) {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    (scheme, authority, tail)
+}
+
+/// Whether a query parameter's name names a password (`password`,
+/// `sslpassword`, any case).
+fn is_password_param(name: &str) -> bool {
+    name.to_ascii_lowercase().contains("password")
+}
+
+/// The passwords `url` carries, as written and percent-decoded.
+fn url_passwords(url: &str) -> Vec<String> {
+    let (_, authority, tail) = split_url(url);
+    let mut out = Vec::new();
+    if let Some((userinfo, _)) = authority.rsplit_once('@')
+        && let Some((_, pw)) = userinfo.split_once(':')
+    {
+        out.push(pw.to_owned());
+    }
+    if let Some((_, query)) = tail.split_once('?') {
+        let query = query.split('#').next().unwrap_or("");
+        for pair in query.split('&') {
+            if let Some((k, v)) = pair.split_once('=')
+                && is_password_param(k)
+            {
+                out.push(v.to_owned());
+            }
+        }
+    }
+    let decoded: Vec<String> = out.iter().map(|p| form_decode(p)).collect();
+    out.extend(decoded);
+    out
+}
+
+/// Percent-decodes `s` (lossy: it is only compared against error text).
+fn form_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(h) = s.get(i + 1..i + 3)
+            && let Ok(v) = u8::from_str_radix(h, 16)
+        {
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `url` without its password: `postgresql://u:pw@h/db?password=x&sslmode=y`
+/// becomes `postgresql://u@h/db?sslmode=y`.
+pub fn redact_store_url(url: &str) -> String {
+    let (scheme, authority, tail) = split_url(url);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{user}@{host}")
+        }
+        None => authority.to_owned(),
+    };
+    let (path, query) = match tail.split_once('?') {
+        Some((p, q)) => (p, Some(q.split('#').next().unwrap_or(""))),
+        None => (tail.split('#').next().unwrap_or(""), None),
+    };
+    let mut out = format!("{scheme}{authority}{path}");
+    if let Some(q) = query {
+        let kept: Vec<&str> = q
+            .split('&')
+            .filter(|p| !is_password_param(p.split('=').next().unwrap_or("")))
+            .collect();
+        if !kept.is_empty() {
+            out.push('?');
+            out.push_str(&kept.join("&"));
+        }
+    }
+    out
 }
 
 /// A ratio of at least 0.1 (less would admit nothing useful).
@@ -267,9 +435,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !protection.no_core_dumps {
         anyhow::bail!("cannot disable core dumps for the key-holding server process");
     }
-    let dd = DataDir::open_or_init(&args.data_dir, args.account_id.as_deref())
-        .with_context(|| format!("data directory {}", args.data_dir.display()))?;
-    let root = RootKey::open_or_create(&dd.path).context("root key")?;
+    let (dd, root) = open_state(&args)?;
     let kms = Arc::new(
         Kms::open(
             dd.store.clone(),
@@ -314,7 +480,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         max_connections: args.max_connections,
         max_connections_per_source: args.max_connections_per_source,
     });
-    let router = Router::new(Arc::new(keys), &args.region).limits(limits);
+    let health = ferry_api::health::Health::new(
+        Arc::new(compose::StoreProbe::new(dd.store.clone())),
+        dd.store.backend(),
+        &node_name(),
+    );
+    let router = Router::new(Arc::new(keys), &args.region)
+        .limits(limits)
+        .health(health);
     let (router, host) = compose::services(router, &shared)?;
     // `ferry image` reaches the store (sealed under this process's KMS)
     // through the admin socket; removed at exit.
@@ -377,6 +550,55 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
+/// The data directory, the state store and the root key: the embedded
+/// store and `DATA_DIR/root.key` by default; with `--store`, the shared
+/// store and the `--root-key` file.
+fn open_state(args: &Args) -> anyhow::Result<(DataDir, RootKey)> {
+    let Some(url) = &args.store else {
+        let dd = DataDir::open_or_init(&args.data_dir, args.account_id.as_deref())
+            .with_context(|| format!("data directory {}", args.data_dir.display()))?;
+        let root = RootKey::open_or_create(&dd.path).context("root key")?;
+        return Ok((dd, root));
+    };
+    // clap enforces it; this keeps the message if that ever changes.
+    let root_key = args
+        .root_key
+        .as_deref()
+        .context("--store needs --root-key FILE (the same root key file on every replica)")?;
+    if url.has_password() {
+        tracing::warn!(
+            "the --store URL carries a password, which every local user can read in the process list; \
+             prefer a password file or socket authentication (docs/fleet.md)"
+        );
+    }
+    let store = ferry_store::Store::connect(&url.url).map_err(|e| {
+        anyhow::anyhow!(
+            "connecting to the store {}: {}",
+            url.redacted(),
+            url.scrub(&e.to_string())
+        )
+    })?;
+    tracing::info!(store = %url, backend = store.backend(), "connected to the shared store");
+    DataDir::open_shared(
+        &args.data_dir,
+        Arc::new(store),
+        root_key,
+        args.account_id.as_deref(),
+    )
+    .map_err(|e| anyhow::anyhow!("{}", url.scrub(&e.to_string())))
+    .with_context(|| format!("joining the store {}", url.redacted()))
+}
+
+/// This process's name in `/health`: the host's name (the name an
+/// operator gives with `--name` takes its place where it is set).
+fn node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "ferry".to_owned())
+}
+
 /// The image admin socket, served on its own thread while this lives.
 struct AdminSocket(PathBuf);
 
@@ -424,7 +646,56 @@ pub(super) fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Outpu
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_bridge, parse_subnet};
+    use super::{StoreUrl, parse_bridge, parse_subnet, redact_store_url};
+
+    #[test]
+    fn store_urls_lose_their_password_everywhere_they_are_shown() {
+        for (url, want) in [
+            (
+                "postgresql://ferry@db1/ferry",
+                "postgresql://ferry@db1/ferry",
+            ),
+            (
+                "postgresql://ferry:s3cr%40t@db1:5432/ferry",
+                "postgresql://ferry@db1:5432/ferry",
+            ),
+            (
+                "postgres://ferry:pw@db1/ferry?sslmode=require&password=pw2&application_name=x",
+                "postgres://ferry@db1/ferry?sslmode=require&application_name=x",
+            ),
+            (
+                "postgresql://db1/ferry?PASSWORD=pw2",
+                "postgresql://db1/ferry",
+            ),
+            (
+                "postgresql://postgres@%2Ftmp%2Fpg/ferry",
+                "postgresql://postgres@%2Ftmp%2Fpg/ferry",
+            ),
+            ("postgresql://u:p@h", "postgresql://u@h"),
+        ] {
+            assert_eq!(redact_store_url(url), want, "{url}");
+        }
+        let u = StoreUrl::parse("postgresql://ferry:s3cr%40t@db1/ferry?password=pw2").unwrap();
+        assert!(u.has_password());
+        assert_eq!(
+            format!("{u} {u:?}"),
+            "postgresql://ferry@db1/ferry postgresql://ferry@db1/ferry"
+        );
+        let scrubbed = u.scrub(
+            "cannot connect to postgresql://ferry:s3cr%40t@db1/ferry?password=pw2 \
+                                 (user ferry, password s3cr@t, pw2)",
+        );
+        for secret in ["s3cr", "pw2"] {
+            assert!(!scrubbed.contains(secret), "{scrubbed}");
+        }
+        assert!(
+            !StoreUrl::parse("postgresql://ferry@db1/ferry")
+                .unwrap()
+                .has_password()
+        );
+        let e = StoreUrl::parse("mysql://u:pw@h/db").unwrap_err();
+        assert!(e.contains("postgresql://") && !e.contains("pw"), "{e}");
+    }
 
     #[test]
     fn subnets_need_a_network_address_and_room_for_tasks() {
