@@ -53,7 +53,7 @@ pub struct Args {
     /// replicas may share it; docs/fleet.md). Give the password through a
     /// password file or socket authentication, not in the URL: argv is
     /// readable by every local user.
-    #[arg(long, value_parser = StoreUrl::parse, requires = "root_key")]
+    #[arg(long, value_parser = StoreUrlParser, requires = "root_key")]
     store: Option<StoreUrl>,
     /// With `--store`: the root key file (32 bytes, mode 0600), the same
     /// file on every replica; created if missing on the first replica.
@@ -196,6 +196,33 @@ impl StoreUrl {
             }
         }
         out
+    }
+}
+
+/// clap's parser for `--store`: clap quotes a refused value in its
+/// message, so the refusal is a raw error that names only the redacted URL.
+#[derive(Clone)]
+struct StoreUrlParser;
+
+impl clap::builder::TypedValueParser for StoreUrlParser {
+    type Value = StoreUrl;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<StoreUrl, clap::Error> {
+        let refuse = |msg: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("--store: {msg}\n"),
+            )
+        };
+        let s = value
+            .to_str()
+            .ok_or_else(|| refuse("the URL is not UTF-8".into()))?;
+        StoreUrl::parse(s).map_err(refuse)
     }
 }
 
