@@ -6,6 +6,14 @@ data dir, an environment for the real AWS CLI, `aws(...)` to run the CLI and
 parse its JSON, `client(...)` for boto3 clients, and `restart()`.
 
 Every area (KMS, ECS, logs, ...) reuses it; keep it general.
+
+The state store: `FERRY_E2E_STORE=postgresql` makes every FerryServer keep
+its state in a PostgreSQL cluster of its own (tests/e2e/pg.py: started at
+the first start(), kept across restarts, removed at close()) with
+`--store URL --root-key FILE`, the root key file beside the data dir;
+unset (or `redb`), servers use the embedded store in their data dir, as
+always. A server can also be given a cluster to share (`pg=`), as the
+replicas of tests/e2e/test_replicas.py are. docs/fleet.md.
 """
 
 import itertools
@@ -22,6 +30,15 @@ import time
 import pytest
 
 READY = re.compile(r"ferry: listening on (\S+)")
+STORES = ("redb", "postgresql")
+
+
+def e2e_store():
+    """The store test servers use unless told otherwise (FERRY_E2E_STORE)."""
+    store = os.environ.get("FERRY_E2E_STORE", "") or "redb"
+    if store not in STORES:
+        pytest.fail(f"FERRY_E2E_STORE={store!r}: use one of {', '.join(STORES)}", pytrace=False)
+    return store
 # The account the source document's task definition names (its
 # executionRoleArn): test servers are created in it unless told otherwise.
 SOURCE_ACCOUNT = "012345678910"
@@ -91,8 +108,19 @@ _CLI_ERROR = re.compile(r"An error occurred \(([\w.]+)\) when calling the \w+ op
 
 
 class FerryServer:
-    def __init__(self, data_dir, region="us-east-1", extra_args=(), stop_tasks_on_exit=True):
+    def __init__(self, data_dir, region="us-east-1", extra_args=(), stop_tasks_on_exit=True,
+                 store=None, pg=None, root_key=None):
+        """`store`: "redb" or "postgresql" (default: FERRY_E2E_STORE). With
+        PostgreSQL, `pg` is a pg.PgCluster to share (default: one of this
+        server's own, made at the first start and removed at close()), and
+        `root_key` the --root-key file (default: `root.key` beside the
+        data dir)."""
         self.data_dir = data_dir
+        self.store = store or ("postgresql" if pg else e2e_store())
+        self.pg = pg
+        self._own_pg = False
+        self.root_key = root_key or (os.path.join(os.path.dirname(data_dir), "root.key")
+                                     if self.store == "postgresql" else None)
         self.region = region
         self.extra_args = list(extra_args)
         # With it (the default here, so that nothing leaks from one test to
@@ -119,6 +147,11 @@ class FerryServer:
                "--listen", f"127.0.0.1:{port}", "--region", self.region, *self.extra_args]
         if "--task-subnet" not in self.extra_args:
             cmd += ["--task-network", self.network_name, "--task-subnet", TASK_SUBNET]
+        if self.store == "postgresql" and "--store" not in self.extra_args:
+            if self.pg is None:
+                from pg import PgCluster
+                self.pg, self._own_pg = PgCluster(), True
+            cmd += ["--store", self.pg.url, "--root-key", self.root_key]
         # The suite on another task start path (defaults: netlink, auto).
         for env, flag in (("FERRY_E2E_NETWORK_DRIVER", "--task-network-driver"),
                           ("FERRY_E2E_OCI_RUNTIME", "--oci-runtime")):
@@ -179,6 +212,32 @@ class FerryServer:
             self._log.close()
             self._log = None
         return rc
+
+    def close(self):
+        """Stops the server if it runs, and removes its own PostgreSQL
+        cluster (if it has one; a shared one is its owner's to close).
+        Returns the exit code of the stop."""
+        rc = self.stop()
+        if self._own_pg and self.pg is not None:
+            self.pg.close()
+            self.pg, self._own_pg = None, False
+        return rc
+
+    @property
+    def root_key_path(self):
+        """The root key file the server uses: `--root-key` with a shared
+        store, else the data dir's `root.key`."""
+        return self.root_key or os.path.join(self.data_dir, "root.key")
+
+    def health(self, timeout=10):
+        """GET /health (unsigned): (HTTP status, parsed JSON body)."""
+        import urllib.error
+        import urllib.request
+        try:
+            with urllib.request.urlopen(f"{self.endpoint}/health", timeout=timeout) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
 
     def kill(self):
         """`kill -9` of the server (no handler runs: a crash)."""
@@ -342,7 +401,7 @@ def fresh_server(extra_args=(), stop_tasks_on_exit=True):
             # The test killed it: a last start re-adopts or releases what is left.
             srv.stop_tasks_on_exit = True
             srv.start()
-        rc = srv.stop()
+        rc = srv.close()
         shutil.rmtree(root, ignore_errors=True)
     assert rc == 0, f"ferry server exited with {rc} on SIGTERM"
 
@@ -363,7 +422,7 @@ def ferry_server_module():
     try:
         yield srv
     finally:
-        srv.stop()
+        srv.close()
         shutil.rmtree(root, ignore_errors=True)
 
 
