@@ -3,8 +3,10 @@
 `PgCluster()` runs `initdb` in a fresh temporary directory owned by the
 `postgres` user (initdb refuses root; every PostgreSQL command runs through
 `runuser -u postgres --`), listening on a Unix socket in that directory
-only (no TCP port: clusters of tests running side by side never collide),
-trusting local connections. `start()`/`stop()` may be called any number of
+only (no TCP port: clusters of tests running side by side never collide;
+the directory's mode 0700 lets only root and postgres in, so `trust`
+authentication admits nobody else), with the superuser and database
+`ferry`. The steps are docs/store.md's ("Tests and a cluster of your own"). `start()`/`stop()` may be called any number of
 times (a test stops PostgreSQL under a running ferry); `close()` stops it
 with `pg_ctl stop -m immediate` and removes the directory. The Debian
 `main` cluster is never touched.
@@ -13,8 +15,9 @@ The binaries come from `FERRY_PG_BIN` if set, else the newest
 /usr/lib/postgresql/*/bin (scripts/setup installs PostgreSQL 15). A missing
 prerequisite fails the test with a clear message, never skips it.
 
-For speed the cluster runs with fsync off: it stands for a database, not
-for its durability, which these tests do not measure.
+For speed the cluster runs with fsync off (synchronous_commit stays on, so
+a commit survives `pg_ctl stop -m immediate`): it stands for a database,
+not for its durability across power cuts, which these tests do not measure.
 """
 
 import glob
@@ -22,10 +25,13 @@ import os
 import shutil
 import subprocess
 import tempfile
-import urllib.parse
 import weakref
 
 import pytest
+
+# The cluster's superuser and the database ferry uses (docs/store.md).
+USER = "ferry"
+DATABASE = "ferry"
 
 
 def pg_bin():
@@ -37,9 +43,9 @@ def pg_bin():
         candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"),
                             key=lambda p: int(p.split("/")[-2]) if p.split("/")[-2].isdigit() else 0)
     for d in reversed(candidates):
-        if all(os.access(os.path.join(d, b), os.X_OK) for b in ("initdb", "pg_ctl", "psql")):
+        if all(os.access(os.path.join(d, b), os.X_OK) for b in ("initdb", "pg_ctl", "createdb", "psql")):
             return d
-    pytest.fail("PostgreSQL is not installed (no initdb/pg_ctl/psql in "
+    pytest.fail("PostgreSQL is not installed (no initdb/pg_ctl/createdb/psql in "
                 f"{env or '/usr/lib/postgresql/*/bin'}): run scripts/setup, or set FERRY_PG_BIN",
                 pytrace=False)
 
@@ -56,9 +62,10 @@ def _check_user():
                     "(scripts/setup)", pytrace=False)
 
 
-def _as_postgres(argv, **kw):
+def _as_postgres(argv, cwd="/", **kw):
+    # The working directory must be one postgres may enter.
     return subprocess.run(["runuser", "-u", "postgres", "--", *argv],
-                          capture_output=True, text=True, **kw)
+                          capture_output=True, text=True, cwd=cwd, **kw)
 
 
 def _destroy(root, pg_ctl, data):
@@ -85,7 +92,7 @@ class PgCluster:
         # Removed at close(), at garbage collection, or at interpreter exit,
         # whichever comes first: no cluster outlives the test run.
         self._finalizer = weakref.finalize(self, _destroy, self.root, self._tool("pg_ctl"), self.data)
-        p = _as_postgres([self._tool("initdb"), "-D", self.data, "-U", "postgres", "-A", "trust",
+        p = _as_postgres([self._tool("initdb"), "-D", self.data, "-U", USER, "-A", "trust",
                           "-E", "UTF8", "--locale=C", "--no-sync"], timeout=120)
         if p.returncode != 0:
             self.close()
@@ -96,20 +103,27 @@ class PgCluster:
                     f"unix_socket_directories = '{self.socket_dir}'\n"
                     f"port = {self.port}\n"
                     "fsync = off\n"
-                    "full_page_writes = off\n")
-        if start:
-            self.start()
+                    "full_page_writes = off\n"
+                    # Many clusters may run at once (one per test server).
+                    "max_connections = 40\n"
+                    "shared_buffers = 16MB\n")
+        self.start()
+        p = subprocess.run([self._tool("createdb"), "-h", self.socket_dir, "-p", str(self.port), "-U", USER,
+                            DATABASE], capture_output=True, text=True, timeout=60)
+        if p.returncode != 0:
+            self.close()
+            pytest.fail(f"createdb failed ({p.returncode}): {p.stderr.strip()}", pytrace=False)
+        if not start:
+            self.stop()
 
     def _tool(self, name):
         return os.path.join(self.bin, name)
 
     @property
     def url(self):
-        """The store URL ferry connects with: user `postgres`, database
-        `postgres`, over the socket (its directory percent-encoded as the
-        host). No password: the cluster trusts local connections."""
-        host = urllib.parse.quote(self.socket_dir, safe="")
-        return f"postgresql://postgres@{host}:{self.port}/postgres"
+        """The store URL ferry connects with: user and database `ferry`,
+        over the socket. No password: the cluster trusts local connections."""
+        return f"postgresql:///{DATABASE}?host={self.socket_dir}&port={self.port}&user={USER}"
 
     @property
     def running(self):
@@ -131,11 +145,12 @@ class PgCluster:
         if p.returncode != 0:
             pytest.fail(f"stopping PostgreSQL failed ({p.returncode}): {p.stderr.strip()}", pytrace=False)
 
-    def psql(self, sql, db="postgres"):
+    def psql(self, sql, db=DATABASE):
         """Runs `sql` with psql over the socket; returns its unaligned,
         tuples-only output."""
-        p = _as_postgres([self._tool("psql"), "-h", self.socket_dir, "-p", str(self.port), "-U", "postgres",
-                          "-d", db, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql], timeout=60)
+        p = subprocess.run([self._tool("psql"), "-h", self.socket_dir, "-p", str(self.port), "-U", USER,
+                            "-d", db, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                           capture_output=True, text=True, timeout=60)
         if p.returncode != 0:
             pytest.fail(f"psql failed ({p.returncode}): {p.stderr.strip()}", pytrace=False)
         return p.stdout.strip()

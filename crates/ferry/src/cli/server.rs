@@ -50,9 +50,9 @@ pub struct Args {
     data_dir: PathBuf,
     /// Keep the state in a shared store instead of the data directory:
     /// `postgresql://USER@HOST[:PORT]/DB` (several `ferry server`
-    /// replicas may share it; docs/fleet.md). Give the password through a
-    /// password file or socket authentication, not in the URL: argv is
-    /// readable by every local user.
+    /// replicas may share it; docs/fleet.md). Keep passwords out of the
+    /// URL (argv is readable by every local user): use socket
+    /// authentication.
     #[arg(long, value_parser = StoreUrlParser, requires = "root_key")]
     store: Option<StoreUrl>,
     /// With `--store`: the root key file (32 bytes, mode 0600), the same
@@ -595,7 +595,7 @@ fn open_state(args: &Args) -> anyhow::Result<(DataDir, RootKey)> {
     if url.has_password() {
         tracing::warn!(
             "the --store URL carries a password, which every local user can read in the process list; \
-             prefer a password file or socket authentication (docs/fleet.md)"
+             prefer socket authentication (docs/fleet.md, \"The store's password\")"
         );
     }
     let store = ferry_store::Store::connect(&url.url).map_err(|e| {
