@@ -21,6 +21,7 @@ that share them, in the section at the end).
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -64,6 +65,7 @@ class Fleet:
         self.b = self.replica("b")
 
     def replica(self, name, **kw):
+        os.makedirs(os.path.join(self.root, name))
         return FerryServer(os.path.join(self.root, name, "data"), pg=self.pg,
                            root_key=kw.pop("root_key", self.root_key), **kw)
 
@@ -126,11 +128,15 @@ def test_replicas_write_the_same_credentials_and_answer_health(fleet):
 
 
 def dump_database(pg):
-    """Every row of every user table of the database, as text."""
+    """Every row of every user table of the database, as text, with
+    binary columns (psql shows them as \\x hex) decoded as well."""
     tables = pg.psql("SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables "
                      "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')").split()
     assert tables, "the store has no tables"
-    return "\n".join(pg.psql(f"SELECT t::text FROM {t} t") for t in tables)
+    text = "\n".join(pg.psql(f"SELECT t::text FROM {t} t") for t in tables)
+    decoded = [bytes.fromhex(h).decode("utf-8", "replace")
+               for h in re.findall(r"\\x((?:[0-9a-f]{2})+)", text)]
+    return "\n".join([text, *decoded])
 
 
 # -- a write through one is read through the other ----------------------------
@@ -232,6 +238,24 @@ def test_store_flags_are_checked_and_passwords_never_shown(tmp_path):
     assert "hunter2" not in err and "swordfish" not in err, err
     assert "postgresql://postgres@%2Fnonexistent-ferry-dir/postgres" in err, err
     assert not os.path.exists(data)
+
+
+def test_a_password_in_the_store_url_is_warned_about_and_never_logged(fleet):
+    # The test cluster trusts local connections: the password is ignored
+    # by PostgreSQL, but ferry must still treat it as a secret.
+    secret = "sekrit-" + uuid.uuid4().hex[:8]
+    c = fleet.replica("c", extra_args=["--store", f"{fleet.pg.url}&password={secret}",
+                                       "--root-key", fleet.root_key])
+    try:
+        c.start()
+        assert c.health()[0] == 200
+        assert open(c.credentials_file).read() == open(fleet.a.credentials_file).read()
+    finally:
+        assert c.close() == 0
+    log = c.log()
+    assert "carries a password" in log, log[-3000:]
+    assert secret not in log, "the store password is in the server's log"
+    assert "connected to the shared store" in log and "user=ferry" in log, log[-3000:]
 
 
 # -- the database goes away and comes back ------------------------------------
