@@ -137,4 +137,27 @@ mod tests {
         cache.offer("c/x", Arc::new(t), seen);
         assert!(cache.get(&store, "c/x").unwrap().is_none());
     }
+
+    /// Two connections to one PostgreSQL database stand for two replicas:
+    /// what one writes, the other's cache shows at once, even for a
+    /// record it had already read.
+    #[test]
+    fn a_shared_store_is_read_through() {
+        let pg = ferry_store::testing::TempPostgres::new();
+        let a = Store::connect(&pg.url()).unwrap();
+        let b = Store::connect(&pg.url()).unwrap();
+        assert!(b.is_shared());
+        let mut t = crate::model::task::tests::task();
+        a.put(db::TASKS, "c/x", &t).unwrap();
+        let cache = TaskCache::default();
+        assert_eq!(cache.get(&b, "c/x").unwrap().unwrap().version, 1);
+        t.version = 2;
+        a.put(db::TASKS, "c/x", &t).unwrap();
+        assert_eq!(cache.get(&b, "c/x").unwrap().unwrap().version, 2);
+        assert_eq!(cache.refresh(&b, "c/x").unwrap().unwrap().version, 2);
+        a.delete(db::TASKS, "c/x").unwrap();
+        assert!(cache.get(&b, "c/x").unwrap().is_none());
+        // Nothing was kept to go stale.
+        assert!(cache.inner.read().unwrap().map.is_empty());
+    }
 }
