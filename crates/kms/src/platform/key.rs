@@ -125,7 +125,7 @@ pub fn ensure_platform_key(kms: &Kms) -> Result<String, AwsError> {
     // The key and its alias are written in one transaction, so a crash
     // cannot leave an unnamed platform key behind. AWS managed keys rotate
     // every year.
-    let key = new_key(
+    let created = new_key(
         kms,
         "Default key that protects the ephemeral storage of ferry tasks when no customer managed key is set",
         "AWS",
@@ -133,6 +133,16 @@ pub fn ensure_platform_key(kms: &Kms) -> Result<String, AwsError> {
         Vec::new(),
         Some(PLATFORM_KEY_ALIAS),
         true,
-    )?;
-    Ok(key.rec.arn.clone())
+    );
+    match created {
+        Ok(key) => Ok(key.rec.arn.clone()),
+        // Another replica starting at the same time made it first (the
+        // alias is checked in the transaction): use that one.
+        Err(e) if e.code == "AlreadyExistsException" => {
+            drop(_w);
+            kms.keys.refresh()?;
+            ensure_platform_key(kms)
+        }
+        Err(e) => Err(e),
+    }
 }
