@@ -398,7 +398,16 @@ impl TaskNetworks for Ec2Networks {
     }
 }
 
-/// The ECR-compatible registry, and its hourly lifecycle sweep.
+/// Who this process is when it takes the lease of a background job that
+/// runs on one replica at a time (the logs' retention sweep, the
+/// registry's lifecycle sweep): unique per process among the replicas
+/// sharing a store.
+fn lease_holder() -> String {
+    ferry_logs::singleton::default_holder()
+}
+
+/// The ECR-compatible registry, and its hourly lifecycle sweep (on one
+/// replica at a time).
 fn registry(shared: &Shared) -> anyhow::Result<Arc<ferry_registry::Registry>> {
     let registry = Arc::new(
         ferry_registry::Registry::open(
@@ -412,16 +421,9 @@ fn registry(shared: &Shared) -> anyhow::Result<Arc<ferry_registry::Registry>> {
         .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))
         .context("opening the registry")?,
     );
-    let weak = Arc::downgrade(&registry);
-    std::thread::Builder::new()
-        .name("registry-sweep".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(std::time::Duration::from_secs(3600));
-                let Some(r) = weak.upgrade() else { return };
-                r.sweep();
-            }
-        })
+    registry.set_holder(lease_holder());
+    registry
+        .spawn_sweep(std::time::Duration::from_secs(3600))
         .context("starting the registry sweep")?;
     Ok(registry)
 }
@@ -525,7 +527,9 @@ fn logs_service(shared: &Shared, platform: &Platform) -> anyhow::Result<Arc<Logs
         shared.account_id.clone(),
         shared.region.clone(),
     ));
-    // Readers hide expired events at once; the sweep reclaims their space.
+    // Readers hide expired events at once; the sweep reclaims their space
+    // (on one replica at a time).
+    logs.set_holder(lease_holder());
     logs.spawn_retention_sweep(std::time::Duration::from_secs(600))?;
     Ok(logs)
 }
