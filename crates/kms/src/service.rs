@@ -250,6 +250,13 @@ impl Kms {
         &self.platform_key_arn
     }
 
+    /// How many key material versions this KMS unwrapped under the root
+    /// key so far: a replica's reload unwraps only material it has not
+    /// seen (what the tests check).
+    pub fn unwrapped_count(&self) -> u64 {
+        self.keys.unwrapped_count()
+    }
+
     /// Runs a typed operation in-process and audits it exactly as its JSON
     /// form: the platform's path to its keys ([`crate::platform`]).
     pub fn execute<O: Operation>(
