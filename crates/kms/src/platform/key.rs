@@ -92,6 +92,12 @@ pub fn platform_policy(account: &str) -> String {
 /// Creates the platform key unless its alias exists, or brings its policy
 /// up to date; returns its ARN.
 pub fn ensure_platform_key(kms: &Kms) -> Result<String, AwsError> {
+    ensure(kms, true)
+}
+
+/// [`ensure_platform_key`]; `retry`: whether a replica that made the key
+/// first may be looked for once more.
+fn ensure(kms: &Kms, retry: bool) -> Result<String, AwsError> {
     let existing = {
         let st = kms.keys.state();
         match st.aliases.get(PLATFORM_KEY_ALIAS) {
@@ -138,10 +144,10 @@ pub fn ensure_platform_key(kms: &Kms) -> Result<String, AwsError> {
         Ok(key) => Ok(key.rec.arn.clone()),
         // Another replica starting at the same time made it first (the
         // alias is checked in the transaction): use that one.
-        Err(e) if e.code == "AlreadyExistsException" => {
+        Err(e) if e.code == "AlreadyExistsException" && retry => {
             drop(_w);
             kms.keys.refresh()?;
-            ensure_platform_key(kms)
+            ensure(kms, false)
         }
         Err(e) => Err(e),
     }
