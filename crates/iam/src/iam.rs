@@ -811,7 +811,9 @@ impl Iam {
         Ok(rec)
     }
 
-    /// A role by name.
+    /// A role by name. Like the other readers of roles and users, it reads
+    /// what the last [`Iam::refresh`] loaded (the API refreshes once per
+    /// call, before its handler).
     pub fn role(&self, name: &str) -> Result<RoleRecord, AwsError> {
         self.read()
             .roles
@@ -1203,6 +1205,7 @@ impl Iam {
             principal: caller.arn(),
             role_arn: req.role_arn.to_owned(),
         };
+        self.refresh()?;
         let (role_key, rec, trust_policy) = {
             let st = self.read();
             let name = req.role_arn.rsplit('/').next().unwrap_or_default();
