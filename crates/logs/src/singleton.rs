@@ -84,13 +84,21 @@ pub fn spawn(
                 }
             }
             let mut last = Instant::now();
+            // The name under which the lease was held last round.
+            let mut holding: Option<String> = None;
             loop {
                 std::thread::sleep(RENEW.min(every));
-                // The owner is gone: give the lease up at once.
+                // The owner is gone: give the lease up at once, so another
+                // replica need not wait for it to expire.
                 let Some(holder) = holder() else {
+                    if let Some(h) = holding {
+                        let _ = store.release_lease(name, &h);
+                    }
                     return;
                 };
-                match store.lease(name, &holder, TTL) {
+                let lease = store.lease(name, &holder, TTL);
+                holding = matches!(lease, Ok(Some(_))).then(|| holder.clone());
+                match lease {
                     Ok(Some(lease)) if last.elapsed() >= every => {
                         let held = Held {
                             store: store.clone(),
