@@ -532,6 +532,29 @@ impl Ec2 {
             .push(Arc::from(f));
     }
 
+    /// [`Ec2::on_rules_changed`] without a gap: `first` gets the current
+    /// rules (its error is returned), then `then` hears every change after
+    /// them. Both happen under the lock listeners are told under, so no
+    /// change (another replica's, heard by the poll) falls between.
+    pub fn follow_rules<E>(
+        &self,
+        first: impl FnOnce(&FirewallRules) -> Result<(), E>,
+        then: Box<dyn Fn(&FirewallRules) + Send + Sync>,
+    ) -> Result<(), E> {
+        self.refreshed();
+        let _order = lock(&self.notify);
+        let rules = render_rules(&lock(&self.state));
+        first(&rules)?;
+        if self.shared {
+            *lock(&self.heard) = Some(rules);
+        }
+        self.listeners
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Arc::from(then));
+        Ok(())
+    }
+
     /// Every subnet, by id (the console's run form offers them).
     pub fn subnets(&self) -> Vec<Subnet> {
         self.read(|s| s.subnets.values().cloned().collect())

@@ -233,16 +233,18 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
     // every change (applied before the change's response is sent). Only
     // now, after re-adoption, is the table rendered: a previous server's
     // table stays in force until the adopted tasks are members again.
+    // With replicas, another one's rule changes arrive within a second.
     let firewall = agent.firewall().clone();
-    firewall
-        .set_rules(&ec2.firewall_rules())
-        .context("loading the security-group firewall")?;
     let fw = firewall.clone();
-    ec2.on_rules_changed(Box::new(move |rules| {
-        if let Err(e) = fw.set_rules(rules) {
-            tracing::error!("applying the changed security-group rules failed: {e}");
-        }
-    }));
+    ec2.follow_rules(
+        |rules| firewall.set_rules(rules),
+        Box::new(move |rules| {
+            if let Err(e) = fw.set_rules(rules) {
+                tracing::error!("applying the changed security-group rules failed: {e}");
+            }
+        }),
+    )
+    .context("loading the security-group firewall")?;
     // Bound late: the control plane needs the runtime, the runtime's
     // metadata endpoint reads the control plane's task records.
     let _ = control_state.core.set(Arc::downgrade(ecs.core()));
