@@ -204,10 +204,11 @@ impl Registry {
                 let Some(r) = weak.upgrade() else {
                     return false;
                 };
-                if lease.is_some() || !shared {
-                    r.sweep_lifecycle(lease);
+                r.sweep_lifecycle(lease);
+                // With a shared store the thread below does this host's part.
+                if !shared {
+                    r.sweep_local();
                 }
-                r.sweep_local();
                 true
             },
         )?;
