@@ -73,6 +73,8 @@ impl QueryService for Ec2Service {
 
     fn call(&self, _ctx: &RequestContext, action: &str, params: &Params) -> Result<Xml, AwsError> {
         let h = handler(action).ok_or_else(|| ApiError::InvalidAction(action.to_owned()))?;
+        // Replicas: what another process changed is loaded first.
+        self.ec2.refresh()?;
         h(&self.ec2, params)
     }
 }

@@ -6,10 +6,21 @@
 //! transaction, and only then makes the copy current; if the firewall
 //! rules differ, the listeners hear the new rules before the caller's
 //! request returns.
+//!
+//! Replicas (a shared store, issue 19): memory is a cache then. Every read
+//! first compares the tables' versions with what it loaded and reloads the
+//! tables another process changed ([`Ec2::refresh`], one round trip when
+//! nothing did). A change starts from the state as its write transaction
+//! sees it (the versions are compared again inside it, where no other
+//! writer can commit, and changed tables are read from it), so no replica
+//! loses another's update. A thread polls the versions every second and
+//! tells the listeners when another replica changed the rules, so this
+//! host's firewall follows within a few seconds.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::time::Duration;
 
 use ferry_proto::net::{
     FirewallRules, GroupRules, InterfacePlan, Ipv4Cidr, Peer, Rule, Traffic, VpcNet,
@@ -36,6 +47,18 @@ pub(crate) struct State {
     pub enis: BTreeMap<String, Eni>,
 }
 
+/// The tables the state is made of, in the order of `Ec2::seen`.
+const TABLES: [&str; 5] = [VPCS, SUBNETS, GROUPS, RULES, ENIS];
+
+thread_local! {
+    /// Set while this thread runs the rules listeners.
+    static TELLING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// How often a replica asks whether another one changed the tables (and
+/// so, maybe, the firewall rules).
+pub const POLL_EVERY: Duration = Duration::from_secs(1);
+
 /// The VPC service's state and in-process API.
 pub struct Ec2 {
     store: Arc<Store>,
@@ -43,9 +66,17 @@ pub struct Ec2 {
     region: String,
     state: Mutex<State>,
     listeners: RwLock<Vec<RulesListener>>,
-    /// Held by every change until its listeners have run, so they hear
-    /// changes in commit order. Taken before `state`.
+    /// Held by every change (and reload) until its listeners have run, so
+    /// they hear changes in commit order. Taken before `state`.
     notify: Mutex<()>,
+    /// Whether other processes write the store ([`Store::is_shared`]).
+    shared: bool,
+    /// The versions of [`TABLES`] the state reflects (shared store only).
+    /// Changed under `notify` and `state`.
+    seen: Mutex<[u64; 5]>,
+    /// The rules the listeners heard last (shared store only: a reload
+    /// tells them only what they have not heard).
+    heard: Mutex<Option<FirewallRules>>,
 }
 
 /// What [`Ec2::attach`] is asked for: a task's `awsvpcConfiguration`.
@@ -172,6 +203,14 @@ impl Ec2 {
         region: &str,
         default_vpc: Ipv4Cidr,
     ) -> Result<Arc<Ec2>, Ec2Error> {
+        let shared = store.is_shared();
+        // Read before the tables: what they load is at least this version.
+        let seen = if shared {
+            let v = store.versions(&TABLES)?;
+            [v[0], v[1], v[2], v[3], v[4]]
+        } else {
+            [0; 5]
+        };
         let state = State {
             vpcs: load(&store, VPCS)?,
             subnets: load(&store, SUBNETS)?,
@@ -179,6 +218,7 @@ impl Ec2 {
             rules: load(&store, RULES)?,
             enis: load(&store, ENIS)?,
         };
+        let heard = shared.then(|| render_rules(&state));
         let ec2 = Arc::new(Ec2 {
             store,
             account: account.to_owned(),
@@ -186,6 +226,9 @@ impl Ec2 {
             state: Mutex::new(state),
             listeners: RwLock::new(Vec::new()),
             notify: Mutex::new(()),
+            shared,
+            seen: Mutex::new(seen),
+            heard: Mutex::new(heard),
         });
         let existing = lock(&ec2.state)
             .vpcs
@@ -200,7 +243,99 @@ impl Ec2 {
             Some(_) => {}
             None => ec2.create_default_vpc(default_vpc)?,
         }
+        if shared {
+            ec2.spawn_poll()?;
+        }
         Ok(ec2)
+    }
+
+    /// The thread that reloads what other replicas changed every
+    /// [`POLL_EVERY`] and tells the listeners about changed rules; it ends
+    /// with the service.
+    fn spawn_poll(self: &Arc<Self>) -> Result<(), Ec2Error> {
+        let weak: Weak<Ec2> = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("ec2-poll".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(POLL_EVERY);
+                    let Some(ec2) = weak.upgrade() else { return };
+                    if let Err(e) = ec2.refresh() {
+                        tracing::warn!(
+                            "reloading the VPC state failed (tried again in a second): {e}"
+                        );
+                    }
+                }
+            })
+            .map(|_| ())
+            .map_err(|e| Ec2Error::Poll(e.to_string()))
+    }
+
+    /// With a shared store, reloads the tables another process changed
+    /// since they were loaded (one round trip when none did), and tells the
+    /// listeners if the firewall rules are not the ones they heard last. A
+    /// no-op with the embedded store.
+    pub fn refresh(&self) -> Result<(), StoreError> {
+        // A listener reading the service while it is told (with `notify`
+        // held) reads what it was told.
+        if !self.shared || TELLING.with(std::cell::Cell::get) {
+            return Ok(());
+        }
+        let v = self.store.versions(&TABLES)?;
+        if lock(&self.seen)[..] == v[..] {
+            return Ok(());
+        }
+        let _order = lock(&self.notify);
+        // Changes and other reloads wait on `notify`: ask again.
+        let v = self.store.versions(&TABLES)?;
+        let seen = *lock(&self.seen);
+        if seen[..] == v[..] {
+            return Ok(());
+        }
+        let mut next = self.snapshot_unchecked();
+        reload(&mut next, &seen, &v, |t| load_any(&self.store, t))?;
+        let rules = render_rules(&next);
+        *lock(&self.state) = next;
+        *lock(&self.seen) = [v[0], v[1], v[2], v[3], v[4]];
+        self.tell(rules);
+        Ok(())
+    }
+
+    /// Tells the listeners `rules` unless they heard them last (shared
+    /// store). Call with `notify` held.
+    fn tell(&self, rules: FirewallRules) {
+        {
+            let mut heard = lock(&self.heard);
+            if heard.as_ref() == Some(&rules) {
+                return;
+            }
+            *heard = Some(rules.clone());
+        }
+        let listeners: Vec<RulesListener> = self
+            .listeners
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        /// Clears the flag however the listeners end.
+        struct Told;
+        impl Drop for Told {
+            fn drop(&mut self) {
+                TELLING.with(|t| t.set(false));
+            }
+        }
+        TELLING.with(|t| t.set(true));
+        let _told = Told;
+        for l in listeners {
+            l(&rules);
+        }
+    }
+
+    /// [`Ec2::refresh`] for the in-process readers that cannot fail: they
+    /// answer from what is loaded, and the failure is logged.
+    fn refreshed(&self) {
+        if let Err(e) = self.refresh() {
+            tracing::warn!("reloading the VPC state failed; answering from memory: {e}");
+        }
     }
 
     fn create_default_vpc(&self, cidr: Ipv4Cidr) -> Result<(), Ec2Error> {
@@ -211,6 +346,11 @@ impl Ec2 {
         }
         let zones = zones(&self.region);
         self.mutate(|s| {
+            // Another replica starting at the same time may have made it
+            // (with a shared store `s` is what the transaction reads).
+            if s.vpcs.values().any(|v| v.is_default) {
+                return Ok(());
+            }
             let vpc = new_id("vpc");
             s.vpcs.insert(
                 vpc.clone(),
@@ -257,13 +397,20 @@ impl Ec2 {
         &self.region
     }
 
-    /// A copy of the current state, for reading.
+    /// A copy of the current state, for reading (the API refreshes once
+    /// per call, before its handler).
     pub(crate) fn snapshot(&self) -> State {
+        self.snapshot_unchecked()
+    }
+
+    fn snapshot_unchecked(&self) -> State {
         lock(&self.state).clone()
     }
 
-    /// Reads the current state under the lock.
+    /// Reads the current state under the lock, reloaded first if another
+    /// replica changed it.
     pub(crate) fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        self.refreshed();
         f(&lock(&self.state))
     }
 
@@ -278,6 +425,9 @@ impl Ec2 {
         // commit order, and a listener that reads the state (which takes
         // only the state lock) never waits on a change waiting on it.
         let _order = lock(&self.notify);
+        if self.shared {
+            return self.mutate_shared(f);
+        }
         let mut cur = lock(&self.state);
         let mut next = cur.clone();
         let r = f(&mut next)?;
@@ -317,9 +467,58 @@ impl Ec2 {
         Ok(r)
     }
 
+    /// [`Ec2::mutate`] with a shared store: `f` changes the state as the
+    /// write transaction sees it. Inside the transaction no other writer
+    /// can commit, so the versions read there say whether memory is
+    /// current; the tables it is not current in are read from the
+    /// transaction. After the commit memory holds the new state, and the
+    /// versions it reflects are the ones read plus this commit's (each
+    /// written table's version grows by one per transaction; were it to
+    /// grow otherwise, the next refresh would merely reload).
+    fn mutate_shared<R, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&mut State) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let mut cur = lock(&self.state);
+        let seen = *lock(&self.seen);
+        let (r, base, next, v) = self.store.write(|t| {
+            let v = self.store.versions(&TABLES)?;
+            let mut base = cur.clone();
+            reload(&mut base, &seen, &v, |table| load_in(t, table))?;
+            let mut next = base.clone();
+            let r = f(&mut next)?;
+            sync(t, VPCS, &base.vpcs, &next.vpcs)?;
+            sync(t, SUBNETS, &base.subnets, &next.subnets)?;
+            sync(t, GROUPS, &base.groups, &next.groups)?;
+            sync(t, RULES, &base.rules, &next.rules)?;
+            sync(t, ENIS, &base.enis, &next.enis)?;
+            Ok::<_, E>((r, base, next, v))
+        })?;
+        let written = [
+            base.vpcs != next.vpcs,
+            base.subnets != next.subnets,
+            base.groups != next.groups,
+            base.rules != next.rules,
+            base.enis != next.enis,
+        ];
+        let mut now = [v[0], v[1], v[2], v[3], v[4]];
+        for (n, w) in now.iter_mut().zip(written) {
+            *n += u64::from(w);
+        }
+        let rules_changed = written[..4].iter().any(|w| *w);
+        *cur = next;
+        *lock(&self.seen) = now;
+        let rules = rules_changed.then(|| render_rules(&cur));
+        drop(cur);
+        if let Some(rules) = rules {
+            self.tell(rules);
+        }
+        Ok(r)
+    }
+
     /// Every VPC (its subnets' CIDRs) and every group with its rules.
     pub fn firewall_rules(&self) -> FirewallRules {
-        render_rules(&lock(&self.state))
+        self.read(render_rules)
     }
 
     /// Registers `f`, called with the new rules after every committed
@@ -331,6 +530,29 @@ impl Ec2 {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(Arc::from(f));
+    }
+
+    /// [`Ec2::on_rules_changed`] without a gap: `first` gets the current
+    /// rules (its error is returned), then `then` hears every change after
+    /// them. Both happen under the lock listeners are told under, so no
+    /// change (another replica's, heard by the poll) falls between.
+    pub fn follow_rules<E>(
+        &self,
+        first: impl FnOnce(&FirewallRules) -> Result<(), E>,
+        then: Box<dyn Fn(&FirewallRules) + Send + Sync>,
+    ) -> Result<(), E> {
+        self.refreshed();
+        let _order = lock(&self.notify);
+        let rules = render_rules(&lock(&self.state));
+        first(&rules)?;
+        if self.shared {
+            *lock(&self.heard) = Some(rules);
+        }
+        self.listeners
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Arc::from(then));
+        Ok(())
     }
 
     /// Every subnet, by id (the console's run form offers them).
@@ -589,6 +811,66 @@ fn load<T: serde::de::DeserializeOwned>(
     table: &str,
 ) -> Result<BTreeMap<String, T>, StoreError> {
     Ok(store.scan::<T>(table, "")?.into_iter().collect())
+}
+
+/// One table's records, read by `scan` (the store, or a transaction).
+enum Loaded {
+    Vpcs(BTreeMap<String, Vpc>),
+    Subnets(BTreeMap<String, Subnet>),
+    Groups(BTreeMap<String, Group>),
+    Rules(BTreeMap<String, GroupRule>),
+    Enis(BTreeMap<String, Eni>),
+}
+
+/// Reads `table` from the store.
+fn load_any(store: &Store, table: &str) -> Result<Loaded, StoreError> {
+    Ok(match table {
+        VPCS => Loaded::Vpcs(load(store, table)?),
+        SUBNETS => Loaded::Subnets(load(store, table)?),
+        GROUPS => Loaded::Groups(load(store, table)?),
+        RULES => Loaded::Rules(load(store, table)?),
+        _ => Loaded::Enis(load(store, table)?),
+    })
+}
+
+/// Reads `table` as the write transaction `t` sees it.
+fn load_in(t: &WriteTxn<'_>, table: &str) -> Result<Loaded, StoreError> {
+    fn m<T: serde::de::DeserializeOwned>(
+        t: &WriteTxn<'_>,
+        table: &str,
+    ) -> Result<BTreeMap<String, T>, StoreError> {
+        Ok(t.scan::<T>(table, "")?.into_iter().collect())
+    }
+    Ok(match table {
+        VPCS => Loaded::Vpcs(m(t, table)?),
+        SUBNETS => Loaded::Subnets(m(t, table)?),
+        GROUPS => Loaded::Groups(m(t, table)?),
+        RULES => Loaded::Rules(m(t, table)?),
+        _ => Loaded::Enis(m(t, table)?),
+    })
+}
+
+/// Replaces the tables of `s` whose version `now` differs from `seen`
+/// with what `read` gives.
+fn reload(
+    s: &mut State,
+    seen: &[u64; 5],
+    now: &[u64],
+    mut read: impl FnMut(&str) -> Result<Loaded, StoreError>,
+) -> Result<(), StoreError> {
+    for (i, table) in TABLES.iter().enumerate() {
+        if seen.get(i) == now.get(i) {
+            continue;
+        }
+        match read(table)? {
+            Loaded::Vpcs(m) => s.vpcs = m,
+            Loaded::Subnets(m) => s.subnets = m,
+            Loaded::Groups(m) => s.groups = m,
+            Loaded::Rules(m) => s.rules = m,
+            Loaded::Enis(m) => s.enis = m,
+        }
+    }
+    Ok(())
 }
 
 /// Writes the records of `next` that differ from `cur`, deletes the gone.

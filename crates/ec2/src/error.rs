@@ -14,13 +14,16 @@ pub enum Ec2Error {
     /// The default VPC cannot be made from the configured block.
     #[error("the default VPC: {0}")]
     DefaultVpc(String),
+    /// The thread that follows other replicas' changes did not start.
+    #[error("starting the VPC state's poll thread: {0}")]
+    Poll(String),
 }
 
 impl From<Ec2Error> for AwsError {
     fn from(e: Ec2Error) -> Self {
         match e {
             Ec2Error::Store(s) => s.into(),
-            Ec2Error::DefaultVpc(m) => AwsError::server("InternalError", m),
+            Ec2Error::DefaultVpc(m) | Ec2Error::Poll(m) => AwsError::server("InternalError", m),
         }
     }
 }

@@ -980,3 +980,36 @@ fn service_enis_take_chosen_addresses_and_survive_task_cleanup() {
     t.ec2.detach(&e.id).unwrap();
     assert!(t.ec2.eni(&e.id).is_none());
 }
+
+/// `follow_rules` hands the current rules first, then every change.
+#[test]
+fn follow_rules_starts_from_the_current_rules() {
+    let t = setup();
+    let vpc = t.vpc("10.1.0.0/16");
+    let first: Arc<Mutex<Option<FirewallRules>>> = Arc::default();
+    let heard: Arc<Mutex<Vec<FirewallRules>>> = Arc::default();
+    let (f, h) = (first.clone(), heard.clone());
+    t.ec2
+        .follow_rules(
+            |r| {
+                *f.lock().unwrap() = Some(r.clone());
+                Ok::<_, AwsError>(())
+            },
+            Box::new(move |r| h.lock().unwrap().push(r.clone())),
+        )
+        .unwrap();
+    let got = first.lock().unwrap().clone().unwrap();
+    assert!(got.vpcs.iter().any(|v| v.vpc_id == vpc));
+    assert!(heard.lock().unwrap().is_empty());
+    let g = t.group(&vpc, "web");
+    let last = heard.lock().unwrap().last().cloned().unwrap();
+    assert!(last.groups.iter().any(|x| x.group_id == g));
+    // A failing first application is the caller's error, and registers
+    // nothing.
+    let e = t
+        .ec2
+        .follow_rules(|_| Err("no firewall"), Box::new(|_| panic!("registered")))
+        .unwrap_err();
+    assert_eq!(e, "no firewall");
+    t.group(&vpc, "db");
+}

@@ -29,8 +29,11 @@ pub struct EfsService {
     network: Option<Arc<dyn Network>>,
     account: String,
     region: String,
-    /// Serializes creates and deletes so token idempotency and in-use checks
-    /// can't race (volume creation happens outside the store transaction).
+    /// Serializes creates and deletes within this process (volume creation
+    /// happens outside the store transaction). Across replicas, the checks
+    /// that matter (a creation token, a mount target per zone, a file
+    /// system without mount targets) are made again in the write
+    /// transaction that records the change.
     lock: Mutex<()>,
 }
 
@@ -241,17 +244,22 @@ impl EfsService {
             .ok_or_else(|| EfsError::FileSystemNotFound(id.to_owned()))
     }
 
-    /// Applies `f` to file system `id` and stores it (under the lock).
+    /// Applies `f` to file system `id` as the write transaction reads it,
+    /// and stores it: no replica's change is lost.
     fn update_fs<T>(
         &self,
         id: &str,
         f: impl FnOnce(&mut FileSystem) -> Result<T, EfsError>,
     ) -> Result<(FileSystem, T), EfsError> {
         let _g = self.guard();
-        let mut fs = self.fs_or_404(id)?;
-        let out = f(&mut fs)?;
-        self.store.put(FS_TABLE, id, &fs)?;
-        Ok((fs, out))
+        self.store.write(|w| {
+            let mut fs: FileSystem = w
+                .get(FS_TABLE, id)?
+                .ok_or_else(|| EfsError::FileSystemNotFound(id.to_owned()))?;
+            let out = f(&mut fs)?;
+            w.put(FS_TABLE, id, &fs)?;
+            Ok((fs, out))
+        })
     }
 
     fn all_ap(&self) -> Result<Vec<AccessPoint>, EfsError> {
@@ -431,9 +439,19 @@ impl EfsService {
             backup_status: if backup { "ENABLED" } else { "DISABLED" }.into(),
             overwrite_protection: "ENABLED".into(),
         };
-        if let Err(e) = self.store.put(FS_TABLE, &id, &fs) {
+        // The token is checked again where it counts: another replica may
+        // have made a file system with it meanwhile.
+        let stored = self.store.write(|w| {
+            let all: Vec<(String, FileSystem)> = w.scan(FS_TABLE, "")?;
+            if let Some((_, f)) = all.into_iter().find(|(_, f)| f.creation_token == token) {
+                return Err(EfsError::FileSystemAlreadyExists(f.id, token.to_owned()));
+            }
+            w.put(FS_TABLE, &id, &fs)?;
+            Ok(())
+        });
+        if let Err(e) = stored {
             let _ = self.backend.destroy(&id);
-            return Err(e.into());
+            return Err(e);
         }
         ok(201, fs.describe(self.backend.size(&id), 0))
     }
@@ -487,15 +505,12 @@ impl EfsService {
         self.backend
             .destroy(id)
             .map_err(|e| EfsError::Internal(format!("shredding {id}: {e}")))?;
-        let aps: Vec<String> = self
-            .all_ap()?
-            .into_iter()
-            .filter(|a| a.file_system_id == id)
-            .map(|a| a.id)
-            .collect();
         self.store.write(|w| {
-            for a in &aps {
-                w.delete(AP_TABLE, a)?;
+            let aps: Vec<(String, AccessPoint)> = w.scan(AP_TABLE, "")?;
+            for (a, ap) in &aps {
+                if ap.file_system_id == id {
+                    w.delete(AP_TABLE, a)?;
+                }
             }
             w.delete(FS_TABLE, id)?;
             Ok::<_, EfsError>(())
@@ -547,12 +562,6 @@ impl EfsService {
         }
         let tags = parse_tags(b)?;
         let _g = self.guard();
-        if self.file_system(fs_id)?.is_none() {
-            return Err(EfsError::FileSystemNotFound(fs_id.to_owned()));
-        }
-        if let Some(a) = self.all_ap()?.into_iter().find(|a| a.client_token == token) {
-            return Err(EfsError::AccessPointAlreadyExists(a.id, token.to_owned()));
-        }
         let id = new_id("fsap-");
         let ap = AccessPoint {
             arn: self.arn("access-point", &id),
@@ -564,7 +573,18 @@ impl EfsService {
             root_directory: root,
             tags,
         };
-        self.store.put(AP_TABLE, &id, &ap)?;
+        // Checked in the transaction that records it (replicas).
+        self.store.write(|w| {
+            if w.get::<FileSystem>(FS_TABLE, fs_id)?.is_none() {
+                return Err(EfsError::FileSystemNotFound(fs_id.to_owned()));
+            }
+            let all: Vec<(String, AccessPoint)> = w.scan(AP_TABLE, "")?;
+            if let Some((_, a)) = all.into_iter().find(|(_, a)| a.client_token == token) {
+                return Err(EfsError::AccessPointAlreadyExists(a.id, token.to_owned()));
+            }
+            w.put(AP_TABLE, &id, &ap)?;
+            Ok(())
+        })?;
         ok(200, ap.describe())
     }
 
@@ -608,20 +628,23 @@ impl EfsService {
 
     fn retag(&self, id: &str, f: impl FnOnce(&mut Vec<Tag>)) -> Result<(), EfsError> {
         let _g = self.guard();
-        if id.starts_with("fsap-") {
-            let mut a = self
-                .access_point(id)?
-                .ok_or_else(|| EfsError::AccessPointNotFound(id.to_owned()))?;
-            f(&mut a.tags);
-            self.store.put(AP_TABLE, id, &a)?;
-        } else {
-            let mut fs = self
-                .file_system(id)?
-                .ok_or_else(|| EfsError::FileSystemNotFound(id.to_owned()))?;
-            f(&mut fs.tags);
-            self.store.put(FS_TABLE, id, &fs)?;
-        }
-        Ok(())
+        // Read and written in one transaction: no replica's change is lost.
+        self.store.write(|w| {
+            if id.starts_with("fsap-") {
+                let mut a: AccessPoint = w
+                    .get(AP_TABLE, id)?
+                    .ok_or_else(|| EfsError::AccessPointNotFound(id.to_owned()))?;
+                f(&mut a.tags);
+                w.put(AP_TABLE, id, &a)?;
+            } else {
+                let mut fs: FileSystem = w
+                    .get(FS_TABLE, id)?
+                    .ok_or_else(|| EfsError::FileSystemNotFound(id.to_owned()))?;
+                f(&mut fs.tags);
+                w.put(FS_TABLE, id, &fs)?;
+            }
+            Ok(())
+        })
     }
 }
 

@@ -233,16 +233,18 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
     // every change (applied before the change's response is sent). Only
     // now, after re-adoption, is the table rendered: a previous server's
     // table stays in force until the adopted tasks are members again.
+    // With replicas, another one's rule changes arrive within a second.
     let firewall = agent.firewall().clone();
-    firewall
-        .set_rules(&ec2.firewall_rules())
-        .context("loading the security-group firewall")?;
     let fw = firewall.clone();
-    ec2.on_rules_changed(Box::new(move |rules| {
-        if let Err(e) = fw.set_rules(rules) {
-            tracing::error!("applying the changed security-group rules failed: {e}");
-        }
-    }));
+    ec2.follow_rules(
+        |rules| firewall.set_rules(rules),
+        Box::new(move |rules| {
+            if let Err(e) = fw.set_rules(rules) {
+                tracing::error!("applying the changed security-group rules failed: {e}");
+            }
+        }),
+    )
+    .context("loading the security-group firewall")?;
     // Bound late: the control plane needs the runtime, the runtime's
     // metadata endpoint reads the control plane's task records.
     let _ = control_state.core.set(Arc::downgrade(ecs.core()));
@@ -398,7 +400,16 @@ impl TaskNetworks for Ec2Networks {
     }
 }
 
-/// The ECR-compatible registry, and its hourly lifecycle sweep.
+/// Who this process is when it takes the lease of a background job that
+/// runs on one replica at a time (the logs' retention sweep, the
+/// registry's lifecycle sweep): unique per process among the replicas
+/// sharing a store.
+fn lease_holder() -> String {
+    ferry_logs::singleton::default_holder()
+}
+
+/// The ECR-compatible registry, and its hourly lifecycle sweep (on one
+/// replica at a time).
 fn registry(shared: &Shared) -> anyhow::Result<Arc<ferry_registry::Registry>> {
     let registry = Arc::new(
         ferry_registry::Registry::open(
@@ -412,16 +423,9 @@ fn registry(shared: &Shared) -> anyhow::Result<Arc<ferry_registry::Registry>> {
         .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))
         .context("opening the registry")?,
     );
-    let weak = Arc::downgrade(&registry);
-    std::thread::Builder::new()
-        .name("registry-sweep".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(std::time::Duration::from_secs(3600));
-                let Some(r) = weak.upgrade() else { return };
-                r.sweep();
-            }
-        })
+    registry.set_holder(lease_holder());
+    registry
+        .spawn_sweep(std::time::Duration::from_secs(3600))
         .context("starting the registry sweep")?;
     Ok(registry)
 }
@@ -562,7 +566,9 @@ fn logs_service(shared: &Shared, platform: &Platform) -> anyhow::Result<Arc<Logs
         shared.account_id.clone(),
         shared.region.clone(),
     ));
-    // Readers hide expired events at once; the sweep reclaims their space.
+    // Readers hide expired events at once; the sweep reclaims their space
+    // (on one replica at a time).
+    logs.set_holder(lease_holder());
     logs.spawn_retention_sweep(std::time::Duration::from_secs(600))?;
     Ok(logs)
 }

@@ -93,6 +93,8 @@ impl QueryService for IamService {
                 format!("Could not find operation {action} for version {VERSION}"),
             )
         })?;
+        // Replicas: what another process changed is loaded first.
+        self.iam.refresh()?;
         h(self, ctx, params)
     }
 }

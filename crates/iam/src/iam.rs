@@ -1,6 +1,6 @@
 //! The identity store: roles, users, access keys and sessions, durable in
 //! the state store and live in memory (every request is authenticated
-//! against it, so lookups never touch the disk).
+//! against it, so lookups never touch the disk with the embedded store).
 //!
 //! Writers are serialized by one mutex and write the store first, then the
 //! memory: what a caller was told happened is durable. Secret access keys
@@ -10,9 +10,21 @@
 //! Sessions: AssumeRole sessions are persisted (sealed), so a restart keeps
 //! them valid until they expire. Sessions issued to AWS services for a
 //! resource ([`Iam::assume_role_for_service`], the task roles) live in
-//! memory only: after a restart the control plane issues new ones for the
-//! tasks it re-adopts, and a crashed task's credentials cannot outlive the
-//! server. Deleting a role revokes its sessions.
+//! memory only with the embedded store: after a restart the control plane
+//! issues new ones for the tasks it re-adopts, and a crashed task's
+//! credentials cannot outlive the server. Deleting a role revokes its
+//! sessions.
+//!
+//! Replicas (a shared store, issue 19): memory is a cache then. Every entry
+//! point first compares the tables' versions with what it loaded and
+//! reloads the tables another process changed ([`Iam::refresh`], one round
+//! trip when nothing did; sealed secrets and parsed policies of unchanged
+//! records are kept, not opened or parsed again). Every change re-reads its
+//! records inside the write transaction (serialized across processes) and
+//! is not published in memory: the next refresh loads it. Service sessions
+//! are stored too (with their owner), so a task's credentials issued
+//! through one replica authenticate through every other, and revoking them
+//! through any replica refuses them everywhere.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -23,7 +35,7 @@ use base64::Engine;
 use ferry_policy::Policy;
 use ferry_proto::authz::Check;
 use ferry_proto::{AwsError, Caller, IdentityPolicies, Principal};
-use ferry_store::Store;
+use ferry_store::{Store, WriteTxn};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
@@ -159,6 +171,7 @@ struct LiveKey {
     secret: Zeroizing<String>,
 }
 
+#[derive(Clone)]
 struct LiveSession {
     secret: Zeroizing<String>,
     token: [u8; 32],
@@ -177,14 +190,19 @@ struct LiveSession {
 #[derive(Default)]
 struct State {
     /// By lowercase name.
-    roles: BTreeMap<String, LiveRole>,
+    roles: BTreeMap<String, Arc<LiveRole>>,
     /// By lowercase name.
-    users: BTreeMap<String, LiveUser>,
+    users: BTreeMap<String, Arc<LiveUser>>,
     /// By key id.
-    keys: HashMap<String, LiveKey>,
+    keys: HashMap<String, Arc<LiveKey>>,
     /// By key id.
-    sessions: HashMap<String, LiveSession>,
+    sessions: HashMap<String, Arc<LiveSession>>,
+    /// The versions of [`TABLES`] the maps reflect (shared store only).
+    seen: [u64; 4],
 }
+
+/// The tables kept in memory, in the order of `State::seen`.
+const TABLES: [&str; 4] = [ROLES, USERS, ACCESS_KEYS, SESSIONS];
 
 /// The identity store.
 pub struct Iam {
@@ -196,9 +214,25 @@ pub struct Iam {
     created: i64,
     state: RwLock<State>,
     writer: Mutex<()>,
+    /// Whether other processes write the store ([`Store::is_shared`]).
+    shared: bool,
+    /// One reload at a time.
+    reload: Mutex<()>,
 }
 
 const META: &str = "iam_meta";
+
+/// A write transaction's failure: the store's, or the operation's refusal.
+enum Txn {
+    Store(ferry_store::StoreError),
+    Refused(AwsError),
+}
+
+impl From<ferry_store::StoreError> for Txn {
+    fn from(e: ferry_store::StoreError) -> Self {
+        Txn::Store(e)
+    }
+}
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Meta {
@@ -308,28 +342,46 @@ impl Iam {
         sealer: Arc<dyn Sealer>,
         account: &str,
     ) -> Result<Self, AwsError> {
-        let created = match store.get::<Meta>(META, "meta").map_err(error::store)? {
-            Some(m) => m.created,
-            None => {
+        // Made once, whichever replica starts first: read and written in
+        // one transaction.
+        let created = store
+            .write(|w| {
+                if let Some(m) = w.get::<Meta>(META, "meta")? {
+                    return Ok(m.created);
+                }
                 let m = Meta { created: now() };
-                store.put(META, "meta", &m).map_err(error::store)?;
-                m.created
-            }
+                w.put(META, "meta", &m)?;
+                Ok::<_, ferry_store::StoreError>(m.created)
+            })
+            .map_err(error::store)?;
+        let iam = Self {
+            shared: store.is_shared(),
+            store,
+            sealer,
+            account: account.to_owned(),
+            created,
+            state: RwLock::new(State::default()),
+            writer: Mutex::new(()),
+            reload: Mutex::new(()),
         };
+        if iam.shared {
+            iam.refresh()?;
+            return Ok(iam);
+        }
+        let store = &iam.store;
         let mut st = State::default();
         for (k, rec) in store.scan::<RoleRecord>(ROLES, "").map_err(error::store)? {
-            st.roles.insert(k, LiveRole::new(rec));
+            st.roles.insert(k, Arc::new(LiveRole::new(rec)));
         }
         for (k, rec) in store.scan::<UserRecord>(USERS, "").map_err(error::store)? {
-            st.users.insert(k, LiveUser::new(rec));
+            st.users.insert(k, Arc::new(LiveUser::new(rec)));
         }
         for (k, rec) in store
             .scan::<AccessKeyRecord>(ACCESS_KEYS, "")
             .map_err(error::store)?
         {
-            let sealed = unb64(&rec.sealed_secret)?;
-            let secret = secret_string(sealer.unseal(&key_label(&k), &sealed)?)?;
-            st.keys.insert(k, LiveKey { rec, secret });
+            let live = iam.live_key(&k, rec)?;
+            st.keys.insert(k, Arc::new(live));
         }
         let t = now();
         let mut expired = Vec::new();
@@ -337,33 +389,12 @@ impl Iam {
             .scan::<SessionRecord>(SESSIONS, "")
             .map_err(error::store)?
         {
-            if rec.expires <= t {
-                expired.push(k);
-                continue;
+            match iam.live_session(&k, rec, &st.roles, t)? {
+                Some(live) => {
+                    st.sessions.insert(k, Arc::new(live));
+                }
+                None => expired.push(k),
             }
-            let Some(role) = st.roles.get(&rec.role).filter(|r| r.rec.id == rec.role_id) else {
-                expired.push(k);
-                continue;
-            };
-            let sealed = unb64(&rec.sealed_secret)?;
-            let secret = secret_string(sealer.unseal(&session_label(&k), &sealed)?)?;
-            let mut token = [0u8; 32];
-            hex::decode_to_slice(&rec.token_sha256, &mut token)
-                .map_err(|_| error::service_failure("a stored session token digest is not hex"))?;
-            let role_arn = role.rec.arn.clone();
-            st.sessions.insert(
-                k,
-                LiveSession {
-                    secret,
-                    token,
-                    role: rec.role,
-                    role_id: rec.role_id,
-                    role_arn,
-                    session_name: rec.session_name,
-                    expires: rec.expires,
-                    owner: None,
-                },
-            );
         }
         if !expired.is_empty() {
             store
@@ -375,14 +406,195 @@ impl Iam {
                 })
                 .map_err(error::store)?;
         }
-        Ok(Self {
-            store,
-            sealer,
-            account: account.to_owned(),
-            created,
-            state: RwLock::new(st),
-            writer: Mutex::new(()),
-        })
+        *iam.write() = st;
+        Ok(iam)
+    }
+
+    /// An access key's live form: its secret opened.
+    fn live_key(&self, key_id: &str, rec: AccessKeyRecord) -> Result<LiveKey, AwsError> {
+        let sealed = unb64(&rec.sealed_secret)?;
+        let secret = secret_string(self.sealer.unseal(&key_label(key_id), &sealed)?)?;
+        Ok(LiveKey { rec, secret })
+    }
+
+    /// A stored session's live form, or `None` if it has expired by `t` or
+    /// its role is gone (or was made again under its name).
+    fn live_session(
+        &self,
+        key_id: &str,
+        rec: SessionRecord,
+        roles: &BTreeMap<String, Arc<LiveRole>>,
+        t: i64,
+    ) -> Result<Option<LiveSession>, AwsError> {
+        if rec.expires <= t {
+            return Ok(None);
+        }
+        let Some(role) = roles.get(&rec.role).filter(|r| r.rec.id == rec.role_id) else {
+            return Ok(None);
+        };
+        let sealed = unb64(&rec.sealed_secret)?;
+        let secret = secret_string(self.sealer.unseal(&session_label(key_id), &sealed)?)?;
+        let mut token = [0u8; 32];
+        hex::decode_to_slice(&rec.token_sha256, &mut token)
+            .map_err(|_| error::service_failure("a stored session token digest is not hex"))?;
+        Ok(Some(LiveSession {
+            secret,
+            token,
+            role: rec.role,
+            role_id: rec.role_id,
+            role_arn: role.rec.arn.clone(),
+            session_name: rec.session_name,
+            expires: rec.expires,
+            owner: rec.owner,
+        }))
+    }
+
+    /// With a shared store, reloads the tables another process (or a change
+    /// of this one, which is not published) wrote since they were loaded:
+    /// one round trip when nothing changed. Unchanged records keep their
+    /// live form (no secret is opened, no policy parsed again). A no-op
+    /// with the embedded store.
+    pub fn refresh(&self) -> Result<(), AwsError> {
+        if !self.shared {
+            return Ok(());
+        }
+        let now_v = self.store.versions(&TABLES).map_err(error::store)?;
+        if self.read().seen[..] == now_v[..] {
+            return Ok(());
+        }
+        let _one = self.reload.lock().unwrap_or_else(|e| e.into_inner());
+        // Another caller may have reloaded while this one waited.
+        let now_v = self.store.versions(&TABLES).map_err(error::store)?;
+        let (seen, prev_roles, prev_users, prev_keys, prev_sessions) = {
+            let st = self.read();
+            (
+                st.seen,
+                st.roles.clone(),
+                st.users.clone(),
+                st.keys.clone(),
+                st.sessions.clone(),
+            )
+        };
+        if seen[..] == now_v[..] {
+            return Ok(());
+        }
+        let changed = |i: usize| seen[i] != now_v[i];
+        // Each scan starts after its version was read: it loads at least
+        // that version (a newer one is loaded again next time).
+        let roles = if changed(0) {
+            let mut m = BTreeMap::new();
+            for (k, rec) in self
+                .store
+                .scan::<RoleRecord>(ROLES, "")
+                .map_err(error::store)?
+            {
+                let live = match prev_roles.get(&k) {
+                    Some(p) if p.rec == rec => p.clone(),
+                    _ => Arc::new(LiveRole::new(rec)),
+                };
+                m.insert(k, live);
+            }
+            m
+        } else {
+            prev_roles
+        };
+        let users = if changed(1) {
+            let mut m = BTreeMap::new();
+            for (k, rec) in self
+                .store
+                .scan::<UserRecord>(USERS, "")
+                .map_err(error::store)?
+            {
+                let live = match prev_users.get(&k) {
+                    Some(p) if p.rec == rec => p.clone(),
+                    _ => Arc::new(LiveUser::new(rec)),
+                };
+                m.insert(k, live);
+            }
+            m
+        } else {
+            prev_users
+        };
+        let keys = if changed(2) {
+            let mut m = HashMap::new();
+            for (k, rec) in self
+                .store
+                .scan::<AccessKeyRecord>(ACCESS_KEYS, "")
+                .map_err(error::store)?
+            {
+                let live = match prev_keys.get(&k) {
+                    Some(p) if p.rec == rec => p.clone(),
+                    // Only the status changed: the secret is the same.
+                    Some(p) if p.rec.sealed_secret == rec.sealed_secret => Arc::new(LiveKey {
+                        rec,
+                        secret: p.secret.clone(),
+                    }),
+                    _ => Arc::new(self.live_key(&k, rec)?),
+                };
+                m.insert(k, live);
+            }
+            m
+        } else {
+            prev_keys
+        };
+        // Sessions name their role: a changed role table re-checks them.
+        let sessions = if changed(3) || changed(0) {
+            let t = now();
+            let mut m = HashMap::new();
+            for (k, rec) in self
+                .store
+                .scan::<SessionRecord>(SESSIONS, "")
+                .map_err(error::store)?
+            {
+                // A session never changes once issued: keep its opened
+                // secret while its role is the one it was issued for.
+                let kept = prev_sessions.get(&k).filter(|p| {
+                    p.role_id == rec.role_id
+                        && roles
+                            .get(&p.role)
+                            .is_some_and(|r| r.rec.id == p.role_id && r.rec.arn == p.role_arn)
+                });
+                let live = match kept {
+                    Some(p) => Some(p.clone()),
+                    None => self.live_session(&k, rec, &roles, t)?.map(Arc::new),
+                };
+                if let Some(l) = live {
+                    m.insert(k, l);
+                }
+            }
+            m
+        } else {
+            prev_sessions
+        };
+        let mut st = self.write();
+        st.roles = roles;
+        st.users = users;
+        st.keys = keys;
+        st.sessions = sessions;
+        for (s, n) in st.seen.iter_mut().zip(now_v) {
+            *s = n;
+        }
+        Ok(())
+    }
+
+    /// [`Iam::refresh`] for entry points that cannot fail: a store that
+    /// cannot be asked is logged, and the caller decides what to do.
+    fn refreshed(&self) -> bool {
+        match self.refresh() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(
+                    "iam: the identity store could not be refreshed: {}",
+                    e.message
+                );
+                false
+            }
+        }
+    }
+
+    /// Whether other processes write the store too.
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 
     /// The account this store serves.
@@ -410,6 +622,29 @@ impl Iam {
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Runs `f` in one write transaction: its refusal rolls it back and is
+    /// returned as is; a store failure is a service failure.
+    fn txn<R>(
+        &self,
+        f: impl FnOnce(&mut WriteTxn<'_>) -> Result<R, AwsError>,
+    ) -> Result<R, AwsError> {
+        self.store
+            .write(|w| f(w).map_err(Txn::Refused))
+            .map_err(|e| match e {
+                Txn::Store(s) => error::store(s),
+                Txn::Refused(a) => a,
+            })
+    }
+
+    /// Publishes a committed change in memory with the embedded store only
+    /// (with a shared store the next refresh loads it: publishing could put
+    /// an older record back over a newer one a concurrent refresh loaded).
+    fn publish(&self, f: impl FnOnce(&mut State)) {
+        if !self.shared {
+            f(&mut self.write());
+        }
+    }
+
     /// The ARN of a role or user with `path` and `name`.
     pub fn arn(&self, kind: &str, path: &str, name: &str) -> String {
         format!("arn:aws:iam::{}:{kind}{path}{name}", self.account)
@@ -425,6 +660,11 @@ impl Iam {
         access_key_id: &str,
         session_token: Option<&str>,
     ) -> Result<(Zeroizing<String>, Caller), AuthRefusal> {
+        // Fail closed: a key deleted through another replica must not pass
+        // while the store cannot say so.
+        if !self.refreshed() {
+            return Err(AuthRefusal::Invalid);
+        }
         let st = self.read();
         if let Some(s) = st.sessions.get(access_key_id) {
             let token = session_token.ok_or(AuthRefusal::Invalid)?;
@@ -470,6 +710,9 @@ impl Iam {
     /// request (the registry's login tokens), to refuse them once the
     /// principal is gone and to apply its current policies.
     pub fn caller_of_key(&self, access_key_id: &str) -> Option<Caller> {
+        if !self.refreshed() {
+            return None;
+        }
         let st = self.read();
         if let Some(s) = st.sessions.get(access_key_id) {
             if s.expires <= now() {
@@ -537,12 +780,6 @@ impl Iam {
         trust::parse(&new.trust)?;
         let _w = self.writer();
         let key = key_of(&new.name);
-        if self.read().roles.contains_key(&key) {
-            return Err(error::already_exists(format!(
-                "Role with name {} already exists.",
-                new.name
-            )));
-        }
         let rec = RoleRecord {
             arn: self.arn("role", &new.path, &new.name),
             id: ids::role_id(),
@@ -556,13 +793,27 @@ impl Iam {
             inline: BTreeMap::new(),
             attached: Vec::new(),
         };
-        self.store.put(ROLES, &key, &rec).map_err(store)?;
-        self.write().roles.insert(key, LiveRole::new(rec.clone()));
+        // The name is checked in the transaction: another replica may have
+        // taken it since this one's copy was loaded.
+        self.txn(|w| {
+            if w.get::<RoleRecord>(ROLES, &key).map_err(store)?.is_some() {
+                return Err(error::already_exists(format!(
+                    "Role with name {} already exists.",
+                    rec.name
+                )));
+            }
+            w.put(ROLES, &key, &rec).map_err(store)
+        })?;
+        self.publish(|st| {
+            st.roles.insert(key, Arc::new(LiveRole::new(rec.clone())));
+        });
         tracing::info!(role = %rec.arn, "iam: role created");
         Ok(rec)
     }
 
-    /// A role by name.
+    /// A role by name. Like the other readers of roles and users, it reads
+    /// what the last [`Iam::refresh`] loaded (the API refreshes once per
+    /// call, before its handler).
     pub fn role(&self, name: &str) -> Result<RoleRecord, AwsError> {
         self.read()
             .roles
@@ -592,8 +843,9 @@ impl Iam {
             .collect()
     }
 
-    /// Changes a role: `f` edits a copy of its record, which is then
-    /// stored and made live (policies and trust parsed again).
+    /// Changes a role: `f` edits its record as the write transaction reads
+    /// it, which is then stored and made live (policies and trust parsed
+    /// again).
     pub fn update_role<R>(
         &self,
         name: &str,
@@ -601,10 +853,18 @@ impl Iam {
     ) -> Result<R, AwsError> {
         let _w = self.writer();
         let key = key_of(name);
-        let mut rec = self.role(name)?;
-        let out = f(&mut rec)?;
-        self.store.put(ROLES, &key, &rec).map_err(store)?;
-        self.write().roles.insert(key, LiveRole::new(rec));
+        let (rec, out) = self.txn(|w| {
+            let mut rec: RoleRecord = w
+                .get(ROLES, &key)
+                .map_err(store)?
+                .ok_or_else(|| no_such_role(name))?;
+            let out = f(&mut rec)?;
+            w.put(ROLES, &key, &rec).map_err(store)?;
+            Ok((rec, out))
+        })?;
+        self.publish(|st| {
+            st.roles.insert(key, Arc::new(LiveRole::new(rec)));
+        });
         Ok(out)
     }
 
@@ -612,38 +872,50 @@ impl Iam {
     pub fn delete_role(&self, name: &str) -> Result<(), AwsError> {
         let _w = self.writer();
         let key = key_of(name);
-        let rec = self.role(name)?;
-        if !rec.inline.is_empty() {
-            return Err(error::delete_conflict(
-                "Cannot delete entity, must delete policies first.",
-            ));
-        }
-        if !rec.attached.is_empty() {
-            return Err(error::delete_conflict(
-                "Cannot delete entity, must detach all policies first.",
-            ));
-        }
-        let sessions: Vec<String> = self
-            .read()
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.role == key)
-            .map(|(k, _)| k.clone())
-            .collect();
-        self.store
-            .write(|w| {
-                w.delete(ROLES, &key)?;
-                for k in &sessions {
-                    w.delete(SESSIONS, k)?;
-                }
-                Ok::<_, ferry_store::StoreError>(())
-            })
-            .map_err(store)?;
-        let mut st = self.write();
-        st.roles.remove(&key);
-        for k in &sessions {
-            st.sessions.remove(k);
-        }
+        let (rec, sessions) = self.txn(|w| {
+            let rec: RoleRecord = w
+                .get(ROLES, &key)
+                .map_err(store)?
+                .ok_or_else(|| no_such_role(name))?;
+            if !rec.inline.is_empty() {
+                return Err(error::delete_conflict(
+                    "Cannot delete entity, must delete policies first.",
+                ));
+            }
+            if !rec.attached.is_empty() {
+                return Err(error::delete_conflict(
+                    "Cannot delete entity, must detach all policies first.",
+                ));
+            }
+            // Its stored sessions (every replica's), and those only this
+            // process knows (service sessions with the embedded store).
+            let mut sessions: Vec<String> = w
+                .scan::<SessionRecord>(SESSIONS, "")
+                .map_err(store)?
+                .into_iter()
+                .filter(|(_, r)| r.role == key)
+                .map(|(k, _)| k)
+                .collect();
+            for k in &sessions {
+                w.delete(SESSIONS, k).map_err(store)?;
+            }
+            sessions.extend(
+                self.read()
+                    .sessions
+                    .iter()
+                    .filter(|(k, s)| s.role == key && !sessions.contains(k))
+                    .map(|(k, _)| k.clone())
+                    .collect::<Vec<_>>(),
+            );
+            w.delete(ROLES, &key).map_err(store)?;
+            Ok((rec, sessions))
+        })?;
+        self.publish(|st| {
+            st.roles.remove(&key);
+            for k in &sessions {
+                st.sessions.remove(k);
+            }
+        });
         tracing::info!(role = %rec.arn, revoked = sessions.len(), "iam: role deleted");
         Ok(())
     }
@@ -654,12 +926,6 @@ impl Iam {
     pub fn create_user(&self, new: NewUser) -> Result<UserRecord, AwsError> {
         let _w = self.writer();
         let key = key_of(&new.name);
-        if self.read().users.contains_key(&key) {
-            return Err(error::already_exists(format!(
-                "User with name {} already exists.",
-                new.name
-            )));
-        }
         let rec = UserRecord {
             arn: self.arn("user", &new.path, &new.name),
             id: ids::user_id(),
@@ -670,8 +936,18 @@ impl Iam {
             inline: BTreeMap::new(),
             attached: Vec::new(),
         };
-        self.store.put(USERS, &key, &rec).map_err(store)?;
-        self.write().users.insert(key, LiveUser::new(rec.clone()));
+        self.txn(|w| {
+            if w.get::<UserRecord>(USERS, &key).map_err(store)?.is_some() {
+                return Err(error::already_exists(format!(
+                    "User with name {} already exists.",
+                    rec.name
+                )));
+            }
+            w.put(USERS, &key, &rec).map_err(store)
+        })?;
+        self.publish(|st| {
+            st.users.insert(key, Arc::new(LiveUser::new(rec.clone())));
+        });
         tracing::info!(user = %rec.arn, "iam: user created");
         Ok(rec)
     }
@@ -721,10 +997,18 @@ impl Iam {
     ) -> Result<R, AwsError> {
         let _w = self.writer();
         let key = key_of(name);
-        let mut rec = self.user(name)?;
-        let out = f(&mut rec)?;
-        self.store.put(USERS, &key, &rec).map_err(store)?;
-        self.write().users.insert(key, LiveUser::new(rec));
+        let (rec, out) = self.txn(|w| {
+            let mut rec: UserRecord = w
+                .get(USERS, &key)
+                .map_err(store)?
+                .ok_or_else(|| no_such_user(name))?;
+            let out = f(&mut rec)?;
+            w.put(USERS, &key, &rec).map_err(store)?;
+            Ok((rec, out))
+        })?;
+        self.publish(|st| {
+            st.users.insert(key, Arc::new(LiveUser::new(rec)));
+        });
         Ok(out)
     }
 
@@ -732,24 +1016,33 @@ impl Iam {
     pub fn delete_user(&self, name: &str) -> Result<(), AwsError> {
         let _w = self.writer();
         let key = key_of(name);
-        let rec = self.user(name)?;
-        if self.read().keys.values().any(|k| k.rec.user == key) {
-            return Err(error::delete_conflict(
-                "Cannot delete entity, must delete access keys first.",
-            ));
-        }
-        if !rec.inline.is_empty() {
-            return Err(error::delete_conflict(
-                "Cannot delete entity, must delete policies first.",
-            ));
-        }
-        if !rec.attached.is_empty() {
-            return Err(error::delete_conflict(
-                "Cannot delete entity, must detach all policies first.",
-            ));
-        }
-        self.store.delete(USERS, &key).map_err(store)?;
-        self.write().users.remove(&key);
+        let rec = self.txn(|w| {
+            let rec: UserRecord = w
+                .get(USERS, &key)
+                .map_err(store)?
+                .ok_or_else(|| no_such_user(name))?;
+            let keys: Vec<(String, AccessKeyRecord)> = w.scan(ACCESS_KEYS, "").map_err(store)?;
+            if keys.iter().any(|(_, k)| k.user == key) {
+                return Err(error::delete_conflict(
+                    "Cannot delete entity, must delete access keys first.",
+                ));
+            }
+            if !rec.inline.is_empty() {
+                return Err(error::delete_conflict(
+                    "Cannot delete entity, must delete policies first.",
+                ));
+            }
+            if !rec.attached.is_empty() {
+                return Err(error::delete_conflict(
+                    "Cannot delete entity, must detach all policies first.",
+                ));
+            }
+            w.delete(USERS, &key).map_err(store)?;
+            Ok(rec)
+        })?;
+        self.publish(|st| {
+            st.users.remove(&key);
+        });
         tracing::info!(user = %rec.arn, "iam: user deleted");
         Ok(())
     }
@@ -766,38 +1059,42 @@ impl Iam {
         user: &str,
     ) -> Result<(AccessKeyRecord, Zeroizing<String>), AwsError> {
         let _w = self.writer();
-        let u = self.user(user)?;
         let ukey = key_of(user);
-        let n = self
-            .read()
-            .keys
-            .values()
-            .filter(|k| k.rec.user == ukey)
-            .count();
-        if n >= Self::MAX_ACCESS_KEYS {
-            return Err(error::limit_exceeded(format!(
-                "Cannot exceed quota for AccessKeysPerUser: {}",
-                Self::MAX_ACCESS_KEYS
-            )));
-        }
         let key_id = ids::access_key_id();
         let secret = ids::secret_access_key();
         let sealed = self.sealer.seal(&key_label(&key_id), secret.as_bytes())?;
         let rec = AccessKeyRecord {
             key_id: key_id.clone(),
-            user: ukey,
+            user: ukey.clone(),
             status: "Active".into(),
             created: now(),
             sealed_secret: b64(&sealed),
         };
-        self.store.put(ACCESS_KEYS, &key_id, &rec).map_err(store)?;
-        self.write().keys.insert(
-            key_id.clone(),
-            LiveKey {
-                rec: rec.clone(),
-                secret: secret.clone(),
-            },
-        );
+        // The user and the quota are checked in the transaction.
+        let u = self.txn(|w| {
+            let u: UserRecord = w
+                .get(USERS, &ukey)
+                .map_err(store)?
+                .ok_or_else(|| no_such_user(user))?;
+            let keys: Vec<(String, AccessKeyRecord)> = w.scan(ACCESS_KEYS, "").map_err(store)?;
+            if keys.iter().filter(|(_, k)| k.user == ukey).count() >= Self::MAX_ACCESS_KEYS {
+                return Err(error::limit_exceeded(format!(
+                    "Cannot exceed quota for AccessKeysPerUser: {}",
+                    Self::MAX_ACCESS_KEYS
+                )));
+            }
+            w.put(ACCESS_KEYS, &key_id, &rec).map_err(store)?;
+            Ok(u)
+        })?;
+        self.publish(|st| {
+            st.keys.insert(
+                key_id.clone(),
+                Arc::new(LiveKey {
+                    rec: rec.clone(),
+                    secret: secret.clone(),
+                }),
+            );
+        });
         tracing::info!(user = %u.arn, access_key_id = %key_id, "iam: access key created");
         Ok((rec, secret))
     }
@@ -817,13 +1114,21 @@ impl Iam {
         Ok(keys)
     }
 
-    fn user_key(&self, user: &str, key_id: &str) -> Result<AccessKeyRecord, AwsError> {
-        self.user(user)?;
-        self.read()
-            .keys
-            .get(key_id)
-            .filter(|k| k.rec.user == key_of(user))
-            .map(|k| k.rec.clone())
+    /// The access key `key_id` of `user` as the write transaction reads it.
+    fn user_key_in(
+        w: &WriteTxn<'_>,
+        user: &str,
+        key_id: &str,
+    ) -> Result<AccessKeyRecord, AwsError> {
+        if w.get::<UserRecord>(USERS, &key_of(user))
+            .map_err(store)?
+            .is_none()
+        {
+            return Err(no_such_user(user));
+        }
+        w.get::<AccessKeyRecord>(ACCESS_KEYS, key_id)
+            .map_err(store)?
+            .filter(|k| k.user == key_of(user))
             .ok_or_else(|| {
                 error::no_such_entity(format!("The Access Key with id {key_id} cannot be found."))
             })
@@ -838,12 +1143,23 @@ impl Iam {
         status: &str,
     ) -> Result<(), AwsError> {
         let _w = self.writer();
-        let mut rec = self.user_key(user, key_id)?;
-        rec.status = status.to_owned();
-        self.store.put(ACCESS_KEYS, key_id, &rec).map_err(store)?;
-        if let Some(k) = self.write().keys.get_mut(key_id) {
-            k.rec = rec;
-        }
+        let rec = self.txn(|w| {
+            let mut rec = Self::user_key_in(w, user, key_id)?;
+            rec.status = status.to_owned();
+            w.put(ACCESS_KEYS, key_id, &rec).map_err(store)?;
+            Ok(rec)
+        })?;
+        self.publish(|st| {
+            if let Some(k) = st.keys.get(key_id).cloned() {
+                st.keys.insert(
+                    key_id.to_owned(),
+                    Arc::new(LiveKey {
+                        rec,
+                        secret: k.secret.clone(),
+                    }),
+                );
+            }
+        });
         tracing::info!(access_key_id = %key_id, status, "iam: access key status changed");
         Ok(())
     }
@@ -851,9 +1167,14 @@ impl Iam {
     /// Deletes an access key.
     pub fn delete_access_key(&self, user: &str, key_id: &str) -> Result<(), AwsError> {
         let _w = self.writer();
-        self.user_key(user, key_id)?;
-        self.store.delete(ACCESS_KEYS, key_id).map_err(store)?;
-        self.write().keys.remove(key_id);
+        self.txn(|w| {
+            Self::user_key_in(w, user, key_id)?;
+            w.delete(ACCESS_KEYS, key_id).map_err(store)?;
+            Ok(())
+        })?;
+        self.publish(|st| {
+            st.keys.remove(key_id);
+        });
         tracing::info!(access_key_id = %key_id, "iam: access key deleted");
         Ok(())
     }
@@ -884,6 +1205,7 @@ impl Iam {
             principal: caller.arn(),
             role_arn: req.role_arn.to_owned(),
         };
+        self.refresh()?;
         let (role_key, rec, trust_policy) = {
             let st = self.read();
             let name = req.role_arn.rsplit('/').next().unwrap_or_default();
@@ -958,6 +1280,7 @@ impl Iam {
             error::access_denied(message)
         };
         validate::session_name(session_name)?;
+        self.refresh()?;
         let (role_key, rec, trust_policy) = {
             let st = self.read();
             let name = role_arn.rsplit('/').next().unwrap_or_default();
@@ -985,19 +1308,48 @@ impl Iam {
         Ok(creds)
     }
 
-    /// Refuses every session issued for `owner` from now on.
+    /// Refuses every session issued for `owner` from now on (through every
+    /// replica: with a shared store they are deleted from it).
     pub fn revoke_owner(&self, owner: &str) {
+        let mut revoked = 0;
+        if self.shared {
+            let r = self.txn(|w| {
+                let mine: Vec<String> = w
+                    .scan::<SessionRecord>(SESSIONS, "")
+                    .map_err(store)?
+                    .into_iter()
+                    .filter(|(_, r)| r.owner.as_deref() == Some(owner))
+                    .map(|(k, _)| k)
+                    .collect();
+                for k in &mine {
+                    w.delete(SESSIONS, k).map_err(store)?;
+                }
+                Ok(mine.len())
+            });
+            match r {
+                Ok(n) => revoked = n,
+                // Not fatal for the task's stop, but the credentials stay
+                // valid until they expire: say so.
+                Err(e) => tracing::error!(
+                    owner,
+                    "sts: revoking the sessions failed; they stay valid until they expire: {}",
+                    e.message
+                ),
+            }
+        }
         let mut st = self.write();
         let before = st.sessions.len();
         st.sessions.retain(|_, s| s.owner.as_deref() != Some(owner));
-        let revoked = before - st.sessions.len();
+        revoked = revoked.max(before - st.sessions.len());
         if revoked > 0 {
             tracing::info!(owner, revoked, "sts: sessions revoked");
         }
     }
 
     /// Issues a session for a role; AssumeRole sessions (no `owner`) are
-    /// stored sealed. Expired sessions are swept on the way.
+    /// stored sealed, service sessions too with a shared store. Expired
+    /// sessions are swept on the way (checked again on the records the
+    /// transaction reads, so replicas sweeping at once delete each once).
     fn issue(
         &self,
         role_key: &str,
@@ -1016,6 +1368,13 @@ impl Iam {
         let digest = ids::token_digest(&token);
 
         let _w = self.writer();
+        let denied = || {
+            error::access_denied(format!(
+                "User is not authorized to perform: {} on resource: {}",
+                trust::ASSUME_ROLE,
+                rec.arn
+            ))
+        };
         // The role may have been deleted (or replaced) since the trust
         // decision; a session must not outlive it.
         if self
@@ -1024,11 +1383,7 @@ impl Iam {
             .get(role_key)
             .is_none_or(|r| r.rec.id != rec.id)
         {
-            return Err(error::access_denied(format!(
-                "User is not authorized to perform: {} on resource: {}",
-                trust::ASSUME_ROLE,
-                rec.arn
-            )));
+            return Err(denied());
         }
         let t = now();
         let expired: Vec<(String, bool)> = self
@@ -1036,11 +1391,11 @@ impl Iam {
             .sessions
             .iter()
             .filter(|(_, s)| s.expires <= t)
-            .map(|(k, s)| (k.clone(), s.owner.is_none()))
+            .map(|(k, s)| (k.clone(), s.owner.is_none() || self.shared))
             .collect();
         let record = match owner {
-            Some(_) => None,
-            None => {
+            Some(_) if !self.shared => None,
+            _ => {
                 let sealed = self
                     .sealer
                     .seal(&session_label(&key_id), secret.as_bytes())?;
@@ -1052,47 +1407,56 @@ impl Iam {
                     role_id: rec.id.clone(),
                     session_name: session_name.to_owned(),
                     expires,
+                    owner: owner.map(str::to_owned),
                 })
             }
         };
         if record.is_some() || expired.iter().any(|(_, stored)| *stored) {
-            self.store
-                .write(|w| {
-                    if let Some(r) = &record {
-                        w.put(SESSIONS, &r.key_id, r)?;
+            self.txn(|w| {
+                if record.is_some() && self.shared {
+                    // Another replica may have deleted the role meanwhile.
+                    let cur: Option<RoleRecord> = w.get(ROLES, role_key).map_err(store)?;
+                    if cur.is_none_or(|c| c.id != rec.id) {
+                        return Err(denied());
                     }
-                    for (k, stored) in &expired {
-                        if *stored {
-                            w.delete(SESSIONS, k)?;
-                        }
+                }
+                if let Some(r) = &record {
+                    w.put(SESSIONS, &r.key_id, r).map_err(store)?;
+                }
+                for (k, stored) in &expired {
+                    if !*stored {
+                        continue;
                     }
-                    Ok::<_, ferry_store::StoreError>(())
-                })
-                .map_err(store)?;
+                    let cur: Option<SessionRecord> = w.get(SESSIONS, k).map_err(store)?;
+                    if cur.is_some_and(|c| c.expires <= t) {
+                        w.delete(SESSIONS, k).map_err(store)?;
+                    }
+                }
+                Ok(())
+            })?;
         }
-        let policies = {
-            let mut st = self.write();
+        let live = Arc::new(LiveSession {
+            secret: secret.clone(),
+            token: digest,
+            role: role_key.to_owned(),
+            role_id: rec.id.clone(),
+            role_arn: rec.arn.clone(),
+            session_name: session_name.to_owned(),
+            expires,
+            owner: owner.map(str::to_owned),
+        });
+        self.publish(|st| {
             for (k, _) in &expired {
                 st.sessions.remove(k);
             }
-            st.sessions.insert(
-                key_id.clone(),
-                LiveSession {
-                    secret: secret.clone(),
-                    token: digest,
-                    role: role_key.to_owned(),
-                    role_id: rec.id.clone(),
-                    role_arn: rec.arn.clone(),
-                    session_name: session_name.to_owned(),
-                    expires,
-                    owner: owner.map(str::to_owned),
-                },
-            );
-            st.roles
-                .get(role_key)
-                .map(|r| r.policies.clone())
-                .unwrap_or_else(deny_all)
-        };
+            st.sessions.insert(key_id.clone(), live);
+        });
+        let policies = self
+            .read()
+            .roles
+            .get(role_key)
+            .map(|r| r.policies.clone())
+            .unwrap_or_else(deny_all);
         Ok(SessionCredentials {
             caller: Caller {
                 account: self.account.clone(),
@@ -1117,7 +1481,9 @@ impl Iam {
     /// Makes every live session expired (tests of the expiry path).
     pub(crate) fn expire_sessions_for_test(&self) {
         for s in self.write().sessions.values_mut() {
-            s.expires = now() - 1;
+            let mut expired = (**s).clone();
+            expired.expires = now() - 1;
+            *s = Arc::new(expired);
         }
     }
 }

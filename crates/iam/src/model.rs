@@ -12,7 +12,8 @@ pub const ROLES: &str = "iam_roles";
 pub const USERS: &str = "iam_users";
 /// Long-term access keys, by key id.
 pub const ACCESS_KEYS: &str = "iam_access_keys";
-/// AssumeRole sessions, by key id (service sessions stay in memory).
+/// AssumeRole sessions, by key id (service sessions too with a shared store;
+/// with the embedded one they stay in memory).
 pub const SESSIONS: &str = "iam_sessions";
 
 /// A tag (`Key`, `Value`).
@@ -114,4 +115,9 @@ pub struct SessionRecord {
     pub session_name: String,
     /// Expiry, Unix seconds.
     pub expires: i64,
+    /// The resource a service session was issued for (a task ARN). Such
+    /// sessions are stored only in a shared store, where every replica
+    /// must know them; with the embedded store they live in memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }

@@ -42,6 +42,8 @@ impl QueryService for StsService {
     }
 
     fn call(&self, ctx: &RequestContext, action: &str, params: &Params) -> Result<Xml, AwsError> {
+        // Replicas: what another process changed is loaded first.
+        self.iam.refresh()?;
         match action {
             "GetCallerIdentity" => self.get_caller_identity(ctx),
             "AssumeRole" => self.assume_role(ctx, params),

@@ -10,6 +10,10 @@
 //! extra thread, no thread wake-ups (a writer thread was measured: batches
 //! of ~2 records cost a futex wake and a context switch each, more than the
 //! writes they saved).
+//!
+//! The queue and its tickets ([`GroupCommit`]) do not care where a batch
+//! goes: the file here, or one write transaction of a shared store
+//! ([`crate::audit_store`]).
 
 use std::fs::{File, OpenOptions};
 use std::future::Future;
@@ -23,7 +27,14 @@ use std::task::{Context, Poll, Waker};
 use crate::audit::AuditSink;
 
 /// How a write ended, shared by every record of a batch.
-type Outcome = Result<(), (std::io::ErrorKind, String)>;
+pub(crate) type Outcome = Result<(), (std::io::ErrorKind, String)>;
+
+/// Where a batch of queued records goes, as one unit: all of it is
+/// written, or none of it (then every call of the batch fails).
+pub(crate) trait BatchWrite: Send + Sync {
+    /// Writes `buf`: whole records, each ending in a newline.
+    fn write_batch(&self, buf: &[u8]) -> Outcome;
+}
 
 fn to_io(o: &Outcome) -> std::io::Result<()> {
     o.clone()
@@ -74,7 +85,12 @@ struct Queue {
 
 struct Shared {
     queue: Mutex<Queue>,
-    /// The file and the length of its complete records.
+    /// Where batches go.
+    out: Box<dyn BatchWrite>,
+}
+
+/// The audit file and the length of its complete records.
+struct FileOut {
     file: Mutex<(File, u64)>,
     /// Where the file is, to open it again after a failed write.
     path: PathBuf,
@@ -106,7 +122,7 @@ impl Shared {
             let buf = std::mem::replace(&mut q.buf, std::mem::take(&mut spare));
             let slots = std::mem::take(&mut q.slots);
             drop(q);
-            let outcome = self.write(&buf);
+            let outcome = self.out.write_batch(&buf);
             for slot in slots {
                 slot.complete(outcome.clone());
             }
@@ -117,8 +133,10 @@ impl Shared {
         q.flushing = false;
         true
     }
+}
 
-    fn write(&self, buf: &[u8]) -> Outcome {
+impl BatchWrite for FileOut {
+    fn write_batch(&self, buf: &[u8]) -> Outcome {
         use std::sync::atomic::Ordering;
         let mut f = lock(&self.file);
         if self.reopen.load(Ordering::SeqCst) {
@@ -296,10 +314,44 @@ impl Drop for Ticket {
     }
 }
 
+/// The queue of records waiting for their write, and the tickets of
+/// their calls: records of concurrent calls share one write.
+pub(crate) struct GroupCommit {
+    shared: Arc<Shared>,
+}
+
+impl GroupCommit {
+    /// A queue whose batches go to `out`.
+    pub(crate) fn new(out: Box<dyn BatchWrite>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                queue: Mutex::new(Queue::default()),
+                out,
+            }),
+        }
+    }
+
+    /// Queues one record (a line without its newline).
+    pub(crate) fn submit(&self, line: &[u8]) -> Ticket {
+        let slot = Arc::new(Slot::default());
+        {
+            let mut q = lock(&self.shared.queue);
+            q.buf.extend_from_slice(line);
+            q.buf.push(b'\n');
+            q.slots.push(slot.clone());
+        }
+        Ticket(TicketInner::Queued {
+            shared: self.shared.clone(),
+            slot,
+            yielded: false,
+        })
+    }
+}
+
 /// The JSON-lines audit file, appended with group commit.
 pub struct FileSink {
     path: PathBuf,
-    shared: Arc<Shared>,
+    commit: GroupCommit,
 }
 
 impl FileSink {
@@ -308,12 +360,11 @@ impl FileSink {
         let (file, len) = open_trimmed(path)?;
         Ok(Self {
             path: path.to_owned(),
-            shared: Arc::new(Shared {
-                queue: Mutex::new(Queue::default()),
+            commit: GroupCommit::new(Box::new(FileOut {
                 file: Mutex::new((file, len)),
                 path: path.to_owned(),
                 reopen: std::sync::atomic::AtomicBool::new(false),
-            }),
+            })),
         })
     }
 
@@ -329,18 +380,7 @@ impl AuditSink for FileSink {
     }
 
     fn submit(&self, line: &[u8]) -> Ticket {
-        let slot = Arc::new(Slot::default());
-        {
-            let mut q = lock(&self.shared.queue);
-            q.buf.extend_from_slice(line);
-            q.buf.push(b'\n');
-            q.slots.push(slot.clone());
-        }
-        Ticket(TicketInner::Queued {
-            shared: self.shared.clone(),
-            slot,
-            yielded: false,
-        })
+        self.commit.submit(line)
     }
 }
 
@@ -440,13 +480,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         std::fs::write(&path, b"{\"a\":1}\n{\"b\":").unwrap();
-        let sink = FileSink::open(&path).unwrap();
+        let (file, len) = open_trimmed(&path).unwrap();
+        let out = FileOut {
+            file: Mutex::new((file, len)),
+            path: path.clone(),
+            reopen: std::sync::atomic::AtomicBool::new(false),
+        };
         // A write that failed with the cut-back failing too: the next one reopens.
-        sink.shared
-            .reopen
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        out.reopen.store(true, std::sync::atomic::Ordering::SeqCst);
+        let sink = GroupCommit::new(Box::new(out));
         std::fs::write(&path, b"{\"a\":1}\n{\"b\":").unwrap();
-        sink.append(b"{\"c\":3}").unwrap();
+        sink.submit(b"{\"c\":3}").wait().unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             "{\"a\":1}\n{\"c\":3}\n"

@@ -1,16 +1,24 @@
 //! Reading the audit trail back (the web console's audit views): pages of
-//! `DIR/kms-audit.jsonl`, newest first, filtered, without loading the file.
+//! the trail, newest first, filtered, without loading it.
 //!
-//! The file is append-only JSON lines ([`crate::audit_file`]), so a byte
-//! offset of a line start is a stable cursor: a page is read backwards in
-//! [`CHUNK`]-sized reads from a cursor (or from the end) and stops once it
-//! has its records; a live view asks for what came after the `head` it was
-//! given. Only complete lines count: a record being appended is not one
-//! until its newline is written.
+//! The trail is one of two append-only sequences:
+//! - with the embedded store, the file `DIR/kms-audit.jsonl`
+//!   ([`crate::audit_file`]): a cursor is the byte offset of a line start.
+//!   A page is read backwards in [`CHUNK`]-sized reads from a cursor (or
+//!   from the end) and stops once it has its records. Only complete lines
+//!   count: a record being appended is not one until its newline is
+//!   written.
+//! - with a shared store (replicas), its table ([`crate::audit_store`]): a
+//!   cursor is a record's sequence number (record `n` spans `[n, n + 1)`),
+//!   and pages are key-ordered scans ([`Store::scan_page`], descending for
+//!   newest first).
+//!
+//! Either way a cursor is stable, a live view asks for what came after the
+//! `head` it was given, and the filters and answers are the same.
 //!
 //! A task's records (the calls that made, used and retired its volume's data
-//! key) are answered from an in-memory index, task ARN -> record offsets,
-//! that is built by one scan on first use and then extended by the bytes
+//! key) are answered from an in-memory index, task ARN -> record cursors,
+//! that is built by one scan on first use and then extended by the records
 //! appended since the last query, never by rescanning the trail.
 
 use std::collections::HashMap;
@@ -18,34 +26,246 @@ use std::fs::File;
 use std::ops::ControlFlow;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use ferry_store::Store;
 use serde_json::Value;
 
-/// Bytes read per system call when the trail is scanned.
+use crate::audit_store::{self, AUDIT, record_key, record_seq};
+
+/// Bytes read per system call when the trail file is scanned.
 pub const CHUNK: usize = 64 << 10;
+
+/// Records read per round trip when the store's trail is scanned.
+const STORE_BATCH: usize = 256;
 
 pub use ferry_proto::audit_trail::{
     AuditError as ReadError, AuditPage as Page, AuditQuery as Query, MAX_AUDIT_PAGE as MAX_PAGE,
 };
 
-/// Reads one audit file; shared by every request (`Send + Sync`).
+/// Reads one audit trail; shared by every request (`Send + Sync`).
 pub struct AuditReader {
-    path: PathBuf,
+    source: Source,
     chunk: usize,
     index: Mutex<TaskIndex>,
 }
 
+/// Where the trail is.
+enum Source {
+    File(PathBuf),
+    Store(Arc<Store>),
+}
+
 impl std::fmt::Debug for AuditReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditReader")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("AuditReader");
+        match &self.source {
+            Source::File(p) => d.field("path", p),
+            Source::Store(s) => d.field("store", &s.backend()),
+        };
+        d.finish_non_exhaustive()
     }
 }
 
-/// The trail as one query sees it: the file and its complete length.
-struct Trail {
+/// One record as a scan hands it out: a line of the file (filtered on its
+/// text first, parsed only if it may match) or a record of the store.
+enum Item<'a> {
+    Line(&'a [u8]),
+    Value(Value),
+}
+
+/// The trail as one query sees it.
+enum Trail {
+    File(FileTrail),
+    Store(StoreTrail),
+}
+
+/// The store's trail as one query sees it: its length when opened.
+struct StoreTrail {
+    store: Arc<Store>,
+    head: u64,
+}
+
+fn store_error(e: ferry_store::StoreError) -> ReadError {
+    ReadError::Io(e.to_string())
+}
+
+impl StoreTrail {
+    /// Calls `each(start, end, record)` for every record in `[stop, from)`,
+    /// newest first.
+    fn scan_back(
+        &self,
+        from: u64,
+        stop: u64,
+        mut each: impl FnMut(u64, u64, Item<'_>) -> ControlFlow<()>,
+    ) -> Result<(), ReadError> {
+        let mut below = from;
+        while below > stop {
+            let batch: Vec<(String, Value)> = self
+                .store
+                .scan_page(AUDIT, "", Some(&record_key(below)), STORE_BATCH, true)
+                .map_err(store_error)?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            for (k, v) in batch {
+                let Some(seq) = record_seq(&k) else { continue };
+                if seq < stop {
+                    return Ok(());
+                }
+                below = seq;
+                if each(seq, seq + 1, Item::Value(v)).is_break() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `each(start, end, record)` for every record in `[from, to)`,
+    /// oldest first.
+    fn scan_forward(
+        &self,
+        from: u64,
+        to: u64,
+        mut each: impl FnMut(u64, u64, Item<'_>) -> ControlFlow<()>,
+    ) -> Result<(), ReadError> {
+        let mut after = from.checked_sub(1).map(record_key);
+        loop {
+            let batch: Vec<(String, Value)> = self
+                .store
+                .scan_page(AUDIT, "", after.as_deref(), STORE_BATCH, false)
+                .map_err(store_error)?;
+            let Some((last, _)) = batch.last() else {
+                return Ok(());
+            };
+            after = Some(last.clone());
+            for (k, v) in batch {
+                let Some(seq) = record_seq(&k) else { continue };
+                if seq >= to {
+                    return Ok(());
+                }
+                if each(seq, seq + 1, Item::Value(v)).is_break() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+impl Trail {
+    fn open(source: &Source, chunk: usize) -> Result<Self, ReadError> {
+        Ok(match source {
+            Source::File(path) => Trail::File(FileTrail::open(path, chunk)?),
+            Source::Store(store) => Trail::Store(StoreTrail {
+                head: audit_store::length(store).map_err(store_error)?,
+                store: store.clone(),
+            }),
+        })
+    }
+
+    /// Where the complete records end (the file's complete length, the
+    /// store's record count) when the trail was opened.
+    fn head(&self) -> u64 {
+        match self {
+            Trail::File(f) => f.head,
+            Trail::Store(s) => s.head,
+        }
+    }
+
+    /// Which trail this is: the task index starts over for another one.
+    fn id(&self) -> (u64, u64) {
+        match self {
+            Trail::File(f) => f.id,
+            Trail::Store(_) => (u64::MAX, u64::MAX),
+        }
+    }
+
+    /// The trail's length now (it may have grown since it was opened).
+    fn len(&self) -> Result<u64, ReadError> {
+        match self {
+            Trail::File(f) => Ok(f.len()?),
+            Trail::Store(s) => audit_store::length(&s.store).map_err(store_error),
+        }
+    }
+
+    /// Refuses a cursor that is no record's start.
+    fn check(&self, cursor: u64) -> Result<(), ReadError> {
+        match self {
+            Trail::File(f) => f.check(cursor),
+            Trail::Store(s) if cursor > s.head => Err(ReadError::BadCursor(format!(
+                "{cursor} is past the end of the trail ({})",
+                s.head
+            ))),
+            Trail::Store(_) => Ok(()),
+        }
+    }
+
+    fn scan_back(
+        &self,
+        from: u64,
+        stop: u64,
+        chunk: usize,
+        mut each: impl FnMut(u64, u64, Item<'_>) -> ControlFlow<()>,
+    ) -> Result<(), ReadError> {
+        match self {
+            Trail::File(f) => Ok(f.scan_back(from, stop, chunk, |start, line| {
+                each(start, start + line.len() as u64 + 1, Item::Line(line))
+            })?),
+            Trail::Store(s) => s.scan_back(from, stop, each),
+        }
+    }
+
+    fn scan_forward(
+        &self,
+        from: u64,
+        to: u64,
+        chunk: usize,
+        mut each: impl FnMut(u64, u64, Item<'_>) -> ControlFlow<()>,
+    ) -> Result<(), ReadError> {
+        match self {
+            Trail::File(f) => Ok(f.scan_forward(from, to, chunk, |start, line| {
+                each(start, start + line.len() as u64 + 1, Item::Line(line))
+            })?),
+            Trail::Store(s) => s.scan_forward(from, to, each),
+        }
+    }
+
+    /// The record starting at `start` if it matches `filter`, with where it
+    /// ends.
+    fn matching_at(
+        &self,
+        start: u64,
+        chunk: usize,
+        filter: &Filter<'_>,
+    ) -> Result<Option<Found>, ReadError> {
+        match self {
+            Trail::File(f) => {
+                let line = f.line_at(start, chunk)?;
+                Ok(filter.check(&Item::Line(&line)).map(|v| Found {
+                    start,
+                    end: start + line.len() as u64 + 1,
+                    record: v,
+                }))
+            }
+            Trail::Store(s) => {
+                let v: Option<Value> = s
+                    .store
+                    .get(AUDIT, &record_key(start))
+                    .map_err(store_error)?;
+                Ok(v.and_then(|v| filter.check(&Item::Value(v)))
+                    .map(|v| Found {
+                        start,
+                        end: start + 1,
+                        record: v,
+                    }))
+            }
+        }
+    }
+}
+
+/// The file's trail as one query sees it: the file and its complete length.
+struct FileTrail {
     file: Option<File>,
     /// Identity of the file (device, inode): a replaced file resets the index.
     id: (u64, u64),
@@ -53,7 +273,7 @@ struct Trail {
     head: u64,
 }
 
-impl Trail {
+impl FileTrail {
     fn open(path: &Path, chunk: usize) -> std::io::Result<Self> {
         let file = match File::open(path) {
             Ok(f) => f,
@@ -270,13 +490,22 @@ impl<'q> Filter<'q> {
         Self { q, needles }
     }
 
-    /// The record on `line` if it matches (unparseable lines never do).
-    fn check(&self, line: &[u8]) -> Option<Value> {
-        let text = std::str::from_utf8(line).ok()?;
-        if !self.needles.iter().all(|n| text.contains(n.as_str())) {
-            return None;
-        }
-        let v: Value = serde_json::from_str(text).ok()?;
+    /// The record if it matches (unparseable lines never do). A line is
+    /// tested for the needles first; a stored record was parsed by the
+    /// store, whose text may be spaced otherwise.
+    fn check(&self, item: &Item<'_>) -> Option<Value> {
+        let v: Value = match item {
+            Item::Line(line) => {
+                let text = std::str::from_utf8(line).ok()?;
+                if !self.needles.iter().all(|n| text.contains(n.as_str())) {
+                    return None;
+                }
+                serde_json::from_str(text).ok()?
+            }
+            Item::Value(v) => {
+                return self.matches(v).then(|| v.clone());
+            }
+        };
         self.matches(&v).then_some(v)
     }
 
@@ -399,41 +628,48 @@ struct TaskIndex {
 impl TaskIndex {
     /// Indexes what was appended since the last call; starts over if the
     /// file was replaced or cut back (a torn record trimmed at reopen).
-    fn update(&mut self, trail: &Trail, chunk: usize) -> std::io::Result<()> {
-        if trail.id != self.id || trail.len()? < self.indexed {
+    fn update(&mut self, trail: &Trail, chunk: usize) -> Result<(), ReadError> {
+        if trail.id() != self.id || trail.len()? < self.indexed {
             *self = Self {
-                id: trail.id,
+                id: trail.id(),
                 scanned: self.scanned,
                 ..Self::default()
             };
         }
         // A query that opened the trail before another's update may find
-        // the index ahead of its own view; its offsets past `head` are
+        // the index ahead of its own view; its cursors past `head` are
         // left out by the caller.
-        if trail.head <= self.indexed {
+        let head = trail.head();
+        if head <= self.indexed {
             return Ok(());
         }
-        trail.scan_forward(self.indexed, trail.head, chunk, |start, line| {
-            self.add(start, line);
+        trail.scan_forward(self.indexed, head, chunk, |start, _, item| {
+            self.add(start, item);
             ControlFlow::Continue(())
         })?;
-        self.scanned += trail.head - self.indexed;
-        self.indexed = trail.head;
+        self.scanned += head - self.indexed;
+        self.indexed = head;
         Ok(())
     }
 
-    fn add(&mut self, start: u64, line: &[u8]) {
-        let Ok(text) = std::str::from_utf8(line) else {
-            return;
-        };
-        // Most records name no task and no grant: skip them unparsed.
-        let names_task = text.contains(":task/");
-        let names_grant = !self.grants.is_empty() && text.contains("\"grantId\"");
-        if !names_task && !names_grant {
-            return;
-        }
-        let Ok(v) = serde_json::from_str::<Value>(text) else {
-            return;
+    fn add(&mut self, start: u64, item: Item<'_>) {
+        let v = match item {
+            Item::Line(line) => {
+                let Ok(text) = std::str::from_utf8(line) else {
+                    return;
+                };
+                // Most records name no task and no grant: skip them unparsed.
+                let names_task = text.contains(":task/");
+                let names_grant = !self.grants.is_empty() && text.contains("\"grantId\"");
+                if !names_task && !names_grant {
+                    return;
+                }
+                let Ok(v) = serde_json::from_str::<Value>(text) else {
+                    return;
+                };
+                v
+            }
+            Item::Value(v) => v,
         };
         let mut arns = task_arns(&v);
         let failed = v.get("errorCode").is_some_and(|e| !e.is_null());
@@ -478,15 +714,37 @@ impl AuditReader {
     /// Nothing is read until the first query.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
-            path: path.into(),
+            source: Source::File(path.into()),
             chunk: CHUNK,
             index: Mutex::new(TaskIndex::default()),
         }
     }
 
-    /// The audit file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// A reader of the trail in a shared store ([`crate::audit_store`]).
+    pub fn over_store(store: Arc<Store>) -> Self {
+        Self {
+            source: Source::Store(store),
+            chunk: CHUNK,
+            index: Mutex::new(TaskIndex::default()),
+        }
+    }
+
+    /// The reader of the trail [`crate::Kms::open`] writes for `store` and
+    /// `data_dir`: the store's table when it is shared, else the file.
+    pub fn for_kms(store: &Arc<Store>, data_dir: &Path) -> Self {
+        if store.is_shared() {
+            Self::over_store(store.clone())
+        } else {
+            Self::new(data_dir.join(crate::service::AUDIT_FILE))
+        }
+    }
+
+    /// The audit file's path (`None` for a store's trail).
+    pub fn path(&self) -> Option<&Path> {
+        match &self.source {
+            Source::File(p) => Some(p),
+            Source::Store(_) => None,
+        }
     }
 
     /// One page of records, newest first.
@@ -507,7 +765,7 @@ impl AuditReader {
         {
             return Err(ReadError::BadQuery("from is after to".into()));
         }
-        let trail = Trail::open(&self.path, self.chunk)?;
+        let trail = Trail::open(&self.source, self.chunk)?;
         for c in [q.before, q.after].into_iter().flatten() {
             trail.check(c)?;
         }
@@ -515,35 +773,36 @@ impl AuditReader {
         if let Some(task) = &q.task_arn {
             return self.task_page(&trail, &filter, task);
         }
-        let end = q.before.unwrap_or(trail.head);
+        let head = trail.head();
+        let end = q.before.unwrap_or(head);
         match q.after {
             Some(after) => {
                 let mut found: Vec<Found> = Vec::new();
                 let mut more = false;
-                trail.scan_forward(after.min(end), end, self.chunk, |start, line| match filter
-                    .check(line)
-                {
-                    Some(_) if found.len() == q.limit => {
-                        more = true;
-                        ControlFlow::Break(())
+                trail.scan_forward(after.min(end), end, self.chunk, |start, stop, item| {
+                    match filter.check(&item) {
+                        Some(_) if found.len() == q.limit => {
+                            more = true;
+                            ControlFlow::Break(())
+                        }
+                        Some(v) => {
+                            found.push(Found {
+                                start,
+                                end: stop,
+                                record: v,
+                            });
+                            ControlFlow::Continue(())
+                        }
+                        None => ControlFlow::Continue(()),
                     }
-                    Some(v) => {
-                        found.push(Found {
-                            start,
-                            end: start + line.len() as u64 + 1,
-                            record: v,
-                        });
-                        ControlFlow::Continue(())
-                    }
-                    None => ControlFlow::Continue(()),
                 })?;
-                Ok(forward_page(found, more, trail.head))
+                Ok(forward_page(found, more, head))
             }
             None => {
                 let mut records = Vec::new();
                 let mut oldest = 0;
-                trail.scan_back(end, 0, self.chunk, |start, line| {
-                    if let Some(v) = filter.check(line) {
+                trail.scan_back(end, 0, self.chunk, |start, _, item| {
+                    if let Some(v) = filter.check(&item) {
                         records.push(v);
                         oldest = start;
                         if records.len() == q.limit {
@@ -556,7 +815,7 @@ impl AuditReader {
                 Ok(Page {
                     records,
                     next,
-                    head: trail.head,
+                    head,
                 })
             }
         }
@@ -570,22 +829,16 @@ impl AuditReader {
             idx.update(trail, self.chunk)?;
             idx.tasks.get(task).cloned().unwrap_or_default()
         };
-        let end = q.before.unwrap_or(trail.head);
+        let head = trail.head();
+        let end = q.before.unwrap_or(head);
         let after = q.after.unwrap_or(0);
-        // The index was built up to at least `trail.head`; a newer index
-        // (another query read a longer trail) may hold offsets past it.
+        // The index was built up to at least `head`; a newer index
+        // (another query read a longer trail) may hold cursors past it.
         let candidates: Vec<u64> = offsets
             .into_iter()
             .filter(|o| *o >= after && *o < end)
             .collect();
-        let record = |start: u64| -> Result<Option<Found>, ReadError> {
-            let line = trail.line_at(start, self.chunk)?;
-            Ok(filter.check(&line).map(|v| Found {
-                start,
-                end: start + line.len() as u64 + 1,
-                record: v,
-            }))
-        };
+        let record = |start: u64| trail.matching_at(start, self.chunk, filter);
         if q.after.is_some() {
             let mut found: Vec<Found> = Vec::new();
             let mut more = false;
@@ -598,7 +851,7 @@ impl AuditReader {
                     found.push(f);
                 }
             }
-            return Ok(forward_page(found, more, trail.head));
+            return Ok(forward_page(found, more, head));
         }
         let mut records = Vec::new();
         let mut next = None;
@@ -614,7 +867,7 @@ impl AuditReader {
         Ok(Page {
             records,
             next,
-            head: trail.head,
+            head,
         })
     }
 
@@ -658,6 +911,7 @@ mod tests {
 
     use super::*;
     use crate::audit::{Event, render};
+    use ferry_store::Store;
 
     const ACCOUNT: &str = "111122223333";
     const KEY_A: &str = "arn:aws:kms:us-east-1:111122223333:key/aaaa-1111";
@@ -1289,5 +1543,174 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         std::fs::write(&path, &old[..cut]).unwrap();
         assert_eq!(names(&task("a"), 10).0, Vec::<String>::new());
+    }
+
+    /// A store holding the records `ms` as the store sink writes them.
+    fn stored(ms: &[Made]) -> (tempfile::TempDir, Arc<Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
+        append(&store, ms);
+        (dir, store)
+    }
+
+    fn append(store: &Arc<Store>, ms: &[Made]) {
+        use crate::audit::AuditSink;
+        let sink = crate::audit_store::StoreSink::new(store.clone());
+        for m in ms {
+            sink.append(line(m).as_bytes()).unwrap();
+        }
+    }
+
+    /// The queries of the other tests, each answered from the file and from
+    /// the store: the same records, page after page.
+    #[test]
+    fn the_store_trail_pages_and_filters_as_the_file_does() {
+        let ms = made(600);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kms-audit.jsonl");
+        write(&path, &ms);
+        let file = AuditReader::new(&path);
+        let (_keep, store) = stored(&ms);
+        let db = AuditReader::over_store(store.clone());
+        let t0 = 1_700_000_000.0;
+        let queries = [
+            q(1),
+            q(7),
+            q(500),
+            Query {
+                key: Some(KEY_A.into()),
+                ..q(50)
+            },
+            Query {
+                key: Some("bbbb-2222".into()),
+                ..q(13)
+            },
+            Query {
+                principal: Some("user/ali".into()),
+                ..q(50)
+            },
+            Query {
+                event_name: Some("Decrypt".into()),
+                ..q(50)
+            },
+            Query {
+                errors_only: true,
+                ..q(9)
+            },
+            Query {
+                from: Some(t0 + 100.0),
+                to: Some(t0 + 199.0),
+                ..q(30)
+            },
+            Query {
+                key: Some(KEY_B.into()),
+                principal: Some("alice".into()),
+                event_name: Some("Encrypt".into()),
+                from: Some(t0 + 300.0),
+                ..q(5)
+            },
+        ];
+        for query in &queries {
+            let (want, pages) = all_pages(&file, query);
+            assert!(!want.is_empty(), "{query:?}");
+            assert_eq!(all_pages(&db, query), (want, pages), "{query:?}");
+        }
+        // Cursors are sequence numbers: the head is the record count, and
+        // a page's `next` is its oldest record's number.
+        let p = db.page(&q(10)).unwrap();
+        assert_eq!((p.head, p.next), (600, Some(590)));
+        assert_eq!(ns(&p), (590..600).rev().collect::<Vec<u64>>());
+        let older = db
+            .page(&Query {
+                before: Some(3),
+                ..q(10)
+            })
+            .unwrap();
+        assert_eq!((ns(&older), older.next), (vec![2, 1, 0], None));
+        for bad in [601, u64::MAX] {
+            assert!(matches!(
+                db.page(&Query {
+                    before: Some(bad),
+                    ..q(5)
+                }),
+                Err(ReadError::BadCursor(_))
+            ));
+        }
+        // Polling after the head: new records oldest first, bounded.
+        append(&store, &made(608)[600..]);
+        let polled = db
+            .page(&Query {
+                after: Some(p.head),
+                ..q(5)
+            })
+            .unwrap();
+        assert_eq!(ns(&polled), [604, 603, 602, 601, 600]);
+        assert_eq!(polled.head, 605);
+        let rest = db
+            .page(&Query {
+                after: Some(polled.head),
+                ..q(5)
+            })
+            .unwrap();
+        assert_eq!((ns(&rest), rest.head), (vec![607, 606, 605], 608));
+        // An empty trail.
+        let (_e, empty) = stored(&[]);
+        let p = AuditReader::over_store(empty).page(&q(5)).unwrap();
+        assert_eq!((p.records.len(), p.next, p.head), (0, None, 0));
+    }
+
+    /// A task's records from the store's trail, written by a KMS auditing
+    /// into the store; the index reads only what was appended.
+    #[test]
+    fn a_task_query_over_the_store_finds_its_key_calls_incrementally() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
+        let kms = Arc::new(
+            crate::Kms::with_sink(
+                store.clone(),
+                crate::RootKey::from_bytes([9; 32]),
+                Box::new(crate::audit_store::StoreSink::new(store.clone())),
+                ACCOUNT,
+                "us-east-1",
+            )
+            .unwrap(),
+        );
+        let p = crate::Platform::new(kms.clone());
+        let task = |id: &str| format!("arn:aws:ecs:us-east-1:{ACCOUNT}:task/prod/{id}");
+        let issue = |id: &str| {
+            let ec = crate::platform::context::task_volume(ACCOUNT, "prod", &task(id));
+            p.issue(p.platform_key_arn(), ec).unwrap()
+        };
+        let r = AuditReader::over_store(store.clone());
+        let names = |arn: &str| -> Vec<String> {
+            r.page(&Query {
+                task_arn: Some(arn.into()),
+                ..q(10)
+            })
+            .unwrap()
+            .records
+            .iter()
+            .map(|v| v["eventName"].as_str().unwrap().to_owned())
+            .collect()
+        };
+        let a = issue("a");
+        let b = issue("b");
+        p.retire(&a.wrapped.key_arn, &a.grant_id).unwrap();
+        assert_eq!(
+            names(&task("a")),
+            [
+                "RetireGrant",
+                "Decrypt",
+                "CreateGrant",
+                "GenerateDataKeyWithoutPlaintext"
+            ]
+        );
+        assert_eq!(names(&task("b")).len(), 3);
+        let len = crate::audit_store::length(&store).unwrap();
+        assert_eq!(lock(&r.index).scanned, len);
+        p.retire(&b.wrapped.key_arn, &b.grant_id).unwrap();
+        assert_eq!(names(&task("b"))[0], "RetireGrant");
+        let len2 = crate::audit_store::length(&store).unwrap();
+        assert_eq!(lock(&r.index).scanned, len2, "records were read again");
     }
 }

@@ -5,11 +5,12 @@
 //! its delegation to identity policies, then grants).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use ferry_proto::authz::{self, Check, Denied, DenySource};
 use ferry_proto::{AwsError, Caller, Principal, RequestContext};
-use ferry_store::Store;
+use ferry_store::{Store, WriteTxn};
 
 use crate::asym::Spec;
 use crate::crypto::{self, KEY_LEN};
@@ -66,14 +67,46 @@ pub(crate) struct State {
     pub aliases: BTreeMap<String, AliasRecord>,
     /// By `KEYID/GRANTID`.
     pub grants: BTreeMap<String, GrantRecord>,
+    /// The versions of [`TABLES`] the maps above reflect (a shared store's;
+    /// unused with the embedded one, where memory is the truth).
+    seen: [u64; 3],
+}
+
+/// The tables the key store keeps in memory, in the order of `State::seen`.
+const TABLES: [&str; 3] = [KEYS, ALIASES, GRANTS];
+
+/// A write transaction's failure: the store's, or the operation's refusal.
+enum Txn {
+    Store(ferry_store::StoreError),
+    Refused(AwsError),
+}
+
+impl From<ferry_store::StoreError> for Txn {
+    fn from(e: ferry_store::StoreError) -> Self {
+        Txn::Store(e)
+    }
 }
 
 /// The key store.
+///
+/// With the embedded store, memory is the truth: every change is written
+/// durably, then published in memory. With a shared store (other replicas
+/// write too), memory is a cache: [`KeyStore::refresh`] reloads the tables
+/// whose version moved before every call, and every change re-reads its
+/// records inside the (cluster-wide serialized) write transaction instead
+/// of trusting memory, and is not published: the next refresh loads it.
 pub struct KeyStore {
     pub(crate) store: Arc<Store>,
     pub(crate) root: RootKey,
     state: RwLock<State>,
     writer: Mutex<()>,
+    /// One reload at a time (the others wait and find it done).
+    reload: Mutex<()>,
+    /// Whether other processes write the store ([`Store::is_shared`]).
+    shared: bool,
+    /// How many material versions were unwrapped under the root key (a
+    /// reload must reuse what it already holds; the tests count).
+    unwrapped: AtomicU64,
     pub(crate) account: String,
     pub(crate) region: String,
     arn_prefix: String,
@@ -92,6 +125,11 @@ fn material_label(key_id: &str, version: u32) -> String {
     format!("kms-key/{key_id}/{version}")
 }
 
+/// The store key of a grant.
+fn grant_key(key_id: &str, grant_id: &str) -> String {
+    format!("{key_id}/{grant_id}")
+}
+
 impl KeyStore {
     /// Loads every record and unwraps all key material.
     pub fn open(
@@ -101,14 +139,21 @@ impl KeyStore {
         region: &str,
     ) -> Result<Self, AwsError> {
         let ks = Self {
+            shared: store.is_shared(),
             store,
             root,
             state: RwLock::new(State::default()),
             writer: Mutex::new(()),
+            reload: Mutex::new(()),
+            unwrapped: AtomicU64::new(0),
             account: account.to_owned(),
             region: region.to_owned(),
             arn_prefix: format!("arn:aws:kms:{region}:{account}:"),
         };
+        if ks.shared {
+            ks.refresh()?;
+            return Ok(ks);
+        }
         let keys: Vec<(String, KeyRecord)> = ks.store.scan(KEYS, "").map_err(store_fault)?;
         let aliases: Vec<(String, AliasRecord)> =
             ks.store.scan(ALIASES, "").map_err(store_fault)?;
@@ -125,6 +170,87 @@ impl KeyStore {
         Ok(ks)
     }
 
+    /// With a shared store, reloads the tables another process (or a change
+    /// of this one, which is not published) wrote since they were loaded:
+    /// one round trip when nothing changed. Key material already unwrapped
+    /// is reused (a material version never changes), and so is the parsed
+    /// policy of a key whose record is unchanged. A no-op with the embedded
+    /// store.
+    pub fn refresh(&self) -> Result<(), AwsError> {
+        if !self.shared {
+            return Ok(());
+        }
+        let now = self.store.versions(&TABLES).map_err(store_fault)?;
+        if self.state().seen[..] == now[..] {
+            return Ok(());
+        }
+        let _one = self
+            .reload
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Another caller may have reloaded while this one waited.
+        let now = self.store.versions(&TABLES).map_err(store_fault)?;
+        let seen = self.state().seen;
+        if seen[..] == now[..] {
+            return Ok(());
+        }
+        // Each scan starts after its version was read: what it loads is at
+        // least that version (a newer one is loaded again next time).
+        let keys = if seen[0] != now[0] {
+            let recs: Vec<(String, KeyRecord)> = self.store.scan(KEYS, "").map_err(store_fault)?;
+            let prev = self.state().keys.clone();
+            let mut live = HashMap::with_capacity(recs.len());
+            for (id, rec) in recs {
+                let k = match prev.get(&id) {
+                    Some(p) if p.rec == rec => p.clone(),
+                    p => Arc::new(self.make_live(rec, p.map(|p| &**p))?),
+                };
+                live.insert(id, k);
+            }
+            Some(live)
+        } else {
+            None
+        };
+        let aliases = if seen[1] != now[1] {
+            let recs: Vec<(String, AliasRecord)> =
+                self.store.scan(ALIASES, "").map_err(store_fault)?;
+            Some(recs.into_iter().collect())
+        } else {
+            None
+        };
+        let grants = if seen[2] != now[2] {
+            let recs: Vec<(String, GrantRecord)> =
+                self.store.scan(GRANTS, "").map_err(store_fault)?;
+            Some(recs.into_iter().collect())
+        } else {
+            None
+        };
+        let mut st = self.state_mut();
+        if let Some(k) = keys {
+            st.keys = k;
+        }
+        if let Some(a) = aliases {
+            st.aliases = a;
+        }
+        if let Some(g) = grants {
+            st.grants = g;
+        }
+        for (s, n) in st.seen.iter_mut().zip(now) {
+            *s = n;
+        }
+        Ok(())
+    }
+
+    /// Whether other processes write the store too.
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// How many material versions were unwrapped so far.
+    pub fn unwrapped_count(&self) -> u64 {
+        self.unwrapped.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn state(&self) -> RwLockReadGuard<'_, State> {
         self.state
             .read()
@@ -137,24 +263,61 @@ impl KeyStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Serializes read-modify-write changes.
+    /// Serializes read-modify-write changes within this process (across
+    /// processes, the store's write transactions are serialized).
     pub(crate) fn writer(&self) -> MutexGuard<'_, ()> {
         self.writer
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Builds the live form of a record, reusing material already unwrapped.
+    /// Runs `f` in one write transaction; its refusal (an `AwsError`) rolls
+    /// it back and is returned as is, a store failure as the KMS's fault.
+    pub(crate) fn write<R>(
+        &self,
+        f: impl FnOnce(&mut WriteTxn<'_>) -> Result<R, AwsError>,
+    ) -> Result<R, AwsError> {
+        self.store
+            .write(|w| f(w).map_err(Txn::Refused))
+            .map_err(|e| match e {
+                Txn::Store(s) => store_fault(s),
+                Txn::Refused(a) => a,
+            })
+    }
+
+    /// Publishes a committed change in memory, with the embedded store
+    /// only: with a shared store the next refresh loads it (publishing
+    /// could put back an older record over a newer one a concurrent refresh
+    /// loaded).
+    fn publish(&self, f: impl FnOnce(&mut State)) {
+        if !self.shared {
+            f(&mut self.state_mut());
+        }
+    }
+
+    /// Builds the live form of a record, reusing material already unwrapped
+    /// (the same version with the same wrapped bytes).
     fn make_live(&self, rec: KeyRecord, prev: Option<&LiveKey>) -> Result<LiveKey, AwsError> {
-        let policy = Policy::parse(&rec.policy).map_err(|_| {
-            KmsError::internal(format!(
-                "the stored policy of {} does not parse",
-                rec.key_id
-            ))
-        })?;
+        let policy = match prev {
+            Some(p) if p.rec.policy == rec.policy => p.policy.clone(),
+            _ => Policy::parse(&rec.policy).map_err(|_| {
+                KmsError::internal(format!(
+                    "the stored policy of {} does not parse",
+                    rec.key_id
+                ))
+            })?,
+        };
         let mut material = HashMap::new();
         for m in &rec.materials {
-            if let Some(k) = prev.and_then(|p| p.material.get(&m.version)) {
+            let known = prev.and_then(|p| {
+                p.rec
+                    .materials
+                    .iter()
+                    .any(|pm| pm.version == m.version && pm.wrapped == m.wrapped)
+                    .then(|| p.material.get(&m.version))
+                    .flatten()
+            });
+            if let Some(k) = known {
                 material.insert(m.version, k.clone());
                 continue;
             }
@@ -167,6 +330,7 @@ impl KeyStore {
                         rec.key_id
                     ))
                 })?;
+            self.unwrapped.fetch_add(1, Ordering::Relaxed);
             material.insert(m.version, raw);
         }
         let spec = Spec::parse(&rec.key_spec).ok_or_else(|| {
@@ -228,149 +392,243 @@ impl KeyStore {
         })
     }
 
-    /// Inserts a new key (and optionally an alias for it) durably.
+    /// Inserts a new key (and optionally an alias for it) durably. An alias
+    /// that exists already (checked in the transaction) is an
+    /// `AlreadyExistsException` and nothing is written.
     pub(crate) fn insert_key(
         &self,
         rec: KeyRecord,
         alias: Option<AliasRecord>,
     ) -> Result<Arc<LiveKey>, AwsError> {
         let live = Arc::new(self.make_live(rec, None)?);
-        self.store
-            .write(|w| {
-                w.put(KEYS, &live.rec.key_id, &live.rec)?;
-                if let Some(a) = &alias {
-                    w.put(ALIASES, &a.name, a)?;
+        self.write(|w| {
+            if let Some(a) = &alias {
+                if w.get::<AliasRecord>(ALIASES, &a.name)
+                    .map_err(store_fault)?
+                    .is_some()
+                {
+                    return Err(alias_exists(&a.arn));
                 }
-                Ok::<_, ferry_store::StoreError>(())
-            })
-            .map_err(store_fault)?;
-        let mut st = self.state_mut();
-        st.keys.insert(live.rec.key_id.clone(), live.clone());
-        if let Some(a) = alias {
-            st.aliases.insert(a.name.clone(), a);
-        }
+                w.put(ALIASES, &a.name, a).map_err(store_fault)?;
+            }
+            w.put(KEYS, &live.rec.key_id, &live.rec)
+                .map_err(store_fault)
+        })?;
+        self.publish(|st| {
+            st.keys.insert(live.rec.key_id.clone(), live.clone());
+            if let Some(a) = alias {
+                st.aliases.insert(a.name.clone(), a);
+            }
+        });
         Ok(live)
     }
 
-    /// Changes one key: `f` edits a copy of its record; the result is
-    /// written durably, then published. Call with the writer lock held.
+    /// Changes one key: `f` edits its record as the write transaction reads
+    /// it (not the copy in memory, which another replica may have
+    /// outdated); the result is written (if it changed) and published.
     pub(crate) fn update_key<R>(
         &self,
         key_id: &str,
         f: impl FnOnce(&mut KeyRecord) -> Result<R, AwsError>,
     ) -> Result<(Arc<LiveKey>, R), AwsError> {
-        let cur = self
-            .state()
-            .keys
-            .get(key_id)
-            .cloned()
-            .ok_or_else(|| KmsError::key_not_found(key_id))?;
-        let mut rec = cur.rec.clone();
-        let r = f(&mut rec)?;
-        let live = Arc::new(self.make_live(rec, Some(&cur))?);
-        self.store
-            .put(KEYS, key_id, &live.rec)
-            .map_err(store_fault)?;
-        self.state_mut()
-            .keys
-            .insert(key_id.to_owned(), live.clone());
+        let prev = self.state().keys.get(key_id).cloned();
+        let (live, r, changed) = self.write(|w| {
+            let mut rec: KeyRecord = w
+                .get(KEYS, key_id)
+                .map_err(store_fault)?
+                .ok_or_else(|| KmsError::key_not_found(key_id))?;
+            let before = rec.clone();
+            let r = f(&mut rec)?;
+            let changed = rec != before;
+            let live = match &prev {
+                Some(p) if !changed && p.rec == rec => p.clone(),
+                p => Arc::new(self.make_live(rec, p.as_deref())?),
+            };
+            if changed {
+                w.put(KEYS, key_id, &live.rec).map_err(store_fault)?;
+            }
+            Ok((live, r, changed))
+        })?;
+        if changed {
+            self.publish(|st| {
+                st.keys.insert(key_id.to_owned(), live.clone());
+            });
+        }
         Ok((live, r))
     }
 
-    /// Writes or deletes an alias durably.
-    pub(crate) fn put_alias(&self, alias: AliasRecord) -> Result<(), AwsError> {
-        self.store
-            .put(ALIASES, &alias.name, &alias)
-            .map_err(store_fault)?;
-        self.state_mut().aliases.insert(alias.name.clone(), alias);
+    /// Creates an alias; `AlreadyExistsException` if the name is taken.
+    pub(crate) fn create_alias(&self, alias: AliasRecord) -> Result<(), AwsError> {
+        self.write(|w| {
+            if w.get::<AliasRecord>(ALIASES, &alias.name)
+                .map_err(store_fault)?
+                .is_some()
+            {
+                return Err(alias_exists(&alias.arn));
+            }
+            w.put(ALIASES, &alias.name, &alias).map_err(store_fault)
+        })?;
+        self.publish(|st| {
+            st.aliases.insert(alias.name.clone(), alias);
+        });
         Ok(())
     }
 
+    /// Points the alias `name` at `target_key_id`; `NotFoundException` if
+    /// it no longer exists.
+    pub(crate) fn retarget_alias(&self, name: &str, target_key_id: &str) -> Result<(), AwsError> {
+        let alias = self.write(|w| {
+            let mut a: AliasRecord = w
+                .get(ALIASES, name)
+                .map_err(store_fault)?
+                .ok_or_else(|| KmsError::alias_not_found(&format!("{}{name}", self.arn_prefix)))?;
+            a.target_key_id = target_key_id.to_owned();
+            a.updated = now();
+            w.put(ALIASES, name, &a).map_err(store_fault)?;
+            Ok(a)
+        })?;
+        self.publish(|st| {
+            st.aliases.insert(name.to_owned(), alias);
+        });
+        Ok(())
+    }
+
+    /// Deletes an alias; `NotFoundException` if it no longer exists.
     pub(crate) fn delete_alias(&self, name: &str) -> Result<(), AwsError> {
-        self.store.delete(ALIASES, name).map_err(store_fault)?;
-        self.state_mut().aliases.remove(name);
+        self.write(|w| {
+            if w.delete(ALIASES, name).map_err(store_fault)? {
+                Ok(())
+            } else {
+                Err(KmsError::alias_not_found(&format!(
+                    "{}{name}",
+                    self.arn_prefix
+                )))
+            }
+        })?;
+        self.publish(|st| {
+            st.aliases.remove(name);
+        });
         Ok(())
     }
 
-    pub(crate) fn put_grant(&self, g: GrantRecord) -> Result<(), AwsError> {
-        let k = format!("{}/{}", g.key_id, g.grant_id);
-        self.store.put(GRANTS, &k, &g).map_err(store_fault)?;
-        self.state_mut().grants.insert(k, g);
-        Ok(())
+    /// Stores a new grant on an enabled key, unless a grant of the same key
+    /// for which `same` holds exists (CreateGrant is idempotent by name):
+    /// then that one is returned. Both checked in the transaction.
+    pub(crate) fn insert_grant(
+        &self,
+        g: GrantRecord,
+        same: impl Fn(&GrantRecord) -> bool,
+    ) -> Result<GrantRecord, AwsError> {
+        let (g, new) = self.write(|w| {
+            let rec: KeyRecord = w
+                .get(KEYS, &g.key_id)
+                .map_err(store_fault)?
+                .ok_or_else(|| KmsError::key_not_found(&g.key_id))?;
+            match rec.state_at(now()) {
+                KeyState::Enabled => {}
+                KeyState::Disabled => return Err(KmsError::disabled(&rec.arn)),
+                KeyState::PendingDeletion => return Err(KmsError::pending_deletion(&rec.arn)),
+                KeyState::PendingImport => return Err(KmsError::pending_import(&rec.arn)),
+            }
+            let prefix = format!("{}/", g.key_id);
+            let existing: Vec<(String, GrantRecord)> =
+                w.scan(GRANTS, &prefix).map_err(store_fault)?;
+            if let Some((_, e)) = existing.into_iter().find(|(_, e)| same(e)) {
+                return Ok((e, false));
+            }
+            w.put(GRANTS, &grant_key(&g.key_id, &g.grant_id), &g)
+                .map_err(store_fault)?;
+            Ok((g, true))
+        })?;
+        if new {
+            self.publish(|st| {
+                st.grants
+                    .insert(grant_key(&g.key_id, &g.grant_id), g.clone());
+            });
+        }
+        Ok(g)
     }
 
     pub(crate) fn delete_grant(&self, key_id: &str, grant_id: &str) -> Result<bool, AwsError> {
-        let k = format!("{key_id}/{grant_id}");
-        let existed = self.store.delete(GRANTS, &k).map_err(store_fault)?;
-        self.state_mut().grants.remove(&k);
+        let k = grant_key(key_id, grant_id);
+        let existed = self.write(|w| w.delete(GRANTS, &k).map_err(store_fault))?;
+        self.publish(|st| {
+            st.grants.remove(&k);
+        });
         Ok(existed)
     }
 
     /// Deletes keys whose deletion date has passed, with their aliases and
-    /// grants.
+    /// grants. Runs lazily (at start, ListKeys, ListAliases) on whichever
+    /// replica is asked: each key's due date is checked again inside the
+    /// one write transaction that deletes it, so replicas racing delete it
+    /// once.
     pub(crate) fn purge_due(&self) -> Result<(), AwsError> {
         let t = now();
         self.purge_expired_material(t)?;
+        let due_at = |k: &KeyRecord| {
+            k.state == KeyState::PendingDeletion && k.deletion_date.is_some_and(|d| d <= t)
+        };
         let due: Vec<String> = self
             .state()
             .keys
             .values()
-            .filter(|k| {
-                k.rec.state == KeyState::PendingDeletion
-                    && k.rec.deletion_date.is_some_and(|d| d <= t)
-            })
+            .filter(|k| due_at(&k.rec))
             .map(|k| k.rec.key_id.clone())
             .collect();
         if due.is_empty() {
             return Ok(());
         }
         let _w = self.writer();
-        let (aliases, grants): (Vec<String>, Vec<String>) = {
-            let st = self.state();
-            (
-                st.aliases
-                    .values()
-                    .filter(|a| due.contains(&a.target_key_id))
-                    .map(|a| a.name.clone())
-                    .collect(),
-                st.grants
-                    .iter()
-                    .filter(|(_, g)| due.contains(&g.key_id))
-                    .map(|(k, _)| k.clone())
-                    .collect(),
-            )
-        };
-        self.store
-            .write(|w| {
-                for k in &due {
-                    w.delete(KEYS, k)?;
+        let (keys, aliases, grants) = self.write(|w| {
+            let mut keys = Vec::new();
+            for k in &due {
+                let rec: Option<KeyRecord> = w.get(KEYS, k).map_err(store_fault)?;
+                if rec.is_some_and(|r| due_at(&r)) {
+                    w.delete(KEYS, k).map_err(store_fault)?;
+                    keys.push(k.clone());
                 }
-                for a in &aliases {
-                    w.delete(ALIASES, a)?;
+            }
+            let mut aliases = Vec::new();
+            if !keys.is_empty() {
+                let all: Vec<(String, AliasRecord)> = w.scan(ALIASES, "").map_err(store_fault)?;
+                for (name, a) in all {
+                    if keys.contains(&a.target_key_id) {
+                        w.delete(ALIASES, &name).map_err(store_fault)?;
+                        aliases.push(name);
+                    }
                 }
-                for g in &grants {
-                    w.delete(GRANTS, g)?;
+            }
+            let mut grants = Vec::new();
+            for k in &keys {
+                let of: Vec<(String, GrantRecord)> =
+                    w.scan(GRANTS, &format!("{k}/")).map_err(store_fault)?;
+                for (gk, _) in of {
+                    w.delete(GRANTS, &gk).map_err(store_fault)?;
+                    grants.push(gk);
                 }
-                Ok::<_, ferry_store::StoreError>(())
-            })
-            .map_err(store_fault)?;
-        let mut st = self.state_mut();
-        for k in &due {
-            st.keys.remove(k);
-        }
-        for a in &aliases {
-            st.aliases.remove(a);
-        }
-        for g in &grants {
-            st.grants.remove(g);
-        }
+            }
+            Ok((keys, aliases, grants))
+        })?;
+        self.publish(|st| {
+            for k in &keys {
+                st.keys.remove(k);
+            }
+            for a in &aliases {
+                st.aliases.remove(a);
+            }
+            for g in &grants {
+                st.grants.remove(g);
+            }
+        });
         Ok(())
     }
 
     /// Deletes imported material whose `ValidTo` has passed: the key is
     /// `PendingImport` until material is imported again, as in AWS. (Its
     /// state already reads `PendingImport` from the moment of expiry; see
-    /// [`KeyRecord::state_at`].)
+    /// [`KeyRecord::state_at`].) Checked again on the record the write
+    /// transaction reads, so a replica racing changes nothing twice.
     fn purge_expired_material(&self, t: f64) -> Result<(), AwsError> {
         let expired: Vec<String> = self
             .state()
@@ -384,12 +642,18 @@ impl KeyStore {
         }
         let _w = self.writer();
         for id in expired {
-            self.update_key(&id, |rec| {
+            let r = self.update_key(&id, |rec| {
                 if rec.material_expired(t) {
                     delete_imported(rec);
                 }
                 Ok(())
-            })?;
+            });
+            match r {
+                Ok(_) => {}
+                // Deleted meanwhile (another replica's purge).
+                Err(e) if e.code == "NotFoundException" => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }
@@ -468,6 +732,14 @@ impl KeyStore {
         }
         Ok(())
     }
+}
+
+/// `AlreadyExistsException` for an alias name that is taken.
+fn alias_exists(alias_arn: &str) -> AwsError {
+    AwsError::client(
+        "AlreadyExistsException",
+        format!("An alias with the name {alias_arn} already exists"),
+    )
 }
 
 /// Forgets an imported key's material: the key waits for an import.

@@ -18,7 +18,9 @@
 //! - [`params`]: request parameters with the model's constraints.
 //! - [`audit`]: CloudTrail-shaped audit records.
 //! - [`audit_file`]: the audit file, appended with group commit.
-//! - [`audit_read`]: the audit file read back (the web console): pages,
+//! - [`audit_store`]: the audit trail as one table of a shared store
+//!   (replicas), appended with the same group commit.
+//! - [`audit_read`]: the audit trail read back (the web console): pages,
 //!   filters, cursors, a task's records from an incremental index.
 //! - [`model`]: stored records.
 //! - [`crypto`]: AES-256-GCM and randomness (OpenSSL).
@@ -35,6 +37,7 @@ pub mod asym;
 pub mod audit;
 pub mod audit_file;
 pub mod audit_read;
+pub mod audit_store;
 pub mod blob;
 pub mod crypto;
 pub mod error;

@@ -152,6 +152,7 @@ impl Kms {
     /// The ARN of the AWS managed key `which`, created (with its alias and
     /// AWS's default policy, in one transaction) if it does not exist yet.
     pub fn aws_managed_key(&self, which: ManagedKey) -> Result<String, AwsError> {
+        self.keys.refresh()?;
         if let Some(arn) = self.alias_target_arn(which.alias())? {
             return Ok(arn);
         }
@@ -162,7 +163,7 @@ impl Kms {
         }
         let policy = serde_json::to_string_pretty(&which.policy(self.account(), self.region()))
             .map_err(|_| KmsError::internal("rendering a managed key policy failed"))?;
-        let key = new_key(
+        let created = new_key(
             self,
             which.description(),
             "AWS",
@@ -170,9 +171,22 @@ impl Kms {
             Vec::new(),
             Some(which.alias()),
             true,
-        )?;
-        tracing::info!(alias = which.alias(), key = %key.rec.arn, "created an AWS managed key");
-        Ok(key.rec.arn.clone())
+        );
+        match created {
+            Ok(key) => {
+                tracing::info!(alias = which.alias(), key = %key.rec.arn, "created an AWS managed key");
+                Ok(key.rec.arn.clone())
+            }
+            // Another replica made it first (the alias is checked in the
+            // transaction): use that one.
+            Err(e) if e.code == "AlreadyExistsException" => {
+                drop(_w);
+                self.keys.refresh()?;
+                self.alias_target_arn(which.alias())?
+                    .ok_or_else(|| KmsError::internal("a managed key's alias vanished"))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The ARN of the key `alias` names, if the alias exists.

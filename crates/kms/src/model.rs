@@ -36,7 +36,7 @@ impl KeyState {
 }
 
 /// One version of a key's material.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Material {
     /// 1 for the original material, +1 per rotation.
     pub version: u32,
@@ -60,7 +60,7 @@ pub struct Tag {
 }
 
 /// A KMS key.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyRecord {
     /// The key id (a UUID).
     pub key_id: String,
@@ -131,7 +131,7 @@ fn aws_kms() -> String {
 
 /// The parameters of an open import: the wrapping key pair and the token
 /// that names it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImportParams {
     /// The import token (hex of 32 random bytes; the client sends it back).
     pub token: String,
@@ -169,7 +169,7 @@ impl KeyRecord {
 }
 
 /// An alias.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AliasRecord {
     /// `alias/...`.
     pub name: String,
@@ -193,7 +193,7 @@ pub struct Constraints {
 }
 
 /// A grant.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GrantRecord {
     /// The key id.
     pub key_id: String,

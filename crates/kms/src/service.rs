@@ -192,8 +192,11 @@ fn handler(op: &str) -> Option<Handler> {
 }
 
 impl Kms {
-    /// Opens the KMS: loads the key store, opens the audit trail in
-    /// `data_dir`, and creates the platform-managed key on first start.
+    /// Opens the KMS: loads the key store, opens the audit trail, and
+    /// creates the platform-managed key on first start. The trail is the
+    /// file [`AUDIT_FILE`] in `data_dir`, or, with a shared store (several
+    /// replicas), the store's one append-only table
+    /// ([`crate::audit_store`]).
     pub fn open(
         store: Arc<Store>,
         root: RootKey,
@@ -201,6 +204,10 @@ impl Kms {
         account: &str,
         region: &str,
     ) -> Result<Self, OpenError> {
+        if store.is_shared() {
+            let sink = crate::audit_store::StoreSink::new(store.clone());
+            return Self::with_sink(store, root, Box::new(sink), account, region);
+        }
         let path = data_dir.join(AUDIT_FILE);
         let sink = FileSink::open(&path).map_err(|source| OpenError::Audit {
             path: path.display().to_string(),
@@ -243,6 +250,13 @@ impl Kms {
         &self.platform_key_arn
     }
 
+    /// How many key material versions this KMS unwrapped under the root
+    /// key so far: a replica's reload unwraps only material it has not
+    /// seen (what the tests check).
+    pub fn unwrapped_count(&self) -> u64 {
+        self.keys.unwrapped_count()
+    }
+
     /// Runs a typed operation in-process and audits it exactly as its JSON
     /// form: the platform's path to its keys ([`crate::platform`]).
     pub fn execute<O: Operation>(
@@ -251,7 +265,10 @@ impl Kms {
         op: &O,
     ) -> Result<O::Output, AwsError> {
         let mut trail = Trail::default();
-        let result = op.run(self, ctx, &mut trail);
+        let result = self
+            .keys
+            .refresh()
+            .and_then(|()| op.run(self, ctx, &mut trail));
         let request = op.audit_request();
         let response = result.as_ref().ok().and_then(O::audit_response);
         let ticket = self.audit(
@@ -283,7 +300,9 @@ impl Kms {
                 "The request body is not valid JSON.",
             )),
             (None, Some(_)) => Err(AwsError::unknown_operation(operation)),
-            (Some(h), Some(r)) => Params::new(r).and_then(|p| h(self, ctx, &p, &mut trail)),
+            (Some(h), Some(r)) => Params::new(r)
+                .and_then(|p| self.keys.refresh().map(|()| p))
+                .and_then(|p| h(self, ctx, &p, &mut trail)),
         };
         // As in CloudTrail, the cryptographic operations log no response
         // elements (their responses are mostly secrets anyway).
@@ -369,8 +388,12 @@ impl JsonService for Kms {
     /// (A key whose yearly
     /// automatic rotation falls due is rotated, and stored, by the first
     /// such call; that rare write is accepted on the async worker.)
+    ///
+    /// With a shared store every call asks the store first (is the copy in
+    /// memory current?) and audits through it: a round trip, so nothing
+    /// runs inline then.
     fn runs_inline(&self, operation: &str) -> bool {
-        is_inline_op(operation)
+        !self.keys.is_shared() && is_inline_op(operation)
     }
 
     /// Every operation is authorized per key, by key policy, identity

@@ -19,6 +19,8 @@
 //! - `filter`: CloudWatch filter patterns (the term subset).
 //! - `model`: the stored records.
 //! - [`insights`]: Logs Insights queries (parser, executor, registry).
+//! - [`singleton`]: background jobs (the retention sweep) on one replica
+//!   at a time, by a lease in a shared store.
 
 #![forbid(unsafe_code)]
 
@@ -29,6 +31,7 @@ mod names;
 mod ops;
 pub mod seal;
 pub mod service;
+pub mod singleton;
 
 pub use seal::{AesGcmSealer, SealError, Sealer};
 pub use service::{LogEvent, LogsService};

@@ -27,7 +27,12 @@ pub struct LogsService {
     pub(crate) account: String,
     pub(crate) region: String,
     pub(crate) queries: Arc<crate::insights::Registry>,
+    /// Who this process is when it takes a job's lease (replicas).
+    holder: std::sync::RwLock<String>,
 }
+
+/// The retention sweep's lease: one replica sweeps at a time.
+pub const RETENTION_LEASE: &str = "logs/retention";
 
 impl LogsService {
     /// A log service over `store`, sealing batches with `sealer`.
@@ -43,35 +48,68 @@ impl LogsService {
             account,
             region,
             queries: Arc::default(),
+            holder: std::sync::RwLock::new(crate::singleton::default_holder()),
         }
+    }
+
+    /// Names this process for the leases of its background jobs (unique
+    /// per process among the replicas sharing a store).
+    pub fn set_holder(&self, holder: impl Into<String>) {
+        *self
+            .holder
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = holder.into();
+    }
+
+    /// The name this process takes leases under.
+    pub fn holder(&self) -> String {
+        self.holder
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Deletes the sealed batches whose events have all passed their
     /// group's retention; returns how many. Readers already hide expired
     /// events; this reclaims their space.
     pub fn sweep_expired(&self) -> Result<usize, AwsError> {
-        ops::retention::sweep(self)
+        ops::retention::sweep(self, None)
     }
 
-    /// Runs [`LogsService::sweep_expired`] every `every` on a background
-    /// thread for as long as the service lives.
+    /// [`LogsService::sweep_expired`] under a job's lease: every deletion
+    /// re-checks the lease in its transaction, and the pass stops once the
+    /// lease is lost.
+    pub fn sweep_expired_as(&self, lease: &crate::singleton::Held) -> Result<usize, AwsError> {
+        ops::retention::sweep(self, Some(lease))
+    }
+
+    /// Runs the retention sweep every `every` on a background thread for as
+    /// long as the service lives; with a shared store, on the one replica
+    /// that holds the lease [`RETENTION_LEASE`].
     pub fn spawn_retention_sweep(
         self: &Arc<Self>,
         every: std::time::Duration,
     ) -> std::io::Result<()> {
         let weak = Arc::downgrade(self);
-        std::thread::Builder::new()
-            .name("logs-retention".into())
-            .spawn(move || {
-                loop {
-                    std::thread::sleep(every);
-                    let Some(svc) = weak.upgrade() else { return };
-                    // A failed sweep is retried next round; readers hide
-                    // expired events meanwhile.
-                    let _ = svc.sweep_expired();
+        let named = weak.clone();
+        crate::singleton::spawn(
+            "logs-retention",
+            self.store.clone(),
+            RETENTION_LEASE,
+            move || named.upgrade().map(|s| s.holder()),
+            every,
+            move |lease| {
+                let Some(svc) = weak.upgrade() else {
+                    return false;
+                };
+                // A failed sweep is retried next round; readers hide
+                // expired events meanwhile.
+                if let Err(e) = ops::retention::sweep(&svc, lease) {
+                    tracing::warn!("log retention sweep: {}: {}", e.code, e.message);
                 }
-            })
-            .map(|_| ())
+                true
+            },
+        )
     }
 
     /// Appends events to `group`/`stream`, creating either if missing (the

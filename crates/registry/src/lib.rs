@@ -13,6 +13,16 @@
 //! - [`token`]: the login tokens' MAC and expiry.
 //! - [`lifecycle`]: lifecycle policies, parsed and evaluated.
 //! - [`manifest`], [`names`], [`model`]: manifests, names, records.
+//! - [`singleton`]: the lifecycle sweep on one replica at a time (a lease
+//!   in a shared store).
+//!
+//! Replicas (a shared store, issue 19): the records (repositories, images,
+//! tags, the token key) are in the store and read from it on every call;
+//! every change reads and writes them in one transaction. The sealed blobs
+//! are files under each server's data directory: they are not shared, so a
+//! push and the pulls of its image must reach the same replica (or the
+//! replicas must share `DATA/registry`). Upload sessions in progress are in
+//! memory, per replica.
 
 #![forbid(unsafe_code)]
 
@@ -23,6 +33,7 @@ pub mod lifecycle;
 pub mod manifest;
 pub mod model;
 pub mod names;
+pub mod singleton;
 pub mod token;
 pub mod uploads;
 
@@ -83,7 +94,13 @@ pub struct Registry {
     /// are rare next to pulls; one lock keeps tag moves and GC simple).
     write_lock: Mutex<()>,
     open_stores: Mutex<std::collections::HashMap<String, Arc<BlobStore>>>,
+    /// Who this process is when it takes the sweep's lease (replicas).
+    holder: std::sync::RwLock<String>,
 }
+
+/// The lifecycle sweep's lease: one replica applies lifecycle policies at
+/// a time.
+pub const SWEEP_LEASE: &str = "registry/lifecycle";
 
 /// Seconds since the epoch, as ECR's timestamps.
 pub(crate) fn now() -> f64 {
@@ -149,7 +166,67 @@ impl Registry {
             uploads: uploads::Sessions::default(),
             write_lock: Mutex::new(()),
             open_stores: Mutex::new(std::collections::HashMap::new()),
+            holder: std::sync::RwLock::new(singleton::default_holder()),
         })
+    }
+
+    /// Names this process for the sweep's lease (unique per process among
+    /// the replicas sharing a store).
+    pub fn set_holder(&self, holder: impl Into<String>) {
+        *self
+            .holder
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = holder.into();
+    }
+
+    fn holder(&self) -> String {
+        self.holder
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Runs [`Registry::sweep`] every `every` on a background thread for as
+    /// long as the registry lives: with a shared store, the lifecycle part
+    /// on the one replica holding [`SWEEP_LEASE`]; what is this host's own
+    /// (idle uploads, unreferenced blobs) on every replica.
+    pub fn spawn_sweep(self: &Arc<Self>, every: std::time::Duration) -> std::io::Result<()> {
+        let weak = Arc::downgrade(self);
+        let named = weak.clone();
+        let shared = self.store.is_shared();
+        singleton::spawn(
+            "registry-sweep",
+            self.store.clone(),
+            SWEEP_LEASE,
+            move || named.upgrade().map(|r| r.holder()),
+            every,
+            move |lease| {
+                let Some(r) = weak.upgrade() else {
+                    return false;
+                };
+                r.sweep_lifecycle(lease);
+                // With a shared store the thread below does this host's part.
+                if !shared {
+                    r.sweep_local();
+                }
+                true
+            },
+        )?;
+        if shared {
+            // The holder's thread above runs only while it holds the lease:
+            // this host's own part runs on every replica.
+            let weak = Arc::downgrade(self);
+            std::thread::Builder::new()
+                .name("registry-local".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(every);
+                        let Some(r) = weak.upgrade() else { return };
+                        r.sweep_local();
+                    }
+                })?;
+        }
+        Ok(())
     }
 
     /// The account.
@@ -596,17 +673,28 @@ impl Registry {
     /// tags stays, untagged (as ECR's BatchDeleteImage by tag does for an
     /// image with other tags; alone, the image itself goes).
     pub fn untag(&self, repo: &RepoRecord, tag: &str) -> Result<Option<ImageRecord>, AwsError> {
-        let Some(mut img) = self.find_image(&repo.name, tag)? else {
-            return Ok(None);
-        };
-        img.tags.retain(|t| t != tag);
-        if img.tags.is_empty() {
-            self.delete_image(repo, &img.digest)?;
-        } else {
-            self.store
-                .put(IMAGES, &model::image_key(&repo.name, &img.digest), &img)?;
+        // Read and changed in one transaction: a tag moved or an image
+        // changed through another replica meanwhile is not written back.
+        let untagged = self.store.write(|w| -> Result<_, AwsError> {
+            let found = w
+                .scan::<ImageRecord>(IMAGES, &model::image_prefix(&repo.name))?
+                .into_iter()
+                .find(|(_, i)| i.tags.iter().any(|t| t == tag));
+            let Some((key, mut img)) = found else {
+                return Ok(None);
+            };
+            img.tags.retain(|t| t != tag);
+            if img.tags.is_empty() {
+                w.delete(IMAGES, &key)?;
+            } else {
+                w.put(IMAGES, &key, &img)?;
+            }
+            Ok(Some(img))
+        })?;
+        if untagged.as_ref().is_some_and(|i| i.tags.is_empty()) {
+            self.collect_garbage(repo)?;
         }
-        Ok(Some(img))
+        Ok(untagged)
     }
 
     /// Removes the repository's blobs that no image references (and that
@@ -644,34 +732,58 @@ impl Registry {
     }
 
     /// Applies the repository's lifecycle policy now: expired images are
-    /// deleted and their blobs collected.
+    /// deleted and their blobs collected. Decided and deleted in one write
+    /// transaction, on the images it reads: replicas applying it at once
+    /// (after a push, the sweep) delete each image once and never one a
+    /// newer push saved.
     pub fn apply_lifecycle(&self, repo_name: &str) -> Result<Vec<String>, AwsError> {
+        self.apply_lifecycle_as(repo_name, None)
+    }
+
+    fn apply_lifecycle_as(
+        &self,
+        repo_name: &str,
+        lease: Option<&singleton::Held>,
+    ) -> Result<Vec<String>, AwsError> {
         let repo = self.repository(repo_name)?;
         let Some(text) = &repo.lifecycle_policy else {
             return Ok(Vec::new());
         };
         let policy = lifecycle::Policy::parse(text)?;
-        let images = self.images(repo_name)?;
-        let candidates: Vec<lifecycle::Candidate<'_>> = images
-            .iter()
-            .map(|i| lifecycle::Candidate {
-                digest: &i.digest,
-                tags: &i.tags,
-                pushed_at: i.pushed_at,
-            })
-            .collect();
-        let expired = policy.expired(&candidates, now());
-        for d in &expired {
-            self.store.delete(IMAGES, &model::image_key(repo_name, d))?;
-            tracing::info!(repository = repo_name, digest = %d, "lifecycle policy expired an image");
-        }
-        self.store.write(|w| -> Result<(), AwsError> {
+        let expired = self.store.write(|w| -> Result<Vec<String>, AwsError> {
+            if let Some(l) = lease
+                && !l.holds(w)?
+            {
+                return Err(internal(
+                    "the lifecycle sweep's lease was lost; another replica sweeps now",
+                ));
+            }
+            let images: Vec<ImageRecord> = w
+                .scan::<ImageRecord>(IMAGES, &model::image_prefix(repo_name))?
+                .into_iter()
+                .map(|(_, i)| i)
+                .collect();
+            let candidates: Vec<lifecycle::Candidate<'_>> = images
+                .iter()
+                .map(|i| lifecycle::Candidate {
+                    digest: &i.digest,
+                    tags: &i.tags,
+                    pushed_at: i.pushed_at,
+                })
+                .collect();
+            let expired = policy.expired(&candidates, now());
+            for d in &expired {
+                w.delete(IMAGES, &model::image_key(repo_name, d))?;
+            }
             if let Some(mut r) = w.get::<RepoRecord>(REPOS, repo_name)? {
                 r.lifecycle_evaluated_at = Some(now());
                 w.put(REPOS, repo_name, &r)?;
             }
-            Ok(())
+            Ok(expired)
         })?;
+        for d in &expired {
+            tracing::info!(repository = repo_name, digest = %d, "lifecycle policy expired an image");
+        }
         if !expired.is_empty() {
             self.collect_garbage(&repo)?;
         }
@@ -679,17 +791,45 @@ impl Registry {
     }
 
     /// The periodic sweep: every repository's lifecycle policy (ECR
-    /// applies policies within 24 hours; ferry also right after a push).
+    /// applies policies within 24 hours; ferry also right after a push),
+    /// then what is this host's own.
     pub fn sweep(&self) {
+        self.sweep_lifecycle(None);
+        self.sweep_local();
+    }
+
+    /// Every repository's lifecycle policy; with a lease, only while it is
+    /// held.
+    fn sweep_lifecycle(&self, lease: Option<&singleton::Held>) {
         let Ok(repos) = self.repositories() else {
             return;
         };
         for r in repos {
-            if let Err(e) = self.apply_lifecycle(&r.name) {
+            if lease.is_some_and(|l| !l.renew()) {
+                return;
+            }
+            if let Err(e) = self.apply_lifecycle_as(&r.name, lease) {
                 tracing::warn!(repository = %r.name, code = %e.code, "lifecycle sweep failed");
             }
         }
+    }
+
+    /// This host's own part of the sweep: idle uploads; with a shared
+    /// store also the blobs of this host no image references any more
+    /// (images deleted through another replica collected nothing here).
+    fn sweep_local(&self) {
         self.uploads.expire();
+        if !self.store.is_shared() {
+            return;
+        }
+        let Ok(repos) = self.repositories() else {
+            return;
+        };
+        for r in repos {
+            if let Err(e) = self.collect_garbage(&r) {
+                tracing::warn!(repository = %r.name, code = %e.code, "collecting unreferenced blobs failed");
+            }
+        }
     }
 }
 
@@ -697,14 +837,29 @@ impl Registry {
 /// first start.
 fn load_token_key(store: &Store, kms: &Kms) -> Result<TokenKey, AwsError> {
     const LABEL: &str = "ecr/token-key";
-    if let Some(sealed) = store.get::<String>(SETTINGS, "token-key")? {
+    let open = |sealed: String| -> Result<TokenKey, AwsError> {
         let bytes =
             hex::decode(sealed).map_err(|_| internal("the sealed token key is malformed"))?;
         let plain = kms.unseal_secret(LABEL, &bytes)?;
-        return TokenKey::from_slice(&plain).ok_or_else(|| internal("the token key is malformed"));
+        TokenKey::from_slice(&plain).ok_or_else(|| internal("the token key is malformed"))
+    };
+    if let Some(sealed) = store.get::<String>(SETTINGS, "token-key")? {
+        return open(sealed);
     }
     let key = TokenKey::generate();
-    let sealed = kms.seal_secret(LABEL, key.bytes())?;
-    store.put(SETTINGS, "token-key", &hex::encode(sealed))?;
-    Ok(key)
+    let sealed = hex::encode(kms.seal_secret(LABEL, key.bytes())?);
+    // Made once: a replica starting at the same time may have stored its
+    // key first; then every replica uses that one (tokens issued by one
+    // must verify on all).
+    let stored = store.write(|w| -> Result<Option<String>, AwsError> {
+        if let Some(theirs) = w.get::<String>(SETTINGS, "token-key")? {
+            return Ok(Some(theirs));
+        }
+        w.put(SETTINGS, "token-key", &sealed)?;
+        Ok(None)
+    })?;
+    match stored {
+        Some(theirs) => open(theirs),
+        None => Ok(key),
+    }
 }

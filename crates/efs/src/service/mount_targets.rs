@@ -111,9 +111,39 @@ impl EfsService {
             ip: iface.ip,
             eni_id: iface.eni_id,
         };
-        if let Err(e) = self.store.put(MT_TABLE, &id, &mt) {
+        // The one-per-zone and one-VPC rules are checked again in the
+        // transaction that records it: another replica may have added a
+        // mount target meanwhile.
+        let stored = self.store.write(|w| {
+            if w.get::<crate::model::FileSystem>(crate::model::FS_TABLE, fs_id)?
+                .is_none()
+            {
+                return Err(EfsError::FileSystemNotFound(fs_id.to_owned()));
+            }
+            let all: Vec<(String, MountTarget)> = w.scan(MT_TABLE, "")?;
+            let theirs: Vec<&MountTarget> = all
+                .iter()
+                .map(|(_, m)| m)
+                .filter(|m| m.file_system_id == fs_id)
+                .collect();
+            if theirs.iter().any(|m| m.availability_zone == mt.availability_zone) {
+                return Err(EfsError::MountTargetConflict(format!(
+                    "File system {fs_id} already has a mount target in availability zone {}.",
+                    mt.availability_zone
+                )));
+            }
+            if let Some(other) = theirs.iter().find(|m| m.vpc_id != mt.vpc_id) {
+                return Err(EfsError::MountTargetConflict(format!(
+                    "File system {fs_id} has mount targets in VPC {}; subnet {subnet_id} is in VPC {}.",
+                    other.vpc_id, mt.vpc_id
+                )));
+            }
+            w.put(MT_TABLE, &id, &mt)?;
+            Ok(())
+        });
+        if let Err(e) = stored {
             let _ = net.delete(&mt.eni_id);
-            return Err(e.into());
+            return Err(e);
         }
         ok(200, mt.describe())
     }
@@ -165,6 +195,8 @@ impl EfsService {
         let net = self.network()?;
         let _g = self.guard();
         let mt = self.mt_or_404(id)?;
+        // Releasing an address that is gone is no error: replicas deleting
+        // the same mount target at once both succeed.
         net.delete(&mt.eni_id)?;
         self.store.delete(MT_TABLE, id)?;
         ok(204, Value::Null)

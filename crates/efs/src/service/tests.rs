@@ -12,6 +12,7 @@ use crate::network::Network;
 struct Fake {
     busy: Mutex<HashSet<String>>,
     destroyed: Mutex<Vec<String>>,
+    created: Mutex<usize>,
 }
 
 impl Backend for Fake {
@@ -24,6 +25,9 @@ impl Backend for Fake {
     ) -> Result<CreatedVolume, AwsError> {
         if key == Some("disabled") {
             return Err(AwsError::client("DisabledException", "key is disabled"));
+        }
+        if let Ok(mut n) = self.created.lock() {
+            *n += 1;
         }
         Ok(CreatedVolume {
             kms_key_arn: encrypted.then(|| format!("arn:key/{}", key.unwrap_or("platform"))),
@@ -685,4 +689,79 @@ fn older_tag_api_on_file_systems() {
     assert_eq!(e.code, "BadRequest");
     let e = call(&t, "GET", "/2015-02-01/tags/fs-none/", "", Value::Null).unwrap_err();
     assert_eq!(e.code, "FileSystemNotFound");
+}
+
+/// Two services (replicas) over one PostgreSQL database: the same creation
+/// token through both at once makes one file system (the other's volume
+/// is destroyed), and tag changes through both are all kept. Needs root and
+/// PostgreSQL's binaries (`ferry_store::testing::TempPostgres` says so).
+#[test]
+fn replicas_over_one_database_keep_tokens_unique_and_lose_no_change() {
+    let pg = ferry_store::testing::TempPostgres::new();
+    let replica = || {
+        let store = Arc::new(Store::connect(&pg.url()).unwrap());
+        let fake = Arc::new(Fake::default());
+        T {
+            svc: EfsService::new(store, fake.clone(), "123456789012", "us-east-1"),
+            fake,
+            _dir: tempfile::tempdir().unwrap(),
+        }
+    };
+    let ts = [Arc::new(replica()), Arc::new(replica())];
+    let made: Vec<Result<RestResponse, AwsError>> = (0..4)
+        .map(|i| {
+            let t = ts[i % 2].clone();
+            std::thread::spawn(move || call(&t, "POST", FS, "", json!({"CreationToken": "one"})))
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    let ok: Vec<&RestResponse> = made.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(ok.len(), 1, "{made:?}");
+    for e in made.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(e.code, "FileSystemAlreadyExists");
+    }
+    // Every volume made for a refused creation was destroyed (a creation
+    // refused before making one, by the check outside the transaction,
+    // made none).
+    let count = |f: &dyn Fn(&Fake) -> usize| ts.iter().map(|t| f(&t.fake)).sum::<usize>();
+    let created = count(&|f| *f.created.lock().unwrap());
+    let destroyed = count(&|f| f.destroyed.lock().unwrap().len());
+    assert!(created >= 1);
+    assert_eq!(destroyed, created - 1);
+    let id = ok[0].body["FileSystemId"].as_str().unwrap().to_owned();
+    // Tags added through both replicas at once: none lost.
+    let threads: Vec<_> = (0..6)
+        .map(|i| {
+            let (t, id) = (ts[i % 2].clone(), id.clone());
+            std::thread::spawn(move || {
+                call(
+                    &t,
+                    "POST",
+                    &format!("/2015-02-01/create-tags/{id}"),
+                    "",
+                    json!({"Tags": [{"Key": format!("k{i}"), "Value": "v"}]}),
+                )
+                .unwrap();
+            })
+        })
+        .collect();
+    for h in threads {
+        h.join().unwrap();
+    }
+    let fs = call(
+        &ts[0],
+        "GET",
+        FS,
+        &format!("FileSystemId={id}"),
+        Value::Null,
+    )
+    .unwrap();
+    assert_eq!(
+        fs.body["FileSystems"][0]["Tags"].as_array().unwrap().len(),
+        6,
+        "{}",
+        fs.body
+    );
 }

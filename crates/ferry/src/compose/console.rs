@@ -16,14 +16,15 @@ struct Data {
 }
 
 /// The console's data for this server: its task volumes, the KMS audit
-/// trail in its data directory, its storage policy.
+/// trail (the file in its data directory, or a shared store's table), its
+/// storage policy.
 pub(crate) fn console_data(
     shared: &super::Shared,
     runtime: &ferry_host::HostRuntime,
 ) -> anyhow::Result<Arc<dyn ConsoleData>> {
     Ok(Arc::new(Data {
         volumes: runtime.volumes().clone(),
-        audit: AuditReader::new(shared.data_dir.join(ferry_kms::service::AUDIT_FILE)),
+        audit: AuditReader::for_kms(&shared.store, &shared.data_dir),
         require_encrypted_storage: shared.require_encrypted_storage,
     }))
 }

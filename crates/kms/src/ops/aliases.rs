@@ -49,14 +49,10 @@ pub fn create_alias(
     KeyStore::check_not_pending(&key)?;
     let _w = kms.keys.writer();
     let arn = format!("{}{name}", kms.keys.arn_prefix());
-    if kms.keys.state().aliases.contains_key(name) {
-        return Err(AwsError::client(
-            "AlreadyExistsException",
-            format!("An alias with the name {arn} already exists"),
-        ));
-    }
     let t = now();
-    kms.keys.put_alias(AliasRecord {
+    // The name is checked in the write transaction (another replica may
+    // have taken it since this one's copy was loaded).
+    kms.keys.create_alias(AliasRecord {
         name: name.to_owned(),
         arn,
         target_key_id: key.rec.key_id.clone(),
@@ -80,7 +76,7 @@ pub fn update_alias(
     KeyStore::check_not_pending(&key)?;
     let _w = kms.keys.writer();
     let arn = format!("{}{name}", kms.keys.arn_prefix());
-    let Some(mut alias) = kms.keys.state().aliases.get(name).cloned() else {
+    let Some(alias) = kms.keys.state().aliases.get(name).cloned() else {
         return Err(KmsError::alias_not_found(&arn));
     };
     // Bind first: the read guard must not live across `authorize`.
@@ -90,9 +86,7 @@ pub fn update_alias(
         kms.keys
             .authorize(ctx, &old, "UpdateAlias", &Request::default())?;
     }
-    alias.target_key_id = key.rec.key_id.clone();
-    alias.updated = now();
-    kms.keys.put_alias(alias)?;
+    kms.keys.retarget_alias(&alias.name, &key.rec.key_id)?;
     Ok(json!({}))
 }
 

@@ -197,24 +197,6 @@ impl Operation for CreateGrant<'_> {
             return Err(KmsError::dry_run());
         }
         let _w = kms.keys.writer();
-        // A grant with the same name and parameters is returned again, not
-        // duplicated (CreateGrant is idempotent by name).
-        if let Some(n) = self.name {
-            let st = kms.keys.state();
-            if let Some(g) = st.grants.values().find(|g| {
-                g.key_id == key.rec.key_id
-                    && g.name.as_deref() == Some(n)
-                    && g.grantee == grantee
-                    && g.retiring.as_deref() == retiring
-                    && &g.operations == operations
-                    && &g.constraints == constraints
-            }) {
-                return Ok(GrantCreated {
-                    grant_id: g.grant_id.clone(),
-                    grant_token: g.token.clone(),
-                });
-            }
-        }
         let g = GrantRecord {
             key_id: key.rec.key_id.clone(),
             grant_id: random_hex(32)?,
@@ -227,12 +209,21 @@ impl Operation for CreateGrant<'_> {
             operations: operations.clone(),
             constraints: constraints.clone(),
         };
-        let out = GrantCreated {
-            grant_id: g.grant_id.clone(),
-            grant_token: g.token.clone(),
-        };
-        kms.keys.put_grant(g)?;
-        Ok(out)
+        // A grant with the same name and parameters is returned again, not
+        // duplicated (CreateGrant is idempotent by name); both that and the
+        // key's state are checked in the write transaction.
+        let g = kms.keys.insert_grant(g, |e| {
+            self.name.is_some()
+                && e.name.as_deref() == self.name
+                && e.grantee == grantee
+                && e.retiring.as_deref() == retiring
+                && &e.operations == operations
+                && &e.constraints == constraints
+        })?;
+        Ok(GrantCreated {
+            grant_id: g.grant_id,
+            grant_token: g.token,
+        })
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::{authorize, refuse_aws_managed};
 use crate::error::KmsError;
 use crate::keystore::{KeyStore, LiveKey, Names, Request};
-use crate::model::{KeyState, now};
+use crate::model::{KeyRecord, KeyState, now};
 use crate::params::{Params, page, paged};
 use crate::service::{Kms, Trail};
 
@@ -18,9 +18,38 @@ const DAY: f64 = 86_400.0;
 /// AWS allows 25 on-demand rotations per key (10 in older docs).
 const MAX_ON_DEMAND: usize = 25;
 
-/// Adds a new material version to `key_id`. Call with the writer lock held.
+/// Whether `rec`'s automatic rotation is due at `t`.
+fn due(rec: &KeyRecord, t: f64) -> bool {
+    rec.rotation_enabled && rec.next_rotation.is_some_and(|n| n <= t)
+}
+
+/// Adds a new material version to `key_id`, deciding on the record the
+/// write transaction reads: an `AUTOMATIC` rotation only if it is still due
+/// (another request, or another replica, may have rotated the key since),
+/// an `ON_DEMAND` one only below the limit. Call with the writer lock held.
 fn rotate(kms: &Kms, key_id: &str, rotation_type: &str) -> Result<Arc<LiveKey>, AwsError> {
     let (live, _) = kms.keys.update_key(key_id, |rec| {
+        let t = now();
+        if rotation_type == "AUTOMATIC" && !due(rec, t) {
+            return Ok(());
+        }
+        if rotation_type == "ON_DEMAND" {
+            let on_demand = rec
+                .materials
+                .iter()
+                .filter(|m| m.rotation_type.as_deref() == Some("ON_DEMAND"))
+                .count();
+            if on_demand >= MAX_ON_DEMAND {
+                return Err(AwsError::client(
+                    "LimitExceededException",
+                    format!(
+                        "{} has reached the limit of {MAX_ON_DEMAND} on-demand rotations.",
+                        rec.arn
+                    ),
+                ));
+            }
+            rec.on_demand_rotation = Some(t);
+        }
         let version = rec.materials.last().map_or(1, |m| m.version + 1);
         let m = kms
             .keys
@@ -29,25 +58,22 @@ fn rotate(kms: &Kms, key_id: &str, rotation_type: &str) -> Result<Arc<LiveKey>, 
         if rotation_type == "AUTOMATIC" || rec.rotation_enabled {
             rec.next_rotation = rec
                 .rotation_enabled
-                .then(|| now() + f64::from(rec.rotation_period_days) * DAY);
+                .then(|| t + f64::from(rec.rotation_period_days) * DAY);
         }
         Ok(())
     })?;
     Ok(live)
 }
 
-/// Rotates `key` now if its automatic rotation is due; returns the key to use.
+/// Rotates `key` now if its automatic rotation is due; returns the key to
+/// use. Lazy, on the first use after the due date, on whichever replica
+/// serves it: [`rotate`] decides again inside the serialized write, so the
+/// key is rotated once.
 pub fn rotate_if_due(kms: &Kms, key: Arc<LiveKey>) -> Result<Arc<LiveKey>, AwsError> {
-    let due = key.rec.rotation_enabled && key.rec.next_rotation.is_some_and(|t| t <= now());
-    if !due {
+    if !due(&key.rec, now()) {
         return Ok(key);
     }
     let _w = kms.keys.writer();
-    // Another request may have rotated it while we waited.
-    let cur = kms.keys.resolve(&key.rec.key_id, Names::KeyOnly)?;
-    if !(cur.rec.rotation_enabled && cur.rec.next_rotation.is_some_and(|t| t <= now())) {
-        return Ok(cur);
-    }
     rotate(kms, &key.rec.key_id, "AUTOMATIC")
 }
 
@@ -165,27 +191,7 @@ pub fn rotate_key_on_demand(
         KeyState::PendingImport => return Err(KmsError::pending_import(&key.rec.arn)),
     }
     let _w = kms.keys.writer();
-    let cur = kms.keys.resolve(&key.rec.key_id, Names::KeyOnly)?;
-    let on_demand = cur
-        .rec
-        .materials
-        .iter()
-        .filter(|m| m.rotation_type.as_deref() == Some("ON_DEMAND"))
-        .count();
-    if on_demand >= MAX_ON_DEMAND {
-        return Err(AwsError::client(
-            "LimitExceededException",
-            format!(
-                "{} has reached the limit of {MAX_ON_DEMAND} on-demand rotations.",
-                key.rec.arn
-            ),
-        ));
-    }
     let live = rotate(kms, &key.rec.key_id, "ON_DEMAND")?;
-    kms.keys.update_key(&live.rec.key_id, |rec| {
-        rec.on_demand_rotation = Some(now());
-        Ok(())
-    })?;
     Ok(json!({ "KeyId": live.rec.arn }))
 }
 

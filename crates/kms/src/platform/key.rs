@@ -92,6 +92,12 @@ pub fn platform_policy(account: &str) -> String {
 /// Creates the platform key unless its alias exists, or brings its policy
 /// up to date; returns its ARN.
 pub fn ensure_platform_key(kms: &Kms) -> Result<String, AwsError> {
+    ensure(kms, true)
+}
+
+/// [`ensure_platform_key`]; `retry`: whether a replica that made the key
+/// first may be looked for once more.
+fn ensure(kms: &Kms, retry: bool) -> Result<String, AwsError> {
     let existing = {
         let st = kms.keys.state();
         match st.aliases.get(PLATFORM_KEY_ALIAS) {
@@ -125,7 +131,7 @@ pub fn ensure_platform_key(kms: &Kms) -> Result<String, AwsError> {
     // The key and its alias are written in one transaction, so a crash
     // cannot leave an unnamed platform key behind. AWS managed keys rotate
     // every year.
-    let key = new_key(
+    let created = new_key(
         kms,
         "Default key that protects the ephemeral storage of ferry tasks when no customer managed key is set",
         "AWS",
@@ -133,6 +139,16 @@ pub fn ensure_platform_key(kms: &Kms) -> Result<String, AwsError> {
         Vec::new(),
         Some(PLATFORM_KEY_ALIAS),
         true,
-    )?;
-    Ok(key.rec.arn.clone())
+    );
+    match created {
+        Ok(key) => Ok(key.rec.arn.clone()),
+        // Another replica starting at the same time made it first (the
+        // alias is checked in the transaction): use that one.
+        Err(e) if e.code == "AlreadyExistsException" && retry => {
+            drop(_w);
+            kms.keys.refresh()?;
+            ensure(kms, false)
+        }
+        Err(e) => Err(e),
+    }
 }

@@ -53,13 +53,27 @@ impl Platform {
                 encryption_context,
             },
             None => {
-                let w = self
+                let mut w = self
                     .new_wrapped_key(PLATFORM_KEY_ALIAS, encryption_context, LOGS_KEY_BYTES)
                     .map_err(LogsKeyError::Create)?;
                 let record = WrappedLogsKey {
                     ciphertext_blob: B64.encode(&w.ciphertext_blob),
                 };
-                store.put(TABLE, KEY, &record)?;
+                // Stored once: a replica starting at the same time may have
+                // stored its key first; then every replica uses that one
+                // (logs sealed by one must open on all).
+                let theirs = store.write(|t| {
+                    if let Some(theirs) = t.get::<WrappedLogsKey>(TABLE, KEY)? {
+                        return Ok::<_, ferry_store::StoreError>(Some(theirs));
+                    }
+                    t.put(TABLE, KEY, &record)?;
+                    Ok(None)
+                })?;
+                if let Some(theirs) = theirs {
+                    w.ciphertext_blob = B64
+                        .decode(&theirs.ciphertext_blob)
+                        .map_err(|_| LogsKeyError::Malformed)?;
+                }
                 w
             }
         };

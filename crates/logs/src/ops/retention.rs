@@ -15,6 +15,7 @@ use super::read;
 use crate::model::{BATCHES, Batch, GROUPS, Group, STREAMS, Stream, batch_key};
 use crate::names;
 use crate::service::{LogsService, invalid, not_found, now_ms, store_error};
+use crate::singleton::Held;
 
 /// The values CloudWatch accepts for `retentionInDays`.
 pub(crate) const ALLOWED_DAYS: [i64; 22] = [
@@ -69,8 +70,10 @@ fn set(svc: &LogsService, name: &str, days: Option<i64>) -> Result<(), AwsError>
 }
 
 /// Deletes every sealed batch whose events have all expired, in every
-/// group with a retention policy. Returns how many batches went.
-pub(crate) fn sweep(svc: &LogsService) -> Result<usize, AwsError> {
+/// group with a retention policy. Returns how many batches went. With a
+/// lease (replicas), each deletion is made only while it is held, and the
+/// pass stops once it is lost.
+pub(crate) fn sweep(svc: &LogsService, lease: Option<&Held>) -> Result<usize, AwsError> {
     let now = now_ms();
     let mut deleted = 0;
     for (_, g) in svc.store.scan::<Group>(GROUPS, "").map_err(store_error)? {
@@ -83,10 +86,21 @@ pub(crate) fn sweep(svc: &LogsService) -> Result<usize, AwsError> {
             .scan::<Stream>(STREAMS, &prefix)
             .map_err(store_error)?
         {
-            deleted += sweep_stream(svc, &g.name, &skey, &s, cutoff)?;
+            if lease.is_some_and(|l| !l.renew()) {
+                return Err(lost());
+            }
+            deleted += sweep_stream(svc, &g.name, &skey, &s, cutoff, lease)?;
         }
     }
     Ok(deleted)
+}
+
+/// The sweep lost its lease: another replica sweeps now.
+fn lost() -> AwsError {
+    AwsError::server(
+        "ServiceUnavailableException",
+        "the retention sweep's lease was lost; another replica sweeps now",
+    )
 }
 
 fn sweep_stream(
@@ -95,9 +109,9 @@ fn sweep_stream(
     skey: &str,
     s: &Stream,
     cutoff: i64,
+    lease: Option<&Held>,
 ) -> Result<usize, AwsError> {
     let mut expired = Vec::new();
-    let mut freed = 0u64;
     for seq in 0..s.next_batch {
         let key = batch_key(group, &s.name, seq);
         let Some(batch) = svc.store.get::<Batch>(BATCHES, &key).map_err(store_error)? else {
@@ -113,7 +127,6 @@ fn sweep_stream(
                 .unwrap_or(i64::MIN),
         };
         if newest < cutoff {
-            freed += batch.bytes;
             expired.push(key);
         }
     }
@@ -121,15 +134,27 @@ fn sweep_stream(
         return Ok(0);
     }
     svc.store.write(|w| {
+        if let Some(l) = lease
+            && !l.holds(w).map_err(store_error)?
+        {
+            return Err(lost());
+        }
+        // Only what is still there counts (a batch deleted meanwhile, by
+        // a stream's deletion, is not freed twice).
+        let mut freed = 0u64;
+        let mut gone = 0;
         for key in &expired {
-            w.delete(BATCHES, key).map_err(store_error)?;
+            if let Some(b) = w.get::<Batch>(BATCHES, key).map_err(store_error)? {
+                w.delete(BATCHES, key).map_err(store_error)?;
+                freed += b.bytes;
+                gone += 1;
+            }
         }
         // The stream may have been deleted meanwhile: then so were its batches.
         if let Some(mut cur) = w.get::<Stream>(STREAMS, skey).map_err(store_error)? {
             cur.stored_bytes = cur.stored_bytes.saturating_sub(freed);
             w.put(STREAMS, skey, &cur).map_err(store_error)?;
         }
-        Ok::<_, AwsError>(())
-    })?;
-    Ok(expired.len())
+        Ok::<_, AwsError>(gone)
+    })
 }

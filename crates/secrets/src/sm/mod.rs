@@ -157,7 +157,7 @@ impl SecretsManager {
         };
         match rec {
             Some(r) if r.delete_after.is_some_and(|t| t <= now()) => {
-                self.purge(&r)?;
+                self.purge_if_due(&r)?;
                 Ok(None)
             }
             other => Ok(other),
@@ -232,14 +232,36 @@ impl SecretsManager {
 
     /// Deletes a secret and all its values now.
     pub(crate) fn purge(&self, rec: &SecretRecord) -> Result<(), AwsError> {
+        self.purge_where(rec, |_| true)
+    }
+
+    /// Deletes a secret whose recovery window has passed, deciding on the
+    /// record the write transaction reads: a secret restored meanwhile
+    /// (through another replica) stays. The purge is lazy (at start, when
+    /// a secret is looked at, ListSecrets) on whichever replica is asked;
+    /// deciding in the serialized transaction makes replicas racing delete
+    /// it once, so it needs no lease.
+    pub(crate) fn purge_if_due(&self, rec: &SecretRecord) -> Result<(), AwsError> {
+        let t = now();
+        self.purge_where(rec, |cur| cur.delete_after.is_some_and(|d| d <= t))
+    }
+
+    fn purge_where(
+        &self,
+        rec: &SecretRecord,
+        still: impl Fn(&SecretRecord) -> bool,
+    ) -> Result<(), AwsError> {
         self.store
             .write(|w| {
                 // Only this incarnation of the name: a secret re-created
                 // meanwhile has another ARN.
-                if w.get::<SecretRecord>(SECRETS, &rec.name)?
-                    .is_some_and(|cur| cur.arn == rec.arn)
-                {
-                    w.delete(SECRETS, &rec.name)?;
+                match w.get::<SecretRecord>(SECRETS, &rec.name)? {
+                    Some(cur) if cur.arn == rec.arn && still(&cur) => {
+                        w.delete(SECRETS, &rec.name)?;
+                    }
+                    // Restored meanwhile: nothing goes.
+                    Some(cur) if cur.arn == rec.arn => return Ok(()),
+                    _ => {}
                 }
                 for (k, _) in w.scan::<Value>(VALUES, &format!("{}|", rec.arn))? {
                     w.delete(VALUES, &k)?;
@@ -256,7 +278,7 @@ impl SecretsManager {
             self.store.scan(SECRETS, "").map_err(errors::store)?;
         for (_, rec) in all {
             if rec.delete_after.is_some_and(|d| d <= t) {
-                self.purge(&rec)?;
+                self.purge_if_due(&rec)?;
             }
         }
         Ok(())
