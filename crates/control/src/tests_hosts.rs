@@ -2,6 +2,11 @@
 //! own fake runtime as its host's agent, hosts `a` and `b`) over one
 //! shared store. Placement, the assignment loop, the scheduler lease and
 //! its fencing, lost hosts and concurrent service updates.
+//!
+//! Every test runs twice: over one embedded store both replicas share
+//! (`redb::`), and over a throwaway PostgreSQL cluster to which each
+//! replica has its own connection (`postgres::`, as two processes would;
+//! needs root and PostgreSQL 15, as `ferry_store::testing` says).
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -123,27 +128,63 @@ fn replica(store: &Arc<Store>, nets: &Arc<FakeNetworks>, name: &'static str, o: 
     }
 }
 
+/// Which store the replicas share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Redb,
+    Postgres,
+}
+
+/// Where the replicas' stores come from.
+enum Backing {
+    /// The directory is kept for the store's file.
+    Redb(Arc<Store>, #[allow(dead_code)] tempfile::TempDir),
+    Postgres(ferry_store::testing::TempPostgres),
+}
+
+impl Backing {
+    fn new(kind: Kind) -> Self {
+        match kind {
+            Kind::Redb => {
+                let dir = tempfile::tempdir().unwrap();
+                let store = Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
+                Backing::Redb(store, dir)
+            }
+            Kind::Postgres => Backing::Postgres(ferry_store::testing::TempPostgres::new()),
+        }
+    }
+
+    /// A replica's store: the one embedded store, or a connection of its
+    /// own to the database.
+    fn store(&self) -> Arc<Store> {
+        match self {
+            Backing::Redb(s, _) => s.clone(),
+            Backing::Postgres(pg) => Arc::new(Store::connect(&pg.url()).unwrap()),
+        }
+    }
+}
+
 struct Fleet {
-    _dir: tempfile::TempDir,
+    // Dropped last: the replicas' stores are connections to it.
     store: Arc<Store>,
     nets: Arc<FakeNetworks>,
     a: Replica,
     b: Replica,
+    backing: Backing,
 }
 
-fn fleet(a: Opts, b: Opts) -> Fleet {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
+fn fleet(kind: Kind, a: Opts, b: Opts) -> Fleet {
+    let backing = Backing::new(kind);
     let nets = Arc::new(FakeNetworks::default());
-    let a = replica(&store, &nets, "a", &a);
-    let b = replica(&store, &nets, "b", &b);
+    let a = replica(&backing.store(), &nets, "a", &a);
+    let b = replica(&backing.store(), &nets, "b", &b);
     a.ok("RegisterTaskDefinition", source_doc());
     Fleet {
-        _dir: dir,
-        store,
+        store: backing.store(),
         nets,
         a,
         b,
+        backing,
     }
 }
 
@@ -202,9 +243,8 @@ fn service(name: &str, count: u32) -> Value {
     })
 }
 
-#[test]
-fn a_service_spreads_over_both_hosts_and_each_host_starts_its_own() {
-    let f = fleet(Opts::default(), Opts::default());
+fn a_service_spreads_over_both_hosts_and_each_host_starts_its_own(kind: Kind) {
+    let f = fleet(kind, Opts::default(), Opts::default());
     f.b.ok("CreateService", service("web", 6));
     // The first pass's holder launches; `a` asked first.
     scheduler::pass(f.a.core()).unwrap();
@@ -238,15 +278,14 @@ fn a_service_spreads_over_both_hosts_and_each_host_starts_its_own() {
     assert_eq!(f.task(arn).last_status, TaskStatus::Running);
 }
 
-#[test]
-fn a_task_that_fits_nowhere_fails_with_the_resource_that_is_short() {
+fn a_task_that_fits_nowhere_fails_with_the_resource_that_is_short(kind: Kind) {
     // 1024 CPU units and 1024 MiB each, no overcommit: 4 source tasks by
     // CPU, 2 by memory.
     let small = Opts {
         size: Some((1024, 1024)),
         ..Opts::default()
     };
-    let f = fleet(small.clone(), small);
+    let f = fleet(kind, small.clone(), small);
     let r = f.a.ok("RunTask", run(&["subnet-1"], 5));
     assert_eq!(arns(&r).len(), 4);
     assert_eq!(r["failures"][0]["reason"], "RESOURCE:MEMORY");
@@ -287,11 +326,11 @@ fn a_task_that_fits_nowhere_fails_with_the_resource_that_is_short() {
     assert_eq!(arns(&f.a.ok("RunTask", run(&["subnet-1"], 1))).len(), 1);
 }
 
-#[test]
-fn two_launches_racing_for_the_last_capacity_cannot_both_have_it() {
+fn two_launches_racing_for_the_last_capacity_cannot_both_have_it(kind: Kind) {
     // Room for exactly one source task in the whole fleet (b is an API
     // replica only).
     let f = fleet(
+        kind,
         Opts {
             size: Some((256, 512)),
             ..Opts::default()
@@ -338,10 +377,10 @@ fn two_launches_racing_for_the_last_capacity_cannot_both_have_it() {
     }
 }
 
-#[test]
-fn another_hosts_task_is_started_and_stopped_by_that_host_only() {
+fn another_hosts_task_is_started_and_stopped_by_that_host_only(kind: Kind) {
     // a has no room: RunTask through a places on b.
     let f = fleet(
+        kind,
         Opts {
             size: Some((128, 128)),
             ..Opts::default()
@@ -390,9 +429,9 @@ fn another_hosts_task_is_started_and_stopped_by_that_host_only() {
     assert_eq!(f.b.started().len(), 1);
 }
 
-#[test]
-fn hosts_with_a_subnet_take_tasks_of_their_subnets_only() {
+fn hosts_with_a_subnet_take_tasks_of_their_subnets_only(kind: Kind) {
     let f = fleet(
+        kind,
         Opts {
             subnet: Some("10.1.0.0/16"),
             ..Opts::default()
@@ -433,14 +472,13 @@ fn hosts_with_a_subnet_take_tasks_of_their_subnets_only() {
     );
 }
 
-#[test]
-fn the_scheduler_runs_on_one_replica_and_another_takes_over_when_it_stops() {
+fn the_scheduler_runs_on_one_replica_and_another_takes_over_when_it_stops(kind: Kind) {
     let ttl = Duration::from_millis(400);
     let o = Opts {
         scheduler_ttl: ttl,
         ..Opts::default()
     };
-    let f = fleet(o.clone(), o);
+    let f = fleet(kind, o.clone(), o);
     f.a.ok("CreateService", service("web", 2));
     let la = leader::tick(f.a.core()).expect("a takes the lease first");
     assert!(leader::tick(f.b.core()).is_none());
@@ -481,14 +519,13 @@ fn the_scheduler_runs_on_one_replica_and_another_takes_over_when_it_stops() {
     assert!(leader::tick(f.a.core()).is_none());
 }
 
-#[test]
-fn a_paused_ex_holder_cannot_launch() {
+fn a_paused_ex_holder_cannot_launch(kind: Kind) {
     let ttl = Duration::from_millis(200);
     let o = Opts {
         scheduler_ttl: ttl,
         ..Opts::default()
     };
-    let f = fleet(o.clone(), o);
+    let f = fleet(kind, o.clone(), o);
     f.a.ok("CreateService", service("web", 2));
     // a holds the lease, then pauses past it; b takes over.
     let old = leader::tick(f.a.core()).unwrap();
@@ -509,13 +546,12 @@ fn a_paused_ex_holder_cannot_launch() {
     assert_eq!(f.tasks().len(), 2);
 }
 
-#[test]
-fn a_lost_hosts_tasks_are_stopped_and_replaced_and_it_stops_them_when_back() {
+fn a_lost_hosts_tasks_are_stopped_and_replaced_and_it_stops_them_when_back(kind: Kind) {
     let o = Opts {
         host_ttl: Duration::from_millis(600),
         ..Opts::default()
     };
-    let f = fleet(o.clone(), o);
+    let f = fleet(kind, o.clone(), o);
     f.a.ok("CreateService", service("web", 4));
     scheduler::pass(f.a.core()).unwrap();
     f.b.assign();
@@ -581,9 +617,8 @@ fn a_lost_hosts_tasks_are_stopped_and_replaced_and_it_stops_them_when_back() {
     assert!(f.live_on("b") > 0);
 }
 
-#[test]
-fn an_update_through_another_replica_during_a_pass_is_not_lost() {
-    let f = fleet(Opts::default(), Opts::default());
+fn an_update_through_another_replica_during_a_pass_is_not_lost(kind: Kind) {
+    let f = fleet(kind, Opts::default(), Opts::default());
     f.a.ok("CreateService", service("web", 2));
     // While a's pass launches (between its read of the service and its
     // write), the service is updated through b.
@@ -613,9 +648,8 @@ fn an_update_through_another_replica_during_a_pass_is_not_lost() {
     assert_eq!(f.service("web").tracked.len(), 5);
 }
 
-#[test]
-fn a_pass_merges_its_own_changes_onto_a_record_written_meanwhile() {
-    let f = fleet(Opts::default(), Opts::default());
+fn a_pass_merges_its_own_changes_onto_a_record_written_meanwhile(kind: Kind) {
+    let f = fleet(kind, Opts::default(), Opts::default());
     f.a.ok("CreateService", service("web", 1));
     let before = f.service("web");
     // What a pass made of it: an event, a tracked task, a backoff, the
@@ -656,9 +690,8 @@ fn a_pass_merges_its_own_changes_onto_a_record_written_meanwhile() {
     assert_eq!(m.tracked, ["x"]);
 }
 
-#[test]
-fn each_replica_reconciles_only_its_own_hosts_tasks() {
-    let f = fleet(Opts::default(), Opts::default());
+fn each_replica_reconciles_only_its_own_hosts_tasks(kind: Kind) {
+    let f = fleet(kind, Opts::default(), Opts::default());
     f.a.ok("RunTask", run(&["subnet-1"], 4));
     f.b.assign();
     let store = f.store.clone();
@@ -668,7 +701,7 @@ fn each_replica_reconciles_only_its_own_hosts_tasks() {
     // b restarts; its runtime has nothing left: only b's tasks are
     // offered and recorded gone.
     drop(f.b);
-    let b = replica(&store, &nets, "b", &Opts::default());
+    let b = replica(&f.backing.store(), &nets, "b", &Opts::default());
     assert_eq!(b.svc.reconciled().lost, 2);
     let tasks: Vec<TaskRecord> = store
         .scan::<TaskRecord>(db::TASKS, "")
@@ -744,3 +777,35 @@ fn on_a_single_host_store_tasks_from_before_hosts_are_the_local_hosts() {
     assert!(rt.stopped.lock().unwrap().contains(&arn));
     let _ = std::fs::remove_dir_all(&path);
 }
+
+/// Each test over both stores.
+macro_rules! over_both {
+    ($($name:ident),* $(,)?) => {
+        mod redb {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Kind::Redb)
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Kind::Postgres)
+            })*
+        }
+    };
+}
+
+over_both!(
+    a_service_spreads_over_both_hosts_and_each_host_starts_its_own,
+    a_task_that_fits_nowhere_fails_with_the_resource_that_is_short,
+    two_launches_racing_for_the_last_capacity_cannot_both_have_it,
+    another_hosts_task_is_started_and_stopped_by_that_host_only,
+    hosts_with_a_subnet_take_tasks_of_their_subnets_only,
+    the_scheduler_runs_on_one_replica_and_another_takes_over_when_it_stops,
+    a_paused_ex_holder_cannot_launch,
+    a_lost_hosts_tasks_are_stopped_and_replaced_and_it_stops_them_when_back,
+    an_update_through_another_replica_during_a_pass_is_not_lost,
+    a_pass_merges_its_own_changes_onto_a_record_written_meanwhile,
+    each_replica_reconciles_only_its_own_hosts_tasks,
+);

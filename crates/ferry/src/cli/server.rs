@@ -164,7 +164,8 @@ fn parse_host_name(s: &str) -> Result<String, String> {
 
 /// `--subnet`: an IPv4 CIDR block written with its network address.
 fn parse_host_subnet(s: &str) -> Result<ferry_proto::net::Ipv4Cidr, String> {
-    s.parse().map_err(|e: ferry_proto::net::CidrError| e.to_string())
+    s.parse()
+        .map_err(|e: ferry_proto::net::CidrError| e.to_string())
 }
 
 /// This server as a host: its name, this machine's size, the ratios and
