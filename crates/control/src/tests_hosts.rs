@@ -33,6 +33,8 @@ struct Opts {
     subnet: Option<&'static str>,
     host_ttl: Duration,
     scheduler_ttl: Duration,
+    /// The assignment loop's thread (`None`: the test runs passes).
+    assign_every: Option<Duration>,
 }
 
 impl Default for Opts {
@@ -43,6 +45,7 @@ impl Default for Opts {
             subnet: None,
             host_ttl: Duration::from_secs(30),
             scheduler_ttl: Duration::from_secs(10),
+            assign_every: None,
         }
     }
 }
@@ -108,7 +111,7 @@ fn replica(store: &Arc<Store>, nets: &Arc<FakeNetworks>, name: &'static str, o: 
         ..HostConfig::new(name, cpu, mem)
     });
     cfg.timings.heartbeat = None;
-    cfg.timings.assign_every = None;
+    cfg.timings.assign_every = o.assign_every;
     cfg.timings.host_ttl = o.host_ttl;
     cfg.timings.scheduler_ttl = o.scheduler_ttl;
     cfg.timings.scheduler_renew = Duration::from_millis(20);
@@ -715,6 +718,43 @@ fn each_replica_reconciles_only_its_own_hosts_tasks(kind: Kind) {
     }
 }
 
+fn the_loop_thread_starts_and_stops_another_replicas_task_soon(kind: Kind) {
+    let f = fleet(
+        kind,
+        Opts {
+            size: Some((128, 128)),
+            ..Opts::default()
+        },
+        Opts {
+            assign_every: Some(Duration::from_millis(100)),
+            ..Opts::default()
+        },
+    );
+    let within = |what: &str, done: &dyn Fn() -> bool| {
+        let t0 = Instant::now();
+        while !done() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "{what} took too long"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    for _ in 0..2 {
+        let arn = arns(&f.a.ok("RunTask", run(&["subnet-1"], 1))).remove(0);
+        within("the start", &|| f.b.started().contains(&arn));
+        f.a.ok("StopTask", json!({"task": arn}));
+        within("the stop", &|| f.b.stopped().contains(&arn));
+        f.b.sink(&arn)(TaskEvent::Stopped {
+            stop_code: "UserInitiated".into(),
+            stopped_reason: "Task stopped by user".into(),
+        });
+    }
+    // Each once.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!((f.b.started().len(), f.b.stopped().len()), (2, 2));
+}
+
 #[test]
 fn on_a_single_host_store_tasks_from_before_hosts_are_the_local_hosts() {
     use crate::tests::{env_with, run_body};
@@ -808,4 +848,5 @@ over_both!(
     an_update_through_another_replica_during_a_pass_is_not_lost,
     a_pass_merges_its_own_changes_onto_a_record_written_meanwhile,
     each_replica_reconciles_only_its_own_hosts_tasks,
+    the_loop_thread_starts_and_stops_another_replicas_task_soon,
 );

@@ -19,6 +19,7 @@
 //! STOPPED (or gone).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -36,6 +37,9 @@ use crate::tasks;
 #[derive(Default)]
 pub struct Held {
     tasks: Mutex<HashMap<String, HeldTask>>,
+    /// Grows with every change of `tasks` (the loop skips a look when
+    /// neither this nor the store changed).
+    generation: AtomicU64,
     decide: Mutex<()>,
     /// Shared with the loop's thread, which waits on it without keeping
     /// the core alive.
@@ -56,6 +60,15 @@ impl Held {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Notes a change (the loop looks again).
+    fn touch(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
     /// Held while deciding what to start (see the module docs).
     pub(crate) fn decide(&self) -> MutexGuard<'_, ()> {
         self.decide.lock().unwrap_or_else(|p| p.into_inner())
@@ -63,6 +76,7 @@ impl Held {
 
     /// The runtime has (or is about to have) the task under `key`.
     pub(crate) fn insert(&self, key: &str, arn: &str) {
+        self.touch();
         self.map().insert(
             key.to_owned(),
             HeldTask {
@@ -84,6 +98,7 @@ impl Held {
         match self.map().get_mut(key) {
             Some(h) if !h.stop_sent && !h.done => {
                 h.stop_sent = true;
+                self.touch();
                 true
             }
             _ => false,
@@ -94,6 +109,17 @@ impl Held {
     pub(crate) fn done(&self, key: &str) {
         if let Some(h) = self.map().get_mut(key) {
             h.done = true;
+            self.touch();
+        }
+    }
+
+    /// Forgets the task under `key` once its runtime is done and its
+    /// record says STOPPED.
+    pub(crate) fn forget_done(&self, key: &str) {
+        let mut map = self.map();
+        if map.get(key).is_some_and(|h| h.done) {
+            map.remove(key);
+            self.touch();
         }
     }
 
@@ -161,8 +187,10 @@ pub fn pass(core: &Arc<Core>) -> Result<Work, EcsError> {
                 (None, Some(h)) => {
                     if h.done {
                         map.remove(&key);
+                        held.touch();
                     } else if !h.stop_sent {
                         h.stop_sent = true;
+                        held.touch();
                         let (code, reason) = rec.as_ref().map_or(
                             (stop_code::USER_INITIATED, "the task's record is gone"),
                             |t| {
@@ -180,6 +208,7 @@ pub fn pass(core: &Arc<Core>) -> Result<Work, EcsError> {
                 (Some(t), Some(h)) => {
                     if t.desired_status == TaskStatus::Stopped && !h.stop_sent && !h.done {
                         h.stop_sent = true;
+                        held.touch();
                         stop.push((h.arn.clone(), code_of(t), reason_of(t)));
                     }
                 }
@@ -187,6 +216,7 @@ pub fn pass(core: &Arc<Core>) -> Result<Work, EcsError> {
                     if t.desired_status == TaskStatus::Stopped {
                         finish.push((key.clone(), code_of(t), reason_of(t)));
                     } else {
+                        held.touch();
                         map.insert(
                             key.clone(),
                             HeldTask {
@@ -257,15 +287,35 @@ pub(crate) fn start_here(core: &Arc<Core>, t: &TaskRecord, spec: &TaskDefSpec, a
     }
 }
 
-/// Runs passes every `every` (or when woken) until `core` is dropped.
+/// A look even when nothing seems to have changed, this often.
+const LOOK_ANYWAY: Duration = Duration::from_secs(5);
+
+/// Runs passes every `every` (or when woken) until `core` is dropped; a
+/// pass is skipped while neither the tasks' and reservations' table
+/// versions nor the held tasks changed (one cheap read instead of a scan).
 pub(crate) fn spawn(core: Weak<Core>, every: Duration) {
     let spawned = std::thread::Builder::new()
         .name("ecs-assign".into())
         .spawn(move || {
+            let mut last: Option<(Vec<u64>, u64, std::time::Instant)> = None;
             loop {
                 let Some(c) = core.upgrade() else { return };
-                if let Err(e) = pass(&c) {
-                    tracing::warn!(error = %e, "looking for this host's tasks failed");
+                // Read before the pass: a change during it makes another.
+                let versions = c.store.versions(&[db::TASKS, db::PLACEMENTS]).ok();
+                let generation = c.local.held.generation();
+                let unchanged = matches!((&last, &versions),
+                    (Some((v, g, at)), Some(now))
+                        if v == now && *g == generation && at.elapsed() < LOOK_ANYWAY);
+                if !unchanged {
+                    match pass(&c) {
+                        Ok(_) => {
+                            last = versions.map(|v| (v, generation, std::time::Instant::now()));
+                        }
+                        Err(e) => {
+                            last = None;
+                            tracing::warn!(error = %e, "looking for this host's tasks failed");
+                        }
+                    }
                 }
                 let wake = c.local.held.wake.clone();
                 drop(c);

@@ -31,13 +31,20 @@ pub fn sink(core: &Arc<Core>, cluster: &str, task_id: &str) -> EventSink {
             // a task whose runtime is done for one to start.
             core.local.held.done(&key);
         }
-        if let Err(e) = apply_event(&core, &key, &event) {
-            tracing::error!(task = %key, error = %e, "recording a task event failed");
-            // The last event must not be lost to a passing store failure
-            // (a full disk): the task would stay DEACTIVATING until a
-            // restart. Retried until the store takes it.
-            if matches!(event, TaskEvent::Stopped { .. }) {
-                retry_stopped(me.clone(), key.clone(), event);
+        match apply_event(&core, &key, &event) {
+            Ok(()) => {
+                if matches!(event, TaskEvent::Stopped { .. }) {
+                    core.local.held.forget_done(&key);
+                }
+            }
+            Err(e) => {
+                tracing::error!(task = %key, error = %e, "recording a task event failed");
+                // The last event must not be lost to a passing store failure
+                // (a full disk): the task would stay DEACTIVATING until a
+                // restart. Retried until the store takes it.
+                if matches!(event, TaskEvent::Stopped { .. }) {
+                    retry_stopped(me.clone(), key.clone(), event);
+                }
             }
         }
     })
