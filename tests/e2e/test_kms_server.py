@@ -11,7 +11,7 @@ def test_first_start_initializes_data_dir(ferry_server):
     d = ferry_server.data_dir
     assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(os.path.join(d, "credentials")).st_mode) == 0o600
-    assert stat.S_IMODE(os.stat(os.path.join(d, "root.key")).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(ferry_server.root_key_path).st_mode) == 0o600
     key, secret = ferry_server.credentials()
     assert key.startswith("AKIA") and len(key) == 20
     assert len(secret) == 40
@@ -95,11 +95,11 @@ def test_boto3_errors_are_parsed(ferry_server):
 
 def test_restart_reuses_identity(ferry_server):
     before = ferry_server.credentials()
-    with open(os.path.join(ferry_server.data_dir, "root.key"), "rb") as f:
+    with open(ferry_server.root_key_path, "rb") as f:
         root_before = f.read()
     assert ferry_server.restart() == 0
     assert ferry_server.credentials() == before
-    with open(os.path.join(ferry_server.data_dir, "root.key"), "rb") as f:
+    with open(ferry_server.root_key_path, "rb") as f:
         assert f.read() == root_before
     # The same key still authenticates after the restart.
     assert isinstance(ferry_server.aws("kms", "list-keys")["Keys"], list)

@@ -70,7 +70,7 @@ impl FerryAdmin {
 
 fn failure(arn: &str, reason: &str, detail: &str) -> Failure {
     Failure {
-        arn: arn.to_owned(),
+        arn: Some(arn.to_owned()),
         reason: reason.into(),
         detail: Some(detail.into()),
     }

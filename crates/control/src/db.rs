@@ -10,6 +10,8 @@
 //! | `ecs_taskdefs`  | `FAMILY:REVISION` (10 digits) | `TaskDefRecord`  |
 //! | `ecs_tasks`     | `CLUSTER/TASK_ID`            | `TaskRecord`     |
 //! | `ecs_services`  | `CLUSTER/NAME`               | `ServiceRecord`  |
+//! | `ecs_hosts`     | host name                    | `HostRecord`     |
+//! | `ecs_placements`| `HOST/CLUSTER/TASK_ID`       | `Reservation`    |
 //!
 //! Zero-padded revisions make a prefix scan return a family's revisions in
 //! order; `CLUSTER/` prefixes list a cluster's tasks.
@@ -57,4 +59,25 @@ pub const SERVICES: &str = "ecs_services";
 /// The key of a service.
 pub fn service_key(cluster: &str, name: &str) -> String {
     format!("{cluster}/{name}")
+}
+
+/// Hosts (`NAME`): each host's registration (`HostRecord`), written when
+/// its process starts; its liveness is the lease `host/NAME`.
+pub const HOSTS: &str = "ecs_hosts";
+
+/// What each host's unfinished tasks hold (`HOST/CLUSTER/TASK_ID` →
+/// `Reservation`): written in the transaction that records a task,
+/// deleted in the one that records it STOPPED. Placement sums a host's
+/// rows instead of decoding every task record, and a host finds the tasks
+/// assigned to it with one prefix scan.
+pub const PLACEMENTS: &str = "ecs_placements";
+
+/// The key of a task's reservation on `host`.
+pub fn placement_key(host: &str, task_key: &str) -> String {
+    format!("{host}/{task_key}")
+}
+
+/// The scan prefix of a host's reservations (host names have no `/`).
+pub fn placement_prefix(host: &str) -> String {
+    format!("{host}/")
 }

@@ -46,6 +46,11 @@ pub enum EcsError {
     /// `ServerException`: a fault of ferry itself.
     #[error("{0}")]
     Server(String),
+    /// This process lost the scheduler lease while acting on it: the work
+    /// was not recorded (a `ServerException`; never reaches a caller of
+    /// the API, only the singletons act under the lease).
+    #[error("{0}")]
+    NotLeader(String),
     /// The state store failed (a `ServerException`).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -72,7 +77,7 @@ impl EcsError {
             Self::ServiceNotActive(_) => "ServiceNotActiveException",
             Self::Serialization(_) => "SerializationException",
             Self::UnknownOperation(_) => "UnknownOperationException",
-            Self::Server(_) | Self::Store(_) => "ServerException",
+            Self::Server(_) | Self::Store(_) | Self::NotLeader(_) => "ServerException",
         }
     }
 }
@@ -81,7 +86,7 @@ impl From<EcsError> for AwsError {
     fn from(e: EcsError) -> Self {
         let code = e.code();
         match e {
-            EcsError::Server(_) | EcsError::Store(_) => {
+            EcsError::Server(_) | EcsError::Store(_) | EcsError::NotLeader(_) => {
                 tracing::error!(error = %e, "ECS server fault");
                 AwsError::server(code, e.to_string())
             }

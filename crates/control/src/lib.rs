@@ -32,6 +32,11 @@
 //!   [`tasks`].
 //! - [`capacity`]: the FARGATE and FARGATE_SPOT capacity providers,
 //!   strategies and placement by base and weight.
+//! - [`hosts`]: the hosts that run tasks (registration, heartbeat, lost
+//!   hosts), placement on them by free CPU and memory, and each host's
+//!   assignment loop.
+//! - [`leader`]: the scheduler lease that elects the control plane's
+//!   singletons, and the fence their writes check.
 //! - [`runtime`]: the [`runtime::TaskRuntime`] trait the agent implements.
 //! - [`networks`]: the [`networks::TaskNetworks`] trait: the VPC service
 //!   that checks subnets and security groups and gives each task its ENI.
@@ -56,8 +61,10 @@ pub mod capacity;
 pub mod clock;
 pub mod db;
 pub mod error;
+pub mod hosts;
 pub mod identity;
 pub mod keys;
+pub mod leader;
 pub mod model;
 pub mod networks;
 pub mod ops;
@@ -78,3 +85,5 @@ pub use service::{EcsConfig, EcsService};
 mod tests;
 #[cfg(test)]
 mod tests_breadth;
+#[cfg(test)]
+mod tests_hosts;

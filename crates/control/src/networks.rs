@@ -6,7 +6,7 @@
 //! plane decides when: at launch, when the task is STOPPED, and after a
 //! restart for ENIs no unfinished task holds.
 
-use ferry_proto::net::InterfacePlan;
+use ferry_proto::net::{InterfacePlan, Ipv4Cidr};
 
 use crate::error::EcsError;
 use crate::wire::NetworkConfiguration;
@@ -69,6 +69,10 @@ pub trait TaskNetworks: Send + Sync {
     /// Checks that the subnets and groups exist, in one VPC (RunTask,
     /// CreateService, UpdateService), without allocating anything.
     fn check(&self, net: &AwsVpc) -> Result<(), NetworkRefusal>;
+
+    /// The CIDR block of each of `subnets` that exists (placement matches
+    /// them against hosts' `--subnet`).
+    fn subnet_cidrs(&self, subnets: &[String]) -> Result<Vec<(String, Ipv4Cidr)>, NetworkRefusal>;
 
     /// Allocates one task's ENI; `description` names the task's
     /// attachment, as ECS's ENIs do.

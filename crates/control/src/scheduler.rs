@@ -28,6 +28,8 @@ use ferry_proto::plan::HealthStatus;
 use crate::clock;
 use crate::db;
 use crate::error::EcsError;
+use crate::hosts;
+use crate::leader::{self, Leader};
 use crate::model::service::{Deployment, ServiceRecord};
 use crate::model::task::{TaskRecord, TaskStatus, stop_code};
 use crate::networks::AwsVpc;
@@ -46,14 +48,23 @@ const MAX_PER_LAUNCH: u32 = 10;
 const CIRCUIT_BREAKER_THRESHOLD: u32 = 10;
 
 /// Runs passes every `interval` (or when woken) until `core` is dropped.
+/// Each turn renews (or tries to take) the scheduler lease; only its
+/// holder runs the pass and looks for lost hosts.
 pub fn spawn(core: Weak<Core>, interval: Duration) {
     let spawned = std::thread::Builder::new()
         .name("ecs-services".into())
         .spawn(move || {
             loop {
                 let Some(c) = core.upgrade() else { return };
-                if let Err(e) = pass(&c) {
-                    tracing::error!(error = %e, "service scheduler pass failed");
+                if let Some(leader) = leader::tick(&c) {
+                    if let Err(e) = pass_as(&c, &leader) {
+                        tracing::error!(error = %e, "service scheduler pass failed");
+                    }
+                    if c.local.lost_check_due(c.cfg.timings.lost_check_every)
+                        && let Err(e) = hosts::check_lost(&c, &leader)
+                    {
+                        tracing::error!(error = %e, "looking for lost hosts failed");
+                    }
                 }
                 c.wait_for_wake(interval);
             }
@@ -63,22 +74,121 @@ pub fn spawn(core: Weak<Core>, interval: Duration) {
     }
 }
 
-/// One pass over every service that is not INACTIVE.
+/// One pass over every service that is not INACTIVE, if this process holds
+/// the scheduler lease (taken or renewed first when due).
 pub fn pass(core: &Arc<Core>) -> Result<(), EcsError> {
+    match leader::tick(core) {
+        Some(leader) => pass_as(core, &leader),
+        None => Ok(()),
+    }
+}
+
+/// One pass as `leader`: every launch, stop and service record it writes
+/// checks, in its transaction, that `leader` still holds the lease.
+pub fn pass_as(core: &Arc<Core>, leader: &Leader) -> Result<(), EcsError> {
     let _serialized = core.services_lock();
     let all: Vec<(String, ServiceRecord)> = core.store.scan(db::SERVICES, "")?;
     for (key, rec) in all.into_iter().filter(|(_, s)| s.status != "INACTIVE") {
+        let before = rec.clone();
         let mut rec = rec;
-        let before = serde_json::to_value(&rec).ok();
-        schedule(core, &mut rec)?;
-        if serde_json::to_value(&rec).ok() != before {
-            core.store.write(|w| {
-                w.put(db::SERVICES, &key, &rec)?;
-                Ok::<_, EcsError>(())
-            })?;
+        schedule(core, &mut rec, leader)?;
+        if serde_json::to_value(&rec).ok() != serde_json::to_value(&before).ok() {
+            save(core, &key, &before, rec, leader)?;
         }
     }
     Ok(())
+}
+
+/// Writes what a pass made of a service. The record is read again in the
+/// transaction: if an API call changed it since the pass read it (through
+/// any replica), the pass's own changes are merged onto that version
+/// ([`merge`]) instead of overwriting it.
+fn save(
+    core: &Core,
+    key: &str,
+    before: &ServiceRecord,
+    after: ServiceRecord,
+    leader: &Leader,
+) -> Result<(), EcsError> {
+    core.store.write(|w| {
+        leader.check(w)?;
+        let Some(fresh) = w.get::<ServiceRecord>(db::SERVICES, key)? else {
+            return Ok::<_, EcsError>(());
+        };
+        let version = fresh.version;
+        let mut out = if version == before.version {
+            after
+        } else {
+            merge(before, &after, fresh)
+        };
+        out.version = version + 1;
+        w.put(db::SERVICES, key, &out)?;
+        Ok(())
+    })
+}
+
+/// The pass's changes (`before` → `after`) applied to `fresh`, the record
+/// an API call wrote meanwhile. The pass owns its events, the tasks it
+/// tracks, the backoff, the steady-state flag and its deployments'
+/// rollout state and failure counts; everything the user sets (desired
+/// count, task definition, deployments made, configuration) is `fresh`'s.
+/// A scheduler field the call changed too (UpdateService resets the
+/// backoff) keeps the call's value.
+pub fn merge(before: &ServiceRecord, after: &ServiceRecord, fresh: ServiceRecord) -> ServiceRecord {
+    use std::collections::HashSet;
+    let mut m = fresh;
+    let seen: HashSet<&str> = before.events.iter().map(|e| e.id.as_str()).collect();
+    let added: Vec<_> = after
+        .events
+        .iter()
+        .filter(|e| !seen.contains(e.id.as_str()))
+        .cloned()
+        .collect();
+    m.events.splice(0..0, added);
+    m.events.truncate(crate::model::service::MAX_EVENTS);
+    let was: HashSet<&str> = before.tracked.iter().map(String::as_str).collect();
+    let now: HashSet<&str> = after.tracked.iter().map(String::as_str).collect();
+    m.tracked
+        .retain(|id| now.contains(id.as_str()) || !was.contains(id.as_str()));
+    for id in &after.tracked {
+        if !was.contains(id.as_str()) && !m.tracked.contains(id) {
+            m.tracked.push(id.clone());
+        }
+    }
+    // A new deployment starts without the old one's backoff.
+    let redeployed = m.primary().map(|d| &d.id) != before.primary().map(|d| &d.id);
+    if !redeployed && m.consecutive_failures == before.consecutive_failures {
+        m.consecutive_failures = after.consecutive_failures;
+    }
+    if !redeployed && m.next_launch_at == before.next_launch_at {
+        m.next_launch_at = after.next_launch_at;
+    }
+    if m.steady == before.steady {
+        m.steady = after.steady;
+    }
+    let find = |r: &ServiceRecord, id: &str| r.deployments.iter().find(|d| d.id == id).cloned();
+    for d in &mut m.deployments {
+        let (Some(b), Some(a)) = (find(before, &d.id), find(after, &d.id)) else {
+            continue;
+        };
+        if d.rollout_state == b.rollout_state && d.rollout_state_reason == b.rollout_state_reason {
+            d.rollout_state = a.rollout_state;
+            d.rollout_state_reason = a.rollout_state_reason;
+        }
+        if d.failed_tasks == b.failed_tasks {
+            d.failed_tasks = a.failed_tasks;
+        }
+        d.updated_at = d.updated_at.max(a.updated_at);
+    }
+    // Deployments the pass dropped (old, no task left) stay dropped.
+    m.deployments.retain(|d| {
+        d.status == "PRIMARY" || find(after, &d.id).is_some() || find(before, &d.id).is_none()
+    });
+    if after.status == "INACTIVE" && m.status == "DRAINING" {
+        m.status = "INACTIVE".into();
+        m.deployments.clear();
+    }
+    m
 }
 
 fn ids(tasks: &[&TaskRecord]) -> String {
@@ -89,7 +199,7 @@ fn ids(tasks: &[&TaskRecord]) -> String {
         .join(" ")
 }
 
-fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord) -> Result<(), EcsError> {
+fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord, leader: &Leader) -> Result<(), EcsError> {
     let now = clock::now();
     let name = rec.name.clone();
     let primary_id = rec.primary().map(|d| d.id.clone()).unwrap_or_default();
@@ -109,7 +219,10 @@ fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord) -> Result<(), EcsError> {
             still.push(id);
             continue;
         }
-        if t.stop_code.as_deref() == Some(stop_code::TASK_FAILED_TO_START) {
+        // A task lost with its host is not the deployment's failure.
+        if t.stop_code.as_deref() == Some(stop_code::TASK_FAILED_TO_START)
+            && !hosts::lost_with_host(&t)
+        {
             let reason = t.stopped_reason.clone().unwrap_or_default();
             rec.event(
                 now,
@@ -131,12 +244,13 @@ fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord) -> Result<(), EcsError> {
         .map(|t| t.plan.task_id.clone())
         .collect();
     for id in &unhealthy {
-        tasks::stop(
+        tasks::stop_as(
             core,
             &rec.cluster_name,
             id,
             stop_code::SERVICE_SCHEDULER_INITIATED,
             "Task failed container health checks",
+            leader,
         )?;
         rec.event(
             now,
@@ -191,12 +305,13 @@ fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord) -> Result<(), EcsError> {
     if !to_stop.is_empty() {
         for t in &to_stop {
             let dep = t.started_by.as_deref().unwrap_or("");
-            tasks::stop(
+            tasks::stop_as(
                 core,
                 &rec.cluster_name,
                 &t.plan.task_id,
                 stop_code::SERVICE_SCHEDULER_INITIATED,
                 &format!("Scaling activity initiated by (deployment {dep})"),
+                leader,
             )?;
         }
         rec.event(
@@ -222,7 +337,7 @@ fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord) -> Result<(), EcsError> {
         && let Some(dep) = rec.primary().cloned()
     {
         rec.steady = false;
-        match launch(core, rec, &dep, start) {
+        match launch(core, rec, &dep, start, leader) {
             Ok(tasks::Launched {
                 tasks: started,
                 failures,
@@ -252,6 +367,9 @@ fn schedule(core: &Arc<Core>, rec: &mut ServiceRecord) -> Result<(), EcsError> {
                 rec.tracked
                     .extend(started.iter().map(|t| t.plan.task_id.clone()));
             }
+            // Not the lease's holder any more: nothing was launched, and
+            // nothing of this pass is written.
+            Err(e @ EcsError::NotLeader(_)) => return Err(e),
             Err(e) => {
                 let reason = e.to_string();
                 rec.event(
@@ -299,6 +417,7 @@ fn launch(
     rec: &ServiceRecord,
     dep: &Deployment,
     count: u32,
+    leader: &Leader,
 ) -> Result<tasks::Launched, EcsError> {
     // A busy path, as RunTask: expire old stopped tasks.
     tasks::maybe_sweep(core);
@@ -340,6 +459,7 @@ fn launch(
                 strategy: rec.capacity_provider_strategy.clone(),
                 placed,
             },
+            leader: leader.clone(),
         },
     )
 }

@@ -17,9 +17,12 @@ use crate::arn::{self, Scope};
 use crate::clock;
 use crate::db;
 use crate::error::EcsError;
+use crate::hosts::{self, HostConfig, Local, Timings, placement};
 use crate::identity::IdentityServices;
 use crate::keys::StorageKeys;
+use crate::leader::Leader;
 use crate::model::cluster::ClusterRecord;
+use crate::model::task::TaskRecord;
 use crate::model::task_definition::TaskDefRecord;
 use crate::networks::TaskNetworks;
 use crate::ops;
@@ -45,6 +48,15 @@ pub struct EcsConfig {
     /// How often the service scheduler runs a pass (`None`: no background
     /// thread; tests call [`crate::scheduler::pass`] themselves).
     pub scheduler_interval: Option<Duration>,
+    /// This process's host: the runtime it was given runs the tasks
+    /// placed on it (`None`: `--no-agent`, an API replica only).
+    pub host: Option<HostConfig>,
+    /// Whether other processes share the store (replicas and hosts of a
+    /// fleet): tasks belong to hosts by name, leases elect the singletons.
+    /// Without, this process is the only host and replica.
+    pub fleet: bool,
+    /// Lease lengths and periods.
+    pub timings: Timings,
 }
 
 impl EcsConfig {
@@ -56,6 +68,11 @@ impl EcsConfig {
             stopped_task_retention_secs: 3600.0,
             allow_unencrypted_storage: true,
             scheduler_interval: Some(Duration::from_millis(250)),
+            // A nominal host for embedding and tests; `ferry server`
+            // measures its machine (HostConfig::detect).
+            host: Some(HostConfig::new("local", 16 * 1024, 64 * 1024)),
+            fleet: false,
+            timings: Timings::default(),
         }
     }
 }
@@ -84,6 +101,9 @@ pub struct Core {
     services: Mutex<()>,
     /// Wakes the scheduler early (a service changed).
     wake: (Mutex<bool>, Condvar),
+    /// This process as a replica and a host: its lease term, the tasks its
+    /// runtime holds.
+    pub local: Local,
 }
 
 /// The ECS service (`AmazonEC2ContainerServiceV20141113`).
@@ -129,6 +149,7 @@ impl EcsService {
             region: cfg.region.clone(),
             account: cfg.account.clone(),
         };
+        let host_name = cfg.host.as_ref().map(|h| h.name.clone());
         let core = Arc::new(Core {
             cfg,
             scope,
@@ -141,6 +162,7 @@ impl EcsService {
             last_sweep: AtomicU64::new(0),
             services: Mutex::new(()),
             wake: (Mutex::new(false), Condvar::new()),
+            local: Local::new(host_name.as_deref()),
         });
         let weak = Arc::downgrade(&core);
         core.runtime
@@ -158,10 +180,29 @@ impl EcsService {
             }));
         core.first_start()?;
         core.upgrade_store()?;
+        // This host's record and lease before anything is placed or
+        // reconciled (its own tasks must not look lost).
+        hosts::register(&core)?;
+        if !core.cfg.fleet {
+            // Records from before hosts hold no reservation yet.
+            placement::rebuild(&core, &Leader(None))?;
+        }
         let reconciled = tasks::reconcile(&core)?;
-        tasks::sweep_stopped(&core, clock::now())?;
+        if !core.cfg.fleet {
+            // In a fleet the scheduler lease's holder sweeps.
+            tasks::sweep_stopped(&core, clock::now())?;
+        }
+        let weak = Arc::downgrade(&core);
         if let Some(every) = core.cfg.scheduler_interval {
-            crate::scheduler::spawn(Arc::downgrade(&core), every);
+            crate::scheduler::spawn(weak.clone(), every);
+        }
+        if core.cfg.host.is_some() {
+            if let (true, Some(every)) = (core.cfg.fleet, core.cfg.timings.heartbeat) {
+                hosts::spawn_heartbeat(weak.clone(), every);
+            }
+            if let Some(every) = core.cfg.timings.assign_every {
+                hosts::assign::spawn(weak, every);
+            }
         }
         Ok(Self { core, reconciled })
     }
@@ -250,6 +291,35 @@ impl JsonService for EcsService {
 }
 
 impl Core {
+    /// This process's host name, if it is a host.
+    pub fn host_name(&self) -> Option<&str> {
+        self.cfg.host.as_ref().map(|h| h.name.as_str())
+    }
+
+    /// The host `t` belongs to: its recorded host, or on a single-host
+    /// store this host (whatever it was called when the task started;
+    /// records from before hosts name none).
+    pub fn host_of<'a>(&'a self, t: &'a TaskRecord) -> &'a str {
+        if self.cfg.fleet {
+            &t.host
+        } else {
+            self.host_name().unwrap_or("")
+        }
+    }
+
+    /// Whether this process's runtime runs (or is to run) `t`.
+    pub fn runs_here(&self, t: &TaskRecord) -> bool {
+        self.host_name().is_some_and(|me| self.host_of(t) == me)
+            || (!self.cfg.fleet && self.cfg.host.is_none())
+    }
+
+    /// Gives up the scheduler lease at a clean shutdown, so another
+    /// replica takes over at once. (The host's own lease is kept: its
+    /// tasks keep running and are re-adopted at the next start.)
+    pub fn resign(&self) {
+        crate::leader::resign(self);
+    }
+
     /// Held by service API calls and scheduler passes, one at a time.
     pub fn services_lock(&self) -> MutexGuard<'_, ()> {
         self.services.lock().unwrap_or_else(|p| p.into_inner())

@@ -59,9 +59,22 @@ impl TaskRuntime for FakeRuntime {
 pub(crate) struct FakeNetworks {
     pub(crate) attached: Mutex<Vec<String>>,
     pub(crate) detached: Mutex<Vec<String>>,
+    /// Every attach waits here (tests line up racing launches between
+    /// their first placement and their transaction).
+    pub(crate) gate: Mutex<Option<Arc<std::sync::Barrier>>>,
+    /// Run once, at the next attach (tests act in the middle of a launch).
+    #[allow(clippy::type_complexity)]
+    pub(crate) on_attach: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 impl FakeNetworks {
+    /// `subnet-10-N` is 10.N.0.0/16; every other subnet 198.18.0.0/16.
+    pub(crate) fn cidr(subnet: &str) -> ferry_proto::net::Ipv4Cidr {
+        match subnet.strip_prefix("subnet-10-") {
+            Some(n) => format!("10.{n}.0.0/16").parse().unwrap(),
+            None => "198.18.0.0/16".parse().unwrap(),
+        }
+    }
     fn missing(net: &AwsVpc) -> Option<NetworkRefusal> {
         let bad: Vec<_> = net
             .subnets
@@ -78,12 +91,29 @@ impl TaskNetworks for FakeNetworks {
     fn check(&self, net: &AwsVpc) -> Result<(), NetworkRefusal> {
         Self::missing(net).map_or(Ok(()), Err)
     }
+    fn subnet_cidrs(
+        &self,
+        subnets: &[String],
+    ) -> Result<Vec<(String, ferry_proto::net::Ipv4Cidr)>, NetworkRefusal> {
+        Ok(subnets
+            .iter()
+            .map(|s| (s.clone(), FakeNetworks::cidr(s)))
+            .collect())
+    }
     fn attach(&self, net: &AwsVpc, _description: &str) -> Result<InterfacePlan, NetworkRefusal> {
         if let Some(e) = Self::missing(net) {
             return Err(e);
         }
         if net.subnets == ["subnet-full"] {
             return Err(NetworkRefusal::NoAddress("subnet-full is full".into()));
+        }
+        let gate = self.gate.lock().unwrap().clone();
+        if let Some(g) = gate {
+            g.wait();
+        }
+        let hook = self.on_attach.lock().unwrap().take();
+        if let Some(f) = hook {
+            f();
         }
         let mut attached = self.attached.lock().unwrap();
         let n = attached.len() as u8;
@@ -93,7 +123,7 @@ impl TaskNetworks for FakeNetworks {
             eni_id: eni,
             vpc_id: "vpc-1".into(),
             subnet_id: net.subnets[0].clone(),
-            subnet_cidr: "198.18.0.0/16".parse().unwrap(),
+            subnet_cidr: FakeNetworks::cidr(&net.subnets[0]),
             ip: std::net::Ipv4Addr::new(198, 18, 0, 4 + n),
             gateway: std::net::Ipv4Addr::new(198, 18, 0, 1),
             mac: format!("0a:00:00:00:00:{n:02x}"),
@@ -153,6 +183,7 @@ pub(crate) fn env_with_identity(
     let mut cfg = EcsConfig::new("us-east-1", "000000000000");
     // Service tests run scheduler passes themselves.
     cfg.scheduler_interval = None;
+    cfg.timings.assign_every = None;
     let nets = Arc::new(FakeNetworks::default());
     let svc = EcsService::with_identity(
         cfg,
@@ -813,6 +844,7 @@ fn restart_keeps_everything_and_reconciles() {
     let mut cfg = EcsConfig::new("us-east-1", "000000000000");
     // Service tests run scheduler passes themselves.
     cfg.scheduler_interval = None;
+    cfg.timings.assign_every = None;
     let svc = EcsService::new(
         cfg,
         store,

@@ -80,6 +80,10 @@ pub struct Shared {
     pub storage_overcommit: f64,
     /// Task storage admission: the space kept for ferry's own state.
     pub storage_reserve: ferry_host::admission::Reserve,
+    /// This server as a host (`--name`, its size, overcommit ratios,
+    /// `--subnet`); `None` with `--no-agent`: no local agent, an API
+    /// replica only.
+    pub host: Option<ferry_control::hosts::HostConfig>,
 }
 
 /// ferry's own registry as tasks name it (`ACCOUNT.dkr.ecr.REGION.amazonaws.com`)
@@ -101,16 +105,26 @@ fn own_registry(shared: &Shared) -> ferry_agent::OwnRegistry {
 
 /// What the server keeps to shut down in order.
 pub struct Host {
-    /// The task runtime (drained at shutdown).
-    pub runtime: Arc<HostRuntime>,
+    /// The local agent's parts (`None` with `--no-agent`).
+    pub agent: Option<LocalAgent>,
     /// The EFS mounts (released after the tasks).
     pub efs: Arc<EfsVolumes>,
     /// The registry (told the listener's address once bound).
     pub registry: Arc<ferry_registry::Registry>,
+    /// The control plane (gives up the scheduler lease at shutdown).
+    pub control: Arc<ferry_control::service::Core>,
+}
+
+/// The local agent: what runs this host's tasks.
+pub struct LocalAgent {
+    /// The task runtime (drained at shutdown).
+    pub runtime: Arc<HostRuntime>,
     /// The sealed image store (served on the admin socket).
     pub images: ImageStore,
     /// The security-group firewall (its table is deleted at a drained exit).
     pub firewall: Arc<ferry_agent::net::firewall::Firewall>,
+    agent: ferry_agent::Agent,
+    tasks_dir: std::path::PathBuf,
 }
 
 /// Builds every service, re-adopts the tasks a previous server left
@@ -146,38 +160,6 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
         .context("creating the EFS directory")?,
     );
 
-    let images = ImageStore::open(
-        shared.data_dir.join("images"),
-        Arc::new(ImageKeys(platform.clone())),
-        ferry_kms::platform::context::image_store(&shared.account_id),
-    )
-    .context("opening the image store")?;
-    images.set_limit(Some(shared.image_store_limit));
-    let mut agent_cfg = ferry_agent::AgentConfig::new(
-        &shared.data_dir,
-        images.clone(),
-        Arc::new(LogsSink(logs.clone())),
-    )
-    .context("agent configuration")?;
-    agent_cfg.task_pids_max = shared.task_pids_max;
-    agent_cfg.network.network_name = shared.task_network.clone();
-    agent_cfg.network.driver = shared.task_network_driver;
-    agent_cfg.runtime = ferry_agent::runc::resolve(&shared.oci_runtime);
-    tracing::info!(
-        "task network driver {}, OCI runtime {}",
-        agent_cfg.network.driver,
-        agent_cfg.runtime.display()
-    );
-    agent_cfg.userns = shared.userns;
-    agent_cfg.own_registry = Some(own_registry(shared));
-    let agent = ferry_agent::Agent::new(agent_cfg).context("starting the agent")?;
-    let tasks_dir = ferry_host::tasks_dir(&shared.data_dir);
-    std::fs::create_dir_all(&tasks_dir)
-        .with_context(|| format!("creating {}", tasks_dir.display()))?;
-    let volumes = Arc::new(
-        TaskVolumes::new(keys.clone(), engine.clone(), tasks_dir.clone(), efs.clone())
-            .with_admission(storage_policy),
-    );
     let control_state = Arc::new(ControlState::default());
     let ec2 = ec2_service(shared)?;
     let secrets = secrets_services(shared)?;
@@ -206,48 +188,70 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
             region: shared.region.clone(),
         }),
     };
-    let metadata = Arc::new(
-        ferry_metadata::Endpoints::new(control_state.clone())
-            .context("starting the task metadata endpoint")?
-            .with_credentials(Arc::new(identity::TaskCredentials(sessions))),
-    );
-    let runtime = Arc::new(HostRuntime::new(agent.clone(), volumes).with_metadata(metadata));
+    let local = match shared.host {
+        Some(_) => Some(local_agent(
+            shared,
+            &platform,
+            &logs,
+            &engine,
+            &keys,
+            &efs,
+            storage_policy,
+            &control_state,
+            sessions,
+        )?),
+        None => None,
+    };
+    let runtime: Arc<dyn TaskRuntime> = match &local {
+        Some(l) => l.runtime.clone(),
+        // An API replica: no task is placed on it (it registers no host).
+        None => Arc::new(ferry_control::runtime::Unavailable),
+    };
 
     // Starting the control plane reconciles: every unfinished task is
     // offered to the runtime for re-adoption first; only then is what a
     // previous server left and nobody adopted released.
     let ecs = ecs_service(
         shared,
-        runtime.clone(),
+        runtime,
         platform,
         task_identity,
         Arc::new(Ec2Networks(ec2.clone())),
     )?;
-    let adopted = |id: &str| runtime.holds_volume(id);
-    for p in ferry_host::recovery::release_leftovers(
-        &agent, &*engine, &*keys, &tasks_dir, &efs, &adopted,
-    ) {
-        tracing::warn!("releasing what a previous server left: {p}");
+    if let Some(l) = &local {
+        let adopted = |id: &str| l.runtime.holds_volume(id);
+        for p in ferry_host::recovery::release_leftovers(
+            &l.agent,
+            &*engine,
+            &*keys,
+            &l.tasks_dir,
+            &efs,
+            &adopted,
+        ) {
+            tracing::warn!("releasing what a previous server left: {p}");
+        }
+        // The security-group firewall: the VPC service's rules, now and
+        // after every change (applied before the change's response is
+        // sent). Only now, after re-adoption, is the table rendered: a
+        // previous server's table stays in force until the adopted tasks
+        // are members again. With replicas, another one's rule changes
+        // arrive within a second.
+        let firewall = l.firewall.clone();
+        let fw = l.firewall.clone();
+        ec2.follow_rules(
+            |rules| firewall.set_rules(rules),
+            Box::new(move |rules| {
+                if let Err(e) = fw.set_rules(rules) {
+                    tracing::error!("applying the changed security-group rules failed: {e}");
+                }
+            }),
+        )
+        .context("loading the security-group firewall")?;
     }
-    // The security-group firewall: the VPC service's rules, now and after
-    // every change (applied before the change's response is sent). Only
-    // now, after re-adoption, is the table rendered: a previous server's
-    // table stays in force until the adopted tasks are members again.
-    // With replicas, another one's rule changes arrive within a second.
-    let firewall = agent.firewall().clone();
-    let fw = firewall.clone();
-    ec2.follow_rules(
-        |rules| firewall.set_rules(rules),
-        Box::new(move |rules| {
-            if let Err(e) = fw.set_rules(rules) {
-                tracing::error!("applying the changed security-group rules failed: {e}");
-            }
-        }),
-    )
-    .context("loading the security-group firewall")?;
     // Bound late: the control plane needs the runtime, the runtime's
     // metadata endpoint reads the control plane's task records.
     let _ = control_state.core.set(Arc::downgrade(ecs.core()));
+    let control = ecs.core().clone();
     let router = router
         .json_service(
             "ecr",
@@ -285,20 +289,83 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
     // registered last, on a handle to every AWS service.
     let console = ferry_console::Console::new(
         router.calls(),
-        console::console_data(shared, &runtime)?,
+        console::console_data(shared, local.as_ref().map(|l| &*l.runtime))?,
         Arc::new(ConsoleNetworks(ec2.clone())),
     );
     let router = router.http_service("/console/", Arc::new(console));
     Ok((
         router,
         Host {
-            runtime,
+            agent: local,
             efs,
             registry,
-            images,
-            firewall,
+            control,
         },
     ))
+}
+
+/// The local agent over the data directory: the image store, the agent
+/// (networking, OCI runtime), the task volumes and the task metadata
+/// endpoint, as the `TaskRuntime` the control plane starts this host's
+/// tasks with.
+#[allow(clippy::too_many_arguments)]
+fn local_agent(
+    shared: &Shared,
+    platform: &Platform,
+    logs: &Arc<LogsService>,
+    engine: &Arc<dyn VolumeEngine>,
+    keys: &Arc<dyn VolumeKeys>,
+    efs: &Arc<EfsVolumes>,
+    storage_policy: ferry_host::admission::StoragePolicy,
+    control_state: &Arc<ControlState>,
+    sessions: Arc<TaskSessions>,
+) -> anyhow::Result<LocalAgent> {
+    let images = ImageStore::open(
+        shared.data_dir.join("images"),
+        Arc::new(ImageKeys(platform.clone())),
+        ferry_kms::platform::context::image_store(&shared.account_id),
+    )
+    .context("opening the image store")?;
+    images.set_limit(Some(shared.image_store_limit));
+    let mut agent_cfg = ferry_agent::AgentConfig::new(
+        &shared.data_dir,
+        images.clone(),
+        Arc::new(LogsSink(logs.clone())),
+    )
+    .context("agent configuration")?;
+    agent_cfg.task_pids_max = shared.task_pids_max;
+    agent_cfg.network.network_name = shared.task_network.clone();
+    agent_cfg.network.driver = shared.task_network_driver;
+    agent_cfg.runtime = ferry_agent::runc::resolve(&shared.oci_runtime);
+    tracing::info!(
+        "task network driver {}, OCI runtime {}",
+        agent_cfg.network.driver,
+        agent_cfg.runtime.display()
+    );
+    agent_cfg.userns = shared.userns;
+    agent_cfg.own_registry = Some(own_registry(shared));
+    let agent = ferry_agent::Agent::new(agent_cfg).context("starting the agent")?;
+    let tasks_dir = ferry_host::tasks_dir(&shared.data_dir);
+    std::fs::create_dir_all(&tasks_dir)
+        .with_context(|| format!("creating {}", tasks_dir.display()))?;
+    let volumes = Arc::new(
+        TaskVolumes::new(keys.clone(), engine.clone(), tasks_dir.clone(), efs.clone())
+            .with_admission(storage_policy),
+    );
+    let metadata = Arc::new(
+        ferry_metadata::Endpoints::new(control_state.clone())
+            .context("starting the task metadata endpoint")?
+            .with_credentials(Arc::new(identity::TaskCredentials(sessions))),
+    );
+    let firewall = agent.firewall().clone();
+    let runtime = Arc::new(HostRuntime::new(agent.clone(), volumes).with_metadata(metadata));
+    Ok(LocalAgent {
+        runtime,
+        images,
+        firewall,
+        agent,
+        tasks_dir,
+    })
 }
 
 /// The VPC's subnets and groups as the console's run form offers them.
@@ -374,6 +441,18 @@ fn refusal(e: ferry_ec2::AttachError) -> NetworkRefusal {
 impl TaskNetworks for Ec2Networks {
     fn check(&self, net: &AwsVpc) -> Result<(), NetworkRefusal> {
         self.0.check(&Self::request(net, "")).map_err(refusal)
+    }
+
+    fn subnet_cidrs(
+        &self,
+        subnets: &[String],
+    ) -> Result<Vec<(String, ferry_proto::net::Ipv4Cidr)>, NetworkRefusal> {
+        let all = self.0.subnets();
+        Ok(subnets
+            .iter()
+            .filter_map(|id| all.iter().find(|s| &s.id == id))
+            .map(|s| (s.id.clone(), s.cidr))
+            .collect())
     }
 
     fn attach(&self, net: &AwsVpc, description: &str) -> Result<InterfacePlan, NetworkRefusal> {
@@ -607,6 +686,10 @@ fn ecs_service(
 ) -> anyhow::Result<Arc<ferry_control::EcsService>> {
     let mut cfg = ferry_control::EcsConfig::new(&shared.region, &shared.account_id);
     cfg.allow_unencrypted_storage = !shared.require_encrypted_storage;
+    cfg.host = shared.host.clone();
+    // Other processes share a shared store: tasks belong to hosts by
+    // name, and a lease elects the scheduler.
+    cfg.fleet = shared.store.is_shared();
     let ecs = ferry_control::EcsService::with_identity(
         cfg,
         shared.store.clone(),

@@ -112,6 +112,11 @@ pub struct ServiceRecord {
     /// `capacityProviderStrategy` (empty: launch type FARGATE).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capacity_provider_strategy: Vec<crate::capacity::StrategyItem>,
+    /// Grows with every write: a writer that read the record checks it in
+    /// the transaction that writes it back, so an update made through
+    /// another replica meanwhile is never overwritten.
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl ServiceRecord {

@@ -191,6 +191,11 @@ pub struct TaskRecord {
     /// placed by a capacity provider strategy; `None` with a launch type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity_provider_name: Option<String>,
+    /// The host that runs it (its ferry server's `--name`), chosen at
+    /// launch. Empty in records from before hosts: on a single-host store
+    /// they are the local host's.
+    #[serde(default)]
+    pub host: String,
     /// Bumped on every change (`version`).
     pub version: u64,
 }
@@ -523,6 +528,7 @@ pub(crate) mod tests {
             protected_until: None,
             roles: TaskRoles::default(),
             capacity_provider_name: None,
+            host: String::new(),
             version: 1,
         }
     }

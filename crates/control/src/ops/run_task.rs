@@ -136,5 +136,6 @@ fn launch_spec(core: &Core, req: RunTaskRequest) -> Result<LaunchSpec, EcsError>
             strategy,
             placed: Default::default(),
         },
+        leader: crate::leader::Leader(None),
     })
 }

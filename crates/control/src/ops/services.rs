@@ -339,6 +339,7 @@ pub fn create(
         created_at: now,
         created_by: ctx.caller.arn(),
         capacity_provider_strategy: strategy,
+        version: 1,
     };
     rec.event(now, format!("(service {}) was created.", rec.name));
     core.store.write(|w| {
@@ -376,6 +377,11 @@ fn find_active(
     Ok((key, rec))
 }
 
+/// How often an update is made again on a fresh read when the record
+/// changed between its read and its write (a scheduler pass or a call
+/// through another replica).
+const UPDATE_ATTEMPTS: usize = 8;
+
 /// UpdateService.
 pub fn update(
     core: &Arc<Core>,
@@ -388,7 +394,50 @@ pub fn update(
     rest.remove("deploymentController");
     validate::refuse_unsupported(&rest, ACCEPTED, "UpdateService")?;
     let _serialized = core.services_lock();
-    let (key, mut rec) = find_active(core, &cluster.name, &req.service)?;
+    write_again(core, &cluster.name, &req.service, |rec| {
+        updated(core, &cluster, &req, rec)
+    })
+}
+
+/// Reads the ACTIVE service, changes it with `change` and writes it back
+/// if nobody wrote it in between; else does it all again on the record as
+/// it now is.
+fn write_again(
+    core: &Arc<Core>,
+    cluster: &str,
+    service: &str,
+    change: impl Fn(&mut ServiceRecord) -> Result<(), EcsError>,
+) -> Result<ServiceResponse, EcsError> {
+    for _ in 0..UPDATE_ATTEMPTS {
+        let (key, mut rec) = find_active(core, cluster, service)?;
+        let read = rec.version;
+        change(&mut rec)?;
+        rec.version = read + 1;
+        let written =
+            core.store
+                .write(|w| match w.get::<ServiceRecord>(db::SERVICES, &key)? {
+                    Some(now) if now.version == read => {
+                        w.put(db::SERVICES, &key, &rec)?;
+                        Ok::<_, EcsError>(true)
+                    }
+                    _ => Ok(false),
+                })?;
+        if written {
+            return respond_and_wake(core, &rec);
+        }
+    }
+    Err(EcsError::Server(
+        "the service kept changing while it was being updated; try again".into(),
+    ))
+}
+
+/// What UpdateService makes of `rec`.
+fn updated(
+    core: &Core,
+    cluster: &ClusterRecord,
+    req: &UpdateServiceRequest,
+    rec: &mut ServiceRecord,
+) -> Result<(), EcsError> {
     let now = clock::now();
     let (max, min, cb) = percents(
         req.deployment_configuration.as_ref(),
@@ -451,7 +500,7 @@ pub fn update(
         }
         rec.deployments.insert(
             0,
-            new_deployment(&cluster, &td_arn, rec.desired_count, &platform, now),
+            new_deployment(cluster, &td_arn, rec.desired_count, &platform, now),
         );
         rec.consecutive_failures = 0;
         rec.next_launch_at = 0.0;
@@ -461,7 +510,7 @@ pub fn update(
         p.updated_at = now;
     }
     rec.steady = false;
-    save_and_wake(core, &key, &rec)
+    Ok(())
 }
 
 /// DeleteService: refused while desiredCount > 0 unless `force`; the
@@ -473,32 +522,19 @@ pub fn delete(
 ) -> Result<ServiceResponse, EcsError> {
     let cluster = core.active_cluster(req.cluster.as_deref())?;
     let _serialized = core.services_lock();
-    let (key, mut rec) = find_active(core, &cluster.name, &req.service)?;
-    if rec.desired_count > 0 && req.force != Some(true) {
-        return Err(EcsError::InvalidParameter(
-            "The service cannot be stopped while it is scaled above 0.".into(),
-        ));
-    }
-    rec.status = "DRAINING".into();
-    rec.desired_count = 0;
-    for d in &mut rec.deployments {
-        d.desired_count = 0;
-    }
-    save_and_wake(core, &key, &rec)
-}
-
-/// Stores the changed service, wakes the scheduler to act on it, and
-/// answers with the service as it now stands.
-fn save_and_wake(
-    core: &Arc<Core>,
-    key: &str,
-    rec: &ServiceRecord,
-) -> Result<ServiceResponse, EcsError> {
-    core.store.write(|w| {
-        w.put(db::SERVICES, key, rec)?;
-        Ok::<_, EcsError>(())
-    })?;
-    respond_and_wake(core, rec)
+    write_again(core, &cluster.name, &req.service, |rec| {
+        if rec.desired_count > 0 && req.force != Some(true) {
+            return Err(EcsError::InvalidParameter(
+                "The service cannot be stopped while it is scaled above 0.".into(),
+            ));
+        }
+        rec.status = "DRAINING".into();
+        rec.desired_count = 0;
+        for d in &mut rec.deployments {
+            d.desired_count = 0;
+        }
+        Ok(())
+    })
 }
 
 fn respond_and_wake(core: &Arc<Core>, rec: &ServiceRecord) -> Result<ServiceResponse, EcsError> {

@@ -451,7 +451,7 @@ pub fn delete(
                 .rsplit_once(':')
                 .is_some_and(|(_, r)| r.parse::<u32>().is_ok());
         let fail = |reason: &str| Failure {
-            arn: id.clone(),
+            arn: Some(id.clone()),
             reason: reason.into(),
             detail: None,
         };
@@ -467,7 +467,7 @@ pub fn delete(
         };
         if found.active {
             out.failures.push(Failure {
-                arn: found.arn.clone(),
+                arn: Some(found.arn.clone()),
                 reason: "The specified task definition is still in ACTIVE status. Please deregister the target and try again.".into(),
                 detail: None,
             });

@@ -75,7 +75,7 @@ fn status(t: &TaskRecord, now: f64) -> ProtectedTask {
 /// ECS reports for it.
 fn lookup(core: &Core, cluster: &str, task: &str) -> Result<Result<String, Failure>, EcsError> {
     let failure = |reason: &str| Failure {
-        arn: task.to_owned(),
+        arn: Some(task.to_owned()),
         reason: reason.into(),
         detail: None,
     };

@@ -7,9 +7,12 @@ use std::sync::Arc;
 
 use ferry_proto::plan::TaskEvent;
 
+use ferry_store::{LeaseInfo, WriteTxn};
+
 use crate::clock;
 use crate::db;
 use crate::error::EcsError;
+use crate::leader::Leader;
 use crate::model::task::{TaskRecord, TaskStatus};
 use crate::runtime::EventSink;
 use crate::service::Core;
@@ -22,15 +25,26 @@ pub fn sink(core: &Arc<Core>, cluster: &str, task_id: &str) -> EventSink {
     Arc::new(move |event: TaskEvent| {
         // The service may be gone (server shutting down); then the
         // event is dropped and reconciled at the next start.
-        if let Some(core) = me.upgrade()
-            && let Err(e) = apply_event(&core, &key, &event)
-        {
-            tracing::error!(task = %key, error = %e, "recording a task event failed");
-            // The last event must not be lost to a passing store failure
-            // (a full disk): the task would stay DEACTIVATING until a
-            // restart. Retried until the store takes it.
-            if matches!(event, TaskEvent::Stopped { .. }) {
-                retry_stopped(me.clone(), key.clone(), event);
+        let Some(core) = me.upgrade() else { return };
+        if matches!(event, TaskEvent::Stopped { .. }) {
+            // Before it is recorded: the assignment loop must never take
+            // a task whose runtime is done for one to start.
+            core.local.held.done(&key);
+        }
+        match apply_event(&core, &key, &event) {
+            Ok(()) => {
+                if matches!(event, TaskEvent::Stopped { .. }) {
+                    core.local.held.forget_done(&key);
+                }
+            }
+            Err(e) => {
+                tracing::error!(task = %key, error = %e, "recording a task event failed");
+                // The last event must not be lost to a passing store failure
+                // (a full disk): the task would stay DEACTIVATING until a
+                // restart. Retried until the store takes it.
+                if matches!(event, TaskEvent::Stopped { .. }) {
+                    retry_stopped(me.clone(), key.clone(), event);
+                }
             }
         }
     })
@@ -61,30 +75,108 @@ fn retry_stopped(core: std::sync::Weak<Core>, key: String, event: TaskEvent) {
 }
 
 /// Applies `event` to the task stored under `key`, if there is one. When
-/// the task becomes STOPPED, its role sessions are revoked.
+/// the task becomes STOPPED, its reservation on its host is dropped in the
+/// same transaction, and its role sessions are revoked and its ENI freed.
 pub(super) fn apply_event(core: &Core, key: &str, event: &TaskEvent) -> Result<(), EcsError> {
+    apply_checked(core, key, |_| Some(event.clone()), |_, _| Ok(true)).map(|_| ())
+}
+
+/// [`apply_event`] of the event `event` makes of the record, if `check`
+/// (inside the transaction) lets it; returns whether the record changed.
+pub(super) fn apply_checked(
+    core: &Core,
+    key: &str,
+    event: impl FnOnce(&TaskRecord) -> Option<TaskEvent>,
+    check: impl FnOnce(&WriteTxn<'_>, &TaskRecord) -> Result<bool, EcsError>,
+) -> Result<bool, EcsError> {
     let now = clock::now();
     let changed = core.store.write(|w| {
         let Some(mut t) = w.get::<TaskRecord>(db::TASKS, key)? else {
             return Ok::<_, EcsError>(None);
         };
+        if !check(w, &t)? {
+            return Ok(None);
+        }
+        let Some(event) = event(&t) else {
+            return Ok(None);
+        };
         let was_stopped = t.last_status == TaskStatus::Stopped;
-        let changed = t.apply(event, now);
+        let changed = t.apply(&event, now);
         if changed {
             w.put(db::TASKS, key, &t)?;
+            if !was_stopped && t.last_status == TaskStatus::Stopped {
+                w.delete(db::PLACEMENTS, &db::placement_key(core.host_of(&t), key))?;
+            }
             if t.group.starts_with("service:") {
                 core.wake_scheduler();
             }
         }
         Ok(changed.then_some((t, was_stopped)))
     })?;
-    if let Some((t, was_stopped)) = changed {
-        if !was_stopped && t.last_status == TaskStatus::Stopped {
-            release(core, &t);
-        }
-        core.tasks.refresh(&core.store, key)?;
+    let Some((t, was_stopped)) = changed else {
+        return Ok(false);
+    };
+    if !was_stopped && t.last_status == TaskStatus::Stopped {
+        release(core, &t);
     }
-    Ok(())
+    core.tasks.refresh(&core.store, key)?;
+    Ok(true)
+}
+
+/// The lease holder records a task of the lost host `host` STOPPED, unless
+/// the host came back (its lease, seen lapsed as `lease`, was renewed) or
+/// the task is no longer the host's; fenced by `leader`.
+pub(crate) fn apply_lost(
+    core: &Core,
+    key: &str,
+    host: &str,
+    lease: Option<&LeaseInfo>,
+    leader: &Leader,
+    reason: &str,
+) -> Result<bool, EcsError> {
+    apply_checked(
+        core,
+        key,
+        |t| {
+            Some(TaskEvent::Stopped {
+                stop_code: crate::hosts::lost_stop_code(t).into(),
+                stopped_reason: reason.to_owned(),
+            })
+        },
+        |w, t| {
+            leader.check(w)?;
+            if t.last_status == TaskStatus::Stopped || core.host_of(t) != host {
+                return Ok(false);
+            }
+            let back = match lease {
+                Some(l) => w.holds_lease(&crate::hosts::lease_name(host), &l.holder, l.epoch)?,
+                None => false,
+            };
+            Ok(!back)
+        },
+    )
+}
+
+/// Records STOPPED a task of this host that was asked to stop before it
+/// was started here (nothing of it ran, nothing is left to release on the
+/// host).
+pub(crate) fn finish_unstarted(
+    core: &Core,
+    key: &str,
+    code: &str,
+    reason: &str,
+) -> Result<bool, EcsError> {
+    apply_checked(
+        core,
+        key,
+        |_| {
+            Some(TaskEvent::Stopped {
+                stop_code: code.to_owned(),
+                stopped_reason: reason.to_owned(),
+            })
+        },
+        |_, t| Ok(t.desired_status == TaskStatus::Stopped),
+    )
 }
 
 /// Revokes the role sessions of a task that is STOPPED (its task role's

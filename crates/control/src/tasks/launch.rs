@@ -6,16 +6,19 @@
 
 use std::sync::Arc;
 
-use ferry_proto::plan::{HealthStatus, StoragePlan, TaskEvent};
+use ferry_proto::plan::{HealthStatus, StoragePlan};
 
-use super::events::sink;
 use crate::capacity::{self, Placement};
 use crate::clock;
 use crate::db;
 use crate::error::EcsError;
+use crate::hosts::Reservation;
+use crate::hosts::assign::start_here;
+use crate::hosts::placement::{self, Candidate, Demand, Fleet};
 use crate::identity;
+use crate::leader::Leader;
 use crate::model::cluster::ClusterRecord;
-use crate::model::task::{ContainerRecord, TaskRecord, TaskRoles, TaskStatus, stop_code};
+use crate::model::task::{ContainerRecord, TaskRecord, TaskRoles, TaskStatus};
 use crate::model::task_definition::{TaskDefRecord, TaskDefSpec};
 use crate::networks::{AwsVpc, NetworkRefusal};
 use crate::plan::{self, DEFAULT_STORAGE_GIB, PlannedTask};
@@ -79,6 +82,10 @@ pub struct LaunchSpec {
     pub tags: Vec<Tag>,
     /// How each task gets its capacity provider (base, then weight).
     pub placement: Placement,
+    /// Who launches: the scheduler lease's holder, checked in the
+    /// transaction that records the tasks (`Leader(None)`: RunTask, not
+    /// fenced).
+    pub leader: Leader,
 }
 
 fn new_id() -> String {
@@ -153,9 +160,29 @@ fn storage(
     }
 }
 
-/// Records and starts the tasks of `spec` that the runtime admits; returns
+/// A task built and given its ENI, waiting for its transaction.
+struct Pending {
+    record: TaskRecord,
+    demand: Demand,
+    /// The local runtime refused its storage: not on this host.
+    not_local: bool,
+    /// The local runtime admitted its storage (a local start need not ask
+    /// again).
+    admitted: bool,
+}
+
+/// Records and starts the tasks of `spec` that fit on a host; returns
 /// their records as they stand after the runtime was called, and a failure
-/// per task it refused.
+/// per task that fits nowhere.
+///
+/// Each task is placed on a live host ([`crate::hosts::placement`]): once
+/// before the transaction, to choose the subnets its ENI may be made in
+/// (and to ask this host's runtime about its storage), and again inside
+/// the transaction that records it, against every reservation as it is
+/// then, so two launches (on any replicas) racing for the last capacity
+/// cannot both have it. The task's reservation is written in the same
+/// transaction. Tasks placed on this host start here at once; others wait
+/// for their host's assignment loop ([`crate::hosts::assign`]).
 pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> {
     let (_, _, size) = plan::effective_size(&spec.task_definition.spec, &spec.overrides)?;
     let (storage, cmk_arn) = storage(core, &spec, size)?;
@@ -170,6 +197,7 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> 
         group,
         tags,
         placement,
+        leader,
         ..
     } = spec;
     // One provider per task, in launch order (none with a launch type).
@@ -191,10 +219,27 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> 
 
     // Every subnet and group must exist before anything is allocated.
     core.networks.check(&network).map_err(network_error)?;
+    let mut fleet = Fleet::load(core)?;
+    // Hosts with --subnet take tasks whose subnets lie inside theirs.
+    let cidrs = if fleet.restricts_subnets() {
+        core.networks
+            .subnet_cidrs(&network.subnets)
+            .map_err(network_error)?
+    } else {
+        Vec::new()
+    };
+    let served = |h: &Candidate| -> Vec<String> {
+        network
+            .subnets
+            .iter()
+            .filter(|s| h.subnet.is_none() || cidrs.iter().any(|(id, c)| id == *s && h.serves(c)))
+            .cloned()
+            .collect()
+    };
     let now = clock::now();
     let overrides_echo = serde_json::to_value(echo_overrides(&overrides, &td.spec))
         .map_err(|e| EcsError::Server(format!("encoding overrides: {e}")))?;
-    let mut records = Vec::with_capacity(count as usize);
+    let mut pending: Vec<Pending> = Vec::with_capacity(count as usize);
     let mut failures = Vec::new();
     for _ in 0..count {
         let capacity_provider_name = providers.next();
@@ -212,31 +257,63 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> 
             &overrides,
             storage.clone(),
         )?;
-        // Asked before anything is recorded: a refused task leaves no record.
-        if let Err(detail) = core.runtime.admit(&p) {
-            failures.push(Failure {
-                arn: cluster.arn.clone(),
-                reason: NO_STORAGE.into(),
-                detail: Some(detail),
-            });
-            continue;
-        }
+        let demand = Demand::of(&p);
+        // A first choice, to know the ENI's subnets; this host's runtime
+        // is asked about the storage before anything is recorded (a
+        // refused task leaves no record, and goes to another host if one
+        // can take it).
+        let mut not_local = false;
+        let mut storage_refusal = None;
+        let chosen = loop {
+            let accept = |h: &Candidate| !(served(h).is_empty() || not_local && h.local);
+            match placement::choose(&fleet.hosts, demand, &accept) {
+                Ok(i) if fleet.hosts[i].local => match core.runtime.admit(&p) {
+                    Ok(()) => break Ok((i, true)),
+                    Err(detail) => {
+                        not_local = true;
+                        storage_refusal = Some(Failure {
+                            arn: Some(cluster.arn.clone()),
+                            reason: NO_STORAGE.into(),
+                            detail: Some(detail),
+                        });
+                    }
+                },
+                Ok(i) => break Ok((i, false)),
+                Err(refusal) => {
+                    break Err(storage_refusal
+                        .take()
+                        .unwrap_or_else(|| refusal.failure(demand, &network.subnets)));
+                }
+            }
+        };
+        let (host, admitted) = match chosen {
+            Ok(c) => c,
+            Err(f) => {
+                failures.push(f);
+                continue;
+            }
+        };
+        fleet.take(host, demand);
+        let net = AwsVpc {
+            subnets: served(&fleet.hosts[host]),
+            security_groups: network.security_groups.clone(),
+        };
         let attachment_id = uuid::Uuid::new_v4().to_string();
         let eni = match core
             .networks
-            .attach(&network, &core.scope.attachment(&attachment_id))
+            .attach(&net, &core.scope.attachment(&attachment_id))
         {
             Ok(eni) => eni,
             Err(NetworkRefusal::NoAddress(detail)) => {
                 failures.push(Failure {
-                    arn: cluster.arn.clone(),
+                    arn: Some(cluster.arn.clone()),
                     reason: NO_ADDRESS.into(),
                     detail: Some(detail),
                 });
                 continue;
             }
             Err(e) => {
-                detach_all(core, &records);
+                detach_all(core, pending.iter().map(|p| &p.record));
                 return Err(network_error(e));
             }
         };
@@ -270,7 +347,7 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> 
                 health_status: HealthStatus::Unknown,
             })
             .collect();
-        records.push(TaskRecord {
+        let record = TaskRecord {
             plan: p,
             cluster_arn: cluster.arn.clone(),
             task_definition_arn: td.arn.clone(),
@@ -306,15 +383,27 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> 
                 credentials_id,
             },
             capacity_provider_name,
+            host: fleet.hosts[host].name.clone(),
             version: 1,
+        };
+        pending.push(Pending {
+            record,
+            demand,
+            not_local,
+            admitted,
         });
     }
-    if records.is_empty() {
+    if pending.is_empty() {
         return Ok(Launched {
             tasks: Vec::new(),
             failures,
         });
     }
+    let local = core.host_name().map(str::to_owned);
+    // The choice again, and the reservation, in the transaction that
+    // records the tasks; the tasks placed here are held before the loop
+    // can see them.
+    let deciding = core.local.held.decide();
     let written = core.store.write(|w| {
         // The cluster may have been deleted meanwhile.
         if !w
@@ -323,33 +412,70 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> 
         {
             return Err(EcsError::cluster_not_found());
         }
-        for t in &records {
-            w.put(db::TASKS, &db::task_key(&cluster.name, &t.plan.task_id), t)?;
+        leader.check(w)?;
+        let mut now_fleet = Fleet::load_in(core, w, &fleet)?;
+        let mut placed = Vec::new();
+        let mut refused = Vec::new();
+        for (n, p) in pending.iter().enumerate() {
+            let eni = p.record.plan.network.as_ref().map(|n| n.subnet_cidr);
+            let accept =
+                |h: &Candidate| !(p.not_local && h.local) && eni.is_none_or(|c| h.serves(&c));
+            match now_fleet.pick(w, p.demand, Some(&p.record.host), &accept)? {
+                Ok(i) => {
+                    now_fleet.take(i, p.demand);
+                    let mut t = p.record.clone();
+                    t.host = now_fleet.hosts[i].name.clone();
+                    let key = db::task_key(&cluster.name, &t.plan.task_id);
+                    w.put(db::TASKS, &key, &t)?;
+                    w.put(
+                        db::PLACEMENTS,
+                        &db::placement_key(&t.host, &key),
+                        &Reservation::of(&t),
+                    )?;
+                    placed.push((n, t));
+                }
+                Err(refusal) => {
+                    refused.push((n, refusal.failure(p.demand, &network.subnets)));
+                }
+            }
         }
-        Ok(())
+        Ok((placed, refused))
     });
-    if let Err(e) = written {
-        detach_all(core, &records);
-        return Err(e);
+    let (placed, refused) = match written {
+        Ok(r) => r,
+        Err(e) => {
+            drop(deciding);
+            detach_all(core, pending.iter().map(|p| &p.record));
+            return Err(e);
+        }
+    };
+    for (_, t) in placed
+        .iter()
+        .filter(|(_, t)| Some(&t.host) == local.as_ref())
+    {
+        core.local
+            .held
+            .insert(&db::task_key(&cluster.name, &t.plan.task_id), t.arn());
     }
-    for t in &records {
+    drop(deciding);
+    for (n, f) in refused {
+        core.networks.detach(&pending[n].record.eni_id);
+        failures.push(f);
+    }
+    for (_, t) in &placed {
         core.tasks
             .refresh(&core.store, &db::task_key(&cluster.name, &t.plan.task_id))?;
     }
-    let mut out = Vec::with_capacity(records.len());
-    for t in records {
-        let events = sink(core, &cluster.name, &t.plan.task_id);
-        // The task's identity (role sessions, secrets) before its
-        // containers: a failure stops it as the runtime would.
-        match super::identity::prepare(core, &t, &td.spec) {
-            Ok(plan) => core.runtime.start(plan, events),
-            Err(reason) => events(TaskEvent::Stopped {
-                stop_code: stop_code::TASK_FAILED_TO_START.into(),
-                stopped_reason: reason,
-            }),
-        }
-        // The runtime may already have reported (e.g. a failure to start).
+    let mut out = Vec::with_capacity(placed.len());
+    for (n, t) in placed {
         let key = db::task_key(&cluster.name, &t.plan.task_id);
+        if Some(&t.host) == local.as_ref() {
+            // The task's identity (role sessions, secrets) before its
+            // containers: a failure stops it as the runtime would.
+            start_here(core, &t, &td.spec, pending[n].admitted);
+        }
+        // Another host's task is started by that host's assignment loop.
+        // The runtime may already have reported (e.g. a failure to start).
         out.push(core.store.get(db::TASKS, &key)?.unwrap_or(t));
     }
     Ok(Launched {
@@ -359,7 +485,7 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> 
 }
 
 /// Frees the ENIs of tasks that will not be recorded.
-fn detach_all(core: &Core, records: &[TaskRecord]) {
+fn detach_all<'a>(core: &Core, records: impl Iterator<Item = &'a TaskRecord>) {
     for t in records {
         core.networks.detach(&t.eni_id);
     }
@@ -417,6 +543,7 @@ mod tests {
             group: "family:fargate-task-definition".into(),
             tags: vec![],
             placement: Placement::default(),
+            leader: Leader(None),
         }
     }
 

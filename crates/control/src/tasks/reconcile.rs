@@ -1,9 +1,16 @@
-//! Reconciliation after a restart: every task not recorded as STOPPED is
-//! offered to the runtime again; tasks it no longer has are recorded as
-//! STOPPED (see `docs/control-plane.md`, "Restart"). Role sessions follow:
-//! an adopted task's task role is served again under its credentials id;
-//! the sessions of every STOPPED task are revoked (again: the previous
-//! server may have stopped before it could).
+//! Reconciliation after a restart: every task of this host not recorded as
+//! STOPPED is offered to the runtime again; tasks it no longer has are
+//! recorded as STOPPED (see `docs/control-plane.md`, "Restart"). Role
+//! sessions follow: an adopted task's task role is served again under its
+//! credentials id; the sessions of this host's STOPPED tasks are revoked
+//! (again: the previous server may have stopped before it could).
+//!
+//! Only this host's tasks (on a single-host store: every task) are
+//! offered. A task recorded STOPPED while its leftovers are still here
+//! (this host was lost, and the lease holder gave up on its tasks) is not
+//! offered, so the runtime does not re-adopt it and the host's leftovers
+//! release (`ferry_host::recovery::release_leftovers`, run after this)
+//! kills its containers and crypto-shreds its volume.
 
 use std::sync::Arc;
 
@@ -34,12 +41,15 @@ pub fn reconcile(core: &Arc<Core>) -> Result<ReconcileReport, EcsError> {
         .store
         .scan::<TaskRecord>(db::TASKS, "")?
         .into_iter()
+        .filter(|(_, t)| core.runs_here(t))
         .partition(|(_, t)| t.last_status == TaskStatus::Stopped);
     for (_, t) in &stopped {
         release(core, t);
     }
     for (key, t) in open {
         let events = sink(core, &t.plan.cluster_name, &t.plan.task_id);
+        // Held before the runtime reports anything of it.
+        core.local.held.insert(&key, t.arn());
         match core.runtime.reattach(&t.plan, events) {
             Reattach::Adopted => {
                 report.adopted += 1;
@@ -55,7 +65,7 @@ pub fn reconcile(core: &Arc<Core>) -> Result<ReconcileReport, EcsError> {
                         );
                     }
                 }
-                if t.desired_status == TaskStatus::Stopped {
+                if t.desired_status == TaskStatus::Stopped && core.local.held.stop_once(&key) {
                     // The stop may not have reached the old runtime.
                     let code = t.stop_code.as_deref().unwrap_or(stop_code::USER_INITIATED);
                     let reason = t.stopped_reason.as_deref().unwrap_or_default();
@@ -64,6 +74,7 @@ pub fn reconcile(core: &Arc<Core>) -> Result<ReconcileReport, EcsError> {
             }
             Reattach::Gone { reason } => {
                 report.lost += 1;
+                core.local.held.done(&key);
                 let code = if t.started_at.is_none() {
                     stop_code::TASK_FAILED_TO_START
                 } else {
@@ -81,15 +92,19 @@ pub fn reconcile(core: &Arc<Core>) -> Result<ReconcileReport, EcsError> {
         }
     }
     // ENIs a previous server allocated for tasks it never recorded, or
-    // whose release it did not finish, go back to their subnets.
-    let held: std::collections::HashSet<String> = core
-        .store
-        .scan::<TaskRecord>(db::TASKS, "")?
-        .into_iter()
-        .filter(|(_, t)| t.last_status != TaskStatus::Stopped)
-        .map(|(_, t)| t.eni_id)
-        .collect();
-    core.networks.release_unless(&|eni| held.contains(eni));
+    // whose release it did not finish, go back to their subnets. Not in a
+    // fleet: another replica may be between allocating a task's ENI and
+    // recording the task.
+    if !core.cfg.fleet {
+        let held: std::collections::HashSet<String> = core
+            .store
+            .scan::<TaskRecord>(db::TASKS, "")?
+            .into_iter()
+            .filter(|(_, t)| t.last_status != TaskStatus::Stopped)
+            .map(|(_, t)| t.eni_id)
+            .collect();
+        core.networks.release_unless(&|eni| held.contains(eni));
+    }
     if report != ReconcileReport::default() {
         tracing::info!(
             adopted = report.adopted,

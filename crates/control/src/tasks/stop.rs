@@ -5,6 +5,7 @@
 use crate::clock;
 use crate::db;
 use crate::error::EcsError;
+use crate::leader::Leader;
 use crate::model::task::TaskRecord;
 use crate::service::Core;
 
@@ -19,6 +20,23 @@ pub fn stop(
     code: &str,
     reason: &str,
 ) -> Result<Option<TaskRecord>, EcsError> {
+    stop_as(core, cluster, task_id, code, reason, &Leader(None))
+}
+
+/// [`stop`] by the scheduler lease's holder: the record is written only
+/// while `leader` still holds the lease.
+///
+/// Whoever records the stop, only the task's host stops it: at once here
+/// when this process is that host (the fast path), else the host's
+/// assignment loop sees the desired status and does.
+pub fn stop_as(
+    core: &Core,
+    cluster: &str,
+    task_id: &str,
+    code: &str,
+    reason: &str,
+    leader: &Leader,
+) -> Result<Option<TaskRecord>, EcsError> {
     let key = db::task_key(cluster, task_id);
     let now = clock::now();
     let r = core.store.write(|w| {
@@ -27,6 +45,7 @@ pub fn stop(
         };
         let changed = t.request_stop(code, reason, now);
         if changed {
+            leader.check(w)?;
             w.put(db::TASKS, &key, &t)?;
         }
         Ok(Some((t, changed)))
@@ -36,9 +55,17 @@ pub fn stop(
     };
     if changed {
         core.tasks.refresh(&core.store, &key)?;
-        core.runtime.stop(t.arn(), code, reason);
-        // The runtime may have answered synchronously.
-        return Ok(core.store.get(db::TASKS, &key)?.or(Some(t)));
+        if core.runs_here(&t) {
+            let held = &core.local.held;
+            if held.stop_once(&key) {
+                core.runtime.stop(t.arn(), code, reason);
+                // The runtime may have answered synchronously.
+                return Ok(core.store.get(db::TASKS, &key)?.or(Some(t)));
+            }
+            // Not started here yet: the loop records it STOPPED.
+            held.wake();
+        }
+        return Ok(Some(t));
     }
     Ok(Some(t))
 }

@@ -44,8 +44,13 @@ pub fn sweep_stopped(core: &Core, now: f64) -> Result<usize, EcsError> {
 }
 
 /// Sweeps at most once a minute; called from busy paths (RunTask,
-/// ListTasks, service launches) so no timer thread is needed.
+/// ListTasks, service launches) so no timer thread is needed. In a fleet
+/// only the scheduler lease's holder sweeps (one sweeper, not one per
+/// replica).
 pub fn maybe_sweep(core: &Core) {
+    if !crate::leader::is_leader(core) {
+        return;
+    }
     let now = clock::now();
     let last = core.last_sweep.load(Ordering::Relaxed);
     if (now as u64).saturating_sub(last) >= 60

@@ -45,8 +45,10 @@ impl KeyValuePair {
 /// `Failure`: one item of a batch call that could not be served.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failure {
-    /// The ARN (or the name as given) of the item.
-    pub arn: String,
+    /// The ARN (or the name as given) of the item; none for a task that
+    /// fits on no host (it never got one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
     /// Why, e.g. `MISSING`.
     pub reason: String,
     /// More detail, when there is any.
@@ -58,7 +60,7 @@ impl Failure {
     /// The `MISSING` failure ECS reports for unknown items.
     pub fn missing(arn: impl Into<String>) -> Self {
         Self {
-            arn: arn.into(),
+            arn: Some(arn.into()),
             reason: "MISSING".into(),
             detail: None,
         }

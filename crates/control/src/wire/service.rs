@@ -333,6 +333,7 @@ mod tests {
             minimum_healthy_percent: 50,
             circuit_breaker: true,
             capacity_provider_strategy: vec![],
+            version: 1,
             deployments: vec![
                 deployment(
                     "ecs-svc/1",

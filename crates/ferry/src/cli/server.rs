@@ -150,6 +150,60 @@ pub struct Args {
     /// re-adopt.
     #[arg(long)]
     stop_tasks_on_exit: bool,
+    /// This host's name, unique among a fleet's hosts (default: the
+    /// machine's host name): 1 to 64 letters, digits, '.', '_' or '-'.
+    #[arg(long, value_parser = parse_host_name)]
+    name: Option<String>,
+    /// Run no local agent: this server is an API replica only, and no task
+    /// is placed on it.
+    #[arg(long, conflicts_with = "subnet")]
+    no_agent: bool,
+    /// CPU units this host promises to tasks per CPU unit it has (1024
+    /// per core): at 8, a 2-core machine runs 64 tasks of 0.25 vCPU.
+    #[arg(long, default_value_t = ferry_control::hosts::DEFAULT_CPU_OVERCOMMIT,
+          value_parser = parse_overcommit)]
+    cpu_overcommit: f64,
+    /// Memory this host promises to tasks per MiB it has: at 1.5, a 24 GiB
+    /// machine runs 70 tasks of 512 MiB.
+    #[arg(long, default_value_t = ferry_control::hosts::DEFAULT_MEMORY_OVERCOMMIT,
+          value_parser = parse_overcommit)]
+    memory_overcommit: f64,
+    /// This host's task subnet: only tasks whose ENI is in a VPC subnet
+    /// inside this block are placed here (default: any subnet).
+    #[arg(long, value_parser = parse_host_subnet)]
+    subnet: Option<ferry_proto::net::Ipv4Cidr>,
+}
+
+/// `--name`: `[A-Za-z0-9._-]{1,64}`.
+fn parse_host_name(s: &str) -> Result<String, String> {
+    ferry_control::hosts::check_name(s)
+        .map(|()| s.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// `--subnet`: an IPv4 CIDR block written with its network address.
+fn parse_host_subnet(s: &str) -> Result<ferry_proto::net::Ipv4Cidr, String> {
+    s.parse()
+        .map_err(|e: ferry_proto::net::CidrError| e.to_string())
+}
+
+/// This server as a host: its name, this machine's size, the ratios and
+/// subnet given; `None` with `--no-agent`.
+fn host_config(args: &Args) -> anyhow::Result<Option<ferry_control::hosts::HostConfig>> {
+    use ferry_control::hosts;
+    if args.no_agent {
+        return Ok(None);
+    }
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => hosts::default_name()
+            .context("the machine's host name cannot name this host; give --name")?,
+    };
+    let mut h = hosts::HostConfig::detect(name).context("measuring this host")?;
+    h.cpu_overcommit = args.cpu_overcommit;
+    h.memory_overcommit = args.memory_overcommit;
+    h.subnet = args.subnet;
+    Ok(Some(h))
 }
 
 /// A shared store's URL. Its password (in the user info or a `password`
@@ -462,6 +516,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !protection.no_core_dumps {
         anyhow::bail!("cannot disable core dumps for the key-holding server process");
     }
+    let host = host_config(&args)?;
     let (dd, root) = open_state(&args)?;
     let kms = Arc::new(
         Kms::open(
@@ -497,6 +552,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         task_subnet: args.task_subnet,
         storage_overcommit: args.storage_overcommit,
         storage_reserve: args.storage_reserve,
+        host,
     };
 
     let keys = compose::Keys::new(iam, &dd.admin_access_key_id, dd.admin_secret.clone());
@@ -518,7 +574,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (router, host) = compose::services(router, &shared)?;
     // `ferry image` reaches the store (sealed under this process's KMS)
     // through the admin socket; removed at exit.
-    let admin_socket = AdminSocket::bind(&shared.data_dir, host.images.clone())?;
+    let admin_socket = match &host.agent {
+        Some(a) => Some(AdminSocket::bind(&shared.data_dir, a.images.clone())?),
+        None => None,
+    };
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -545,31 +604,37 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ferry_api::serve(listener, router, shutdown)
             .await
             .context("serving")?;
-        if args.stop_tasks_on_exit {
-            let runtime = host.runtime.clone();
-            let left = tokio::task::spawn_blocking(move || runtime.drain(DRAIN_TIMEOUT))
-                .await
-                .unwrap_or(usize::MAX);
-            if left > 0 {
-                tracing::warn!(
-                    "{left} tasks were still stopping at exit; the next start releases them"
-                );
-            } else if let Err(e) = host.firewall.retire() {
-                tracing::warn!("deleting the security-group table: {e}");
+        // Another replica takes the singletons over at once.
+        host.control.resign();
+        match &host.agent {
+            Some(agent) if args.stop_tasks_on_exit => {
+                let runtime = agent.runtime.clone();
+                let left = tokio::task::spawn_blocking(move || runtime.drain(DRAIN_TIMEOUT))
+                    .await
+                    .unwrap_or(usize::MAX);
+                if left > 0 {
+                    tracing::warn!(
+                        "{left} tasks were still stopping at exit; the next start releases them"
+                    );
+                } else if let Err(e) = agent.firewall.retire() {
+                    tracing::warn!("deleting the security-group table: {e}");
+                }
+                for e in host.efs.shutdown() {
+                    tracing::warn!("{e}");
+                }
             }
-            for e in host.efs.shutdown() {
-                tracing::warn!("{e}");
+            Some(agent) => {
+                let left = agent.runtime.leave_running();
+                tracing::info!("leaving {left} tasks running for the next start to re-adopt");
+                // With no task left there is nothing for the table to guard
+                // until the next start renders it again.
+                if left == 0
+                    && let Err(e) = agent.firewall.retire()
+                {
+                    tracing::warn!("deleting the security-group table: {e}");
+                }
             }
-        } else {
-            let left = host.runtime.leave_running();
-            tracing::info!("leaving {left} tasks running for the next start to re-adopt");
-            // With no task left there is nothing for the table to guard
-            // until the next start renders it again.
-            if left == 0
-                && let Err(e) = host.firewall.retire()
-            {
-                tracing::warn!("deleting the security-group table: {e}");
-            }
+            None => {}
         }
         drop(admin_socket);
         tracing::info!("stopped");

@@ -10,7 +10,8 @@ use ferry_host::TaskVolumes;
 use ferry_kms::audit_read::AuditReader;
 
 struct Data {
-    volumes: Arc<TaskVolumes>,
+    /// The local agent's task volumes (none on an API replica).
+    volumes: Option<Arc<TaskVolumes>>,
     audit: AuditReader,
     require_encrypted_storage: bool,
 }
@@ -20,10 +21,10 @@ struct Data {
 /// storage policy.
 pub(crate) fn console_data(
     shared: &super::Shared,
-    runtime: &ferry_host::HostRuntime,
+    runtime: Option<&ferry_host::HostRuntime>,
 ) -> anyhow::Result<Arc<dyn ConsoleData>> {
     Ok(Arc::new(Data {
-        volumes: runtime.volumes().clone(),
+        volumes: runtime.map(|r| r.volumes().clone()),
         audit: AuditReader::for_kms(&shared.store, &shared.data_dir),
         require_encrypted_storage: shared.require_encrypted_storage,
     }))
@@ -31,7 +32,7 @@ pub(crate) fn console_data(
 
 impl ConsoleData for Data {
     fn task_storage(&self, task_id: &str) -> Option<VolumeFacts> {
-        self.volumes.describe(task_id)
+        self.volumes.as_ref()?.describe(task_id)
     }
 
     fn audit(&self, q: &AuditQuery) -> Result<AuditPage, AuditError> {
