@@ -22,7 +22,8 @@ enum Command {
     /// Encrypted volumes, standalone (format, mount, unmount, shred).
     Volume(volume::Args),
     /// Run the API server, control plane, KMS and agent.
-    Server(server::Args),
+    // Boxed: the server's flags dwarf every other command's.
+    Server(Box<server::Args>),
     /// Manage local container images.
     Image(image::Args),
     /// Operator actions on FARGATE_SPOT tasks (interrupt).
@@ -38,7 +39,7 @@ enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Volume(a) => volume::run(a),
-        Command::Server(a) => server::run(a),
+        Command::Server(a) => server::run(*a),
         Command::Image(a) => image::run(a),
         Command::Shim(a) => shim::run(a),
         Command::Spot(a) => spot::run(a),
