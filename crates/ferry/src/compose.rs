@@ -484,7 +484,7 @@ impl TaskNetworks for Ec2Networks {
 /// registry's lifecycle sweep): unique per process among the replicas
 /// sharing a store.
 fn lease_holder() -> String {
-    ferry_logs::singleton::default_holder()
+    ferry_store::singleton::default_holder()
 }
 
 /// The ECR-compatible registry, and its hourly lifecycle sweep (on one

@@ -19,8 +19,8 @@
 //! - `filter`: CloudWatch filter patterns (the term subset).
 //! - `model`: the stored records.
 //! - [`insights`]: Logs Insights queries (parser, executor, registry).
-//! - [`singleton`]: background jobs (the retention sweep) on one replica
-//!   at a time, by a lease in a shared store.
+//! - The retention sweep runs on one replica at a time
+//!   ([`ferry_store::singleton`]).
 
 #![forbid(unsafe_code)]
 
@@ -31,7 +31,6 @@ mod names;
 mod ops;
 pub mod seal;
 pub mod service;
-pub mod singleton;
 
 pub use seal::{AesGcmSealer, SealError, Sealer};
 pub use service::{LogEvent, LogsService};

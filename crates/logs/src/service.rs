@@ -48,7 +48,7 @@ impl LogsService {
             account,
             region,
             queries: Arc::default(),
-            holder: std::sync::RwLock::new(crate::singleton::default_holder()),
+            holder: std::sync::RwLock::new(ferry_store::singleton::default_holder()),
         }
     }
 
@@ -79,7 +79,10 @@ impl LogsService {
     /// [`LogsService::sweep_expired`] under a job's lease: every deletion
     /// re-checks the lease in its transaction, and the pass stops once the
     /// lease is lost.
-    pub fn sweep_expired_as(&self, lease: &crate::singleton::Held) -> Result<usize, AwsError> {
+    pub fn sweep_expired_as(
+        &self,
+        lease: &ferry_store::singleton::Held,
+    ) -> Result<usize, AwsError> {
         ops::retention::sweep(self, Some(lease))
     }
 
@@ -92,7 +95,7 @@ impl LogsService {
     ) -> std::io::Result<()> {
         let weak = Arc::downgrade(self);
         let named = weak.clone();
-        crate::singleton::spawn(
+        ferry_store::singleton::spawn(
             "logs-retention",
             self.store.clone(),
             RETENTION_LEASE,

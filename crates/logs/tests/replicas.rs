@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ferry_logs::singleton::{self, RENEW};
 use ferry_store::Store;
+use ferry_store::singleton::{self, RENEW};
 use ferry_store::testing::TempPostgres;
 
 /// A job thread of holder `name`: counts its runs while `alive`; records

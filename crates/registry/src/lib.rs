@@ -13,8 +13,8 @@
 //! - [`token`]: the login tokens' MAC and expiry.
 //! - [`lifecycle`]: lifecycle policies, parsed and evaluated.
 //! - [`manifest`], [`names`], [`model`]: manifests, names, records.
-//! - [`singleton`]: the lifecycle sweep on one replica at a time (a lease
-//!   in a shared store).
+//! - The lifecycle sweep runs on one replica at a time
+//!   ([`ferry_store::singleton`]).
 //!
 //! Replicas (a shared store, issue 19): the records (repositories, images,
 //! tags, the token key) are in the store and read from it on every call;
@@ -33,7 +33,6 @@ pub mod lifecycle;
 pub mod manifest;
 pub mod model;
 pub mod names;
-pub mod singleton;
 pub mod token;
 pub mod uploads;
 
@@ -166,7 +165,7 @@ impl Registry {
             uploads: uploads::Sessions::default(),
             write_lock: Mutex::new(()),
             open_stores: Mutex::new(std::collections::HashMap::new()),
-            holder: std::sync::RwLock::new(singleton::default_holder()),
+            holder: std::sync::RwLock::new(ferry_store::singleton::default_holder()),
         })
     }
 
@@ -194,7 +193,7 @@ impl Registry {
         let weak = Arc::downgrade(self);
         let named = weak.clone();
         let shared = self.store.is_shared();
-        singleton::spawn(
+        ferry_store::singleton::spawn(
             "registry-sweep",
             self.store.clone(),
             SWEEP_LEASE,
@@ -743,7 +742,7 @@ impl Registry {
     fn apply_lifecycle_as(
         &self,
         repo_name: &str,
-        lease: Option<&singleton::Held>,
+        lease: Option<&ferry_store::singleton::Held>,
     ) -> Result<Vec<String>, AwsError> {
         let repo = self.repository(repo_name)?;
         let Some(text) = &repo.lifecycle_policy else {
@@ -800,7 +799,7 @@ impl Registry {
 
     /// Every repository's lifecycle policy; with a lease, only while it is
     /// held.
-    fn sweep_lifecycle(&self, lease: Option<&singleton::Held>) {
+    fn sweep_lifecycle(&self, lease: Option<&ferry_store::singleton::Held>) {
         let Ok(repos) = self.repositories() else {
             return;
         };

@@ -16,6 +16,9 @@
 //! transaction's reads see its own writes, a closure's error rolls back,
 //! table versions grow with each committing writer, leases carry fencing
 //! epochs. `src/tests.rs` runs one set of behavioural tests over both.
+//!
+//! [`singleton`]: a background job that runs on one replica at a time,
+//! by a lease (the logs' retention sweep, the registry's lifecycle sweep).
 
 #![forbid(unsafe_code)]
 
@@ -26,6 +29,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 mod postgres;
 mod redb;
+pub mod singleton;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 #[cfg(test)]

@@ -15,7 +15,7 @@ use super::read;
 use crate::model::{BATCHES, Batch, GROUPS, Group, STREAMS, Stream, batch_key};
 use crate::names;
 use crate::service::{LogsService, invalid, not_found, now_ms, store_error};
-use crate::singleton::Held;
+use ferry_store::singleton::Held;
 
 /// The values CloudWatch accepts for `retentionInDays`.
 pub(crate) const ALLOWED_DAYS: [i64; 22] = [

@@ -1,6 +1,4 @@
-//! A background job that runs on one replica at a time (issue 19; the
-//! same helper as `ferry_logs::singleton`, which this crate does not
-//! depend on): the
+//! A background job that runs on one replica at a time (issue 19): the
 //! replica holding a named lease in the shared store runs it; the others
 //! wait, and take over within the lease's time to live when the holder
 //! dies. With the embedded store (one process) there is no lease: the job
@@ -14,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry_store::{Store, StoreError, WriteTxn};
+use crate::{Store, StoreError, WriteTxn};
 
 /// How long a lease lasts unless renewed.
 pub const TTL: Duration = Duration::from_secs(10);
