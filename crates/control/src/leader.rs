@@ -3,10 +3,10 @@
 //! in the process that holds the lease [`SCHEDULER_LEASE`] (see
 //! `docs/control-plane.md`, "Leases and fencing").
 //!
-//! The holder renews the lease every [`Timings::scheduler_renew`] for
-//! [`Timings::scheduler_ttl`]; the others try to take it as often, so a
-//! new holder takes over within the lease's length after the old one stops
-//! renewing. Every write the holder makes as the holder checks, inside its
+//! The holder renews the lease every [`Timings::scheduler_renew`] (1 s)
+//! for [`Timings::scheduler_ttl`] (8 s); the others try to take it every
+//! [`Timings::scheduler_try`] (0.5 s), so a new holder takes over within
+//! 8.5 s after the old one stops renewing. Every write the holder makes as the holder checks, inside its
 //! transaction, that it still holds the lease at the epoch it was given
 //! ([`Leader::check`]): a holder that was paused past its lease (and
 //! replaced) cannot launch a service's tasks a second time.
@@ -16,6 +16,7 @@
 //!
 //! [`Timings::scheduler_renew`]: crate::hosts::Timings::scheduler_renew
 //! [`Timings::scheduler_ttl`]: crate::hosts::Timings::scheduler_ttl
+//! [`Timings::scheduler_try`]: crate::hosts::Timings::scheduler_try
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -64,6 +65,8 @@ impl Leader {
 #[derive(Default)]
 pub(crate) struct Term {
     state: Mutex<Option<(Fence, Instant)>>,
+    /// When a replica that does not hold the lease last tried to take it.
+    tried: Mutex<Option<Instant>>,
 }
 
 /// Takes or renews the scheduler lease when due; returns the leadership
@@ -85,6 +88,19 @@ pub fn tick(core: &Core) -> Option<Leader> {
         && now.duration_since(*renewed) < t.scheduler_renew
     {
         return Some(Leader(Some(f.clone())));
+    }
+    if state.is_none() {
+        // Not the holder: try now and then, not at every scheduler wake.
+        let mut tried = core
+            .local
+            .term
+            .tried
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if tried.is_some_and(|at| now.duration_since(at) < t.scheduler_try) {
+            return None;
+        }
+        *tried = Some(now);
     }
     let holder = core.local.instance.clone();
     match core.store.lease(SCHEDULER_LEASE, &holder, t.scheduler_ttl) {

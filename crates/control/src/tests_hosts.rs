@@ -115,6 +115,7 @@ fn replica(store: &Arc<Store>, nets: &Arc<FakeNetworks>, name: &'static str, o: 
     cfg.timings.host_ttl = o.host_ttl;
     cfg.timings.scheduler_ttl = o.scheduler_ttl;
     cfg.timings.scheduler_renew = Duration::from_millis(20);
+    cfg.timings.scheduler_try = Duration::ZERO;
     let rt = Arc::new(FakeRuntime::default());
     let svc = EcsService::new(
         cfg,

@@ -194,10 +194,13 @@ pub struct Timings {
     /// [`heartbeat`]).
     pub heartbeat: Option<Duration>,
     /// How long the scheduler lease lasts: a new holder takes over within
-    /// this time after the old one stops renewing.
+    /// this time (plus [`Timings::scheduler_try`]) after the old one stops
+    /// renewing.
     pub scheduler_ttl: Duration,
-    /// How often its holder renews it (and others try to take it).
+    /// How often its holder renews it.
     pub scheduler_renew: Duration,
+    /// How often the other replicas try to take it.
+    pub scheduler_try: Duration,
     /// How often a host's assignment loop looks for work (`None`: no
     /// thread; tests call [`assign::pass`]).
     pub assign_every: Option<Duration>,
@@ -210,8 +213,12 @@ impl Default for Timings {
         Self {
             host_ttl: Duration::from_secs(30),
             heartbeat: Some(Duration::from_secs(3)),
-            scheduler_ttl: Duration::from_secs(10),
-            scheduler_renew: Duration::from_millis(1500),
+            // 8 s, not 10: a replica that dies is replaced as the holder
+            // within 8.5 s, and a task stopped after its death is relaunched
+            // by the new holder within 10 s.
+            scheduler_ttl: Duration::from_secs(8),
+            scheduler_renew: Duration::from_secs(1),
+            scheduler_try: Duration::from_millis(500),
             assign_every: Some(Duration::from_millis(300)),
             lost_check_every: Duration::from_secs(2),
         }
