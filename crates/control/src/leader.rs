@@ -73,6 +73,9 @@ pub(crate) struct Term {
 /// if this process holds it. A new term rebuilds the hosts'
 /// reservations from the task records (they are the source of truth).
 pub fn tick(core: &Core) -> Option<Leader> {
+    if core.closing() {
+        return None;
+    }
     if !core.cfg.fleet {
         return Some(Leader(None));
     }

@@ -56,6 +56,9 @@ pub fn spawn(core: Weak<Core>, interval: Duration) {
         .spawn(move || {
             loop {
                 let Some(c) = core.upgrade() else { return };
+                if c.closing() {
+                    return;
+                }
                 if let Some(leader) = leader::tick(&c) {
                     if let Err(e) = pass_as(&c, &leader) {
                         tracing::error!(error = %e, "service scheduler pass failed");
@@ -87,6 +90,9 @@ pub fn pass(core: &Arc<Core>) -> Result<(), EcsError> {
 /// checks, in its transaction, that `leader` still holds the lease.
 pub fn pass_as(core: &Arc<Core>, leader: &Leader) -> Result<(), EcsError> {
     let _serialized = core.services_lock();
+    if core.closing() {
+        return Ok(());
+    }
     let all: Vec<(String, ServiceRecord)> = core.store.scan(db::SERVICES, "")?;
     for (key, rec) in all.into_iter().filter(|(_, s)| s.status != "INACTIVE") {
         let before = rec.clone();

@@ -313,11 +313,28 @@ impl Core {
             || (!self.cfg.fleet && self.cfg.host.is_none())
     }
 
-    /// Gives up the scheduler lease at a clean shutdown, so another
-    /// replica takes over at once. (The host's own lease is kept: its
-    /// tasks keep running and are re-adopted at the next start.)
+    /// At a clean shutdown, before the runtime is drained or left: no
+    /// scheduler pass and no assignment-loop look runs from now on (a
+    /// pass in progress finishes first), so nothing is launched or
+    /// started behind the drain's back (a service would otherwise replace
+    /// the tasks the drain stops), and the scheduler lease is given up so
+    /// another replica takes over at once. The host's own lease is kept:
+    /// its tasks keep running and are re-adopted at the next start.
     pub fn resign(&self) {
+        {
+            let _pass = self.services_lock();
+            self.local
+                .closing
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        // A look of the assignment loop in progress finishes too.
+        drop(self.local.held.decide());
         crate::leader::resign(self);
+    }
+
+    /// Whether [`Core::resign`] was called.
+    pub fn closing(&self) -> bool {
+        self.local.closing.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Held by service API calls and scheduler passes, one at a time.

@@ -851,3 +851,36 @@ over_both!(
     each_replica_reconciles_only_its_own_hosts_tasks,
     the_loop_thread_starts_and_stops_another_replicas_task_soon,
 );
+
+#[test]
+fn after_resign_nothing_is_launched_or_started() {
+    let f = fleet(
+        Kind::Redb,
+        Opts {
+            size: Some((128, 128)),
+            ..Opts::default()
+        },
+        Opts::default(),
+    );
+    let arn = arns(&f.a.ok("RunTask", run(&["subnet-1"], 1))).remove(0);
+    assert_eq!(f.task(&arn).host, "b");
+    assert!(leader::tick(f.a.core()).is_some());
+    f.a.ok("CreateService", service("web", 2));
+    // Both shut down cleanly: a's scheduler launches nothing any more (a
+    // service would replace the tasks a drain stops), b's loop starts
+    // nothing.
+    f.a.core().resign();
+    f.b.core().resign();
+    scheduler::pass(f.a.core()).unwrap();
+    assert_eq!(f.tasks().len(), 1);
+    assert_eq!(f.b.assign(), assign::Work::default());
+    assert!(f.b.started().is_empty());
+    // And the lease is free for another replica at once.
+    assert!(
+        f.store
+            .leases(leader::SCHEDULER_LEASE)
+            .unwrap()
+            .iter()
+            .all(|l| !l.live)
+    );
+}

@@ -175,6 +175,9 @@ pub fn pass(core: &Arc<Core>) -> Result<Work, EcsError> {
     let mut finish = Vec::new();
     {
         let _deciding = held.decide();
+        if core.closing() {
+            return Ok(Work::default());
+        }
         for key in keys {
             let rec: Option<TaskRecord> = core.store.get(db::TASKS, &key)?;
             let mut map = held.map();
@@ -300,6 +303,9 @@ pub(crate) fn spawn(core: Weak<Core>, every: Duration) {
             let mut last: Option<(Vec<u64>, u64, std::time::Instant)> = None;
             loop {
                 let Some(c) = core.upgrade() else { return };
+                if c.closing() {
+                    return;
+                }
                 // Read before the pass: a change during it makes another.
                 let versions = c.store.versions(&[db::TASKS, db::PLACEMENTS]).ok();
                 let generation = c.local.held.generation();

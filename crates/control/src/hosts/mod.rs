@@ -467,6 +467,8 @@ pub struct Local {
     pub held: assign::Held,
     /// When it last looked for lost hosts.
     last_lost_check: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Set at a clean shutdown ([`crate::service::Core::resign`]).
+    pub(crate) closing: std::sync::atomic::AtomicBool,
 }
 
 impl Local {
@@ -478,6 +480,7 @@ impl Local {
             term: crate::leader::Term::default(),
             held: assign::Held::default(),
             last_lost_check: std::sync::Mutex::new(None),
+            closing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
