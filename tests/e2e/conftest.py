@@ -143,6 +143,9 @@ class FerryServer:
     # -- lifecycle -------------------------------------------------------
     def start(self, timeout=30, port=0):
         self._log = open(self.log_path, "a")
+        # Where this run's log starts, and whether it drains at exit (see stop()).
+        self._log_mark = self._log.tell()
+        self._drains = self.stop_tasks_on_exit
         cmd = [self.bin or ferry_bin(), "server", "--data-dir", self.data_dir,
                "--listen", f"127.0.0.1:{port}", "--region", self.region, *self.extra_args]
         if "--task-subnet" not in self.extra_args:
@@ -196,21 +199,35 @@ class FerryServer:
             return
         iam.attach_role_policy(RoleName="ecsTaskExecutionRole", PolicyArn=EXEC_ROLE_POLICY)
 
-    def stop(self, timeout=90):
-        # With --stop-tasks-on-exit the server drains its tasks on SIGTERM
-        # (each container gets its stopTimeout, 30 s by default), so give it
-        # time before SIGKILL.
+    def stop(self, timeout=180):
+        """SIGTERM, SIGKILL after `timeout`; returns the exit code. A server
+        started with --stop-tasks-on-exit must leave no task behind (it
+        drains them: each container gets its stopTimeout, up to 120 s, and
+        the server waits up to 150 s): one that had to be killed, or that
+        says tasks were still stopping at exit, fails the test here, where
+        the leak happened, instead of every later test of this worker whose
+        task gets the leftover's address."""
+        stopped_now = killed = False
         if self.proc and self.proc.poll() is None:
+            stopped_now = True
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                killed = True
         rc = self.proc.returncode if self.proc else None
         if self._log:
             self._log.close()
             self._log = None
+        if stopped_now and self._drains:
+            with open(self.log_path, errors="replace") as f:
+                f.seek(self._log_mark)
+                left = [line.strip() for line in f if "still stopping at exit" in line]
+            if killed or left:
+                pytest.fail(f"the server left tasks behind at exit (killed after {timeout} s: {killed}): "
+                            f"{left}; see {self.log_path}", pytrace=False)
         return rc
 
     def close(self):

@@ -21,7 +21,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ferry_agent::{Agent, TaskHandle};
@@ -41,7 +41,18 @@ pub struct HostRuntime {
     running: Arc<Mutex<HashMap<String, Arc<TaskHandle>>>>,
     metadata: Option<Arc<Endpoints>>,
     host_stop: Arc<std::sync::OnceLock<HostStop>>,
+    /// Set by [`HostRuntime::drain`]: a start that comes after it (a
+    /// launch that raced the shutdown) is refused before anything of the
+    /// task exists, so nothing can outlive the server's drain.
+    draining: AtomicBool,
+    /// Starts past that check and not yet tracked: the drain waits for
+    /// them (either a start sees `draining`, or the drain sees it here).
+    starting: AtomicUsize,
 }
+
+/// The stop code and reason of tasks stopped by the server's shutdown.
+const SHUTDOWN_CODE: &str = "TerminationNotice";
+const SHUTDOWN_REASON: &str = "the ferry server is shutting down";
 
 /// The stop code of a task whose storage failed under it: ECS's code for
 /// a task the platform's infrastructure took away (docs/volume-engine.md).
@@ -64,6 +75,8 @@ impl HostRuntime {
             running: Arc::new(Mutex::new(HashMap::new())),
             metadata: None,
             host_stop,
+            draining: AtomicBool::new(false),
+            starting: AtomicUsize::new(0),
         }
     }
 
@@ -205,16 +218,33 @@ fn add_metadata_env(plan: &mut TaskPlan) {
 impl HostRuntime {
     /// Stops every running task and waits (up to `timeout`) until all are
     /// released. Returns how many were still running at the deadline.
+    /// From its first call no task starts ([`TaskRuntime::start`] reports
+    /// it stopped at once), and each look stops the tasks it has not asked
+    /// yet: a start that was already past that check when the drain began
+    /// is stopped too, instead of outliving the server with its address
+    /// and volume.
     pub fn drain(&self, timeout: std::time::Duration) -> usize {
-        let handles = self.handles();
-        for h in &handles {
-            h.stop("TerminationNotice", "the ferry server is shutting down");
-        }
+        self.draining.store(true, Ordering::SeqCst);
         let deadline = std::time::Instant::now() + timeout;
+        let mut asked = std::collections::HashSet::new();
         loop {
-            let left = self.running.lock().map(|m| m.len()).unwrap_or(0);
-            if left == 0 || std::time::Instant::now() >= deadline {
-                return left;
+            let running = self
+                .running
+                .lock()
+                .map(|m| {
+                    m.iter()
+                        .map(|(arn, h)| (arn.clone(), h.clone()))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            let starting = self.starting.load(Ordering::SeqCst);
+            if (running.is_empty() && starting == 0) || std::time::Instant::now() >= deadline {
+                return running.len() + starting;
+            }
+            for (arn, h) in running {
+                if asked.insert(arn) {
+                    h.stop(SHUTDOWN_CODE, SHUTDOWN_REASON);
+                }
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
@@ -306,6 +336,15 @@ fn hooked(hook: Option<Arc<MetadataHook>>, events: EventSink) -> Box<dyn Fn(Task
 
 impl TaskRuntime for HostRuntime {
     fn start(&self, mut plan: TaskPlan, events: EventSink) {
+        self.starting.fetch_add(1, Ordering::SeqCst);
+        if self.draining.load(Ordering::SeqCst) {
+            self.starting.fetch_sub(1, Ordering::SeqCst);
+            events(TaskEvent::Stopped {
+                stop_code: SHUTDOWN_CODE.into(),
+                stopped_reason: SHUTDOWN_REASON.into(),
+            });
+            return;
+        }
         let arn = plan.task_arn.clone();
         if self.metadata.is_some() {
             add_metadata_env(&mut plan);
@@ -315,6 +354,7 @@ impl TaskRuntime for HostRuntime {
             .agent
             .run_task_with_storage(plan, self.storage.clone(), events);
         self.track(arn, handle);
+        self.starting.fetch_sub(1, Ordering::SeqCst);
     }
 
     fn stop(&self, task_arn: &str, stop_code: &str, reason: &str) {

@@ -22,9 +22,12 @@ use ferry_kms::{Kms, RootKey};
 use crate::compose::{self, Shared};
 use crate::datadir::DataDir;
 
-/// How long a shutdown waits for running tasks to stop and be shredded
-/// (each container gets its `stopTimeout`, 30 s by default, after SIGTERM).
-const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
+/// How long a shutdown waits for running tasks to stop and be shredded:
+/// each container gets its `stopTimeout` after SIGTERM (30 s by default,
+/// up to 120 s as on ECS), then the task's volume and network are
+/// released. A drain cut shorter leaves tasks running behind a server
+/// that meant to stop them (with their addresses and volumes).
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(150);
 
 /// Operational log on stderr: `info` by default, `RUST_LOG` overrides
 /// (e.g. `RUST_LOG=ferry=debug`). Nothing secret is ever logged: key types
