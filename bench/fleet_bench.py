@@ -28,10 +28,11 @@ All on 127.0.0.1 ports picked by the kernel; the servers run with
    Beside each rate: the CPU time the ferry servers and PostgreSQL spent
    per request, and how busy the machine's CPUs were.
 2. RunTask-to-RUNNING: M tasks of the source document's task definition
-   (examples/fargate-task-definition.json, platform 1.4.0), one at a time,
-   alternating between the redb server and replica A (PostgreSQL), the
-   order swapped every round; the time from the RunTask call to the first
-   DescribeTasks that shows RUNNING, polled every 20 ms; p50 and p90.
+   (examples/fargate-task-definition.json, platform 1.4.0; stopTimeout 2
+   so that each can be stopped and waited for before the next), one at a
+   time, alternating between the redb server and replica A (PostgreSQL),
+   the order swapped every round; the time from the RunTask call to the
+   first DescribeTasks that shows RUNNING, polled every 20 ms; p50 and p90.
 
 The results go to stdout as markdown and to bench/results-fleet.md (with
 the command, date, machine and notes) unless --no-write.
@@ -350,6 +351,7 @@ def main():
 
     cmd = "bench/fleet.sh " + " ".join(shlex.quote(x) for x in sys.argv[1:])
     started = datetime.datetime.now(datetime.timezone.utc)
+    t_start = time.monotonic()
     root = tempfile.mkdtemp(prefix="ferry-bench-fleet-", dir="/var/tmp")
     load = Load()
     pg = None
@@ -378,6 +380,11 @@ def main():
         ecs_a, ecs_r = srv_a.client("ecs"), srv_r.client("ecs")
         with open(SOURCE_TD) as f:
             source_td = json.load(f)
+        # Its shell (PID 1) ignores SIGTERM, so a stop would wait out the
+        # default 30 s stopTimeout: 2 s instead, so that each task can be
+        # stopped and waited for before the next starts (the start path is
+        # the same).
+        source_td["containerDefinitions"][0]["stopTimeout"] = 2
         for s, ecs in ((srv_a, ecs_a), (srv_r, ecs_r)):
             s.client("logs").create_log_group(logGroupName=SOURCE_LOG_GROUP)
             ecs.register_task_definition(**source_td)
@@ -389,8 +396,8 @@ def main():
         meter = CpuMeter([srv_a, srv_b], pg)
         host = (f"{os.cpu_count()} cores, Linux {os.uname().release}, "
                 f"PostgreSQL {pg.bin.split('/')[-2]}")
-        print(f"host: {host}; load average before: {' '.join(open('/proc/loadavg').read().split()[:3])}",
-              flush=True)
+        load_before = " ".join(open("/proc/loadavg").read().split()[:3])
+        print(f"host: {host}; load average before: {load_before}", flush=True)
 
         # 1a. DescribeTasks of 10 running tasks.
         r = ecs_a.run_task(taskDefinition="fbench-cheap", launchType="FARGATE", platformVersion="1.3.0",
@@ -452,7 +459,8 @@ def main():
                       f"(p90 {pct(lat['postgresql'], 0.9) / pct(lat['redb'], 0.9):.2f})."]
         lines += ["", f"Stopping the RunTask rounds' tasks took {stops[0][0]:.1f} s ({stops[0][1]} tasks) "
                       f"and {stops[1][0]:.1f} s ({stops[1][1]}); the DescribeTasks set, {stopped:.1f} s.",
-                  f"Load average before/after: see above / {load_after}."]
+                  f"Load average (1, 5, 15 min) before: {load_before}; after: {load_after}. "
+                  f"Whole run: {time.monotonic() - t_start:.0f} s."]
         table = "\n".join(lines)
         print("\n" + table, flush=True)
         if not a.no_write:
@@ -506,13 +514,16 @@ successful calls only; RunTask `failures` entries and errors are counted apart. 
 the ferry processes and PostgreSQL (postmaster and backends) spent during the round over the calls made.
 
 RunTask to RUNNING: the source document's task definition (examples/fargate-task-definition.json,
-platform 1.4.0: a 20 GiB encrypted volume), one task at a time, alternating between the redb server and
-replica A with the order swapped every round, each stopped (and waited for) before the next; the time
-from the RunTask call to the first DescribeTasks showing RUNNING, polled every 20 ms.
+platform 1.4.0: a 20 GiB encrypted volume; its container given `stopTimeout` 2, as its shell ignores
+SIGTERM and each stop would otherwise wait 30 s), one task at a time, alternating between the redb server
+and replica A with the order swapped every round, each stopped (and waited for) before the next; the
+time from the RunTask call to the first DescribeTasks showing RUNNING, polled every 20 ms.
 
 {table}
 
 Notes:
+- The machine was shared with other work during the run (see the load average), so absolute figures
+  swing between runs; compare within the run.
 - Everything, the clients included, shares the machine's {os.cpu_count()} cores, and B runs on the same
   cores as A: a second replica adds no CPU here, so "two / one" says what a second process and the
   shared store cost or save on one machine, not what a second machine adds. The CPU columns show where
