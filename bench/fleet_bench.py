@@ -21,8 +21,8 @@ All on 127.0.0.1 ports picked by the kernel; the servers run with
    fixed time, all to A, then half to A and half to B:
    - DescribeTasks of 10 running tasks;
    - RunTask of a cheap task (busybox `sleep`, platform 1.3.0: no KMS call
-     and no encrypted volume; 0.25 vCPU/512 MiB on a host with high
-     overcommit so capacity does not run out). After each round the tasks
+     and no encrypted volume; 0.25 vCPU/512 MiB/20 GiB on a host with high
+     CPU, memory and storage overcommit so capacity does not run out). After each round the tasks
      are stopped and waited for until STOPPED. RunTask `failures` entries
      and errors are counted apart from the successes.
    Beside each rate: the CPU time the ferry servers and PostgreSQL spent
@@ -360,11 +360,12 @@ def main():
         pg = PgCluster()
         root_key = os.path.join(root, "root.key")
         common = ["--task-subnet", FLEET_SUBNET]
-        # A is the fleet's only host; generous overcommit so the RunTask
-        # rounds do not run out of capacity (the tasks sleep).
+        # A is the fleet's only host; generous overcommit (CPU, memory, and
+        # disk: each task reserves 20 GiB of sparse ephemeral storage) so
+        # the RunTask rounds do not run out of capacity (the tasks sleep).
         srv_a = FerryServer(os.path.join(root, "a", "data"), pg=pg, root_key=root_key, extra_args=[
             *common, "--task-network", FLEET_NET[0], "--name", "fbench-a",
-            "--cpu-overcommit", "64", "--memory-overcommit", "16"])
+            "--cpu-overcommit", "64", "--memory-overcommit", "16", "--storage-overcommit", "1000"])
         srv_b = FerryServer(os.path.join(root, "b", "data"), pg=pg, root_key=root_key, extra_args=[
             *common, "--task-network", FLEET_NET[1], "--name", "fbench-b", "--no-agent"])
         srv_r = FerryServer(os.path.join(root, "r", "data"), store="redb", extra_args=[
@@ -508,8 +509,9 @@ is placed on A) sharing it, and a server on the embedded redb store, all on 127.
 Request rates: {a.clients} client processes (one boto3 client each, every request SigV4-signed; processes,
 not threads, so Python's GIL does not cap the clients), all to A, then half to A and half to B;
 DescribeTasks of the same 10 running tasks for {a.describe_seconds:g} s per round, RunTask of a cheap task
-(busybox `sleep`, platform 1.3.0: no KMS call, no encrypted volume) for {a.run_seconds:g} s per round (at
-most {a.run_cap} calls), the tasks stopped and waited for until STOPPED after each round. req/s counts
+(busybox `sleep`, platform 1.3.0: no KMS call, no encrypted volume; A runs with `--cpu-overcommit 64
+--memory-overcommit 16 --storage-overcommit 1000` so that capacity does not run out) for
+{a.run_seconds:g} s per round (at most {a.run_cap} calls), the tasks stopped and waited for until STOPPED after each round. req/s counts
 successful calls only; RunTask `failures` entries and errors are counted apart. CPU ms/req: the CPU time
 the ferry processes and PostgreSQL (postmaster and backends) spent during the round over the calls made.
 
