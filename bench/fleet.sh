@@ -6,7 +6,7 @@
 # and a redb server, all on 127.0.0.1, and removes them at the end. Run as
 # root after `cargo build --release -p ferry` (FERRY_BIN overrides the
 # binary). Results: bench/results-fleet.md.
-# Usage: bench/fleet.sh [--clients 8] [--describe-seconds 10] [--run-seconds 5]
+# Usage: bench/fleet.sh [--clients 8] [--rounds 3] [--describe-seconds 5] [--run-seconds 3]
 #                       [--run-cap 250] [--tasks 15] [--no-write]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -18,7 +18,9 @@ All on 127.0.0.1 ports picked by the kernel; the servers run with
 
 1. Requests/s: N client processes (one boto3 client each, SigV4-signed;
    processes, not threads, so the GIL does not cap the clients), for a
-   fixed time, all to A, then half to A and half to B:
+   fixed time, all to A or half to A and half to B, in R rounds each,
+   alternating (the order swapped every round); the two/one ratio is the
+   median of the rounds' ratios:
    - DescribeTasks of 10 running tasks;
    - RunTask of a cheap task (busybox `sleep`, platform 1.3.0: no KMS call
      and no encrypted volume; 0.25 vCPU/512 MiB/20 GiB on a host with high
@@ -46,6 +48,7 @@ import pathlib
 import shlex
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -309,18 +312,34 @@ def wait_stopped(ecs, arns, timeout=120):
 
 # -- the run -----------------------------------------------------------------
 
-def rate_rows(name, one, two, per):
-    """Markdown rows for one operation: one replica, two, and the ratio."""
+def merge(rs):
+    """The rounds of one configuration as one: counts, latencies and CPU
+    added up; `ratios` keeps each round's req/s for the pairwise ratios."""
+    servers = [sum(r["cpu"][0][i] for r in rs) for i in range(len(rs[0]["cpu"][0]))]
+    return {"ok": sum(r["ok"] for r in rs), "failures": sum(r["failures"] for r in rs),
+            "errors": sum(r["errors"] for r in rs), "lat": [x for r in rs for x in r["lat"]],
+            "elapsed": sum(r["elapsed"] for r in rs),
+            "cpu": (servers, sum(r["cpu"][1] for r in rs),
+                    sum(r["cpu"][2] * r["elapsed"] for r in rs) / sum(r["elapsed"] for r in rs)),
+            "rates": [r["ok"] / r["elapsed"] for r in rs]}
+
+
+def rate_rows(name, ones, twos, per):
+    """Markdown rows for one operation (its rounds through one replica and
+    through two), the median of the rounds' two/one ratios, and its range."""
     rows = []
+    one, two = merge(ones), merge(twos)
     for label, r in (("A", one), ("A + B", two)):
         servers, pg_s, busy = r["cpu"]
         n = max(1, r["ok"] + r["failures"] + r["errors"])
         cpu_ms = "; ".join(f"{x / n * 1000:.2f}" for x in servers)
-        rows.append(f"| {name} | {label} | {r['ok'] / r['elapsed']:.0f} | {r['ok'] * per / r['elapsed']:.0f} | "
+        rounds = ", ".join(f"{x:.0f}" for x in r["rates"])
+        rows.append(f"| {name} | {label} | {r['ok'] / r['elapsed']:.0f} ({rounds}) | "
+                    f"{r['ok'] * per / r['elapsed']:.0f} | "
                     f"{pct(r['lat'], 0.5) * 1000:.1f} | {pct(r['lat'], 0.99) * 1000:.1f} | "
                     f"{r['failures']} | {r['errors']} | {cpu_ms} | {pg_s / n * 1000:.2f} | {busy * 100:.0f} % |")
-    ratio = (two["ok"] / two["elapsed"]) / max(1e-9, one["ok"] / one["elapsed"])
-    return rows, ratio
+    ratios = [y / max(1e-9, x) for x, y in zip(one["rates"], two["rates"])]
+    return rows, statistics.median(ratios), min(ratios), max(ratios)
 
 
 def measure(load, meter, targets, op, args, clients, seconds, cap=0):
@@ -333,8 +352,10 @@ def measure(load, meter, targets, op, args, clients, seconds, cap=0):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clients", type=int, default=8, help="client processes (default 8)")
-    ap.add_argument("--describe-seconds", type=float, default=10, help="per DescribeTasks round (default 10)")
-    ap.add_argument("--run-seconds", type=float, default=5, help="per RunTask round (default 5)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds of each rate measurement, alternating one replica and two (default 3)")
+    ap.add_argument("--describe-seconds", type=float, default=5, help="per DescribeTasks round (default 5)")
+    ap.add_argument("--run-seconds", type=float, default=3, help="per RunTask round (default 3)")
     ap.add_argument("--run-cap", type=int, default=250,
                     help="most RunTask calls in one round, so capacity and the stop wait stay bounded "
                          "(default 250)")
@@ -408,23 +429,32 @@ def main():
         ten = [t["taskArn"] for t in r["tasks"]]
         wait_running(ecs_a, ten)
         dargs = {"tasks": ten}
-        print(f"DescribeTasks x10, {a.clients} clients, {a.describe_seconds:g} s: A ...", flush=True)
-        d1 = measure(load, meter, [ta], "describe_tasks", dargs, a.clients, a.describe_seconds)
-        print("  A + B ...", flush=True)
-        d2 = measure(load, meter, [ta, tb], "describe_tasks", dargs, a.clients, a.describe_seconds)
+        # Rounds alternate between one replica and two, the order swapped
+        # every round, so drift in the machine's load hits both alike.
+        def rounds(what, op, args, seconds, cap=0, after=None):
+            res = {1: [], 2: []}
+            for i in range(a.rounds):
+                for n in ((1, 2) if i % 2 == 0 else (2, 1)):
+                    print(f"{what}, round {i + 1}/{a.rounds}, {'A' if n == 1 else 'A + B'} ...", flush=True)
+                    res[n].append(measure(load, meter, [ta] if n == 1 else [ta, tb], op, args,
+                                          a.clients, seconds, cap))
+                    if after:
+                        after()
+            return res[1], res[2]
+
+        d1, d2 = rounds("DescribeTasks x10", "describe_tasks", dargs, a.describe_seconds)
         stopped, _ = stop_all(ecs_a)
 
         # 1b. RunTask of the cheap task; stop and wait after each round.
         rargs = {"taskDefinition": "fbench-cheap", "launchType": "FARGATE", "platformVersion": "1.3.0",
                  "networkConfiguration": netcfg_a}
         stops = []
-        print(f"RunTask, {a.clients} clients, {a.run_seconds:g} s (at most {a.run_cap}): A ...", flush=True)
-        r1 = measure(load, meter, [ta], "run_task", rargs, a.clients, a.run_seconds, a.run_cap)
-        stops.append(stop_all(ecs_a))
-        print(f"  stopped {stops[-1][1]} tasks in {stops[-1][0]:.1f} s; A + B ...", flush=True)
-        r2 = measure(load, meter, [ta, tb], "run_task", rargs, a.clients, a.run_seconds, a.run_cap)
-        stops.append(stop_all(ecs_a))
-        print(f"  stopped {stops[-1][1]} tasks in {stops[-1][0]:.1f} s", flush=True)
+
+        def stop_round():
+            stops.append(stop_all(ecs_a))
+            print(f"  stopped {stops[-1][1]} tasks in {stops[-1][0]:.1f} s", flush=True)
+
+        r1, r2 = rounds("RunTask", "run_task", rargs, a.run_seconds, a.run_cap, stop_round)
 
         # 2. RunTask-to-RUNNING, redb vs PostgreSQL, alternating.
         print(f"RunTask to RUNNING, {a.tasks} tasks per store ...", flush=True)
@@ -441,14 +471,16 @@ def main():
 
         # The report.
         lines = [
-            "| operation | through | req/s | tasks/s | p50 ms | p99 ms | RunTask failures | errors | "
+            "| operation | through | req/s (each round) | tasks/s | p50 ms | p99 ms | RunTask failures | errors | "
             "ferry CPU ms/req (A; B) | PostgreSQL CPU ms/req | machine CPU busy |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        drows, dratio = rate_rows("DescribeTasks (10 tasks)", d1, d2, 10)
-        rrows, rratio = rate_rows("RunTask (1 task, 1.3.0)", r1, r2, 1)
+        drows, dratio, dlo, dhi = rate_rows("DescribeTasks (10 tasks)", d1, d2, 10)
+        rrows, rratio, rlo, rhi = rate_rows("RunTask (1 task, 1.3.0)", r1, r2, 1)
         lines += drows + rrows
-        lines += ["", f"Two replicas / one: DescribeTasks **{dratio:.2f}**, RunTask **{rratio:.2f}**.", "",
+        lines += ["", f"Two replicas / one, median of the {a.rounds} rounds' ratios: DescribeTasks "
+                      f"**{dratio:.2f}** ({dlo:.2f}-{dhi:.2f}), RunTask **{rratio:.2f}** ({rlo:.2f}-{rhi:.2f}).",
+                  "",
                   "| RunTask to RUNNING (source task definition, 1.4.0) | tasks | p50 ms | p90 ms | min ms | max ms |",
                   "|---|---:|---:|---:|---:|---:|"]
         for kind, label in (("redb", "embedded store (redb)"), ("postgresql", "PostgreSQL (replica A)")):
@@ -458,8 +490,9 @@ def main():
         ratio = pct(lat["postgresql"], 0.5) / pct(lat["redb"], 0.5)
         lines += ["", f"PostgreSQL / redb p50: **{ratio:.2f}** "
                       f"(p90 {pct(lat['postgresql'], 0.9) / pct(lat['redb'], 0.9):.2f})."]
-        lines += ["", f"Stopping the RunTask rounds' tasks took {stops[0][0]:.1f} s ({stops[0][1]} tasks) "
-                      f"and {stops[1][0]:.1f} s ({stops[1][1]}); the DescribeTasks set, {stopped:.1f} s.",
+        lines += ["", "Stopping each RunTask round's tasks until all were STOPPED: "
+                      + ", ".join(f"{n} in {t:.1f} s" for t, n in stops)
+                      + f"; the DescribeTasks set, {stopped:.1f} s.",
                   f"Load average (1, 5, 15 min) before: {load_before}; after: {load_after}. "
                   f"Whole run: {time.monotonic() - t_start:.0f} s."]
         table = "\n".join(lines)
@@ -507,7 +540,9 @@ replica only, so two hosts on one machine never hand out the same addresses; a t
 is placed on A) sharing it, and a server on the embedded redb store, all on 127.0.0.1.
 
 Request rates: {a.clients} client processes (one boto3 client each, every request SigV4-signed; processes,
-not threads, so Python's GIL does not cap the clients), all to A, then half to A and half to B;
+not threads, so Python's GIL does not cap the clients), all to A, or half to A and half to B, in
+{a.rounds} rounds each, alternating (the order swapped every round, so drift in the machine's load hits
+both alike); the ratio is the median of the rounds' two / one ratios;
 DescribeTasks of the same 10 running tasks for {a.describe_seconds:g} s per round, RunTask of a cheap task
 (busybox `sleep`, platform 1.3.0: no KMS call, no encrypted volume; A runs with `--cpu-overcommit 64
 --memory-overcommit 16 --storage-overcommit 1000` so that capacity does not run out) for
