@@ -370,7 +370,7 @@ def main():
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, on_term)
 
-    cmd = "bench/fleet.sh " + " ".join(shlex.quote(x) for x in sys.argv[1:])
+    cmd = " ".join(["bench/fleet.sh", *(shlex.quote(x) for x in sys.argv[1:])])
     started = datetime.datetime.now(datetime.timezone.utc)
     t_start = time.monotonic()
     root = tempfile.mkdtemp(prefix="ferry-bench-fleet-", dir="/var/tmp")
