@@ -482,36 +482,12 @@ impl Iam {
         // Each scan starts after its version was read: it loads at least
         // that version (a newer one is loaded again next time).
         let roles = if changed(0) {
-            let mut m = BTreeMap::new();
-            for (k, rec) in self
-                .store
-                .scan::<RoleRecord>(ROLES, "")
-                .map_err(error::store)?
-            {
-                let live = match prev_roles.get(&k) {
-                    Some(p) if p.rec == rec => p.clone(),
-                    _ => Arc::new(LiveRole::new(rec)),
-                };
-                m.insert(k, live);
-            }
-            m
+            reload(&self.store, ROLES, &prev_roles, |l| &l.rec, LiveRole::new)?
         } else {
             prev_roles
         };
         let users = if changed(1) {
-            let mut m = BTreeMap::new();
-            for (k, rec) in self
-                .store
-                .scan::<UserRecord>(USERS, "")
-                .map_err(error::store)?
-            {
-                let live = match prev_users.get(&k) {
-                    Some(p) if p.rec == rec => p.clone(),
-                    _ => Arc::new(LiveUser::new(rec)),
-                };
-                m.insert(k, live);
-            }
-            m
+            reload(&self.store, USERS, &prev_users, |l| &l.rec, LiveUser::new)?
         } else {
             prev_users
         };
@@ -1474,6 +1450,26 @@ impl Iam {
             role_arn: rec.arn.clone(),
         })
     }
+}
+
+/// `table` read again, keeping the live form of every record that did not
+/// change (no policy parsed again).
+fn reload<R: serde::de::DeserializeOwned + PartialEq, L>(
+    store: &Store,
+    table: &str,
+    prev: &BTreeMap<String, Arc<L>>,
+    rec_of: impl Fn(&L) -> &R,
+    live: impl Fn(R) -> L,
+) -> Result<BTreeMap<String, Arc<L>>, AwsError> {
+    let mut m = BTreeMap::new();
+    for (k, rec) in store.scan::<R>(table, "").map_err(error::store)? {
+        let l = match prev.get(&k) {
+            Some(p) if *rec_of(p) == rec => p.clone(),
+            _ => Arc::new(live(rec)),
+        };
+        m.insert(k, l);
+    }
+    Ok(m)
 }
 
 #[cfg(test)]
