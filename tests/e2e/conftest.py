@@ -223,6 +223,40 @@ class FerryServer:
             self.pg, self._own_pg = None, False
         return rc
 
+    # -- the KMS audit trail ------------------------------------------------
+    def audit_lines(self):
+        """The KMS audit trail as its JSON lines, oldest first, wherever the
+        server keeps it: the file `DATA_DIR/kms-audit.jsonl` on the embedded
+        store, the store's `kms_audit` table (one row per record, keyed by
+        its zero-padded sequence number) on PostgreSQL
+        (crates/kms/src/audit_store.rs)."""
+        if self.store != "postgresql":
+            path = os.path.join(self.data_dir, "kms-audit.jsonl")
+            with open(path) as f:
+                return [line for line in f.read().splitlines() if line.strip()]
+        out = self.pg.psql("SELECT convert_from(value, 'UTF8') FROM ferry_records "
+                           "WHERE tbl = 'kms_audit' ORDER BY key")
+        # One record a line: a record is compact JSON (no raw newline).
+        return [line for line in out.splitlines() if line.strip()]
+
+    def audit_records(self):
+        """The KMS audit trail's records (parsed), oldest first."""
+        return [json.loads(line) for line in self.audit_lines()]
+
+    def audit_text(self):
+        """The KMS audit trail as one text, for searches through all of it."""
+        return "\n".join(self.audit_lines())
+
+    def state_dirs(self):
+        """Every directory holding this server's state on disk: the data dir,
+        and on PostgreSQL the cluster's directory too (its tables are files
+        as much as the redb file is), for checks that nothing secret is
+        at rest in plaintext."""
+        dirs = [self.data_dir]
+        if self.store == "postgresql" and self.pg is not None:
+            dirs.append(self.pg.root)
+        return dirs
+
     @property
     def root_key_path(self):
         """The root key file the server uses: `--root-key` with a shared
@@ -578,3 +612,11 @@ def files_on_disk(root):
             p = os.path.join(d, f)
             if os.path.isfile(p) and not os.path.islink(p):
                 yield p
+
+
+def state_files(srv):
+    """files_on_disk() of every directory holding the server's state
+    (FerryServer.state_dirs: the data dir, and with PostgreSQL the
+    cluster's files), for checks that nothing is at rest in plaintext."""
+    for root in srv.state_dirs():
+        yield from files_on_disk(root)

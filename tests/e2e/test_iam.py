@@ -17,7 +17,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import FerryServer, ferry_bin, files_on_disk
+from conftest import FerryServer, ferry_bin, state_files
 
 
 def trust(principal):
@@ -341,7 +341,7 @@ def test_assume_role_sessions_survive_a_restart(ferry_server):
     assert srv.aws("sts", "get-caller-identity", env=env)["Arn"].endswith(f":assumed-role/{role}/admin")
     assert srv.aws("sts", "get-caller-identity", env=user_env(srv, key, secret))["Arn"].endswith(":user/keeper")
     # Neither the session secret nor the user's secret is on disk in plaintext.
-    for path in files_on_disk(srv.data_dir):
+    for path in state_files(srv):
         f = os.path.basename(path)
         if f == "credentials":
             continue

@@ -7,7 +7,7 @@ import os
 import botocore.exceptions
 import pytest
 from botocore.config import Config
-from conftest import files_on_disk
+from conftest import state_files
 
 PLATFORM_ALIAS = "alias/aws/ecs-ephemeral"
 
@@ -339,8 +339,7 @@ def test_pagination(kms):
 # -- audit, persistence, key material at rest ---------------------------------
 
 def read_audit(srv):
-    with open(os.path.join(srv.data_dir, "kms-audit.jsonl")) as f:
-        return [json.loads(line) for line in f]
+    return srv.audit_records()
 
 
 def test_audit_trail(srv, kms):
@@ -351,7 +350,7 @@ def test_audit_trail(srv, kms):
     error_code(kms.decrypt, CiphertextBlob=ct, EncryptionContext={"who": "wrong"})
     kms.decrypt(CiphertextBlob=ct, EncryptionContext={"who": "audit"})
     events = read_audit(srv)
-    text = open(os.path.join(srv.data_dir, "kms-audit.jsonl")).read()
+    text = srv.audit_text()
     for s in (b64(secret), b64(ct), b64(dk["Plaintext"]), b64(dk["CiphertextBlob"])):
         assert s not in text
     assert secret.decode() not in text
@@ -389,8 +388,8 @@ def test_restart_keeps_keys_and_key_material_is_not_on_disk_in_plaintext(ferry_s
     assert back["Plaintext"] == dk["Plaintext"]
     platform = [a for a in kms.list_aliases()["Aliases"] if a["AliasName"] == PLATFORM_ALIAS]
     assert len(platform) == 1
-    # No plaintext data key anywhere under the data dir.
-    for name in files_on_disk(ferry_server.data_dir):
+    # No plaintext data key anywhere under the data dir (or in the database).
+    for name in state_files(ferry_server):
         with open(name, "rb") as f:
             data = f.read()
         assert dk["Plaintext"] not in data, name
