@@ -109,16 +109,17 @@ _CLI_ERROR = re.compile(r"An error occurred \(([\w.]+)\) when calling the \w+ op
 
 class FerryServer:
     def __init__(self, data_dir, region="us-east-1", extra_args=(), stop_tasks_on_exit=True,
-                 store=None, pg=None, root_key=None):
+                 store=None, pg=None, root_key=None, pg_dir=None):
         """`store`: "redb" or "postgresql" (default: FERRY_E2E_STORE). With
         PostgreSQL, `pg` is a pg.PgCluster to share (default: one of this
-        server's own, made at the first start and removed at close()), and
-        `root_key` the --root-key file (default: `root.key` beside the
-        data dir)."""
+        server's own, made at the first start in `pg_dir` (default: the
+        temporary directory) and removed at close()), and `root_key` the
+        --root-key file (default: `root.key` beside the data dir)."""
         self.data_dir = data_dir
         self.store = store or ("postgresql" if pg else e2e_store())
         self.pg = pg
         self._own_pg = False
+        self.pg_dir = pg_dir
         self.root_key = root_key or (os.path.join(os.path.dirname(data_dir), "root.key")
                                      if self.store == "postgresql" else None)
         self.region = region
@@ -150,7 +151,7 @@ class FerryServer:
         if self.store == "postgresql" and "--store" not in self.extra_args:
             if self.pg is None:
                 from pg import PgCluster
-                self.pg, self._own_pg = PgCluster(), True
+                self.pg, self._own_pg = PgCluster(dir=self.pg_dir), True
             cmd += ["--store", self.pg.url, "--root-key", self.root_key]
         # The suite on another task start path (defaults: netlink, auto).
         for env, flag in (("FERRY_E2E_NETWORK_DRIVER", "--task-network-driver"),

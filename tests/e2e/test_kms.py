@@ -399,17 +399,25 @@ def test_restart_keeps_keys_and_key_material_is_not_on_disk_in_plaintext(ferry_s
 def test_audit_write_failure_fails_the_crypto_operation():
     """With the audit trail on a full file system, cryptographic operations
     fail with KMSInternalException instead of running unaudited; once there
-    is space again they work, and the trail holds only whole records."""
+    is space again they work, and the trail holds only whole records.
+
+    The trail is where the store keeps it: the data dir's kms-audit.jsonl
+    on the embedded store; on PostgreSQL a table, so there the database's
+    cluster is on the full file system (with the data dir)."""
     import shutil
     import subprocess
     import tempfile
 
-    from conftest import FerryServer
+    from conftest import FerryServer, e2e_store
 
+    on_pg = e2e_store() == "postgresql"
     mnt = tempfile.mkdtemp(prefix="ferry-e2e-kms-auditfull-")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "ferry-e2e-kms-auditfull", mnt], check=True)
+    # A cluster takes ~40 MB (its first WAL segment is 16 MB), and postgres
+    # must be able to enter the mount to reach its own directory.
+    opts = "size=96m,mode=0711" if on_pg else "size=4m,mode=0700"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "ferry-e2e-kms-auditfull", mnt], check=True)
     try:
-        srv = FerryServer(os.path.join(mnt, "data"))
+        srv = FerryServer(os.path.join(mnt, "data"), pg_dir=mnt)
         srv.start()
         try:
             kms = srv.client("kms")
@@ -428,9 +436,12 @@ def test_audit_write_failure_fails_the_crypto_operation():
             except OSError:
                 pass
             os.close(fd)
-            # The audit file's last page may still hold a record or two.
+            # The audit file's last page may still hold a record or two; a
+            # database's table and index pages have more room (freed space
+            # of updated rows is reused), so there it takes more records
+            # until one needs a new page.
             failures = []
-            for _ in range(10):
+            for _ in range(300 if on_pg else 10):
                 try:
                     kms.generate_data_key(KeyId=kid, KeySpec="AES_256")
                 except botocore.exceptions.ClientError as e:
@@ -446,7 +457,8 @@ def test_audit_write_failure_fails_the_crypto_operation():
             events = read_audit(srv)
             assert events[-1]["eventName"] == "GenerateDataKey" and "errorCode" not in events[-1]
         finally:
-            assert srv.stop() == 0
+            # Its own cluster (on the mount) is stopped and removed too.
+            assert srv.close() == 0
     finally:
         subprocess.run(["umount", mnt], check=True)
         shutil.rmtree(mnt, ignore_errors=True)
