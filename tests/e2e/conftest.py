@@ -152,7 +152,7 @@ class FerryServer:
             if self.pg is None:
                 from pg import PgCluster
                 self.pg, self._own_pg = PgCluster(dir=self.pg_dir), True
-            cmd += ["--store", self.pg.url, "--root-key", self.root_key]
+            cmd += self.store_args()
         # The suite on another task start path (defaults: netlink, auto).
         for env, flag in (("FERRY_E2E_NETWORK_DRIVER", "--task-network-driver"),
                           ("FERRY_E2E_OCI_RUNTIME", "--oci-runtime")):
@@ -223,6 +223,16 @@ class FerryServer:
             self.pg.close()
             self.pg, self._own_pg = None, False
         return rc
+
+    def store_args(self):
+        """The flags naming this server's store, for a test that runs
+        `ferry server` on the same state by hand: none on the embedded store
+        (it is in the data dir); on PostgreSQL `--store URL --root-key FILE`
+        (the cluster is made at the first start())."""
+        if self.store != "postgresql":
+            return []
+        assert self.pg is not None, "the server's PostgreSQL cluster is made at its first start()"
+        return ["--store", self.pg.url, "--root-key", self.root_key]
 
     # -- the KMS audit trail ------------------------------------------------
     def audit_lines(self):
