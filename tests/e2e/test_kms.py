@@ -418,6 +418,9 @@ def test_audit_write_failure_fails_the_crypto_operation():
     subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "ferry-e2e-kms-auditfull", mnt], check=True)
     try:
         srv = FerryServer(os.path.join(mnt, "data"), pg_dir=mnt)
+        # The server's own log stays off the full file system (and is kept
+        # for a failure's message).
+        srv.log_path = os.path.join(tempfile.mkdtemp(prefix="ferry-e2e-kms-auditfull-log-"), "server.log")
         srv.start()
         try:
             kms = srv.client("kms")
