@@ -109,16 +109,17 @@ _CLI_ERROR = re.compile(r"An error occurred \(([\w.]+)\) when calling the \w+ op
 
 class FerryServer:
     def __init__(self, data_dir, region="us-east-1", extra_args=(), stop_tasks_on_exit=True,
-                 store=None, pg=None, root_key=None):
+                 store=None, pg=None, root_key=None, pg_dir=None):
         """`store`: "redb" or "postgresql" (default: FERRY_E2E_STORE). With
         PostgreSQL, `pg` is a pg.PgCluster to share (default: one of this
-        server's own, made at the first start and removed at close()), and
-        `root_key` the --root-key file (default: `root.key` beside the
-        data dir)."""
+        server's own, made at the first start in `pg_dir` (default: the
+        temporary directory) and removed at close()), and `root_key` the
+        --root-key file (default: `root.key` beside the data dir)."""
         self.data_dir = data_dir
         self.store = store or ("postgresql" if pg else e2e_store())
         self.pg = pg
         self._own_pg = False
+        self.pg_dir = pg_dir
         self.root_key = root_key or (os.path.join(os.path.dirname(data_dir), "root.key")
                                      if self.store == "postgresql" else None)
         self.region = region
@@ -153,8 +154,8 @@ class FerryServer:
         if self.store == "postgresql" and "--store" not in self.extra_args:
             if self.pg is None:
                 from pg import PgCluster
-                self.pg, self._own_pg = PgCluster(), True
-            cmd += ["--store", self.pg.url, "--root-key", self.root_key]
+                self.pg, self._own_pg = PgCluster(dir=self.pg_dir), True
+            cmd += self.store_args()
         # The suite on another task start path (defaults: netlink, auto).
         for env, flag in (("FERRY_E2E_NETWORK_DRIVER", "--task-network-driver"),
                           ("FERRY_E2E_OCI_RUNTIME", "--oci-runtime")):
@@ -239,6 +240,50 @@ class FerryServer:
             self.pg.close()
             self.pg, self._own_pg = None, False
         return rc
+
+    def store_args(self):
+        """The flags naming this server's store, for a test that runs
+        `ferry server` on the same state by hand: none on the embedded store
+        (it is in the data dir); on PostgreSQL `--store URL --root-key FILE`
+        (the cluster is made at the first start())."""
+        if self.store != "postgresql":
+            return []
+        assert self.pg is not None, "the server's PostgreSQL cluster is made at its first start()"
+        return ["--store", self.pg.url, "--root-key", self.root_key]
+
+    # -- the KMS audit trail ------------------------------------------------
+    def audit_lines(self):
+        """The KMS audit trail as its JSON lines, oldest first, wherever the
+        server keeps it: the file `DATA_DIR/kms-audit.jsonl` on the embedded
+        store, the store's `kms_audit` table (one row per record, keyed by
+        its zero-padded sequence number) on PostgreSQL
+        (crates/kms/src/audit_store.rs)."""
+        if self.store != "postgresql":
+            path = os.path.join(self.data_dir, "kms-audit.jsonl")
+            with open(path) as f:
+                return [line for line in f.read().splitlines() if line.strip()]
+        out = self.pg.psql("SELECT convert_from(value, 'UTF8') FROM ferry_records "
+                           "WHERE tbl = 'kms_audit' ORDER BY key")
+        # One record a line: a record is compact JSON (no raw newline).
+        return [line for line in out.splitlines() if line.strip()]
+
+    def audit_records(self):
+        """The KMS audit trail's records (parsed), oldest first."""
+        return [json.loads(line) for line in self.audit_lines()]
+
+    def audit_text(self):
+        """The KMS audit trail as one text, for searches through all of it."""
+        return "\n".join(self.audit_lines())
+
+    def state_dirs(self):
+        """Every directory holding this server's state on disk: the data dir,
+        and on PostgreSQL the cluster's directory too (its tables are files
+        as much as the redb file is), for checks that nothing secret is
+        at rest in plaintext."""
+        dirs = [self.data_dir]
+        if self.store == "postgresql" and self.pg is not None:
+            dirs.append(self.pg.root)
+        return dirs
 
     @property
     def root_key_path(self):
@@ -595,3 +640,11 @@ def files_on_disk(root):
             p = os.path.join(d, f)
             if os.path.isfile(p) and not os.path.islink(p):
                 yield p
+
+
+def state_files(srv):
+    """files_on_disk() of every directory holding the server's state
+    (FerryServer.state_dirs: the data dir, and with PostgreSQL the
+    cluster's files), for checks that nothing is at rest in plaintext."""
+    for root in srv.state_dirs():
+        yield from files_on_disk(root)

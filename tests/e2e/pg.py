@@ -80,10 +80,12 @@ def _destroy(root, pg_ctl, data):
 class PgCluster:
     """One PostgreSQL cluster in a temporary directory, Unix socket only."""
 
-    def __init__(self, start=True):
+    def __init__(self, start=True, dir=None):
+        """`dir`: where the cluster's directory is made (default: the
+        system's temporary directory); postgres must be able to enter it."""
         user = _check_user()
         self.bin = pg_bin()
-        self.root = tempfile.mkdtemp(prefix="ferry-pg-")
+        self.root = tempfile.mkdtemp(prefix="ferry-pg-", dir=dir)
         os.chown(self.root, user.pw_uid, user.pw_gid)
         self.data = os.path.join(self.root, "data")
         self.log_path = os.path.join(self.root, "postgres.log")

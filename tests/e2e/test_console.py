@@ -191,8 +191,7 @@ def run_source_task(srv, cluster="payments", platform="1.4.0", count=1):
 
 
 def audit_file(srv):
-    with open(os.path.join(srv.data_dir, "kms-audit.jsonl")) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return srv.audit_records()
 
 
 def luks_token(srv, task_id):

@@ -9,18 +9,16 @@ image carries is anywhere on the host disk in plaintext.
 """
 
 import json
-import os
 import subprocess
 import uuid
 
-from conftest import (MAKE_IMAGE, SOURCE_TD, create_source_log_group, files_on_disk, private_ip,
+from conftest import (MAKE_IMAGE, SOURCE_TD, create_source_log_group, private_ip, state_files,
                       task_page, wait_status, wait_stopped)
 from test_registry import host, login, skopeo
 
 
 def audit(srv):
-    with open(os.path.join(srv.data_dir, "kms-audit.jsonl")) as f:
-        return [json.loads(line) for line in f]
+    return srv.audit_records()
 
 
 def registry_decrypts(srv, repo_arn):
@@ -95,7 +93,7 @@ def test_tasks_run_images_from_ferrys_registry_by_tag_and_digest(ferry_server, t
     # is on the host disk outside them: not in the registry, not in the
     # host's image store, not in any temporary file.
     needle = marker.encode()
-    hits = [p for p in files_on_disk(srv.data_dir) if needle in open(p, "rb").read()]
+    hits = [p for p in state_files(srv) if needle in open(p, "rb").read()]
     assert hits == [], hits
 
     # A tag that does not exist.

@@ -123,7 +123,7 @@ def test_source_document_run_task_to_running_and_stopped(ferry_server, tmp_path)
     assert scanned > 0, "the volume has no allocated data at all"
 
     # Its data key: the Fargate flow, by the service principal, audited.
-    audit = [json.loads(l) for l in open(os.path.join(srv.data_dir, "kms-audit.jsonl"))]
+    audit = srv.audit_records()
     mine = [e for e in audit if arn in json.dumps(e.get("requestParameters"))]
     names = [e["eventName"] for e in mine]
     assert names[:3] == ["GenerateDataKeyWithoutPlaintext", "CreateGrant", "Decrypt"], names
@@ -143,7 +143,7 @@ def test_source_document_run_task_to_running_and_stopped(ferry_server, tmp_path)
 
     # Crypto-shredded, grant retired, and nothing of the task left behind.
     assert not os.path.exists(vol)
-    audit = [json.loads(l) for l in open(os.path.join(srv.data_dir, "kms-audit.jsonl"))]
+    audit = srv.audit_records()
     assert any(e["eventName"] == "RetireGrant" and "errorCode" not in e for e in audit)
     assert task_id not in host_resources(), "task resources left on the host"
 
@@ -410,7 +410,7 @@ def test_after_a_crash_the_next_start_releases_tasks_and_retires_their_grants(fe
     assert grants_of_task() == []
     assert not os.path.exists(vol_dir)
     assert task_id not in host_resources(), "task resources left on the host"
-    audit = [json.loads(line) for line in open(os.path.join(srv.data_dir, "kms-audit.jsonl"))]
+    audit = srv.audit_records()
     assert any(e["eventName"] == "RetireGrant" and "errorCode" not in e
                and "fargate.amazonaws.com" in json.dumps(e["userIdentity"]) for e in audit[-20:])
 

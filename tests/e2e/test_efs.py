@@ -250,7 +250,7 @@ def test_efs_customer_key_disabled_and_unencrypted(ferry_server, tmp_path):
     td = register(srv, tmp_path, "efs-cmk", f"echo {MARKER} > /data/x && test -s /data/x", efs_volume(fs_id))
     run_ok(srv, td)
     # The mount unwrapped the key through the KMS, audited.
-    audit = open(os.path.join(srv.data_dir, "kms-audit.jsonl")).read()
+    audit = srv.audit_text()
     assert fs_id in audit and "Decrypt" in audit
 
     srv.aws("kms", "disable-key", "--key-id", key)

@@ -11,6 +11,10 @@
   must write answer AWS-shaped errors naming the full disk, reads keep
   working, and once the filler is deleted the store and the KMS audit
   trail work again without a restart.
+
+On PostgreSQL (FERRY_E2E_STORE=postgresql) the server's cluster lives on
+the small disk too, so "the store" and "the audit trail" (a table there)
+are the database's, and the full disk is the database's.
 """
 
 import json
@@ -57,6 +61,10 @@ def small_disk():
         f.truncate(300 * 1000 * 1000)
     subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", img], check=True)
     subprocess.run(["mount", "-o", "loop", img, mnt], check=True)
+    # A PostgreSQL cluster on the disk runs as postgres, which must be able
+    # to reach its directory there.
+    os.chmod(root, 0o711)
+    os.chmod(mnt, 0o711)
     try:
         yield root, mnt
     finally:
@@ -67,7 +75,8 @@ def small_disk():
 
 
 def start_server(root, mnt, extra):
-    srv = FerryServer(os.path.join(mnt, "data"), extra_args=extra)
+    # With PostgreSQL, its cluster is on the small disk as well.
+    srv = FerryServer(os.path.join(mnt, "data"), extra_args=extra, pg_dir=mnt)
     # The server's own log stays off the small disk.
     srv.log_path = os.path.join(root, "server.log")
     srv.start()
@@ -160,7 +169,7 @@ def test_default_refuses_20_gib_on_a_300_mb_disk(small_disk, tmp_path):
         assert srv.aws("ecs", "list-tasks")["taskArns"] == []
         assert not os.listdir(os.path.join(srv.data_dir, "tasks"))
     finally:
-        assert srv.stop() == 0
+        assert srv.close() == 0
 
 
 def test_enospc_in_the_task_and_the_server_survives_a_full_disk(small_disk, tmp_path):
@@ -205,7 +214,7 @@ def test_enospc_in_the_task_and_the_server_survives_a_full_disk(small_disk, tmp_
         filler = os.path.join(mnt, "filler")
         fill(filler)
         try:
-            # redb reuses free pages of its file, so a few small commits
+            # redb (and PostgreSQL) reuse free pages of their files, so a few small commits
             # may still fit: write until the store needs to grow.
             ecs, kms = srv.client("ecs"), srv.client("kms")
             big_env = [{"name": f"V{i}", "value": "x" * 1000} for i in range(50)]
@@ -254,10 +263,9 @@ def test_enospc_in_the_task_and_the_server_survives_a_full_disk(small_disk, tmp_
             requiresCompatibilities=["FARGATE"], containerDefinitions=[
                 {"name": "c", "image": "httpd:2.4", "memory": 64, "environment": big_env}])
         srv.aws("kms", "encrypt", "--key-id", key, "--plaintext", "aGVsbG8=")
-        with open(os.path.join(srv.data_dir, "kms-audit.jsonl")) as f:
-            lines = f.read().splitlines()
+        lines = srv.audit_lines()
         for line in lines:
             json.loads(line)
         assert any('"Encrypt"' in l for l in lines[-3:]), lines[-3:]
     finally:
-        assert srv.stop() == 0
+        assert srv.close() == 0

@@ -17,7 +17,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import FerryServer, ferry_bin, files_on_disk
+from conftest import FerryServer, ferry_bin, state_files
 
 
 def trust(principal):
@@ -341,7 +341,7 @@ def test_assume_role_sessions_survive_a_restart(ferry_server):
     assert srv.aws("sts", "get-caller-identity", env=env)["Arn"].endswith(f":assumed-role/{role}/admin")
     assert srv.aws("sts", "get-caller-identity", env=user_env(srv, key, secret))["Arn"].endswith(":user/keeper")
     # Neither the session secret nor the user's secret is on disk in plaintext.
-    for path in files_on_disk(srv.data_dir):
+    for path in state_files(srv):
         f = os.path.basename(path)
         if f == "credentials":
             continue
@@ -365,9 +365,13 @@ def test_account_id_is_chosen_when_the_data_dir_is_created(tmp_path):
         assert arn == "arn:aws:iam::012345678910:role/ecsTaskExecutionRole"
     finally:
         assert srv.stop() == 0
-    # Another account id on the same data directory is refused, clearly.
-    p = subprocess.run([ferry_bin(), "server", "--data-dir", data, "--listen", "127.0.0.1:0",
-                        "--account-id", "111122223333"], capture_output=True, text=True, timeout=30)
+    # Another account id on the same data directory (and store) is refused, clearly.
+    try:
+        p = subprocess.run([ferry_bin(), "server", "--data-dir", data, "--listen", "127.0.0.1:0",
+                            "--account-id", "111122223333", *srv.store_args()],
+                           capture_output=True, text=True, timeout=30)
+    finally:
+        srv.close()  # its PostgreSQL cluster, if it has one
     assert p.returncode != 0
     assert "belongs to account 012345678910" in p.stderr and "111122223333" in p.stderr, p.stderr
     p = subprocess.run([ferry_bin(), "server", "--data-dir", str(tmp_path / "other"), "--listen", "127.0.0.1:0",

@@ -14,7 +14,7 @@ import tempfile
 import uuid
 
 from conftest import (MAKE_IMAGE, SOURCE_TD, allocated_data, create_source_log_group, ferry_bin,
-                      FerryServer, files_on_disk, private_ip, task_page, wait_status)
+                      FerryServer, private_ip, state_files, task_page, wait_status)
 
 
 def build(tmp_path, name, marker):
@@ -64,7 +64,7 @@ def test_images_are_sealed_at_rest_and_served_through_the_admin_socket(ferry_ser
     # No byte of the image in plaintext anywhere on the disk under the data
     # dir: not in images/, not in upload files, not in the state store.
     scanned = 0
-    for p in files_on_disk(srv.data_dir):
+    for p in state_files(srv):
         for chunk in allocated_data(p):
             scanned += len(chunk)
             assert marker.encode() not in chunk, f"plaintext marker in {p}"
@@ -76,7 +76,7 @@ def test_images_are_sealed_at_rest_and_served_through_the_admin_socket(ferry_ser
     # Every blob's data key: GenerateDataKey as Fargate under the platform
     # key with the image store's context; reads are Decrypts, all audited.
     platform = srv.aws("kms", "describe-key", "--key-id", "alias/aws/ecs-ephemeral")["KeyMetadata"]["Arn"]
-    audit = [json.loads(l) for l in open(os.path.join(srv.data_dir, "kms-audit.jsonl"))]
+    audit = srv.audit_records()
     mine = [e for e in audit
             if (e.get("requestParameters") or {}).get("encryptionContext", {}).get("ferry:purpose") == "image-store"]
     names = {e["eventName"] for e in mine}

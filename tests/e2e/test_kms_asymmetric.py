@@ -336,8 +336,7 @@ def test_import_flow_expiry_and_deletion(srv, kms, tmp_path):
     code, _ = error_code(kms.create_key, KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY", Origin="EXTERNAL")
     assert code == "UnsupportedOperationException"
     # The audit trail has the import, without its token or material.
-    with open(os.path.join(srv.data_dir, "kms-audit.jsonl")) as f:
-        records = [json.loads(line) for line in f]
+    records = srv.audit_records()
     imports = [r for r in records if r["eventName"] == "ImportKeyMaterial"]
     assert imports and all("importToken" not in r["requestParameters"] for r in imports)
     assert all("encryptedKeyMaterial" not in r["requestParameters"] for r in imports)
@@ -360,8 +359,7 @@ def test_update_description_retirable_grants_and_audit(srv, kms, raw_kms):
     assert kms.list_retirable_grants(RetiringPrincipal=f"arn:aws:iam::{account}:role/nobody")["Grants"] == []
     # Sign leaves a record with the algorithm, never the message or signature.
     kms.sign(KeyId=key, Message=b"very secret message", SigningAlgorithm="RSASSA_PSS_SHA_256")
-    with open(os.path.join(srv.data_dir, "kms-audit.jsonl")) as f:
-        records = [json.loads(line) for line in f]
+    records = srv.audit_records()
     sign = [r for r in records if r["eventName"] == "Sign"][-1]
     assert sign["requestParameters"] == {"keyId": key, "signingAlgorithm": "RSASSA_PSS_SHA_256"}
     assert sign["responseElements"] is None

@@ -3,7 +3,7 @@ events, paging, filters, the AWS error shapes, and encryption at rest."""
 
 import time
 
-from conftest import files_on_disk
+from conftest import state_files
 
 
 def now_ms():
@@ -88,6 +88,6 @@ def test_log_events_are_encrypted_at_rest(ferry_server):
     srv.restart()
     r = srv.client("logs").get_log_events(logGroupName="/e2e/secret", logStreamName="s")
     assert [e["message"] for e in r["events"]] == [secret]
-    for path in files_on_disk(srv.data_dir):
+    for path in state_files(srv):
         with open(path, "rb") as fh:
             assert secret.encode() not in fh.read(), f"plaintext log line in {path}"

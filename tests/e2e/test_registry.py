@@ -195,11 +195,11 @@ def test_push_pull_describe_and_sealed_at_rest(ferry_server, tmp_path):
     assert e.code == "RepositoryNotEmptyException"
 
     # No marker bytes anywhere in the data directory.
-    assert grep_tree(srv.data_dir, MARKER) == []
+    assert [h for d in srv.state_dirs() for h in grep_tree(d, MARKER)] == []
 
     # Every blob's data key: GenerateDataKey/Decrypt as ECR with the
     # repository's encryption context.
-    audit = [json.loads(l) for l in open(os.path.join(srv.data_dir, "kms-audit.jsonl"))]
+    audit = srv.audit_records()
     ctx = {"aws:ecr:arn": repo["repositoryArn"]}
     mine = [a for a in audit if (a.get("requestParameters") or {}).get("encryptionContext") == ctx]
     names = {a["eventName"] for a in mine}
@@ -243,7 +243,7 @@ def test_lifecycle_immutable_and_customer_key(ferry_server, tmp_path):
     assert e.code == "InvalidParameterException"
 
     # The customer key's grant lets ECR seal; a disabled key refuses pulls.
-    audit = open(os.path.join(srv.data_dir, "kms-audit.jsonl")).read()
+    audit = srv.audit_text()
     assert '"CreateGrant"' in audit and "ecr.amazonaws.com" in audit
     srv.aws("kms", "disable-key", "--key-id", key)
     p = skopeo("inspect", "--authfile", auth, "--tls-verify=false", f"docker://{host(srv)}/app:two", check=False)
@@ -251,5 +251,5 @@ def test_lifecycle_immutable_and_customer_key(ferry_server, tmp_path):
     got = srv.aws("ecr", "batch-get-image", "--repository-name", "app", "--image-ids", "imageTag=two")
     assert got["failures"][0]["failureCode"] == "KmsError"
     assert "KMS" in got["failures"][0]["failureReason"]
-    assert grep_tree(srv.data_dir, MARKER) == []
+    assert [h for d in srv.state_dirs() for h in grep_tree(d, MARKER)] == []
     assert da != db

@@ -20,8 +20,7 @@ def error_of(fn, *a, **kw):
 
 
 def read_audit(srv):
-    with open(os.path.join(srv.data_dir, "kms-audit.jsonl")) as f:
-        return [json.loads(line) for line in f]
+    return srv.audit_records()
 
 
 def files_containing(root, needles):
@@ -350,7 +349,7 @@ def test_no_plaintext_on_disk_and_a_decrypt_record_per_read(srv, sm, ssm):
     assert srv.restart() == 0
     needles = [m.encode() for m in markers.values()]
     needles += [base64.b64encode(n) for n in needles]
-    assert files_containing(srv.data_dir, needles) == []
+    assert [h for d in srv.state_dirs() for h in files_containing(d, needles)] == []
     with open(srv.log_path, "rb") as f:
         log = f.read()
     assert not [n for n in needles if n in log]

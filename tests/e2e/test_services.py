@@ -166,7 +166,7 @@ def test_cmk_policy_lifecycle_and_restart(srv):
             "--policy", policy(["kms:DescribeKey", "kms:GenerateDataKeyWithoutPlaintext"]))
     e = srv.aws_error("ecs", "create-cluster", "--cluster-name", "cmk", "--configuration", cfg)
     assert "CreateGrant" in e.message and "AccessDeniedException" in e.message, e.message
-    audit = [json.loads(l) for l in open(os.path.join(srv.data_dir, "kms-audit.jsonl"))]
+    audit = srv.audit_records()
     dry = {(a["eventName"], a.get("errorCode")) for a in audit if key in json.dumps(a.get("resources"))
            and a["userIdentity"].get("invokedBy") == "fargate.amazonaws.com"}
     assert ("GenerateDataKeyWithoutPlaintext", "DryRunOperationException") in dry, dry
@@ -249,7 +249,7 @@ def test_cmk_policy_lifecycle_and_restart(srv):
             tok = luks_token(volume_of(srv, t)[0])
             assert tok["keyArn"] == key2 and tok["encryptionContext"]["ferry:taskArn"] == t["taskArn"]
         # The per-task flow is in the audit trail, by the service principal.
-        audit = [json.loads(l) for l in open(os.path.join(srv.data_dir, "kms-audit.jsonl"))]
+        audit = srv.audit_records()
         arn = first[0]["taskArn"]
         ops = {a["eventName"] for a in audit if arn in json.dumps(a.get("requestParameters"))
                and a["userIdentity"].get("invokedBy") == "fargate.amazonaws.com" and "errorCode" not in a}

@@ -227,6 +227,7 @@ def test_a_role_that_does_not_trust_ecs_tasks_fails_the_task(ferry_server, tmp_p
 
 def data_dir_holds(srv, needles):
     """The needles found in plaintext in any file of the data directory
+    (and of the PostgreSQL cluster, when the server uses one)
     (sparse files read by their allocated data; mount points, i.e. a
     running task's plaintext view, skipped) or in the server's log."""
     found = set()
@@ -234,17 +235,18 @@ def data_dir_holds(srv, needles):
         if n in srv.log():
             found.add(n)
     raw = [n.encode() for n in needles]
-    for root, dirs, files in os.walk(srv.data_dir):
-        dirs[:] = [d for d in dirs if not os.path.ismount(os.path.join(root, d))]
-        for f in files:
-            p = os.path.join(root, f)
-            if os.path.islink(p) or not os.path.isfile(p) or os.path.ismount(p):
-                continue
-            try:
-                for chunk in allocated_data(p):
-                    found.update(n.decode() for n in raw if n in chunk)
-            except OSError:
-                continue  # gone meanwhile
+    for top in srv.state_dirs():
+        for root, dirs, files in os.walk(top):
+            dirs[:] = [d for d in dirs if not os.path.ismount(os.path.join(root, d))]
+            for f in files:
+                p = os.path.join(root, f)
+                if os.path.islink(p) or not os.path.isfile(p) or os.path.ismount(p):
+                    continue
+                try:
+                    for chunk in allocated_data(p):
+                        found.update(n.decode() for n in raw if n in chunk)
+                except OSError:
+                    continue  # gone meanwhile
     return found
 
 

@@ -83,6 +83,20 @@ pub enum StoreError {
         /// What the database said.
         detail: String,
     },
+    /// The shared store's database has no space left on its disk (SQLSTATE
+    /// 53100): writes fail until space is freed, reads keep working, and
+    /// the connection stays usable. Like [`StoreError::Io`] with
+    /// `disk_full`, it is [`StoreError::is_disk_full`].
+    #[error(
+        "the state store database {target} cannot write: its disk is full ({detail}); \
+         writes succeed again once space is freed"
+    )]
+    DatabaseFull {
+        /// The database, without its password.
+        target: String,
+        /// What the database said.
+        detail: String,
+    },
     /// The shared store's database cannot be reached (stopped, restarting,
     /// network): the call failed, and the next call connects again.
     #[error(
@@ -113,14 +127,15 @@ pub enum StoreError {
 type Result<T> = std::result::Result<T, StoreError>;
 
 impl StoreError {
-    /// Whether the data directory's file system was full.
+    /// Whether the store's disk was full: the data directory's file system
+    /// (embedded store), or the database's (shared store).
     pub fn is_disk_full(&self) -> bool {
         matches!(
             self,
             StoreError::Io {
                 disk_full: true,
                 ..
-            }
+            } | StoreError::DatabaseFull { .. }
         )
     }
 

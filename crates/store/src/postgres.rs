@@ -294,10 +294,18 @@ fn pg_detail(e: &tokio_postgres::Error) -> String {
 
 /// SQLSTATE classes that mean the server is going away or not there yet:
 /// connection exceptions (08), operator intervention (57: shutdown,
-/// starting up), insufficient resources (53: too many connections).
+/// starting up), insufficient resources (53: too many connections), but
+/// not a full disk ([`db_disk_full`]): the server is there and answers
+/// reads.
 fn db_unavailable(e: &tokio_postgres::error::DbError) -> bool {
     let c = e.code().code();
-    c.starts_with("08") || c.starts_with("57") || c.starts_with("53")
+    (c.starts_with("08") || c.starts_with("57") || c.starts_with("53")) && !db_disk_full(e)
+}
+
+/// SQLSTATE 53100 `disk_full`: the database could not extend a file
+/// (ENOSPC). A statement error like any other: the connection stays good.
+fn db_disk_full(e: &tokio_postgres::error::DbError) -> bool {
+    *e.code() == tokio_postgres::error::SqlState::DISK_FULL
 }
 
 impl PgStore {
@@ -369,6 +377,13 @@ impl PgStore {
         let (broken, err) = match e {
             CallError::Pg(e) => match e.as_db_error() {
                 Some(db) if db_unavailable(db) => (true, unavailable(pg_detail(&e))),
+                Some(db) if db_disk_full(db) => (
+                    false,
+                    StoreError::DatabaseFull {
+                        target: self.target.clone(),
+                        detail: pg_detail(&e),
+                    },
+                ),
                 Some(_) => (
                     false,
                     StoreError::Database {

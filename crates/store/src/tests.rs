@@ -504,3 +504,47 @@ fn a_swallowed_statement_error_does_not_commit_half_a_transaction() {
     s.put("t", "good", &Rec { n: 1 }).unwrap();
     assert_eq!(s.get::<Rec>("t", "good").unwrap(), Some(Rec { n: 1 }));
 }
+
+#[test]
+fn a_full_database_disk_is_disk_full_not_unreachable() {
+    let pg = TempPostgres::new();
+    let s = Store::connect(&pg.url()).unwrap();
+    s.put("t", "a", &Rec { n: 1 }).unwrap();
+    // What PostgreSQL answers when it cannot extend a file (ENOSPC).
+    s.sql_for_tests(
+        "CREATE FUNCTION full_disk() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN IF NEW.key = 'big' THEN RAISE EXCEPTION 'could not extend file \"base/1/2\": \
+         No space left on device' USING ERRCODE = 'disk_full'; END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER full_disk BEFORE INSERT OR UPDATE ON ferry_records FOR EACH ROW \
+         EXECUTE FUNCTION full_disk()",
+    )
+    .unwrap();
+    let e = s.put("t", "big", &Rec { n: 2 }).unwrap_err();
+    assert!(e.is_disk_full(), "{e}");
+    assert!(!e.is_unavailable(), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("disk is full") && msg.contains("53100"),
+        "{msg}"
+    );
+    assert!(!msg.contains("unreachable"), "{msg}");
+    // In a transaction too, and a caller sees a retryable 503.
+    let e = s
+        .write(|w| {
+            w.put("t", "b", &Rec { n: 3 })?;
+            w.put("t", "big", &Rec { n: 4 })
+        })
+        .unwrap_err();
+    assert!(e.is_disk_full(), "{e}");
+    let aws: ferry_proto::AwsError = e.into();
+    assert_eq!(
+        (aws.code.as_str(), aws.status),
+        ("ServiceUnavailableException", 503)
+    );
+    // Reads keep working, nothing of the failed transaction was written,
+    // and writes that fit go on.
+    assert_eq!(s.get::<Rec>("t", "a").unwrap(), Some(Rec { n: 1 }));
+    assert_eq!(s.get::<Rec>("t", "b").unwrap(), None);
+    s.put("t", "c", &Rec { n: 5 }).unwrap();
+    assert_eq!(s.get::<Rec>("t", "c").unwrap(), Some(Rec { n: 5 }));
+}

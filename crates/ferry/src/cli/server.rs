@@ -36,9 +36,14 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // A second call (tests running the server twice in a process) keeps the first.
+    // A log line that cannot be written (stderr on a full disk) is lost;
+    // with internal errors logged, tracing-subscriber would `eprintln!` the
+    // failure to the same stderr, and that panics: the server died as soon
+    // as its log's disk filled.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
