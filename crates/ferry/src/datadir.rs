@@ -160,8 +160,27 @@ impl DataDir {
         }
         // Key material and credentials live here: nobody else may look in.
         create_private_dir(path)?;
-        let store = Arc::new(Store::open(&path.join("state.redb"))?);
+        let redb_path = path.join("state.redb");
         let creds_path = path.join("credentials");
+        // A `credentials` file without an embedded store is a fleet
+        // replica's directory (`--store` keeps no state here): starting a
+        // new embedded deployment in it would overwrite that file with
+        // another deployment's key. (A first start that crashed halfway
+        // left its store beside the file, and goes on below.)
+        if !redb_path
+            .try_exists()
+            .map_err(io("looking for the store", &redb_path))?
+            && creds_path
+                .try_exists()
+                .map_err(io("looking for the credentials", &creds_path))?
+        {
+            return Err(DataDirError::Credentials(format!(
+                "{} exists but {} has no embedded store: this data directory belongs to a                  replica of a shared store; start with that --store and --root-key, or use                  another --data-dir",
+                creds_path.display(),
+                path.display()
+            )));
+        }
+        let store = Arc::new(Store::open(&redb_path)?);
         let (identity, secret) = match store.get::<Identity>(TABLE, IDENTITY)? {
             Some(id) => {
                 if let Some(requested) = account_id
@@ -434,6 +453,20 @@ mod tests {
             panic!("accepted a foreign credentials file")
         };
         assert!(e.to_string().contains("AKIAOTHER"), "{e}");
+    }
+
+    #[test]
+    fn a_replicas_directory_is_not_taken_over_by_an_embedded_start() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("credentials");
+        let replica = "[default]\naws_access_key_id = AKIAFLEET\naws_secret_access_key = s\n";
+        fs::write(&path, replica).unwrap();
+        let Err(e) = DataDir::open_or_init(tmp.path(), None) else {
+            panic!("started an embedded deployment over a replica's credentials")
+        };
+        assert!(e.to_string().contains("--store"), "{e}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), replica);
+        assert!(!tmp.path().join("state.redb").exists());
     }
 
     #[test]
