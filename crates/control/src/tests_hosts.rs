@@ -381,8 +381,9 @@ fn two_launches_racing_for_the_last_capacity_cannot_both_have_it(kind: Kind) {
     }
 }
 
-fn another_hosts_task_is_started_and_stopped_by_that_host_only(kind: Kind) {
-    // a has no room: RunTask through a places on b.
+/// A fleet whose host a has no room, and a task RunTask through a placed
+/// on b.
+fn a_task_placed_on_b(kind: Kind) -> (Fleet, String) {
     let f = fleet(
         kind,
         Opts {
@@ -393,6 +394,11 @@ fn another_hosts_task_is_started_and_stopped_by_that_host_only(kind: Kind) {
     );
     let arn = arns(&f.a.ok("RunTask", run(&["subnet-1"], 1))).remove(0);
     assert_eq!(f.task(&arn).host, "b");
+    (f, arn)
+}
+
+fn another_hosts_task_is_started_and_stopped_by_that_host_only(kind: Kind) {
+    let (f, arn) = a_task_placed_on_b(kind);
     assert_eq!(f.task(&arn).last_status, TaskStatus::Provisioning);
     assert!(f.a.started().is_empty());
     assert_eq!(f.a.assign(), assign::Work::default());
@@ -854,16 +860,7 @@ over_both!(
 
 #[test]
 fn after_resign_nothing_is_launched_or_started() {
-    let f = fleet(
-        Kind::Redb,
-        Opts {
-            size: Some((128, 128)),
-            ..Opts::default()
-        },
-        Opts::default(),
-    );
-    let arn = arns(&f.a.ok("RunTask", run(&["subnet-1"], 1))).remove(0);
-    assert_eq!(f.task(&arn).host, "b");
+    let (f, arn) = a_task_placed_on_b(Kind::Redb);
     assert!(leader::tick(f.a.core()).is_some());
     f.a.ok("CreateService", service("web", 2));
     // Both shut down cleanly: a's scheduler launches nothing any more (a
