@@ -860,7 +860,7 @@ over_both!(
 
 #[test]
 fn after_resign_nothing_is_launched_or_started() {
-    let (f, arn) = a_task_placed_on_b(Kind::Redb);
+    let (f, _) = a_task_placed_on_b(Kind::Redb);
     assert!(leader::tick(f.a.core()).is_some());
     f.a.ok("CreateService", service("web", 2));
     // Both shut down cleanly: a's scheduler launches nothing any more (a
