@@ -175,7 +175,9 @@ impl DataDir {
                 .map_err(io("looking for the credentials", &creds_path))?
         {
             return Err(DataDirError::Credentials(format!(
-                "{} exists but {} has no embedded store: this data directory belongs to a                  replica of a shared store; start with that --store and --root-key, or use                  another --data-dir",
+                "{} exists but {} has no embedded store: this data directory belongs to a \
+                 replica of a shared store; start with that --store and --root-key, or use \
+                 another --data-dir",
                 creds_path.display(),
                 path.display()
             )));
@@ -464,7 +466,10 @@ mod tests {
         let Err(e) = DataDir::open_or_init(tmp.path(), None) else {
             panic!("started an embedded deployment over a replica's credentials")
         };
-        assert!(e.to_string().contains("--store"), "{e}");
+        assert!(
+            e.to_string().contains("--store") && !e.to_string().contains("  "),
+            "{e}"
+        );
         assert_eq!(fs::read_to_string(&path).unwrap(), replica);
         assert!(!tmp.path().join("state.redb").exists());
     }
