@@ -244,35 +244,29 @@ def task_arns(ecs, status):
 
 def stop_all(ecs, timeout=300):
     """Stops every task of the default cluster and waits until all are
-    STOPPED; returns the seconds it took."""
+    STOPPED; returns the seconds it took and how many."""
     t0 = time.monotonic()
     arns = task_arns(ecs, "RUNNING")
     for arn in arns:
         ecs.stop_task(task=arn, reason="fleet bench")
-    left = list(arns)
-    while left:
-        if time.monotonic() - t0 > timeout:
-            raise SystemExit(f"{len(left)} tasks did not stop within {timeout} s")
-        for i in range(0, len(left), 100):
-            for t in ecs.describe_tasks(tasks=left[i:i + 100])["tasks"]:
-                if t["lastStatus"] == "STOPPED":
-                    left.remove(t["taskArn"])
-        if left:
-            time.sleep(0.25)
+    wait_status(ecs, arns, "STOPPED", timeout=timeout, poll=0.25)
     return time.monotonic() - t0, len(arns)
 
 
-def wait_running(ecs, arns, timeout=180, poll=0.25):
+def wait_status(ecs, arns, status, timeout, poll):
+    """Waits until every task of `arns` shows `status` (DescribeTasks, 100
+    at a time); a task that stops while RUNNING is awaited ends the run."""
     deadline = time.monotonic() + timeout
     left = list(arns)
     while left:
         if time.monotonic() > deadline:
-            raise SystemExit(f"{len(left)} tasks did not reach RUNNING in {timeout} s")
-        for t in ecs.describe_tasks(tasks=left)["tasks"]:
-            if t["lastStatus"] == "RUNNING":
-                left.remove(t["taskArn"])
-            elif t["lastStatus"] == "STOPPED":
-                raise SystemExit(f"task stopped: {t.get('stopCode')}: {t.get('stoppedReason')}")
+            raise SystemExit(f"{len(left)} tasks did not reach {status} in {timeout} s")
+        for i in range(0, len(left), 100):
+            for t in ecs.describe_tasks(tasks=left[i:i + 100])["tasks"]:
+                if t["lastStatus"] == status:
+                    left.remove(t["taskArn"])
+                elif t["lastStatus"] == "STOPPED":
+                    raise SystemExit(f"task stopped: {t.get('stopCode')}: {t.get('stoppedReason')}")
         if left:
             time.sleep(poll)
 
@@ -295,19 +289,6 @@ def to_running(ecs, netcfg):
             raise SystemExit(f"task stopped: {t.get('stopCode')}: {t.get('stoppedReason')}")
         time.sleep(POLL)
     raise SystemExit("a task did not reach RUNNING in 120 s")
-
-
-def wait_stopped(ecs, arns, timeout=120):
-    deadline = time.monotonic() + timeout
-    left = list(arns)
-    while left:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{len(left)} tasks did not stop within {timeout} s")
-        for t in ecs.describe_tasks(tasks=left)["tasks"]:
-            if t["lastStatus"] == "STOPPED":
-                left.remove(t["taskArn"])
-        if left:
-            time.sleep(0.1)
 
 
 # -- the run -----------------------------------------------------------------
@@ -427,7 +408,7 @@ def main():
         if r.get("failures"):
             raise SystemExit(f"RunTask failed: {r['failures']}")
         ten = [t["taskArn"] for t in r["tasks"]]
-        wait_running(ecs_a, ten)
+        wait_status(ecs_a, ten, "RUNNING", timeout=180, poll=0.25)
         dargs = {"tasks": ten}
         # Rounds alternate between one replica and two, the order swapped
         # every round, so drift in the machine's load hits both alike.
@@ -466,7 +447,7 @@ def main():
                 took, arn = to_running(ecs, net)
                 lat[kind].append(took)
                 ecs.stop_task(task=arn, reason="fleet bench")
-                wait_stopped(ecs, [arn])
+                wait_status(ecs, [arn], "STOPPED", timeout=120, poll=0.1)
         load_after = " ".join(open("/proc/loadavg").read().split()[:3])
 
         # The report.
