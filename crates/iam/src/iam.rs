@@ -2,6 +2,13 @@
 //! the state store and live in memory (every request is authenticated
 //! against it, so lookups never touch the disk with the embedded store).
 //!
+//! Agent keys: a remote `ferry agent` host acts with its own long-term
+//! key, one per host ([`Iam::create_agent_key`]), which authenticates as
+//! the platform's service principal [`AGENT_PRINCIPAL`], exactly as the
+//! in-process platform calls the KMS; no user owns it and the IAM API
+//! neither lists nor changes it (only the operator's `FerryAdmin` calls
+//! do).
+//!
 //! Writers are serialized by one mutex and write the store first, then the
 //! memory: what a caller was told happened is durable. Secret access keys
 //! and session secrets are sealed by a [`Sealer`] (the KMS root key) before
@@ -41,7 +48,8 @@ use zeroize::Zeroizing;
 
 use crate::error::{self, no_such_role, no_such_user, store};
 use crate::model::{
-    ACCESS_KEYS, AccessKeyRecord, ROLES, RoleRecord, SESSIONS, SessionRecord, USERS, UserRecord,
+    ACCESS_KEYS, AGENT_KEYS, AccessKeyRecord, AgentKeyRecord, ROLES, RoleRecord, SESSIONS,
+    SessionRecord, USERS, UserRecord,
 };
 use crate::{ids, managed, trust, validate};
 
@@ -54,6 +62,13 @@ pub trait Sealer: Send + Sync {
     /// Opens what [`Sealer::seal`] sealed under the same label.
     fn unseal(&self, label: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, AwsError>;
 }
+
+/// The service principal an agent key authenticates as: the one the
+/// in-process platform acts as (`ferry_kms::FARGATE_PRINCIPAL`, which this
+/// crate does not depend on; the composition root's tests check they are
+/// the same), so key policies and grants judge a remote agent's KMS calls
+/// exactly as the platform's own.
+pub const AGENT_PRINCIPAL: &str = "fargate.amazonaws.com";
 
 /// Why a request's access key was refused at authentication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +186,11 @@ struct LiveKey {
     secret: Zeroizing<String>,
 }
 
+struct LiveAgentKey {
+    rec: AgentKeyRecord,
+    secret: Zeroizing<String>,
+}
+
 #[derive(Clone)]
 struct LiveSession {
     secret: Zeroizing<String>,
@@ -197,12 +217,15 @@ struct State {
     keys: HashMap<String, Arc<LiveKey>>,
     /// By key id.
     sessions: HashMap<String, Arc<LiveSession>>,
+    /// Agent keys by key id (authentication looks them up by id; the
+    /// table is keyed by host).
+    agent_keys: HashMap<String, Arc<LiveAgentKey>>,
     /// The versions of [`TABLES`] the maps reflect (shared store only).
-    seen: [u64; 4],
+    seen: [u64; 5],
 }
 
 /// The tables kept in memory, in the order of `State::seen`.
-const TABLES: [&str; 4] = [ROLES, USERS, ACCESS_KEYS, SESSIONS];
+const TABLES: [&str; 5] = [ROLES, USERS, ACCESS_KEYS, SESSIONS, AGENT_KEYS];
 
 /// The identity store.
 pub struct Iam {
@@ -270,6 +293,12 @@ fn key_label(key_id: &str) -> String {
 
 fn session_label(key_id: &str) -> String {
     format!("iam/session/{key_id}")
+}
+
+// Its own label: a sealed user key copied into the agent table (or the
+// reverse) does not open, so neither table can lend the other a secret.
+fn agent_key_label(key_id: &str) -> String {
+    format!("iam/agent-key/{key_id}")
 }
 
 /// The identity policies of a role or user: its inline policies and the
@@ -383,6 +412,14 @@ impl Iam {
             let live = iam.live_key(&k, rec)?;
             st.keys.insert(k, Arc::new(live));
         }
+        for (_, rec) in store
+            .scan::<AgentKeyRecord>(AGENT_KEYS, "")
+            .map_err(error::store)?
+        {
+            let live = iam.live_agent_key(rec)?;
+            st.agent_keys
+                .insert(live.rec.key_id.clone(), Arc::new(live));
+        }
         let t = now();
         let mut expired = Vec::new();
         for (k, rec) in store
@@ -415,6 +452,13 @@ impl Iam {
         let sealed = unb64(&rec.sealed_secret)?;
         let secret = secret_string(self.sealer.unseal(&key_label(key_id), &sealed)?)?;
         Ok(LiveKey { rec, secret })
+    }
+
+    /// An agent key's live form: its secret opened.
+    fn live_agent_key(&self, rec: AgentKeyRecord) -> Result<LiveAgentKey, AwsError> {
+        let sealed = unb64(&rec.sealed_secret)?;
+        let secret = secret_string(self.sealer.unseal(&agent_key_label(&rec.key_id), &sealed)?)?;
+        Ok(LiveAgentKey { rec, secret })
     }
 
     /// A stored session's live form, or `None` if it has expired by `t` or
@@ -465,7 +509,7 @@ impl Iam {
         let _one = self.reload.lock().unwrap_or_else(|e| e.into_inner());
         // Another caller may have reloaded while this one waited.
         let now_v = self.store.versions(&TABLES).map_err(error::store)?;
-        let (seen, prev_roles, prev_users, prev_keys, prev_sessions) = {
+        let (seen, prev_roles, prev_users, prev_keys, prev_sessions, prev_agents) = {
             let st = self.read();
             (
                 st.seen,
@@ -473,6 +517,7 @@ impl Iam {
                 st.users.clone(),
                 st.keys.clone(),
                 st.sessions.clone(),
+                st.agent_keys.clone(),
             )
         };
         if seen[..] == now_v[..] {
@@ -542,11 +587,31 @@ impl Iam {
         } else {
             prev_sessions
         };
+        let agent_keys = if changed(4) {
+            let mut m = HashMap::new();
+            for (_, rec) in self
+                .store
+                .scan::<AgentKeyRecord>(AGENT_KEYS, "")
+                .map_err(error::store)?
+            {
+                // A re-issued key is a new record (new id, new secret): an
+                // unchanged one keeps its opened secret.
+                let live = match prev_agents.get(&rec.key_id) {
+                    Some(p) if p.rec == rec => p.clone(),
+                    _ => Arc::new(self.live_agent_key(rec)?),
+                };
+                m.insert(live.rec.key_id.clone(), live);
+            }
+            m
+        } else {
+            prev_agents
+        };
         let mut st = self.write();
         st.roles = roles;
         st.users = users;
         st.keys = keys;
         st.sessions = sessions;
+        st.agent_keys = agent_keys;
         for (s, n) in st.seen.iter_mut().zip(now_v) {
             *s = n;
         }
@@ -628,9 +693,11 @@ impl Iam {
 
     // ---- authentication ------------------------------------------------
 
-    /// The secret and caller of `access_key_id` (a user's long-term key or
-    /// a session key); `session_token` is the request's
-    /// `X-Amz-Security-Token`. Runs on every request: memory only.
+    /// The secret and caller of `access_key_id` (a user's long-term key, a
+    /// session key, or an agent key, whose caller is the service principal
+    /// [`AGENT_PRINCIPAL`] with the key's id); `session_token` is the
+    /// request's `X-Amz-Security-Token`. Runs on every request: memory
+    /// only (with a shared store, one version check first).
     pub fn authenticate(
         &self,
         access_key_id: &str,
@@ -666,6 +733,14 @@ impl Iam {
             };
             return Ok((s.secret.clone(), caller));
         }
+        if let Some(a) = st.agent_keys.get(access_key_id) {
+            // A long-term key: a session token with it is refused, as AWS
+            // does for a user's key.
+            if session_token.is_some() {
+                return Err(AuthRefusal::Invalid);
+            }
+            return Ok((a.secret.clone(), self.agent_caller(access_key_id)));
+        }
         let k = st.keys.get(access_key_id).ok_or(AuthRefusal::Invalid)?;
         if session_token.is_some() || k.rec.status != "Active" {
             return Err(AuthRefusal::Invalid);
@@ -681,10 +756,10 @@ impl Iam {
     }
 
     /// The caller `access_key_id` belongs to while it is usable (an
-    /// active key of an existing user, or a live session), without a
-    /// signature: for credentials derived from an earlier authenticated
-    /// request (the registry's login tokens), to refuse them once the
-    /// principal is gone and to apply its current policies.
+    /// active key of an existing user, a live session, or an agent key),
+    /// without a signature: for credentials derived from an earlier
+    /// authenticated request (the registry's login tokens), to refuse them
+    /// once the principal is gone and to apply its current policies.
     pub fn caller_of_key(&self, access_key_id: &str) -> Option<Caller> {
         if !self.refreshed() {
             return None;
@@ -704,6 +779,9 @@ impl Iam {
                 access_key_id: Some(access_key_id.to_owned()),
                 policies: Some(role.policies.clone()),
             });
+        }
+        if st.agent_keys.contains_key(access_key_id) {
+            return Some(self.agent_caller(access_key_id));
         }
         let k = st.keys.get(access_key_id)?;
         if k.rec.status != "Active" {
@@ -1153,6 +1231,96 @@ impl Iam {
         });
         tracing::info!(access_key_id = %key_id, "iam: access key deleted");
         Ok(())
+    }
+
+    // ---- agent keys ----------------------------------------------------
+
+    /// Issues the service key of remote agent host `host` (the name it
+    /// joins the fleet with, `[A-Za-z0-9._-]{1,64}`, exact case): its
+    /// access key id and secret, the secret returned once and stored only
+    /// sealed. One key per host: a key the host had is replaced, and
+    /// refused from now on (through every replica).
+    pub fn create_agent_key(&self, host: &str) -> Result<(String, Zeroizing<String>), AwsError> {
+        validate::agent_host(host)?;
+        let _w = self.writer();
+        let key_id = ids::access_key_id();
+        let secret = ids::secret_access_key();
+        let sealed = self
+            .sealer
+            .seal(&agent_key_label(&key_id), secret.as_bytes())?;
+        let rec = AgentKeyRecord {
+            host: host.to_owned(),
+            key_id: key_id.clone(),
+            created: now(),
+            sealed_secret: b64(&sealed),
+        };
+        // The host's previous key is read in the transaction: another
+        // replica may have issued one since this one's copy was loaded.
+        let old = self.txn(|w| {
+            let old: Option<AgentKeyRecord> = w.get(AGENT_KEYS, host).map_err(store)?;
+            w.put(AGENT_KEYS, host, &rec).map_err(store)?;
+            Ok(old.map(|o| o.key_id))
+        })?;
+        self.publish(|st| {
+            if let Some(o) = &old {
+                st.agent_keys.remove(o);
+            }
+            st.agent_keys.insert(
+                key_id.clone(),
+                Arc::new(LiveAgentKey {
+                    rec,
+                    secret: secret.clone(),
+                }),
+            );
+        });
+        tracing::info!(
+            host,
+            access_key_id = %key_id,
+            replaced = old.as_deref().unwrap_or("none"),
+            "iam: agent key issued"
+        );
+        Ok((key_id, secret))
+    }
+
+    /// Revokes the service key of agent host `host`: refused from now on
+    /// (through every replica). `false` if the host had none.
+    pub fn delete_agent_key(&self, host: &str) -> Result<bool, AwsError> {
+        validate::agent_host(host)?;
+        let _w = self.writer();
+        let old = self.txn(|w| {
+            let old: Option<AgentKeyRecord> = w.get(AGENT_KEYS, host).map_err(store)?;
+            if old.is_some() {
+                w.delete(AGENT_KEYS, host).map_err(store)?;
+            }
+            Ok(old.map(|o| o.key_id))
+        })?;
+        let Some(old) = old else {
+            return Ok(false);
+        };
+        self.publish(|st| {
+            st.agent_keys.remove(&old);
+        });
+        tracing::info!(host, access_key_id = %old, "iam: agent key revoked");
+        Ok(true)
+    }
+
+    /// The host agent key `access_key_id` belongs to (`None` for any other
+    /// key): for the agent protocol, to scope a caller to its own host.
+    /// Reads what the last refresh loaded (every authentication refreshes
+    /// first), so it costs no store round trip.
+    pub fn agent_host(&self, access_key_id: &str) -> Option<String> {
+        self.read()
+            .agent_keys
+            .get(access_key_id)
+            .map(|a| a.rec.host.clone())
+    }
+
+    /// The caller an agent key authenticates as: the platform's service
+    /// principal, with the key's id (which the KMS audit records name).
+    fn agent_caller(&self, access_key_id: &str) -> Caller {
+        let mut caller = Caller::service(self.account.clone(), AGENT_PRINCIPAL);
+        caller.access_key_id = Some(access_key_id.to_owned());
+        caller
     }
 
     // ---- sessions ------------------------------------------------------

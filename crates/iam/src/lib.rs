@@ -7,7 +7,8 @@
 //! - [`iam`]: the identity store ([`Iam`]): durable in the state store,
 //!   live in memory; authentication ([`Iam::authenticate`]); sessions
 //!   ([`Iam::assume_role`], [`Iam::assume_role_for_service`],
-//!   [`Iam::revoke_owner`]); the [`Sealer`] that keeps secrets sealed.
+//!   [`Iam::revoke_owner`]); remote agents' service keys
+//!   ([`Iam::create_agent_key`]); the [`Sealer`] that keeps secrets sealed.
 //! - [`trust`]: trust policies and who may assume a role.
 //! - [`managed`]: the built-in AWS managed policies.
 //! - [`api`]: the IAM query service ([`IamService`]).
@@ -28,7 +29,9 @@ pub mod trust;
 pub mod validate;
 
 pub use api::IamService;
-pub use iam::{AssumeRoleRequest, AssumedRole, AuthRefusal, Iam, Sealer, SessionCredentials};
+pub use iam::{
+    AGENT_PRINCIPAL, AssumeRoleRequest, AssumedRole, AuthRefusal, Iam, Sealer, SessionCredentials,
+};
 pub use sts::StsService;
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ pub const ACCESS_KEYS: &str = "iam_access_keys";
 /// AssumeRole sessions, by key id (service sessions too with a shared store;
 /// with the embedded one they stay in memory).
 pub const SESSIONS: &str = "iam_sessions";
+/// Remote agents' service keys, by host name (one key per host).
+pub const AGENT_KEYS: &str = "iam_agent_keys";
 
 /// A tag (`Key`, `Value`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,4 +122,20 @@ pub struct SessionRecord {
     /// must know them; with the embedded store they live in memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+}
+
+/// A remote agent's service key (`ferry agent`): it authenticates as the
+/// platform's service principal, never as a user, so it is kept apart from
+/// [`AccessKeyRecord`] (no user owns it, no IAM API lists or changes it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentKeyRecord {
+    /// The host's name as given (the table key; `[A-Za-z0-9._-]{1,64}`).
+    pub host: String,
+    /// `AKIA...`.
+    pub key_id: String,
+    /// Creation time, Unix seconds.
+    pub created: i64,
+    /// The secret, sealed under the root key (label
+    /// `iam/agent-key/KEYID`), base64.
+    pub sealed_secret: String,
 }

@@ -953,3 +953,99 @@ fn service_sessions_for_tasks_and_their_revocation() {
         AuthRefusal::Invalid
     );
 }
+
+#[test]
+fn agent_keys_authenticate_as_the_fargate_service_one_per_host() {
+    let e = env();
+    let (id, secret) = e.iam.create_agent_key("host-1.example").unwrap();
+    assert!(id.starts_with("AKIA") && id.len() == 20 && secret.len() == 40);
+    let (s, caller) = e.iam.authenticate(&id, None).unwrap();
+    assert_eq!(*s, *secret);
+    // What the in-process platform acts as, with the key's id.
+    let mut platform = Caller::service(ACC, "fargate.amazonaws.com");
+    platform.access_key_id = Some(id.clone());
+    assert_eq!(caller, platform);
+    assert_eq!(e.iam.caller_of_key(&id), Some(caller.clone()));
+    assert_eq!(e.iam.agent_host(&id).as_deref(), Some("host-1.example"));
+    // A long-term key: a session token with it is refused.
+    assert_eq!(
+        e.iam.authenticate(&id, Some("t")).unwrap_err(),
+        AuthRefusal::Invalid
+    );
+    // Not a user: the IAM API does not serve it, nor list it as a key.
+    assert_eq!(
+        e.iam_call(&caller, "ListUsers", &[]).unwrap_err().code,
+        "AccessDenied"
+    );
+    // A user's key is no agent's.
+    let (user_key, _, _) = e.user_with("bob", ECS_READ);
+    assert!(e.iam.agent_host(&user_key).is_none());
+
+    // The secret never reaches the store in plaintext.
+    let raw = std::fs::read(e.dir.path().join("state.redb")).unwrap();
+    assert!(!raw.windows(40).any(|w| w == secret.as_bytes()));
+
+    // Issued again for the host: the old key is refused, the new one works;
+    // another host's key is not touched.
+    let (other, other_secret) = e.iam.create_agent_key("host-2").unwrap();
+    let (id2, secret2) = e.iam.create_agent_key("host-1.example").unwrap();
+    assert_ne!(id2, id);
+    assert_eq!(
+        e.iam.authenticate(&id, None).unwrap_err(),
+        AuthRefusal::Invalid
+    );
+    assert!(e.iam.caller_of_key(&id).is_none() && e.iam.agent_host(&id).is_none());
+    assert_eq!(*e.iam.authenticate(&id2, None).unwrap().0, *secret2);
+    assert_eq!(*e.iam.authenticate(&other, None).unwrap().0, *other_secret);
+    // Host names are exact: another case is another host.
+    let (upper, _) = e.iam.create_agent_key("HOST-2").unwrap();
+    assert_eq!(e.iam.agent_host(&upper).as_deref(), Some("HOST-2"));
+    assert!(e.iam.authenticate(&other, None).is_ok());
+
+    // A restart keeps the keys (unsealed again).
+    let e = e.reopen();
+    let (s, c) = e.iam.authenticate(&id2, None).unwrap();
+    assert_eq!((&*s, c.access_key_id.as_deref()), (&*secret2, Some(&*id2)));
+    assert_eq!(e.iam.agent_host(&id2).as_deref(), Some("host-1.example"));
+    assert!(e.iam.authenticate(&id, None).is_err());
+
+    // Revoked: refused at once; revoking again says there was none.
+    assert!(e.iam.delete_agent_key("host-1.example").unwrap());
+    assert_eq!(
+        e.iam.authenticate(&id2, None).unwrap_err(),
+        AuthRefusal::Invalid
+    );
+    assert!(e.iam.caller_of_key(&id2).is_none() && e.iam.agent_host(&id2).is_none());
+    assert!(!e.iam.delete_agent_key("host-1.example").unwrap());
+    assert!(e.iam.authenticate(&other, None).is_ok());
+    let e = e.reopen();
+    assert!(e.iam.authenticate(&id2, None).is_err());
+    assert!(e.iam.authenticate(&other, None).is_ok());
+}
+
+#[test]
+fn agent_host_names_follow_the_host_rule() {
+    let e = env();
+    let long = "x".repeat(65);
+    for bad in ["", "a/b", "a b", "tab\t", "h\u{f6}st", "a:b", long.as_str()] {
+        let err = e.iam.create_agent_key(bad).unwrap_err();
+        assert_eq!((err.code.as_str(), err.status), ("ValidationError", 400));
+        assert!(
+            err.message
+                .contains("Member must satisfy regular expression pattern: [A-Za-z0-9._-]{1,64}"),
+            "{}",
+            err.message
+        );
+        assert_eq!(
+            e.iam.delete_agent_key(bad).unwrap_err().code,
+            "ValidationError"
+        );
+    }
+    // A refused name is echoed cut short.
+    let huge = "y".repeat(10_000);
+    assert!(e.iam.create_agent_key(&huge).unwrap_err().message.len() < 300);
+    for good in ["a", "node-1.rack_2", "x".repeat(64).as_str(), "1.2.3.4"] {
+        let (id, _) = e.iam.create_agent_key(good).unwrap();
+        assert_eq!(e.iam.agent_host(&id).as_deref(), Some(good));
+    }
+}

@@ -169,6 +169,25 @@ pub fn tags(tags: &[Tag]) -> Result<(), AwsError> {
     Ok(())
 }
 
+/// A remote agent's host name (`name`): 1 to 64 of `[A-Za-z0-9._-]`, the
+/// control plane's rule for host names. A refused name is echoed cut to 80
+/// characters: it is the caller's input, of any length.
+pub fn agent_host(value: &str) -> Result<(), AwsError> {
+    let ok = (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        return Ok(());
+    }
+    let shown: String = value.chars().take(80).collect();
+    Err(constraint(
+        "name",
+        &shown,
+        "Member must satisfy regular expression pattern: [A-Za-z0-9._-]{1,64}",
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -223,3 +223,32 @@ fn an_assumed_role_session_dies_with_its_role_on_every_replica() {
         );
     }
 }
+
+#[test]
+fn an_agent_key_issued_through_one_replica_authenticates_and_is_revoked_through_the_other() {
+    let pg = TempPostgres::new();
+    let (a, b) = (replica(&pg), replica(&pg));
+    let (id, secret) = a.create_agent_key("node-1").unwrap();
+    let (got, caller) = b.authenticate(&id, None).unwrap();
+    assert_eq!(*got, *secret);
+    assert_eq!(
+        caller.principal,
+        Principal::Service(ferry_iam::AGENT_PRINCIPAL.into())
+    );
+    assert_eq!(caller.access_key_id.as_deref(), Some(id.as_str()));
+    assert_eq!(b.agent_host(&id).as_deref(), Some("node-1"));
+    // Issued again through B: the old key is refused through A at once.
+    let (id2, secret2) = b.create_agent_key("node-1").unwrap();
+    assert_eq!(a.authenticate(&id, None).unwrap_err(), AuthRefusal::Invalid);
+    assert!(a.agent_host(&id).is_none());
+    assert_eq!(*a.authenticate(&id2, None).unwrap().0, *secret2);
+    // Revoked through A: refused through B at once, for the registry's
+    // check too.
+    assert!(a.delete_agent_key("node-1").unwrap());
+    assert_eq!(
+        b.authenticate(&id2, None).unwrap_err(),
+        AuthRefusal::Invalid
+    );
+    assert!(b.caller_of_key(&id2).is_none());
+    assert!(!b.delete_agent_key("node-1").unwrap());
+}
