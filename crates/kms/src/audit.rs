@@ -391,12 +391,15 @@ fn record<'a>(e: &'a Event<'a>) -> Record<'a> {
             access_key_id: c.access_key_id.as_deref(),
             invoked_by: None,
         },
+        // The platform in-process signs nothing (no key id, as CloudTrail
+        // shows a service); a remote agent signs with its own key, named
+        // so the trail tells which host made the call.
         Principal::Service(s) => Identity {
             kind: "AWSService",
             principal_id: None,
             arn: None,
             account_id: None,
-            access_key_id: None,
+            access_key_id: c.access_key_id.as_deref(),
             invoked_by: Some(s),
         },
         Principal::Iam(arn) => Identity {

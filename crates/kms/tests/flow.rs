@@ -787,3 +787,126 @@ fn platform_path_audits_like_json_calls() {
     assert_eq!(dry.len(), 3, "{dry:?}");
     assert_eq!(dry[0]["errorCode"], "DryRunOperationException");
 }
+
+#[test]
+fn a_remote_agents_key_is_judged_as_the_platform_and_named_in_the_trail() {
+    use ferry_kms::platform::context;
+
+    let f = fixture();
+    // What `ferry_iam::Iam::authenticate` makes of an agent key: the
+    // platform's service principal, with the key's id.
+    let mut agent = Caller::service(ACCOUNT, FARGATE_PRINCIPAL);
+    agent.access_key_id = Some("AKIAAGENTHOST0000001".into());
+    let ag = RequestContext::internal(agent, "us-east-1");
+    let arn = key_arn(&f.kms, &admin(), PLATFORM_KEY_ALIAS).unwrap();
+    let ec = ecs_context("prod");
+    f.sink.lines.lock().unwrap().clear();
+
+    // The task-volume flow over JSON, as the agent makes it over HTTP:
+    // the grant token carries Decrypt before the grant is visible.
+    let dk = call(
+        &f.kms,
+        &ag,
+        "GenerateDataKeyWithoutPlaintext",
+        json!({"KeyId": arn, "EncryptionContext": ec, "NumberOfBytes": 64}),
+    )
+    .unwrap();
+    let g = call(
+        &f.kms,
+        &ag,
+        "CreateGrant",
+        json!({"KeyId": arn, "GranteePrincipal": FARGATE_PRINCIPAL,
+        "RetiringPrincipal": FARGATE_PRINCIPAL, "Operations": ["Decrypt"],
+        "Constraints": {"EncryptionContextEquals": ec}}),
+    )
+    .unwrap();
+    let pt = call(
+        &f.kms,
+        &ag,
+        "Decrypt",
+        json!({"CiphertextBlob": dk["CiphertextBlob"], "EncryptionContext": ec,
+        "GrantTokens": [g["GrantToken"]]}),
+    )
+    .unwrap();
+    assert!(pt["Plaintext"].as_str().is_some_and(|p| !p.is_empty()));
+    call(
+        &f.kms,
+        &ag,
+        "RetireGrant",
+        json!({"GrantToken": g["GrantToken"]}),
+    )
+    .unwrap();
+    // The image store's data keys, only under its context.
+    let store_ec = context::image_store(ACCOUNT);
+    let blob = call(
+        &f.kms,
+        &ag,
+        "GenerateDataKey",
+        json!({"KeyId": arn, "EncryptionContext": store_ec, "NumberOfBytes": 32}),
+    )
+    .unwrap();
+    call(
+        &f.kms,
+        &ag,
+        "Decrypt",
+        json!({"CiphertextBlob": blob["CiphertextBlob"], "EncryptionContext": store_ec}),
+    )
+    .unwrap();
+    // Nothing more than the platform may: plaintext volume keys, or
+    // Decrypt without the grant (retired).
+    let e = call(
+        &f.kms,
+        &ag,
+        "GenerateDataKey",
+        json!({"KeyId": arn, "EncryptionContext": ec, "NumberOfBytes": 64}),
+    )
+    .unwrap_err();
+    assert_eq!(e.0, "AccessDeniedException");
+    let e = decrypt(
+        &f.kms,
+        &ag,
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            dk["CiphertextBlob"].as_str().unwrap(),
+        )
+        .unwrap(),
+        &ec,
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "AccessDeniedException");
+    // The in-process platform's calls are refused alike.
+    let e = call(
+        &f.kms,
+        &fargate(),
+        "GenerateDataKey",
+        json!({"KeyId": arn, "EncryptionContext": ec, "NumberOfBytes": 64}),
+    )
+    .unwrap_err();
+    assert_eq!(e.0, "AccessDeniedException");
+
+    // Every record names the service and the agent's key; the platform's
+    // own (no key) names none.
+    let lines: Vec<Value> = f
+        .sink
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 9);
+    for (i, r) in lines.iter().enumerate() {
+        let who = &r["userIdentity"];
+        assert_eq!(who["type"], "AWSService");
+        assert_eq!(who["invokedBy"], FARGATE_PRINCIPAL);
+        if i < 8 {
+            assert_eq!(who["accessKeyId"], "AKIAAGENTHOST0000001", "{r}");
+        } else {
+            assert!(who.get("accessKeyId").is_none(), "{r}");
+        }
+    }
+    // The plaintext keys never reach the trail.
+    let text = f.sink.lines.lock().unwrap().join("\n");
+    assert!(!text.contains(pt["Plaintext"].as_str().unwrap()));
+    assert!(!text.contains(blob["Plaintext"].as_str().unwrap()));
+}
