@@ -9,11 +9,20 @@
 //! the runtime's stop path sends SIGTERM and waits each container's
 //! `stopTimeout` (up to 120 s, Fargate's two-minute warning) before
 //! SIGKILL. Services replace interrupted tasks like any stopped task.
+//!
+//! `CreateAgentCredentials {"name": HOST}` issues the service key a remote
+//! `ferry agent` host signs with (`{"accessKeyId", "secretAccessKey",
+//! "name"}`; one key per host, so issuing again revokes the host's previous
+//! key), and `DeleteAgentCredentials {"name": HOST}` revokes it (`{}`;
+//! `ResourceNotFoundException` if the host has none). The keys live in the
+//! identity store, which this crate does not depend on: the composition
+//! root hands an [`AgentKeys`] over it to [`FerryAdmin::with_agent_keys`].
 
 use std::sync::Arc;
 
 use ferry_proto::{AwsError, JsonService, Principal, RequestContext};
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use crate::capacity::FARGATE_SPOT;
 use crate::db;
@@ -56,15 +65,82 @@ pub struct InterruptSpotTasksResponse {
     pub failures: Vec<Failure>,
 }
 
+/// Remote agents' service keys, one per host (implemented over the
+/// identity store in the composition root).
+pub trait AgentKeys: Send + Sync {
+    /// Issues `host`'s key, replacing (and so revoking) one it had: its
+    /// access key id and secret access key. `host` is the name the agent
+    /// joins with (`[A-Za-z0-9._-]{1,64}`, checked before this is called).
+    fn create(&self, host: &str) -> Result<(String, Zeroizing<String>), AwsError>;
+    /// Revokes `host`'s key; `false` if it had none.
+    fn delete(&self, host: &str) -> Result<bool, AwsError>;
+}
+
+/// `CreateAgentCredentials` and `DeleteAgentCredentials` request.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentCredentialsRequest {
+    /// The agent's host name (its `--name`).
+    pub name: String,
+}
+
 /// The admin service.
 pub struct FerryAdmin {
     core: Arc<Core>,
+    agent_keys: Option<Arc<dyn AgentKeys>>,
 }
 
 impl FerryAdmin {
-    /// Over the ECS service's core.
+    /// Over the ECS service's core; without agent keys
+    /// ([`FerryAdmin::with_agent_keys`]) the agent credential operations
+    /// are refused.
     pub fn new(core: Arc<Core>) -> Self {
-        Self { core }
+        Self {
+            core,
+            agent_keys: None,
+        }
+    }
+
+    /// Serves `CreateAgentCredentials` and `DeleteAgentCredentials` over
+    /// `keys`.
+    #[must_use]
+    pub fn with_agent_keys(mut self, keys: Arc<dyn AgentKeys>) -> Self {
+        self.agent_keys = Some(keys);
+        self
+    }
+
+    fn agent_keys(&self, body: &[u8]) -> Result<(&dyn AgentKeys, String), AwsError> {
+        let keys = self.agent_keys.as_deref().ok_or_else(|| {
+            EcsError::Client("This server does not issue agent credentials.".into())
+        })?;
+        let req: AgentCredentialsRequest = crate::service::parse(body)?;
+        crate::hosts::check_name(&req.name)
+            .map_err(|e| EcsError::InvalidParameter(e.to_string()))?;
+        Ok((keys, req.name))
+    }
+
+    fn create_agent_credentials(&self, body: &[u8]) -> Result<serde_json::Value, AwsError> {
+        let (keys, name) = self.agent_keys(body)?;
+        let (access_key_id, secret) = keys.create(&name)?;
+        // The answer is the one place the secret leaves the server (the
+        // JSON value and the response body are not zeroized; nothing logs
+        // them).
+        Ok(serde_json::json!({
+            "accessKeyId": access_key_id,
+            "secretAccessKey": secret.as_str(),
+            "name": name,
+        }))
+    }
+
+    fn delete_agent_credentials(&self, body: &[u8]) -> Result<serde_json::Value, AwsError> {
+        let (keys, name) = self.agent_keys(body)?;
+        if !keys.delete(&name)? {
+            return Err(EcsError::ResourceNotFound(format!(
+                "The host {name} has no agent credentials."
+            ))
+            .into());
+        }
+        Ok(serde_json::json!({}))
     }
 }
 
@@ -169,14 +245,17 @@ impl JsonService for FerryAdmin {
                 ),
             ));
         }
-        let r = match operation {
-            "InterruptSpotTasks" => crate::service::parse(body).and_then(|req| {
-                let resp = interrupt(&self.core, req)?;
-                serde_json::to_value(resp)
-                    .map_err(|e| EcsError::Server(format!("encoding the response: {e}")))
-            }),
-            other => Err(EcsError::UnknownOperation(other.to_owned())),
-        };
-        r.map_err(AwsError::from)
+        match operation {
+            "InterruptSpotTasks" => crate::service::parse(body)
+                .and_then(|req| {
+                    let resp = interrupt(&self.core, req)?;
+                    serde_json::to_value(resp)
+                        .map_err(|e| EcsError::Server(format!("encoding the response: {e}")))
+                })
+                .map_err(AwsError::from),
+            "CreateAgentCredentials" => self.create_agent_credentials(body),
+            "DeleteAgentCredentials" => self.delete_agent_credentials(body),
+            other => Err(EcsError::UnknownOperation(other.to_owned()).into()),
+        }
     }
 }

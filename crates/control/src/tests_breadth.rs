@@ -641,3 +641,93 @@ fn a_role_sessions_settings_are_its_roles() {
     );
     assert_eq!(d["settings"][0]["type"], "aws_managed");
 }
+
+/// Agent keys in memory: host -> key id, ids issued in order.
+#[derive(Default)]
+struct MemAgentKeys {
+    keys: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+}
+
+impl admin::AgentKeys for MemAgentKeys {
+    fn create(
+        &self,
+        host: &str,
+    ) -> Result<(String, zeroize::Zeroizing<String>), ferry_proto::AwsError> {
+        let mut keys = self.keys.lock().unwrap();
+        let id = format!("AKIAAGENT{:011}", keys.len() + 1);
+        keys.insert(host.to_owned(), id.clone());
+        Ok((id, zeroize::Zeroizing::new(format!("secret-of-{host}"))))
+    }
+
+    fn delete(&self, host: &str) -> Result<bool, ferry_proto::AwsError> {
+        Ok(self.keys.lock().unwrap().remove(host).is_some())
+    }
+}
+
+#[test]
+fn agent_credentials_are_issued_and_revoked_by_the_administrator_only() {
+    let e = env();
+    let keys = std::sync::Arc::new(MemAgentKeys::default());
+    let svc = FerryAdmin::new(e.svc.core().clone()).with_agent_keys(keys.clone());
+    let call = |caller: Caller, op: &str, body: Value| {
+        let ctx = RequestContext::internal(caller, "us-east-1");
+        svc.call(&ctx, op, &serde_json::to_vec(&body).unwrap())
+    };
+    let admin = || Caller::admin("000000000000");
+
+    let r = call(admin(), "CreateAgentCredentials", json!({"name": "node-1"})).unwrap();
+    assert_eq!(
+        r,
+        json!({"accessKeyId": "AKIAAGENT00000000001", "secretAccessKey": "secret-of-node-1",
+               "name": "node-1"})
+    );
+    assert_eq!(keys.keys.lock().unwrap()["node-1"], "AKIAAGENT00000000001");
+
+    // Nobody else: not an IAM user, nor an agent (the service principal)
+    // minting keys for other hosts.
+    let user = Caller {
+        account: "000000000000".into(),
+        principal: Principal::Iam("arn:aws:iam::000000000000:user/bob".into()),
+        access_key_id: None,
+        policies: None,
+    };
+    let mut agent = Caller::service("000000000000", "fargate.amazonaws.com");
+    agent.access_key_id = Some("AKIAAGENT00000000001".into());
+    for who in [user, agent] {
+        for op in ["CreateAgentCredentials", "DeleteAgentCredentials"] {
+            let err = call(who.clone(), op, json!({"name": "node-2"})).unwrap_err();
+            assert_eq!(err.code, "AccessDeniedException", "{op}");
+        }
+    }
+    assert_eq!(keys.keys.lock().unwrap().len(), 1);
+
+    // The host rule, and the request's shape.
+    for bad in ["", "a/b", "x y", &"h".repeat(65)] {
+        let err = call(admin(), "CreateAgentCredentials", json!({"name": bad})).unwrap_err();
+        assert_eq!(err.code, "InvalidParameterException", "{bad}");
+    }
+    for body in [
+        json!({}),
+        json!({"name": "n", "extra": 1}),
+        json!({"name": 7}),
+    ] {
+        let err = call(admin(), "CreateAgentCredentials", body).unwrap_err();
+        assert_eq!(err.code, "SerializationException");
+    }
+
+    // Revoked once; then the host has none.
+    let r = call(admin(), "DeleteAgentCredentials", json!({"name": "node-1"})).unwrap();
+    assert_eq!(r, json!({}));
+    assert!(keys.keys.lock().unwrap().is_empty());
+    let err = call(admin(), "DeleteAgentCredentials", json!({"name": "node-1"})).unwrap_err();
+    assert_eq!(err.code, "ResourceNotFoundException");
+    assert!(err.message.contains("node-1"), "{}", err.message);
+
+    // A server without agent keys refuses both.
+    let bare = FerryAdmin::new(e.svc.core().clone());
+    let ctx = RequestContext::internal(admin(), "us-east-1");
+    let err = bare
+        .call(&ctx, "CreateAgentCredentials", br#"{"name":"node-1"}"#)
+        .unwrap_err();
+    assert_eq!(err.code, "ClientException");
+}

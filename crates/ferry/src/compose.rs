@@ -268,7 +268,13 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
         .json_service("logs", logs)
         .json_service(
             "ecs",
-            Arc::new(ferry_control::admin::FerryAdmin::new(ecs.core().clone())),
+            Arc::new(
+                ferry_control::admin::FerryAdmin::new(ecs.core().clone()).with_agent_keys(
+                    Arc::new(AgentKeys {
+                        iam: shared.iam.clone(),
+                    }),
+                ),
+            ),
         )
         .json_service("ecs", ecs)
         .json_service("secretsmanager", secrets.secrets_manager)
@@ -526,6 +532,45 @@ impl ferry_registry::Principals for RegistryPrincipals {
             return Some(admin);
         }
         self.iam.caller_of_key(access_key_id)
+    }
+}
+
+/// The operator's agent credentials (`FerryAdmin`'s
+/// `CreateAgentCredentials`), kept in the identity store: the key
+/// authenticates as the platform's service principal.
+struct AgentKeys {
+    iam: Arc<Iam>,
+}
+
+// The identity store names the principal without depending on the KMS:
+// an agent's calls are judged as the platform's only while both agree.
+const _: () = assert!(const_str_eq(
+    ferry_iam::AGENT_PRINCIPAL,
+    ferry_kms::FARGATE_PRINCIPAL
+));
+
+const fn const_str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+impl ferry_control::admin::AgentKeys for AgentKeys {
+    fn create(&self, host: &str) -> Result<(String, Zeroizing<String>), AwsError> {
+        self.iam.create_agent_key(host)
+    }
+
+    fn delete(&self, host: &str) -> Result<bool, AwsError> {
+        self.iam.delete_agent_key(host)
     }
 }
 

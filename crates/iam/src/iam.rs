@@ -65,9 +65,9 @@ pub trait Sealer: Send + Sync {
 
 /// The service principal an agent key authenticates as: the one the
 /// in-process platform acts as (`ferry_kms::FARGATE_PRINCIPAL`, which this
-/// crate does not depend on; the composition root's tests check they are
-/// the same), so key policies and grants judge a remote agent's KMS calls
-/// exactly as the platform's own.
+/// crate does not depend on; the composition root asserts at compile time
+/// that they are the same), so key policies and grants judge a remote
+/// agent's KMS calls exactly as the platform's own.
 pub const AGENT_PRINCIPAL: &str = "fargate.amazonaws.com";
 
 /// Why a request's access key was refused at authentication.
