@@ -1,5 +1,6 @@
 //! Command-line interface: one module per subcommand.
 
+mod agent_credentials;
 mod csi;
 mod image;
 mod server;
@@ -28,6 +29,8 @@ enum Command {
     Image(image::Args),
     /// Operator actions on FARGATE_SPOT tasks (interrupt).
     Spot(spot::Args),
+    /// Issue (or revoke) a remote agent host's service credentials.
+    AgentCredentials(agent_credentials::Args),
     /// Kubernetes CSI node plugin: encrypted ephemeral inline volumes keyed by a ferry KMS.
     Csi(csi::Args),
     /// A task's supervisor process (started by the server).
@@ -43,6 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Image(a) => image::run(a),
         Command::Shim(a) => shim::run(a),
         Command::Spot(a) => spot::run(a),
+        Command::AgentCredentials(a) => agent_credentials::run(a),
         Command::Csi(a) => csi::run(a),
     }
 }
