@@ -2,6 +2,11 @@
 //! endpoint over HTTP/1.1, for ferry's own command-line tools and plugins
 //! (`ferry spot`, the CSI plugin's KMS calls). One implementation of
 //! "sign with [`crate::sigv4::Signer`], send, read a bounded answer".
+//!
+//! [`kms`] is the KMS client over it, shared by the CSI plugin and a
+//! remote host's storage keys.
+
+pub mod kms;
 
 use std::time::Duration;
 

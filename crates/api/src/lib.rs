@@ -9,7 +9,7 @@
 //! - [`calls`]: the services as an already-authenticated caller (the
 //!   console's session) through the same authorization as a signed request.
 //! - [`client`]: the client side: SigV4-signed POSTs for ferry's own
-//!   tools and plugins.
+//!   tools and plugins, and [`client::kms`], their KMS client.
 //! - [`credentials`]: the credentials file (shared-credentials format) that
 //!   hands the administrator's access key to clients.
 //! - `gate`: the authorization gate: identity policies for the services

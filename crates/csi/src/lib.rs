@@ -7,13 +7,14 @@
 //! Modules:
 //! - [`quantity`]: Kubernetes quantities (`20Gi`) → volume sizes.
 //! - [`attrs`]: the volume context kubelet passes; the encryption context.
-//! - [`kms`]: the plugin's KMS client (SigV4, four calls, plus STS identity).
+//! - the plugin's KMS client (SigV4; GenerateDataKeyWithoutPlaintext,
+//!   CreateGrant, Decrypt, RetireGrant, STS identity) is
+//!   [`ferry_api::client::kms`], shared with a remote host's storage keys.
 //! - [`record`]: per-volume records (ids and ARNs, nothing secret).
 //! - [`node`]: publish, unpublish, stats, recovery after a restart.
 //! - [`service`]: the gRPC Identity and Node services.
 
 pub mod attrs;
-pub mod kms;
 pub mod node;
 pub mod quantity;
 pub mod record;

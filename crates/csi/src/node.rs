@@ -7,10 +7,12 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use ferry_api::client::kms::{
+    DATA_KEY_BYTES, DecryptRequest, GrantConstraints, GrantRequest, KmsClient, KmsError,
+};
 use ferry_volume as volume;
 
 use crate::attrs::{self, Pod};
-use crate::kms::{KmsClient, KmsError};
 use crate::record::{Layout, Params, Phase, Record};
 
 /// What the plugin needs besides its KMS client.
@@ -250,26 +252,45 @@ impl Node {
         self.save(rec)?;
         let wrapped = self
             .kms
-            .generate_data_key_without_plaintext(&key_id, &ctx)
+            .generate_data_key_without_plaintext(&key_id, &ctx, DATA_KEY_BYTES)
             .map_err(kms_err)?;
         rec.key_arn = Some(wrapped.key_arn.clone());
         self.save(rec)?;
+        // Decrypt only, for exactly the pod's context; the plugin itself
+        // is grantee and retiring principal.
+        let name = grant_name(&rec.volume_id);
         let grant = self
             .kms
-            .create_grant(
-                &wrapped.key_arn,
-                &self.grantee,
-                &ctx,
-                &grant_name(&rec.volume_id),
-            )
+            .create_grant(&GrantRequest {
+                key_id: &wrapped.key_arn,
+                grantee: &self.grantee,
+                retiring: Some(&self.grantee),
+                operations: &["Decrypt"],
+                constraints: Some(GrantConstraints {
+                    equals: Some(&ctx),
+                    subset: None,
+                }),
+                name: Some(&name),
+            })
             .map_err(kms_err)?;
         rec.grant_id = Some(grant.id.clone());
         self.save(rec)?;
         let mut plain = self
             .kms
-            .decrypt(&wrapped, &ctx, &grant.token)
+            .decrypt(&DecryptRequest {
+                blob: &wrapped.blob,
+                context: &ctx,
+                key_id: Some(&wrapped.key_arn),
+                grant_tokens: &[&grant.token],
+            })
             .map_err(kms_err)?;
         drop(grant);
+        if plain.len() != DATA_KEY_BYTES {
+            return Err(kms_err(KmsError::Malformed {
+                op: "Decrypt",
+                detail: "Plaintext is not a 64-byte data key".into(),
+            }));
+        }
         let pass = volume::Passphrase::new(std::mem::take(&mut *plain))
             .map_err(|e| NodeError::internal("data key", e))?;
         let token = volume::KmsToken {

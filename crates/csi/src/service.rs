@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use ferry_api::client::kms::KmsError;
 use tonic::{Code, Request, Response, Status};
 
 use crate::attrs;
@@ -35,8 +36,8 @@ impl From<NodeError> for Status {
 /// the same for the plugin's default key is the cluster's
 /// (FAILED_PRECONDITION); a refusal is PERMISSION_DENIED; an unreachable
 /// KMS is UNAVAILABLE (kubelet retries).
-fn kms_code(e: &crate::kms::KmsError, named_key: bool) -> Code {
-    use crate::kms::KmsError as K;
+fn kms_code(e: &KmsError, named_key: bool) -> Code {
+    use KmsError as K;
     match e {
         K::Service { code, .. } => match code.as_str() {
             "NotFoundException"
@@ -425,10 +426,11 @@ mod tests {
 
     #[test]
     fn kms_errors_map_by_whose_key_it_is() {
-        let e = |c: &str| crate::kms::KmsError::Service {
+        let e = |c: &str| KmsError::Service {
             op: "GenerateDataKeyWithoutPlaintext",
             code: c.into(),
             message: String::new(),
+            status: 400,
         };
         assert_eq!(
             kms_code(&e("NotFoundException"), true),
@@ -442,7 +444,7 @@ mod tests {
             kms_code(&e("AccessDeniedException"), true),
             Code::PermissionDenied
         );
-        let t = crate::kms::KmsError::Transport {
+        let t = KmsError::Transport {
             op: "Decrypt",
             endpoint: "x".into(),
             detail: "refused".into(),

@@ -1,7 +1,11 @@
 //! The key operations host storage needs, behind a trait so its logic is
-//! tested with a fake. The real implementation is the KMS's
+//! tested with a fake. The real implementations are the KMS's
 //! [`Platform`]: typed, in-process, audited calls as the Fargate service
-//! principal.
+//! principal; and, for a host that reaches the control plane only over
+//! HTTP, [`remote::ApiKeys`]: the same calls over the KMS JSON API, with
+//! an access key that authenticates as that principal.
+
+pub mod remote;
 
 use ferry_kms::platform::{EncryptionContext, IssuedKey, Platform, PlatformError, WrappedKey};
 use ferry_proto::{AwsError, RequestContext};

@@ -11,7 +11,9 @@
 //! - [`runtime`]: the control plane's `TaskRuntime` over the agent.
 //! - [`recovery`]: the one crash-recovery entry point.
 //! - [`keys`]: the key operations host storage needs ([`keys::VolumeKeys`]),
-//!   implemented by the KMS's `Platform`.
+//!   implemented by the KMS's `Platform` (in process) and by
+//!   [`keys::remote::ApiKeys`] (over the KMS API, for a remote host; also
+//!   the image store's `ferry_blob::BlobKeys`).
 //! - [`engine`]: the volume engine ([`engine::VolumeEngine`]), implemented
 //!   by ferry-volume's LUKS2 engine ([`engine::Luks2`]).
 //! - `sys`: the only `unsafe`: the new mount API calls for idmapped mounts.

@@ -59,7 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         access_key_id: key_id,
         secret_access_key: secret,
     };
-    let kms = csi::kms::KmsClient::new(&args.kms_endpoint, &args.region, creds)?;
+    let kms = ferry_api::client::kms::KmsClient::new(&args.kms_endpoint, &args.region, creds)?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let exe = std::env::current_exe().context("cannot find own executable")?;

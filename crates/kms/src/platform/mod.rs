@@ -92,6 +92,17 @@ pub enum PlatformError {
     /// A dry run was carried out for real (a KMS fault).
     #[error("{0} ignored DryRun")]
     DryRunIgnored(&'static str),
+    /// A KMS reached over the network (a remote host's keys,
+    /// `ferry_host::keys::remote`) could not be asked, or answered outside
+    /// its API model: there is no KMS error to pass on, so
+    /// [`PlatformError::kms_error`] is `None`.
+    #[error("KMS {operation} failed: {detail}")]
+    Remote {
+        /// The operation.
+        operation: &'static str,
+        /// What went wrong (unreachable endpoint, malformed answer).
+        detail: String,
+    },
 }
 
 impl PlatformError {
