@@ -109,13 +109,16 @@ _CLI_ERROR = re.compile(r"An error occurred \(([\w.]+)\) when calling the \w+ op
 
 class FerryServer:
     def __init__(self, data_dir, region="us-east-1", extra_args=(), stop_tasks_on_exit=True,
-                 store=None, pg=None, root_key=None, pg_dir=None):
+                 store=None, pg=None, root_key=None, pg_dir=None, listen="127.0.0.1"):
         """`store`: "redb" or "postgresql" (default: FERRY_E2E_STORE). With
         PostgreSQL, `pg` is a pg.PgCluster to share (default: one of this
         server's own, made at the first start in `pg_dir` (default: the
         temporary directory) and removed at close()), and `root_key` the
         --root-key file (default: `root.key` beside the data dir)."""
         self.data_dir = data_dir
+        # The address to listen on (a test whose agents run in network
+        # namespaces of its own gives the address they reach it at).
+        self.listen = listen
         self.store = store or ("postgresql" if pg else e2e_store())
         self.pg = pg
         self._own_pg = False
@@ -148,7 +151,7 @@ class FerryServer:
         self._log_mark = self._log.tell()
         self._drains = self.stop_tasks_on_exit
         cmd = [self.bin or ferry_bin(), "server", "--data-dir", self.data_dir,
-               "--listen", f"127.0.0.1:{port}", "--region", self.region, *self.extra_args]
+               "--listen", f"{self.listen}:{port}", "--region", self.region, *self.extra_args]
         if "--task-subnet" not in self.extra_args:
             cmd += ["--task-network", self.network_name, "--task-subnet", TASK_SUBNET]
         if self.store == "postgresql" and "--store" not in self.extra_args:

@@ -187,7 +187,7 @@ async fn dispatch(
 
     // Every kind of route signs the same request; only the signing name
     // (and, for the query protocol, the error words) differ.
-    let auth = |signing_name, protocol| {
+    let auth = |signing_name, protocol, target: Option<&str>| {
         authenticate(
             &Signed {
                 router,
@@ -201,6 +201,7 @@ async fn dispatch(
             },
             signing_name,
             protocol,
+            target,
         )
     };
     if let Some(target) = parts.headers.get("x-amz-target") {
@@ -222,7 +223,7 @@ async fn dispatch(
             )
             .with_status(405));
         }
-        let ctx = auth(route.signing_name, Protocol::Json)?;
+        let ctx = auth(route.signing_name, Protocol::Json, Some(prefix))?;
         let result = crate::calls::call_json(route, ctx, operation, body).await?;
         let bytes = serde_json::to_vec(&result).map_err(|_| encode_failed())?;
         return Ok(json_response(StatusCode::OK, bytes, request_id));
@@ -232,7 +233,7 @@ async fn dispatch(
     // names a query service (IAM and STS are both served at `/`).
     if let Some(route) = query_route(router, &parts.headers) {
         let service = route.service.clone();
-        let ctx = match auth(route.signing_name, Protocol::Query) {
+        let ctx = match auth(route.signing_name, Protocol::Query, None) {
             Ok(ctx) => ctx,
             Err(e) => return Ok(query_error(&*service, &e, request_id)),
         };
@@ -272,7 +273,7 @@ async fn dispatch(
         )
         .with_status(404));
     };
-    let ctx = auth(route.signing_name, Protocol::Json)?;
+    let ctx = auth(route.signing_name, Protocol::Json, None)?;
     let rest = RestRequest {
         method: parts.method,
         path,
@@ -461,6 +462,7 @@ fn authenticate(
     req: &Signed<'_>,
     signing_name: &str,
     protocol: Protocol,
+    target: Option<&str>,
 ) -> Result<RequestContext, AwsError> {
     let Signed {
         router,
@@ -511,6 +513,24 @@ fn authenticate(
         .caller
         .into_inner()
         .ok_or_else(|| AwsError::server("InternalFailure", "authenticated caller missing"))?;
+    if matches!(caller.principal, ferry_proto::Principal::Service(_))
+        && !target.is_some_and(|t| router.service_targets.contains(&t))
+    {
+        let code = match protocol {
+            Protocol::Json => "AccessDeniedException",
+            Protocol::Query => "AccessDenied",
+        };
+        return Err(AwsError::client(
+            code,
+            format!(
+                "the key {} belongs to {} and may call only {}",
+                caller.access_key_id.as_deref().unwrap_or("?"),
+                caller.arn(),
+                router.service_targets.join(", ")
+            ),
+        )
+        .with_status(403));
+    }
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())

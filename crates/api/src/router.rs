@@ -51,6 +51,9 @@ pub struct Router {
     pub(crate) body_limit: usize,
     pub(crate) limits: crate::listener::Limits,
     pub(crate) signing_keys: crate::sigv4::SigningKeyCache,
+    /// The JSON targets a signed request from a service principal's key
+    /// (a remote agent's) may reach; every other route refuses it.
+    pub(crate) service_targets: Vec<&'static str>,
 }
 
 /// The default request body limit. KMS requests are at most a few KiB;
@@ -72,6 +75,7 @@ impl Router {
             body_limit: DEFAULT_BODY_LIMIT,
             limits: crate::listener::Limits::default(),
             signing_keys: crate::sigv4::SigningKeyCache::new(),
+            service_targets: Vec::new(),
         }
     }
 
@@ -138,6 +142,17 @@ impl Router {
             exact: false,
             service,
         });
+        self
+    }
+
+    /// The JSON target prefixes (`TrentService`, ...) a key that
+    /// authenticates as a service principal may call. Such keys (a remote
+    /// agent's) stand for a part of the platform, not for a user: identity
+    /// checks let service principals through (their limits are resource
+    /// policies), so the router keeps them to what they are for.
+    #[must_use]
+    pub fn service_targets(mut self, prefixes: &[&'static str]) -> Self {
+        self.service_targets = prefixes.to_vec();
         self
     }
 

@@ -10,6 +10,8 @@
 //! Module map:
 //! - [`admin`]: `FerryAdmin_20261201`, the operator's own operations
 //!   (spot interruption), administrator only.
+//! - [`agents`]: `FerryAgent_20261201`, how a remote `ferry agent` joins
+//!   as a host (register, poll, events, logs) over the API.
 //! - [`service`]: [`EcsService`], the `JsonService` the API server registers;
 //!   dispatches operations, owns startup (default cluster, record upgrades,
 //!   then reconciliation through [`tasks`]).
@@ -56,6 +58,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod agents;
 pub mod arn;
 pub mod capacity;
 pub mod clock;

@@ -825,6 +825,187 @@ fn on_a_single_host_store_tasks_from_before_hosts_are_the_local_hosts() {
     let _ = std::fs::remove_dir_all(&path);
 }
 
+/// The agent API's extras: host `r`'s agent key is `AKIAR`.
+struct Support;
+
+impl crate::agents::AgentSupport for Support {
+    fn host_of_key(&self, access_key_id: &str) -> Option<String> {
+        (access_key_id == "AKIAR").then(|| "r".to_owned())
+    }
+    fn firewall_rules(&self) -> ferry_proto::net::FirewallRules {
+        ferry_proto::net::FirewallRules::default()
+    }
+    fn open_log_stream(&self, _: &str, _: &str, _: bool) -> Result<(), ferry_proto::AwsError> {
+        Ok(())
+    }
+    fn put_log_lines(
+        &self,
+        _: &str,
+        _: &str,
+        _: &[crate::agents::wire::LogLine],
+    ) -> Result<(), ferry_proto::AwsError> {
+        Ok(())
+    }
+}
+
+fn agent_ctx(key: &str) -> ferry_proto::RequestContext {
+    let mut caller = ferry_proto::Caller::service("000000000000", "fargate.amazonaws.com");
+    caller.access_key_id = Some(key.to_owned());
+    ferry_proto::RequestContext::internal(caller, "us-east-1")
+}
+
+fn a_remote_agent_registers_polls_runs_and_stops_its_tasks(kind: Kind) {
+    use crate::agents::{AgentApi, wire::*};
+    let f = fleet(
+        kind,
+        Opts::default(),
+        Opts {
+            size: None,
+            ..Opts::default()
+        },
+    );
+    let api = AgentApi::new(f.b.core().clone(), Arc::new(Support));
+    let call = |key: &str, op: &str, body: Value| {
+        api.call(&agent_ctx(key), op, &serde_json::to_vec(&body).unwrap())
+    };
+    let register = json!({"name": "r", "cpuUnits": 4096, "memoryMib": 16384,
+        "cpuOvercommit": 1.0, "memoryOvercommit": 1.0, "instance": "r#1", "version": "test"});
+    // Another host's key, and a key that is no agent's, are refused.
+    let mut other = register.clone();
+    other["name"] = "a".into();
+    assert_eq!(
+        call("AKIAR", "RegisterAgent", other).unwrap_err().code,
+        "AccessDeniedException"
+    );
+    assert_eq!(
+        call("AKIAX", "RegisterAgent", register.clone())
+            .unwrap_err()
+            .code,
+        "AccessDeniedException"
+    );
+    let reg: RegisterAgentResponse =
+        serde_json::from_value(call("AKIAR", "RegisterAgent", register).unwrap()).unwrap();
+    assert!(reg.tasks.is_empty());
+    assert_eq!(reg.account_id, "000000000000");
+
+    // Placement spreads over the local host `a` and the remote host `r`.
+    let r = f.a.ok("RunTask", run(&["subnet-1"], 4));
+    assert_eq!(arns(&r).len(), 4);
+    assert_eq!((f.live_on("a"), f.live_on("r")), (2, 2));
+    let on_r: Vec<String> = f
+        .tasks()
+        .into_iter()
+        .filter(|t| t.host == "r")
+        .map(|t| t.arn().to_owned())
+        .collect();
+    let poll = |held: Vec<(String, bool)>| -> PollAgentResponse {
+        let held: Vec<Value> = held
+            .into_iter()
+            .map(|(a, d)| json!({"taskArn": a, "done": d}))
+            .collect();
+        serde_json::from_value(
+            call(
+                "AKIAR",
+                "PollAgent",
+                json!({"name": "r", "instance": "r#1", "held": held}),
+            )
+            .unwrap(),
+        )
+        .unwrap()
+    };
+    let p = poll(vec![]);
+    let mut started: Vec<String> = p.start.iter().map(|p| p.task_arn.clone()).collect();
+    started.sort();
+    let mut want = on_r.clone();
+    want.sort();
+    assert_eq!(started, want);
+    assert!(!p.replaced);
+    // Held: not started again.
+    let held: Vec<(String, bool)> = on_r.iter().map(|a| (a.clone(), false)).collect();
+    assert!(poll(held.clone()).start.is_empty());
+    // Events reach the record.
+    let report = |arn: &str, ev: TaskEvent| {
+        call(
+            "AKIAR",
+            "ReportTaskEvents",
+            json!({"name": "r", "events": [{"taskArn": arn, "event": ev}]}),
+        )
+        .unwrap();
+    };
+    report(
+        &on_r[0],
+        TaskEvent::Provisioned {
+            private_ip: "198.18.0.9".into(),
+        },
+    );
+    report(&on_r[0], TaskEvent::Running);
+    assert_eq!(f.task(&on_r[0]).last_status, TaskStatus::Running);
+    // An event for host a's task is skipped.
+    let on_a = f.tasks().into_iter().find(|t| t.host == "a").unwrap();
+    report(on_a.arn(), TaskEvent::Running);
+    assert_ne!(f.task(on_a.arn()).last_status, TaskStatus::Running);
+    // A stop through replica a reaches the agent at its next poll; its
+    // `Stopped` finishes the task; then it is forgotten.
+    f.a.ok("StopTask", json!({"task": on_r[0]}));
+    let p = poll(held.clone());
+    assert_eq!(p.stop.len(), 1);
+    assert_eq!(p.stop[0].task_arn, on_r[0]);
+    assert_eq!(p.stop[0].stop_code, "UserInitiated");
+    report(
+        &on_r[0],
+        TaskEvent::Stopped {
+            stop_code: "UserInitiated".into(),
+            stopped_reason: "stopped".into(),
+        },
+    );
+    assert_eq!(f.task(&on_r[0]).last_status, TaskStatus::Stopped);
+    let p = poll(vec![(on_r[0].clone(), true), (on_r[1].clone(), false)]);
+    assert_eq!(p.forget, vec![on_r[0].clone()]);
+    assert_eq!(p.tasks.len(), 1, "the view has the live task only");
+    // The registration was replaced: the old process hears it.
+    let again = json!({"name": "r", "cpuUnits": 4096, "memoryMib": 16384,
+        "cpuOvercommit": 1.0, "memoryOvercommit": 1.0, "instance": "r#2", "version": "test"});
+    let reg: RegisterAgentResponse =
+        serde_json::from_value(call("AKIAR", "RegisterAgent", again).unwrap()).unwrap();
+    assert_eq!(
+        reg.tasks.len(),
+        1,
+        "the live task is offered for re-adoption"
+    );
+    assert!(poll(vec![]).replaced);
+}
+
+fn tasks_with_a_task_role_stay_off_remote_agents(kind: Kind) {
+    let f = fleet(
+        kind,
+        Opts::default(),
+        Opts {
+            size: None,
+            ..Opts::default()
+        },
+    );
+    let api = crate::agents::AgentApi::new(f.b.core().clone(), Arc::new(Support));
+    let register = json!({"name": "r", "cpuUnits": 65536, "memoryMib": 262144,
+        "cpuOvercommit": 1.0, "memoryOvercommit": 1.0, "instance": "r#1", "version": "test"});
+    api.call(
+        &agent_ctx("AKIAR"),
+        "RegisterAgent",
+        &serde_json::to_vec(&register).unwrap(),
+    )
+    .unwrap();
+    let mut doc = source_doc();
+    doc["family"] = "with-role".into();
+    doc["taskRoleArn"] = "arn:aws:iam::000000000000:role/app".into();
+    f.a.ok("RegisterTaskDefinition", doc);
+    let mut req = run(&["subnet-1"], 4);
+    req["taskDefinition"] = "with-role".into();
+    let r = f.a.ok("RunTask", req);
+    assert_eq!(arns(&r).len(), 4);
+    // (They may have stopped since: the test has no role sessions.)
+    let hosts: Vec<String> = f.tasks().into_iter().map(|t| t.host).collect();
+    assert_eq!(hosts, vec!["a".to_owned(); 4]);
+}
+
 /// Each test over both stores.
 macro_rules! over_both {
     ($($name:ident),* $(,)?) => {
@@ -856,6 +1037,8 @@ over_both!(
     a_pass_merges_its_own_changes_onto_a_record_written_meanwhile,
     each_replica_reconciles_only_its_own_hosts_tasks,
     the_loop_thread_starts_and_stops_another_replicas_task_soon,
+    a_remote_agent_registers_polls_runs_and_stops_its_tasks,
+    tasks_with_a_task_role_stay_off_remote_agents,
 );
 
 #[test]

@@ -225,7 +225,7 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
             &*engine,
             &*keys,
             &l.tasks_dir,
-            &efs,
+            Some(&efs),
             &adopted,
         ) {
             tracing::warn!("releasing what a previous server left: {p}");
@@ -265,7 +265,7 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
         .query_service("sts", Arc::new(StsService::new(shared.iam.clone())))
         .query_service("ec2", Arc::new(ferry_ec2::Ec2Service::new(ec2.clone())))
         .json_service("kms", shared.kms.clone())
-        .json_service("logs", logs)
+        .json_service("logs", logs.clone())
         .json_service(
             "ecs",
             Arc::new(
@@ -275,6 +275,17 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
                     }),
                 ),
             ),
+        )
+        .json_service(
+            "ecs",
+            Arc::new(ferry_control::agents::AgentApi::new(
+                ecs.core().clone(),
+                Arc::new(AgentSupport {
+                    iam: shared.iam.clone(),
+                    ec2: ec2.clone(),
+                    logs: logs.clone(),
+                }),
+            )),
         )
         .json_service("ecs", ecs)
         .json_service("secretsmanager", secrets.secrets_manager)
@@ -355,8 +366,13 @@ fn local_agent(
     std::fs::create_dir_all(&tasks_dir)
         .with_context(|| format!("creating {}", tasks_dir.display()))?;
     let volumes = Arc::new(
-        TaskVolumes::new(keys.clone(), engine.clone(), tasks_dir.clone(), efs.clone())
-            .with_admission(storage_policy),
+        TaskVolumes::new(
+            keys.clone(),
+            engine.clone(),
+            tasks_dir.clone(),
+            Some(efs.clone()),
+        )
+        .with_admission(storage_policy),
     );
     let metadata = Arc::new(
         ferry_metadata::Endpoints::new(control_state.clone())
@@ -771,32 +787,9 @@ impl ferry_metadata::TaskState for ControlState {
     fn task(&self, task_arn: &str) -> Option<ferry_metadata::ControlTask> {
         let t = self.record(task_arn)?;
         let core = self.core.get()?.upgrade()?;
-        Some(ferry_metadata::ControlTask {
-            family: t.family.clone(),
-            revision: t
-                .task_definition_arn
-                .rsplit(':')
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
-            desired_status: t.desired_status.as_str().to_owned(),
-            known_status: t.last_status.as_str().to_owned(),
-            pull_started_at: t.pull_started_at,
-            pull_stopped_at: t.pull_stopped_at,
-            availability_zone: t.availability_zone(&core.cfg.region),
-            containers: t
-                .containers
-                .iter()
-                .map(|c| ferry_metadata::ControlContainer {
-                    name: c.name.clone(),
-                    arn: c.arn.clone(),
-                    known_status: c.last_status.clone(),
-                    cpu: c.cpu,
-                    memory: c.memory,
-                    exit_code: c.exit_code,
-                })
-                .collect(),
-        })
+        // The same view a remote agent's endpoint serves.
+        let view = ferry_control::agents::wire::TaskView::of(&t, &core.cfg.region);
+        Some(ferry_host::remote::control_task(&view))
     }
 }
 
@@ -872,6 +865,50 @@ impl BlobKeys for ImageKeys {
             .open_image_blob_key(wrapped, context)
             .map_err(key_error("Decrypt"))?;
         DataKey::from_slice(&plain).ok_or_else(|| wrong_length("Decrypt"))
+    }
+}
+
+/// What the remote agents' API needs beyond the control plane: who an
+/// agent key is (IAM's agent keys), the security groups' rules, the Logs
+/// service.
+struct AgentSupport {
+    iam: Arc<Iam>,
+    ec2: Arc<ferry_ec2::Ec2>,
+    logs: Arc<LogsService>,
+}
+
+impl ferry_control::agents::AgentSupport for AgentSupport {
+    fn host_of_key(&self, access_key_id: &str) -> Option<String> {
+        self.iam.agent_host(access_key_id)
+    }
+
+    fn firewall_rules(&self) -> ferry_proto::net::FirewallRules {
+        self.ec2.firewall_rules()
+    }
+
+    fn open_log_stream(
+        &self,
+        group: &str,
+        stream: &str,
+        create_group: bool,
+    ) -> Result<(), AwsError> {
+        self.logs.open_stream(group, stream, create_group)
+    }
+
+    fn put_log_lines(
+        &self,
+        group: &str,
+        stream: &str,
+        lines: &[ferry_control::agents::wire::LogLine],
+    ) -> Result<(), AwsError> {
+        let events: Vec<LogEvent> = lines
+            .iter()
+            .map(|l| LogEvent {
+                timestamp: l.timestamp,
+                message: l.message.clone(),
+            })
+            .collect();
+        self.logs.append(group, stream, &events)
     }
 }
 

@@ -10,6 +10,8 @@
 //!   user.
 //! - [`runtime`]: the control plane's `TaskRuntime` over the agent.
 //! - [`recovery`]: the one crash-recovery entry point.
+//! - [`remote`]: a host joined to a control plane over the API (`ferry
+//!   agent`): registration, re-adoption, the poll loop, the event outbox.
 //! - [`keys`]: the key operations host storage needs ([`keys::VolumeKeys`]),
 //!   implemented by the KMS's `Platform` (in process) and by
 //!   [`keys::remote::ApiKeys`] (over the KMS API, for a remote host; also
@@ -28,6 +30,7 @@ pub mod efs;
 pub mod engine;
 pub mod keys;
 pub mod recovery;
+pub mod remote;
 pub mod runtime;
 mod sys;
 pub mod task_volumes;

@@ -32,7 +32,7 @@ pub fn release_leftovers(
     engine: &dyn VolumeEngine,
     keys: &dyn VolumeKeys,
     tasks_dir: &Path,
-    efs: &EfsVolumes,
+    efs: Option<&EfsVolumes>,
     adopted: &dyn Fn(&str) -> bool,
 ) -> Vec<String> {
     let mut problems = Vec::new();
@@ -51,7 +51,9 @@ pub fn release_leftovers(
             }
         }
     }
-    problems.extend(efs.recover());
+    if let Some(efs) = efs {
+        problems.extend(efs.recover());
+    }
     problems
 }
 

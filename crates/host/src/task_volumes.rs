@@ -106,7 +106,11 @@ pub struct TaskVolumes {
     engine: Arc<dyn VolumeEngine>,
     tasks_dir: PathBuf,
     attached: Mutex<HashMap<String, Attached>>,
-    efs: Arc<EfsVolumes>,
+    /// `None` on a remote agent: EFS file systems live on the host that
+    /// made them, which is never a remote agent (placement keeps tasks
+    /// that mount one off remote agents; a plan that still names one is
+    /// refused).
+    efs: Option<Arc<EfsVolumes>>,
     /// Admission by free space; `None` admits everything.
     policy: Option<StoragePolicy>,
     /// Space admitted per task id (bytes, when), until the task ends.
@@ -116,12 +120,13 @@ pub struct TaskVolumes {
 
 impl TaskVolumes {
     /// Volumes under `tasks_dir`; EFS volumes of a task are bound in by
-    /// `efs` once its volume is up.
+    /// `efs` once its volume is up (`None`: a task that mounts one is
+    /// refused).
     pub fn new(
         keys: Arc<dyn VolumeKeys>,
         engine: Arc<dyn VolumeEngine>,
         tasks_dir: PathBuf,
-        efs: Arc<EfsVolumes>,
+        efs: Option<Arc<EfsVolumes>>,
     ) -> Self {
         Self {
             keys,
@@ -345,7 +350,7 @@ impl TaskStorage for TaskVolumes {
                 }
                 // EFS volumes are bound under the task's volume, so they
                 // come after it and go before it.
-                if let Err(reason) = self.efs.attach_task(plan, &target) {
+                if let Err(reason) = self.attach_efs(plan, &target) {
                     if let Err(e) = self.detach(plan, &target) {
                         tracing::warn!(task = %plan.task_id, "releasing the task's volume: {e}");
                     }
@@ -366,7 +371,9 @@ impl TaskStorage for TaskVolumes {
 
     fn detach(&self, plan: &TaskPlan, _task_root: &Path) -> Result<(), TaskFailure> {
         let mut errors = Vec::new();
-        if let Err(e) = self.efs.detach_task(plan) {
+        if let Some(efs) = &self.efs
+            && let Err(e) = efs.detach_task(plan)
+        {
             errors.push(e.to_string());
         }
         let a = self
@@ -456,7 +463,9 @@ impl TaskVolumes {
                     stopping: stopping.clone(),
                 },
             );
-        if let Err(e) = self.efs.adopt_task(plan, &root) {
+        if let Some(efs) = &self.efs
+            && let Err(e) = efs.adopt_task(plan, &root)
+        {
             if let Ok(mut m) = self.attached.lock()
                 && let Some(a) = m.remove(&plan.task_id)
             {
@@ -476,7 +485,9 @@ impl TaskVolumes {
 
     /// Undoes [`TaskVolumes::adopt`] without unmounting anything.
     pub fn forget(&self, plan: &TaskPlan) {
-        self.efs.forget_task(&plan.task_id);
+        if let Some(efs) = &self.efs {
+            efs.forget_task(&plan.task_id);
+        }
         if let Ok(mut m) = self.attached.lock()
             && let Some(a) = m.remove(&plan.task_id)
         {
@@ -549,7 +560,26 @@ impl TaskVolumes {
                 a.mount.leave();
             }
         }
-        self.efs.leave();
+        if let Some(efs) = &self.efs {
+            efs.leave();
+        }
+    }
+
+    /// Binds the task's EFS volumes under its root.
+    fn attach_efs(&self, plan: &TaskPlan, root: &Path) -> Result<(), TaskFailure> {
+        match &self.efs {
+            Some(efs) => efs.attach_task(plan, root),
+            None if plan
+                .volumes
+                .iter()
+                .any(|v| matches!(v.kind, ferry_proto::plan::VolumeKind::Efs { .. })) =>
+            {
+                Err(TaskFailure::plain(
+                    "this host has no EFS file systems: a task that mounts one runs on the host that made it",
+                ))
+            }
+            None => Ok(()),
+        }
     }
 }
 

@@ -56,4 +56,4 @@ pub mod service;
 pub use managed::ManagedKey;
 pub use platform::{FARGATE_PRINCIPAL, PLATFORM_KEY_ALIAS, Platform};
 pub use root_key::RootKey;
-pub use service::{Kms, OpenError};
+pub use service::{Kms, OpenError, TARGET_PREFIX};

@@ -378,9 +378,12 @@ impl Kms {
     }
 }
 
+/// The KMS's `X-Amz-Target` prefix.
+pub const TARGET_PREFIX: &str = "TrentService";
+
 impl JsonService for Kms {
     fn target_prefix(&self) -> &'static str {
-        "TrentService"
+        TARGET_PREFIX
     }
 
     /// The cryptographic operations and DescribeKey read in-memory state and

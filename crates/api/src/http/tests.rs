@@ -543,3 +543,51 @@ mod gate {
         let _ = stop.send(());
     }
 }
+
+/// A second JSON service, under another prefix.
+struct Other;
+impl JsonService for Other {
+    fn target_prefix(&self) -> &'static str {
+        "Other_1"
+    }
+    fn call(&self, _: &RequestContext, _: &str, _: &[u8]) -> Result<serde_json::Value, AwsError> {
+        Ok(serde_json::json!({}))
+    }
+}
+
+#[tokio::test]
+async fn a_service_principals_key_reaches_only_its_targets() {
+    let mut keys = StaticKeys::new();
+    keys.insert(
+        "AKIATEST",
+        Zeroizing::new("s3cr3t".into()),
+        Caller::service("123456789012", "fargate.amazonaws.com"),
+    );
+    let router = Router::new(Arc::new(keys), "us-east-1")
+        .json_service("echo", Arc::new(Echo))
+        .json_service("echo", Arc::new(Other))
+        .service_targets(&["Echo_1"]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, router, async {
+        let _ = rx.await;
+    }));
+    let (s, v, _) = call(addr, "Echo_1.Echo", b"{}", "s3cr3t", true).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["caller"], "fargate.amazonaws.com");
+    let (s, v, _) = call(addr, "Other_1.Anything", b"{}", "s3cr3t", true).await;
+    assert_eq!(
+        (s, v["__type"].as_str()),
+        (403, Some("AccessDeniedException")),
+        "{v}"
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("may call only Echo_1"),
+        "{v}"
+    );
+    let _ = tx.send(());
+}

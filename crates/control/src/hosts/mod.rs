@@ -62,6 +62,13 @@ pub fn lease_name(name: &str) -> String {
     format!("{HOST_LEASE_PREFIX}{name}")
 }
 
+/// [`HostRecord::agent`] of a host whose agent is a separate `ferry
+/// agent` process ([`crate::agents`]).
+pub const REMOTE_AGENT: &str = "remote";
+
+/// The start of a `stoppedReason` for what a remote agent cannot do yet.
+pub const REMOTE_UNSUPPORTED: &str = "ResourceInitializationError: not supported on a remote agent";
+
 /// The start of the `stoppedReason` of a task whose host was lost (ECS
 /// says "Host EC2 (instance i-...) stopped/terminated.").
 pub const LOST_HOST_REASON: &str = "Host ferry-agent ";
@@ -253,7 +260,7 @@ pub struct HostRecord {
     /// replaced).
     pub instance: String,
     /// How the control plane reaches its agent: `local` (in the replica's
-    /// own process). A remote agent will register as `remote`.
+    /// own process) or [`REMOTE_AGENT`] (a `ferry agent` that polls).
     pub agent: String,
 }
 

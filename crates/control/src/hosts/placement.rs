@@ -67,6 +67,9 @@ pub struct Candidate {
     pub subnet: Option<Ipv4Cidr>,
     /// Whether it is this process's own host.
     pub local: bool,
+    /// Whether its agent is a remote `ferry agent` (it cannot give a task
+    /// role sessions, secrets or EFS mounts yet).
+    pub remote: bool,
     /// Its liveness lease as seen before the transaction (`None` without
     /// a fleet: the local host is alive by definition).
     lease: Option<LeaseInfo>,
@@ -303,6 +306,7 @@ impl Fleet {
                     tasks: 0,
                     subnet: r.subnet,
                     local: local.is_some_and(|c| c.name == r.name),
+                    remote: r.agent == super::REMOTE_AGENT,
                     name: r.name,
                     lease,
                     dead: false,
@@ -423,6 +427,7 @@ mod tests {
             tasks: 0,
             subnet: None,
             local: false,
+            remote: false,
             lease: None,
             dead: false,
         }

@@ -169,6 +169,8 @@ struct Pending {
     /// The local runtime admitted its storage (a local start need not ask
     /// again).
     admitted: bool,
+    /// Not on a remote agent.
+    needs_local: bool,
 }
 
 /// Records and starts the tasks of `spec` that fit on a host; returns
@@ -216,6 +218,22 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> 
         .as_deref()
         .or(td.execution_role())
         .map(|r| validate::role_arn(r, account));
+
+    // What only a replica's own host gives a task yet: role sessions
+    // (served by the metadata endpoint from the replica's session table),
+    // secret values, registry logins and EFS mounts. Such a task is not
+    // placed on a remote agent (docs/control-plane.md, "Remote agents").
+    let needs_local = task_role.is_some()
+        || td
+            .spec
+            .containers
+            .iter()
+            .any(|c| !c.secrets.is_empty() || c.repository_credentials.is_some())
+        || td
+            .spec
+            .volumes
+            .iter()
+            .any(|v| matches!(v.kind, ferry_proto::plan::VolumeKind::Efs { .. }));
 
     // Every subnet and group must exist before anything is allocated.
     core.networks.check(&network).map_err(network_error)?;
@@ -265,7 +283,9 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> 
         let mut not_local = false;
         let mut storage_refusal = None;
         let chosen = loop {
-            let accept = |h: &Candidate| !(served(h).is_empty() || not_local && h.local);
+            let accept = |h: &Candidate| {
+                !(served(h).is_empty() || not_local && h.local || needs_local && h.remote)
+            };
             match placement::choose(&fleet.hosts, demand, &accept) {
                 Ok(i) if fleet.hosts[i].local => match core.runtime.admit(&p) {
                     Ok(()) => break Ok((i, true)),
@@ -391,6 +411,7 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> 
             demand,
             not_local,
             admitted,
+            needs_local,
         });
     }
     if pending.is_empty() {
@@ -418,8 +439,10 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> 
         let mut refused = Vec::new();
         for (n, p) in pending.iter().enumerate() {
             let eni = p.record.plan.network.as_ref().map(|n| n.subnet_cidr);
-            let accept =
-                |h: &Candidate| !(p.not_local && h.local) && eni.is_none_or(|c| h.serves(&c));
+            let accept = |h: &Candidate| {
+                !(p.not_local && h.local || p.needs_local && h.remote)
+                    && eni.is_none_or(|c| h.serves(&c))
+            };
             match now_fleet.pick(w, p.demand, Some(&p.record.host), &accept)? {
                 Ok(i) => {
                     now_fleet.take(i, p.demand);

@@ -1,5 +1,6 @@
 //! Command-line interface: one module per subcommand.
 
+mod agent;
 mod agent_credentials;
 mod csi;
 mod image;
@@ -29,6 +30,8 @@ enum Command {
     Image(image::Args),
     /// Operator actions on FARGATE_SPOT tasks (interrupt).
     Spot(spot::Args),
+    /// Join a control plane as a host over its API (a fleet's agent).
+    Agent(Box<agent::Args>),
     /// Issue (or revoke) a remote agent host's service credentials.
     AgentCredentials(agent_credentials::Args),
     /// Kubernetes CSI node plugin: encrypted ephemeral inline volumes keyed by a ferry KMS.
@@ -48,5 +51,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Spot(a) => spot::run(a),
         Command::AgentCredentials(a) => agent_credentials::run(a),
         Command::Csi(a) => csi::run(a),
+        Command::Agent(a) => agent::run(*a),
     }
 }

@@ -27,12 +27,12 @@ use crate::datadir::DataDir;
 /// up to 120 s as on ECS), then the task's volume and network are
 /// released. A drain cut shorter leaves tasks running behind a server
 /// that meant to stop them (with their addresses and volumes).
-const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(150);
+pub(super) const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(150);
 
 /// Operational log on stderr: `info` by default, `RUST_LOG` overrides
 /// (e.g. `RUST_LOG=ferry=debug`). Nothing secret is ever logged: key types
 /// have no `Debug` that prints them.
-fn init_logging() {
+pub(super) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // A second call (tests running the server twice in a process) keeps the first.
@@ -79,41 +79,10 @@ pub struct Args {
     /// CreateFileSystem with Encrypted=false with a BadRequest.
     #[arg(long)]
     require_encrypted_storage: bool,
-    /// Most processes (and threads) one task may have (its cgroup's pids.max).
-    #[arg(long, default_value_t = ferry_agent::task::DEFAULT_TASK_PIDS_MAX,
-          value_parser = clap::value_parser!(u32).range(16..))]
-    task_pids_max: u32,
-    /// Run each task's containers in a user namespace, container root as
-    /// an unprivileged host uid (its own range of 65536 ids): `auto` (on
-    /// where the kernel allows it, decided at start and logged), `on`
-    /// (refuse to start without it) or `off` (container root is host root).
-    #[arg(long, default_value = "auto", value_parser = clap::value_parser!(ferry_agent::userns::UsernsMode))]
-    userns: ferry_agent::userns::UsernsMode,
     /// The 12-digit account id, chosen when the data directory is first
     /// created (random by default); an existing data directory keeps its own.
     #[arg(long, value_parser = parse_account_id)]
     account_id: Option<String>,
-    /// Bytes the sealed image store may take (e.g. 10GiB, 500MiB, 2000000):
-    /// past it, after an import or pull, the least recently used images no
-    /// running task uses are removed.
-    #[arg(long, default_value = "20GiB", value_parser = parse_size)]
-    image_store_limit: u64,
-    /// The task network's name (at most 15 characters): the CNI network
-    /// name and the nftables table `inet NAME` of the tasks' security
-    /// groups. Two servers on one host need their own network and subnet.
-    /// `--task-bridge` is the old name (tasks are routed now, not bridged).
-    #[arg(long, alias = "task-bridge", default_value = "ferry0", value_parser = parse_bridge)]
-    task_network: String,
-    /// What makes each task's network: `netlink` (the agent's own
-    /// rtnetlink requests, no process per task) or `cni` (the CNI plugins
-    /// in /usr/lib/cni: loopback, ptp, static, tuning, firewall). Both
-    /// give a task the same interface, addresses and routes.
-    #[arg(long, default_value = "netlink", value_parser = clap::value_parser!(ferry_agent::net::NetworkDriver))]
-    task_network_driver: ferry_agent::net::NetworkDriver,
-    /// The OCI runtime: `auto` (crun if it is on PATH, else runc), a name
-    /// on PATH (`runc`, `crun`) or a path.
-    #[arg(long, alias = "runtime", default_value = "auto")]
-    oci_runtime: String,
     /// The IPv4 subnet tasks get their addresses from (the bridge is its
     /// first address, the tasks' gateway).
     #[arg(long, default_value = "198.18.0.0/16", value_parser = parse_subnet)]
@@ -140,46 +109,104 @@ pub struct Args {
     #[arg(long, default_value_t = ferry_api::listener::DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_connections_per_source: usize,
+    /// Run no local agent: this server is an API replica only, and no task
+    /// is placed on it.
+    #[arg(long, conflicts_with = "subnet")]
+    no_agent: bool,
+    /// What this server offers as a host (its local agent).
+    #[command(flatten)]
+    pub(super) host: HostArgs,
+}
+
+/// What a process that runs tasks offers as a host: `ferry server`'s
+/// local agent and `ferry agent` take the same flags.
+#[derive(Debug, clap::Args)]
+pub struct HostArgs {
+    /// Most processes (and threads) one task may have (its cgroup's pids.max).
+    #[arg(long, default_value_t = ferry_agent::task::DEFAULT_TASK_PIDS_MAX,
+          value_parser = clap::value_parser!(u32).range(16..))]
+    pub(crate) task_pids_max: u32,
+    /// Run each task's containers in a user namespace, container root as
+    /// an unprivileged host uid (its own range of 65536 ids): `auto` (on
+    /// where the kernel allows it, decided at start and logged), `on`
+    /// (refuse to start without it) or `off` (container root is host root).
+    #[arg(long, default_value = "auto", value_parser = clap::value_parser!(ferry_agent::userns::UsernsMode))]
+    pub(crate) userns: ferry_agent::userns::UsernsMode,
+    /// Bytes the sealed image store may take (e.g. 10GiB, 500MiB, 2000000):
+    /// past it, after an import or pull, the least recently used images no
+    /// running task uses are removed.
+    #[arg(long, default_value = "20GiB", value_parser = parse_size)]
+    pub(crate) image_store_limit: u64,
+    /// The task network's name (at most 15 characters): the CNI network
+    /// name and the nftables table `inet NAME` of the tasks' security
+    /// groups. Two servers on one host need their own network and subnet.
+    /// `--task-bridge` is the old name (tasks are routed now, not bridged).
+    #[arg(long, alias = "task-bridge", default_value = "ferry0", value_parser = parse_bridge)]
+    pub(crate) task_network: String,
+    /// What makes each task's network: `netlink` (the agent's own
+    /// rtnetlink requests, no process per task) or `cni` (the CNI plugins
+    /// in /usr/lib/cni: loopback, ptp, static, tuning, firewall). Both
+    /// give a task the same interface, addresses and routes.
+    #[arg(long, default_value = "netlink", value_parser = clap::value_parser!(ferry_agent::net::NetworkDriver))]
+    pub(crate) task_network_driver: ferry_agent::net::NetworkDriver,
+    /// The OCI runtime: `auto` (crun if it is on PATH, else runc), a name
+    /// on PATH (`runc`, `crun`) or a path.
+    #[arg(long, alias = "runtime", default_value = "auto")]
+    pub(crate) oci_runtime: String,
     /// How many bytes of task storage one free byte of the data
     /// directory's disk may back (volumes are sparse): RunTask refuses a
     /// task when the storage promised to running tasks plus its own is
     /// more than the free space less the reserve, times this.
     #[arg(long, default_value_t = ferry_host::admission::DEFAULT_OVERCOMMIT,
           value_parser = parse_overcommit)]
-    storage_overcommit: f64,
+    pub(crate) storage_overcommit: f64,
     /// Space of the data directory's disk that task volumes may not take,
     /// kept for ferry's own state: a size (256MiB), a share (5%), or
     /// `auto` (5 %, at least 16 MiB, at most 1 GiB).
     #[arg(long, default_value = "auto",
           value_parser = |s: &str| ferry_host::admission::Reserve::parse(s, parse_size))]
-    storage_reserve: ferry_host::admission::Reserve,
+    pub(crate) storage_reserve: ferry_host::admission::Reserve,
     /// At SIGTERM/SIGINT, stop every task (volumes crypto-shredded) before
     /// exiting, instead of leaving them running for the next start to
     /// re-adopt.
     #[arg(long)]
-    stop_tasks_on_exit: bool,
+    pub(crate) stop_tasks_on_exit: bool,
     /// This host's name, unique among a fleet's hosts (default: the
     /// machine's host name): 1 to 64 letters, digits, '.', '_' or '-'.
     #[arg(long, value_parser = parse_host_name)]
-    name: Option<String>,
-    /// Run no local agent: this server is an API replica only, and no task
-    /// is placed on it.
-    #[arg(long, conflicts_with = "subnet")]
-    no_agent: bool,
+    pub(crate) name: Option<String>,
     /// CPU units this host promises to tasks per CPU unit it has (1024
     /// per core): at 8, a 2-core machine runs 64 tasks of 0.25 vCPU.
     #[arg(long, default_value_t = ferry_control::hosts::DEFAULT_CPU_OVERCOMMIT,
           value_parser = parse_overcommit)]
-    cpu_overcommit: f64,
+    pub(crate) cpu_overcommit: f64,
     /// Memory this host promises to tasks per MiB it has: at 1.5, a 24 GiB
     /// machine runs 70 tasks of 512 MiB.
     #[arg(long, default_value_t = ferry_control::hosts::DEFAULT_MEMORY_OVERCOMMIT,
           value_parser = parse_overcommit)]
-    memory_overcommit: f64,
+    pub(crate) memory_overcommit: f64,
     /// This host's task subnet: only tasks whose ENI is in a VPC subnet
     /// inside this block are placed here (default: any subnet).
     #[arg(long, value_parser = parse_host_subnet)]
-    subnet: Option<ferry_proto::net::Ipv4Cidr>,
+    pub(crate) subnet: Option<ferry_proto::net::Ipv4Cidr>,
+}
+
+impl HostArgs {
+    /// This process as a host: its name (default: the machine's host
+    /// name), this machine's size, the ratios and subnet given.
+    pub(crate) fn config(&self) -> anyhow::Result<ferry_control::hosts::HostConfig> {
+        use ferry_control::hosts;
+        let name = match &self.name {
+            Some(n) => n.clone(),
+            None => hosts::default_name()
+                .context("the machine's host name cannot name this host; give --name")?,
+        };
+        let mut h = hosts::HostConfig::detect(name).context("measuring this host")?;
+        h.cpu_overcommit = self.cpu_overcommit;
+        h.memory_overcommit = self.memory_overcommit;
+        h.subnet = self.subnet;
+        Ok(h)
+    }
 }
 
 /// `--name`: `[A-Za-z0-9._-]{1,64}`.
@@ -198,20 +225,10 @@ fn parse_host_subnet(s: &str) -> Result<ferry_proto::net::Ipv4Cidr, String> {
 /// This server as a host: its name, this machine's size, the ratios and
 /// subnet given; `None` with `--no-agent`.
 fn host_config(args: &Args) -> anyhow::Result<Option<ferry_control::hosts::HostConfig>> {
-    use ferry_control::hosts;
     if args.no_agent {
         return Ok(None);
     }
-    let name = match &args.name {
-        Some(n) => n.clone(),
-        None => hosts::default_name()
-            .context("the machine's host name cannot name this host; give --name")?,
-    };
-    let mut h = hosts::HostConfig::detect(name).context("measuring this host")?;
-    h.cpu_overcommit = args.cpu_overcommit;
-    h.memory_overcommit = args.memory_overcommit;
-    h.subnet = args.subnet;
-    Ok(Some(h))
+    args.host.config().map(Some)
 }
 
 /// A shared store's URL. Its password (in the user info or a `password`
@@ -551,15 +568,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         region: args.region.clone(),
         data_dir: dd.path.clone(),
         require_encrypted_storage: args.require_encrypted_storage,
-        task_pids_max: args.task_pids_max,
-        userns: args.userns,
-        image_store_limit: args.image_store_limit,
-        task_network: args.task_network,
-        task_network_driver: args.task_network_driver,
-        oci_runtime: args.oci_runtime,
+        task_pids_max: args.host.task_pids_max,
+        userns: args.host.userns,
+        image_store_limit: args.host.image_store_limit,
+        task_network: args.host.task_network,
+        task_network_driver: args.host.task_network_driver,
+        oci_runtime: args.host.oci_runtime,
         task_subnet: args.task_subnet,
-        storage_overcommit: args.storage_overcommit,
-        storage_reserve: args.storage_reserve,
+        storage_overcommit: args.host.storage_overcommit,
+        storage_reserve: args.host.storage_reserve,
         host,
     };
 
@@ -578,7 +595,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     let router = Router::new(Arc::new(keys), &args.region)
         .limits(limits)
-        .health(health);
+        .health(health)
+        // Agent keys (the Fargate service principal) reach the KMS and the
+        // agent API only.
+        .service_targets(&[
+            ferry_kms::TARGET_PREFIX,
+            ferry_control::agents::TARGET_PREFIX,
+        ]);
     let (router, host) = compose::services(router, &shared)?;
     // `ferry image` reaches the store (sealed under this process's KMS)
     // through the admin socket; removed at exit.
@@ -615,7 +638,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // Another replica takes the singletons over at once.
         host.control.resign();
         match &host.agent {
-            Some(agent) if args.stop_tasks_on_exit => {
+            Some(agent) if args.host.stop_tasks_on_exit => {
                 let runtime = agent.runtime.clone();
                 let left = tokio::task::spawn_blocking(move || runtime.drain(DRAIN_TIMEOUT))
                     .await
@@ -700,10 +723,10 @@ fn node_name() -> String {
 }
 
 /// The image admin socket, served on its own thread while this lives.
-struct AdminSocket(PathBuf);
+pub(super) struct AdminSocket(PathBuf);
 
 impl AdminSocket {
-    fn bind(
+    pub(super) fn bind(
         data_dir: &std::path::Path,
         images: ferry_agent::image::ImageStore,
     ) -> anyhow::Result<Self> {

@@ -174,7 +174,7 @@ fn rig(fail_issue: bool, fail_mount: bool) -> Rig {
     let store = Arc::new(ferry_store::Store::open(&dir.path().join("state.redb")).unwrap());
     let efs =
         Arc::new(EfsVolumes::new(keys.clone(), engine.clone(), store, dir.path(), false).unwrap());
-    let volumes = TaskVolumes::new(keys, engine, dir.path().join("tasks"), efs);
+    let volumes = TaskVolumes::new(keys, engine, dir.path().join("tasks"), Some(efs));
     Rig { dir, log, volumes }
 }
 
