@@ -76,10 +76,10 @@ class Host:
                      ["ip", "addr", "add", f"{self.addr}/24", "dev", "eth0"]):
             sh("ip", "netns", "exec", self.netns, *argv)
 
-    def start(self, server, timeout=60):
+    def start(self, servers, timeout=60):
         self._log = open(self.log_path, "a")
         cmd = ["nsenter", f"--net=/run/netns/{self.netns}", ferry_bin(), "agent",
-               "--server", server.endpoint, "--credentials", self.creds,
+               "--server", ",".join(s.endpoint for s in servers), "--credentials", self.creds,
                "--data-dir", self.data_dir, "--name", self.name, "--subnet", self.subnet,
                "--task-network", f"fa{N}{self.name[-1]}", "--stop-tasks-on-exit"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, text=True)
@@ -104,6 +104,7 @@ class Host:
     def kill(self):
         self.proc.kill()
         self.proc.wait()
+        self.proc = None
 
     def stop(self, timeout=180):
         if self.proc and self.proc.poll() is None:
@@ -174,7 +175,12 @@ class Fleet:
 
     def close(self):
         rcs = []
+        live = [r for r in self.replicas if r.proc and r.proc.poll() is None]
         for h in self.hosts:
+            if h.proc is None and live:
+                # Killed by the test (which failed before it came back): a
+                # last start releases what it left, as a restart would.
+                h.start(live)
             rcs.append(h.stop())
         for r in self.replicas:
             if r.proc and r.proc.poll() is None:
@@ -183,8 +189,11 @@ class Fleet:
             h.close()
         sh("ip", "link", "delete", BRIDGE, check=False)
         self.pg.close()
-        shutil.rmtree(self.root, ignore_errors=True)
-        return rcs
+        if os.environ.get("FERRY_E2E_KEEP"):
+            print(f"kept {self.root}")
+        else:
+            shutil.rmtree(self.root, ignore_errors=True)
+        return [rc for rc in rcs if rc is not None]
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +212,8 @@ def fleet():
             agent_credentials(a, f"e2e-agent-{letter}", creds)
             h = Host(f.root, letter, 2 + i, sub["CidrBlock"], creds)
             f.hosts.append(h)
-            h.start(f.replicas[i])
+            # Each agent names both replicas, its own first.
+            h.start([f.replicas[i], f.replicas[1 - i]])
             make_image(f.root, h)
         yield f
     finally:
@@ -234,7 +244,8 @@ def wait_for(what, check, timeout):
     last = None
     while time.time() < deadline:
         last = check()
-        if last:
+        # (False, what was seen): not yet, and why.
+        if last and not (isinstance(last, tuple) and last[0] is False):
             return last
         time.sleep(0.5)
     pytest.fail(f"{what}: not within {timeout} s (last: {last!r})", pytrace=False)
@@ -292,6 +303,7 @@ def test_a_fleet_of_agents_runs_a_service_through_replica_and_agent_crashes(flee
     # and replaces a task stopped afterwards within 10 s.
     holder = scheduler_holder(fleet)
     other = b if holder is a else a
+    port = int(holder.endpoint.rsplit(":", 1)[1])
     holder.kill()
     victim = per_host[host_a.name][0]
     before = set(t["taskArn"] for t in service_tasks(other, status=None))
@@ -306,7 +318,7 @@ def test_a_fleet_of_agents_runs_a_service_through_replica_and_agent_crashes(flee
     wait_for("6 tasks RUNNING again", lambda: len(service_tasks(other)) == 6, 120)
     assert new[0]["taskArn"] != victim
     # The killed replica comes back and agrees.
-    holder.start()
+    holder.start(port=port)
     wait_for("replicas agree again", lambda: (lambda s: len(s) == 2 and s[0] == s[1] and s)(agree(fleet)), 30)
 
     # kill -9 of agent B: its tasks are lost with it and replaced on A.
@@ -325,9 +337,12 @@ def test_a_fleet_of_agents_runs_a_service_through_replica_and_agent_crashes(flee
         assert "stopped responding" in t["stoppedReason"], t["stoppedReason"]
 
     def all_on_a():
-        ts = service_tasks(b)
-        return len(ts) == 6 and all(host_of(fleet, t) == host_a.name for t in ts) and ts
-    wait_for("6 tasks RUNNING on agent A", all_on_a, 120)
+        ts = service_tasks(b, status=None)
+        seen = sorted((t["lastStatus"], host_of(fleet, t) if t.get("containers") and
+                       t["containers"][0].get("networkInterfaces") else "?") for t in ts)
+        ok = len(ts) == 6 and all(s == ("RUNNING", host_a.name) for s in seen)
+        return ok or (False, seen)
+    assert wait_for("6 tasks RUNNING on agent A", all_on_a, 120) is True
     assert agree(fleet)[0] == agree(fleet)[1]
 
     # Agent B comes back: the tasks the control plane gave up on are
@@ -339,7 +354,7 @@ def test_a_fleet_of_agents_runs_a_service_through_replica_and_agent_crashes(flee
         return [g for g in grants
                 if g.get("Constraints", {}).get("EncryptionContextEquals", {}).get("ferry:taskArn") in arns]
     assert len(grants_of(on_b)) == len(on_b)
-    host_b.start(b)
+    host_b.start([b, a])
     wait_for("agent B's old volumes released", lambda: not (b_dirs & host_b.task_dirs()), 60)
     assert grants_of(on_b) == []
     left = host_resources()

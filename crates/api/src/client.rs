@@ -33,11 +33,14 @@ pub enum ClientError {
     },
 }
 
-/// A client for one endpoint, signing as one principal for one region.
+/// A client for one endpoint (or several equivalent ones: replicas),
+/// signing as one principal for one region.
 pub struct SignedClient {
     agent: ureq::Agent,
-    url: String,
-    host: String,
+    /// `(url, host)` of each endpoint.
+    targets: Vec<(String, String)>,
+    /// The endpoint asked first: the one that answered last.
+    current: std::sync::atomic::AtomicUsize,
     region: String,
     creds: SigningCredentials,
 }
@@ -45,7 +48,7 @@ pub struct SignedClient {
 impl std::fmt::Debug for SignedClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SignedClient")
-            .field("url", &self.url)
+            .field("url", &self.url())
             .field("region", &self.region)
             .field("access_key_id", &self.creds.access_key_id)
             .finish_non_exhaustive()
@@ -61,17 +64,25 @@ impl SignedClient {
         creds: SigningCredentials,
         timeout: Duration,
     ) -> Result<Self, ClientError> {
-        let uri: http::Uri = endpoint
-            .parse()
-            .map_err(|_| ClientError::Endpoint(endpoint.into()))?;
-        let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
-        let host = match (scheme_ok, uri.authority()) {
-            (true, Some(a)) => a.as_str().to_owned(),
-            _ => return Err(ClientError::Endpoint(endpoint.into())),
-        };
-        if uri.path() != "/" && !uri.path().is_empty() {
-            return Err(ClientError::Endpoint(endpoint.into()));
+        Self::new_any(&[endpoint], region, creds, timeout)
+    }
+
+    /// A client for equivalent `endpoints` (replicas of one API, at least
+    /// one): a call that cannot reach one goes to the next, and the one
+    /// that answered is asked first next time.
+    pub fn new_any(
+        endpoints: &[&str],
+        region: &str,
+        creds: SigningCredentials,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
+        if endpoints.is_empty() {
+            return Err(ClientError::Endpoint(String::new()));
         }
+        let targets = endpoints
+            .iter()
+            .map(|e| origin(e))
+            .collect::<Result<Vec<_>, _>>()?;
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(timeout))
@@ -79,35 +90,67 @@ impl SignedClient {
             .into();
         Ok(SignedClient {
             agent,
-            url: format!("{}://{host}/", uri.scheme_str().unwrap_or("http")),
-            host,
+            targets,
+            current: std::sync::atomic::AtomicUsize::new(0),
             region: region.into(),
             creds,
         })
     }
 
-    /// The endpoint's URL.
+    /// The URL of the endpoint asked first.
     pub fn url(&self) -> &str {
-        &self.url
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed) % self.targets.len();
+        &self.targets[i].0
     }
 
-    /// POSTs `body` to `/` with `headers`, signed for `service`; returns
-    /// the status and the answer (wiped on drop: it may hold key material).
+    /// POSTs `body` to `/` with `headers`, signed for `service`, to the
+    /// endpoint asked first, then to each other while they cannot be
+    /// reached; returns the status and the answer (wiped on drop: it may
+    /// hold key material). A call whose answer was lost may thus reach two
+    /// replicas: the calls made through it are safe to repeat (the agent
+    /// API's, and the KMS calls a host makes, whose callers retry anyway).
     pub fn post(
         &self,
         service: &str,
         headers: &[(&'static str, String)],
         body: Vec<u8>,
     ) -> Result<(u16, Zeroizing<Vec<u8>>), ClientError> {
+        use std::sync::atomic::Ordering;
+        let n = self.targets.len();
+        let first = self.current.load(Ordering::Relaxed) % n;
+        let mut last = None;
+        for k in 0..n {
+            let at = (first + k) % n;
+            match self.post_to(at, service, headers, body.clone()) {
+                Ok(answer) => {
+                    self.current.store(at, Ordering::Relaxed);
+                    return Ok(answer);
+                }
+                Err(e @ ClientError::Endpoint(_)) => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(ClientError::Endpoint(String::new())))
+    }
+
+    /// One POST to endpoint `at`.
+    fn post_to(
+        &self,
+        at: usize,
+        service: &str,
+        headers: &[(&'static str, String)],
+        body: Vec<u8>,
+    ) -> Result<(u16, Zeroizing<Vec<u8>>), ClientError> {
+        let (url, host) = &self.targets[at];
         let transport = |detail: String| ClientError::Transport {
-            endpoint: self.url.clone(),
+            endpoint: url.clone(),
             detail,
         };
         let hv = |s: &str| {
-            http::HeaderValue::from_str(s).map_err(|_| ClientError::Endpoint(self.url.clone()))
+            http::HeaderValue::from_str(s).map_err(|_| ClientError::Endpoint(url.clone()))
         };
         let mut map = http::HeaderMap::new();
-        map.insert(http::header::HOST, hv(&self.host)?);
+        map.insert(http::header::HOST, hv(host)?);
         for (k, v) in headers {
             map.insert(*k, hv(v)?);
         }
@@ -125,7 +168,7 @@ impl SignedClient {
             time::OffsetDateTime::now_utc(),
         )
         .map_err(|e| transport(format!("signing: {e}")))?;
-        let mut req = http::Request::post(&self.url);
+        let mut req = http::Request::post(url);
         for (k, v) in &map {
             req = req.header(k, v);
         }
@@ -142,6 +185,26 @@ impl SignedClient {
             .map_err(|e| transport(e.to_string()))?;
         Ok((status, Zeroizing::new(bytes)))
     }
+}
+
+/// `(url, host)` of an endpoint: `http://HOST:PORT` or `https://HOST[:PORT]`,
+/// an origin without a path.
+fn origin(endpoint: &str) -> Result<(String, String), ClientError> {
+    let uri: http::Uri = endpoint
+        .parse()
+        .map_err(|_| ClientError::Endpoint(endpoint.into()))?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    let host = match (scheme_ok, uri.authority()) {
+        (true, Some(a)) => a.as_str().to_owned(),
+        _ => return Err(ClientError::Endpoint(endpoint.into())),
+    };
+    if uri.path() != "/" && !uri.path().is_empty() {
+        return Err(ClientError::Endpoint(endpoint.into()));
+    }
+    Ok((
+        format!("{}://{host}/", uri.scheme_str().unwrap_or("http")),
+        host,
+    ))
 }
 
 #[cfg(test)]

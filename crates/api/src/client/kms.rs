@@ -176,8 +176,21 @@ pub const DATA_KEY_BYTES: usize = 64;
 impl KmsClient {
     /// A client for `endpoint` (`http://HOST:PORT`), signing for `region`.
     pub fn new(endpoint: &str, region: &str, creds: SigningCredentials) -> Result<Self, KmsError> {
-        let http = SignedClient::new(endpoint, region, creds, Duration::from_secs(30))
-            .map_err(|_| KmsError::Endpoint(endpoint.into()))?;
+        Self::new_any(&[endpoint], region, creds)
+    }
+
+    /// A client for equivalent `endpoints` (replicas), each asked in turn
+    /// while the others cannot be reached ([`SignedClient::new_any`]).
+    pub fn new_any(
+        endpoints: &[&str],
+        region: &str,
+        creds: SigningCredentials,
+    ) -> Result<Self, KmsError> {
+        let http = SignedClient::new_any(endpoints, region, creds, Duration::from_secs(30))
+            .map_err(|e| match e {
+                ClientError::Endpoint(url) => KmsError::Endpoint(url),
+                other => KmsError::Endpoint(other.to_string()),
+            })?;
         Ok(KmsClient { http })
     }
 

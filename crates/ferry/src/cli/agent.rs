@@ -22,9 +22,11 @@ use super::server::{DRAIN_TIMEOUT, HostArgs, init_logging, shutdown_signal};
 /// Arguments of `ferry agent`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A replica's API endpoint, e.g. http://10.0.0.1:4566.
-    #[arg(long)]
-    server: String,
+    /// A replica's API endpoint, e.g. http://10.0.0.1:4566 (or a load
+    /// balancer's). Repeat it, or separate URLs with commas, to name
+    /// several replicas: a call that cannot reach one goes to the next.
+    #[arg(long, required = true, value_delimiter = ',')]
+    server: Vec<String>,
     /// This host's agent credentials (`ferry agent-credentials` writes
     /// them; AWS shared-credentials format, profile `default`).
     #[arg(long)]
@@ -73,9 +75,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         access_key_id,
         secret_access_key,
     };
+    let servers: Vec<&str> = args.server.iter().map(String::as_str).collect();
     let client = Arc::new(
-        AgentClient::new(&args.server, &args.region, creds.clone(), &cfg.name)
-            .context("--server")?,
+        AgentClient::new(&servers, &args.region, creds.clone(), &cfg.name).context("--server")?,
     );
     let registered = RemoteAgent::register(
         &client,
@@ -91,7 +93,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let account = registered.response.account_id.clone();
 
     // Keys through the KMS API as this host's agent key.
-    let kms = ferry_api::client::kms::KmsClient::new(&args.server, &args.region, creds)
+    let kms = ferry_api::client::kms::KmsClient::new_any(&servers, &args.region, creds)
         .context("the KMS client")?;
     let api_keys = Arc::new(ferry_host::keys::remote::ApiKeys::new(kms, account.clone()));
     let keys: Arc<dyn VolumeKeys> = api_keys.clone();
@@ -170,7 +172,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let shutdown = shutdown_signal()?;
         println!(
             "ferry agent: host {} joined {} (account {account}), health on http://{addr}/health",
-            cfg.name, args.server
+            cfg.name,
+            args.server.join(",")
         );
         ferry_api::serve(listener, router, shutdown)
             .await

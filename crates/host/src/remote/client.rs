@@ -63,16 +63,20 @@ pub struct AgentClient {
 }
 
 impl AgentClient {
-    /// A client of the replica at `endpoint`, signing with `creds` for
-    /// `region`, as host `name`.
+    /// A client of the replicas at `endpoints` (any answers any call:
+    /// one that cannot be reached is passed over), signing with `creds`
+    /// for `region`, as host `name`.
     pub fn new(
-        endpoint: &str,
+        endpoints: &[&str],
         region: &str,
         creds: SigningCredentials,
         name: &str,
     ) -> Result<Self, CallError> {
-        let http = SignedClient::new(endpoint, region, creds, Duration::from_secs(30))
-            .map_err(|_| CallError::Endpoint(endpoint.into()))?;
+        let http = SignedClient::new_any(endpoints, region, creds, Duration::from_secs(30))
+            .map_err(|e| match e {
+                ClientError::Endpoint(url) => CallError::Endpoint(url),
+                other => CallError::Endpoint(other.to_string()),
+            })?;
         Ok(Self {
             http,
             name: name.to_owned(),
