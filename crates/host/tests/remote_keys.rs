@@ -85,8 +85,10 @@ fn fixture() -> Fixture {
         Zeroizing::new("host-secret".into()),
         Caller::service(ACCOUNT, FARGATE_PRINCIPAL),
     );
+    // As the server does: a service principal's key reaches the KMS only.
     let router = Router::new(Arc::new(keys), REGION)
-        .json_service("kms", kms.clone() as Arc<dyn JsonService>);
+        .json_service("kms", kms.clone() as Arc<dyn JsonService>)
+        .service_targets(&[ferry_kms::TARGET_PREFIX]);
     // The listener runs on the runtime's workers; the test thread makes
     // the client's blocking calls.
     let rt = tokio::runtime::Runtime::new().unwrap();

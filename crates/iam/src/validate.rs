@@ -173,11 +173,7 @@ pub fn tags(tags: &[Tag]) -> Result<(), AwsError> {
 /// control plane's rule for host names. A refused name is echoed cut to 80
 /// characters: it is the caller's input, of any length.
 pub fn agent_host(value: &str) -> Result<(), AwsError> {
-    let ok = (1..=64).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
+    if ferry_proto::is_host_name(value) {
         return Ok(());
     }
     let shown: String = value.chars().take(80).collect();

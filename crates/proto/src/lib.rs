@@ -272,6 +272,16 @@ impl RequestContext {
     }
 }
 
+/// Whether `name` is a valid host name (`--name` of a server or agent):
+/// `[A-Za-z0-9._-]{1,64}`. One rule for the control plane's hosts and the
+/// identity store's agent keys.
+pub fn is_host_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// A random request id in the UUID text form AWS uses.
 pub fn new_request_id() -> String {
     let mut b = [0u8; 16];

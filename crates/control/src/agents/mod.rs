@@ -36,6 +36,7 @@ use serde::Serialize;
 use crate::arn;
 use crate::db;
 use crate::error::EcsError;
+use crate::hosts::assign::{code_of, reason_of};
 use crate::hosts::{self, HostRecord, Reservation};
 use crate::model::task::{TaskRecord, TaskStatus, stop_code};
 use crate::service::Core;
@@ -383,16 +384,6 @@ fn plan_for(
         return Ok(None);
     }
     Ok(Some(plan))
-}
-
-fn code_of(t: &TaskRecord) -> String {
-    t.stop_code
-        .clone()
-        .unwrap_or_else(|| stop_code::USER_INITIATED.into())
-}
-
-fn reason_of(t: &TaskRecord) -> String {
-    t.stopped_reason.clone().unwrap_or_default()
 }
 
 /// Applies the events an agent reports, each to its task if the task is

@@ -258,13 +258,15 @@ pub fn pass(core: &Arc<Core>) -> Result<Work, EcsError> {
     Ok(work)
 }
 
-fn code_of(t: &TaskRecord) -> String {
+/// `t`'s recorded stop code (`UserInitiated` if none).
+pub(crate) fn code_of(t: &TaskRecord) -> String {
     t.stop_code
         .clone()
         .unwrap_or_else(|| stop_code::USER_INITIATED.into())
 }
 
-fn reason_of(t: &TaskRecord) -> String {
+/// `t`'s recorded stop reason.
+pub(crate) fn reason_of(t: &TaskRecord) -> String {
     t.stopped_reason.clone().unwrap_or_default()
 }
 

@@ -111,11 +111,7 @@ pub enum HostError {
 
 /// Checks a host name: `[A-Za-z0-9._-]{1,64}`.
 pub fn check_name(name: &str) -> Result<(), HostError> {
-    let ok = (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
+    if ferry_proto::is_host_name(name) {
         Ok(())
     } else {
         Err(HostError::Name(name.chars().take(80).collect()))
