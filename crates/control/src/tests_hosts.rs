@@ -1006,6 +1006,62 @@ fn tasks_with_a_task_role_stay_off_remote_agents(kind: Kind) {
     assert_eq!(hosts, vec!["a".to_owned(); 4]);
 }
 
+fn a_remote_agent_cut_off_is_lost_and_told_to_stop_when_it_polls_again(kind: Kind) {
+    use crate::agents::{AgentApi, wire::*};
+    let o = Opts {
+        host_ttl: Duration::from_millis(600),
+        ..Opts::default()
+    };
+    let f = fleet(kind, o.clone(), Opts { size: None, ..o });
+    let api = AgentApi::new(f.b.core().clone(), Arc::new(Support));
+    let call = |op: &str, body: Value| {
+        api.call(&agent_ctx("AKIAR"), op, &serde_json::to_vec(&body).unwrap())
+            .unwrap()
+    };
+    call(
+        "RegisterAgent",
+        json!({"name": "r", "cpuUnits": 65536, "memoryMib": 262144,
+        "cpuOvercommit": 1.0, "memoryOvercommit": 1.0, "instance": "r#1", "version": "test"}),
+    );
+    f.a.heartbeat();
+    f.a.ok("RunTask", run(&["subnet-1"], 2));
+    let on_r: Vec<String> = f
+        .tasks()
+        .into_iter()
+        .filter(|t| t.host == "r")
+        .map(|t| t.arn().to_owned())
+        .collect();
+    assert_eq!(on_r.len(), 1);
+    let poll = |held: Value| -> PollAgentResponse {
+        serde_json::from_value(call(
+            "PollAgent",
+            json!({"name": "r", "instance": "r#1", "held": held}),
+        ))
+        .unwrap()
+    };
+    assert_eq!(poll(json!([])).start.len(), 1);
+    let lead = leader::tick(f.a.core()).unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    f.a.heartbeat();
+    assert_eq!(hosts::check_lost(f.a.core(), &lead).unwrap(), 1);
+    assert_eq!(f.task(&on_r[0]).last_status, TaskStatus::Stopped);
+    // Back: it still runs the task; it is told to stop it.
+    let p = poll(json!([{"taskArn": on_r[0], "done": false}]));
+    assert_eq!(p.stop.len(), 1, "{p:?}");
+    assert!(
+        p.stop[0]
+            .reason
+            .starts_with("Host ferry-agent r stopped responding"),
+        "{p:?}"
+    );
+    assert!(p.start.is_empty() && p.tasks.is_empty(), "{p:?}");
+    // Once its runtime is done, it forgets it.
+    assert_eq!(
+        poll(json!([{"taskArn": on_r[0], "done": true}])).forget,
+        on_r
+    );
+}
+
 /// Each test over both stores.
 macro_rules! over_both {
     ($($name:ident),* $(,)?) => {
@@ -1039,6 +1095,7 @@ over_both!(
     the_loop_thread_starts_and_stops_another_replicas_task_soon,
     a_remote_agent_registers_polls_runs_and_stops_its_tasks,
     tasks_with_a_task_role_stay_off_remote_agents,
+    a_remote_agent_cut_off_is_lost_and_told_to_stop_when_it_polls_again,
 );
 
 #[test]
