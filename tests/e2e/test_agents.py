@@ -15,6 +15,7 @@ and task subnet), with the real AWS CLI and boto3.
 """
 
 import base64
+import json
 import os
 import re
 import shutil
@@ -99,7 +100,20 @@ class Host:
         if not ready.wait(timeout) or "health" not in found:
             self.stop()
             pytest.fail(f"ferry agent {self.name} did not start; log:\n{self.log()}", pytrace=False)
+        self.health_url = f"http://{found['health']}/health"
         return self
+
+    def health(self):
+        """GET /health inside the host's namespace: (status, body)."""
+        p = subprocess.run(["ip", "netns", "exec", self.netns, "python3", "-c",
+                            "import sys, urllib.request, urllib.error\n"
+                            "try:\n"
+                            f" r = urllib.request.urlopen('{self.health_url}', timeout=10); print(r.status); print(r.read().decode())\n"
+                            "except urllib.error.HTTPError as e:\n"
+                            " print(e.code); print(e.read().decode())\n"],
+                           capture_output=True, text=True, timeout=30)
+        status, _, body = p.stdout.partition("\n")
+        return int(status), json.loads(body)
 
     def kill(self):
         self.proc.kill()
@@ -277,6 +291,28 @@ def scheduler_holder(fleet):
                 best = (epoch, r)
     assert best, "no replica says it holds the scheduler lease"
     return best[1]
+
+
+def test_an_agent_answers_health_and_a_wrong_key_is_refused_at_start(fleet):
+    host_a = fleet.hosts[0]
+    status, body = host_a.health()
+    assert status == 200 and body["status"] == "ok" and body["name"] == host_a.name, body
+    # A key that is no agent's (an IAM user's): refused, with the reason,
+    # and the process exits instead of retrying.
+    iam = fleet.replicas[0].client("iam")
+    iam.create_user(UserName="e2e-not-agent")
+    key = iam.create_access_key(UserName="e2e-not-agent")["AccessKey"]
+    creds = os.path.join(fleet.root, "not-agent.credentials")
+    with open(creds, "w") as f:
+        f.write(f"[default]\naws_access_key_id = {key['AccessKeyId']}\n"
+                f"aws_secret_access_key = {key['SecretAccessKey']}\n")
+    p = subprocess.run(["nsenter", f"--net=/run/netns/{host_a.netns}", ferry_bin(), "agent",
+                        "--server", fleet.replicas[0].endpoint, "--credentials", creds,
+                        "--data-dir", os.path.join(fleet.root, "wrong-key"), "--name", "e2e-agent-x",
+                        "--task-network", f"fx{N}"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0
+    assert "AccessDeniedException" in p.stderr and "not an agent key" in p.stderr, p.stderr
 
 
 def test_a_fleet_of_agents_runs_a_service_through_replica_and_agent_crashes(fleet):
