@@ -104,6 +104,9 @@ pub struct Core {
     /// This process as a replica and a host: its lease term, the tasks its
     /// runtime holds.
     pub local: Local,
+    /// Which host each EFS file system lives on (set once by the
+    /// composition root; unset: placement ignores file systems).
+    pub file_system_hosts: std::sync::OnceLock<Arc<dyn crate::hosts::FileSystemHosts>>,
 }
 
 /// The ECS service (`AmazonEC2ContainerServiceV20141113`).
@@ -163,6 +166,7 @@ impl EcsService {
             services: Mutex::new(()),
             wake: (Mutex::new(false), Condvar::new()),
             local: Local::new(host_name.as_deref()),
+            file_system_hosts: std::sync::OnceLock::new(),
         });
         let weak = Arc::downgrade(&core);
         core.runtime

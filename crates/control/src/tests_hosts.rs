@@ -1062,6 +1062,45 @@ fn a_remote_agent_cut_off_is_lost_and_told_to_stop_when_it_polls_again(kind: Kin
     );
 }
 
+/// File systems `fs-...a` live on host a, `fs-...b` on b.
+struct FsHosts;
+
+impl hosts::FileSystemHosts for FsHosts {
+    fn host_of(&self, id: &str) -> Option<String> {
+        id.strip_prefix("fs-0123456789abcdef")
+            .filter(|h| ["a", "b"].contains(h))
+            .map(str::to_owned)
+    }
+}
+
+fn tasks_that_mount_a_file_system_run_on_its_host(kind: Kind) {
+    let f = fleet(kind, Opts::default(), Opts::default());
+    let _ = f.a.core().file_system_hosts.set(Arc::new(FsHosts));
+    let with_fs = |family: &str, ids: &[&str]| {
+        let mut doc = source_doc();
+        doc["family"] = family.into();
+        doc["volumes"] = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| json!({"name": format!("v{i}"), "efsVolumeConfiguration": {"fileSystemId": id}}))
+            .collect();
+        f.a.ok("RegisterTaskDefinition", doc);
+    };
+    with_fs("on-b", &["fs-0123456789abcdefb"]);
+    let mut req = run(&["subnet-1"], 4);
+    req["taskDefinition"] = "on-b".into();
+    assert_eq!(arns(&f.a.ok("RunTask", req)).len(), 4);
+    let hosts: Vec<String> = f.tasks().into_iter().map(|t| t.host).collect();
+    assert_eq!(hosts, vec!["b".to_owned(); 4]);
+    // On two hosts: no host can run it.
+    with_fs("split", &["fs-0123456789abcdefa", "fs-0123456789abcdefb"]);
+    let mut req = run(&["subnet-1"], 1);
+    req["taskDefinition"] = "split".into();
+    let e = f.a.call("RunTask", req).unwrap_err();
+    assert_eq!(e.code, "InvalidParameterException");
+    assert!(e.message.contains("different hosts"), "{}", e.message);
+}
+
 /// Each test over both stores.
 macro_rules! over_both {
     ($($name:ident),* $(,)?) => {
@@ -1096,6 +1135,7 @@ over_both!(
     a_remote_agent_registers_polls_runs_and_stops_its_tasks,
     tasks_with_a_task_role_stay_off_remote_agents,
     a_remote_agent_cut_off_is_lost_and_told_to_stop_when_it_polls_again,
+    tasks_that_mount_a_file_system_run_on_its_host,
 );
 
 #[test]

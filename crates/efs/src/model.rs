@@ -63,6 +63,11 @@ pub struct FileSystem {
     /// `ReplicationOverwriteProtection` (recorded: no replication).
     #[serde(default = "enabled")]
     pub overwrite_protection: String,
+    /// The host whose disk holds its data (`--name` of the replica that
+    /// made it): tasks that mount it are placed there. `None` on records
+    /// from before hosts (one host holds everything).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 fn disabled() -> String {

@@ -27,6 +27,10 @@ pub struct EfsService {
     /// Where mount targets get their addresses (None: CreateMountTarget
     /// is refused; unit tests of other operations).
     network: Option<Arc<dyn Network>>,
+    /// This replica's host (its `--name`): the host a file system made
+    /// here lives on. `None`: a replica without an agent, which makes file
+    /// systems only on an embedded store (where it is the only process).
+    host: Option<String>,
     account: String,
     region: String,
     /// Serializes creates and deletes within this process (volume creation
@@ -181,6 +185,7 @@ impl EfsService {
             store,
             backend,
             network: None,
+            host: None,
             account: account.into(),
             region: region.into(),
             lock: Mutex::new(()),
@@ -190,6 +195,12 @@ impl EfsService {
     /// Gives mount targets their addresses through `network`.
     pub fn with_network(mut self, network: Arc<dyn Network>) -> Self {
         self.network = Some(network);
+        self
+    }
+
+    /// File systems made through this service live on host `name`'s disk.
+    pub fn with_host(mut self, name: Option<String>) -> Self {
+        self.host = name;
         self
     }
 
@@ -412,6 +423,11 @@ impl EfsService {
         {
             return Err(EfsError::FileSystemAlreadyExists(f.id, token.to_owned()));
         }
+        if self.host.is_none() && self.store.is_shared() {
+            return Err(bad(
+                "this ferry server runs no agent (--no-agent), so no file system can live on its disk: create file systems through a replica that is a host",
+            ));
+        }
         let id = new_id("fs-");
         let created = self
             .backend
@@ -438,6 +454,7 @@ impl EfsService {
             lifecycle_policies: Vec::new(),
             backup_status: if backup { "ENABLED" } else { "DISABLED" }.into(),
             overwrite_protection: "ENABLED".into(),
+            host: self.host.clone(),
         };
         // The token is checked again where it counts: another replica may
         // have made a file system with it meanwhile.

@@ -299,9 +299,13 @@ pub fn services(router: Router, shared: &Shared) -> anyhow::Result<(Router, Host
                     shared.account_id.clone(),
                     shared.region.clone(),
                 )
-                .with_network(Arc::new(efs::MountTargetNetwork(ec2.clone()))),
+                .with_network(Arc::new(efs::MountTargetNetwork(ec2.clone())))
+                .with_host(shared.host.as_ref().map(|h| h.name.clone())),
             ),
         );
+    let _ = control
+        .file_system_hosts
+        .set(Arc::new(efs::FileSystemHosts(shared.store.clone())));
     // The console calls the services above as its signed-in users: it is
     // registered last, on a handle to every AWS service.
     let console = ferry_console::Console::new(

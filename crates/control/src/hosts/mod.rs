@@ -91,6 +91,45 @@ pub fn lost_with_host(t: &TaskRecord) -> bool {
         .is_some_and(|r| r.starts_with(LOST_HOST_REASON))
 }
 
+/// Where EFS file systems live: each on the disk of the host that made
+/// it, so a task that mounts one runs on that host.
+pub trait FileSystemHosts: Send + Sync {
+    /// The host file system `file_system_id` lives on (`None`: unknown,
+    /// or a record from before hosts).
+    fn host_of(&self, file_system_id: &str) -> Option<String>;
+}
+
+/// The host every file system `spec` mounts lives on: `Ok(None)` if it
+/// mounts none (or their hosts are unknown); an error if they live on
+/// different hosts (no host can mount them all).
+pub fn file_systems_host(
+    core: &Core,
+    spec: &crate::model::task_definition::TaskDefSpec,
+) -> Result<Option<String>, EcsError> {
+    let Some(fsh) = core.file_system_hosts.get() else {
+        return Ok(None);
+    };
+    let mut found: Option<(String, String)> = None;
+    for v in &spec.volumes {
+        let ferry_proto::plan::VolumeKind::Efs { file_system_id, .. } = &v.kind else {
+            continue;
+        };
+        let Some(host) = fsh.host_of(file_system_id) else {
+            continue;
+        };
+        match &found {
+            Some((other_fs, h)) if *h != host => {
+                return Err(EcsError::InvalidParameter(format!(
+                    "The task mounts EFS file systems on different hosts ({other_fs} on {h}, {file_system_id} on {host}): a file system lives on the host that made it, and a task runs on one host."
+                )));
+            }
+            Some(_) => {}
+            None => found = Some((file_system_id.clone(), host)),
+        }
+    }
+    Ok(found.map(|(_, h)| h))
+}
+
 /// Why a host cannot be configured.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {

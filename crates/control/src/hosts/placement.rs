@@ -111,7 +111,7 @@ pub enum Refusal {
     /// No host is live.
     NoHost,
     /// Live hosts exist, but none may take this task (none serves its
-    /// subnets).
+    /// subnets, holds its file systems, or gives what it needs).
     NotServed,
     /// No host that may take it has the CPU units free; the most any has.
     Cpu {
@@ -145,7 +145,7 @@ impl Refusal {
             Refusal::NotServed => (
                 crate::tasks::NO_ADDRESS,
                 format!(
-                    "No live host serves the task's subnets ({}): a host started with --subnet runs only tasks whose subnet lies inside its block.",
+                    "No live host may take the task (subnets {}): a host started with --subnet runs only tasks whose subnet lies inside its block, a task that mounts an EFS file system runs only on the host the file system lives on, and a task with a task role, secrets or repository credentials only on a server's own host (not a remote agent).",
                     subnets.join(", ")
                 ),
             ),

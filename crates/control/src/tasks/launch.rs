@@ -235,6 +235,9 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> 
             .iter()
             .any(|v| matches!(v.kind, ferry_proto::plan::VolumeKind::Efs { .. }));
 
+    // A task that mounts an EFS file system runs on the host it lives on.
+    let fs_host = crate::hosts::file_systems_host(core, &td.spec)?;
+
     // Every subnet and group must exist before anything is allocated.
     core.networks.check(&network).map_err(network_error)?;
     let mut fleet = Fleet::load(core)?;
@@ -285,6 +288,7 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> 
         let chosen = loop {
             let accept = |h: &Candidate| {
                 !(served(h).is_empty() || not_local && h.local || needs_local && h.remote)
+                    && fs_host.as_deref().is_none_or(|f| f == h.name)
             };
             match placement::choose(&fleet.hosts, demand, &accept) {
                 Ok(i) if fleet.hosts[i].local => match core.runtime.admit(&p) {
@@ -442,6 +446,7 @@ pub fn launch(core: &Arc<Core>, spec: LaunchSpec) -> Result<Launched, EcsError> 
             let accept = |h: &Candidate| {
                 !(p.not_local && h.local || p.needs_local && h.remote)
                     && eni.is_none_or(|c| h.serves(&c))
+                    && fs_host.as_deref().is_none_or(|f| f == h.name)
             };
             match now_fleet.pick(w, p.demand, Some(&p.record.host), &accept)? {
                 Ok(i) => {

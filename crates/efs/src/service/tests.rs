@@ -702,11 +702,26 @@ fn replicas_over_one_database_keep_tokens_unique_and_lose_no_change() {
         let store = Arc::new(Store::connect(&pg.url()).unwrap());
         let fake = Arc::new(Fake::default());
         T {
-            svc: EfsService::new(store, fake.clone(), "123456789012", "us-east-1"),
+            svc: EfsService::new(store, fake.clone(), "123456789012", "us-east-1")
+                .with_host(Some("host-1".into())),
             fake,
             _dir: tempfile::tempdir().unwrap(),
         }
     };
+    // A replica that is no host (--no-agent) cannot hold a file system.
+    let no_host = T {
+        svc: EfsService::new(
+            Arc::new(Store::connect(&pg.url()).unwrap()),
+            Arc::new(Fake::default()),
+            "123456789012",
+            "us-east-1",
+        ),
+        fake: Arc::new(Fake::default()),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let e = call(&no_host, "POST", FS, "", json!({"CreationToken": "x"})).unwrap_err();
+    assert_eq!(e.code, "BadRequest");
+    assert!(e.message.contains("--no-agent"), "{}", e.message);
     let ts = [Arc::new(replica()), Arc::new(replica())];
     let made: Vec<Result<RestResponse, AwsError>> = (0..4)
         .map(|i| {
@@ -719,6 +734,12 @@ fn replicas_over_one_database_keep_tokens_unique_and_lose_no_change() {
         .collect();
     let ok: Vec<&RestResponse> = made.iter().filter_map(|r| r.as_ref().ok()).collect();
     assert_eq!(ok.len(), 1, "{made:?}");
+    // It lives on the host of the replica that made it.
+    let id = ok[0].body["FileSystemId"].as_str().unwrap();
+    assert_eq!(
+        ts[0].svc.file_system(id).unwrap().unwrap().host.as_deref(),
+        Some("host-1")
+    );
     for e in made.iter().filter_map(|r| r.as_ref().err()) {
         assert_eq!(e.code, "FileSystemAlreadyExists");
     }

@@ -112,3 +112,25 @@ impl ferry_host::efs::TaskClients for TaskRoleClients {
         self.iam.caller_of_key(&session.access_key_id)
     }
 }
+
+/// Where each file system lives, for placement: its record's `host`.
+pub struct FileSystemHosts(pub Arc<ferry_store::Store>);
+
+impl ferry_control::hosts::FileSystemHosts for FileSystemHosts {
+    fn host_of(&self, file_system_id: &str) -> Option<String> {
+        match self
+            .0
+            .get::<ferry_efs::model::FileSystem>(ferry_efs::model::FS_TABLE, file_system_id)
+        {
+            Ok(fs) => fs.and_then(|f| f.host),
+            Err(e) => {
+                // Placed anywhere then; the mount fails there with its reason.
+                tracing::warn!(
+                    file_system = file_system_id,
+                    "reading the file system's host: {e}"
+                );
+                None
+            }
+        }
+    }
+}
