@@ -187,6 +187,21 @@ impl SignedClient {
     }
 }
 
+/// An AWS JSON error answer's code (`__type`, less any `namespace#`
+/// prefix some services put before it) and message (`message` or
+/// `Message`); `None` if it names no code.
+pub fn aws_error(v: &serde_json::Value) -> Option<(String, String)> {
+    let code = v.get("__type").and_then(serde_json::Value::as_str)?;
+    let code = code.rsplit('#').next().unwrap_or(code).to_owned();
+    let message = v
+        .get("message")
+        .or_else(|| v.get("Message"))
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    Some((code, message))
+}
+
 /// `(url, host)` of an endpoint: `http://HOST:PORT` or `https://HOST[:PORT]`,
 /// an origin without a path.
 fn origin(endpoint: &str) -> Result<(String, String), ClientError> {

@@ -247,11 +247,7 @@ impl JsonService for FerryAdmin {
         }
         match operation {
             "InterruptSpotTasks" => crate::service::parse(body)
-                .and_then(|req| {
-                    let resp = interrupt(&self.core, req)?;
-                    serde_json::to_value(resp)
-                        .map_err(|e| EcsError::Server(format!("encoding the response: {e}")))
-                })
+                .and_then(|req| crate::service::encode(interrupt(&self.core, req)?))
                 .map_err(AwsError::from),
             "CreateAgentCredentials" => self.create_agent_credentials(body),
             "DeleteAgentCredentials" => self.delete_agent_credentials(body),

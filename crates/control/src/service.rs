@@ -238,7 +238,11 @@ fn run<Req: DeserializeOwned, Resp: Serialize>(
     f: fn(&Arc<Core>, &RequestContext, Req) -> Result<Resp, EcsError>,
 ) -> Result<serde_json::Value, EcsError> {
     let req = parse(body)?;
-    let resp = f(core, ctx, req)?;
+    encode(f(core, ctx, req)?)
+}
+
+/// A response as JSON (every JSON service of this crate answers so).
+pub(crate) fn encode<T: Serialize>(resp: T) -> Result<serde_json::Value, EcsError> {
     serde_json::to_value(resp).map_err(|e| EcsError::Server(format!("encoding the response: {e}")))
 }
 

@@ -404,17 +404,8 @@ fn decrypt_body(req: &DecryptRequest<'_>) -> Value {
 
 /// A KMS error answer: `__type` (less any `namespace#` prefix) and message.
 fn service_error(op: &'static str, status: u16, v: &Value) -> KmsError {
-    let code = v
-        .get("__type")
-        .and_then(Value::as_str)
-        .map(|t| t.rsplit('#').next().unwrap_or(t).to_owned())
-        .unwrap_or_else(|| format!("HTTP {status}"));
-    let message = v
-        .get("message")
-        .or_else(|| v.get("Message"))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
+    let (code, message) =
+        super::aws_error(v).unwrap_or_else(|| (format!("HTTP {status}"), String::new()));
     KmsError::Service {
         op,
         code,

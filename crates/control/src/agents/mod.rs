@@ -31,7 +31,6 @@ use std::time::Duration;
 use ferry_proto::net::FirewallRules;
 use ferry_proto::plan::TaskEvent;
 use ferry_proto::{AwsError, JsonService, Principal, RequestContext};
-use serde::Serialize;
 
 use crate::arn;
 use crate::db;
@@ -39,7 +38,7 @@ use crate::error::EcsError;
 use crate::hosts::assign::{code_of, reason_of};
 use crate::hosts::{self, HostRecord, Reservation};
 use crate::model::task::{TaskRecord, TaskStatus, stop_code};
-use crate::service::Core;
+use crate::service::{Core, encode};
 use crate::tasks;
 use wire::*;
 
@@ -106,10 +105,6 @@ impl AgentApi {
 
 fn denied(message: String) -> AwsError {
     AwsError::client("AccessDeniedException", message)
-}
-
-fn encode<T: Serialize>(v: T) -> Result<serde_json::Value, EcsError> {
-    serde_json::to_value(v).map_err(|e| EcsError::Server(format!("encoding the response: {e}")))
 }
 
 impl JsonService for AgentApi {
@@ -222,7 +217,7 @@ pub fn register(
         .into_iter()
         .filter(|(_, t)| t.last_status != TaskStatus::Stopped)
         .map(|(_, t)| AdoptOrder {
-            started: t.started_at.is_some(),
+            stop_code_if_gone: hosts::lost_stop_code(&t).to_owned(),
             plan: t.plan,
         })
         .collect();

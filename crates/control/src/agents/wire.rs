@@ -48,8 +48,9 @@ pub struct RegisterAgentResponse {
 pub struct AdoptOrder {
     /// Its plan as recorded (no secret values).
     pub plan: TaskPlan,
-    /// Whether it ever ran (the stop code if it is gone depends on it).
-    pub started: bool,
+    /// Its stop code if the agent cannot re-adopt it
+    /// ([`crate::hosts::lost_stop_code`]: it depends on whether it ran).
+    pub stop_code_if_gone: String,
 }
 
 /// A task the agent holds, as it tells the control plane at each poll.

@@ -75,11 +75,7 @@ pub fn reconcile(core: &Arc<Core>) -> Result<ReconcileReport, EcsError> {
             Reattach::Gone { reason } => {
                 report.lost += 1;
                 core.local.held.done(&key);
-                let code = if t.started_at.is_none() {
-                    stop_code::TASK_FAILED_TO_START
-                } else {
-                    stop_code::ESSENTIAL_CONTAINER_EXITED
-                };
+                let code = crate::hosts::lost_stop_code(&t);
                 apply_event(
                     core,
                     &key,

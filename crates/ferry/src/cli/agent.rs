@@ -140,9 +140,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let firewall = agent.firewall().clone();
     let runtime = Arc::new(HostRuntime::new(agent.clone(), volumes).with_metadata(metadata));
 
-    let (remote, adopted) =
-        RemoteAgent::adopt(client, registered, runtime.clone(), firewall.clone(), views);
-    let held = |id: &str| adopted.contains(id) || runtime.holds_volume(id);
+    let remote = RemoteAgent::adopt(client, registered, runtime.clone(), firewall.clone(), views);
+    let held = |id: &str| runtime.holds_volume(id);
     for p in
         ferry_host::recovery::release_leftovers(&agent, &*engine, &*keys, &tasks_dir, None, &held)
     {

@@ -121,22 +121,9 @@ impl AgentClient {
                 op,
                 detail: format!("HTTP {status}, not JSON: {e}"),
             })?;
-        let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default();
-        let code = field("__type");
-        // `__type` may carry a namespace (`...#Code`).
-        let code = code.rsplit('#').next().unwrap_or(code).to_owned();
-        let message = match field("message") {
-            "" => field("Message").to_owned(),
-            m => m.to_owned(),
-        };
-        Err(CallError::Refused {
-            op,
-            code: if code.is_empty() {
-                format!("HTTP {status}")
-            } else {
-                code
-            },
-            message,
-        })
+        let (code, message) = ferry_api::client::aws_error(&v)
+            .filter(|(code, _)| !code.is_empty())
+            .unwrap_or_else(|| (format!("HTTP {status}"), String::new()));
+        Err(CallError::Refused { op, code, message })
     }
 }

@@ -14,7 +14,7 @@
 
 mod client;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -248,16 +248,16 @@ impl RemoteAgent {
         }
     }
 
-    /// Re-adopts the registered host's tasks through `runtime`. Returns
-    /// the agent and the ids of the tasks it re-adopted (everything else
-    /// of the host's leftovers is to be released).
+    /// Re-adopts the registered host's tasks through `runtime` (what it
+    /// holds afterwards, `HostRuntime::holds_volume`, is kept; everything
+    /// else of the host's leftovers is to be released).
     pub fn adopt(
         client: Arc<AgentClient>,
         registered: Registered,
         runtime: Arc<HostRuntime>,
         firewall: Arc<Firewall>,
         views: Arc<TaskViews>,
-    ) -> (Arc<Self>, HashSet<String>) {
+    ) -> Arc<Self> {
         let Registered {
             instance,
             response: resp,
@@ -275,33 +275,24 @@ impl RemoteAgent {
             closing: AtomicBool::new(false),
             rules: Mutex::new(None),
         });
-        let mut adopted = HashSet::new();
+        let mut adopted = 0;
         for order in resp.tasks {
             let arn = order.plan.task_arn.clone();
             agent.hold(&arn);
             match agent.runtime.reattach(&order.plan, agent.sink(&arn)) {
-                Reattach::Adopted => {
-                    adopted.insert(order.plan.task_id.clone());
-                }
-                Reattach::Gone { reason } => {
-                    let code = if order.started {
-                        stop_code::ESSENTIAL_CONTAINER_EXITED
-                    } else {
-                        stop_code::TASK_FAILED_TO_START
-                    };
-                    agent.sink(&arn)(TaskEvent::Stopped {
-                        stop_code: code.into(),
-                        stopped_reason: reason,
-                    });
-                }
+                Reattach::Adopted => adopted += 1,
+                Reattach::Gone { reason } => agent.sink(&arn)(TaskEvent::Stopped {
+                    stop_code: order.stop_code_if_gone,
+                    stopped_reason: reason,
+                }),
             }
         }
         tracing::info!(
             host = %agent.client.name(),
-            adopted = adopted.len(),
+            adopted,
             "registered with the control plane"
         );
-        (agent, adopted)
+        agent
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
