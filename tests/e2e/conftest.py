@@ -107,6 +107,31 @@ class AwsCliError(Exception):
 _CLI_ERROR = re.compile(r"An error occurred \(([\w.]+)\) when calling the \w+ operation(?: \(reached max retries: \d+\))?: (.*)", re.S)
 
 
+def wait_ready_line(proc, log, pattern, timeout, keep=None):
+    """Copies `proc`'s stdout to `log` (and to the list `keep`) on a
+    thread of its own for as long as the process writes, and waits up to
+    `timeout` for a line matching `pattern`: its match, or None if the
+    process ended or the time ran out first."""
+    ready = threading.Event()
+    found = {}
+
+    def pump():
+        for line in proc.stdout:
+            if keep is not None:
+                keep.append(line)
+            log.write(line)
+            log.flush()
+            m = pattern.search(line)
+            if m and not ready.is_set():
+                found["m"] = m
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    ready.wait(timeout)
+    return found.get("m")
+
+
 class FerryServer:
     def __init__(self, data_dir, region="us-east-1", extra_args=(), stop_tasks_on_exit=True,
                  store=None, pg=None, root_key=None, pg_dir=None, listen="127.0.0.1"):
@@ -168,25 +193,11 @@ class FerryServer:
             cmd.append("--stop-tasks-on-exit")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log,
                                      text=True, env=self._server_env())
-        ready = threading.Event()
-        found = {}
-
-        def pump():
-            for line in self.proc.stdout:
-                self._lines.append(line)
-                self._log.write(line)
-                self._log.flush()
-                m = READY.search(line)
-                if m and not ready.is_set():
-                    found["addr"] = m.group(1)
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        if not ready.wait(timeout) or "addr" not in found:
+        m = wait_ready_line(self.proc, self._log, READY, timeout, keep=self._lines)
+        if m is None:
             self.stop()
             pytest.fail(f"ferry server did not become ready; log:\n{self.log()}", pytrace=False)
-        self.endpoint = f"http://{found['addr']}"
+        self.endpoint = f"http://{m.group(1)}"
         self._ensure_execution_role()
         return self
 

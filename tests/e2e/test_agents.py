@@ -22,12 +22,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 
 import pytest
 
-from conftest import SOURCE_TD, FerryServer, create_source_log_group, ferry_bin, host_resources
+from conftest import (SOURCE_TD, FerryServer, create_source_log_group, ferry_bin, host_resources,
+                      wait_ready_line)
 from pg import PgCluster
 
 SERVICE = "agents-web"
@@ -84,23 +84,11 @@ class Host:
                "--data-dir", self.data_dir, "--name", self.name, "--subnet", self.subnet,
                "--task-network", f"fa{N}{self.name[-1]}", "--stop-tasks-on-exit"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, text=True)
-        ready, found = threading.Event(), {}
-
-        def pump():
-            for line in self.proc.stdout:
-                self._log.write(line)
-                self._log.flush()
-                m = READY.search(line)
-                if m and not ready.is_set():
-                    found["health"] = m.group(2)
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        if not ready.wait(timeout) or "health" not in found:
+        m = wait_ready_line(self.proc, self._log, READY, timeout)
+        if m is None:
             self.stop()
             pytest.fail(f"ferry agent {self.name} did not start; log:\n{self.log()}", pytrace=False)
-        self.health_url = f"http://{found['health']}/health"
+        self.health_url = f"http://{m.group(2)}/health"
         return self
 
     def health(self):
